@@ -1,0 +1,69 @@
+"""Turn a resolved config into objects, run the pipeline, and write the run's outputs."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mosaic import serde
+from mosaic.aggregation import AggregationPolicy
+from mosaic.backends import make_backend
+from mosaic.cluster import Cluster
+from mosaic.metrics import summary
+from mosaic.pipeline import PipelineResult, run_pipeline
+from mosaic.profiles import load_profiles
+from mosaic.schedulers import SchedulerParams, get_scheduler
+from mosaic.trace import requests_csv
+from mosaic.workload.build import build_workload
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    summary: dict[str, Any]
+    result: PipelineResult
+
+
+def run(cfg: DictConfig) -> RunOutput:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    sch, wl_cfg, cl, agg = c["scheduler"], c["workload"], c["cluster"], c["aggregation"]
+    get_scheduler(sch["name"])  # fail on a typo before generating anything
+    policy = AggregationPolicy(agg["policy"], agg.get("tau"))
+    cluster = Cluster.uniform(cl["n_workers"], cl["memory_gib"], cl.get("device", "A100-80GB"))
+    profiles = load_profiles(wl_cfg["profiles"])
+    workload = build_workload(wl_cfg, profiles, c["seed"])
+    params = SchedulerParams(sch.get("max_models_per_worker"), sch.get("replication_cap"),
+                             sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
+    backend = make_backend(c["backend"]["name"], cluster, profiles, **c["backend"].get("options", {}))
+    result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy)
+    return RunOutput(summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"]), result)
+
+
+def write_outputs(out: RunOutput, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
+    plans = {"expert": serde.to_dict(out.result.expert.plan),
+             "aggregator": serde.to_dict(out.result.aggregator.plan)}
+    (directory / "plan.json").write_text(json.dumps(plans, indent=1) + "\n")
+    (directory / "trace.csv").write_text(requests_csv([out.result.expert.trace, out.result.aggregator.trace]))
+
+
+def format_table(s: dict[str, Any]) -> str:
+    rows = [("scheduler", s["scheduler"]), ("workload", f"{s['workload']} (seed {s['seed']})"),
+            ("queries / expert requests", f"{s['n_queries']} / {s['n_expert_requests']}"),
+            ("expert stage", f"{s['expert_stage_s']:.1f} s"),
+            ("aggregator stage", f"{s['aggregator_stage_s']:.1f} s ({s['n_aggregator_requests']} requests)"),
+            ("end to end", f"{s['end_to_end_s']:.1f} s"),
+            ("aggregator skipped", f"{100 * s['skip_rate']:.1f} %"),
+            ("accuracy (always aggregate)", f"{100 * s['accuracy']:.2f} % ("
+             + (f"{100 * s['accuracy_always_aggregate']:.2f} %" if s["accuracy_always_aggregate"] is not None else "n/a") + ")")]
+    if s["solver"]:
+        sv = s["solver"]
+        rows.append(("ILP", f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"))
+    for w in s["workers"]:
+        rows.append((f"worker {w['id']}", f"busy {w['busy_s']:.0f} s, idle {w['idle_s']:.0f} s: "
+                     + " > ".join(w["sessions"])))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,73 @@
+"""Structured-config schemas for Hydra; the YAML under conf/ fills them in.
+
+Hydra type-checks every override against these dataclasses, so `cluster.n_workers=four` fails
+with a message naming the field before anything runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = MISSING
+    max_models_per_worker: Optional[int] = None   # K; null = no limit
+    replication_cap: Optional[int] = None         # R_m; null = clamp(1, floor(T_m / l_m), N)
+    time_limit_s: float = 10.0
+    mip_gap: float = 1e-4
+
+
+@dataclass
+class BackendConfig:
+    name: str = MISSING
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = MISSING
+    kind: str = "synthetic"
+    preset: str = "mmlu_pro"
+    n_queries: Optional[int] = None       # null = the preset's dataset size
+    k: int = 3
+    profiles: str = "moa6_a100"           # bundled profile set name, or a path to a YAML file
+    skill_spread: float = 0.4
+    routing_noise: float = 0.15
+    difficulty_accuracy: float = 1.2
+    difficulty_length: float = 0.6
+    distractor_share: float = 0.6
+    aggregator_follow: float = 0.8
+
+
+@dataclass
+class ClusterConfig:
+    name: str = MISSING
+    n_workers: int = 4
+    memory_gib: float = 80.0
+    device: str = "A100-80GB"
+
+
+@dataclass
+class AggregationConfig:
+    name: str = MISSING
+    policy: str = "threshold"
+    tau: Optional[float] = 1.0
+
+
+@dataclass
+class MosaicConfig:
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="mosaic_schema", node=MosaicConfig)

@@ -1,0 +1,80 @@
+"""Cost predictor: the regression T_m(N_m, mean, max) of session wall time, from profiles.
+
+The schedulers plan on these predictions. The formula is a steady-state reading of the same
+per-step cost model the simulator integrates: a KV- or slot-limited batch decodes the bulk of the
+tokens; the longest request decodes alongside that batch at the batch's step time, and whatever
+it has left when the bulk is done it finishes alone.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from mosaic.cluster import Cluster
+from mosaic.errors import ConfigError
+from mosaic.problem import ModelDemand, StageProblem
+from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens
+from mosaic.workload.types import Request
+
+
+KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
+
+
+def predict_session_s(model: ModelProfile, engine: EngineProfile, memory_gib: float,
+                      n: int, mean_prompt: float) -> float:
+    if n == 0:
+        return 0.0
+    cm = CostModel(model, engine)
+    mean_out = model.output.mean()
+    # Expected maximum of n draws is about the 1 - 1/(n+1) quantile.
+    max_out = model.output.quantile(1.0 - 1.0 / (n + 1))
+    kv = kv_capacity_tokens(model, engine, memory_gib) * (1 - KV_WATERMARK)
+    # Long sequences stay in the batch longest (length-biased residence), so a running
+    # sequence holds on average prompt + E[L^2] / (2 E[L]) tokens of context, not prompt + E[L]/2.
+    mean_ctx = mean_prompt + model.output.second_moment() / (2 * mean_out)
+    batch = max(1, min(n, engine.max_num_seqs, int(kv // mean_ctx)))
+    step_s = cm.decode_base_s(batch) + cm.decode_ms_per_ctx_token * batch * mean_ctx / 1e3
+    bulk_s = n * mean_out / batch * step_s
+    left = max(0.0, max_out - bulk_s / step_s)
+    tail_s = cm.decode_run_s(1, int(mean_prompt + max_out - left), int(math.ceil(left)))
+    prefill_s = cm.prefill_s(int(n * mean_prompt), n * mean_prompt**2, n)
+    return bulk_s + tail_s + prefill_s
+
+
+def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster) -> frozenset[int]:
+    """Workers that hold the weights plus at least one full-length sequence of KV cache."""
+    return frozenset(w.id for w in cluster.workers
+                     if kv_capacity_tokens(model, engine, w.memory_gib) >= engine.max_model_len)
+
+
+def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
+                  profiles: ProfileSet, model_order: Iterable[str] = ()) -> StageProblem:
+    by_model: dict[str, list[Request]] = defaultdict(list)
+    first_seen: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        by_model[r.model].append(r)
+        first_seen.setdefault(r.model, i)
+    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    memory = min(w.memory_gib for w in cluster.workers)
+    demands, fits = [], {}
+    for name in order:
+        prof = profiles.model(name)
+        fits[name] = fitting_workers(prof, profiles.engine, cluster)
+        if not fits[name]:
+            need = prof.weight_gib + profiles.engine.max_model_len * prof.kv_bytes_per_token / 2**30
+            raise ConfigError(
+                f"model {name} needs {need:.1f} GiB (weights {prof.weight_gib} GiB + a "
+                f"{profiles.engine.max_model_len}-token KV cache) at gpu_memory_utilization="
+                f"{profiles.engine.gpu_memory_utilization}, but no worker has that much: raise "
+                f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
+        reqs = by_model[name]
+        mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
+        demands.append(ModelDemand(
+            model=name,
+            request_ids=tuple(r.id for r in reqs),
+            load_s=prof.load_time_s,
+            session_s=predict_session_s(prof, profiles.engine, memory, len(reqs), mean_prompt),
+            first_seen=first_seen[name],
+        ))
+    return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

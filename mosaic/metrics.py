@@ -1,0 +1,63 @@
+"""Metrics over Traces and pipeline results: stage times, skip rate, accuracy, per-worker use."""
+from __future__ import annotations
+
+from typing import Any
+
+from mosaic.pipeline import PipelineResult
+from mosaic.plan import Plan
+from mosaic.workload.types import aggregator_request_id
+
+
+def accuracy(final: dict[str, str | None], gold: dict[str, str]) -> float:
+    return sum(final[q] == g for q, g in gold.items()) / len(gold) if gold else 0.0
+
+
+def accuracy_always_aggregate(result: PipelineResult) -> float | None:
+    """Accuracy had the aggregator run on every query; known only when the workload replays the
+    aggregator's answer for every query."""
+    wl = result.workload
+    outcomes = [wl.outcomes.get(aggregator_request_id(q.id)) for q in wl.queries]
+    if any(o is None for o in outcomes):
+        return None
+    return sum(o.answer == q.gold for o, q in zip(outcomes, wl.queries)) / len(wl.queries)
+
+
+def solver_info(plan: Plan) -> dict[str, Any] | None:
+    if plan.solver is None:
+        return None
+    s = plan.solver
+    return {"status": s.status, "solve_s": s.solve_s, "objective": s.objective,
+            "bound": s.bound, "gap": s.gap}
+
+
+def summary(result: PipelineResult, scheduler: str, backend: str, workload_name: str,
+            seed: int) -> dict[str, Any]:
+    wl = result.workload
+    exp_t, agg_t = result.expert.trace, result.aggregator.trace
+    gold = {q.id: q.gold for q in wl.queries}
+    workers = []
+    for ws_e, ws_a in zip(exp_t.workers, agg_t.workers):
+        sessions = [s.model for t in (exp_t, agg_t) for s in t.sessions if s.worker == ws_e.worker]
+        workers.append({"id": ws_e.worker, "busy_s": ws_e.busy_s + ws_a.busy_s,
+                        "idle_s": ws_e.idle_s + ws_a.idle_s, "sessions": sessions})
+    n_skipped = sum(d.skip for d in result.decisions)
+    return {
+        "scheduler": scheduler,
+        "backend": backend,
+        "workload": workload_name,
+        "seed": seed,
+        "n_queries": len(wl.queries),
+        "n_expert_requests": len(exp_t.requests),
+        "n_aggregator_requests": len(agg_t.requests),
+        "expert_stage_s": exp_t.makespan_s,
+        "aggregator_stage_s": agg_t.makespan_s,
+        "end_to_end_s": exp_t.makespan_s + agg_t.makespan_s,
+        "skip_rate": n_skipped / len(wl.queries),
+        "accuracy": accuracy(result.final_answers, gold),
+        "accuracy_always_aggregate": accuracy_always_aggregate(result),
+        "expert_predicted_makespan_s": result.expert.plan.predicted_makespan_s,
+        "expert_lower_bound_s": result.expert.problem.lower_bound_s,
+        "workers": workers,
+        "solver": solver_info(result.expert.plan),
+        "aggregator_solver": solver_info(result.aggregator.plan),
+    }

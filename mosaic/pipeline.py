@@ -1,0 +1,85 @@
+"""The MoA pipeline: expert stage -> agreement -> aggregator stage, each scheduled then executed.
+
+This is the only module that talks to both a scheduler and a backend.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from mosaic.aggregation import AggregationPolicy, Decision, decide
+from mosaic.backends import Backend
+from mosaic.cluster import Cluster
+from mosaic.costs import build_problem
+from mosaic.errors import ConfigError
+from mosaic.plan import Plan
+from mosaic.problem import StageProblem
+from mosaic.profiles import ProfileSet
+from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.trace import Trace
+from mosaic.workload.types import Request, Workload, aggregator_request_id
+
+# Tokens of instructions wrapped around the question and the experts' answers.
+AGGREGATOR_TEMPLATE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class StageResult:
+    problem: StageProblem
+    plan: Plan
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    workload: Workload
+    expert: StageResult
+    aggregator: StageResult
+    decisions: tuple[Decision, ...]
+    final_answers: dict[str, str | None]
+
+
+def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
+              params: SchedulerParams, backend: Backend, cluster: Cluster, profiles: ProfileSet,
+              workload: Workload) -> StageResult:
+    problem = build_problem(stage, requests, cluster, profiles, model_order)
+    plan = schedule(scheduler, problem, requests, params)
+    trace = backend.run(plan, {r.id: r for r in requests}, workload.outcomes or None)
+    done = {r.request_id for r in trace.requests}
+    missing = [r.id for r in requests if r.id not in done]
+    if missing or len(trace.requests) != len(requests):
+        raise RuntimeError(f"{stage} stage: backend '{trace.backend}' returned {len(trace.requests)} "
+                           f"results for {len(requests)} requests; missing e.g. {missing[:3]}")
+    return StageResult(problem, plan, trace)
+
+
+def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[str],
+                        max_prompt: int) -> list[Request]:
+    """The aggregator reads the question plus every expert's full answer."""
+    expert_tokens: dict[str, int] = defaultdict(int)
+    for r in expert_trace.requests:
+        expert_tokens[r.query_id] += r.output_tokens
+    return [Request(aggregator_request_id(q.id), q.id, workload.aggregator,
+                    min(max_prompt, q.prompt_tokens + expert_tokens[q.id] + AGGREGATOR_TEMPLATE_TOKENS),
+                    "aggregator")
+            for q in workload.queries if q.id in run_ids]
+
+
+def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,
+                 params: SchedulerParams, backend: Backend, policy: AggregationPolicy) -> PipelineResult:
+    if not workload.queries:
+        raise ConfigError("workload: no queries to run")
+    expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
+                       scheduler, params, backend, cluster, profiles, workload)
+    answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
+    for r in expert.trace.requests:
+        answers[r.query_id].append(r.answer)
+    decisions = tuple(decide(policy, answers))
+    to_run = {d.query_id for d in decisions if not d.skip}
+    # Leave half the context for the aggregator's own answer.
+    agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
+    aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
+                           backend, cluster, profiles, workload)
+    agg_answer = {r.query_id: r.answer for r in aggregator.trace.requests}
+    final = {d.query_id: (d.majority if d.skip else agg_answer[d.query_id]) for d in decisions}
+    return PipelineResult(workload, expert, aggregator, decisions, final)

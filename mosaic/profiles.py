@@ -1,0 +1,245 @@
+"""Per-model profiles: memory, load time, output-length distribution and the engine cost model.
+
+Profiles are data (YAML under mosaic/data/ or any path). Both the schedulers' cost predictor and the
+simulator read the engine cost model from here, so the two can never drift apart.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import optimize, special
+
+from mosaic.errors import ConfigError
+
+GIB = 1024**3
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * special.erfc(-x / math.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class LengthComponent:
+    weight: float
+    median: float
+    sigma: float
+
+
+@dataclass(frozen=True)
+class LengthDistribution:
+    """Mixture of lognormals over output tokens, truncated at `cap` (a point mass there).
+
+    Truncation models generations that hit max_tokens, which reasoning models do often.
+    """
+
+    components: tuple[LengthComponent, ...]
+    cap: int
+
+    def mean(self) -> float:
+        total = 0.0
+        log_cap = math.log(self.cap)
+        for c in self.components:
+            mu, s = math.log(c.median), c.sigma
+            below = math.exp(mu + s * s / 2) * _norm_cdf((log_cap - mu - s * s) / s)
+            above = self.cap * (1.0 - _norm_cdf((log_cap - mu) / s))
+            total += c.weight * (below + above)
+        return total
+
+    def second_moment(self) -> float:
+        """E[min(X, cap)^2], numerically on the same grid ppf uses."""
+        u = (np.arange(20000) + 0.5) / 20000
+        return float(np.mean(self.ppf(u).astype(float) ** 2))
+
+    def cdf(self, x: float) -> float:
+        if x >= self.cap:
+            return 1.0
+        if x <= 0:
+            return 0.0
+        return sum(c.weight * _norm_cdf((math.log(x) - math.log(c.median)) / c.sigma)
+                   for c in self.components)
+
+    def quantile(self, p: float) -> float:
+        if p >= self.cdf(self.cap * (1 - 1e-12)):
+            return float(self.cap)
+        return float(optimize.brentq(lambda x: self.cdf(x) - p, 1e-9, self.cap))
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Vectorised inverse CDF in whole tokens (interpolated on a log-spaced grid)."""
+        grid = np.geomspace(0.5, self.cap, 4096)
+        cdf = sum(c.weight * special.ndtr((np.log(grid) - math.log(c.median)) / c.sigma)
+                  for c in self.components)
+        cdf = np.maximum.accumulate(cdf)
+        tokens = np.exp(np.interp(u, cdf, np.log(grid), left=np.log(0.5), right=np.log(self.cap)))
+        return np.clip(np.rint(tokens), 1, self.cap).astype(np.int64)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ppf(rng.random(n))
+
+    def scaled(self, factor: float) -> "LengthDistribution":
+        return replace(self, components=tuple(replace(c, median=c.median * factor)
+                                              for c in self.components))
+
+    def calibrated_to_mean(self, target: float) -> "LengthDistribution":
+        """Scale every median by one factor so the truncated mean equals `target`."""
+        if not 1.0 <= target < self.cap:
+            raise ConfigError(f"output mean_tokens={target} must lie in [1, cap={self.cap})")
+        factor = optimize.brentq(lambda f: self.scaled(f).mean() - target, 1e-6, 1e6, xtol=1e-10)
+        return self.scaled(factor)
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """Per-iteration latency of a vLLM-style engine on one GPU, plus its scheduler limits.
+
+    step_ms = overhead + per_seq * seqs + linear(tokens) * params/ref_params
+              + kv_bytes * sum(decode context) / effective bandwidth
+              + attention flops * sum(prefill length^2) / effective flops
+    """
+
+    device: str
+    memory_gib: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    step_overhead_ms: float
+    per_seq_overhead_ms: float
+    linear_ms_by_tokens: tuple[tuple[float, float], ...]
+    linear_reference_params_b: float
+    hbm_bandwidth_gbs: float
+    bandwidth_efficiency: float
+    peak_tflops: float
+    flops_efficiency: float
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    kind: str  # "reasoning" | "instruct"
+    hf_id: str
+    params_b: float
+    weight_gib: float
+    kv_bytes_per_token: int
+    n_layers: int
+    hidden_size: int
+    load_time_s: float
+    output: LengthDistribution
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    engine: EngineProfile
+    models: dict[str, ModelProfile] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelProfile:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ConfigError(f"model '{name}' has no profile; known models: "
+                              f"{', '.join(sorted(self.models))}") from None
+
+
+def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float) -> int:
+    """KV-cache tokens left on a GPU of `memory_gib` after the weights, as vLLM sizes it."""
+    free = memory_gib * engine.gpu_memory_utilization - model.weight_gib
+    return max(0, int(free * GIB // model.kv_bytes_per_token))
+
+
+class CostModel:
+    """Step latency for one (model, engine) pair; precomputes the coefficients once."""
+
+    def __init__(self, model: ModelProfile, engine: EngineProfile):
+        pts = np.array(engine.linear_ms_by_tokens, dtype=float)
+        self._lin_x, self._lin_y = pts[:, 0], pts[:, 1]
+        self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
+        self._lin_scale = model.params_b / engine.linear_reference_params_b
+        self._overhead_ms = engine.step_overhead_ms
+        self._per_seq_ms = engine.per_seq_overhead_ms
+        bw = engine.hbm_bandwidth_gbs * 1e9 * engine.bandwidth_efficiency
+        self.decode_ms_per_ctx_token = model.kv_bytes_per_token / bw * 1e3
+        # Causal attention: QK^T and AV are 2*L^2*d flops each per layer, halved by the mask.
+        flops = engine.peak_tflops * 1e12 * engine.flops_efficiency
+        self.prefill_ms_per_len2 = 2.0 * model.n_layers * model.hidden_size / flops * 1e3
+
+    def linear_ms(self, tokens: float) -> float:
+        if tokens <= self._lin_x[-1]:
+            base = float(np.interp(tokens, self._lin_x, self._lin_y))
+        else:
+            base = self._lin_y[-1] + self._lin_tail_slope * (tokens - self._lin_x[-1])
+        return base * self._lin_scale
+
+    def decode_base_s(self, n_seqs: int) -> float:
+        """Time of a decode step of n_seqs sequences, excluding the context-dependent attention."""
+        return (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(n_seqs)) / 1e3
+
+    def prefill_s(self, lengths_sum: int, lengths_sq_sum: float, n_seqs: int) -> float:
+        ms = (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(lengths_sum)
+              + self.prefill_ms_per_len2 * lengths_sq_sum)
+        return ms / 1e3
+
+    def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:
+        """Total time of `steps` consecutive decode steps; every step adds n_seqs context tokens."""
+        ctx_total = steps * ctx_sum + n_seqs * steps * (steps - 1) / 2
+        return steps * self.decode_base_s(n_seqs) + self.decode_ms_per_ctx_token * ctx_total / 1e3
+
+
+# ---------------------------------------------------------------- loading
+
+_DATA = Path(__file__).parent / "data"
+
+
+def _require(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise ConfigError(f"{where}: missing field '{key}'")
+    return d[key]
+
+
+def _length_distribution(d: dict[str, Any], shapes: dict[str, Any], where: str) -> LengthDistribution:
+    shape_name = _require(d, "shape", where)
+    if shape_name not in shapes:
+        raise ConfigError(f"{where}.shape: unknown shape '{shape_name}'; defined: {sorted(shapes)}")
+    comps = tuple(LengthComponent(float(c["weight"]), float(c["median"]), float(c["sigma"]))
+                  for c in shapes[shape_name])
+    dist = LengthDistribution(comps, int(_require(d, "cap", where)))
+    return dist.calibrated_to_mean(float(_require(d, "mean_tokens", where)))
+
+
+def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
+    eng = dict(_require(raw, "engine", where))
+    eng["linear_ms_by_tokens"] = tuple(tuple(map(float, p)) for p in eng["linear_ms_by_tokens"])
+    eng["sources"] = tuple(eng.get("sources", ()))
+    try:
+        engine = EngineProfile(**eng)
+    except TypeError as e:
+        raise ConfigError(f"{where}.engine: {e}") from None
+    shapes = raw.get("length_shapes", {})
+    models = {}
+    for name, m in _require(raw, "models", where).items():
+        m = dict(m)
+        mw = f"{where}.models.{name}"
+        m["output"] = _length_distribution(_require(m, "output", mw), shapes, f"{mw}.output")
+        m["sources"] = tuple(m.get("sources", ()))
+        try:
+            models[name] = ModelProfile(name=name, **m)
+        except TypeError as e:
+            raise ConfigError(f"{mw}: {e}") from None
+    return ProfileSet(engine=engine, models=models)
+
+
+def load_profiles(name_or_path: str) -> ProfileSet:
+    """Load a profile set by bundled name (e.g. 'moa6_a100') or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = _DATA / f"{name_or_path}.yaml"
+    if not path.exists():
+        bundled = sorted(p.stem for p in _DATA.glob("*.yaml"))
+        raise ConfigError(f"profiles: no file '{name_or_path}' (bundled profile sets: {bundled})")
+    with open(path) as f:
+        return parse_profiles(yaml.safe_load(f), where=str(path.name))

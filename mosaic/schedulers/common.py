@@ -1,0 +1,44 @@
+"""Helpers the policies share: turning per-worker assignments into a Plan with predicted times."""
+from __future__ import annotations
+
+from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
+from mosaic.problem import StageProblem
+
+
+def split_counts(request_ids: tuple[str, ...], counts: dict[int, int]) -> dict[int, tuple[str, ...]]:
+    """Deal a model's requests to workers in the given counts, interleaved in stream order so each
+    replica gets a similar mix of prompts (largest remaining quota first, ties to the lower id)."""
+    assert sum(counts.values()) == len(request_ids), (counts, len(request_ids))
+    left = {w: c for w, c in counts.items() if c > 0}
+    out: dict[int, list[str]] = {w: [] for w in left}
+    for rid in request_ids:
+        w = max(left, key=lambda k: (left[k] / counts[k], -k))
+        out[w].append(rid)
+        left[w] -= 1
+        if left[w] == 0:
+            del left[w]
+    return {w: tuple(v) for w, v in out.items()}
+
+
+def even_counts(n: int, workers: list[int]) -> dict[int, int]:
+    q, r = divmod(n, len(workers))
+    return {w: q + (1 if i < r else 0) for i, w in enumerate(workers)}
+
+
+def make_plan(problem: StageProblem, policy: str,
+              assignment: dict[int, list[tuple[str, tuple[str, ...]]]],
+              solver: SolverInfo | None = None, params: dict[str, float] | None = None) -> Plan:
+    """assignment: worker -> ordered [(model, request ids)]. Empty sessions are dropped: loading a
+    model with nothing to run only costs time."""
+    tau = {d.model: d.per_request_s for d in problem.models}
+    load = {d.model: d.load_s for d in problem.models}
+    workers = []
+    for w in range(problem.n_workers):
+        sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)
+        predicted = sum(load[s.model] + tau[s.model] * len(s.request_ids) for s in sessions)
+        workers.append(WorkerPlan(w, sessions, predicted))
+    return Plan(problem.stage, policy, tuple(workers), solver, params or {})
+
+
+def fitting(problem: StageProblem, model: str) -> list[int]:
+    return sorted(problem.fits[model])

@@ -1,0 +1,15 @@
+"""Every worker loads every model; each model's requests are split evenly across workers."""
+from mosaic.plan import Plan
+from mosaic.problem import StageProblem
+from mosaic.schedulers.common import even_counts, fitting, make_plan, split_counts
+from mosaic.schedulers.registry import SchedulerParams, register
+
+
+@register("data_parallel")
+def data_parallel(problem: StageProblem, params: SchedulerParams) -> Plan:
+    assignment: dict[int, list] = {}
+    for d in problem.models:
+        workers = fitting(problem, d.model)[: max(1, d.n)]
+        for w, ids in split_counts(d.request_ids, even_counts(d.n, workers)).items():
+            assignment.setdefault(w, []).append((d.model, ids))
+    return make_plan(problem, "data_parallel", assignment)

@@ -1,0 +1,83 @@
+"""Trace: what a backend observed when running a Plan. Metrics and figures read only Traces."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, fields
+
+from mosaic import serde
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    request_id: str
+    query_id: str
+    model: str
+    stage: str
+    worker: int
+    session: int          # index of the session on its worker
+    start_s: float        # prefill began
+    first_token_s: float
+    finish_s: float
+    prompt_tokens: int
+    output_tokens: int
+    answer: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    worker: int
+    index: int
+    model: str
+    load_start_s: float
+    load_end_s: float
+    run_start_s: float
+    run_end_s: float
+    n_requests: int
+    preemptions: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    worker: int
+    busy_s: float
+    idle_s: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    stage: str
+    backend: str
+    makespan_s: float
+    requests: tuple[RequestRecord, ...]
+    sessions: tuple[SessionRecord, ...]
+    workers: tuple[WorkerStats, ...]
+
+    def to_json(self, **kw) -> str:
+        return serde.to_json(self, **kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Trace":
+        return serde.from_json(cls, text)
+
+
+def worker_stats(sessions: tuple[SessionRecord, ...], worker_ids: list[int],
+                 makespan_s: float) -> tuple[WorkerStats, ...]:
+    """Busy time is the union of a worker's session spans; sessions on one worker never overlap."""
+    busy = {w: 0.0 for w in worker_ids}
+    for s in sessions:
+        busy[s.worker] += s.run_end_s - s.load_start_s
+    return tuple(WorkerStats(w, busy[w], makespan_s - busy[w]) for w in worker_ids)
+
+
+def requests_csv(traces: list[Trace]) -> str:
+    out = io.StringIO()
+    names = [f.name for f in fields(RequestRecord)]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for t in traces:
+        for r in t.requests:
+            writer.writerow([getattr(r, n) if getattr(r, n) is not None else "" for n in names])
+    return out.getvalue()

@@ -1,0 +1,69 @@
+"""Workload data model.
+
+A Request is what a scheduler may see: which model, how long the prompt is. What the request will
+actually produce (its output length and answer) lives apart in `Outcome`, which only a backend
+replaying the workload reads, so no policy can peek at the future.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mosaic import serde
+
+
+def expert_request_id(query_id: str, model: str) -> str:
+    return f"{query_id}/{model}"
+
+
+def aggregator_request_id(query_id: str) -> str:
+    return f"{query_id}/agg"
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    category: str
+    prompt_tokens: int
+    gold: str
+    experts: tuple[str, ...]  # chosen by the router, in routing order
+    difficulty: float = 0.0   # latent; drives correlated errors and longer outputs
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    query_id: str
+    model: str
+    prompt_tokens: int
+    stage: str  # "expert" | "aggregator"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request produces when run: output length in tokens and the extracted answer."""
+
+    output_tokens: int
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    seed: int
+    queries: tuple[Query, ...]
+    expert_models: tuple[str, ...]
+    aggregator: str
+    # Replay data keyed by request id: expert requests, and the aggregator's answer per query if it ran.
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    options: tuple[str, ...] = ("A", "B", "C", "D")
+
+    def expert_requests(self) -> tuple[Request, ...]:
+        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert")
+                     for q in self.queries for m in q.experts)
+
+    def to_json(self) -> str:
+        return serde.to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Workload":
+        return serde.from_json(cls, text)

@@ -1,0 +1,71 @@
+"""SimPy cluster: one process per worker running its sessions in order (load, then the engine)."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import simpy
+
+from mosaic.cluster import Cluster
+from mosaic.errors import ConfigError
+from mosaic.plan import Plan
+from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens
+from mosaic.trace import RequestRecord, SessionRecord, Trace, worker_stats
+from mosaic.workload.types import Outcome, Request
+from sim.engine import BatchEngine
+
+
+class SimBackend:
+    name = "sim"
+
+    def __init__(self, cluster: Cluster, profiles: ProfileSet, **options):
+        if options:
+            raise ConfigError(f"backend: the sim backend takes no options, got {sorted(options)}")
+        self.cluster = cluster
+        self.profiles = profiles
+
+    def run(self, plan: Plan, requests: Mapping[str, Request],
+            replay: Mapping[str, Outcome] | None) -> Trace:
+        if replay is None:
+            raise ConfigError("backend=sim replays output lengths from the workload, which has none")
+        env = simpy.Environment()
+        req_records: list[RequestRecord] = []
+        sess_records: list[SessionRecord] = []
+        engine_cfg = self.profiles.engine
+
+        def worker_loop(wp):
+            memory = self.cluster.workers[wp.worker].memory_gib
+            for idx, session in enumerate(wp.sessions):
+                model = self.profiles.model(session.model)
+                load_start = env.now
+                yield env.timeout(model.load_time_s)
+                run_start = env.now
+                batch = []
+                for rid in session.request_ids:
+                    if rid not in replay:
+                        raise ConfigError(f"request {rid}: no output length to replay")
+                    r = requests[rid]
+                    room = engine_cfg.max_model_len - r.prompt_tokens
+                    batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
+                engine = BatchEngine(CostModel(model, engine_cfg),
+                                     kv_capacity_tokens(model, engine_cfg, memory),
+                                     engine_cfg.max_num_seqs, engine_cfg.max_num_batched_tokens)
+                for duration in engine.run(batch, lambda: env.now):
+                    yield env.timeout(duration)
+                result = engine.result
+                for s in result.seqs:
+                    r = requests[s.rid]
+                    req_records.append(RequestRecord(
+                        s.rid, r.query_id, r.model, r.stage, wp.worker, idx, s.start, s.first_token,
+                        s.finish, r.prompt_tokens, s.target, replay[s.rid].answer))
+                sess_records.append(SessionRecord(wp.worker, idx, session.model, load_start, run_start,
+                                                  run_start, env.now, len(session.request_ids),
+                                                  result.preemptions))
+
+        for wp in plan.workers:
+            env.process(worker_loop(wp))
+        env.run()
+        makespan = max((s.run_end_s for s in sess_records), default=0.0)
+        req_records.sort(key=lambda r: (r.worker, r.session, r.start_s, r.request_id))
+        sess_records.sort(key=lambda s: (s.worker, s.index))
+        return Trace(plan.stage, self.name, makespan, tuple(req_records), tuple(sess_records),
+                     worker_stats(tuple(sess_records), [w.id for w in self.cluster.workers], makespan))

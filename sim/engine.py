@@ -1,0 +1,135 @@
+"""Continuous-batching engine for one session, vLLM V0 scheduling semantics.
+
+Each iteration is either a prefill step (newly admitted sequences, prioritised over decoding, up to
+max_num_batched_tokens) or a decode step (one token for every running sequence). Admission needs a
+free sequence slot and KV room for the prompt; when a decode step would overflow the KV cache the
+most recently admitted sequence is preempted and later recomputed (prompt + tokens so far).
+Admission keeps a watermark of free KV (vLLM's 1% of blocks) so a preempted sequence is not
+readmitted straight into the same shortage.
+
+Between events (a sequence finishing, the KV cache filling up) the batch is constant and every
+step adds one context token per sequence, so a run of decode steps has a closed-form duration.
+The engine jumps over it in one timeout instead of thousands: same result, far fewer events.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Generator
+
+from mosaic.profiles import CostModel
+
+
+@dataclass
+class SeqState:
+    rid: str
+    prompt: int
+    target: int            # output tokens to generate
+    generated: int = 0
+    start: float | None = None
+    first_token: float | None = None
+    finish: float | None = None
+    # Decode bookkeeping while running: generated = g0 + (decode_clock - d0).
+    g0: int = 0
+    d0: int = 0
+    epoch: int = 0         # bumps on preemption, invalidating stale heap entries
+
+
+@dataclass
+class EngineResult:
+    seqs: list[SeqState]
+    preemptions: int = 0
+    steps: int = 0
+
+
+@dataclass
+class BatchEngine:
+    cost: CostModel
+    kv_capacity: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    watermark: float = 0.01
+    result: EngineResult = field(init=False)
+
+    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float]
+            ) -> Generator[float, None, EngineResult]:
+        """Yields step durations (seconds); the caller advances the clock. requests: (id, prompt,
+        output tokens) in submission order, all submitted at once."""
+        seqs = [SeqState(rid, p, t) for rid, p, t in requests]
+        self.result = res = EngineResult(seqs)
+        waiting: deque[SeqState] = deque(seqs)
+        running: dict[str, SeqState] = {}          # insertion order = admission order
+        finish_heap: list[tuple[int, int, str]] = []  # (decode clock at finish, epoch, rid)
+        clock = 0                                  # decode steps taken so far
+        base_sum = 0                               # sum(prompt + g0 - d0) over running
+        reserve = int(self.watermark * self.kv_capacity)
+        while waiting or running:
+            # -------- admission + prefill step (V0 prioritises prefills)
+            admitted: list[SeqState] = []
+            used = base_sum + len(running) * clock
+            tokens = 0
+            while waiting and len(running) + len(admitted) < self.max_num_seqs:
+                s = waiting[0]
+                ctx = s.prompt + s.generated
+                if used + ctx + 1 + reserve > self.kv_capacity or (admitted and tokens + ctx > self.max_num_batched_tokens):
+                    break
+                waiting.popleft()
+                admitted.append(s)
+                used += ctx + 1
+                tokens += ctx
+            if admitted:
+                t0 = now()
+                dur = self.cost.prefill_s(tokens, float(sum((s.prompt + s.generated) ** 2 for s in admitted)),
+                                          len(admitted))
+                res.steps += 1
+                yield dur
+                t1 = now()
+                for s in admitted:
+                    if s.start is None:
+                        s.start = t0
+                    s.generated += 1        # a prefill emits the next token
+                    if s.first_token is None:
+                        s.first_token = t1
+                    if s.generated >= s.target:
+                        s.finish = t1
+                        continue
+                    s.g0, s.d0 = s.generated, clock
+                    running[s.rid] = s
+                    base_sum += s.prompt + s.g0 - s.d0
+                    heapq.heappush(finish_heap, (clock + s.target - s.generated, s.epoch, s.rid))
+                continue
+            if not running:
+                raise RuntimeError("engine stalled: a sequence cannot fit the KV cache")  # pragma: no cover
+            # -------- a run of decode steps up to the next event
+            n = len(running)
+            used = base_sum + n * clock
+            room_steps = (self.kv_capacity - used) // n
+            if room_steps < 1:
+                victim = running.pop(next(reversed(running)))
+                victim.generated = victim.g0 + (clock - victim.d0)
+                base_sum -= victim.prompt + victim.g0 - victim.d0
+                victim.epoch += 1
+                waiting.appendleft(victim)
+                res.preemptions += 1
+                continue
+            while finish_heap and (finish_heap[0][2] not in running
+                                   or running[finish_heap[0][2]].epoch != finish_heap[0][1]):
+                heapq.heappop(finish_heap)
+            steps = min(finish_heap[0][0] - clock, room_steps)
+            # Admission is only possible again once a sequence leaves; if something is waiting
+            # and slots are free but KV is short, a finish is the next event that can change that.
+            yield self.cost.decode_run_s(n, used, steps)
+            res.steps += steps
+            clock += steps
+            t = now()
+            while finish_heap and finish_heap[0][0] <= clock:
+                _, epoch, rid = heapq.heappop(finish_heap)
+                s = running.get(rid)
+                if s is None or s.epoch != epoch:
+                    continue
+                del running[rid]
+                base_sum -= s.prompt + s.g0 - s.d0
+                s.generated = s.target
+                s.finish = t
+        return res
