@@ -11,7 +11,9 @@ from typing import Mapping, Sequence
 
 from mosaic.errors import ConfigError
 
-_EPS = 1e-9  # tau = 2/3 written as 0.6667 must still accept a 2:1 vote
+# C(q) is a multiple of 1/k, so grid points are >= 0.1 apart for k <= 10: a 1e-3 tolerance lets
+# tau = 2/3 written as 0.6667 or 0.666 accept a 2:1 vote without ever crossing a real grid point.
+_EPS = 1e-3
 
 
 @dataclass(frozen=True)

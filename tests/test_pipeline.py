@@ -1,0 +1,66 @@
+"""End-to-end pipeline through the real Hydra config (small workloads)."""
+import pytest
+
+from mosaic.app import run
+from mosaic.errors import ConfigError
+from tests.helpers import config
+
+SMALL = ("workload=synth_small",)
+
+
+def test_same_seed_identical_summary():
+    a = run(config(*SMALL, "seed=7")).summary
+    b = run(config(*SMALL, "seed=7")).summary
+    a["solver"]["solve_s"] = b["solver"]["solve_s"] = 0  # wall-clock, not simulated
+    a["aggregator_solver"]["solve_s"] = b["aggregator_solver"]["solve_s"] = 0
+    assert a == b
+    c = run(config(*SMALL, "seed=8")).summary
+    assert c["end_to_end_s"] != a["end_to_end_s"]
+
+
+def test_every_query_gets_one_answer_and_aggregator_runs_only_when_needed():
+    out = run(config(*SMALL, "aggregation=tau067"))
+    res = out.result
+    assert set(res.final_answers) == {q.id for q in res.workload.queries}
+    ran = {r.query_id for r in res.aggregator.trace.requests}
+    for d in res.decisions:
+        assert (d.query_id in ran) != d.skip
+        if d.skip:
+            assert res.final_answers[d.query_id] == d.majority
+    assert out.summary["n_aggregator_requests"] == len(ran)
+    assert out.summary["skip_rate"] == pytest.approx(1 - len(ran) / len(res.workload.queries))
+
+
+def test_thresholds_are_nested():
+    always = run(config(*SMALL, "aggregation=always")).summary
+    tau1 = run(config(*SMALL, "aggregation=tau1")).summary
+    tau067 = run(config(*SMALL, "aggregation=tau067")).summary
+    assert always["skip_rate"] == 0
+    assert always["accuracy"] == pytest.approx(always["accuracy_always_aggregate"])
+    assert 0 < tau1["skip_rate"] < tau067["skip_rate"] < 1
+    # Skipping shortens the aggregator stage; the expert stage is untouched.
+    assert always["expert_stage_s"] == tau1["expert_stage_s"] == tau067["expert_stage_s"]
+    assert always["aggregator_stage_s"] > tau1["aggregator_stage_s"] > tau067["aggregator_stage_s"]
+
+
+@pytest.mark.slow
+def test_ilp_beats_round_robin_on_default_workload():
+    ilp = run(config()).summary
+    rr = run(config("scheduler=round_robin")).summary
+    assert ilp["workload"] == rr["workload"] == "synth_mmlu_pro" and ilp["seed"] == rr["seed"]
+    assert ilp["expert_stage_s"] < rr["expert_stage_s"]
+    assert ilp["end_to_end_s"] < rr["end_to_end_s"]
+    assert ilp["accuracy"] == rr["accuracy"]  # scheduling never changes answers
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (("scheduler.name=nope",), "scheduler.name: unknown scheduler 'nope'"),
+    (("cluster.n_workers=0",), "cluster.n_workers must be an integer >= 1"),
+    (("cluster.memory_gib=20",), "model .* needs .* GiB.*raise cluster.memory_gib"),
+    (("scheduler.max_models_per_worker=1",), "K\\*N = 1\\*4 = 4 worker slots for 6 models"),
+    (("workload.profiles=missing_set",), "profiles: no file 'missing_set'"),
+    (("backend.name=gpu9000",), "backend.name: unknown backend"),
+])
+def test_bad_configuration_is_a_clear_error(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        run(config(*SMALL, *overrides))

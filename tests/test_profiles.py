@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from mosaic.errors import ConfigError
+from mosaic.profiles import LengthComponent, LengthDistribution, kv_capacity_tokens, load_profiles
+
+PAPER_MEANS = {"reasoning": 3289, "instruct": 518}
+
+
+def test_bundled_profiles_keep_paper_length_statistics(profiles):
+    by_kind = {"reasoning": [], "instruct": []}
+    for m in profiles.models.values():
+        by_kind[m.kind].append(m.output.mean())
+        assert 38 <= m.load_time_s <= 47          # paper: l_m = 38-47 s
+        assert m.sources                          # every model says where its numbers come from
+    for kind, means in by_kind.items():
+        assert np.mean(means) == pytest.approx(PAPER_MEANS[kind], rel=0.01)
+    longest = max(by_kind["reasoning"]) / min(by_kind["instruct"])
+    assert 12 <= longest <= 13.5                  # "up to 13x"
+
+
+def test_reasoning_shape_is_heavy_tailed_like_r1(profiles):
+    d = profiles.model("LlamaR1").output
+    # DeepSeek-R1 production: median/mean 0.52, p99/mean 8.3.
+    assert 0.4 < d.quantile(0.5) / d.mean() < 0.65
+    assert 5 < d.quantile(0.99) / d.mean() < 10
+
+
+def test_sampling_matches_analytic_mean():
+    d = LengthDistribution((LengthComponent(0.3, 200, 0.6), LengthComponent(0.7, 900, 1.0)), cap=4000)
+    s = d.sample(np.random.default_rng(0), 200_000)
+    assert s.max() <= 4000 and s.min() >= 1
+    assert s.mean() == pytest.approx(d.mean(), rel=0.01)
+    assert (s == 4000).mean() == pytest.approx(1 - d.cdf(3999.999), abs=0.003)
+
+
+def test_calibration_hits_target_mean():
+    d = LengthDistribution((LengthComponent(1.0, 1.0, 0.9),), cap=8192).calibrated_to_mean(518)
+    assert d.mean() == pytest.approx(518, rel=1e-6)
+
+
+def test_kv_capacity_full_gpu(profiles):
+    m = profiles.model("LlamaR1")
+    # (80 GiB x 0.9 - 14.96 GiB) / 128 KiB per token.
+    assert kv_capacity_tokens(m, profiles.engine, 80) == int((72 - 14.96) * 2**30 // 131072)
+
+
+def test_unknown_profile_set_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no file 'nope'.*moa6_a100"):
+        load_profiles("nope")
+
+
+def test_unknown_model_names_known_ones(profiles):
+    with pytest.raises(ConfigError, match="known models"):
+        profiles.model("GPT-9")

@@ -1,0 +1,25 @@
+from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
+from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
+from mosaic.workload.synthetic import SyntheticSpec, generate
+from mosaic.workload.types import Workload
+
+
+def test_plan_round_trip():
+    p = Plan("expert", "ilp", (WorkerPlan(0, (Session("A", ("q1/A", "q2/A")),), 12.5), WorkerPlan(1, (), 0.0)),
+             SolverInfo("optimal", 0.1, 12.5, 12.4, 0.008), {"K": 3})
+    assert Plan.from_json(p.to_json()) == p
+
+
+def test_trace_round_trip():
+    t = Trace("expert", "sim", 10.0,
+              (RequestRecord("q/A", "q", "A", "expert", 0, 0, 1.0, 2.0, 3.0, 10, 20, "B"),),
+              (SessionRecord(0, 0, "A", 0.0, 1.0, 1.0, 10.0, 1),),
+              (WorkerStats(0, 10.0, 0.0),))
+    assert Trace.from_json(t.to_json()) == t
+
+
+def test_workload_round_trip(profiles):
+    w = generate(SyntheticSpec(n_queries=20), profiles, seed=3)
+    back = Workload.from_json(w.to_json())
+    assert back == w
+    assert back.expert_requests() == w.expert_requests()
