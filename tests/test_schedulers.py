@@ -147,7 +147,11 @@ def brute_force_makespan(problem: StageProblem, caps: dict[str, int], k: int | N
 # strategies
 # ---------------------------------------------------------------------------------------------
 
-loads = st.one_of(st.just(0.0), st.floats(0.05, 40.0, allow_nan=False, allow_infinity=False))
+# 0.0 (free replication) is drawn as a boundary value now and then; drawing it often makes the
+# MIP highly symmetric and slow, and test_replication_caps_formula covers it explicitly.
+# Tiny positive loads are snapped to 0.0 so T/l stays finite (see test_replication_caps_tiny_load).
+loads = st.floats(0.0, 40.0, allow_nan=False, allow_infinity=False).map(
+    lambda x: 0.0 if x < 1e-3 else x)
 sessions = st.floats(0.05, 400.0, allow_nan=False, allow_infinity=False)
 
 
@@ -192,7 +196,7 @@ def test_baseline_plans_are_valid(policy, problem):
 @given(pk=problem_and_k())
 def test_ilp_plan_is_valid_and_respects_k_and_caps(pk):
     problem, k = pk
-    params = SchedulerParams(max_models_per_worker=k)
+    params = SchedulerParams(max_models_per_worker=k, time_limit_s=2.0)  # validity needs no optimum
     if not k_feasible(problem, k):
         with pytest.raises(ConfigError, match="infeasible"):
             schedule("ilp", problem, requests_for(problem), params)
@@ -207,7 +211,7 @@ def test_ilp_plan_is_valid_and_respects_k_and_caps(pk):
 @given(problem=problems(hetero=False), data=st.data())
 def test_ilp_respects_explicit_replication_cap(problem, data):
     cap = data.draw(st.integers(1, problem.n_workers))
-    params = SchedulerParams(replication_cap=cap)
+    params = SchedulerParams(replication_cap=cap, time_limit_s=2.0)
     caps = replication_caps(problem, params)
     assert all(1 <= caps[d.model] <= min(cap, d.n) for d in problem.models)
     plan = schedule("ilp", problem, requests_for(problem), params)
@@ -224,6 +228,13 @@ def test_replication_caps_formula():
         "m0": 4, "m1": 2, "m2": 1, "m3": 4, "m4": 2, "m5": 2}
     assert replication_caps(problem, SchedulerParams(replication_cap=3)) == {
         "m0": 3, "m1": 3, "m2": 3, "m3": 3, "m4": 2, "m5": 2}
+
+
+def test_replication_caps_tiny_load():
+    problem = make_problem([(3, 1e-310, 1.0)], 2)
+    assert replication_caps(problem, SchedulerParams()) == {"m0": 2}
+    plan = schedule("ilp", problem, requests_for(problem))
+    check_plan(plan, problem)
 
 
 @pytest.fixture
@@ -539,7 +550,7 @@ def test_ilp_k_times_n_below_m_raises():
     with pytest.raises(ConfigError, match="K") as e:
         schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=2))
     assert "2*2" in str(e.value)
-    # K*N == M is fine: exactly one... two models per worker at most
+    # K*N == M is feasible
     problem4 = make_problem([(2, 1, 1)] * 4, 2)
     plan = schedule("ilp", problem4, requests_for(problem4), SchedulerParams(max_models_per_worker=2))
     assert max(models_per_worker(plan)) <= 2
@@ -551,8 +562,6 @@ def test_ilp_negative_k_raises():
         schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=-1))
 
 
-@pytest.mark.xfail(strict=True, reason="ilp.py: `params.max_models_per_worker or len(models)` turns "
-                   "K=0 into 'no limit', so the K >= 1 check in _check_feasible never fires for 0")
 def test_ilp_zero_k_raises():
     problem = make_problem([(2, 1, 1), (2, 1, 1)], 2)
     with pytest.raises(ConfigError, match="max_models_per_worker"):
@@ -579,8 +588,6 @@ def test_empty_problem_gives_empty_plan(policy, n_workers):
         assert plan.solver is not None and plan.solver.status == "empty"
 
 
-@pytest.mark.xfail(strict=False, reason="ilp.py: the no-incumbent fallback returns least_loaded's "
-                   "plan unchanged, ignoring K, so schedule() rejects it with PlanError")
 def test_ilp_time_limit_fallback_respects_k():
     # least_loaded puts the three cheap models on one worker, more than K=2
     specs = [(1, 1.0, 10.0), (1, 1.0, 1.0), (1, 1.0, 1.0), (1, 1.0, 1.0)]

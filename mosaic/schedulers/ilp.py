@@ -26,8 +26,10 @@ def replication_caps(problem: StageProblem, params: SchedulerParams) -> dict[str
     for d in problem.models:
         if params.replication_cap is not None:
             r = params.replication_cap
+        elif d.session_s >= problem.n_workers * d.load_s:  # also covers l_m ~ 0 without overflow
+            r = problem.n_workers
         else:
-            r = math.floor(d.session_s / d.load_s) if d.load_s > 0 else problem.n_workers
+            r = math.floor(d.session_s / d.load_s)
         caps[d.model] = max(1, min(r, problem.n_workers, len(problem.fits[d.model]), max(1, d.n)))
     return caps
 
@@ -41,8 +43,13 @@ def _check_feasible(problem: StageProblem, k: int) -> None:
                           "raise scheduler.max_models_per_worker or cluster.n_workers")
 
 
+def _k(problem: StageProblem, params: SchedulerParams) -> int:
+    k = params.max_models_per_worker
+    return len(problem.models) if k is None else k
+
+
 def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteModel:
-    k = params.max_models_per_worker or len(problem.models)
+    k = _k(problem, params)
     _check_feasible(problem, k)
     caps = replication_caps(problem, params)
     models = [d.model for d in problem.models]
@@ -73,7 +80,7 @@ def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteM
 
 @register("ilp")
 def ilp(problem: StageProblem, params: SchedulerParams) -> Plan:
-    k = params.max_models_per_worker or len(problem.models)
+    k = _k(problem, params)
     plan_params = {"K": k, "time_limit_s": params.time_limit_s, "mip_gap": params.mip_gap}
     if not problem.models:
         return make_plan(problem, "ilp", {}, SolverInfo("empty", 0.0, 0.0, 0.0, 0.0), plan_params)
@@ -89,7 +96,8 @@ def ilp(problem: StageProblem, params: SchedulerParams) -> Plan:
             raise ConfigError(f"ILP infeasible ({status}): no placement satisfies K="
                               f"{k}, the replication caps and the memory limits; raise "
                               "scheduler.max_models_per_worker or scheduler.replication_cap")
-        # No incumbent within the time limit: keep serving with the greedy plan, and say so.
+        # No incumbent within the time limit: keep serving with the greedy plan (which honours K),
+        # and say so.
         fallback = least_loaded(problem, params)
         info = SolverInfo(f"{status}: no incumbent, fell back to least_loaded", solve_s, None, None, None)
         return make_plan(problem, "ilp", {w.worker: [(s.model, s.request_ids) for s in w.sessions]
