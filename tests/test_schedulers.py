@@ -621,3 +621,17 @@ def test_ilp_solver_info(problem):
     assert 0.0 <= info.gap <= params.mip_gap + 1e-6
     assert plan.params == {"K": len(problem.models), "time_limit_s": params.time_limit_s,
                            "mip_gap": params.mip_gap}
+
+
+def test_least_loaded_honours_k():
+    # Unconstrained, the four light models would pile onto worker 1 next to nothing on worker 0's
+    # heavy model; with K=2 no worker may hold more than two models.
+    problem = make_problem([(5, 1, 100), (1, 1, 1), (1, 1, 1), (1, 1, 1)], 2)
+    free = schedule("least_loaded", problem, requests_for(problem))
+    assert max(models_per_worker(free)) == 3
+    capped = schedule("least_loaded", problem, requests_for(problem), SchedulerParams(max_models_per_worker=2))
+    assert max(models_per_worker(capped)) == 2
+    assert capped.params == {"K": 2}
+    with pytest.raises(ConfigError, match="max_models_per_worker"):
+        schedule("least_loaded", make_problem([(1, 1, 1)] * 3, 1), requests_for(make_problem([(1, 1, 1)] * 3, 1)),
+                 SchedulerParams(max_models_per_worker=2))
