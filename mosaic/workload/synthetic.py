@@ -77,37 +77,50 @@ def skill_table(preset: Preset, spread: float) -> np.ndarray:
     return expit(base[None, :] + dev - dev.mean(axis=0, keepdims=True))
 
 
-def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
-    if spec.preset not in PRESETS:
-        raise ConfigError(f"workload.preset: unknown preset '{spec.preset}'; choose one of {sorted(PRESETS)}")
-    preset = PRESETS[spec.preset]
-    n = preset.n_queries if spec.n_queries is None else spec.n_queries
-    if n < 1:
-        raise ConfigError(f"workload.n_queries must be >= 1 (got {n})")
-    if not 1 <= spec.k <= len(EXPERTS):
-        raise ConfigError(f"workload.k must be between 1 and {len(EXPERTS)} (got {spec.k})")
-    for m in (*EXPERTS, preset.aggregator):
-        profiles.model(m)  # clear error if the profile set lacks a model
+@dataclass(frozen=True)
+class QuestionFrame:
+    """What is known of the questions before any model runs, one entry per query."""
 
-    rng = np.random.default_rng(seed)
-    acc = skill_table(preset, spec.skill_spread)
-    letters = tuple("ABCDEFGHIJ"[: preset.n_options])
-    max_len = profiles.engine.max_model_len
+    ids: tuple[str, ...]
+    categories: tuple[str, ...]
+    prompt_tokens: np.ndarray   # int
+    gold: np.ndarray            # option index
+    n_options: np.ndarray       # int, >= 2
 
-    cat = rng.integers(0, len(preset.categories), size=n)
-    z = rng.normal(size=n)
-    prompt = np.clip(np.rint(rng.lognormal(np.log(preset.prompt_median_tokens), 0.4, size=n)), 16, 4096)
-    gold = rng.integers(0, preset.n_options, size=n)
-    distractor = (gold + rng.integers(1, preset.n_options, size=n)) % preset.n_options
-    # Gumbel-top-k on noisy logit-skill = sampling k experts without replacement, skill-weighted.
-    scores = logit(acc[cat]) + spec.routing_noise * rng.gumbel(size=(n, len(EXPERTS)))
-    chosen = np.argsort(-scores, axis=1, kind="stable")[:, : spec.k]
-    # Lengths follow each model's profile distribution exactly; a Gaussian copula on difficulty
-    # makes hard queries long without distorting that marginal.
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def route(skill: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Skill-based routing: per query, the k experts with the highest noisy logit-skill.
+
+    Gumbel-top-k on logit-skill is sampling k experts without replacement, weighted by skill;
+    `skill` is (queries x experts) accuracy as the router believes it."""
+    scores = logit(np.clip(skill, 1e-6, 1 - 1e-6)) + noise * rng.gumbel(size=skill.shape)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarray, chosen: np.ndarray,
+             aggregator: str, aggregator_logit: np.ndarray, spec: SyntheticSpec, profiles: ProfileSet,
+             rng: np.random.Generator, name: str, seed: int) -> Workload:
+    """Answers and output lengths for every routed (query, expert) pair and for the aggregator.
+
+    accuracy: (queries x experts) true P(correct) at average difficulty; aggregator_logit: per
+    query, the aggregator's logit P(correct) at average difficulty with an even expert vote."""
+    n = len(frame)
     rho = spec.difficulty_length
     if not -1.0 < rho < 1.0:
         raise ConfigError(f"workload.difficulty_length is a correlation in (-1, 1) (got {rho})")
+    if np.any(frame.n_options < 2):
+        raise ConfigError("workload: every question needs at least 2 options")
+    max_len = profiles.engine.max_model_len
+    z = rng.normal(size=n)
+    gold, n_opt = frame.gold, frame.n_options
+    distractor = (gold + rng.integers(1, n_opt)) % n_opt
+    letters = "ABCDEFGHIJKLMNOP"
 
+    # Lengths follow each model's profile distribution exactly; a Gaussian copula on difficulty
+    # makes hard queries long without distorting that marginal.
     def lengths(model: str) -> np.ndarray:
         latent = rho * z + np.sqrt(1 - rho * rho) * rng.normal(size=n)
         return profiles.model(model).output.ppf(special.ndtr(latent))
@@ -115,35 +128,67 @@ def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
     def wrong_answer(i: int) -> int:
         if rng.random() < spec.distractor_share:
             return int(distractor[i])
-        return int((gold[i] + rng.integers(1, preset.n_options)) % preset.n_options)
+        return int((gold[i] + rng.integers(1, n_opt[i])) % n_opt[i])
 
-    # Draw lengths per model in one vectorised call, then hand them out in query order.
-    draws = {m: lengths(m) for m in EXPERTS}
-    agg_draws = lengths(preset.aggregator)
+    draws = {m: lengths(m) for m in experts}
+    agg_draws = lengths(aggregator)
     queries, outcomes = [], {}
     for i in range(n):
-        qid = f"{preset.name}-{i:05d}"
-        experts = tuple(EXPERTS[j] for j in chosen[i])
+        qid = frame.ids[i]
         n_correct = 0
         for j in chosen[i]:
-            m = EXPERTS[j]
-            p = expit(logit(acc[cat[i], j]) - spec.difficulty_accuracy * z[i])
+            m = experts[j]
+            p = expit(logit(accuracy[i, j]) - spec.difficulty_accuracy * z[i])
             correct = rng.random() < p
             n_correct += correct
             ans = int(gold[i]) if correct else wrong_answer(i)
-            out = min(int(draws[m][i]), max_len - int(prompt[i]))
+            out = min(int(draws[m][i]), max_len - int(frame.prompt_tokens[i]))
             outcomes[expert_request_id(qid, m)] = Outcome(out, letters[ans])
         # The aggregator reads the experts' answers: more correct experts, likelier it is right.
-        a_idx = EXPERTS.index(preset.aggregator)
-        p_agg = expit(logit(preset.aggregator_accuracy) + logit(acc[cat[i], a_idx]) - logit(
-            preset.base_accuracy[preset.aggregator]) - spec.difficulty_accuracy * z[i]
-            + spec.aggregator_follow * (n_correct - spec.k / 2))
+        p_agg = expit(aggregator_logit[i] - spec.difficulty_accuracy * z[i]
+                      + spec.aggregator_follow * (n_correct - len(chosen[i]) / 2))
         agg_ans = int(gold[i]) if rng.random() < p_agg else wrong_answer(i)
-        agg_out = min(int(agg_draws[i]), max_len // 2)
-        outcomes[aggregator_request_id(qid)] = Outcome(agg_out, letters[agg_ans])
-        queries.append(Query(qid, preset.categories[cat[i]], int(prompt[i]), letters[gold[i]],
-                             experts, float(z[i])))
-    return Workload(name=f"synthetic_{preset.name}", seed=seed, queries=tuple(queries),
-                    expert_models=EXPERTS, aggregator=preset.aggregator, outcomes=outcomes,
-                    options=letters)
+        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), letters[agg_ans])
+        queries.append(Query(qid, frame.categories[i], int(frame.prompt_tokens[i]), letters[gold[i]],
+                             tuple(experts[j] for j in chosen[i]), float(z[i])))
+    return Workload(name=name, seed=seed, queries=tuple(queries), expert_models=experts,
+                    aggregator=aggregator, outcomes=outcomes, options=tuple(letters[: int(n_opt.max())]))
 
+
+def check_spec(spec: SyntheticSpec, profiles: ProfileSet, models) -> None:
+    if not 1 <= spec.k <= len(EXPERTS):
+        raise ConfigError(f"workload.k must be between 1 and {len(EXPERTS)} (got {spec.k})")
+    for m in models:
+        profiles.model(m)  # clear error if the profile set lacks a model
+
+
+def aggregator_logits(preset: Preset, accuracy: np.ndarray) -> np.ndarray:
+    """The aggregator's accuracy moves with its own per-category skill around the preset's level."""
+    a = EXPERTS.index(preset.aggregator)
+    return logit(preset.aggregator_accuracy) + logit(accuracy[:, a]) - logit(preset.base_accuracy[preset.aggregator])
+
+
+def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
+    if spec.preset not in PRESETS:
+        raise ConfigError(f"workload.preset: unknown preset '{spec.preset}'; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[spec.preset]
+    n = preset.n_queries if spec.n_queries is None else spec.n_queries
+    if n < 1:
+        raise ConfigError(f"workload.n_queries must be >= 1 (got {n})")
+    check_spec(spec, profiles, (*EXPERTS, preset.aggregator))
+
+    rng = np.random.default_rng(seed)
+    table = skill_table(preset, spec.skill_spread)
+    cat = rng.integers(0, len(preset.categories), size=n)
+    frame = QuestionFrame(
+        ids=tuple(f"{preset.name}-{i:05d}" for i in range(n)),
+        categories=tuple(preset.categories[c] for c in cat),
+        prompt_tokens=np.clip(np.rint(rng.lognormal(np.log(preset.prompt_median_tokens), 0.4, size=n)),
+                              16, 4096).astype(int),
+        gold=rng.integers(0, preset.n_options, size=n),
+        n_options=np.full(n, preset.n_options))
+    accuracy = table[cat]
+    # The synthetic router knows the true skills; the real-question router estimates them.
+    chosen = route(accuracy, spec.k, spec.routing_noise, rng)
+    return simulate(frame, EXPERTS, accuracy, chosen, preset.aggregator, aggregator_logits(preset, accuracy),
+                    spec, profiles, rng, f"synthetic_{preset.name}", seed)
