@@ -16,6 +16,7 @@ from scipy.special import expit, logit
 
 from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
+from mosaic.workload.registry import register_kind
 from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
 
 EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
@@ -192,3 +193,9 @@ def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
     chosen = route(accuracy, spec.k, spec.routing_noise, rng)
     return simulate(frame, EXPERTS, accuracy, chosen, preset.aggregator, aggregator_logits(preset, accuracy),
                     spec, profiles, rng, f"synthetic_{preset.name}", seed)
+
+
+@register_kind("synthetic")
+def build(cfg: dict, profiles: ProfileSet, seed: int) -> Workload:
+    return generate(SyntheticSpec(**{k: v for k, v in cfg.items() if k in SyntheticSpec.__dataclass_fields__}),
+                    profiles, seed)
