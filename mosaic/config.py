@@ -41,6 +41,13 @@ class WorkloadConfig:
     difficulty_length: float = 0.6
     distractor_share: float = 0.6
     aggregator_follow: float = 0.8
+    # Real question sets and traces (kinds "questions" and "trace").
+    dataset: Optional[str] = None
+    questions_dir: str = "../shared/data/questions"
+    traces_dir: str = "../shared/data/traces"
+    prior_strength: float = 5.0           # router: Beta prior, in calibration questions
+    experts: Optional[Any] = None         # trace kind: expert name -> {file, format, profile, lengths}
+    aggregator: Optional[Any] = None      # trace kind: {file, format, profile}
 
 
 @dataclass

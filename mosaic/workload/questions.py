@@ -1,0 +1,121 @@
+"""Workloads from the real question sets (MMLU-Pro, MedMCQA, GPQA; Symbolic-MoE release format).
+
+Questions, categories, gold letters and prompt lengths are real. Expert answers and output
+lengths are modelled as in the synthetic workload (per-category skill, correlated errors, profile
+length distributions), because no trace covers the paper's six experts. The router estimates each
+expert's per-category skill on the calibration (train) file: the experts "answer" the calibration
+questions under the same model, and `router.estimate_skills` turns that into skill scores.
+"""
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mosaic.errors import ConfigError
+from mosaic.profiles import ProfileSet
+from mosaic.workload.paths import resolve
+from mosaic.workload.registry import register_kind
+from mosaic.workload.router import estimate_skills
+from mosaic.workload.synthetic import (EXPERTS, PRESETS, QuestionFrame, SyntheticSpec, aggregator_logits,
+                                       check_spec, route, simulate, skill_table)
+from mosaic.workload.tokens import estimate_tokens
+from mosaic.workload.types import Workload
+
+FILES = {"mmlu_pro": "MMLU_Pro", "medmcqa": "MedMCQA", "gpqa": "GPQA"}
+# Symbolic-MoE wraps each question in an instruction asking for step-by-step reasoning and a final
+# letter; about 40 tokens.
+TEMPLATE_TOKENS = 40
+_OPTION = re.compile(r"\(([A-P])\)")
+
+
+@lru_cache(maxsize=16)
+def _read(path: Path, mtime: float) -> tuple[dict[str, Any], ...]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a JSON list of question objects, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise ConfigError(f"{path}: item {i} is not an object")
+        for field in ("question", "gold_answer"):
+            if not isinstance(rec.get(field), str) or not rec[field].strip():
+                raise ConfigError(f"{path}: item {i} lacks a non-empty string field '{field}'")
+    return tuple(data)
+
+
+def load_questions(path: Path) -> tuple[dict[str, Any], ...]:
+    """A question file: JSON list of {question, gold_answer[, category]}; errors name path and item."""
+    if not path.is_file():
+        raise ConfigError(f"questions file '{path}' does not exist; set workload.questions_dir")
+    return _read(path, path.stat().st_mtime)
+
+
+def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
+    ids, cats, prompts, gold, n_opt = [], [], [], [], []
+    for i, rec in enumerate(records):
+        letter = rec["gold_answer"].strip().upper()
+        options = _OPTION.findall(rec["question"].split("The options are:")[-1])
+        n = max((ord(o) - 64 for o in options), default=0)
+        if not ("A" <= letter <= "P") or ord(letter) - 64 > max(n, 2):
+            raise ConfigError(f"{path}: item {i} has gold_answer '{rec['gold_answer']}' outside its "
+                              f"options ({n} found in the question text)")
+        ids.append(f"{dataset}-{split}-{i:05d}")
+        cats.append(str(rec.get("category") or "all"))
+        prompts.append(estimate_tokens(rec["question"]) + TEMPLATE_TOKENS)
+        gold.append(ord(letter) - 65)
+        n_opt.append(max(n, 2))
+    return QuestionFrame(tuple(ids), tuple(cats), np.array(prompts), np.array(gold), np.array(n_opt))
+
+
+def true_accuracy(dataset: str, categories, spread: float) -> np.ndarray:
+    """(questions x experts) true accuracy: the preset's per-category table where the category is
+    one of the preset's, else the expert's overall accuracy for the dataset."""
+    preset = PRESETS[dataset]
+    table = skill_table(preset, spread)
+    base = np.array([preset.base_accuracy[e] for e in EXPERTS])
+    index = {c: i for i, c in enumerate(preset.categories)}
+    return np.array([table[index[c]] if c in index else base for c in categories])
+
+
+@register_kind("questions")
+def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
+    dataset = cfg.get("dataset")
+    if dataset not in FILES:
+        raise ConfigError(f"workload.dataset: '{dataset}' is not one of {sorted(FILES)}")
+    spec = SyntheticSpec(**{k: v for k, v in cfg.items() if k in SyntheticSpec.__dataclass_fields__})
+    preset = PRESETS[dataset]
+    check_spec(spec, profiles, (*EXPERTS, preset.aggregator))
+    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), "workload.questions_dir")
+    test_path, train_path = qdir / f"{FILES[dataset]}_test.json", qdir / f"{FILES[dataset]}_train.json"
+    test = frame(load_questions(test_path), dataset, "test", test_path)
+    train = frame(load_questions(train_path), dataset, "train", train_path)
+    if cfg.get("n_queries") is not None:
+        n = int(cfg["n_queries"])
+        if not 1 <= n <= len(test):
+            raise ConfigError(f"workload.n_queries must be in [1, {len(test)}] for {dataset} (got {n})")
+        test = QuestionFrame(test.ids[:n], test.categories[:n], test.prompt_tokens[:n], test.gold[:n],
+                             test.n_options[:n])
+
+    rng = np.random.default_rng(seed)
+    # Calibration: every expert answers every train question under the same outcome model.
+    train_acc = true_accuracy(dataset, train.categories, spec.skill_spread)
+    all_experts = np.tile(np.arange(len(EXPERTS)), (len(train), 1))
+    calib = simulate(train, EXPERTS, train_acc, all_experts, preset.aggregator,
+                     aggregator_logits(preset, train_acc), spec, profiles, rng, "calibration", seed)
+    correct = np.array([[calib.outcomes[f"{q}/{e}"].answer == g for e in EXPERTS]
+                        for q, g in zip(train.ids, (chr(65 + x) for x in train.gold))], dtype=float)
+    categories = sorted(set(test.categories) | set(train.categories))
+    skill = estimate_skills(train.categories, correct, categories, cfg.get("prior_strength", 5.0))
+    cat_index = {c: i for i, c in enumerate(categories)}
+
+    test_acc = true_accuracy(dataset, test.categories, spec.skill_spread)
+    chosen = route(skill[[cat_index[c] for c in test.categories]], spec.k, spec.routing_noise, rng)
+    return simulate(test, EXPERTS, test_acc, chosen, preset.aggregator, aggregator_logits(preset, test_acc),
+                    spec, profiles, rng, cfg.get("name", dataset), seed)

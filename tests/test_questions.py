@@ -1,0 +1,101 @@
+"""Question-set loader and calibration-set router."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mosaic.errors import ConfigError
+from mosaic.workload.questions import build, load_questions
+from mosaic.workload.router import estimate_skills
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "questions"
+
+
+def write_set(tmp_path, name, n, category=True):
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(n):
+        rec = {"question": f"Question {i} about things? The options are: (A) x (B) y (C) z (D) w",
+               "gold_answer": "ABCD"[rng.integers(4)]}
+        if category:
+            rec["category"] = ["math", "law"][i % 2]
+        recs.append(rec)
+    (tmp_path / f"{name}.json").write_text(json.dumps(recs))
+
+
+@pytest.fixture
+def qdir(tmp_path):
+    write_set(tmp_path, "GPQA_test", 60)
+    write_set(tmp_path, "GPQA_train", 80)
+    return tmp_path
+
+
+def cfg(qdir, **kw):
+    return {"kind": "questions", "dataset": "gpqa", "questions_dir": str(qdir), "name": "t", **kw}
+
+
+def test_builds_from_question_files(qdir, profiles):
+    w = build(cfg(qdir), profiles, seed=0)
+    assert len(w.queries) == 60
+    assert {q.category for q in w.queries} == {"math", "law"}
+    assert all(len(q.experts) == 3 for q in w.queries)
+    assert all(q.prompt_tokens > 40 for q in w.queries)
+    assert len(w.outcomes) == 60 * 4  # 3 experts + aggregator per query
+
+
+def test_same_seed_same_routing(qdir, profiles):
+    a, b = build(cfg(qdir), profiles, seed=4), build(cfg(qdir), profiles, seed=4)
+    assert [q.experts for q in a.queries] == [q.experts for q in b.queries]
+    c = build(cfg(qdir), profiles, seed=5)
+    assert [q.experts for q in a.queries] != [q.experts for q in c.queries]
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not a readable JSON file"),
+    ('{"question": "q"}', "expected a JSON list"),
+    ('[{"question": "q? The options are: (A) a (B) b"}]', "item 0 lacks a non-empty string field 'gold_answer'"),
+    ('[{"question": "", "gold_answer": "A"}]', "field 'question'"),
+    ('[{"question": "q? The options are: (A) a (B) b", "gold_answer": "H"}]', "outside its options"),
+])
+def test_malformed_file_names_path_and_field(tmp_path, profiles, content, match):
+    write_set(tmp_path, "GPQA_train", 10)
+    (tmp_path / "GPQA_test.json").write_text(content)
+    with pytest.raises(ConfigError, match=match) as e:
+        build(cfg(tmp_path), profiles, seed=0)
+    assert "GPQA_test.json" in str(e.value)
+
+
+def test_missing_directory_and_file(tmp_path, profiles):
+    with pytest.raises(ConfigError, match="workload.questions_dir"):
+        build(cfg(tmp_path / "nope"), profiles, seed=0)
+    with pytest.raises(ConfigError, match="GPQA_test.json' does not exist"):
+        load_questions(tmp_path / "GPQA_test.json")
+    with pytest.raises(ConfigError, match="workload.dataset"):
+        build({**cfg(tmp_path), "dataset": "aime"}, profiles, seed=0)
+
+
+def test_skill_estimates_shrink_to_overall():
+    cats = ["a"] * 2 + ["b"] * 100
+    correct = np.array([[1, 0]] * 2 + [[0, 1]] * 100, dtype=float)
+    skill = estimate_skills(cats, correct, ["a", "b", "c"], prior_strength=5.0)
+    # Two lucky answers in "a" do not make expert 0 the better one there.
+    assert skill[0, 0] < 0.5 < skill[0, 1]
+    assert skill[1, 1] > 0.9 > 0.1 > skill[1, 0]
+    assert skill[2, 0] == pytest.approx((2 + 1) / (102 + 2))  # unseen category: overall rate
+
+
+def test_skill_estimation_rejects_expert_without_answers():
+    with pytest.raises(ConfigError, match="no calibration answers"):
+        estimate_skills(["a"], np.array([[1.0, np.nan]]), ["a"])
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+def test_real_medmcqa_routing_is_skewed_and_deterministic(profiles):
+    c = {"kind": "questions", "dataset": "medmcqa", "questions_dir": str(SHARED), "name": "medmcqa"}
+    w = build(c, profiles, seed=0)
+    assert len(w.queries) == 4183 and len(w.expert_requests()) == 12549
+    demand = Counter(m for q in w.queries for m in q.experts)
+    assert max(demand.values()) / min(demand.values()) > 5
+    assert [q.experts for q in build(c, profiles, seed=0).queries] == [q.experts for q in w.queries]
