@@ -1,6 +1,7 @@
 """Turn a resolved config into objects, run the pipeline, and write the run's outputs."""
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,11 @@ from mosaic import serde
 from mosaic.aggregation import AggregationPolicy
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.metrics import summary
+from mosaic.metrics import query_rows, summary
 from mosaic.pipeline import PipelineResult, run_pipeline
 from mosaic.profiles import load_profiles
 from mosaic.schedulers import SchedulerParams, get_scheduler
-from mosaic.trace import requests_csv
+from mosaic.trace import requests_csv, sessions_csv
 from mosaic.workload.build import build_workload
 
 
@@ -38,7 +39,9 @@ def run(cfg: DictConfig) -> RunOutput:
                              sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
     backend = make_backend(c["backend"]["name"], cluster, profiles, **c["backend"].get("options", {}))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy)
-    return RunOutput(summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"]), result)
+    aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
+    return RunOutput(summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation),
+                     result)
 
 
 def write_outputs(out: RunOutput, directory: Path) -> None:
@@ -47,7 +50,14 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     plans = {"expert": serde.to_dict(out.result.expert.plan),
              "aggregator": serde.to_dict(out.result.aggregator.plan)}
     (directory / "plan.json").write_text(json.dumps(plans, indent=1) + "\n")
-    (directory / "trace.csv").write_text(requests_csv([out.result.expert.trace, out.result.aggregator.trace]))
+    traces = [out.result.expert.trace, out.result.aggregator.trace]
+    (directory / "trace.csv").write_text(requests_csv(traces))
+    (directory / "sessions.csv").write_text(sessions_csv(traces))
+    rows = query_rows(out.result)
+    with open(directory / "queries.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def format_table(s: dict[str, Any]) -> str:

@@ -30,8 +30,24 @@ def solver_info(plan: Plan) -> dict[str, Any] | None:
             "bound": s.bound, "gap": s.gap}
 
 
+def query_rows(result: PipelineResult) -> list[dict[str, Any]]:
+    """One row per query: the agreement decision, the final answer and, where the workload replays
+    it, the answer the aggregator would have given (so any tau can be evaluated afterwards)."""
+    wl = result.workload
+    by_id = {q.id: q for q in wl.queries}
+    rows = []
+    for d in result.decisions:
+        q = by_id[d.query_id]
+        agg = wl.outcomes.get(aggregator_request_id(q.id))
+        rows.append({"query_id": q.id, "category": q.category, "gold": q.gold, "experts": "+".join(q.experts),
+                     "agreement": round(d.agreement, 6), "majority": d.majority or "", "skipped": int(d.skip),
+                     "final_answer": result.final_answers[q.id] or "",
+                     "aggregator_answer": (agg.answer or "") if agg else ""})
+    return rows
+
+
 def summary(result: PipelineResult, scheduler: str, backend: str, workload_name: str,
-            seed: int) -> dict[str, Any]:
+            seed: int, aggregation: dict[str, Any] | None = None) -> dict[str, Any]:
     wl = result.workload
     exp_t, agg_t = result.expert.trace, result.aggregator.trace
     gold = {q.id: q.gold for q in wl.queries}
@@ -45,6 +61,7 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         "scheduler": scheduler,
         "backend": backend,
         "workload": workload_name,
+        "aggregation": aggregation,
         "seed": seed,
         "n_queries": len(wl.queries),
         "n_expert_requests": len(exp_t.requests),

@@ -72,12 +72,22 @@ def worker_stats(sessions: tuple[SessionRecord, ...], worker_ids: list[int],
     return tuple(WorkerStats(w, busy[w], makespan_s - busy[w]) for w in worker_ids)
 
 
-def requests_csv(traces: list[Trace]) -> str:
+def _csv(cls, rows_by_stage: list[tuple[str, tuple]]) -> str:
     out = io.StringIO()
-    names = [f.name for f in fields(RequestRecord)]
+    names = [f.name for f in fields(cls)]
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
-    for t in traces:
-        for r in t.requests:
-            writer.writerow([getattr(r, n) if getattr(r, n) is not None else "" for n in names])
+    writer.writerow(["stage", *names] if cls is SessionRecord else names)
+    for stage, rows in rows_by_stage:
+        for r in rows:
+            vals = [getattr(r, n) if getattr(r, n) is not None else "" for n in names]
+            writer.writerow([stage, *vals] if cls is SessionRecord else vals)
     return out.getvalue()
+
+
+def requests_csv(traces: list[Trace]) -> str:
+    return _csv(RequestRecord, [(t.stage, t.requests) for t in traces])
+
+
+def sessions_csv(traces: list[Trace]) -> str:
+    """Sessions with a stage column; times are relative to the start of their stage."""
+    return _csv(SessionRecord, [(t.stage, t.sessions) for t in traces])

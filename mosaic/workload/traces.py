@@ -1,0 +1,381 @@
+"""Trace-driven workloads: real questions, real expert answers, real output lengths.
+
+Every expert request replays what a real model wrote for that question (its extracted answer and
+the length of its output), so agreement, skip rate and accuracy are measured, not modelled. Only
+the cost side (load time, memory, engine speed) comes from a profile.
+
+Design choices, in the order the builder applies them:
+
+* Lengths. Output tokens are counted from text at CHARS_PER_TOKEN = 4.0 characters per token (the
+  usual English rule of thumb; no tokenizer may be downloaded here), or taken from the API's
+  `completion_tokens` where a trace records it (medagents). An expert configured with
+  `lengths: profile` has real answers but unrealistic token counts (models asked for the letter
+  only), so its lengths are drawn from its profile instead, seeded.
+* Matching. Question files hold "stem The options are: (A) .. (B) ..", traces hold stem and
+  options apart; both are rebuilt into that one string and normalised to lowercase letters and
+  digits only, which removes the punctuation and spacing the two sources disagree on. Duplicate
+  texts in a trace keep the record with the smallest id, so every model resolves a duplicate alike.
+* Questions. Only test questions that every expert and the aggregator model answered (have a
+  record; an unparsed answer is a record that votes for nothing) enter the workload.
+* Router. Per-category skills come from `router.estimate_skills` on a calibration set disjoint from
+  the workload, scored with the experts' real answers: `calibration_questions` (a question file,
+  e.g. MMLU_Pro_train.json, whose questions the traces cover) when given, else
+  `calibration_size` test questions held out by a split seeded with `calibration_seed` (not the run
+  seed, so every seed runs the same questions). Then `synthetic.route` picks k experts per query.
+* Aggregator. Its answer is a designated strong model's real answer (`aggregator.file`); its cost
+  and output length are the paper aggregator's profile (`aggregator.profile`), sampled, seeded.
+* Model names. The scheduler groups requests by model and costs them by profile, so an expert is
+  scheduled under its profile name (`profile`, default: the expert's key); experts must not share one.
+
+Parsed files are cached per process on (path, mtime), since a sweep builds one workload many times.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import math
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mosaic.errors import ConfigError
+from mosaic.profiles import ProfileSet
+from mosaic.workload.paths import resolve
+from mosaic.workload.registry import register_kind
+from mosaic.workload.router import estimate_skills
+from mosaic.workload.synthetic import route
+from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
+
+CHARS_PER_TOKEN = 4.0
+LETTERS = "ABCDEFGHIJKLMNOP"
+# MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
+# mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
+_FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
+
+
+def tokens_from_text(text: str) -> int:
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def question_key(question: str, options: Sequence[str]) -> str:
+    """The key a question file's "stem The options are: (A) ..." text also normalises to."""
+    opts = " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
+    return normalise(f"{question} The options are: {opts}")
+
+
+def _letter(value: Any, n_options: int) -> str | None:
+    """An extracted answer as a letter, or None (no vote) when absent or not a valid option."""
+    if isinstance(value, str) and len(value.strip()) == 1 and value.strip().upper() in LETTERS[:n_options]:
+        return value.strip().upper()
+    return None
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    key: str                 # normalised question + options text
+    record_id: str
+    category: str | None
+    n_options: int
+    gold: str | None
+    answer: str | None       # None: the model gave no parseable answer
+    output_tokens: int
+    censored: bool           # the generation hit max_tokens: the true length is longer
+
+
+# ---------------------------------------------------------------- readers: path -> records
+
+def _field(rec: Any, name: str, path: Path, i: int) -> Any:
+    if not isinstance(rec, dict) or name not in rec:
+        raise ConfigError(f"{path}: record {i} has no field '{name}'; every record of this format needs it")
+    return rec[name]
+
+
+def _json_list(text: str | bytes, path: Path) -> list:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); point the file field at an unmodified trace") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
+    """MMLU-Pro evaluation outputs: a zip holding one JSON list of question records."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(".json")]
+            if len(names) != 1:
+                raise ConfigError(f"{path}: expected exactly one .json file in the zip, found {names}")
+            data = _json_list(z.read(names[0]), path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ConfigError(f"{path}: not a readable zip ({e}); format mmlu_pro_zip needs one") from None
+    out = []
+    for i, r in enumerate(data):
+        opts = _field(r, "options", path, i)
+        text = _field(r, "generated_text", path, i) or ""
+        n = len(opts)
+        out.append(TraceRecord(
+            key=question_key(_field(r, "question", path, i), opts),
+            record_id=f"{int(_field(r, 'question_id', path, i)):08d}",
+            category=_field(r, "category", path, i), n_options=n,
+            gold=_letter(_field(r, "answer", path, i), n), answer=_letter(_field(r, "pred", path, i), n),
+            output_tokens=tokens_from_text(text),
+            censored=not _FINAL_ANSWER.search(text) and not text.rstrip().endswith((".", "!", "?"))))
+    return tuple(out)
+
+
+def _token_usage(r: dict, path: Path, i: int) -> int:
+    usage = _field(r, "token_usage", path, i)
+    if isinstance(usage, str):  # some releases store the dict's repr
+        try:
+            usage = ast.literal_eval(usage)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"{path}: record {i} field 'token_usage' is a string but not a dict") from None
+    if not isinstance(usage, dict) or "completion_tokens" not in usage:
+        raise ConfigError(f"{path}: record {i} field 'token_usage' has no 'completion_tokens'")
+    return max(1, int(usage["completion_tokens"]))
+
+
+def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
+    """MedAgentsBench outputs: a JSON list with options as a letter -> text mapping."""
+    try:
+        data = _json_list(path.read_bytes(), path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    rows = []
+    for i, r in enumerate(data):
+        opts = _field(r, "options", path, i)
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{path}: record {i} field 'options' must map letters to texts")
+        rows.append((r, list(opts.values()), _token_usage(r, path, i)))
+    # max_tokens settings are powers of two: a file whose longest output is one hit its cap there.
+    top = max((t for *_, t in rows), default=0)
+    cap = top if top >= 512 and top & (top - 1) == 0 else None
+    out = []
+    for i, (r, opts, tokens) in enumerate(rows):
+        n = len(opts)
+        out.append(TraceRecord(
+            key=question_key(_field(r, "question", path, i), opts),
+            record_id=str(_field(r, "realidx", path, i)), category=None, n_options=n,
+            gold=_letter(_field(r, "answer_idx", path, i), n),
+            answer=_letter(_field(r, "predicted_answer", path, i), n),
+            output_tokens=tokens, censored=tokens == cap))
+    return tuple(out)
+
+
+READERS: dict[str, Callable[[Path], tuple[TraceRecord, ...]]] = {
+    "mmlu_pro_zip": read_mmlu_pro_zip, "medagents_json": read_medagents_json}
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, mtime_ns: int, fmt: str) -> dict[str, TraceRecord]:
+    by_key: dict[str, TraceRecord] = {}
+    for r in sorted(READERS[fmt](Path(path)), key=lambda r: r.record_id):
+        by_key.setdefault(r.key, r)
+    return by_key
+
+
+def read_trace(path: Path, fmt: str, field: str = "file") -> dict[str, TraceRecord]:
+    """Records of one trace file by question key (parsed once per process and file version)."""
+    if fmt not in READERS:
+        raise ConfigError(f"{field}: unknown format '{fmt}'; choose one of {sorted(READERS)}")
+    return _cached(str(path), path.stat().st_mtime_ns, fmt)
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    keys: tuple[str, ...]
+    texts: tuple[str, ...]
+    gold: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _questions(path: str, mtime_ns: int) -> QuestionSet:
+    p = Path(path)
+    try:
+        data = _json_list(p.read_bytes(), p)
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e})") from None
+    texts = tuple(str(_field(r, "question", p, i)) for i, r in enumerate(data))
+    return QuestionSet(tuple(normalise(t) for t in texts), texts,
+                       tuple(str(_field(r, "gold_answer", p, i)).strip().upper() for i, r in enumerate(data)),
+                       tuple(str(r.get("category", "all")) for r in data))
+
+
+def read_questions(path: Path) -> QuestionSet:
+    return _questions(str(path), path.stat().st_mtime_ns)
+
+
+# ---------------------------------------------------------------- spec
+
+@dataclass(frozen=True)
+class TraceSource:
+    name: str            # expert key in the config
+    path: Path
+    fmt: str
+    profile: str         # cost side; also the model name the scheduler sees
+    lengths: str         # "trace" | "profile"
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    name: str
+    dataset: str
+    questions: Path
+    calibration_questions: Path | None
+    calibration_size: int
+    calibration_seed: int
+    experts: tuple[TraceSource, ...]
+    aggregator: TraceSource
+    k: int
+    n_queries: int | None
+    routing_noise: float
+    prior_strength: float
+
+
+def _source(name: str, d: Any, traces_dir: Path, field: str, default_lengths: str) -> TraceSource:
+    if not isinstance(d, Mapping) or "file" not in d or "format" not in d:
+        raise ConfigError(f"{field}: needs a mapping with 'file' and 'format' (and optionally 'profile', 'lengths')")
+    lengths = d.get("lengths", default_lengths)
+    if lengths not in ("trace", "profile"):
+        raise ConfigError(f"{field}.lengths: '{lengths}' is not 'trace' or 'profile'")
+    if d["format"] not in READERS:
+        raise ConfigError(f"{field}.format: unknown format '{d['format']}'; choose one of {sorted(READERS)}")
+    path = resolve(traces_dir / str(d["file"]), f"{field}.file")
+    return TraceSource(name, path, str(d["format"]), str(d.get("profile") or name), lengths)
+
+
+def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
+    w = "workload"
+    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), f"{w}.questions_dir")
+    tdir = resolve(cfg.get("traces_dir", "../shared/data/traces"), f"{w}.traces_dir")
+    for key in ("questions", "experts", "aggregator"):
+        if not cfg.get(key):
+            raise ConfigError(f"{w}.{key}: required for kind 'trace' (see conf/workload/trace_mmlu_pro.yaml)")
+    if not isinstance(cfg["experts"], Mapping):
+        raise ConfigError(f"{w}.experts: must map expert names to {{file, format, profile, lengths}}")
+    experts = tuple(_source(str(n), d, tdir, f"{w}.experts.{n}", "trace") for n, d in cfg["experts"].items())
+    cal = cfg.get("calibration_questions")
+    spec = TraceSpec(
+        name=str(cfg.get("name", "trace")), dataset=str(cfg.get("dataset", "trace")),
+        questions=resolve(qdir / str(cfg["questions"]), f"{w}.questions"),
+        calibration_questions=resolve(qdir / str(cal), f"{w}.calibration_questions") if cal else None,
+        calibration_size=int(cfg.get("calibration_size", 0) or 0),
+        calibration_seed=int(cfg.get("calibration_seed", 0)),
+        experts=experts,
+        aggregator=_source("aggregator", cfg["aggregator"], tdir, f"{w}.aggregator", "profile"),
+        k=int(cfg.get("k", 3)), n_queries=cfg.get("n_queries"),
+        routing_noise=float(cfg.get("routing_noise", 0.15)),
+        prior_strength=float(cfg.get("prior_strength", 5.0)))
+    if not 1 <= spec.k <= len(experts):
+        raise ConfigError(f"{w}.k must be between 1 and the {len(experts)} configured experts (got {spec.k})")
+    profiles_used = [e.profile for e in experts]
+    if len(set(profiles_used)) != len(profiles_used):
+        raise ConfigError(f"{w}.experts: two experts share a profile ({profiles_used}); the scheduler "
+                          "tells models apart by profile name, so give each expert its own")
+    if spec.n_queries is not None and int(spec.n_queries) < 1:
+        raise ConfigError(f"{w}.n_queries must be >= 1 or null (got {spec.n_queries})")
+    if spec.calibration_questions is None and spec.calibration_size < 1:
+        raise ConfigError(f"{w}.calibration_size: set it >= 1 (held-out calibration questions) or set "
+                          f"{w}.calibration_questions to a calibration question file")
+    return spec
+
+
+# ---------------------------------------------------------------- build
+
+def _correctness(keys: Sequence[str], golds: Sequence[str], traces: Sequence[dict[str, TraceRecord]]) -> np.ndarray:
+    """(questions x experts) 1/0 real correctness; NaN where the expert has no record."""
+    out = np.full((len(keys), len(traces)), np.nan)
+    for j, t in enumerate(traces):
+        for i, (k, g) in enumerate(zip(keys, golds)):
+            r = t.get(k)
+            if r is not None:
+                out[i, j] = float(r.answer == g)
+    return out
+
+
+def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet):
+    """(calibration categories, correctness, test indices left for the workload)."""
+    if spec.calibration_questions is not None:
+        cal = read_questions(spec.calibration_questions)
+        rows = [i for i, k in enumerate(cal.keys) if any(k in t for t in traces)]
+        if not rows:
+            raise ConfigError(f"workload.calibration_questions: no question of {spec.calibration_questions} "
+                              "appears in the expert traces; use calibration_size instead")
+        cal_keys = {cal.keys[i] for i in rows}
+        left = [i for i in candidates if qs.keys[i] not in cal_keys]
+        return ([cal.categories[i] for i in rows],
+                _correctness([cal.keys[i] for i in rows], [cal.gold[i] for i in rows], traces), left)
+    if spec.calibration_size >= len(candidates):
+        raise ConfigError(f"workload.calibration_size={spec.calibration_size} leaves no test questions "
+                          f"(only {len(candidates)} answered by every model)")
+    rng = np.random.default_rng(spec.calibration_seed)
+    held = set(rng.choice(len(candidates), spec.calibration_size, replace=False).tolist())
+    cal_rows = [c for j, c in enumerate(candidates) if j in held]
+    left = [c for j, c in enumerate(candidates) if j not in held]
+    return ([qs.categories[i] for i in cal_rows],
+            _correctness([qs.keys[i] for i in cal_rows], [qs.gold[i] for i in cal_rows], traces), left)
+
+
+def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Workload:
+    for src in (*spec.experts, spec.aggregator):
+        profiles.model(src.profile)  # clear error naming the missing profile
+    traces = [read_trace(e.path, e.fmt, f"workload.experts.{e.name}") for e in spec.experts]
+    agg_trace = read_trace(spec.aggregator.path, spec.aggregator.fmt, "workload.aggregator")
+    qs = read_questions(spec.questions)
+    answered = [i for i, k in enumerate(qs.keys) if k in agg_trace and all(k in t for t in traces)]
+    cal_cats, cal_correct, test = _calibration(spec, traces, answered, qs)
+    if spec.n_queries is not None:
+        test = test[: int(spec.n_queries)]
+    if not test:
+        raise ConfigError(f"workload: no question of {spec.questions} is answered by every expert and the "
+                          "aggregator; check the trace files belong to this dataset")
+    categories = sorted(set(qs.categories[i] for i in test))
+    try:
+        skill = estimate_skills(cal_cats, cal_correct, categories, spec.prior_strength)
+    except ConfigError as e:
+        raise ConfigError(f"workload calibration: {e}") from None
+
+    rng_route, rng_len = (np.random.default_rng([seed, s]) for s in (0, 1))
+    cat_index = {c: i for i, c in enumerate(categories)}
+    chosen = route(skill[[cat_index[qs.categories[i]] for i in test]], spec.k, spec.routing_noise, rng_route)
+    max_len = profiles.engine.max_model_len
+    n = len(test)
+    # Drawn for every query in config order, so a profile length does not depend on routing.
+    sampled = {e.name: profiles.model(e.profile).output.sample(rng_len, n)
+               for e in spec.experts if e.lengths == "profile"}
+    agg_len = profiles.model(spec.aggregator.profile).output.sample(rng_len, n)
+
+    queries, outcomes, n_opts = [], {}, 2
+    for row, i in enumerate(test):
+        qid = f"{spec.dataset}-{i:05d}"
+        prompt = tokens_from_text(qs.texts[i])
+        models = []
+        for j in chosen[row]:
+            e, rec = spec.experts[j], traces[j][qs.keys[i]]
+            out = int(sampled[e.name][row]) if e.lengths == "profile" else rec.output_tokens
+            outcomes[expert_request_id(qid, e.profile)] = Outcome(max(1, min(out, max_len - prompt)), rec.answer)
+            models.append(e.profile)
+            n_opts = max(n_opts, rec.n_options)
+        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), max_len // 2),
+                                                       agg_trace[qs.keys[i]].answer)
+        queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], tuple(models), 0.0))
+    return Workload(name=spec.name, seed=seed, queries=tuple(queries),
+                    expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
+                    outcomes=outcomes, options=tuple(LETTERS[:n_opts]))
+
+
+@register_kind("trace")
+def build(cfg: dict, profiles: ProfileSet, seed: int) -> Workload:
+    return build_trace_workload(parse_spec(cfg), profiles, seed)
