@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from mosaic.app import run
 from mosaic.config import register_configs
-from mosaic.plots import timeline
+from mosaic.plots import session_rows, timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +33,9 @@ def main() -> None:
     fig, axes = plt.subplots(len(runs), 1, figsize=(10, 2.2 * len(runs)), squeeze=False)
     for ax, (pol, o) in zip(axes[:, 0], runs):
         s = o.summary
-        timeline([o.result.expert.trace, o.result.aggregator.trace],
+        timeline(session_rows([o.result.expert.trace, o.result.aggregator.trace]),
                  f"{pol}: expert {s['expert_stage_s']:.0f} s + aggregator {s['aggregator_stage_s']:.0f} s "
-                 f"= {s['end_to_end_s']:.0f} s", ax=ax, xmax=xmax)
+                 f"= {s['end_to_end_s']:.0f} s", ax=ax, xmax=xmax, n_workers=len(s['workers']))
     fig.suptitle(f"{args.workload}, seed {args.seed}, 4x A100-80GB (simulated)", fontsize=10)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,10 @@
-"""Figures drawn from Traces only (never from plans or workloads)."""
+"""Figures, drawn from Traces or from the CSV files the collector writes into results/."""
 from __future__ import annotations
 
-from typing import Sequence
+import csv
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import matplotlib
 
@@ -11,30 +14,160 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from mosaic.trace import Trace  # noqa: E402
 
+SPEEDUPS = ("expert_speedup", "aggregator_speedup", "e2e_speedup")
 
-def timeline(stages: Sequence[Trace], title: str, ax=None, xmax: float | None = None):
-    """Per-worker Gantt of consecutive stages: hatched = model load, solid = serving."""
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def session_rows(stages: Sequence[Trace]) -> list[dict[str, Any]]:
+    return [{"stage": t.stage, "worker": s.worker, "model": s.model, "load_start_s": s.load_start_s,
+             "load_end_s": s.load_end_s, "run_start_s": s.run_start_s, "run_end_s": s.run_end_s}
+            for t in stages for s in t.sessions]
+
+
+def timeline(rows: Iterable[dict[str, Any]], title: str, ax=None, xmax: float | None = None,
+             n_workers: int | None = None):
+    """Per-worker Gantt; hatched = model load, solid = serving. Stages follow one another; times in
+    each row are relative to the start of its stage."""
+    rows = [{k: (float(v) if k.endswith("_s") else v) for k, v in r.items()} for r in rows]
+    for r in rows:
+        r["worker"] = int(r["worker"])
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    n = n_workers or (max(r["worker"] for r in rows) + 1 if rows else 1)
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * max(len(t.workers) for t in stages)))
-    models = sorted({s.model for t in stages for s in t.sessions})
+        _, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * n))
+    models = sorted({r["model"] for r in rows})
     colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     offset = 0.0
-    for t in stages:
-        for s in t.sessions:
-            y = s.worker
-            ax.barh(y, s.load_end_s - s.load_start_s, left=offset + s.load_start_s, color=colour[s.model],
-                    alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
-            ax.barh(y, s.run_end_s - s.run_start_s, left=offset + s.run_start_s, color=colour[s.model],
-                    edgecolor="k", linewidth=0.3)
-        offset += t.makespan_s
+    for stage in stages:
+        mine = [r for r in rows if r["stage"] == stage]
+        for r in mine:
+            ax.barh(r["worker"], r["load_end_s"] - r["load_start_s"], left=offset + r["load_start_s"],
+                    color=colour[r["model"]], alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
+            ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
+                    color=colour[r["model"]], edgecolor="k", linewidth=0.3)
+        offset += max((r["run_end_s"] for r in mine), default=0.0)
         ax.axvline(offset, color="k", linestyle=":", linewidth=0.8)
-    n = max(len(t.workers) for t in stages)
     ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])
     ax.invert_yaxis()
     ax.set_xlabel("time (s)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     if xmax:
         ax.set_xlim(0, xmax)
     ax.legend(handles=[Patch(color=colour[m], label=m) for m in models], loc="lower right",
               fontsize=7, ncol=min(4, len(models)))
     return ax
+
+
+def timelines_figure(figure_data: Path, workload: str, policies=("round_robin", "ilp")):
+    rows = {p: read_csv(figure_data / f"sessions_{workload}_{p}.csv") for p in policies}
+    ends = {p: sum(max((float(r["run_end_s"]) for r in rs if r["stage"] == st), default=0.0)
+                   for st in ("expert", "aggregator")) for p, rs in rows.items()}
+    fig, axes = plt.subplots(len(policies), 1, figsize=(10, 2.3 * len(policies)), squeeze=False)
+    for ax, p in zip(axes[:, 0], policies):
+        timeline(rows[p], f"{workload}, {p} (tau=1, seed 0): {ends[p]:.0f} s end to end", ax=ax,
+                 xmax=max(ends.values()) * 1.02, n_workers=4)
+    fig.tight_layout()
+    return fig
+
+
+def speedups_figure(table_rows: list[dict[str, str]]):
+    """Simulated stage speedups (mean ± std over seeds) next to the paper's, per workload."""
+    workloads = list(dict.fromkeys(r["workload"] for r in table_rows))
+    cell = {(r["workload"], r["metric"]): r for r in table_rows}
+    fig, axes = plt.subplots(1, len(SPEEDUPS), figsize=(4 * len(SPEEDUPS), 3.2), sharey=True)
+    x = range(len(workloads))
+    for ax, m in zip(axes, SPEEDUPS):
+        sim = [float(cell[(w, m)]["simulated"]) if (w, m) in cell else 0 for w in workloads]
+        err = [float(cell[(w, m)]["simulated_std"]) if (w, m) in cell else 0 for w in workloads]
+        paper = [float(cell[(w, m)]["paper"]) if (w, m) in cell and cell[(w, m)]["paper"] else 0 for w in workloads]
+        ax.bar([i - 0.2 for i in x], sim, 0.4, yerr=err, capsize=3, label="simulated")
+        ax.bar([i + 0.2 for i in x], paper, 0.4, label="paper", color="grey")
+        ax.axhline(1, color="k", linewidth=0.6)
+        ax.set_xticks(list(x), workloads, rotation=20, fontsize=8)
+        ax.set_title(m.replace("_", " "))
+    axes[0].set_ylabel("speedup vs round-robin (x)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tau_figure(tau_rows: list[dict[str, str]], table_rows: list[dict[str, str]]):
+    """Skip rate and accuracy change as the agreement threshold tau varies; paper points marked."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    by = defaultdict(list)
+    for r in tau_rows:
+        by[r["workload"]].append((float(r["tau"]), float(r["skip_pct"]), float(r["acc_delta_pp"])))
+    paper = {(r["workload"], r["metric"]): r["paper"] for r in table_rows}
+    for i, (wl, pts) in enumerate(sorted(by.items())):
+        pts.sort()
+        colour = plt.get_cmap("tab10")(i)
+        a1.step([p[0] for p in pts], [p[1] for p in pts], where="post", label=wl, color=colour)
+        a2.step([p[0] for p in pts], [p[2] for p in pts], where="post", label=wl, color=colour)
+        for tau, key in ((1.0, "tau1"), (2 / 3, "tau067")):
+            if paper.get((wl, f"skip_{key}")):
+                a1.plot(tau, float(paper[(wl, f"skip_{key}")]), "x", color=colour)
+                a2.plot(tau, float(paper[(wl, f"acc_delta_{key}")]), "x", color=colour)
+    a1.set(xlabel="tau", ylabel="aggregator skipped (%)", title="skip rate (x = paper)")
+    a2.set(xlabel="tau", ylabel="accuracy change vs always (pp)", title="accuracy change (x = paper)")
+    a2.axhline(0, color="k", linewidth=0.6)
+    a1.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lengths_figure(length_rows: list[dict[str, str]], stage: str = "expert"):
+    """Output-length CDF per model (from percentiles), one panel per workload."""
+    workloads = list(dict.fromkeys(r["workload"] for r in length_rows))
+    fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2), squeeze=False, sharey=True)
+    for ax, wl in zip(axes[0], workloads):
+        curves = defaultdict(list)
+        for r in length_rows:
+            if r["workload"] == wl and r["stage"] == stage:
+                curves[(r["model"], float(r["mean"]))].append((float(r["output_tokens"]), int(r["percentile"])))
+        for (model, mean), pts in sorted(curves.items(), key=lambda kv: -kv[0][1]):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] / 100 for p in pts], label=f"{model} (mean {mean:.0f})")
+        ax.set_xscale("log")
+        ax.set(xlabel="output tokens", title=wl)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(f"CDF ({stage} requests)")
+    fig.tight_layout()
+    return fig
+
+
+def idle_figure(idle_rows: list[dict[str, str]]):
+    """Share of GPU time left idle, per policy and workload (mean over seeds)."""
+    acc = defaultdict(list)
+    for r in idle_rows:
+        acc[(r["workload"], r["scheduler"])].append(float(r["idle_fraction"]))
+    workloads = sorted({w for w, _ in acc})
+    policies = sorted({p for _, p in acc}, key=lambda p: (p != "ilp", p))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / len(policies)
+    for j, p in enumerate(policies):
+        vals = [100 * sum(acc[(w, p)]) / len(acc[(w, p)]) if acc[(w, p)] else 0 for w in workloads]
+        ax.bar([i + j * width for i in range(len(workloads))], vals, width, label=p)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads)
+    ax.set_ylabel("GPU time idle (%)")
+    ax.set_title("idle fraction per policy (tau=1, mean over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def all_figures(results: Path) -> dict[str, Any]:
+    """Every paper figure from the files in results/; returns name -> matplotlib figure."""
+    data = results / "figure_data"
+    table = read_csv(results / "paper_table.csv")
+    figs = {"speedups": speedups_figure(table),
+            "tau_sweep": tau_figure(read_csv(data / "tau_sweep.csv"), table),
+            "output_lengths": lengths_figure(read_csv(data / "output_lengths.csv")),
+            "idle_fraction": idle_figure(read_csv(results / "idle_fraction.csv"))}
+    for path in sorted(data.glob("sessions_*_ilp.csv")):
+        wl = path.stem[len("sessions_"):-len("_ilp")]
+        figs[f"timeline_{wl}"] = timelines_figure(data, wl)
+    return figs
