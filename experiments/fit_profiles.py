@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles  # noqa: E402
-from mosaic.workload.traces import CHARS_PER_TOKEN, read_trace  # noqa: E402
+from mosaic.workload.tokens import CHARS_PER_TOKEN  # noqa: E402
+from mosaic.workload.traces import read_trace  # noqa: E402
 
 MAX_MODEL_LEN = 32768
 QUANTILES = (0.5, 0.9, 0.99)

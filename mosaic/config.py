@@ -48,6 +48,10 @@ class WorkloadConfig:
     prior_strength: float = 5.0           # router: Beta prior, in calibration questions
     experts: Optional[Any] = None         # trace kind: expert name -> {file, format, profile, lengths}
     aggregator: Optional[Any] = None      # trace kind: {file, format, profile}
+    questions: Optional[str] = None       # trace kind: test question file in questions_dir
+    calibration_questions: Optional[str] = None  # trace kind: calibration file; null = hold out calibration_size
+    calibration_size: int = 0
+    calibration_seed: int = 0
 
 
 @dataclass

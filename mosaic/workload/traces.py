@@ -6,8 +6,8 @@ the cost side (load time, memory, engine speed) comes from a profile.
 
 Design choices, in the order the builder applies them:
 
-* Lengths. Output tokens are counted from text at CHARS_PER_TOKEN = 4.0 characters per token (the
-  usual English rule of thumb; no tokenizer may be downloaded here), or taken from the API's
+* Lengths. Output tokens are counted from text with mosaic.workload.tokens (4 characters per token;
+  no tokenizer may be downloaded here), or taken from the API's
   `completion_tokens` where a trace records it (medagents). An expert configured with
   `lengths: profile` has real answers but unrealistic token counts (models asked for the letter
   only), so its lengths are drawn from its profile instead, seeded.
@@ -34,7 +34,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -49,17 +48,14 @@ from mosaic.workload.paths import resolve
 from mosaic.workload.registry import register_kind
 from mosaic.workload.router import estimate_skills
 from mosaic.workload.synthetic import route
+from mosaic.workload.tokens import estimate_tokens as tokens_from_text
 from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
 
-CHARS_PER_TOKEN = 4.0
 LETTERS = "ABCDEFGHIJKLMNOP"
 # MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
 # mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
 _FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
 
-
-def tokens_from_text(text: str) -> int:
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 def normalise(text: str) -> str:
@@ -323,7 +319,8 @@ def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet
     rng = np.random.default_rng(spec.calibration_seed)
     held = set(rng.choice(len(candidates), spec.calibration_size, replace=False).tolist())
     cal_rows = [c for j, c in enumerate(candidates) if j in held]
-    left = [c for j, c in enumerate(candidates) if j not in held]
+    held_keys = {qs.keys[i] for i in cal_rows}  # a question listed twice must not straddle the split
+    left = [c for j, c in enumerate(candidates) if j not in held and qs.keys[c] not in held_keys]
     return ([qs.categories[i] for i in cal_rows],
             _correctness([qs.keys[i] for i in cal_rows], [qs.gold[i] for i in cal_rows], traces), left)
 

@@ -1,0 +1,83 @@
+"""Output-length fitting (experiments/fit_profiles.py) on known samples, and the committed result."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mosaic.profiles import load_profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("fit_profiles", ROOT / "experiments" / "fit_profiles.py")
+fp = importlib.util.module_from_spec(_spec)
+sys.modules["fit_profiles"] = fp  # dataclasses look their module up there
+_spec.loader.exec_module(fp)
+
+PAPER_EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
+COST_FIELDS = ("hf_id", "kind", "params_b", "weight_gib", "kv_bytes_per_token", "n_layers", "hidden_size",
+               "load_time_s")
+
+
+def lognormal(rng, median, sigma, n):
+    return np.maximum(1, np.rint(rng.lognormal(np.log(median), sigma, n))).astype(int)
+
+
+def test_recovers_lognormal_sigma_and_median():
+    t = lognormal(np.random.default_rng(0), 300, 0.8, 3000)
+    fit = fp.fit_mixture([(t, np.zeros(len(t), bool))], 1)
+    assert fit.sigmas[0] == pytest.approx(0.8, abs=0.04)
+    assert np.exp(fit.mus[0]) == pytest.approx(300, rel=0.05)
+
+
+def test_censoring_is_handled():
+    t = lognormal(np.random.default_rng(1), 300, 0.8, 3000)
+    cap = int(np.quantile(t, 0.8))
+    clipped, cens = np.minimum(t, cap), t >= cap
+    censored_fit = fp.fit_mixture([(clipped, cens)], 1)
+    naive_fit = fp.fit_mixture([(clipped, np.zeros(len(t), bool))], 1)
+    assert censored_fit.sigmas[0] == pytest.approx(0.8, abs=0.06)
+    assert naive_fit.sigmas[0] < 0.7                 # ignoring the cap shrinks the tail
+
+
+def test_groups_share_the_shape_with_their_own_scale():
+    rng = np.random.default_rng(2)
+    a, b = lognormal(rng, 100, 0.6, 2000), lognormal(rng, 400, 0.6, 2000)
+    none = np.zeros(2000, bool)
+    fit = fp.fit_mixture([(a, none), (b, none)], 1)
+    assert fit.shifts[1] == pytest.approx(np.log(4), abs=0.06)
+    assert fit.sigmas[0] == pytest.approx(0.6, abs=0.04)
+
+
+def test_bic_picks_two_components_for_a_bimodal_sample():
+    rng = np.random.default_rng(3)
+    t = np.concatenate([lognormal(rng, 15, 0.5, 600), lognormal(rng, 800, 0.6, 1400)])
+    fit = fp.select_fit([(t, np.zeros(len(t), bool))])
+    assert len(fit.weights) == 2
+    assert fit.weights[0] == pytest.approx(0.3, abs=0.05)
+    shape = fp.shape_components(fit)
+    assert shape[1]["median"] == 1.0 and shape[0]["median"] == pytest.approx(15 / 800, rel=0.2)
+
+
+def test_load_time_stays_in_paper_range():
+    assert fp.load_time_s(3.8) == 38.0 and fp.load_time_s(70) == 47.0
+    assert 38 < fp.load_time_s(8.5) < 47
+
+
+def test_committed_paper_profiles():
+    ps, base = load_profiles("paper_a100"), load_profiles("moa6_a100")
+    for name in PAPER_EXPERTS:   # same costs as the paper profile set, fitted shapes
+        m, b = ps.model(name), base.model(name)
+        assert all(getattr(m, f) == getattr(b, f) for f in COST_FIELDS)
+    by_kind = {"reasoning": [], "instruct": []}
+    for name in PAPER_EXPERTS:
+        by_kind[ps.model(name).kind].append(ps.model(name).output.mean())
+    assert np.mean(by_kind["reasoning"]) == pytest.approx(3289, rel=0.01)
+    assert np.mean(by_kind["instruct"]) == pytest.approx(518, rel=0.01)
+    assert all(m.sources for m in ps.models.values())
+    # Every model a trace workload config names has a profile.
+    for name in ("Meta-Llama-3_1-8B-Instruct", "Mistral-7B-Instruct-v0.2", "Qwen1.5-7B-Chat",
+                 "Phi-3-mini-4k-instruct", "mathstral-7B", "QwQ-32B-Preview", "o1-mini", "o3-mini",
+                 "gpt-4o-mini", "claude-3-5-haiku", "Llama-3.3-70B-Instruct-Turbo"):
+        assert 38 <= ps.model(name).load_time_s <= 47
+    assert ps.model("Qwen1.5-7B-Chat").kv_bytes_per_token == 2 * 32 * 32 * 128 * 2   # MHA

@@ -1,0 +1,198 @@
+"""Trace-driven workloads: readers on tiny fake files, matching, routing, and the real data if present."""
+import json
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mosaic.errors import ConfigError
+from mosaic.workload import traces
+from mosaic.workload.traces import (build, normalise, question_key, read_medagents_json, read_mmlu_pro_zip,
+                                    read_trace)
+from mosaic.workload.types import aggregator_request_id, expert_request_id
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LETTERS = "ABCD"
+
+
+def question_text(stem: str, options) -> str:
+    return f"{stem} The options are: " + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "."
+
+
+def mmlu_record(qid, stem, options, gold, pred, text, category="math"):
+    return {"question_id": qid, "question": stem, "options": options, "answer": gold,
+            "answer_index": LETTERS.index(gold), "category": category, "src": "fake", "pred": pred,
+            "generated_text": text, "cot_content": ""}
+
+
+def write_zip(path: Path, records) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("model_outputs.json", json.dumps(records))
+    return path
+
+
+def medagents_record(idx, stem, options, gold, pred, tokens, as_string=False):
+    usage = {"prompt_tokens": 50, "completion_tokens": tokens}
+    return {"question": stem, "realidx": idx, "options": dict(zip(LETTERS, options)), "answer_idx": gold,
+            "answer": options[LETTERS.index(gold)], "predicted_answer": pred,
+            "token_usage": str(usage) if as_string else usage, "time_elapsed": 1.0}
+
+
+# ---------------------------------------------------------------- readers
+
+def test_mmlu_pro_reader_lengths_answers_and_censoring(tmp_path):
+    recs = [mmlu_record(1, "What is 1+1?", ["1", "2", "3", "4"], "B", "B", "Add them. The answer is (B).\n\n"),
+            mmlu_record(2, "What is 2+2?", ["4", "5", "6", "7"], "A", None, "x" * 401),   # cut off mid-word
+            mmlu_record(3, "Odd pred?", ["a", "b", "c", "d"], "C", "Z", "I am not sure.")]
+    out = {r.record_id: r for r in read_mmlu_pro_zip(write_zip(tmp_path / "m.zip", recs))}
+    a, b, c = out["00000001"], out["00000002"], out["00000003"]
+    assert (a.answer, a.gold, a.output_tokens, a.censored) == ("B", "B", 8, False)  # 30 chars / 4
+    assert (b.answer, b.output_tokens, b.censored) == (None, 101, True)
+    assert c.answer is None and not c.censored   # an invalid letter is no vote; a full stop is a natural end
+    assert a.key == normalise(question_text("What is 1+1?", ["1", "2", "3", "4"]))
+
+
+def test_medagents_reader_accepts_dict_and_string_token_usage(tmp_path):
+    recs = [medagents_record("q1", "Which nerve?", ["x", "y", "z", "w"], "A", "A", 300),
+            medagents_record("q2", "Which bone?", ["x", "y", "z", "w"], "B", "C", 2048, as_string=True),
+            medagents_record("q3", "Which drug?", ["x", "y", "z", "w"], "D", None, 5)]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recs))
+    out = {r.record_id: r for r in read_medagents_json(path)}
+    assert (out["q1"].output_tokens, out["q1"].answer, out["q1"].censored) == (300, "A", False)
+    assert (out["q2"].output_tokens, out["q2"].answer, out["q2"].censored) == (2048, "C", True)  # a power-of-2 cap
+    assert out["q3"].answer is None and out["q3"].gold == "D"
+
+
+def test_malformed_files_name_path_and_field(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{not json")
+    with pytest.raises(ConfigError, match=f"{bad}.*not valid JSON"):
+        read_medagents_json(bad)
+    rec = medagents_record("q1", "Q?", ["a", "b", "c", "d"], "A", "A", 10)
+    del rec["token_usage"]
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps([rec]))
+    with pytest.raises(ConfigError, match=f"{missing}: record 0 has no field 'token_usage'"):
+        read_medagents_json(missing)
+    rec = mmlu_record(1, "Q?", ["a", "b"], "A", "A", "t")
+    del rec["generated_text"]
+    z = write_zip(tmp_path / "m.zip", [rec])
+    with pytest.raises(ConfigError, match=f"{z}: record 0 has no field 'generated_text'"):
+        read_mmlu_pro_zip(z)
+    notzip = tmp_path / "n.zip"
+    notzip.write_text("plain")
+    with pytest.raises(ConfigError, match=f"{notzip}: not a readable zip"):
+        read_mmlu_pro_zip(notzip)
+
+
+def test_question_file_text_matches_trace_key_despite_spacing_and_punctuation():
+    stem, opts = "Which is  larger?", ["3,000 kg", "2 t"]
+    file_text = "Which is larger? The options are: (A) 3,000 kg (B) 2 t.."
+    assert normalise(file_text) == question_key(stem, opts)
+    assert normalise(file_text) != question_key(stem, ["2 t", "3,000 kg"])   # options are part of the key
+
+
+# ---------------------------------------------------------------- building on a fake dataset
+
+def fake_dataset(tmp_path: Path, n_test=60, n_cal=40):
+    """Three experts: 'good' always right; 'fair' and 'poor' right on some questions. Lengths vary."""
+    rng = np.random.default_rng(0)
+    qdir, tdir = tmp_path / "questions", tmp_path / "traces"
+    qdir.mkdir()
+    tdir.mkdir()
+    stems = [f"Question number {i}?" for i in range(n_test + n_cal)]
+    opts = [[f"opt{i}{j}" for j in range(4)] for i in range(len(stems))]
+    gold = [LETTERS[i % 4] for i in range(len(stems))]
+    cats = ["math" if i % 2 else "law" for i in range(len(stems))]
+    rows = [{"question": question_text(s, o), "gold_answer": g, "category": c}
+            for s, o, g, c in zip(stems, opts, gold, cats)]
+    (qdir / "test.json").write_text(json.dumps(rows[:n_test]))
+    (qdir / "train.json").write_text(json.dumps(rows[n_test:]))
+    hit = {"good": 1.0, "fair": 0.6, "poor": 0.3, "agg": 0.8}
+    for model, p in hit.items():
+        recs = []
+        for i, (s, o, g, c) in enumerate(zip(stems, opts, gold, cats)):
+            right = rng.random() < p
+            pred = g if right else LETTERS[(LETTERS.index(g) + 1) % 4]
+            recs.append(mmlu_record(i, s, o, g, pred, "w" * int(rng.integers(20, 800)) + " The answer is (X).", c))
+        write_zip(tdir / f"{model}.zip", recs)
+    return {"name": "fake", "kind": "trace", "dataset": "fake", "questions_dir": str(qdir),
+            "traces_dir": str(tdir), "questions": "test.json", "calibration_questions": "train.json",
+            "k": 2, "routing_noise": 0.15, "prior_strength": 5.0,
+            "experts": {"good": {"file": "good.zip", "format": "mmlu_pro_zip", "profile": "Qwen"},
+                        "fair": {"file": "fair.zip", "format": "mmlu_pro_zip", "profile": "Gemma"},
+                        "poor": {"file": "poor.zip", "format": "mmlu_pro_zip", "profile": "GLM",
+                                 "lengths": "profile"}},
+            "aggregator": {"file": "agg.zip", "format": "mmlu_pro_zip", "profile": "LlamaR1"}}
+
+
+def test_build_replays_real_answers_and_lengths(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path)
+    w = build(cfg, profiles, seed=0)
+    assert len(w.queries) == 60 and w.expert_models == ("Qwen", "Gemma", "GLM") and w.aggregator == "LlamaR1"
+    assert [q.id for q in w.queries[:2]] == ["fake-00000", "fake-00001"]
+    good = read_trace(Path(cfg["traces_dir"]) / "good.zip", "mmlu_pro_zip")
+    for q in w.queries:
+        assert len(q.experts) == 2 and q.difficulty == 0.0
+        for m in q.experts:  # every routed request has an outcome
+            assert expert_request_id(q.id, m) in w.outcomes
+        assert aggregator_request_id(q.id) in w.outcomes
+        if "Qwen" in q.experts:
+            o = w.outcomes[expert_request_id(q.id, "Qwen")]
+            rec = good[normalise(question_text(f"Question number {int(q.id[-5:])}?",
+                                               [f"opt{int(q.id[-5:])}{j}" for j in range(4)]))]
+            assert (o.answer, o.output_tokens) == (q.gold, rec.output_tokens)
+    assert len(w.outcomes) == 3 * 60
+
+
+def test_routing_is_seeded_and_follows_calibrated_skill(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path, n_test=300)
+    cfg.update(k=1, routing_noise=3.0)   # enough noise that every expert gets some queries
+    a, b = build(cfg, profiles, seed=3), build(cfg, profiles, seed=3)
+    assert a == b
+    demand = Counter(q.experts[0] for q in a.queries)
+    assert demand["Qwen"] > demand["Gemma"] > demand["GLM"] > 0   # the better calibrated, the more chosen
+    assert build(cfg, profiles, seed=4) != a
+
+
+def test_held_out_calibration_split_is_excluded(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path)
+    cfg.update(calibration_questions=None, calibration_size=20, calibration_seed=1)
+    w = build(cfg, profiles, seed=0)
+    assert len(w.queries) == 40
+    assert w == build(cfg, profiles, seed=0)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c["experts"]["good"].update(file="nope.zip"), "workload.experts.good.file: .*nope.zip' does not exist"),
+    (lambda c: c["experts"]["good"].update(format="csv"), "workload.experts.good.format: unknown format 'csv'"),
+    (lambda c: c["experts"]["fair"].update(profile="Qwen"), "two experts share a profile"),
+    (lambda c: c.update(k=4), "workload.k must be between 1 and the 3"),
+    (lambda c: c["experts"]["good"].update(profile="NoSuchModel"), "model 'NoSuchModel' has no profile"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, profiles, change, match):
+    cfg = fake_dataset(tmp_path)
+    change(cfg)
+    with pytest.raises(ConfigError, match=match):
+        build(cfg, profiles, seed=0)
+
+
+# ---------------------------------------------------------------- real data
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is absent")
+def test_real_mmlu_pro_trace_workload():
+    import yaml
+
+    from mosaic.profiles import load_profiles
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/workload/trace_mmlu_pro.yaml").read_text())
+    w = traces.build(cfg, load_profiles("paper_a100"), seed=0)
+    assert 2000 <= len(w.queries) <= 2100 and len(w.expert_requests()) == 3 * len(w.queries)
+    assert len({q.category for q in w.queries}) == 14
+    top = Counter(Counter(w.outcomes[expert_request_id(q.id, m)].answer for m in q.experts).most_common(1)[0][1]
+                  for q in w.queries)
+    assert top[3] > 0 and top[1] + top[2] > 0          # experts agree sometimes, not always
+    lens = [o.output_tokens for o in w.outcomes.values()]
+    assert len(set(lens)) > 100
