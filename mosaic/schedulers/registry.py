@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mosaic.errors import ConfigError
+from mosaic.registry import Registry
 from mosaic.plan import Plan, validate_plan
 from mosaic.problem import StageProblem
 from mosaic.workload.types import Request
@@ -19,26 +19,10 @@ class SchedulerParams:
 
 
 Scheduler = Callable[[StageProblem, SchedulerParams], Plan]
-_REGISTRY: dict[str, Scheduler] = {}
-
-
-def register(name: str) -> Callable[[Scheduler], Scheduler]:
-    def deco(fn: Scheduler) -> Scheduler:
-        if name in _REGISTRY:
-            raise ValueError(f"scheduler '{name}' registered twice")
-        _REGISTRY[name] = fn
-        return fn
-    return deco
-
-
-def available() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_scheduler(name: str) -> Scheduler:
-    if name not in _REGISTRY:
-        raise ConfigError(f"scheduler.name: unknown scheduler '{name}'; choose one of {available()}")
-    return _REGISTRY[name]
+_REGISTRY: Registry[Scheduler] = Registry("scheduler", "scheduler.name")
+register = _REGISTRY.register
+available = _REGISTRY.available
+get_scheduler = _REGISTRY.get
 
 
 def schedule(name: str, problem: StageProblem, requests: list[Request],
