@@ -16,6 +16,14 @@ format flags it), so it enters the likelihood through the survival function, not
   lengths its own trace replays (cut-off outputs as observed, cap = the longest), costs from its public HF config (or, for models that are not 7-9B, a paper expert's
   costs: cast onto an 8B engine; only its output lengths and answers are real).
 
+* Accuracy (`accuracy: {dataset: {category: P(correct)}}`). Trace models: measured on their own
+  MMLU-Pro trace (all 12,032 records; `pred == answer`, no parsed answer counts as wrong). The
+  paper experts have no trace, so their overall level per dataset stays the assumed one of
+  synthetic.PRESETS (typical published 7-9B scores) and only MMLU-Pro's per-category *spread* is
+  measured: dev[c] = mean over the five 7-8B trace models of logit(acc_m,c) - logit(acc_m), and
+  expert e gets expit(logit(base_e) + dev[c]) in category c. The spread is common to all experts:
+  no trace says which of the six is better where.
+
 Fitted vs empirical quantiles (as
 ratios to the mean) are printed as the goodness of fit.
 """
@@ -29,13 +37,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 from scipy import optimize, special
+from scipy.special import expit, logit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles  # noqa: E402
+from mosaic.workload.synthetic import PRESETS  # noqa: E402
 from mosaic.workload.tokens import CHARS_PER_TOKEN  # noqa: E402
-from mosaic.workload.traces import read_trace  # noqa: E402
+from mosaic.workload.traces import READERS, read_trace  # noqa: E402
 
 MAX_MODEL_LEN = 32768
 QUANTILES = (0.5, 0.9, 0.99)
@@ -199,6 +209,50 @@ def trace_cap(tokens: np.ndarray, censored: np.ndarray) -> int:
     return int(tokens.max()) if censored.any() else MAX_MODEL_LEN
 
 
+# ---------------------------------------------------------------- accuracy
+
+ACC_DIGITS = 4
+ACC_SHORT = "Llama-3.1-8B, Mistral-7B, Qwen1.5-7B, Phi-3-mini, mathstral-7B"  # INSTRUCT_TRACES, short names
+
+
+def category_accuracy(records) -> tuple[float, dict[str, float]]:
+    """Overall and per-category share of records answered correctly (no parsed answer = wrong)."""
+    hits: dict[str, list[int]] = {}
+    for r in records:
+        hits.setdefault(r.category or "all", []).append(int(r.answer is not None and r.answer == r.gold))
+    total = [h for v in hits.values() for h in v]
+    if not total:
+        raise ValueError("no records to score")
+    return float(np.mean(total)), {c: float(np.mean(v)) for c, v in sorted(hits.items())}
+
+
+def logit_deviations(per_model: dict[str, tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """dev[c] = mean over models of logit(acc_m,c) - logit(acc_m overall), over the models scored in c.
+
+    per_model: model -> (overall accuracy, {category: accuracy})."""
+    devs: dict[str, list[float]] = {}
+    for overall, cats in per_model.values():
+        for c, a in cats.items():
+            devs.setdefault(c, []).append(float(logit(a) - logit(overall)))
+    return {c: float(np.mean(v)) for c, v in sorted(devs.items())}
+
+
+def expert_accuracy(base: dict[str, float], dev: dict[str, float]) -> dict[str, dict[str, float]]:
+    """One paper expert's table: its assumed overall level per dataset, spread over MMLU-Pro's
+    categories by the measured deviations; other datasets have no categories here."""
+    out = {}
+    for dataset, level in base.items():
+        table = {"all": level}
+        if dataset == "mmlu_pro":
+            table.update({c: round(float(expit(logit(level) + d)), ACC_DIGITS) for c, d in dev.items()})
+        out[dataset] = table
+    return out
+
+
+def trace_accuracies(data: Path) -> dict[str, tuple[float, dict[str, float]]]:
+    return {n: category_accuracy(READERS["mmlu_pro_zip"](data / "traces" / p)) for n, p in INSTRUCT_TRACES.items()}
+
+
 # ---------------------------------------------------------------- main
 
 def fit_pool(title: str, samples: dict[str, tuple[np.ndarray, np.ndarray]], max_components: int) -> MixtureFit:
@@ -234,11 +288,26 @@ def main() -> None:
                 f"tokens = chars / {CHARS_PER_TOKEN})")
     reas_src = ("output shape: censored lognormal-mixture MLE on completion_tokens of "
                 f"{', '.join(REASONING)} (MedAgentsBench, MIT; MedMCQA + MMLU-Pro health)")
+    measured = trace_accuracies(data)
+    dev = logit_deviations(measured)
+    print("\nMMLU-Pro accuracy per trace model (overall) and per-category logit deviation dev[c]:")
+    for n, (overall, cats) in measured.items():
+        print(f"  {n:<30} {overall:.4f}  ({len(cats)} categories)")
+    for c, d in sorted(dev.items(), key=lambda kv: -kv[1]):
+        print(f"  {c:<18} {d:+.4f}  " + "  ".join(f"{measured[n][1][c]:.3f}" for n in measured))
+    spread_src = (f"MMLU-Pro 5-shot CoT traces of {ACC_SHORT}: mean per-category logit deviation "
+                  "(dev[c], listed in this file's header)")
+    acc_srcs = ["accuracy.<dataset>.all: assumed overall level (typical 7-9B published scores), not measured "
+                "here (mosaic/workload/synthetic.py PRESETS base_accuracy)",
+                f"accuracy.mmlu_pro.<category>: expit(logit(all) + dev[category]); per-category spread source: "
+                f"{spread_src}"]
+
     models = {}
     for name, m in base["models"].items():  # the six paper experts: paper means and costs, fitted shape
         m = dict(m)
         m["output"] = dict(m["output"], shape=m["kind"])
-        m["sources"] = list(m["sources"]) + [inst_src if m["kind"] == "instruct" else reas_src]
+        m["sources"] = list(m["sources"]) + [inst_src if m["kind"] == "instruct" else reas_src] + acc_srcs
+        m["accuracy"] = expert_accuracy({ds: p.base_accuracy[name] for ds, p in PRESETS.items()}, dev)
         models[name] = m
 
     print("\nper-trace-model profiles (mean tokens, cap; quantile/mean empirical/fitted):")
@@ -273,6 +342,12 @@ def main() -> None:
             dist = dist.calibrated_to_mean(float(t.mean()))
             print(f"  {n:<30} mean {t.mean():7.1f}  cap {cap:5d}  {len(fit.weights)} comp  "
                   f"{format_ratios(quantile_ratios(t, dist))}")
+        if n in measured:
+            overall, cats = measured[n]
+            costs["accuracy"] = {"mmlu_pro": {"all": round(overall, ACC_DIGITS),
+                                              **{c: round(a, ACC_DIGITS) for c, a in cats.items()}}}
+            sources.append(f"accuracy.mmlu_pro: measured on traces/{INSTRUCT_TRACES[n]} (all records, "
+                           "pred == answer; no parsed answer counts as wrong)")
         costs["sources"] = sources
         models[n] = costs
 
@@ -280,7 +355,12 @@ def main() -> None:
     header = ("# GENERATED by experiments/fit_profiles.py from ../shared/data (do not edit by hand).\n"
               "# Engine: as moa6_a100.yaml. Paper experts: moa6_a100.yaml's costs and paper means, output\n"
               "# shapes fitted to real outputs. Trace models: HF-config costs (or a paper expert's, 'cast'),\n"
-              "# shape and mean fitted to their own trace. Each model's `sources` says which.\n")
+              "# shape and mean fitted to their own trace. Each model's `sources` says which.\n"
+              "# Accuracy: trace models measured on their own MMLU-Pro trace; paper experts: assumed overall\n"
+              "# level per dataset (not measured), spread over MMLU-Pro categories by dev[c] below.\n"
+              f"# dev[c] = mean over {ACC_SHORT}\n"
+              "# of logit(acc_model,c) - logit(acc_model overall), MMLU-Pro 5-shot CoT traces (all records):\n"
+              + "".join(f"#   {c}: {d:+.4f}\n" for c, d in dev.items()))
     args.out.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
     ps = load_profiles(str(args.out))
     print(f"\nwrote {args.out} ({len(ps.models)} models)")

@@ -131,6 +131,9 @@ class ModelProfile:
     load_time_s: float
     output: LengthDistribution
     sources: tuple[str, ...] = ()
+    # dataset -> category -> P(correct); "all" is the dataset-wide level (also the fallback for a
+    # category the table lacks). Empty when the profile says nothing about answers.
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,28 @@ def _length_distribution(d: dict[str, Any], shapes: dict[str, Any], where: str) 
     return dist.calibrated_to_mean(float(_require(d, "mean_tokens", where)))
 
 
+def _accuracy(raw: Any, where: str) -> dict[str, dict[str, float]]:
+    """`accuracy: {dataset: {category: P(correct)}}`, every value strictly inside (0, 1)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping dataset -> category -> P(correct), "
+                          f"got {type(raw).__name__}")
+    out: dict[str, dict[str, float]] = {}
+    for dataset, cats in raw.items():
+        if not isinstance(cats, dict) or not cats:
+            raise ConfigError(f"{where}.{dataset}: expected a non-empty mapping category -> P(correct)")
+        table = {}
+        for cat, value in cats.items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not 0.0 < float(value) < 1.0:
+                raise ConfigError(f"{where}.{dataset}.{cat}: accuracy must be a number in (0, 1) "
+                                  f"(got {value!r})")
+            table[str(cat)] = float(value)
+        out[str(dataset)] = table
+    return out
+
+
 def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
     eng = dict(_require(raw, "engine", where))
     eng["linear_ms_by_tokens"] = tuple(tuple(map(float, p)) for p in eng["linear_ms_by_tokens"])
@@ -226,6 +251,7 @@ def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
         mw = f"{where}.models.{name}"
         m["output"] = _length_distribution(_require(m, "output", mw), shapes, f"{mw}.output")
         m["sources"] = tuple(m.get("sources", ()))
+        m["accuracy"] = _accuracy(m.get("accuracy"), f"{mw}.accuracy")
         try:
             models[name] = ModelProfile(name=name, **m)
         except TypeError as e:

@@ -81,3 +81,59 @@ def test_committed_paper_profiles():
                  "gpt-4o-mini", "claude-3-5-haiku", "Llama-3.3-70B-Instruct-Turbo"):
         assert 38 <= ps.model(name).load_time_s <= 47
     assert ps.model("Qwen1.5-7B-Chat").kv_bytes_per_token == 2 * 32 * 32 * 128 * 2   # MHA
+
+
+# ---------------------------------------------------------------- accuracy
+
+MMLU_CATEGORIES = {"biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
+                   "history", "law", "math", "other", "philosophy", "physics", "psychology"}
+
+
+def test_logit_deviation_of_a_tiny_input():
+    from scipy.special import logit
+    per_model = {"a": (0.5, {"x": 0.75, "y": 0.25}), "b": (0.2, {"x": 0.5, "y": 0.1})}
+    dev = fp.logit_deviations(per_model)
+    assert list(dev) == ["x", "y"]
+    assert dev["x"] == pytest.approx((np.log(3) + 0.0 - logit(0.2)) / 2)       # (ln 3 + (0 - ln 1/4)) / 2
+    assert dev["y"] == pytest.approx((-np.log(3) + logit(0.1) - logit(0.2)) / 2)
+    # A category only one model was scored in averages over that model alone.
+    assert fp.logit_deviations({"a": (0.5, {"z": 0.75}), "b": (0.2, {})})["z"] == pytest.approx(np.log(3))
+
+
+def test_category_accuracy_counts_missing_answers_as_wrong():
+    from types import SimpleNamespace as R
+    recs = [R(category="x", answer="A", gold="A"), R(category="x", answer=None, gold="B"),
+            R(category="y", answer="C", gold="D"), R(category="y", answer="D", gold="D")]
+    assert fp.category_accuracy(recs) == (0.5, {"x": 0.5, "y": 0.5})
+
+
+def test_expert_table_spreads_the_overall_level():
+    from scipy.special import expit, logit
+    t = fp.expert_accuracy({"mmlu_pro": 0.5, "gpqa": 0.3}, {"law": -0.6, "biology": 0.8})
+    assert t["gpqa"] == {"all": 0.3}
+    assert t["mmlu_pro"]["all"] == 0.5
+    assert t["mmlu_pro"]["law"] == pytest.approx(expit(-0.6), abs=1e-4)
+    assert t["mmlu_pro"]["biology"] == pytest.approx(expit(logit(0.5) + 0.8), abs=1e-4)
+
+
+def test_committed_profiles_carry_accuracy_tables():
+    from scipy.special import logit
+    ps = load_profiles("paper_a100")
+    devs = []
+    for name in PAPER_EXPERTS:
+        acc = ps.model(name).accuracy
+        assert set(acc) == {"mmlu_pro", "medmcqa", "gpqa"}
+        assert set(acc["mmlu_pro"]) == MMLU_CATEGORIES | {"all"}
+        assert set(acc["medmcqa"]) == set(acc["gpqa"]) == {"all"}
+        assert any("accuracy.mmlu_pro.<category>" in s for s in ps.model(name).sources)
+        level = logit(acc["mmlu_pro"]["all"])
+        devs.append({c: logit(a) - level for c, a in acc["mmlu_pro"].items() if c != "all"})
+    # One measured spread shared by the six experts (up to rounding).
+    for c in MMLU_CATEGORIES:
+        assert np.ptp([d[c] for d in devs]) < 2e-3
+    assert devs[0]["biology"] > 0 > devs[0]["law"]
+    for name in fp.INSTRUCT_TRACES:   # trace models: measured per-category accuracy
+        acc = ps.model(name).accuracy["mmlu_pro"]
+        assert set(acc) == MMLU_CATEGORIES | {"all"}
+        assert any(s.startswith("accuracy.mmlu_pro: measured") for s in ps.model(name).sources)
+    assert ps.model("Meta-Llama-3_1-8B-Instruct").accuracy["mmlu_pro"]["all"] == pytest.approx(0.44, abs=0.01)

@@ -53,3 +53,41 @@ def test_unknown_profile_set_is_a_clear_error():
 def test_unknown_model_names_known_ones(profiles):
     with pytest.raises(ConfigError, match="known models"):
         profiles.model("GPT-9")
+
+
+# ---------------------------------------------------------------- accuracy tables
+
+def _raw_with(accuracy=None):
+    import yaml
+    from mosaic.profiles import _DATA
+    raw = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())
+    if accuracy is not None:
+        raw["models"]["Gemma"]["accuracy"] = accuracy
+    return raw
+
+
+def test_profile_accuracy_table_parses():
+    from mosaic.profiles import parse_profiles
+    ps = parse_profiles(_raw_with({"mmlu_pro": {"all": 0.5, "law": 0.3, "math": 1e-3}, "gpqa": {"all": 0.34}}))
+    assert ps.model("Gemma").accuracy == {"mmlu_pro": {"all": 0.5, "law": 0.3, "math": 0.001},
+                                          "gpqa": {"all": 0.34}}
+    assert ps.model("Qwen").accuracy == {}          # no `accuracy` key: empty, still loads
+
+
+def test_profile_without_accuracy_key_loads_empty(profiles):
+    assert all(m.accuracy == {} for m in profiles.models.values())
+
+
+@pytest.mark.parametrize("table, match", [
+    ({"mmlu_pro": {"law": 1.2}}, r"models\.Gemma\.accuracy\.mmlu_pro\.law: accuracy must be a number in \(0, 1\)"),
+    ({"mmlu_pro": {"law": 0.0}}, r"Gemma\.accuracy\.mmlu_pro\.law"),
+    ({"gpqa": {"all": 1}}, r"Gemma\.accuracy\.gpqa\.all"),
+    ({"gpqa": {"all": "high"}}, r"Gemma\.accuracy\.gpqa\.all"),
+    ({"gpqa": {"all": True}}, r"Gemma\.accuracy\.gpqa\.all"),
+    ({"gpqa": 0.4}, r"Gemma\.accuracy\.gpqa: expected a non-empty mapping"),
+    ([0.4], r"Gemma\.accuracy: expected a mapping"),
+])
+def test_profile_accuracy_out_of_range_names_the_field(table, match):
+    from mosaic.profiles import parse_profiles
+    with pytest.raises(ConfigError, match=match):
+        parse_profiles(_raw_with(table))

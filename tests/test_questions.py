@@ -99,3 +99,53 @@ def test_real_medmcqa_routing_is_skewed_and_deterministic(profiles):
     demand = Counter(m for q in w.queries for m in q.experts)
     assert max(demand.values()) / min(demand.values()) > 5
     assert [q.experts for q in build(c, profiles, seed=0).queries] == [q.experts for q in w.queries]
+
+
+# ---------------------------------------------------------------- accuracy from the profiles
+
+def with_tables(profiles, tables):
+    from dataclasses import replace
+    from mosaic.profiles import ProfileSet
+    return ProfileSet(profiles.engine, {n: replace(m, accuracy=tables.get(n, {})) for n, m in profiles.models.items()})
+
+
+EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
+
+
+def test_profile_accuracy_table_drives_routing(qdir, profiles):
+    # Exaone is far better than the rest on law and far worse on math; the others are flat.
+    tables = {e: {"gpqa": {"all": 0.45}} for e in EXPERTS}
+    tables["Exaone"] = {"gpqa": {"all": 0.5, "law": 0.95, "math": 0.05}}
+    w = build(cfg(qdir), with_tables(profiles, tables), seed=0)
+    share = {c: np.mean(["Exaone" in q.experts for q in w.queries if q.category == c]) for c in ("law", "math")}
+    assert share["law"] > 0.9 and share["math"] < 0.2
+    # The preset table (profiles without accuracy) does not single Exaone out like that.
+    w0 = build(cfg(qdir), profiles, seed=0)
+    assert np.mean(["Exaone" in q.experts for q in w0.queries if q.category == "law"]) < 0.9
+
+
+def test_true_accuracy_reads_the_profile_table(profiles):
+    from mosaic.workload.questions import true_accuracy
+    tables = {e: {"mmlu_pro": {"all": 0.4 + 0.01 * i, "law": 0.2}} for i, e in enumerate(EXPERTS)}
+    tables["Qwen"] = {"mmlu_pro": {"law": 0.7}}         # no "all": falls back to the preset's level
+    acc = true_accuracy("mmlu_pro", ["law", "math", "all"], 0.4, with_tables(profiles, tables))
+    assert acc[0].tolist() == [0.2] * 5 + [0.7]
+    assert acc[1].tolist() == pytest.approx([0.40, 0.41, 0.42, 0.43, 0.44, 0.56])   # Qwen: PRESETS 0.56
+    assert acc[2].tolist() == acc[1].tolist()
+    # Without a table for every expert (here one lacks it), the preset's seeded table is used.
+    del tables["GLM"]
+    partial = true_accuracy("mmlu_pro", ["law", "math"], 0.4, with_tables(profiles, tables))
+    assert np.array_equal(partial, true_accuracy("mmlu_pro", ["law", "math"], 0.4))
+    assert np.array_equal(true_accuracy("mmlu_pro", ["law"], 0.4, profiles), true_accuracy("mmlu_pro", ["law"], 0.4))
+
+
+def test_aggregator_skill_follows_the_profile_table(profiles):
+    from mosaic.workload.questions import _aggregator_logits, true_accuracy
+    from scipy.special import logit
+    tables = {e: {"gpqa": {"all": 0.4, "law": 0.4}} for e in EXPERTS}
+    tables["QwenR1"] = {"gpqa": {"all": 0.4, "law": 0.8, "math": 0.4}}   # the gpqa aggregator
+    ps = with_tables(profiles, tables)
+    acc = true_accuracy("gpqa", ["law", "math"], 0.4, ps)
+    agg = _aggregator_logits("gpqa", acc, ps)
+    assert agg[0] - agg[1] == pytest.approx(logit(0.8) - logit(0.4))
+    assert agg[1] == pytest.approx(logit(0.48))          # at its overall level: the preset aggregator's

@@ -5,6 +5,11 @@ lengths are modelled as in the synthetic workload (per-category skill, correlate
 length distributions), because no trace covers the paper's six experts. The router estimates each
 expert's per-category skill on the calibration (train) file: the experts "answer" the calibration
 questions under the same model, and `router.estimate_skills` turns that into skill scores.
+
+The true per-category accuracy comes from the profiles' `accuracy` tables when all six experts'
+profiles have one for the dataset (paper_a100.yaml: assumed overall levels, MMLU-Pro's category
+spread measured on real traces; see experiments/fit_profiles.py), else from the synthetic preset's
+seeded table. The aggregator's per-category skill comes from the same table.
 """
 from __future__ import annotations
 
@@ -74,14 +79,44 @@ def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
     return QuestionFrame(tuple(ids), tuple(cats), np.array(prompts), np.array(gold), np.array(n_opt))
 
 
-def true_accuracy(dataset: str, categories, spread: float) -> np.ndarray:
-    """(questions x experts) true accuracy: the preset's per-category table where the category is
-    one of the preset's, else the expert's overall accuracy for the dataset."""
-    preset = PRESETS[dataset]
+def profile_tables(profiles: ProfileSet | None, dataset: str) -> list[dict[str, float]] | None:
+    """Each expert's profile accuracy table for `dataset` (EXPERTS order), or None unless all six
+    experts' profiles have one."""
+    if profiles is None:
+        return None
+    tables = [profiles.models[e].accuracy.get(dataset) if e in profiles.models else None for e in EXPERTS]
+    return tables if all(tables) else None
+
+
+def overall_accuracy(dataset: str, profiles: ProfileSet | None = None) -> np.ndarray:
+    """Per expert (EXPERTS order): the dataset-wide level, the profile's "all" entry where the
+    profiles carry accuracy tables, else the preset's."""
+    preset, tables = PRESETS[dataset], profile_tables(profiles, dataset)
+    return np.array([preset.base_accuracy[e] if tables is None else tables[i].get("all", preset.base_accuracy[e])
+                     for i, e in enumerate(EXPERTS)])
+
+
+def true_accuracy(dataset: str, categories, spread: float, profiles: ProfileSet | None = None) -> np.ndarray:
+    """(questions x experts) true accuracy.
+
+    When all six experts' profiles carry an accuracy table for the dataset: each expert's entry for
+    the category, else its overall level (`overall_accuracy`). Otherwise the preset's per-category
+    table (seeded spread) where the category is one of the preset's, else the preset's overall level."""
+    preset, tables = PRESETS[dataset], profile_tables(profiles, dataset)
+    base = overall_accuracy(dataset, profiles)
+    if tables is not None:
+        rows = {c: np.array([t.get(c, b) for t, b in zip(tables, base)]) for c in set(categories)}
+        return np.array([rows[c] for c in categories]).reshape(len(categories), len(EXPERTS))
     table = skill_table(preset, spread)
-    base = np.array([preset.base_accuracy[e] for e in EXPERTS])
     index = {c: i for i, c in enumerate(preset.categories)}
     return np.array([table[index[c]] if c in index else base for c in categories])
+
+
+def _aggregator_logits(dataset: str, accuracy: np.ndarray, profiles: ProfileSet) -> np.ndarray:
+    """The aggregator's per-category skill from the same table as the experts' accuracy."""
+    preset = PRESETS[dataset]
+    level = overall_accuracy(dataset, profiles)[EXPERTS.index(preset.aggregator)]
+    return aggregator_logits(preset, accuracy, level)
 
 
 @register_kind("questions")
@@ -105,17 +140,17 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
 
     rng = np.random.default_rng(seed)
     # Calibration: every expert answers every train question under the same outcome model.
-    train_acc = true_accuracy(dataset, train.categories, spec.skill_spread)
+    train_acc = true_accuracy(dataset, train.categories, spec.skill_spread, profiles)
     all_experts = np.tile(np.arange(len(EXPERTS)), (len(train), 1))
     calib = simulate(train, EXPERTS, train_acc, all_experts, preset.aggregator,
-                     aggregator_logits(preset, train_acc), spec, profiles, rng, "calibration", seed)
+                     _aggregator_logits(dataset, train_acc, profiles), spec, profiles, rng, "calibration", seed)
     correct = np.array([[calib.outcomes[f"{q}/{e}"].answer == g for e in EXPERTS]
                         for q, g in zip(train.ids, (chr(65 + x) for x in train.gold))], dtype=float)
     categories = sorted(set(test.categories) | set(train.categories))
     skill = estimate_skills(train.categories, correct, categories, cfg.get("prior_strength", 5.0))
     cat_index = {c: i for i, c in enumerate(categories)}
 
-    test_acc = true_accuracy(dataset, test.categories, spec.skill_spread)
+    test_acc = true_accuracy(dataset, test.categories, spec.skill_spread, profiles)
     chosen = route(skill[[cat_index[c] for c in test.categories]], spec.k, spec.routing_noise, rng)
-    return simulate(test, EXPERTS, test_acc, chosen, preset.aggregator, aggregator_logits(preset, test_acc),
-                    spec, profiles, rng, cfg.get("name", dataset), seed)
+    return simulate(test, EXPERTS, test_acc, chosen, preset.aggregator,
+                    _aggregator_logits(dataset, test_acc, profiles), spec, profiles, rng, cfg.get("name", dataset), seed)

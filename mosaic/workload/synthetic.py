@@ -163,10 +163,14 @@ def check_spec(spec: SyntheticSpec, profiles: ProfileSet, models) -> None:
         profiles.model(m)  # clear error if the profile set lacks a model
 
 
-def aggregator_logits(preset: Preset, accuracy: np.ndarray) -> np.ndarray:
-    """The aggregator's accuracy moves with its own per-category skill around the preset's level."""
+def aggregator_logits(preset: Preset, accuracy: np.ndarray, level: float | None = None) -> np.ndarray:
+    """The aggregator's accuracy moves with its own per-category skill around the preset's level.
+
+    level: the aggregator model's overall accuracy the per-category skill deviates from (default:
+    the preset's); pass the level of whatever table `accuracy` came from."""
     a = EXPERTS.index(preset.aggregator)
-    return logit(preset.aggregator_accuracy) + logit(accuracy[:, a]) - logit(preset.base_accuracy[preset.aggregator])
+    level = preset.base_accuracy[preset.aggregator] if level is None else level
+    return logit(preset.aggregator_accuracy) + logit(accuracy[:, a]) - logit(level)
 
 
 def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
