@@ -37,7 +37,8 @@ def run(cfg: DictConfig) -> RunOutput:
     workload = build_workload(wl_cfg, profiles, c["seed"])
     params = SchedulerParams(sch.get("max_models_per_worker"), sch.get("replication_cap"),
                              sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
-    backend = make_backend(c["backend"]["name"], cluster, profiles, **c["backend"].get("options", {}))
+    backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
+                           **c["backend"].get("options", {}))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy)
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
     return RunOutput(summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation),

@@ -24,7 +24,7 @@ class Backend(Protocol):
         """Execute every request of the plan; `replay` gives output lengths/answers to reproduce."""
 
 
-_BACKENDS: dict[str, str] = {"sim": "sim.backend:SimBackend"}
+_BACKENDS: dict[str, str] = {"sim": "sim.backend:SimBackend", "vllm": "vllm_backend.backend:VllmBackend"}
 
 
 def register_backend(name: str, target: str) -> None:
@@ -39,4 +39,12 @@ def make_backend(name: str, cluster: Cluster, profiles: ProfileSet, **options) -
     if name not in _BACKENDS:
         raise ConfigError(f"backend.name: unknown backend '{name}'; choose one of {available_backends()}")
     module, cls = _BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(cluster=cluster, profiles=profiles, **options)
+    try:
+        backend_cls = getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        raise ConfigError(f"backend={name} cannot be loaded ({e}); install it, e.g. "
+                          f"`bash scripts/install_vllm_cpu.sh` for vLLM on CPU") from None
+    try:
+        return backend_cls(cluster=cluster, profiles=profiles, **options)
+    except TypeError as e:
+        raise ConfigError(f"backend.options: {e}") from None

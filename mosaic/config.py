@@ -70,12 +70,21 @@ class AggregationConfig:
 
 
 @dataclass
+class ModelsConfig:
+    name: str = MISSING
+    cache_dir: Optional[str] = None
+    engine: dict[str, Any] = field(default_factory=dict)   # vLLM EngineArgs shared by all models
+    models: dict[str, Any] = field(default_factory=dict)   # name -> {hf_id | path | tiny, engine}
+
+
+@dataclass
 class MosaicConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     seed: int = 0
 
 

@@ -17,9 +17,8 @@ from sim.engine import BatchEngine
 class SimBackend:
     name = "sim"
 
-    def __init__(self, cluster: Cluster, profiles: ProfileSet, **options):
-        if options:
-            raise ConfigError(f"backend: the sim backend takes no options, got {sorted(options)}")
+    def __init__(self, cluster: Cluster, profiles: ProfileSet, models=None):
+        # `models` (the model registry) is for real engines; the simulator runs profiles instead.
         self.cluster = cluster
         self.profiles = profiles
 

@@ -1,0 +1,40 @@
+"""Model registry: a model name maps to an HF id or local path plus engine arguments (conf/models/)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from mosaic.errors import ConfigError
+from vllm_backend.tiny_models import ensure_tiny_model
+
+
+class ModelRegistry:
+    def __init__(self, cfg: Mapping[str, Any]):
+        self.name = cfg.get("name", "?")
+        self.engine = dict(cfg.get("engine") or {})
+        self.models = dict(cfg.get("models") or {})
+        self.cache_dir = cfg.get("cache_dir")
+        if not self.models:
+            raise ConfigError(f"models={self.name}: the registry lists no models")
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.engine.get("max_model_len", 4096))
+
+    def resolve(self, model: str) -> tuple[str, dict[str, Any]]:
+        """(path or HF id, vLLM EngineArgs keyword arguments) for a model name."""
+        if model not in self.models:
+            raise ConfigError(f"models={self.name}: no entry for model '{model}'; "
+                              f"known: {sorted(self.models)}")
+        entry = dict(self.models[model])
+        args = {**self.engine, **(entry.pop("engine", None) or {})}
+        if "tiny" in entry:
+            from pathlib import Path
+
+            path = str(ensure_tiny_model(model, cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+                                         **entry["tiny"]))
+            args.setdefault("load_format", "dummy")
+        elif "path" in entry or "hf_id" in entry:
+            path = str(entry.get("path") or entry["hf_id"])
+        else:
+            raise ConfigError(f"models={self.name}.{model}: give one of hf_id, path or tiny")
+        return path, args

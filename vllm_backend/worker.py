@@ -1,0 +1,93 @@
+"""What runs inside one worker process: its sessions in order, one vLLM engine per session.
+
+Imports vLLM only here, inside the child, after the launcher has set the device environment
+(CUDA_VISIBLE_DEVICES or the CPU cores), which vLLM reads at import time.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+import traceback
+from typing import Any
+
+# Scripts that start engines need a __main__ guard (vLLM spawns processes); this module is only ever
+# the target of a spawned process, never run as a script.
+
+
+def _engine(model: str, engine_args: dict[str, Any]):
+    from vllm import EngineArgs, LLMEngine
+
+    return LLMEngine.from_engine_args(EngineArgs(model=model, **engine_args))
+
+
+def _shutdown(engine) -> None:
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    del engine
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from vllm import SamplingParams
+
+    now = lambda: time.time() - t0  # noqa: E731
+    load_start = now()
+    try:
+        engine = _engine(session["path"], session["engine_args"])
+    except Exception as e:  # an engine that fails to start must not take the other sessions down
+        detail = " ".join(str(e).split())[:400]
+        err = (f"worker {session['worker']} session {session['index']}: engine for model {session['model']} "
+               f"({session['path']}) failed to start: {type(e).__name__}: {detail}")
+        t = now()
+        info = {"load_start_s": load_start, "load_end_s": t, "run_start_s": t, "run_end_s": t, "error": err}
+        return info, [{"request_id": r["id"], "error": err} for r in session["requests"]]
+    load_end = now()
+    records: dict[str, dict[str, Any]] = {}
+    for r in session["requests"]:
+        params = SamplingParams(max_tokens=r["max_tokens"], ignore_eos=session["replay"], temperature=0.0)
+        engine.add_request(r["id"], {"prompt_token_ids": r["prompt_token_ids"]}, params)
+        records[r["id"]] = {"request_id": r["id"], "start_s": now()}
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            rec = records[out.request_id]
+            t = now()
+            if out.outputs and out.outputs[0].token_ids and "first_token_s" not in rec:
+                rec["first_token_s"] = t
+            if out.finished:
+                rec["finish_s"] = t
+                rec["output_tokens"] = len(out.outputs[0].token_ids) if out.outputs else 0
+                rec["text"] = out.outputs[0].text if out.outputs else ""
+    run_end = now()
+    _shutdown(engine)
+    for rec in records.values():
+        rec.setdefault("first_token_s", rec.get("finish_s", run_end))
+        rec.setdefault("finish_s", run_end)
+    info = {"load_start_s": load_start, "load_end_s": load_end, "run_start_s": load_end, "run_end_s": run_end,
+            "error": None}
+    return info, list(records.values())
+
+
+def worker_main(spec: dict[str, Any], queue) -> None:
+    """Entry point of a worker process: run every session, send one message back."""
+    os.environ.update(spec["env"])
+    sessions, records = [], []
+    try:
+        for session in spec["sessions"]:
+            info, recs = run_session(session, spec["t0"])
+            sessions.append({"index": session["index"], "model": session["model"],
+                             "n_requests": len(session["requests"]), **info})
+            records += [{**r, "session": session["index"]} for r in recs]
+    except Exception:  # report, never hang the parent
+        queue.put({"worker": spec["worker"], "sessions": sessions, "records": records,
+                   "fatal": traceback.format_exc(limit=5)})
+        return
+    queue.put({"worker": spec["worker"], "sessions": sessions, "records": records, "fatal": None})
