@@ -68,6 +68,7 @@ def format_table(s: dict[str, Any]) -> str:
             ("aggregator stage", f"{s['aggregator_stage_s']:.1f} s ({s['n_aggregator_requests']} requests)"),
             ("end to end", f"{s['end_to_end_s']:.1f} s"),
             ("aggregator skipped", f"{100 * s['skip_rate']:.1f} %"),
+            ("failed requests", str(s["n_failed_requests"])),
             ("accuracy (always aggregate)", f"{100 * s['accuracy']:.2f} % ("
              + (f"{100 * s['accuracy_always_aggregate']:.2f} %" if s["accuracy_always_aggregate"] is not None else "n/a") + ")")]
     if s["solver"]:

@@ -73,7 +73,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
         demands.append(ModelDemand(
             model=name,
             request_ids=tuple(r.id for r in reqs),
-            load_s=prof.load_time_s,
+            load_s=prof.load_time_s + prof.unload_time_s,  # every session pays both
             session_s=predict_session_s(prof, profiles.engine, memory, len(reqs), mean_prompt),
             first_seen=first_seen[name],
         ))

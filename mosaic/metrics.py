@@ -66,6 +66,9 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         "n_queries": len(wl.queries),
         "n_expert_requests": len(exp_t.requests),
         "n_aggregator_requests": len(agg_t.requests),
+        # A real backend reports a request it could not serve (e.g. its engine did not start) with
+        # an error instead of dropping it; its expert answer counts as no vote.
+        "n_failed_requests": sum(r.error is not None for t in (exp_t, agg_t) for r in t.requests),
         "expert_stage_s": exp_t.makespan_s,
         "aggregator_stage_s": agg_t.makespan_s,
         "end_to_end_s": exp_t.makespan_s + agg_t.makespan_s,

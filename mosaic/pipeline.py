@@ -80,6 +80,9 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
     aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
                            backend, cluster, profiles, workload)
-    agg_answer = {r.query_id: r.answer for r in aggregator.trace.requests}
-    final = {d.query_id: (d.majority if d.skip else agg_answer[d.query_id]) for d in decisions}
+    agg = {r.query_id: r for r in aggregator.trace.requests}
+    # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
+    # majority, if there is one.
+    final = {d.query_id: (d.majority if d.skip or agg[d.query_id].error else agg[d.query_id].answer)
+             for d in decisions}
     return PipelineResult(workload, expert, aggregator, decisions, final)

@@ -116,6 +116,7 @@ class EngineProfile:
     peak_tflops: float
     flops_efficiency: float
     sources: tuple[str, ...] = ()
+    worker_startup_s: float = 0.0   # a worker process starting its engine runtime, before any load
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,15 @@ class ModelProfile:
     # dataset -> category -> P(correct); "all" is the dataset-wide level (also the fallback for a
     # category the table lacks). Empty when the profile says nothing about answers.
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Measured on a real engine by experiments/profile.py; when present they replace the values
+    # derived from hardware figures. cost: the fitted step model (COST_KEYS, milliseconds).
+    cost: dict[str, float] = field(default_factory=dict)
+    kv_capacity: int | None = None      # KV-cache tokens the engine reported
+    unload_time_s: float = 0.0          # engine shutdown before the worker's next session
+
+
+# t_step = step_ms + token_ms * tokens in step + ctx_ms * sum(decode context) + len2_ms * sum(prefill L^2)
+COST_KEYS = ("step_ms", "token_ms", "ctx_ms", "len2_ms")
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,10 @@ class ProfileSet:
 
 
 def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float) -> int:
-    """KV-cache tokens left on a GPU of `memory_gib` after the weights, as vLLM sizes it."""
+    """KV-cache tokens left on a GPU of `memory_gib` after the weights, as vLLM sizes it (or as the
+    real engine reported, when the profile was measured)."""
+    if model.kv_capacity is not None:
+        return model.kv_capacity
     free = memory_gib * engine.gpu_memory_utilization - model.weight_gib
     return max(0, int(free * GIB // model.kv_bytes_per_token))
 
@@ -170,6 +183,12 @@ class CostModel:
         # Causal attention: QK^T and AV are 2*L^2*d flops each per layer, halved by the mask.
         flops = engine.peak_tflops * 1e12 * engine.flops_efficiency
         self.prefill_ms_per_len2 = 2.0 * model.n_layers * model.hidden_size / flops * 1e3
+        if model.cost:  # a measured fit replaces every hardware-derived coefficient
+            c = model.cost
+            self._lin_x, self._lin_y = np.array([0.0, 1.0]), np.array([0.0, c["token_ms"]])
+            self._lin_tail_slope, self._lin_scale = c["token_ms"], 1.0
+            self._overhead_ms, self._per_seq_ms = c["step_ms"], 0.0
+            self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
 
     def linear_ms(self, tokens: float) -> float:
         if tokens <= self._lin_x[-1]:
@@ -251,6 +270,11 @@ def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
         mw = f"{where}.models.{name}"
         m["output"] = _length_distribution(_require(m, "output", mw), shapes, f"{mw}.output")
         m["sources"] = tuple(m.get("sources", ()))
+        if m.get("cost"):
+            missing = [k for k in COST_KEYS if k not in m["cost"]]
+            if missing:
+                raise ConfigError(f"{mw}.cost: missing {missing}; a measured cost model needs {list(COST_KEYS)}")
+            m["cost"] = {k: float(m["cost"][k]) for k in COST_KEYS}
         m["accuracy"] = _accuracy(m.get("accuracy"), f"{mw}.accuracy")
         try:
             models[name] = ModelProfile(name=name, **m)

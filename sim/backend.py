@@ -33,6 +33,8 @@ class SimBackend:
 
         def worker_loop(wp):
             memory = self.cluster.workers[wp.worker].memory_gib
+            if wp.sessions:
+                yield env.timeout(engine_cfg.worker_startup_s)
             for idx, session in enumerate(wp.sessions):
                 model = self.profiles.model(session.model)
                 load_start = env.now
@@ -59,6 +61,8 @@ class SimBackend:
                 sess_records.append(SessionRecord(wp.worker, idx, session.model, load_start, run_start,
                                                   run_start, env.now, len(session.request_ids),
                                                   result.preemptions))
+                if idx + 1 < len(wp.sessions):  # the engine must be gone before the next one loads
+                    yield env.timeout(model.unload_time_s)
 
         for wp in plan.workers:
             env.process(worker_loop(wp))

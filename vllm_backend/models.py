@@ -26,6 +26,7 @@ class ModelRegistry:
             raise ConfigError(f"models={self.name}: no entry for model '{model}'; "
                               f"known: {sorted(self.models)}")
         entry = dict(self.models[model])
+        entry.pop("kind", None)
         args = {**self.engine, **(entry.pop("engine", None) or {})}
         if "tiny" in entry:
             from pathlib import Path

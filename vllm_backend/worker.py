@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 # Scripts that start engines need a __main__ guard (vLLM spawns processes); this module is only ever
 # the target of a spawned process, never run as a script.
+
+
+def isolate_from_script_dir() -> None:
+    """A spawned process inherits sys.path[0] = the launching script's folder (experiments/), whose
+    profile.py would shadow the standard library's `profile`, which vLLM imports through cProfile.
+    Workers import only installed packages, so that folder is dropped before vLLM loads."""
+    main = sys.modules.get("__mp_main__") or sys.modules.get("__main__")
+    script_dir = Path(getattr(main, "__file__", None) or ".").resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != script_dir]
 
 
 def _engine(model: str, engine_args: dict[str, Any]):
@@ -79,6 +90,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
 def worker_main(spec: dict[str, Any], queue) -> None:
     """Entry point of a worker process: run every session, send one message back."""
     os.environ.update(spec["env"])
+    isolate_from_script_dir()
     sessions, records = [], []
     try:
         for session in spec["sessions"]:

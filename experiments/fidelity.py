@@ -1,0 +1,83 @@
+"""Simulator fidelity: the same workload and plan on backend=sim (measured profiles) and on vLLM.
+
+    python experiments/fidelity.py                       # workload=smoke, models=tiny, 2 CPU workers
+    python experiments/fidelity.py scheduler=round_robin # any config override
+
+Prints per-stage makespan error and per-request latency error, writes results/fidelity.md.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mosaic.aggregation import AggregationPolicy, decide
+from mosaic.backends import make_backend
+from mosaic.cluster import Cluster
+from mosaic.costs import build_problem
+from mosaic.fidelity import compare
+from mosaic.config import register_configs
+from mosaic.pipeline import aggregator_requests
+from mosaic.profiles import load_profiles
+from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.workload.build import build_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = ["workload=smoke", "models=tiny", "backend=vllm", "cluster=cpu2"]
+
+
+def stage(name, requests, order, c, cluster, profiles, workload, sim, real):
+    params = SchedulerParams(c["scheduler"].get("max_models_per_worker"), c["scheduler"].get("replication_cap"))
+    plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order), requests, params)
+    by_id = {r.id: r for r in requests}
+    t = sim.run(plan, by_id, workload.outcomes)
+    t0 = time.time()
+    r = real.run(plan, by_id, workload.outcomes)
+    print(f"{name} stage: real run took {time.time() - t0:.0f} s", flush=True)
+    return plan, t, r
+
+
+def main() -> None:
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", DEFAULTS + sys.argv[1:])
+    c = OmegaConf.to_container(cfg, resolve=True)
+    cluster = Cluster.uniform(c["cluster"]["n_workers"], c["cluster"]["memory_gib"], c["cluster"]["device"])
+    profiles = load_profiles(c["workload"]["profiles"])
+    workload = build_workload(c["workload"], profiles, c["seed"])
+    sim = make_backend("sim", cluster, profiles)
+    real = make_backend("vllm", cluster, profiles, models=c["models"], **c["backend"]["options"])
+    rows = []
+    _, sim_e, real_e = stage("expert", list(workload.expert_requests()), workload.expert_models, c, cluster,
+                             profiles, workload, sim, real)
+    rows.append(compare(sim_e, real_e))
+    answers = {q.id: [] for q in workload.queries}
+    for r in sim_e.requests:
+        answers[r.query_id].append(r.answer)
+    policy = AggregationPolicy(c["aggregation"]["policy"], c["aggregation"].get("tau"))
+    run_ids = {d.query_id for d in decide(policy, answers) if not d.skip}
+    agg = aggregator_requests(workload, sim_e, run_ids, profiles.engine.max_model_len // 2)
+    if agg:
+        _, sim_a, real_a = stage("aggregator", agg, (workload.aggregator,), c, cluster, profiles, workload, sim, real)
+        rows.append(compare(sim_a, real_a))
+    out = ROOT / "results" / "fidelity.md"
+    lines = ["# Simulator fidelity: backend=sim vs backend=vllm, same plans", "",
+             "Regenerate: `" + " ".join(["python experiments/fidelity.py", *sys.argv[1:]]) + "`", "",
+             f"Config: {' '.join(DEFAULTS + sys.argv[1:])}, scheduler={c['scheduler']['name']}, seed {c['seed']}; "
+             f"profiles `{c['workload']['profiles']}` (measured by `experiments/profile.py`). Latency = finish time "
+             "minus the start of its session's serving.", "",
+             "| stage | requests | makespan sim (s) | makespan real (s) | makespan error | latency rel. error p50 / p90 | latency abs. error p50 / p90 (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['requests']} | {r['makespan_sim_s']:.1f} | {r['makespan_real_s']:.1f} | "
+                     f"{r['makespan_error']:+.1%} | {r['latency_rel_error_p50']:.1%} / {r['latency_rel_error_p90']:.1%} | "
+                     f"{r['latency_abs_error_p50_s']:.2f} / {r['latency_abs_error_p90_s']:.2f} |")
+    out.write_text("\n".join(lines) + "\n")
+    (ROOT / "results" / "fidelity.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

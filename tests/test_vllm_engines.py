@@ -1,0 +1,90 @@
+"""Real vLLM engines (tiny models, CPU). Skipped where vLLM is not installed; CI installs it."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("vllm")
+
+from mosaic.cluster import Cluster  # noqa: E402
+from mosaic.plan import Plan, Session, WorkerPlan  # noqa: E402
+from mosaic.profiles import load_profiles  # noqa: E402
+from mosaic.workload.types import Outcome, Request  # noqa: E402
+from vllm_backend.backend import VllmBackend  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+TINY = yaml.safe_load((ROOT / "conf" / "models" / "tiny.yaml").read_text())
+
+
+def make(layout, n=6):
+    """layout: worker -> [model]; n requests per session with growing prompts and outputs."""
+    reqs, replay, workers = {}, {}, []
+    for w, models in layout.items():
+        sessions = []
+        for m in models:
+            ids = []
+            for i in range(n):
+                rid = f"q{i}/{m}"
+                reqs[rid] = Request(rid, f"q{i}", m, 16 + 5 * i, "expert")
+                replay[rid] = Outcome(8 + 6 * i, "ABCD"[i % 4])
+                ids.append(rid)
+            sessions.append(Session(m, tuple(ids)))
+        workers.append(WorkerPlan(w, tuple(sessions)))
+    return Plan("expert", "manual", tuple(workers)), reqs, replay
+
+
+def backend(models=TINY):
+    return VllmBackend(Cluster.uniform(2, 80.0), load_profiles("tiny_cpu"), models=models, device="cpu")
+
+
+def test_two_workers_three_models_every_request_completes():
+    plan, reqs, replay = make({0: ["Qwen", "GLM"], 1: ["Exaone"]})
+    trace = backend().run(plan, reqs, replay)
+    assert sorted(r.request_id for r in trace.requests) == sorted(reqs)
+    for r in trace.requests:
+        assert r.error is None
+        assert r.output_tokens == replay[r.request_id].output_tokens
+        assert r.answer == replay[r.request_id].answer
+        assert 0 <= r.start_s <= r.first_token_s <= r.finish_s <= trace.makespan_s
+    for w in (0, 1):
+        mine = sorted((s for s in trace.sessions if s.worker == w), key=lambda s: s.index)
+        assert [s.model for s in mine] == [s.model for s in plan.workers[w].sessions]
+        for s in mine:
+            assert s.error is None and s.load_start_s < s.load_end_s <= s.run_start_s <= s.run_end_s
+        for a, b in zip(mine, mine[1:]):
+            assert a.run_end_s <= b.load_start_s
+    for ws in trace.workers:
+        assert ws.busy_s + ws.idle_s == pytest.approx(trace.makespan_s)
+
+
+def test_engine_that_fails_to_start_is_reported_and_others_complete():
+    broken = json.loads(json.dumps(TINY))
+    broken["models"]["GLM"] = {"path": "/nonexistent/model-dir", "engine": {"load_format": "dummy"}}
+    plan, reqs, replay = make({0: ["GLM", "Qwen"], 1: ["Exaone"]}, n=3)
+    trace = backend(broken).run(plan, reqs, replay)
+    assert len(trace.requests) == len(reqs)  # every request in, one result out
+    failed = [r for r in trace.requests if r.error]
+    assert {r.model for r in failed} == {"GLM"} and len(failed) == 3
+    assert "engine for model GLM" in failed[0].error and "session 0" in failed[0].error
+    glm = next(s for s in trace.sessions if s.model == "GLM")
+    assert glm.error and "failed to start" in glm.error
+    ok = [r for r in trace.requests if not r.error]
+    assert {r.model for r in ok} == {"Qwen", "Exaone"}
+    assert all(r.output_tokens == replay[r.request_id].output_tokens for r in ok)
+
+
+def test_smoke_command_finishes_under_five_minutes(tmp_path):
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "experiments/run.py", "backend=vllm", "models=tiny", "workload=smoke",
+                        f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    wall = time.time() - t0
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["backend"] == "vllm" and s["n_failed_requests"] == 0
+    assert s["n_expert_requests"] == 3 * s["n_queries"]
+    assert wall < 300, f"took {wall:.0f} s"

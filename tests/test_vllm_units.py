@@ -1,0 +1,60 @@
+"""vLLM backend pieces that need no engine: device split, prompts, answers, registry, fidelity maths."""
+import pytest
+
+from mosaic.errors import ConfigError
+from mosaic.fidelity import compare, request_latencies
+from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
+from vllm_backend.backend import device_env, extract_answer, prompt_ids
+from vllm_backend.models import ModelRegistry
+
+
+def test_cpu_cores_are_split_between_workers(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1, 2, 3})
+    envs = device_env(2, "cpu", 1)
+    assert [e["VLLM_CPU_OMP_THREADS_BIND"] for e in envs] == ["0,1", "2,3"]
+    assert all(e["VLLM_CPU_KVCACHE_SPACE"] == "1" and e["CUDA_VISIBLE_DEVICES"] == "" for e in envs)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in device_env(3, "cuda", 1)] == ["0", "1", "2"]
+    with pytest.raises(ConfigError, match="backend.options.device"):
+        device_env(1, "tpu", 1)
+
+
+def test_prompts_are_deterministic_and_in_vocabulary():
+    a = prompt_ids("q1/Qwen", 50)
+    assert a == prompt_ids("q1/Qwen", 50) and len(a) == 50
+    assert a != prompt_ids("q2/Qwen", 50)
+    assert all(4 <= t < 504 for t in a)
+
+
+@pytest.mark.parametrize("text, letter", [("so the answer is (C).", "C"), ("The answer is B", "B"),
+                                          ("answer is (A) ... no, the answer is (D)", "D"), ("I don't know", None)])
+def test_extract_answer(text, letter):
+    assert extract_answer(text) == letter
+
+
+def test_registry_errors_name_the_model():
+    reg = ModelRegistry({"name": "t", "engine": {"max_model_len": 512},
+                         "models": {"A": {"hf_id": "org/a", "engine": {"dtype": "float16"}}, "B": {}}})
+    assert reg.resolve("A") == ("org/a", {"max_model_len": 512, "dtype": "float16"})
+    with pytest.raises(ConfigError, match="no entry for model 'C'"):
+        reg.resolve("C")
+    with pytest.raises(ConfigError, match="models=t.B: give one of hf_id, path or tiny"):
+        reg.resolve("B")
+    with pytest.raises(ConfigError, match="lists no models"):
+        ModelRegistry({"name": "empty"})
+
+
+def _trace(finish, makespan):
+    reqs = tuple(RequestRecord(f"r{i}", "q", "A", "expert", 0, 0, 10.0, 10.5, f, 5, 5, None)
+                 for i, f in enumerate(finish))
+    return Trace("expert", "x", makespan, reqs, (SessionRecord(0, 0, "A", 0.0, 10.0, 10.0, makespan, len(finish)),),
+                 (WorkerStats(0, makespan, 0.0),))
+
+
+def test_fidelity_errors():
+    sim, real = _trace([12.0, 14.0], 14.0), _trace([12.0, 15.0], 15.0)
+    assert request_latencies(real) == {"r0": 2.0, "r1": 5.0}
+    c = compare(sim, real)
+    assert c["makespan_error"] == pytest.approx(-1 / 15)
+    assert c["latency_rel_error_p90"] == pytest.approx(0.18)  # errors 0 and 0.2
+    with pytest.raises(ValueError, match="same plan"):
+        compare(_trace([1.0], 1.0), real)
