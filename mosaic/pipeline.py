@@ -15,6 +15,8 @@ from mosaic.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.problem import StageProblem
 from mosaic.profiles import ProfileSet
+from mosaic.prompts import aggregator_prompt
+from mosaic.workload.tokens import estimate_tokens
 from mosaic.schedulers import SchedulerParams, schedule
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
@@ -55,14 +57,24 @@ def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
 
 def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[str],
                         max_prompt: int) -> list[Request]:
-    """The aggregator reads the question plus every expert's full answer."""
+    """The aggregator reads the question plus every expert's full answer. When the experts' texts
+    are known (a real engine generating naturally) the prompt is built from them; otherwise its
+    length is the question plus the experts' output tokens."""
     expert_tokens: dict[str, int] = defaultdict(int)
+    texts: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in expert_trace.requests:
         expert_tokens[r.query_id] += r.output_tokens
-    return [Request(aggregator_request_id(q.id), q.id, workload.aggregator,
-                    min(max_prompt, q.prompt_tokens + expert_tokens[q.id] + AGGREGATOR_TEMPLATE_TOKENS),
-                    "aggregator")
-            for q in workload.queries if q.id in run_ids]
+        if r.text is not None:
+            texts[r.query_id].append((r.model, r.text))
+    out = []
+    for q in workload.queries:
+        if q.id not in run_ids:
+            continue
+        prompt = aggregator_prompt(q.text, texts[q.id]) if texts[q.id] else None
+        n = estimate_tokens(prompt) if prompt else q.prompt_tokens + expert_tokens[q.id] + AGGREGATOR_TEMPLATE_TOKENS
+        out.append(Request(aggregator_request_id(q.id), q.id, workload.aggregator, min(max_prompt, n),
+                           "aggregator", prompt))
+    return out
 
 
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,

@@ -23,6 +23,7 @@ class RequestRecord:
     output_tokens: int
     answer: str | None
     error: str | None = None
+    text: str | None = None   # generated text, kept only when the model generated naturally
 
 
 @dataclass(frozen=True)

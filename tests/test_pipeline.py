@@ -64,3 +64,33 @@ def test_ilp_beats_round_robin_on_default_workload():
 def test_bad_configuration_is_a_clear_error(overrides, match):
     with pytest.raises(ConfigError, match=match):
         run(config(*SMALL, *overrides))
+
+
+def test_aggregator_prompt_is_built_from_expert_texts():
+    from mosaic.pipeline import aggregator_requests
+    from mosaic.trace import RequestRecord, Trace
+    from mosaic.workload.tokens import estimate_tokens
+    from mosaic.workload.types import Query, Workload
+
+    q = Query("q1", "all", 30, "B", ("A1", "A2"), 0.0, "What is 2+2? The options are: (A) 3 (B) 4")
+    wl = Workload("t", 0, (q,), ("A1", "A2"), "AGG")
+    recs = tuple(RequestRecord(f"q1/{m}", "q1", m, "expert", 0, 0, 0.0, 0.1, 0.2, 30, 7, None, None, t)
+                 for m, t in (("A1", "2+2 is 4. The answer is (B)"), ("A2", "I think (A). The answer is (A)")))
+    trace = Trace("expert", "vllm", 0.2, recs, (), ())
+    (req,) = aggregator_requests(wl, trace, {"q1"}, max_prompt=4096)
+    assert q.text in req.prompt and "The answer is (B)" in req.prompt and "Response 2 (A2)" in req.prompt
+    assert req.prompt_tokens == estimate_tokens(req.prompt)
+    # Without texts (replay, simulator) the prompt is a length only.
+    bare = Trace("expert", "sim", 0.2, tuple(r.__class__(**{**r.__dict__, "text": None}) for r in recs), (), ())
+    (req2,) = aggregator_requests(wl, bare, {"q1"}, max_prompt=4096)
+    assert req2.prompt is None and req2.prompt_tokens == 30 + 14 + 64
+
+
+def test_expert_requests_carry_question_prompts():
+    from mosaic.workload.types import Query, Workload
+
+    wl = Workload("t", 0, (Query("q1", "all", 30, "B", ("A1",), 0.0, "Why? The options are: (A) x (B) y"),
+                           Query("q2", "all", 30, "A", ("A1",))), ("A1",), "AGG")
+    a, b = wl.expert_requests()
+    assert "Why? The options are" in a.prompt and "The answer is (X)" in a.prompt
+    assert b.prompt is None

@@ -88,3 +88,24 @@ def test_smoke_command_finishes_under_five_minutes(tmp_path):
     assert s["backend"] == "vllm" and s["n_failed_requests"] == 0
     assert s["n_expert_requests"] == 3 * s["n_queries"]
     assert wall < 300, f"took {wall:.0f} s"
+
+
+def test_natural_generation_feeds_expert_texts_to_the_aggregator():
+    from mosaic.aggregation import AggregationPolicy
+    from mosaic.pipeline import aggregator_requests, run_pipeline
+    from mosaic.schedulers import SchedulerParams
+    from mosaic.workload.types import Query, Workload
+
+    queries = tuple(Query(f"q{i}", "all", 40, "A", ("Qwen", "GLM"), 0.0,
+                          f"Question {i}: which? The options are: (A) yes (B) no") for i in range(3))
+    wl = Workload("natural", 0, queries, ("Qwen", "GLM"), "Exaone")
+    cluster, profiles = Cluster.uniform(2, 80.0), load_profiles("tiny_cpu")
+    be = VllmBackend(cluster, profiles, models=TINY, device="cpu", replay=False, max_tokens=24)
+    res = run_pipeline(wl, cluster, profiles, "round_robin", SchedulerParams(), be, AggregationPolicy("always", None))
+    for r in res.expert.trace.requests:
+        assert r.error is None and isinstance(r.text, str) and 1 <= r.output_tokens <= 24
+    prompts = {r.query_id: r.prompt for r in aggregator_requests(wl, res.expert.trace, {q.id for q in queries}, 4096)}
+    for r in res.expert.trace.requests:
+        assert r.text in prompts[r.query_id]
+    assert len(res.aggregator.trace.requests) == 3
+    assert all(r.error is None and isinstance(r.text, str) for r in res.aggregator.trace.requests)

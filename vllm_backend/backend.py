@@ -58,12 +58,13 @@ class VllmBackend:
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
-                 launcher: Launcher | None = None):
+                 max_tokens: int | None = None, launcher: Launcher | None = None):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
         self.cluster, self.profiles = cluster, profiles
         self.registry = ModelRegistry(models)
         self.replay, self.device, self.kv_cache_gib, self.timeout_s = replay, device, kv_cache_gib, timeout_s
+        self.max_tokens = max_tokens  # natural mode: cap on generated tokens (None = up to the context)
         self.launcher = launcher or LocalProcessLauncher()
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
@@ -83,9 +84,14 @@ class VllmBackend:
                 path, engine_args = self.registry.resolve(s.model)
                 reqs = []
                 for rid in s.request_ids:
-                    n_prompt = min(requests[rid].prompt_tokens, max_len // 2)
-                    want = replay[rid].output_tokens if self.replay else max_len
-                    reqs.append({"id": rid, "prompt_token_ids": prompt_ids(rid, n_prompt),
+                    r = requests[rid]
+                    n_prompt = min(r.prompt_tokens, max_len // 2)
+                    want = replay[rid].output_tokens if self.replay else (self.max_tokens or max_len)
+                    # Replay reproduces lengths, so a synthetic prompt of the right size will do;
+                    # natural generation reads the real prompt text where the workload has one.
+                    text = r.prompt if not self.replay else None
+                    reqs.append({"id": rid, "prompt": text,
+                                 "prompt_token_ids": None if text else prompt_ids(rid, n_prompt),
                                  "max_tokens": max(1, min(want, max_len - n_prompt))})
                 sessions.append({"worker": wp.worker, "index": idx, "model": s.model, "path": path,
                                  "engine_args": engine_args, "replay": self.replay, "requests": reqs})
@@ -113,7 +119,8 @@ class VllmBackend:
                     answer = replay[rid].answer if (self.replay and replay) else extract_answer(rec.get("text", ""))
                     req_records.append(RequestRecord(rid, r.query_id, r.model, r.stage, w, idx, rec["start_s"],
                                                      rec["first_token_s"], rec["finish_s"], r.prompt_tokens,
-                                                     rec["output_tokens"], answer))
+                                                     rec["output_tokens"], answer, None,
+                                                     None if self.replay else rec.get("text", "")))
         makespan = max((s.run_end_s for s in sess_records), default=0.0)
         req_records.sort(key=lambda r: (r.worker, r.session, r.start_s, r.request_id))
         sess_records.sort(key=lambda s: (s.worker, s.index))

@@ -63,9 +63,16 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
         return info, [{"request_id": r["id"], "error": err} for r in session["requests"]]
     load_end = now()
     records: dict[str, dict[str, Any]] = {}
+    failed: list[dict[str, Any]] = []
     for r in session["requests"]:
         params = SamplingParams(max_tokens=r["max_tokens"], ignore_eos=session["replay"], temperature=0.0)
-        engine.add_request(r["id"], {"prompt_token_ids": r["prompt_token_ids"]}, params)
+        prompt = r["prompt"] if r.get("prompt") else {"prompt_token_ids": r["prompt_token_ids"]}
+        try:
+            engine.add_request(r["id"], prompt, params)
+        except Exception as e:  # e.g. a text prompt longer than the context: this request only
+            failed.append({"request_id": r["id"], "error": f"request {r['id']} rejected by the engine for "
+                           f"{session['model']}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"})
+            continue
         records[r["id"]] = {"request_id": r["id"], "start_s": now()}
     while engine.has_unfinished_requests():
         for out in engine.step():
@@ -84,7 +91,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
         rec.setdefault("finish_s", run_end)
     info = {"load_start_s": load_start, "load_end_s": load_end, "run_start_s": load_end, "run_end_s": run_end,
             "error": None}
-    return info, list(records.values())
+    return info, list(records.values()) + failed
 
 
 def worker_main(spec: dict[str, Any], queue) -> None:

@@ -76,7 +76,8 @@ def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
         prompts.append(estimate_tokens(rec["question"]) + TEMPLATE_TOKENS)
         gold.append(ord(letter) - 65)
         n_opt.append(max(n, 2))
-    return QuestionFrame(tuple(ids), tuple(cats), np.array(prompts), np.array(gold), np.array(n_opt))
+    return QuestionFrame(tuple(ids), tuple(cats), np.array(prompts), np.array(gold), np.array(n_opt),
+                         tuple(r["question"] for r in records))
 
 
 def profile_tables(profiles: ProfileSet | None, dataset: str) -> list[dict[str, float]] | None:
@@ -136,7 +137,7 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
         if not 1 <= n <= len(test):
             raise ConfigError(f"workload.n_queries must be in [1, {len(test)}] for {dataset} (got {n})")
         test = QuestionFrame(test.ids[:n], test.categories[:n], test.prompt_tokens[:n], test.gold[:n],
-                             test.n_options[:n])
+                             test.n_options[:n], test.texts[:n])
 
     rng = np.random.default_rng(seed)
     # Calibration: every expert answers every train question under the same outcome model.

@@ -87,6 +87,7 @@ class QuestionFrame:
     prompt_tokens: np.ndarray   # int
     gold: np.ndarray            # option index
     n_options: np.ndarray       # int, >= 2
+    texts: tuple[str, ...] | None = None   # question texts, where the workload has them
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -151,7 +152,8 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
         agg_ans = int(gold[i]) if rng.random() < p_agg else wrong_answer(i)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), letters[agg_ans])
         queries.append(Query(qid, frame.categories[i], int(frame.prompt_tokens[i]), letters[gold[i]],
-                             tuple(experts[j] for j in chosen[i]), float(z[i])))
+                             tuple(experts[j] for j in chosen[i]), float(z[i]),
+                             frame.texts[i] if frame.texts else None))
     return Workload(name=name, seed=seed, queries=tuple(queries), expert_models=experts,
                     aggregator=aggregator, outcomes=outcomes, options=tuple(letters[: int(n_opt.max())]))
 

@@ -367,7 +367,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
             n_opts = max(n_opts, rec.n_options)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), max_len // 2),
                                                        agg_trace[qs.keys[i]].answer)
-        queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], tuple(models), 0.0))
+        queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], tuple(models), 0.0, qs.texts[i]))
     return Workload(name=spec.name, seed=seed, queries=tuple(queries),
                     expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
                     outcomes=outcomes, options=tuple(LETTERS[:n_opts]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mosaic import serde
+from mosaic.prompts import expert_prompt
 
 
 def expert_request_id(query_id: str, model: str) -> str:
@@ -27,6 +28,7 @@ class Query:
     gold: str
     experts: tuple[str, ...]  # chosen by the router, in routing order
     difficulty: float = 0.0   # latent; drives correlated errors and longer outputs
+    text: str | None = None   # the question with its options, where the workload has it
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Request:
     model: str
     prompt_tokens: int
     stage: str  # "expert" | "aggregator"
+    prompt: str | None = None  # text for real engines; None = a synthetic prompt of prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class Workload:
     options: tuple[str, ...] = ("A", "B", "C", "D")
 
     def expert_requests(self) -> tuple[Request, ...]:
-        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert")
+        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert",
+                             expert_prompt(q.text) if q.text else None)
                      for q in self.queries for m in q.experts)
 
     def to_json(self) -> str:
