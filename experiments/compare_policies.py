@@ -7,7 +7,6 @@ Prints a table and writes results/policies.csv and results/policies.md. Every ru
 Hydra config as experiments/run.py (conf/), only with group overrides.
 """
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -17,6 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from mosaic.app import run
 from mosaic.config import register_configs
+from mosaic.report import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")
@@ -47,11 +47,7 @@ def main() -> None:
                                  "wall_s": time.perf_counter() - t0})
                     print(f"{wl:15s} seed {seed} {pol:14s} expert {s['expert_stage_s']:8.0f} s  "
                           f"e2e {s['end_to_end_s']:8.0f} s", file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "policies.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out / "policies.csv", rows)
     table = render(rows, args.seeds)
     (args.out / "policies.md").write_text(table)
     print(table)

@@ -1,7 +1,6 @@
 """Turn a resolved config into objects, run the pipeline, and write the run's outputs."""
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from mosaic.cluster import Cluster
 from mosaic.metrics import query_rows, summary
 from mosaic.pipeline import PipelineResult, run_pipeline
 from mosaic.profiles import load_profiles
+from mosaic.report import write_csv
 from mosaic.schedulers import SchedulerParams, get_scheduler
 from mosaic.trace import requests_csv, sessions_csv
 from mosaic.workload.build import build_workload
@@ -54,11 +54,7 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     traces = [out.result.expert.trace, out.result.aggregator.trace]
     (directory / "trace.csv").write_text(requests_csv(traces))
     (directory / "sessions.csv").write_text(sessions_csv(traces))
-    rows = query_rows(out.result)
-    with open(directory / "queries.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(directory / "queries.csv", query_rows(out.result))
 
 
 def format_table(s: dict[str, Any]) -> str:

@@ -64,6 +64,15 @@ class Trace:
         return serde.from_json(cls, text)
 
 
+def assemble_trace(stage: str, backend: str, requests: list[RequestRecord], sessions: list[SessionRecord],
+                   worker_ids: list[int]) -> Trace:
+    """The Trace every backend returns: records in a canonical order, makespan = last session end."""
+    makespan = max((s.run_end_s for s in sessions), default=0.0)
+    reqs = tuple(sorted(requests, key=lambda r: (r.worker, r.session, r.start_s, r.request_id)))
+    sess = tuple(sorted(sessions, key=lambda s: (s.worker, s.index)))
+    return Trace(stage, backend, makespan, reqs, sess, worker_stats(sess, worker_ids, makespan))
+
+
 def worker_stats(sessions: tuple[SessionRecord, ...], worker_ids: list[int],
                  makespan_s: float) -> tuple[WorkerStats, ...]:
     """Busy time is the union of a worker's session spans; sessions on one worker never overlap."""
@@ -73,22 +82,24 @@ def worker_stats(sessions: tuple[SessionRecord, ...], worker_ids: list[int],
     return tuple(WorkerStats(w, busy[w], makespan_s - busy[w]) for w in worker_ids)
 
 
-def _csv(cls, rows_by_stage: list[tuple[str, tuple]]) -> str:
+def _csv(cls, rows_by_stage: list[tuple[str, tuple]], stage_column: bool) -> str:
     out = io.StringIO()
     names = [f.name for f in fields(cls)]
+    prefix = ["stage"] if stage_column else []
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["stage", *names] if cls is SessionRecord else names)
+    writer.writerow(prefix + names)
     for stage, rows in rows_by_stage:
         for r in rows:
             vals = [getattr(r, n) if getattr(r, n) is not None else "" for n in names]
-            writer.writerow([stage, *vals] if cls is SessionRecord else vals)
+            writer.writerow(([stage] if stage_column else []) + vals)
     return out.getvalue()
 
 
 def requests_csv(traces: list[Trace]) -> str:
-    return _csv(RequestRecord, [(t.stage, t.requests) for t in traces])
+    # RequestRecord carries its own stage field.
+    return _csv(RequestRecord, [(t.stage, t.requests) for t in traces], stage_column=False)
 
 
 def sessions_csv(traces: list[Trace]) -> str:
     """Sessions with a stage column; times are relative to the start of their stage."""
-    return _csv(SessionRecord, [(t.stage, t.sessions) for t in traces])
+    return _csv(SessionRecord, [(t.stage, t.sessions) for t in traces], stage_column=True)

@@ -9,7 +9,7 @@ from mosaic.cluster import Cluster
 from mosaic.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens
-from mosaic.trace import RequestRecord, SessionRecord, Trace, worker_stats
+from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
 
@@ -67,8 +67,5 @@ class SimBackend:
         for wp in plan.workers:
             env.process(worker_loop(wp))
         env.run()
-        makespan = max((s.run_end_s for s in sess_records), default=0.0)
-        req_records.sort(key=lambda r: (r.worker, r.session, r.start_s, r.request_id))
-        sess_records.sort(key=lambda s: (s.worker, s.index))
-        return Trace(plan.stage, self.name, makespan, tuple(req_records), tuple(sess_records),
-                     worker_stats(tuple(sess_records), [w.id for w in self.cluster.workers], makespan))
+        return assemble_trace(plan.stage, self.name, req_records, sess_records,
+                              [w.id for w in self.cluster.workers])

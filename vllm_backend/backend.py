@@ -17,7 +17,7 @@ from mosaic.cluster import Cluster
 from mosaic.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet
-from mosaic.trace import RequestRecord, SessionRecord, Trace, worker_stats
+from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from vllm_backend.launcher import Launcher, LocalProcessLauncher
 from vllm_backend.models import ModelRegistry
@@ -121,8 +121,5 @@ class VllmBackend:
                                                      rec["first_token_s"], rec["finish_s"], r.prompt_tokens,
                                                      rec["output_tokens"], answer, None,
                                                      None if self.replay else rec.get("text", "")))
-        makespan = max((s.run_end_s for s in sess_records), default=0.0)
-        req_records.sort(key=lambda r: (r.worker, r.session, r.start_s, r.request_id))
-        sess_records.sort(key=lambda s: (s.worker, s.index))
-        return Trace(plan.stage, self.name, makespan, tuple(req_records), tuple(sess_records),
-                     worker_stats(tuple(sess_records), [w.id for w in self.cluster.workers], makespan))
+        return assemble_trace(plan.stage, self.name, req_records, sess_records,
+                              [w.id for w in self.cluster.workers])

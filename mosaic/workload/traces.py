@@ -45,6 +45,7 @@ import numpy as np
 from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.paths import resolve
+from mosaic.workload.questions import load_questions
 from mosaic.workload.registry import register_kind
 from mosaic.workload.router import estimate_skills
 from mosaic.workload.synthetic import route
@@ -198,14 +199,10 @@ class QuestionSet:
 
 @functools.lru_cache(maxsize=16)
 def _questions(path: str, mtime_ns: int) -> QuestionSet:
-    p = Path(path)
-    try:
-        data = _json_list(p.read_bytes(), p)
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read ({e})") from None
-    texts = tuple(str(_field(r, "question", p, i)) for i, r in enumerate(data))
+    data = load_questions(Path(path))
+    texts = tuple(r["question"] for r in data)
     return QuestionSet(tuple(normalise(t) for t in texts), texts,
-                       tuple(str(_field(r, "gold_answer", p, i)).strip().upper() for i, r in enumerate(data)),
+                       tuple(r["gold_answer"].strip().upper() for r in data),
                        tuple(str(r.get("category", "all")) for r in data))
 
 
