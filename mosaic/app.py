@@ -12,7 +12,7 @@ from mosaic import serde
 from mosaic.aggregation import AggregationPolicy
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.metrics import query_rows, summary
+from mosaic.metrics import query_rows, run_settings, summary
 from mosaic.pipeline import PipelineResult, run_pipeline
 from mosaic.profiles import load_profiles
 from mosaic.report import write_csv
@@ -41,8 +41,9 @@ def run(cfg: DictConfig) -> RunOutput:
                            **c["backend"].get("options", {}))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy)
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
-    return RunOutput(summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation),
-                     result)
+    s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
+    s["settings"] = run_settings(c)
+    return RunOutput(s, result)
 
 
 def write_outputs(out: RunOutput, directory: Path) -> None:

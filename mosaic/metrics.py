@@ -1,6 +1,7 @@
 """Metrics over Traces and pipeline results: stage times, skip rate, accuracy, per-worker use."""
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from typing import Any
 
 from mosaic.pipeline import PipelineResult
@@ -35,6 +36,10 @@ def query_rows(result: PipelineResult) -> list[dict[str, Any]]:
     it, the answer the aggregator would have given (so any tau can be evaluated afterwards)."""
     wl = result.workload
     by_id = {q.id: q for q in wl.queries}
+    # Fig. 7 (length vs agreement) needs each question's total expert output.
+    expert_tokens: dict[str, int] = defaultdict(int)
+    for r in result.expert.trace.requests:
+        expert_tokens[r.query_id] += r.output_tokens
     rows = []
     for d in result.decisions:
         q = by_id[d.query_id]
@@ -42,7 +47,8 @@ def query_rows(result: PipelineResult) -> list[dict[str, Any]]:
         rows.append({"query_id": q.id, "category": q.category, "gold": q.gold, "experts": "+".join(q.experts),
                      "agreement": round(d.agreement, 6), "majority": d.majority or "", "skipped": int(d.skip),
                      "final_answer": result.final_answers[q.id] or "",
-                     "aggregator_answer": (agg.answer or "") if agg else ""})
+                     "aggregator_answer": (agg.answer or "") if agg else "",
+                     "expert_output_tokens": expert_tokens[q.id]})
     return rows
 
 
@@ -80,4 +86,22 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         "workers": workers,
         "solver": solver_info(result.expert.plan),
         "aggregator_solver": solver_info(result.aggregator.plan),
+        # Table 3 (slots per expert) reads this.
+        "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
     }
+
+
+# The paper's experiment (DESIGN.md); a run's `settings` differ from these only in a variant.
+PAPER_SETTINGS = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True, "placement": "tp"}
+
+
+def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The experiment settings a run used, from its resolved config; an option a config does not
+    carry yet has its agreed default, so summaries from any version of the config compare."""
+    sch, wl, agg = cfg.get("scheduler") or {}, cfg.get("workload") or {}, cfg.get("aggregation") or {}
+    replacement = wl.get("replacement")
+    return {"K": sch.get("max_models_per_worker"),
+            "rr_order": sch.get("rr_order") or PAPER_SETTINGS["rr_order"],
+            "routing": wl.get("routing") or PAPER_SETTINGS["routing"],
+            "replacement": PAPER_SETTINGS["replacement"] if replacement is None else bool(replacement),
+            "placement": agg.get("placement") or PAPER_SETTINGS["placement"]}
