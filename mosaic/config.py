@@ -36,7 +36,9 @@ class WorkloadConfig:
     k: int = 3
     profiles: str = "moa6_a100"           # bundled profile set name, or a path to a YAML file
     skill_spread: float = 0.4
-    routing_noise: float = 0.15
+    routing_noise: float = 0.15           # Gumbel noise of the without-replacement router
+    routing: str = "router"               # "router" (Symbolic-MoE recruiter) | "paper_table3" (Table 3 counts)
+    replacement: bool = True              # recruit k experts with replacement (Symbolic-MoE); false: distinct
     difficulty_accuracy: float = 1.2
     difficulty_length: float = 0.6
     distractor_share: float = 0.6

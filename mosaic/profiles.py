@@ -93,6 +93,30 @@ class LengthDistribution:
 
 
 @dataclass(frozen=True)
+class TensorParallelProfile:
+    """How one engine changes when it spans `degree` GPUs with tensor parallelism.
+
+    step_speedup[d] = step time at TP=1 / step time at TP=d, applied to every term of the step
+    (each rank holds 1/d of the weights and KV heads; all-reduces and the host-side scheduler eat
+    into the ideal d). load_overhead_s: start-up a TP engine pays on top of the model's load time
+    (rank processes, NCCL and all-reduce buffers); the ranks load their weight shards concurrently.
+    """
+
+    step_speedup: dict[int, float]
+    load_overhead_s: float
+    source: str
+
+    def speedup(self, degree: int) -> float:
+        if degree == 1:
+            return 1.0
+        if degree not in self.step_speedup:
+            raise ConfigError(f"engine.tensor_parallel.step_speedup has no entry for TP degree {degree} "
+                              f"(has {sorted(self.step_speedup)}): add a measured or published one, or "
+                              f"use aggregation.placement=scheduled")
+        return self.step_speedup[degree]
+
+
+@dataclass(frozen=True)
 class EngineProfile:
     """Per-iteration latency of a vLLM-style engine on one GPU, plus its scheduler limits.
 
@@ -117,6 +141,15 @@ class EngineProfile:
     flops_efficiency: float
     sources: tuple[str, ...] = ()
     worker_startup_s: float = 0.0   # a worker process starting its engine runtime, before any load
+    tensor_parallel: TensorParallelProfile | None = None   # None: this profile cannot run TP engines
+
+    def tp(self) -> TensorParallelProfile:
+        if self.tensor_parallel is None:
+            raise ConfigError(f"profiles for {self.device}: the engine section has no tensor_parallel "
+                              "scaling, so a tensor-parallel session cannot be costed; add "
+                              "engine.tensor_parallel {step_speedup, load_overhead_s, source} or use "
+                              "aggregation.placement=scheduled")
+        return self.tensor_parallel
 
 
 @dataclass(frozen=True)
@@ -159,19 +192,29 @@ class ProfileSet:
                               f"{', '.join(sorted(self.models))}") from None
 
 
-def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float) -> int:
+def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float, tp: int = 1) -> int:
     """KV-cache tokens left on a GPU of `memory_gib` after the weights, as vLLM sizes it (or as the
-    real engine reported, when the profile was measured)."""
+    real engine reported, when the profile was measured).
+
+    With tp GPUs each rank keeps 1/tp of the weights and 1/tp of every token's KV (heads are split),
+    so the engine holds (tp * memory * utilisation - one copy of the weights) / KV bytes per token.
+    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed."""
     if model.kv_capacity is not None:
-        return model.kv_capacity
-    free = memory_gib * engine.gpu_memory_utilization - model.weight_gib
+        return tp * model.kv_capacity + (tp - 1) * int(model.weight_gib * GIB // model.kv_bytes_per_token)
+    free = tp * memory_gib * engine.gpu_memory_utilization - model.weight_gib
     return max(0, int(free * GIB // model.kv_bytes_per_token))
 
 
-class CostModel:
-    """Step latency for one (model, engine) pair; precomputes the coefficients once."""
+def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
+    """Engine start-up for a session of `model` over tp GPUs (l_m, plus the TP overhead)."""
+    return model.load_time_s + (engine.tp().load_overhead_s if tp > 1 else 0.0)
 
-    def __init__(self, model: ModelProfile, engine: EngineProfile):
+
+class CostModel:
+    """Step latency for one (model, engine) pair; precomputes the coefficients once. tp > 1: one
+    engine over tp GPUs, every step faster by the engine's measured TP speedup."""
+
+    def __init__(self, model: ModelProfile, engine: EngineProfile, tp: int = 1):
         pts = np.array(engine.linear_ms_by_tokens, dtype=float)
         self._lin_x, self._lin_y = pts[:, 0], pts[:, 1]
         self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
@@ -189,6 +232,13 @@ class CostModel:
             self._lin_tail_slope, self._lin_scale = c["token_ms"], 1.0
             self._overhead_ms, self._per_seq_ms = c["step_ms"], 0.0
             self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
+        if tp > 1:  # every coefficient is a share of the step, so one factor scales the step
+            f = 1.0 / engine.tp().speedup(tp)
+            self._lin_scale *= f
+            self._overhead_ms *= f
+            self._per_seq_ms *= f
+            self.decode_ms_per_ctx_token *= f
+            self.prefill_ms_per_len2 *= f
 
     def linear_ms(self, tokens: float) -> float:
         if tokens <= self._lin_x[-1]:
@@ -255,8 +305,45 @@ def _accuracy(raw: Any, where: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number (got {value!r})")
+    return float(value)
+
+
+def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
+    """`tensor_parallel: {step_speedup: {degree: speedup}, load_overhead_s, source}`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping {{step_speedup, load_overhead_s, source}}")
+    unknown = sorted(set(raw) - {"step_speedup", "load_overhead_s", "source"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected step_speedup, load_overhead_s, source")
+    table = _require(raw, "step_speedup", where)
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{where}.step_speedup: expected a non-empty mapping TP degree -> speedup over TP=1")
+    speedup: dict[int, float] = {}
+    for degree, value in table.items():
+        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
+            raise ConfigError(f"{where}.step_speedup: TP degree must be an integer >= 1 (got {degree!r})")
+        s = _number(value, f"{where}.step_speedup.{degree}")
+        # Superlinear step speedup would mean the TP=1 step was not what the profile says.
+        if not 0.0 < s <= degree or (degree == 1 and s != 1.0):
+            raise ConfigError(f"{where}.step_speedup.{degree}: speedup must lie in (0, {degree}] "
+                              f"(and be 1 at degree 1); got {s}")
+        speedup[degree] = s
+    overhead = _number(_require(raw, "load_overhead_s", where), f"{where}.load_overhead_s")
+    if overhead < 0:
+        raise ConfigError(f"{where}.load_overhead_s must be >= 0 (got {overhead})")
+    source = _require(raw, "source", where)
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"{where}.source: name where the TP scaling comes from (a measurement or a publication)")
+    return TensorParallelProfile(speedup, overhead, source.strip())
+
+
 def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
     eng = dict(_require(raw, "engine", where))
+    if eng.get("tensor_parallel") is not None:
+        eng["tensor_parallel"] = _tensor_parallel(eng["tensor_parallel"], f"{where}.engine.tensor_parallel")
     eng["linear_ms_by_tokens"] = tuple(tuple(map(float, p)) for p in eng["linear_ms_by_tokens"])
     eng["sources"] = tuple(eng.get("sources", ()))
     try:
