@@ -22,14 +22,15 @@ KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
 
 
 def predict_session_s(model: ModelProfile, engine: EngineProfile, memory_gib: float,
-                      n: int, mean_prompt: float) -> float:
+                      n: int, mean_prompt: float, tp: int = 1) -> float:
+    """tp > 1: one engine over tp GPUs of memory_gib each (TP step speedup, combined KV cache)."""
     if n == 0:
         return 0.0
-    cm = CostModel(model, engine)
+    cm = CostModel(model, engine, tp)
     mean_out = model.output.mean()
     # Expected maximum of n draws is about the 1 - 1/(n+1) quantile.
     max_out = model.output.quantile(1.0 - 1.0 / (n + 1))
-    kv = kv_capacity_tokens(model, engine, memory_gib) * (1 - KV_WATERMARK)
+    kv = kv_capacity_tokens(model, engine, memory_gib, tp) * (1 - KV_WATERMARK)
     # Long sequences stay in the batch longest (length-biased residence), so a running
     # sequence holds on average prompt + E[L^2] / (2 E[L]) tokens of context, not prompt + E[L]/2.
     mean_ctx = mean_prompt + model.output.second_moment() / (2 * mean_out)
