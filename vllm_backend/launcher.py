@@ -1,13 +1,21 @@
 """How worker processes are started. Local processes today; a launcher on Ray actors for clusters
-of several nodes only has to implement `run` with the same contract."""
+of several nodes only has to implement `run` with the same contract.
+
+Every worker runs in a process group of its own (see procgroup.py), and `run` ends every group it
+started before it returns or raises: after a normal finish, a timeout, a dead worker, Ctrl-C, or
+SIGTERM once `procgroup.exit_on_sigterm` has turned it into an exception.
+"""
 from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
+from vllm_backend.procgroup import DEFAULT_GRACE_S, become_group_leader, terminate_groups
 from vllm_backend.worker import worker_main
+
+WorkerTarget = Callable[[dict[str, Any], Any], None]
 
 
 class Launcher(Protocol):
@@ -16,29 +24,86 @@ class Launcher(Protocol):
         died returns a message with `fatal` set and whatever it had finished)."""
 
 
+def _group_entry(target: WorkerTarget, spec: dict[str, Any], queue, grace_s: float) -> None:
+    """The spawned process's entry point: its own process group first, before anything can start
+    a child, then the worker proper."""
+    become_group_leader(grace_s)
+    target(spec, queue)
+
+
+def _failed(worker: int, why: str) -> dict[str, Any]:
+    return {"worker": worker, "sessions": [], "records": [], "fatal": why}
+
+
 class LocalProcessLauncher:
+    """One spawned process per worker on this host.
+
+    `target(spec, queue)` is what a worker runs (vllm_backend.worker.worker_main; tests pass a fake
+    that starts children of its own); it must put exactly one result message on `queue`.
+    `grace_s` is how long a worker's group gets between SIGTERM and SIGKILL."""
+
+    def __init__(self, target: WorkerTarget = worker_main, grace_s: float = DEFAULT_GRACE_S, poll_s: float = 1.0):
+        self.target, self.grace_s, self.poll_s = target, grace_s, poll_s
+
     def run(self, specs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
         ctx = mp.get_context("spawn")  # vLLM and CUDA do not survive fork
         q = ctx.Queue()
-        procs = {s["worker"]: ctx.Process(target=worker_main, args=(s, q), name=f"mosaic-worker-{s['worker']}")
-                 for s in specs}
-        for p in procs.values():
-            p.start()
+        procs: dict[int, Any] = {}
         results: dict[int, dict[str, Any]] = {}
-        deadline = time.time() + timeout_s
-        while len(results) < len(specs) and time.time() < deadline:
-            try:
-                msg = q.get(timeout=1.0)
-                results[msg["worker"]] = msg
-            except queue_mod.Empty:
-                for w, p in procs.items():
-                    if w not in results and not p.is_alive() and p.exitcode not in (0, None):
-                        results[w] = {"worker": w, "sessions": [], "records": [],
-                                      "fatal": f"worker process {w} exited with code {p.exitcode}"}
-        for w, p in procs.items():
-            if w not in results:
-                p.kill()
-                results[w] = {"worker": w, "sessions": [], "records": [],
-                              "fatal": f"worker {w} did not finish within {timeout_s:.0f} s"}
-            p.join(timeout=30)
+        try:
+            for s in specs:
+                p = ctx.Process(target=_group_entry, args=(self.target, s, q, self.grace_s),
+                                name=f"mosaic-worker-{s['worker']}")
+                p.start()
+                procs[s["worker"]] = p
+            deadline = time.monotonic() + timeout_s
+            while len(results) < len(specs) and time.monotonic() < deadline:
+                try:
+                    msg = q.get(timeout=min(self.poll_s, max(0.01, deadline - time.monotonic())))
+                    results[msg["worker"]] = msg
+                except queue_mod.Empty:
+                    self._collect_dead(procs, results, q)
+            for w in procs:
+                if w not in results:
+                    results[w] = _failed(w, f"worker {w} did not finish within {timeout_s:.0f} s")
+        finally:
+            # Also on KeyboardInterrupt / SystemExit: no worker group, and so no engine, survives run().
+            self._end_all(procs, results)
         return [results[s["worker"]] for s in specs]
+
+    def _collect_dead(self, procs, results, q) -> None:
+        """A worker that died without reporting: its message, if it sent one just before dying, is
+        already in the pipe; otherwise it failed, and whatever it left running is ended now."""
+        dead = [w for w, p in procs.items() if w not in results and not p.is_alive()]
+        if not dead:
+            return
+        while True:
+            try:
+                msg = q.get_nowait()
+            except queue_mod.Empty:
+                break
+            results[msg["worker"]] = msg
+        for w in dead:
+            if w not in results:
+                results[w] = _failed(w, f"worker process {w} exited with code {procs[w].exitcode} "
+                                        "without reporting")
+                self._end([procs[w]], wait_s=0.0)
+
+    def _end(self, procs: list, wait_s: float) -> None:
+        """Give workers `wait_s` (in all) to exit by themselves, then end their process groups."""
+        deadline = time.monotonic() + wait_s
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        reap = lambda: [p.join(timeout=0) for p in procs]  # noqa: E731
+        terminate_groups([p.pid for p in procs], self.grace_s, reap=reap)
+        for p in procs:
+            if p.is_alive():  # started but not yet its own group leader: nothing of its own runs yet
+                p.kill()
+            p.join(timeout=self.grace_s)
+
+    def _end_all(self, procs: dict[int, Any], results: dict[int, dict[str, Any]]) -> None:
+        # Workers that reported are finishing on their own (engines already shut down): they get the
+        # grace period first. The others are ended at once.
+        done = [p for w, p in procs.items() if w in results and not results[w].get("fatal")]
+        self._end(done, wait_s=self.grace_s)
+        self._end([p for p in procs.values() if p not in done], wait_s=0.0)

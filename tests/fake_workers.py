@@ -1,0 +1,58 @@
+"""Stand-ins for vllm_backend.worker.worker_main that behave like a worker with an engine: each
+starts a child process (as vLLM starts EngineCore) and records both pids, then misbehaves in its
+own way. Spawned processes import them from here, so they live in a module, not in a test file."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# The child says it is ready (its signal disposition set) by writing to the file named in argv[1].
+# A stubborn one ignores SIGTERM, like an engine stuck in a kernel: only SIGKILL ends it.
+ENGINE = ("import pathlib, signal, sys, time\n"
+          "if sys.argv[2] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "pathlib.Path(sys.argv[1]).write_text('ready')\n"
+          "time.sleep(600)")
+
+
+def _start_engine(spec: dict[str, Any]) -> None:
+    ready = Path(spec["pid_file"] + ".ready")
+    child = subprocess.Popen([sys.executable, "-c", ENGINE, str(ready),
+                              "stubborn" if spec.get("stubborn") else "obedient"])
+    while not ready.exists():
+        time.sleep(0.02)
+    Path(spec["pid_file"]).write_text(json.dumps({"worker": os.getpid(), "engine": child.pid}))
+
+
+def hang(spec: dict[str, Any], queue) -> None:
+    """Never reports (a long run, a hung engine)."""
+    _start_engine(spec)
+    time.sleep(600)
+
+
+def crash(spec: dict[str, Any], queue) -> None:
+    """Dies without reporting and without stopping its engine (a segfault, the OOM killer)."""
+    _start_engine(spec)
+    time.sleep(0.5)
+    os._exit(3)
+
+
+def finish_leaking(spec: dict[str, Any], queue) -> None:
+    """Reports normally but leaves its engine running (a shutdown that did not happen)."""
+    _start_engine(spec)
+    queue.put({"worker": spec["worker"], "sessions": [], "records": [], "fatal": None})
+
+
+def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: float = 600.0) -> None:
+    """What experiments/run.py does around the launcher, for tests that signal a whole run."""
+    import tests.fake_workers as fakes
+    from vllm_backend.launcher import LocalProcessLauncher
+    from vllm_backend.procgroup import exit_on_sigterm
+
+    exit_on_sigterm()
+    specs = [{"worker": w, "pid_file": f"{pid_dir}/{w}.json"} for w in range(n_workers)]
+    LocalProcessLauncher(getattr(fakes, target), grace_s=grace_s, poll_s=0.2).run(specs, timeout_s)
