@@ -39,7 +39,8 @@ def run(cfg: DictConfig) -> RunOutput:
                              sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
     backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
                            **c["backend"].get("options", {}))
-    result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy)
+    result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
+                          cost_model=sch.get("cost_model", "auto"))
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
     s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
     s["settings"] = run_settings(c)

@@ -19,6 +19,7 @@ class SchedulerConfig:
     replication_cap: Optional[int] = None         # R_m; null = clamp(1, floor(T_m / l_m), N)
     time_limit_s: float = 10.0
     mip_gap: float = 1e-4
+    cost_model: str = "auto"    # T_m predictor: auto | regression | analytic (mosaic/costs.py)
 
 
 @dataclass

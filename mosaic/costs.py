@@ -1,39 +1,63 @@
-"""Cost predictor: the regression T_m(N_m, mean, max) of session wall time, from profiles.
+"""Cost predictor: T_m, the predicted wall time of one session serving a model's N_m requests.
 
-The schedulers plan on these predictions. The formula is a steady-state reading of the same
-per-step cost model the simulator integrates: a KV- or slot-limited batch decodes the bulk of the
-tokens; the longest request decodes alongside that batch at the batch's step time, and whatever
-it has left when the bulk is done it finishes alone.
+The schedulers plan on these predictions, made from calibration data only: the workload's
+per-model calibration statistics (mean and max output tokens on the train split,
+Workload.calibration), never the test outcomes; the prompts the scheduler can see; the profile.
+
+Two predictors (`cost_model`):
+* "regression": the paper's T_m(N_m, mean, max), fitted per model on a multi-N profiling sweep
+  (mosaic/session_fit.py; coefficients in the profile's `session_fit`).
+* "analytic": a steady-state reading of the per-step cost model the simulator integrates: a KV- or
+  slot-limited batch decodes the bulk of the tokens; the longest request decodes alongside that
+  batch at the batch's step time, and whatever it has left when the bulk is done it finishes
+  alone. Lengths: the profile's shape rescaled to the calibration mean.
+* "auto" (default): the regression where the model's profile has a fit (and the session runs on
+  one GPU), else the analytic formula.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from mosaic.cluster import Cluster
 from mosaic.errors import ConfigError
 from mosaic.problem import ModelDemand, StageProblem
-from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens
-from mosaic.workload.types import Request
+from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
+                             kv_capacity_tokens)
+from mosaic.workload.calibration import calibration_size
+from mosaic.workload.types import LengthStats, Request
 
 
 KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
 
 
+COST_MODELS = ("auto", "regression", "analytic")
+
+
+def calibrated_lengths(model: ModelProfile, stats: LengthStats | None) -> LengthDistribution:
+    """The profile's length shape at the calibration mean (the profile's own without statistics)."""
+    if stats is None:
+        return model.output
+    target = min(max(stats.mean_output, 1.0), model.output.cap - 1.0)
+    return model.output.calibrated_to_mean(target)
+
+
 def predict_session_s(model: ModelProfile, engine: EngineProfile, memory_gib: float,
-                      n: int, mean_prompt: float, tp: int = 1) -> float:
-    """tp > 1: one engine over tp GPUs of memory_gib each (TP step speedup, combined KV cache)."""
+                      n: int, mean_prompt: float, tp: int = 1, stats: LengthStats | None = None) -> float:
+    """The analytic predictor. tp > 1: one engine over tp GPUs of memory_gib each (TP step
+    speedup, combined KV cache). stats: calibration statistics the lengths are scaled to."""
     if n == 0:
         return 0.0
     cm = CostModel(model, engine, tp)
-    mean_out = model.output.mean()
+    lengths = calibrated_lengths(model, stats)
+    mean_out = lengths.mean()
     # Expected maximum of n draws is about the 1 - 1/(n+1) quantile.
-    max_out = model.output.quantile(1.0 - 1.0 / (n + 1))
+    max_out = lengths.quantile(1.0 - 1.0 / (n + 1))
     kv = kv_capacity_tokens(model, engine, memory_gib, tp) * (1 - KV_WATERMARK)
     # Long sequences stay in the batch longest (length-biased residence), so a running
     # sequence holds on average prompt + E[L^2] / (2 E[L]) tokens of context, not prompt + E[L]/2.
-    mean_ctx = mean_prompt + model.output.second_moment() / (2 * mean_out)
+    mean_ctx = mean_prompt + lengths.second_moment() / (2 * mean_out)
     batch = max(1, min(n, engine.max_num_seqs, int(kv // mean_ctx)))
     step_s = cm.decode_base_s(batch) + cm.decode_ms_per_ctx_token * batch * mean_ctx / 1e3
     bulk_s = n * mean_out / batch * step_s
@@ -43,6 +67,28 @@ def predict_session_s(model: ModelProfile, engine: EngineProfile, memory_gib: fl
     return bulk_s + tail_s + prefill_s
 
 
+def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: float, n: int,
+                     mean_prompt: float, stats: LengthStats | None, cost_model: str = "auto",
+                     tp: int = 1) -> float:
+    """T_m by the chosen predictor (see the module docstring)."""
+    if cost_model not in COST_MODELS:
+        raise ConfigError(f"scheduler.cost_model: '{cost_model}' is not one of {list(COST_MODELS)}")
+    fit = model.session_fit
+    if cost_model == "analytic" or (cost_model == "auto" and (fit is None or tp != 1)):
+        return predict_session_s(model, engine, memory_gib, n, mean_prompt, tp, stats)
+    if fit is None:
+        raise ConfigError(f"scheduler.cost_model=regression: model {model.name} has no session_fit in its "
+                          "profile; run experiments/fit_session_costs.py or use cost_model=auto")
+    if tp != 1:
+        raise ConfigError(f"scheduler.cost_model=regression: the fit of {model.name} is for one GPU, "
+                          f"not a {tp}-way tensor-parallel session; use cost_model=auto")
+    if stats is None:   # no calibration set: the profile's mean and the max of a calibration-sized draw
+        mean, max_out = model.output.mean(), model.output.quantile(1.0 - 1.0 / (calibration_size(None) + 1))
+    else:
+        mean, max_out = stats.mean_output, stats.max_output
+    return fit.predict(n, mean, max_out, mean_prompt)
+
+
 def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster) -> frozenset[int]:
     """Workers that hold the weights plus at least one full-length sequence of KV cache."""
     return frozenset(w.id for w in cluster.workers
@@ -50,7 +96,12 @@ def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster
 
 
 def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
-                  profiles: ProfileSet, model_order: Iterable[str] = ()) -> StageProblem:
+                  profiles: ProfileSet, model_order: Iterable[str] = (),
+                  calibration: Mapping[str, LengthStats] | None = None,
+                  cost_model: str = "auto") -> StageProblem:
+    """The stage as the scheduler sees it. calibration: per-model statistics of the calibration
+    split (Workload.calibration); a model without them is costed from its profile alone."""
+    calibration = calibration or {}
     by_model: dict[str, list[Request]] = defaultdict(list)
     first_seen: dict[str, int] = {}
     for i, r in enumerate(requests):
@@ -75,7 +126,8 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
             model=name,
             request_ids=tuple(r.id for r in reqs),
             load_s=prof.load_time_s + prof.unload_time_s,  # every session pays both
-            session_s=predict_session_s(prof, profiles.engine, memory, len(reqs), mean_prompt),
+            session_s=session_estimate(prof, profiles.engine, memory, len(reqs), mean_prompt,
+                                       calibration.get(name), cost_model),
             first_seen=first_seen[name],
         ))
     return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

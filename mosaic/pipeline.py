@@ -43,8 +43,9 @@ class PipelineResult:
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
               params: SchedulerParams, backend: Backend, cluster: Cluster, profiles: ProfileSet,
-              workload: Workload) -> StageResult:
-    problem = build_problem(stage, requests, cluster, profiles, model_order)
+              workload: Workload, cost_model: str = "auto") -> StageResult:
+    # Costs from the workload's calibration split only, never its outcomes (mosaic/costs.py).
+    problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration, cost_model)
     plan = schedule(scheduler, problem, requests, params)
     trace = backend.run(plan, {r.id: r for r in requests}, workload.outcomes or None)
     done = {r.request_id for r in trace.requests}
@@ -78,11 +79,12 @@ def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[st
 
 
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,
-                 params: SchedulerParams, backend: Backend, policy: AggregationPolicy) -> PipelineResult:
+                 params: SchedulerParams, backend: Backend, policy: AggregationPolicy,
+                 cost_model: str = "auto") -> PipelineResult:
     if not workload.queries:
         raise ConfigError("workload: no queries to run")
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
-                       scheduler, params, backend, cluster, profiles, workload)
+                       scheduler, params, backend, cluster, profiles, workload, cost_model)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
     for r in expert.trace.requests:
         answers[r.query_id].append(r.answer)
@@ -91,7 +93,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     # Leave half the context for the aggregator's own answer.
     agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
     aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
-                           backend, cluster, profiles, workload)
+                           backend, cluster, profiles, workload, cost_model)
     agg = {r.query_id: r for r in aggregator.trace.requests}
     # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
     # majority, if there is one.

@@ -15,6 +15,7 @@ import yaml
 from scipy import optimize, special
 
 from mosaic.errors import ConfigError
+from mosaic.session_fit import SessionFit, parse_session_fit
 
 GIB = 1024**3
 
@@ -173,6 +174,16 @@ class ModelProfile:
     cost: dict[str, float] = field(default_factory=dict)
     kv_capacity: int | None = None      # KV-cache tokens the engine reported
     unload_time_s: float = 0.0          # engine shutdown before the worker's next session
+    # A model writes differently long answers per dataset: dataset -> lengths there. `output` is
+    # the default for a dataset the profile does not list.
+    outputs: dict[str, LengthDistribution] = field(default_factory=dict)
+    # T_m(N, mean, max) fitted by experiments/fit_session_costs.py (mosaic.session_fit); None: the
+    # cost predictor falls back to its analytic formula.
+    session_fit: SessionFit | None = None
+
+    def output_for(self, dataset: str | None) -> LengthDistribution:
+        """Output lengths on `dataset` (the default distribution when it has none of its own)."""
+        return self.outputs.get(dataset, self.output) if dataset else self.output
 
 
 # t_step = step_ms + token_ms * tokens in step + ctx_ms * sum(decode context) + len2_ms * sum(prefill L^2)
@@ -283,6 +294,25 @@ def _length_distribution(d: dict[str, Any], shapes: dict[str, Any], where: str) 
     return dist.calibrated_to_mean(float(_require(d, "mean_tokens", where)))
 
 
+def _outputs(d: Any, shapes: dict[str, Any], where: str) -> tuple[LengthDistribution, dict[str, LengthDistribution]]:
+    """`output` is one distribution {shape, mean_tokens, cap}, or per dataset {default: {...},
+    <dataset>: {...}}; returns (default, {dataset: distribution})."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected {{shape, mean_tokens, cap}} or a mapping dataset -> "
+                          f"{{shape, mean_tokens, cap}} with a 'default' entry")
+    if "shape" in d:
+        return _length_distribution(d, shapes, where), {}
+    if "default" not in d:
+        raise ConfigError(f"{where}: a per-dataset output needs a 'default' entry (used for datasets "
+                          f"it does not list); has {sorted(d)}")
+    per = {}
+    for dataset, spec in d.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}.{dataset}: expected {{shape, mean_tokens, cap}}")
+        per[str(dataset)] = _length_distribution(spec, shapes, f"{where}.{dataset}")
+    return per.pop("default"), per
+
+
 def _accuracy(raw: Any, where: str) -> dict[str, dict[str, float]]:
     """`accuracy: {dataset: {category: P(correct)}}`, every value strictly inside (0, 1)."""
     if raw is None:
@@ -355,7 +385,9 @@ def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
     for name, m in _require(raw, "models", where).items():
         m = dict(m)
         mw = f"{where}.models.{name}"
-        m["output"] = _length_distribution(_require(m, "output", mw), shapes, f"{mw}.output")
+        m["output"], m["outputs"] = _outputs(_require(m, "output", mw), shapes, f"{mw}.output")
+        if m.get("session_fit") is not None:
+            m["session_fit"] = parse_session_fit(m["session_fit"], f"{mw}.session_fit")
         m["sources"] = tuple(m.get("sources", ()))
         if m.get("cost"):
             missing = [k for k in COST_KEYS if k not in m["cost"]]

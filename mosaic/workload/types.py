@@ -65,9 +65,23 @@ class Workload:
                              expert_prompt(q.text) if q.text else None)
                      for q in self.queries for m in q.experts)
 
+@dataclass(frozen=True)
+class LengthStats:
+    """A model's lengths on the calibration (train) split: all the cost model may know of them."""
+
+    n: int                 # calibration answers measured
+    mean_output: float     # mean output tokens
+    max_output: int        # longest output
+    mean_prompt: float     # mean prompt tokens
+    source: str = ""       # where they were measured (train trace, simulated train answers, ...)
+
+
     def to_json(self) -> str:
         return serde.to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "Workload":
         return serde.from_json(cls, text)
+    # Per model (experts and aggregator): output lengths on the calibration split of the same
+    # dataset. The cost model reads these, never `outcomes` (mosaic/workload/calibration.py).
+    calibration: dict[str, LengthStats] = field(default_factory=dict)
