@@ -50,22 +50,6 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Workload:
-    name: str
-    seed: int
-    queries: tuple[Query, ...]
-    expert_models: tuple[str, ...]
-    aggregator: str
-    # Replay data keyed by request id: expert requests, and the aggregator's answer per query if it ran.
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    options: tuple[str, ...] = ("A", "B", "C", "D")
-
-    def expert_requests(self) -> tuple[Request, ...]:
-        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert",
-                             expert_prompt(q.text) if q.text else None)
-                     for q in self.queries for m in q.experts)
-
-@dataclass(frozen=True)
 class LengthStats:
     """A model's lengths on the calibration (train) split: all the cost model may know of them."""
 
@@ -76,12 +60,28 @@ class LengthStats:
     source: str = ""       # where they were measured (train trace, simulated train answers, ...)
 
 
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    seed: int
+    queries: tuple[Query, ...]
+    expert_models: tuple[str, ...]
+    aggregator: str
+    # Replay data keyed by request id: expert requests, and the aggregator's answer per query if it ran.
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    options: tuple[str, ...] = ("A", "B", "C", "D")
+    # Per model (experts and aggregator): output lengths on the calibration split of the same
+    # dataset. The cost model reads these, never `outcomes` (mosaic/workload/calibration.py).
+    calibration: dict[str, LengthStats] = field(default_factory=dict)
+
+    def expert_requests(self) -> tuple[Request, ...]:
+        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert",
+                             expert_prompt(q.text) if q.text else None)
+                     for q in self.queries for m in q.experts)
+
     def to_json(self) -> str:
         return serde.to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "Workload":
         return serde.from_json(cls, text)
-    # Per model (experts and aggregator): output lengths on the calibration split of the same
-    # dataset. The cost model reads these, never `outcomes` (mosaic/workload/calibration.py).
-    calibration: dict[str, LengthStats] = field(default_factory=dict)
