@@ -11,7 +11,7 @@ from mosaic.errors import ConfigError
 from mosaic.workload import traces
 from mosaic.workload.traces import (build, normalise, question_key, read_medagents_json, read_mmlu_pro_zip,
                                     read_trace)
-from mosaic.workload.types import aggregator_request_id, expert_request_id
+from mosaic.workload.types import aggregator_request_id, expert_request_id, expert_slots
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LETTERS = "ABCD"
@@ -150,12 +150,37 @@ def test_build_replays_real_answers_and_lengths(tmp_path, profiles):
 
 def test_routing_is_seeded_and_follows_calibrated_skill(tmp_path, profiles):
     cfg = fake_dataset(tmp_path, n_test=300)
-    cfg.update(k=1, routing_noise=3.0)   # enough noise that every expert gets some queries
+    # The without-replacement router, with enough noise that every expert gets some queries.
+    cfg.update(k=1, routing_noise=3.0, replacement=False)
     a, b = build(cfg, profiles, seed=3), build(cfg, profiles, seed=3)
     assert a == b
     demand = Counter(q.experts[0] for q in a.queries)
     assert demand["Qwen"] > demand["Gemma"] > demand["GLM"] > 0   # the better calibrated, the more chosen
     assert build(cfg, profiles, seed=4) != a
+
+
+def test_recruiter_repeats_replay_the_one_recorded_output(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path, n_test=300)
+    cfg.update(k=3)
+    w = build(cfg, profiles, seed=0)
+    demand = Counter(m for q in w.queries for m in q.experts)
+    assert demand["Qwen"] > demand["Gemma"]           # 'good' (always right) is recruited most
+    assert demand["GLM"] == 0                         # 'poor' (30%) has a negative net score: never a candidate
+    repeated = [q for q in w.queries if len(set(q.experts)) < len(q.experts)]
+    assert repeated
+    for q in repeated:
+        for m, s in expert_slots(q.experts):
+            if s > 1:   # a trace holds one output per (model, question): the repeat replays it
+                assert w.outcomes[expert_request_id(q.id, m, s)] == w.outcomes[expert_request_id(q.id, m)]
+    ids = [r.id for r in w.expert_requests()]
+    assert len(ids) == len(set(ids)) == 3 * 300
+
+
+def test_trace_workload_refuses_table3_routing(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path)
+    cfg.update(routing="paper_table3")
+    with pytest.raises(ConfigError, match="workload.routing=paper_table3: Table 3 covers"):
+        build(cfg, profiles, seed=0)
 
 
 def test_held_out_calibration_split_is_excluded(tmp_path, profiles):
@@ -191,8 +216,8 @@ def test_real_mmlu_pro_trace_workload():
     w = traces.build(cfg, load_profiles("paper_a100"), seed=0)
     assert 2000 <= len(w.queries) <= 2100 and len(w.expert_requests()) == 3 * len(w.queries)
     assert len({q.category for q in w.queries}) == 14
-    top = Counter(Counter(w.outcomes[expert_request_id(q.id, m)].answer for m in q.experts).most_common(1)[0][1]
-                  for q in w.queries)
+    top = Counter(Counter(w.outcomes[expert_request_id(q.id, m, s)].answer
+                          for m, s in expert_slots(q.experts)).most_common(1)[0][1] for q in w.queries)
     assert top[3] > 0 and top[1] + top[2] > 0          # experts agree sometimes, not always
     lens = [o.output_tokens for o in w.outcomes.values()]
     assert len(set(lens)) > 100

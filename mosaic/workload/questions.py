@@ -1,10 +1,14 @@
-"""Workloads from the real question sets (MMLU-Pro, MedMCQA, GPQA; Symbolic-MoE release format).
+"""Workloads from the real question sets (MMLU-Pro, MedMCQA, GPQA, AIME24; Symbolic-MoE release format).
 
 Questions, categories, gold letters and prompt lengths are real. Expert answers and output
 lengths are modelled as in the synthetic workload (per-category skill, correlated errors, profile
 length distributions), because no trace covers the paper's six experts. The router estimates each
 expert's per-category skill on the calibration (train) file: the experts "answer" the calibration
-questions under the same model, and `router.estimate_skills` turns that into skill scores.
+questions under the same model, and `router.estimate_skills` turns that into skill scores, which
+`routing.route` turns into k recruited experts per question (with replacement by default).
+
+AIME24's answers are integers 0-999, not letters: gold, expert and aggregator answers are integer
+strings, wrong answers are other integers, and agreement compares those strings.
 
 The true per-category accuracy comes from the profiles' `accuracy` tables when all six experts'
 profiles have one for the dataset (paper_a100.yaml: assumed overall levels, MMLU-Pro's category
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,18 +30,22 @@ import numpy as np
 from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.paths import resolve
+from mosaic.workload.calibration import question_calibration
 from mosaic.workload.registry import register_kind
+from mosaic.workload import routing
 from mosaic.workload.router import estimate_skills
 from mosaic.workload.synthetic import (EXPERTS, PRESETS, QuestionFrame, SyntheticSpec, aggregator_logits,
-                                       check_spec, route, simulate, skill_table)
+                                       check_spec, routing_spec, simulate, skill_table)
 from mosaic.workload.tokens import estimate_tokens
-from mosaic.workload.types import Workload
+from mosaic.workload.types import Workload, expert_request_id
 
-FILES = {"mmlu_pro": "MMLU_Pro", "medmcqa": "MedMCQA", "gpqa": "GPQA"}
+FILES = {"mmlu_pro": "MMLU_Pro", "medmcqa": "MedMCQA", "gpqa": "GPQA", "aime24": "AIME24"}
 # Symbolic-MoE wraps each question in an instruction asking for step-by-step reasoning and a final
 # letter; about 40 tokens.
 TEMPLATE_TOKENS = 40
 _OPTION = re.compile(r"\(([A-P])\)")
+# An integer answer, alone or first of "080 or 081 (both were accepted)".
+_LEADING_INT = re.compile(r"\s*(\d+)(?:\s*$|\s+or\s+\d+\b)")
 
 
 @lru_cache(maxsize=16)
@@ -62,7 +72,30 @@ def load_questions(path: Path) -> tuple[dict[str, Any], ...]:
     return _read(path, path.stat().st_mtime)
 
 
+def integer_frame(records, dataset: str, split: str, path: Path, n_answers: int) -> QuestionFrame:
+    """Questions whose answer is an integer in [0, n_answers) (AIME: 0-999), no options text.
+
+    A gold answer that lists several accepted integers (AIME24_train item 317: "080 or 081 (both
+    were accepted)") counts as its first; the model outcome only needs one right answer."""
+    gold = []
+    for i, rec in enumerate(records):
+        g = _LEADING_INT.match(rec["gold_answer"])
+        if not (g and int(g.group(1)) < n_answers):
+            raise ConfigError(f"{path}: item {i} has gold_answer '{rec['gold_answer']}'; {dataset} answers "
+                              f"are integers 0-{n_answers - 1}")
+        gold.append(int(g.group(1)))
+    n = len(records)
+    return QuestionFrame(tuple(f"{dataset}-{split}-{i:05d}" for i in range(n)),
+                         tuple(str(r.get("category") or "all") for r in records),
+                         np.array([estimate_tokens(r["question"]) + TEMPLATE_TOKENS for r in records]),
+                         np.array(gold, dtype=int), np.full(n, n_answers),
+                         tuple(r["question"] for r in records), integer_answers=True)
+
+
 def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
+    preset = PRESETS[dataset]
+    if preset.integer_answers:
+        return integer_frame(records, dataset, split, path, preset.n_options)
     ids, cats, prompts, gold, n_opt = [], [], [], [], []
     for i, rec in enumerate(records):
         letter = rec["gold_answer"].strip().upper()
@@ -137,21 +170,29 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
         if not 1 <= n <= len(test):
             raise ConfigError(f"workload.n_queries must be in [1, {len(test)}] for {dataset} (got {n})")
         test = QuestionFrame(test.ids[:n], test.categories[:n], test.prompt_tokens[:n], test.gold[:n],
-                             test.n_options[:n], test.texts[:n])
+                             test.n_options[:n], test.texts[:n], test.integer_answers)
 
     rng = np.random.default_rng(seed)
     # Calibration: every expert answers every train question under the same outcome model.
     train_acc = true_accuracy(dataset, train.categories, spec.skill_spread, profiles)
     all_experts = np.tile(np.arange(len(EXPERTS)), (len(train), 1))
     calib = simulate(train, EXPERTS, train_acc, all_experts, preset.aggregator,
-                     _aggregator_logits(dataset, train_acc, profiles), spec, profiles, rng, "calibration", seed)
-    correct = np.array([[calib.outcomes[f"{q}/{e}"].answer == g for e in EXPERTS]
-                        for q, g in zip(train.ids, (chr(65 + x) for x in train.gold))], dtype=float)
+                     _aggregator_logits(dataset, train_acc, profiles), spec, profiles, rng, "calibration", seed,
+                     dataset=dataset)
+    correct = np.array([[calib.outcomes[expert_request_id(q, e)].answer == train.label(int(g)) for e in EXPERTS]
+                        for q, g in zip(train.ids, train.gold)], dtype=float)
     categories = sorted(set(test.categories) | set(train.categories))
     skill = estimate_skills(train.categories, correct, categories, cfg.get("prior_strength", 5.0))
     cat_index = {c: i for i, c in enumerate(categories)}
 
     test_acc = true_accuracy(dataset, test.categories, spec.skill_spread, profiles)
-    chosen = route(skill[[cat_index[c] for c in test.categories]], spec.k, spec.routing_noise, rng)
-    return simulate(test, EXPERTS, test_acc, chosen, preset.aggregator,
-                    _aggregator_logits(dataset, test_acc, profiles), spec, profiles, rng, cfg.get("name", dataset), seed)
+    per_category = Counter(train.categories)
+    cal = routing.Calibration(correct.mean(axis=0), len(train),
+                              np.array([max(per_category[c], 1) for c in test.categories], dtype=float))
+    chosen = routing.route(routing_spec(spec), skill[[cat_index[c] for c in test.categories]], spec.k, rng,
+                           cal, EXPERTS, dataset)
+    workload = simulate(test, EXPERTS, test_acc, chosen, preset.aggregator,
+                        _aggregator_logits(dataset, test_acc, profiles), spec, profiles, rng, cfg.get("name", dataset),
+                        seed, dataset=dataset)
+    # The cost model sees the lengths of the experts' (simulated) train answers, never the test ones.
+    return replace(workload, calibration=question_calibration(calib, train, (*EXPERTS, preset.aggregator)))

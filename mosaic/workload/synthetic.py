@@ -3,12 +3,13 @@
 Each query has a category and a latent difficulty z ~ N(0, 1). Hard queries are answered wrongly
 by more experts at once (correlated errors, so experts sometimes agree and sometimes not) and make
 every model write longer outputs (so unanimous queries are the short ones, as the paper measured).
-Routing is skill-based in the style of Symbolic-MoE: per category, each expert has a skill (its
-accuracy there); each query takes the k experts with the highest noisy skill, so demand is skewed.
+Routing is Symbolic-MoE's skill-based recruiter (mosaic/workload/routing.py): per category, each
+expert has a skill (its accuracy there); each query draws k experts with replacement, weighted by
+skill, so demand is skewed and a query can ask the same expert twice (two independent samples).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import special
@@ -16,8 +17,11 @@ from scipy.special import expit, logit
 
 from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
+from mosaic.workload import routing
+from mosaic.workload.calibration import synthetic_calibration
 from mosaic.workload.registry import register_kind
-from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
+from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_id, expert_request_id,
+                                   expert_slots)
 
 EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
 
@@ -33,6 +37,8 @@ class Preset:
     base_accuracy: dict[str, float]   # per expert, averaged over categories
     aggregator_accuracy: float
     table_seed: int                   # fixes the per-category skill table: a property of the dataset
+    calibration_size: int             # the dataset's calibration (train) questions, the router's evidence
+    integer_answers: bool = False     # answers are integers 0..n_options-1 (AIME), not option letters
 
 
 _MMLU_CATS = ("biology", "business", "chemistry", "computer science", "economics", "engineering",
@@ -44,16 +50,28 @@ _GPQA_CATS = ("biology", "chemistry", "physics")
 # Question sizes: MMLU-Pro 2100 (14 categories, 10 options), MedMCQA 4183, GPQA 198 (4 options);
 # aggregators MMLU-Pro LlamaR1, MedMCQA Exaone, GPQA QwenR1 (DESIGN.md). Accuracies are typical
 # published 7-9B scores on these benchmarks; reasoning distills are strongest on STEM-heavy sets.
+# Calibration sizes are the train files' (../shared/data/README.md: 350, 504, 249, 354).
+#
+# AIME24 (30 questions, integer answers 0-999; aggregator QwenR1, Symbolic-MoE README's table).
+# Accuracies are published AIME 2024 pass@1 figures: R1-Distill-Llama-8B 50.4 and
+# R1-Distill-Qwen-7B 55.5 (DeepSeek-R1 paper, arXiv 2501.12948, Table 5); Qwen2.5-7B-Instruct 10.0
+# (alibaba-pai DistilQwen2.5 model cards' baseline table). For gemma-2-9b-it, EXAONE-3.5-7.8B-Instruct
+# and glm-4-9b-chat no published AIME 2024 figure was found: 0.05 is an ASSUMPTION (half of
+# Qwen2.5-7B-Instruct's, as their published MATH scores are well below its 75.5). The aggregator's
+# level is QwenR1's own pass@1, also an assumption (Symbolic-MoE's aggregated AIME score not used).
 PRESETS: dict[str, Preset] = {
     "mmlu_pro": Preset("mmlu_pro", 2100, _MMLU_CATS, 10, "LlamaR1", 260.0,
                        {"LlamaR1": 0.55, "QwenR1": 0.52, "Gemma": 0.50, "Exaone": 0.46,
-                        "GLM": 0.45, "Qwen": 0.56}, 0.60, 11),
+                        "GLM": 0.45, "Qwen": 0.56}, 0.60, 11, 350),
     "medmcqa": Preset("medmcqa", 4183, _MED_CATS, 4, "Exaone", 120.0,
                       {"LlamaR1": 0.55, "QwenR1": 0.42, "Gemma": 0.58, "Exaone": 0.56,
-                       "GLM": 0.55, "Qwen": 0.57}, 0.60, 12),
+                       "GLM": 0.55, "Qwen": 0.57}, 0.60, 12, 504),
     "gpqa": Preset("gpqa", 198, _GPQA_CATS, 4, "QwenR1", 300.0,
                    {"LlamaR1": 0.45, "QwenR1": 0.44, "Gemma": 0.34, "Exaone": 0.33,
-                    "GLM": 0.31, "Qwen": 0.36}, 0.48, 13),
+                    "GLM": 0.31, "Qwen": 0.36}, 0.48, 13, 249),
+    "aime24": Preset("aime24", 30, ("all",), 1000, "QwenR1", 150.0,
+                     {"LlamaR1": 0.504, "QwenR1": 0.555, "Gemma": 0.05, "Exaone": 0.05,
+                      "GLM": 0.05, "Qwen": 0.10}, 0.555, 14, 354, integer_answers=True),
 }
 
 
@@ -63,7 +81,9 @@ class SyntheticSpec:
     n_queries: int | None = None        # None: the preset's dataset size
     k: int = 3                          # experts per query
     skill_spread: float = 0.4           # per-category skill deviation, logit scale
-    routing_noise: float = 0.15         # Gumbel noise scale on skills when routing
+    routing_noise: float = 0.15         # Gumbel noise scale on skills (replacement=false only)
+    routing: str = "router"             # "router" | "paper_table3" (routing.py)
+    replacement: bool = True            # recruit with replacement, as Symbolic-MoE does
     difficulty_accuracy: float = 1.2    # logit drop in P(correct) per unit of difficulty
     difficulty_length: float = 0.6      # Gaussian-copula correlation of output length with difficulty
     distractor_share: float = 0.6       # wrong answers that fall on the query's main distractor
@@ -88,23 +108,23 @@ class QuestionFrame:
     gold: np.ndarray            # option index
     n_options: np.ndarray       # int, >= 2
     texts: tuple[str, ...] | None = None   # question texts, where the workload has them
+    integer_answers: bool = False          # answers are str(int) (AIME), else option letters
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def label(self, answer: int) -> str:
+        return str(answer) if self.integer_answers else LETTERS[answer]
 
-def route(skill: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Skill-based routing: per query, the k experts with the highest noisy logit-skill.
 
-    Gumbel-top-k on logit-skill is sampling k experts without replacement, weighted by skill;
-    `skill` is (queries x experts) accuracy as the router believes it."""
-    scores = logit(np.clip(skill, 1e-6, 1 - 1e-6)) + noise * rng.gumbel(size=skill.shape)
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+LETTERS = "ABCDEFGHIJKLMNOP"
+# Without-replacement routing (workload.replacement=false), kept under its old name.
+route = routing.top_k
 
 
 def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarray, chosen: np.ndarray,
              aggregator: str, aggregator_logit: np.ndarray, spec: SyntheticSpec, profiles: ProfileSet,
-             rng: np.random.Generator, name: str, seed: int) -> Workload:
+             rng: np.random.Generator, name: str, seed: int, dataset: str | None = None) -> Workload:
     """Answers and output lengths for every routed (query, expert) pair and for the aggregator.
 
     accuracy: (queries x experts) true P(correct) at average difficulty; aggregator_logit: per
@@ -119,48 +139,51 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
     z = rng.normal(size=n)
     gold, n_opt = frame.gold, frame.n_options
     distractor = (gold + rng.integers(1, n_opt)) % n_opt
-    letters = "ABCDEFGHIJKLMNOP"
 
     # Lengths follow each model's profile distribution exactly; a Gaussian copula on difficulty
-    # makes hard queries long without distorting that marginal.
-    def lengths(model: str) -> np.ndarray:
-        latent = rho * z + np.sqrt(1 - rho * rho) * rng.normal(size=n)
-        return profiles.model(model).output.ppf(special.ndtr(latent))
+    # makes hard queries long without distorting that marginal. `samples` rows are independent
+    # draws given the difficulty: a model recruited twice for a query writes two different lengths.
+    def lengths(model: str, samples: int = 1) -> np.ndarray:
+        latent = rho * z + np.sqrt(1 - rho * rho) * rng.normal(size=(samples, n))
+        return profiles.model(model).output_for(dataset).ppf(special.ndtr(latent))  # per-dataset lengths
 
     def wrong_answer(i: int) -> int:
         if rng.random() < spec.distractor_share:
             return int(distractor[i])
         return int((gold[i] + rng.integers(1, n_opt[i])) % n_opt[i])
 
-    draws = {m: lengths(m) for m in experts}
-    agg_draws = lengths(aggregator)
+    # One length row per possible repeat of a model in a query (k at most).
+    draws = {m: lengths(m, chosen.shape[1]) for m in experts}
+    agg_draws = lengths(aggregator)[0]
     queries, outcomes = [], {}
     for i in range(n):
         qid = frame.ids[i]
+        models = tuple(experts[j] for j in chosen[i])
         n_correct = 0
-        for j in chosen[i]:
-            m = experts[j]
+        # Each slot is its own sample: a repeated expert answers (and is right) independently.
+        for j, (m, sample) in zip(chosen[i], expert_slots(models)):
             p = expit(logit(accuracy[i, j]) - spec.difficulty_accuracy * z[i])
             correct = rng.random() < p
             n_correct += correct
             ans = int(gold[i]) if correct else wrong_answer(i)
-            out = min(int(draws[m][i]), max_len - int(frame.prompt_tokens[i]))
-            outcomes[expert_request_id(qid, m)] = Outcome(out, letters[ans])
+            out = min(int(draws[m][sample - 1, i]), max_len - int(frame.prompt_tokens[i]))
+            outcomes[expert_request_id(qid, m, sample)] = Outcome(out, frame.label(ans))
         # The aggregator reads the experts' answers: more correct experts, likelier it is right.
         p_agg = expit(aggregator_logit[i] - spec.difficulty_accuracy * z[i]
                       + spec.aggregator_follow * (n_correct - len(chosen[i]) / 2))
         agg_ans = int(gold[i]) if rng.random() < p_agg else wrong_answer(i)
-        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), letters[agg_ans])
-        queries.append(Query(qid, frame.categories[i], int(frame.prompt_tokens[i]), letters[gold[i]],
-                             tuple(experts[j] for j in chosen[i]), float(z[i]),
-                             frame.texts[i] if frame.texts else None))
+        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), frame.label(agg_ans))
+        queries.append(Query(qid, frame.categories[i], int(frame.prompt_tokens[i]), frame.label(int(gold[i])),
+                             models, float(z[i]), frame.texts[i] if frame.texts else None))
+    options = () if frame.integer_answers else tuple(LETTERS[: int(n_opt.max())])
     return Workload(name=name, seed=seed, queries=tuple(queries), expert_models=experts,
-                    aggregator=aggregator, outcomes=outcomes, options=tuple(letters[: int(n_opt.max())]))
+                    aggregator=aggregator, outcomes=outcomes, options=options)
 
 
 def check_spec(spec: SyntheticSpec, profiles: ProfileSet, models) -> None:
     if not 1 <= spec.k <= len(EXPERTS):
         raise ConfigError(f"workload.k must be between 1 and {len(EXPERTS)} (got {spec.k})")
+    routing_spec(spec)  # clear error on a bad routing / replacement before any work
     for m in models:
         profiles.model(m)  # clear error if the profile set lacks a model
 
@@ -173,6 +196,10 @@ def aggregator_logits(preset: Preset, accuracy: np.ndarray, level: float | None 
     a = EXPERTS.index(preset.aggregator)
     level = preset.base_accuracy[preset.aggregator] if level is None else level
     return logit(preset.aggregator_accuracy) + logit(accuracy[:, a]) - logit(level)
+
+
+def routing_spec(spec: SyntheticSpec) -> routing.RoutingSpec:
+    return routing.RoutingSpec(spec.routing, spec.replacement, spec.routing_noise)
 
 
 def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
@@ -193,12 +220,17 @@ def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
         prompt_tokens=np.clip(np.rint(rng.lognormal(np.log(preset.prompt_median_tokens), 0.4, size=n)),
                               16, 4096).astype(int),
         gold=rng.integers(0, preset.n_options, size=n),
-        n_options=np.full(n, preset.n_options))
+        n_options=np.full(n, preset.n_options), integer_answers=preset.integer_answers)
     accuracy = table[cat]
-    # The synthetic router knows the true skills; the real-question router estimates them.
-    chosen = route(accuracy, spec.k, spec.routing_noise, rng)
-    return simulate(frame, EXPERTS, accuracy, chosen, preset.aggregator, aggregator_logits(preset, accuracy),
-                    spec, profiles, rng, f"synthetic_{preset.name}", seed)
+    # The synthetic router knows the true skills, as if measured on the dataset's calibration set
+    # split evenly over categories; the real-question router estimates them.
+    cal = routing.Calibration(np.array([preset.base_accuracy[e] for e in EXPERTS]), preset.calibration_size,
+                              np.full(n, preset.calibration_size / len(preset.categories)))
+    chosen = routing.route(routing_spec(spec), accuracy, spec.k, rng, cal, EXPERTS, preset.name)
+    workload = simulate(frame, EXPERTS, accuracy, chosen, preset.aggregator, aggregator_logits(preset, accuracy),
+                        spec, profiles, rng, f"synthetic_{preset.name}", seed, dataset=preset.name)
+    return replace(workload, calibration=synthetic_calibration(
+        profiles, (*EXPERTS, preset.aggregator), preset.name, preset.prompt_median_tokens, seed))
 
 
 @register_kind("synthetic")

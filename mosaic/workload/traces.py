@@ -21,7 +21,17 @@ Design choices, in the order the builder applies them:
   the workload, scored with the experts' real answers: `calibration_questions` (a question file,
   e.g. MMLU_Pro_train.json, whose questions the traces cover) when given, else
   `calibration_size` test questions held out by a split seeded with `calibration_seed` (not the run
-  seed, so every seed runs the same questions). Then `synthetic.route` picks k experts per query.
+  seed, so every seed runs the same questions). Then `routing.route` recruits k experts per query:
+  by default Symbolic-MoE's recruiter, with replacement (workload.routing, workload.replacement).
+  `routing=paper_table3` is refused: Table 3 counts the paper's six experts, not these models.
+* Repeated experts. With replacement a query can recruit the same expert twice ("q/m", "q/m#2").
+  A trace holds one recorded output per (model, question), so the repeat replays that same
+  output: the same answer and the same length, which is what a greedy (temperature-0) re-run of
+  the model gives. Anything else would invent an answer the model never wrote and make agreement
+  modelled instead of measured. The cost: Symbolic-MoE samples at temperature 0.7, where two
+  samples of one model can disagree, so a repeated slot here always agrees with its first sample
+  and the skip rate is an upper bound in proportion to the share of repeated slots
+  (`mosaic.workload.slots.repeat_share` reports it).
 * Aggregator. Its answer is a designated strong model's real answer (`aggregator.file`); its cost
   and output length are the paper aggregator's profile (`aggregator.profile`), sampled, seeded.
 * Model names. The scheduler groups requests by model and costs them by profile, so an expert is
@@ -36,6 +46,7 @@ import functools
 import json
 import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -44,13 +55,15 @@ import numpy as np
 
 from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
+from mosaic.workload.calibration import trace_split_calibration
 from mosaic.workload.paths import resolve
 from mosaic.workload.questions import load_questions
 from mosaic.workload.registry import register_kind
 from mosaic.workload.router import estimate_skills
-from mosaic.workload.synthetic import route
+from mosaic.workload import routing
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
-from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
+from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_id, expert_request_id,
+                                   expert_slots)
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 # MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
@@ -235,6 +248,7 @@ class TraceSpec:
     n_queries: int | None
     routing_noise: float
     prior_strength: float
+    routing: routing.RoutingSpec = routing.RoutingSpec()
 
 
 def _source(name: str, d: Any, traces_dir: Path, field: str, default_lengths: str) -> TraceSource:
@@ -270,6 +284,7 @@ def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
         aggregator=_source("aggregator", cfg["aggregator"], tdir, f"{w}.aggregator", "profile"),
         k=int(cfg.get("k", 3)), n_queries=cfg.get("n_queries"),
         routing_noise=float(cfg.get("routing_noise", 0.15)),
+        routing=routing.routing_spec(cfg),
         prior_strength=float(cfg.get("prior_strength", 5.0)))
     if not 1 <= spec.k <= len(experts):
         raise ConfigError(f"{w}.k must be between 1 and the {len(experts)} configured experts (got {spec.k})")
@@ -330,6 +345,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     qs = read_questions(spec.questions)
     answered = [i for i, k in enumerate(qs.keys) if k in agg_trace and all(k in t for t in traces)]
     cal_cats, cal_correct, test = _calibration(spec, traces, answered, qs)
+    length_calibration = trace_split_calibration(spec, traces, answered, test, qs, profiles, seed)
     if spec.n_queries is not None:
         test = test[: int(spec.n_queries)]
     if not test:
@@ -343,31 +359,35 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
 
     rng_route, rng_len = (np.random.default_rng([seed, s]) for s in (0, 1))
     cat_index = {c: i for i, c in enumerate(categories)}
-    chosen = route(skill[[cat_index[qs.categories[i]] for i in test]], spec.k, spec.routing_noise, rng_route)
+    per_category = Counter(cal_cats)
+    cal = routing.Calibration(np.nanmean(cal_correct, axis=0), len(cal_cats),
+                              np.array([max(per_category[qs.categories[i]], 1) for i in test], dtype=float))
+    chosen = routing.route(spec.routing, skill[[cat_index[qs.categories[i]] for i in test]], spec.k, rng_route,
+                           cal, tuple(e.profile for e in spec.experts), spec.dataset)
     max_len = profiles.engine.max_model_len
     n = len(test)
     # Drawn for every query in config order, so a profile length does not depend on routing.
-    sampled = {e.name: profiles.model(e.profile).output.sample(rng_len, n)
+    sampled = {e.name: profiles.model(e.profile).output_for(spec.dataset).sample(rng_len, n)
                for e in spec.experts if e.lengths == "profile"}
-    agg_len = profiles.model(spec.aggregator.profile).output.sample(rng_len, n)
+    agg_len = profiles.model(spec.aggregator.profile).output_for(spec.dataset).sample(rng_len, n)
 
     queries, outcomes, n_opts = [], {}, 2
     for row, i in enumerate(test):
         qid = f"{spec.dataset}-{i:05d}"
         prompt = tokens_from_text(qs.texts[i])
-        models = []
-        for j in chosen[row]:
+        models = tuple(spec.experts[j].profile for j in chosen[row])
+        # A repeated expert replays its one recorded output (see the module docstring).
+        for j, (m, sample) in zip(chosen[row], expert_slots(models)):
             e, rec = spec.experts[j], traces[j][qs.keys[i]]
             out = int(sampled[e.name][row]) if e.lengths == "profile" else rec.output_tokens
-            outcomes[expert_request_id(qid, e.profile)] = Outcome(max(1, min(out, max_len - prompt)), rec.answer)
-            models.append(e.profile)
+            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, max_len - prompt)), rec.answer)
             n_opts = max(n_opts, rec.n_options)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), max_len // 2),
                                                        agg_trace[qs.keys[i]].answer)
-        queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], tuple(models), 0.0, qs.texts[i]))
+        queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], models, 0.0, qs.texts[i]))
     return Workload(name=spec.name, seed=seed, queries=tuple(queries),
                     expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
-                    outcomes=outcomes, options=tuple(LETTERS[:n_opts]))
+                    outcomes=outcomes, options=tuple(LETTERS[:n_opts]), calibration=length_calibration)
 
 
 @register_kind("trace")

@@ -6,14 +6,30 @@ replaying the workload reads, so no policy can peek at the future.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from mosaic import serde
 from mosaic.prompts import expert_prompt
 
 
-def expert_request_id(query_id: str, model: str) -> str:
-    return f"{query_id}/{model}"
+def expert_request_id(query_id: str, model: str, sample: int = 1) -> str:
+    """Id of the `sample`-th request (1-based) a query sends to `model`. Recruitment draws experts
+    with replacement, so one query can ask the same model twice: "q/m", then "q/m#2", "q/m#3"."""
+    if sample < 1:
+        raise ValueError(f"sample is 1-based (got {sample})")
+    return f"{query_id}/{model}" if sample == 1 else f"{query_id}/{model}#{sample}"
+
+
+def expert_slots(experts: Sequence[str]) -> list[tuple[str, int]]:
+    """(model, sample) per routed slot, in routing order: repeats of a model count up from 1."""
+    seen: Counter[str] = Counter()
+    out = []
+    for m in experts:
+        seen[m] += 1
+        out.append((m, seen[m]))
+    return out
 
 
 def aggregator_request_id(query_id: str) -> str:
@@ -26,7 +42,7 @@ class Query:
     category: str
     prompt_tokens: int
     gold: str
-    experts: tuple[str, ...]  # chosen by the router, in routing order
+    experts: tuple[str, ...]  # chosen by the router, in routing order; may repeat a model
     difficulty: float = 0.0   # latent; drives correlated errors and longer outputs
     text: str | None = None   # the question with its options, where the workload has it
 
@@ -75,9 +91,10 @@ class Workload:
     calibration: dict[str, LengthStats] = field(default_factory=dict)
 
     def expert_requests(self) -> tuple[Request, ...]:
-        return tuple(Request(expert_request_id(q.id, m), q.id, m, q.prompt_tokens, "expert",
+        """One request per routed slot; a model recruited twice for a query gets two requests."""
+        return tuple(Request(expert_request_id(q.id, m, s), q.id, m, q.prompt_tokens, "expert",
                              expert_prompt(q.text) if q.text else None)
-                     for q in self.queries for m in q.experts)
+                     for q in self.queries for m, s in expert_slots(q.experts))
 
     def to_json(self) -> str:
         return serde.to_json(self)
