@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> RunOutput:
     backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
                            **c["backend"].get("options", {}))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
-                          cost_model=sch.get("cost_model", "auto"))
+                          cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp")
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
     s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
     s["settings"] = run_settings(c)

@@ -70,6 +70,9 @@ class AggregationConfig:
     name: str = MISSING
     policy: str = "threshold"
     tau: Optional[float] = 1.0
+    # "tp": one aggregator engine, tensor-parallel over all workers, the same in both arms (the
+    # paper's); "scheduled": the stage's scheduler places the aggregator like an expert model.
+    placement: str = "tp"
 
 
 @dataclass

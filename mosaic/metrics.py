@@ -89,6 +89,11 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         # Table 3 (slots per expert) reads this.
         "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
     }
+        # "tp": one tensor-parallel aggregator engine over all workers; "scheduled": placed by the
+        # stage's scheduler. tp_mode says how a real backend ran the TP engine.
+        "aggregator_placement": result.placement,
+        "aggregator_tp_size": max((s.tp_size for s in agg_t.sessions), default=1),
+        "aggregator_tp_mode": next((s.tp_mode for s in agg_t.sessions if s.tp_mode), ""),
 
 
 # The paper's experiment (DESIGN.md); a run's `settings` differ from these only in a variant.

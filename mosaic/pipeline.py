@@ -18,8 +18,13 @@ from mosaic.profiles import ProfileSet
 from mosaic.prompts import aggregator_prompt
 from mosaic.workload.tokens import estimate_tokens
 from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.tp_problem import build_tp_problem
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
+
+# aggregation.placement: "tp" = one tensor-parallel aggregator engine over all workers (the
+# paper's); "scheduled" = the stage's scheduler places the aggregator like an expert model.
+PLACEMENTS = ("tp", "scheduled")
 
 # Tokens of instructions wrapped around the question and the experts' answers.
 AGGREGATOR_TEMPLATE_TOKENS = 64
@@ -39,6 +44,7 @@ class PipelineResult:
     aggregator: StageResult
     decisions: tuple[Decision, ...]
     final_answers: dict[str, str | None]
+    placement: str = "tp"   # how the aggregator stage ran (aggregation.placement)
 
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
@@ -47,6 +53,21 @@ def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
     # Costs from the workload's calibration split only, never its outcomes (mosaic/costs.py).
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration, cost_model)
     plan = schedule(scheduler, problem, requests, params)
+    return execute(problem, plan, requests, backend, workload)
+
+
+def run_tp_stage(stage: str, requests: list[Request], model_order, backend: Backend, cluster: Cluster,
+                 profiles: ProfileSet, workload: Workload) -> StageResult:
+    """The stage as one tensor-parallel engine per model over every worker, whatever the pipeline's
+    scheduler is (the paper's aggregator: the same in both arms)."""
+    problem = build_tp_problem(stage, requests, cluster, profiles, model_order)
+    plan = schedule("tensor_parallel", problem, requests)
+    return execute(problem, plan, requests, backend, workload)
+
+
+def execute(problem: StageProblem, plan: Plan, requests: list[Request], backend: Backend,
+            workload: Workload) -> StageResult:
+    stage = problem.stage
     trace = backend.run(plan, {r.id: r for r in requests}, workload.outcomes or None)
     done = {r.request_id for r in trace.requests}
     missing = [r.id for r in requests if r.id not in done]
@@ -80,9 +101,12 @@ def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[st
 
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,
                  params: SchedulerParams, backend: Backend, policy: AggregationPolicy,
-                 cost_model: str = "auto") -> PipelineResult:
+                 cost_model: str = "auto",
+                 placement: str = "tp") -> PipelineResult:
     if not workload.queries:
         raise ConfigError("workload: no queries to run")
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"aggregation.placement: '{placement}' is not one of {', '.join(PLACEMENTS)}")
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
                        scheduler, params, backend, cluster, profiles, workload, cost_model)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
@@ -92,11 +116,15 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     to_run = {d.query_id for d in decisions if not d.skip}
     # Leave half the context for the aggregator's own answer.
     agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
-    aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
-                           backend, cluster, profiles, workload, cost_model)
+    if placement == "tp":
+        aggregator = run_tp_stage("aggregator", agg_reqs, (workload.aggregator,), backend, cluster,
+                                  profiles, workload)
+    else:
+        aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
+                               backend, cluster, profiles, workload, cost_model)
     agg = {r.query_id: r for r in aggregator.trace.requests}
     # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
     # majority, if there is one.
     final = {d.query_id: (d.majority if d.skip or agg[d.query_id].error else agg[d.query_id].answer)
              for d in decisions}
-    return PipelineResult(workload, expert, aggregator, decisions, final)
+    return PipelineResult(workload, expert, aggregator, decisions, final, placement)

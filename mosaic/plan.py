@@ -13,6 +13,14 @@ from mosaic.errors import ConfigError
 class Session:
     model: str
     request_ids: tuple[str, ...]
+    # Tensor parallelism: the workers one engine spans, lead rank first. Such a session is listed,
+    # identical, in each of those workers' plans (every GPU's timeline shows it); its requests count
+    # once. Empty: a single-GPU session on the worker that lists it.
+    workers: tuple[int, ...] = ()
+
+    @property
+    def tp_size(self) -> int:
+        return max(1, len(self.workers))
 
 
 @dataclass(frozen=True)
@@ -58,15 +66,30 @@ class PlanError(ConfigError):
 def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
                   max_models_per_worker: int | None = None) -> Plan:
     """Check every request appears exactly once, in a session of its own model, on a worker the
-    model fits on, and no worker loads more than K distinct models. Returns the plan unchanged."""
+    model fits on, and no worker loads more than K distinct models. A tensor-parallel session must
+    be listed on exactly the workers it spans, each of which must hold its share (`fits` then says
+    which workers the model fits on as a TP rank), and workers sharing several TP sessions must
+    list them in the same order, or they would wait on each other forever. Returns the plan."""
     model_of = {r.id: r.model for r in requests}
     seen: Counter[str] = Counter()
     for wp in plan.workers:
         for s in wp.sessions:
-            if wp.worker not in fits.get(s.model, set()):
-                raise PlanError(f"plan '{plan.policy}': model {s.model} placed on worker {wp.worker}, "
-                                "where it does not fit in memory")
+            ranks = s.workers or (wp.worker,)
+            if len(set(ranks)) != len(ranks) or wp.worker not in ranks:
+                raise PlanError(f"plan '{plan.policy}': a {s.model} session on worker {wp.worker} spans "
+                                f"workers {list(ranks)}, which must be distinct and include {wp.worker}")
+            for w in ranks:
+                if w not in fits.get(s.model, set()):
+                    raise PlanError(f"plan '{plan.policy}': model {s.model} placed on worker {w}, "
+                                    "where it does not fit in memory")
+            if len(ranks) > 1:
+                listed.setdefault(s, []).append(wp.worker)
+                tp_order.setdefault(wp.worker, []).append(s)
+                if ranks[0] != wp.worker:
+                    continue  # the lead rank's listing accounts for the requests
             for rid in s.request_ids:
+    listed: dict[Session, list[int]] = {}
+    tp_order: dict[int, list[Session]] = {}
                 if rid not in model_of:
                     raise PlanError(f"plan '{plan.policy}': unknown request {rid}")
                 if model_of[rid] != s.model:
@@ -84,4 +107,15 @@ def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
     missing = [r for r in model_of if r not in seen]
     if missing:
         raise PlanError(f"plan '{plan.policy}': {len(missing)} requests not scheduled, e.g. {missing[0]}")
+    for s, on in listed.items():
+        if sorted(on) != sorted(s.workers):
+            raise PlanError(f"plan '{plan.policy}': tensor-parallel {s.model} session spans workers "
+                            f"{list(s.workers)} but is listed on workers {sorted(on)}")
+    for a in tp_order:
+        for b in tp_order:
+            shared_a = [s for s in tp_order[a] if b in s.workers]
+            shared_b = [s for s in tp_order.get(b, []) if a in s.workers]
+            if a < b and shared_a != shared_b:
+                raise PlanError(f"plan '{plan.policy}': workers {a} and {b} list their shared "
+                                "tensor-parallel sessions in different orders")
     return plan

@@ -38,6 +38,12 @@ class SessionRecord:
     n_requests: int
     preemptions: int = 0
     error: str | None = None
+    # GPUs the session's one engine spanned (tensor parallelism). Each of them has this record; the
+    # requests point at the lead rank's (the session's first worker).
+    tp_size: int = 1
+    # How the engine actually ran its TP ranks ("" = single GPU); a backend that had to run a
+    # TP session differently from the plan says so here.
+    tp_mode: str = ""
 
 
 @dataclass(frozen=True)

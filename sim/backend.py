@@ -1,4 +1,9 @@
-"""SimPy cluster: one process per worker running its sessions in order (load, then the engine)."""
+"""SimPy cluster: one process per worker running its sessions in order (load, then the engine).
+
+A tensor-parallel session is one engine over several workers: it starts once every rank has
+reached it in its own list (a barrier), the lead rank's process runs the engine, and the other
+ranks are held busy until it ends, so each worker's timeline shows the whole session.
+"""
 from __future__ import annotations
 
 from typing import Mapping
@@ -7,8 +12,8 @@ import simpy
 
 from mosaic.cluster import Cluster
 from mosaic.errors import ConfigError
-from mosaic.plan import Plan
-from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens
+from mosaic.plan import Plan, PlanError, Session
+from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens, load_time_s
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
@@ -30,42 +35,73 @@ class SimBackend:
         req_records: list[RequestRecord] = []
         sess_records: list[SessionRecord] = []
         engine_cfg = self.profiles.engine
+        memory = {w.id: w.memory_gib for w in self.cluster.workers}
+        arrived: dict[Session, dict[int, simpy.Event]] = {}
+        done: dict[Session, simpy.Event] = {}
+        for wp in plan.workers:
+            for s in wp.sessions:
+                if s.tp_size > 1 and s not in done:
+                    arrived[s] = {w: env.event() for w in s.workers}
+                    done[s] = env.event()
+
+        def serve(session: Session, lead: int, idx: int):
+            """Load and run one engine; returns (load start, run start, end, preemptions)."""
+            tp = session.tp_size
+            ranks = session.workers or (lead,)
+            model = self.profiles.model(session.model)
+            load_start = env.now
+            yield env.timeout(load_time_s(model, engine_cfg, tp))
+            run_start = env.now
+            batch = []
+            for rid in session.request_ids:
+                if rid not in replay:
+                    raise ConfigError(f"request {rid}: no output length to replay")
+                r = requests[rid]
+                room = engine_cfg.max_model_len - r.prompt_tokens
+                batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
+            # vLLM gives every rank the same share, so the smallest GPU sets the KV cache.
+            kv = kv_capacity_tokens(model, engine_cfg, min(memory[w] for w in ranks), tp)
+            engine = BatchEngine(CostModel(model, engine_cfg, tp), kv, engine_cfg.max_num_seqs,
+                                 engine_cfg.max_num_batched_tokens)
+            for duration in engine.run(batch, lambda: env.now):
+                yield env.timeout(duration)
+            result = engine.result
+            for s in result.seqs:
+                r = requests[s.rid]
+                req_records.append(RequestRecord(
+                    s.rid, r.query_id, r.model, r.stage, lead, idx, s.start, s.first_token,
+                    s.finish, r.prompt_tokens, s.target, replay[s.rid].answer))
+            return load_start, run_start, env.now, result.preemptions
 
         def worker_loop(wp):
-            memory = self.cluster.workers[wp.worker].memory_gib
             if wp.sessions:
                 yield env.timeout(engine_cfg.worker_startup_s)
             for idx, session in enumerate(wp.sessions):
-                model = self.profiles.model(session.model)
-                load_start = env.now
-                yield env.timeout(model.load_time_s)
-                run_start = env.now
-                batch = []
-                for rid in session.request_ids:
-                    if rid not in replay:
-                        raise ConfigError(f"request {rid}: no output length to replay")
-                    r = requests[rid]
-                    room = engine_cfg.max_model_len - r.prompt_tokens
-                    batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
-                engine = BatchEngine(CostModel(model, engine_cfg),
-                                     kv_capacity_tokens(model, engine_cfg, memory),
-                                     engine_cfg.max_num_seqs, engine_cfg.max_num_batched_tokens)
-                for duration in engine.run(batch, lambda: env.now):
-                    yield env.timeout(duration)
-                result = engine.result
-                for s in result.seqs:
-                    r = requests[s.rid]
-                    req_records.append(RequestRecord(
-                        s.rid, r.query_id, r.model, r.stage, wp.worker, idx, s.start, s.first_token,
-                        s.finish, r.prompt_tokens, s.target, replay[s.rid].answer))
-                sess_records.append(SessionRecord(wp.worker, idx, session.model, load_start, run_start,
-                                                  run_start, env.now, len(session.request_ids),
-                                                  result.preemptions))
+                if session.tp_size > 1:
+                    arrived[session][wp.worker].succeed()
+                    if wp.worker == session.workers[0]:
+                        yield env.all_of(list(arrived[session].values()))
+                        times = yield env.process(serve(session, wp.worker, idx))
+                        done[session].succeed(times)
+                    else:
+                        times = yield done[session]
+                else:
+                    times = yield env.process(serve(session, wp.worker, idx))
+                load_start, run_start, end, preemptions = times
+                sess_records.append(SessionRecord(
+                    wp.worker, idx, session.model, load_start, run_start, run_start, end,
+                    len(session.request_ids), preemptions, tp_size=session.tp_size,
+                    tp_mode="simulated" if session.tp_size > 1 else ""))
                 if idx + 1 < len(wp.sessions):  # the engine must be gone before the next one loads
-                    yield env.timeout(model.unload_time_s)
+                    yield env.timeout(self.profiles.model(session.model).unload_time_s)
 
         for wp in plan.workers:
             env.process(worker_loop(wp))
         env.run()
+        stuck = [s for s, ev in done.items() if not ev.triggered]
+        if stuck:
+            raise PlanError(f"plan '{plan.policy}': {len(stuck)} tensor-parallel sessions never started "
+                            f"(e.g. {stuck[0].model} over workers {list(stuck[0].workers)}): their "
+                            "workers list shared sessions in different orders, or a rank does not list it")
         return assemble_trace(plan.stage, self.name, req_records, sess_records,
                               [w.id for w in self.cluster.workers])

@@ -5,6 +5,7 @@ from mosaic.cluster import Cluster
 from mosaic.costs import build_problem
 from mosaic.errors import ConfigError
 from mosaic.plan import Plan
+from mosaic.profiles import load_time_s
 from mosaic.schedulers import available, schedule
 from mosaic.workload.synthetic import SyntheticSpec, generate
 from sim.backend import SimBackend
@@ -17,7 +18,8 @@ def workload(profiles):
 
 @pytest.mark.parametrize("policy", available())
 def test_conservation(profiles, workload, policy):
-    cluster = Cluster.uniform(3, 80.0)
+    # Three workers, except for the TP policy: the profile has TP scaling for degrees 2 and 4 only.
+    cluster = Cluster.uniform(4 if policy == "tensor_parallel" else 3, 80.0)
     reqs = list(workload.expert_requests())
     plan = schedule(policy, build_problem("expert", reqs, cluster, profiles, workload.expert_models), reqs)
     trace = SimBackend(cluster, profiles).run(plan, {r.id: r for r in reqs}, workload.outcomes)
@@ -34,7 +36,8 @@ def test_conservation(profiles, workload, policy):
     for w in range(cluster.n):
         mine = sorted((s for s in trace.sessions if s.worker == w), key=lambda s: s.load_start_s)
         for s in mine:
-            assert s.load_end_s - s.load_start_s == pytest.approx(profiles.model(s.model).load_time_s)
+            assert s.load_end_s - s.load_start_s == pytest.approx(
+                load_time_s(profiles.model(s.model), profiles.engine, s.tp_size))
         for a, b in zip(mine, mine[1:]):
             assert a.run_end_s <= b.load_start_s + 1e-9
     # busy + idle = makespan on every worker; makespan = last session end.
