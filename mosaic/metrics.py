@@ -6,6 +6,7 @@ from typing import Any
 
 from mosaic.pipeline import PipelineResult
 from mosaic.plan import Plan
+from mosaic.report import PAPER_SETTINGS
 from mosaic.workload.types import aggregator_request_id
 
 
@@ -86,18 +87,14 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         "workers": workers,
         "solver": solver_info(result.expert.plan),
         "aggregator_solver": solver_info(result.aggregator.plan),
-        # Table 3 (slots per expert) reads this.
-        "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
-    }
         # "tp": one tensor-parallel aggregator engine over all workers; "scheduled": placed by the
         # stage's scheduler. tp_mode says how a real backend ran the TP engine.
         "aggregator_placement": result.placement,
         "aggregator_tp_size": max((s.tp_size for s in agg_t.sessions), default=1),
         "aggregator_tp_mode": next((s.tp_mode for s in agg_t.sessions if s.tp_mode), ""),
-
-
-# The paper's experiment (DESIGN.md); a run's `settings` differ from these only in a variant.
-PAPER_SETTINGS = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True, "placement": "tp"}
+        # Table 3 (slots per expert) reads this.
+        "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
+    }
 
 
 def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
