@@ -24,6 +24,10 @@ class AggregationPolicy:
     def __post_init__(self):
         if self.name not in ("always", "threshold"):
             raise ConfigError(f"aggregation.policy: unknown policy '{self.name}'; use 'always' or 'threshold'")
+        # `always` never reads tau: accepting one would record a threshold the run did not apply.
+        if self.name == "always" and self.tau is not None:
+            raise ConfigError(f"aggregation.tau must be null with aggregation.policy=always (got {self.tau}); "
+                              "set aggregation.tau=null, or use aggregation.policy=threshold to gate on tau")
         if self.name == "threshold" and (self.tau is None or not 0.0 < self.tau <= 1.0):
             raise ConfigError(f"aggregation.tau must be in (0, 1] for the threshold policy (got {self.tau})")
 

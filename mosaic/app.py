@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mosaic import serde
-from mosaic.aggregation import AggregationPolicy
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
 from mosaic.metrics import query_rows, run_settings, summary
@@ -18,7 +18,11 @@ from mosaic.profiles import load_profiles
 from mosaic.report import write_csv
 from mosaic.schedulers import SchedulerParams, get_scheduler
 from mosaic.trace import requests_csv, sessions_csv
+from mosaic.validation import validate
 from mosaic.workload.build import build_workload
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,19 +35,24 @@ def run(cfg: DictConfig) -> RunOutput:
     c = OmegaConf.to_container(cfg, resolve=True)
     sch, wl_cfg, cl, agg = c["scheduler"], c["workload"], c["cluster"], c["aggregation"]
     get_scheduler(sch["name"])  # fail on a typo before generating anything
-    policy = AggregationPolicy(agg["policy"], agg.get("tau"))
+    policy = validate(c)
     cluster = Cluster.uniform(cl["n_workers"], cl["memory_gib"], cl.get("device", "A100-80GB"))
     profiles = load_profiles(wl_cfg["profiles"])
+    # The backend first: a missing engine (vLLM not installed) must fail before any work is done.
+    backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
+                           **c["backend"].get("options", {}))
     workload = build_workload(wl_cfg, profiles, c["seed"])
     params = SchedulerParams(sch.get("max_models_per_worker"), sch.get("replication_cap"),
                              sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
-    backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
-                           **c["backend"].get("options", {}))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
                           cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp")
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
     s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
     s["settings"] = run_settings(c)
+    s["data_report"] = serde.to_dict(workload.data_report)
+    if workload.data_report is not None:
+        for problem in workload.data_report.problems():
+            log.warning("data quality (%s): %s", wl_cfg["name"], problem)
     return RunOutput(s, result)
 
 

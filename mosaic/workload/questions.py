@@ -65,11 +65,20 @@ def _read(path: Path, mtime: float) -> tuple[dict[str, Any], ...]:
     return tuple(data)
 
 
-def load_questions(path: Path) -> tuple[dict[str, Any], ...]:
-    """A question file: JSON list of {question, gold_answer[, category]}; errors name path and item."""
+def load_questions(path: Path, field: str = "workload.questions_dir",
+                   what: str = "question file") -> tuple[dict[str, Any], ...]:
+    """A question file: non-empty JSON list of {question, gold_answer[, category]}; errors name the
+    config `field` that points at it, the path and the item."""
     if not path.is_file():
-        raise ConfigError(f"questions file '{path}' does not exist; set workload.questions_dir")
-    return _read(path, path.stat().st_mtime)
+        raise ConfigError(f"{field}: {what} '{path}' does not exist; set {field} to where it is")
+    try:
+        records = _read(path, path.stat().st_mtime)
+    except ConfigError as e:
+        raise ConfigError(f"{field}: {e}") from None
+    if not records:  # nothing to run, or nothing to calibrate the router and cost model on
+        raise ConfigError(f"{field}: {what} {path} is empty (a JSON list with no items); point {field} at "
+                          "a file with at least one question")
+    return records
 
 
 def integer_frame(records, dataset: str, split: str, path: Path, n_answers: int) -> QuestionFrame:
@@ -164,7 +173,7 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
     qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), "workload.questions_dir")
     test_path, train_path = qdir / f"{FILES[dataset]}_test.json", qdir / f"{FILES[dataset]}_train.json"
     test = frame(load_questions(test_path), dataset, "test", test_path)
-    train = frame(load_questions(train_path), dataset, "train", train_path)
+    train = frame(load_questions(train_path, what="calibration (train) file"), dataset, "train", train_path)
     if cfg.get("n_queries") is not None:
         n = int(cfg["n_queries"])
         if not 1 <= n <= len(test):

@@ -46,6 +46,7 @@ import functools
 import json
 import re
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.calibration import trace_split_calibration
 from mosaic.workload.paths import resolve
+from mosaic.workload.quality import DataReport, SourceStats, build_report, source_stats
 from mosaic.workload.questions import load_questions
 from mosaic.workload.registry import register_kind
 from mosaic.workload.router import estimate_skills
@@ -69,6 +71,9 @@ LETTERS = "ABCDEFGHIJKLMNOP"
 # MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
 # mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
 _FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
+# The output text's field: this project's name first, then upstream TIGER-Lab MMLU-Pro's (its
+# evaluate_from_*.py scripts write `model_outputs`).
+TEXT_FIELDS = ("generated_text", "model_outputs")
 
 
 
@@ -89,6 +94,17 @@ def _letter(value: Any, n_options: int) -> str | None:
     return None
 
 
+def _answer(value: Any, n_options: int) -> tuple[str | None, str]:
+    """(letter or None, issue) with issue "" (parsed), "missing" (null or empty; upstream scripts also
+    write str(None)) or "unparseable: <value>" (not one of the question's option letters)."""
+    letter = _letter(value, n_options)
+    if letter is not None:
+        return letter, ""
+    if value is None or str(value).strip() in ("", "None", "null"):
+        return None, "missing"
+    return None, f"unparseable: {str(value)[:40]!r}"
+
+
 @dataclass(frozen=True)
 class TraceRecord:
     key: str                 # normalised question + options text
@@ -99,6 +115,8 @@ class TraceRecord:
     answer: str | None       # None: the model gave no parseable answer
     output_tokens: int
     censored: bool           # the generation hit max_tokens: the true length is longer
+    answer_issue: str = ""   # why `answer` is None: "missing" | "unparseable: <raw value>" (see _answer)
+    text_missing: bool = False  # the output text was null or empty
 
 
 # ---------------------------------------------------------------- readers: path -> records
@@ -119,6 +137,23 @@ def _json_list(text: str | bytes, path: Path) -> list:
     return data
 
 
+def _question_id(value: Any, path: Path, i: int) -> str:
+    """MMLU-Pro ids are non-negative integers; zero-padded so duplicates resolve by numeric order."""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())) \
+            or int(value) < 0:
+        raise ConfigError(f"{path}: record {i} field 'question_id' is {value!r}, not a non-negative integer; "
+                          "replace the file with an unmodified MMLU-Pro trace")
+    return f"{int(value):08d}"
+
+
+def _text(r: Any, path: Path, i: int) -> Any:
+    for name in TEXT_FIELDS:
+        if isinstance(r, dict) and name in r:
+            return r[name]
+    raise ConfigError(f"{path}: record {i} has no field 'generated_text' (or upstream's 'model_outputs'); "
+                      "every record of this format needs one")
+
+
 def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
     """MMLU-Pro evaluation outputs: a zip holding one JSON list of question records."""
     try:
@@ -127,20 +162,28 @@ def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
             if len(names) != 1:
                 raise ConfigError(f"{path}: expected exactly one .json file in the zip, found {names}")
             data = _json_list(z.read(names[0]), path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ConfigError(f"{path}: not a readable zip ({e}); format mmlu_pro_zip needs one") from None
+    # A damaged member fails only when read: a bad deflate stream (zlib.error), a CRC mismatch
+    # (BadZipFile), or a stream cut short (EOFError).
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable zip ({type(e).__name__}: {e}); format mmlu_pro_zip needs "
+                          "an intact zip, so replace the file with an unmodified copy") from None
     out = []
     for i, r in enumerate(data):
         opts = _field(r, "options", path, i)
-        text = _field(r, "generated_text", path, i) or ""
+        if not isinstance(opts, list):
+            raise ConfigError(f"{path}: record {i} field 'options' must be a list of option texts")
+        raw_text = _text(r, path, i)
+        text = raw_text if isinstance(raw_text, str) else ""
         n = len(opts)
+        answer, issue = _answer(_field(r, "pred", path, i), n)
         out.append(TraceRecord(
             key=question_key(_field(r, "question", path, i), opts),
-            record_id=f"{int(_field(r, 'question_id', path, i)):08d}",
+            record_id=_question_id(_field(r, "question_id", path, i), path, i),
             category=_field(r, "category", path, i), n_options=n,
-            gold=_letter(_field(r, "answer", path, i), n), answer=_letter(_field(r, "pred", path, i), n),
+            gold=_letter(_field(r, "answer", path, i), n), answer=answer,
             output_tokens=tokens_from_text(text),
-            censored=not _FINAL_ANSWER.search(text) and not text.rstrip().endswith((".", "!", "?"))))
+            censored=not _FINAL_ANSWER.search(text) and not text.rstrip().endswith((".", "!", "?")),
+            answer_issue=issue, text_missing=not text.strip()))
     return tuple(out)
 
 
@@ -174,12 +217,12 @@ def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
     out = []
     for i, (r, opts, tokens) in enumerate(rows):
         n = len(opts)
+        answer, issue = _answer(_field(r, "predicted_answer", path, i), n)
         out.append(TraceRecord(
             key=question_key(_field(r, "question", path, i), opts),
             record_id=str(_field(r, "realidx", path, i)), category=None, n_options=n,
-            gold=_letter(_field(r, "answer_idx", path, i), n),
-            answer=_letter(_field(r, "predicted_answer", path, i), n),
-            output_tokens=tokens, censored=tokens == cap))
+            gold=_letter(_field(r, "answer_idx", path, i), n), answer=answer,
+            output_tokens=tokens, censored=tokens == cap, answer_issue=issue))
     return tuple(out)
 
 
@@ -188,18 +231,33 @@ READERS: dict[str, Callable[[Path], tuple[TraceRecord, ...]]] = {
 
 
 @functools.lru_cache(maxsize=64)
-def _cached(path: str, mtime_ns: int, fmt: str) -> dict[str, TraceRecord]:
+def _cached(path: str, mtime_ns: int, fmt: str) -> tuple[dict[str, TraceRecord], SourceStats]:
+    records = READERS[fmt](Path(path))
     by_key: dict[str, TraceRecord] = {}
-    for r in sorted(READERS[fmt](Path(path)), key=lambda r: r.record_id):
+    for r in sorted(records, key=lambda r: r.record_id):
         by_key.setdefault(r.key, r)
-    return by_key
+    return by_key, source_stats(path, records)
+
+
+def _load(path: Path, fmt: str, field: str) -> tuple[dict[str, TraceRecord], SourceStats]:
+    if fmt not in READERS:
+        raise ConfigError(f"{field}: unknown format '{fmt}'; choose one of {sorted(READERS)}")
+    try:
+        return _cached(str(path), path.stat().st_mtime_ns, fmt)
+    except ConfigError as e:  # say which config entry names the bad file
+        raise ConfigError(f"{field}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{field}: cannot read {path} ({e}); point it at an existing trace file") from None
 
 
 def read_trace(path: Path, fmt: str, field: str = "file") -> dict[str, TraceRecord]:
     """Records of one trace file by question key (parsed once per process and file version)."""
-    if fmt not in READERS:
-        raise ConfigError(f"{field}: unknown format '{fmt}'; choose one of {sorted(READERS)}")
-    return _cached(str(path), path.stat().st_mtime_ns, fmt)
+    return _load(path, fmt, field)[0]
+
+
+def trace_stats(path: Path, fmt: str, field: str = "file") -> SourceStats:
+    """What the file holds that a replay cannot use as is (see mosaic.workload.quality)."""
+    return _load(path, fmt, field)[1]
 
 
 @dataclass(frozen=True)
@@ -219,8 +277,18 @@ def _questions(path: str, mtime_ns: int) -> QuestionSet:
                        tuple(str(r.get("category", "all")) for r in data))
 
 
-def read_questions(path: Path) -> QuestionSet:
+def read_questions(path: Path, field: str = "workload.questions", what: str = "question file") -> QuestionSet:
+    load_questions(path, field, what)  # checked with the config field that names it (parse is cached)
     return _questions(str(path), path.stat().st_mtime_ns)
+
+
+def data_report(spec: "TraceSpec", traces: Sequence[dict[str, TraceRecord]], agg_trace: dict[str, TraceRecord],
+                qs: QuestionSet, answered: Sequence[int]) -> DataReport:
+    """Per source file what it holds that a replay cannot use, and which test questions the
+    intersection of experts and aggregator dropped (counts per source)."""
+    sources = (*spec.experts, spec.aggregator)
+    stats = {s.name: trace_stats(s.path, s.fmt) for s in sources}
+    return build_report(qs.keys, answered, stats, dict(zip((s.name for s in sources), (*traces, agg_trace))))
 
 
 # ---------------------------------------------------------------- spec
@@ -316,7 +384,7 @@ def _correctness(keys: Sequence[str], golds: Sequence[str], traces: Sequence[dic
 def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet):
     """(calibration categories, correctness, test indices left for the workload)."""
     if spec.calibration_questions is not None:
-        cal = read_questions(spec.calibration_questions)
+        cal = read_questions(spec.calibration_questions, "workload.calibration_questions", "calibration (train) file")
         rows = [i for i, k in enumerate(cal.keys) if any(k in t for t in traces)]
         if not rows:
             raise ConfigError(f"workload.calibration_questions: no question of {spec.calibration_questions} "
@@ -387,7 +455,8 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
         queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], models, 0.0, qs.texts[i]))
     return Workload(name=spec.name, seed=seed, queries=tuple(queries),
                     expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
-                    outcomes=outcomes, options=tuple(LETTERS[:n_opts]), calibration=length_calibration)
+                    outcomes=outcomes, options=tuple(LETTERS[:n_opts]), calibration=length_calibration,
+                    data_report=data_report(spec, traces, agg_trace, qs, answered))
 
 
 @register_kind("trace")

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from mosaic import serde
 from mosaic.prompts import expert_prompt
+from mosaic.workload.quality import DataReport
 
 
 def expert_request_id(query_id: str, model: str, sample: int = 1) -> str:
@@ -89,6 +90,8 @@ class Workload:
     # Per model (experts and aggregator): output lengths on the calibration split of the same
     # dataset. The cost model reads these, never `outcomes` (mosaic/workload/calibration.py).
     calibration: dict[str, LengthStats] = field(default_factory=dict)
+    # Trace workloads: what the loader found wrong in the input files (mosaic/workload/quality.py).
+    data_report: DataReport | None = None
 
     def expert_requests(self) -> tuple[Request, ...]:
         """One request per routed slot; a model recruited twice for a query gets two requests."""
