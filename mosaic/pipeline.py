@@ -79,7 +79,8 @@ def execute(problem: StageProblem, plan: Plan, requests: list[Request], backend:
 
 def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[str],
                         max_prompt: int) -> list[Request]:
-    """The aggregator reads the question plus every expert's full answer. When the experts' texts
+    """The aggregator reads the question plus every expert sample's full answer (a model recruited
+    twice contributes both samples, as two responses). When the experts' texts
     are known (a real engine generating naturally) the prompt is built from them; otherwise its
     length is the question plus the experts' output tokens."""
     expert_tokens: dict[str, int] = defaultdict(int)
