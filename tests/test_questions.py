@@ -149,3 +149,25 @@ def test_aggregator_skill_follows_the_profile_table(profiles):
     agg = _aggregator_logits("gpqa", acc, ps)
     assert agg[0] - agg[1] == pytest.approx(logit(0.8) - logit(0.4))
     assert agg[1] == pytest.approx(logit(0.48))          # at its overall level: the preset aggregator's
+
+
+# ---------------------------------------------------------------- integer answers (AIME)
+
+def write_integer_set(tmp_path, name, golds):
+    recs = [{"question": f"Find the number {i}.", "gold_answer": g} for i, g in enumerate(golds)]
+    (tmp_path / f"{name}.json").write_text(json.dumps(recs))
+
+
+def test_integer_answer_set_builds_and_rejects_letters(tmp_path, profiles):
+    write_integer_set(tmp_path, "AIME24_test", [str(i * 37 % 1000) for i in range(20)])
+    write_integer_set(tmp_path, "AIME24_train", [str(i) for i in range(39)] + ["080 or 081 (both were accepted)"])
+    c = {"kind": "questions", "dataset": "aime24", "questions_dir": str(tmp_path), "name": "t"}
+    w = build(c, profiles, seed=0)
+    assert [q.gold for q in w.queries[:3]] == ["0", "37", "74"]
+    assert all(o.answer.isdigit() for o in w.outcomes.values())
+    bad = tmp_path / "bad"   # a fresh path: question files are cached per (path, mtime)
+    bad.mkdir()
+    write_integer_set(bad, "AIME24_test", ["B"])
+    write_integer_set(bad, "AIME24_train", ["1", "2"])
+    with pytest.raises(ConfigError, match="item 0 has gold_answer 'B'; aime24 answers are integers 0-999"):
+        build({**c, "questions_dir": str(bad)}, profiles, seed=0)
