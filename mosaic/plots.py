@@ -14,7 +14,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from mosaic.trace import Trace  # noqa: E402
 
-SPEEDUPS = ("expert_speedup", "aggregator_speedup", "e2e_speedup")
+SPEEDUPS = ("expert_speedup", "aggregator_speedup_tau067", "e2e_speedup_tau067")  # the paper's headline
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -68,7 +68,7 @@ def timelines_figure(figure_data: Path, workload: str, policies=("round_robin", 
                    for st in ("expert", "aggregator")) for p, rs in rows.items()}
     fig, axes = plt.subplots(len(policies), 1, figsize=(10, 2.3 * len(policies)), squeeze=False)
     for ax, p in zip(axes[:, 0], policies):
-        timeline(rows[p], f"{workload}, {p} (tau=1, seed 0): {ends[p]:.0f} s end to end", ax=ax,
+        timeline(rows[p], f"{workload}, {p} (tau=2/3, seed 0): {ends[p]:.0f} s end to end", ax=ax,
                  xmax=max(ends.values()) * 1.02, n_workers=4)
     fig.tight_layout()
     return fig
@@ -88,7 +88,7 @@ def speedups_figure(table_rows: list[dict[str, str]]):
         ax.bar([i + 0.2 for i in x], paper, 0.4, label="paper", color="grey")
         ax.axhline(1, color="k", linewidth=0.6)
         ax.set_xticks(list(x), workloads, rotation=20, fontsize=8)
-        ax.set_title(m.replace("_", " "))
+        ax.set_title(m.replace("_tau067", " (tau=2/3)").replace("_", " "))
     axes[0].set_ylabel("speedup vs round-robin (x)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -153,17 +153,174 @@ def idle_figure(idle_rows: list[dict[str, str]]):
         ax.bar([i + j * width for i in range(len(workloads))], vals, width, label=p)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads)
     ax.set_ylabel("GPU time idle (%)")
-    ax.set_title("idle fraction per policy (tau=1, mean over seeds)")
+    ax.set_title("idle fraction per policy (tau=2/3, mean over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _num(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def breakdown_figure(rows: list[dict[str, str]], workload: str = "mmlu_pro"):
+    """Fig. 3a: per GPU, the expert stage split into load / generate / idle, one panel per policy."""
+    if not any(r["workload"] == workload for r in rows) and rows:
+        workload = rows[0]["workload"]   # a sweep without MMLU-Pro: its first workload
+    rows = [r for r in rows if r["workload"] == workload]
+    policies = list(dict.fromkeys(r["scheduler"] for r in rows))
+    fig, axes = plt.subplots(1, max(1, len(policies)), figsize=(5 * max(1, len(policies)), 2.8), sharex=True,
+                             squeeze=False)
+    parts = (("load_s", "load", "tab:orange"), ("generate_s", "generate", "tab:blue"), ("idle_s", "idle", "lightgrey"))
+    for ax, pol in zip(axes[0], policies):
+        mine = sorted((r for r in rows if r["scheduler"] == pol), key=lambda r: int(r["worker"]))
+        left = [0.0] * len(mine)
+        for key, label, colour in parts:
+            vals = [float(r[key]) for r in mine]
+            ax.barh([f"GPU {r['worker']}\n{r['models']}" if len(r["models"]) < 24 else f"GPU {r['worker']}"
+                     for r in mine], vals, left=left, color=colour, label=label)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set(xlabel="time (s)", title=f"{workload}, {pol} (seed 0)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def shard_figure(rows: list[dict[str, str]], marks: tuple[int, int] = (137, 239)):
+    """Fig. 3b: output tokens/s of one engine against the number of prompts it serves, per model."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["model"], r["kind"])].append((int(r["shard_size"]), float(r["tokens_per_s"])))
+    for (model, kind), pts in sorted(by.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if kind == "reasoning" else "s--", label=model, ms=3)
+    ax.axvspan(*marks, color="k", alpha=0.08, label=f"{marks[0]}-{marks[1]} prompts (paper)")
+    ax.set_xscale("log")
+    ax.set(xlabel="prompts per shard", ylabel="output tokens / s", title="throughput vs shard size (one A100)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def decomposition_figure(rows: list[dict[str, str]]):
+    """Fig. 6: stacked expert + aggregator stage walls, baseline vs MOSAIC, ours beside the paper's."""
+    workloads = [w for w in dict.fromkeys(r["workload"] for r in rows)]
+    cell = {(r["workload"], r["arm"]): r for r in rows}
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 3.4), squeeze=False)
+    for ax, wl in zip(axes[0], workloads):
+        labels, expert, agg = [], [], []
+        for arm in ("baseline", "mosaic"):
+            r = cell.get((wl, arm))
+            if r is None:
+                continue
+            labels.append(f"{arm}\nours")
+            expert.append(float(r["expert_s"]))
+            agg.append(float(r["aggregator_s"]))
+            if _num(r["paper_expert_s"]) is not None:
+                labels.append(f"{arm}\npaper")
+                expert.append(float(r["paper_expert_s"]))
+                agg.append(float(r["paper_aggregator_s"]))
+        x = range(len(labels))
+        ax.bar(x, expert, color="tab:blue", label="expert stage")
+        ax.bar(x, agg, bottom=expert, color="tab:orange", label="aggregator stage")
+        ax.set_xticks(list(x), labels, fontsize=7)
+        ax.set_title(wl, fontsize=9)
+    axes[0, 0].set_ylabel("wall time (s)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("end to end: RR + always-aggregate vs ILP (K=2) + tau=2/3", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def buckets_figure(rows: list[dict[str, str]], ecdf: list[dict[str, str]], workload: str = "mmlu_pro"):
+    """Fig. 7: tokens per question by agreement bucket (ours vs paper) and their ECDFs."""
+    rows = [r for r in rows if r["workload"] == workload]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    buckets = [r["bucket"] for r in rows]
+    x = range(len(buckets))
+    a1.bar([i - 0.2 for i in x], [float(r["mean_tokens"]) for r in rows], 0.4, label="ours")
+    if any(_num(r["paper_mean_tokens"]) for r in rows):
+        a1.bar([i + 0.2 for i in x], [_num(r["paper_mean_tokens"]) or 0 for r in rows], 0.4, color="grey", label="paper")
+    a1.set_xticks(list(x), [f"{r['bucket']}\n{float(r['share_pct']):.0f}%" + (
+        f" | {float(r['paper_share_pct']):.0f}%" if _num(r["paper_share_pct"]) else "") for r in rows], fontsize=8)
+    rho = rows[0]["spearman_rho"] if rows else ""
+    a1.set(ylabel="output tokens per expert answer", title=f"{workload}: mean by bucket (rho = {float(rho):.2f})"
+           if rho else workload)
+    a1.legend(fontsize=7)
+    for b in buckets:
+        pts = sorted((float(r["output_tokens"]), int(r["percentile"])) for r in ecdf
+                     if r["workload"] == workload and r["bucket"] == b)
+        a2.plot([p[0] for p in pts], [p[1] / 100 for p in pts], label=b)
+    a2.set_xscale("log")
+    a2.set(xlabel="output tokens per expert answer", ylabel="ECDF", title="per-question length by bucket")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def slots_figure(rows: list[dict[str, str]]):
+    """Table 3: expert slots per model, ours (each routing option) vs the paper's, seed 0."""
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    routings = list(dict.fromkeys(r["routing"] for r in rows))
+    fig, axes = plt.subplots(1, max(1, len(workloads)), figsize=(4.2 * max(1, len(workloads)), 3.2), squeeze=False)
+    for ax, wl in zip(axes[0], workloads):
+        mine = [r for r in rows if r["workload"] == wl]
+        models = list(dict.fromkeys(r["model"] for r in mine))
+        cell = {(r["model"], r["routing"]): r for r in mine}
+        width = 0.8 / (len(routings) + 1)
+        for j, routing in enumerate(routings):
+            ax.bar([i + j * width for i in range(len(models))],
+                   [float(cell[(m, routing)]["slots"]) if (m, routing) in cell else 0 for m in models], width,
+                   label=f"ours ({routing})")
+        paper = [next((_num(r["paper_slots"]) or 0 for r in mine if r["model"] == m), 0) for m in models]
+        ax.bar([i + len(routings) * width for i in range(len(models))], paper, width, color="grey", label="paper")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(models))], models, fontsize=7, rotation=20)
+        ax.set_title(wl, fontsize=9)
+    axes[0, 0].set_ylabel("expert slots (seed 0)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def seed_walls_figure(rows: list[dict[str, str]]):
+    """Table 4: MOSAIC expert-stage wall per seed, ours vs the paper's."""
+    rows = [r for r in rows if _num(r["paper_expert_stage_s"]) is not None]
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = [f"{r['workload']}\nseed {r['seed']}" for r in rows]
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [float(r["expert_stage_s"]) for r in rows], 0.4, label="ours")
+    ax.bar([i + 0.2 for i in x], [float(r["paper_expert_stage_s"]) for r in rows], 0.4, color="grey", label="paper")
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set(ylabel="MOSAIC expert stage (s)", title="per-seed expert-stage wall: " + ", ".join(workloads))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def all_figures(results: Path) -> dict[str, Any]:
-    """Every paper figure from the files in results/; returns name -> matplotlib figure."""
+    """Every paper figure from the files in results/; returns name -> matplotlib figure. A figure
+    whose data file is missing (e.g. Fig. 3b before experiments/shard_throughput.py ran) is skipped."""
     data = results / "figure_data"
-    table = read_csv(results / "paper_table.csv")
-    figs = {"speedups": speedups_figure(table),
+    # The paper's experiment only; variants are in the table.
+    table = [r for r in read_csv(results / "paper_table.csv") if r.get("variant", "main") == "main"]
+    optional = {"fig3a_breakdown": (breakdown_figure, "fig3a_breakdown.csv"),
+                "fig3b_shard_throughput": (shard_figure, "fig3b_shard_throughput.csv"),
+                "fig6_decomposition": (decomposition_figure, "fig6_decomposition.csv"),
+                "table3_slots": (slots_figure, "table3_slots.csv"),
+                "table4_seed_walls": (seed_walls_figure, "table4_seed_walls.csv")}
+    figs = {}
+    for name, (draw, file) in optional.items():
+        if (data / file).exists() and read_csv(data / file):
+            figs[name] = draw(read_csv(data / file))
+    if (data / "fig7_buckets.csv").exists():
+        buckets, ecdf = read_csv(data / "fig7_buckets.csv"), read_csv(data / "fig7_ecdf.csv")
+        for wl in dict.fromkeys(r["workload"] for r in buckets):
+            figs[f"fig7_buckets_{wl}"] = buckets_figure(buckets, ecdf, wl)
+    figs |= {"speedups": speedups_figure(table),
             "tau_sweep": tau_figure(read_csv(data / "tau_sweep.csv"), table),
             "output_lengths": lengths_figure(read_csv(data / "output_lengths.csv")),
             "idle_fraction": idle_figure(read_csv(results / "idle_fraction.csv"))}
