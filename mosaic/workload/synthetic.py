@@ -152,8 +152,10 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
             return int(distractor[i])
         return int((gold[i] + rng.integers(1, n_opt[i])) % n_opt[i])
 
-    # One length row per possible repeat of a model in a query (k at most).
-    draws = {m: lengths(m, chosen.shape[1]) for m in experts}
+    # One length row per sample of a model within a query, as many as the most repeated expert
+    # needs: routing without repeats draws exactly what it drew before repeats existed.
+    repeats = max((int((chosen == j).sum(axis=1).max()) for j in range(len(experts))), default=1)
+    draws = {m: lengths(m, max(repeats, 1)) for m in experts}
     agg_draws = lengths(aggregator)[0]
     queries, outcomes = [], {}
     for i in range(n):
