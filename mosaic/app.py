@@ -35,6 +35,8 @@ def run(cfg: DictConfig) -> RunOutput:
     c = OmegaConf.to_container(cfg, resolve=True)
     sch, wl_cfg, cl, agg = c["scheduler"], c["workload"], c["cluster"], c["aggregation"]
     get_scheduler(sch["name"])  # fail on a typo before generating anything
+    # Validated on construction (one-line ConfigErrors), also before any work is done.
+    params = SchedulerParams(**{k: v for k, v in sch.items() if k in SchedulerParams.__dataclass_fields__})
     policy = validate(c)
     cluster = Cluster.uniform(cl["n_workers"], cl["memory_gib"], cl.get("device", "A100-80GB"))
     profiles = load_profiles(wl_cfg["profiles"])
@@ -80,7 +82,10 @@ def format_table(s: dict[str, Any]) -> str:
              + (f"{100 * s['accuracy_always_aggregate']:.2f} %" if s["accuracy_always_aggregate"] is not None else "n/a") + ")")]
     if s["solver"]:
         sv = s["solver"]
-        rows.append(("ILP", f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"))
+        rows.append(("ILP", f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"
+                     + (f", plan from {sv['source']}" if sv.get("source", "ilp") != "ilp" else "")))
+        if sv.get("fallback"):
+            rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))
     for w in s["workers"]:
         rows.append((f"worker {w['id']}", f"busy {w['busy_s']:.0f} s, idle {w['idle_s']:.0f} s: "
                      + " > ".join(w["sessions"])))

@@ -17,8 +17,11 @@ class SchedulerConfig:
     name: str = MISSING
     max_models_per_worker: Optional[int] = None   # K; null = no limit
     replication_cap: Optional[int] = None         # R_m; null = clamp(1, floor(T_m / l_m), N)
-    time_limit_s: float = 10.0
+    time_limit_s: float = 60.0    # wall-clock safety net only; node_limit is what stops the ILP
     mip_gap: float = 1e-4
+    node_limit: int = 1000        # HiGHS branch-and-bound nodes: deterministic, load-independent
+    solver_seed: int = 0          # HiGHS random_seed
+    rr_order: str = "first_seen"  # round robin: first_seen (the paper's) | pool (fixed model order)
     cost_model: str = "auto"    # T_m predictor: auto | regression | analytic (mosaic/costs.py)
 
 

@@ -29,7 +29,9 @@ def solver_info(plan: Plan) -> dict[str, Any] | None:
         return None
     s = plan.solver
     return {"status": s.status, "solve_s": s.solve_s, "objective": s.objective,
-            "bound": s.bound, "gap": s.gap}
+            "bound": s.bound, "gap": s.gap, "source": s.source, "fallback": s.fallback,
+            "limit": s.limit, "greedy_objective": s.greedy_objective,
+            "node_limit": plan.params.get("node_limit")}
 
 
 def query_rows(result: PipelineResult) -> list[dict[str, Any]]:

@@ -32,11 +32,17 @@ class WorkerPlan:
 
 @dataclass(frozen=True)
 class SolverInfo:
-    status: str
+    status: str                  # the solver's termination condition, as it reported it
     solve_s: float
-    objective: float | None
-    bound: float | None
-    gap: float | None
+    objective: float | None      # predicted makespan of the plan returned (whichever source)
+    bound: float | None          # proven lower bound on the optimum
+    gap: float | None            # (objective - bound) / objective
+    source: str = "ilp"          # which plan was returned: "ilp" or "greedy" (the warm start)
+    # Why the returned plan is not a verified ILP solution, or why it may not be reproducible
+    # (the wall-clock guard stopped the search). None when the ILP's own solution was used.
+    fallback: str | None = None
+    limit: str | None = None     # what stopped the search early: "node_limit" | "time_limit"
+    greedy_objective: float | None = None   # predicted makespan of the greedy warm start
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,13 @@
 
 min C  s.t.  sum_n X[m,n] = N_m;  X[m,n] <= N_m Y[m,n];  1 <= sum_n Y[m,n] <= R_m;
              sum_m Y[m,n] <= K;   C >= sum_m l_m Y[m,n] + tau_m X[m,n]   for every worker n.
+
+Reproducible by construction: HiGHS runs single-threaded with a fixed seed and stops at a node
+limit (a count of work, not of seconds), so the plan is the same on an idle or a loaded machine;
+the wall-clock limit is only a safety net and says so when it binds. The search starts from a
+replicating greedy plan and the better of the two is returned. Whatever the solver's status, its
+solution is rounded and checked against every constraint here before it is used, and any plan
+that is not a verified ILP solution says why in SolverInfo.fallback.
 """
 from __future__ import annotations
 
@@ -9,13 +16,15 @@ import math
 import time
 
 import pyomo.environ as pyo
-from pyomo.contrib.solver.common.factory import SolverFactory
-from pyomo.contrib.solver.common.results import SolutionStatus
+from pyomo.contrib.appsi.base import TerminationCondition
+from pyomo.contrib.appsi.solvers.highs import Highs
 
 from mosaic.errors import ConfigError
 from mosaic.plan import Plan, SolverInfo
 from mosaic.problem import StageProblem
-from mosaic.schedulers.common import make_plan, split_counts
+from mosaic.schedulers.common import make_plan
+from mosaic.schedulers.counts import Counts, counts_plan, makespan, violations
+from mosaic.schedulers.greedy import greedy_counts
 from mosaic.schedulers.least_loaded import least_loaded
 from mosaic.schedulers.registry import SchedulerParams, register
 
@@ -81,36 +90,95 @@ def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteM
 @register("ilp")
 def ilp(problem: StageProblem, params: SchedulerParams) -> Plan:
     k = _k(problem, params)
-    plan_params = {"K": k, "time_limit_s": params.time_limit_s, "mip_gap": params.mip_gap}
+    plan_params = {"K": k, "time_limit_s": params.time_limit_s, "mip_gap": params.mip_gap,
+                   "node_limit": params.node_limit}
     if not problem.models:
         return make_plan(problem, "ilp", {}, SolverInfo("empty", 0.0, 0.0, 0.0, 0.0), plan_params)
-    mdl = build_model(problem, params)
-    solver = SolverFactory("highs")
+    _check_feasible(problem, k)
+    caps = replication_caps(problem, params)
     t0 = time.perf_counter()
-    res = solver.solve(mdl, time_limit=params.time_limit_s, rel_gap=params.mip_gap,
-                       raise_exception_on_nonoptimal_result=False, load_solutions=False)
+    greedy = greedy_counts(problem, caps, k)
+    greedy_s = makespan(problem, greedy) if greedy is not None else None
+    mdl = build_model(problem, params)
+    if greedy is not None:
+        _warm_start(mdl, problem, greedy, greedy_s)
+    status, counts, solver_bound = _solve(mdl, problem, params, warm=greedy is not None)
     solve_s = time.perf_counter() - t0
-    status = res.termination_condition.name
-    if res.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
-        if "infeasible" in status.lower():
-            raise ConfigError(f"ILP infeasible ({status}): no placement satisfies K="
-                              f"{k}, the replication caps and the memory limits; raise "
-                              "scheduler.max_models_per_worker or scheduler.replication_cap")
-        # No incumbent within the time limit: keep serving with the greedy plan (which honours K),
-        # and say so.
-        fallback = least_loaded(problem, params)
-        info = SolverInfo(f"{status}: no incumbent, fell back to least_loaded", solve_s, None, None, None)
-        return make_plan(problem, "ilp", {w.worker: [(s.model, s.request_ids) for s in w.sessions]
-                                          for w in fallback.workers}, info, plan_params)
-    res.solution_loader.load_vars()
-    objective = res.incumbent_objective
-    bound = res.objective_bound
-    gap = (objective - bound) / objective if objective and bound is not None else 0.0
-    info = SolverInfo(status, solve_s, objective, bound, max(0.0, gap))
+    limit = {"maxIterations": "node_limit", "maxTimeLimit": "time_limit"}.get(status)
 
-    assignment: dict[int, list] = {}
+    broken = violations(problem, counts, caps, k) if counts is not None else []
+    if counts is None and greedy is None and "infeasible" in status.lower():
+        raise ConfigError(f"ILP infeasible ({status}): no placement satisfies K={k}, the replication "
+                          "caps and the memory limits; raise scheduler.max_models_per_worker or "
+                          "scheduler.replication_cap")
+    fallback = None
+    if counts is not None and not broken and (greedy is None or makespan(problem, counts) <= greedy_s):
+        source = "ilp"
+    elif greedy is not None:
+        why = ("no incumbent" if counts is None else
+               f"its solution breaks a constraint ({broken[0]})" if broken else
+               "its incumbent is worse than the warm start")
+        source, counts = "greedy", greedy
+        fallback = f"ILP {status}: {why}; using the greedy warm start"
+    else:
+        plan = least_loaded(problem, params)   # honours K; raises a ConfigError if it cannot
+        info = SolverInfo(status, time.perf_counter() - t0, None, None, None, "least_loaded",
+                          f"ILP {status}: no valid solution and no greedy plan; fell back to "
+                          "least_loaded", limit)
+        return make_plan(problem, "ilp", {w.worker: [(s.model, s.request_ids) for s in w.sessions]
+                                          for w in plan.workers}, info, plan_params)
+    if limit == "time_limit":
+        # The one non-deterministic stop: say so next to (or instead of) any other reason.
+        note = (f"the {params.time_limit_s:g} s wall-clock guard stopped the ILP before its "
+                f"{params.node_limit}-node limit: this plan may differ between runs")
+        fallback = note if fallback is None else f"{fallback}; {note}"
+    objective = makespan(problem, counts)
+    bound = float(min(objective, max(lower_bound(problem, caps), solver_bound if solver_bound is not None
+                                     and math.isfinite(solver_bound) else 0.0)))
+    gap = (objective - bound) / objective if objective > 0 else 0.0
+    info = SolverInfo(status, solve_s, objective, bound, gap, source, fallback, limit, greedy_s)
+    return counts_plan(problem, "ilp", counts, info, plan_params)
+
+
+def lower_bound(problem: StageProblem, caps: dict[str, int]) -> float:
+    """A bound no plan beats: all work spread evenly (each model loaded once), and each model's
+    busiest replica when it is spread as widely as R_m allows."""
+    each = [d.load_s + d.per_request_s * math.ceil(d.n / caps[d.model]) for d in problem.models if d.n]
+    return max([problem.lower_bound_s] + each)
+
+
+def _warm_start(mdl: pyo.ConcreteModel, problem: StageProblem, counts: Counts, c: float) -> None:
     for d in problem.models:
-        counts = {w: int(round(pyo.value(mdl.X[d.model, w]))) for w in range(problem.n_workers)}
-        for w, ids in split_counts(d.request_ids, counts).items():
-            assignment.setdefault(w, []).append((d.model, ids))
-    return make_plan(problem, "ilp", assignment, info, plan_params)
+        for w in range(problem.n_workers):
+            x = counts[d.model].get(w, 0)
+            mdl.X[d.model, w].set_value(x)
+            if not mdl.Y[d.model, w].fixed:
+                mdl.Y[d.model, w].set_value(int(x > 0))
+    mdl.C.set_value(c)
+
+
+def _solve(mdl: pyo.ConcreteModel, problem: StageProblem, params: SchedulerParams,
+           warm: bool) -> tuple[str, Counts | None, float | None]:
+    """Run HiGHS; return its termination condition, its solution rounded to integer counts (or
+    None when it has none at all) and its proven bound. The status is not trusted for feasibility:
+    HiGHS 1.15 can end in "error" holding a feasible solution, so the caller checks the counts."""
+    opt = Highs()
+    opt.config.load_solution = False      # a limited or "error" run must not raise
+    opt.config.warmstart = warm           # Pyomo's APPSI HiGHS passes variable values as a MIP start
+    opt.config.time_limit = params.time_limit_s
+    opt.config.mip_gap = params.mip_gap
+    opt.highs_options = {"threads": 1, "random_seed": params.solver_seed,
+                         "mip_max_nodes": params.node_limit, "output_flag": False}
+    res = opt.solve(mdl)
+    status = res.termination_condition.name
+    bound = res.best_objective_bound
+    if res.termination_condition in (TerminationCondition.infeasible,
+                                     TerminationCondition.infeasibleOrUnbounded):
+        return status, None, None
+    try:
+        opt.load_vars([mdl.X[m, w] for m in mdl.M for w in mdl.W])
+    except RuntimeError:   # HiGHS holds no primal values at all
+        return status, None, bound
+    counts = {m: {w: int(round(mdl.X[m, w].value)) for w in mdl.W
+                  if mdl.X[m, w].value is not None and round(mdl.X[m, w].value) > 0} for m in mdl.M}
+    return status, counts, bound
