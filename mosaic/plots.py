@@ -287,13 +287,12 @@ def slots_figure(rows: list[dict[str, str]]):
 
 def seed_walls_figure(rows: list[dict[str, str]]):
     """Table 4: MOSAIC expert-stage wall per seed, ours vs the paper's."""
-    rows = [r for r in rows if _num(r["paper_expert_stage_s"]) is not None]
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     fig, ax = plt.subplots(figsize=(7, 3.2))
     labels = [f"{r['workload']}\nseed {r['seed']}" for r in rows]
     x = range(len(rows))
     ax.bar([i - 0.2 for i in x], [float(r["expert_stage_s"]) for r in rows], 0.4, label="ours")
-    ax.bar([i + 0.2 for i in x], [float(r["paper_expert_stage_s"]) for r in rows], 0.4, color="grey", label="paper")
+    ax.bar([i + 0.2 for i in x], [_num(r["paper_expert_stage_s"]) or 0 for r in rows], 0.4, color="grey", label="paper")
     ax.set_xticks(list(x), labels, fontsize=7)
     ax.set(ylabel="MOSAIC expert stage (s)", title="per-seed expert-stage wall: " + ", ".join(workloads))
     ax.legend(fontsize=7)
