@@ -1,0 +1,90 @@
+"""Bad input stops the run with one ConfigError line naming the field and the fix (issue 8, item 4)."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosaic.aggregation import AggregationPolicy
+from mosaic.app import run
+from mosaic.errors import ConfigError
+from mosaic.validation import validate
+from tests.helpers import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small(*overrides):
+    return config("workload=synth_small", "workload.n_queries=6", *overrides)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["seed=-1"], "seed must be an integer >= 0"),
+    (["aggregation=always", "aggregation.tau=0.5"], "aggregation.tau=null"),
+    (["aggregation=always", "aggregation.tau=1.0"], "aggregation.tau=null"),
+    (["workload.skill_spread=-1"], "workload.skill_spread"),
+    (["workload.routing_noise=-0.5"], "workload.routing_noise"),
+    (["workload.distractor_share=1.5"], "workload.distractor_share"),
+    (["workload.prior_strength=-1"], "workload.prior_strength"),
+    (["workload.skill_spread=nan"], "workload.skill_spread"),
+    (["cluster.memory_gib=inf"], "cluster.memory_gib"),
+])
+def test_run_rejects_bad_values_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")) as e:
+        run(small(*overrides))
+    assert "\n" not in str(e.value)
+
+
+def test_always_policy_without_tau_and_threshold_policies_still_run():
+    assert run(small("aggregation=always")).summary["skip_rate"] == 0.0
+    for preset in ("tau1", "tau067"):
+        assert run(small(f"aggregation={preset}")).summary["n_queries"] == 6
+
+
+def test_policy_object_refuses_a_tau_it_would_ignore():
+    with pytest.raises(ConfigError, match="aggregation.policy=always"):
+        AggregationPolicy("always", 0.6667)
+    assert AggregationPolicy("always", None).tau is None
+
+
+def test_validate_returns_the_policy_and_accepts_edges():
+    c = {"seed": 0, "workload": {"distractor_share": 1.0, "routing_noise": 0.0, "skill_spread": 0.0},
+         "cluster": {"memory_gib": 80.0}, "aggregation": {"policy": "threshold", "tau": 1.0}}
+    assert validate(c) == AggregationPolicy("threshold", 1.0)
+    with pytest.raises(ConfigError, match="seed"):
+        validate({**c, "seed": True})   # a bool is no seed, though Python calls it an int
+    with pytest.raises(ConfigError, match="cluster.memory_gib"):
+        validate({**c, "cluster": {"memory_gib": math.nan}})
+
+
+# ---------------------------------------------------------------- empty question files
+
+def write_questions(path: Path, n: int):
+    path.write_text(json.dumps([{"question": f"Q{i}? The options are: (A) x (B) y (C) z (D) w",
+                                 "gold_answer": "ABCD"[i % 4], "category": "physics"} for i in range(n)]))
+
+
+@pytest.mark.parametrize("empty, what", [("GPQA_test", "question file"), ("GPQA_train", "calibration (train) file")])
+def test_empty_question_or_train_file_is_a_config_error(tmp_path, empty, what):
+    write_questions(tmp_path / "GPQA_test.json", 5)
+    write_questions(tmp_path / "GPQA_train.json", 8)
+    (tmp_path / f"{empty}.json").write_text("[]")
+    with pytest.raises(ConfigError, match=r"workload\.questions_dir: .*is empty") as e:
+        run(config("workload=gpqa", f"workload.questions_dir={tmp_path}"))
+    assert what in str(e.value) and f"{empty}.json" in str(e.value)
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
+    # One process start (~5 s of imports); every check above goes through the same app.run path.
+    message = "error: seed must be an integer >= 0"
+    p = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "workload=synth_small",
+                        "seed=-1", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], p.stderr
+    assert not (tmp_path / "summary.json").exists()
