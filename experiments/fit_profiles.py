@@ -24,6 +24,25 @@ format flags it), so it enters the likelihood through the survival function, not
   expert e gets expit(logit(base_e) + dev[c]) in category c. The spread is common to all experts:
   no trace says which of the six is better where.
 
+* Output lengths per (model, dataset) (`output: {default, mmlu_pro, medmcqa, gpqa, aime24}`; default =
+  MMLU-Pro). Every mean is grounded in data, see `dataset_means`:
+  - mmlu_pro: the paper's (3, Fig. 1): LlamaR1 3146, QwenR1 3734, Gemma 291; Exaone, GLM, Qwen keep
+    moa6_a100.yaml's split, scaled so the four instruct experts average the paper's 518.
+  - medmcqa: mmlu_pro x r_med for every model. r_med = (mean over DeepSeek-R1, QwQ-32B-Preview,
+    o1-mini, o3-mini of their MedAgentsBench MedMCQA / MMLU-Pro-health mean completion tokens)
+    x (MMLU-Pro health / all-category mean length, the five instruct CoT traces): the same
+    reasoning models on both datasets, corrected from MMLU-Pro's health questions to all of it.
+  - gpqa: mmlu_pro x subject-mix ratio (mean of the physics, chemistry, biology / all ratios on
+    the instruct CoT traces); reasoning experts also x the difficulty factor
+    exp(b (logit acc_gpqa - logit acc_mmlu_pro)), b the slope of ln(mean tokens) on logit(accuracy)
+    across MATH's seven subjects for R1-Distill-Qwen-7B (MATH_R1_QWEN_7B; a harder question for
+    the model, a longer trace), accuracies the presets' levels.
+  - aime24: reasoning experts: that MATH fit at their published AIME 2024 pass@1 (PRESETS);
+    instruct: mmlu_pro x the MMLU-Pro math / all ratio of the instruct CoT traces.
+  Both gpqa and aime24 extrapolate (no trace of these models on them exists here): see sources.
+* Session-time regression: after writing, experiments/fit_session_costs.py fits every model's
+  T_m(N, mean, max) on the simulator's engine and adds `session_fit` to the file.
+
 Fitted vs empirical quantiles (as
 ratios to the mean) are printed as the goodness of fit.
 """
@@ -180,6 +199,107 @@ CAST = {
     "claude-3-5-haiku": ("api:anthropic/claude-3-5-haiku", "GLM", None),
     "Llama-3.3-70B-Instruct-Turbo": ("meta-llama/Llama-3.3-70B-Instruct", "Exaone", None),
 }
+# ---------------------------------------------------------------- lengths per dataset
+
+DATASETS = ("mmlu_pro", "medmcqa", "gpqa", "aime24")
+PAPER_MMLU_PRO = {"LlamaR1": 3146, "QwenR1": 3734, "Gemma": 291}   # paper 3, Fig. 1 (tokens/prompt)
+PAPER_INSTRUCT_MEAN = 518                                          # paper: instruct pool mean
+GPQA_SUBJECTS = ("physics", "chemistry", "biology")
+# R1-Distill-Qwen-7B on MATH, per subject: (accuracy, mean response tokens). Public evaluation
+# table "DeepSeek-R1-Distill-Qwen Models - Math Evaluation Results" (overall 84.38%, 3198.8 tokens:
+# the "~3199 tokens on MATH" figure DESIGN.md cites).
+MATH_R1_QWEN_7B = {"algebra": (0.9520, 2067.1), "counting_and_prob": (0.8122, 3348.7),
+                   "geometry": (0.7599, 3628.3), "intermediate_algebra": (0.7619, 4153.3),
+                   "num_theory": (0.8204, 3432.0), "prealgebra": (0.9059, 1926.8), "precalc": (0.7766, 3835.2)}
+MEDAGENTS_REASONING = ("DeepSeek-R1", "QwQ-32B-Preview", "o1-mini", "o3-mini")
+
+
+def category_length_ratios(data: Path) -> dict[str, float]:
+    """Per MMLU-Pro category: mean output length there / overall, averaged over the instruct CoT traces."""
+    ratios: dict[str, list[float]] = {}
+    for rel in INSTRUCT_TRACES.values():
+        recs = list(read_trace(data / "traces" / rel, "mmlu_pro_zip").values())
+        t = np.array([r.output_tokens for r in recs], dtype=float)
+        cats = np.array([r.category for r in recs])
+        for c in sorted(set(cats)):
+            ratios.setdefault(c, []).append(float(t[cats == c].mean() / t.mean()))
+    return {c: float(np.mean(v)) for c, v in ratios.items()}
+
+
+def medagents_ratio(data: Path) -> tuple[float, dict[str, float]]:
+    """Mean over the reasoning models of (MedMCQA mean / MMLU-Pro-health mean completion tokens)."""
+    per = {}
+    for m in MEDAGENTS_REASONING:
+        means = [np.mean([r.output_tokens for r in read_trace(data / "traces" / "medagents" / d / f"{m}.json",
+                                                                 "medagents_json").values()])
+                 for d in ("medmcqa", "mmlu-pro")]
+        per[m] = float(means[0] / means[1])
+    return float(np.mean(list(per.values()))), per
+
+
+def math_length_fit() -> tuple[float, float]:
+    """(a, b) of ln(mean tokens) = a + b logit(accuracy) over MATH_R1_QWEN_7B's subjects."""
+    acc, tokens = np.array(list(MATH_R1_QWEN_7B.values())).T
+    b, a = np.polyfit(logit(acc), np.log(tokens), 1)
+    return float(a), float(b)
+
+
+def mmlu_pro_means(base_models: dict) -> dict[str, float]:
+    """The paper's three named means; the other instruct experts keep moa6_a100's split, scaled so
+    the four instruct experts average the paper's instruct mean."""
+    means = dict(PAPER_MMLU_PRO)
+    rest = [n for n, m in base_models.items() if n not in means and m["kind"] == "instruct"]
+    fixed = sum(means[n] for n, m in base_models.items() if n in means and m["kind"] == "instruct")
+    n_instruct = sum(m["kind"] == "instruct" for m in base_models.values())
+    scale = (PAPER_INSTRUCT_MEAN * n_instruct - fixed) / sum(base_models[n]["output"]["mean_tokens"] for n in rest)
+    means.update({n: base_models[n]["output"]["mean_tokens"] * scale for n in rest})
+    return means
+
+
+def dataset_means(data: Path, base_models: dict) -> tuple[dict[str, dict[str, float]], dict[str, list[str]], dict]:
+    """model -> dataset -> mean output tokens, model -> source lines, and the measured factors."""
+    cat = category_length_ratios(data)
+    r_med_reasoning, per_model = medagents_ratio(data)
+    r_med = r_med_reasoning * cat["health"]
+    subj_gpqa = float(np.mean([cat[c] for c in GPQA_SUBJECTS]))
+    a, b = math_length_fit()
+    mmlu = mmlu_pro_means(base_models)
+    factors = {"r_med": r_med, "r_med_reasoning": r_med_reasoning, "per_model": per_model,
+               "health": cat["health"], "subj_gpqa": subj_gpqa, "math": cat["math"], "a": a, "b": b}
+    means, sources = {}, {}
+    for name, m in base_models.items():
+        acc = {ds: p.base_accuracy[name] for ds, p in PRESETS.items() if name in p.base_accuracy}
+        mm = mmlu[name]
+        src = [f"output.mmlu_pro mean {mm:.0f}: " + (f"paper (3, Fig. 1) {PAPER_MMLU_PRO[name]}" if name in PAPER_MMLU_PRO
+               else f"moa6_a100 split scaled so the four instruct experts average the paper's {PAPER_INSTRUCT_MEAN}"),
+               f"output.medmcqa = mmlu_pro x {r_med:.3f}: MedAgentsBench reasoning models' MedMCQA / MMLU-Pro-health "
+               f"mean ({r_med_reasoning:.3f}) x MMLU-Pro health / all length on the instruct CoT traces ({cat['health']:.3f})"]
+        d = {"mmlu_pro": mm, "medmcqa": mm * r_med}
+        if m["kind"] == "reasoning":
+            diff = float(np.exp(b * (logit(acc["gpqa"]) - logit(acc["mmlu_pro"]))))
+            d["gpqa"] = mm * subj_gpqa * diff
+            d["aime24"] = float(np.exp(a + b * logit(acc["aime24"])))
+            src += [f"output.gpqa = mmlu_pro x {subj_gpqa:.3f} (physics/chemistry/biology length ratio, instruct CoT "
+                    f"traces) x {diff:.3f} (difficulty: exp(b (logit {acc['gpqa']} - logit {acc['mmlu_pro']})), "
+                    f"b = {b:.3f} from R1-Distill-Qwen-7B's MATH subjects); an extrapolation, no GPQA trace",
+                    f"output.aime24 = exp({a:.2f} {b:+.3f} logit({acc['aime24']})): R1-Distill-Qwen-7B's MATH "
+                    "length-vs-accuracy fit at the model's published AIME 2024 pass@1; an extrapolation beyond "
+                    "MATH's accuracy range, likely a lower bound"]
+        else:
+            d["gpqa"], d["aime24"] = mm * subj_gpqa, mm * cat["math"]
+            src += [f"output.gpqa = mmlu_pro x {subj_gpqa:.3f}: physics/chemistry/biology length ratio on the "
+                    "instruct CoT traces (subject mix only; no GPQA trace)",
+                    f"output.aime24 = mmlu_pro x {cat['math']:.3f}: MMLU-Pro math / all length ratio on the "
+                    "instruct CoT traces (no AIME trace)"]
+        means[name], sources[name] = d, src
+    return means, sources, factors
+
+
+def output_spec(kind: str, means: dict[str, float], cap: int) -> dict[str, dict]:
+    spec = {ds: {"shape": kind, "mean_tokens": round(float(v), 1), "cap": cap} for ds, v in means.items()}
+    return {"default": dict(spec["mmlu_pro"]), **spec}
+
+
 PAPER_LOAD_S, PAPER_PARAMS_B = (38.0, 47.0), (7.62, 9.40)  # paper l_m range over its 7.6-9.4B experts
 COST_FIELDS = ("params_b", "weight_gib", "kv_bytes_per_token", "n_layers", "hidden_size", "load_time_s")
 
@@ -302,11 +422,18 @@ def main() -> None:
                 f"accuracy.mmlu_pro.<category>: expit(logit(all) + dev[category]); per-category spread source: "
                 f"{spread_src}"]
 
+    means, mean_srcs, factors = dataset_means(data, base["models"])
+    print(f"\nper-dataset length factors: r_med {factors['r_med']:.3f} (MedAgentsBench reasoning "
+          f"{factors['r_med_reasoning']:.3f}: " + ", ".join(f"{k} {v:.3f}" for k, v in factors["per_model"].items())
+          + f"; health/all {factors['health']:.3f}), gpqa subjects {factors['subj_gpqa']:.3f}, math "
+          f"{factors['math']:.3f}, MATH fit ln(tokens) = {factors['a']:.3f} {factors['b']:+.3f} logit(acc)")
     models = {}
     for name, m in base["models"].items():  # the six paper experts: paper means and costs, fitted shape
         m = dict(m)
-        m["output"] = dict(m["output"], shape=m["kind"])
-        m["sources"] = list(m["sources"]) + [inst_src if m["kind"] == "instruct" else reas_src] + acc_srcs
+        m["output"] = output_spec(m["kind"], means[name], int(m["output"]["cap"]))
+        print(f"  {name:<8} " + "  ".join(f"{ds} {v:6.0f}" for ds, v in means[name].items()))
+        m["sources"] = ([s for s in m["sources"] if not s.startswith("paper: ")] + mean_srcs[name]
+                        + [inst_src if m["kind"] == "instruct" else reas_src] + acc_srcs)
         m["accuracy"] = expert_accuracy({ds: p.base_accuracy[name] for ds, p in PRESETS.items()}, dev)
         models[name] = m
 
@@ -325,8 +452,8 @@ def main() -> None:
             sources.append(f"HF config.json of {costs['hf_id']}: params, layers, kv heads, head dim; "
                            "weight = params x 2 B; load time: paper 38-47 s scaled by size")
         if rel is None:  # lengths come from the paper instruct profile it is cast onto
-            costs["output"] = dict(base["models"][CAST[n][1]]["output"], shape="instruct")
-            sources.append(inst_src + f"; mean of paper expert {CAST[n][1]}")
+            costs["output"] = models[CAST[n][1]]["output"]
+            sources.append(inst_src + f"; per-dataset means of paper expert {CAST[n][1]}")
         else:
             t, c = trace_sample(data, rel.removeprefix("traces/"))
             # Uncensored on purpose: this profile describes what the replay runs, cut-off outputs
@@ -362,6 +489,9 @@ def main() -> None:
               "# of logit(acc_model,c) - logit(acc_model overall), MMLU-Pro 5-shot CoT traces (all records):\n"
               + "".join(f"#   {c}: {d:+.4f}\n" for c, d in dev.items()))
     args.out.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fit_session_costs  # experiments/, next to this script
+    fit_session_costs.fit_file(args.out)
     ps = load_profiles(str(args.out))
     print(f"\nwrote {args.out} ({len(ps.models)} models)")
     for kind in ("reasoning", "instruct"):

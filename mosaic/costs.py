@@ -83,10 +83,11 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
         raise ConfigError(f"scheduler.cost_model=regression: the fit of {model.name} is for one GPU, "
                           f"not a {tp}-way tensor-parallel session; use cost_model=auto")
     if stats is None:   # no calibration set: the profile's mean and the max of a calibration-sized draw
-        mean, max_out = model.output.mean(), model.output.quantile(1.0 - 1.0 / (calibration_size(None) + 1))
+        n_cal = calibration_size(None)
+        mean, max_out = model.output.mean(), model.output.quantile(1.0 - 1.0 / (n_cal + 1))
     else:
-        mean, max_out = stats.mean_output, stats.max_output
-    return fit.predict(n, mean, max_out, mean_prompt)
+        n_cal, mean, max_out = stats.n, stats.mean_output, stats.max_output
+    return fit.predict(n, mean, max_out, mean_prompt, n_cal)
 
 
 def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster) -> frozenset[int]:

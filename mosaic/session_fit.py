@@ -11,13 +11,16 @@ features built from the inputs and two engine constants (KV-cache tokens, max ru
 
   b     = min(N, max_num_seqs, kv_tokens / (prompt + mean))   running batch, slot- or KV-bound
   S     = N * mean / b                                        decode steps of the bulk
-  tail  = max(0, max - S)                                     steps the longest request runs alone
+  max_N = mean + (max - mean) ln(1 + N) / ln(1 + n_cal)       expected longest of N requests: the
+          calibration max belongs to n_cal draws, and the maximum of an exponential-tailed sample
+          grows with ln(size)
+  tail  = max(0, max_N - S)                                   steps the longest request runs alone
 
   linear:  T = c0 + c1 N mean + c2 max + c3 N
   steps:   T = c0 + c1 S + c2 max
   batched: T = c0 + c1 S + c2 N mean + c3 N mean (prompt + mean) + c4 tail
            (per-step cost x steps, per-token linear-layer cost, attention over the context,
-            and the longest request decoding alone at batch 1)
+            and the longest request decoding alone at small batch)
 """
 from __future__ import annotations
 
@@ -34,7 +37,11 @@ def _batch(n: float, mean: float, prompt: float, kv_tokens: float, max_num_seqs:
     return max(1.0, min(n, max_num_seqs, kv_tokens / max(1.0, prompt + mean)))
 
 
-def features(form: str, n: float, mean: float, max_out: float, prompt: float,
+def expected_max(n: float, mean: float, max_out: float, n_cal: float) -> float:
+    return mean + (max_out - mean) * np.log1p(n) / np.log1p(max(n_cal, 1.0))
+
+
+def features(form: str, n: float, mean: float, max_out: float, prompt: float, n_cal: float,
              kv_tokens: float, max_num_seqs: float) -> np.ndarray:
     if form == "linear":
         return np.array([1.0, n * mean, max_out, n])
@@ -42,7 +49,8 @@ def features(form: str, n: float, mean: float, max_out: float, prompt: float,
     if form == "steps":
         return np.array([1.0, steps, max_out])
     if form == "batched":
-        return np.array([1.0, steps, n * mean, n * mean * (prompt + mean), max(0.0, max_out - steps)])
+        tail = max(0.0, expected_max(n, mean, max_out, n_cal) - steps)
+        return np.array([1.0, steps, n * mean, n * mean * (prompt + mean), tail])
     raise ConfigError(f"session_fit.form: unknown form '{form}'; choose one of {list(FORMS)}")
 
 
@@ -57,6 +65,7 @@ class SessionSample:
     mean: float        # mean output tokens of the calibration set the session was drawn from
     max: float         # max output tokens of that calibration set
     prompt: float      # mean prompt tokens
+    n_cal: int         # size of that calibration set
     wall_s: float
     group: str = ""    # which length distribution it came from (reporting only)
 
@@ -72,10 +81,10 @@ class SessionFit:
     n_points: int
     source: str = ""
 
-    def predict(self, n: int, mean: float, max_out: float, prompt: float) -> float:
+    def predict(self, n: int, mean: float, max_out: float, prompt: float, n_cal: int) -> float:
         if n <= 0:
             return 0.0
-        x = features(self.form, n, mean, max_out, prompt, self.kv_tokens, self.max_num_seqs)
+        x = features(self.form, n, mean, max_out, prompt, n_cal, self.kv_tokens, self.max_num_seqs)
         return float(np.dot(self.coef, x))
 
 
@@ -92,7 +101,7 @@ def parse_session_fit(raw: Any, where: str) -> SessionFit:
         raise ConfigError(f"{where}: missing field {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
-    expected = len(features(fit.form, 1, 1, 1, 1, 1, 1))   # also rejects an unknown form
+    expected = len(features(fit.form, 1, 1, 1, 1, 1, 1, 1))   # also rejects an unknown form
     if len(fit.coef) != expected:
         raise ConfigError(f"{where}.coef: form '{fit.form}' takes {expected} coefficients, got {len(fit.coef)}")
     return fit
@@ -108,7 +117,7 @@ def to_yaml(fit: SessionFit, digits: int = 6) -> dict[str, Any]:
 # ---------------------------------------------------------------- fitting
 
 def _design(samples: Sequence[SessionSample], form: str, kv: float, seqs: float) -> tuple[np.ndarray, np.ndarray]:
-    x = np.array([features(form, s.n, s.mean, s.max, s.prompt, kv, seqs) for s in samples])
+    x = np.array([features(form, s.n, s.mean, s.max, s.prompt, s.n_cal, kv, seqs) for s in samples])
     y = np.array([s.wall_s for s in samples])
     return x, y
 
@@ -182,6 +191,6 @@ def sweep(run_session: RunSession, distributions: Mapping[str, Any], prompt_toke
                 prompts = np.maximum(1, np.rint(rng.lognormal(np.log(prompt), 0.4, n))).astype(int)
                 if max_tokens is not None:
                     outs = np.clip(outs, 1, max_tokens - prompts)
-                out.append(SessionSample(n, float(cal.mean()), float(cal.max()), float(prompts.mean()),
+                out.append(SessionSample(n, float(cal.mean()), float(cal.max()), float(prompts.mean()), n_cal,
                                          float(run_session(prompts, outs)), name))
     return out

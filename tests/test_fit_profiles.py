@@ -69,11 +69,20 @@ def test_committed_paper_profiles():
     for name in PAPER_EXPERTS:   # same costs as the paper profile set, fitted shapes
         m, b = ps.model(name), base.model(name)
         assert all(getattr(m, f) == getattr(b, f) for f in COST_FIELDS)
-    by_kind = {"reasoning": [], "instruct": []}
-    for name in PAPER_EXPERTS:
-        by_kind[ps.model(name).kind].append(ps.model(name).output.mean())
-    assert np.mean(by_kind["reasoning"]) == pytest.approx(3289, rel=0.01)
-    assert np.mean(by_kind["instruct"]) == pytest.approx(518, rel=0.01)
+    # MMLU-Pro (the default) means: the paper's three named ones; the four instruct experts
+    # average the paper's instruct mean.
+    for name, mean in {"LlamaR1": 3146, "QwenR1": 3734, "Gemma": 291}.items():
+        assert ps.model(name).output_for("mmlu_pro").mean() == pytest.approx(mean, rel=1e-3)
+        assert ps.model(name).output.mean() == pytest.approx(mean, rel=1e-3)
+    instruct = [ps.model(n).output.mean() for n in PAPER_EXPERTS if ps.model(n).kind == "instruct"]
+    assert np.mean(instruct) == pytest.approx(518, rel=0.01)
+    for name in PAPER_EXPERTS:   # a profile per (model, dataset), each mean with its source
+        m = ps.model(name)
+        assert set(m.outputs) == {"mmlu_pro", "medmcqa", "gpqa", "aime24"}
+        for ds in ("medmcqa", "gpqa", "aime24"):
+            assert any(s.startswith(f"output.{ds}") for s in m.sources)
+        assert m.output_for("medmcqa").mean() < m.output_for("mmlu_pro").mean() < m.output_for("gpqa").mean()
+        assert m.session_fit is not None and m.session_fit.error_median < 0.3
     assert all(m.sources for m in ps.models.values())
     # Every model a trace workload config names has a profile.
     for name in ("Meta-Llama-3_1-8B-Instruct", "Mistral-7B-Instruct-v0.2", "Qwen1.5-7B-Chat",
@@ -122,9 +131,9 @@ def test_committed_profiles_carry_accuracy_tables():
     devs = []
     for name in PAPER_EXPERTS:
         acc = ps.model(name).accuracy
-        assert set(acc) == {"mmlu_pro", "medmcqa", "gpqa"}
+        assert set(acc) == set(fp.PRESETS)
         assert set(acc["mmlu_pro"]) == MMLU_CATEGORIES | {"all"}
-        assert set(acc["medmcqa"]) == set(acc["gpqa"]) == {"all"}
+        assert all(set(acc[ds]) == {"all"} for ds in acc if ds != "mmlu_pro")
         assert any("accuracy.mmlu_pro.<category>" in s for s in ps.model(name).sources)
         level = logit(acc["mmlu_pro"]["all"])
         devs.append({c: logit(a) - level for c, a in acc["mmlu_pro"].items() if c != "all"})
@@ -137,3 +146,31 @@ def test_committed_profiles_carry_accuracy_tables():
         assert set(acc) == MMLU_CATEGORIES | {"all"}
         assert any(s.startswith("accuracy.mmlu_pro: measured") for s in ps.model(name).sources)
     assert ps.model("Meta-Llama-3_1-8B-Instruct").accuracy["mmlu_pro"]["all"] == pytest.approx(0.44, abs=0.01)
+
+
+# ---------------------------------------------------------------- lengths per dataset
+
+def test_math_length_fit_is_longer_for_harder_subjects():
+    a, b = fp.math_length_fit()
+    assert b < 0                                            # lower accuracy, longer traces
+    for acc, tokens in fp.MATH_R1_QWEN_7B.values():         # the fit passes near every subject
+        assert np.exp(a + b * np.log(acc / (1 - acc))) == pytest.approx(tokens, rel=0.3)
+
+
+def test_mmlu_pro_means_keep_the_paper_figures_and_instruct_mean():
+    base = {"R": {"kind": "reasoning", "output": {"mean_tokens": 3000}},
+            "LlamaR1": {"kind": "reasoning", "output": {"mean_tokens": 1}},
+            "Gemma": {"kind": "instruct", "output": {"mean_tokens": 1}},
+            "A": {"kind": "instruct", "output": {"mean_tokens": 600}},
+            "B": {"kind": "instruct", "output": {"mean_tokens": 300}}}
+    base.pop("R")
+    m = fp.mmlu_pro_means(base)
+    assert m["LlamaR1"] == 3146 and m["Gemma"] == 291
+    assert (m["Gemma"] + m["A"] + m["B"]) / 3 == pytest.approx(518)
+    assert m["A"] / m["B"] == pytest.approx(2.0)            # the split is kept
+
+
+def test_output_spec_defaults_to_mmlu_pro():
+    spec = fp.output_spec("instruct", {"mmlu_pro": 500.0, "gpqa": 700.0}, 8192)
+    assert spec["default"] == spec["mmlu_pro"] == {"shape": "instruct", "mean_tokens": 500.0, "cap": 8192}
+    assert spec["gpqa"]["mean_tokens"] == 700.0
