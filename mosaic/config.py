@@ -43,6 +43,7 @@ class WorkloadConfig:
     routing_noise: float = 0.15           # Gumbel noise of the without-replacement router
     routing: str = "router"               # "router" (Symbolic-MoE recruiter) | "paper_table3" (Table 3 counts)
     replacement: bool = True              # recruit k experts with replacement (Symbolic-MoE); false: distinct
+    repeat_sample: str = "replay"         # trace kind: a repeated expert "replay"s its recorded output | "resample"
     difficulty_accuracy: float = 1.2
     difficulty_length: float = 0.6
     distractor_share: float = 0.6

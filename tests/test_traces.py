@@ -176,6 +176,24 @@ def test_recruiter_repeats_replay_the_one_recorded_output(tmp_path, profiles):
     assert len(ids) == len(set(ids)) == 3 * 300
 
 
+def test_resampled_repeats_are_fresh_draws_at_the_calibrated_accuracy(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path, n_test=300)
+    del cfg["experts"]["good"]   # 'fair' (60% right) and 'poor' (30%, never a candidate): fair twice
+    cfg.update(k=2, repeat_sample="resample")
+    w = build(cfg, profiles, seed=0)
+    assert w == build(cfg, profiles, seed=0)
+    gold = {q.id: q.gold for q in w.queries}
+    pairs = [(w.outcomes[expert_request_id(q.id, "Gemma")].answer, w.outcomes[expert_request_id(q.id, "Gemma", 2)].answer,
+              gold[q.id]) for q in w.queries if q.experts == ("Gemma", "Gemma")]
+    assert len(pairs) > 100
+    assert 0.45 < np.mean([b == g for a, b, g in pairs]) < 0.75   # at fair's calibrated level
+    assert 0.2 < np.mean([a != b for a, b, g in pairs]) < 0.8      # not a copy of the first sample...
+    replay = build({**cfg, "repeat_sample": "replay"}, profiles, seed=0)
+    assert [q.experts for q in replay.queries] == [q.experts for q in w.queries]   # ...routing unchanged
+    with pytest.raises(ConfigError, match="workload.repeat_sample: 'twice' is not one of"):
+        build({**cfg, "repeat_sample": "twice"}, profiles, seed=0)
+
+
 def test_trace_workload_refuses_table3_routing(tmp_path, profiles):
     cfg = fake_dataset(tmp_path)
     cfg.update(routing="paper_table3")

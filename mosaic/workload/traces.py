@@ -25,13 +25,22 @@ Design choices, in the order the builder applies them:
   by default Symbolic-MoE's recruiter, with replacement (workload.routing, workload.replacement).
   `routing=paper_table3` is refused: Table 3 counts the paper's six experts, not these models.
 * Repeated experts. With replacement a query can recruit the same expert twice ("q/m", "q/m#2").
-  A trace holds one recorded output per (model, question), so the repeat replays that same
-  output: the same answer and the same length, which is what a greedy (temperature-0) re-run of
-  the model gives. Anything else would invent an answer the model never wrote and make agreement
-  modelled instead of measured. The cost: Symbolic-MoE samples at temperature 0.7, where two
-  samples of one model can disagree, so a repeated slot here always agrees with its first sample
-  and the skip rate is an upper bound in proportion to the share of repeated slots
-  (`mosaic.workload.slots.repeat_share` reports it).
+  A trace holds one recorded output per (model, question), so what the second sample gets is a
+  choice (`repeat_sample`), and the two choices bound the truth from either side:
+  - "replay" (default): the repeat replays that same output, answer and length, which is what a
+    greedy (temperature-0) re-run gives, and what our vLLM workers (temperature 0) would return.
+    No answer is invented, so agreement stays measured. But Symbolic-MoE samples experts at
+    temperature 0.7, where two samples of one model can disagree: a replayed repeat always agrees
+    with its first sample, so the skip rate is an upper bound. Measured at seed 0, tau = 1:
+    trace_mmlu_pro skips 65.4% with replayed repeats (44% of slots are repeats) against 26.8%
+    with distinct experts (workload.replacement=false); trace_medmcqa 68.2% vs 61.7% (20%).
+  - "resample": the repeat is a fresh draw, independent of the first given the question's
+    category: right with the expert's calibrated accuracy there (the router's skill estimate),
+    else a uniformly drawn wrong option; its length is the recorded one (length follows the
+    question more than the sample). Two samples of a model agree less often than in reality,
+    where they share the question's difficulty: a lower bound on agreement. Measured at seed 0,
+    tau = 1: trace_mmlu_pro skips 17.6% (the paper: 45.7%, between the bounds), trace_medmcqa 53.8%.
+  `mosaic.workload.slots.repeat_share` reports the share of repeated slots.
 * Aggregator. Its answer is a designated strong model's real answer (`aggregator.file`); its cost
   and output length are the paper aggregator's profile (`aggregator.profile`), sampled, seeded.
 * Model names. The scheduler groups requests by model and costs them by profile, so an expert is
@@ -68,6 +77,7 @@ from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_
                                    expert_slots)
 
 LETTERS = "ABCDEFGHIJKLMNOP"
+REPEAT_SAMPLES = ("replay", "resample")
 # MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
 # mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
 _FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
@@ -317,6 +327,7 @@ class TraceSpec:
     routing_noise: float
     prior_strength: float
     routing: routing.RoutingSpec = routing.RoutingSpec()
+    repeat_sample: str = "replay"     # "replay" | "resample": what a repeated expert's sample gets
 
 
 def _source(name: str, d: Any, traces_dir: Path, field: str, default_lengths: str) -> TraceSource:
@@ -353,9 +364,12 @@ def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
         k=int(cfg.get("k", 3)), n_queries=cfg.get("n_queries"),
         routing_noise=float(cfg.get("routing_noise", 0.15)),
         routing=routing.routing_spec(cfg),
+        repeat_sample=str(cfg.get("repeat_sample") or "replay"),
         prior_strength=float(cfg.get("prior_strength", 5.0)))
     if not 1 <= spec.k <= len(experts):
         raise ConfigError(f"{w}.k must be between 1 and the {len(experts)} configured experts (got {spec.k})")
+    if spec.repeat_sample not in REPEAT_SAMPLES:
+        raise ConfigError(f"{w}.repeat_sample: '{spec.repeat_sample}' is not one of {list(REPEAT_SAMPLES)}")
     profiles_used = [e.profile for e in experts]
     if len(set(profiles_used)) != len(profiles_used):
         raise ConfigError(f"{w}.experts: two experts share a profile ({profiles_used}); the scheduler "
@@ -425,7 +439,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     except ConfigError as e:
         raise ConfigError(f"workload calibration: {e}") from None
 
-    rng_route, rng_len = (np.random.default_rng([seed, s]) for s in (0, 1))
+    rng_route, rng_len, rng_repeat = (np.random.default_rng([seed, s]) for s in (0, 1, 2))
     cat_index = {c: i for i, c in enumerate(categories)}
     per_category = Counter(cal_cats)
     cal = routing.Calibration(np.nanmean(cal_correct, axis=0), len(cal_cats),
@@ -444,11 +458,13 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
         qid = f"{spec.dataset}-{i:05d}"
         prompt = tokens_from_text(qs.texts[i])
         models = tuple(spec.experts[j].profile for j in chosen[row])
-        # A repeated expert replays its one recorded output (see the module docstring).
         for j, (m, sample) in zip(chosen[row], expert_slots(models)):
             e, rec = spec.experts[j], traces[j][qs.keys[i]]
             out = int(sampled[e.name][row]) if e.lengths == "profile" else rec.output_tokens
-            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, max_len - prompt)), rec.answer)
+            answer = rec.answer
+            if sample > 1 and spec.repeat_sample == "resample":   # see the module docstring
+                answer = _resample(qs.gold[i], rec.n_options, skill[cat_index[qs.categories[i]], j], rng_repeat)
+            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, max_len - prompt)), answer)
             n_opts = max(n_opts, rec.n_options)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), max_len // 2),
                                                        agg_trace[qs.keys[i]].answer)
@@ -457,6 +473,14 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
                     expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
                     outcomes=outcomes, options=tuple(LETTERS[:n_opts]), calibration=length_calibration,
                     data_report=data_report(spec, traces, agg_trace, qs, answered))
+
+
+def _resample(gold: str, n_options: int, p_correct: float, rng: np.random.Generator) -> str:
+    """A fresh answer: right with probability p_correct, else a uniformly drawn wrong option."""
+    if rng.random() < p_correct:
+        return gold
+    wrong = [o for o in LETTERS[:n_options] if o != gold]
+    return wrong[int(rng.integers(len(wrong)))]
 
 
 @register_kind("trace")
