@@ -78,6 +78,8 @@ def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
     list them in the same order, or they would wait on each other forever. Returns the plan."""
     model_of = {r.id: r.model for r in requests}
     seen: Counter[str] = Counter()
+    listed: dict[Session, list[int]] = {}
+    tp_order: dict[int, list[Session]] = {}
     for wp in plan.workers:
         for s in wp.sessions:
             ranks = s.workers or (wp.worker,)
@@ -94,8 +96,6 @@ def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
                 if ranks[0] != wp.worker:
                     continue  # the lead rank's listing accounts for the requests
             for rid in s.request_ids:
-    listed: dict[Session, list[int]] = {}
-    tp_order: dict[int, list[Session]] = {}
                 if rid not in model_of:
                     raise PlanError(f"plan '{plan.policy}': unknown request {rid}")
                 if model_of[rid] != s.model:
@@ -107,12 +107,6 @@ def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
             if len(distinct) > max_models_per_worker:
                 raise PlanError(f"plan '{plan.policy}': worker {wp.worker} loads {len(distinct)} "
                                 f"models, more than K={max_models_per_worker}")
-    dup = [r for r, c in seen.items() if c > 1]
-    if dup:
-        raise PlanError(f"plan '{plan.policy}': {len(dup)} requests scheduled twice, e.g. {dup[0]}")
-    missing = [r for r in model_of if r not in seen]
-    if missing:
-        raise PlanError(f"plan '{plan.policy}': {len(missing)} requests not scheduled, e.g. {missing[0]}")
     for s, on in listed.items():
         if sorted(on) != sorted(s.workers):
             raise PlanError(f"plan '{plan.policy}': tensor-parallel {s.model} session spans workers "
@@ -124,4 +118,10 @@ def validate_plan(plan: Plan, requests: Iterable, fits: dict[str, set[int]],
             if a < b and shared_a != shared_b:
                 raise PlanError(f"plan '{plan.policy}': workers {a} and {b} list their shared "
                                 "tensor-parallel sessions in different orders")
+    dup = [r for r, c in seen.items() if c > 1]
+    if dup:
+        raise PlanError(f"plan '{plan.policy}': {len(dup)} requests scheduled twice, e.g. {dup[0]}")
+    missing = [r for r in model_of if r not in seen]
+    if missing:
+        raise PlanError(f"plan '{plan.policy}': {len(missing)} requests not scheduled, e.g. {missing[0]}")
     return plan
