@@ -213,3 +213,9 @@ def test_aime24_workload_has_integer_answers(profiles):
     right = [w.outcomes[r.id].answer == golds[r.query_id] for r in w.expert_requests()]
     assert 0 < np.mean(right) < 1
     assert Counter(m for q in w.queries for m in q.experts).keys() <= {"LlamaR1", "QwenR1"}  # only positive net skill
+
+
+def test_repeated_workload_round_trips_through_json(profiles):
+    w = generate(SyntheticSpec(preset="aime24"), profiles, seed=0)
+    assert repeat_share(w) > 0
+    assert Workload.from_json(w.to_json()) == w
