@@ -28,7 +28,7 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
         agg, d = (r.get("aggregation") or {}).get("name"), Path(r["_dir"])
         if r["seed"] != 0:
             continue
-        if agg == "tau067" and r["scheduler"] in ("ilp", "round_robin"):
+        if (r["scheduler"], agg) in (("ilp", "tau067"), ("round_robin", "always")):   # MOSAIC, baseline
             shutil.copy(d / "sessions.csv", figdata / f"sessions_{r['workload']}_{r['scheduler']}.csv")
         if agg == "always" and r["scheduler"] == "ilp":
             taus += report.tau_sweep(d / "queries.csv", r["workload"], 0, [i / 30 for i in range(1, 31)])

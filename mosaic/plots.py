@@ -68,7 +68,8 @@ def timelines_figure(figure_data: Path, workload: str, policies=("round_robin", 
                    for st in ("expert", "aggregator")) for p, rs in rows.items()}
     fig, axes = plt.subplots(len(policies), 1, figsize=(10, 2.3 * len(policies)), squeeze=False)
     for ax, p in zip(axes[:, 0], policies):
-        timeline(rows[p], f"{workload}, {p} (tau=2/3, seed 0): {ends[p]:.0f} s end to end", ax=ax,
+        arm = "baseline: aggregator always" if p == "round_robin" else "MOSAIC: tau=2/3"
+        timeline(rows[p], f"{workload}, {p} ({arm}, seed 0): {ends[p]:.0f} s end to end", ax=ax,
                  xmax=max(ends.values()) * 1.02, n_workers=4)
     fig.tight_layout()
     return fig
@@ -153,7 +154,7 @@ def idle_figure(idle_rows: list[dict[str, str]]):
         ax.bar([i + j * width for i in range(len(workloads))], vals, width, label=p)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads)
     ax.set_ylabel("GPU time idle (%)")
-    ax.set_title("idle fraction per policy (tau=2/3, mean over seeds)")
+    ax.set_title("expert stage: GPU time idle per policy (mean over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

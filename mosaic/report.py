@@ -253,15 +253,19 @@ def render_markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 # ------------------------------------------------------------------ data behind the figures
 
-def idle_fractions(runs: list[dict[str, Any]], aggregation: str = "tau067") -> list[dict[str, Any]]:
-    """Share of GPU time idle over the whole pipeline, per run of the paper's setting at one tau."""
-    rows = []
-    for r in runs:
-        if _agg(r) != aggregation or variant_of(r):
+def idle_fractions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Share of GPU time idle in the expert stage (where policies differ: the tensor-parallel
+    aggregator keeps every GPU busy), per (workload, policy, seed) of the paper's setting."""
+    rows, seen = [], set()
+    for r in sorted(runs, key=lambda r: (r["workload"], r["scheduler"], r["seed"], str(_agg(r)))):
+        key = (r["workload"], r["scheduler"], r["seed"])
+        if variant_of(r) or key in seen:
             continue
-        total = sum(w["busy_s"] + w["idle_s"] for w in r["workers"])
+        seen.add(key)
+        parts = stage_breakdown(r)
+        total = sum(p["stage_wall_s"] for p in parts)
         rows.append({"workload": r["workload"], "scheduler": r["scheduler"], "seed": r["seed"],
-                     "idle_fraction": sum(w["idle_s"] for w in r["workers"]) / total if total else 0.0})
+                     "idle_fraction": sum(p["idle_s"] for p in parts) / total if total else 0.0})
     return rows
 
 
