@@ -36,21 +36,68 @@ def prompt_ids(request_id: str, n: int) -> list[int]:
     return [4 + (seed + 7919 * i) % 500 for i in range(n)]
 
 
-def device_env(n_workers: int, device: str, kv_cache_gib: int) -> list[dict[str, str]]:
+def resolve_device(device: str) -> str:
     if device == "auto":
         device = "cuda" if shutil.which("nvidia-smi") else "cpu"
-    if device == "cuda":
-        return [{"CUDA_VISIBLE_DEVICES": str(w)} for w in range(n_workers)]
-    if device != "cpu":
+    if device not in ("cpu", "cuda"):
         raise ConfigError(f"backend.options.device: '{device}' is not one of auto, cpu, cuda")
+    return device
+
+
+def _worker_cores(n_workers: int) -> list[list[int]]:
+    """The CPU cores each worker owns: the process's cores split evenly (wrapping when scarce)."""
     cores = sorted(os.sched_getaffinity(0))
     per = max(1, len(cores) // n_workers)
-    envs = []
-    for w in range(n_workers):
-        mine = cores[(w * per) % len(cores):][:per] or cores[:per]
-        envs.append({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
-                     "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))), "CUDA_VISIBLE_DEVICES": ""})
-    return envs
+    return [cores[(w * per) % len(cores):][:per] or cores[:per] for w in range(n_workers)]
+
+
+def device_env(n_workers: int, device: str, kv_cache_gib: int) -> list[dict[str, str]]:
+    if resolve_device(device) == "cuda":
+        return [{"CUDA_VISIBLE_DEVICES": str(w)} for w in range(n_workers)]
+    return [{"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
+             "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))), "CUDA_VISIBLE_DEVICES": ""}
+            for mine in _worker_cores(n_workers)]
+
+
+def tp_env(ranks: tuple[int, ...], n_workers: int, device: str, kv_cache_gib: int,
+           cpu_tensor_parallel: bool) -> tuple[dict[str, str], dict[str, Any], str]:
+    """(environment, extra EngineArgs, mode) for one engine spanning the workers `ranks`.
+
+    GPUs: tensor_parallel_size = len(ranks) with exactly those devices visible. CPU: vllm-cpu runs
+    TP ranks as processes talking through shared memory, each bound to its worker's cores
+    ("a|b" in VLLM_CPU_OMP_THREADS_BIND) with its own KV space; with cpu_tensor_parallel=false it is
+    one TP=1 engine on all those cores and their KV space together (not tensor parallel: the mode
+    string, kept in the trace and summary, says so)."""
+    if resolve_device(device) == "cuda":
+        return ({"CUDA_VISIBLE_DEVICES": ",".join(map(str, ranks))}, {"tensor_parallel_size": len(ranks)},
+                f"tensor_parallel_size={len(ranks)} (cuda)")
+    cores = _worker_cores(n_workers)
+    kv = max(1, round(kv_cache_gib))
+    if cpu_tensor_parallel:
+        return ({"VLLM_CPU_OMP_THREADS_BIND": "|".join(",".join(map(str, cores[w])) for w in ranks),
+                 "OMP_NUM_THREADS": str(len(cores[ranks[0]])), "VLLM_CPU_KVCACHE_SPACE": str(kv),
+                 "CUDA_VISIBLE_DEVICES": ""},
+                {"tensor_parallel_size": len(ranks), "distributed_executor_backend": "mp"},
+                f"tensor_parallel_size={len(ranks)} (vllm-cpu, shared-memory ranks)")
+    mine = sorted({c for w in ranks for c in cores[w]})
+    return ({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
+             "VLLM_CPU_KVCACHE_SPACE": str(kv * len(ranks)), "CUDA_VISIBLE_DEVICES": ""},
+            {"tensor_parallel_size": 1},
+            f"tensor_parallel_size=1 on the cores of {len(ranks)} workers (CPU; not tensor parallel)")
+
+
+def tp_group(plan: Plan) -> tuple[int, ...] | None:
+    """The workers of a plan's tensor-parallel sessions, or None if it has none. Real engines run a
+    TP plan only when all its sessions span one group (the tensor_parallel scheduler's plans):
+    mixing TP and single-GPU sessions would need cross-process barriers the launcher lacks."""
+    groups = {s.workers if s.tp_size > 1 else (wp.worker,) for wp in plan.workers for s in wp.sessions}
+    if not any(len(g) > 1 for g in groups):
+        return None
+    if len(groups) != 1:
+        raise ConfigError(f"backend=vllm: plan '{plan.policy}' mixes tensor-parallel sessions with other "
+                          "sessions or worker groups; real engines run TP plans made of one group only "
+                          "(aggregation.placement=tp), use backend=sim for mixed plans")
+    return groups.pop()
 
 
 class VllmBackend:
@@ -58,13 +105,17 @@ class VllmBackend:
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
-                 max_tokens: int | None = None, launcher: Launcher | None = None):
+                 max_tokens: int | None = None, cpu_tensor_parallel: bool = True,
+                 launcher: Launcher | None = None):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
         self.cluster, self.profiles = cluster, profiles
         self.registry = ModelRegistry(models)
         self.replay, self.device, self.kv_cache_gib, self.timeout_s = replay, device, kv_cache_gib, timeout_s
         self.max_tokens = max_tokens  # natural mode: cap on generated tokens (None = up to the context)
+        if not isinstance(cpu_tensor_parallel, bool):
+            raise ConfigError(f"backend.options.cpu_tensor_parallel must be true or false (got {cpu_tensor_parallel!r})")
+        self.cpu_tensor_parallel = cpu_tensor_parallel
         self.launcher = launcher or LocalProcessLauncher()
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
@@ -74,14 +125,22 @@ class VllmBackend:
                               "set backend.options.replay=false for natural generation")
         max_len = self.registry.max_model_len
         envs = device_env(self.cluster.n, self.device, self.kv_cache_gib)
+        tp_args: dict[str, Any] = {}
+        tp_mode = ""
+        group = tp_group(plan)
+        if group is not None:  # one process, the lead rank's, runs the engine over the whole group
+            env, tp_args, tp_mode = tp_env(group, self.cluster.n, self.device, self.kv_cache_gib,
+                                           self.cpu_tensor_parallel)
+            envs = [env if w == group[0] else envs[w] for w in range(self.cluster.n)]
         t0 = time.time()
         specs = []
         for wp in plan.workers:
-            if not wp.sessions:
+            if not wp.sessions or (group is not None and wp.worker != group[0]):
                 continue
             sessions = []
             for idx, s in enumerate(wp.sessions):
                 path, engine_args = self.registry.resolve(s.model)
+                engine_args = {**engine_args, **tp_args}
                 reqs = []
                 for rid in s.request_ids:
                     r = requests[rid]
@@ -97,17 +156,22 @@ class VllmBackend:
                                  "engine_args": engine_args, "replay": self.replay, "requests": reqs})
             specs.append({"worker": wp.worker, "env": envs[wp.worker], "t0": t0, "sessions": sessions})
         results = self.launcher.run(specs, self.timeout_s) if specs else []
-        return self._trace(plan, requests, replay, results)
+        return self._trace(plan, requests, replay, results, tp_mode)
 
-    def _trace(self, plan, requests, replay, results) -> Trace:
+    def _trace(self, plan, requests, replay, results, tp_mode: str = "") -> Trace:
         req_records, sess_records = [], []
         for msg in results:
             w = msg["worker"]
             got = {r["request_id"]: r for r in msg["records"]}
-            for s in msg["sessions"]:
-                sess_records.append(SessionRecord(w, s["index"], s["model"], s["load_start_s"], s["load_end_s"],
-                                                  s["run_start_s"], s["run_end_s"], s["n_requests"], 0, s["error"]))
             wp = next(p for p in plan.workers if p.worker == w)
+            for s in msg["sessions"]:
+                planned = wp.sessions[s["index"]]
+                # A TP engine occupied every rank: each rank's timeline gets the session.
+                for rank in planned.workers or (w,):
+                    sess_records.append(SessionRecord(
+                        rank, s["index"], s["model"], s["load_start_s"], s["load_end_s"], s["run_start_s"],
+                        s["run_end_s"], s["n_requests"], 0, s["error"], planned.tp_size,
+                        tp_mode if planned.tp_size > 1 else ""))
             for idx, session in enumerate(wp.sessions):
                 for rid in session.request_ids:
                     r, rec = requests[rid], got.get(rid)
