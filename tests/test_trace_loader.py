@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mosaic import serde
 from mosaic.app import run
 from mosaic.config import WorkloadConfig
 from mosaic.errors import ConfigError
