@@ -44,7 +44,7 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
                 breakdown += report.stage_breakdown(run)
     tables = {"fig3a_breakdown": breakdown, "fig6_decomposition": report.stage_decomposition(runs),
               "fig7_buckets": buckets, "table3_slots": report.slot_table(runs),
-              "table4_seed_walls": report.seed_walls(runs)}
+              "table4_seed_walls": report.seed_walls(runs), "diagnostics": report.stage_diagnostics(runs)}
     for name, rows in {**tables, "fig7_ecdf": ecdf, "tau_sweep": taus, "output_lengths": lengths}.items():
         report.write_csv(figdata / f"{name}.csv", rows)
     return tables

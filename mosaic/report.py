@@ -484,6 +484,8 @@ def render_artefacts(tables: dict[str, list[dict[str, Any]]], command: str) -> s
     for r in tables.get("table4_seed_walls", []):
         out.append(f"| {r['workload']} | {r['seed']} | {_num(r['expert_stage_s'])} \\| "
                    f"{_num(r['paper_expert_stage_s'])} | {_num(r['rel_diff'], '+.1%')} |")
+    if tables.get("diagnostics"):
+        out += [""] + render_diagnostics(tables["diagnostics"])
     out += ["", "## Fig. 3a: expert stage per GPU, round-robin vs data-parallel, s", "",
             "| workload | policy | GPU | models | load | generate | idle | paper busy (RR, same models) |",
             "|---|---|---|---|---|---|---|---|"]
@@ -491,3 +493,48 @@ def render_artefacts(tables: dict[str, list[dict[str, Any]]], command: str) -> s
         out.append(f"| {r['workload']} | {r['scheduler']} | {r['worker']} | {r['models']} | {_num(r['load_s'])} | "
                    f"{_num(r['generate_s'])} | {_num(r['idle_s'])} | {_num(r['paper_busy_s'])} |")
     return "\n".join(out) + "\n"
+
+
+def stage_diagnostics(runs: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """The numbers results/README.md explains the misses with, per (variant, workload) at one seed:
+    the aggregator stage always vs gated (requests, tokens, wall, tok/s) and each arm's slowest
+    expert-stage GPU (its models, prompts, output tokens, wall)."""
+    rows = []
+    for r in sorted(runs, key=lambda r: (variant_label(variant_of(r)), r["workload"])):
+        arm = {BASELINE: "baseline", (MOSAIC, "tau067"): "mosaic"}.get((r["scheduler"], _agg(r)))
+        variant = variant_of(r)
+        if arm is None or r["seed"] != seed or any(k not in ("routing",) for k, _ in variant):
+            continue
+        trace = _read_csv(Path(r["_dir"]) / "trace.csv")
+        agg = [int(t["output_tokens"]) for t in trace if t["stage"] == "aggregator"]
+        worst = max((w for w in stage_breakdown(r)), key=lambda w: w["load_s"] + w["generate_s"])
+        expert = [t for t in trace if t["stage"] == "expert" and int(t["worker"]) == worst["worker"]]
+        tokens = sum(int(t["output_tokens"]) for t in expert)
+        rows.append({"variant": variant_label(variant), "workload": r["workload"], "arm": arm,
+                     "aggregator_requests": len(agg), "aggregator_tokens": sum(agg),
+                     "aggregator_mean_tokens": sum(agg) / len(agg) if agg else 0.0,
+                     "aggregator_s": r["aggregator_stage_s"],
+                     "aggregator_tokens_per_s": sum(agg) / r["aggregator_stage_s"] if r["aggregator_stage_s"] else 0.0,
+                     "expert_s": r["expert_stage_s"], "expert_lower_bound_s": r.get("expert_lower_bound_s"),
+                     "slowest_gpu": worst["worker"], "slowest_gpu_models": worst["models"],
+                     "slowest_gpu_prompts": len(expert), "slowest_gpu_tokens": tokens,
+                     "slowest_gpu_busy_s": worst["load_s"] + worst["generate_s"],
+                     "slowest_gpu_tokens_per_s": tokens / worst["generate_s"] if worst["generate_s"] else 0.0})
+    return rows
+
+
+def render_diagnostics(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["## Diagnostics: what the misses come from (seed 0)", "",
+           "Aggregator stage: baseline = aggregator on every question, mosaic = tau=2/3 gate (same TP engine). "
+           "Slowest GPU: the expert-stage GPU with the most load + generate time.", "",
+           "| variant | workload | arm | aggregator: requests, tokens (mean), wall, tok/s | expert stage (LP bound) | "
+           "slowest GPU: models, prompts, tokens, busy, tok/s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lb = r["expert_lower_bound_s"]
+        out.append(f"| {r['variant']} | {r['workload']} | {r['arm']} | {r['aggregator_requests']}, "
+                   f"{r['aggregator_tokens'] / 1e6:.2f} M ({r['aggregator_mean_tokens']:.0f}), {r['aggregator_s']:.0f} s, "
+                   f"{r['aggregator_tokens_per_s']:.0f} | {r['expert_s']:.0f} s"
+                   + (f" ({lb:.0f} s)" if lb else "") + f" | {r['slowest_gpu_models']}, {r['slowest_gpu_prompts']}, "
+                   f"{r['slowest_gpu_tokens'] / 1e6:.2f} M, {r['slowest_gpu_busy_s']:.0f} s, "
+                   f"{r['slowest_gpu_tokens_per_s']:.0f} |")
+    return out

@@ -98,7 +98,12 @@ def test_artefact_tables(tiny_sweep):
     for b in breakdown:   # every GPU's stage wall is split exactly
         assert float(b["load_s"]) + float(b["generate_s"]) + float(b["idle_s"]) == pytest.approx(
             float(b["stage_wall_s"]), rel=1e-6)
-    assert "Fig. 6" in (results / "paper_artefacts.md").read_text()
+    diag = {r["arm"]: r for r in csv.DictReader(open(data / "diagnostics.csv"))}
+    assert int(diag["baseline"]["aggregator_requests"]) == runs[("round_robin", "always", 0)]["n_aggregator_requests"]
+    assert int(diag["mosaic"]["aggregator_requests"]) == runs[("ilp", "tau067", 0)]["n_aggregator_requests"]
+    assert float(diag["baseline"]["slowest_gpu_busy_s"]) <= runs[("round_robin", "always", 0)]["expert_stage_s"] + 1e-6
+    md = (results / "paper_artefacts.md").read_text()
+    assert "Fig. 6" in md and "Diagnostics" in md
 
 
 def test_tau_sweep_reproduces_the_runs(tiny_sweep):
