@@ -7,7 +7,7 @@ run states them (a warning, and `data_report` in summary.json) instead of absorb
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol, Sequence
 
@@ -114,8 +114,6 @@ def build_report(questions: Sequence[str], answered: Iterable[int], sources: Map
     `records`: per source, its records by question key (as the workload reads them)."""
     answered = list(answered)
     missing = {name: sum(k not in by_key for k in questions) for name, by_key in records.items()}
-    no_vote: Counter[str] = Counter()
-    for name, by_key in records.items():
-        no_vote[name] = sum(by_key[questions[i]].answer is None for i in answered)
+    no_vote = {name: sum(by_key[questions[i]].answer is None for i in answered) for name, by_key in records.items()}
     return DataReport(questions=len(questions), answered_by_all=len(answered), missing_per_source=missing,
-                      no_vote_per_source=dict(no_vote), sources=dict(sources))
+                      no_vote_per_source=no_vote, sources=dict(sources))
