@@ -78,6 +78,7 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         # A real backend reports a request it could not serve (e.g. its engine did not start) with
         # an error instead of dropping it; its expert answer counts as no vote.
         "n_failed_requests": sum(r.error is not None for t in (exp_t, agg_t) for r in t.requests),
+        "first_request_error": next((r.error for t in (exp_t, agg_t) for r in t.requests if r.error), None),
         "expert_stage_s": exp_t.makespan_s,
         "aggregator_stage_s": agg_t.makespan_s,
         "end_to_end_s": exp_t.makespan_s + agg_t.makespan_s,

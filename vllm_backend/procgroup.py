@@ -6,7 +6,7 @@ then means signalling its whole group: SIGTERM, a grace period for engines to sh
 then SIGKILL for whatever is left. Three paths lead there:
 
 - the launcher, when a run ends, times out, is interrupted (Ctrl-C, or SIGTERM turned into an
-  exception by `exit_on_sigterm`) or notices a dead worker;
+  exception by `mosaic.jobs.sigterm_as_exit`, as experiments/run.py does) or notices a dead worker;
 - the worker itself, when its parent dies without cleaning up (even by SIGKILL): the kernel sends it
   SIGTERM (PR_SET_PDEATHSIG) and its handler ends its group;
 - the worker's own SIGTERM handler, whoever sends the signal.
@@ -130,15 +130,3 @@ def become_group_leader(grace_s: float = DEFAULT_GRACE_S) -> None:
     _parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the request above took effect
         end_group(signal.SIGTERM, None)
-
-
-class SigtermExit(SystemExit):
-    """SIGTERM, turned into an exception so that `finally` blocks (the launcher's cleanup) run."""
-
-
-def exit_on_sigterm() -> None:
-    """Make SIGTERM unwind the main thread like Ctrl-C does, with exit status 143 (128 + SIGTERM)."""
-    def handler(signum, frame):  # noqa: ARG001
-        raise SigtermExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)

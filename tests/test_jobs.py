@@ -1,0 +1,54 @@
+"""mosaic/jobs.py: failure records, finding them in a sweep, SIGTERM as an exception."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from mosaic.errors import ConfigError
+from mosaic.jobs import (Terminated, clear_failure, find_failures, format_failures, record_failure,
+                         sigterm_as_exit)
+
+
+def test_config_error_record_has_no_traceback_and_others_keep_theirs(tmp_path):
+    rec = record_failure(tmp_path / "a", ["seed=1"], ConfigError("seed must be >= 0"), 2)
+    assert rec["error"] == "seed must be >= 0" and rec["traceback"] is None and rec["exit_code"] == 2
+    try:
+        raise RuntimeError("solver\nexploded")
+    except RuntimeError as e:
+        rec = record_failure(tmp_path / "b", ["x=2"], e, 1)
+    assert rec["error"] == "RuntimeError: solver exploded"  # one line
+    assert "raise RuntimeError" in rec["traceback"]
+    assert json.loads((tmp_path / "b" / "error.json").read_text())["overrides"] == ["x=2"]
+
+
+def test_find_failures_in_a_sweep(tmp_path):
+    record_failure(tmp_path / "job1", ["a=1"], "all 6 requests failed; first error: boom", 1)
+    old = tmp_path / "old" / "error.json"
+    record_failure(old.parent, ["a=0"], "stale", 1)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (tmp_path / "job2").mkdir()
+    (tmp_path / "job2" / "summary.json").write_text("{}")
+    assert [f["overrides"] for f in find_failures(tmp_path)] == [["a=1"], ["a=0"]]
+    recent = find_failures(tmp_path, since=time.time() - 60)
+    assert [f["dir"] for f in recent] == [str(tmp_path / "job1")]
+    text = format_failures(recent)
+    assert text.startswith("1 failed job(s):") and "a=1" in text and "first error: boom" in text
+    clear_failure(tmp_path / "job1")
+    clear_failure(tmp_path / "job2")  # nothing to clear: no error
+    assert find_failures(tmp_path, since=time.time() - 60) == []
+
+
+def test_sigterm_unwinds_with_status_143_and_the_handler_is_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(Terminated) as info:
+        with sigterm_as_exit():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                cleaned.append(True)
+    assert info.value.code == 143 and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) == before

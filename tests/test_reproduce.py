@@ -1,0 +1,63 @@
+"""experiments/reproduce.py: data checked before anything starts; a failed job does not stop the others."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosaic.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("reproduce", ROOT / "experiments" / "reproduce.py")
+reproduce = importlib.util.module_from_spec(_spec)
+sys.modules["reproduce"] = reproduce  # its dataclasses look their module up
+_spec.loader.exec_module(reproduce)
+register_configs()
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_plan_expands_the_grid_like_hydra():
+    plan = reproduce.plan_sweep(reproduce.Sweep("t", "paper_sweep"), ["workload=synth_small", "seed=0,1"])
+    assert plan.jobs and len(plan.jobs) % 2 == 0
+    for job in plan.jobs:
+        keys = [o.split("=", 1)[0] for o in job]
+        assert len(keys) == len(set(keys))  # the command line replaced the sweep's own axes
+        assert "workload=synth_small" in job
+    assert {o for job in plan.jobs for o in job if o.startswith("seed=")} == {"seed=0", "seed=1"}
+    assert plan.directory.is_absolute()
+
+
+def test_bad_data_stops_the_sweep_before_any_job(tmp_path):
+    qdir = tmp_path / "questions"
+    qdir.mkdir()
+    (qdir / "GPQA_test.json").write_text("not json")
+    sweep = tmp_path / "sweep"
+    p = cli("--out", str(tmp_path / "results"), "workload=gpqa,mmlu_pro", f"workload.questions_dir={qdir}",
+            f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 2, p.stderr
+    assert "nothing was started" in p.stderr
+    assert f"{qdir}/GPQA_test.json: not a readable JSON file" in p.stderr
+    assert f"{qdir}/MMLU_Pro_test.json' does not exist" in p.stderr and "set workload.questions_dir" in p.stderr
+    assert not sweep.exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_failed_job_is_reported_and_the_others_are_collected(tmp_path):
+    # cluster.memory_gib=20 passes the data check and fails only inside its job.
+    sweep, results = tmp_path / "sweep", tmp_path / "results"
+    p = cli("--out", str(results), "workload=synth_small", "scheduler=fifo", "aggregation=tau1", "seed=0",
+            "cluster.memory_gib=80,20", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=mem${cluster.memory_gib}")
+    assert p.returncode == 1, p.stderr
+    assert (sweep / "mem80.0" / "summary.json").is_file()
+    err = json.loads((sweep / "mem20.0" / "error.json").read_text())
+    assert "cluster.memory_gib=20" in err["overrides"] and "raise cluster.memory_gib" in err["error"]
+    tail = p.stderr[p.stderr.rindex("failed job(s):"):]  # the list comes last, after collect's output
+    assert "1 failed job(s):" in p.stderr and "cluster.memory_gib=20" in tail and "raise cluster.memory_gib" in tail
+    runs = (results / "runs.csv").read_text().splitlines()
+    assert len(runs) == 2 and ",synth_small," in runs[1]  # the good job was collected
