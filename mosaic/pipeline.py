@@ -108,6 +108,8 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
         raise ConfigError("workload: no queries to run")
     if placement not in PLACEMENTS:
         raise ConfigError(f"aggregation.placement: '{placement}' is not one of {', '.join(PLACEMENTS)}")
+    if placement == "tp" and cluster.n > 1:  # before the expert stage, not after it
+        profiles.engine.tp().speedup(cluster.n)
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
                        scheduler, params, backend, cluster, profiles, workload, cost_model)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}

@@ -267,6 +267,17 @@ def test_unknown_placement_is_a_config_error(small, profiles):
         _run(small, profiles, "round_robin", "everywhere")
 
 
+def test_tp_without_scaling_for_the_cluster_fails_before_the_expert_stage(small, profiles):
+    class NoRun:
+        def run(self, *a):
+            raise AssertionError("the expert stage ran")
+
+    cluster = Cluster.uniform(3, 80.0)
+    with pytest.raises(ConfigError, match="TP degree 3.*placement=scheduled"):
+        run_pipeline(small, cluster, profiles, "round_robin", SchedulerParams(), NoRun(),
+                     AggregationPolicy("always", None))
+
+
 def test_cli_summary_names_the_placement():
     from mosaic.app import run
     from tests.helpers import config
