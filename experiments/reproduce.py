@@ -1,8 +1,10 @@
 """Reproduce the paper's table and figures: check data -> sweeps -> collect -> figures, in one command.
 
-    python experiments/reproduce.py                 # every sweep in SWEEPS (conf/paper_sweep.yaml)
+    python experiments/reproduce.py                 # every sweep in SWEEPS, then collect and figures
     python experiments/reproduce.py seed=0          # extra Hydra overrides go to every sweep
-    python experiments/reproduce.py --out DIR       # tables and figures into DIR (default: results/)
+    python experiments/reproduce.py --sweeps main,K # only these sweeps (folder names in SWEEPS)
+    python experiments/reproduce.py --out DIR --sweep-root DIR2   # elsewhere than results/, multirun/paper
+    python experiments/reproduce.py --check         # only check the data every job will read
 
 Before any job starts, every workload the sweeps use is built once, so a missing or unreadable
 question or trace file stops the run at once with the path and the config field to set. A job that
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -40,31 +41,26 @@ NOT_DATA = ("scheduler", "aggregation", "seed", "backend", "cluster", "hydra")
 
 @dataclass(frozen=True)
 class Sweep:
-    """One Hydra multirun: a config under conf/ whose hydra.sweeper.params give the grid, plus
-    overrides of its own (e.g. a variant's settings). Every sweep gets the command line's overrides."""
-    title: str
+    """One Hydra multirun into <sweep root>/<folder>: a config under conf/ whose
+    hydra.sweeper.params give the grid, plus overrides of its own. Every sweep also gets the command
+    line's overrides."""
+    folder: str
     config_name: str
     overrides: tuple[str, ...] = ()
 
 
-# The paper's experiment, the other policies, then one small multirun per variant (each config sets
-# its own folder under multirun/paper/; the collector tells variants apart by the `settings` each run
-# records). Only the runs the table reads: the baseline is round-robin with the aggregator always on,
-# MOSAIC is the ILP under the gate (and, in the main sweep, always on too, for the tau sweep).
-_ILP, _RR = ("scheduler=ilp",), ("scheduler=round_robin", "aggregation=always")
+# The paper's experiment, the other policies, then one small multirun per variant so the grid stays
+# small. The collector tells them apart by the `settings` each run records, not by folder.
 SWEEPS: tuple[Sweep, ...] = (
-    Sweep("paper: ilp (K=2)", "paper_sweep", _ILP),
-    Sweep("paper: round-robin", "paper_sweep", _RR),
-    Sweep("other policies", "paper_sweep_policies"),
-    Sweep("routing=paper_table3: ilp", "paper_sweep_table3", (*_ILP, "aggregation=tau1,tau067")),
-    Sweep("routing=paper_table3: round-robin", "paper_sweep_table3", _RR),
-    Sweep("K=3, K=none: ilp", "paper_sweep_k", ("aggregation=tau067",)),
-    Sweep("placement=scheduled: ilp", "paper_sweep_placement", (*_ILP, "aggregation=tau1,tau067")),
-    Sweep("placement=scheduled: round-robin", "paper_sweep_placement", _RR),
-    Sweep("rr_order=pool: round-robin", "paper_sweep_rr_pool"),
-    Sweep("replacement=false: ilp", "paper_sweep_no_replacement", (*_ILP, "aggregation=tau1,tau067")),
-    Sweep("replacement=false: round-robin", "paper_sweep_no_replacement", _RR),
+    Sweep("main", "paper_sweep"),                      # ilp (K=2) + round_robin, 6 workloads, 3 taus, seeds 0-2
+    Sweep("policies", "paper_sweep_policies"),         # fifo, least_loaded, data_parallel at tau=2/3
+    Sweep("routing_paper_table3", "paper_sweep_table3"),
+    Sweep("K", "paper_sweep_k"),                       # K = 3 and no limit (ilp only)
+    Sweep("placement_scheduled", "paper_sweep_placement"),
+    Sweep("rr_order_pool", "paper_sweep_rr_pool"),
+    Sweep("replacement_false", "paper_sweep_no_replacement"),
 )
+SWEEP_ROOT = ROOT / "multirun" / "paper"
 
 
 @dataclass(frozen=True)
@@ -72,14 +68,14 @@ class SweepPlan:
     sweep: Sweep
     overrides: tuple[str, ...]       # the sweep's own, then the command line's
     jobs: tuple[tuple[str, ...], ...]  # each job's overrides, as the basic sweeper will expand them
-    directory: Path                  # hydra.sweep.dir, absolute
+    directory: Path                  # <sweep root>/<folder>
 
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def plan_sweep(sweep: Sweep, extra: list[str]) -> SweepPlan:
+def plan_sweep(sweep: Sweep, extra: list[str], root: Path = SWEEP_ROOT) -> SweepPlan:
     """Expand a sweep into its jobs the way Hydra's basic sweeper does (sweeper.params, then the
     overrides; a later value for a key replaces the earlier one)."""
     overrides = (*sweep.overrides, *extra)
@@ -90,9 +86,7 @@ def plan_sweep(sweep: Sweep, extra: list[str]) -> SweepPlan:
         cfg = compose(config_name=sweep.config_name, overrides=plain, return_hydra_config=True)
     params = [f"{k}={v}" for k, v in (OmegaConf.to_container(cfg.hydra.sweeper.params) or {}).items()]
     jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + list(overrides)), None)[0]
-    directory = Path(str(cfg.hydra.sweep.dir))
-    return SweepPlan(sweep, overrides, tuple(tuple(j) for j in jobs),
-                     directory if directory.is_absolute() else ROOT / directory)
+    return SweepPlan(sweep, overrides, tuple(tuple(j) for j in jobs), root.resolve() / sweep.folder)
 
 
 def check_data(plans: list[SweepPlan]) -> list[str]:
@@ -105,7 +99,7 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
     for plan in plans:
         variants = {tuple(o for o in job if not _key(o).startswith(NOT_DATA)) for job in plan.jobs}
         for variant in sorted(variants):
-            where = f"{plan.sweep.title}, {' '.join(variant) or 'defaults'}"
+            where = f"sweep {plan.sweep.folder}, {' '.join(variant) or 'defaults'}"
             try:
                 with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
                     cfg = compose(config_name=plan.sweep.config_name, overrides=list(variant))
@@ -145,19 +139,32 @@ def step(title: str, cmd: list[str]) -> int:
 
 def run_sweep(plan: SweepPlan) -> tuple[int, list[dict]]:
     """Run one multirun; returns its exit status and its failed jobs (error.json records)."""
-    rc = step(plan.sweep.title, [sys.executable, "experiments/run.py", "--config-name", plan.sweep.config_name,
-                                 "-m", "hydra/job_logging=disabled", *plan.overrides,
-                                 f"hydra.sweep.dir={plan.directory}"])
+    rc = step(f"sweep {plan.sweep.folder}",
+              [sys.executable, "experiments/run.py", "--config-name", plan.sweep.config_name, "-m",
+               "hydra/job_logging=disabled", *plan.overrides, f"hydra.sweep.dir={plan.directory}"])
     return rc, find_failures(plan.directory)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="where tables and figures go")
+    ap.add_argument("--sweep-root", type=Path, default=SWEEP_ROOT, help="where the sweeps' runs go")
+    ap.add_argument("--sweeps", default=",".join(s.folder for s in SWEEPS),
+                    help="comma-separated folders of SWEEPS to run (default: all)")
+    ap.add_argument("--check", action="store_true", help="only check the sweeps' data, run nothing")
     args, extra = ap.parse_known_args(argv)
+    args.out, args.sweep_root = args.out.resolve(), args.sweep_root.resolve()  # the steps run in ROOT
+    known = {s.folder: s for s in SWEEPS}
+    chosen = [f for f in args.sweeps.split(",") if f]
+    if not chosen or any(f not in known for f in chosen):
+        print(f"error: --sweeps: choose among {', '.join(known)} (got '{args.sweeps}')", file=sys.stderr)
+        return 2
+    if any(o.split("=", 1)[0].lstrip("+~") == "hydra.sweep.dir" for o in extra):
+        print("error: hydra.sweep.dir is set per sweep; use --sweep-root to move them all", file=sys.stderr)
+        return 2
     register_configs()
     try:
-        plans = [plan_sweep(s, extra) for s in SWEEPS]
+        plans = [plan_sweep(known[f], extra, args.sweep_root) for f in chosen]
     except Exception as e:  # noqa: BLE001 - a bad override: one line, before anything runs
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -169,27 +176,32 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print(f"  {p}", file=sys.stderr)
         return 2
+    print("== data OK", flush=True)
+    if args.check:
+        return 0
 
-    for d in {p.directory for p in plans}:
+    # A stale run must not leak into the table: a full reproduction starts from an empty sweep root,
+    # a partial one (--sweeps) replaces only its own sweeps' folders.
+    for d in [args.sweep_root] if len(plans) == len(SWEEPS) else [p.directory for p in plans]:
         if d.exists():
-            shutil.rmtree(d)  # a stale run must not leak into the table
+            shutil.rmtree(d)
     failures: dict[str, dict] = {}
     broken: list[str] = []
     for plan in plans:
         rc, failed = run_sweep(plan)
         failures.update((f["dir"], f) for f in failed)
         if rc != 0 and not failed:
-            broken.append(f"{plan.sweep.title} exited with code {rc}")
+            broken.append(f"sweep {plan.sweep.folder} exited with code {rc}")
 
-    py = sys.executable
-    sweep_root = Path(os.path.commonpath([str(p.directory) for p in plans]))
-    if any(sweep_root.rglob("summary.json")):
-        if step("collect", [py, "experiments/collect.py", "--sweep", str(sweep_root), "--out", str(args.out)]):
+    py, out = sys.executable, str(args.out)
+    if any(args.sweep_root.rglob("summary.json")):
+        if step("collect", [py, "experiments/collect.py", "--sweep", str(args.sweep_root), "--out", out]):
             broken.append("collect failed")
-        elif step("shard throughput (Fig. 3b)", [py, "experiments/shard_throughput.py", "--out", str(args.out)]):
-            broken.append("shard throughput failed")
-        elif step("figures", [py, "experiments/figures.py", "--results", str(args.out)]):
-            broken.append("figures failed")
+        else:
+            for title, cmd in (("shard throughput (Fig. 3b)", ["experiments/shard_throughput.py", "--out", out]),
+                               ("figures", ["experiments/figures.py", "--results", out])):
+                if step(title, [py, *cmd]):
+                    broken.append(f"{title} failed")
     else:
         broken.append("no job succeeded: nothing to collect")
 

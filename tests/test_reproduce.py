@@ -23,14 +23,15 @@ def cli(*args):
 
 
 def test_plan_expands_the_grid_like_hydra():
-    plan = reproduce.plan_sweep(reproduce.Sweep("t", "paper_sweep"), ["workload=synth_small", "seed=0,1"])
+    plan = reproduce.plan_sweep(reproduce.Sweep("main", "paper_sweep"), ["workload=synth_small", "seed=0,1"],
+                                Path("some/root"))
     assert plan.jobs and len(plan.jobs) % 2 == 0
     for job in plan.jobs:
         keys = [o.split("=", 1)[0] for o in job]
         assert len(keys) == len(set(keys))  # the command line replaced the sweep's own axes
         assert "workload=synth_small" in job
     assert {o for job in plan.jobs for o in job if o.startswith("seed=")} == {"seed=0", "seed=1"}
-    assert plan.directory.is_absolute()
+    assert plan.directory == Path("some/root").resolve() / "main"
 
 
 def test_bad_data_stops_the_sweep_before_any_job(tmp_path):
@@ -38,8 +39,8 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path):
     qdir.mkdir()
     (qdir / "GPQA_test.json").write_text("not json")
     sweep = tmp_path / "sweep"
-    p = cli("--out", str(tmp_path / "results"), "workload=gpqa,mmlu_pro", f"workload.questions_dir={qdir}",
-            f"hydra.sweep.dir={sweep}")
+    p = cli("--out", str(tmp_path / "results"), "--sweep-root", str(sweep), "workload=gpqa,mmlu_pro",
+            f"workload.questions_dir={qdir}")
     assert p.returncode == 2, p.stderr
     assert "nothing was started" in p.stderr
     assert f"{qdir}/GPQA_test.json: not a readable JSON file" in p.stderr
@@ -47,15 +48,25 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path):
     assert not sweep.exists() and not (tmp_path / "results").exists()
 
 
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    p = cli("--sweeps", "main,nope")
+    assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr
+    p = cli(f"hydra.sweep.dir={tmp_path}")
+    assert p.returncode == 2 and "use --sweep-root" in p.stderr
+    p = cli("--sweep-root", str(tmp_path / "s"), "scheduler=nope")
+    assert p.returncode == 2 and "scheduler" in p.stderr and "Traceback" not in p.stderr
+
+
 @pytest.mark.slow
 def test_failed_job_is_reported_and_the_others_are_collected(tmp_path):
     # cluster.memory_gib=20 passes the data check and fails only inside its job.
     sweep, results = tmp_path / "sweep", tmp_path / "results"
-    p = cli("--out", str(results), "workload=synth_small", "scheduler=fifo", "aggregation=tau1", "seed=0",
-            "cluster.memory_gib=80,20", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=mem${cluster.memory_gib}")
+    p = cli("--out", str(results), "--sweep-root", str(sweep), "--sweeps", "main", "workload=synth_small",
+            "scheduler=fifo", "aggregation=tau1", "seed=0", "cluster.memory_gib=80,20",
+            "hydra.sweep.subdir=mem${cluster.memory_gib}")
     assert p.returncode == 1, p.stderr
-    assert (sweep / "mem80.0" / "summary.json").is_file()
-    err = json.loads((sweep / "mem20.0" / "error.json").read_text())
+    assert (sweep / "main" / "mem80.0" / "summary.json").is_file()
+    err = json.loads((sweep / "main" / "mem20.0" / "error.json").read_text())
     assert "cluster.memory_gib=20" in err["overrides"] and "raise cluster.memory_gib" in err["error"]
     tail = p.stderr[p.stderr.rindex("failed job(s):"):]  # the list comes last, after collect's output
     assert "1 failed job(s):" in p.stderr and "cluster.memory_gib=20" in tail and "raise cluster.memory_gib" in tail
