@@ -101,11 +101,18 @@ class TensorParallelProfile:
     (each rank holds 1/d of the weights and KV heads; all-reduces and the host-side scheduler eat
     into the ideal d). load_overhead_s: start-up a TP engine pays on top of the model's load time
     (rank processes, NCCL and all-reduce buffers); the ranks load their weight shards concurrently.
+    Both are per degree (a single load_overhead_s in the YAML applies to every degree).
     """
 
     step_speedup: dict[int, float]
-    load_overhead_s: float
+    load_overhead_s: dict[int, float]
     source: str
+
+    def load_overhead(self, degree: int) -> float:
+        if degree == 1:
+            return 0.0
+        self.speedup(degree)  # the same "no entry for this degree" error
+        return self.load_overhead_s[degree]
 
     def speedup(self, degree: int) -> float:
         if degree == 1:
@@ -218,7 +225,7 @@ def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: f
 
 def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
     """Engine start-up for a session of `model` over tp GPUs (l_m, plus the TP overhead)."""
-    return model.load_time_s + (engine.tp().load_overhead_s if tp > 1 else 0.0)
+    return model.load_time_s + (engine.tp().load_overhead(tp) if tp > 1 else 0.0)
 
 
 class CostModel:
@@ -361,9 +368,19 @@ def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
             raise ConfigError(f"{where}.step_speedup.{degree}: speedup must lie in (0, {degree}] "
                               f"(and be 1 at degree 1); got {s}")
         speedup[degree] = s
-    overhead = _number(_require(raw, "load_overhead_s", where), f"{where}.load_overhead_s")
-    if overhead < 0:
-        raise ConfigError(f"{where}.load_overhead_s must be >= 0 (got {overhead})")
+    raw_overhead = _require(raw, "load_overhead_s", where)
+    if isinstance(raw_overhead, dict):
+        missing = sorted(set(speedup) - set(raw_overhead) - {1})
+        if missing or set(raw_overhead) - set(speedup):
+            raise ConfigError(f"{where}.load_overhead_s: give one number, or one per degree of step_speedup "
+                              f"({sorted(speedup)}); got degrees {sorted(raw_overhead, key=str)}")
+        overhead = {d: _number(v, f"{where}.load_overhead_s.{d}") for d, v in raw_overhead.items()}
+    else:
+        one = _number(raw_overhead, f"{where}.load_overhead_s")
+        overhead = {d: one for d in speedup}
+    for d, v in overhead.items():
+        if v < 0:
+            raise ConfigError(f"{where}.load_overhead_s must be >= 0 (got {v} for degree {d})")
     source = _require(raw, "source", where)
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(f"{where}.source: name where the TP scaling comes from (a measurement or a publication)")

@@ -121,6 +121,10 @@ def test_tp_cost_model_scales_every_term():
     assert two.prefill_s(40, 800.0, 2) == pytest.approx(one.prefill_s(40, 800.0, 2) / SPEEDUP)
     assert load_time_s(p.model("Agg"), p.engine, 2) == LOAD_S + TP_LOAD_S
     assert load_time_s(p.model("Agg"), p.engine, 1) == LOAD_S
+    raw = hand_raw()
+    raw["engine"]["tensor_parallel"].update(step_speedup={2: 1.5, 4: 2.0}, load_overhead_s={2: 4.0, 4: 9.0})
+    per_degree = parse_profiles(raw)
+    assert [load_time_s(per_degree.model("Agg"), per_degree.engine, d) for d in (1, 2, 4)] == [LOAD_S, LOAD_S + 4, LOAD_S + 9]
 
 
 @pytest.mark.parametrize("tp, match", [
@@ -131,6 +135,7 @@ def test_tp_cost_model_scales_every_term():
     ({"step_speedup": {"two": 1.5}, "load_overhead_s": 1, "source": "x"}, "integer >= 1"),
     ({"step_speedup": {2: "fast"}, "load_overhead_s": 1, "source": "x"}, "expected a number"),
     ({"step_speedup": {2: 1.5}, "load_overhead_s": 1, "source": "x", "nccl": 1}, "unknown field"),
+    ({"step_speedup": {2: 1.5, 4: 2}, "load_overhead_s": {2: 1}, "source": "x"}, "one per degree"),
 ])
 def test_bad_tp_profile_is_one_config_error(tp, match):
     raw = hand_raw()
