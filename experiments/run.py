@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from mosaic.app import format_table, run, write_outputs
 from mosaic.config import register_configs
 from mosaic.errors import ConfigError
-from mosaic.jobs import clear_failure, one_line, record_failure, sigterm_as_exit
+from mosaic.jobs import Terminated, clear_failure, one_line, record_failure, sigterm_as_exit
 
 register_configs()
 
@@ -46,6 +46,11 @@ def main(cfg: DictConfig) -> None:
             write_outputs(out, directory)
         except ConfigError as e:
             return _fail(directory, overrides, e, 2, multirun)
+        except (KeyboardInterrupt, Terminated) as e:  # the launcher has already ended its workers
+            why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
+            record_failure(directory, overrides, f"interrupted by {why}", 143 if isinstance(e, Terminated) else 130)
+            print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
+            raise
         except Exception as e:  # noqa: BLE001 - one job's bug must not cancel the sweep's others
             if not multirun:
                 raise

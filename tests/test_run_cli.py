@@ -143,3 +143,5 @@ def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     _, err = run.communicate(timeout=60)
     assert run.returncode == code, err
     assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the run"
+    assert "error: interrupted by" in err
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] in (130, 143)
