@@ -12,7 +12,7 @@ import queue as queue_mod
 import time
 from typing import Any, Callable, Protocol
 
-from vllm_backend.procgroup import DEFAULT_GRACE_S, become_group_leader, terminate_groups
+from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 from vllm_backend.worker import worker_main
 
 WorkerTarget = Callable[[dict[str, Any], Any], None]
@@ -22,13 +22,6 @@ class Launcher(Protocol):
     def run(self, specs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
         """Run one worker per spec, concurrently; return one result message per spec (a worker that
         died returns a message with `fatal` set and whatever it had finished)."""
-
-
-def _group_entry(target: WorkerTarget, spec: dict[str, Any], queue, grace_s: float) -> None:
-    """The spawned process's entry point: its own process group first, before anything can start
-    a child, then the worker proper."""
-    become_group_leader(grace_s)
-    target(spec, queue)
 
 
 def _failed(worker: int, why: str) -> dict[str, Any]:
@@ -52,7 +45,7 @@ class LocalProcessLauncher:
         results: dict[int, dict[str, Any]] = {}
         try:
             for s in specs:
-                p = ctx.Process(target=_group_entry, args=(self.target, s, q, self.grace_s),
+                p = ctx.Process(target=group_leader_entry, args=(self.grace_s, self.target, s, q),
                                 name=f"mosaic-worker-{s['worker']}")
                 p.start()
                 procs[s["worker"]] = p
@@ -91,15 +84,7 @@ class LocalProcessLauncher:
 
     def _end(self, procs: list, wait_s: float) -> None:
         """Give workers `wait_s` (in all) to exit by themselves, then end their process groups."""
-        deadline = time.monotonic() + wait_s
-        for p in procs:
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
-        reap = lambda: [p.join(timeout=0) for p in procs]  # noqa: E731
-        terminate_groups([p.pid for p in procs], self.grace_s, reap=reap)
-        for p in procs:
-            if p.is_alive():  # started but not yet its own group leader: nothing of its own runs yet
-                p.kill()
-            p.join(timeout=self.grace_s)
+        end_processes(procs, wait_s, self.grace_s)
 
     def _end_all(self, procs: dict[int, Any], results: dict[int, dict[str, Any]]) -> None:
         # Workers that reported are finishing on their own (engines already shut down): they get the

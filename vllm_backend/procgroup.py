@@ -130,3 +130,23 @@ def become_group_leader(grace_s: float = DEFAULT_GRACE_S) -> None:
     _parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the request above took effect
         end_group(signal.SIGTERM, None)
+
+
+def group_leader_entry(grace_s: float, target: Callable[..., None], *args) -> None:
+    """A spawned process's entry point: its own process group first, before anything can start a
+    child, then `target(*args)`."""
+    become_group_leader(grace_s)
+    target(*args)
+
+
+def end_processes(procs: list, wait_s: float, grace_s: float = DEFAULT_GRACE_S) -> None:
+    """End multiprocessing processes started with `group_leader_entry`, and everything they started:
+    `wait_s` (in all) to exit by themselves, then their groups get SIGTERM, `grace_s`, SIGKILL."""
+    deadline = time.monotonic() + wait_s
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    terminate_groups([p.pid for p in procs], grace_s, reap=lambda: [p.join(timeout=0) for p in procs])
+    for p in procs:
+        if p.is_alive():  # started but not yet its own group leader: nothing of its own runs yet
+            p.kill()
+        p.join(timeout=grace_s)

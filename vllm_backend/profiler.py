@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vllm_backend.backend import prompt_ids
+from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 
 
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
@@ -80,20 +81,24 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
             timeout_s: float = 900) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_measure, args=(path, engine_args, env, grid, q))
+    # Its own process group, ended with everything it started (EngineCore) however profiling ends.
+    p = ctx.Process(target=group_leader_entry, args=(DEFAULT_GRACE_S, _measure, path, engine_args, env, grid, q))
     p.start()
     deadline = time.time() + timeout_s
+    done = False
     try:
         while time.time() < deadline:
             try:
-                return q.get(timeout=2.0)
+                result = q.get(timeout=2.0)
+                done = True
+                return result
             except queue_mod.Empty:
                 if not p.is_alive():
                     raise RuntimeError(f"profiling {path} failed: the measuring process exited with code "
                                        f"{p.exitcode} (see its log above)") from None
         raise RuntimeError(f"profiling {path} did not finish within {timeout_s:.0f} s")
     finally:
-        p.join(timeout=60)
+        end_processes([p], wait_s=60 if done else 0)
 
 
 def fit(m: dict[str, Any]) -> dict[str, float]:
