@@ -22,12 +22,20 @@ from mosaic.errors import ConfigError  # noqa: E402
 from mosaic.profiles import load_profiles, parse_profiles  # noqa: E402
 from vllm_backend.backend import device_env  # noqa: E402
 from vllm_backend.models import ModelRegistry  # noqa: E402
-from vllm_backend.profiler import fit, fit_error, measure, model_entry  # noqa: E402
+from vllm_backend.profiler import fit, fit_error, fit_sessions, measure, model_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def model_grid(cfg: dict, registry: ModelRegistry, name: str, base: dict) -> dict:
+    """The measurement grid for one model, plus what its session sweep needs (its output lengths)."""
+    grid = dict(cfg["grid"], session_sweep=cfg.get("session_sweep") or {})
+    kind = registry.models[name].get("kind", "instruct")
+    return dict(grid, session_output=cfg["output"][kind], length_shapes=base["length_shapes"])
+
+
 def profile(cfg: dict) -> Path:
+    base = yaml.safe_load((ROOT / "mosaic" / "data" / "moa6_a100.yaml").read_text())
     registry = ModelRegistry(cfg["models"])
     names = sorted(registry.models) if cfg["model"] == "all" else [cfg["model"]]
     for n in names:
@@ -42,12 +50,12 @@ def profile(cfg: dict) -> Path:
         batch = names[i:i + cfg["n_workers"]]
         import concurrent.futures as cf
         with cf.ThreadPoolExecutor(len(batch)) as pool:
-            futs = {n: pool.submit(measure, *registry.resolve(n), envs[j], cfg["grid"]) for j, n in enumerate(batch)}
+            futs = {n: pool.submit(measure, *registry.resolve(n), envs[j], model_grid(cfg, registry, n, base))
+                    for j, n in enumerate(batch)}
             for n, f in futs.items():
                 measured[n] = f.result()
                 print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_capacity']} tokens",
                       flush=True)
-    base = yaml.safe_load((ROOT / "mosaic" / "data" / "moa6_a100.yaml").read_text())
     fits = {n: fit(m) for n, m in measured.items()}
     first = measured[names[0]]
     engine = {
@@ -67,6 +75,11 @@ def profile(cfg: dict) -> Path:
         models[n] = model_entry(n, registry.resolve(n)[0], kind, m, fits[n], cfg["output"][kind], when)
         err = fit_error(m, fits[n])
         print(f"{n}: {fits[n]}  decode-step fit error median {err['median']:.1%}, p90 {err['p90']:.1%}")
+        if m.get("sessions"):   # the multi-N session sweep ran: fit T_m(N, mean, max) as the paper does
+            models[n]["session_fit"] = fit_sessions(m["sessions"], m["kv_capacity"], engine["max_num_seqs"], when)
+            sf = models[n]["session_fit"]
+            print(f"{n}: session regression '{sf['form']}', held-out error median {sf['error_median']:.1%}, "
+                  f"max {sf['error_max']:.1%} ({sf['n_points']} sessions)")
     doc = {"engine": engine, "length_shapes": base["length_shapes"], "models": models}
     parse_profiles(doc, where="measured profile")  # what we write must load
     out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")

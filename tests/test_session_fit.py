@@ -72,3 +72,26 @@ def test_profile_entry_round_trip_and_errors():
         parse_session_fit(dict(to_yaml(fit), form="cubic"), "m.session_fit")
     with pytest.raises(ConfigError, match="m.session_fit: missing field 'kv_tokens'"):
         parse_session_fit({k: v for k, v in to_yaml(fit).items() if k != "kv_tokens"}, "m.session_fit")
+
+
+def test_real_engine_sweep_path_with_a_fake_engine():
+    """experiments/profile.py's session sweep (vllm_backend.profiler) on a fake measurement function."""
+    import yaml
+
+    from mosaic.profiles import _DATA, parse_session_fit
+    from vllm_backend.profiler import fit_sessions, session_samples
+
+    shapes = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())["length_shapes"]
+    seen = []
+
+    def fake_engine(prompts, outputs):   # 5 s start-up, 20 ms per decode step of a 16-sequence batch
+        seen.append(len(prompts))
+        return 5.0 + 0.02 * max(outputs.sum() / min(len(outputs), 16), outputs.max())
+
+    samples = session_samples(fake_engine, {"shape": "instruct", "mean_tokens": 32, "cap": 384}, shapes,
+                              {"ns": [2, 4, 8, 16, 32], "reps": 2, "calibration_size": 16}, max_len=512)
+    assert seen == [2, 4, 8, 16, 32] * 2 and len(samples) == 10
+    entry = fit_sessions(samples, kv_capacity=20000, max_num_seqs=16, when="test")
+    fit = parse_session_fit(entry, "session_fit")            # what profile.py writes must load
+    assert fit.n_points == 10 and fit.error_median < 0.15
+    assert "experiments/profile.py" in fit.source

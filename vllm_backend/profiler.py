@@ -5,6 +5,10 @@ startup (importing the engine runtime), load time, KV-cache capacity, per-step l
 of batch sizes x context lengths (decode steps and prefill steps apart), and unload time. Fitted by
 least squares: decode  t = step + token * n + ctx * sum(context)
                prefill T = steps * step + token * tokens + len2 * sum(L^2)
+Optionally (`session_sweep.ns` non-empty) the paper's multi-N profiling sweep: whole sessions of N
+requests with lengths drawn from the model's output distribution, wall-timed on the engine, and
+the session-time regression T_m(N, mean, max) fitted on them (mosaic/session_fit.py, the same
+sweep experiments/fit_session_costs.py runs on the simulator's engine).
 """
 from __future__ import annotations
 
@@ -18,6 +22,45 @@ import numpy as np
 
 from vllm_backend.backend import prompt_ids
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
+
+
+def run_session(engine, prompts, outputs) -> float:
+    """Wall seconds of one session: every request submitted at once, each generating exactly its
+    output length (ignore_eos), stepped until all finish."""
+    from vllm import SamplingParams
+
+    t = time.perf_counter()
+    for i, (p, o) in enumerate(zip(prompts, outputs)):
+        rid = f"s{t}-{i}"
+        engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, int(p))},
+                           SamplingParams(max_tokens=int(o), ignore_eos=True))
+    while engine.has_unfinished_requests():
+        engine.step()
+    return time.perf_counter() - t
+
+
+def session_samples(run, output: dict[str, Any], shapes: dict[str, Any], sweep_cfg: dict[str, Any],
+                    max_len: int) -> list[dict[str, float]]:
+    """The multi-N sweep with `run(prompts, outputs) -> seconds` (a real engine, or a fake in tests).
+    output: the profile's {shape, mean_tokens, cap}; shapes: the profile's length_shapes."""
+    from mosaic.profiles import _length_distribution
+    from mosaic.session_fit import sweep
+
+    dist = _length_distribution(output, shapes, "output")
+    samples = sweep(run, {"profile": dist}, {"profile": float(sweep_cfg.get("prompt_tokens", 64))},
+                    list(sweep_cfg["ns"]), int(sweep_cfg.get("reps", 1)), int(sweep_cfg.get("calibration_size", 64)),
+                    np.random.default_rng(int(sweep_cfg.get("seed", 0))), max_len)
+    return [dict(vars(x)) for x in samples]
+
+
+def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs: int, when: str) -> dict[str, Any]:
+    """The profile's `session_fit` entry: the best form by held-out error (leave one N out)."""
+    from mosaic.session_fit import SessionSample, select, to_yaml
+
+    best, _ = select([SessionSample(**s) for s in samples], kv_capacity, max_num_seqs,
+                     f"real-engine session sweep by experiments/profile.py ({when}), N in "
+                     f"{sorted({int(s['n']) for s in samples})}; error on held-out N (leave one N out)")
+    return to_yaml(best)
 
 
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
@@ -69,12 +112,17 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
                     decode.append((len(running), ctx, dt))
                 for o in outs:
                     gen[o.request_id] = len(o.outputs[0].token_ids) if o.outputs else 0
+    sessions = []
+    if grid.get("session_sweep", {}).get("ns"):
+        sessions = session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"],
+                                   grid["length_shapes"], grid["session_sweep"],
+                                   int(engine.vllm_config.model_config.max_model_len))
     t0 = time.time()
     _shutdown(engine)
     unload = time.time() - t0
     queue.put({"startup_s": startup, "load_time_s": load, "kv_capacity": kv, "unload_time_s": unload,
                "max_num_batched_tokens": int(sched.max_num_batched_tokens), "arch": arch,
-               "decode": decode, "prefill": prefill})
+               "decode": decode, "prefill": prefill, "sessions": sessions})
 
 
 def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any],
