@@ -91,3 +91,44 @@ def test_profile_accuracy_out_of_range_names_the_field(table, match):
     from mosaic.profiles import parse_profiles
     with pytest.raises(ConfigError, match=match):
         parse_profiles(_raw_with(table))
+
+
+# ---------------------------------------------------------------- output lengths per dataset
+
+def _raw_output(output):
+    raw = _raw_with()
+    raw["models"]["Gemma"]["output"] = output
+    return raw
+
+
+def test_output_per_dataset_with_default():
+    from mosaic.profiles import parse_profiles
+    ps = parse_profiles(_raw_output({"default": {"shape": "instruct", "mean_tokens": 300, "cap": 8192},
+                                     "gpqa": {"shape": "instruct", "mean_tokens": 450, "cap": 8192}}))
+    m = ps.model("Gemma")
+    assert m.output_for("gpqa").mean() == pytest.approx(450, rel=1e-6)
+    assert m.output_for("medmcqa").mean() == pytest.approx(300, rel=1e-6)   # not listed: the default
+    assert m.output_for(None) is m.output
+    assert ps.model("Qwen").outputs == {}                                  # one distribution: legacy form
+    assert ps.model("Qwen").output_for("gpqa") is ps.model("Qwen").output
+
+
+@pytest.mark.parametrize("output, match", [
+    ({"gpqa": {"shape": "instruct", "mean_tokens": 450, "cap": 8192}}, r"Gemma\.output: a per-dataset output needs a 'default'"),
+    ({"default": 300}, r"Gemma\.output\.default: expected \{shape, mean_tokens, cap\}"),
+    ({"default": {"shape": "instruct", "mean_tokens": 300, "cap": 8192},
+      "gpqa": {"shape": "zigzag", "mean_tokens": 1, "cap": 10}}, r"Gemma\.output\.gpqa\.shape: unknown shape 'zigzag'"),
+    ([1, 2], r"Gemma\.output: expected"),
+])
+def test_bad_per_dataset_output_names_the_field(output, match):
+    from mosaic.profiles import parse_profiles
+    with pytest.raises(ConfigError, match=match):
+        parse_profiles(_raw_output(output))
+
+
+def test_bad_session_fit_names_the_field():
+    from mosaic.profiles import parse_profiles
+    raw = _raw_with()
+    raw["models"]["Gemma"]["session_fit"] = {"form": "linear", "coef": [1.0], "kv_tokens": 1, "max_num_seqs": 1}
+    with pytest.raises(ConfigError, match=r"models\.Gemma\.session_fit\.coef: form 'linear' takes 4"):
+        parse_profiles(raw)
