@@ -44,8 +44,6 @@ def run(cfg: DictConfig) -> RunOutput:
     backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
                            **c["backend"].get("options", {}))
     workload = build_workload(wl_cfg, profiles, c["seed"])
-    params = SchedulerParams(sch.get("max_models_per_worker"), sch.get("replication_cap"),
-                             sch.get("time_limit_s", 10.0), sch.get("mip_gap", 1e-4))
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
                           cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp")
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
