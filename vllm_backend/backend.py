@@ -77,9 +77,13 @@ def tp_env(ranks: tuple[int, ...], n_workers: int, device: str, kv_cache_gib: in
     cores = _worker_cores(n_workers)
     kv = max(1, round(kv_cache_gib))
     if cpu_tensor_parallel:
+        # With TP > 1 vLLM torch.compiles a helper (vocab-parallel embedding masking); inductor's FX
+        # graph cache then pickles process state that includes Pyomo's deferred-import modules (the
+        # ranks import the launching script, hence mosaic), which fails. No cache, no pickling.
         return ({"VLLM_CPU_OMP_THREADS_BIND": "|".join(",".join(map(str, cores[w])) for w in ranks),
                  "OMP_NUM_THREADS": str(len(cores[ranks[0]])), "VLLM_CPU_KVCACHE_SPACE": str(kv),
-                 "CUDA_VISIBLE_DEVICES": ""},
+                 "CUDA_VISIBLE_DEVICES": "", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0",
+                 "TORCHINDUCTOR_AUTOGRAD_CACHE": "0"},
                 {"tensor_parallel_size": len(ranks), "distributed_executor_backend": "mp"},
                 f"tensor_parallel_size={len(ranks)} (vllm-cpu, shared-memory ranks)")
     mine = sorted({c for w in ranks for c in cores[w]})
