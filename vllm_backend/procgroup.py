@@ -100,8 +100,15 @@ def terminate_groups(pgids: list[int], grace_s: float = DEFAULT_GRACE_S, reap: C
     if left:
         for g in signalled:
             _signal_group(g, signal.SIGKILL)
-        if reap is not None:
-            reap()
+        # SIGKILL is delivered asynchronously: wait until the kernel has actually ended them, so a
+        # caller that returns "cleaned up" is telling the truth.
+        kill_deadline = time.monotonic() + 5.0
+        while time.monotonic() < kill_deadline:
+            if reap is not None:
+                reap()
+            if not [p for p in group_members(*signalled) if p != exclude]:
+                break
+            time.sleep(0.02)
     return left
 
 
