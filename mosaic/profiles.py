@@ -102,11 +102,20 @@ class TensorParallelProfile:
     into the ideal d). load_overhead_s: start-up a TP engine pays on top of the model's load time
     (rank processes, NCCL and all-reduce buffers); the ranks load their weight shards concurrently.
     Both are per degree (a single load_overhead_s in the YAML applies to every degree).
+
+    attention: which terms step_speedup applies to. "step" (default): all of them, as for a
+    speedup measured end to end on the same engine at the workload's own contexts. "heads": only
+    the weight-bound terms (overhead, per-sequence, linear layers); the context-dependent attention
+    terms (KV reads in decode, L^2 flops in prefill) scale by 1/degree, because Megatron-style TP
+    (vLLM's) shards attention by KV head, so each rank reads and computes only its own heads'
+    cache. Use it when step_speedup was measured at short contexts (batch-1/16 latency runs, where
+    attention is a negligible share of the step) and the workload decodes long contexts.
     """
 
     step_speedup: dict[int, float]
     load_overhead_s: dict[int, float]
     source: str
+    attention: str = "step"
 
     def load_overhead(self, degree: int) -> float:
         if degree == 1:
@@ -230,7 +239,7 @@ def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> floa
 
 class CostModel:
     """Step latency for one (model, engine) pair; precomputes the coefficients once. tp > 1: one
-    engine over tp GPUs, every step faster by the engine's measured TP speedup."""
+    engine over tp GPUs, faster by the engine's TP scaling (TensorParallelProfile)."""
 
     def __init__(self, model: ModelProfile, engine: EngineProfile, tp: int = 1):
         pts = np.array(engine.linear_ms_by_tokens, dtype=float)
@@ -251,12 +260,14 @@ class CostModel:
             self._overhead_ms, self._per_seq_ms = c["step_ms"], 0.0
             self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
         if tp > 1:  # every coefficient is a share of the step, so one factor scales the step
-            f = 1.0 / engine.tp().speedup(tp)
+            tpp = engine.tp()
+            f = 1.0 / tpp.speedup(tp)
             self._lin_scale *= f
             self._overhead_ms *= f
             self._per_seq_ms *= f
-            self.decode_ms_per_ctx_token *= f
-            self.prefill_ms_per_len2 *= f
+            f_attn = 1.0 / tp if tpp.attention == "heads" else f
+            self.decode_ms_per_ctx_token *= f_attn
+            self.prefill_ms_per_len2 *= f_attn
 
     def linear_ms(self, tokens: float) -> float:
         if tokens <= self._lin_x[-1]:
@@ -352,9 +363,14 @@ def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
     """`tensor_parallel: {step_speedup: {degree: speedup}, load_overhead_s, source}`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping {{step_speedup, load_overhead_s, source}}")
-    unknown = sorted(set(raw) - {"step_speedup", "load_overhead_s", "source"})
+    unknown = sorted(set(raw) - {"step_speedup", "load_overhead_s", "source", "attention"})
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected step_speedup, load_overhead_s, source")
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected step_speedup, load_overhead_s, source, "
+                          "attention")
+    attention = raw.get("attention", "step")
+    if attention not in ("step", "heads"):
+        raise ConfigError(f"{where}.attention: '{attention}' is not 'step' (step_speedup scales every term) or "
+                          "'heads' (attention terms scale by 1/degree)")
     table = _require(raw, "step_speedup", where)
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{where}.step_speedup: expected a non-empty mapping TP degree -> speedup over TP=1")
@@ -384,7 +400,7 @@ def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
     source = _require(raw, "source", where)
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(f"{where}.source: name where the TP scaling comes from (a measurement or a publication)")
-    return TensorParallelProfile(speedup, overhead, source.strip())
+    return TensorParallelProfile(speedup, overhead, source.strip(), attention)
 
 
 def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:

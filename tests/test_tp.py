@@ -114,6 +114,25 @@ def test_simulator_uses_the_combined_kv_cache():
     assert [s.preemptions for s in tp.sessions] == [0, 0]
 
 
+def test_tp_attention_sharded_by_heads_scales_context_terms_by_degree():
+    """attention: heads -- the measured step speedup covers the weight-bound terms only; KV reads and
+    prefill attention are split across the ranks' heads, 1/degree each."""
+    raw = hand_raw()
+    raw["engine"]["tensor_parallel"]["attention"] = "heads"
+    p = parse_profiles(raw)
+    one, two = CostModel(p.model("Agg"), p.engine), CostModel(p.model("Agg"), p.engine, tp=2)
+    assert two.decode_base_s(3) == pytest.approx(one.decode_base_s(3) / SPEEDUP)
+    assert two.decode_ms_per_ctx_token == pytest.approx(CTX_MS / 2)
+    assert two.prefill_ms_per_len2 == pytest.approx(LEN2_MS / 2)
+    # 7 steps of 3 sequences from 100 context tokens: base part / 1.6, attention part / 2.
+    ctx_total = 7 * 100 + 3 * 7 * 6 / 2
+    expect = 7 * (STEP_MS + TOKEN_MS * 3) / SPEEDUP + CTX_MS * ctx_total / 2
+    assert two.decode_run_s(3, 100, 7) * 1e3 == pytest.approx(expect)
+    raw["engine"]["tensor_parallel"]["attention"] = "all"
+    with pytest.raises(ConfigError, match="attention"):
+        parse_profiles(raw)
+
+
 def test_tp_cost_model_scales_every_term():
     p = hand_profiles()
     one, two = CostModel(p.model("Agg"), p.engine), CostModel(p.model("Agg"), p.engine, tp=2)
