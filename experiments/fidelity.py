@@ -30,8 +30,10 @@ NOTE = "Reading these numbers: on this CPU a session's time is mostly engine sta
 
 
 def stage(name, requests, order, c, cluster, profiles, workload, sim, real):
-    params = SchedulerParams(c["scheduler"].get("max_models_per_worker"), c["scheduler"].get("replication_cap"))
-    plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order), requests, params)
+    params = SchedulerParams(**{k: v for k, v in c["scheduler"].items() if k in SchedulerParams.__dataclass_fields__})
+    plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order, workload.calibration,
+                                                           c["scheduler"].get("cost_model", "auto")),
+                    requests, params)
     by_id = {r.id: r for r in requests}
     t = sim.run(plan, by_id, workload.outcomes)
     t0 = time.time()
