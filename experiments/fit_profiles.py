@@ -42,6 +42,8 @@ format flags it), so it enters the likelihood through the survival function, not
   Both gpqa and aime24 extrapolate (no trace of these models on them exists here): see sources.
 * Session-time regression: after writing, experiments/fit_session_costs.py fits every model's
   T_m(N, mean, max) on the simulator's engine and adds `session_fit` to the file.
+* Difficulty coupling: then experiments/fit_difficulty.py adds the per-dataset `datasets` section
+  (how difficulty couples answers and lengths, measured on the traces).
 
 Fitted vs empirical quantiles (as
 ratios to the mean) are printed as the goodness of fit.

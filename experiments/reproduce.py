@@ -59,6 +59,7 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("placement_scheduled", "paper_sweep_placement"),
     Sweep("rr_order_pool", "paper_sweep_rr_pool"),
     Sweep("replacement_false", "paper_sweep_no_replacement"),
+    Sweep("coupling_assumed", "paper_sweep_coupling"),
 )
 SWEEP_ROOT = ROOT / "multirun" / "paper"
 

@@ -44,9 +44,14 @@ class WorkloadConfig:
     routing: str = "router"               # "router" (Symbolic-MoE recruiter) | "paper_table3" (Table 3 counts)
     replacement: bool = True              # recruit k experts with replacement (Symbolic-MoE); false: distinct
     repeat_sample: str = "replay"         # trace kind: a repeated expert "replay"s its recorded output | "resample"
-    difficulty_accuracy: float = 1.2
-    difficulty_length: float = 0.6
-    distractor_share: float = 0.6
+    # How difficulty couples answers and lengths (mosaic/workload/difficulty.py): "measured" = the
+    # profile set's per-dataset fit on real traces, "assumed" = the built-in values. Each of the
+    # four numbers below, when set, overrides either.
+    coupling: str = "measured"
+    difficulty_accuracy: Optional[float] = None
+    difficulty_length: Optional[float] = None
+    length_shared: Optional[float] = None
+    distractor_share: Optional[float] = None
     aggregator_follow: float = 0.8
     # Real question sets and traces (kinds "questions" and "trace").
     dataset: Optional[str] = None

@@ -109,4 +109,5 @@ def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
             "rr_order": sch.get("rr_order") or PAPER_SETTINGS["rr_order"],
             "routing": wl.get("routing") or PAPER_SETTINGS["routing"],
             "replacement": PAPER_SETTINGS["replacement"] if replacement is None else bool(replacement),
-            "placement": agg.get("placement") or PAPER_SETTINGS["placement"]}
+            "placement": agg.get("placement") or PAPER_SETTINGS["placement"],
+            "coupling": wl.get("coupling") or PAPER_SETTINGS["coupling"]}

@@ -16,6 +16,7 @@ from scipy import optimize, special
 
 from mosaic.errors import ConfigError
 from mosaic.session_fit import SessionFit, parse_session_fit
+from mosaic.workload.difficulty import DifficultyModel, parse_dataset
 
 GIB = 1024**3
 
@@ -210,6 +211,9 @@ COST_KEYS = ("step_ms", "token_ms", "ctx_ms", "len2_ms")
 class ProfileSet:
     engine: EngineProfile
     models: dict[str, ModelProfile] = field(default_factory=dict)
+    # dataset -> how difficulty couples answers and lengths there, measured on traces
+    # (experiments/fit_difficulty.py); a dataset without an entry gets the built-in default.
+    datasets: dict[str, DifficultyModel] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelProfile:
         try:
@@ -432,7 +436,11 @@ def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:
             models[name] = ModelProfile(name=name, **m)
         except TypeError as e:
             raise ConfigError(f"{mw}: {e}") from None
-    return ProfileSet(engine=engine, models=models)
+    datasets = raw.get("datasets") or {}
+    if not isinstance(datasets, dict):
+        raise ConfigError(f"{where}.datasets must map dataset names to difficulty entries")
+    return ProfileSet(engine=engine, models=models,
+                      datasets={str(d): parse_dataset(v, f"{where}.datasets.{d}") for d, v in datasets.items()})
 
 
 def load_profiles(name_or_path: str) -> ProfileSet:

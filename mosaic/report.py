@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 # The paper's experiment: a run's `settings` (summary.json) differ from these only in a variant.
 PAPER_SETTINGS: dict[str, Any] = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True,
-                                  "placement": "tp"}
+                                  "placement": "tp", "coupling": "measured"}
 # Settings only one policy reads; the rest change every policy's run.
 POLICY_SETTINGS = {"K": {"ilp"}, "rr_order": {"round_robin"}}
 BASELINE, MOSAIC = ("round_robin", "always"), "ilp"

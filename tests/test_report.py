@@ -165,9 +165,10 @@ def test_variant_counts_only_the_settings_a_policy_reads():
 def test_run_settings_defaults_and_overrides():
     assert run_settings({}) == {**report.PAPER_SETTINGS, "K": None}
     s = run_settings({"scheduler": {"max_models_per_worker": 3, "rr_order": "pool"},
-                      "workload": {"routing": "paper_table3", "replacement": False},
+                      "workload": {"routing": "paper_table3", "replacement": False, "coupling": "assumed"},
                       "aggregation": {"placement": "scheduled"}})
-    assert s == {"K": 3, "rr_order": "pool", "routing": "paper_table3", "replacement": False, "placement": "scheduled"}
+    assert s == {"K": 3, "rr_order": "pool", "routing": "paper_table3", "replacement": False, "placement": "scheduled",
+                 "coupling": "assumed"}
 
 
 @pytest.mark.parametrize("metric,sim,paper,within", [

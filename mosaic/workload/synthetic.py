@@ -2,7 +2,8 @@
 
 Each query has a category and a latent difficulty z ~ N(0, 1). Hard queries are answered wrongly
 by more experts at once (correlated errors, so experts sometimes agree and sometimes not) and make
-every model write longer outputs (so unanimous queries are the short ones, as the paper measured).
+every model write longer outputs (so unanimous queries are the short ones, as the paper measured);
+how strongly is measured on real traces per dataset (mosaic/workload/difficulty.py).
 Routing is Symbolic-MoE's skill-based recruiter (mosaic/workload/routing.py): per category, each
 expert has a skill (its accuracy there); each query draws k experts with replacement, weighted by
 skill, so demand is skewed and a query can ask the same expert twice (two independent samples).
@@ -19,6 +20,7 @@ from mosaic.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload import routing
 from mosaic.workload.calibration import synthetic_calibration
+from mosaic.workload.difficulty import DifficultyModel, resolve
 from mosaic.workload.registry import register_kind
 from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_id, expert_request_id,
                                    expert_slots)
@@ -84,9 +86,13 @@ class SyntheticSpec:
     routing_noise: float = 0.15         # Gumbel noise scale on skills (replacement=false only)
     routing: str = "router"             # "router" | "paper_table3" (routing.py)
     replacement: bool = True            # recruit with replacement, as Symbolic-MoE does
-    difficulty_accuracy: float = 1.2    # logit drop in P(correct) per unit of difficulty
-    difficulty_length: float = 0.6      # Gaussian-copula correlation of output length with difficulty
-    distractor_share: float = 0.6       # wrong answers that fall on the query's main distractor
+    # The answer model's coupling (mosaic/workload/difficulty.py); None: the profile set's measured
+    # value for the dataset (its `datasets` section), else the built-in default.
+    coupling: str = "measured"                 # "measured": the profile's `datasets` entry | "assumed": built-in
+    difficulty_accuracy: float | None = None   # IRT discrimination: logit drop per unit of difficulty
+    difficulty_length: float | None = None     # copula loading of output length on difficulty
+    length_shared: float | None = None         # copula loading of output length on question verbosity
+    distractor_share: float | None = None      # wrong answers that fall on the query's main distractor
     aggregator_follow: float = 0.8      # logit gain of the aggregator per extra correct expert
 
 
@@ -127,35 +133,44 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
              rng: np.random.Generator, name: str, seed: int, dataset: str | None = None) -> Workload:
     """Answers and output lengths for every routed (query, expert) pair and for the aggregator.
 
-    accuracy: (queries x experts) true P(correct) at average difficulty; aggregator_logit: per
-    query, the aggregator's logit P(correct) at average difficulty with an even expert vote."""
+    accuracy: (queries x experts) true P(correct), averaged over difficulty; aggregator_logit: per
+    query, the logit of the aggregator's P(correct) with an even expert vote, likewise averaged.
+    How difficulty couples answers and lengths: mosaic/workload/difficulty.py."""
     n = len(frame)
-    rho = spec.difficulty_length
-    if not -1.0 < rho < 1.0:
-        raise ConfigError(f"workload.difficulty_length is a correlation in (-1, 1) (got {rho})")
+    model = difficulty_model(spec, profiles, dataset)
     if np.any(frame.n_options < 2):
         raise ConfigError("workload: every question needs at least 2 options")
     max_len = profiles.engine.max_model_len
     z = rng.normal(size=n)
+    verbosity = rng.normal(size=n)
+    factor = model.length_factors(frame.categories)
+    # Accuracy tables hold marginal P(correct) (averaged over questions); the IRT needs the logit at
+    # average difficulty that gives that marginal.
+    b_expert = model.conditional_logit(accuracy)
+    b_aggregator = model.conditional_logit(expit(aggregator_logit))
     gold, n_opt = frame.gold, frame.n_options
     distractor = (gold + rng.integers(1, n_opt)) % n_opt
 
-    # Lengths follow each model's profile distribution exactly; a Gaussian copula on difficulty
-    # makes hard queries long without distorting that marginal. `samples` rows are independent
-    # draws given the difficulty: a model recruited twice for a query writes two different lengths.
-    def lengths(model: str, samples: int = 1) -> np.ndarray:
-        latent = rho * z + np.sqrt(1 - rho * rho) * rng.normal(size=(samples, n))
-        return profiles.model(model).output_for(dataset).ppf(special.ndtr(latent))  # per-dataset lengths
+    # Lengths follow each model's profile distribution (then the category's factor); a Gaussian
+    # copula on difficulty and verbosity makes hard and wordy queries long without distorting that
+    # marginal. `samples` rows are independent draws given the question: a model recruited twice
+    # for a query writes two different lengths.
+    # The category factor is normalised over the questions the model serves: a profile's mean is
+    # the model's mean per prompt it served (the paper's Fig. 1 means are), whichever they were.
+    def lengths(name: str, samples: int = 1, slots: np.ndarray | None = None) -> np.ndarray:
+        latent = model.length * z + model.shared * verbosity + model.noise * rng.normal(size=(samples, n))
+        scale = factor / (np.average(factor, weights=slots) if slots is not None and slots.any() else 1.0)
+        return profiles.model(name).output_for(dataset).ppf(special.ndtr(latent)) * scale  # per-dataset lengths
 
     def wrong_answer(i: int) -> int:
-        if rng.random() < spec.distractor_share:
+        if rng.random() < model.distractor_share:
             return int(distractor[i])
         return int((gold[i] + rng.integers(1, n_opt[i])) % n_opt[i])
 
     # One length row per sample of a model within a query, as many as the most repeated expert
     # needs: routing without repeats draws exactly what it drew before repeats existed.
     repeats = max((int((chosen == j).sum(axis=1).max()) for j in range(len(experts))), default=1)
-    draws = {m: lengths(m, max(repeats, 1)) for m in experts}
+    draws = {m: lengths(m, max(repeats, 1), (chosen == j).sum(axis=1)) for j, m in enumerate(experts)}
     agg_draws = lengths(aggregator)[0]
     queries, outcomes = [], {}
     for i in range(n):
@@ -164,14 +179,14 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
         n_correct = 0
         # Each slot is its own sample: a repeated expert answers (and is right) independently.
         for j, (m, sample) in zip(chosen[i], expert_slots(models)):
-            p = expit(logit(accuracy[i, j]) - spec.difficulty_accuracy * z[i])
+            p = expit(b_expert[i, j] - model.accuracy * z[i])
             correct = rng.random() < p
             n_correct += correct
             ans = int(gold[i]) if correct else wrong_answer(i)
             out = min(int(draws[m][sample - 1, i]), max_len - int(frame.prompt_tokens[i]))
             outcomes[expert_request_id(qid, m, sample)] = Outcome(out, frame.label(ans))
         # The aggregator reads the experts' answers: more correct experts, likelier it is right.
-        p_agg = expit(aggregator_logit[i] - spec.difficulty_accuracy * z[i]
+        p_agg = expit(b_aggregator[i] - model.accuracy * z[i]
                       + spec.aggregator_follow * (n_correct - len(chosen[i]) / 2))
         agg_ans = int(gold[i]) if rng.random() < p_agg else wrong_answer(i)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), frame.label(agg_ans))
@@ -182,10 +197,26 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
                     aggregator=aggregator, outcomes=outcomes, options=options)
 
 
-def check_spec(spec: SyntheticSpec, profiles: ProfileSet, models) -> None:
+COUPLINGS = ("measured", "assumed")
+
+
+def difficulty_model(spec: SyntheticSpec, profiles: ProfileSet, dataset: str | None) -> DifficultyModel:
+    """The dataset's measured coupling from the profiles (or the built-in assumed one, with
+    coupling=assumed: what the modelled workloads used before it was measured), with the
+    workload's overrides."""
+    if spec.coupling not in COUPLINGS:
+        raise ConfigError(f"workload.coupling: '{spec.coupling}' is not one of {list(COUPLINGS)}; 'measured' uses the "
+                          "profile set's per-dataset fit (experiments/fit_difficulty.py), 'assumed' the built-in values")
+    measured = spec.coupling == "measured" and dataset is not None
+    return resolve(profiles.datasets.get(dataset) if measured else None,
+                   spec.difficulty_accuracy, spec.difficulty_length, spec.length_shared, spec.distractor_share)
+
+
+def check_spec(spec: SyntheticSpec, profiles: ProfileSet, models, dataset: str | None = None) -> None:
     if not 1 <= spec.k <= len(EXPERTS):
         raise ConfigError(f"workload.k must be between 1 and {len(EXPERTS)} (got {spec.k})")
     routing_spec(spec)  # clear error on a bad routing / replacement before any work
+    difficulty_model(spec, profiles, dataset)  # and on a bad difficulty coupling
     for m in models:
         profiles.model(m)  # clear error if the profile set lacks a model
 
@@ -211,7 +242,7 @@ def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
     n = preset.n_queries if spec.n_queries is None else spec.n_queries
     if n < 1:
         raise ConfigError(f"workload.n_queries must be >= 1 (got {n})")
-    check_spec(spec, profiles, (*EXPERTS, preset.aggregator))
+    check_spec(spec, profiles, (*EXPERTS, preset.aggregator), preset.name)
 
     rng = np.random.default_rng(seed)
     table = skill_table(preset, spec.skill_spread)
