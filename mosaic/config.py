@@ -63,7 +63,7 @@ class WorkloadConfig:
     questions: Optional[str] = None       # trace kind: test question file in questions_dir
     calibration_questions: Optional[str] = None  # trace kind: calibration file; null = hold out calibration_size
     calibration_size: int = 0
-    calibration_seed: int = 0
+    calibration_seed: int = 0             # calibration answers (questions kind) and split (trace kind): fixed per dataset, not per run
 
 
 @dataclass

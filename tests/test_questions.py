@@ -52,6 +52,15 @@ def test_same_seed_same_routing(qdir, profiles):
     assert [q.experts for q in a.queries] != [q.experts for q in c.queries]
 
 
+def test_calibration_is_drawn_once_per_dataset_not_per_run(qdir, profiles):
+    # Symbolic-MoE profiles its experts on the calibration set once: every run seed sees the same
+    # calibration statistics; calibration_seed picks another draw.
+    a, b = build(cfg(qdir), profiles, seed=4), build(cfg(qdir), profiles, seed=5)
+    assert a.calibration == b.calibration
+    assert a.outcomes != b.outcomes
+    assert build(cfg(qdir, calibration_seed=1), profiles, seed=4).calibration != a.calibration
+
+
 @pytest.mark.parametrize("content, match", [
     ("{not json", "not a readable JSON file"),
     ('{"question": "q"}', "expected a JSON list"),

@@ -10,6 +10,9 @@ questions under the same model, and `router.estimate_skills` turns that into ski
 AIME24's answers are integers 0-999, not letters: gold, expert and aggregator answers are integer
 strings, wrong answers are other integers, and agreement compares those strings.
 
+The calibration answers are drawn once per dataset (`workload.calibration_seed`), not per run: the
+runs' seeds vary the recruiter's draws and the test answers, as re-running Symbolic-MoE would.
+
 The true per-category accuracy comes from the profiles' `accuracy` tables when all six experts'
 profiles have one for the dataset (paper_a100.yaml: assumed overall levels, MMLU-Pro's category
 spread measured on real traces; see experiments/fit_profiles.py), else from the synthetic preset's
@@ -181,13 +184,16 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
         test = QuestionFrame(test.ids[:n], test.categories[:n], test.prompt_tokens[:n], test.gold[:n],
                              test.n_options[:n], test.texts[:n], test.integer_answers)
 
-    rng = np.random.default_rng(seed)
-    # Calibration: every expert answers every train question under the same outcome model.
+    # Calibration: every expert answers every train question under the same outcome model, once per
+    # dataset (its own generator, `calibration_seed`, not the run seed): Symbolic-MoE profiles its
+    # experts on the calibration set once, and every run's recruiter and cost model read that profile.
+    cal_seed = int(cfg.get("calibration_seed", 0))
     train_acc = true_accuracy(dataset, train.categories, spec.skill_spread, profiles)
     all_experts = np.tile(np.arange(len(EXPERTS)), (len(train), 1))
     calib = simulate(train, EXPERTS, train_acc, all_experts, preset.aggregator,
-                     _aggregator_logits(dataset, train_acc, profiles), spec, profiles, rng, "calibration", seed,
-                     dataset=dataset)
+                     _aggregator_logits(dataset, train_acc, profiles), spec, profiles, np.random.default_rng(cal_seed),
+                     "calibration", cal_seed, dataset=dataset)
+    rng = np.random.default_rng(seed)
     correct = np.array([[calib.outcomes[expert_request_id(q, e)].answer == train.label(int(g)) for e in EXPERTS]
                         for q, g in zip(train.ids, train.gold)], dtype=float)
     categories = sorted(set(test.categories) | set(train.categories))
