@@ -12,8 +12,9 @@ every model that answers it:
   questions, s (`shared`) makes some questions long for every model whatever their difficulty.
 * wrong answers: a share (`distractor_share`) falls on one distractor per question, the rest
   uniformly on the wrong options, so two wrong experts agree with probability d^2 + (1 - d^2) / k.
-* category: lengths are scaled by the question's category factor (`category_length`, mean 1 over
-  the categories), so a dataset's long subjects (MMLU-Pro chemistry) are long for every model.
+* category: lengths are scaled by the question's category factor (`category_length`), so a
+  dataset's long subjects (MMLU-Pro chemistry) are long for every model; the workload normalises
+  it over the questions each model serves, so the model's mean per prompt stays its profile's.
 
 The values are measured on real traces by experiments/fit_difficulty.py (mosaic.workload.
 difficulty_fit) and stored per dataset in the profile set's `datasets` section; a workload's
@@ -65,8 +66,8 @@ class DifficultyModel:
         return float(np.sqrt(1.0 - self.length ** 2 - self.shared ** 2))
 
     def length_factors(self, categories) -> np.ndarray:
-        """Per question, its category's length factor, normalised to mean 1 over these questions so a
-        model's mean length stays its profile's (categories the table lacks get 1)."""
+        """Per question, its category's length factor, normalised to mean 1 over these questions
+        (categories the table lacks get 1)."""
         f = np.array([self.category_length.get(c, 1.0) for c in categories], dtype=float)
         return f / f.mean() if len(f) and self.category_length else np.ones(len(f))
 
