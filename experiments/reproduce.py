@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             broken.append("collect failed")
         else:
             for title, cmd in (("shard throughput (Fig. 3b)", ["experiments/shard_throughput.py", "--out", out]),
-                               ("aggregator inversion", ["experiments/aggregator_inversion.py", "--out", out]),
+                               ("stage wall inversion", ["experiments/invert_walls.py", "--out", out]),
                                ("figures", ["experiments/figures.py", "--results", out])):
                 if step(title, [py, *cmd]):
                     broken.append(f"{title} failed")
