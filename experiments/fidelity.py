@@ -40,7 +40,8 @@ def stage(name, requests, order, c, cluster, profiles, workload, sim, real, tp=F
                                     if k in SchedulerParams.__dataclass_fields__})
         plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order,
                                                                workload.calibration,
-                                                               c["scheduler"].get("cost_model", "auto")),
+                                                               c["scheduler"].get("cost_model", "auto"),
+                                                               c["scheduler"].get("shard_cost") or "proportional"),
                         requests, params)
     by_id = {r.id: r for r in requests}
     t = sim.run(plan, by_id, workload.outcomes)

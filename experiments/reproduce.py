@@ -60,6 +60,7 @@ SWEEPS: tuple[Sweep, ...] = (
     Sweep("rr_order_pool", "paper_sweep_rr_pool"),
     Sweep("replacement_false", "paper_sweep_no_replacement"),
     Sweep("coupling_assumed", "paper_sweep_coupling"),
+    Sweep("shard_affine", "paper_sweep_shard"),        # ilp with scheduler.shard_cost=affine (not the paper's)
 )
 SWEEP_ROOT = ROOT / "multirun" / "paper"
 

@@ -45,7 +45,8 @@ def run(cfg: DictConfig) -> RunOutput:
                            **c["backend"].get("options", {}))
     workload = build_workload(wl_cfg, profiles, c["seed"])
     result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
-                          cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp")
+                          cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp",
+                          shard_cost=sch.get("shard_cost") or "proportional")
     aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
     s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
     s["settings"] = run_settings(c)

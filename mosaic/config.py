@@ -23,6 +23,9 @@ class SchedulerConfig:
     solver_seed: int = 0          # HiGHS random_seed
     rr_order: str = "first_seen"  # round robin: first_seen (the paper's) | pool (fixed model order)
     cost_model: str = "auto"    # T_m predictor: auto | regression | analytic (mosaic/costs.py)
+    # How T_m splits over replicas: proportional (the paper's tau_m = T_m / N_m) | affine (each
+    # replica also pays the session's fixed tail; mosaic/costs.py)
+    shard_cost: str = "proportional"
 
 
 @dataclass

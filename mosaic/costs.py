@@ -13,6 +13,14 @@ Two predictors (`cost_model`):
   alone. Lengths: the profile's shape rescaled to the calibration mean.
 * "auto" (default): the regression where the model's profile has a fit (and the session runs on
   one GPU), else the analytic formula.
+
+How T_m splits over replicas (`shard_cost`):
+* "proportional" (default, the paper's): a replica serving x of the N_m requests costs T_m x / N_m.
+* "affine": it costs f_m + (T_m - f_m) x / N_m, the chord of the predictor's own T_m(x) between the
+  smallest share the cluster allows (N_m / workers) and N_m. A session's longest request decodes
+  alone at the end whatever the share, so T_m(x) is concave and a proportional split of a long-tailed
+  reasoning model's T_m over-promises what replication gains (results/README.md: GPQA's ILP plan is
+  predicted at half its simulated wall). Not the paper's formulation: an option, and a variant.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
 
 
 COST_MODELS = ("auto", "regression", "analytic")
+SHARD_COSTS = ("proportional", "affine")
 
 
 def calibrated_lengths(model: ModelProfile, stats: LengthStats | None) -> LengthDistribution:
@@ -90,6 +99,17 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
     return fit.predict(n, mean, max_out, mean_prompt, n_cal)
 
 
+def fixed_session_s(session_at, n: int, n_workers: int) -> float:
+    """f_m for shard_cost=affine: the intercept of the chord of T_m(x) (session_at) between
+    x = ceil(n / n_workers) and x = n, within [0, T_m(n)]; 0 when the model cannot be split."""
+    small = max(1, math.ceil(n / max(1, n_workers)))
+    if n <= small:
+        return 0.0
+    whole, part = session_at(n), session_at(small)
+    slope = (whole - part) / (n - small)
+    return min(max(0.0, whole - slope * n), whole)
+
+
 def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster) -> frozenset[int]:
     """Workers that hold the weights plus at least one full-length sequence of KV cache."""
     return frozenset(w.id for w in cluster.workers
@@ -99,9 +119,11 @@ def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster
 def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                   profiles: ProfileSet, model_order: Iterable[str] = (),
                   calibration: Mapping[str, LengthStats] | None = None,
-                  cost_model: str = "auto") -> StageProblem:
+                  cost_model: str = "auto", shard_cost: str = "proportional") -> StageProblem:
     """The stage as the scheduler sees it. calibration: per-model statistics of the calibration
     split (Workload.calibration); a model without them is costed from its profile alone."""
+    if shard_cost not in SHARD_COSTS:
+        raise ConfigError(f"scheduler.shard_cost: '{shard_cost}' is not one of {list(SHARD_COSTS)}")
     calibration = calibration or {}
     by_model: dict[str, list[Request]] = defaultdict(list)
     first_seen: dict[str, int] = {}
@@ -123,12 +145,17 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                 f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
         reqs = by_model[name]
         mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
+
+        def session_at(n: int, prof=prof, mean_prompt=mean_prompt, stats=calibration.get(name)) -> float:
+            return session_estimate(prof, profiles.engine, memory, n, mean_prompt, stats, cost_model)
+
         demands.append(ModelDemand(
             model=name,
             request_ids=tuple(r.id for r in reqs),
             load_s=prof.load_time_s + prof.unload_time_s,  # every session pays both
-            session_s=session_estimate(prof, profiles.engine, memory, len(reqs), mean_prompt,
-                                       calibration.get(name), cost_model),
+            session_s=session_at(len(reqs)),
             first_seen=first_seen[name],
+            fixed_s=(fixed_session_s(session_at, len(reqs), len(fits[name]))
+                     if shard_cost == "affine" else 0.0),
         ))
     return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

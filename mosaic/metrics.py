@@ -110,4 +110,5 @@ def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
             "routing": wl.get("routing") or PAPER_SETTINGS["routing"],
             "replacement": PAPER_SETTINGS["replacement"] if replacement is None else bool(replacement),
             "placement": agg.get("placement") or PAPER_SETTINGS["placement"],
-            "coupling": wl.get("coupling") or PAPER_SETTINGS["coupling"]}
+            "coupling": wl.get("coupling") or PAPER_SETTINGS["coupling"],
+            "shard_cost": sch.get("shard_cost") or PAPER_SETTINGS["shard_cost"]}

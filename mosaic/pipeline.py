@@ -49,9 +49,10 @@ class PipelineResult:
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
               params: SchedulerParams, backend: Backend, cluster: Cluster, profiles: ProfileSet,
-              workload: Workload, cost_model: str = "auto") -> StageResult:
+              workload: Workload, cost_model: str = "auto", shard_cost: str = "proportional") -> StageResult:
     # Costs from the workload's calibration split only, never its outcomes (mosaic/costs.py).
-    problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration, cost_model)
+    problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
+                            cost_model, shard_cost)
     plan = schedule(scheduler, problem, requests, params)
     return execute(problem, plan, requests, backend, workload)
 
@@ -103,7 +104,7 @@ def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[st
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,
                  params: SchedulerParams, backend: Backend, policy: AggregationPolicy,
                  cost_model: str = "auto",
-                 placement: str = "tp") -> PipelineResult:
+                 placement: str = "tp", shard_cost: str = "proportional") -> PipelineResult:
     if not workload.queries:
         raise ConfigError("workload: no queries to run")
     if placement not in PLACEMENTS:
@@ -111,7 +112,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     if placement == "tp" and cluster.n > 1:  # before the expert stage, not after it
         profiles.engine.tp().speedup(cluster.n)
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
-                       scheduler, params, backend, cluster, profiles, workload, cost_model)
+                       scheduler, params, backend, cluster, profiles, workload, cost_model, shard_cost)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
     for r in expert.trace.requests:
         answers[r.query_id].append(r.answer)
@@ -124,7 +125,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
                                   profiles, workload)
     else:
         aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
-                               backend, cluster, profiles, workload, cost_model)
+                               backend, cluster, profiles, workload, cost_model, shard_cost)
     agg = {r.query_id: r for r in aggregator.trace.requests}
     # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
     # majority, if there is one.

@@ -14,14 +14,22 @@ class ModelDemand:
     load_s: float                  # l_m
     session_s: float               # T_m: predicted wall time of one session serving all N_m requests
     first_seen: int                # position of the model's first request in the stream
+    # The part of T_m every replica pays whatever its share (its longest request decoding alone):
+    # 0 in the paper's proportional split, where a replica serving x requests costs l_m + tau_m x.
+    fixed_s: float = 0.0
 
     @property
     def n(self) -> int:
         return len(self.request_ids)
 
     @property
-    def per_request_s(self) -> float:  # tau_m = T_m / N_m
-        return self.session_s / self.n if self.n else 0.0
+    def per_request_s(self) -> float:  # tau_m = (T_m - fixed) / N_m; the paper's T_m / N_m
+        return (self.session_s - self.fixed_s) / self.n if self.n else 0.0
+
+    @property
+    def overhead_s(self) -> float:
+        """What each replica pays before its requests: the load, plus the fixed part of T_m."""
+        return self.load_s + self.fixed_s
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from typing import Any, Iterable
 
 # The paper's experiment: a run's `settings` (summary.json) differ from these only in a variant.
 PAPER_SETTINGS: dict[str, Any] = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True,
-                                  "placement": "tp", "coupling": "measured"}
-# Settings only one policy reads; the rest change every policy's run.
-POLICY_SETTINGS = {"K": {"ilp"}, "rr_order": {"round_robin"}}
+                                  "placement": "tp", "coupling": "measured", "shard_cost": "proportional"}
+# Settings only one policy's plan reads; the rest change every policy's run.
+POLICY_SETTINGS = {"K": {"ilp"}, "rr_order": {"round_robin"}, "shard_cost": {"ilp"}}
 BASELINE, MOSAIC = ("round_robin", "always"), "ilp"
 TAUS = ("tau067", "tau1")   # headline first
 

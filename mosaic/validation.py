@@ -11,6 +11,7 @@ import math
 from typing import Any, Mapping
 
 from mosaic.aggregation import AggregationPolicy
+from mosaic.costs import COST_MODELS, SHARD_COSTS
 from mosaic.errors import ConfigError
 
 # Workload fields read by the synthetic and question generators and the routers: name -> (lowest
@@ -52,5 +53,9 @@ def validate(c: Mapping[str, Any]) -> AggregationPolicy:
     memory = (c.get("cluster") or {}).get("memory_gib")
     if _number(memory) and not math.isfinite(memory):
         raise ConfigError(f"cluster.memory_gib must be finite (got {memory!r}); set it to the GPU memory in GiB")
+    sch = c.get("scheduler") or {}
+    for name, choices in (("cost_model", COST_MODELS), ("shard_cost", SHARD_COSTS)):
+        if name in sch and sch[name] not in choices:
+            raise ConfigError(f"scheduler.{name}: '{sch[name]}' is not one of {list(choices)}")
     agg = c.get("aggregation") or {}
     return AggregationPolicy(agg.get("policy", "threshold"), agg.get("tau"))

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from mosaic.cluster import Cluster
-from mosaic.costs import build_problem, session_estimate
+from mosaic.costs import build_problem, fixed_session_s, session_estimate
 from mosaic.errors import ConfigError
 from mosaic.profiles import load_profiles
 from mosaic.workload.build import build_workload
@@ -105,3 +105,58 @@ def test_cost_model_is_a_config_field():
 
     with pytest.raises(ConfigError, match="scheduler.cost_model"):
         run(config("scheduler.cost_model=magic", "workload=synth_small"))
+
+
+# ------------------------------------------------------------------ shard_cost=affine
+
+def test_fixed_part_is_the_chord_intercept():
+    # An affine T(x) = 100 + 2x is its own chord: the fixed part is exactly 100.
+    assert fixed_session_s(lambda n: 100 + 2 * n, 400, 4) == pytest.approx(100.0)
+    # Concave T(x) = 10 sqrt(x), n = 400 over 4 workers: chord from x = 100 (T = 100) to 400 (T = 200),
+    # slope 1/3, intercept 200 - 400/3.
+    assert fixed_session_s(lambda n: 10 * n ** 0.5, 400, 4) == pytest.approx(200 - 400 / 3)
+    # Proportional T has no fixed part; a model that cannot be split has none either.
+    assert fixed_session_s(lambda n: 3.0 * n, 400, 4) == pytest.approx(0.0, abs=1e-9)
+    assert fixed_session_s(lambda n: 100 + 2 * n, 1, 4) == 0.0
+    assert fixed_session_s(lambda n: 100 + 2 * n, 400, 1) == 0.0
+    # Clipped to [0, T(n)]: a convex T would give a negative intercept.
+    assert fixed_session_s(lambda n: n * n, 400, 4) == 0.0
+
+
+def test_affine_shard_cost_keeps_t_m_and_moves_its_fixed_part_to_each_replica(paper):
+    w = build_workload(WORKLOADS["synthetic"], paper, 0)
+    reqs = w.expert_requests()
+    prop = build_problem("expert", reqs, CLUSTER, paper, w.expert_models, w.calibration)
+    aff = build_problem("expert", reqs, CLUSTER, paper, w.expert_models, w.calibration, "auto", "affine")
+    assert all(d.fixed_s == 0.0 for d in prop.models)
+    for p, a in zip(prop.models, aff.models):
+        assert a.session_s == p.session_s and a.load_s == p.load_s   # one replica costs what it did
+        assert a.overhead_s + a.per_request_s * a.n == pytest.approx(p.load_s + p.session_s)
+        stats = w.calibration[a.model]
+        prompt = sum(r.prompt_tokens for r in reqs if r.model == a.model) / a.n
+        small = -(-a.n // CLUSTER.n)
+        t_small = session_estimate(paper.model(a.model), paper.engine, 80.0, small, prompt, stats)
+        # The chord through (n/N, T(n/N)): a replica with the smallest share is costed at T(n/N).
+        assert a.fixed_s + a.per_request_s * small == pytest.approx(t_small, rel=1e-9)
+    reasoning = [a for a in aff.models if a.model in ("LlamaR1", "QwenR1")]
+    assert reasoning and all(a.fixed_s > 0 for a in reasoning)   # their longest trace decodes alone
+
+
+def test_shard_cost_is_a_config_field():
+    from mosaic.app import run
+    from tests.helpers import config
+
+    with pytest.raises(ConfigError, match=r"scheduler.shard_cost: 'linear' is not one of \['proportional', 'affine'\]"):
+        run(config("scheduler.shard_cost=linear", "workload=synth_small"))
+    with pytest.raises(ConfigError, match="scheduler.shard_cost"):
+        build_problem("expert", [], CLUSTER, load_profiles("paper_a100"), shard_cost="magic")
+
+
+def test_an_affine_run_records_its_setting_and_answers_every_request():
+    from mosaic.app import run
+    from tests.helpers import config
+
+    out = run(config("scheduler=ilp", "scheduler.shard_cost=affine", "workload=synth_small"))
+    assert out.summary["settings"]["shard_cost"] == "affine"
+    assert out.summary["n_failed_requests"] == 0
+    assert out.summary["n_expert_requests"] == len(out.result.expert.trace.requests) > 0

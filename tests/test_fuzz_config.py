@@ -42,6 +42,7 @@ INVALID = {
     "cluster.memory_gib": st.sampled_from([0.0, -10.0, math.inf, math.nan]),
     "scheduler.max_models_per_worker": st.integers(-1, 0),
     "scheduler.replication_cap": st.integers(-1, 0),
+    "scheduler.shard_cost": st.just("linear"),
     "aggregation.tau": st.none(),   # replaced below by a value the drawn policy refuses
 }
 
@@ -64,6 +65,7 @@ def configs(draw):
         "scheduler.max_models_per_worker": draw(optional(st.integers(1, 4))),
         "scheduler.replication_cap": draw(optional(st.integers(1, 5))),
         "scheduler.rr_order": draw(st.sampled_from(["first_seen", "pool"])),
+        "scheduler.shard_cost": draw(st.sampled_from(["proportional", "affine"])),
         "aggregation": draw(st.sampled_from(["tau1", "tau067", "always"])),
         "aggregation.placement": draw(st.sampled_from(["tp", "scheduled"])),
         "seed": draw(st.integers(0, 2**32)),

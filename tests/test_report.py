@@ -158,17 +158,20 @@ def test_variant_counts_only_the_settings_a_policy_reads():
     assert report.variant_of(run("ilp", rr_order="pool")) == ()           # the ILP does not read the RR order
     assert report.variant_of(run("round_robin", rr_order="pool")) == (("rr_order", "pool"),)
     assert report.variant_of(run("ilp", routing="paper_table3")) == (("routing", "paper_table3"),)
+    assert report.variant_of(run("round_robin", shard_cost="affine")) == ()   # RR's plan ignores costs
+    assert report.variant_of(run("ilp", routing="paper_table3", shard_cost="affine")) == (
+        ("routing", "paper_table3"), ("shard_cost", "affine"))
     assert report.variant_of({"scheduler": "ilp"}) == ()                   # written before settings existed
     assert report.variant_label((("K", None), ("replacement", False))) == "K=none, replacement=false"
 
 
 def test_run_settings_defaults_and_overrides():
     assert run_settings({}) == {**report.PAPER_SETTINGS, "K": None}
-    s = run_settings({"scheduler": {"max_models_per_worker": 3, "rr_order": "pool"},
+    s = run_settings({"scheduler": {"max_models_per_worker": 3, "rr_order": "pool", "shard_cost": "affine"},
                       "workload": {"routing": "paper_table3", "replacement": False, "coupling": "assumed"},
                       "aggregation": {"placement": "scheduled"}})
     assert s == {"K": 3, "rr_order": "pool", "routing": "paper_table3", "replacement": False, "placement": "scheduled",
-                 "coupling": "assumed"}
+                 "coupling": "assumed", "shard_cost": "affine"}
 
 
 @pytest.mark.parametrize("metric,sim,paper,within", [

@@ -325,6 +325,27 @@ def test_ilp_known_optimum():
     assert plan1.predicted_makespan_s == pytest.approx(10.0, rel=1e-6)
 
 
+
+def test_ilp_with_a_fixed_session_part_replicates_only_when_it_pays():
+    # a: 100 requests, l = 10 s, T = 200 s; b: 10 requests, l = 10 s, T = 20 s; 2 workers.
+    # Proportional (the paper's): tau_a = 2 s. a split 42/58 with b beside the 42:
+    # max(10 + 84 + 10 + 20, 10 + 116) = 126 s, better than a alone (210 s).
+    problem = make_problem([(100, 10.0, 200.0), (10, 10.0, 20.0)], 2)
+    plan = schedule("ilp", problem, requests_for(problem))
+    assert plan.predicted_makespan_s == pytest.approx(126.0, rel=1e-6)
+    assert len(placement(plan)["m0"]) == 2
+    # Affine, 180 s of a's T fixed per replica: a replica costs 10 + 180 + 0.2 x, so two replicas
+    # cost at least 190 + 30 (b) + ... > 210 = a alone; a stays on one worker, b on the other.
+    fixed = replace(problem, models=(replace(problem.models[0], fixed_s=180.0), problem.models[1]))
+    assert fixed.models[0].per_request_s == pytest.approx(0.2)
+    plan = schedule("ilp", fixed, requests_for(fixed))
+    assert plan.predicted_makespan_s == pytest.approx(210.0, rel=1e-6)
+    assert len(placement(plan)["m0"]) == 1 and placement(plan)["m0"] != placement(plan)["m1"]
+    # Greedy and the bound price the fixed part the same way.
+    caps = replication_caps(fixed, SchedulerParams())
+    assert makespan(fixed, greedy_counts(fixed, caps, 2)) >= 210.0 - 1e-9
+    assert lower_bound(fixed, caps) <= 210.0 + 1e-9
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems(min_models=2, max_models=3, min_workers=2, max_workers=3, max_requests=4),
        data=st.data())

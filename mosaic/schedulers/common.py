@@ -31,7 +31,7 @@ def make_plan(problem: StageProblem, policy: str,
     """assignment: worker -> ordered [(model, request ids)]. Empty sessions are dropped: loading a
     model with nothing to run only costs time."""
     tau = {d.model: d.per_request_s for d in problem.models}
-    load = {d.model: d.load_s for d in problem.models}
+    load = {d.model: d.overhead_s for d in problem.models}
     workers = []
     for w in range(problem.n_workers):
         sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)

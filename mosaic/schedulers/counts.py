@@ -10,12 +10,12 @@ Counts = dict[str, dict[int, int]]   # model -> worker -> requests; workers abse
 
 
 def worker_loads(problem: StageProblem, counts: Counts) -> list[float]:
-    """Per worker: l_m for every model it loads plus tau_m per request, as make_plan predicts."""
+    """Per worker: l_m (+ fixed) for every model it loads plus tau_m per request, as make_plan predicts."""
     loads = [0.0] * problem.n_workers
     for d in problem.models:
         for w, x in counts.get(d.model, {}).items():
             if x > 0:
-                loads[w] += d.load_s + d.per_request_s * x
+                loads[w] += d.overhead_s + d.per_request_s * x
     return loads
 
 

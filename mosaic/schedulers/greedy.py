@@ -1,7 +1,7 @@
 """A replicating greedy for the ILP's problem: the ILP's warm start and its floor.
 
 1. Replicas: starting from one per model, repeatedly give the model with the longest per-replica
-   time l_m + T_m / r_m one more replica (within R_m and the K*N worker slots).
+   time l_m + f_m + (T_m - f_m) / r_m one more replica (within R_m and the K*N worker slots).
 2. Placement, for every replica vector on that path: replicas as shards with even request counts,
    longest first, each to the least loaded worker that fits the model, does not hold it yet and
    has fewer than K models.
@@ -26,7 +26,7 @@ def replica_path(problem: StageProblem, caps: dict[str, int], k: int) -> list[di
     r = {d.model: 1 for d in active}
     path = [r]
     for _ in range(k * problem.n_workers - len(active)):
-        worst = max(active, key=lambda d: d.load_s + d.session_s / r[d.model])
+        worst = max(active, key=lambda d: d.overhead_s + (d.session_s - d.fixed_s) / r[d.model])
         if r[worst.model] >= caps[worst.model]:
             break
         r = {**r, worst.model: r[worst.model] + 1}
@@ -40,7 +40,7 @@ def _place(problem: StageProblem, r: dict[str, int], k: int) -> Counts | None:
         if not d.n:
             continue
         for x in even_counts(d.n, list(range(r[d.model]))).values():
-            shards.append((d.load_s + d.per_request_s * x, i, d, x))
+            shards.append((d.overhead_s + d.per_request_s * x, i, d, x))
     shards.sort(key=lambda s: (-s[0], s[1]))
     load = [0.0] * problem.n_workers
     held: list[set[str]] = [set() for _ in range(problem.n_workers)]

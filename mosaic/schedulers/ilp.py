@@ -3,6 +3,9 @@
 min C  s.t.  sum_n X[m,n] = N_m;  X[m,n] <= N_m Y[m,n];  1 <= sum_n Y[m,n] <= R_m;
              sum_m Y[m,n] <= K;   C >= sum_m l_m Y[m,n] + tau_m X[m,n]   for every worker n.
 
+With `scheduler.shard_cost=affine` (not the paper's) l_m becomes l_m + f_m, the part of T_m each
+replica pays whatever its share (mosaic/costs.py), and tau_m = (T_m - f_m) / N_m.
+
 Reproducible by construction: HiGHS runs single-threaded with a fixed seed and stops at a node
 limit (a count of work, not of seconds), so the plan is the same on an idle or a loaded machine;
 the wall-clock limit is only a safety net and says so when it binds. The search starts from a
@@ -82,7 +85,7 @@ def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteM
         1, sum(b.Y[m, w] for w in b.W), caps[m]))
     mdl.per_worker = pyo.Constraint(mdl.W, rule=lambda b, w: sum(b.Y[m, w] for m in b.M) <= k)
     mdl.makespan = pyo.Constraint(mdl.W, rule=lambda b, w: b.C >= sum(
-        d_of[m].load_s * b.Y[m, w] + d_of[m].per_request_s * b.X[m, w] for m in b.M))
+        d_of[m].overhead_s * b.Y[m, w] + d_of[m].per_request_s * b.X[m, w] for m in b.M))
     mdl.obj = pyo.Objective(expr=mdl.C, sense=pyo.minimize)
     return mdl
 
@@ -143,7 +146,7 @@ def ilp(problem: StageProblem, params: SchedulerParams) -> Plan:
 def lower_bound(problem: StageProblem, caps: dict[str, int]) -> float:
     """A bound no plan beats: all work spread evenly (each model loaded once), and each model's
     busiest replica when it is spread as widely as R_m allows."""
-    each = [d.load_s + d.per_request_s * math.ceil(d.n / caps[d.model]) for d in problem.models if d.n]
+    each = [d.overhead_s + d.per_request_s * math.ceil(d.n / caps[d.model]) for d in problem.models if d.n]
     return max([problem.lower_bound_s] + each)
 
 
