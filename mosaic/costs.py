@@ -44,6 +44,13 @@ COST_MODELS = ("auto", "regression", "analytic")
 SHARD_COSTS = ("proportional", "affine")
 
 
+def check_choice(field: str, value: str, choices: Sequence[str]) -> None:
+    """One of the scheduler's cost settings (COST_MODELS, SHARD_COSTS); checked where a run starts
+    (mosaic/validation.py) and again wherever costs are computed, with the same message."""
+    if value not in choices:
+        raise ConfigError(f"scheduler.{field}: '{value}' is not one of {list(choices)}")
+
+
 def calibrated_lengths(model: ModelProfile, stats: LengthStats | None) -> LengthDistribution:
     """The profile's length shape at the calibration mean (the profile's own without statistics)."""
     if stats is None:
@@ -80,8 +87,7 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
                      mean_prompt: float, stats: LengthStats | None, cost_model: str = "auto",
                      tp: int = 1) -> float:
     """T_m by the chosen predictor (see the module docstring)."""
-    if cost_model not in COST_MODELS:
-        raise ConfigError(f"scheduler.cost_model: '{cost_model}' is not one of {list(COST_MODELS)}")
+    check_choice("cost_model", cost_model, COST_MODELS)
     fit = model.session_fit
     if cost_model == "analytic" or (cost_model == "auto" and (fit is None or tp != 1)):
         return predict_session_s(model, engine, memory_gib, n, mean_prompt, tp, stats)
@@ -122,8 +128,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                   cost_model: str = "auto", shard_cost: str = "proportional") -> StageProblem:
     """The stage as the scheduler sees it. calibration: per-model statistics of the calibration
     split (Workload.calibration); a model without them is costed from its profile alone."""
-    if shard_cost not in SHARD_COSTS:
-        raise ConfigError(f"scheduler.shard_cost: '{shard_cost}' is not one of {list(SHARD_COSTS)}")
+    check_choice("shard_cost", shard_cost, SHARD_COSTS)
     calibration = calibration or {}
     by_model: dict[str, list[Request]] = defaultdict(list)
     first_seen: dict[str, int] = {}

@@ -11,7 +11,7 @@ import math
 from typing import Any, Mapping
 
 from mosaic.aggregation import AggregationPolicy
-from mosaic.costs import COST_MODELS, SHARD_COSTS
+from mosaic.costs import COST_MODELS, SHARD_COSTS, check_choice
 from mosaic.errors import ConfigError
 
 # Workload fields read by the synthetic and question generators and the routers: name -> (lowest
@@ -55,7 +55,7 @@ def validate(c: Mapping[str, Any]) -> AggregationPolicy:
         raise ConfigError(f"cluster.memory_gib must be finite (got {memory!r}); set it to the GPU memory in GiB")
     sch = c.get("scheduler") or {}
     for name, choices in (("cost_model", COST_MODELS), ("shard_cost", SHARD_COSTS)):
-        if name in sch and sch[name] not in choices:
-            raise ConfigError(f"scheduler.{name}: '{sch[name]}' is not one of {list(choices)}")
+        if name in sch:
+            check_choice(name, sch[name], choices)
     agg = c.get("aggregation") or {}
     return AggregationPolicy(agg.get("policy", "threshold"), agg.get("tau"))

@@ -325,7 +325,6 @@ def test_ilp_known_optimum():
     assert plan1.predicted_makespan_s == pytest.approx(10.0, rel=1e-6)
 
 
-
 def test_ilp_with_a_fixed_session_part_replicates_only_when_it_pays():
     # a: 100 requests, l = 10 s, T = 200 s; b: 10 requests, l = 10 s, T = 20 s; 2 workers.
     # Proportional (the paper's): tau_a = 2 s. a split 42/58 with b beside the 42:
@@ -345,6 +344,7 @@ def test_ilp_with_a_fixed_session_part_replicates_only_when_it_pays():
     caps = replication_caps(fixed, SchedulerParams())
     assert makespan(fixed, greedy_counts(fixed, caps, 2)) >= 210.0 - 1e-9
     assert lower_bound(fixed, caps) <= 210.0 + 1e-9
+
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems(min_models=2, max_models=3, min_workers=2, max_workers=3, max_requests=4),
