@@ -1,6 +1,5 @@
 """The main command as a user runs it."""
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -83,15 +82,20 @@ VLLM_ARGS = ("backend=vllm", "models=paper", "backend.options.device=cpu", "work
              "scheduler=fifo", "aggregation.placement=scheduled")
 
 
-def fake_vllm_env(**extra):
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FAKE_VLLM, os.environ.get("PYTHONPATH")])),
+def env_with_path(first: str, **extra):
+    """This process's environment with `first` ahead of PYTHONPATH, for a child process."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [first, os.environ.get("PYTHONPATH")])),
             **extra}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def fake_vllm_env(**extra):
+    return env_with_path(FAKE_VLLM, **extra)
+
+
 def test_vllm_not_installed_fails_up_front(tmp_path):
     t0 = time.monotonic()
-    p = cli("backend=vllm", "models=tiny", "workload=smoke", "cluster=cpu2", f"hydra.run.dir={tmp_path}")
+    p = cli("backend=vllm", "models=tiny", "workload=smoke", "cluster=cpu2", f"hydra.run.dir={tmp_path}",
+            env=env_with_path(str(ROOT / "tests" / "no_vllm")))
     assert p.returncode == 2
     assert "vLLM is not installed" in p.stderr and "bash scripts/install_vllm_cpu.sh" in p.stderr
     assert "pip install -e '.[vllm]'" in p.stderr and "Traceback" not in p.stderr
