@@ -1,6 +1,5 @@
 """Calibration statistics per workload kind: measured on the calibration (train) split only."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from mosaic.workload.build import build_workload
 from mosaic.workload.calibration import CALIBRATION_SIZES, length_stats
 from mosaic.workload.traces import read_questions, read_trace
 from mosaic.workload.types import Workload
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.helpers import SHARED_DATA as DATA, needs_shared
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +17,7 @@ def paper():
     return load_profiles("paper_a100")
 
 
+@needs_shared
 def test_calibration_sizes_are_the_train_files():
     for ds, name in {"mmlu_pro": "MMLU_Pro", "medmcqa": "MedMCQA", "gpqa": "GPQA", "aime24": "AIME24"}.items():
         assert CALIBRATION_SIZES[ds] == len(json.loads((DATA / "questions" / f"{name}_train.json").read_text()))
@@ -39,6 +38,7 @@ def test_synthetic_calibration_is_a_separate_seeded_draw(paper, preset):
         assert a.calibration["LlamaR1"].mean_output < gpqa.calibration["LlamaR1"].mean_output
 
 
+@needs_shared
 def test_question_calibration_is_the_simulated_train_answers(paper):
     w = build_workload({"kind": "questions", "dataset": "gpqa"}, paper, 0)
     for m in w.expert_models:
@@ -49,6 +49,7 @@ def test_question_calibration_is_the_simulated_train_answers(paper):
     assert w.calibration["LlamaR1"].max_output != max(test)
 
 
+@needs_shared
 def test_trace_calibration_is_the_recorded_train_outputs(paper):
     name = "Meta-Llama-3_1-8B-Instruct"
     cfg = {"kind": "trace", "dataset": "mmlu_pro", "questions": "MMLU_Pro_test.json",

@@ -9,6 +9,7 @@ from mosaic.errors import ConfigError
 from mosaic.profiles import load_profiles
 from mosaic.workload.build import build_workload
 from mosaic.workload.types import LengthStats, Outcome
+from tests.helpers import needs_shared
 
 CLUSTER = Cluster.uniform(4, 80.0)
 WORKLOADS = {
@@ -28,7 +29,8 @@ def paper():
     return load_profiles("paper_a100")
 
 
-@pytest.fixture(scope="module", params=sorted(WORKLOADS))
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=() if k == "synthetic" else needs_shared)
+                                        for k in sorted(WORKLOADS)])
 def workload(request, paper):
     return build_workload(WORKLOADS[request.param], paper, 0)
 
