@@ -4,6 +4,7 @@ import pytest
 
 from mosaic.errors import ConfigError
 from mosaic.workload.difficulty_fit import Draws, distractor_share, fit, fit_discrimination, simulate, triple_stats
+from tests.helpers import SHARED_DATA as DATA, needs_shared
 
 
 def test_triple_stats_by_hand():
@@ -57,10 +58,7 @@ def test_fit_rejects_mismatched_inputs():
         fit(np.zeros((1, 5)), [[None] * 5], np.ones((1, 5)), np.full(5, 4), np.zeros(5))
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.mark.skipif(not (DATA / "traces").is_dir(), reason="needs ../shared/data")
+@needs_shared
 def test_committed_medmcqa_coupling_is_what_the_fit_script_measures():
     import importlib.util
     import sys

@@ -1,7 +1,6 @@
 """Question-set loader and calibration-set router."""
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,9 @@ import pytest
 from mosaic.errors import ConfigError
 from mosaic.workload.questions import build, load_questions
 from mosaic.workload.router import estimate_skills
+from tests.helpers import SHARED_DATA, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "questions"
+SHARED = SHARED_DATA / "questions"
 
 
 def write_set(tmp_path, name, n, category=True):
@@ -100,7 +100,7 @@ def test_skill_estimation_rejects_expert_without_answers():
         estimate_skills(["a"], np.array([[1.0, np.nan]]), ["a"])
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+@needs_shared
 def test_real_medmcqa_routing_is_skewed_and_deterministic(profiles):
     c = {"kind": "questions", "dataset": "medmcqa", "questions_dir": str(SHARED), "name": "medmcqa"}
     w = build(c, profiles, seed=0)

@@ -1,7 +1,6 @@
 """Recruitment with replacement, repeated-expert request ids, Table-3 routing, and repeats end to end."""
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from mosaic.workload.slots import repeat_share, router_vs_table3, slot_counts, t
 from mosaic.workload.synthetic import EXPERTS, SyntheticSpec, generate
 from mosaic.workload.types import Outcome, Query, Workload, expert_request_id, expert_slots
 from sim.backend import SimBackend
+from tests.helpers import SHARED_DATA, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "questions"
+SHARED = SHARED_DATA / "questions"
 
 
 # ---------------------------------------------------------------- request ids
@@ -190,7 +190,7 @@ def test_aggregator_prompt_includes_every_sample():
 
 # ---------------------------------------------------------------- real question sets
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+@needs_shared
 def test_router_vs_table3_on_the_real_question_sets():
     rows = router_vs_table3(questions_dir=str(SHARED), datasets=("gpqa",))
     assert [r["model"] for r in rows] == list(EXPERTS)
@@ -200,7 +200,7 @@ def test_router_vs_table3_on_the_real_question_sets():
     assert all(r["slots"] == r["paper_slots"] for r in table3)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+@needs_shared
 def test_aime24_workload_has_integer_answers(profiles):
     from mosaic.workload.questions import build
     w = build({"kind": "questions", "dataset": "aime24", "questions_dir": str(SHARED), "name": "aime24"},

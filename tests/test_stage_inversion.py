@@ -12,9 +12,10 @@ from mosaic.pipeline import run_tp_stage
 from mosaic.profiles import load_profiles
 from mosaic.stage_inversion import OK, UNREACHABLE_HIGH, UNREACHABLE_LOW, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request, Workload
+from tests.helpers import SHARED_DATA, needs_shared
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "questions"
+SHARED = SHARED_DATA / "questions"
 
 
 def test_bisection_finds_the_factor_of_a_known_wall():
@@ -70,7 +71,7 @@ def script():
     return mod
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+@needs_shared
 def test_script_inverts_both_aggregator_walls_of_a_paper_dataset(script):
     rows = script.aggregator_rows("gpqa")
     by = {r["arm"]: r for r in rows}
@@ -84,7 +85,7 @@ def test_script_inverts_both_aggregator_walls_of_a_paper_dataset(script):
     assert "speedup at the paper's skip count" in script.render(rows, [])
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
+@needs_shared
 def test_script_inverts_each_arms_expert_wall_with_its_own_plan(script):
     rows = script.expert_rows("gpqa")
     assert [r["arm"] for r in rows] == ["baseline", "mosaic"]

@@ -16,9 +16,8 @@ from mosaic.workload.quality import DataReport
 from mosaic.workload.tokens import estimate_tokens
 from mosaic.workload.traces import read_mmlu_pro_zip, read_trace, trace_stats
 from mosaic.workload.types import Workload
-from tests.helpers import config
+from tests.helpers import SHARED_DATA as DATA, config, needs_shared
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LETTERS = "ABCD"
 MEMBER = "model_outputs.json"
 
@@ -211,7 +210,7 @@ def test_empty_trace_question_and_calibration_files(tmp_path, profiles):
 # ---------------------------------------------------------------- the real traces
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "traces" / "mmlu_pro").is_dir(), reason="real traces not present")
+@needs_shared
 def test_real_mmlu_pro_traces_report_what_they_contain():
     c = OmegaConf.to_container(config("workload=trace_mmlu_pro"), resolve=True)["workload"]
     r = build_workload(c, load_profiles(c["profiles"]), 0).data_report

@@ -12,8 +12,8 @@ from mosaic.workload import traces
 from mosaic.workload.traces import (build, normalise, question_key, read_medagents_json, read_mmlu_pro_zip,
                                     read_trace)
 from mosaic.workload.types import aggregator_request_id, expert_request_id, expert_slots
+from tests.helpers import SHARED_DATA as DATA, needs_shared
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LETTERS = "ABCD"
 
 
@@ -225,7 +225,7 @@ def test_bad_config_is_a_clear_error(tmp_path, profiles, change, match):
 
 # ---------------------------------------------------------------- real data
 
-@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is absent")
+@needs_shared
 def test_real_mmlu_pro_trace_workload():
     import yaml
 
