@@ -105,14 +105,14 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
     return fit.predict(n, mean, max_out, mean_prompt, n_cal)
 
 
-def fixed_session_s(session_at, n: int, n_workers: int) -> float:
+def fixed_session_s(session_at, n: int, n_workers: int, whole: float) -> float:
     """f_m for shard_cost=affine: the intercept of the chord of T_m(x) (session_at) between
-    x = ceil(n / n_workers) and x = n, within [0, T_m(n)]; 0 when the model cannot be split."""
+    x = ceil(n / n_workers) and x = n, within [0, T_m(n)]; 0 when the model cannot be split.
+    whole: T_m(n), which the caller has already computed as the model's session_s."""
     small = max(1, math.ceil(n / max(1, n_workers)))
     if n <= small:
         return 0.0
-    whole, part = session_at(n), session_at(small)
-    slope = (whole - part) / (n - small)
+    slope = (whole - session_at(small)) / (n - small)
     return min(max(0.0, whole - slope * n), whole)
 
 
@@ -154,13 +154,14 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
         def session_at(n: int, prof=prof, mean_prompt=mean_prompt, stats=calibration.get(name)) -> float:
             return session_estimate(prof, profiles.engine, memory, n, mean_prompt, stats, cost_model)
 
+        session_s = session_at(len(reqs))
         demands.append(ModelDemand(
             model=name,
             request_ids=tuple(r.id for r in reqs),
             load_s=prof.load_time_s + prof.unload_time_s,  # every session pays both
-            session_s=session_at(len(reqs)),
+            session_s=session_s,
             first_seen=first_seen[name],
-            fixed_s=(fixed_session_s(session_at, len(reqs), len(fits[name]))
+            fixed_s=(fixed_session_s(session_at, len(reqs), len(fits[name]), session_s)
                      if shard_cost == "affine" else 0.0),
         ))
     return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

@@ -112,17 +112,20 @@ def test_cost_model_is_a_config_field():
 # ------------------------------------------------------------------ shard_cost=affine
 
 def test_fixed_part_is_the_chord_intercept():
+    def fixed(session_at, n, workers):  # the caller passes T(n) it has already computed
+        return fixed_session_s(session_at, n, workers, session_at(n))
+
     # An affine T(x) = 100 + 2x is its own chord: the fixed part is exactly 100.
-    assert fixed_session_s(lambda n: 100 + 2 * n, 400, 4) == pytest.approx(100.0)
+    assert fixed(lambda n: 100 + 2 * n, 400, 4) == pytest.approx(100.0)
     # Concave T(x) = 10 sqrt(x), n = 400 over 4 workers: chord from x = 100 (T = 100) to 400 (T = 200),
     # slope 1/3, intercept 200 - 400/3.
-    assert fixed_session_s(lambda n: 10 * n ** 0.5, 400, 4) == pytest.approx(200 - 400 / 3)
+    assert fixed(lambda n: 10 * n ** 0.5, 400, 4) == pytest.approx(200 - 400 / 3)
     # Proportional T has no fixed part; a model that cannot be split has none either.
-    assert fixed_session_s(lambda n: 3.0 * n, 400, 4) == pytest.approx(0.0, abs=1e-9)
-    assert fixed_session_s(lambda n: 100 + 2 * n, 1, 4) == 0.0
-    assert fixed_session_s(lambda n: 100 + 2 * n, 400, 1) == 0.0
+    assert fixed(lambda n: 3.0 * n, 400, 4) == pytest.approx(0.0, abs=1e-9)
+    assert fixed(lambda n: 100 + 2 * n, 1, 4) == 0.0
+    assert fixed(lambda n: 100 + 2 * n, 400, 1) == 0.0
     # Clipped to [0, T(n)]: a convex T would give a negative intercept.
-    assert fixed_session_s(lambda n: n * n, 400, 4) == 0.0
+    assert fixed(lambda n: n * n, 400, 4) == 0.0
 
 
 def test_affine_shard_cost_keeps_t_m_and_moves_its_fixed_part_to_each_replica(paper):
