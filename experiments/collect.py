@@ -3,7 +3,7 @@
     python experiments/collect.py [--sweep multirun/paper] [--out results]
 
 Every sweep folder under --sweep is read; runs are told apart by the `settings` in their
-summary.json (see mosaic/report.py). Figure data come from seed 0 of the paper's setting.
+summary.json (see mosaic/analysis/paper_table.py). Figure data come from seed 0 of the paper's setting.
 """
 import argparse
 import csv
@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mosaic import report
+from mosaic.analysis import paper_table as report
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_COMMAND = "python experiments/reproduce.py"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from mosaic.app import run
-from mosaic.config import register_configs
-from mosaic.report import write_csv
+from mosaic.run.app import run
+from mosaic.config.schema import register_configs
+from mosaic.analysis.paper_table import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")
@@ -64,7 +64,7 @@ def render(rows, seeds) -> str:
     out = [f"# Policies vs round-robin on the synthetic presets (seeds {', '.join(map(str, seeds))})", "",
            "Regenerate with `python experiments/compare_policies.py`. Speedup = round_robin time / policy "
            "time on the same seed; mean ± std over seeds. Simulated 4x A100-80GB, default profiles "
-           "(mosaic/data/moa6_a100.yaml), aggregation tau=1.", "",
+           "(mosaic/profiles/data/moa6_a100.yaml), aggregation tau=1.", "",
            "| workload | policy | expert speedup | aggregator speedup | end-to-end speedup | expert stage (s) |",
            "|---|---|---|---|---|---|"]
     for wl in dict.fromkeys(r["workload"] for r in rows):

@@ -13,16 +13,16 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mosaic.aggregation import AggregationPolicy, decide
+from mosaic.run.aggregation import AggregationPolicy, decide
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.costs import build_problem
-from mosaic.fidelity import compare
-from mosaic.config import register_configs
-from mosaic.pipeline import aggregator_requests
+from mosaic.costs.predict import build_problem
+from mosaic.analysis.fidelity import compare
+from mosaic.config.schema import register_configs
+from mosaic.run.pipeline import aggregator_requests
 from mosaic.profiles import load_profiles
 from mosaic.schedulers import SchedulerParams, schedule
-from mosaic.tp_problem import build_tp_problem
+from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.workload.build import build_workload
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from mosaic.plots import all_figures
+from mosaic.analysis.plots import all_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """Measure how question difficulty couples answers and lengths, on real traces, per dataset.
 
-    python experiments/fit_difficulty.py [--data ../shared/data] [--profiles mosaic/data/paper_a100.yaml]
+    python experiments/fit_difficulty.py [--data ../shared/data] [--profiles mosaic/profiles/data/paper_a100.yaml]
 
-Fits mosaic/workload/difficulty.py's model (mosaic.workload.difficulty_fit) to the traces in
+Fits mosaic/profiles/difficulty.py's model (mosaic.fitting.difficulty) to the traces in
 ../shared/data and writes the `datasets` section of the profile file (keeping everything else):
 
 * mmlu_pro: the reasoning models of MedAgentsBench on MMLU-Pro's health questions (724 all four
@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.fit_profiles import INSTRUCT_TRACES, REASONING, category_length_ratios  # noqa: E402
 from mosaic.profiles import load_profiles  # noqa: E402
-from mosaic.workload.difficulty_fit import DifficultyFit, fit  # noqa: E402
-from mosaic.workload.traces import read_trace  # noqa: E402
+from mosaic.fitting.difficulty import DifficultyFit, fit  # noqa: E402
+from mosaic.workload.sources.recorded_files import read_trace  # noqa: E402
 
 SOURCES = {  # name -> (trace files under traces/, format, group by category)
     "MMLU-Pro, 5 instruct 7-8B models (CoT)": ([f"mmlu_pro/{Path(p).name}" for p in INSTRUCT_TRACES.values()],
@@ -118,8 +118,8 @@ def main() -> None:
 def write_report(path: Path, fits: dict[str, DifficultyFit], section: dict) -> None:
     lines = ["# Difficulty coupling measured on real traces", "",
              "Regenerate: `python experiments/fit_difficulty.py` (reads ../shared/data; writes this file and the",
-             "`datasets` section of `mosaic/data/paper_a100.yaml`). Model: `mosaic/workload/difficulty.py`; estimators:",
-             "`mosaic/workload/difficulty_fit.py`. a = IRT discrimination (`difficulty_accuracy`); d = share of wrong",
+             "`datasets` section of `mosaic/profiles/data/paper_a100.yaml`). Model: `mosaic/profiles/difficulty.py`; estimators:",
+             "`mosaic/fitting/difficulty.py`. a = IRT discrimination (`difficulty_accuracy`); d = share of wrong",
              "answers on the question's main distractor (`distractor_share`, from p = the share of both-wrong model",
              "pairs giving the same wrong answer); rho = length loading on difficulty (`difficulty_length`), fitted to",
              "the traces' length-agreement link (Spearman rho(agreement, mean length) over every triple of models);",

@@ -1,9 +1,9 @@
-"""Fit output-length shapes to real model outputs and write mosaic/data/paper_a100.yaml.
+"""Fit output-length shapes to real model outputs and write mosaic/profiles/data/paper_a100.yaml.
 
-    python experiments/fit_profiles.py [--data ../shared/data] [--out mosaic/data/paper_a100.yaml]
+    python experiments/fit_profiles.py [--data ../shared/data] [--out mosaic/profiles/data/paper_a100.yaml]
 
 Lengths are lognormal mixtures fitted by maximum likelihood with right-censoring: an output that
-ran into max_tokens only says "at least this long" (see mosaic/workload/traces.py for how each
+ran into max_tokens only says "at least this long" (see mosaic/workload/sources/recorded.py for how each
 format flags it), so it enters the likelihood through the survival function, not the density.
 
 * `instruct` shape: pooled over the five 7-8B instruct models' MMLU-Pro chain-of-thought outputs
@@ -64,9 +64,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles  # noqa: E402
-from mosaic.workload.synthetic import PRESETS  # noqa: E402
+from mosaic.workload.answer_model import PRESETS  # noqa: E402
 from mosaic.workload.tokens import CHARS_PER_TOKEN  # noqa: E402
-from mosaic.workload.traces import READERS, read_trace  # noqa: E402
+from mosaic.workload.sources.recorded_files import READERS, read_trace  # noqa: E402
 
 MAX_MODEL_LEN = 32768
 QUANTILES = (0.5, 0.9, 0.99)
@@ -420,7 +420,7 @@ def main() -> None:
     spread_src = (f"MMLU-Pro 5-shot CoT traces of {ACC_SHORT}: mean per-category logit deviation "
                   "(dev[c], listed in this file's header)")
     acc_srcs = ["accuracy.<dataset>.all: assumed overall level (typical 7-9B published scores), not measured "
-                "here (mosaic/workload/synthetic.py PRESETS base_accuracy)",
+                "here (mosaic/workload/sources/synthetic.py PRESETS base_accuracy)",
                 f"accuracy.mmlu_pro.<category>: expit(logit(all) + dev[category]); per-category spread source: "
                 f"{spread_src}"]
 

@@ -1,6 +1,6 @@
 """Fit each model's session-time regression T_m(N, mean, max) on the simulator's engine model.
 
-    python experiments/fit_session_costs.py [--profiles mosaic/data/paper_a100.yaml] [--models LlamaR1,...]
+    python experiments/fit_session_costs.py [--profiles mosaic/profiles/data/paper_a100.yaml] [--models LlamaR1,...]
 
 The paper fits T_m per model from a short multi-N profiling sweep on the calibration set (4.1.2).
 Here the "engine" is sim/engine.py's BatchEngine with the profile's cost model and KV capacity on
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mosaic.profiles import CostModel, ModelProfile, ProfileSet, kv_capacity_tokens, load_profiles  # noqa: E402
-from mosaic.session_fit import FORMS, SessionSample, select, sweep, to_yaml  # noqa: E402
+from mosaic.fitting.session_costs import FORMS, SessionSample, select, sweep, to_yaml  # noqa: E402
 from mosaic.workload.calibration import CALIBRATION_SIZES, DEFAULT_SIZE  # noqa: E402
 from sim.engine import BatchEngine  # noqa: E402
 

@@ -1,5 +1,5 @@
 """The paper's stage walls, turned into the output lengths they imply under our engine
-(mosaic.stage_inversion): measured causes for the stage misses, not guesses.
+(mosaic.analysis.stage_inversion): measured causes for the stage misses, not guesses.
 
     python experiments/invert_walls.py [--seed 0] [--out results]
 
@@ -29,14 +29,14 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mosaic.app import run
+from mosaic.run.app import run
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.config import register_configs
-from mosaic.pipeline import run_tp_stage
+from mosaic.config.schema import register_configs
+from mosaic.run.pipeline import run_tp_stage
 from mosaic.profiles import ProfileSet, load_profiles
-from mosaic.report import PAPER, PAPER_STAGES, write_csv
-from mosaic.stage_inversion import OK, invert_wall, scale_outcomes
+from mosaic.analysis.paper_table import PAPER, PAPER_STAGES, write_csv
+from mosaic.analysis.stage_inversion import OK, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def expert_rows(workload_name: str, seed: int = 0) -> list[dict]:
 def render(agg: list[dict], exp: list[dict]) -> str:
     out = ["# Stage walls: the output lengths the paper's walls imply on our engine", "",
            "Regenerate: `python experiments/invert_walls.py` (also run by reproduce.py); method: "
-           "`mosaic/stage_inversion.py` and the script's docstring. Seed 0. Every output length of the stage is "
+           "`mosaic/analysis/stage_inversion.py` and the script's docstring. Seed 0. Every output length of the stage is "
            "scaled by one factor until our engine takes the paper's wall. Stage walls include engine loads, in ours "
            "as in our tables.", "",
            "## Aggregator stage (baseline requests, TP-4 aggregator)", "",

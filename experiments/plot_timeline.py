@@ -9,9 +9,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
-from mosaic.app import run
-from mosaic.config import register_configs
-from mosaic.plots import session_rows, timeline
+from mosaic.run.app import run
+from mosaic.config.schema import register_configs
+from mosaic.analysis.plots import session_rows, timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Measure models on the real engine and write a profile file backend=sim can use.
 
     python experiments/profile.py model=LlamaR1            # one model of models=tiny
-    python experiments/profile.py model=all out=mosaic/data/tiny_cpu.yaml
+    python experiments/profile.py model=all out=mosaic/profiles/data/tiny_cpu.yaml
 """
 import sys
 from pathlib import Path
@@ -18,7 +18,7 @@ import hydra  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from mosaic.errors import ConfigError  # noqa: E402
+from mosaic.core.errors import ConfigError  # noqa: E402
 from mosaic.profiles import load_profiles, parse_profiles  # noqa: E402
 from vllm_backend.backend import device_env  # noqa: E402
 from vllm_backend.models import ModelRegistry  # noqa: E402

@@ -8,7 +8,7 @@
 
 Before any job starts, every workload the sweeps use is built once, so a missing or unreadable
 question or trace file stops the run at once with the path and the config field to set. A job that
-fails records error.json in its directory and the others go on (see mosaic/jobs.py); what succeeded
+fails records error.json in its directory and the others go on (see mosaic/run/jobs.py); what succeeded
 is still collected, then the failed jobs are listed with their overrides and errors, and the exit
 status is 1. Progress: the joblib launcher prints each batch of finished jobs.
 """
@@ -29,9 +29,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from mosaic.config import register_configs
-from mosaic.errors import ConfigError
-from mosaic.jobs import find_failures, format_failures, sigterm_as_exit
+from mosaic.config.schema import register_configs
+from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import find_failures, format_failures, sigterm_as_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 

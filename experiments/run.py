@@ -15,10 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mosaic.app import format_table, run, write_outputs
-from mosaic.config import register_configs
-from mosaic.errors import ConfigError
-from mosaic.jobs import Terminated, clear_failure, one_line, record_failure, sigterm_as_exit
+from mosaic.run.app import format_table, run, write_outputs
+from mosaic.config.schema import register_configs
+from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import Terminated, clear_failure, one_line, record_failure, sigterm_as_exit
 
 register_configs()
 

@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.config import register_configs
+from mosaic.config.schema import register_configs
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
-from mosaic.report import write_csv
+from mosaic.analysis.paper_table import write_csv
 from mosaic.workload.build import build_workload
 
 ROOT = Path(__file__).resolve().parents[1]

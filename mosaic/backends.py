@@ -9,7 +9,7 @@ import importlib
 from typing import Mapping, Protocol
 
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet
 from mosaic.trace import Trace

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from mosaic import serde
-from mosaic.errors import ConfigError
+from mosaic.core import serde
+from mosaic.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import csv
 import io
 from dataclasses import dataclass, fields
 
-from mosaic import serde
+from mosaic.core import serde
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Mapping
 import simpy
 
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, PlanError, Session
 from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens, load_time_s
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mosaic.config import register_configs
+from mosaic.config.schema import register_configs
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 # The real question sets and traces beside the checkout (CI has them; a fresh clone may not).

@@ -1,7 +1,7 @@
 import pytest
 
-from mosaic.aggregation import AggregationPolicy, agreement, decide
-from mosaic.errors import ConfigError
+from mosaic.run.aggregation import AggregationPolicy, agreement, decide
+from mosaic.core.errors import ConfigError
 
 TAU1 = AggregationPolicy("threshold", 1.0)
 TAU067 = AggregationPolicy("threshold", 0.6667)

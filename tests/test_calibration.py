@@ -7,7 +7,7 @@ import pytest
 from mosaic.profiles import load_profiles
 from mosaic.workload.build import build_workload
 from mosaic.workload.calibration import CALIBRATION_SIZES, length_stats
-from mosaic.workload.traces import read_questions, read_trace
+from mosaic.workload.sources.recorded_files import read_questions, read_trace
 from mosaic.workload.types import Workload
 from tests.helpers import SHARED_DATA as DATA, needs_shared
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 
 from mosaic.cluster import Cluster
-from mosaic.costs import build_problem, fixed_session_s, session_estimate
-from mosaic.errors import ConfigError
+from mosaic.costs.predict import build_problem, fixed_session_s, session_estimate
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import load_profiles
 from mosaic.workload.build import build_workload
 from mosaic.workload.types import LengthStats, Outcome
@@ -61,8 +61,8 @@ def test_every_scheduled_model_has_calibration_statistics(workload):
 
 
 def test_pipeline_costs_from_the_workload_calibration(paper):
-    from mosaic.aggregation import AggregationPolicy
-    from mosaic.pipeline import run_pipeline
+    from mosaic.run.aggregation import AggregationPolicy
+    from mosaic.run.pipeline import run_pipeline
     from mosaic.schedulers import SchedulerParams
     from sim.backend import SimBackend
 
@@ -102,7 +102,7 @@ def test_auto_falls_back_to_analytic_without_a_fit(profiles):
 
 
 def test_cost_model_is_a_config_field():
-    from mosaic.app import run
+    from mosaic.run.app import run
     from tests.helpers import config
 
     with pytest.raises(ConfigError, match="scheduler.cost_model"):
@@ -148,7 +148,7 @@ def test_affine_shard_cost_keeps_t_m_and_moves_its_fixed_part_to_each_replica(pa
 
 
 def test_shard_cost_is_a_config_field():
-    from mosaic.app import run
+    from mosaic.run.app import run
     from tests.helpers import config
 
     with pytest.raises(ConfigError, match=r"scheduler.shard_cost: 'linear' is not one of \['proportional', 'affine'\]"):
@@ -158,7 +158,7 @@ def test_shard_cost_is_a_config_field():
 
 
 def test_an_affine_run_records_its_setting_and_answers_every_request():
-    from mosaic.app import run
+    from mosaic.run.app import run
     from tests.helpers import config
 
     out = run(config("scheduler=ilp", "scheduler.shard_cost=affine", "workload=synth_small"))

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import load_profiles
-from mosaic.workload.difficulty import DifficultyModel, parse_dataset, resolve
-from mosaic.workload.synthetic import EXPERTS, SyntheticSpec, generate
+from mosaic.profiles.difficulty import DifficultyModel, parse_dataset, resolve
+from mosaic.workload.answer_model import EXPERTS, SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import expert_request_id, expert_slots
 
 

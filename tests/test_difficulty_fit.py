@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from mosaic.errors import ConfigError
-from mosaic.workload.difficulty_fit import Draws, distractor_share, fit, fit_discrimination, simulate, triple_stats
+from mosaic.core.errors import ConfigError
+from mosaic.fitting.difficulty import Draws, distractor_share, fit, fit_discrimination, simulate, triple_stats
 from tests.helpers import SHARED_DATA as DATA, needs_shared
 
 

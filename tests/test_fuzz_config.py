@@ -2,7 +2,7 @@
 naming the offending field (issue 8, item 8).
 
 Each example composes the real Hydra config with random overrides (valid and invalid values) and
-runs it through mosaic.app.run on small synthetic workloads. An oracle knows which values are
+runs it through mosaic.run.app.run on small synthetic workloads. An oracle knows which values are
 invalid on their own; a config it calls valid may still be refused as a combination the cluster or
 the profiles cannot serve (too little memory, too small a K, a tensor-parallel degree the profile
 has no scaling for, Table-3 routing without replacement or for a dataset Table 3 lacks), and then the error must name one of the fields that decide that.
@@ -13,8 +13,8 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mosaic.app import run
-from mosaic.errors import ConfigError
+from mosaic.run.app import run
+from mosaic.core.errors import ConfigError
 from mosaic.workload.types import aggregator_request_id
 from tests.helpers import config
 

@@ -1,4 +1,4 @@
-"""mosaic/jobs.py: failure records, finding them in a sweep, SIGTERM as an exception."""
+"""mosaic/run/jobs.py: failure records, finding them in a sweep, SIGTERM as an exception."""
 import json
 import os
 import signal
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from mosaic.errors import ConfigError
-from mosaic.jobs import (Terminated, clear_failure, find_failures, format_failures, record_failure,
+from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import (Terminated, clear_failure, find_failures, format_failures, record_failure,
                          sigterm_as_exit)
 
 

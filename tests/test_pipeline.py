@@ -1,8 +1,8 @@
 """End-to-end pipeline through the real Hydra config (small workloads)."""
 import pytest
 
-from mosaic.app import run
-from mosaic.errors import ConfigError
+from mosaic.run.app import run
+from mosaic.core.errors import ConfigError
 from tests.helpers import config
 
 SMALL = ("workload=synth_small",)
@@ -68,7 +68,7 @@ def test_bad_configuration_is_a_clear_error(overrides, match):
 
 
 def test_aggregator_prompt_is_built_from_expert_texts():
-    from mosaic.pipeline import aggregator_requests
+    from mosaic.run.pipeline import aggregator_requests
     from mosaic.trace import RequestRecord, Trace
     from mosaic.workload.tokens import estimate_tokens
     from mosaic.workload.types import Query, Workload

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import LengthComponent, LengthDistribution, kv_capacity_tokens, load_profiles
 
 PAPER_MEANS = {"reasoning": 3289, "instruct": 518}
@@ -59,7 +59,7 @@ def test_unknown_model_names_known_ones(profiles):
 
 def _raw_with(accuracy=None):
     import yaml
-    from mosaic.profiles import _DATA
+    from mosaic.profiles.loader import _DATA
     raw = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())
     if accuracy is not None:
         raw["models"]["Gemma"]["accuracy"] = accuracy

@@ -5,9 +5,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mosaic.errors import ConfigError
-from mosaic.workload.questions import build, load_questions
-from mosaic.workload.router import estimate_skills
+from mosaic.core.errors import ConfigError
+from mosaic.workload.sources.questions import build, load_questions
+from mosaic.workload.routing.skills import estimate_skills
 from tests.helpers import SHARED_DATA, needs_shared
 
 SHARED = SHARED_DATA / "questions"
@@ -136,7 +136,7 @@ def test_profile_accuracy_table_drives_routing(qdir, profiles):
 
 
 def test_true_accuracy_reads_the_profile_table(profiles):
-    from mosaic.workload.questions import true_accuracy
+    from mosaic.workload.sources.questions import true_accuracy
     tables = {e: {"mmlu_pro": {"all": 0.4 + 0.01 * i, "law": 0.2}} for i, e in enumerate(EXPERTS)}
     tables["Qwen"] = {"mmlu_pro": {"law": 0.7}}         # no "all": falls back to the preset's level
     acc = true_accuracy("mmlu_pro", ["law", "math", "all"], 0.4, with_tables(profiles, tables))
@@ -151,7 +151,7 @@ def test_true_accuracy_reads_the_profile_table(profiles):
 
 
 def test_aggregator_skill_follows_the_profile_table(profiles):
-    from mosaic.workload.questions import _aggregator_logits, true_accuracy
+    from mosaic.workload.sources.questions import _aggregator_logits, true_accuracy
     from scipy.special import logit
     tables = {e: {"gpqa": {"all": 0.4, "law": 0.4}} for e in EXPERTS}
     tables["QwenR1"] = {"gpqa": {"all": 0.4, "law": 0.8, "math": 0.4}}   # the gpqa aggregator

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mosaic import report
-from mosaic.metrics import run_settings
+from mosaic.analysis import paper_table as report
+from mosaic.run.metrics import run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["workload=synth_gpqa", "seed=0,1", "workload.n_queries=40"]

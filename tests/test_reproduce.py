@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.config import register_configs
+from mosaic.config.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("reproduce", ROOT / "experiments" / "reproduce.py")

@@ -5,15 +5,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mosaic.aggregation import AggregationPolicy, agreement
+from mosaic.run.aggregation import AggregationPolicy, agreement
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
-from mosaic.pipeline import aggregator_requests, run_pipeline
+from mosaic.core.errors import ConfigError
+from mosaic.run.pipeline import aggregator_requests, run_pipeline
 from mosaic.schedulers import SchedulerParams
 from mosaic.trace import RequestRecord, Trace
-from mosaic.workload import routing
-from mosaic.workload.slots import repeat_share, router_vs_table3, slot_counts, table3_rows
-from mosaic.workload.synthetic import EXPERTS, SyntheticSpec, generate
+from mosaic.workload.routing import recruit as routing
+from mosaic.analysis.slots import repeat_share, router_vs_table3, slot_counts, table3_rows
+from mosaic.workload.answer_model import EXPERTS, SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import Outcome, Query, Workload, expert_request_id, expert_slots
 from sim.backend import SimBackend
 from tests.helpers import SHARED_DATA, needs_shared
@@ -104,7 +105,7 @@ def test_table3_counts_are_exact_for_every_seed(profiles, preset):
 def test_table3_assignments_follow_skill(profiles):
     # Per category, an expert's share of the slots rises with its accuracy there.
     w = generate(SyntheticSpec(preset="mmlu_pro", routing="paper_table3"), profiles, seed=0)
-    from mosaic.workload.synthetic import PRESETS, skill_table
+    from mosaic.workload.answer_model import PRESETS, skill_table
     table = skill_table(PRESETS["mmlu_pro"], 0.4)
     cats = PRESETS["mmlu_pro"].categories
     share = np.zeros_like(table)
@@ -202,7 +203,7 @@ def test_router_vs_table3_on_the_real_question_sets():
 
 @needs_shared
 def test_aime24_workload_has_integer_answers(profiles):
-    from mosaic.workload.questions import build
+    from mosaic.workload.sources.questions import build
     w = build({"kind": "questions", "dataset": "aime24", "questions_dir": str(SHARED), "name": "aime24"},
               profiles, seed=0)
     assert len(w.queries) == 30 and w.aggregator == "QwenR1" and w.options == ()

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, PlanError, Session, SolverInfo, WorkerPlan, validate_plan
-from mosaic.problem import ModelDemand, StageProblem
+from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.schedulers import SchedulerParams, available, get_scheduler, schedule
 from mosaic.schedulers.common import even_counts, split_counts
 from mosaic.schedulers.counts import makespan, violations
@@ -723,7 +723,7 @@ def test_scheduler_params_accept_boundaries():
 
 
 def test_bad_scheduler_params_stop_the_app_before_any_work():
-    from mosaic.app import run
+    from mosaic.run.app import run
     from tests.helpers import config
     with pytest.raises(ConfigError, match="scheduler.replication_cap"):
         run(config("workload=synth_small", "scheduler.replication_cap=0"))
@@ -842,14 +842,14 @@ def test_ilp_without_incumbent_falls_back_loudly(monkeypatch):
     plan = schedule("ilp", problem, requests_for(problem))
     check_plan(plan, problem)
     assert plan.solver.source == "greedy" and "no incumbent" in plan.solver.fallback
-    from mosaic.metrics import solver_info
+    from mosaic.run.metrics import solver_info
     assert solver_info(plan)["fallback"] == plan.solver.fallback
     assert solver_info(plan)["source"] == "greedy"
 
 
 def test_ilp_fallback_is_printed_and_in_summary(monkeypatch):
     import highspy
-    from mosaic.app import format_table, run
+    from mosaic.run.app import format_table, run
     from tests.helpers import config
 
     def nothing(sol):

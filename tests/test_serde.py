@@ -1,6 +1,7 @@
 from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
 from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
-from mosaic.workload.synthetic import SyntheticSpec, generate
+from mosaic.workload.answer_model import SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import Workload
 
 

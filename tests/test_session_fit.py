@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import LengthComponent, LengthDistribution
-from mosaic.session_fit import (SessionSample, features, fit_coef, fit_form, parse_session_fit, select, sweep,
-                                to_yaml)
+from mosaic.fitting.session_costs import (SessionSample, fit_coef, fit_form, select, sweep,
+                                          to_yaml)
+from mosaic.profiles.session_cost import features, parse_session_fit
 
 KV, SEQS = 400_000, 256
 
@@ -78,7 +79,8 @@ def test_real_engine_sweep_path_with_a_fake_engine():
     """experiments/profile.py's session sweep (vllm_backend.profiler) on a fake measurement function."""
     import yaml
 
-    from mosaic.profiles import _DATA, parse_session_fit
+    from mosaic.profiles.loader import _DATA
+    from mosaic.profiles.session_cost import parse_session_fit
     from vllm_backend.profiler import fit_sessions, session_samples
 
     shapes = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())["length_shapes"]

@@ -2,12 +2,13 @@
 import pytest
 
 from mosaic.cluster import Cluster
-from mosaic.costs import build_problem
-from mosaic.errors import ConfigError
+from mosaic.costs.predict import build_problem
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.profiles import load_time_s
 from mosaic.schedulers import available, schedule
-from mosaic.workload.synthetic import SyntheticSpec, generate
+from mosaic.workload.answer_model import SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from sim.backend import SimBackend
 
 

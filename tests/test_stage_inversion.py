@@ -7,10 +7,10 @@ import pytest
 
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
-from mosaic.pipeline import run_tp_stage
+from mosaic.core.errors import ConfigError
+from mosaic.run.pipeline import run_tp_stage
 from mosaic.profiles import load_profiles
-from mosaic.stage_inversion import OK, UNREACHABLE_HIGH, UNREACHABLE_LOW, invert_wall, scale_outcomes
+from mosaic.analysis.stage_inversion import OK, UNREACHABLE_HIGH, UNREACHABLE_LOW, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request, Workload
 from tests.helpers import SHARED_DATA, needs_shared
 

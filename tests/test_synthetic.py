@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from mosaic.errors import ConfigError
-from mosaic.workload.synthetic import EXPERTS, PRESETS, SyntheticSpec, generate
+from mosaic.core.errors import ConfigError
+from mosaic.workload.answer_model import EXPERTS, PRESETS, SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import expert_request_id, expert_slots
 
 

@@ -4,15 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.aggregation import AggregationPolicy
+from mosaic.run.aggregation import AggregationPolicy
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
-from mosaic.pipeline import run_pipeline
+from mosaic.core.errors import ConfigError
+from mosaic.run.pipeline import run_pipeline
 from mosaic.plan import Plan, PlanError, Session, WorkerPlan, validate_plan
 from mosaic.profiles import GIB, CostModel, kv_capacity_tokens, load_time_s, parse_profiles
 from mosaic.schedulers import SchedulerParams, schedule
-from mosaic.tp_problem import build_tp_problem
-from mosaic.workload.synthetic import SyntheticSpec, generate
+from mosaic.costs.tensor_parallel import build_tp_problem
+from mosaic.workload.answer_model import SyntheticSpec
+from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import Outcome, Request
 from sim.backend import SimBackend
 
@@ -305,7 +306,7 @@ def test_tp_without_scaling_for_the_cluster_fails_before_the_expert_stage(small,
 
 
 def test_cli_summary_names_the_placement():
-    from mosaic.app import run
+    from mosaic.run.app import run
     from tests.helpers import config
 
     out = run(config("workload=synth_small", "scheduler=round_robin", "aggregation=always"))

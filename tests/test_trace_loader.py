@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mosaic.app import run
-from mosaic.config import WorkloadConfig
-from mosaic.errors import ConfigError
+from mosaic.run.app import run
+from mosaic.config.schema import WorkloadConfig
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import load_profiles
 from mosaic.workload.build import build_workload
-from mosaic.workload.quality import DataReport
+from mosaic.workload.sources.data_quality import DataReport
 from mosaic.workload.tokens import estimate_tokens
-from mosaic.workload.traces import read_mmlu_pro_zip, read_trace, trace_stats
+from mosaic.workload.sources.recorded_files import read_mmlu_pro_zip, read_trace, trace_stats
 from mosaic.workload.types import Workload
-from tests.helpers import SHARED_DATA as DATA, config, needs_shared
+from tests.helpers import config, needs_shared
 
 LETTERS = "ABCD"
 MEMBER = "model_outputs.json"
@@ -182,7 +182,7 @@ def test_workload_carries_the_report_and_it_round_trips(tmp_path, profiles):
 
 
 def test_run_warns_and_writes_the_report_into_the_summary(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="mosaic.app"):
+    with caplog.at_level(logging.WARNING, logger="mosaic.run.app"):
         out = run(trace_config(fake_traces(tmp_path)))
     report = out.summary["data_report"]
     assert report["missing_per_source"]["gaps"] == 2 and report["no_vote_per_source"]["mute"] == 6

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mosaic.errors import ConfigError
-from mosaic.workload import traces
-from mosaic.workload.traces import (build, normalise, question_key, read_medagents_json, read_mmlu_pro_zip,
-                                    read_trace)
+from mosaic.core.errors import ConfigError
+from mosaic.workload.sources import recorded as traces
+from mosaic.workload.sources.recorded_files import normalise, question_key, read_medagents_json, read_mmlu_pro_zip, read_trace
+from mosaic.workload.sources.recorded import build
 from mosaic.workload.types import aggregator_request_id, expert_request_id, expert_slots
-from tests.helpers import SHARED_DATA as DATA, needs_shared
+from tests.helpers import needs_shared
 
 LETTERS = "ABCD"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.aggregation import AggregationPolicy
-from mosaic.app import run
-from mosaic.errors import ConfigError
-from mosaic.validation import validate
+from mosaic.run.aggregation import AggregationPolicy
+from mosaic.run.app import run
+from mosaic.core.errors import ConfigError
+from mosaic.config.validation import validate
 from tests.helpers import config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -90,8 +90,8 @@ def test_smoke_command_serves_every_request(tmp_path):
 
 
 def test_natural_generation_feeds_expert_texts_to_the_aggregator():
-    from mosaic.aggregation import AggregationPolicy
-    from mosaic.pipeline import aggregator_requests, run_pipeline
+    from mosaic.run.aggregation import AggregationPolicy
+    from mosaic.run.pipeline import aggregator_requests, run_pipeline
     from mosaic.schedulers import SchedulerParams
     from mosaic.workload.types import Query, Workload
 

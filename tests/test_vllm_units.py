@@ -1,8 +1,8 @@
 """vLLM backend pieces that need no engine: device split, prompts, answers, registry, fidelity maths."""
 import pytest
 
-from mosaic.errors import ConfigError
-from mosaic.fidelity import compare, request_latencies
+from mosaic.core.errors import ConfigError
+from mosaic.analysis.fidelity import compare, request_latencies
 from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
 from vllm_backend.backend import device_env, extract_answer, prompt_ids
 from vllm_backend.models import ModelRegistry

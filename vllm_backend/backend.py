@@ -16,7 +16,7 @@ import zlib
 from typing import Any, Mapping
 
 from mosaic.cluster import Cluster
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace

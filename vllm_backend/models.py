@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from vllm_backend.tiny_models import ensure_tiny_model
 
 

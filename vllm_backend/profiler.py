@@ -7,7 +7,7 @@ least squares: decode  t = step + token * n + ctx * sum(context)
                prefill T = steps * step + token * tokens + len2 * sum(L^2)
 Optionally (`session_sweep.ns` non-empty) the paper's multi-N profiling sweep: whole sessions of N
 requests with lengths drawn from the model's output distribution, wall-timed on the engine, and
-the session-time regression T_m(N, mean, max) fitted on them (mosaic/session_fit.py, the same
+the session-time regression T_m(N, mean, max) fitted on them (mosaic/profiles/session_cost.py, the same
 sweep experiments/fit_session_costs.py runs on the simulator's engine).
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ def session_samples(run, output: dict[str, Any], shapes: dict[str, Any], sweep_c
                     max_len: int) -> list[dict[str, float]]:
     """The multi-N sweep with `run(prompts, outputs) -> seconds` (a real engine, or a fake in tests).
     output: the profile's {shape, mean_tokens, cap}; shapes: the profile's length_shapes."""
-    from mosaic.profiles import _length_distribution
-    from mosaic.session_fit import sweep
+    from mosaic.profiles.loader import _length_distribution
+    from mosaic.fitting.session_costs import sweep
 
     dist = _length_distribution(output, shapes, "output")
     samples = sweep(run, {"profile": dist}, {"profile": float(sweep_cfg.get("prompt_tokens", 64))},
@@ -55,7 +55,7 @@ def session_samples(run, output: dict[str, Any], shapes: dict[str, Any], sweep_c
 
 def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs: int, when: str) -> dict[str, Any]:
     """The profile's `session_fit` entry: the best form by held-out error (leave one N out)."""
-    from mosaic.session_fit import SessionSample, select, to_yaml
+    from mosaic.fitting.session_costs import SessionSample, select, to_yaml
 
     best, _ = select([SessionSample(**s) for s in samples], kv_capacity, max_num_seqs,
                      f"real-engine session sweep by experiments/profile.py ({when}), N in "
@@ -171,7 +171,7 @@ def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, float]:
 
 def model_entry(name: str, path: str, kind: str, m: dict[str, Any], cost: dict[str, float],
                 output: dict[str, Any], when: str) -> dict[str, Any]:
-    """A profile-file entry for one measured model (format of mosaic/data/*.yaml)."""
+    """A profile-file entry for one measured model (format of mosaic/profiles/data/*.yaml)."""
     a = m["arch"]
     layers, hidden = int(a["num_hidden_layers"]), int(a["hidden_size"])
     params = (layers * (4 * hidden * hidden + 3 * hidden * int(a["intermediate_size"]))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 
 
 def split_counts(request_ids: tuple[str, ...], counts: dict[int, int]) -> dict[int, tuple[str, ...]]:

@@ -3,7 +3,7 @@ against the ILP's constraints independently of any solver, and its predicted mak
 from __future__ import annotations
 
 from mosaic.plan import Plan, SolverInfo
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan, split_counts
 
 Counts = dict[str, dict[int, int]]   # model -> worker -> requests; workers absent or 0: not loaded

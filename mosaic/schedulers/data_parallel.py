@@ -1,6 +1,6 @@
 """Every worker loads every model; each model's requests are split evenly across workers."""
 from mosaic.plan import Plan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import even_counts, fitting, make_plan, split_counts
 from mosaic.schedulers.registry import SchedulerParams, register
 

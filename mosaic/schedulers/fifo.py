@@ -1,7 +1,7 @@
 """One session per model, in order of the model's first request; each goes whole to the worker
 predicted to become free first."""
 from mosaic.plan import Plan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
 from mosaic.schedulers.registry import SchedulerParams, register
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from mosaic.problem import ModelDemand, StageProblem
+from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.schedulers.common import even_counts
 from mosaic.schedulers.counts import Counts, makespan, worker_loads
 

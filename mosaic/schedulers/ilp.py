@@ -4,7 +4,7 @@ min C  s.t.  sum_n X[m,n] = N_m;  X[m,n] <= N_m Y[m,n];  1 <= sum_n Y[m,n] <= R_
              sum_m Y[m,n] <= K;   C >= sum_m l_m Y[m,n] + tau_m X[m,n]   for every worker n.
 
 With `scheduler.shard_cost=affine` (not the paper's) l_m becomes l_m + f_m, the part of T_m each
-replica pays whatever its share (mosaic/costs.py), and tau_m = (T_m - f_m) / N_m.
+replica pays whatever its share (mosaic/costs/predict.py), and tau_m = (T_m - f_m) / N_m.
 
 Reproducible by construction: HiGHS runs single-threaded with a fixed seed and stops at a node
 limit (a count of work, not of seconds), so the plan is the same on an idle or a loaded machine;
@@ -22,9 +22,9 @@ import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers.highs import Highs
 
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, SolverInfo
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
 from mosaic.schedulers.counts import Counts, counts_plan, makespan, violations
 from mosaic.schedulers.greedy import greedy_counts

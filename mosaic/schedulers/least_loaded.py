@@ -1,8 +1,8 @@
 """Greedy longest-processing-time: sessions by descending predicted cost, each to the worker with
 the least predicted load. No replication. Honours K (max models per worker) when it is set."""
-from mosaic.errors import ConfigError
+from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
 from mosaic.schedulers.registry import SchedulerParams, register
 

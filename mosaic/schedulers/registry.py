@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mosaic.errors import ConfigError
-from mosaic.registry import Registry
+from mosaic.core.errors import ConfigError
+from mosaic.core.registry import Registry
 from mosaic.plan import Plan, validate_plan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.workload.types import Request
 
 

@@ -2,7 +2,7 @@
 counts the experts in the order they first appear in the query stream (rr_order=first_seen, the
 paper's rule). rr_order=pool counts them in the fixed pool order instead."""
 from mosaic.plan import Plan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
 from mosaic.schedulers.registry import SchedulerParams, register
 

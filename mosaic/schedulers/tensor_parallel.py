@@ -5,7 +5,7 @@ stage's time depends only on which queries reach it. Each session is listed on e
 spans; the lead rank is the lowest worker id.
 """
 from mosaic.plan import Plan, Session, WorkerPlan
-from mosaic.problem import StageProblem
+from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.registry import SchedulerParams, register
 
 

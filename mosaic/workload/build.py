@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from mosaic.profiles import ProfileSet
-from mosaic.workload import questions, synthetic, traces  # noqa: F401  (register their kinds)
+from mosaic.workload.sources import questions, synthetic, recorded  # noqa: F401  (register their kinds)
 from mosaic.workload.registry import get_builder
 from mosaic.workload.types import Workload
 

@@ -10,7 +10,7 @@ statistics to `Workload.calibration`, measured where the workload kind has them:
   is calibrated on);
 * synthetic workloads: a separate seeded draw of the dataset's calibration size from the profile.
 
-mosaic.costs reads only these, never the test outcomes.
+mosaic.costs.predict reads only these, never the test outcomes.
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mosaic.profiles import ProfileSet
+from mosaic.workload.sources.recorded_files import read_questions
+from mosaic.workload.tokens import estimate_tokens
 from mosaic.workload.types import LengthStats, Outcome, Workload, aggregator_request_id
 
 if TYPE_CHECKING:
-    from mosaic.workload.synthetic import QuestionFrame
+    from mosaic.workload.answer_model import QuestionFrame
 
 # Calibration (train) split sizes: the question files' *_train.json in ../shared/data/questions.
 CALIBRATION_SIZES = {"mmlu_pro": 350, "medmcqa": 504, "gpqa": 249, "aime24": 354}
@@ -118,11 +120,8 @@ def trace_calibration(experts: Sequence[tuple[str, str, Mapping[str, Any] | None
 
 def trace_split_calibration(spec: Any, traces: Sequence[Mapping[str, Any]], answered: Sequence[int],
                             test: Sequence[int], qs: Any, profiles: ProfileSet, seed: int) -> dict[str, LengthStats]:
-    """The calibration split of a trace workload (mosaic.workload.traces): the calibration question
+    """The calibration split of a trace workload (mosaic.workload.sources.recorded): the calibration question
     file's questions the traces cover, else the answered questions held out of the test set."""
-    from mosaic.workload.tokens import estimate_tokens
-    from mosaic.workload.traces import read_questions   # traces imports this module
-
     if spec.calibration_questions is not None:
         cal = read_questions(spec.calibration_questions)
         rows = [i for i, k in enumerate(cal.keys) if any(k in t for t in traces)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from mosaic.profiles import ProfileSet
-from mosaic.registry import Registry
+from mosaic.core.registry import Registry
 from mosaic.workload.types import Workload
 
 Builder = Callable[[dict[str, Any], ProfileSet, int], Workload]

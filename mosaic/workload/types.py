@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from mosaic import serde
-from mosaic.prompts import expert_prompt
-from mosaic.workload.quality import DataReport
+from mosaic.core import serde
+from mosaic.workload.prompts import expert_prompt
+from mosaic.workload.sources.data_quality import DataReport
 
 
 def expert_request_id(query_id: str, model: str, sample: int = 1) -> str:
@@ -90,7 +90,7 @@ class Workload:
     # Per model (experts and aggregator): output lengths on the calibration split of the same
     # dataset. The cost model reads these, never `outcomes` (mosaic/workload/calibration.py).
     calibration: dict[str, LengthStats] = field(default_factory=dict)
-    # Trace workloads: what the loader found wrong in the input files (mosaic/workload/quality.py).
+    # Trace workloads: what the loader found wrong in the input files (mosaic/workload/sources/data_quality.py).
     data_report: DataReport | None = None
 
     def expert_requests(self) -> tuple[Request, ...]:

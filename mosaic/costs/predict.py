@@ -1,0 +1,167 @@
+"""Cost predictor: T_m, the predicted wall time of one session serving a model's N_m requests.
+
+The schedulers plan on these predictions, made from calibration data only: the workload's
+per-model calibration statistics (mean and max output tokens on the train split,
+Workload.calibration), never the test outcomes; the prompts the scheduler can see; the profile.
+
+Two predictors (`cost_model`):
+* "regression": the paper's T_m(N_m, mean, max), fitted per model on a multi-N profiling sweep
+  (mosaic/profiles/session_cost.py; coefficients in the profile's `session_fit`).
+* "analytic": a steady-state reading of the per-step cost model the simulator integrates: a KV- or
+  slot-limited batch decodes the bulk of the tokens; the longest request decodes alongside that
+  batch at the batch's step time, and whatever it has left when the bulk is done it finishes
+  alone. Lengths: the profile's shape rescaled to the calibration mean.
+* "auto" (default): the regression where the model's profile has a fit (and the session runs on
+  one GPU), else the analytic formula.
+
+How T_m splits over replicas (`shard_cost`):
+* "proportional" (default, the paper's): a replica serving x of the N_m requests costs T_m x / N_m.
+* "affine": it costs f_m + (T_m - f_m) x / N_m, the chord of the predictor's own T_m(x) between the
+  smallest share the cluster allows (N_m / workers) and N_m. A session's longest request decodes
+  alone at the end whatever the share, so T_m(x) is concave and a proportional split of a long-tailed
+  reasoning model's T_m over-promises what replication gains (results/README.md: GPQA's ILP plan is
+  predicted at half its simulated wall). Not the paper's formulation: an option, and a variant.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Mapping, Sequence
+
+from mosaic.cluster import Cluster
+from mosaic.core.errors import ConfigError
+from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
+                             kv_capacity_tokens)
+from mosaic.workload.calibration import calibration_size
+from mosaic.workload.types import LengthStats, Request
+
+
+KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
+
+
+COST_MODELS = ("auto", "regression", "analytic")
+SHARD_COSTS = ("proportional", "affine")
+
+
+def check_choice(field: str, value: str, choices: Sequence[str]) -> None:
+    """One of the scheduler's cost settings (COST_MODELS, SHARD_COSTS); checked where a run starts
+    (mosaic/config/validation.py) and again wherever costs are computed, with the same message."""
+    if value not in choices:
+        raise ConfigError(f"scheduler.{field}: '{value}' is not one of {list(choices)}")
+
+
+def calibrated_lengths(model: ModelProfile, stats: LengthStats | None) -> LengthDistribution:
+    """The profile's length shape at the calibration mean (the profile's own without statistics)."""
+    if stats is None:
+        return model.output
+    target = min(max(stats.mean_output, 1.0), model.output.cap - 1.0)
+    return model.output.calibrated_to_mean(target)
+
+
+def predict_session_s(model: ModelProfile, engine: EngineProfile, memory_gib: float,
+                      n: int, mean_prompt: float, tp: int = 1, stats: LengthStats | None = None) -> float:
+    """The analytic predictor. tp > 1: one engine over tp GPUs of memory_gib each (TP step
+    speedup, combined KV cache). stats: calibration statistics the lengths are scaled to."""
+    if n == 0:
+        return 0.0
+    cm = CostModel(model, engine, tp)
+    lengths = calibrated_lengths(model, stats)
+    mean_out = lengths.mean()
+    # Expected maximum of n draws is about the 1 - 1/(n+1) quantile.
+    max_out = lengths.quantile(1.0 - 1.0 / (n + 1))
+    kv = kv_capacity_tokens(model, engine, memory_gib, tp) * (1 - KV_WATERMARK)
+    # Long sequences stay in the batch longest (length-biased residence), so a running
+    # sequence holds on average prompt + E[L^2] / (2 E[L]) tokens of context, not prompt + E[L]/2.
+    mean_ctx = mean_prompt + lengths.second_moment() / (2 * mean_out)
+    batch = max(1, min(n, engine.max_num_seqs, int(kv // mean_ctx)))
+    step_s = cm.decode_base_s(batch) + cm.decode_ms_per_ctx_token * batch * mean_ctx / 1e3
+    bulk_s = n * mean_out / batch * step_s
+    left = max(0.0, max_out - bulk_s / step_s)
+    tail_s = cm.decode_run_s(1, int(mean_prompt + max_out - left), int(math.ceil(left)))
+    prefill_s = cm.prefill_s(int(n * mean_prompt), n * mean_prompt**2, n)
+    return bulk_s + tail_s + prefill_s
+
+
+def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: float, n: int,
+                     mean_prompt: float, stats: LengthStats | None, cost_model: str = "auto",
+                     tp: int = 1) -> float:
+    """T_m by the chosen predictor (see the module docstring)."""
+    check_choice("cost_model", cost_model, COST_MODELS)
+    fit = model.session_fit
+    if cost_model == "analytic" or (cost_model == "auto" and (fit is None or tp != 1)):
+        return predict_session_s(model, engine, memory_gib, n, mean_prompt, tp, stats)
+    if fit is None:
+        raise ConfigError(f"scheduler.cost_model=regression: model {model.name} has no session_fit in its "
+                          "profile; run experiments/fit_session_costs.py or use cost_model=auto")
+    if tp != 1:
+        raise ConfigError(f"scheduler.cost_model=regression: the fit of {model.name} is for one GPU, "
+                          f"not a {tp}-way tensor-parallel session; use cost_model=auto")
+    if stats is None:   # no calibration set: the profile's mean and the max of a calibration-sized draw
+        n_cal = calibration_size(None)
+        mean, max_out = model.output.mean(), model.output.quantile(1.0 - 1.0 / (n_cal + 1))
+    else:
+        n_cal, mean, max_out = stats.n, stats.mean_output, stats.max_output
+    return fit.predict(n, mean, max_out, mean_prompt, n_cal)
+
+
+def fixed_session_s(session_at, n: int, n_workers: int, whole: float) -> float:
+    """f_m for shard_cost=affine: the intercept of the chord of T_m(x) (session_at) between
+    x = ceil(n / n_workers) and x = n, within [0, T_m(n)]; 0 when the model cannot be split.
+    whole: T_m(n), which the caller has already computed as the model's session_s."""
+    small = max(1, math.ceil(n / max(1, n_workers)))
+    if n <= small:
+        return 0.0
+    slope = (whole - session_at(small)) / (n - small)
+    return min(max(0.0, whole - slope * n), whole)
+
+
+def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster) -> frozenset[int]:
+    """Workers that hold the weights plus at least one full-length sequence of KV cache."""
+    return frozenset(w.id for w in cluster.workers
+                     if kv_capacity_tokens(model, engine, w.memory_gib) >= engine.max_model_len)
+
+
+def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
+                  profiles: ProfileSet, model_order: Iterable[str] = (),
+                  calibration: Mapping[str, LengthStats] | None = None,
+                  cost_model: str = "auto", shard_cost: str = "proportional") -> StageProblem:
+    """The stage as the scheduler sees it. calibration: per-model statistics of the calibration
+    split (Workload.calibration); a model without them is costed from its profile alone."""
+    check_choice("shard_cost", shard_cost, SHARD_COSTS)
+    calibration = calibration or {}
+    by_model: dict[str, list[Request]] = defaultdict(list)
+    first_seen: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        by_model[r.model].append(r)
+        first_seen.setdefault(r.model, i)
+    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    memory = min(w.memory_gib for w in cluster.workers)
+    demands, fits = [], {}
+    for name in order:
+        prof = profiles.model(name)
+        fits[name] = fitting_workers(prof, profiles.engine, cluster)
+        if not fits[name]:
+            need = prof.weight_gib + profiles.engine.max_model_len * prof.kv_bytes_per_token / 2**30
+            raise ConfigError(
+                f"model {name} needs {need:.1f} GiB (weights {prof.weight_gib} GiB + a "
+                f"{profiles.engine.max_model_len}-token KV cache) at gpu_memory_utilization="
+                f"{profiles.engine.gpu_memory_utilization}, but no worker has that much: raise "
+                f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
+        reqs = by_model[name]
+        mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
+
+        def session_at(n: int, prof=prof, mean_prompt=mean_prompt, stats=calibration.get(name)) -> float:
+            return session_estimate(prof, profiles.engine, memory, n, mean_prompt, stats, cost_model)
+
+        session_s = session_at(len(reqs))
+        demands.append(ModelDemand(
+            model=name,
+            request_ids=tuple(r.id for r in reqs),
+            load_s=prof.load_time_s + prof.unload_time_s,  # every session pays both
+            session_s=session_s,
+            first_seen=first_seen[name],
+            fixed_s=(fixed_session_s(session_at, len(reqs), len(fits[name]), session_s)
+                     if shard_cost == "affine" else 0.0),
+        ))
+    return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

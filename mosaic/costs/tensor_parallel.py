@@ -1,0 +1,52 @@
+"""The stage problem when one engine spans every worker with tensor parallelism (the paper's
+aggregator: one instance, TP over all 4 GPUs, the same in both arms).
+
+Like mosaic.costs.predict.build_problem, but each model is costed as a TP-N engine: the TP step speedup
+and load overhead from the profile's engine section, and the KV cache of the combined memory.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from mosaic.cluster import Cluster
+from mosaic.costs.predict import predict_session_s
+from mosaic.core.errors import ConfigError
+from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
+from mosaic.workload.types import Request
+
+
+def build_tp_problem(stage: str, requests: Sequence[Request], cluster: Cluster, profiles: ProfileSet,
+                     model_order: Iterable[str] = ()) -> StageProblem:
+    """Every model fits 'every worker' when one TP-N engine over the whole cluster holds its weights
+    plus a full-length sequence; vLLM gives every rank the same memory, so the smallest GPU counts."""
+    tp = cluster.n
+    engine = profiles.engine
+    if tp > 1:  # fail before scheduling if the profile has no scaling for this degree
+        engine.tp().speedup(tp)
+    by_model: dict[str, list[Request]] = defaultdict(list)
+    first_seen: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        by_model[r.model].append(r)
+        first_seen.setdefault(r.model, i)
+    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    memory = min(w.memory_gib for w in cluster.workers)
+    demands, fits = [], {}
+    for name in order:
+        prof = profiles.model(name)
+        if kv_capacity_tokens(prof, engine, memory, tp) < engine.max_model_len:
+            raise ConfigError(f"model {name} does not fit one tensor-parallel engine over all {tp} workers "
+                              f"({memory} GiB each) with a {engine.max_model_len}-token KV cache: raise "
+                              "cluster.memory_gib or use aggregation.placement=scheduled")
+        fits[name] = frozenset(w.id for w in cluster.workers)
+        reqs = by_model[name]
+        mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
+        demands.append(ModelDemand(
+            model=name,
+            request_ids=tuple(r.id for r in reqs),
+            load_s=load_time_s(prof, engine, tp) + prof.unload_time_s,
+            session_s=predict_session_s(prof, engine, memory, len(reqs), mean_prompt, tp=tp),
+            first_seen=first_seen[name],
+        ))
+    return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)

@@ -1,0 +1,85 @@
+"""The engine cost model: per-iteration latency of one (model, engine) pair, and the engine's
+KV capacity and start-up for a model. The simulator and the cost predictor both read it, so the
+two can never drift apart."""
+from __future__ import annotations
+
+
+import numpy as np
+
+
+from mosaic.profiles.engine import EngineProfile
+from mosaic.profiles.models import ModelProfile
+
+GIB = 1024**3
+
+
+def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float, tp: int = 1) -> int:
+    """KV-cache tokens left on a GPU of `memory_gib` after the weights, as vLLM sizes it (or as the
+    real engine reported, when the profile was measured).
+
+    With tp GPUs each rank keeps 1/tp of the weights and 1/tp of every token's KV (heads are split),
+    so the engine holds (tp * memory * utilisation - one copy of the weights) / KV bytes per token.
+    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed."""
+    if model.kv_capacity is not None:
+        return tp * model.kv_capacity + (tp - 1) * int(model.weight_gib * GIB // model.kv_bytes_per_token)
+    free = tp * memory_gib * engine.gpu_memory_utilization - model.weight_gib
+    return max(0, int(free * GIB // model.kv_bytes_per_token))
+
+
+def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
+    """Engine start-up for a session of `model` over tp GPUs (l_m, plus the TP overhead)."""
+    return model.load_time_s + (engine.tp().load_overhead(tp) if tp > 1 else 0.0)
+
+
+class CostModel:
+    """Step latency for one (model, engine) pair; precomputes the coefficients once. tp > 1: one
+    engine over tp GPUs, faster by the engine's TP scaling (TensorParallelProfile)."""
+
+    def __init__(self, model: ModelProfile, engine: EngineProfile, tp: int = 1):
+        pts = np.array(engine.linear_ms_by_tokens, dtype=float)
+        self._lin_x, self._lin_y = pts[:, 0], pts[:, 1]
+        self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
+        self._lin_scale = model.params_b / engine.linear_reference_params_b
+        self._overhead_ms = engine.step_overhead_ms
+        self._per_seq_ms = engine.per_seq_overhead_ms
+        bw = engine.hbm_bandwidth_gbs * 1e9 * engine.bandwidth_efficiency
+        self.decode_ms_per_ctx_token = model.kv_bytes_per_token / bw * 1e3
+        # Causal attention: QK^T and AV are 2*L^2*d flops each per layer, halved by the mask.
+        flops = engine.peak_tflops * 1e12 * engine.flops_efficiency
+        self.prefill_ms_per_len2 = 2.0 * model.n_layers * model.hidden_size / flops * 1e3
+        if model.cost:  # a measured fit replaces every hardware-derived coefficient
+            c = model.cost
+            self._lin_x, self._lin_y = np.array([0.0, 1.0]), np.array([0.0, c["token_ms"]])
+            self._lin_tail_slope, self._lin_scale = c["token_ms"], 1.0
+            self._overhead_ms, self._per_seq_ms = c["step_ms"], 0.0
+            self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
+        if tp > 1:  # every coefficient is a share of the step, so one factor scales the step
+            tpp = engine.tp()
+            f = 1.0 / tpp.speedup(tp)
+            self._lin_scale *= f
+            self._overhead_ms *= f
+            self._per_seq_ms *= f
+            f_attn = 1.0 / tp if tpp.attention == "heads" else f
+            self.decode_ms_per_ctx_token *= f_attn
+            self.prefill_ms_per_len2 *= f_attn
+
+    def linear_ms(self, tokens: float) -> float:
+        if tokens <= self._lin_x[-1]:
+            base = float(np.interp(tokens, self._lin_x, self._lin_y))
+        else:
+            base = self._lin_y[-1] + self._lin_tail_slope * (tokens - self._lin_x[-1])
+        return base * self._lin_scale
+
+    def decode_base_s(self, n_seqs: int) -> float:
+        """Time of a decode step of n_seqs sequences, excluding the context-dependent attention."""
+        return (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(n_seqs)) / 1e3
+
+    def prefill_s(self, lengths_sum: int, lengths_sq_sum: float, n_seqs: int) -> float:
+        ms = (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(lengths_sum)
+              + self.prefill_ms_per_len2 * lengths_sq_sum)
+        return ms / 1e3
+
+    def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:
+        """Total time of `steps` consecutive decode steps; every step adds n_seqs context tokens."""
+        ctx_total = steps * ctx_sum + n_seqs * steps * (steps - 1) / 2
+        return steps * self.decode_base_s(n_seqs) + self.decode_ms_per_ctx_token * ctx_total / 1e3

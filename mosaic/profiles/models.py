@@ -1,0 +1,69 @@
+"""Per-model profiles: memory, load time, output-length distribution and the engine cost model.
+
+Profiles are data (YAML under mosaic/profiles/data/ or any path). Both the schedulers' cost predictor and the
+simulator read the engine cost model from here, so the two can never drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+from mosaic.core.errors import ConfigError
+
+from mosaic.profiles.difficulty import DifficultyModel
+from mosaic.profiles.engine import EngineProfile
+from mosaic.profiles.lengths import LengthDistribution
+from mosaic.profiles.session_cost import SessionFit
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    kind: str  # "reasoning" | "instruct"
+    hf_id: str
+    params_b: float
+    weight_gib: float
+    kv_bytes_per_token: int
+    n_layers: int
+    hidden_size: int
+    load_time_s: float
+    output: LengthDistribution
+    sources: tuple[str, ...] = ()
+    # dataset -> category -> P(correct); "all" is the dataset-wide level (also the fallback for a
+    # category the table lacks). Empty when the profile says nothing about answers.
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Measured on a real engine by experiments/profile.py; when present they replace the values
+    # derived from hardware figures. cost: the fitted step model (COST_KEYS, milliseconds).
+    cost: dict[str, float] = field(default_factory=dict)
+    kv_capacity: int | None = None      # KV-cache tokens the engine reported
+    unload_time_s: float = 0.0          # engine shutdown before the worker's next session
+    # A model writes differently long answers per dataset: dataset -> lengths there. `output` is
+    # the default for a dataset the profile does not list.
+    outputs: dict[str, LengthDistribution] = field(default_factory=dict)
+    # T_m(N, mean, max) fitted by experiments/fit_session_costs.py (mosaic.profiles.session_cost); None: the
+    # cost predictor falls back to its analytic formula.
+    session_fit: SessionFit | None = None
+
+    def output_for(self, dataset: str | None) -> LengthDistribution:
+        """Output lengths on `dataset` (the default distribution when it has none of its own)."""
+        return self.outputs.get(dataset, self.output) if dataset else self.output
+
+
+# t_step = step_ms + token_ms * tokens in step + ctx_ms * sum(decode context) + len2_ms * sum(prefill L^2)
+COST_KEYS = ("step_ms", "token_ms", "ctx_ms", "len2_ms")
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    engine: EngineProfile
+    models: dict[str, ModelProfile] = field(default_factory=dict)
+    # dataset -> how difficulty couples answers and lengths there, measured on traces
+    # (experiments/fit_difficulty.py); a dataset without an entry gets the built-in default.
+    datasets: dict[str, DifficultyModel] = field(default_factory=dict)
+
+    def model(self, name: str) -> ModelProfile:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ConfigError(f"model '{name}' has no profile; known models: "
+                              f"{', '.join(sorted(self.models))}") from None

@@ -1,0 +1,114 @@
+"""Metrics over Traces and pipeline results: stage times, skip rate, accuracy, per-worker use."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from mosaic.run.pipeline import PipelineResult
+from mosaic.plan import Plan
+from mosaic.analysis.paper_table import PAPER_SETTINGS
+from mosaic.workload.types import aggregator_request_id
+
+
+def accuracy(final: dict[str, str | None], gold: dict[str, str]) -> float:
+    return sum(final[q] == g for q, g in gold.items()) / len(gold) if gold else 0.0
+
+
+def accuracy_always_aggregate(result: PipelineResult) -> float | None:
+    """Accuracy had the aggregator run on every query; known only when the workload replays the
+    aggregator's answer for every query."""
+    wl = result.workload
+    outcomes = [wl.outcomes.get(aggregator_request_id(q.id)) for q in wl.queries]
+    if any(o is None for o in outcomes):
+        return None
+    return sum(o.answer == q.gold for o, q in zip(outcomes, wl.queries)) / len(wl.queries)
+
+
+def solver_info(plan: Plan) -> dict[str, Any] | None:
+    if plan.solver is None:
+        return None
+    s = plan.solver
+    return {"status": s.status, "solve_s": s.solve_s, "objective": s.objective,
+            "bound": s.bound, "gap": s.gap, "source": s.source, "fallback": s.fallback,
+            "limit": s.limit, "greedy_objective": s.greedy_objective,
+            "node_limit": plan.params.get("node_limit")}
+
+
+def query_rows(result: PipelineResult) -> list[dict[str, Any]]:
+    """One row per query: the agreement decision, the final answer and, where the workload replays
+    it, the answer the aggregator would have given (so any tau can be evaluated afterwards)."""
+    wl = result.workload
+    by_id = {q.id: q for q in wl.queries}
+    # Fig. 7 (length vs agreement) needs each question's total expert output.
+    expert_tokens: dict[str, int] = defaultdict(int)
+    for r in result.expert.trace.requests:
+        expert_tokens[r.query_id] += r.output_tokens
+    rows = []
+    for d in result.decisions:
+        q = by_id[d.query_id]
+        agg = wl.outcomes.get(aggregator_request_id(q.id))
+        rows.append({"query_id": q.id, "category": q.category, "gold": q.gold, "experts": "+".join(q.experts),
+                     "agreement": round(d.agreement, 6), "majority": d.majority or "", "skipped": int(d.skip),
+                     "final_answer": result.final_answers[q.id] or "",
+                     "aggregator_answer": (agg.answer or "") if agg else "",
+                     "expert_output_tokens": expert_tokens[q.id]})
+    return rows
+
+
+def summary(result: PipelineResult, scheduler: str, backend: str, workload_name: str,
+            seed: int, aggregation: dict[str, Any] | None = None) -> dict[str, Any]:
+    wl = result.workload
+    exp_t, agg_t = result.expert.trace, result.aggregator.trace
+    gold = {q.id: q.gold for q in wl.queries}
+    workers = []
+    for ws_e, ws_a in zip(exp_t.workers, agg_t.workers):
+        sessions = [s.model for t in (exp_t, agg_t) for s in t.sessions if s.worker == ws_e.worker]
+        workers.append({"id": ws_e.worker, "busy_s": ws_e.busy_s + ws_a.busy_s,
+                        "idle_s": ws_e.idle_s + ws_a.idle_s, "sessions": sessions})
+    n_skipped = sum(d.skip for d in result.decisions)
+    return {
+        "scheduler": scheduler,
+        "backend": backend,
+        "workload": workload_name,
+        "aggregation": aggregation,
+        "seed": seed,
+        "n_queries": len(wl.queries),
+        "n_expert_requests": len(exp_t.requests),
+        "n_aggregator_requests": len(agg_t.requests),
+        # A real backend reports a request it could not serve (e.g. its engine did not start) with
+        # an error instead of dropping it; its expert answer counts as no vote.
+        "n_failed_requests": sum(r.error is not None for t in (exp_t, agg_t) for r in t.requests),
+        "first_request_error": next((r.error for t in (exp_t, agg_t) for r in t.requests if r.error), None),
+        "expert_stage_s": exp_t.makespan_s,
+        "aggregator_stage_s": agg_t.makespan_s,
+        "end_to_end_s": exp_t.makespan_s + agg_t.makespan_s,
+        "skip_rate": n_skipped / len(wl.queries),
+        "accuracy": accuracy(result.final_answers, gold),
+        "accuracy_always_aggregate": accuracy_always_aggregate(result),
+        "expert_predicted_makespan_s": result.expert.plan.predicted_makespan_s,
+        "expert_lower_bound_s": result.expert.problem.lower_bound_s,
+        "workers": workers,
+        "solver": solver_info(result.expert.plan),
+        "aggregator_solver": solver_info(result.aggregator.plan),
+        # "tp": one tensor-parallel aggregator engine over all workers; "scheduled": placed by the
+        # stage's scheduler. tp_mode says how a real backend ran the TP engine.
+        "aggregator_placement": result.placement,
+        "aggregator_tp_size": max((s.tp_size for s in agg_t.sessions), default=1),
+        "aggregator_tp_mode": next((s.tp_mode for s in agg_t.sessions if s.tp_mode), ""),
+        # Table 3 (slots per expert) reads this.
+        "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
+    }
+
+
+def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The experiment settings a run used, from its resolved config; an option a config does not
+    carry yet has its agreed default, so summaries from any version of the config compare."""
+    sch, wl, agg = cfg.get("scheduler") or {}, cfg.get("workload") or {}, cfg.get("aggregation") or {}
+    replacement = wl.get("replacement")
+    return {"K": sch.get("max_models_per_worker"),
+            "rr_order": sch.get("rr_order") or PAPER_SETTINGS["rr_order"],
+            "routing": wl.get("routing") or PAPER_SETTINGS["routing"],
+            "replacement": PAPER_SETTINGS["replacement"] if replacement is None else bool(replacement),
+            "placement": agg.get("placement") or PAPER_SETTINGS["placement"],
+            "coupling": wl.get("coupling") or PAPER_SETTINGS["coupling"],
+            "shard_cost": sch.get("shard_cost") or PAPER_SETTINGS["shard_cost"]}

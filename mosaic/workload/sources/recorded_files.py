@@ -1,0 +1,236 @@
+"""Readers of recorded model outputs (traces) and of the question files they are matched to.
+
+Formats: `mmlu_pro_zip` (MMLU-Pro eval zips) and `medagents_json` (MedAgents outputs). Parsed files are
+cached per process on (path, mtime), since a sweep builds one workload many times."""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+
+from mosaic.core.errors import ConfigError
+from mosaic.workload.sources.data_quality import SourceStats, source_stats
+from mosaic.workload.sources.question_files import load_questions
+from mosaic.workload.tokens import estimate_tokens as tokens_from_text
+
+LETTERS = "ABCDEFGHIJKLMNOP"
+REPEAT_SAMPLES = ("replay", "resample")
+# MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
+# mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
+_FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
+# The output text's field: this project's name first, then upstream TIGER-Lab MMLU-Pro's (its
+# evaluate_from_*.py scripts write `model_outputs`).
+TEXT_FIELDS = ("generated_text", "model_outputs")
+
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def question_key(question: str, options: Sequence[str]) -> str:
+    """The key a question file's "stem The options are: (A) ..." text also normalises to."""
+    opts = " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
+    return normalise(f"{question} The options are: {opts}")
+
+
+def _letter(value: Any, n_options: int) -> str | None:
+    """An extracted answer as a letter, or None (no vote) when absent or not a valid option."""
+    if isinstance(value, str) and len(value.strip()) == 1 and value.strip().upper() in LETTERS[:n_options]:
+        return value.strip().upper()
+    return None
+
+
+def _answer(value: Any, n_options: int) -> tuple[str | None, str]:
+    """(letter or None, issue) with issue "" (parsed), "missing" (null or empty; upstream scripts also
+    write str(None)) or "unparseable: <value>" (not one of the question's option letters)."""
+    letter = _letter(value, n_options)
+    if letter is not None:
+        return letter, ""
+    if value is None or str(value).strip() in ("", "None", "null"):
+        return None, "missing"
+    return None, f"unparseable: {str(value)[:40]!r}"
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    key: str                 # normalised question + options text
+    record_id: str
+    category: str | None
+    n_options: int
+    gold: str | None
+    answer: str | None       # None: the model gave no parseable answer
+    output_tokens: int
+    censored: bool           # the generation hit max_tokens: the true length is longer
+    answer_issue: str = ""   # why `answer` is None: "missing" | "unparseable: <raw value>" (see _answer)
+    text_missing: bool = False  # the output text was null or empty
+
+
+# ---------------------------------------------------------------- readers: path -> records
+
+def _field(rec: Any, name: str, path: Path, i: int) -> Any:
+    if not isinstance(rec, dict) or name not in rec:
+        raise ConfigError(f"{path}: record {i} has no field '{name}'; every record of this format needs it")
+    return rec[name]
+
+
+def _json_list(text: str | bytes, path: Path) -> list:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); point the file field at an unmodified trace") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def _question_id(value: Any, path: Path, i: int) -> str:
+    """MMLU-Pro ids are non-negative integers; zero-padded so duplicates resolve by numeric order."""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())) \
+            or int(value) < 0:
+        raise ConfigError(f"{path}: record {i} field 'question_id' is {value!r}, not a non-negative integer; "
+                          "replace the file with an unmodified MMLU-Pro trace")
+    return f"{int(value):08d}"
+
+
+def _text(r: Any, path: Path, i: int) -> Any:
+    for name in TEXT_FIELDS:
+        if isinstance(r, dict) and name in r:
+            return r[name]
+    raise ConfigError(f"{path}: record {i} has no field 'generated_text' (or upstream's 'model_outputs'); "
+                      "every record of this format needs one")
+
+
+def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
+    """MMLU-Pro evaluation outputs: a zip holding one JSON list of question records."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(".json")]
+            if len(names) != 1:
+                raise ConfigError(f"{path}: expected exactly one .json file in the zip, found {names}")
+            data = _json_list(z.read(names[0]), path)
+    # A damaged member fails only when read: a bad deflate stream (zlib.error), a CRC mismatch
+    # (BadZipFile), or a stream cut short (EOFError).
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable zip ({type(e).__name__}: {e}); format mmlu_pro_zip needs "
+                          "an intact zip, so replace the file with an unmodified copy") from None
+    out = []
+    for i, r in enumerate(data):
+        opts = _field(r, "options", path, i)
+        if not isinstance(opts, list):
+            raise ConfigError(f"{path}: record {i} field 'options' must be a list of option texts")
+        raw_text = _text(r, path, i)
+        text = raw_text if isinstance(raw_text, str) else ""
+        n = len(opts)
+        answer, issue = _answer(_field(r, "pred", path, i), n)
+        out.append(TraceRecord(
+            key=question_key(_field(r, "question", path, i), opts),
+            record_id=_question_id(_field(r, "question_id", path, i), path, i),
+            category=_field(r, "category", path, i), n_options=n,
+            gold=_letter(_field(r, "answer", path, i), n), answer=answer,
+            output_tokens=tokens_from_text(text),
+            censored=not _FINAL_ANSWER.search(text) and not text.rstrip().endswith((".", "!", "?")),
+            answer_issue=issue, text_missing=not text.strip()))
+    return tuple(out)
+
+
+def _token_usage(r: dict, path: Path, i: int) -> int:
+    usage = _field(r, "token_usage", path, i)
+    if isinstance(usage, str):  # some releases store the dict's repr
+        try:
+            usage = ast.literal_eval(usage)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"{path}: record {i} field 'token_usage' is a string but not a dict") from None
+    if not isinstance(usage, dict) or "completion_tokens" not in usage:
+        raise ConfigError(f"{path}: record {i} field 'token_usage' has no 'completion_tokens'")
+    return max(1, int(usage["completion_tokens"]))
+
+
+def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
+    """MedAgentsBench outputs: a JSON list with options as a letter -> text mapping."""
+    try:
+        data = _json_list(path.read_bytes(), path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    rows = []
+    for i, r in enumerate(data):
+        opts = _field(r, "options", path, i)
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{path}: record {i} field 'options' must map letters to texts")
+        rows.append((r, list(opts.values()), _token_usage(r, path, i)))
+    # max_tokens settings are powers of two: a file whose longest output is one hit its cap there.
+    top = max((t for *_, t in rows), default=0)
+    cap = top if top >= 512 and top & (top - 1) == 0 else None
+    out = []
+    for i, (r, opts, tokens) in enumerate(rows):
+        n = len(opts)
+        answer, issue = _answer(_field(r, "predicted_answer", path, i), n)
+        out.append(TraceRecord(
+            key=question_key(_field(r, "question", path, i), opts),
+            record_id=str(_field(r, "realidx", path, i)), category=None, n_options=n,
+            gold=_letter(_field(r, "answer_idx", path, i), n), answer=answer,
+            output_tokens=tokens, censored=tokens == cap, answer_issue=issue))
+    return tuple(out)
+
+
+READERS: dict[str, Callable[[Path], tuple[TraceRecord, ...]]] = {
+    "mmlu_pro_zip": read_mmlu_pro_zip, "medagents_json": read_medagents_json}
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, mtime_ns: int, fmt: str) -> tuple[dict[str, TraceRecord], SourceStats]:
+    records = READERS[fmt](Path(path))
+    by_key: dict[str, TraceRecord] = {}
+    for r in sorted(records, key=lambda r: r.record_id):
+        by_key.setdefault(r.key, r)
+    return by_key, source_stats(path, records)
+
+
+def _load(path: Path, fmt: str, field: str) -> tuple[dict[str, TraceRecord], SourceStats]:
+    if fmt not in READERS:
+        raise ConfigError(f"{field}: unknown format '{fmt}'; choose one of {sorted(READERS)}")
+    try:
+        return _cached(str(path), path.stat().st_mtime_ns, fmt)
+    except ConfigError as e:  # say which config entry names the bad file
+        raise ConfigError(f"{field}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{field}: cannot read {path} ({e}); point it at an existing trace file") from None
+
+
+def read_trace(path: Path, fmt: str, field: str = "file") -> dict[str, TraceRecord]:
+    """Records of one trace file by question key (parsed once per process and file version)."""
+    return _load(path, fmt, field)[0]
+
+
+def trace_stats(path: Path, fmt: str, field: str = "file") -> SourceStats:
+    """What the file holds that a replay cannot use as is (see mosaic.workload.sources.data_quality)."""
+    return _load(path, fmt, field)[1]
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    keys: tuple[str, ...]
+    texts: tuple[str, ...]
+    gold: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _questions(path: str, mtime_ns: int) -> QuestionSet:
+    data = load_questions(Path(path))
+    texts = tuple(r["question"] for r in data)
+    return QuestionSet(tuple(normalise(t) for t in texts), texts,
+                       tuple(r["gold_answer"].strip().upper() for r in data),
+                       tuple(str(r.get("category", "all")) for r in data))
+
+
+def read_questions(path: Path, field: str = "workload.questions", what: str = "question file") -> QuestionSet:
+    load_questions(path, field, what)  # checked with the config field that names it (parse is cached)
+    return _questions(str(path), path.stat().st_mtime_ns)
