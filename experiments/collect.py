@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis import paper_table as report
+from mosaic.core.tables import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_COMMAND = "python experiments/reproduce.py"
@@ -46,7 +47,7 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
               "fig7_buckets": buckets, "table3_slots": report.slot_table(runs),
               "table4_seed_walls": report.seed_walls(runs), "diagnostics": report.stage_diagnostics(runs)}
     for name, rows in {**tables, "fig7_ecdf": ecdf, "tau_sweep": taus, "output_lengths": lengths}.items():
-        report.write_csv(figdata / f"{name}.csv", rows)
+        write_csv(figdata / f"{name}.csv", rows)
     return tables
 
 
@@ -61,13 +62,13 @@ def main() -> None:
         sys.exit(f"error: {e}")
     out = args.out
     rows = report.paper_table(runs)
-    report.write_csv(out / "paper_table.csv", rows, report.COLUMNS)
+    write_csv(out / "paper_table.csv", rows, report.COLUMNS)
     (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))
     flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list)) and not k.startswith("_")}
             | {"aggregation": (r.get("aggregation") or {}).get("name"),
                "variant": report.variant_label(report.variant_of(r))} for r in runs]
-    report.write_csv(out / "runs.csv", flat)
-    report.write_csv(out / "idle_fraction.csv", report.idle_fractions(runs))
+    write_csv(out / "runs.csv", flat)
+    write_csv(out / "idle_fraction.csv", report.idle_fractions(runs))
     tables = figure_data(runs, out / "figure_data")
     (out / "paper_artefacts.md").write_text(report.render_artefacts(tables, SWEEP_COMMAND))
     print(report.render_markdown(rows, SWEEP_COMMAND))

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from mosaic.run.app import run
 from mosaic.config.schema import register_configs
-from mosaic.analysis.paper_table import write_csv
+from mosaic.core.tables import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")

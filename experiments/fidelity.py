@@ -21,7 +21,8 @@ from mosaic.analysis.fidelity import compare
 from mosaic.config.schema import register_configs
 from mosaic.run.pipeline import aggregator_requests
 from mosaic.profiles import load_profiles
-from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers import schedule
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.workload.build import build_workload
 
@@ -36,8 +37,8 @@ def stage(name, requests, order, c, cluster, profiles, workload, sim, real, tp=F
     if tp:
         plan = schedule("tensor_parallel", build_tp_problem(name, requests, cluster, profiles, order), requests)
     else:
-        params = SchedulerParams(**{k: v for k, v in c["scheduler"].items()
-                                    if k in SchedulerParams.__dataclass_fields__})
+        params = SchedulerConfig(**{k: v for k, v in c["scheduler"].items()
+                                    if k in SchedulerConfig.__dataclass_fields__})
         plan = schedule(c["scheduler"]["name"], build_problem(name, requests, cluster, profiles, order,
                                                                workload.calibration,
                                                                c["scheduler"].get("cost_model", "auto"),

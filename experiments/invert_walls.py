@@ -35,7 +35,8 @@ from mosaic.cluster import Cluster
 from mosaic.config.schema import register_configs
 from mosaic.run.pipeline import run_tp_stage
 from mosaic.profiles import ProfileSet, load_profiles
-from mosaic.analysis.paper_table import PAPER, PAPER_STAGES, write_csv
+from mosaic.analysis.paper_table import PAPER, PAPER_STAGES
+from mosaic.core.tables import write_csv
 from mosaic.analysis.stage_inversion import OK, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request
 

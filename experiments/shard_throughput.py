@@ -22,7 +22,7 @@ from mosaic.cluster import Cluster
 from mosaic.config.schema import register_configs
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
-from mosaic.analysis.paper_table import write_csv
+from mosaic.core.tables import write_csv
 from mosaic.workload.build import build_workload
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,11 +1,12 @@
 import pytest
 
-from mosaic.run.aggregation import AggregationPolicy, agreement, decide
+from mosaic.config.schema import AggregationConfig
+from mosaic.run.aggregation import agreement, decide
 from mosaic.core.errors import ConfigError
 
-TAU1 = AggregationPolicy("threshold", 1.0)
-TAU067 = AggregationPolicy("threshold", 0.6667)
-ALWAYS = AggregationPolicy("always", None)
+TAU1 = AggregationConfig(policy="threshold", tau=1.0)
+TAU067 = AggregationConfig(policy="threshold", tau=0.6667)
+ALWAYS = AggregationConfig(policy="always", tau=None)
 
 
 @pytest.mark.parametrize("answers, c, majority, skip1, skip067", [
@@ -31,11 +32,11 @@ def test_unparsed_answers_are_not_votes():
 
 
 def test_tie_at_top_never_skips():
-    d = decide(AggregationPolicy("threshold", 0.5), {"q": ["A", "A", "B", "B"]})[0]
+    d = decide(AggregationConfig(policy="threshold", tau=0.5), {"q": ["A", "A", "B", "B"]})[0]
     assert d.majority is None and not d.skip
 
 
 @pytest.mark.parametrize("name, tau", [("threshold", 0.0), ("threshold", 1.5), ("threshold", None), ("vote", 1.0)])
 def test_bad_policy(name, tau):
     with pytest.raises(ConfigError, match="aggregation"):
-        AggregationPolicy(name, tau)
+        AggregationConfig(policy=name, tau=tau)

@@ -61,15 +61,15 @@ def test_every_scheduled_model_has_calibration_statistics(workload):
 
 
 def test_pipeline_costs_from_the_workload_calibration(paper):
-    from mosaic.run.aggregation import AggregationPolicy
+    from mosaic.config.schema import AggregationConfig
     from mosaic.run.pipeline import run_pipeline
-    from mosaic.schedulers import SchedulerParams
+    from mosaic.config.schema import SchedulerConfig
     from sim.backend import SimBackend
 
     w = build_workload({"kind": "synthetic", "preset": "gpqa", "n_queries": 40}, paper, 0)
     longer = replace(w, outcomes={rid: Outcome(4 * o.output_tokens, o.answer) for rid, o in w.outcomes.items()})
-    run = [run_pipeline(x, CLUSTER, paper, "ilp", SchedulerParams(), SimBackend(CLUSTER, paper),
-                        AggregationPolicy("threshold", 1.0)) for x in (w, longer)]
+    run = [run_pipeline(x, CLUSTER, paper, SchedulerConfig(name="ilp"), SimBackend(CLUSTER, paper),
+                        AggregationConfig(policy="threshold", tau=1.0)) for x in (w, longer)]
     assert run[0].expert.problem == run[1].expert.problem == problem(w, paper)
     assert run[1].expert.trace.makespan_s > run[0].expert.trace.makespan_s   # the runs did differ
 

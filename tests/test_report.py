@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mosaic.analysis import paper_table as report
+from mosaic.config.schema import AggregationConfig, MosaicConfig, SchedulerConfig, WorkloadConfig
 from mosaic.run.metrics import run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,10 +167,12 @@ def test_variant_counts_only_the_settings_a_policy_reads():
 
 
 def test_run_settings_defaults_and_overrides():
-    assert run_settings({}) == {**report.PAPER_SETTINGS, "K": None}
-    s = run_settings({"scheduler": {"max_models_per_worker": 3, "rr_order": "pool", "shard_cost": "affine"},
-                      "workload": {"routing": "paper_table3", "replacement": False, "coupling": "assumed"},
-                      "aggregation": {"placement": "scheduled"}})
+    # The schema's defaults are the paper's settings, except K, which the paper's runs set to 2.
+    assert run_settings(MosaicConfig()) == {**report.PAPER_SETTINGS, "K": None}
+    s = run_settings(MosaicConfig(
+        scheduler=SchedulerConfig(max_models_per_worker=3, rr_order="pool", shard_cost="affine"),
+        workload=WorkloadConfig(routing="paper_table3", replacement=False, coupling="assumed"),
+        aggregation=AggregationConfig(placement="scheduled")))
     assert s == {"K": 3, "rr_order": "pool", "routing": "paper_table3", "replacement": False, "placement": "scheduled",
                  "coupling": "assumed", "shard_cost": "affine"}
 

@@ -5,11 +5,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mosaic.run.aggregation import AggregationPolicy, agreement
+from mosaic.config.schema import AggregationConfig
+from mosaic.run.aggregation import agreement
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.run.pipeline import aggregator_requests, run_pipeline
-from mosaic.schedulers import SchedulerParams
+from mosaic.config.schema import SchedulerConfig
 from mosaic.trace import RequestRecord, Trace
 from mosaic.workload.routing import recruit as routing
 from mosaic.analysis.slots import repeat_share, router_vs_table3, slot_counts, table3_rows
@@ -156,8 +157,8 @@ def test_repeated_experts_end_to_end_on_the_simulator(profiles):
     assert repeat_share(w) > 0
 
     cluster = Cluster.uniform(4, 80.0)
-    res = run_pipeline(w, cluster, profiles, "ilp", SchedulerParams(max_models_per_worker=2),
-                       SimBackend(cluster, profiles), AggregationPolicy("threshold", 2 / 3))
+    res = run_pipeline(w, cluster, profiles, SchedulerConfig(name="ilp", max_models_per_worker=2),
+                       SimBackend(cluster, profiles), AggregationConfig(policy="threshold", tau=2 / 3))
     reqs = w.expert_requests()
     ids = [r.request_id for r in res.expert.trace.requests]
     assert len(ids) == len(set(ids)) == len(reqs)            # every request exactly one result, ids unique

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, PlanError, Session, SolverInfo, WorkerPlan, validate_plan
 from mosaic.costs.problem import ModelDemand, StageProblem
-from mosaic.schedulers import SchedulerParams, available, get_scheduler, schedule
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers import available, get_scheduler, schedule
 from mosaic.schedulers.common import even_counts, split_counts
 from mosaic.schedulers.counts import makespan, violations
 from mosaic.schedulers.greedy import greedy_counts
@@ -198,7 +199,7 @@ def test_baseline_plans_are_valid(policy, problem):
 @given(pk=problem_and_k())
 def test_ilp_plan_is_valid_and_respects_k_and_caps(pk):
     problem, k = pk
-    params = SchedulerParams(max_models_per_worker=k, time_limit_s=2.0)  # validity needs no optimum
+    params = SchedulerConfig(max_models_per_worker=k, time_limit_s=2.0)  # validity needs no optimum
     if not k_feasible(problem, k):
         with pytest.raises(ConfigError, match="infeasible"):
             schedule("ilp", problem, requests_for(problem), params)
@@ -213,7 +214,7 @@ def test_ilp_plan_is_valid_and_respects_k_and_caps(pk):
 @given(problem=problems(hetero=False), data=st.data())
 def test_ilp_respects_explicit_replication_cap(problem, data):
     cap = data.draw(st.integers(1, problem.n_workers))
-    params = SchedulerParams(replication_cap=cap, time_limit_s=2.0)
+    params = SchedulerConfig(replication_cap=cap, time_limit_s=2.0)
     caps = replication_caps(problem, params)
     assert all(1 <= caps[d.model] <= min(cap, d.n) for d in problem.models)
     plan = schedule("ilp", problem, requests_for(problem), params)
@@ -226,15 +227,15 @@ def test_replication_caps_formula():
     problem = make_problem([(20, 1.0, 10.0), (20, 2.0, 5.0), (20, 10.0, 1.0), (20, 0.0, 3.0),
                             (2, 0.1, 10.0), (20, 0.1, 10.0)], 4)
     problem = replace(problem, fits={**problem.fits, "m5": frozenset({1, 3})})
-    assert replication_caps(problem, SchedulerParams()) == {
+    assert replication_caps(problem, SchedulerConfig()) == {
         "m0": 4, "m1": 2, "m2": 1, "m3": 4, "m4": 2, "m5": 2}
-    assert replication_caps(problem, SchedulerParams(replication_cap=3)) == {
+    assert replication_caps(problem, SchedulerConfig(replication_cap=3)) == {
         "m0": 3, "m1": 3, "m2": 3, "m3": 3, "m4": 2, "m5": 2}
 
 
 def test_replication_caps_tiny_load():
     problem = make_problem([(3, 1e-310, 1.0)], 2)
-    assert replication_caps(problem, SchedulerParams()) == {"m0": 2}
+    assert replication_caps(problem, SchedulerConfig()) == {"m0": 2}
     plan = schedule("ilp", problem, requests_for(problem))
     check_plan(plan, problem)
 
@@ -319,9 +320,9 @@ def test_ilp_known_optimum():
     problem = make_problem([(3, 1.0, 9.0), (1, 2.0, 1.0)], 2)
     plan = schedule("ilp", problem, requests_for(problem))
     assert plan.predicted_makespan_s == pytest.approx(7.0, rel=1e-6)
-    assert brute_force_makespan(problem, replication_caps(problem, SchedulerParams()), None) == 7.0
+    assert brute_force_makespan(problem, replication_caps(problem, SchedulerConfig()), None) == 7.0
     # With no replication allowed the best is a alone (10 s) and b elsewhere.
-    plan1 = schedule("ilp", problem, requests_for(problem), SchedulerParams(replication_cap=1))
+    plan1 = schedule("ilp", problem, requests_for(problem), SchedulerConfig(replication_cap=1))
     assert plan1.predicted_makespan_s == pytest.approx(10.0, rel=1e-6)
 
 
@@ -341,7 +342,7 @@ def test_ilp_with_a_fixed_session_part_replicates_only_when_it_pays():
     assert plan.predicted_makespan_s == pytest.approx(210.0, rel=1e-6)
     assert len(placement(plan)["m0"]) == 1 and placement(plan)["m0"] != placement(plan)["m1"]
     # Greedy and the bound price the fixed part the same way.
-    caps = replication_caps(fixed, SchedulerParams())
+    caps = replication_caps(fixed, SchedulerConfig())
     assert makespan(fixed, greedy_counts(fixed, caps, 2)) >= 210.0 - 1e-9
     assert lower_bound(fixed, caps) <= 210.0 + 1e-9
 
@@ -353,7 +354,7 @@ def test_ilp_matches_brute_force(problem, data):
     m, n_w = len(problem.models), problem.n_workers
     k = data.draw(st.one_of(st.none(), st.integers(math.ceil(m / n_w), m)), label="K")
     cap = data.draw(st.one_of(st.none(), st.integers(1, n_w)), label="replication_cap")
-    params = SchedulerParams(max_models_per_worker=k, replication_cap=cap)
+    params = SchedulerConfig(max_models_per_worker=k, replication_cap=cap)
     caps = replication_caps(problem, params)
     best = brute_force_makespan(problem, caps, k)
     if best == math.inf:
@@ -376,7 +377,7 @@ def test_ilp_matches_brute_force(problem, data):
 @FAST_ILP
 @given(problem=problems())
 def test_ilp_beats_all_baselines_when_unconstrained(problem):
-    params = SchedulerParams(replication_cap=problem.n_workers, max_models_per_worker=None)
+    params = SchedulerConfig(replication_cap=problem.n_workers, max_models_per_worker=None)
     reqs = requests_for(problem)
     ilp = schedule("ilp", problem, reqs, params).predicted_makespan_s
     for policy in BASELINES:
@@ -387,7 +388,7 @@ def test_ilp_beats_all_baselines_when_unconstrained(problem):
 @FAST_ILP
 @given(problem=problems())
 def test_ilp_beats_feasible_baselines_with_default_params(problem):
-    params = SchedulerParams()
+    params = SchedulerConfig()
     reqs = requests_for(problem)
     plan = schedule("ilp", problem, reqs, params)
     ilp = plan.predicted_makespan_s
@@ -412,7 +413,7 @@ def test_ilp_beats_feasible_baselines_with_default_params(problem):
 @given(pk=problem_and_k(hetero=False))
 def test_ilp_beats_feasible_baselines_with_k(pk):
     problem, k = pk
-    params = SchedulerParams(max_models_per_worker=k)
+    params = SchedulerConfig(max_models_per_worker=k)
     reqs = requests_for(problem)
     ilp = schedule("ilp", problem, reqs, params).predicted_makespan_s
     caps = replication_caps(problem, params)
@@ -434,7 +435,7 @@ def sessions_of(plan: Plan) -> list[list[tuple[str, tuple[str, ...]]]]:
 def test_round_robin_model_i_on_worker_i_mod_n(order):
     # first-seen order equals pool order here, so both rules agree
     problem = make_problem([(2, 1, 1), (3, 1, 1), (1, 1, 1), (4, 1, 1), (2, 1, 1)], 3)
-    plan = schedule("round_robin", problem, requests_for(problem), SchedulerParams(rr_order=order))
+    plan = schedule("round_robin", problem, requests_for(problem), SchedulerConfig(rr_order=order))
     d = {m.model: m.request_ids for m in problem.models}
     assert sessions_of(plan) == [[("m0", d["m0"]), ("m3", d["m3"])],
                                  [("m1", d["m1"]), ("m4", d["m4"])],
@@ -446,7 +447,7 @@ def test_round_robin_first_seen_order_differs_from_pool_order():
     problem = make_problem([(1, 1, 1)] * 5, 2, first_seen=[6, 1, 9, 0, 4], names=list("ABCDE"))
     first = schedule("round_robin", problem, requests_for(problem))   # the default rule
     assert [[m for m, _ in ws] for ws in sessions_of(first)] == [["D", "E", "C"], ["B", "A"]]
-    pool = schedule("round_robin", problem, requests_for(problem), SchedulerParams(rr_order="pool"))
+    pool = schedule("round_robin", problem, requests_for(problem), SchedulerConfig(rr_order="pool"))
     assert [[m for m, _ in ws] for ws in sessions_of(pool)] == [["A", "C", "E"], ["B", "D"]]
 
 
@@ -463,14 +464,14 @@ def test_round_robin_reproduces_paper_fig2b_placement():
     plan = schedule("round_robin", problem, requests_for(problem))
     fig2b = [{"Gemma", "Exaone"}, {"QwenR1", "GLM"}, {"Qwen"}, {"LlamaR1"}]
     assert [{m for m, _ in ws} for ws in sessions_of(plan)] == fig2b
-    pool = schedule("round_robin", problem, requests_for(problem), SchedulerParams(rr_order="pool"))
+    pool = schedule("round_robin", problem, requests_for(problem), SchedulerConfig(rr_order="pool"))
     assert [{m for m, _ in ws} for ws in sessions_of(pool)] != fig2b
 
 
 @FAST
 @given(problem=problems(), order=st.sampled_from(["first_seen", "pool"]))
 def test_round_robin_property(problem, order):
-    plan = schedule("round_robin", problem, requests_for(problem), SchedulerParams(rr_order=order))
+    plan = schedule("round_robin", problem, requests_for(problem), SchedulerConfig(rr_order=order))
     n_w = problem.n_workers
     expected: list[list] = [[] for _ in range(n_w)]
     sequence = list(problem.models)
@@ -604,24 +605,24 @@ def test_unknown_scheduler_lists_available():
 def test_ilp_k_times_n_below_m_raises():
     problem = make_problem([(2, 1, 1)] * 5, 2)
     with pytest.raises(ConfigError, match="K") as e:
-        schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=2))
+        schedule("ilp", problem, requests_for(problem), SchedulerConfig(max_models_per_worker=2))
     assert "2*2" in str(e.value)
     # K*N == M is feasible
     problem4 = make_problem([(2, 1, 1)] * 4, 2)
-    plan = schedule("ilp", problem4, requests_for(problem4), SchedulerParams(max_models_per_worker=2))
+    plan = schedule("ilp", problem4, requests_for(problem4), SchedulerConfig(max_models_per_worker=2))
     assert max(models_per_worker(plan)) <= 2
 
 
 def test_ilp_negative_k_raises():
     problem = make_problem([(2, 1, 1)], 2)
     with pytest.raises(ConfigError, match="max_models_per_worker"):
-        schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=-1))
+        schedule("ilp", problem, requests_for(problem), SchedulerConfig(max_models_per_worker=-1))
 
 
 def test_ilp_zero_k_raises():
     problem = make_problem([(2, 1, 1), (2, 1, 1)], 2)
     with pytest.raises(ConfigError, match="max_models_per_worker"):
-        schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=0))
+        schedule("ilp", problem, requests_for(problem), SchedulerConfig(max_models_per_worker=0))
 
 
 def test_ilp_infeasible_memory_and_k_raises():
@@ -629,7 +630,7 @@ def test_ilp_infeasible_memory_and_k_raises():
     problem = make_problem([(2, 1, 1), (2, 1, 1)], 2,
                            fits={"m0": frozenset({0}), "m1": frozenset({0})})
     with pytest.raises(ConfigError, match="infeasible"):
-        schedule("ilp", problem, requests_for(problem), SchedulerParams(max_models_per_worker=1))
+        schedule("ilp", problem, requests_for(problem), SchedulerConfig(max_models_per_worker=1))
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -648,7 +649,7 @@ def test_ilp_time_limit_fallback_respects_k_and_says_so():
     # least_loaded would put the three cheap models on one worker, more than K=2
     specs = [(1, 1.0, 10.0), (1, 1.0, 1.0), (1, 1.0, 1.0), (1, 1.0, 1.0)]
     problem = make_problem(specs, 2)
-    params = SchedulerParams(max_models_per_worker=2, time_limit_s=1e-9)
+    params = SchedulerConfig(max_models_per_worker=2, time_limit_s=1e-9)
     plan = schedule("ilp", problem, requests_for(problem), params)
     check_plan(plan, problem, k=2, caps=replication_caps(problem, params))
     assert plan.solver.limit == "time_limit"
@@ -662,7 +663,7 @@ def test_ilp_time_limit_fallback_respects_k_and_says_so():
 @FAST_ILP
 @given(problem=problems(max_models=4, max_workers=3, max_requests=12))
 def test_ilp_solver_info(problem):
-    params = SchedulerParams()
+    params = SchedulerConfig()
     plan = schedule("ilp", problem, requests_for(problem), params)
     info = plan.solver
     assert isinstance(info, SolverInfo)
@@ -689,12 +690,12 @@ def test_least_loaded_honours_k():
     problem = make_problem([(5, 1, 100), (1, 1, 1), (1, 1, 1), (1, 1, 1)], 2)
     free = schedule("least_loaded", problem, requests_for(problem))
     assert max(models_per_worker(free)) == 3
-    capped = schedule("least_loaded", problem, requests_for(problem), SchedulerParams(max_models_per_worker=2))
+    capped = schedule("least_loaded", problem, requests_for(problem), SchedulerConfig(max_models_per_worker=2))
     assert max(models_per_worker(capped)) == 2
     assert capped.params == {"K": 2}
     with pytest.raises(ConfigError, match="max_models_per_worker"):
         schedule("least_loaded", make_problem([(1, 1, 1)] * 3, 1), requests_for(make_problem([(1, 1, 1)] * 3, 1)),
-                 SchedulerParams(max_models_per_worker=2))
+                 SchedulerConfig(max_models_per_worker=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,16 +711,16 @@ def test_least_loaded_honours_k():
 ])
 def test_scheduler_params_reject_bad_values(field, value):
     with pytest.raises(ConfigError) as e:
-        SchedulerParams(**{field: value})
+        SchedulerConfig(**{field: value})
     msg = str(e.value)
     assert f"scheduler.{field}" in msg and "\n" not in msg
     assert "got" in msg and (";" in msg)   # says what it got and how to fix it
 
 
 def test_scheduler_params_accept_boundaries():
-    SchedulerParams(time_limit_s=1e-9, mip_gap=0.0, replication_cap=1, max_models_per_worker=1,
+    SchedulerConfig(time_limit_s=1e-9, mip_gap=0.0, replication_cap=1, max_models_per_worker=1,
                     node_limit=1, rr_order="pool")
-    SchedulerParams(time_limit_s=math.inf, mip_gap=1.0)
+    SchedulerConfig(time_limit_s=math.inf, mip_gap=1.0)
 
 
 def test_bad_scheduler_params_stop_the_app_before_any_work():
@@ -761,7 +762,7 @@ def test_violations_names_each_broken_constraint():
 def test_greedy_warm_start_is_feasible(pk):
     problem, k = pk
     k = k if k is not None else len(problem.models)
-    caps = replication_caps(problem, SchedulerParams())
+    caps = replication_caps(problem, SchedulerConfig())
     counts = greedy_counts(problem, caps, k)
     if counts is None:   # only where memory limits leave no room for it
         assert any(f != frozenset(range(problem.n_workers)) for f in problem.fits.values())
@@ -773,7 +774,7 @@ def test_greedy_warm_start_is_feasible(pk):
 def test_greedy_replicates_the_long_model():
     # one model with 80 s of work and a 1 s load, three short ones: least_loaded cannot split it
     problem = make_problem([(40, 1.0, 80.0), (5, 1.0, 5.0), (5, 1.0, 5.0), (5, 1.0, 5.0)], 4)
-    caps = replication_caps(problem, SchedulerParams())
+    caps = replication_caps(problem, SchedulerConfig())
     counts = greedy_counts(problem, caps, 2)
     assert len(counts["m0"]) == 4
     assert makespan(problem, counts) < 0.5 * schedule("least_loaded", problem, requests_for(problem)).predicted_makespan_s
@@ -881,7 +882,7 @@ def test_ilp_plan_does_not_depend_on_machine_load():
     import subprocess
     import sys
     problem = make_problem(MEDMCQA_8, 8)
-    params = SchedulerParams(max_models_per_worker=2, node_limit=300)
+    params = SchedulerConfig(max_models_per_worker=2, node_limit=300)
     idle = schedule("ilp", problem, requests_for(problem), params)
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:

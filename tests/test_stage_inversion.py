@@ -8,7 +8,8 @@ import pytest
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
-from mosaic.run.pipeline import run_tp_stage
+from mosaic.config.schema import SchedulerConfig
+from mosaic.run.pipeline import run_stage
 from mosaic.profiles import load_profiles
 from mosaic.analysis.stage_inversion import OK, UNREACHABLE_HIGH, UNREACHABLE_LOW, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request, Workload
@@ -55,7 +56,8 @@ def test_inverting_a_simulated_tp_stage_recovers_the_factor_that_made_its_wall()
 
     def wall(f):
         scaled = replace(wl, outcomes=scale_outcomes(reqs, outs, f, profiles.engine.max_model_len))
-        return run_tp_stage("aggregator", reqs, ("LlamaR1",), backend, cluster, profiles, scaled).trace.makespan_s
+        return run_stage("aggregator", reqs, ("LlamaR1",), SchedulerConfig(), "tp", backend, cluster, profiles,
+                         scaled).trace.makespan_s
 
     target = wall(2.7)
     assert target > wall(1.0) > wall(0.5)          # the wall grows with the lengths

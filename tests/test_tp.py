@@ -2,15 +2,18 @@
 aggregation.placement, and how the vLLM backend launches a TP engine (no vLLM needed here)."""
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 
-from mosaic.run.aggregation import AggregationPolicy
+from mosaic.config.schema import AggregationConfig
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.run.pipeline import run_pipeline
 from mosaic.plan import Plan, PlanError, Session, WorkerPlan, validate_plan
 from mosaic.profiles import GIB, CostModel, kv_capacity_tokens, load_time_s, parse_profiles
-from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers import schedule
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.workload.answer_model import SyntheticSpec
 from mosaic.workload.sources.synthetic import generate
@@ -260,10 +263,10 @@ def small(profiles):
 
 
 def _run(small, profiles, scheduler, placement, tau=None):
-    policy = AggregationPolicy("always", None) if tau is None else AggregationPolicy("threshold", tau)
+    policy = AggregationConfig(policy="always", tau=None) if tau is None else AggregationConfig(policy="threshold", tau=tau)
     cluster = Cluster.uniform(4, 80.0)
-    return run_pipeline(small, cluster, profiles, scheduler, SchedulerParams(max_models_per_worker=2),
-                        SimBackend(cluster, profiles), policy, placement=placement)
+    return run_pipeline(small, cluster, profiles, SchedulerConfig(name=scheduler, max_models_per_worker=2),
+                        SimBackend(cluster, profiles), replace(policy, placement=placement))
 
 
 def test_placement_tp_runs_one_engine_over_all_workers(small, profiles):
@@ -301,8 +304,8 @@ def test_tp_without_scaling_for_the_cluster_fails_before_the_expert_stage(small,
 
     cluster = Cluster.uniform(3, 80.0)
     with pytest.raises(ConfigError, match="TP degree 3.*placement=scheduled"):
-        run_pipeline(small, cluster, profiles, "round_robin", SchedulerParams(), NoRun(),
-                     AggregationPolicy("always", None))
+        run_pipeline(small, cluster, profiles, SchedulerConfig(name="round_robin"), NoRun(),
+                     AggregationConfig(policy="always", tau=None))
 
 
 def test_cli_summary_names_the_placement():

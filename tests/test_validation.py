@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.run.aggregation import AggregationPolicy
+from mosaic.config.schema import AggregationConfig, ClusterConfig, MosaicConfig, WorkloadConfig
 from mosaic.run.app import run
 from mosaic.core.errors import ConfigError
-from mosaic.config.validation import validate
+from mosaic.run.builder import typed
 from tests.helpers import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,18 +45,17 @@ def test_always_policy_without_tau_and_threshold_policies_still_run():
 
 def test_policy_object_refuses_a_tau_it_would_ignore():
     with pytest.raises(ConfigError, match="aggregation.policy=always"):
-        AggregationPolicy("always", 0.6667)
-    assert AggregationPolicy("always", None).tau is None
+        AggregationConfig(policy="always", tau=0.6667)
+    assert AggregationConfig(policy="always", tau=None).tau is None
 
 
-def test_validate_returns_the_policy_and_accepts_edges():
-    c = {"seed": 0, "workload": {"distractor_share": 1.0, "routing_noise": 0.0, "skill_spread": 0.0},
-         "cluster": {"memory_gib": 80.0}, "aggregation": {"policy": "threshold", "tau": 1.0}}
-    assert validate(c) == AggregationPolicy("threshold", 1.0)
+def test_schema_validates_once_and_accepts_edges():
+    edges = MosaicConfig(workload=WorkloadConfig(distractor_share=1.0, routing_noise=0.0, skill_spread=0.0))
+    assert typed(edges).aggregation == AggregationConfig(policy="threshold", tau=1.0)
     with pytest.raises(ConfigError, match="seed"):
-        validate({**c, "seed": True})   # a bool is no seed, though Python calls it an int
+        MosaicConfig(seed=True)   # a bool is no seed, though Python calls it an int
     with pytest.raises(ConfigError, match="cluster.memory_gib"):
-        validate({**c, "cluster": {"memory_gib": math.nan}})
+        ClusterConfig(memory_gib=math.nan)
 
 
 # ---------------------------------------------------------------- empty question files

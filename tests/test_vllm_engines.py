@@ -90,9 +90,9 @@ def test_smoke_command_serves_every_request(tmp_path):
 
 
 def test_natural_generation_feeds_expert_texts_to_the_aggregator():
-    from mosaic.run.aggregation import AggregationPolicy
+    from mosaic.config.schema import AggregationConfig
     from mosaic.run.pipeline import aggregator_requests, run_pipeline
-    from mosaic.schedulers import SchedulerParams
+    from mosaic.config.schema import SchedulerConfig
     from mosaic.workload.types import Query, Workload
 
     queries = tuple(Query(f"q{i}", "all", 40, "A", ("Qwen", "GLM"), 0.0,
@@ -100,7 +100,7 @@ def test_natural_generation_feeds_expert_texts_to_the_aggregator():
     wl = Workload("natural", 0, queries, ("Qwen", "GLM"), "Exaone")
     cluster, profiles = Cluster.uniform(2, 80.0), load_profiles("tiny_cpu")
     be = VllmBackend(cluster, profiles, models=TINY, device="cpu", replay=False, max_tokens=24)
-    res = run_pipeline(wl, cluster, profiles, "round_robin", SchedulerParams(), be, AggregationPolicy("always", None))
+    res = run_pipeline(wl, cluster, profiles, SchedulerConfig(name="round_robin"), be, AggregationConfig(policy="always", tau=None))
     for r in res.expert.trace.requests:
         assert r.error is None and isinstance(r.text, str) and 1 <= r.output_tokens <= 24
     prompts = {r.query_id: r.prompt for r in aggregator_requests(wl, res.expert.trace, {q.id for q in queries}, 4096)}

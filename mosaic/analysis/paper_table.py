@@ -203,15 +203,6 @@ def speedup_hits(rows: list[dict[str, Any]], variant: str = "main") -> dict[str,
     return {wl: (h, n) for wl, (h, n) in out.items()}
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: Iterable[str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(columns or (rows[0] if rows else []))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _variant_table(rows: list[dict[str, Any]]) -> list[str]:
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     cell = {(r["workload"], r["metric"]): r for r in rows}

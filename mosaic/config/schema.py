@@ -1,20 +1,53 @@
-"""Structured-config schemas for Hydra; the YAML under conf/ fills them in.
+"""The structured-config schema: every run setting is declared here, once, and validated here, once.
 
-Hydra type-checks every override against these dataclasses, so `cluster.n_workers=four` fails
-with a message naming the field before anything runs.
+Hydra type-checks each override against these dataclasses (`cluster.n_workers=four` fails naming
+the field). What a type cannot say (a negative seed, NaN, a choice outside its list) each section's
+`__post_init__` checks when the run builder turns the composed config into these objects
+(`OmegaConf.to_object`), before anything runs. Components read their settings from these objects
+and never re-check or restate a default.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from mosaic.core.errors import ConfigError
+
+# The choices of the settings that take one of a list; components import them from here.
+COST_MODELS = ("auto", "regression", "analytic")
+SHARD_COSTS = ("proportional", "affine")
+RR_ORDERS = ("first_seen", "pool")
+PLACEMENTS = ("tp", "scheduled")
+AGGREGATION_POLICIES = ("always", "threshold")
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _integer(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_choice(field_name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{field_name}: '{value}' is not one of {list(choices)}")
+
+
+def _check_range(field_name: str, value: Any, lo: float | None, hi: float | None, what: str) -> None:
+    if value is None:
+        return
+    if not _number(value) or not math.isfinite(value) or (lo is not None and value < lo) \
+            or (hi is not None and value > hi):
+        bounds = (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") if lo is not None else f"<= {hi}"
+        raise ConfigError(f"{field_name} must be a finite number {bounds}, {what} (got {value!r}); set {field_name} "
+                          "to a value in that range")
 
 
 @dataclass
 class SchedulerConfig:
-    name: str = MISSING
+    name: str = "ilp"
     max_models_per_worker: Optional[int] = None   # K; null = no limit
     replication_cap: Optional[int] = None         # R_m; null = clamp(1, floor(T_m / l_m), N)
     time_limit_s: float = 60.0    # wall-clock safety net only; node_limit is what stops the ILP
@@ -22,22 +55,63 @@ class SchedulerConfig:
     node_limit: int = 1000        # HiGHS branch-and-bound nodes: deterministic, load-independent
     solver_seed: int = 0          # HiGHS random_seed
     rr_order: str = "first_seen"  # round robin: first_seen (the paper's) | pool (fixed model order)
-    cost_model: str = "auto"    # T_m predictor: auto | regression | analytic (mosaic/costs/predict.py)
+    cost_model: str = "auto"      # T_m predictor: auto | regression | analytic (mosaic/costs/predict.py)
     # How T_m splits over replicas: proportional (the paper's tau_m = T_m / N_m) | affine (each
     # replica also pays the session's fixed tail; mosaic/costs/predict.py)
     shard_cost: str = "proportional"
+    plugin: Optional[str] = None  # a module to import that registers `name` (a scheduler outside mosaic)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, got: object, rule: str, fix: str) -> ConfigError:
+            return ConfigError(f"scheduler.{name} must be {rule} (got {got!r}); {fix}")
+
+        k, cap = self.max_models_per_worker, self.replication_cap
+        if k is not None and (not _integer(k) or k < 1):
+            raise bad("max_models_per_worker", k, "an integer >= 1 or null",
+                      "set it to K >= ceil(models / workers), or null for no limit")
+        if cap is not None and (not _integer(cap) or cap < 1):
+            raise bad("replication_cap", cap, "an integer >= 1 or null",
+                      "set it to the most workers one model may load on, or null for the paper's rule")
+        if not _number(self.time_limit_s) or not self.time_limit_s > 0:
+            raise bad("time_limit_s", self.time_limit_s, "> 0 seconds",
+                      "set a generous wall-clock guard such as 60 (scheduler.node_limit bounds the work)")
+        if not _number(self.mip_gap) or not 0 <= self.mip_gap <= 1:
+            raise bad("mip_gap", self.mip_gap, "a relative gap in [0, 1]", "e.g. 1e-4")
+        if not _integer(self.node_limit) or self.node_limit < 1:
+            raise bad("node_limit", self.node_limit, "an integer >= 1",
+                      "e.g. 1000 (branch-and-bound nodes before the ILP returns its best plan)")
+        if not _integer(self.solver_seed) or not 0 <= self.solver_seed <= 2**31 - 1:
+            raise bad("solver_seed", self.solver_seed, "an integer in [0, 2^31 - 1]", "e.g. 0")
+        if self.rr_order not in RR_ORDERS:
+            raise bad("rr_order", self.rr_order, " or ".join(RR_ORDERS),
+                      "first_seen is the paper's round robin, pool the fixed model order")
+        check_choice("scheduler.cost_model", self.cost_model, COST_MODELS)
+        check_choice("scheduler.shard_cost", self.shard_cost, SHARD_COSTS)
 
 
 @dataclass
 class BackendConfig:
-    name: str = MISSING
-    options: dict[str, Any] = field(default_factory=dict)
+    name: str = "sim"
+    options: dict[str, Any] = field(default_factory=dict)   # passed to the backend's constructor
+    plugin: Optional[str] = None  # a module to import that registers `name` (a backend outside mosaic)
+
+
+# Workload fields read by the synthetic and question generators and the routers: name -> (lowest
+# allowed, highest allowed, what it is). None = unbounded.
+_WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "skill_spread": (0.0, None, "a standard deviation of per-category skill (logit scale)"),
+    "routing_noise": (0.0, None, "the scale of the router's Gumbel noise"),
+    "distractor_share": (0.0, 1.0, "the share of wrong answers that fall on the main distractor"),
+    "prior_strength": (0.0, None, "the router's Beta-prior weight, in calibration questions"),
+    "calibration_size": (0, None, "a number of held-out calibration questions"),
+    "calibration_seed": (0, None, "a NumPy seed"),
+}
 
 
 @dataclass
 class WorkloadConfig:
-    name: str = MISSING
-    kind: str = "synthetic"
+    name: str = "synth_mmlu_pro"
+    kind: str = "synthetic"               # a workload source (mosaic/workload/sources/)
     preset: str = "mmlu_pro"
     n_queries: Optional[int] = None       # null = the preset's dataset size
     k: int = 3
@@ -67,29 +141,54 @@ class WorkloadConfig:
     calibration_questions: Optional[str] = None  # trace kind: calibration file; null = hold out calibration_size
     calibration_size: int = 0
     calibration_seed: int = 0             # calibration answers (questions kind) and split (trace kind): fixed per dataset, not per run
+    plugin: Optional[str] = None          # a module to import that registers `kind` (a workload source outside mosaic)
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi, what) in _WORKLOAD_RANGES.items():
+            _check_range(f"workload.{name}", getattr(self, name), lo, hi, what)
 
 
 @dataclass
 class ClusterConfig:
-    name: str = MISSING
+    name: str = "a100x4"
     n_workers: int = 4
     memory_gib: float = 80.0
     device: str = "A100-80GB"
 
+    def __post_init__(self) -> None:
+        if _number(self.memory_gib) and not math.isfinite(self.memory_gib):
+            raise ConfigError(f"cluster.memory_gib must be finite (got {self.memory_gib!r}); set it to the GPU "
+                              "memory in GiB")
+
 
 @dataclass
 class AggregationConfig:
-    name: str = MISSING
-    policy: str = "threshold"
+    """Confidence-aware adaptive aggregation (mosaic/run/aggregation.py)."""
+
+    name: str = "tau1"
+    policy: str = "threshold"             # "threshold": skip when agreement >= tau | "always"
     tau: Optional[float] = 1.0
     # "tp": one aggregator engine, tensor-parallel over all workers, the same in both arms (the
     # paper's); "scheduled": the stage's scheduler places the aggregator like an expert model.
     placement: str = "tp"
 
+    def __post_init__(self) -> None:
+        if self.policy not in AGGREGATION_POLICIES:
+            raise ConfigError(f"aggregation.policy: unknown policy '{self.policy}'; use 'always' or 'threshold'")
+        # `always` never reads tau: accepting one would record a threshold the run did not apply.
+        if self.policy == "always" and self.tau is not None:
+            raise ConfigError(f"aggregation.tau must be null with aggregation.policy=always (got {self.tau}); "
+                              "set aggregation.tau=null, or use aggregation.policy=threshold to gate on tau")
+        if self.policy == "threshold" and (self.tau is None or not _number(self.tau)
+                                           or not 0.0 < self.tau <= 1.0):
+            raise ConfigError(f"aggregation.tau must be in (0, 1] for the threshold policy (got {self.tau})")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"aggregation.placement: '{self.placement}' is not one of {', '.join(PLACEMENTS)}")
+
 
 @dataclass
 class ModelsConfig:
-    name: str = MISSING
+    name: str = "paper"
     cache_dir: Optional[str] = None
     engine: dict[str, Any] = field(default_factory=dict)   # vLLM EngineArgs shared by all models
     models: dict[str, Any] = field(default_factory=dict)   # name -> {hf_id | path | tiny, engine}
@@ -105,7 +204,13 @@ class MosaicConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not _integer(self.seed) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0 (got {self.seed!r}); NumPy seeds are non-negative, "
+                              "use e.g. seed=0")
+
 
 def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="mosaic_schema", node=MosaicConfig)
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="mosaic_schema", node=MosaicConfig)

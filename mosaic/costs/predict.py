@@ -29,6 +29,7 @@ from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
 from mosaic.cluster import Cluster
+from mosaic.config.schema import COST_MODELS, SHARD_COSTS, check_choice
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
@@ -38,17 +39,6 @@ from mosaic.workload.types import LengthStats, Request
 
 
 KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
-
-
-COST_MODELS = ("auto", "regression", "analytic")
-SHARD_COSTS = ("proportional", "affine")
-
-
-def check_choice(field: str, value: str, choices: Sequence[str]) -> None:
-    """One of the scheduler's cost settings (COST_MODELS, SHARD_COSTS); checked where a run starts
-    (mosaic/config/validation.py) and again wherever costs are computed, with the same message."""
-    if value not in choices:
-        raise ConfigError(f"scheduler.{field}: '{value}' is not one of {list(choices)}")
 
 
 def calibrated_lengths(model: ModelProfile, stats: LengthStats | None) -> LengthDistribution:
@@ -87,7 +77,7 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
                      mean_prompt: float, stats: LengthStats | None, cost_model: str = "auto",
                      tp: int = 1) -> float:
     """T_m by the chosen predictor (see the module docstring)."""
-    check_choice("cost_model", cost_model, COST_MODELS)
+    check_choice("scheduler.cost_model", cost_model, COST_MODELS)
     fit = model.session_fit
     if cost_model == "analytic" or (cost_model == "auto" and (fit is None or tp != 1)):
         return predict_session_s(model, engine, memory_gib, n, mean_prompt, tp, stats)
@@ -128,7 +118,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                   cost_model: str = "auto", shard_cost: str = "proportional") -> StageProblem:
     """The stage as the scheduler sees it. calibration: per-model statistics of the calibration
     split (Workload.calibration); a model without them is costed from its profile alone."""
-    check_choice("shard_cost", shard_cost, SHARD_COSTS)
+    check_choice("scheduler.shard_cost", shard_cost, SHARD_COSTS)
     calibration = calibration or {}
     by_model: dict[str, list[Request]] = defaultdict(list)
     first_seen: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Turn a resolved config into objects, run the pipeline, and write the run's outputs."""
+"""Run one MoA workload from its config and write the run's outputs (the CLI's body)."""
 from __future__ import annotations
 
 import json
@@ -7,20 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
-from mosaic.backends import make_backend
-from mosaic.cluster import Cluster
+from mosaic.core.tables import write_csv
+from mosaic.run.builder import build_run
 from mosaic.run.metrics import query_rows, run_settings, summary
-from mosaic.run.pipeline import PipelineResult, run_pipeline
-from mosaic.profiles import load_profiles
-from mosaic.analysis.paper_table import write_csv
-from mosaic.schedulers import SchedulerParams, get_scheduler
+from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
-from mosaic.config.validation import validate
-from mosaic.workload.build import build_workload
-
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +26,17 @@ class RunOutput:
     result: PipelineResult
 
 
-def run(cfg: DictConfig) -> RunOutput:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    sch, wl_cfg, cl, agg = c["scheduler"], c["workload"], c["cluster"], c["aggregation"]
-    get_scheduler(sch["name"])  # fail on a typo before generating anything
-    # Validated on construction (one-line ConfigErrors), also before any work is done.
-    params = SchedulerParams(**{k: v for k, v in sch.items() if k in SchedulerParams.__dataclass_fields__})
-    policy = validate(c)
-    cluster = Cluster.uniform(cl["n_workers"], cl["memory_gib"], cl.get("device", "A100-80GB"))
-    profiles = load_profiles(wl_cfg["profiles"])
-    # The backend first: a missing engine (vLLM not installed) must fail before any work is done.
-    backend = make_backend(c["backend"]["name"], cluster, profiles, models=c.get("models"),
-                           **c["backend"].get("options", {}))
-    workload = build_workload(wl_cfg, profiles, c["seed"])
-    result = run_pipeline(workload, cluster, profiles, sch["name"], params, backend, policy,
-                          cost_model=sch.get("cost_model", "auto"), placement=agg.get("placement") or "tp",
-                          shard_cost=sch.get("shard_cost") or "proportional")
-    aggregation = {"name": agg.get("name"), "policy": policy.name, "tau": policy.tau}
-    s = summary(result, sch["name"], c["backend"]["name"], wl_cfg["name"], c["seed"], aggregation)
+def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
+    r = build_run(cfg)
+    c, workload = r.config, r.workload
+    result = r.execute()
+    aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
+    s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
     s["settings"] = run_settings(c)
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():
-            log.warning("data quality (%s): %s", wl_cfg["name"], problem)
+            log.warning("data quality (%s): %s", c.workload.name, problem)
     return RunOutput(s, result)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from mosaic.run.pipeline import PipelineResult
 from mosaic.plan import Plan
-from mosaic.analysis.paper_table import PAPER_SETTINGS
+from mosaic.config.schema import MosaicConfig
 from mosaic.workload.types import aggregator_request_id
 
 
@@ -100,15 +100,9 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
     }
 
 
-def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The experiment settings a run used, from its resolved config; an option a config does not
-    carry yet has its agreed default, so summaries from any version of the config compare."""
-    sch, wl, agg = cfg.get("scheduler") or {}, cfg.get("workload") or {}, cfg.get("aggregation") or {}
-    replacement = wl.get("replacement")
-    return {"K": sch.get("max_models_per_worker"),
-            "rr_order": sch.get("rr_order") or PAPER_SETTINGS["rr_order"],
-            "routing": wl.get("routing") or PAPER_SETTINGS["routing"],
-            "replacement": PAPER_SETTINGS["replacement"] if replacement is None else bool(replacement),
-            "placement": agg.get("placement") or PAPER_SETTINGS["placement"],
-            "coupling": wl.get("coupling") or PAPER_SETTINGS["coupling"],
-            "shard_cost": sch.get("shard_cost") or PAPER_SETTINGS["shard_cost"]}
+def run_settings(c: MosaicConfig) -> dict[str, Any]:
+    """The experiment settings a run used (the ones the paper's table tells variants apart by)."""
+    return {"K": c.scheduler.max_models_per_worker, "rr_order": c.scheduler.rr_order,
+            "routing": c.workload.routing, "replacement": bool(c.workload.replacement),
+            "placement": c.aggregation.placement, "coupling": c.workload.coupling,
+            "shard_cost": c.scheduler.shard_cost}

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from mosaic.run.aggregation import AggregationPolicy, Decision, decide
+from mosaic.config.schema import AggregationConfig
+from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import build_problem
@@ -17,14 +18,11 @@ from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import aggregator_prompt
 from mosaic.workload.tokens import estimate_tokens
-from mosaic.schedulers import SchedulerParams, schedule
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers import schedule
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
-
-# aggregation.placement: "tp" = one tensor-parallel aggregator engine over all workers (the
-# paper's); "scheduled" = the stage's scheduler places the aggregator like an expert model.
-PLACEMENTS = ("tp", "scheduled")
 
 # Tokens of instructions wrapped around the question and the experts' answers.
 AGGREGATOR_TEMPLATE_TOKENS = 64
@@ -44,25 +42,27 @@ class PipelineResult:
     aggregator: StageResult
     decisions: tuple[Decision, ...]
     final_answers: dict[str, str | None]
-    placement: str = "tp"   # how the aggregator stage ran (aggregation.placement)
+    placement: str   # how the aggregator stage ran (aggregation.placement)
 
 
-def run_stage(stage: str, requests: list[Request], model_order, scheduler: str,
-              params: SchedulerParams, backend: Backend, cluster: Cluster, profiles: ProfileSet,
-              workload: Workload, cost_model: str = "auto", shard_cost: str = "proportional") -> StageResult:
-    # Costs from the workload's calibration split only, never its outcomes (mosaic/costs/predict.py).
+def plan_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig,
+               placement: str, cluster: Cluster, profiles: ProfileSet,
+               workload: Workload) -> tuple[StageProblem, Plan]:
+    """The stage's problem and plan, as every run plans it. placement "tp": one tensor-parallel
+    engine per model over every worker, whatever the scheduler is (the paper's aggregator, the same
+    in both arms); "scheduled": the scheduler's own plan, costed from the workload's calibration
+    split only, never its outcomes (mosaic/costs/predict.py)."""
+    if placement == "tp":
+        problem = build_tp_problem(stage, requests, cluster, profiles, model_order)
+        return problem, schedule("tensor_parallel", problem, requests)
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
-                            cost_model, shard_cost)
-    plan = schedule(scheduler, problem, requests, params)
-    return execute(problem, plan, requests, backend, workload)
+                            scheduler.cost_model, scheduler.shard_cost)
+    return problem, schedule(scheduler.name, problem, requests, scheduler)
 
 
-def run_tp_stage(stage: str, requests: list[Request], model_order, backend: Backend, cluster: Cluster,
-                 profiles: ProfileSet, workload: Workload) -> StageResult:
-    """The stage as one tensor-parallel engine per model over every worker, whatever the pipeline's
-    scheduler is (the paper's aggregator: the same in both arms)."""
-    problem = build_tp_problem(stage, requests, cluster, profiles, model_order)
-    plan = schedule("tensor_parallel", problem, requests)
+def run_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig, placement: str,
+              backend: Backend, cluster: Cluster, profiles: ProfileSet, workload: Workload) -> StageResult:
+    problem, plan = plan_stage(stage, requests, model_order, scheduler, placement, cluster, profiles, workload)
     return execute(problem, plan, requests, backend, workload)
 
 
@@ -101,31 +101,24 @@ def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[st
     return out
 
 
-def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: str,
-                 params: SchedulerParams, backend: Backend, policy: AggregationPolicy,
-                 cost_model: str = "auto",
-                 placement: str = "tp", shard_cost: str = "proportional") -> PipelineResult:
+def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: SchedulerConfig,
+                 backend: Backend, aggregation: AggregationConfig) -> PipelineResult:
     if not workload.queries:
         raise ConfigError("workload: no queries to run")
-    if placement not in PLACEMENTS:
-        raise ConfigError(f"aggregation.placement: '{placement}' is not one of {', '.join(PLACEMENTS)}")
+    placement = aggregation.placement
     if placement == "tp" and cluster.n > 1:  # before the expert stage, not after it
         profiles.engine.tp().speedup(cluster.n)
-    expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models,
-                       scheduler, params, backend, cluster, profiles, workload, cost_model, shard_cost)
+    expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models, scheduler,
+                       "scheduled", backend, cluster, profiles, workload)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
     for r in expert.trace.requests:
         answers[r.query_id].append(r.answer)
-    decisions = tuple(decide(policy, answers))
+    decisions = tuple(decide(aggregation, answers))
     to_run = {d.query_id for d in decisions if not d.skip}
     # Leave half the context for the aggregator's own answer.
     agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
-    if placement == "tp":
-        aggregator = run_tp_stage("aggregator", agg_reqs, (workload.aggregator,), backend, cluster,
-                                  profiles, workload)
-    else:
-        aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, params,
-                               backend, cluster, profiles, workload, cost_model, shard_cost)
+    aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, placement, backend,
+                           cluster, profiles, workload)
     agg = {r.query_id: r for r in aggregator.trace.requests}
     # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
     # majority, if there is one.

@@ -2,11 +2,12 @@
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import even_counts, fitting, make_plan, split_counts
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
 @register("data_parallel")
-def data_parallel(problem: StageProblem, params: SchedulerParams) -> Plan:
+def data_parallel(problem: StageProblem, params: SchedulerConfig) -> Plan:
     assignment: dict[int, list] = {}
     for d in problem.models:
         workers = fitting(problem, d.model)[: max(1, d.n)]

@@ -3,11 +3,12 @@ predicted to become free first."""
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
 @register("fifo")
-def fifo(problem: StageProblem, params: SchedulerParams) -> Plan:
+def fifo(problem: StageProblem, params: SchedulerConfig) -> Plan:
     free_at = [0.0] * problem.n_workers
     assignment: dict[int, list] = {}
     for d in sorted(problem.models, key=lambda d: d.first_seen):

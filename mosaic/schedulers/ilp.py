@@ -29,10 +29,11 @@ from mosaic.schedulers.common import make_plan
 from mosaic.schedulers.counts import Counts, counts_plan, makespan, violations
 from mosaic.schedulers.greedy import greedy_counts
 from mosaic.schedulers.least_loaded import least_loaded
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
-def replication_caps(problem: StageProblem, params: SchedulerParams) -> dict[str, int]:
+def replication_caps(problem: StageProblem, params: SchedulerConfig) -> dict[str, int]:
     """R_m = clamp(1, floor(T_m / l_m), N): replicate only models whose work dwarfs a reload."""
     caps = {}
     for d in problem.models:
@@ -55,12 +56,12 @@ def _check_feasible(problem: StageProblem, k: int) -> None:
                           "raise scheduler.max_models_per_worker or cluster.n_workers")
 
 
-def _k(problem: StageProblem, params: SchedulerParams) -> int:
+def _k(problem: StageProblem, params: SchedulerConfig) -> int:
     k = params.max_models_per_worker
     return len(problem.models) if k is None else k
 
 
-def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteModel:
+def build_model(problem: StageProblem, params: SchedulerConfig) -> pyo.ConcreteModel:
     k = _k(problem, params)
     _check_feasible(problem, k)
     caps = replication_caps(problem, params)
@@ -91,7 +92,7 @@ def build_model(problem: StageProblem, params: SchedulerParams) -> pyo.ConcreteM
 
 
 @register("ilp")
-def ilp(problem: StageProblem, params: SchedulerParams) -> Plan:
+def ilp(problem: StageProblem, params: SchedulerConfig) -> Plan:
     k = _k(problem, params)
     plan_params = {"K": k, "time_limit_s": params.time_limit_s, "mip_gap": params.mip_gap,
                    "node_limit": params.node_limit}
@@ -160,7 +161,7 @@ def _warm_start(mdl: pyo.ConcreteModel, problem: StageProblem, counts: Counts, c
     mdl.C.set_value(c)
 
 
-def _solve(mdl: pyo.ConcreteModel, problem: StageProblem, params: SchedulerParams,
+def _solve(mdl: pyo.ConcreteModel, problem: StageProblem, params: SchedulerConfig,
            warm: bool) -> tuple[str, Counts | None, float | None]:
     """Run HiGHS; return its termination condition, its solution rounded to integer counts (or
     None when it has none at all) and its proven bound. The status is not trusted for feasibility:

@@ -4,11 +4,12 @@ from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
 @register("least_loaded")
-def least_loaded(problem: StageProblem, params: SchedulerParams) -> Plan:
+def least_loaded(problem: StageProblem, params: SchedulerConfig) -> Plan:
     load = [0.0] * problem.n_workers
     assignment: dict[int, list] = {}
     k_max = params.max_models_per_worker

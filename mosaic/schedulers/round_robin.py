@@ -4,7 +4,8 @@ paper's rule). rr_order=pool counts them in the fixed pool order instead."""
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.schedulers.common import make_plan
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
 def rr_sequence(problem: StageProblem, order: str) -> list:
@@ -15,7 +16,7 @@ def rr_sequence(problem: StageProblem, order: str) -> list:
 
 
 @register("round_robin")
-def round_robin(problem: StageProblem, params: SchedulerParams) -> Plan:
+def round_robin(problem: StageProblem, params: SchedulerConfig) -> Plan:
     assignment: dict[int, list] = {}
     n = problem.n_workers
     for i, d in enumerate(rr_sequence(problem, params.rr_order)):

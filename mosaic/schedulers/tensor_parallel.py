@@ -6,11 +6,12 @@ spans; the lead rank is the lowest worker id.
 """
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.costs.problem import StageProblem
-from mosaic.schedulers.registry import SchedulerParams, register
+from mosaic.config.schema import SchedulerConfig
+from mosaic.schedulers.registry import register
 
 
 @register("tensor_parallel")
-def tensor_parallel(problem: StageProblem, params: SchedulerParams) -> Plan:
+def tensor_parallel(problem: StageProblem, params: SchedulerConfig) -> Plan:
     sessions: dict[int, list[Session]] = {w: [] for w in range(problem.n_workers)}
     predicted = {w: 0.0 for w in range(problem.n_workers)}
     degrees = set()

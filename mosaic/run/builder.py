@@ -1,0 +1,87 @@
+"""The run builder: the one place that turns the typed config into a run's objects.
+
+    cfg = compose(["scheduler=round_robin", "workload=synth_gpqa"])   # Hydra's conf/, as the CLI does
+    run = build_run(cfg)              # validated config, cluster, profiles, backend, workload
+    result = run.execute()            # expert stage -> agreement -> aggregator stage
+
+The CLI (mosaic/run/app.py), the fidelity check, the paper's analyses and the tests all build runs
+here, so a setting reaches its component the same way everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from mosaic.backends import Backend, make_backend
+from mosaic.cluster import Cluster
+from mosaic.config.schema import MosaicConfig, register_configs
+from mosaic.costs.problem import StageProblem
+from mosaic.plan import Plan
+from mosaic.profiles import ProfileSet, load_profiles
+from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
+from mosaic.schedulers import get_scheduler
+from mosaic.workload.build import build_workload
+from mosaic.workload.types import Request, Workload
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """The config the CLI would run with these overrides (Hydra's compose API over conf/)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
+    """The composed config as schema objects; every section validates itself here (ConfigError)."""
+    if isinstance(cfg, MosaicConfig):
+        return cfg
+    if "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MosaicConfig), cfg))
+
+
+@dataclass(frozen=True)
+class Run:
+    config: MosaicConfig
+    cluster: Cluster
+    profiles: ProfileSet
+    workload: Workload
+    backend: Backend
+
+    def execute(self) -> PipelineResult:
+        c = self.config
+        return run_pipeline(self.workload, self.cluster, self.profiles, c.scheduler, self.backend, c.aggregation)
+
+    def plan(self, stage: str, requests: list[Request], model_order: Sequence[str],
+             placement: str = "scheduled") -> tuple[StageProblem, Plan]:
+        """The stage's plan exactly as `execute` makes it (placement: "scheduled" for experts,
+        the config's aggregation.placement for the aggregator)."""
+        return plan_stage(stage, requests, model_order, self.config.scheduler, placement, self.cluster,
+                          self.profiles, self.workload)
+
+    def other_backend(self, name: str, **options: Any) -> Backend:
+        """Another backend over the same cluster and profiles (e.g. the simulator beside vLLM)."""
+        return make_backend(name, self.cluster, self.profiles, models=asdict(self.config.models), **options)
+
+    def with_workload(self, workload: Workload) -> "Run":
+        return replace(self, workload=workload)
+
+
+def build_run(cfg: DictConfig | MosaicConfig) -> Run:
+    """Validate the config, then build in the order that fails cheapest first: a typo in a name
+    or a missing engine (vLLM not installed) stops the run before any workload is generated."""
+    c = typed(cfg)
+    get_scheduler(c.scheduler.name, c.scheduler.plugin)
+    cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device)
+    profiles = load_profiles(c.workload.profiles)
+    backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
+                           models=asdict(c.models), **c.backend.options)
+    workload = build_workload(asdict(c.workload), profiles, c.seed)
+    return Run(c, cluster, profiles, workload, backend)
