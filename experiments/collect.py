@@ -3,52 +3,15 @@
     python experiments/collect.py [--sweep multirun/paper] [--out results]
 
 Every sweep folder under --sweep is read; runs are told apart by the `settings` in their
-summary.json (see mosaic/analysis/paper_table.py). Figure data come from seed 0 of the paper's setting.
+summary.json (see mosaic/analysis/paper_table.py). Logic: mosaic/analysis/collect.py.
 """
 import argparse
-import csv
-import shutil
 import sys
 from pathlib import Path
 
-from mosaic.analysis import paper_table as report
-from mosaic.core.tables import write_csv
+from mosaic.analysis.collect import collect
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP_COMMAND = "python experiments/reproduce.py"
-
-
-def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
-    """Write figure_data/*.csv; returns the artefact tables for the markdown summary."""
-    for stale in figdata.glob("sessions_*.csv"):
-        stale.unlink()
-    figdata.mkdir(parents=True, exist_ok=True)
-    main = [r for r in runs if not report.variant_of(r)]
-    taus, lengths, breakdown, buckets, ecdf = [], [], [], [], []
-    for r in main:
-        agg, d = (r.get("aggregation") or {}).get("name"), Path(r["_dir"])
-        if r["seed"] != 0:
-            continue
-        if (r["scheduler"], agg) in (("ilp", "tau067"), ("round_robin", "always")):   # MOSAIC, baseline
-            shutil.copy(d / "sessions.csv", figdata / f"sessions_{r['workload']}_{r['scheduler']}.csv")
-        if agg == "always" and r["scheduler"] == "ilp":
-            taus += report.tau_sweep(d / "queries.csv", r["workload"], 0, [i / 30 for i in range(1, 31)])
-            with open(d / "trace.csv") as f:
-                lengths += report.length_percentiles(r["workload"], csv.DictReader(f))
-            # Expert outputs and agreement do not depend on the scheduler or tau: one run per workload.
-            b, e = report.agreement_buckets(r)
-            buckets, ecdf = buckets + b, ecdf + e
-    for wl in sorted({r["workload"] for r in main}):
-        for policy in ("round_robin", "data_parallel"):   # Fig. 3a: expert stage, any tau
-            run = report.find_run(main, wl, policy, 0)
-            if run:
-                breakdown += report.stage_breakdown(run)
-    tables = {"fig3a_breakdown": breakdown, "fig6_decomposition": report.stage_decomposition(runs),
-              "fig7_buckets": buckets, "table3_slots": report.slot_table(runs),
-              "table4_seed_walls": report.seed_walls(runs), "diagnostics": report.stage_diagnostics(runs)}
-    for name, rows in {**tables, "fig7_ecdf": ecdf, "tau_sweep": taus, "output_lengths": lengths}.items():
-        write_csv(figdata / f"{name}.csv", rows)
-    return tables
 
 
 def main() -> None:
@@ -57,22 +20,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
     try:
-        runs = report.load_runs(args.sweep)
+        print(collect(args.sweep, args.out))
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
-    out = args.out
-    rows = report.paper_table(runs)
-    write_csv(out / "paper_table.csv", rows, report.COLUMNS)
-    (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))
-    flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list)) and not k.startswith("_")}
-            | {"aggregation": (r.get("aggregation") or {}).get("name"),
-               "variant": report.variant_label(report.variant_of(r))} for r in runs]
-    write_csv(out / "runs.csv", flat)
-    write_csv(out / "idle_fraction.csv", report.idle_fractions(runs))
-    tables = figure_data(runs, out / "figure_data")
-    (out / "paper_artefacts.md").write_text(report.render_artefacts(tables, SWEEP_COMMAND))
-    print(report.render_markdown(rows, SWEEP_COMMAND))
-    print(f"wrote {out}/paper_table.csv, paper_table.md, paper_artefacts.md, runs.csv, idle_fraction.csv, "
+    print(f"wrote {args.out}/paper_table.csv, paper_table.md, paper_artefacts.md, runs.csv, idle_fraction.csv, "
           "figure_data/")
 
 

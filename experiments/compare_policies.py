@@ -4,23 +4,14 @@
     python experiments/compare_policies.py --seeds 0  # quicker
 
 Prints a table and writes results/policies.csv and results/policies.md. Every run uses the same
-Hydra config as experiments/run.py (conf/), only with group overrides.
+Hydra config as experiments/run.py (conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
 """
 import argparse
-import statistics
-import sys
-import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from mosaic.run.app import run
-from mosaic.config.schema import register_configs
-from mosaic.core.tables import write_csv
+from mosaic.analysis.policies import write
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")
-POLICIES = ("ilp", "round_robin", "fifo", "least_loaded", "data_parallel")
 
 
 def main() -> None:
@@ -28,61 +19,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
-    register_configs()
-    rows = []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for wl in PRESETS:
-            for seed in args.seeds:
-                for pol in POLICIES:
-                    t0 = time.perf_counter()
-                    s = run(compose("config", [f"workload={wl}", f"scheduler={pol}", f"seed={seed}"])).summary
-                    rows.append({"workload": wl, "seed": seed, "scheduler": pol,
-                                 "n_expert_requests": s["n_expert_requests"],
-                                 "expert_stage_s": s["expert_stage_s"],
-                                 "aggregator_stage_s": s["aggregator_stage_s"],
-                                 "end_to_end_s": s["end_to_end_s"],
-                                 "expert_predicted_s": s["expert_predicted_makespan_s"],
-                                 "expert_lower_bound_s": s["expert_lower_bound_s"],
-                                 "solve_s": s["solver"]["solve_s"] if s["solver"] else None,
-                                 "wall_s": time.perf_counter() - t0})
-                    print(f"{wl:15s} seed {seed} {pol:14s} expert {s['expert_stage_s']:8.0f} s  "
-                          f"e2e {s['end_to_end_s']:8.0f} s", file=sys.stderr, flush=True)
-    write_csv(args.out / "policies.csv", rows)
-    table = render(rows, args.seeds)
-    (args.out / "policies.md").write_text(table)
-    print(table)
-
-
-def render(rows, seeds) -> str:
-    def get(wl, pol, key):
-        return [r[key] for r in rows if r["workload"] == wl and r["scheduler"] == pol]
-
-    def ratio(wl, pol, key):  # per seed, round_robin / policy, then mean +- std
-        vals = [a / b for a, b in zip(get(wl, "round_robin", key), get(wl, pol, key)) if b]
-        return f"{statistics.mean(vals):.2f}x" + (f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else "")
-
-    out = [f"# Policies vs round-robin on the synthetic presets (seeds {', '.join(map(str, seeds))})", "",
-           "Regenerate with `python experiments/compare_policies.py`. Speedup = round_robin time / policy "
-           "time on the same seed; mean ± std over seeds. Simulated 4x A100-80GB, default profiles "
-           "(mosaic/profiles/data/moa6_a100.yaml), aggregation tau=1.", "",
-           "| workload | policy | expert speedup | aggregator speedup | end-to-end speedup | expert stage (s) |",
-           "|---|---|---|---|---|---|"]
-    for wl in dict.fromkeys(r["workload"] for r in rows):
-        for pol in POLICIES:
-            out.append(f"| {wl} | {pol} | {ratio(wl, pol, 'expert_stage_s')} | "
-                       f"{ratio(wl, pol, 'aggregator_stage_s')} | {ratio(wl, pol, 'end_to_end_s')} | "
-                       f"{statistics.mean(get(wl, pol, 'expert_stage_s')):.0f} |")
-    out += ["", "ILP quality on the expert stage (mean over seeds): predicted makespan and simulated makespan "
-            "over the LP lower bound (total predicted work / N), and HiGHS solve time.", "",
-            "| workload | expert requests | ILP predicted / LB | ILP simulated / LB | solve time (s, max) |",
-            "|---|---|---|---|---|"]
-    for wl in dict.fromkeys(r["workload"] for r in rows):
-        lb = get(wl, "ilp", "expert_lower_bound_s")
-        pred = statistics.mean(p / b for p, b in zip(get(wl, "ilp", "expert_predicted_s"), lb))
-        sim = statistics.mean(p / b for p, b in zip(get(wl, "ilp", "expert_stage_s"), lb))
-        out.append(f"| {wl} | {get(wl, 'ilp', 'n_expert_requests')[0]} | {pred:.3f} | {sim:.2f} | "
-                   f"{max(get(wl, 'ilp', 'solve_s')):.2f} |")
-    return "\n".join(out) + "\n"
+    print(write(args.out, args.seeds))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
-from mosaic.analysis.plots import all_figures
+from mosaic.analysis.figures import write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,12 +14,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     args = ap.parse_args()
-    out = args.results / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, fig in all_figures(args.results).items():
-        fig.savefig(out / f"{name}.png", dpi=110)
-        plt.close(fig)
-        print(f"wrote {out / name}.png")
+    write_figures(args.results)
 
 
 if __name__ == "__main__":

@@ -6,145 +6,17 @@
     python experiments/reproduce.py --out DIR --sweep-root DIR2   # elsewhere than results/, multirun/paper
     python experiments/reproduce.py --check         # only check the data every job will read
 
-Before any job starts, every workload the sweeps use is built once, so a missing or unreadable
-question or trace file stops the run at once with the path and the config field to set. A job that
-fails records error.json in its directory and the others go on (see mosaic/run/jobs.py); what succeeded
-is still collected, then the failed jobs are listed with their overrides and errors, and the exit
-status is 1. Progress: the joblib launcher prints each batch of finished jobs.
+Exit status 1 when a job or step failed (each listed), 2 for bad arguments or data. The sweeps
+(SWEEPS) and the steps: mosaic/analysis/sweeps.py.
 """
-from __future__ import annotations
-
 import argparse
-import json
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
-
-from mosaic.config.schema import register_configs
-from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import find_failures, format_failures, sigterm_as_exit
+from mosaic.analysis.sweeps import SWEEP_ROOT, SWEEPS, reproduce
+from mosaic.run.jobs import sigterm_as_exit
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Sweep axes that cannot change which data a workload reads: left out of the data check.
-NOT_DATA = ("scheduler", "aggregation", "seed", "backend", "cluster", "hydra")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One Hydra multirun into <sweep root>/<folder>: a config under conf/ whose
-    hydra.sweeper.params give the grid, plus overrides of its own. Every sweep also gets the command
-    line's overrides."""
-    folder: str
-    config_name: str
-    overrides: tuple[str, ...] = ()
-
-
-# The paper's experiment, the other policies, then one small multirun per variant so the grid stays
-# small. The collector tells them apart by the `settings` each run records, not by folder.
-SWEEPS: tuple[Sweep, ...] = (
-    Sweep("main", "paper_sweep"),                      # ilp (K=2) + round_robin, 6 workloads, 3 taus, seeds 0-2
-    Sweep("policies", "paper_sweep_policies"),         # fifo, least_loaded, data_parallel at tau=2/3
-    Sweep("routing_paper_table3", "paper_sweep_table3"),
-    Sweep("K", "paper_sweep_k"),                       # K = 3 and no limit (ilp only)
-    Sweep("placement_scheduled", "paper_sweep_placement"),
-    Sweep("rr_order_pool", "paper_sweep_rr_pool"),
-    Sweep("replacement_false", "paper_sweep_no_replacement"),
-    Sweep("coupling_assumed", "paper_sweep_coupling"),
-    Sweep("shard_affine", "paper_sweep_shard"),        # ilp with scheduler.shard_cost=affine (not the paper's)
-)
-SWEEP_ROOT = ROOT / "multirun" / "paper"
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    sweep: Sweep
-    overrides: tuple[str, ...]       # the sweep's own, then the command line's
-    jobs: tuple[tuple[str, ...], ...]  # each job's overrides, as the basic sweeper will expand them
-    directory: Path                  # <sweep root>/<folder>
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def plan_sweep(sweep: Sweep, extra: list[str], root: Path = SWEEP_ROOT) -> SweepPlan:
-    """Expand a sweep into its jobs the way Hydra's basic sweeper does (sweeper.params, then the
-    overrides; a later value for a key replaces the earlier one)."""
-    overrides = (*sweep.overrides, *extra)
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(list(overrides))
-    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=sweep.config_name, overrides=plain, return_hydra_config=True)
-    params = [f"{k}={v}" for k, v in (OmegaConf.to_container(cfg.hydra.sweeper.params) or {}).items()]
-    jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + list(overrides)), None)[0]
-    return SweepPlan(sweep, overrides, tuple(tuple(j) for j in jobs), root.resolve() / sweep.folder)
-
-
-def check_data(plans: list[SweepPlan]) -> list[str]:
-    """Build every distinct workload the sweeps' jobs use, once: the question and trace files must
-    exist and parse. Returns one line per problem (empty: all good)."""
-    from mosaic.profiles import load_profiles
-    from mosaic.workload.build import build_workload
-
-    problems, seen = [], set()
-    for plan in plans:
-        variants = {tuple(o for o in job if not _key(o).startswith(NOT_DATA)) for job in plan.jobs}
-        for variant in sorted(variants):
-            where = f"sweep {plan.sweep.folder}, {' '.join(variant) or 'defaults'}"
-            try:
-                with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-                    cfg = compose(config_name=plan.sweep.config_name, overrides=list(variant))
-                c = OmegaConf.to_container(cfg, resolve=True)
-                key = json.dumps(c["workload"], sort_keys=True)
-                if key in seen:
-                    continue
-                seen.add(key)
-                build_workload(c["workload"], load_profiles(c["workload"]["profiles"]), c["seed"])
-            except ConfigError as e:
-                problems.append(f"{where}: {e}")
-            except Exception as e:  # noqa: BLE001 - report every workload's problem, not just the first
-                problems.append(f"{where}: {type(e).__name__}: {' '.join(str(e).split())}")
-    return problems
-
-
-def step(title: str, cmd: list[str]) -> int:
-    """Run one command; return its exit status. SIGTERM here is passed on to it (Ctrl-C reaches it
-    from the terminal directly), and it is waited for, so no sweep goes on running unseen."""
-    print(f"\n== {title}: {' '.join(cmd)}", flush=True)
-    t0 = time.perf_counter()
-    with subprocess.Popen(cmd, cwd=ROOT) as p:
-        try:
-            rc = p.wait()
-        except BaseException as e:
-            if not isinstance(e, KeyboardInterrupt):
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            raise
-    print(f"== {title} {'done' if rc == 0 else f'exited with code {rc}'} in {time.perf_counter() - t0:.0f} s",
-          flush=True)
-    return rc
-
-
-def run_sweep(plan: SweepPlan) -> tuple[int, list[dict]]:
-    """Run one multirun; returns its exit status and its failed jobs (error.json records)."""
-    rc = step(f"sweep {plan.sweep.folder}",
-              [sys.executable, "experiments/run.py", "--config-name", plan.sweep.config_name, "-m",
-               "hydra/job_logging=disabled", *plan.overrides, f"hydra.sweep.dir={plan.directory}"])
-    return rc, find_failures(plan.directory)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,67 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated folders of SWEEPS to run (default: all)")
     ap.add_argument("--check", action="store_true", help="only check the sweeps' data, run nothing")
     args, extra = ap.parse_known_args(argv)
-    args.out, args.sweep_root = args.out.resolve(), args.sweep_root.resolve()  # the steps run in ROOT
-    known = {s.folder: s for s in SWEEPS}
-    chosen = [f for f in args.sweeps.split(",") if f]
-    if not chosen or any(f not in known for f in chosen):
-        print(f"error: --sweeps: choose among {', '.join(known)} (got '{args.sweeps}')", file=sys.stderr)
-        return 2
-    if any(o.split("=", 1)[0].lstrip("+~") == "hydra.sweep.dir" for o in extra):
-        print("error: hydra.sweep.dir is set per sweep; use --sweep-root to move them all", file=sys.stderr)
-        return 2
-    register_configs()
-    try:
-        plans = [plan_sweep(known[f], extra, args.sweep_root) for f in chosen]
-    except Exception as e:  # noqa: BLE001 - a bad override: one line, before anything runs
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    n_jobs = sum(len(p.jobs) for p in plans)
-    print(f"== checking the data of {n_jobs} jobs in {len(plans)} sweep(s)", flush=True)
-    problems = check_data(plans)
-    if problems:
-        print("error: the sweep's data is not usable; nothing was started:", file=sys.stderr)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
-        return 2
-    print("== data OK", flush=True)
-    if args.check:
-        return 0
-
-    # A stale run must not leak into the table: a full reproduction starts from an empty sweep root,
-    # a partial one (--sweeps) replaces only its own sweeps' folders.
-    for d in [args.sweep_root] if len(plans) == len(SWEEPS) else [p.directory for p in plans]:
-        if d.exists():
-            shutil.rmtree(d)
-    failures: dict[str, dict] = {}
-    broken: list[str] = []
-    for plan in plans:
-        rc, failed = run_sweep(plan)
-        failures.update((f["dir"], f) for f in failed)
-        if rc != 0 and not failed:
-            broken.append(f"sweep {plan.sweep.folder} exited with code {rc}")
-
-    py, out = sys.executable, str(args.out)
-    if any(args.sweep_root.rglob("summary.json")):
-        if step("collect", [py, "experiments/collect.py", "--sweep", str(args.sweep_root), "--out", out]):
-            broken.append("collect failed")
-        else:
-            for title, cmd in (("shard throughput (Fig. 3b)", ["experiments/shard_throughput.py", "--out", out]),
-                               ("stage wall inversion", ["experiments/invert_walls.py", "--out", out]),
-                               ("figures", ["experiments/figures.py", "--results", out])):
-                if step(title, [py, *cmd]):
-                    broken.append(f"{title} failed")
-    else:
-        broken.append("no job succeeded: nothing to collect")
-
-    if failures or broken:
-        print("", file=sys.stderr)
-        if failures:
-            print(format_failures(sorted(failures.values(), key=lambda f: f["dir"])), file=sys.stderr)
-        for b in broken:
-            print(f"error: {b}", file=sys.stderr)
-        return 1
-    return 0
+    return reproduce(args.out, args.sweep_root, args.sweeps, extra, args.check)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,6 @@
 """Run one MoA workload end to end: `python experiments/run.py scheduler=ilp backend=sim`.
 
-Writes summary.json, plan.json and trace.csv into Hydra's run directory (hydra.run.dir=X).
-
-Exit status: 0 when the run finished (a partial request failure is printed and counted in
-summary.json), 1 when every request failed, 2 for bad configuration or input, 143 on SIGTERM. A
-failed run also leaves error.json in its directory. In a sweep (-m) a failed job records error.json
-and returns, so the other jobs still run; the sweep lists the failed jobs and exits 1 at the end.
+Outputs and exit codes: mosaic/run/cli.py (and the README).
 """
 import sys
 from pathlib import Path
@@ -15,58 +10,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mosaic.run.app import format_table, run, write_outputs
 from mosaic.config.schema import register_configs
-from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import Terminated, clear_failure, one_line, record_failure, sigterm_as_exit
+from mosaic.run.cli import run_job
+from mosaic.run.jobs import sigterm_as_exit
 
 register_configs()
-
-
-def _fail(directory: Path, overrides: list[str], error: BaseException | str, code: int, multirun: bool) -> None:
-    """Record the failure; a single run exits with `code`, a sweep job returns so others still run."""
-    record_failure(directory, overrides, error, code)
-    text = str(error) if isinstance(error, (str, ConfigError)) else f"{type(error).__name__}: {error}"
-    print(f"error: {one_line(text, 2000)}" + (f" (job {' '.join(overrides)})" if multirun else ""),
-          file=sys.stderr, flush=True)
-    if not multirun:
-        sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    directory = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
     multirun = hc.mode == RunMode.MULTIRUN
     # SIGTERM unwinds like Ctrl-C, through the vLLM launcher's cleanup of its worker process groups.
     with sigterm_as_exit():
-        try:
-            out = run(cfg)
-            write_outputs(out, directory)
-        except ConfigError as e:
-            return _fail(directory, overrides, e, 2, multirun)
-        except (KeyboardInterrupt, Terminated) as e:  # the launcher has already ended its workers
-            why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
-            record_failure(directory, overrides, f"interrupted by {why}", 143 if isinstance(e, Terminated) else 130)
-            print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
-            raise
-        except Exception as e:  # noqa: BLE001 - one job's bug must not cancel the sweep's others
-            if not multirun:
-                raise
-            return _fail(directory, overrides, e, 1, multirun)
-    s = out.summary
-    print(format_table(s))
-    print(f"outputs: {directory}")
-    n = s["n_expert_requests"] + s["n_aggregator_requests"]
-    failed = s["n_failed_requests"]
-    if failed and failed == n:
-        return _fail(directory, overrides, f"all {n} requests failed; first error: {s['first_request_error']}",
-                     1, multirun)
-    clear_failure(directory)
-    if failed:
-        print(f"warning: {failed} of {n} requests failed (counted in summary.json); first error: "
-              f"{one_line(s['first_request_error'] or '', 2000)}", file=sys.stderr)
+        code = run_job(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), multirun)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,28 @@ import simpy
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, PlanError, Session
-from mosaic.profiles import CostModel, ProfileSet, kv_capacity_tokens, load_time_s
+from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens, load_time_s
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
+
+
+def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float, tp: int = 1) -> BatchEngine:
+    """A fresh engine for one session of `model` over `tp` GPUs of `memory_gib` each (vLLM gives
+    every rank the same share, so the smallest GPU's memory is the one to pass)."""
+    kv = kv_capacity_tokens(model, engine, memory_gib, tp)
+    return BatchEngine(CostModel(model, engine, tp), kv, engine.max_num_seqs, engine.max_num_batched_tokens)
+
+
+def run_session(model: ModelProfile, engine: EngineProfile, memory_gib: float,
+                batch: list[tuple[str, int, int]], tp: int = 1) -> float:
+    """Wall seconds of one session alone on a fresh engine, load excluded: every request of `batch`
+    ((id, prompt tokens, output tokens)) submitted at once at time 0."""
+    eng = session_engine(model, engine, memory_gib, tp)
+    clock = 0.0
+    for dt in eng.run(batch, lambda: clock):
+        clock += dt
+    return clock
 
 
 class SimBackend:
@@ -57,12 +75,9 @@ class SimBackend:
                 if rid not in replay:
                     raise ConfigError(f"request {rid}: no output length to replay")
                 r = requests[rid]
-                room = engine_cfg.max_model_len - r.prompt_tokens
+                room = engine_cfg.output_room(r.prompt_tokens)
                 batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
-            # vLLM gives every rank the same share, so the smallest GPU sets the KV cache.
-            kv = kv_capacity_tokens(model, engine_cfg, min(memory[w] for w in ranks), tp)
-            engine = BatchEngine(CostModel(model, engine_cfg, tp), kv, engine_cfg.max_num_seqs,
-                                 engine_cfg.max_num_batched_tokens)
+            engine = session_engine(model, engine_cfg, min(memory[w] for w in ranks), tp)
             for duration in engine.run(batch, lambda: env.now):
                 yield env.timeout(duration)
             result = engine.result

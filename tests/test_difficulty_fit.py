@@ -1,4 +1,4 @@
-"""The estimators behind experiments/fit_difficulty.py recover a known coupling."""
+"""The estimators behind experiments/fit_difficulty.py (mosaic/fitting/difficulty.py) recover a known coupling."""
 import numpy as np
 import pytest
 
@@ -60,18 +60,11 @@ def test_fit_rejects_mismatched_inputs():
 
 @needs_shared
 def test_committed_medmcqa_coupling_is_what_the_fit_script_measures():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
+    from mosaic.fitting.difficulty import MED, SOURCES, matrices
     from mosaic.profiles import load_profiles
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("fit_difficulty", root / "experiments" / "fit_difficulty.py")
-    fd = importlib.util.module_from_spec(spec)
-    sys.modules["fit_difficulty"] = fd
-    spec.loader.exec_module(fd)
-    files, fmt, by_cat = fd.SOURCES[fd.MED]
-    correct, lengths, groups, answers, n_options = fd.matrices(DATA, files, fmt, by_cat)
+
+    files, fmt, by_cat = SOURCES[MED]
+    correct, lengths, groups, answers, n_options = matrices(DATA, files, fmt, by_cat)
     f = fit(correct, answers, lengths, n_options, groups)
     committed = load_profiles("paper_a100").datasets["medmcqa"]
     assert (committed.accuracy, committed.length, committed.distractor_share) == pytest.approx(

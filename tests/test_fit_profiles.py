@@ -1,18 +1,9 @@
-"""Output-length fitting (experiments/fit_profiles.py) on known samples, and the committed result."""
-import importlib.util
-import sys
-from pathlib import Path
-
+"""Output-length fitting (mosaic/fitting/lengths.py) on known samples, and the committed result."""
 import numpy as np
 import pytest
 
+from mosaic.fitting import lengths as fp
 from mosaic.profiles import load_profiles
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("fit_profiles", ROOT / "experiments" / "fit_profiles.py")
-fp = importlib.util.module_from_spec(_spec)
-sys.modules["fit_profiles"] = fp  # dataclasses look their module up there
-_spec.loader.exec_module(fp)
 
 PAPER_EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
 COST_FIELDS = ("hf_id", "kind", "params_b", "weight_gib", "kv_bytes_per_token", "n_layers", "hidden_size",

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from mosaic.analysis import paper_table as report
+from mosaic.analysis.collect import collect
+from mosaic.analysis.figures import write_figures
 from mosaic.config.schema import AggregationConfig, MosaicConfig, SchedulerConfig, WorkloadConfig
 from mosaic.run.metrics import run_settings
 
@@ -26,8 +28,7 @@ def tiny_sweep(tmp_path_factory):
         subprocess.run([sys.executable, "experiments/run.py", "--config-name", config, "-m", *TINY, *extra,
                         f"hydra.sweep.dir={sweep / config}", "hydra/job_logging=disabled"],
                        cwd=ROOT, check=True, capture_output=True, timeout=600)
-    subprocess.run([sys.executable, "experiments/collect.py", "--sweep", str(sweep), "--out", str(results)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    collect(sweep, results)
     return sweep, results
 
 
@@ -121,8 +122,7 @@ def test_tau_sweep_reproduces_the_runs(tiny_sweep):
 
 def test_figures_and_notebook_rebuild_from_results(tiny_sweep, tmp_path):
     _, results = tiny_sweep
-    subprocess.run([sys.executable, "experiments/figures.py", "--results", str(results)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    write_figures(results)
     names = {p.name for p in (results / "figures").glob("*.png")}
     # Table 3 compares only the paper's own question sets, so a synthetic sweep has none.
     assert {"speedups.png", "tau_sweep.png", "output_lengths.png", "idle_fraction.png", "timeline_synth_gpqa.png",
@@ -140,6 +140,9 @@ def test_figures_and_notebook_rebuild_from_results(tiny_sweep, tmp_path):
 
 
 def test_collect_without_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no summary.json"):
+        collect(tmp_path, tmp_path / "results")
+    # The command line turns it into one line and a failure status.
     p = subprocess.run([sys.executable, "experiments/collect.py", "--sweep", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode != 0 and "no summary.json" in p.stderr

@@ -1,5 +1,5 @@
-"""experiments/reproduce.py: data checked before anything starts; a failed job does not stop the others."""
-import importlib.util
+"""experiments/reproduce.py (mosaic/analysis/sweeps.py): data checked before anything starts; a failed
+job does not stop the others."""
 import json
 import subprocess
 import sys
@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mosaic.analysis import sweeps as reproduce
 from mosaic.config.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("reproduce", ROOT / "experiments" / "reproduce.py")
-reproduce = importlib.util.module_from_spec(_spec)
-sys.modules["reproduce"] = reproduce  # its dataclasses look their module up
-_spec.loader.exec_module(reproduce)
 register_configs()
 
 
@@ -34,27 +31,29 @@ def test_plan_expands_the_grid_like_hydra():
     assert plan.directory == Path("some/root").resolve() / "main"
 
 
-def test_bad_data_stops_the_sweep_before_any_job(tmp_path):
+def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     qdir = tmp_path / "questions"
     qdir.mkdir()
     (qdir / "GPQA_test.json").write_text("not json")
     sweep = tmp_path / "sweep"
-    p = cli("--out", str(tmp_path / "results"), "--sweep-root", str(sweep), "workload=gpqa,mmlu_pro",
-            f"workload.questions_dir={qdir}")
-    assert p.returncode == 2, p.stderr
-    assert "nothing was started" in p.stderr
-    assert f"{qdir}/GPQA_test.json: not a readable JSON file" in p.stderr
-    assert f"{qdir}/MMLU_Pro_test.json' does not exist" in p.stderr and "set workload.questions_dir" in p.stderr
+    rc = reproduce.reproduce(tmp_path / "results", sweep, extra=["workload=gpqa,mmlu_pro",
+                                                                 f"workload.questions_dir={qdir}"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "nothing was started" in err
+    assert f"{qdir}/GPQA_test.json: not a readable JSON file" in err
+    assert f"{qdir}/MMLU_Pro_test.json' does not exist" in err and "set workload.questions_dir" in err
     assert not sweep.exists() and not (tmp_path / "results").exists()
 
 
-def test_bad_arguments_are_one_line_errors(tmp_path):
-    p = cli("--sweeps", "main,nope")
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    p = cli("--sweeps", "main,nope")   # the command line itself: exit status and message
     assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr
-    p = cli(f"hydra.sweep.dir={tmp_path}")
-    assert p.returncode == 2 and "use --sweep-root" in p.stderr
-    p = cli("--sweep-root", str(tmp_path / "s"), "scheduler=nope")
-    assert p.returncode == 2 and "scheduler" in p.stderr and "Traceback" not in p.stderr
+    assert reproduce.reproduce(tmp_path / "r", extra=[f"hydra.sweep.dir={tmp_path}"]) == 2
+    assert "use --sweep-root" in capsys.readouterr().err
+    assert reproduce.reproduce(tmp_path / "r", tmp_path / "s", extra=["scheduler=nope"]) == 2
+    err = capsys.readouterr().err
+    assert "scheduler" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

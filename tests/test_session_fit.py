@@ -76,12 +76,12 @@ def test_profile_entry_round_trip_and_errors():
 
 
 def test_real_engine_sweep_path_with_a_fake_engine():
-    """experiments/profile.py's session sweep (vllm_backend.profiler) on a fake measurement function."""
+    """experiments/profile_models.py's session sweep (mosaic.fitting.real_engine) on a fake measurement function."""
     import yaml
 
     from mosaic.profiles.loader import _DATA
     from mosaic.profiles.session_cost import parse_session_fit
-    from vllm_backend.profiler import fit_sessions, session_samples
+    from mosaic.fitting.real_engine import fit_sessions, session_samples
 
     shapes = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())["length_shapes"]
     seen = []
@@ -94,6 +94,6 @@ def test_real_engine_sweep_path_with_a_fake_engine():
                               {"ns": [2, 4, 8, 16, 32], "reps": 2, "calibration_size": 16}, max_len=512)
     assert seen == [2, 4, 8, 16, 32] * 2 and len(samples) == 10
     entry = fit_sessions(samples, kv_capacity=20000, max_num_seqs=16, when="test")
-    fit = parse_session_fit(entry, "session_fit")            # what profile.py writes must load
+    fit = parse_session_fit(entry, "session_fit")            # what profile_models.py writes must load
     assert fit.n_points == 10 and fit.error_median < 0.15
-    assert "experiments/profile.py" in fit.source
+    assert "experiments/profile_models.py" in fit.source

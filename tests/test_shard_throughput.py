@@ -1,13 +1,7 @@
-"""Fig. 3b script: one engine's throughput per shard size, on the simulator."""
-import importlib.util
-from pathlib import Path
-
+"""Fig. 3b (mosaic/analysis/shard_throughput.py): one engine's throughput per shard size, on the simulator."""
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("shard_throughput", ROOT / "experiments" / "shard_throughput.py")
-st = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(st)
+from mosaic.analysis import shard_throughput as st
 
 
 @pytest.fixture(scope="module")

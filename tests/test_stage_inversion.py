@@ -1,7 +1,5 @@
 """Stage inversion: the length factor that makes a stage take a given wall, on the simulator."""
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -11,11 +9,11 @@ from mosaic.core.errors import ConfigError
 from mosaic.config.schema import SchedulerConfig
 from mosaic.run.pipeline import run_stage
 from mosaic.profiles import load_profiles
+from mosaic.analysis import wall_inversion
 from mosaic.analysis.stage_inversion import OK, UNREACHABLE_HIGH, UNREACHABLE_LOW, invert_wall, scale_outcomes
 from mosaic.workload.types import Outcome, Request, Workload
 from tests.helpers import SHARED_DATA, needs_shared
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = SHARED_DATA / "questions"
 
 
@@ -65,17 +63,9 @@ def test_inverting_a_simulated_tp_stage_recovers_the_factor_that_made_its_wall()
     assert inv.status == OK and inv.factor == pytest.approx(2.7, rel=0.01)
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("invert_walls", ROOT / "experiments" / "invert_walls.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @needs_shared
-def test_script_inverts_both_aggregator_walls_of_a_paper_dataset(script):
-    rows = script.aggregator_rows("gpqa")
+def test_script_inverts_both_aggregator_walls_of_a_paper_dataset():
+    rows = wall_inversion.aggregator_rows("gpqa")
     by = {r["arm"]: r for r in rows}
     assert by["always"]["requests"] == 198 and by["gated"]["requests"] == round(0.1263 * 198)
     for r in rows:
@@ -84,16 +74,16 @@ def test_script_inverts_both_aggregator_walls_of_a_paper_dataset(script):
             # Scaled outputs stop at the context window, so the mean grows by at most the factor.
             assert r["implied_mean_tokens"] <= r["our_mean_tokens"] * r["factor"] + 1
             assert (r["implied_mean_tokens"] > r["our_mean_tokens"]) == (r["factor"] > 1)
-    assert "speedup at the paper's skip count" in script.render(rows, [])
+    assert "speedup at the paper's skip count" in wall_inversion.render(rows, [])
 
 
 @needs_shared
-def test_script_inverts_each_arms_expert_wall_with_its_own_plan(script):
-    rows = script.expert_rows("gpqa")
+def test_script_inverts_each_arms_expert_wall_with_its_own_plan():
+    rows = wall_inversion.expert_rows("gpqa")
     assert [r["arm"] for r in rows] == ["baseline", "mosaic"]
     for r in rows:
         assert r["requests"] == 594 and r["routing"] == "paper_table3"   # Table 3's GPQA slots
         assert r["status"] == OK and r["wall_at_factor_s"] == pytest.approx(r["paper_wall_s"], rel=0.02)
         ours, implied = r["LlamaR1_our_mean_tokens"], r["LlamaR1_implied_mean_tokens"]
         assert (implied > ours) == (r["factor"] > 1) and implied <= ours * r["factor"] + 1
-    assert "Expert stage" in script.render([], rows)
+    assert "Expert stage" in wall_inversion.render([], rows)

@@ -1,6 +1,5 @@
 """The tensor-parallel aggregator: profile scaling, TP plans, the simulated TP session, the pipeline's
 aggregation.placement, and how the vLLM backend launches a TP engine (no vLLM needed here)."""
-from pathlib import Path
 
 from dataclasses import replace
 
@@ -386,17 +385,10 @@ def test_vllm_rejects_mixed_tp_plans():
         be.run(plan, {**reqs, "q9/agg": solo}, {**replay, "q9/agg": Outcome(5, "A")})
 
 
-def _profile_tp():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "profile_tp", Path(__file__).resolve().parents[1] / "experiments" / "profile_tp.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_profile_tp_keeps_the_first_batch_warm_up_out_of_the_step_time():
+    from mosaic.fitting.real_engine import step_and_warmup
+
     # A TP engine's first batch pays a one-off warm-up: timing it alone made steps look 10x slower.
-    step, warm = _profile_tp().step_and_warmup([3.35, 0.61, 0.07], out=16, long_out=144)
+    step, warm = step_and_warmup([3.35, 0.61, 0.07], out=16, long_out=144)
     assert step == pytest.approx(0.54 / 128) and warm == pytest.approx(3.28)
-    assert _profile_tp().step_and_warmup([0.05, 0.5, 0.07], 16, 144)[1] == 0.0   # no warm-up: not negative
+    assert step_and_warmup([0.05, 0.5, 0.07], 16, 144)[1] == 0.0   # no warm-up: not negative

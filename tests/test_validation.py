@@ -1,8 +1,6 @@
 """Bad input stops the run with one ConfigError line naming the field and the fix (issue 8, item 4)."""
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ from mosaic.config.schema import AggregationConfig, ClusterConfig, MosaicConfig,
 from mosaic.run.app import run
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import typed
+from mosaic.run.cli import run_job
 from tests.helpers import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +76,8 @@ def test_empty_question_or_train_file_is_a_config_error(tmp_path, empty, what):
 
 # ---------------------------------------------------------------- the command line
 
-def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
-    # One process start (~5 s of imports); every check above goes through the same app.run path.
-    message = "error: seed must be an integer >= 0"
-    p = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "workload=synth_small",
-                        "seed=-1", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert p.returncode != 0
-    assert "Traceback" not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and message in lines[0], p.stderr
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path, capsys):
+    assert run_job(small("seed=-1"), tmp_path, ["seed=-1"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "error: seed must be an integer >= 0" in lines[0]
     assert not (tmp_path / "summary.json").exists()

@@ -1,17 +1,38 @@
 """Fitting T_m(N, mean, max) (mosaic.profiles.session_cost) from a multi-N profiling sweep.
 
 The sweep runs sessions with a caller's `run_session` (the simulator's engine model, or a real engine
-through the profiler), then `select` fits every form and keeps the best on held-out N."""
+through the profiler), then `select` fits every form and keeps the best on held-out N.
+
+`fit_file` (`python experiments/fit_session_costs.py`) fits every model of a profile file on the
+simulator's engine model, as the paper fits T_m per model from a short multi-N profiling sweep on
+the calibration set (4.1.2). The "engine" is sim/engine.py's BatchEngine with the profile's cost model
+and KV capacity on one GPU of the profile's memory (sim.backend.run_session, the simulator's own
+session set-up): for every model, every output-length distribution it has (one per dataset, plus the
+default), and N in NS, a calibration set of the dataset's calibration size is drawn (its mean and max
+are the regression's inputs) and a session of N fresh lengths is run. An extra group with long
+prompts covers aggregator sessions (question + the experts' answers).
+
+Every form in mosaic.profiles.session_cost.FORMS is fitted; held-out error is leave-one-N-out (each
+N's sessions predicted by a fit that never saw that N). The form with the lowest median held-out
+error is written into the profile file as the model's `session_fit`, the other forms' errors printed.
+experiments/profile_models.py runs the same sweep on a real engine (mosaic.fitting.real_engine.session_samples)."""
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import yaml
 from scipy import optimize
 
 from mosaic.core.errors import ConfigError
+from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_profiles
 from mosaic.profiles.session_cost import FORMS, SessionFit, features
+from mosaic.workload.calibration import CALIBRATION_SIZES, DEFAULT_SIZE
+from sim.backend import run_session
 
 
 @dataclass(frozen=True)
@@ -114,3 +135,66 @@ def sweep(run_session: RunSession, distributions: Mapping[str, Any], prompt_toke
                 out.append(SessionSample(n, float(cal.mean()), float(cal.max()), float(prompts.mean()), n_cal,
                                          float(run_session(prompts, outs)), name))
     return out
+
+
+# ---------------------------------------------------------------- on the simulator's engine
+
+NS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+REPS = 3
+SEED = 0
+# Median question prompt per dataset (synthetic.PRESETS; AIME problems are short statements).
+PROMPTS = {"default": 200.0, "mmlu_pro": 260.0, "medmcqa": 120.0, "gpqa": 300.0, "aime24": 150.0}
+AGGREGATOR_PROMPT = 4000.0   # question + three experts' answers, order of magnitude (pipeline.py)
+
+
+def model_samples(name: str, profiles: ProfileSet, rng: np.random.Generator, ns=NS, reps=REPS
+                  ) -> tuple[list[SessionSample], int]:
+    """The sweep of one model on the simulator's engine; returns its sessions and KV capacity."""
+    model, engine = profiles.model(name), profiles.engine
+    kv = kv_capacity_tokens(model, engine, engine.memory_gib)
+
+    def run(prompts: np.ndarray, outputs: np.ndarray) -> float:
+        return run_session(model, engine, engine.memory_gib,
+                           [(str(i), int(p), int(o)) for i, (p, o) in enumerate(zip(prompts, outputs))])
+
+    dists = {"default": model.output, **model.outputs}
+    sizes = {d: CALIBRATION_SIZES.get(d, DEFAULT_SIZE) for d in dists}
+    max_len = engine.max_model_len
+    samples = sweep(run, dists, PROMPTS, ns, reps, sizes, rng, max_len)
+    samples += sweep(run, {"aggregator": model.output}, {"aggregator": AGGREGATOR_PROMPT}, ns, 1,
+                     DEFAULT_SIZE, rng, max_len)
+    return samples, kv
+
+
+def write_fits(path: Path, fits: dict[str, dict]) -> None:
+    """Put each model's `session_fit` into the profile file, keeping its header comment."""
+    text = path.read_text()
+    header = "".join(re.match(r"((?:#[^\n]*\n)*)", text).group(1))
+    raw = yaml.safe_load(text)
+    for name, fit in fits.items():
+        raw["models"][name]["session_fit"] = fit
+    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
+    load_profiles(str(path))   # what we wrote must load
+
+
+def fit_file(path: Path, names: list[str] | None = None, ns=NS, reps=REPS) -> dict[str, dict]:
+    """Fit every (or the named) model of the profile file at `path` and write the fits into it."""
+    path = Path(path)
+    profiles = load_profiles(str(path))
+    names = names or list(profiles.models)
+    source = (f"simulator engine sweep (sim/engine.py, {profiles.engine.device} profile): N in {list(ns)}, "
+              f"{reps} calibration draws per dataset distribution + a long-prompt group; error on held-out N "
+              "(leave one N out)")
+    fits = {}
+    print("session-time regression, held-out |predicted/simulated - 1| median / max per form:")
+    print(f"  {'model':<30} " + "  ".join(f"{f:>17}" for f in FORMS))
+    for i, name in enumerate(names):
+        t0 = time.time()
+        samples, kv = model_samples(name, profiles, np.random.default_rng([SEED, i]), ns, reps)
+        best, all_fits = select(samples, kv, profiles.engine.max_num_seqs, source)
+        fits[name] = to_yaml(best)
+        print(f"  {name:<30} " + "  ".join(f"{f.error_median:7.1%} /{f.error_max:7.1%}" for f in all_fits.values())
+              + f"   -> {best.form} ({len(samples)} sessions, {time.time() - t0:.1f} s)", flush=True)
+    write_fits(path, fits)
+    print(f"wrote session_fit for {len(fits)} models into {path}")
+    return fits

@@ -74,6 +74,17 @@ class EngineProfile:
     worker_startup_s: float = 0.0   # a worker process starting its engine runtime, before any load
     tensor_parallel: TensorParallelProfile | None = None   # None: this profile cannot run TP engines
 
+    def output_room(self, prompt_tokens):
+        """The context window left for an answer after its prompt (ints or arrays): every output
+        length is capped here, in the workload sources, the calibration statistics and the engines."""
+        return self.max_model_len - prompt_tokens
+
+    @property
+    def aggregator_cap(self) -> int:
+        """Half the context: the aggregator's prompt (question plus the experts' answers) and its own
+        answer are each capped at this, so both always fit."""
+        return self.max_model_len // 2
+
     def tp(self) -> TensorParallelProfile:
         if self.tensor_parallel is None:
             raise ConfigError(f"profiles for {self.device}: the engine section has no tensor_parallel "

@@ -32,7 +32,7 @@ class ModelProfile:
     # dataset -> category -> P(correct); "all" is the dataset-wide level (also the fallback for a
     # category the table lacks). Empty when the profile says nothing about answers.
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
-    # Measured on a real engine by experiments/profile.py; when present they replace the values
+    # Measured on a real engine by experiments/profile_models.py; when present they replace the values
     # derived from hardware figures. cost: the fitted step model (COST_KEYS, milliseconds).
     cost: dict[str, float] = field(default_factory=dict)
     kv_capacity: int | None = None      # KV-cache tokens the engine reported

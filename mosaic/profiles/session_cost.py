@@ -3,7 +3,7 @@
 A session serves N requests of one model. Its wall time is predicted from N and from the mean and
 max output length measured on the calibration set, plus the mean prompt the scheduler can see.
 Coefficients are fitted per model from a multi-N profiling sweep: on the simulator's engine model
-(experiments/fit_session_costs.py) or on a real engine (experiments/profile.py). Both call
+(experiments/fit_session_costs.py) or on a real engine (experiments/profile_models.py). Both call
 `sweep` with their own way of running one session, then `select`.
 
 Every form is linear in its coefficients (fitted non-negative, least relative error), over

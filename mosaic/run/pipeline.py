@@ -115,8 +115,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
         answers[r.query_id].append(r.answer)
     decisions = tuple(decide(aggregation, answers))
     to_run = {d.query_id for d in decisions if not d.skip}
-    # Leave half the context for the aggregator's own answer.
-    agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.max_model_len // 2)
+    agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.aggregator_cap)
     aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, placement, backend,
                            cluster, profiles, workload)
     agg = {r.query_id: r for r in aggregator.trace.requests}

@@ -134,7 +134,7 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
     model = difficulty_model(spec, profiles, dataset)
     if np.any(frame.n_options < 2):
         raise ConfigError("workload: every question needs at least 2 options")
-    max_len = profiles.engine.max_model_len
+    engine = profiles.engine
     z = rng.normal(size=n)
     verbosity = rng.normal(size=n)
     factor = model.length_factors(frame.categories)
@@ -177,13 +177,13 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
             correct = rng.random() < p
             n_correct += correct
             ans = int(gold[i]) if correct else wrong_answer(i)
-            out = min(int(draws[m][sample - 1, i]), max_len - int(frame.prompt_tokens[i]))
+            out = min(int(draws[m][sample - 1, i]), engine.output_room(int(frame.prompt_tokens[i])))
             outcomes[expert_request_id(qid, m, sample)] = Outcome(out, frame.label(ans))
         # The aggregator reads the experts' answers: more correct experts, likelier it is right.
         p_agg = expit(b_aggregator[i] - model.accuracy * z[i]
                       + spec.aggregator_follow * (n_correct - len(chosen[i]) / 2))
         agg_ans = int(gold[i]) if rng.random() < p_agg else wrong_answer(i)
-        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), max_len // 2), frame.label(agg_ans))
+        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_draws[i]), engine.aggregator_cap), frame.label(agg_ans))
         queries.append(Query(qid, frame.categories[i], int(frame.prompt_tokens[i]), frame.label(int(gold[i])),
                              models, float(z[i]), frame.texts[i] if frame.texts else None))
     options = () if frame.integer_answers else tuple(LETTERS[: int(n_opt.max())])

@@ -60,11 +60,10 @@ def from_outcomes(outcomes: Mapping[str, Outcome], requests: Iterable[tuple[str,
 def from_profiles(profiles: ProfileSet, models: Iterable[str], dataset: str | None,
                   prompts: np.ndarray, rng: np.random.Generator, source: str) -> dict[str, LengthStats]:
     """A calibration draw of len(prompts) answers per model from its profile's lengths on `dataset`."""
-    max_len = profiles.engine.max_model_len
     out = {}
     for m in dict.fromkeys(models):
         draw = profiles.model(m).output_for(dataset).sample(rng, len(prompts))
-        out[m] = length_stats(np.minimum(draw, max_len - prompts), prompts, source)
+        out[m] = length_stats(np.minimum(draw, profiles.engine.output_room(prompts)), prompts, source)
     return out
 
 

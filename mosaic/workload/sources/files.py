@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mosaic.core.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def resolve(path: str | Path, field: str) -> Path:

@@ -225,7 +225,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
                               np.array([max(per_category[qs.categories[i]], 1) for i in test], dtype=float))
     chosen = routing.route(spec.routing, skill[[cat_index[qs.categories[i]] for i in test]], spec.k, rng_route,
                            cal, tuple(e.profile for e in spec.experts), spec.dataset)
-    max_len = profiles.engine.max_model_len
+    engine = profiles.engine
     n = len(test)
     # Drawn for every query in config order, so a profile length does not depend on routing.
     sampled = {e.name: profiles.model(e.profile).output_for(spec.dataset).sample(rng_len, n)
@@ -243,9 +243,9 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
             answer = rec.answer
             if sample > 1 and spec.repeat_sample == "resample":   # see the module docstring
                 answer = _resample(qs.gold[i], rec.n_options, skill[cat_index[qs.categories[i]], j], rng_repeat)
-            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, max_len - prompt)), answer)
+            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, engine.output_room(prompt))), answer)
             n_opts = max(n_opts, rec.n_options)
-        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), max_len // 2),
+        outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), engine.aggregator_cap),
                                                        agg_trace[qs.keys[i]].answer)
         queries.append(Query(qid, qs.categories[i], prompt, qs.gold[i], models, 0.0, qs.texts[i]))
     return Workload(name=spec.name, seed=seed, queries=tuple(queries),

@@ -1,0 +1,28 @@
+"""Measure models on the real engine and write a profile file backend=sim can use.
+
+    python experiments/profile_models.py model=LlamaR1            # one model of models=tiny
+    python experiments/profile_models.py model=all out=mosaic/profiles/data/tiny_cpu.yaml
+
+Options: conf/profile.yaml. Method: mosaic/fitting/real_engine.py.
+"""
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mosaic.core.errors import ConfigError
+from mosaic.fitting.real_engine import profile_models
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="profile")
+def main(cfg: DictConfig) -> None:
+    try:
+        out = profile_models(OmegaConf.to_container(cfg, resolve=True))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Figure files: every figure of results/figures/ from the files in results/ (no simulation), and
+per-worker timelines of several policies on one workload (`experiments/figures.py`,
+`experiments/plot_timeline.py`). The drawing itself is mosaic/analysis/plots.py."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+
+from mosaic.analysis.plots import all_figures, session_rows, timeline
+from mosaic.run.app import run
+from mosaic.run.builder import compose
+
+
+def write_figures(results: Path) -> list[Path]:
+    """Draw every figure from the files under `results` into results/figures/; returns the paths
+    (each printed as it is written)."""
+    out = results / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in all_figures(results).items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+        print(f"wrote {out / name}.png")
+        written.append(out / f"{name}.png")
+    return written
+
+
+def policy_timelines(policies: Sequence[str], workload: str, seed: int, out: Path) -> None:
+    """Run `workload` once per policy (default config otherwise) and draw their per-worker
+    timelines, one row per policy, on a shared time axis, into `out`."""
+    runs = [(pol, run(compose([f"scheduler={pol}", f"workload={workload}", f"seed={seed}"]))) for pol in policies]
+    xmax = max(o.summary["end_to_end_s"] for _, o in runs) * 1.02
+    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 2.2 * len(runs)), squeeze=False)
+    for ax, (pol, o) in zip(axes[:, 0], runs):
+        s = o.summary
+        timeline(session_rows([o.result.expert.trace, o.result.aggregator.trace]),
+                 f"{pol}: expert {s['expert_stage_s']:.0f} s + aggregator {s['aggregator_stage_s']:.0f} s "
+                 f"= {s['end_to_end_s']:.0f} s", ax=ax, xmax=xmax, n_workers=len(s['workers']))
+    fig.suptitle(f"{workload}, seed {seed}, 4x A100-80GB (simulated)", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
