@@ -14,7 +14,7 @@ from mosaic.analysis.figures import write_figures
 from mosaic.config.schema import AggregationConfig, MosaicConfig, SchedulerConfig, WorkloadConfig
 from mosaic.run.metrics import run_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["workload=synth_gpqa", "seed=0,1", "workload.n_queries=40"]
 
 

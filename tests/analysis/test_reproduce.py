@@ -10,7 +10,7 @@ import pytest
 from mosaic.analysis import sweeps as reproduce
 from mosaic.config.schema import register_configs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 register_configs()
 
 

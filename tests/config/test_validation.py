@@ -12,7 +12,7 @@ from mosaic.run.builder import typed
 from mosaic.run.cli import run_job
 from tests.helpers import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def small(*overrides):

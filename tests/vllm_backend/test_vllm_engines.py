@@ -16,7 +16,7 @@ from mosaic.workload.types import Outcome, Request  # noqa: E402
 from vllm_backend.backend import VllmBackend  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = yaml.safe_load((ROOT / "conf" / "models" / "tiny.yaml").read_text())
 
 

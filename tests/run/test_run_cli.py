@@ -16,7 +16,7 @@ from mosaic.run.builder import compose
 from mosaic.run.cli import run_job
 from vllm_backend.procgroup import pid_alive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"scheduler", "backend", "workload", "seed", "n_queries", "n_expert_requests", "expert_stage_s",
         "aggregator_stage_s", "end_to_end_s", "skip_rate", "accuracy", "accuracy_always_aggregate",
         "workers", "solver"}

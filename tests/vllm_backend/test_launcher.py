@@ -14,7 +14,7 @@ from tests import fake_workers
 from vllm_backend.launcher import LocalProcessLauncher
 from vllm_backend.procgroup import group_members, pid_alive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="process checks read /proc (Linux)")
 
 
