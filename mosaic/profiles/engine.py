@@ -1,10 +1,61 @@
 """The engine section of a profile set: one GPU's vLLM-style engine and its tensor-parallel scaling."""
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from dataclasses import dataclass
 
 
 from mosaic.core.errors import ConfigError
+
+
+DERIVE_MODES = ("amdahl", "none")
+
+
+def fit_tp_scaling(step_speedup: dict[int, float]) -> tuple[float, float]:
+    """Least-squares (p, c) of the step-time model 1/s(d) = (1 - p) + p/d + c*(d - 1) over the
+    measured degrees d > 1, with p in [0, 1] and c >= 0.
+
+    p is Amdahl's parallel fraction (1 - p the serial one); c the per-extra-rank communication cost
+    (all-reduces, rank synchronisation) as a share of the TP=1 step. c = 0 is Amdahl's law, whose
+    speedup never falls below 1; c > 0 lets the speedup peak and fall, and lie below 1 (TP slower
+    than one GPU, as tiny_cpu measures). The model is linear in (p, c), so this is a bounded linear
+    least squares on the measured step times 1/s, solved in closed form: the unconstrained optimum
+    if it lies in the box, else the best of the optima on its faces (c = 0; p = 0; p = 1).
+    Needs two measured degrees > 1 (two unknowns)."""
+    pts = sorted((d, s) for d, s in step_speedup.items() if d > 1)
+    if len(pts) < 2:
+        raise ValueError("two measured degrees above 1 are needed to fit (p, c)")
+    a = [1.0 - 1.0 / d for d, _ in pts]        # 1/s - 1 = -p * a + c * b
+    b = [float(d - 1) for d, _ in pts]
+    u = [1.0 / s - 1.0 for _, s in pts]
+
+    def dot(x, y):
+        return sum(i * j for i, j in zip(x, y))
+
+    def sse(p, c):
+        return sum((-p * ai + c * bi - ui) ** 2 for ai, bi, ui in zip(a, b, u))
+
+    candidates = [(min(1.0, max(0.0, -dot(a, u) / dot(a, a))), 0.0),        # c = 0 (Amdahl)
+                  (0.0, max(0.0, dot(b, u) / dot(b, b))),                     # p = 0
+                  (1.0, max(0.0, dot(b, [ui + ai for ui, ai in zip(u, a)]) / dot(b, b)))]  # p = 1
+    # Unconstrained optimum of min |(-a) p + b c - u|^2 (normal equations; a, b are independent
+    # for two distinct degrees, since a/b = 1/d).
+    aa, bb, ab = dot(a, a), dot(b, b), dot(a, b)
+    det = aa * bb - ab * ab
+    if det > 0:
+        au, bu = dot(a, u), dot(b, u)
+        p = (-au * bb + ab * bu) / det
+        c = (bu * aa - ab * au) / det
+        if 0.0 <= p <= 1.0 and c >= 0.0:
+            candidates.insert(0, (p, c))
+    return min(candidates, key=lambda pc: sse(*pc))
+
+
+def amdahl_speedup(degree: float, p: float, c: float = 0.0) -> float:
+    """s(d) = 1 / ((1 - p) + p/d + c*(d - 1)): Amdahl's law plus a linear communication term."""
+    return 1.0 / ((1.0 - p) + p / degree + c * (degree - 1))
 
 
 @dataclass(frozen=True)
@@ -15,7 +66,12 @@ class TensorParallelProfile:
     (each rank holds 1/d of the weights and KV heads; all-reduces and the host-side scheduler eat
     into the ideal d). load_overhead_s: start-up a TP engine pays on top of the model's load time
     (rank processes, NCCL and all-reduce buffers); the ranks load their weight shards concurrently.
-    Both are per degree (a single load_overhead_s in the YAML applies to every degree).
+    Both are per degree (a single load_overhead_s in the YAML applies to every degree:
+    uniform_load_overhead_s holds it then).
+
+    A degree the table lacks is derived when derive == "amdahl" (the default; "none" refuses it):
+    see speedup() and load_overhead(). derived(degree) says whether a degree's numbers are derived;
+    measured degrees are always used exactly as measured.
 
     attention: which terms step_speedup applies to. "step" (default): all of them, as for a
     speedup measured end to end on the same engine at the workload's own contexts. "heads": only
@@ -30,21 +86,102 @@ class TensorParallelProfile:
     load_overhead_s: dict[int, float]
     source: str
     attention: str = "step"
+    derive: str = "amdahl"
+    uniform_load_overhead_s: float | None = None
+
+    # ------------------------------------------------------------------ which degrees are derived
+
+    def measured(self, degree: int) -> bool:
+        return degree == 1 or degree in self.step_speedup
+
+    def derived(self, degree: int) -> bool:
+        """True when `degree`'s speedup and load overhead come from the scaling model, not the table
+        (raises the one-line ConfigError when they can be neither measured nor derived)."""
+        if self.measured(degree):
+            return False
+        self.speedup(degree)
+        return True
+
+    def speedup_source(self, degree: int) -> str:
+        """Either "measured" or "derived (amdahl)" (degree 1 counts as measured: it is the reference)."""
+        return "derived (amdahl)" if self.derived(degree) else "measured"
+
+    @property
+    def fit(self) -> tuple[float, float] | None:
+        """The fitted (p, c) of fit_tp_scaling over the measured degrees; None where fewer than two
+        degrees above 1 are measured, or derive is "none"."""
+        return self._fit
+
+    @functools.cached_property
+    def _fit(self) -> tuple[float, float] | None:
+        if self.derive != "amdahl" or sum(d > 1 for d in self.step_speedup) < 2:
+            return None
+        return fit_tp_scaling(self.step_speedup)
+
+    def _refuse(self, degree: int) -> ConfigError:
+        have = sorted(self.step_speedup)
+        if self.derive != "amdahl":
+            why = f"derive is '{self.derive}'; add a measured entry for degree {degree}, set derive: amdahl"
+        else:
+            why = ("it cannot be derived: the scaling model (serial fraction and communication cost) "
+                   f"needs two measured degrees above 1; add a measured entry for degree {degree}")
+        return ConfigError(f"engine.tensor_parallel.step_speedup has no entry for TP degree {degree} "
+                           f"(has {have}) and {why}, or use aggregation.placement=scheduled")
+
+    # ------------------------------------------------------------------ the numbers
 
     def load_overhead(self, degree: int) -> float:
+        """Start-up a TP-`degree` engine pays on top of the model's load time. A measured degree:
+        its table entry. A derived degree: the YAML's single number where it gave one (it applies
+        to every degree); for a per-degree table, linear interpolation in log2(degree) between the
+        measured degrees (degree 1, which pays none, anchors the start); beyond the largest measured
+        degree, the slope between the last two measured degrees carried on, but never below the
+        largest measured degree's value (an overhead does not shrink with more ranks)."""
         if degree == 1:
             return 0.0
-        self.speedup(degree)  # the same "no entry for this degree" error
-        return self.load_overhead_s[degree]
+        if degree in self.load_overhead_s:
+            return self.load_overhead_s[degree]
+        self.speedup(degree)  # the same "no entry for this degree" error when it cannot be derived
+        if self.uniform_load_overhead_s is not None:
+            return self.uniform_load_overhead_s
+        pts = [(0.0, 0.0)] + sorted((math.log2(d), v) for d, v in self.load_overhead_s.items() if d > 1)
+        x = math.log2(degree)
+        for (x0, v0), (x1, v1) in itertools.pairwise(pts):
+            if x0 <= x <= x1:
+                return v0 + (v1 - v0) * (x - x0) / (x1 - x0)
+        (x0, v0), (x1, v1) = pts[-2], pts[-1]
+        return max(v1, v1 + (v1 - v0) * (x - x1) / (x1 - x0))
 
     def speedup(self, degree: int) -> float:
+        """Step speedup of a TP-`degree` engine over TP=1. A measured degree: exactly its table entry.
+        A missing one, with derive: amdahl, from s(d) = 1/((1-p) + p/d + c(d-1)) fitted to the
+        measured degrees (fit_tp_scaling):
+          - between two measured degrees (degree 1, speedup 1, counts as one): the fitted curve
+            times the measured/fitted ratio interpolated linearly in log2(degree) between the two,
+            so the derived table runs through every measurement; kept between the two neighbours;
+          - beyond the largest measured degree: the fitted curve, scaled down by that degree's
+            measured/fitted ratio where the measurement fell short of the curve; never above the
+            curve. (So a measurement above the curve can make the next few degrees derive a little
+            below it: paper_a100 measures 2.12 at 8, the curve gives 2.08 at 9.)
+        Fewer than two measured degrees above 1, or derive: none: a one-line ConfigError naming the
+        fix (a measured entry, or aggregation.placement=scheduled)."""
         if degree == 1:
             return 1.0
-        if degree not in self.step_speedup:
-            raise ConfigError(f"engine.tensor_parallel.step_speedup has no entry for TP degree {degree} "
-                              f"(has {sorted(self.step_speedup)}): add a measured or published one, or "
-                              f"use aggregation.placement=scheduled")
-        return self.step_speedup[degree]
+        if degree in self.step_speedup:
+            return self.step_speedup[degree]
+        fit = self._fit
+        if fit is None:
+            raise self._refuse(degree)
+        p, c = fit
+        curve = amdahl_speedup(degree, p, c)
+        anchors = sorted({1: 1.0, **self.step_speedup}.items())
+        ratio = {d: s / amdahl_speedup(d, p, c) for d, s in anchors}
+        for (d0, s0), (d1, s1) in itertools.pairwise(anchors):
+            if d0 < degree < d1:
+                w = (math.log2(degree) - math.log2(d0)) / (math.log2(d1) - math.log2(d0))
+                s = curve * (ratio[d0] + w * (ratio[d1] - ratio[d0]))
+                return min(max(s, min(s0, s1)), max(s0, s1), float(degree))
+        return curve * min(1.0, ratio[anchors[-1][0]])
 
 
 @dataclass(frozen=True)

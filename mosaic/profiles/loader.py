@@ -9,7 +9,7 @@ import yaml
 from mosaic.core.errors import ConfigError
 
 from mosaic.profiles.difficulty import parse_dataset
-from mosaic.profiles.engine import EngineProfile, TensorParallelProfile
+from mosaic.profiles.engine import DERIVE_MODES, EngineProfile, TensorParallelProfile
 from mosaic.profiles.lengths import LengthComponent, LengthDistribution
 from mosaic.profiles.models import COST_KEYS, ModelProfile, ProfileSet
 from mosaic.profiles.session_cost import parse_session_fit
@@ -81,17 +81,23 @@ def _number(value: Any, where: str) -> float:
 
 
 def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
-    """`tensor_parallel: {step_speedup: {degree: speedup}, load_overhead_s, source}`."""
+    """`tensor_parallel: {step_speedup: {degree: speedup}, load_overhead_s, source, attention, derive}`.
+    derive: amdahl (default) derives a degree the table lacks from the measured ones; none refuses it
+    (TensorParallelProfile.speedup)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping {{step_speedup, load_overhead_s, source}}")
-    unknown = sorted(set(raw) - {"step_speedup", "load_overhead_s", "source", "attention"})
+    unknown = sorted(set(raw) - {"step_speedup", "load_overhead_s", "source", "attention", "derive"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; expected step_speedup, load_overhead_s, source, "
-                          "attention")
+                          "attention, derive")
     attention = raw.get("attention", "step")
     if attention not in ("step", "heads"):
         raise ConfigError(f"{where}.attention: '{attention}' is not 'step' (step_speedup scales every term) or "
                           "'heads' (attention terms scale by 1/degree)")
+    derive = raw.get("derive", "amdahl")
+    if derive not in DERIVE_MODES:
+        raise ConfigError(f"{where}.derive: '{derive}' is not 'amdahl' (derive a TP degree the table lacks from "
+                          "the measured ones) or 'none' (refuse it)")
     table = _require(raw, "step_speedup", where)
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{where}.step_speedup: expected a non-empty mapping TP degree -> speedup over TP=1")
@@ -106,6 +112,7 @@ def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
                               f"(and be 1 at degree 1); got {s}")
         speedup[degree] = s
     raw_overhead = _require(raw, "load_overhead_s", where)
+    uniform = None
     if isinstance(raw_overhead, dict):
         missing = sorted(set(speedup) - set(raw_overhead) - {1})
         if missing or set(raw_overhead) - set(speedup):
@@ -115,13 +122,14 @@ def _tensor_parallel(raw: Any, where: str) -> TensorParallelProfile:
     else:
         one = _number(raw_overhead, f"{where}.load_overhead_s")
         overhead = {d: one for d in speedup}
+        uniform = one
     for d, v in overhead.items():
         if v < 0:
             raise ConfigError(f"{where}.load_overhead_s must be >= 0 (got {v} for degree {d})")
     source = _require(raw, "source", where)
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(f"{where}.source: name where the TP scaling comes from (a measurement or a publication)")
-    return TensorParallelProfile(speedup, overhead, source.strip(), attention)
+    return TensorParallelProfile(speedup, overhead, source.strip(), attention, derive, uniform)
 
 
 def parse_profiles(raw: dict[str, Any], where: str = "profiles") -> ProfileSet:

@@ -33,6 +33,11 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
     s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
     s["settings"] = run_settings(c)
+    tp = s["aggregator_tp_size"]
+    # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
+    # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
+    s["aggregator_tp_scaling"] = None if tp <= 1 else {
+        "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():

@@ -297,13 +297,18 @@ def test_unknown_placement_is_a_config_error(small, profiles):
 
 
 def test_tp_without_scaling_for_the_cluster_fails_before_the_expert_stage(small, profiles):
+    """TP degree 3 is not measured; with derivation refused (tensor_parallel.derive: none) the run
+    stops before the expert stage. (With the default derive: amdahl it is derived and runs:
+    tests/profiles/test_tp_scaling.py.)"""
     class NoRun:
         def run(self, *a):
             raise AssertionError("the expert stage ran")
 
+    refusing = replace(profiles, engine=replace(profiles.engine,
+                                                tensor_parallel=replace(profiles.engine.tp(), derive="none")))
     cluster = Cluster.uniform(3, 80.0)
     with pytest.raises(ConfigError, match="TP degree 3.*placement=scheduled"):
-        run_pipeline(small, cluster, profiles, SchedulerConfig(name="round_robin"), NoRun(),
+        run_pipeline(small, cluster, refusing, SchedulerConfig(name="round_robin"), NoRun(),
                      AggregationConfig(policy="always", tau=None))
 
 
