@@ -59,6 +59,9 @@ class SchedulerConfig:
     # How T_m splits over replicas: proportional (the paper's tau_m = T_m / N_m) | affine (each
     # replica also pays the session's fixed tail; mosaic/costs/predict.py)
     shard_cost: str = "proportional"
+    # engine_aware: local-search moves over all its starts (a count of work, so the plan never
+    # depends on machine load)
+    search_limit: int = 20000
     plugin: Optional[str] = None  # a module to import that registers `name` (a scheduler outside mosaic)
 
     def __post_init__(self) -> None:
@@ -82,6 +85,9 @@ class SchedulerConfig:
                       "e.g. 1000 (branch-and-bound nodes before the ILP returns its best plan)")
         if not _integer(self.solver_seed) or not 0 <= self.solver_seed <= 2**31 - 1:
             raise bad("solver_seed", self.solver_seed, "an integer in [0, 2^31 - 1]", "e.g. 0")
+        if not _integer(self.search_limit) or self.search_limit < 0:
+            raise bad("search_limit", self.search_limit, "an integer >= 0",
+                      "e.g. 20000 (local-search moves engine_aware may make)")
         if self.rr_order not in RR_ORDERS:
             raise bad("rr_order", self.rr_order, " or ".join(RR_ORDERS),
                       "first_seen is the paper's round robin, pool the fixed model order")

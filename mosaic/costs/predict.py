@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Callable, Iterable, Mapping, Sequence
 
 from mosaic.cluster import Cluster
 from mosaic.config.schema import COST_MODELS, SHARD_COSTS, check_choice
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.costs.session_curve import RunSession, build_curve
 from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
                              kv_capacity_tokens)
 from mosaic.workload.calibration import calibration_size
@@ -155,3 +157,23 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                      if shard_cost == "affine" else 0.0),
         ))
     return StageProblem(stage=stage, models=tuple(demands), n_workers=cluster.n, fits=fits)
+
+
+def attach_curves(problem: StageProblem, requests: Sequence[Request], profiles: ProfileSet,
+                  calibration: Mapping[str, LengthStats] | None, memory_gib: float,
+                  sessions_of: Callable[[str], RunSession]) -> StageProblem:
+    """The problem with every model's session curve attached (lengths at the calibration mean)."""
+    prompts: dict[str, list[int]] = {}
+    for r in requests:
+        prompts.setdefault(r.model, []).append(r.prompt_tokens)
+    models = []
+    for d in problem.models:
+        if not d.n:
+            models.append(d)
+            continue
+        prof = profiles.model(d.model)
+        lengths = calibrated_lengths(prof, (calibration or {}).get(d.model))
+        curve = build_curve(sessions_of(d.model), lengths, prompts[d.model], problem.n_workers,
+                            profiles.engine.max_model_len)
+        models.append(replace(d, curve=curve))
+    return replace(problem, models=tuple(models))

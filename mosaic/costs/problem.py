@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mosaic.costs.session_curve import SessionCurve
+
 
 @dataclass(frozen=True)
 class ModelDemand:
@@ -17,6 +19,9 @@ class ModelDemand:
     # The part of T_m every replica pays whatever its share (its longest request decoding alone):
     # 0 in the paper's proportional split, where a replica serving x requests costs l_m + tau_m x.
     fixed_s: float = 0.0
+    # T_m(x) from the engine model (mosaic/costs/session_curve.py), attached for the schedulers
+    # that plan on it (engine_aware); None: the proportional / affine split above.
+    curve: SessionCurve | None = None
 
     @property
     def n(self) -> int:

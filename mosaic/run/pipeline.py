@@ -11,7 +11,7 @@ from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import build_problem
+from mosaic.costs.predict import attach_curves, build_problem
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
@@ -19,7 +19,8 @@ from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import aggregator_prompt
 from mosaic.workload.tokens import estimate_tokens
 from mosaic.config.schema import SchedulerConfig
-from mosaic.schedulers import schedule
+from mosaic.schedulers import get_scheduler, schedule
+from sim.backend import run_session
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
@@ -57,7 +58,24 @@ def plan_stage(stage: str, requests: list[Request], model_order, scheduler: Sche
         return problem, schedule("tensor_parallel", problem, requests)
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
                             scheduler.cost_model, scheduler.shard_cost)
+    if getattr(get_scheduler(scheduler.name, scheduler.plugin), "needs_session_curves", False):
+        memory = min(w.memory_gib for w in cluster.workers)
+        problem = attach_curves(problem, requests, profiles, workload.calibration, memory,
+                                engine_sessions(profiles, memory))
     return problem, schedule(scheduler.name, problem, requests, scheduler)
+
+
+def engine_sessions(profiles: ProfileSet, memory_gib: float):
+    """model -> a function running one session of it on the simulator's engine model (the same
+    model the sim backend integrates; on real engines its costs come from the profiler)."""
+    def of(model: str):
+        prof = profiles.model(model)
+
+        def run(prompts, outputs) -> float:
+            return run_session(prof, profiles.engine, memory_gib,
+                               [(str(i), int(p), int(o)) for i, (p, o) in enumerate(zip(prompts, outputs))])
+        return run
+    return of
 
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig, placement: str,

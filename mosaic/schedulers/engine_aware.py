@@ -1,0 +1,314 @@
+"""engine_aware: placement and assignment planned on the engine model's session curves.
+
+A replica of model m serving x requests costs l_m + T_m(x), where T_m is the session curve
+(mosaic/costs/session_curve.py): the engine model run on x representative requests, so it carries
+the batching economy of small shards, the KV-limited throughput of large ones and the longest
+request's tail that every replica pays. The paper's ILP prices a replica at l_m + T_m x / N_m
+instead, which promises too much from replication (its plans run up to 2x their prediction).
+
+Search, all of it bounded by counts of work (scheduler.search_limit), never by the clock:
+1. Replica counts: from one replica per model, give one more replica to the model whose (even)
+   replicas are the longest, while that shortens them, the K x N worker slots, memory fits and
+   scheduler.replication_cap allow. Every vector on that path is a candidate.
+2. Placement of each candidate: replicas longest first, each to the least loaded worker that fits
+   the model, does not hold it yet and holds fewer than K models.
+3. Local search from the best few placements and from every baseline plan that honours K and
+   memory (round robin, least loaded, data parallel, the ILP's greedy warm start): move a replica
+   off the busiest worker, swap it with one elsewhere, or shift requests between two replicas of a
+   model, whenever that lowers the busiest worker without raising another to its level.
+4. The plan with the lowest predicted makespan wins; a baseline plan is a start of the search, so
+   the result is never predicted worse than any of them.
+
+Canonical: workers are tried in id order, models in the problem's canonical order, replicas in
+list order; ties go to the lower worker id, then the earlier model, then the earlier start. Every
+float is summed in that fixed order, so the same problem gives the same plan anywhere.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from mosaic.config.schema import SchedulerConfig
+from mosaic.core.errors import ConfigError
+from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.plan import Plan, SolverInfo
+from mosaic.schedulers.common import even_counts, split_counts
+from mosaic.schedulers.registry import register, get_scheduler
+
+# How many of the best candidate placements (step 2) the local search starts from.
+STARTS = 3
+
+
+def replica_cost(d: ModelDemand, x: int) -> float:
+    """Predicted seconds of one replica of d serving x requests (its load included)."""
+    if x <= 0:
+        return 0.0
+    if d.curve is not None:
+        return d.load_s + d.curve(x)
+    return d.overhead_s + d.per_request_s * x
+
+
+@dataclass
+class State:
+    """replicas[m] = {worker: requests}; loads[w] = predicted seconds of worker w."""
+
+    problem: StageProblem
+    k: int
+    replicas: list[dict[int, int]]
+    loads: list[float]
+    held: list[int]      # models per worker
+
+    @classmethod
+    def of(cls, problem: StageProblem, k: int, replicas: list[dict[int, int]]) -> "State":
+        loads = [0.0] * problem.n_workers
+        held = [0] * problem.n_workers
+        for d, row in zip(problem.models, replicas):
+            for w, x in row.items():
+                loads[w] += replica_cost(d, x)
+                held[w] += 1
+        return cls(problem, k, [dict(r) for r in replicas], loads, held)
+
+    @property
+    def makespan(self) -> float:
+        return max(self.loads, default=0.0)
+
+    def key(self) -> tuple:
+        """Lexicographic objective: the makespan, then the sorted load vector (fewer busy workers)."""
+        return tuple(sorted(self.loads, reverse=True))
+
+
+def _caps(problem: StageProblem, params: SchedulerConfig) -> list[int]:
+    caps = []
+    for d in problem.models:
+        cap = len(problem.fits[d.model])
+        if params.replication_cap is not None:
+            cap = min(cap, params.replication_cap)
+        caps.append(max(1, min(cap, problem.n_workers, max(1, d.n))))
+    return caps
+
+
+def _even_time(d: ModelDemand, r: int) -> float:
+    return replica_cost(d, -(-d.n // r)) if d.n else 0.0
+
+
+def replica_path(problem: StageProblem, caps: list[int], k: int) -> list[list[int]]:
+    active = [i for i, d in enumerate(problem.models) if d.n]
+    r = [1 if d.n else 0 for d in problem.models]
+    path = [list(r)]
+    slots = k * problem.n_workers - len(active)
+    while slots > 0:
+        i = max(active, key=lambda i: (_even_time(problem.models[i], r[i]), -i))
+        d = problem.models[i]
+        if r[i] >= caps[i] or _even_time(d, r[i] + 1) >= _even_time(d, r[i]):
+            break
+        r[i] += 1
+        slots -= 1
+        path.append(list(r))
+    return path
+
+
+def place(problem: StageProblem, r: list[int], k: int) -> State | None:
+    shards = []
+    for i, d in enumerate(problem.models):
+        if not d.n:
+            continue
+        for j, x in enumerate(even_counts(d.n, list(range(r[i]))).values()):
+            shards.append((replica_cost(d, x), i, j, x))
+    shards.sort(key=lambda s: (-s[0], s[1], s[2]))
+    loads = [0.0] * problem.n_workers
+    held: list[set[int]] = [set() for _ in range(problem.n_workers)]
+    replicas: list[dict[int, int]] = [{} for _ in problem.models]
+    for cost, i, _, x in shards:
+        room = [w for w in sorted(problem.fits[problem.models[i].model]) if i not in held[w] and len(held[w]) < k]
+        if not room:
+            return None
+        w = min(room, key=lambda w: (loads[w], w))
+        loads[w] += cost
+        held[w].add(i)
+        replicas[i][w] = x
+    return State.of(problem, k, replicas)
+
+
+def _improve(s: State, limit: int) -> int:
+    """Local search in place; returns the moves made."""
+    p = s.problem
+    ds = p.models
+    n = p.n_workers
+    moves = 0
+    while moves < limit:
+        top = max(range(n), key=lambda w: (s.loads[w], -w))
+        peak = s.loads[top]
+        best = None   # (new worse of the two workers, kind, args)
+        for i, d in enumerate(ds):
+            row = s.replicas[i]
+            if top not in row:
+                continue
+            x = row[top]
+            c = replica_cost(d, x)
+            fits = p.fits[d.model]
+            for w in range(n):
+                if w == top or w not in fits:
+                    continue
+                if w in row:
+                    # Shift m requests from the top's replica to w's: a(m) falls and b(m) rises
+                    # with m, so the best m is at their crossing (binary search).
+                    y = row[w]
+
+                    def ab(m, d=d, x=x, y=y, c=c, w=w):
+                        return (s.loads[top] - c + replica_cost(d, x - m),
+                                s.loads[w] - replica_cost(d, y) + replica_cost(d, y + m))
+
+                    lo, hi = 1, x - 1
+                    while lo < hi:
+                        mid = (lo + hi + 1) // 2
+                        a, b = ab(mid)
+                        if b < a:
+                            lo = mid
+                        else:
+                            hi = mid - 1
+                    for m in (lo, lo + 1):
+                        if 1 <= m <= x - 1:
+                            worse = max(ab(m))
+                            if worse < peak and (best is None or worse < best[0]):
+                                best = (worse, "shift", (i, w, m))
+                    continue
+                if s.held[w] < s.k:
+                    new = s.loads[w] + c
+                    if new < peak and (best is None or max(new, peak - c) < best[0]):
+                        best = (max(new, peak - c), "move", (i, w))
+                # Swap with a replica on w of a model the top does not hold.
+                for i2, d2 in enumerate(ds):
+                    row2 = s.replicas[i2]
+                    if w not in row2 or top in row2 or i2 == i or top not in p.fits[d2.model]:
+                        continue
+                    c2 = replica_cost(d2, row2[w])
+                    a, b = peak - c + c2, s.loads[w] - c2 + c
+                    if max(a, b) < peak and (best is None or max(a, b) < best[0]):
+                        best = (max(a, b), "swap", (i, w, i2))
+        if best is None:
+            return moves
+        _, kind, args = best
+        if kind == "move":
+            i, w = args
+            x = s.replicas[i].pop(top)
+            s.replicas[i][w] = x
+            c = replica_cost(ds[i], x)
+            s.loads[top] -= c
+            s.loads[w] += c
+            s.held[top] -= 1
+            s.held[w] += 1
+        elif kind == "swap":
+            i, w, i2 = args
+            x, x2 = s.replicas[i].pop(top), s.replicas[i2].pop(w)
+            s.replicas[i][w], s.replicas[i2][top] = x, x2
+            c, c2 = replica_cost(ds[i], x), replica_cost(ds[i2], x2)
+            s.loads[top] += c2 - c
+            s.loads[w] += c - c2
+        else:
+            i, w, m = args
+            d, row = ds[i], s.replicas[i]
+            s.loads[top] += replica_cost(d, row[top] - m) - replica_cost(d, row[top])
+            s.loads[w] += replica_cost(d, row[w] + m) - replica_cost(d, row[w])
+            row[top] -= m
+            row[w] += m
+        moves += 1
+    return moves
+
+
+def _from_plan(problem: StageProblem, plan: Plan, k: int) -> State | None:
+    """A baseline's plan as a search state, if it honours K and memory (one session per model
+    per worker)."""
+    index = {d.model: i for i, d in enumerate(problem.models)}
+    replicas: list[dict[int, int]] = [{} for _ in problem.models]
+    for wp in plan.workers:
+        if len(wp.sessions) > k:
+            return None
+        for sess in wp.sessions:
+            i = index[sess.model]
+            if wp.worker in replicas[i] or wp.worker not in problem.fits[sess.model]:
+                return None
+            replicas[i][wp.worker] = len(sess.request_ids)
+    return State.of(problem, k, replicas)
+
+
+def baselines(problem: StageProblem, params: SchedulerConfig, k: int) -> list[tuple[str, State]]:
+    out = []
+    for name in ("round_robin", "least_loaded", "data_parallel"):
+        try:
+            plan = get_scheduler(name)(problem, params)
+        except ConfigError:
+            continue
+        st = _from_plan(problem, plan, k)
+        if st is not None:
+            out.append((name, st))
+    from mosaic.schedulers.greedy import greedy_counts
+    from mosaic.schedulers.ilp import replication_caps
+
+    counts = greedy_counts(problem, replication_caps(problem, params), k)
+    if counts is not None:
+        out.append(("greedy", State.of(problem, k, [
+            {w: x for w, x in counts.get(d.model, {}).items() if x > 0} for d in problem.models])))
+    return out
+
+
+def lower_bound(problem: StageProblem, k: int) -> float:
+    """No plan is predicted below this: all work spread evenly, each model loaded at least once and
+    its requests costing at least one session of all of them (T is subadditive); each model's
+    smallest replica; and with K < models, a worker holding ceil(M / N) models pays their loads."""
+    active = [d for d in problem.models if d.n]
+    if not active:
+        return 0.0
+    spread = sum(replica_cost(d, d.n) for d in active) / problem.n_workers
+    single = max(replica_cost(d, 1) for d in active)
+    per_worker = math.ceil(len(active) / problem.n_workers)
+    smallest = sorted(replica_cost(d, 1) for d in active)[:per_worker]
+    return max(spread, single, sum(smallest))
+
+
+@register("engine_aware")
+def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
+    t0 = time.perf_counter()
+    n_models = sum(1 for d in problem.models if d.n)
+    k = params.max_models_per_worker or max(1, len(problem.models))
+    if k * problem.n_workers < n_models:
+        raise ConfigError(f"engine_aware: K*N = {k}*{problem.n_workers} worker slots for {n_models} models; "
+                          "raise scheduler.max_models_per_worker or cluster.n_workers")
+    caps = _caps(problem, params)
+    candidates = [s for r in replica_path(problem, caps, k) if (s := place(problem, r, k)) is not None]
+    candidates.sort(key=lambda s: s.key())
+    starts = [("path", s) for s in candidates[:STARTS]] + baselines(problem, params, k)
+    if not starts:
+        raise ConfigError("engine_aware: no placement honours K and the memory limits; raise "
+                          "scheduler.max_models_per_worker or cluster.memory_gib")
+    budget = params.search_limit
+    best, best_from = None, ""
+    for name, s in starts:
+        budget -= _improve(s, max(0, budget // max(1, len(starts))))
+        if best is None or s.key() < best.key():
+            best, best_from = s, name
+    assignment: dict[int, list] = {}
+    for d, row in zip(problem.models, best.replicas):
+        for w, ids in split_counts(d.request_ids, {w: x for w, x in sorted(row.items()) if x > 0}).items():
+            assignment.setdefault(w, []).append((d.model, ids))
+    objective = best.makespan
+    bound = min(objective, lower_bound(problem, k))
+    info = SolverInfo("heuristic", time.perf_counter() - t0, objective, bound,
+                      (objective - bound) / objective if objective > 0 else 0.0, best_from)
+    return curve_plan(problem, "engine_aware", assignment, info, {"K": k})
+
+
+def curve_plan(problem: StageProblem, policy: str, assignment: dict[int, list], solver: SolverInfo | None,
+               params: dict[str, float]) -> Plan:
+    from mosaic.plan import Session, WorkerPlan
+
+    demand = {d.model: d for d in problem.models}
+    workers = []
+    for w in range(problem.n_workers):
+        sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)
+        predicted = sum(replica_cost(demand[s.model], len(s.request_ids)) for s in sessions)
+        workers.append(WorkerPlan(w, sessions, predicted))
+    return Plan(problem.stage, policy, tuple(workers), solver, params)
+
+
+engine_aware.needs_session_curves = True
