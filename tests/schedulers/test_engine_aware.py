@@ -1,0 +1,119 @@
+"""engine_aware: plans on session curves; valid, canonical, never predicted worse than a baseline."""
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from mosaic.config.schema import SchedulerConfig
+from mosaic.core.errors import ConfigError
+from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.costs.session_curve import SessionCurve
+from mosaic.schedulers import schedule
+from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound, replica_cost
+from mosaic.workload.types import Request
+
+
+def demand(name, n, load, per_request, first=0):
+    """A model whose session curve has per-request cost per_request[x] at grid point x."""
+    xs = tuple(sorted(per_request))
+    curve = SessionCurve(xs, tuple(per_request[x] for x in xs))
+    ids = tuple(f"q{i}/{name}" for i in range(n))
+    return ModelDemand(name, ids, load, curve(n), first, curve=curve)
+
+
+def problem(models, n_workers):
+    return StageProblem("expert", tuple(models), n_workers, {d.model: frozenset(range(n_workers)) for d in models})
+
+
+def requests(p):
+    return [Request(rid, rid.split("/")[0], d.model, 100, "expert") for d in p.models for rid in d.request_ids]
+
+
+def plan_of(p, **params):
+    return schedule("engine_aware", p, requests(p), SchedulerConfig(name="engine_aware", **params))
+
+
+def shards(plan):
+    return sorted((w.worker, s.model, len(s.request_ids)) for w in plan.workers for s in w.sessions)
+
+
+def test_a_long_model_is_split_when_its_curve_says_replicas_pay():
+    # T(100) = 100 s, T(50) = 60 s: two replicas of 5 + 60 s beat one of 5 + 100 s.
+    p = problem([demand("A", 100, 5.0, {1: 10.0, 50: 1.2, 100: 1.0})], 2)
+    plan = plan_of(p)
+    assert shards(plan) == [(0, "A", 50), (1, "A", 50)]
+    assert plan.predicted_makespan_s == pytest.approx(65.0)
+    assert plan.solver.bound == pytest.approx(max((5 + 100) / 2, 5 + 10))
+
+
+def test_tail_bound_models_are_not_split():
+    # Each model's session is its longest request: T(50) ~ T(100). Replicating buys nothing, so
+    # each model gets a worker of its own, instead of the proportional split's promise of half.
+    tail = {1: 95.0, 50: 1.9, 100: 0.96}
+    p = problem([demand("A", 100, 20.0, tail), demand("B", 100, 20.0, tail, 100)], 2)
+    plan = plan_of(p)
+    assert shards(plan) == [(0, "A", 100), (1, "B", 100)]
+    assert plan.predicted_makespan_s == pytest.approx(20 + 96)
+
+
+def test_requests_shift_off_the_worker_that_also_loads_a_second_model():
+    lin = {1: 1.0, 200: 1.0}
+    p = problem([demand("A", 200, 10.0, lin), demand("B", 20, 40.0, {1: 1.0, 20: 1.0}, 5)], 2)
+    plan = plan_of(p, max_models_per_worker=2)
+    loads = [w.predicted_s for w in plan.workers]
+    assert max(loads) - min(loads) <= 1.0 + 1e-9          # balanced to one request's cost
+    assert sum(n for _, m, n in shards(plan) if m == "A") == 200
+    assert plan.predicted_makespan_s == pytest.approx((10 + 10 + 40 + 220) / 2, abs=1.0)
+
+
+def test_k_is_honoured_and_infeasible_k_is_a_config_error():
+    ms = [demand(f"M{i}", 30, 3.0, {1: 2.0, 30: 1.0}, i) for i in range(5)]
+    plan = plan_of(problem(ms, 3), max_models_per_worker=2)
+    assert max(len(w.sessions) for w in plan.workers) <= 2
+    with pytest.raises(ConfigError, match="K\\*N = 1\\*3 worker slots for 5 models"):
+        plan_of(problem(ms, 3), max_models_per_worker=1)
+
+
+curve_points = st.lists(st.floats(0.2, 20.0), min_size=2, max_size=4)
+
+
+@st.composite
+def problems(draw):
+    n_workers = draw(st.integers(1, 6))
+    models = []
+    for i in range(draw(st.integers(1, 7))):
+        n = draw(st.integers(1, 120))
+        costs = sorted(draw(curve_points), reverse=True)   # per-request cost falls with x
+        xs = sorted({1, n, *[max(1, n * (j + 1) // len(costs)) for j in range(len(costs))]})
+        per = {x: costs[min(j, len(costs) - 1)] for j, x in enumerate(xs)}
+        models.append(demand(f"M{i}", n, draw(st.floats(0.0, 60.0)), per, i))
+    k = draw(st.one_of(st.none(), st.integers(1, 3)))
+    if k is not None and k * n_workers < len(models):
+        k = None
+    return problem(models, n_workers), k
+
+
+@given(problems())
+def test_plans_are_valid_canonical_and_never_worse_than_a_baseline(case):
+    p, k = case
+    plan = plan_of(p, max_models_per_worker=k)          # schedule() validates coverage, fits and K
+    again = plan_of(p, max_models_per_worker=k)
+    assert shards(plan) == shards(again) and [w.sessions for w in plan.workers] == [w.sessions for w in again.workers]
+    kk = k or len(p.models)
+    bound = lower_bound(p, kk)
+    assert plan.predicted_makespan_s >= bound * (1 - 1e-9)
+    assert plan.solver.bound <= plan.predicted_makespan_s
+    for name, state in baselines(p, SchedulerConfig(max_models_per_worker=k), kk):
+        assert plan.predicted_makespan_s <= state.makespan * (1 + 1e-9), name
+    # Its prediction is its own cost model applied to what it returns.
+    cost = {d.model: d for d in p.models}
+    for w in plan.workers:
+        assert w.predicted_s == pytest.approx(sum(replica_cost(cost[s.model], len(s.request_ids))
+                                                  for s in w.sessions))
+    assert _from_plan(p, plan, kk) is not None
+
+
+def test_replica_cost_without_a_curve_is_the_affine_split():
+    d = ModelDemand("A", tuple(f"q{i}" for i in range(10)), 5.0, 100.0, 0, fixed_s=20.0)
+    assert replica_cost(d, 0) == 0 and replica_cost(d, 5) == pytest.approx(5 + 20 + 8 * 5)
+    assert math.isclose(replica_cost(d, 10), 105.0)   # the whole T_m, plus one load
