@@ -11,11 +11,16 @@ requests at a grid of x, from what the scheduler may see:
   the longest request x draws are expected to contain;
 * prompts: the model's own requests' prompt lengths (visible before anything runs), at the same
   quantile positions;
-* order: a fixed low-discrepancy interleaving (golden-ratio), as a stream mixes short and long.
+* order: a fixed low-discrepancy interleaving (golden-ratio), as a stream mixes short and long;
+* the tail: a replica's longest request is the longest the model's whole request set is expected
+  to hold (quantile N_m / (N_m + 1)), not its own share's. One replica does get that request, and
+  the makespan is the busiest worker's, so a plan is priced as if any replica may be the one: a
+  model split over many small shards cannot finish before its longest request does, which is what
+  makes wide replication of a heavy-tailed model look better on paper than it runs.
 
 On the grid T is made non-decreasing and T(x) / x non-increasing (more requests never finish
-sooner, and a fuller batch never costs more per request); between grid points T(x) / x is
-interpolated linearly. T / x non-increasing makes T subadditive: no split of a model's requests is
+sooner, and a fuller batch never costs more per request); between grid points T is interpolated
+linearly, which keeps both. T / x non-increasing makes T subadditive: no split of a model's requests is
 predicted cheaper in total than one session of all of them, which the scheduler's lower bound
 (mosaic/costs/problem.py) relies on.
 """
@@ -56,9 +61,11 @@ class SessionCurve:
         i = bisect.bisect_right(xs, x)
         if i == 0:
             return x * cs[0]
+        # T itself is linear between grid points: that keeps it non-decreasing and T / x
+        # non-increasing (the chord's slope is at most T / x at its left end).
         x0, x1 = xs[i - 1], xs[i]
-        c = cs[i - 1] + (cs[i] - cs[i - 1]) * (x - x0) / (x1 - x0) if x1 > x0 else cs[i - 1]
-        return x * c
+        t0, t1 = x0 * cs[i - 1], x1 * cs[i]
+        return t0 + (t1 - t0) * (x - x0) / (x1 - x0)
 
 
 def grid(n: int, n_workers: int, ratio: float = 1.25) -> list[int]:
@@ -75,9 +82,13 @@ def grid(n: int, n_workers: int, ratio: float = 1.25) -> list[int]:
 
 
 def representative(lengths: LengthDistribution, prompts: Sequence[int], x: int,
-                   max_model_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """x (prompt, output) pairs at the expected order statistics, in a fixed interleaved order."""
+                   max_model_len: int, n_total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x (prompt, output) pairs at the expected order statistics, in a fixed interleaved order.
+    n_total: the model's requests over all its replicas; the longest of the x is then the
+    expected longest of all n_total (see the module docstring)."""
     q = np.arange(1, x + 1) / (x + 1)
+    if n_total is not None and n_total > x:
+        q[-1] = n_total / (n_total + 1)
     outs = np.maximum(1, np.rint(lengths.ppf(q))).astype(int)
     sorted_prompts = np.sort(np.asarray(prompts, dtype=int))
     idx = np.minimum(len(sorted_prompts) - 1, (q * len(sorted_prompts)).astype(int))
@@ -98,7 +109,7 @@ def build_curve(run_session: RunSession, lengths: LengthDistribution, prompts: S
     xs = grid(n, n_workers)
     walls = []
     for x in xs:
-        ps, outs = representative(lengths, prompts, x, max_model_len)
+        ps, outs = representative(lengths, prompts, x, max_model_len, n)
         walls.append(run_session(ps, outs))
     # More requests never take less time, and never cost more per request (the batch is at least
     # as full): T non-decreasing and T / x non-increasing, so T is subadditive.

@@ -39,7 +39,7 @@ def test_curve_is_the_engine_at_grid_points_and_subadditive(model):
     curve = build_curve(engine(model), lengths, prompts, 4, 32768)
     assert curve.n == 300
     for x in (1, 75, 300):
-        ps, outs = representative(lengths, prompts, x, 32768)
+        ps, outs = representative(lengths, prompts, x, 32768, 300)
         assert curve(x) <= engine(model)(ps, outs) + 1e-9      # the guards only ever lower it
     xs = np.arange(1, 301)
     t = np.array([curve(x) for x in xs])
@@ -48,10 +48,18 @@ def test_curve_is_the_engine_at_grid_points_and_subadditive(model):
         assert curve(a) + curve(b) >= curve(a + b) - 1e-9       # splitting never predicted cheaper
 
 
-def test_curve_interpolates_per_request_cost():
+def test_every_shard_carries_the_models_expected_longest_request():
+    dist = PROFILES.model("LlamaR1").output
+    _, alone = representative(dist, [200], 10, 32768)
+    _, shard = representative(dist, [200], 10, 32768, n_total=1000)
+    assert max(shard) == int(min(np.rint(dist.quantile(1000 / 1001)), 32768 - 200)) > max(alone)
+    assert sorted(shard)[:-1] == sorted(alone)[:-1]
+
+
+def test_curve_interpolates_between_grid_points():
     c = SessionCurve((1, 10), (5.0, 2.0))
     assert c(0) == 0 and c(1) == 5.0 and c(10) == 20.0 and c(20) == 40.0
-    assert c(5.5) == pytest.approx(5.5 * 3.5)
+    assert c(5.5) == pytest.approx(5 + 15 * 4.5 / 9)   # T is linear between grid points
 
 
 def test_a_single_long_request_sets_the_floor():
