@@ -308,7 +308,7 @@ class LowerBound:
         return max(terms, key=lambda t: (terms[t], -list(terms).index(t)))
 
 
-def _batch(inst: Instance, reqs: Sequence[Request]) -> list[tuple[str, int, int]]:
+def session_batch(inst: Instance, reqs: Sequence[Request]) -> list[tuple[str, int, int]]:
     """(id, prompt, output) as the simulator runs them (output capped by the context window)."""
     eng = inst.profiles.engine
     return [(r.id, r.prompt_tokens,
@@ -330,15 +330,16 @@ def model_bounds(inst: Instance) -> dict[str, ModelBound]:
         mems = sorted({w.memory_gib for w in inst.cluster.workers if w.id in fits})
         if not mems:
             raise ConfigError(f"{inst.name}: model {m} fits no worker")
-        batch = _batch(inst, reqs)
+        batch = session_batch(inst, reqs)
         orders = (batch, sorted(batch, key=lambda b: -b[2]), sorted(batch, key=lambda b: b[2]))
-        session = min(run_session(prof, eng, mem, o) for mem in mems for o in orders)
+        session = float(min(run_session(prof, eng, mem, o) for mem in mems for o in orders))
         # Longest single request: the few longest outputs and the longest prompt (the max over
         # them is still a valid bound if the true argmax were missed, only a weaker one).
         cands = {b for b in sorted(batch, key=lambda b: (-b[2], -b[1]))[:4]}
         cands.add(max(batch, key=lambda b: (b[1], b[2])))
-        longest = max(run_session(prof, eng, mems[-1], [c]) for c in cands)
-        shortest = run_session(prof, eng, mems[-1], [("min", min(b[1] for b in batch), min(b[2] for b in batch))])
+        longest = float(max(run_session(prof, eng, mems[-1], [c]) for c in cands))
+        shortest = float(run_session(prof, eng, mems[-1], [("min", min(b[1] for b in batch),
+                                                             min(b[2] for b in batch))]))
         out[m] = ModelBound(load_time_s(prof, eng), prof.unload_time_s, session, longest, shortest,
                             max_workers(inst, m, m_count))
     return out
@@ -393,20 +394,25 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
       (c) replica_s  = the least C for which SOME integer r satisfies (i)-(iv): since every plan's
           own r does, no plan is faster. Smaller r_m only helps (iii) and (iv), so for a candidate C
           the least r_m = ceil(S_m / (C - s0 - l_m)) decides, feasibility is monotone in C, and a
-          bisection over C finds it. It contains (a) and
-          (b), and is where K and memory enter: K = 1 with M = N forces r_m = 1, so C >= max_m
-          (s0 + l_m + S_m), which (a) misses. The value returned is the bisection's infeasible end,
-          within 1e-10 (relative) below that least C, so rounding can only lower it. Note the tempting max_m (l_m + S_m / r_max_m) IS
-          valid by (i) (the busiest replica carries at least the mean, whatever the split, so an
-          uneven split only raises it), but it is weaker than (c), which also charges the extra
-          loads of replication to (iii).
+          bisection over C finds it. It contains (a) and (b), and is where K and memory enter:
+          K = 1 with M = N forces r_m = 1, so C >= max_m (s0 + l_m + S_m), which (a) misses. The value returned is the bisection's infeasible end,
+          within 1e-10 (relative) below that least C, so rounding can only lower it. Note the
+          tempting max_m (l_m + S_m / r_max_m) IS valid by (i) (the busiest replica carries at
+          least the mean, whatever the split, so an uneven split only raises it), but it is weaker
+          than (c), which also charges the extra loads of replication to (iii).
       (d) pigeonhole_s: some worker holds q = ceil(M / N) distinct models, each costing at least
           l_m + t_m (P2) plus q - 1 unloads: s0 + the q smallest (l_m + t_m) + (q - 1) u_min.
 
-    A term dropped: charging each model's S_m at r_max_m replicas with its simulated share
-    T(R_m / r_max_m) instead of S_m / r_max_m is not valid: which requests a replica gets (and how
-    many) is the plan's choice, and T of an even share need not bound the busiest replica's time.
+    A term not used: charging each model at r_max_m replicas with the simulated time of an even
+    share, T(R_m / r_max_m), instead of S_m / r_max_m. Which requests a replica gets (and how many)
+    is the plan's choice, so T of one particular even share bounds nothing; no property of T makes
+    it a bound, so it is left out even though no simulated plan was seen to beat it.
     lb_s = max((a), (b), (c), (d)) = max((c), (d)).
+
+    Memory enters twice: r_max_m counts only the workers m fits on, and S_m is simulated at the
+    memory of those workers (their KV capacity, hence how many requests batch; with workers of
+    different sizes, the fastest of them). A plan that ignores K (a policy without a K setting) is
+    not bound by (iv); `bench` holds such plans to this bound computed with K = None.
     """
     models = models if models is not None else model_bounds(inst)
     n = inst.n_workers
@@ -484,21 +490,31 @@ def _solver_note(plan: Plan) -> str:
     return "/".join(x for x in (s.source, s.limit or "", "fallback" if s.fallback else "") if x)
 
 
-def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | None = None) -> list[dict]:
-    """One row per policy for one instance (see `bench`)."""
+def respects_k(plan: Plan, k: int | None) -> bool:
+    """Whether no worker of the plan loads more than K distinct models."""
+    return k is None or all(len({s.model for s in wp.sessions}) <= k for wp in plan.workers)
+
+
+def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | None = None,
+                   lb_free: LowerBound | None = None) -> list[dict]:
+    """One row per policy for one instance (see `bench`). lb: the instance's bound (with its K);
+    lb_free: the bound without K, which a plan that ignores K is measured against."""
     lb = lb if lb is not None else lower_bound(inst)
+    if lb_free is None:
+        lb_free = lb if inst.k is None else lower_bound(replace(inst, k=None))
     reqs = list(inst.requests)
     by_id = {r.id: r for r in reqs}
     base = {"family": inst.family, "instance": inst.name, "n_workers": inst.n_workers,
             "n_models": inst.n_models, "k": _k_label(inst.k), "memory_gib": inst.memory_gib,
             "skew": inst.skew, "mix": inst.mix, "n_requests": len(reqs), "lb_s": lb.lb_s,
-            "lb_work_s": lb.work_s, "lb_single_s": lb.single_s, "lb_replica_s": lb.replica_s,
+            "lb_k_s": lb.lb_s, "lb_no_k_s": lb_free.lb_s, "lb_work_s": lb.work_s, "lb_single_s": lb.single_s,
+            "lb_replica_s": lb.replica_s,
             "lb_pigeonhole_s": lb.pigeonhole_s, "lb_binding": lb.binding}
     rows = []
     for pol in policies:
         row = dict(base, policy=pol, status="ok", sim_s=None, sim_over_lb=None, predicted_s=None,
                    pred_err=None, solve_s=None, solve2_s=None, plan_hash="", hash_stable=None,
-                   solver="", error="")
+                   respects_k=None, solver="", error="")
         try:
             cfg = scheduler_config(pol, inst.k)
             plans, times = [], []
@@ -520,7 +536,10 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
             continue
         sim, pred = trace.makespan_s, plans[0].predicted_makespan_s
         h1, h2 = plan_hash(plans[0]), plan_hash(plans[1])
-        row.update(sim_s=sim, sim_over_lb=sim / lb.lb_s, predicted_s=pred, pred_err=pred / sim - 1.0,
+        ok_k = respects_k(plans[0], inst.k)
+        bound = lb.lb_s if ok_k else lb_free.lb_s   # a plan that ignores K is held to the K-free bound
+        row.update(sim_s=sim, lb_s=bound, sim_over_lb=sim / bound, predicted_s=pred, pred_err=pred / sim - 1.0,
+                   respects_k=ok_k,
                    solve_s=times[0], solve2_s=times[1], plan_hash=h1, hash_stable=h1 == h2,
                    solver=_solver_note(plans[0]))
         rows.append(row)
@@ -547,7 +566,10 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
         # max_workers depends on N and K: recompute it on the cached sessions.
         mb = {m: replace(b, max_workers=max_workers(inst, m, len(cache[key]))) for m, b in cache[key].items()}
         lb = lower_bound(inst, mb)
-        got = bench_instance(inst, policies, lb)
+        free = replace(inst, k=None)
+        lb_free = lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb)))
+                                     for m, b in mb.items()})
+        got = bench_instance(inst, policies, lb, lb_free)
         rows.extend(got)
         if progress:
             ok = [r for r in got if r["status"] == "ok"]
@@ -565,7 +587,8 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
 
 CSV_COLUMNS = ("family", "n_workers", "instance", "policy", "n_models", "k", "memory_gib", "skew", "mix",
                "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err",
-               "plan_hash", "hash_stable", "solver", "lb_work_s", "lb_single_s", "lb_replica_s",
+               "plan_hash", "hash_stable", "respects_k", "solver", "lb_k_s", "lb_no_k_s", "lb_work_s", "lb_single_s",
+               "lb_replica_s",
                "lb_pigeonhole_s", "lb_binding", "error")
 
 
@@ -590,6 +613,7 @@ def _summary(g: pd.DataFrame) -> dict:
             "solve_med": solve.median() if len(ok) else math.nan,
             "solve_max": solve.max() if len(ok) else math.nan,
             "stable": ok["hash_stable"].astype(bool).mean() if len(ok) else math.nan,
+            "breaks_k": int((~ok["respects_k"].astype(bool)).sum()),
             "na": int((g["status"] != "ok").sum())}
 
 
@@ -598,14 +622,17 @@ def _fmt(x: float, spec: str) -> str:
 
 
 HEADER = ("| {first} | policy | inst. | median sim/LB | worst sim/LB | median abs pred. err | within ±10% | "
-          "median solve (s) | max solve (s) | hash-stable | n/a |")
+          "median solve (s) | max solve (s) | hash-stable | breaks K | n/a |")
+
+
+def _pct(x: float, digits: int) -> str:
+    return "-" if math.isnan(x) else f"{x * 100:.{digits}f}%"
 
 
 def _line(first: str, pol: str, s: dict) -> str:
     return (f"| {first} | {pol} | {s['ok']}/{s['n']} | {_fmt(s['med'], '.3f')} | {_fmt(s['worst'], '.3f')} | "
-            f"{_fmt(s['err'] * 100 if s['ok'] else math.nan, '.1f')}% | {_fmt(s['within'] * 100 if s['ok'] else math.nan, '.0f')}% | "
-            f"{_fmt(s['solve_med'], '.3f')} | {_fmt(s['solve_max'], '.2f')} | "
-            f"{_fmt(s['stable'] * 100 if s['ok'] else math.nan, '.0f')}% | {s['na']} |")
+            f"{_pct(s['err'], 1)} | {_pct(s['within'], 0)} | {_fmt(s['solve_med'], '.3f')} | "
+            f"{_fmt(s['solve_max'], '.2f')} | {_pct(s['stable'], 0)} | {s['breaks_k']} | {s['na']} |")
 
 
 def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.py",
@@ -630,14 +657,16 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%."),
            ("- solve: wall-clock of plan_stage (cost prediction + policy); hash-stable: share of instances whose "
            "plan (worker -> sessions -> request ids, sha256) was identical in two plan_stage calls."),
-           "- inst.: instances the policy planned / instances; n/a: a ConfigError (e.g. K infeasible) or an error.",
+           ("- inst.: instances the policy planned / instances; n/a: a ConfigError (e.g. K infeasible) or an "
+            "error. breaks K: plans that load more than K models on a worker (the policy has no K setting); "
+            "those are measured against the same bound computed without K."),
            ""]
     labels = {"generated": "generated (clones of paper_a100's experts; N, M, skew, mix, K, memory sampled)",
               "presets": "presets (synth_mmlu_pro, synth_medmcqa, synth_gpqa as the CLI builds them; K = 2)",
               "paper": "paper (real question sets mmlu_pro, medmcqa, gpqa; N = 4, K = 2)"}
     for fam in dict.fromkeys(df["family"]):
         f = df[df["family"] == fam]
-        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 11 + "|"]
+        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 12 + "|"]
         for nw in sorted(f["n_workers"].unique()):
             for pol in policies:
                 g = f[(f["n_workers"] == nw) & (f["policy"] == pol)]
@@ -648,11 +677,12 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
             if len(g):
                 out.append(_line("all", pol, _summary(g)))
         out.append("")
-    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 11 + "|"]
+    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 12 + "|"]
     for pol in policies:
         out.append(_line("all", pol, _summary(df[df["policy"] == pol])))
     binding = Counter(df.drop_duplicates("instance")["lb_binding"])
-    out += ["", "Binding lower-bound term (instances): " + ", ".join(f"{t} {c}" for t, c in sorted(binding.items())), ""]
+    out += ["", "Binding lower-bound term (instances): "
+            + ", ".join(f"{t} {c}" for t, c in sorted(binding.items())), ""]
     bad = df[df["status"] != "ok"]
     if len(bad):
         out += ["Not planned:", ""]

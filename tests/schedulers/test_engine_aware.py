@@ -1,6 +1,7 @@
 """engine_aware: plans on session curves; valid, canonical, never predicted worse than a baseline."""
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
@@ -85,7 +86,10 @@ def problems(draw):
         n = draw(st.integers(1, 120))
         costs = sorted(draw(curve_points), reverse=True)   # per-request cost falls with x
         xs = sorted({1, n, *[max(1, n * (j + 1) // len(costs)) for j in range(len(costs))]})
-        per = {x: costs[min(j, len(costs) - 1)] for j, x in enumerate(xs)}
+        # As build_curve guarantees: T non-decreasing and T / x non-increasing.
+        t = np.maximum.accumulate([costs[min(j, len(costs) - 1)] * x for j, x in enumerate(xs)])
+        c = np.minimum.accumulate(t / np.asarray(xs, dtype=float))
+        per = {x: float(cj) for x, cj in zip(xs, c)}
         models.append(demand(f"M{i}", n, draw(st.floats(0.0, 60.0)), per, i))
     k = draw(st.one_of(st.none(), st.integers(1, 3)))
     if k is not None and k * n_workers < len(models):

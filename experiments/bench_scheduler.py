@@ -1,0 +1,39 @@
+"""Scheduler benchmark: every policy on generated instances (N, M, demand skew, model mix, K,
+memory), the synthetic presets and the paper's question sets; simulated expert-stage makespan over
+a lower bound, prediction error, solve time and plan reproducibility.
+
+    python experiments/bench_scheduler.py                       # everything (~15 min on 2 cores)
+    python experiments/bench_scheduler.py --quick --out /tmp/b  # tiny instances, seconds
+    python experiments/bench_scheduler.py --families generated --policies ilp round_robin
+
+Writes <out>/scheduler_bench.md and <out>/scheduler_bench.csv; prints one line per instance.
+Logic: mosaic/analysis/scheduler_bench.py.
+"""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    ap.add_argument("--policies", nargs="+", default=None,
+                    help=f"default: every registered policy but tensor_parallel ({', '.join(default_policies())})")
+    ap.add_argument("--quick", action="store_true", help="tiny instances (the tests' subset)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    command = "python experiments/bench_scheduler.py" + ("".join(
+        f" {shlex.quote(a)}" for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)))
+    write(args.out, args.families, args.policies, args.seed, args.quick,
+          progress=lambda line: print(line, flush=True), command=command)
+    print(f"wrote {args.out / 'scheduler_bench.md'} and {args.out / 'scheduler_bench.csv'}")
+
+
+if __name__ == "__main__":
+    main()
