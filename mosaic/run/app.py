@@ -69,7 +69,7 @@ def format_table(s: dict[str, Any]) -> str:
              + (f"{100 * s['accuracy_always_aggregate']:.2f} %" if s["accuracy_always_aggregate"] is not None else "n/a") + ")")]
     if s["solver"]:
         sv = s["solver"]
-        rows.append(("ILP", f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"
+        rows.append((s["scheduler"], f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"
                      + (f", plan from {sv['source']}" if sv.get("source", "ilp") != "ilp" else "")))
         if sv.get("fallback"):
             rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))

@@ -272,8 +272,9 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     n_models = sum(1 for d in problem.models if d.n)
     k = params.max_models_per_worker or max(1, len(problem.models))
     if k * problem.n_workers < n_models:
-        raise ConfigError(f"engine_aware: K*N = {k}*{problem.n_workers} worker slots for {n_models} models; "
-                          "raise scheduler.max_models_per_worker or cluster.n_workers")
+        raise ConfigError(f"engine_aware infeasible: K*N = {k}*{problem.n_workers} = {k * problem.n_workers} "
+                          f"worker slots for {n_models} models; raise scheduler.max_models_per_worker or "
+                          "cluster.n_workers")
     caps = _caps(problem, params)
     candidates = [s for r in replica_path(problem, caps, k) if (s := place(problem, r, k)) is not None]
     candidates.sort(key=lambda s: s.key())

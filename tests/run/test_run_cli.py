@@ -38,7 +38,7 @@ def test_writes_summary_plan_and_trace(tmp_path, capsys):
     assert "end to end" in capsys.readouterr().out
     s = json.loads((tmp_path / "summary.json").read_text())
     assert KEYS <= set(s)
-    assert s["scheduler"] == "ilp" and s["backend"] == "sim" and s["workload"] == "synth_small"
+    assert s["scheduler"] == "engine_aware" and s["backend"] == "sim" and s["workload"] == "synth_small"
     assert s["end_to_end_s"] == pytest.approx(s["expert_stage_s"] + s["aggregator_stage_s"])
     assert {"status", "solve_s", "objective", "bound", "gap"} <= set(s["solver"])  # keys may be added
     for w in s["workers"]:

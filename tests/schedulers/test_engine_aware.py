@@ -71,7 +71,7 @@ def test_k_is_honoured_and_infeasible_k_is_a_config_error():
     ms = [demand(f"M{i}", 30, 3.0, {1: 2.0, 30: 1.0}, i) for i in range(5)]
     plan = plan_of(problem(ms, 3), max_models_per_worker=2)
     assert max(len(w.sessions) for w in plan.workers) <= 2
-    with pytest.raises(ConfigError, match="K\\*N = 1\\*3 worker slots for 5 models"):
+    with pytest.raises(ConfigError, match="K\\*N = 1\\*3 = 3 worker slots for 5 models"):
         plan_of(problem(ms, 3), max_models_per_worker=1)
 
 

@@ -859,7 +859,7 @@ def test_ilp_fallback_is_printed_and_in_summary(monkeypatch):
 
     _HighsReporting(monkeypatch, status=highspy.HighsModelStatus.kSolveError, primal_status=0,
                     solution=nothing)
-    out = run(config("workload=synth_small"))
+    out = run(config("workload=synth_small", "scheduler=ilp"))
     assert "no incumbent" in out.summary["solver"]["fallback"]
     assert "ILP FALLBACK" in format_table(out.summary)
 
