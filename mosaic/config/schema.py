@@ -40,8 +40,9 @@ def _check_range(field_name: str, value: Any, lo: float | None, hi: float | None
         return
     if not _number(value) or not math.isfinite(value) or (lo is not None and value < lo) \
             or (hi is not None and value > hi):
-        bounds = (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") if lo is not None else f"<= {hi}"
-        raise ConfigError(f"{field_name} must be a finite number {bounds}, {what} (got {value!r}); set {field_name} "
+        bounds = ((f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}") if lo is not None
+                  else f" <= {hi}" if hi is not None else "")
+        raise ConfigError(f"{field_name} must be a finite number{bounds}, {what} (got {value!r}); set {field_name} "
                           "to a value in that range")
 
 
@@ -111,6 +112,10 @@ _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "prior_strength": (0.0, None, "the router's Beta-prior weight, in calibration questions"),
     "calibration_size": (0, None, "a number of held-out calibration questions"),
     "calibration_seed": (0, None, "a NumPy seed"),
+    "aggregator_follow": (None, None, "the aggregator's logit gain per extra correct expert"),
+    "difficulty_accuracy": (None, None, "the IRT discrimination (logit drop per unit of difficulty)"),
+    "difficulty_length": (None, None, "the copula loading of output length on difficulty"),
+    "length_shared": (None, None, "the copula loading of output length on verbosity"),
 }
 
 

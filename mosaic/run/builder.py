@@ -9,7 +9,8 @@ here, so a setting reaches its component the same way everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import difflib
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mosaic.backends import Backend, make_backend
 from mosaic.cluster import Cluster
+from mosaic.config import schema
 from mosaic.config.schema import MosaicConfig, register_configs
+from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet, load_profiles
@@ -27,6 +30,8 @@ from mosaic.workload.build import build_workload
 from mosaic.workload.types import Request, Workload
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The schema's section types by name (its annotations are strings under `from __future__`).
+_SECTIONS = {name: obj for name, obj in vars(schema).items() if is_dataclass(obj)}
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
@@ -38,12 +43,35 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
+def unknown_keys(cfg: Any, schema: type = MosaicConfig, prefix: str = "") -> list[str]:
+    """Keys of a composed config that no schema field declares (`+foo=1`, a misspelt
+    `+scheduler.max_model_per_worker=2`): Hydra accepts an added key, and nothing would read it."""
+    out = []
+    names = {f.name: f for f in fields(schema)}
+    for key in cfg:
+        if key not in names:
+            out.append(f"{prefix}{key}")
+            continue
+        sub = names[key].type
+        sub = _SECTIONS.get(sub, sub) if isinstance(sub, str) else sub
+        if is_dataclass(sub) and isinstance(cfg[key], (dict, DictConfig)):
+            out += unknown_keys(cfg[key], sub, f"{prefix}{key}.")
+    return out
+
+
 def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
     """The composed config as schema objects; every section validates itself here (ConfigError)."""
     if isinstance(cfg, MosaicConfig):
         return cfg
     if "hydra" in cfg:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    bad = unknown_keys(cfg)
+    if bad:
+        known = [f"{s.name}.{f.name}" for s in fields(MosaicConfig) if is_dataclass(_SECTIONS.get(s.type, s.type))
+                 for f in fields(_SECTIONS.get(s.type, s.type))] + [f.name for f in fields(MosaicConfig)]
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k for k in bad]
+        raise ConfigError(f"unknown setting(s) {', '.join(hints)}: nothing reads them; remove them or fix the "
+                          "name (settings: mosaic/config/schema.py)")
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MosaicConfig), cfg))
 
 

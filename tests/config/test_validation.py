@@ -1,6 +1,7 @@
 """Bad input stops the run with one ConfigError line naming the field and the fix (issue 8, item 4)."""
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,24 @@ def small(*overrides):
     (["workload.prior_strength=-1"], "workload.prior_strength"),
     (["workload.skill_spread=nan"], "workload.skill_spread"),
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
+    (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
 ])
 def test_run_rejects_bad_values_naming_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")) as e:
         run(small(*overrides))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+foo=1"], "unknown setting(s) foo: nothing reads them"),
+    (["+scheduler.max_model_per_worker=2"],
+     "scheduler.max_model_per_worker (did you mean scheduler.max_models_per_worker?)"),
+    (["+backend.options.replay=false", "+workload.nope=1"], "unknown setting(s) workload.nope (did you mean"),
+])
+def test_a_setting_nothing_reads_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        run(small(*overrides))
+    assert "\n" not in str(e.value) and "backend.options" not in str(e.value)
 
 
 def test_always_policy_without_tau_and_threshold_policies_still_run():
