@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 
-from mosaic.analysis.plots import all_figures, session_rows, timeline
-from mosaic.run.app import run
-from mosaic.run.builder import compose
+matplotlib.use("Agg")  # this module writes figure files, with or without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mosaic.analysis.plots import all_figures, session_rows, timeline  # noqa: E402
+from mosaic.run.app import run  # noqa: E402
+from mosaic.run.builder import compose  # noqa: E402
 
 
 def write_figures(results: Path) -> list[Path]:

@@ -6,13 +6,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # headless: figures are written to files
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from mosaic.trace import Trace
 
-from mosaic.trace import Trace  # noqa: E402
+# No backend is chosen here: a notebook keeps its inline backend and shows every figure; the
+# modules that write files (mosaic/analysis/figures.py) select Agg themselves.
 
 SPEEDUPS = ("expert_speedup", "aggregator_speedup_tau067", "e2e_speedup_tau067")  # the paper's headline
 
