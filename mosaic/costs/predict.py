@@ -177,3 +177,12 @@ def attach_curves(problem: StageProblem, requests: Sequence[Request], profiles: 
                             profiles.engine.max_model_len)
         models.append(replace(d, curve=curve))
     return replace(problem, models=tuple(models))
+
+
+def attach_hints(problem: StageProblem, hints: Mapping[str, float]) -> StageProblem:
+    """The problem with per-request length hints on every model all of whose requests have one."""
+    if not hints:
+        return problem
+    models = [replace(d, length_hints=tuple(float(hints[r]) for r in d.request_ids))
+              if d.n and all(r in hints for r in d.request_ids) else d for d in problem.models]
+    return replace(problem, models=tuple(models))

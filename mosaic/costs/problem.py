@@ -22,6 +22,9 @@ class ModelDemand:
     # T_m(x) from the engine model (mosaic/costs/session_curve.py), attached for the schedulers
     # that plan on it (engine_aware); None: the proportional / affine split above.
     curve: SessionCurve | None = None
+    # Predicted output tokens of each request (aligned with request_ids) from per-question signals
+    # of the calibration split (its category's mean); None: no signal, requests are alike.
+    length_hints: tuple[float, ...] | None = None
 
     @property
     def n(self) -> int:

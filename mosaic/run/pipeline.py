@@ -11,7 +11,7 @@ from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import attach_curves, build_problem
+from mosaic.costs.predict import attach_curves, attach_hints, build_problem
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
@@ -62,7 +62,26 @@ def plan_stage(stage: str, requests: list[Request], model_order, scheduler: Sche
         memory = min(w.memory_gib for w in cluster.workers)
         problem = attach_curves(problem, requests, profiles, workload.calibration, memory,
                                 engine_sessions(profiles, memory))
+        problem = attach_hints(problem, length_hints(requests, workload))
     return problem, schedule(scheduler.name, problem, requests, scheduler)
+
+
+# A category's calibration mean is a length signal only with this many answers behind it.
+MIN_CATEGORY_ANSWERS = 5
+
+
+def length_hints(requests: list[Request], workload: Workload) -> dict[str, float]:
+    """Per request: its model's mean output on the calibration split's questions of the same
+    category, where that split has categories (question and trace workloads); {} otherwise."""
+    category = {q.id: q.category for q in workload.queries}
+    out = {}
+    for r in requests:
+        stats = workload.calibration.get(r.model)
+        if stats is None or not stats.by_category:
+            continue
+        n, mean = stats.by_category.get(category.get(r.query_id, ""), (0, 0.0))
+        out[r.id] = mean if n >= MIN_CATEGORY_ANSWERS else stats.mean_output
+    return out
 
 
 def engine_sessions(profiles: ProfileSet, memory_gib: float):

@@ -18,6 +18,9 @@ Search, all of it bounded by counts of work (scheduler.search_limit), never by t
    model, whenever that lowers the busiest worker without raising another to its level.
 4. The plan with the lowest predicted makespan wins; a baseline plan is a start of the search, so
    the result is never predicted worse than any of them.
+5. Requests to replicas: where the calibration split gives per-question length signals (its
+   category means, `ModelDemand.length_hints`), longest predicted first to the replica with the
+   most predicted tokens left to take; otherwise an interleaved share of the stream.
 
 Canonical: workers are tried in id order, models in the problem's canonical order, replicas in
 list order; ties go to the lower worker id, then the earlier model, then the earlier start. Every
@@ -232,6 +235,26 @@ def _from_plan(problem: StageProblem, plan: Plan, k: int) -> State | None:
     return State.of(problem, k, replicas)
 
 
+def deal(d: ModelDemand, counts: dict[int, int]) -> dict[int, tuple[str, ...]]:
+    """Which of d's requests each replica serves. With length hints: longest predicted first, each
+    to the replica with the most predicted tokens still to take (its share of the model's total),
+    so long requests spread over the replicas instead of meeting in one; each replica keeps stream
+    order. Without hints: an interleaved share of the stream (schedulers.common.split_counts)."""
+    if d.length_hints is None or len(counts) < 2:
+        return split_counts(d.request_ids, counts)
+    hints = d.length_hints
+    total = sum(hints)
+    budget = {w: total * x / d.n for w, x in counts.items()}
+    left = dict(counts)
+    picked: dict[int, list[int]] = {w: [] for w in counts}
+    for i in sorted(range(d.n), key=lambda i: (-hints[i], i)):
+        w = max((w for w in left if left[w] > 0), key=lambda w: (budget[w], -w))
+        picked[w].append(i)
+        budget[w] -= hints[i]
+        left[w] -= 1
+    return {w: tuple(d.request_ids[i] for i in sorted(idx)) for w, idx in picked.items()}
+
+
 def baselines(problem: StageProblem, params: SchedulerConfig, k: int) -> list[tuple[str, State]]:
     out = []
     for name in ("round_robin", "least_loaded", "data_parallel"):
@@ -290,7 +313,7 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
             best, best_from = s, name
     assignment: dict[int, list] = {}
     for d, row in zip(problem.models, best.replicas):
-        for w, ids in split_counts(d.request_ids, {w: x for w, x in sorted(row.items()) if x > 0}).items():
+        for w, ids in deal(d, {w: x for w, x in sorted(row.items()) if x > 0}).items():
             assignment.setdefault(w, []).append((d.model, ids))
     objective = best.makespan
     bound = min(objective, lower_bound(problem, k))

@@ -14,6 +14,7 @@ mosaic.costs.predict reads only these, never the test outcomes.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +78,15 @@ def synthetic_calibration(profiles: ProfileSet, models: Iterable[str], dataset: 
                          f"synthetic calibration draw: {n} answers per model from the {dataset} profile")
 
 
+def with_categories(stats: dict[str, LengthStats], samples: Iterable[tuple[str, str, int]]) -> dict[str, LengthStats]:
+    """The statistics with per-category means added; samples: (model, category, output tokens)."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for model, category, tokens in samples:
+        groups.setdefault(model, {}).setdefault(category, []).append(tokens)
+    return {m: replace(s, by_category={c: (len(v), float(np.mean(v))) for c, v in sorted(groups.get(m, {}).items())})
+            for m, s in stats.items()}
+
+
 def question_calibration(calib: Workload, train: "QuestionFrame", models: Iterable[str]) -> dict[str, LengthStats]:
     """Question workloads: lengths of the simulated answers every expert (and the aggregator) gave
     to the train questions, the same answers the router's skills are estimated from."""
@@ -87,12 +97,14 @@ def question_calibration(calib: Workload, train: "QuestionFrame", models: Iterab
         reqs = [(aggregator_request_id(q.id), m, q.prompt_tokens) for q in calib.queries]
         stats.update(from_outcomes(calib.outcomes, reqs, f"simulated aggregator answers to the "
                                                            f"{len(train)} train questions"))
-    return stats
+    category = {q.id: q.category for q in calib.queries}
+    return with_categories(stats, ((r.model, category[r.query_id], calib.outcomes[r.id].output_tokens)
+                                   for r in calib.expert_requests() if r.model in wanted))
 
 
 def trace_calibration(experts: Sequence[tuple[str, str, Mapping[str, Any] | None]], aggregator: str,
                       keys: Sequence[str], prompts: Sequence[int], profiles: ProfileSet, dataset: str | None,
-                      seed: int, where: str) -> dict[str, LengthStats]:
+                      seed: int, where: str, categories: Sequence[str] | None = None) -> dict[str, LengthStats]:
     """Trace workloads: per expert (profile name, lengths mode, its trace by question key), the
     recorded output lengths on the calibration questions `keys`; experts replayed with profile
     lengths, and the aggregator (whose length is always drawn), get a seeded profile draw of as
@@ -114,7 +126,12 @@ def trace_calibration(experts: Sequence[tuple[str, str, Mapping[str, Any] | None
     out.update(from_profiles(profiles, [m for m in drawn if m not in out], dataset,
                              np.asarray(prompts, dtype=int), rng,
                              f"profile draw of {len(keys)} answers (lengths not replayed from a trace)"))
-    return out
+    if categories is None:
+        return out
+    category = dict(zip(keys, categories))
+    return with_categories(out, ((profile, category[k], trace[k].output_tokens)
+                                 for profile, lengths, trace in experts if lengths == "trace" and trace is not None
+                                 for k in keys if k in trace))
 
 
 def trace_split_calibration(spec: Any, traces: Sequence[Mapping[str, Any]], answered: Sequence[int],
@@ -125,10 +142,12 @@ def trace_split_calibration(spec: Any, traces: Sequence[Mapping[str, Any]], answ
         cal = read_questions(spec.calibration_questions)
         rows = [i for i, k in enumerate(cal.keys) if any(k in t for t in traces)]
         keys, texts, where = [cal.keys[i] for i in rows], [cal.texts[i] for i in rows], spec.calibration_questions.name
+        cats = [cal.categories[i] for i in rows]
     else:
         kept = {qs.keys[i] for i in test}
         rows = [i for i in answered if qs.keys[i] not in kept]
         keys, texts, where = [qs.keys[i] for i in rows], [qs.texts[i] for i in rows], "held-out test questions"
+        cats = [qs.categories[i] for i in rows]
     experts = [(e.profile, e.lengths, t) for e, t in zip(spec.experts, traces)]
     return trace_calibration(experts, spec.aggregator.profile, keys, [estimate_tokens(t) for t in texts],
-                             profiles, spec.dataset, seed, where)
+                             profiles, spec.dataset, seed, where, cats)

@@ -75,6 +75,9 @@ class LengthStats:
     max_output: int        # longest output
     mean_prompt: float     # mean prompt tokens
     source: str = ""       # where they were measured (train trace, simulated train answers, ...)
+    # Per question category: (answers measured, their mean output tokens), where the calibration
+    # split's questions have categories. A per-question length signal the scheduler may use.
+    by_category: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

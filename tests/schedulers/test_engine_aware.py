@@ -12,6 +12,7 @@ from mosaic.costs.session_curve import SessionCurve
 from mosaic.schedulers import schedule
 from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound, replica_cost
 from mosaic.workload.types import Request
+from tests.helpers import needs_shared
 
 
 def demand(name, n, load, per_request, first=0):
@@ -121,3 +122,49 @@ def test_replica_cost_without_a_curve_is_the_affine_split():
     d = ModelDemand("A", tuple(f"q{i}" for i in range(10)), 5.0, 100.0, 0, fixed_s=20.0)
     assert replica_cost(d, 0) == 0 and replica_cost(d, 5) == pytest.approx(5 + 20 + 8 * 5)
     assert math.isclose(replica_cost(d, 10), 105.0)   # the whole T_m, plus one load
+
+
+def test_length_hints_spread_the_longest_requests_over_the_replicas():
+    from dataclasses import replace
+
+    from mosaic.schedulers.engine_aware import deal
+
+    d = demand("A", 8, 1.0, {1: 1.0, 8: 1.0})
+    # Stream order puts the two long requests (ids 0 and 1) on one replica; the hints split them.
+    hinted = replace(d, length_hints=(9000.0, 8000.0, 100.0, 100.0, 120.0, 90.0, 110.0, 100.0))
+    stream = deal(d, {0: 4, 1: 4})
+    assert sorted(map(len, stream.values())) == [4, 4]
+    spread = deal(hinted, {0: 4, 1: 4})
+    assert sorted(map(len, spread.values())) == [4, 4]
+    holds = {w: {i for i, rid in enumerate(d.request_ids) if rid in ids} for w, ids in spread.items()}
+    assert all(len(h & {0, 1}) == 1 for h in holds.values())
+    assert all(list(ids) == sorted(ids, key=d.request_ids.index) for ids in spread.values())  # stream order kept
+    # Without hints, or with one replica, it is the interleaved stream share.
+    from mosaic.schedulers.common import split_counts
+    assert deal(d, {0: 4, 1: 4}) == split_counts(d.request_ids, {0: 4, 1: 4})
+    assert deal(hinted, {0: 8}) == split_counts(d.request_ids, {0: 8})
+
+
+def test_synthetic_workloads_have_no_category_signal():
+    from mosaic.run.builder import build_run, compose
+    from mosaic.run.pipeline import length_hints
+
+    r = build_run(compose(["workload=synth_small"]))
+    assert length_hints(list(r.workload.expert_requests()), r.workload) == {}
+
+
+@needs_shared
+def test_category_hints_are_the_calibration_splits_category_means():
+    from mosaic.run.builder import build_run, compose
+    from mosaic.run.pipeline import MIN_CATEGORY_ANSWERS, length_hints
+
+    r = build_run(compose(["workload=mmlu_pro", "workload.n_queries=200"]))
+    wl = r.workload
+    hints = length_hints(list(wl.expert_requests()), wl)
+    category = {q.id: q.category for q in wl.queries}
+    assert len(hints) == len(wl.expert_requests())
+    for req in wl.expert_requests():
+        stats = wl.calibration[req.model]
+        n, mean = stats.by_category.get(category[req.query_id], (0, 0.0))
+        assert hints[req.id] == (mean if n >= MIN_CATEGORY_ANSWERS else stats.mean_output)
+    assert len({round(v) for v in hints.values()}) > len(wl.expert_models)   # categories differ

@@ -1,0 +1,17 @@
+"""What per-question length signals recover of the clairvoyant gain in engine_aware's assignment.
+
+    python experiments/length_signals.py [--out results]
+
+Writes <out>/length_signals.md (needs ../shared/data). Logic: mosaic/analysis/length_signals.py.
+"""
+import argparse
+from pathlib import Path
+
+from mosaic.analysis.length_signals import write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    print(f"wrote {write(ap.parse_args().out)}")
