@@ -3,7 +3,8 @@
     python experiments/collect.py [--sweep multirun/paper] [--out results]
 
 Every sweep folder under --sweep is read; runs are told apart by the `settings` in their
-summary.json (see mosaic/analysis/paper_table.py). Logic: mosaic/analysis/collect.py.
+summary.json (see mosaic/analysis/paper_table.py). A run that failed (error.json) or never finished
+(no summary.json) is skipped, one line each on stderr. Logic: mosaic/analysis/collect.py.
 """
 import argparse
 import sys

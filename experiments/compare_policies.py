@@ -3,13 +3,16 @@
     python experiments/compare_policies.py            # 3 presets x 5 policies x seeds 0,1,2
     python experiments/compare_policies.py --seeds 0  # quicker
 
-Prints a table and writes results/policies.csv and results/policies.md. Every run uses the same
+Prints a table and writes results/policies.csv and results/policies.md (--out is checked first:
+a file or an unwritable directory exits 2 before any run). Every run uses the same
 Hydra config as experiments/run.py (conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
 """
 import argparse
+import sys
 from pathlib import Path
 
 from mosaic.analysis.policies import write
+from mosaic.run.jobs import RunDirError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +22,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
-    print(write(args.out, args.seeds))
+    try:
+        print(write(args.out, args.seeds))
+    except RunDirError as e:   # --out unusable: said before any run starts
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Run one MoA workload end to end: `python experiments/run.py scheduler=ilp backend=sim`.
 
-Outputs and exit codes: mosaic/run/cli.py (and the README).
+Outputs and exit codes: mosaic/run/cli.py (and the README). Before Hydra runs, the command line is
+checked (cli.hydra_prepared): Hydra's own config errors are one line and exit status 2, and the
+run directory is claimed so that no second run writes into it.
 """
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mosaic.config.schema import register_configs
-from mosaic.run.cli import run_job
+from mosaic.run.builder import CONF_DIR
+from mosaic.run.cli import hydra_prepared, run_job
 from mosaic.run.jobs import sigterm_as_exit
 
 register_configs()
@@ -30,4 +33,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with sigterm_as_exit():  # the sweep's main process too: joblib then stops its workers' jobs
-        main()
+        with hydra_prepared(sys.argv[1:], CONF_DIR, Path(__file__).stem) as args:
+            sys.argv[1:] = args
+            main()

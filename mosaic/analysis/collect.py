@@ -3,15 +3,21 @@ a run table (`python experiments/collect.py [--sweep multirun/paper] [--out resu
 
 Every sweep folder under the sweep root is read; runs are told apart by the `settings` in their
 summary.json (see mosaic/analysis/paper_table.py). Figure data come from seed 0 of the paper's setting.
+A run directory holding error.json (a failed run: mosaic/run/jobs.py), or a job directory without a
+summary.json (a run that never finished), is skipped, and said so on stderr, one line per run.
 """
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 from mosaic.analysis import paper_table as report
 from mosaic.core.tables import write_csv
+from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
 
@@ -49,10 +55,50 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
     return tables
 
 
+def load_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """The finished runs under `sweep` (each summary.json, with its directory under `_dir`) and the
+    skipped ones, each with why: it recorded a failure (error.json, even beside a summary.json:
+    its outputs are kept for inspection only), its summary.json is unreadable, or it is a job
+    directory (.hydra/) without a summary.json."""
+    sweep = Path(sweep)
+    dirs = {p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in sweep.rglob(name)}
+    dirs |= {p.parent for p in sweep.rglob(".hydra") if p.is_dir()}
+    runs, skipped = [], []
+    for d in sorted(dirs):
+        if (d / ERROR_FILE).exists():
+            try:
+                rec = json.loads((d / ERROR_FILE).read_text())
+                why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
+            except (OSError, ValueError) as e:
+                why = f"failed (unreadable error.json: {e})"
+        elif not (d / SUMMARY_FILE).exists():
+            why = "no summary.json (the run did not finish)"
+        else:
+            try:
+                s = json.loads((d / SUMMARY_FILE).read_text())
+            except (OSError, ValueError) as e:
+                skipped.append((d, f"unreadable summary.json ({e})"))
+                continue
+            s["_dir"] = str(d)
+            runs.append(s)
+            continue
+        skipped.append((d, one_line(why, 300)))
+    return runs, skipped
+
+
 def collect(sweep: Path, out: Path) -> str:
-    """Read every run under `sweep` and write the tables into `out`; returns the paper table's
-    markdown. A sweep without runs is a FileNotFoundError."""
-    runs = report.load_runs(sweep)
+    """Read every finished run under `sweep` and write the tables into `out`; returns the paper
+    table's markdown. Failed and unfinished runs are skipped, with a line each on stderr. A sweep
+    without a finished run is a FileNotFoundError."""
+    runs, skipped = load_runs(sweep)
+    if skipped:
+        print(f"skipped {len(skipped)} run(s) under {sweep} (failed or unfinished; not in the tables):",
+              file=sys.stderr)
+        for d, why in skipped:
+            print(f"  {d}: {why}", file=sys.stderr)
+    if not runs:
+        raise FileNotFoundError(f"no summary.json under {sweep}: run the sweep first" if not skipped else
+                                f"no finished run under {sweep}: all {len(skipped)} failed or did not finish")
     rows = report.paper_table(runs)
     write_csv(out / "paper_table.csv", rows, report.COLUMNS)
     (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))

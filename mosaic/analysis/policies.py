@@ -3,15 +3,16 @@ Hydra config experiments/run.py uses (conf/), only with group overrides.
 `python experiments/compare_policies.py [--seeds 0 1 2]` runs `write`."""
 from __future__ import annotations
 
+import csv
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from mosaic.core.tables import write_csv
 from mosaic.run.app import run
 from mosaic.run.builder import compose
+from mosaic.run.jobs import check_writable_dir, write_atomic, write_text_atomic
 
 PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")
 POLICIES = ("ilp", "round_robin", "fifo", "least_loaded", "data_parallel")
@@ -41,12 +42,20 @@ def compare(seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
 
 
 def write(out: Path, seeds: Sequence[int] = (0, 1, 2)) -> str:
-    """Run `compare`, write policies.csv and policies.md under `out`; returns the markdown."""
+    """Run `compare`, write policies.csv and policies.md under `out`; returns the markdown. `out`
+    is checked first (RunDirError, one line, if it is a file or not writable), not after the runs."""
+    check_writable_dir(Path(out), "--out")
     rows = compare(seeds)
-    write_csv(out / "policies.csv", rows)
     table = render(rows, seeds)
-    (out / "policies.md").write_text(table)
+    write_atomic(Path(out) / "policies.csv", lambda f: _csv(f, rows))
+    write_text_atomic(Path(out) / "policies.md", table)
     return table
+
+
+def _csv(f, rows: list[dict]) -> None:
+    w = csv.DictWriter(f, fieldnames=list(rows[0] if rows else []), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
 
 
 def render(rows, seeds) -> str:

@@ -1,18 +1,20 @@
 """Run one MoA workload from its config and write the run's outputs (the CLI's body)."""
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from omegaconf import DictConfig
 
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
-from mosaic.core.tables import write_csv
+from mosaic.costs.predict import admit_requests
 from mosaic.run.builder import build_run
+from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run.metrics import query_rows, run_settings, summary
 from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
@@ -28,6 +30,14 @@ class RunOutput:
 
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
+    # Requests the engine cannot serve as asked: refused here, before any stage, or with
+    # workload.oversize=truncate cut to fit and counted (mosaic/costs/predict.py admit_requests).
+    admitted, truncated = admit_requests(r.workload, r.cluster, r.profiles, r.config.aggregation.placement,
+                                         r.config.workload.oversize)
+    if truncated:
+        log.warning("workload.oversize=truncate: %d requests cut to fit the engine (e.g. %s)", len(truncated),
+                    ", ".join(truncated[:3]))
+        r = r.with_workload(admitted)
     c, workload = r.config, r.workload
     result = r.execute()
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
@@ -38,6 +48,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
     s["aggregator_tp_scaling"] = None if tp <= 1 else {
         "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
+    s["truncated_requests"] = len(truncated)
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():
@@ -46,15 +57,33 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
 
 
 def write_outputs(out: RunOutput, directory: Path) -> None:
+    """Write the run's files into `directory`, each atomically (mosaic/run/jobs.py: write_atomic)
+    and summary.json last: an error or a signal part-way leaves no summary.json, so a directory
+    with one holds a finished run."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
     plans = {"expert": serde.to_dict(out.result.expert.plan),
              "aggregator": serde.to_dict(out.result.aggregator.plan)}
-    (directory / "plan.json").write_text(json.dumps(plans, indent=1) + "\n")
     traces = [out.result.expert.trace, out.result.aggregator.trace]
-    (directory / "trace.csv").write_text(requests_csv(traces))
-    (directory / "sessions.csv").write_text(sessions_csv(traces))
-    write_csv(directory / "queries.csv", query_rows(out.result))
+    files = {"plan.json": lambda f: _json(f, plans, 1),
+             "trace.csv": lambda f: f.write(requests_csv(traces)),
+             "sessions.csv": lambda f: f.write(sessions_csv(traces)),
+             "queries.csv": lambda f: _rows(f, query_rows(out.result)),
+             SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
+    assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
+    for name, write in files.items():
+        write_atomic(directory / name, write)
+
+
+def _json(f: IO[str], obj: Any, indent: int) -> None:
+    json.dump(obj, f, indent=indent)
+    f.write("\n")
+
+
+def _rows(f: IO[str], rows: list[dict[str, Any]]) -> None:
+    """As mosaic.core.tables.write_csv, into an open file."""
+    w = csv.DictWriter(f, fieldnames=list(rows[0] if rows else []), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
 
 
 def format_table(s: dict[str, Any]) -> str:

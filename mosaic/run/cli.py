@@ -1,64 +1,342 @@
 """The `run` command: one MoA workload end to end, `python experiments/run.py scheduler=ilp backend=sim`.
 
 Writes summary.json, plan.json, trace.csv, sessions.csv and queries.csv into Hydra's run directory
-(hydra.run.dir=X).
+(hydra.run.dir=X), each atomically and summary.json last.
 
 Exit status: 0 when the run finished (a partial request failure is printed and counted in
-summary.json), 1 when every request failed, 2 for bad configuration or input, 130 / 143 when
-interrupted. A failed run also leaves error.json in its directory. In a sweep (-m) a failed job
-records error.json and returns, so the other jobs still run; the sweep lists the failed jobs and
-exits 1 at the end (mosaic/run/jobs.py).
+summary.json); 1 when every request failed or on an unexpected error (its traceback goes to
+error.json; on stderr too with MOSAIC_DEBUG=1 or HYDRA_FULL_ERROR=1); 2 for bad configuration or
+input, Hydra's own config errors (an unknown group option, a value of the wrong type, a key the
+config does not have) and an unusable run directory (a file, not writable, or in use by another
+run), all before any work; 130 / 143 when interrupted. Errors are one line on stderr. A failed run
+leaves error.json in its directory (type, message, stage, exit code) except where the directory
+itself is the problem, or Hydra's config error leaves no directory to name. In a sweep (-m) a
+failed job records error.json and returns, so the other jobs still run; the sweep lists the failed
+jobs and exits 1 at the end (mosaic/run/jobs.py).
 """
 from __future__ import annotations
 
+import os
+import re
 import sys
+import traceback
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.app import format_table, run, write_outputs
-from mosaic.run.jobs import Terminated, clear_failure, one_line, record_failure
+from mosaic.run.builder import typed
+from mosaic.run.jobs import (RunDirError, Terminated, claim_run_dir, debug_tracebacks, failure_stage, one_line,
+                             record_failure)
+
+# --------------------------------------------------------------------------------- one job
 
 
-def _fail(directory: Path, overrides: Sequence[str], error: BaseException | str, code: int, multirun: bool) -> int:
+def _say(line: str, overrides: Sequence[str], multirun: bool) -> None:
+    print(f"error: {one_line(line, 2000)}" + (f" (job {' '.join(overrides)})" if multirun else ""),
+          file=sys.stderr, flush=True)
+
+
+def _fail(directory: Path, overrides: Sequence[str], error: BaseException | str, code: int, multirun: bool,
+          stage: str) -> int:
     """Record the failure and say it on one line; returns the exit code (a sweep job returns 0 so
     that the other jobs still run: the sweep reports it at the end)."""
-    record_failure(directory, overrides, error, code)
-    text = str(error) if isinstance(error, (str, ConfigError)) else f"{type(error).__name__}: {error}"
-    print(f"error: {one_line(text, 2000)}" + (f" (job {' '.join(overrides)})" if multirun else ""),
-          file=sys.stderr, flush=True)
+    unexpected = isinstance(error, BaseException) and not isinstance(error, ConfigError)
+    if isinstance(error, OmegaConfBaseException) and stage == "config":
+        unexpected = False
+    where = ""
+    try:
+        record_failure(directory, overrides, error, code, stage)
+        if unexpected:
+            where = f" (stage {stage}; traceback in {directory / 'error.json'})"
+    except OSError as e:
+        where = f" (error.json not written: {one_line(e, 200)})"
+    if unexpected and debug_tracebacks():
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, OmegaConfBaseException):
+        text = _omegaconf_message(error)
+    elif unexpected:
+        text = f"{type(error).__name__}: {error}"
+    else:
+        text = str(error)
+    _say(one_line(text, 1500) + where, overrides, multirun)
     return 0 if multirun else code
 
 
+def _refused(directory: Path, overrides: Sequence[str], error: RunDirError, multirun: bool) -> int:
+    """The run directory cannot be ours: nothing was run, nothing is written there. A sweep job
+    records its failure beside it instead, so the sweep still lists it."""
+    if multirun:
+        try:
+            record_failure(directory.parent / f"{directory.name}.refused-{os.getpid()}", overrides, error, 2,
+                           "outputs")
+        except OSError:
+            pass
+    _say(str(error), overrides, multirun)
+    return 0 if multirun else 2
+
+
 def run_job(cfg: DictConfig, directory: Path, overrides: Sequence[str] = (), multirun: bool = False) -> int:
-    """One run into `directory`; returns the process exit code. SIGTERM and Ctrl-C propagate (after
-    their error.json is written), through the vLLM launcher's clean-up of its worker processes."""
+    """One run into `directory`; returns the process exit code. The directory is claimed first
+    (checked, locked, an earlier run's outputs and error.json removed: mosaic/run/jobs.py), before
+    the workload is built. Every failure writes error.json with its stage. SIGTERM and Ctrl-C
+    propagate (after their error.json is written), through the vLLM launcher's clean-up of its
+    worker processes."""
+    directory = Path(directory)
+    claim = ExitStack()
     try:
-        out = run(cfg)
+        claim.enter_context(claim_run_dir(directory))
+    except RunDirError as e:
+        return _refused(directory, overrides, e, multirun)
+    with claim:
+        return _run_claimed(cfg, directory, overrides, multirun)
+
+
+def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], multirun: bool) -> int:
+    stage = "config"
+    try:
+        c = typed(cfg)           # every setting validated: ConfigError (or OmegaConf's) is exit 2
+        stage = "run"
+        out = run(c)             # build, expert stage, aggregator stage
+        stage = "outputs"
         write_outputs(out, directory)
     except ConfigError as e:
-        return _fail(directory, overrides, e, 2, multirun)
+        return _fail(directory, overrides, e, 2, multirun, failure_stage(e, stage))
+    except OmegaConfBaseException as e:
+        return _fail(directory, overrides, e, 2 if stage == "config" else 1, multirun, failure_stage(e, stage))
     except (KeyboardInterrupt, Terminated) as e:  # the launcher has already ended its workers
         why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
-        record_failure(directory, overrides, f"interrupted by {why}", 143 if isinstance(e, Terminated) else 130)
+        try:
+            record_failure(directory, overrides, f"interrupted by {why}",
+                           143 if isinstance(e, Terminated) else 130, failure_stage(e, stage),
+                           error_type=type(e).__name__)
+        except OSError:
+            pass
         print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
         raise
-    except Exception as e:  # noqa: BLE001 - one job's bug must not cancel the sweep's others
-        if not multirun:
-            raise
-        return _fail(directory, overrides, e, 1, multirun)
+    except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
+        return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
     s = out.summary
     print(format_table(s))
     print(f"outputs: {directory}")
     n = s["n_expert_requests"] + s["n_aggregator_requests"]
     failed = s["n_failed_requests"]
-    if failed and failed == n:
+    if failed and failed == n:   # the outputs stay for inspection; error.json marks the run failed
         return _fail(directory, overrides, f"all {n} requests failed; first error: {s['first_request_error']}",
-                     1, multirun)
-    clear_failure(directory)
+                     1, multirun, "run")
     if failed:
         print(f"warning: {failed} of {n} requests failed (counted in summary.json); first error: "
               f"{one_line(s['first_request_error'] or '', 2000)}", file=sys.stderr)
     return 0
+
+
+def _omegaconf_message(e: OmegaConfBaseException) -> str:
+    """OmegaConf's message without its full_key / object_type lines, naming the key."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("full_key:", "reference_type=", "object_type="))]
+    key = getattr(e, "full_key", None)
+    text = "; ".join(keep) or type(e).__name__
+    return f"{key}: {text}" if key and key not in text else text
+
+
+# --------------------------------------------------------------------------------- before Hydra
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+_PLAIN_PATH = re.compile(r"^[^'\\\s${}]+$")   # a directory Hydra's override grammar takes in quotes
+
+
+class HydraConfigError(ConfigError):
+    """Hydra could not compose the config for these overrides (exit status 2)."""
+
+
+def hydra_message(e: BaseException) -> str:
+    """One line for a Hydra composition error: the message and its OmegaConf cause, without the
+    search path, key details and HYDRA_FULL_ERROR hint; an unknown group option lists the choices."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(e, MissingConfigException) and e.options:
+        head = str(e).split("\n\n")[0].strip()
+        return f"{one_line(head)}; choose one of: {', '.join(e.options)}"
+    parts = []
+    for exc in (e, e.__cause__):
+        if exc is None:
+            continue
+        text = str(exc).split("Config search path:")[0]
+        text = "; ".join(ln.strip().rstrip(".") for ln in text.splitlines() if ln.strip()
+                         and not ln.strip().startswith(("full_key:", "reference_type=", "object_type=")))
+        if text and text not in " ".join(parts):
+            parts.append(text)
+    return one_line("; ".join(parts) or type(e).__name__, 1500)
+
+
+def _override_value(args: Sequence[str], key: str) -> str | None:
+    """The last value given to `key` on the command line (plain `key=value`), if any."""
+    out = None
+    for a in args:
+        k, eq, v = a.partition("=")
+        if eq and k.lstrip("+~") == key:
+            out = v
+    return out
+
+
+def _compose(config_dir: Path, job_name: str, config_name: str, overrides: Sequence[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=job_name):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+
+
+def _composition_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+
+    return (HydraException, OmegaConfBaseException)
+
+
+def _dir_of(cfg: DictConfig, key: str) -> str | None:
+    """hydra.<key> as Hydra will resolve it, or None when it depends on what only Hydra's run
+    sets (hydra.job.*, hydra.runtime.*) or cannot be resolved here."""
+    node, leaf = key.rsplit(".", 1)
+    raw = str(OmegaConf.to_container(OmegaConf.select(cfg, node), resolve=False).get(leaf) or "")
+    if "${hydra." in raw:
+        return None
+    try:
+        return str(OmegaConf.select(cfg, key, throw_on_missing=True))
+    except OmegaConfBaseException:
+        return None
+
+
+def _fail_up_front(message: str, directory: str | None, overrides: Sequence[str],
+                   error: BaseException | None = None) -> None:
+    """Hydra's config error: one line, error.json where the run directory is known, exit 2."""
+    if error is not None and debug_tracebacks():
+        traceback.print_exception(error, file=sys.stderr)
+    if directory:
+        task = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+        try:
+            with claim_run_dir(Path(directory)):
+                record_failure(Path(directory), task, HydraConfigError(message), 2, "config",
+                               error_type=type(error or HydraConfigError(message)).__name__)
+        except (RunDirError, OSError):
+            pass
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+@contextmanager
+def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iterator[list[str]]:
+    """Check a command line before Hydra runs it; yields the arguments to give Hydra.
+
+    Hydra's own config errors (an unknown group option, a value of the wrong type, a key the
+    config lacks, a bad value anywhere in a -m sweep) would otherwise end the process with a
+    multi-line report and exit status 1, and in a sweep before any job runs. Here the config is
+    composed first as Hydra will compose it, every job of a basic sweep included: such an error is
+    one line on stderr and exit status 2 (error.json too when hydra.run.dir is given). A sweep
+    whose jobs would share a directory is refused the same way.
+
+    The run directory (a sweep's directory) is then resolved, checked and claimed
+    (mosaic/run/jobs.py: claim_run_dir), and pinned as an override, so that the directory Hydra
+    writes its .hydra/ config into is the one this process holds: a second run into it is refused
+    before Hydra touches it. Held until the block ends.
+
+    Help, --info, --cfg and --config-path / --config-dir command lines go to Hydra unchanged, as
+    does any command line this check cannot handle (Hydra then reports it its own way)."""
+    with ExitStack() as held:
+        try:
+            out = _prepare(list(args), config_dir, job_name, held)
+        except Exception:  # noqa: BLE001 - not a config error this check knows: Hydra's to report
+            if debug_tracebacks():
+                traceback.print_exc()
+            held.close()
+            out = list(args)
+        yield out
+
+
+def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) -> list[str]:
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        ns = get_args_parser().parse_args(args)
+    except SystemExit:   # argparse's own usage error: Hydra reports it
+        return args
+    if (ns.help or ns.hydra_help or ns.info or ns.shell_completion or ns.config_path or ns.config_dir
+            or ns.experimental_rerun):
+        return args
+    config_name, overrides = ns.config_name or "config", list(ns.overrides or [])
+    explicit_run_dir = _override_value(overrides, "hydra.run.dir")
+    explicit_run_dir = explicit_run_dir if explicit_run_dir and "${" not in explicit_run_dir else None
+    try:
+        parser = OverridesParser.create()
+        parsed = parser.parse_overrides(overrides)
+        cfg = _compose(config_dir, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
+    except _composition_errors() as e:
+        _fail_up_front(hydra_message(e), None if ns.multirun else explicit_run_dir, overrides, e)
+    multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if not multirun and sweeps:
+        _fail_up_front(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value",
+                       explicit_run_dir, overrides)
+    if multirun and cfg.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+        _check_sweep(cfg, parser, parsed, config_dir, job_name, config_name)
+    if ns.cfg or ns.resolve:   # prints the config; runs nothing
+        return args
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    directory = _dir_of(cfg, key)
+    if directory is None:
+        return args
+    pin, given = [], _override_value(overrides, key)
+    if given is not None and "${" in given:
+        return args   # Hydra resolves it again (a later ${now:...}): run_job claims what it gets
+    if given is None:
+        if not _PLAIN_PATH.match(directory):
+            return args   # not pinnable: Hydra may resolve its own; run_job claims that one
+        pin = [f"{key}='{directory}'"]
+    try:
+        if multirun:   # its own lock file: a job's directory may be the sweep's
+            held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))
+        else:
+            held.enter_context(claim_run_dir(Path(directory)))
+    except RunDirError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    return args + pin
+
+
+def _check_sweep(cfg: DictConfig, parser, parsed, config_dir: Path, job_name: str, config_name: str) -> None:
+    """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
+    Hydra's launcher will; exit 2 on one line for the first that fails, or two that share a
+    directory."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    hydra_ovr = [o.input_line for o in parsed if o.is_hydra_override()]
+    task = [o for o in parsed if not o.is_hydra_override()]
+    given = cfg.hydra.sweeper.get("params")
+    params = [f"{k}={v}" for k, v in (OmegaConf.to_container(given) if given is not None else {}).items()]
+    try:
+        jobs = BasicSweeper.split_arguments(parser.parse_overrides(params) + task, None)[0]
+    except _composition_errors() as e:
+        _fail_up_front(hydra_message(e), None, [o.input_line for o in parsed], e)
+    bad, dirs = [], {}
+    for job in jobs:
+        try:
+            job_cfg = _compose(config_dir, job_name, config_name, hydra_ovr + list(job))
+        except _composition_errors() as e:
+            bad.append((job, e))
+            continue
+        sub = _dir_of(job_cfg, "hydra.sweep.subdir")
+        if sub is not None:
+            dirs.setdefault(os.path.normpath(sub), []).append(job)
+    if bad:
+        job, e = bad[0]
+        more = f" ({len(bad)} of {len(jobs)} jobs fail; nothing was run)" if len(bad) > 1 else " (nothing was run)"
+        _fail_up_front(f"sweep job {' '.join(job) or '(no overrides)'}: {hydra_message(e)}{more}", None, job, e)
+    for sub, same in dirs.items():
+        if len(same) > 1:
+            msg = (f"sweep jobs {' '.join(same[0])} and {' '.join(same[1])} would both write into "
+                   f"<sweep dir>/{sub}; add the setting that tells them apart to hydra.sweep.subdir")
+            print(f"error: {one_line(msg, 2000)}", file=sys.stderr, flush=True)
+            raise SystemExit(2)

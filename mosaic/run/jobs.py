@@ -1,4 +1,11 @@
-"""What a run leaves behind when it fails, and how a sweep finds out.
+"""What a run leaves behind when it fails, the run directory it owns, and how a sweep finds out.
+
+A run directory holds one run's outputs at a time. `claim_run_dir` checks it before any work starts
+(it must be, or be creatable as, a writable directory), locks it (`.lock`, fcntl.flock; a second
+run into it while the first runs is refused), and removes a previous run's outputs and failure
+record, so one run's summary.json never sits beside another's error.json. Outputs are written
+with `write_atomic` (a temporary file in the same directory, then os.replace), summary.json last:
+a directory with summary.json and no error.json holds one finished run.
 
 A job of a sweep must not take the other jobs down: Hydra's sweeper re-raises the first failed
 job's exception once its batch is done (and a SystemExit inside a joblib worker cancels the jobs
@@ -8,13 +15,16 @@ experiments/reproduce.py, then list every failed job and exit non-zero.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import signal
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -22,6 +32,16 @@ from omegaconf import DictConfig
 from mosaic.core.errors import ConfigError
 
 ERROR_FILE = "error.json"
+SUMMARY_FILE = "summary.json"
+# What one run writes (summary.json last: it marks a finished run), and with error.json, what a
+# new run in the same directory removes first.
+OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", SUMMARY_FILE)
+RUN_FILES = (*OUTPUT_FILES, ERROR_FILE)
+LOCK_FILE = ".lock"
+TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_atomic)
+# Where a run failed (error.json "stage"): the config, building the run's objects, the expert or
+# the aggregator stage, elsewhere in the run (metrics, all requests failed), writing its outputs.
+STAGES = ("config", "build", "expert", "aggregator", "run", "outputs")
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -29,25 +49,182 @@ def one_line(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def debug_tracebacks() -> bool:
+    """MOSAIC_DEBUG=1 (or Hydra's HYDRA_FULL_ERROR=1): print an unexpected error's traceback on
+    stderr too, not only into error.json."""
+    return any(os.environ.get(k, "") not in ("", "0") for k in ("MOSAIC_DEBUG", "HYDRA_FULL_ERROR"))
+
+
+# ------------------------------------------------------------------ writing files
+
+def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
+    """Write `path` through `write(file)` into a temporary file beside it, then rename it into
+    place: an error or a signal part-way leaves the previous file (or none), never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{os.urandom(3).hex()}")
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text))
+
+
+# ------------------------------------------------------------------ the run directory
+
+class RunDirError(ConfigError):
+    """The run directory cannot be used: not a directory, not writable, or in use by another run
+    (exit status 2, before any work)."""
+
+
+_HELD: dict[str, int] = {}   # resolved directory -> the lock's file descriptor, in this process
+
+
+def _unusable(directory: Path, what: str, e: OSError) -> RunDirError:
+    why = {errno.ENOTDIR: "a path component is a file", errno.EEXIST: "it is a file",
+           errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device"}.get(e.errno)
+    return RunDirError(f"{what} {directory} is not a writable directory ({why or one_line(e.strerror or e)}); "
+                       f"choose another one")
+
+
+def check_writable_dir(directory: Path, what: str = "output directory") -> Path:
+    """Create `directory` if needed and make sure files can be created in it; RunDirError (one
+    line) if not. For outputs written at the end of a long job: check them before it starts."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunDirError(f"{what} {directory} is a file, not a directory; choose another one")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-check{TMP_MARK}{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise _unusable(directory, what, e) from None
+    return directory
+
+
+def _lock_owner(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+@contextmanager
+def claim_run_dir(directory: Path, what: str = "run directory", lock: str = LOCK_FILE,
+                  clear: bool = True) -> Iterator[Path]:
+    """Own `directory` for one run: check it is a writable directory (creating it), lock it
+    against a second run, and remove what an earlier run left there (outputs, error.json,
+    unfinished temporary files). RunDirError, one line, if it cannot be used; nothing is removed
+    then. Re-entrant within a process: an inner claim of a held directory changes nothing. The lock
+    is released, and its file removed, at the end of the block. `clear=False` only locks (a
+    sweep's directory, under its own `lock` file name)."""
+    directory = Path(directory)
+    key = f"{os.path.realpath(directory)}\0{lock}"
+    if key in _HELD:
+        yield directory
+        return
+    check_writable_dir(directory, what)
+    lock = directory / lock
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _unusable(directory, what, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(f"{what} {directory} is in use by another run{_lock_owner(lock)}; wait for it "
+                              "or choose another directory") from None
+        try:   # the previous holder may have removed the file between our open and our lock
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        if clear:
+            for name in RUN_FILES:
+                (directory / name).unlink(missing_ok=True)
+            for tmp in directory.glob(f".*{TMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+    except OSError as e:   # an earlier run's file that cannot be removed: not ours to use
+        os.close(fd)
+        raise _unusable(directory, what, e) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = fd
+    try:
+        yield directory
+    finally:
+        del _HELD[key]
+        try:
+            lock.unlink(missing_ok=True)   # while still holding it: a waiting run re-checks the inode
+        except OSError:
+            pass
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ failure records
+
+def failure_stage(error: BaseException | None, default: str = "run") -> str:
+    """Where in a run `error` was raised, from its traceback: "config" (validating the composed
+    config), "build" (the run's objects), "expert" / "aggregator" (a stage), else `default`."""
+    stage = default
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:   # outermost to innermost: the innermost known frame wins
+        code, local = tb.tb_frame.f_code, tb.tb_frame.f_locals
+        if code.co_name == "typed" and code.co_filename.endswith(os.path.join("run", "builder.py")):
+            stage = "config"
+        elif code.co_name == "build_run":
+            stage = "build"
+        elif code.co_name == "run_stage" and local.get("stage") in ("expert", "aggregator"):
+            stage = local["stage"]
+        tb = tb.tb_next
+    return stage
+
+
 def record_failure(directory: Path, overrides: Sequence[str], error: BaseException | str,
-                   exit_code: int) -> dict[str, Any]:
-    """Write `error.json` for a failed run into its directory; returns what was written. A
-    ConfigError is the user's to fix and its message says how; anything else keeps its traceback."""
+                   exit_code: int, stage: str | None = None, error_type: str | None = None) -> dict[str, Any]:
+    """Write `error.json` for a failed run into its directory (atomically); returns what was
+    written: the overrides, `error` (one line), `type` (`error_type`, else the exception's class,
+    "RunFailed" for a message), `message` (in full), `stage` (STAGES; from the traceback if not
+    given), `exit_code`, `traceback` (None for a ConfigError, which is the user's to fix and whose
+    message says how, and for a message) and `time`."""
     unexpected = isinstance(error, BaseException) and not isinstance(error, ConfigError)
+    message = str(error)
+    if isinstance(error, BaseException) and stage is None:
+        stage = failure_stage(error)
     rec = {"overrides": list(overrides),
-           "error": one_line(f"{type(error).__name__}: {error}" if unexpected else str(error)),
-           "type": type(error).__name__ if isinstance(error, BaseException) else "RunFailed",
+           "error": one_line(f"{type(error).__name__}: {error}" if unexpected else message),
+           "type": error_type or (type(error).__name__ if isinstance(error, BaseException) else "RunFailed"),
+           "message": message,
+           "stage": stage or "run",
            "exit_code": exit_code,
            "traceback": "".join(traceback.format_exception(error)) if unexpected else None,
            "time": time.time()}
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / ERROR_FILE).write_text(json.dumps(rec, indent=1) + "\n")
+    write_text_atomic(directory / ERROR_FILE, json.dumps(rec, indent=1, default=str) + "\n")
     return rec
 
 
 def clear_failure(directory: Path) -> None:
-    """A run that succeeds in a directory where an earlier one failed removes the stale record."""
-    (directory / ERROR_FILE).unlink(missing_ok=True)
+    """Remove a failure record (claim_run_dir already removes an earlier run's)."""
+    (Path(directory) / ERROR_FILE).unlink(missing_ok=True)
 
 
 def find_failures(sweep_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
@@ -68,7 +245,8 @@ def find_failures(sweep_dir: Path, since: float | None = None) -> list[dict[str,
 def format_failures(failures: Sequence[dict[str, Any]]) -> str:
     lines = [f"{len(failures)} failed job(s):"]
     for f in failures:
-        lines.append(f"  {' '.join(f.get('overrides') or []) or '(no overrides)'}\n    {f.get('error')}\n"
+        stage = f" (stage: {f['stage']})" if f.get("stage") else ""
+        lines.append(f"  {' '.join(f.get('overrides') or []) or '(no overrides)'}\n    {f.get('error')}{stage}\n"
                      f"    in {f['dir']}")
     return "\n".join(lines)
 

@@ -8,14 +8,16 @@ instead, which promises too much from replication (its plans run up to 2x their 
 
 Search, all of it bounded by counts of work (scheduler.search_limit), never by the clock:
 1. Replica counts: from one replica per model, give one more replica to the model whose (even)
-   replicas are the longest, while that shortens them, the K x N worker slots, memory fits and
-   scheduler.replication_cap allow. Every vector on that path is a candidate.
+   replicas are the longest among those it would still shorten, while the K x N worker slots,
+   memory fits and scheduler.replication_cap allow. Every vector on that path is a candidate.
 2. Placement of each candidate: replicas longest first, each to the least loaded worker that fits
    the model, does not hold it yet and holds fewer than K models.
 3. Local search from the best few placements and from every baseline plan that honours K and
    memory (round robin, least loaded, data parallel, the ILP's greedy warm start): move a replica
    off the busiest worker, swap it with one elsewhere, or shift requests between two replicas of a
-   model, whenever that lowers the busiest worker without raising another to its level.
+   model (each replica keeping within 50% of the model's even share), or split a replica onto a
+   worker with a free model slot, whenever that lowers the busiest worker without raising another
+   to its level.
 4. The plan with the lowest predicted makespan wins; a baseline plan is a start of the search, so
    the result is never predicted worse than any of them.
 5. Requests to replicas: where the calibration split gives per-question length signals (its
@@ -41,6 +43,8 @@ from mosaic.schedulers.registry import register, get_scheduler
 
 # How many of the best candidate placements (step 2) the local search starts from.
 STARTS = 3
+# A replica's share of its model's requests stays within this fraction of the even share.
+SHARE_SPREAD = 0.5
 
 
 def replica_cost(d: ModelDemand, x: int) -> float:
@@ -61,6 +65,7 @@ class State:
     replicas: list[dict[int, int]]
     loads: list[float]
     held: list[int]      # models per worker
+    caps: list[int] = None   # most replicas per model (memory fits, scheduler.replication_cap)
 
     @classmethod
     def of(cls, problem: StageProblem, k: int, replicas: list[dict[int, int]]) -> "State":
@@ -70,7 +75,8 @@ class State:
             for w, x in row.items():
                 loads[w] += replica_cost(d, x)
                 held[w] += 1
-        return cls(problem, k, [dict(r) for r in replicas], loads, held)
+        caps = [max(len(problem.fits[d.model]), len(r)) for d, r in zip(problem.models, replicas)]
+        return cls(problem, k, [dict(r) for r in replicas], loads, held, caps)
 
     @property
     def makespan(self) -> float:
@@ -96,15 +102,23 @@ def _even_time(d: ModelDemand, r: int) -> float:
 
 
 def replica_path(problem: StageProblem, caps: list[int], k: int) -> list[list[int]]:
+    """Replica vectors from one replica per model: each step gives one more replica to the model
+    whose even replicas are the longest among those another replica would still shorten (a model
+    bound by its longest request stops growing; the others go on)."""
     active = [i for i, d in enumerate(problem.models) if d.n]
     r = [1 if d.n else 0 for d in problem.models]
     path = [list(r)]
     slots = k * problem.n_workers - len(active)
+    done: set[int] = set()
     while slots > 0:
-        i = max(active, key=lambda i: (_even_time(problem.models[i], r[i]), -i))
+        open_ = [i for i in active if i not in done]
+        if not open_:
+            break
+        i = max(open_, key=lambda i: (_even_time(problem.models[i], r[i]), -i))
         d = problem.models[i]
         if r[i] >= caps[i] or _even_time(d, r[i] + 1) >= _even_time(d, r[i]):
-            break
+            done.add(i)
+            continue
         r[i] += 1
         slots -= 1
         path.append(list(r))
@@ -162,7 +176,14 @@ def _improve(s: State, limit: int) -> int:
                         return (s.loads[top] - c + replica_cost(d, x - m),
                                 s.loads[w] - replica_cost(d, y) + replica_cost(d, y + m))
 
-                    lo, hi = 1, x - 1
+                    # Shares stay within SHARE_SPREAD of the even share: far from it the curve's
+                    # errors (a calibration mean off by 10-20%) decide the plan.
+                    even = d.n / len(row)
+                    lo = 1
+                    hi = min(x - 1, int(math.floor(even * (1 + SHARE_SPREAD))) - y,
+                             x - int(math.ceil(even * (1 - SHARE_SPREAD))))
+                    if hi < lo:
+                        continue
                     while lo < hi:
                         mid = (lo + hi + 1) // 2
                         a, b = ab(mid)
@@ -171,7 +192,7 @@ def _improve(s: State, limit: int) -> int:
                         else:
                             hi = mid - 1
                     for m in (lo, lo + 1):
-                        if 1 <= m <= x - 1:
+                        if 1 <= m <= hi:
                             worse = max(ab(m))
                             if worse < peak and (best is None or worse < best[0]):
                                 best = (worse, "shift", (i, w, m))
@@ -180,6 +201,22 @@ def _improve(s: State, limit: int) -> int:
                     new = s.loads[w] + c
                     if new < peak and (best is None or max(new, peak - c) < best[0]):
                         best = (max(new, peak - c), "move", (i, w))
+                    # Split: m of the top's requests of this model to a new replica on w.
+                    if x >= 2 and len(row) < s.caps[i]:
+                        lo, hi = 1, x - 1
+                        while lo < hi:
+                            mid = (lo + hi + 1) // 2
+                            a = s.loads[top] - c + replica_cost(d, x - mid)
+                            b = s.loads[w] + replica_cost(d, mid)
+                            if b < a:
+                                lo = mid
+                            else:
+                                hi = mid - 1
+                        for m in (lo, lo + 1):
+                            if 1 <= m <= x - 1:
+                                worse = max(s.loads[top] - c + replica_cost(d, x - m), s.loads[w] + replica_cost(d, m))
+                                if worse < peak and (best is None or worse < best[0]):
+                                    best = (worse, "split", (i, w, m))
                 # Swap with a replica on w of a model the top does not hold.
                 for i2, d2 in enumerate(ds):
                     row2 = s.replicas[i2]
@@ -208,6 +245,14 @@ def _improve(s: State, limit: int) -> int:
             c, c2 = replica_cost(ds[i], x), replica_cost(ds[i2], x2)
             s.loads[top] += c2 - c
             s.loads[w] += c - c2
+        elif kind == "split":
+            i, w, m = args
+            d, row = ds[i], s.replicas[i]
+            s.loads[top] += replica_cost(d, row[top] - m) - replica_cost(d, row[top])
+            s.loads[w] += replica_cost(d, m)
+            row[top] -= m
+            row[w] = m
+            s.held[w] += 1
         else:
             i, w, m = args
             d, row = ds[i], s.replicas[i]
@@ -308,6 +353,7 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     budget = params.search_limit
     best, best_from = None, ""
     for name, s in starts:
+        s.caps = [max(c, len(r)) for c, r in zip(caps, s.replicas)]
         budget -= _improve(s, max(0, budget // max(1, len(starts))))
         if best is None or s.key() < best.key():
             best, best_from = s, name

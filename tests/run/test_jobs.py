@@ -7,8 +7,9 @@ import time
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (Terminated, clear_failure, find_failures, format_failures, record_failure,
-                         sigterm_as_exit)
+from mosaic.run.jobs import (RUN_FILES, RunDirError, Terminated, check_writable_dir, claim_run_dir, clear_failure,
+                             failure_stage, find_failures, format_failures, record_failure, sigterm_as_exit,
+                             write_atomic)
 
 
 def test_config_error_record_has_no_traceback_and_others_keep_theirs(tmp_path):
@@ -52,3 +53,47 @@ def test_sigterm_unwinds_with_status_143_and_the_handler_is_restored():
                 cleaned.append(True)
     assert info.value.code == 143 and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def half(f):
+        f.write("{\"new\": ")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, half)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    write_atomic(target, lambda f: f.write("new"))
+    assert target.read_text() == "new"
+
+
+def test_a_claim_removes_an_earlier_runs_files_and_nothing_else(tmp_path):
+    for name in (*RUN_FILES, "run.log", ".plan.json.tmp-1-ab"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / ".hydra").mkdir()
+    with claim_run_dir(tmp_path, "sweep directory", lock=".sweep.lock", clear=False):
+        assert all((tmp_path / n).exists() for n in RUN_FILES)   # a sweep's directory: locked only
+    with claim_run_dir(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".lock", "run.log"]
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(RunDirError, match="run directory .* (is a file|a path component is a file)"):
+            with claim_run_dir(bad):
+                pass
+        with pytest.raises(RunDirError, match="^--out "):
+            check_writable_dir(bad, "--out")
+
+
+def test_failure_stage_from_the_traceback():
+    def run_stage(stage):  # noqa: ARG001 - the pipeline's function, by name and its `stage`
+        raise RuntimeError("x")
+
+    for stage in ("expert", "aggregator"):
+        try:
+            run_stage(stage)
+        except RuntimeError as e:
+            assert failure_stage(e) == stage
+    assert failure_stage(RuntimeError("never raised"), "outputs") == "outputs"

@@ -78,7 +78,8 @@ def test_unknown_scheduler_group_option_lists_choices():
 
 def test_runs_without_shared_data_from_another_directory(tmp_path):
     # The one subprocess smoke test of the command itself: the embedded default needs nothing
-    # outside the package, so run it from an empty directory; a bad value exits 2 on one line.
+    # outside the package, so run it from an empty directory; a bad value, and an unknown group
+    # option (Hydra's own error), exit 2 on one line.
     p = cli("workload=synth_small", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "end to end" in p.stdout and (tmp_path / "out" / "summary.json").is_file()
@@ -86,6 +87,13 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [
         "error: cluster.n_workers must be an integer >= 1 (got 0)"]
+    # Hydra's own config error (checked before Hydra runs: mosaic/run/cli.py, hydra_prepared).
+    p = cli("scheduler=nope", f"hydra.run.dir={tmp_path / 'nope'}", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [
+        "error: In 'config': Could not find 'scheduler/nope'; choose one of: data_parallel, engine_aware, fifo, "
+        "ilp, least_loaded, round_robin"]
+    assert json.loads((tmp_path / "nope" / "error.json").read_text())["stage"] == "config"
 
 
 # ---------------------------------------------------------------- failures and interruptions

@@ -1,0 +1,60 @@
+"""The collector reads finished runs only: a run directory with error.json (a failed run, even
+beside its kept summary.json) or a job directory without summary.json is skipped and counted."""
+import csv
+import json
+
+import pytest
+
+from mosaic.analysis.collect import collect, load_runs
+from mosaic.run.builder import compose
+from mosaic.run.cli import run_job
+from mosaic.run.jobs import record_failure
+
+TINY = ["workload=synth_gpqa", "workload.n_queries=40", "seed=0"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collect") / "multirun"
+    for scheduler in ("ilp", "round_robin"):
+        for agg in ("always", "tau067"):
+            ov = [*TINY, f"scheduler={scheduler}", f"aggregation={agg}"]
+            assert run_job(compose(ov), root / f"{scheduler}_{agg}", ov) == 0
+    # A run that finished but failed (every request failed): its summary is kept beside error.json.
+    failed = root / "failed_all"
+    failed.mkdir()
+    (failed / "summary.json").write_text((root / "ilp_always" / "summary.json").read_text())
+    record_failure(failed, ["seed=9"], "all 120 requests failed; first error: boom", 1, "run")
+    # A run that failed before writing anything, and one killed before it finished (no record).
+    record_failure(root / "failed_config", ["seed=-1"], "seed must be >= 0", 2, "config")
+    (root / "killed" / ".hydra").mkdir(parents=True)
+    # A summary.json left unfinished by an old, non-atomic writer.
+    (root / "torn").mkdir()
+    (root / "torn" / "summary.json").write_text('{"scheduler": ')
+    return root
+
+
+def test_failed_and_unfinished_runs_are_skipped_and_counted(sweep, tmp_path, capsys):
+    runs, skipped = load_runs(sweep)
+    assert sorted(r["_dir"].rsplit("/", 1)[1] for r in runs) == ["ilp_always", "ilp_tau067", "round_robin_always",
+                                                                  "round_robin_tau067"]
+    why = {d.name: w for d, w in skipped}
+    assert set(why) == {"failed_all", "failed_config", "killed", "torn"}
+    assert why["failed_all"].startswith("failed (exit 1, stage run): all 120 requests failed")
+    assert why["failed_config"] == "failed (exit 2, stage config): seed must be >= 0"
+    assert why["killed"] == "no summary.json (the run did not finish)"
+    assert why["torn"].startswith("unreadable summary.json")
+
+    collect(sweep, tmp_path / "results")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"skipped 4 run(s) under {sweep} (failed or unfinished; not in the tables):"
+    assert len(err) == 5 and all(ln.startswith(f"  {sweep}/") for ln in err[1:])
+    rows = list(csv.DictReader(open(tmp_path / "results" / "runs.csv")))
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {"0"}
+
+
+def test_a_sweep_where_every_run_failed_says_so(tmp_path, capsys):
+    record_failure(tmp_path / "a", [], "boom", 1, "expert")
+    with pytest.raises(FileNotFoundError, match="all 1 failed or did not finish"):
+        collect(tmp_path, tmp_path / "out")
+    assert json.loads((tmp_path / "a" / "error.json").read_text())["stage"] == "expert"

@@ -1,0 +1,258 @@
+"""The failure record of a run, one class per test: every failure writes error.json with its stage,
+a reused directory holds one run's files, outputs are written atomically, a directory is claimed by
+one run at a time and checked before any work, Hydra's config errors are one line and exit 2."""
+import fcntl
+import json
+import os
+import sys
+
+import pytest
+
+from mosaic.run import app, builder, cli, pipeline
+from mosaic.run.app import RunOutput
+from mosaic.run.builder import CONF_DIR, compose
+from mosaic.run.cli import hydra_prepared, run_job
+from mosaic.run.jobs import LOCK_FILE, OUTPUT_FILES, RUN_FILES, Terminated, claim_run_dir, find_failures
+
+SMALL = ("workload=synth_small", "workload.n_queries=40")
+
+
+def job(directory, *overrides, multirun=False):
+    """The CLI's job in this process (as tests/run/test_run_cli.py); returns the exit code."""
+    return run_job(compose([*SMALL, *overrides]), directory, [*SMALL, *overrides], multirun)
+
+
+def error_lines(capsys):
+    return [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+
+
+def record(directory):
+    return json.loads((directory / "error.json").read_text())
+
+
+def leftovers(directory):
+    """Temporary files of an unfinished write."""
+    return [p.name for p in directory.iterdir() if ".tmp-" in p.name]
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("boom\nsecond line")
+
+
+# ---------------------------------------------------------------- any failure: error.json, exit code
+
+@pytest.mark.parametrize("where, stage", [
+    ((builder, "build_workload"), "build"),   # building the run's objects
+    ((pipeline, "execute"), "expert"),        # the first stage's execution
+    ((app, "query_rows"), "outputs"),         # serialising the outputs
+])
+def test_unexpected_error_writes_error_json_and_exits_1(tmp_path, capsys, monkeypatch, where, stage):
+    monkeypatch.delenv("MOSAIC_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(*where, boom)
+    assert job(tmp_path) == 1
+    err = error_lines(capsys)
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("error: RuntimeError: boom second line") and f"stage {stage}" in err[0]
+    rec = record(tmp_path)
+    assert rec["type"] == "RuntimeError" and rec["message"] == "boom\nsecond line" and rec["stage"] == stage
+    assert rec["exit_code"] == 1 and "RuntimeError: boom" in rec["traceback"]
+    assert not (tmp_path / "summary.json").exists() and leftovers(tmp_path) == []
+
+
+def test_debug_prints_the_traceback_and_a_sweep_job_goes_on(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipeline, "execute", boom)
+    monkeypatch.setenv("MOSAIC_DEBUG", "1")
+    assert job(tmp_path / "a") == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.delenv("MOSAIC_DEBUG")
+    assert job(tmp_path / "b", multirun=True) == 0        # the sweep's other jobs still run
+    assert "(job workload=synth_small" in error_lines(capsys)[0]
+    assert [f["stage"] for f in find_failures(tmp_path)] == ["expert", "expert"]
+
+
+def test_config_and_build_stages_are_recorded(tmp_path, capsys):
+    assert job(tmp_path, "+foo=1") == 2                      # the config itself
+    assert record(tmp_path)["stage"] == "config" and record(tmp_path)["traceback"] is None
+    assert job(tmp_path, "scheduler.name=nope") == 2       # known only when the run is built
+    assert record(tmp_path)["stage"] == "build" and record(tmp_path)["type"] == "ConfigError"
+
+
+# ---------------------------------------------------------------- a reused directory
+
+def test_reused_directory_after_a_failure_holds_no_stale_summary(tmp_path, capsys, monkeypatch):
+    assert job(tmp_path) == 0
+    assert {p.name for p in tmp_path.iterdir()} >= set(OUTPUT_FILES)
+    (tmp_path / ".summary.json.tmp-1-abc").write_text("{")      # a killed writer's leftover
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "execute", boom)
+        assert job(tmp_path, "seed=1") == 1
+    assert [p for p in RUN_FILES if (tmp_path / p).exists()] == ["error.json"]  # the old outputs are gone
+    assert leftovers(tmp_path) == []
+    assert job(tmp_path, "cluster.n_workers=0") == 2             # a config error: the same
+    assert [p for p in RUN_FILES if (tmp_path / p).exists()] == ["error.json"]
+    assert job(tmp_path) == 0                                    # and a success clears the failure
+    assert [p for p in RUN_FILES if (tmp_path / p).exists()] == list(OUTPUT_FILES)
+
+
+# ---------------------------------------------------------------- atomic outputs
+
+def test_a_serializer_failing_mid_way_leaves_no_summary(tmp_path, capsys, monkeypatch):
+    assert job(tmp_path) == 0
+    before = (tmp_path / "summary.json").read_text()
+    real = cli.run
+
+    def unserializable(cfg):   # json.dump has written part of the file when it meets the object
+        out = real(cfg)
+        return RunOutput({**out.summary, "zz_last": object()}, out.result)
+
+    monkeypatch.setattr(cli, "run", unserializable)
+    assert job(tmp_path) == 1
+    assert before and not (tmp_path / "summary.json").exists() and leftovers(tmp_path) == []
+    rec = record(tmp_path)
+    assert rec["stage"] == "outputs" and rec["type"] == "TypeError"
+
+
+def test_sigterm_while_writing_leaves_no_summary(tmp_path, capsys, monkeypatch):
+    real = app._json
+
+    def interrupted(f, obj, indent):
+        if "end_to_end_s" in obj:      # the summary: half of it written, then SIGTERM
+            f.write('{"scheduler": ')
+            raise Terminated(143)
+        real(f, obj, indent)
+
+    monkeypatch.setattr(app, "_json", interrupted)
+    with pytest.raises(Terminated):
+        job(tmp_path)
+    assert not (tmp_path / "summary.json").exists() and leftovers(tmp_path) == []
+    rec = record(tmp_path)
+    assert rec["exit_code"] == 143 and rec["stage"] == "outputs" and rec["type"] == "Terminated"
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- one run per directory
+
+def hold_lock(directory, pid=4242):
+    """Another run's lock: flock on its own open file, as a second process would hold it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, f"{pid}\n".encode())
+    return fd
+
+
+def test_a_locked_directory_refuses_a_second_run(tmp_path, capsys, monkeypatch):
+    sweep, tmp_path = tmp_path, tmp_path / "job"
+    tmp_path.mkdir()
+    (tmp_path / "summary.json").write_text('{"the other run": 1}')
+    fd = hold_lock(tmp_path)
+    monkeypatch.setattr(cli, "typed", boom)     # nothing may start
+    try:
+        assert job(tmp_path) == 2
+        assert error_lines(capsys) == [f"error: run directory {tmp_path} is in use by another run (pid 4242); "
+                                       "wait for it or choose another directory"]
+        assert (tmp_path / "summary.json").read_text() == '{"the other run": 1}'   # untouched
+        assert not (tmp_path / "error.json").exists()
+        # In a sweep the refused job is recorded beside the directory, so the sweep lists it.
+        assert job(tmp_path, multirun=True) == 0
+        (f,) = find_failures(sweep)
+        assert f["dir"].startswith(f"{tmp_path}.refused-") and f["exit_code"] == 2
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    assert job(tmp_path) == 0 and not (tmp_path / LOCK_FILE).exists()   # released and removed
+
+
+def test_the_claim_is_reentrant_in_one_process_and_released(tmp_path):
+    with claim_run_dir(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
+        with claim_run_dir(tmp_path):      # the CLI claims before Hydra, the job again inside
+            pass
+        assert (tmp_path / LOCK_FILE).exists()
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+# ---------------------------------------------------------------- output paths checked first
+
+@pytest.mark.parametrize("make", ["file", "under_a_file"])
+def test_a_run_directory_that_is_a_file_exits_2_on_one_line(tmp_path, capsys, monkeypatch, make):
+    (tmp_path / "f").write_text("not a directory")
+    target = tmp_path / "f" if make == "file" else tmp_path / "f" / "run"
+    monkeypatch.setattr(cli, "typed", boom)     # checked before the config is even read
+    assert job(target) == 2
+    (line,) = error_lines(capsys)
+    assert line.startswith(f"error: run directory {target} ") and "choose another one" in line
+    assert (tmp_path / "f").read_text() == "not a directory"
+
+
+# ---------------------------------------------------------------- Hydra's own config errors
+
+def prepared(*args):
+    with hydra_prepared(list(args), CONF_DIR, "run") as out:
+        return out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["scheduler=nope"], "Could not find 'scheduler/nope'; choose one of: data_parallel, engine_aware"),
+    (["cluster.n_workers=four"], "Value 'four' of type 'str' could not be converted to Integer"),
+    (["cluster.n_workrs=4"], "Key 'n_workrs' not in 'ClusterConfig'"),
+    (["seed=0,1"], "seed=0,1 gives several values: add -m"),
+    (["-m", "seed=0,x"], "sweep job seed=x workload=synth_small: Error merging override seed=x"),
+    (["-m", "seed=0,1", "hydra.sweep.subdir=same"], "would both write into <sweep dir>/same"),
+])
+def test_hydra_config_errors_exit_2_on_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        prepared(*args, "workload=synth_small", f"hydra.run.dir={tmp_path / 'run'}",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert e.value.code == 2
+    (line,) = error_lines(capsys)
+    assert line.startswith("error: ") and message in line
+    if "-m" not in args:   # the run directory is known: the failure is recorded there
+        rec = record(tmp_path / "run")
+        assert rec["stage"] == "config" and rec["exit_code"] == 2 and message in rec["error"]
+        assert all(not o.startswith("hydra.") for o in rec["overrides"])
+    assert not (tmp_path / "sweep").exists()      # a sweep ran no job
+
+
+def test_a_good_command_line_is_pinned_to_the_directory_it_claims(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with hydra_prepared(["workload=synth_small", "scheduler=fifo"], CONF_DIR, "run") as args:
+        assert args[:2] == ["workload=synth_small", "scheduler=fifo"]
+        (pin,) = args[2:]
+        key, _, value = pin.partition("=")
+        directory = tmp_path / value.strip("'")
+        assert key == "hydra.run.dir" and directory.name.endswith("_fifo_synth_small")
+        assert (directory / LOCK_FILE).exists()   # held while Hydra runs
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR)
+        with pytest.raises(BlockingIOError):      # a second run (another open file) is refused
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    assert not (directory / LOCK_FILE).exists()
+    assert prepared("--help") == ["--help"]       # left to Hydra
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit) as e:          # the run directory a file: before Hydra starts
+        prepared("workload=synth_small", f"hydra.run.dir={tmp_path / 'f'}")
+    assert e.value.code == 2 and error_lines(capsys) == [
+        f"error: run directory {tmp_path / 'f'} is a file, not a directory; choose another one"]
+
+
+# ---------------------------------------------------------------- compare_policies --out
+
+def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatch):
+    import runpy
+
+    from mosaic.analysis import policies
+    from mosaic.run.jobs import RunDirError
+
+    monkeypatch.setattr(policies, "compare", boom)           # no run may start
+    (tmp_path / "f").write_text("")
+    with pytest.raises(RunDirError, match="is a file"):
+        policies.write(tmp_path / "f", [0])
+    script = builder.CONF_DIR.parent / "experiments" / "compare_policies.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--seeds", "0", "--out", str(tmp_path / "f" / "results")])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(script), run_name="__main__")
+    assert e.value.code == 2
+    assert error_lines(capsys) == [f"error: --out {tmp_path / 'f' / 'results'} is not a writable directory "
+                                   "(a path component is a file); choose another one"]
