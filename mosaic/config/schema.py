@@ -20,6 +20,7 @@ SHARD_COSTS = ("proportional", "affine")
 RR_ORDERS = ("first_seen", "pool")
 PLACEMENTS = ("tp", "scheduled")
 AGGREGATION_POLICIES = ("always", "threshold")
+OVERSIZE_POLICIES = ("reject", "truncate")
 
 
 def _number(x: object) -> bool:
@@ -153,10 +154,16 @@ class WorkloadConfig:
     calibration_size: int = 0
     calibration_seed: int = 0             # calibration answers (questions kind) and split (trace kind): fixed per dataset, not per run
     plugin: Optional[str] = None          # a module to import that registers `kind` (a workload source outside mosaic)
+    # A request the engine cannot serve as asked (prompt >= max_model_len, prompt + output beyond it,
+    # or beyond the model's KV cache): "reject" stops the run before any stage, naming them;
+    # "truncate" cuts the prompt (then the output) to fit and counts them in summary.json
+    # admission.truncated_requests (mosaic/costs/predict.py admit_requests).
+    oversize: str = "reject"
 
     def __post_init__(self) -> None:
         for name, (lo, hi, what) in _WORKLOAD_RANGES.items():
             _check_range(f"workload.{name}", getattr(self, name), lo, hi, what)
+        check_choice("workload.oversize", self.oversize, OVERSIZE_POLICIES)
 
 
 @dataclass

@@ -30,14 +30,16 @@ from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Sequence
 
 from mosaic.cluster import Cluster
-from mosaic.config.schema import COST_MODELS, SHARD_COSTS, check_choice
+from mosaic.config.schema import COST_MODELS, OVERSIZE_POLICIES, SHARD_COSTS, check_choice
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.costs.session_curve import RunSession, build_curve
 from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
                              kv_capacity_tokens)
 from mosaic.workload.calibration import calibration_size
-from mosaic.workload.types import LengthStats, Request
+from mosaic.workload.tokens import CHARS_PER_TOKEN, estimate_tokens
+from mosaic.workload.types import (LengthStats, Request, Workload, aggregator_request_id, expert_request_id,
+                                   expert_slots)
 
 
 KV_WATERMARK = 0.01  # vLLM keeps 1% of KV blocks free at admission
@@ -186,3 +188,121 @@ def attach_hints(problem: StageProblem, hints: Mapping[str, float]) -> StageProb
     models = [replace(d, length_hints=tuple(float(hints[r]) for r in d.request_ids))
               if d.n and all(r in hints for r in d.request_ids) else d for d in problem.models]
     return replace(problem, models=tuple(models))
+
+
+# ---------------------------------------------------------------- requests the engine cannot serve
+
+def sequence_limit(capacity: int, engine: EngineProfile) -> int:
+    """Tokens (prompt + output) one sequence may hold on an engine with `capacity` KV-cache tokens:
+    the context window, and the KV cache less the admission watermark (vLLM never admits a sequence
+    into its last 1% of blocks; sim/engine.py does the same, and stalls on a sequence that cannot
+    be readmitted after a preemption)."""
+    return min(engine.max_model_len, capacity - int(KV_WATERMARK * capacity))
+
+
+def _limits(profiles: ProfileSet, cluster: Cluster, placement: str) -> Callable[[str, str], int | None]:
+    """(model, stage) -> sequence_limit on the smallest engine the model may run on; None where it
+    fits no worker (the stage's planner refuses it then, naming cluster.memory_gib)."""
+    engine, memory = profiles.engine, min(w.memory_gib for w in cluster.workers)
+    cache: dict[tuple[str, str], int | None] = {}
+
+    def limit(model: str, stage: str) -> int | None:
+        if (model, stage) not in cache:
+            prof = profiles.model(model)
+            if stage == "aggregator" and placement == "tp" and cluster.n > 1:
+                caps = [kv_capacity_tokens(prof, engine, memory, cluster.n)]
+            else:
+                caps = [kv_capacity_tokens(prof, engine, w.memory_gib) for w in cluster.workers]
+            fitting = [c for c in caps if c >= engine.max_model_len]
+            cache[(model, stage)] = sequence_limit(min(fitting), engine) if fitting else None
+        return cache[(model, stage)]
+    return limit
+
+
+def _why_oversize(prompt: int, output: int, limit: int, engine: EngineProfile, cluster: Cluster) -> str | None:
+    context = engine.max_model_len
+    if prompt >= context:
+        return f"prompt {prompt} tokens >= max_model_len {context}"
+    if prompt + output > context:
+        return f"prompt {prompt} + output {output} tokens > max_model_len {context}"
+    if prompt + output > limit:
+        return (f"prompt {prompt} + output {output} tokens > the {limit} its KV cache holds for one sequence at "
+                f"cluster.memory_gib={min(w.memory_gib for w in cluster.workers)}")
+    return None
+
+
+def _cut_text(text: str | None, old_prompt: int, new_prompt: int) -> str | None:
+    """The question text cut to a prompt of `new_prompt` tokens (the template's tokens kept): its
+    last tokens, as vLLM's truncate_prompt_tokens keeps them."""
+    if text is None:
+        return None
+    template = max(0, old_prompt - estimate_tokens(text))
+    chars = int(max(1, new_prompt - template) * CHARS_PER_TOKEN)
+    return text[-chars:] if len(text) > chars else text
+
+
+def admit_requests(workload: Workload, cluster: Cluster, profiles: ProfileSet, placement: str = "tp",
+                   oversize: str = "reject") -> tuple[Workload, tuple[str, ...]]:
+    """Every request checked, before any stage runs, against what the engine can serve: its prompt
+    below the context window (engine.max_model_len), prompt + output within it, and within the KV
+    cache one sequence can have on the smallest GPU the model may run on (the aggregator's TP
+    engine: the combined cache). Output: the workload's replayed length (none known: one token).
+    The aggregator's prompt is built after the expert stage and capped at engine.aggregator_cap (half
+    the context), so its output must fit the other half.
+
+    oversize "reject": a one-line ConfigError with how many requests and the first few ids, naming
+    the setting. "truncate": each such query's prompt is cut to fit (its last tokens kept, the text
+    with it), then each output to the room left; returns the workload to run and the ids of the
+    requests it changed (summary.json admission.truncated_requests). Nothing oversize: the same workload, ()."""
+    check_choice("workload.oversize", oversize, OVERSIZE_POLICIES)
+    engine, outcomes = profiles.engine, workload.outcomes
+    limit = _limits(profiles, cluster, placement)
+    half = engine.aggregator_cap
+    bad: dict[str, str] = {}
+    total = 0
+    for q in workload.queries:
+        for m, s in expert_slots(q.experts):
+            total += 1
+            rid, lim = expert_request_id(q.id, m, s), limit(m, "expert")
+            out = outcomes.get(rid)
+            why = None if lim is None else _why_oversize(q.prompt_tokens, max(1, out.output_tokens) if out else 1,
+                                                          lim, engine, cluster)
+            if why:
+                bad[rid] = why
+        total += 1
+        rid, lim = aggregator_request_id(q.id), limit(workload.aggregator, "aggregator")
+        out = outcomes.get(rid)
+        if lim is not None and out is not None and out.output_tokens > min(half, lim - half):
+            bad[rid] = (f"aggregator output {out.output_tokens} tokens > {min(half, lim - half)}, the room its prompt "
+                        f"(up to engine.max_model_len // 2 = {half}) leaves")
+    if not bad:
+        return workload, ()
+    if oversize == "reject":
+        eg = "; ".join(f"{rid} ({why})" for rid, why in list(bad.items())[:3])
+        raise ConfigError(f"workload: {len(bad)} of {total} requests cannot be served as asked by the profile's engine "
+                          f"(engine.max_model_len={engine.max_model_len}), e.g. {eg}; set workload.oversize=truncate "
+                          "to cut them to fit (counted in summary.json admission.truncated_requests), shorten those prompts, "
+                          "or use profiles with a longer max_model_len")
+    queries, new_outcomes, truncated = [], dict(outcomes), []
+    for q in workload.queries:
+        slots = [(expert_request_id(q.id, m, s), limit(m, "expert")) for m, s in expert_slots(q.experts)]
+        agg = aggregator_request_id(q.id)
+        if not any(rid in bad for rid, _ in slots) and agg not in bad:
+            queries.append(q)
+            continue
+        known = [lim for _, lim in slots if lim is not None]
+        prompt = min(q.prompt_tokens, min(known) - 1) if known else q.prompt_tokens
+        for rid, lim in slots:
+            if lim is None or (rid not in bad and prompt == q.prompt_tokens):
+                continue
+            if rid in new_outcomes:
+                out = new_outcomes[rid]
+                new_outcomes[rid] = replace(out, output_tokens=max(1, min(out.output_tokens, lim - prompt)))
+            truncated.append(rid)
+        if agg in bad:
+            out, lim = new_outcomes[agg], limit(workload.aggregator, "aggregator")
+            new_outcomes[agg] = replace(out, output_tokens=max(1, min(out.output_tokens, half, lim - half)))
+            truncated.append(agg)
+        queries.append(q if prompt == q.prompt_tokens else
+                       replace(q, prompt_tokens=prompt, text=_cut_text(q.text, q.prompt_tokens, prompt)))
+    return replace(workload, queries=tuple(queries), outcomes=new_outcomes), tuple(truncated)

@@ -57,10 +57,10 @@ def session_samples(run, output: dict[str, Any], shapes: dict[str, Any], sweep_c
                     max_len: int) -> list[dict[str, float]]:
     """The multi-N sweep with `run(prompts, outputs) -> seconds` (a real engine, or a fake in tests).
     output: the profile's {shape, mean_tokens, cap}; shapes: the profile's length_shapes."""
-    from mosaic.profiles.loader import _length_distribution
+    from mosaic.profiles.loader import length_distribution
     from mosaic.fitting.session_costs import sweep
 
-    dist = _length_distribution(output, shapes, "output")
+    dist = length_distribution(output, shapes, "output")
     samples = sweep(run, {"profile": dist}, {"profile": float(sweep_cfg.get("prompt_tokens", 64))},
                     list(sweep_cfg["ns"]), int(sweep_cfg.get("reps", 1)), int(sweep_cfg.get("calibration_size", 64)),
                     np.random.default_rng(int(sweep_cfg.get("seed", 0))), max_len)

@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
-from mosaic.costs.predict import admit_requests
 from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run.metrics import query_rows, run_settings, summary
@@ -30,14 +29,10 @@ class RunOutput:
 
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
-    # Requests the engine cannot serve as asked: refused here, before any stage, or with
-    # workload.oversize=truncate cut to fit and counted (mosaic/costs/predict.py admit_requests).
-    admitted, truncated = admit_requests(r.workload, r.cluster, r.profiles, r.config.aggregation.placement,
-                                         r.config.workload.oversize)
+    truncated = r.truncated
     if truncated:
         log.warning("workload.oversize=truncate: %d requests cut to fit the engine (e.g. %s)", len(truncated),
                     ", ".join(truncated[:3]))
-        r = r.with_workload(admitted)
     c, workload = r.config, r.workload
     result = r.execute()
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
@@ -48,7 +43,8 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
     s["aggregator_tp_scaling"] = None if tp <= 1 else {
         "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
-    s["truncated_requests"] = len(truncated)
+    # Nested (not a runs-table column): requests cut to fit with workload.oversize=truncate.
+    s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated)}
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():

@@ -21,6 +21,7 @@ from mosaic.cluster import Cluster
 from mosaic.config import schema
 from mosaic.config.schema import MosaicConfig, register_configs
 from mosaic.core.errors import ConfigError
+from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet, load_profiles
@@ -82,6 +83,9 @@ class Run:
     profiles: ProfileSet
     workload: Workload
     backend: Backend
+    # Requests cut to fit the engine (workload.oversize=truncate); with "reject" a request that
+    # does not fit stops build_run with a ConfigError instead.
+    truncated: tuple[str, ...] = ()
 
     def execute(self) -> PipelineResult:
         c = self.config
@@ -112,4 +116,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)
-    return Run(c, cluster, profiles, workload, backend)
+    # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
+    # and counted (mosaic/costs/predict.py admit_requests).
+    workload, truncated = admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
+    return Run(c, cluster, profiles, workload, backend, tuple(truncated))

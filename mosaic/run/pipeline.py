@@ -11,7 +11,7 @@ from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import attach_curves, attach_hints, build_problem
+from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, build_problem
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
@@ -145,6 +145,9 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     placement = aggregation.placement
     if placement == "tp" and cluster.n > 1:  # before the expert stage, not after it
         profiles.engine.tp().speedup(cluster.n)
+    # A request the engine cannot serve as asked stops the run here, before any stage (callers that
+    # allow truncation, workload.oversize=truncate, pass the already truncated workload: mosaic/run/app.py).
+    workload, _ = admit_requests(workload, cluster, profiles, placement)
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models, scheduler,
                        "scheduled", backend, cluster, profiles, workload)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}

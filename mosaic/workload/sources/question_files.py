@@ -1,13 +1,76 @@
-"""Question files (Symbolic-MoE release format): a JSON list of {question, gold_answer[, category]}."""
+"""Question files (Symbolic-MoE release format): a JSON list of {question, gold_answer[, category]}.
+
+Every record is checked against QuestionRecord before any workload is built: the question is a
+non-empty string; the gold answer is one option letter (A-P) or an integer answer ("42", or AIME's
+"080 or 081 (both were accepted)"); the category, where given, a non-empty string or null. Other
+fields are allowed (and ignored). An error is one line naming the file, the item and the field.
+How long a question may be is the engine's business, not the file's: a prompt longer than the
+context window is refused (or truncated, counted) before the run starts (mosaic/costs/predict.py)."""
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from mosaic.core.errors import ConfigError
+from mosaic.profiles.schema import show
+
+LETTERS = "ABCDEFGHIJKLMNOP"
+# An integer answer, alone or first of "080 or 081 (both were accepted)" (as questions.integer_frame reads it).
+INTEGER_ANSWER = re.compile(r"\s*(\d+)(?:\s*$|\s+or\s+\d+\b)")
+
+
+class _Lacks(ValueError):
+    """The field is absent, not a string, or blank."""
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise _Lacks()
+    return value
+
+
+def _gold(value: Any) -> Any:
+    _text(value)
+    letter = value.strip().upper()
+    if not ((len(letter) == 1 and letter in LETTERS) or INTEGER_ANSWER.match(value)):
+        raise ValueError(f"is {show(value)}; expected one option letter A-P or an integer answer (e.g. '42')")
+    return value
+
+
+def _category(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"is {show(value)}; expected a non-empty string or null")
+    return value
+
+
+class QuestionRecord(BaseModel):
+    """One item of a question file."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    question: Annotated[Any, BeforeValidator(_text)]
+    gold_answer: Annotated[Any, BeforeValidator(_gold)]
+    category: Annotated[Any, BeforeValidator(_category)] = None
+
+
+def check_record(rec: Any, path: Path, i: int) -> None:
+    """One item against QuestionRecord; a one-line ConfigError naming file, item and field."""
+    if not isinstance(rec, dict):
+        raise ConfigError(f"{path}: item {i} is not an object (got {show(rec)})")
+    try:
+        QuestionRecord.model_validate(rec)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        field = err["loc"][0]
+        cause = (err.get("ctx") or {}).get("error")
+        if err["type"] == "missing" or isinstance(cause, _Lacks):
+            raise ConfigError(f"{path}: item {i} lacks a non-empty string field '{field}'") from None
+        raise ConfigError(" ".join(f"{path}: item {i} field '{field}' {cause or err['msg']}".split())) from None
 
 
 @lru_cache(maxsize=16)
@@ -19,11 +82,7 @@ def _read(path: Path, mtime: float) -> tuple[dict[str, Any], ...]:
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a JSON list of question objects, got {type(data).__name__}")
     for i, rec in enumerate(data):
-        if not isinstance(rec, dict):
-            raise ConfigError(f"{path}: item {i} is not an object")
-        for field in ("question", "gold_answer"):
-            if not isinstance(rec.get(field), str) or not rec[field].strip():
-                raise ConfigError(f"{path}: item {i} lacks a non-empty string field '{field}'")
+        check_record(rec, path, i)
     return tuple(data)
 
 

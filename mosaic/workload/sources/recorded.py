@@ -239,11 +239,17 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
         models = tuple(spec.experts[j].profile for j in chosen[row])
         for j, (m, sample) in zip(chosen[row], expert_slots(models)):
             e, rec = spec.experts[j], traces[j][qs.keys[i]]
-            out = int(sampled[e.name][row]) if e.lengths == "profile" else rec.output_tokens
+            # A length drawn from the profile stops at the context window, as every source's draws do.
+            # A recorded one is replayed as recorded (the readers refuse a count outside [0, 2^21]): one
+            # that does not fit this engine's context window is a request that cannot be served as
+            # asked, refused or truncated and counted before the run starts (mosaic.costs.predict.
+            # admit_requests), never clipped here.
+            out = (max(1, min(int(sampled[e.name][row]), engine.output_room(prompt))) if e.lengths == "profile"
+                   else rec.output_tokens)
             answer = rec.answer
             if sample > 1 and spec.repeat_sample == "resample":   # see the module docstring
                 answer = _resample(qs.gold[i], rec.n_options, skill[cat_index[qs.categories[i]], j], rng_repeat)
-            outcomes[expert_request_id(qid, m, sample)] = Outcome(max(1, min(out, engine.output_room(prompt))), answer)
+            outcomes[expert_request_id(qid, m, sample)] = Outcome(out, answer)
             n_opts = max(n_opts, rec.n_options)
         outcomes[aggregator_request_id(qid)] = Outcome(min(int(agg_len[row]), engine.aggregator_cap),
                                                        agg_trace[qs.keys[i]].answer)

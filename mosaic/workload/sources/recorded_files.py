@@ -16,12 +16,16 @@ from typing import Any, Callable, Sequence
 
 
 from mosaic.core.errors import ConfigError
+from mosaic.profiles.schema import MAX_CONTEXT_TOKENS, number, show
 from mosaic.workload.sources.data_quality import SourceStats, source_stats
 from mosaic.workload.sources.question_files import load_questions
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 REPEAT_SAMPLES = ("replay", "resample")
+# A recorded output longer than this (2M tokens, 64x the longest context the traces were made with)
+# is a corrupt record, not an output.
+MAX_OUTPUT_TOKENS = MAX_CONTEXT_TOKENS
 # MMLU-Pro's CoT prompt asks for "The answer is (X)"; an output without it that also stops
 # mid-sentence ran into max_tokens (right-censored), which the profile fit must know.
 _FINAL_ANSWER = re.compile(r"answer is \(?[A-P]\b", re.IGNORECASE)
@@ -128,6 +132,11 @@ def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
             raise ConfigError(f"{path}: record {i} field 'options' must be a list of option texts")
         raw_text = _text(r, path, i)
         text = raw_text if isinstance(raw_text, str) else ""
+        tokens = tokens_from_text(text)
+        if tokens > MAX_OUTPUT_TOKENS:
+            raise ConfigError(f"{path}: record {i} field '{TEXT_FIELDS[0] if TEXT_FIELDS[0] in r else TEXT_FIELDS[1]}' "
+                              f"holds {len(text)} characters, about {tokens} tokens, beyond the {MAX_OUTPUT_TOKENS}-token maximum "
+                              "of a recorded output; replace the file with an unmodified trace")
         n = len(opts)
         answer, issue = _answer(_field(r, "pred", path, i), n)
         out.append(TraceRecord(
@@ -135,7 +144,7 @@ def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
             record_id=_question_id(_field(r, "question_id", path, i), path, i),
             category=_field(r, "category", path, i), n_options=n,
             gold=_letter(_field(r, "answer", path, i), n), answer=answer,
-            output_tokens=tokens_from_text(text),
+            output_tokens=tokens,
             censored=not _FINAL_ANSWER.search(text) and not text.rstrip().endswith((".", "!", "?")),
             answer_issue=issue, text_missing=not text.strip()))
     return tuple(out)
@@ -150,7 +159,22 @@ def _token_usage(r: dict, path: Path, i: int) -> int:
             raise ConfigError(f"{path}: record {i} field 'token_usage' is a string but not a dict") from None
     if not isinstance(usage, dict) or "completion_tokens" not in usage:
         raise ConfigError(f"{path}: record {i} field 'token_usage' has no 'completion_tokens'")
-    return max(1, int(usage["completion_tokens"]))
+    return token_count(usage["completion_tokens"], path, i, "token_usage.completion_tokens")
+
+
+def token_count(value: Any, path: Path, i: int, field: str) -> int:
+    """A recorded token count: an integer in [0, MAX_OUTPUT_TOKENS], anything else a one-line error
+    naming file, record and field (never clipped into range). 0, an empty completion, replays as 1
+    token: an engine always emits at least one (the end-of-sequence token)."""
+    try:
+        n = number(value, integer=True)
+    except ValueError as e:
+        raise ConfigError(f"{path}: record {i} field '{field}': {e}; a token count is an integer in "
+                          f"[0, {MAX_OUTPUT_TOKENS}]") from None
+    if not 0 <= n <= MAX_OUTPUT_TOKENS:
+        raise ConfigError(f"{path}: record {i} field '{field}' is {show(n)}, not a token count in [0, "
+                          f"{MAX_OUTPUT_TOKENS}]; replace the file with an unmodified trace")
+    return max(1, n)
 
 
 def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
