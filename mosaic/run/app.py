@@ -14,6 +14,7 @@ from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
+from mosaic.schedulers.registry import not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
 from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
@@ -38,6 +39,11 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
     s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
     s["settings"] = run_settings(c)
+    # Set, but never read by this policy (round robin ignores K, fifo the replication cap, ...).
+    s["settings_not_applied"] = not_applied(c.scheduler)
+    for name in s["settings_not_applied"]:
+        log.warning("%s=%s is not applied: scheduler %s does not read it", name,
+                    getattr(c.scheduler, name.split(".", 1)[1]), c.scheduler.name)
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).

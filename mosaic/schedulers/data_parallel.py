@@ -6,7 +6,7 @@ from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers.registry import register
 
 
-@register("data_parallel")
+@register("data_parallel", reads=())
 def data_parallel(problem: StageProblem, params: SchedulerConfig) -> Plan:
     assignment: dict[int, list] = {}
     for d in problem.models:

@@ -334,7 +334,7 @@ def lower_bound(problem: StageProblem, k: int) -> float:
     return max(spread, single, sum(smallest))
 
 
-@register("engine_aware")
+@register("engine_aware", reads=("max_models_per_worker", "replication_cap", "search_limit"))
 def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     t0 = time.perf_counter()
     n_models = sum(1 for d in problem.models if d.n)

@@ -7,7 +7,7 @@ from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers.registry import register
 
 
-@register("fifo")
+@register("fifo", reads=("cost_model", "shard_cost",))
 def fifo(problem: StageProblem, params: SchedulerConfig) -> Plan:
     free_at = [0.0] * problem.n_workers
     assignment: dict[int, list] = {}

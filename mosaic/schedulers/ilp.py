@@ -91,7 +91,8 @@ def build_model(problem: StageProblem, params: SchedulerConfig) -> pyo.ConcreteM
     return mdl
 
 
-@register("ilp")
+@register("ilp", reads=("max_models_per_worker", "replication_cap", "time_limit_s", "mip_gap",
+                          "node_limit", "solver_seed", "cost_model", "shard_cost"))
 def ilp(problem: StageProblem, params: SchedulerConfig) -> Plan:
     k = _k(problem, params)
     plan_params = {"K": k, "time_limit_s": params.time_limit_s, "mip_gap": params.mip_gap,

@@ -8,7 +8,7 @@ from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers.registry import register
 
 
-@register("least_loaded")
+@register("least_loaded", reads=("max_models_per_worker", "cost_model", "shard_cost"))
 def least_loaded(problem: StageProblem, params: SchedulerConfig) -> Plan:
     load = [0.0] * problem.n_workers
     assignment: dict[int, list] = {}

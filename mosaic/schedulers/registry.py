@@ -6,6 +6,7 @@ A new policy is one file in this package that decorates its function with `@regi
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Callable
 
 from mosaic.config.schema import SchedulerConfig
@@ -16,8 +17,28 @@ from mosaic.workload.types import Request
 
 Scheduler = Callable[[StageProblem, SchedulerConfig], Plan]
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler", "scheduler.name", package="mosaic.schedulers")
-register = SCHEDULERS.register
 available = SCHEDULERS.available
+
+
+def register(name: str, reads: tuple[str, ...] | None = None):
+    """Register a policy under `name`. reads: the SchedulerConfig fields it uses beyond `name`; a
+    run that sets any other field away from its default records it as not applied (summary.json
+    settings_not_applied) and says so. None: the policy does not say, nothing is recorded."""
+    def deco(fn: Scheduler) -> Scheduler:
+        fn.reads = None if reads is None else frozenset(reads)
+        return SCHEDULERS.register(name)(fn)
+    return deco
+
+
+def not_applied(params: SchedulerConfig, plugin_fields: tuple[str, ...] = ("name", "plugin")) -> list[str]:
+    """The scheduler settings this run sets away from their defaults that its policy never reads."""
+    reads = getattr(get_scheduler(params.name, params.plugin), "reads", None)
+    if reads is None:
+        return []
+    default = SchedulerConfig(name=params.name)
+    return [f"scheduler.{f.name}" for f in fields(SchedulerConfig)
+            if f.name not in plugin_fields and f.name not in reads
+            and getattr(params, f.name) != getattr(default, f.name)]
 
 
 def get_scheduler(name: str, plugin: str | None = None) -> Scheduler:

@@ -15,7 +15,7 @@ def rr_sequence(problem: StageProblem, order: str) -> list:
     return sorted(problem.models, key=lambda d: d.first_seen)   # stable: ties keep pool order
 
 
-@register("round_robin")
+@register("round_robin", reads=("rr_order",))
 def round_robin(problem: StageProblem, params: SchedulerConfig) -> Plan:
     assignment: dict[int, list] = {}
     n = problem.n_workers
