@@ -136,11 +136,18 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
         prof = profiles.model(name)
         fits[name] = fitting_workers(prof, profiles.engine, cluster)
         if not fits[name]:
-            need = prof.weight_gib + profiles.engine.max_model_len * prof.kv_bytes_per_token / 2**30
+            eng = profiles.engine
+            if prof.kv_capacity is not None:
+                raise ConfigError(
+                    f"model {name}: its profile's measured KV cache holds {prof.kv_capacity} tokens, less than "
+                    f"one {eng.max_model_len}-token context (engine.max_model_len): re-profile it with more "
+                    "KV memory or lower engine.max_model_len")
+            kv_gib = eng.max_model_len * prof.kv_bytes_per_token / 2**30
+            need = (prof.weight_gib + kv_gib) / eng.gpu_memory_utilization
             raise ConfigError(
-                f"model {name} needs {need:.1f} GiB (weights {prof.weight_gib} GiB + a "
-                f"{profiles.engine.max_model_len}-token KV cache) at gpu_memory_utilization="
-                f"{profiles.engine.gpu_memory_utilization}, but no worker has that much: raise "
+                f"model {name} needs {need:.1f} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
+                f"{eng.max_model_len}-token KV cache of {kv_gib:.1f} GiB) / gpu_memory_utilization "
+                f"{eng.gpu_memory_utilization}), but no worker has that much: raise "
                 f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
         reqs = by_model[name]
         mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)

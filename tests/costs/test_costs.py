@@ -166,3 +166,14 @@ def test_an_affine_run_records_its_setting_and_answers_every_request():
     assert out.summary["settings"]["shard_cost"] == "affine"
     assert out.summary["n_failed_requests"] == 0
     assert out.summary["n_expert_requests"] == len(out.result.expert.trace.requests) > 0
+
+
+def test_memory_error_counts_the_utilisation_and_agrees_with_the_fit_rule():
+    from mosaic.cluster import Cluster
+    from mosaic.workload.types import Request
+
+    paper = load_profiles("paper_a100")
+    reqs = [Request("q/LlamaR1", "q", "LlamaR1", 100, "expert")]
+    with pytest.raises(ConfigError, match=r"model LlamaR1 needs 21\.1 GiB of GPU memory .* / gpu_memory_utilization 0\.9"):
+        build_problem("expert", reqs, Cluster.uniform(1, 21.0), paper)
+    assert build_problem("expert", reqs, Cluster.uniform(1, 21.2), paper).fits["LlamaR1"] == frozenset({0})
