@@ -239,3 +239,13 @@ def test_real_mmlu_pro_trace_workload():
     assert top[3] > 0 and top[1] + top[2] > 0          # experts agree sometimes, not always
     lens = [o.output_tokens for o in w.outcomes.values()]
     assert len(set(lens)) > 100
+
+
+@needs_shared
+def test_a_question_file_of_another_dataset_is_named_not_the_calibration_split():
+    from mosaic.run.app import run
+    from tests.helpers import config
+
+    with pytest.raises(ConfigError, match="no question of .*GPQA_test.json is answered by every expert") as e:
+        run(config("workload=trace_medmcqa", "workload.questions=GPQA_test.json"))
+    assert "calibration_size" not in str(e.value)

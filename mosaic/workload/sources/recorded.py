@@ -186,6 +186,10 @@ def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet
         left = [i for i in candidates if qs.keys[i] not in cal_keys]
         return ([cal.categories[i] for i in rows],
                 _correctness([cal.keys[i] for i in rows], [cal.gold[i] for i in rows], traces), left)
+    if not candidates:   # before blaming the split: nothing of this question file is in the traces
+        raise ConfigError(f"workload: no question of {spec.questions} is answered by every expert and the "
+                          "aggregator; check the trace files belong to this dataset (workload.questions, "
+                          "workload.experts.*.file)")
     if spec.calibration_size >= len(candidates):
         raise ConfigError(f"workload.calibration_size={spec.calibration_size} leaves no test questions "
                           f"(only {len(candidates)} answered by every model)")
