@@ -106,6 +106,17 @@ class Run:
         return replace(self, workload=workload)
 
 
+def check_device(cluster_device: str, profile_device: str, profiles_name: str) -> None:
+    """cluster.device names the GPUs the run is about; the profiles' costs were measured (or
+    derived) for one device, so the two must agree ("auto", a profile measured wherever the
+    profiler ran, agrees with any)."""
+    norm = [d.split(":", 1)[0].strip().lower() for d in (cluster_device, profile_device)]
+    if "auto" not in norm and norm[0] != norm[1]:
+        raise ConfigError(f"cluster.device={cluster_device} but the profiles '{profiles_name}' describe "
+                          f"{profile_device.split(':', 1)[0]}: set cluster.device to that, or use profiles "
+                          "measured on your GPUs (workload.profiles, experiments/profile_models.py)")
+
+
 def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     """Validate the config, then build in the order that fails cheapest first: a typo in a name
     or a missing engine (vLLM not installed) stops the run before any workload is generated."""
@@ -113,6 +124,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     get_scheduler(c.scheduler.name, c.scheduler.plugin)
     cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device)
     profiles = load_profiles(c.workload.profiles)
+    check_device(c.cluster.device, profiles.engine.device, c.workload.profiles)
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)

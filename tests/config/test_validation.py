@@ -95,3 +95,14 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "error: seed must be an integer >= 0" in lines[0]
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_cluster_device_must_be_what_the_profiles_describe():
+    from mosaic.run.builder import check_device
+
+    with pytest.raises(ConfigError, match="cluster.device=H100 but the profiles 'moa6_a100' describe A100-80GB"):
+        run(small("cluster.device=H100"))
+    check_device("A100-80GB", "A100-80GB", "x")
+    check_device("cpu", "auto: {'OMP_NUM_THREADS': '1'}", "tiny_cpu")   # measured wherever it ran
+    with pytest.raises(ConfigError, match="cluster.device=cpu"):
+        check_device("cpu", "A100-80GB", "paper_a100")
