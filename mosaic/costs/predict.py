@@ -116,6 +116,19 @@ def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster
                      if kv_capacity_tokens(model, engine, w.memory_gib) >= engine.max_model_len)
 
 
+def group_by_model(requests: Sequence[Request], model_order: Iterable[str] = ()
+                   ) -> tuple[dict[str, list[Request]], dict[str, int], list[str]]:
+    """A stage's requests per model (stream order), each model's first position in the stream,
+    and the canonical model order: `model_order` first, then the rest by name."""
+    by_model: dict[str, list[Request]] = defaultdict(list)
+    first_seen: dict[str, int] = {}
+    for i, r in enumerate(requests):
+        by_model[r.model].append(r)
+        first_seen.setdefault(r.model, i)
+    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    return by_model, first_seen, order
+
+
 def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                   profiles: ProfileSet, model_order: Iterable[str] = (),
                   calibration: Mapping[str, LengthStats] | None = None,
@@ -124,12 +137,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
     split (Workload.calibration); a model without them is costed from its profile alone."""
     check_choice("scheduler.shard_cost", shard_cost, SHARD_COSTS)
     calibration = calibration or {}
-    by_model: dict[str, list[Request]] = defaultdict(list)
-    first_seen: dict[str, int] = {}
-    for i, r in enumerate(requests):
-        by_model[r.model].append(r)
-        first_seen.setdefault(r.model, i)
-    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    by_model, first_seen, order = group_by_model(requests, model_order)
     memory = min(w.memory_gib for w in cluster.workers)
     demands, fits = [], {}
     for name in order:
@@ -172,9 +180,7 @@ def attach_curves(problem: StageProblem, requests: Sequence[Request], profiles: 
                   calibration: Mapping[str, LengthStats] | None, memory_gib: float,
                   sessions_of: Callable[[str], RunSession]) -> StageProblem:
     """The problem with every model's session curve attached (lengths at the calibration mean)."""
-    prompts: dict[str, list[int]] = {}
-    for r in requests:
-        prompts.setdefault(r.model, []).append(r.prompt_tokens)
+    by_model, _, _ = group_by_model(requests)
     models = []
     for d in problem.models:
         if not d.n:
@@ -182,7 +188,7 @@ def attach_curves(problem: StageProblem, requests: Sequence[Request], profiles: 
             continue
         prof = profiles.model(d.model)
         lengths = calibrated_lengths(prof, (calibration or {}).get(d.model))
-        curve = build_curve(sessions_of(d.model), lengths, prompts[d.model], problem.n_workers,
+        curve = build_curve(sessions_of(d.model), lengths, [r.prompt_tokens for r in by_model[d.model]], problem.n_workers,
                             profiles.engine.max_model_len)
         models.append(replace(d, curve=curve))
     return replace(problem, models=tuple(models))

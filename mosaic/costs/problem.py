@@ -39,6 +39,16 @@ class ModelDemand:
         """What each replica pays before its requests: the load, plus the fixed part of T_m."""
         return self.load_s + self.fixed_s
 
+    def replica_s(self, x: int) -> float:
+        """Predicted seconds of one replica serving x of the requests, its load included: the
+        session curve where one is attached, else overhead + tau_m x (the proportional or affine
+        split)."""
+        if x <= 0:
+            return 0.0
+        if self.curve is not None:
+            return self.load_s + self.curve(x)
+        return self.overhead_s + self.per_request_s * x
+
 
 @dataclass(frozen=True)
 class StageProblem:

@@ -6,11 +6,10 @@ and load overhead from the profile's engine section, and the KV cache of the com
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterable, Sequence
 
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import predict_session_s
+from mosaic.costs.predict import group_by_model, predict_session_s
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
@@ -25,12 +24,7 @@ def build_tp_problem(stage: str, requests: Sequence[Request], cluster: Cluster, 
     engine = profiles.engine
     if tp > 1:  # fail before scheduling if the profile has no scaling for this degree
         engine.tp().speedup(tp)
-    by_model: dict[str, list[Request]] = defaultdict(list)
-    first_seen: dict[str, int] = {}
-    for i, r in enumerate(requests):
-        by_model[r.model].append(r)
-        first_seen.setdefault(r.model, i)
-    order = [m for m in model_order if m in by_model] + sorted(set(by_model) - set(model_order))
+    by_model, first_seen, order = group_by_model(requests, model_order)
     memory = min(w.memory_gib for w in cluster.workers)
     demands, fits = [], {}
     for name in order:

@@ -30,12 +30,11 @@ def make_plan(problem: StageProblem, policy: str,
               solver: SolverInfo | None = None, params: dict[str, float] | None = None) -> Plan:
     """assignment: worker -> ordered [(model, request ids)]. Empty sessions are dropped: loading a
     model with nothing to run only costs time."""
-    tau = {d.model: d.per_request_s for d in problem.models}
-    load = {d.model: d.overhead_s for d in problem.models}
+    demand = {d.model: d for d in problem.models}
     workers = []
     for w in range(problem.n_workers):
         sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)
-        predicted = sum(load[s.model] + tau[s.model] * len(s.request_ids) for s in sessions)
+        predicted = sum(demand[s.model].replica_s(len(s.request_ids)) for s in sessions)
         workers.append(WorkerPlan(w, sessions, predicted))
     return Plan(problem.stage, policy, tuple(workers), solver, params or {})
 

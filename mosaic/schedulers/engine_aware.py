@@ -38,22 +38,13 @@ from mosaic.config.schema import SchedulerConfig
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.plan import Plan, SolverInfo
-from mosaic.schedulers.common import even_counts, split_counts
+from mosaic.schedulers.common import even_counts, make_plan, split_counts
 from mosaic.schedulers.registry import register, get_scheduler
 
 # How many of the best candidate placements (step 2) the local search starts from.
 STARTS = 3
 # A replica's share of its model's requests stays within this fraction of the even share.
 SHARE_SPREAD = 0.5
-
-
-def replica_cost(d: ModelDemand, x: int) -> float:
-    """Predicted seconds of one replica of d serving x requests (its load included)."""
-    if x <= 0:
-        return 0.0
-    if d.curve is not None:
-        return d.load_s + d.curve(x)
-    return d.overhead_s + d.per_request_s * x
 
 
 @dataclass
@@ -65,7 +56,6 @@ class State:
     replicas: list[dict[int, int]]
     loads: list[float]
     held: list[int]      # models per worker
-    caps: list[int] = None   # most replicas per model (memory fits, scheduler.replication_cap)
 
     @classmethod
     def of(cls, problem: StageProblem, k: int, replicas: list[dict[int, int]]) -> "State":
@@ -73,10 +63,9 @@ class State:
         held = [0] * problem.n_workers
         for d, row in zip(problem.models, replicas):
             for w, x in row.items():
-                loads[w] += replica_cost(d, x)
+                loads[w] += d.replica_s(x)
                 held[w] += 1
-        caps = [max(len(problem.fits[d.model]), len(r)) for d, r in zip(problem.models, replicas)]
-        return cls(problem, k, [dict(r) for r in replicas], loads, held, caps)
+        return cls(problem, k, [dict(r) for r in replicas], loads, held)
 
     @property
     def makespan(self) -> float:
@@ -98,7 +87,7 @@ def _caps(problem: StageProblem, params: SchedulerConfig) -> list[int]:
 
 
 def _even_time(d: ModelDemand, r: int) -> float:
-    return replica_cost(d, -(-d.n // r)) if d.n else 0.0
+    return d.replica_s(-(-d.n // r)) if d.n else 0.0
 
 
 def replica_path(problem: StageProblem, caps: list[int], k: int) -> list[list[int]]:
@@ -131,7 +120,7 @@ def place(problem: StageProblem, r: list[int], k: int) -> State | None:
         if not d.n:
             continue
         for j, x in enumerate(even_counts(d.n, list(range(r[i]))).values()):
-            shards.append((replica_cost(d, x), i, j, x))
+            shards.append((d.replica_s(x), i, j, x))
     shards.sort(key=lambda s: (-s[0], s[1], s[2]))
     loads = [0.0] * problem.n_workers
     held: list[set[int]] = [set() for _ in range(problem.n_workers)]
@@ -147,8 +136,9 @@ def place(problem: StageProblem, r: list[int], k: int) -> State | None:
     return State.of(problem, k, replicas)
 
 
-def _improve(s: State, limit: int) -> int:
-    """Local search in place; returns the moves made."""
+def _improve(s: State, limit: int, caps: list[int]) -> int:
+    """Local search in place; returns the moves made. caps: most replicas a split may grow each
+    model to (a start that already has more keeps them, but does not split further)."""
     p = s.problem
     ds = p.models
     n = p.n_workers
@@ -162,7 +152,7 @@ def _improve(s: State, limit: int) -> int:
             if top not in row:
                 continue
             x = row[top]
-            c = replica_cost(d, x)
+            c = d.replica_s(x)
             fits = p.fits[d.model]
             for w in range(n):
                 if w == top or w not in fits:
@@ -173,8 +163,8 @@ def _improve(s: State, limit: int) -> int:
                     y = row[w]
 
                     def ab(m, d=d, x=x, y=y, c=c, w=w):
-                        return (s.loads[top] - c + replica_cost(d, x - m),
-                                s.loads[w] - replica_cost(d, y) + replica_cost(d, y + m))
+                        return (s.loads[top] - c + d.replica_s(x - m),
+                                s.loads[w] - d.replica_s(y) + d.replica_s(y + m))
 
                     # Shares stay within SHARE_SPREAD of the even share: far from it the curve's
                     # errors (a calibration mean off by 10-20%) decide the plan.
@@ -202,19 +192,19 @@ def _improve(s: State, limit: int) -> int:
                     if new < peak and (best is None or max(new, peak - c) < best[0]):
                         best = (max(new, peak - c), "move", (i, w))
                     # Split: m of the top's requests of this model to a new replica on w.
-                    if x >= 2 and len(row) < s.caps[i]:
+                    if x >= 2 and len(row) < caps[i]:
                         lo, hi = 1, x - 1
                         while lo < hi:
                             mid = (lo + hi + 1) // 2
-                            a = s.loads[top] - c + replica_cost(d, x - mid)
-                            b = s.loads[w] + replica_cost(d, mid)
+                            a = s.loads[top] - c + d.replica_s(x - mid)
+                            b = s.loads[w] + d.replica_s(mid)
                             if b < a:
                                 lo = mid
                             else:
                                 hi = mid - 1
                         for m in (lo, lo + 1):
                             if 1 <= m <= x - 1:
-                                worse = max(s.loads[top] - c + replica_cost(d, x - m), s.loads[w] + replica_cost(d, m))
+                                worse = max(s.loads[top] - c + d.replica_s(x - m), s.loads[w] + d.replica_s(m))
                                 if worse < peak and (best is None or worse < best[0]):
                                     best = (worse, "split", (i, w, m))
                 # Swap with a replica on w of a model the top does not hold.
@@ -222,7 +212,7 @@ def _improve(s: State, limit: int) -> int:
                     row2 = s.replicas[i2]
                     if w not in row2 or top in row2 or i2 == i or top not in p.fits[d2.model]:
                         continue
-                    c2 = replica_cost(d2, row2[w])
+                    c2 = d2.replica_s(row2[w])
                     a, b = peak - c + c2, s.loads[w] - c2 + c
                     if max(a, b) < peak and (best is None or max(a, b) < best[0]):
                         best = (max(a, b), "swap", (i, w, i2))
@@ -233,7 +223,7 @@ def _improve(s: State, limit: int) -> int:
             i, w = args
             x = s.replicas[i].pop(top)
             s.replicas[i][w] = x
-            c = replica_cost(ds[i], x)
+            c = ds[i].replica_s(x)
             s.loads[top] -= c
             s.loads[w] += c
             s.held[top] -= 1
@@ -242,22 +232,22 @@ def _improve(s: State, limit: int) -> int:
             i, w, i2 = args
             x, x2 = s.replicas[i].pop(top), s.replicas[i2].pop(w)
             s.replicas[i][w], s.replicas[i2][top] = x, x2
-            c, c2 = replica_cost(ds[i], x), replica_cost(ds[i2], x2)
+            c, c2 = ds[i].replica_s(x), ds[i2].replica_s(x2)
             s.loads[top] += c2 - c
             s.loads[w] += c - c2
         elif kind == "split":
             i, w, m = args
             d, row = ds[i], s.replicas[i]
-            s.loads[top] += replica_cost(d, row[top] - m) - replica_cost(d, row[top])
-            s.loads[w] += replica_cost(d, m)
+            s.loads[top] += d.replica_s(row[top] - m) - d.replica_s(row[top])
+            s.loads[w] += d.replica_s(m)
             row[top] -= m
             row[w] = m
             s.held[w] += 1
         else:
             i, w, m = args
             d, row = ds[i], s.replicas[i]
-            s.loads[top] += replica_cost(d, row[top] - m) - replica_cost(d, row[top])
-            s.loads[w] += replica_cost(d, row[w] + m) - replica_cost(d, row[w])
+            s.loads[top] += d.replica_s(row[top] - m) - d.replica_s(row[top])
+            s.loads[w] += d.replica_s(row[w] + m) - d.replica_s(row[w])
             row[top] -= m
             row[w] += m
         moves += 1
@@ -327,10 +317,10 @@ def lower_bound(problem: StageProblem, k: int) -> float:
     active = [d for d in problem.models if d.n]
     if not active:
         return 0.0
-    spread = sum(replica_cost(d, d.n) for d in active) / problem.n_workers
-    single = max(replica_cost(d, 1) for d in active)
+    spread = sum(d.replica_s(d.n) for d in active) / problem.n_workers
+    single = max(d.replica_s(1) for d in active)
     per_worker = math.ceil(len(active) / problem.n_workers)
-    smallest = sorted(replica_cost(d, 1) for d in active)[:per_worker]
+    smallest = sorted(d.replica_s(1) for d in active)[:per_worker]
     return max(spread, single, sum(smallest))
 
 
@@ -353,8 +343,7 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     budget = params.search_limit
     best, best_from = None, ""
     for name, s in starts:
-        s.caps = [max(c, len(r)) for c, r in zip(caps, s.replicas)]
-        budget -= _improve(s, max(0, budget // max(1, len(starts))))
+        budget -= _improve(s, max(0, budget // max(1, len(starts))), caps)
         if best is None or s.key() < best.key():
             best, best_from = s, name
     assignment: dict[int, list] = {}
@@ -365,20 +354,7 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     bound = min(objective, lower_bound(problem, k))
     info = SolverInfo("heuristic", time.perf_counter() - t0, objective, bound,
                       (objective - bound) / objective if objective > 0 else 0.0, best_from)
-    return curve_plan(problem, "engine_aware", assignment, info, {"K": k})
-
-
-def curve_plan(problem: StageProblem, policy: str, assignment: dict[int, list], solver: SolverInfo | None,
-               params: dict[str, float]) -> Plan:
-    from mosaic.plan import Session, WorkerPlan
-
-    demand = {d.model: d for d in problem.models}
-    workers = []
-    for w in range(problem.n_workers):
-        sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)
-        predicted = sum(replica_cost(demand[s.model], len(s.request_ids)) for s in sessions)
-        workers.append(WorkerPlan(w, sessions, predicted))
-    return Plan(problem.stage, policy, tuple(workers), solver, params)
+    return make_plan(problem, "engine_aware", assignment, info, {"K": k})
 
 
 engine_aware.needs_session_curves = True

@@ -1,7 +1,6 @@
 """Collector, figures and notebook on a tiny real sweep, plus the report's rules on hand-made runs."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

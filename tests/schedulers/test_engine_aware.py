@@ -10,7 +10,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.costs.session_curve import SessionCurve
 from mosaic.schedulers import schedule
-from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound, replica_cost
+from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound
 from mosaic.workload.types import Request
 from tests.helpers import needs_shared
 
@@ -113,15 +113,15 @@ def test_plans_are_valid_canonical_and_never_worse_than_a_baseline(case):
     # Its prediction is its own cost model applied to what it returns.
     cost = {d.model: d for d in p.models}
     for w in plan.workers:
-        assert w.predicted_s == pytest.approx(sum(replica_cost(cost[s.model], len(s.request_ids))
+        assert w.predicted_s == pytest.approx(sum(cost[s.model].replica_s(len(s.request_ids))
                                                   for s in w.sessions))
     assert _from_plan(p, plan, kk) is not None
 
 
-def test_replica_cost_without_a_curve_is_the_affine_split():
+def test_replica_s_without_a_curve_is_the_affine_split():
     d = ModelDemand("A", tuple(f"q{i}" for i in range(10)), 5.0, 100.0, 0, fixed_s=20.0)
-    assert replica_cost(d, 0) == 0 and replica_cost(d, 5) == pytest.approx(5 + 20 + 8 * 5)
-    assert math.isclose(replica_cost(d, 10), 105.0)   # the whole T_m, plus one load
+    assert d.replica_s(0) == 0 and d.replica_s(5) == pytest.approx(5 + 20 + 8 * 5)
+    assert math.isclose(d.replica_s(10), 105.0)   # the whole T_m, plus one load
 
 
 def test_length_hints_spread_the_longest_requests_over_the_replicas():
