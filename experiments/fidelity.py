@@ -1,24 +1,32 @@
-"""Simulator fidelity: the same workload and plan on backend=sim (measured profiles) and on vLLM.
+"""Simulator fidelity suite: each case's plan on backend=sim and on real vLLM engines (3 repeats).
 
-    python experiments/fidelity.py                       # workload=smoke, models=tiny, 2 CPU workers
-    python experiments/fidelity.py scheduler=round_robin # any config override
+    python experiments/fidelity.py                        # every case of conf/fidelity.yaml
+    python experiments/fidelity.py --case long_decode --repeats 1
 
-Prints per-stage makespan error and per-request latency error, writes results/fidelity.md.
-Method: mosaic/analysis/fidelity.py.
+Writes results/fidelity.md and fidelity.json. Method: mosaic/analysis/fidelity.py.
 """
 import argparse
+import sys
 from pathlib import Path
 
-from mosaic.analysis.fidelity import write
+from mosaic.analysis.fidelity import SUITE, write
+from mosaic.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. scheduler=round_robin")
+    ap.add_argument("--case", action="append", default=[], help="run only this case (repeatable)")
+    ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
+    ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default conf/fidelity.yaml)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder for fidelity.md/.json")
     args = ap.parse_args()
-    print(write(ROOT / "results", args.overrides), end="")
+    try:
+        print(write(args.out, args.suite, args.case, args.repeats), end="")
+    except ConfigError as e:   # a bad suite file, case name or setting: one line, before any engine
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,21 @@ from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, 
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
+from sim.engine_v1 import V1Engine
 
 
-def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float, tp: int = 1) -> BatchEngine:
+def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float,
+                   tp: int = 1) -> BatchEngine | V1Engine:
     """A fresh engine for one session of `model` over `tp` GPUs of `memory_gib` each (vLLM gives
-    every rank the same share, so the smallest GPU's memory is the one to pass)."""
+    every rank the same share, so the smallest GPU's memory is the one to pass), scheduling steps
+    as the profiled engine does (engine.scheduling)."""
     kv = kv_capacity_tokens(model, engine, memory_gib, tp)
-    return BatchEngine(CostModel(model, engine, tp), kv, engine.max_num_seqs, engine.max_num_batched_tokens)
+    cost = CostModel(model, engine, tp)
+    if engine.scheduling == "v1":
+        # vLLM sizes the cache in whole blocks and keeps one as its null block.
+        return V1Engine(cost, max(0, kv // engine.block_size - 1), engine.block_size, engine.max_num_seqs,
+                        engine.max_num_batched_tokens, prefix_caching=engine.prefix_caching)
+    return BatchEngine(cost, kv, engine.max_num_seqs, engine.max_num_batched_tokens)
 
 
 def run_session(model: ModelProfile, engine: EngineProfile, memory_gib: float,

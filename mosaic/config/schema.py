@@ -204,6 +204,30 @@ class AggregationConfig:
             raise ConfigError(f"aggregation.placement: '{self.placement}' is not one of {', '.join(PLACEMENTS)}")
 
 
+SCHEDULING_MODES = ("v0", "v1")
+
+
+@dataclass
+class EngineConfig:
+    """How the simulated engine schedules steps. null = as the profiles record for the engine they
+    were measured on (engine.scheduling in the profile file); v0 or v1 overrides it."""
+
+    scheduling: Optional[str] = None
+    # Every engine's KV cache is exactly this many blocks (of the profile's engine.block_size), on
+    # both backends (vLLM: num_gpu_blocks_override): to study memory pressure and preemption on small
+    # machines. null = what the memory gives (the profile's measured capacity, or weights vs memory).
+    num_gpu_blocks: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.scheduling is not None and self.scheduling not in SCHEDULING_MODES:
+            raise ConfigError(f"engine.scheduling: '{self.scheduling}' is not one of v0, v1 (or null = the "
+                              "profile's); v1 = vLLM V1 (chunked prefill, one token budget per step), v0 = "
+                              "prefill-first steps")
+        if self.num_gpu_blocks is not None and (not _integer(self.num_gpu_blocks) or self.num_gpu_blocks < 2):
+            raise ConfigError(f"engine.num_gpu_blocks must be an integer >= 2 or null (got {self.num_gpu_blocks!r}); "
+                              "it is the KV cache size in blocks, one of them vLLM's null block")
+
+
 @dataclass
 class ModelsConfig:
     name: str = "paper"
@@ -220,6 +244,7 @@ class MosaicConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -19,7 +19,10 @@ def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: f
 
     With tp GPUs each rank keeps 1/tp of the weights and 1/tp of every token's KV (heads are split),
     so the engine holds (tp * memory * utilisation - one copy of the weights) / KV bytes per token.
-    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed."""
+    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed.
+    engine.num_gpu_blocks (a configured override) sets it outright, as vLLM's does."""
+    if engine.num_gpu_blocks is not None:
+        return engine.num_gpu_blocks * engine.block_size
     if model.kv_capacity is not None:
         return tp * model.kv_capacity + (tp - 1) * int(model.weight_gib * GIB // model.kv_bytes_per_token)
     free = tp * memory_gib * engine.gpu_memory_utilization - model.weight_gib
@@ -77,6 +80,14 @@ class CostModel:
     def prefill_s(self, lengths_sum: int, lengths_sq_sum: float, n_seqs: int) -> float:
         ms = (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(lengths_sum)
               + self.prefill_ms_per_len2 * lengths_sq_sum)
+        return ms / 1e3
+
+    def step_s(self, tokens: int, n_seqs: int, decode_ctx: int, prefill_attn: float) -> float:
+        """One mixed step (vLLM V1): `tokens` scheduled over n_seqs sequences, decoding ones
+        attending to decode_ctx cached tokens in all, prefill chunks adding prefill_attn =
+        sum((done + chunk)^2 - done^2) of attention work (a whole prompt: L^2, as in prefill_s)."""
+        ms = (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(tokens)
+              + self.decode_ms_per_ctx_token * decode_ctx + self.prefill_ms_per_len2 * prefill_attn)
         return ms / 1e3
 
     def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:

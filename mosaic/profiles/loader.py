@@ -85,7 +85,8 @@ def _engine(e: EngineSpec) -> EngineProfile:
         linear_reference_params_b=e.linear_reference_params_b, hbm_bandwidth_gbs=e.hbm_bandwidth_gbs,
         bandwidth_efficiency=e.bandwidth_efficiency, peak_tflops=e.peak_tflops, flops_efficiency=e.flops_efficiency,
         sources=tuple(e.sources or ()), worker_startup_s=e.worker_startup_s,
-        tensor_parallel=None if e.tensor_parallel is None else _tensor_parallel(e.tensor_parallel))
+        tensor_parallel=None if e.tensor_parallel is None else _tensor_parallel(e.tensor_parallel),
+        scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching)
 
 
 def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:

@@ -15,12 +15,13 @@ and a generous upper bound everywhere so that an absurd value (a load time of 1e
 rather than simulated. The bounds are the constants below.
 
 Rules that involve several fields:
-* engine.max_num_batched_tokens >= engine.max_model_len, and >= engine.max_num_seqs. vLLM's
-  SchedulerConfig._verify_args refuses both (vllm/config.py, V0; vllm/config/scheduler.py later):
+* engine.max_num_batched_tokens >= engine.max_num_seqs, and with engine.scheduling=v0 also >=
+  engine.max_model_len. vLLM's SchedulerConfig._verify_args refuses both (vllm/config.py, V0):
   without chunked prefill a prompt is prefilled in one step, so a token budget below the context
   window "limits the maximum sequence length ... and makes vLLM reject longer sequences", and every
-  running sequence needs at least one token of the budget per step. The simulator (sim/engine.py)
-  models V0 without chunked prefill, so both rules apply to it as written.
+  running sequence needs at least one token of the budget per step. V1 (sim/engine_v1.py) chunks
+  prefills, so only the second rule applies to it.
+* engine.scheduling is v0 or v1; engine.block_size (V1's KV block, tokens) in [1, 4096].
 * engine.gpu_memory_utilization in (0, 1]: vLLM's CacheConfig refuses a value above 1.
 * engine.max_num_seqs >= 1 (vLLM schedules nothing otherwise).
 * engine.linear_ms_by_tokens: at least two [tokens, ms] points, token counts strictly increasing
@@ -43,9 +44,9 @@ Rules that involve several fields:
 """
 import math
 import re
-from typing import Annotated, Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, StrictBool, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mosaic.core.errors import ConfigError
 from mosaic.profiles.cost_model import GIB, kv_capacity_tokens
@@ -58,6 +59,7 @@ from mosaic.profiles.session_cost import FORMS, features
 MAX_CONTEXT_TOKENS = 2**21        # a context window or output length: 2M tokens, 64x the 32k used here
 MAX_KV_TOKENS = 2**31 - 1         # KV-cache and batch token counts (a signed 32-bit count)
 MAX_SEQS = 2**20                  # running sequences of one engine
+MAX_BLOCK_SIZE = 4096             # a KV block, tokens (vLLM uses 16-256)
 MAX_SECONDS = 86_400.0            # a start-up, load or unload time: one day
 MAX_MS = 3_600_000.0              # a per-step cost in milliseconds: one hour
 MAX_GIB = 2.0**20                 # memory or weights of one GPU / model: 1 PiB
@@ -329,6 +331,9 @@ class EngineSpec(Section):
     sources: Texts = None
     worker_startup_s: Number(ge=0, le=MAX_SECONDS) = 0.0
     tensor_parallel: TensorParallelSpec | None = None
+    scheduling: Literal["v0", "v1"] = "v0"
+    block_size: Number(ge=1, le=MAX_BLOCK_SIZE, integer=True) = 16
+    prefix_caching: StrictBool = True
 
     @field_validator("linear_ms_by_tokens", mode="before")
     @classmethod
@@ -354,7 +359,7 @@ class EngineSpec(Section):
     @model_validator(mode="after")
     def _vllm_limits(self) -> "EngineSpec":
         # vLLM SchedulerConfig._verify_args (see the module docstring).
-        if self.max_num_batched_tokens < self.max_model_len:
+        if self.scheduling == "v0" and self.max_num_batched_tokens < self.max_model_len:
             raise FieldError(("max_num_batched_tokens",), f"must be >= max_model_len ({self.max_model_len}) "
                              f"(got {self.max_num_batched_tokens}): without chunked prefill (vLLM V0, as simulated) "
                              "a prompt is prefilled in one step, and vLLM refuses a smaller budget")

@@ -49,6 +49,9 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
     s["aggregator_tp_scaling"] = None if tp <= 1 else {
         "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
+    # Nested (not a runs-table column): how the simulated engine scheduled steps (profile or config).
+    e = r.profiles.engine
+    s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching}
     # Nested (not a runs-table column): requests cut to fit with workload.oversize=truncate.
     s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated)}
     s["data_report"] = serde.to_dict(workload.data_report)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mosaic.backends import Backend, make_backend
 from mosaic.cluster import Cluster
 from mosaic.config import schema
-from mosaic.config.schema import MosaicConfig, register_configs
+from mosaic.config.schema import EngineConfig, MosaicConfig, register_configs
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
@@ -117,6 +117,13 @@ def check_device(cluster_device: str, profile_device: str, profiles_name: str) -
                           "measured on your GPUs (workload.profiles, experiments/profile_models.py)")
 
 
+def engine_settings(profiles: ProfileSet, e: EngineConfig) -> ProfileSet:
+    """The profiles with the config's engine settings applied (both backends read them there)."""
+    changes = {k: v for k, v in (("scheduling", e.scheduling), ("num_gpu_blocks", e.num_gpu_blocks))
+               if v is not None and v != getattr(profiles.engine, k)}
+    return replace(profiles, engine=replace(profiles.engine, **changes)) if changes else profiles
+
+
 def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     """Validate the config, then build in the order that fails cheapest first: a typo in a name
     or a missing engine (vLLM not installed) stops the run before any workload is generated."""
@@ -124,6 +131,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     get_scheduler(c.scheduler.name, c.scheduler.plugin)
     cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device)
     profiles = load_profiles(c.workload.profiles)
+    profiles = engine_settings(profiles, c.engine)
     check_device(c.cluster.device, profiles.engine.device, c.workload.profiles)
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)

@@ -1,0 +1,249 @@
+"""Continuous-batching engine for one session, vLLM V1 scheduling semantics (vllm 0.32's
+v1/core/sched/scheduler.py with FCFS policy, no speculative decoding, no connector).
+
+Every step has one token budget (max_num_batched_tokens) shared by prefill and decode:
+- Running requests are served first, in admission order: a decoding request takes 1 token, a
+  request still prefilling takes min(rest of its prompt, budget) (chunked prefill). A request whose
+  new tokens need a KV block that is not free preempts the most recently admitted running request
+  (its blocks freed, its progress reset) until the block fits, or preempts itself and ends the loop.
+- Only if nothing was preempted this step, waiting requests are admitted in queue order while
+  budget, sequence slots and KV allow: the whole prompt (plus tokens generated before a preemption)
+  must fit in free blocks (scheduler_reserve_full_isl), and the first chunk is min(rest, budget).
+- A request samples a token in the step that completes its prompt, and one per decode step after.
+- A preempted request goes to the front of the queue and recomputes its prompt and generated tokens.
+  With prefix caching its full blocks stay cached in the free queue after release (tail block
+  first, oldest freed blocks reused first), so when it resumes it recomputes only the blocks that
+  were reused meanwhile.
+KV is counted in blocks of block_size tokens: a request holds ceil(tokens with KV / block_size).
+
+Between events the batch is constant (all decoding, nothing admissible, no block shortage), so a
+run of decode steps has a closed-form duration and is taken in one jump, as in sim/engine.py.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Generator
+
+from mosaic.profiles import CostModel
+from sim.engine import EngineResult
+
+
+def _blocks(tokens: int, block_size: int) -> int:
+    return -(-tokens // block_size)
+
+
+@dataclass(eq=False)   # identity: requests are compared by who they are
+class V1Seq:
+    rid: str
+    prompt: int
+    target: int             # output tokens to generate
+    generated: int = 0
+    computed: int = 0       # tokens whose KV is computed
+    blocks: int = 0         # KV blocks held
+    start: float | None = None
+    first_token: float | None = None
+    finish: float | None = None
+    cached: list | None = None   # while preempted: its free-queue segment of still-cached blocks
+    preemptions: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prompt + self.generated
+
+
+@dataclass
+class StepRecord:
+    """One engine step: (request id, tokens scheduled) in schedule order, and who was preempted."""
+    scheduled: tuple[tuple[str, int], ...]
+    preempted: tuple[str, ...]
+    duration: float
+    repeat: int = 1          # a jump over `repeat` identical-shape decode steps
+
+
+@dataclass
+class V1Engine:
+    cost: CostModel
+    kv_blocks: int            # usable KV blocks (the engine's block count minus its null block)
+    block_size: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    prefix_caching: bool = True
+    record_steps: bool = False   # keep a StepRecord per step (tests, fidelity diagnostics)
+    result: EngineResult = field(init=False)
+    steps_log: list[StepRecord] = field(init=False, default_factory=list)
+
+    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float]
+            ) -> Generator[float, None, EngineResult]:
+        """Yields step durations (seconds); the caller advances the clock. requests: (id, prompt,
+        output tokens) in submission order, all submitted at once."""
+        B = self.block_size
+        seqs = [V1Seq(rid, p, t) for rid, p, t in requests]
+        self.result = res = EngineResult(seqs)  # type: ignore[arg-type]
+        waiting: deque[V1Seq] = deque(seqs)
+        running: list[V1Seq] = []
+        # Free blocks in reuse order: [owner, n] segments; owner is a preempted request whose
+        # cached prefix these blocks still hold (its highest block first), else None.
+        free_q: deque[list] = deque([[None, self.kv_blocks]])
+        free = self.kv_blocks
+
+        def take(n: int) -> None:
+            nonlocal free
+            free -= n
+            while n:
+                seg = free_q[0]
+                k = min(n, seg[1])
+                seg[1] -= k
+                n -= k
+                if seg[1] == 0:
+                    free_q.popleft()
+
+        def release(s: V1Seq, keep_cached: bool) -> None:
+            nonlocal free
+            cached = min(s.computed // B, s.blocks) if keep_cached and self.prefix_caching else 0
+            if s.blocks - cached:
+                free_q.append([None, s.blocks - cached])
+            if cached:
+                seg = [s, cached]
+                free_q.append(seg)
+                s.cached = seg
+            free += s.blocks
+            s.blocks = 0
+
+        def preempt(v: V1Seq) -> None:
+            release(v, keep_cached=True)
+            v.computed = 0
+            v.preemptions += 1
+            res.preemptions += 1
+            waiting.appendleft(v)
+
+        def reuse_cached(s: V1Seq) -> None:
+            """A resuming request takes back its cached prefix (the blocks not reused meanwhile),
+            capped so at least one token is computed, as vLLM's prefix-cache lookup is."""
+            nonlocal free
+            seg, s.cached = s.cached, None
+            if seg is None or seg[0] is not s or seg[1] == 0:
+                return
+            hits = min(seg[1], (s.num_tokens - 1) // B)
+            seg[0], seg[1] = None, seg[1] - hits   # blocks beyond the hit stay free, unowned
+            free -= hits
+            s.blocks = hits
+            s.computed = hits * B
+
+        while waiting or running:
+            # -------- a run of identical decode steps, when nothing can change before an event
+            n = len(running)
+            if (running and all(s.computed == s.num_tokens - 1 for s in running)
+                    and n <= self.max_num_batched_tokens
+                    and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
+                         or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):
+                steps = min(s.target - s.generated for s in running)
+                steps = min(steps, self._max_steps(running, free, steps))
+                if steps >= 2:
+                    need = self._run_blocks(running, steps)
+                    ctx = sum(s.num_tokens for s in running)
+                    dur = self.cost.decode_run_s(n, ctx, steps)
+                    if self.record_steps:
+                        self.steps_log.append(StepRecord(tuple((s.rid, 1) for s in running), (), dur, steps))
+                    res.steps += steps
+                    yield dur
+                    t1 = now()
+                    take(need)
+                    for s in running:
+                        s.blocks = _blocks(s.num_tokens + steps - 1, B)
+                        s.computed += steps
+                        s.generated += steps
+                    free += self._retire(running, free_q, t1)
+                    continue
+            # -------- one step
+            budget = self.max_num_batched_tokens
+            scheduled: list[tuple[V1Seq, int]] = []
+            preempted: list[V1Seq] = []
+            i = 0
+            while i < len(running) and budget > 0:
+                s = running[i]
+                new = min(s.num_tokens - s.computed, budget)
+                need = _blocks(s.computed + new, B) - s.blocks
+                while need > free:
+                    victim = running.pop()
+                    preempt(victim)
+                    preempted.append(victim)
+                    if victim is s:
+                        break
+                if s in preempted:
+                    break
+                take(need)
+                s.blocks += need
+                scheduled.append((s, new))
+                budget -= new
+                i += 1
+            if not preempted:
+                while budget > 0 and waiting and len(running) < self.max_num_seqs:
+                    s = waiting[0]
+                    if _blocks(s.num_tokens, B) > free:   # the whole sequence must fit to be admitted
+                        break
+                    waiting.popleft()
+                    reuse_cached(s)
+                    new = min(s.num_tokens - s.computed, budget)
+                    need = _blocks(s.computed + new, B) - s.blocks
+                    take(need)
+                    s.blocks += need
+                    running.append(s)
+                    scheduled.append((s, new))
+                    budget -= new
+            if not scheduled:
+                raise RuntimeError("engine stalled: a sequence cannot fit the KV cache")  # pragma: no cover
+            tokens = sum(k for _, k in scheduled)
+            decode_ctx = sum(s.computed + 1 for s, k in scheduled if s.computed == s.num_tokens - 1)
+            attn = float(sum((s.computed + k) ** 2 - s.computed ** 2
+                             for s, k in scheduled if s.computed != s.num_tokens - 1))
+            t0 = now()
+            dur = self.cost.step_s(tokens, len(scheduled), decode_ctx, attn)
+            if self.record_steps:
+                self.steps_log.append(StepRecord(tuple((s.rid, k) for s, k in scheduled),
+                                                 tuple(v.rid for v in preempted), dur))
+            res.steps += 1
+            yield dur
+            t1 = now()
+            for s, k in scheduled:
+                if s.start is None:
+                    s.start = t0
+                s.computed += k
+                if s.computed >= s.num_tokens:   # prompt complete (or a decode step): a token
+                    s.generated += 1
+                    if s.first_token is None:
+                        s.first_token = t1
+            free += self._retire(running, free_q, t1)
+        return res
+
+    def _retire(self, running: list[V1Seq], free_q: deque, t: float) -> int:
+        """Finished requests leave and their blocks return to the free queue (unowned: prompts are
+        unique, so nothing will hit them again). Returns the blocks freed."""
+        freed = 0
+        done = [s for s in running if s.generated >= s.target]
+        for s in done:
+            s.finish = t
+            if s.blocks:
+                free_q.append([None, s.blocks])
+            freed += s.blocks
+            s.blocks = 0
+        if done:
+            running[:] = [s for s in running if s.finish is None]
+        return freed
+
+    def _run_blocks(self, running: list[V1Seq], steps: int) -> int:
+        """New blocks a run of `steps` decode steps takes: the last step writes KV at num_tokens +
+        steps - 1 tokens."""
+        B = self.block_size
+        return sum(max(0, _blocks(s.num_tokens + steps - 1, B) - s.blocks) for s in running)
+
+    def _max_steps(self, running: list[V1Seq], free: int, limit: int) -> int:
+        """The longest run (<= limit) whose new blocks fit in `free` (blocks needed grow with steps)."""
+        lo, hi = 0, limit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._run_blocks(running, mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo

@@ -1,0 +1,86 @@
+"""The fidelity suite's maths and case handling (no engine started: the real side is a stand-in)."""
+from pathlib import Path
+
+import pytest
+
+from mosaic.analysis import fidelity
+from mosaic.core.errors import ConfigError
+from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
+
+
+def _trace(finish, makespan, first=10.5, preemptions=0):
+    reqs = tuple(RequestRecord(f"r{i}", "q", "A", "expert", 0, 0, 10.0, first, f, 5, 7, None)
+                 for i, f in enumerate(finish))
+    return Trace("expert", "x", makespan, reqs,
+                 (SessionRecord(0, 0, "A", 2.0, 10.0, 10.0, makespan, len(finish), preemptions),),
+                 (WorkerStats(0, makespan, 0.0),))
+
+
+def test_stage_metrics_measure_serving_latency_and_throughput():
+    m = fidelity.stage_metrics(_trace([12.0, 14.0], 14.0, preemptions=3))
+    assert m["serving_s"] == 4.0 and m["mean_load_s"] == 8.0 and m["makespan_s"] == 14.0
+    assert m["e2e_p50_s"] == pytest.approx(3.0) and m["e2e_p99_s"] == pytest.approx(3.98)
+    assert m["ttft_p50_s"] == pytest.approx(0.5)
+    assert m["throughput_tok_s"] == pytest.approx(14 / 14.0)
+    assert m["preemptions"] == 3 and m["failed"] == 0
+
+
+def test_compare_reports_real_median_spread_and_sim_error():
+    sim = fidelity.stage_metrics(_trace([12.0, 14.0], 14.0))
+    reals = [fidelity.stage_metrics(_trace([12.0, f], f)) for f in (15.0, 16.0, 14.5)]
+    c = fidelity.compare(sim, reals)
+    assert c["real_median"]["makespan_s"] == 15.0
+    assert c["real_spread"]["makespan_s"] == pytest.approx((16.0 - 14.5) / 2 / 15.0)
+    assert c["error"]["makespan_s"] == pytest.approx(-1 / 15)
+    assert c["error"]["serving_s"] == pytest.approx((4.0 - 5.0) / 5.0)
+
+
+def test_traces_of_different_plans_are_refused():
+    with pytest.raises(ValueError, match="same plan"):
+        fidelity.same_requests(_trace([1.0], 1.0), _trace([1.0, 2.0], 2.0))
+
+
+def test_the_committed_suite_loads_and_its_serving_cases_plan_every_request():
+    suite = fidelity.load_suite()
+    assert suite.repeats >= 3 and "smoke" in suite.cases
+    case = suite.cases["skewed_plan"]
+    run, jobs = fidelity.prepare_case("skewed_plan", case, suite.base[:0] + ["workload=smoke", "models=tiny",
+                                                                              "cluster=cpu2"])
+    (job, simulated), = jobs
+    assert len(job.requests) == sum(s.requests for s in case.sessions) == len(simulated.requests)
+    sessions = {(w.worker, s.model): len(s.request_ids) for w in job.plan.workers for s in w.sessions}
+    assert sessions == {(s.worker, s.model): s.requests for s in case.sessions}
+    lo, hi = case.sessions[0].output
+    assert all(lo <= o.output_tokens <= hi for rid, o in job.replay.items() if job.requests[rid].model == "LlamaR1")
+    # Same seed, same lengths.
+    _, again = fidelity.prepare_case("skewed_plan", case, ["workload=smoke", "models=tiny", "cluster=cpu2"])
+    assert again[0][0].replay == job.replay and again[0][1].makespan_s == simulated.makespan_s
+
+
+@pytest.mark.parametrize("text, match", [
+    ("cases: {a: {stages: [expert], sessions: []}}", "exactly one of"),
+    ("cases: {a: {stages: [aggregator]}}", r"cases\.a\.stages"),
+    ("cases: {a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 1], output: [1, 2]}]}}",
+     r"cases\.a\.sessions\.0\.prompt"),
+    ("cases: {a: {sesions: []}}", r"cases\.a\.sesions"),
+    ("repeats: 0\ncases: {}", "repeats"),
+    ("cases: [", "not valid YAML"),
+])
+def test_bad_suite_files_say_which_field(tmp_path: Path, text, match):
+    p = tmp_path / "suite.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        fidelity.load_suite(p)
+
+
+def test_a_case_that_cannot_run_is_refused_before_any_engine(tmp_path: Path):
+    p = tmp_path / "suite.yaml"
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\ncases:\n"
+                 "  ok: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n"
+                 "  bad: {sessions: [{worker: 5, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
+    ran = []
+    with pytest.raises(ConfigError, match=r"fidelity case bad: sessions\[0\]\.worker=5"):
+        fidelity.write(tmp_path, p, log=ran.append)
+    assert ran == [] and not (tmp_path / "fidelity.md").exists()
+    with pytest.raises(ConfigError, match="no case named nope"):
+        fidelity.write(tmp_path, p, only=["nope"])
