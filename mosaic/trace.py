@@ -36,7 +36,7 @@ class SessionRecord:
     run_start_s: float
     run_end_s: float
     n_requests: int
-    preemptions: int = 0
+    preemptions: int | None = 0   # None: the engine did not report them (vLLM with disable_log_stats)
     error: str | None = None
     # GPUs the session's one engine spanned (tensor parallelism). Each of them has this record; the
     # requests point at the lead rank's (the session's first worker).

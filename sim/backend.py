@@ -30,7 +30,8 @@ def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float
     if engine.scheduling == "v1":
         # vLLM sizes the cache in whole blocks and keeps one as its null block.
         return V1Engine(cost, max(0, kv // engine.block_size - 1), engine.block_size, engine.max_num_seqs,
-                        engine.max_num_batched_tokens, prefix_caching=engine.prefix_caching)
+                        engine.max_num_batched_tokens, prefix_caching=engine.prefix_caching,
+                        submit_s=engine.submit_ms / 1e3)
     return BatchEngine(cost, kv, engine.max_num_seqs, engine.max_num_batched_tokens)
 
 
@@ -39,7 +40,7 @@ def run_session(model: ModelProfile, engine: EngineProfile, memory_gib: float,
     """Wall seconds of one session alone on a fresh engine, load excluded: every request of `batch`
     ((id, prompt tokens, output tokens)) submitted at once at time 0."""
     eng = session_engine(model, engine, memory_gib, tp)
-    clock = 0.0
+    clock = model.warmup_s
     for dt in eng.run(batch, lambda: clock):
         clock += dt
     return clock
@@ -78,6 +79,8 @@ class SimBackend:
             load_start = env.now
             yield env.timeout(load_time_s(model, engine_cfg, tp))
             run_start = env.now
+            if model.warmup_s:   # a fresh engine's first steps pay one-off set-up (measured by the profiler)
+                yield env.timeout(model.warmup_s)
             batch = []
             for rid in session.request_ids:
                 if rid not in replay:

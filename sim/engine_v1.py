@@ -69,6 +69,11 @@ class V1Engine:
     max_num_seqs: int
     max_num_batched_tokens: int
     prefix_caching: bool = True
+    # The client hands requests to the engine one at a time, each taking submit_s (vLLM: input
+    # processing and the message to the engine-core process), while the engine already steps: request
+    # i reaches the queue at (i + 1) * submit_s after the session starts, and steps start with what
+    # has arrived (0 = all at once).
+    submit_s: float = 0.0
     record_steps: bool = False   # keep a StepRecord per step (tests, fidelity diagnostics)
     result: EngineResult = field(init=False)
     steps_log: list[StepRecord] = field(init=False, default_factory=list)
@@ -80,7 +85,10 @@ class V1Engine:
         B = self.block_size
         seqs = [V1Seq(rid, p, t) for rid, p, t in requests]
         self.result = res = EngineResult(seqs)  # type: ignore[arg-type]
-        waiting: deque[V1Seq] = deque(seqs)
+        t_start = now()
+        pending: deque[tuple[float, V1Seq]] = deque(
+            (t_start + (i + 1) * self.submit_s, s) for i, s in enumerate(seqs)) if self.submit_s > 0 else deque()
+        waiting: deque[V1Seq] = deque() if pending else deque(seqs)
         running: list[V1Seq] = []
         # Free blocks in reuse order: [owner, n] segments; owner is a preempted request whose
         # cached prefix these blocks still hold (its highest block first), else None.
@@ -130,10 +138,16 @@ class V1Engine:
             s.blocks = hits
             s.computed = hits * B
 
-        while waiting or running:
+        while waiting or running or pending:
+            t = now()
+            while pending and pending[0][0] <= t:   # arrivals join the queue between steps
+                waiting.append(pending.popleft()[1])
+            if not waiting and not running:          # idle until the next request arrives
+                yield pending[0][0] - t
+                continue
             # -------- a run of identical decode steps, when nothing can change before an event
             n = len(running)
-            if (running and all(s.computed == s.num_tokens - 1 for s in running)
+            if (running and not pending and all(s.computed == s.num_tokens - 1 for s in running)
                     and n <= self.max_num_batched_tokens
                     and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
                          or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):

@@ -198,7 +198,7 @@ class VllmBackend:
                 for rank in planned.workers or (w,):
                     sess_records.append(SessionRecord(
                         rank, s["index"], s["model"], s["load_start_s"], s["load_end_s"], s["run_start_s"],
-                        s["run_end_s"], s["n_requests"], 0, s["error"], planned.tp_size,
+                        s["run_end_s"], s["n_requests"], s.get("preemptions"), s["error"], planned.tp_size,
                         tp_mode if planned.tp_size > 1 else ""))
             for idx, session in enumerate(wp.sessions):
                 for rid in session.request_ids:

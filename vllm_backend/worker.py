@@ -47,6 +47,24 @@ def _shutdown(engine) -> None:
         pass
 
 
+def count_preemptions(engine) -> list[int] | None:
+    """A counter of the engine's preemptions, fed by its per-step statistics; None when the engine
+    keeps none (disable_log_stats: true), as the engine core runs in its own process and reports
+    preemptions only through them."""
+    manager = getattr(engine, "logger_manager", None)
+    if manager is None:
+        return None
+    count, record = [0], manager.record
+
+    def counting(*args, iteration_stats=None, **kwargs):
+        if iteration_stats is not None:
+            count[0] += iteration_stats.num_preempted_reqs
+        return record(*args, iteration_stats=iteration_stats, **kwargs)
+
+    manager.record = counting
+    return count
+
+
 def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from vllm import SamplingParams
 
@@ -62,6 +80,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
         info = {"load_start_s": load_start, "load_end_s": t, "run_start_s": t, "run_end_s": t, "error": err}
         return info, [{"request_id": r["id"], "error": err} for r in session["requests"]]
     load_end = now()
+    preempted = count_preemptions(engine)
     records: dict[str, dict[str, Any]] = {}
     failed: list[dict[str, Any]] = []
     for r in session["requests"]:
@@ -90,7 +109,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
         rec.setdefault("first_token_s", rec.get("finish_s", run_end))
         rec.setdefault("finish_s", run_end)
     info = {"load_start_s": load_start, "load_end_s": load_end, "run_start_s": load_end, "run_end_s": run_end,
-            "error": None}
+            "error": None, "preemptions": preempted[0] if preempted else None}
     return info, list(records.values()) + failed
 
 

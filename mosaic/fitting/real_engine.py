@@ -1,10 +1,14 @@
 """Measure a model on the real engine and fit the simulator's cost model.
 
-Measured, in a process bound to one worker's share of the devices (as real runs are): worker
-startup (importing the engine runtime), load time, KV-cache capacity, per-step latency over a grid
-of batch sizes x context lengths (decode steps and prefill steps apart), and unload time. Fitted by
-least squares: decode  t = step + token * n + ctx * sum(context)
-               prefill T = steps * step + token * tokens + len2 * sum(L^2)
+Measured on every worker at once, each in a process bound to its share of the devices (as real
+runs are, so the step times include the contention of a busy host): worker start-up (importing the
+engine runtime), load time, the KV cache in blocks and the block size as the engine sized them, its
+scheduling mode, per-step latency over a grid of batch sizes x contexts (decode steps) and of
+prompt batches (prefill steps, whose chunking the V1 replica sim/engine_v1.py gives), each grid
+`repeats` times, and unload time. One step model is fitted to all rows by non-negative least
+squares in relative error:
+    t = step + seq * sequences + token * tokens + ctx * sum(decode context) + len2 * prefill attention
+and its error is reported beside the repeats' own noise (the profile's sources say both).
 Optionally (`session_sweep.ns` non-empty) the paper's multi-N profiling sweep: whole sessions of N
 requests with lengths drawn from the model's output distribution, wall-timed on the engine, and
 the session-time regression T_m(N, mean, max) fitted on them (mosaic/profiles/session_cost.py, the same
@@ -17,6 +21,7 @@ experiments/profile_tp.py`) measures an engine's tensor-parallel scaling for its
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -34,7 +39,7 @@ from mosaic.profiles.loader import _DATA as PROFILES_DIR
 from vllm_backend.backend import device_env, prompt_ids, tp_env
 from vllm_backend.models import ModelRegistry
 
-ROOT = Path(__file__).resolve().parents[1]   # the repository: conf/, relative output paths
+ROOT = Path(__file__).resolve().parents[2]   # the repository: conf/, relative output paths
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 
 
@@ -77,7 +82,47 @@ def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs
     return to_yaml(best)
 
 
+WARM = (64, 8)   # the warm-up request: prompt and output tokens
+
+
+def warmup_s(m: dict[str, Any], cost: dict[str, float]) -> float:
+    """A fresh engine's one-off start of serving: the first request's time beyond what the step
+    model gives for it (median over the workers that measured), >= 0."""
+    p, o = WARM
+    steps = [(1, 1, p, 0, float(p * p))] + [(1, 1, 1, p + k, 0.0) for k in range(1, o)]
+    keys = ("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms")
+    pred = sum(cost[k] * v for row in steps for k, v in zip(keys, row))
+    return max(0.0, float(np.median(m["warm_ms"])) - pred) / 1e3
+
+
+def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blocks: int, max_num_seqs: int,
+                   budget: int) -> list[tuple[int, int, int, float]]:
+    """(sequences, tokens, decode context, prefill attention) of each step the engine takes for
+    `requests` submitted at once: sim/engine_v1.py schedules exactly as vLLM V1 does
+    (tests/vllm_backend/test_v1_schedule.py), so a batch's step composition is known without
+    instrumenting the engine."""
+    from sim.engine_v1 import V1Engine
+
+    class Shape:
+        def step_s(self, tokens, n_seqs, decode_ctx, attn):
+            rows.append((n_seqs, tokens, decode_ctx, attn))
+            return 1.0
+
+        def decode_run_s(self, n_seqs, ctx_sum, steps):
+            for k in range(steps):
+                rows.append((n_seqs, n_seqs, ctx_sum + n_seqs * k, 0.0))
+            return float(steps)
+
+    rows: list[tuple[int, int, int, float]] = []
+    eng = V1Engine(Shape(), kv_blocks - 1, block_size, max_num_seqs, budget)
+    for _ in eng.run(requests, lambda: 0.0):
+        pass
+    return rows
+
+
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
+    """One model on one worker's devices, in the process layout real runs use. Rows of `steps`:
+    {kind, cell, rep, steps, seqs, tokens, ctx, attn, ms}, sums over `steps` engine steps."""
     os.environ.update(env)
     from vllm_backend.worker import _engine, _shutdown, isolate_from_script_dir
 
@@ -91,41 +136,50 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
     load = time.time() - t0
     cache = engine.vllm_config.cache_config
     sched = engine.vllm_config.scheduler_config
-    kv = int(cache.num_gpu_blocks * cache.block_size)
+    blocks, block_size = int(cache.num_gpu_blocks), int(cache.block_size)
+    budget, max_seqs = int(sched.max_num_batched_tokens), int(sched.max_num_seqs)
     hf = engine.vllm_config.model_config.hf_config
     arch = {k: getattr(hf, k, None) for k in ("num_hidden_layers", "hidden_size", "num_key_value_heads",
                                                "num_attention_heads", "intermediate_size", "vocab_size")}
     arch["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
-    decode, prefill = [], []
-    for b in grid["batch_sizes"]:
-        for length in grid["context_lengths"]:
-            # Prefill: max_tokens=1, so every step until all finish is a (chunked) prefill step.
-            for i in range(b):
-                engine.add_request(f"p{b}-{length}-{i}", {"prompt_token_ids": prompt_ids(f"p{b}{length}{i}", length)},
-                                   SamplingParams(max_tokens=1, ignore_eos=True))
-            steps, t = 0, time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    uid = iter(range(10**9))
+
+    def submit(prompt: int, out: int) -> str:
+        rid = f"m{next(uid)}"
+        engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, prompt)},
+                           SamplingParams(max_tokens=out, ignore_eos=True))
+        return rid
+
+    # A fresh engine's first request pays one-off costs (first-call set-up in the client and the
+    # engine core): timed here, and what the step model does not explain is the session's warm-up.
+    t = time.perf_counter()
+    engine.add_request("warm", {"prompt_token_ids": prompt_ids("warm", WARM[0])},
+                       SamplingParams(max_tokens=WARM[1], ignore_eos=True))
+    while engine.has_unfinished_requests():
+        engine.step()
+    warm_ms = (time.perf_counter() - t) * 1e3
+    # Each cell: n prompts of `length`, `out` tokens each, submitted at once to the idle engine and
+    # timed until the last finishes. Only whole windows are timed: with the engine core in its own
+    # process a single step() can return an output the core computed earlier. The window's steps
+    # come from the V1 replica, so every row is an exact sum of step-model terms.
+    submits: list[tuple[float, int]] = []   # (ms per add_request, n) of each cell
+    cells = [(n, length, out) for n in grid["batch_sizes"] for length in grid["context_lengths"]
+             for out in grid["outputs"]] + [(n, length, 1) for n, length in grid["prefill"]]
+    for rep in range(grid["repeats"]):
+        for n, length, out in cells:
+            t = time.perf_counter()
+            for _ in range(n):
+                submit(length, out)
+            submits.append(((time.perf_counter() - t) * 1e3 / n, n))
             while engine.has_unfinished_requests():
                 engine.step()
-                steps += 1
-            prefill.append((b * length, b * length**2, steps, time.perf_counter() - t))
-            # Decode: after every sequence has its first token, each step decodes all running ones.
-            gen = {}
-            for i in range(b):
-                rid = f"d{b}-{length}-{i}"
-                engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, length)},
-                                   SamplingParams(max_tokens=grid["decode_steps"] + 1, ignore_eos=True))
-                gen[rid] = 0
-            while engine.has_unfinished_requests():
-                ready = all(g >= 1 for g in gen.values())
-                running = [r for r, g in gen.items() if g < grid["decode_steps"] + 1]
-                ctx = sum(length + gen[r] for r in running)
-                t = time.perf_counter()
-                outs = engine.step()
-                dt = time.perf_counter() - t
-                if ready and running:
-                    decode.append((len(running), ctx, dt))
-                for o in outs:
-                    gen[o.request_id] = len(o.outputs[0].token_ids) if o.outputs else 0
+            ms = (time.perf_counter() - t) * 1e3
+            shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, blocks, max_seqs, budget)
+            rows.append({"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
+                         "steps": len(shape),
+                         **{k: float(sum(r[i] for r in shape)) for i, k in enumerate(("seqs", "tokens", "ctx", "attn"))},
+                         "ms": ms})
     sessions = []
     if grid.get("session_sweep", {}).get("ns"):
         sessions = session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"],
@@ -134,9 +188,16 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
     t0 = time.time()
     _shutdown(engine)
     unload = time.time() - t0
-    queue.put({"startup_s": startup, "load_time_s": load, "kv_capacity": kv, "unload_time_s": unload,
-               "max_num_batched_tokens": int(sched.max_num_batched_tokens), "arch": arch,
-               "decode": decode, "prefill": prefill, "sessions": sessions})
+    import vllm.envs as vllm_envs
+
+    queue.put({"startup_s": startup, "load_time_s": load, "unload_time_s": unload,
+               "kv_capacity": blocks * block_size, "kv_blocks": blocks,
+               "block_size": block_size, "prefix_caching": bool(cache.enable_prefix_caching),
+               # vLLM before 0.11 ran V0 unless VLLM_USE_V1 said otherwise; later versions are V1 only.
+               "scheduling": "v0" if getattr(vllm_envs, "VLLM_USE_V1", True) is False else "v1",
+               "max_num_batched_tokens": budget, "arch": arch, "steps": rows, "sessions": sessions, "warm_ms": warm_ms,
+               # per request, while the engine steps on what has arrived (cells of >= 4 requests)
+               "submit_ms": float(np.median([ms for ms, n in submits if n >= 4] or [ms for ms, _ in submits]))})
 
 
 def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any],
@@ -163,24 +224,45 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
         end_processes([p], wait_s=60 if done else 0)
 
 
+FIT_TERMS = ("steps", "seqs", "tokens", "ctx", "attn")   # -> step_ms, seq_ms, token_ms, ctx_ms, len2_ms
+
+
 def fit(m: dict[str, Any]) -> dict[str, float]:
-    """Least-squares fit of the step model, coefficients in milliseconds, all >= 0."""
-    d = np.array(m["decode"], dtype=float)
-    a = np.column_stack([np.ones(len(d)), d[:, 0], d[:, 1]])
-    (step, token, ctx), *_ = np.linalg.lstsq(a, d[:, 2] * 1e3, rcond=None)
-    step, token, ctx = max(step, 0.0), max(token, 0.0), max(ctx, 0.0)
-    p = np.array(m["prefill"], dtype=float)
-    rest = p[:, 3] * 1e3 - p[:, 2] * step - token * p[:, 0]
-    len2 = max(0.0, float(np.dot(p[:, 1], rest) / np.dot(p[:, 1], p[:, 1])))
-    return {"step_ms": float(step), "token_ms": float(token), "ctx_ms": float(ctx), "len2_ms": len2}
+    """Non-negative least squares of the step model on the measured rows, in relative error (a
+    1 ms decode step counts as much as a 200 ms prefill): coefficients in milliseconds."""
+    from scipy.optimize import nnls
+
+    rows = m["steps"]
+    a = np.array([[r[k] for k in FIT_TERMS] for r in rows], dtype=float)
+    y = np.array([r["ms"] for r in rows], dtype=float)
+    scale = a.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls((a / scale) / y[:, None], np.ones(len(y)))
+    coef = coef / scale
+    return dict(zip(("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms"), map(float, coef)))
 
 
-def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, float]:
-    """Relative error of the fit on the measured decode steps (median and p90 of |pred/obs - 1|)."""
-    d = np.array(m["decode"], dtype=float)
-    pred = cost["step_ms"] + cost["token_ms"] * d[:, 0] + cost["ctx_ms"] * d[:, 1]
-    err = np.abs(pred / (d[:, 2] * 1e3) - 1)
-    return {"median": float(np.median(err)), "p90": float(np.percentile(err, 90))}
+def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:
+    """|predicted / measured - 1| per kind of step (median, p90), beside the measurement's own noise:
+    the median over grid cells of the repeats' half range relative to their median."""
+    out = {}
+    for kind in ("decode", "prefill"):
+        rows = [r for r in m["steps"] if r["kind"] == kind]
+        if not rows:
+            continue
+        pred = np.array([sum(cost[c] * r[k] for c, k in zip(("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms"),
+                                                           FIT_TERMS)) for r in rows])
+        err = np.abs(pred / np.array([r["ms"] for r in rows]) - 1)
+        cells: dict[tuple[str, int], list[float]] = {}
+        for r in rows:   # per cell and repeat, the mean step time; then the spread over repeats
+            cells.setdefault((r["cell"], r["rep"]), []).append(r["ms"] / r["steps"])
+        by_cell: dict[str, list[float]] = {}
+        for (cell, _), v in cells.items():
+            by_cell.setdefault(cell, []).append(float(np.mean(v)))
+        noise = [(max(v) - min(v)) / 2 / float(np.median(v)) for v in by_cell.values() if len(v) > 1]
+        out[kind] = {"median": float(np.median(err)), "p90": float(np.percentile(err, 90)), "n": len(rows),
+                     "noise": float(np.median(noise)) if noise else float("nan")}
+    return out
 
 
 def model_entry(name: str, path: str, kind: str, m: dict[str, Any], cost: dict[str, float],
@@ -194,10 +276,31 @@ def model_entry(name: str, path: str, kind: str, m: dict[str, Any], cost: dict[s
             "kv_bytes_per_token": 2 * layers * int(a["num_key_value_heads"]) * int(a["head_dim"]) * 2,
             "n_layers": layers, "hidden_size": hidden,
             "load_time_s": round(m["load_time_s"], 3), "unload_time_s": round(m["unload_time_s"], 3),
+            "warmup_s": round(warmup_s(m, cost), 3),
             "kv_capacity": m["kv_capacity"], "cost": {k: float(f"{v:.6g}") for k, v in cost.items()},
             "output": dict(output),
             "sources": [f"load/unload time, KV capacity, step-cost fit: measured by experiments/profile_models.py ({when})",
+                        fit_note(m, cost),
                         "output lengths: profile config (a workload property, not measured)"]}
+
+
+def fit_note(m: dict[str, Any], cost: dict[str, float]) -> str:
+    """The step fit's error on its own measurements beside their run-to-run noise, for the record."""
+    e = fit_error(m, cost)
+    parts = [f"{k} steps {v['n']}: fit error median {v['median']:.1%} p90 {v['p90']:.1%}, repeat noise "
+             f"{v['noise']:.1%}" for k, v in e.items()]
+    return f"step-cost fit over {len(m['steps'])} rows, {m.get('workers', 1)} workers measuring at once: " + "; ".join(parts)
+
+
+def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model measured on every worker at once (so each saw the others' load, as in a run):
+    all step rows, and the median of the one-off times."""
+    first = results[0]
+    med = {k: float(statistics.median(r[k] for r in results))
+           for k in ("startup_s", "load_time_s", "unload_time_s", "submit_ms")}
+    return {**first, **med, "workers": len(results), "warm_ms": [r["warm_ms"] for r in results],
+            "steps": [dict(row, worker=w) for w, r in enumerate(results) for row in r["steps"]],
+            "sessions": [x for r in results for x in r["sessions"]]}
 
 
 # ---------------------------------------------------------------- profile files
@@ -221,17 +324,15 @@ def profile_models(cfg: dict) -> Path:
     envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     when = f"{socket.gethostname()} {time.strftime('%Y-%m-%d')}, {envs[0]}"
     measured = {}
-    # Profile n_workers models at a time, each on its own worker's devices: real runs load and
-    # serve concurrently, and on a shared host that contention is part of what must be measured.
-    for i in range(0, len(names), cfg["n_workers"]):
-        batch = names[i:i + cfg["n_workers"]]
-        with cf.ThreadPoolExecutor(len(batch)) as pool:
-            futs = {n: pool.submit(measure, *registry.resolve(n), envs[j], model_grid(cfg, registry, n, base))
-                    for j, n in enumerate(batch)}
-            for n, f in futs.items():
-                measured[n] = f.result()
-                print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_capacity']} tokens",
-                      flush=True)
+    # Each model on every worker's devices at once: real runs serve on all workers together, and on
+    # a shared host (cores, memory bandwidth, caches) that contention is part of the step time.
+    for n in names:
+        with cf.ThreadPoolExecutor(cfg["n_workers"]) as pool:
+            futs = [pool.submit(measure, *registry.resolve(n), envs[j], model_grid(cfg, registry, n, base))
+                    for j in range(cfg["n_workers"])]
+            measured[n] = merge_workers([f.result() for f in futs])
+        print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_blocks']} blocks of "
+              f"{measured[n]['block_size']} tokens, {len(measured[n]['steps'])} step rows", flush=True)
     fits = {n: fit(m) for n, m in measured.items()}
     first = measured[names[0]]
     engine = {
@@ -244,13 +345,14 @@ def profile_models(cfg: dict) -> Path:
         "linear_ms_by_tokens": [[1, 1.0], [2, 1.0]], "linear_reference_params_b": 1.0,
         "hbm_bandwidth_gbs": 1.0, "bandwidth_efficiency": 1.0, "peak_tflops": 1.0, "flops_efficiency": 1.0,
         "worker_startup_s": round(statistics.median(m["startup_s"] for m in measured.values()), 3),
+        "scheduling": first["scheduling"], "block_size": first["block_size"], "prefix_caching": first["prefix_caching"],
+        "submit_ms": round(statistics.median(m["submit_ms"] for m in measured.values()), 4),
         "sources": [f"measured by experiments/profile_models.py ({when})"]}
     models = {}
     for n, m in measured.items():
         kind = registry.models[n].get("kind", "instruct")
         models[n] = model_entry(n, registry.resolve(n)[0], kind, m, fits[n], cfg["output"][kind], when)
-        err = fit_error(m, fits[n])
-        print(f"{n}: {fits[n]}  decode-step fit error median {err['median']:.1%}, p90 {err['p90']:.1%}")
+        print(f"{n}: {fits[n]}; {fit_note(m, fits[n])}")
         if m.get("sessions"):   # the multi-N session sweep ran: fit T_m(N, mean, max) as the paper does
             models[n]["session_fit"] = fit_sessions(m["sessions"], m["kv_capacity"], engine["max_num_seqs"], when)
             sf = models[n]["session_fit"]
@@ -266,6 +368,9 @@ def profile_models(cfg: dict) -> Path:
             doc["engine"]["tensor_parallel"] = old
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# Written by experiments/profile_models.py; rerun it to refresh.\n" + yaml.safe_dump(doc, sort_keys=False))
+    # The raw rows the fits came from, beside the profile (to refit or audit without re-measuring).
+    raw = {n: {k: v for k, v in m.items() if k != "sessions"} for n, m in measured.items()}
+    out.with_suffix(".measured.json").write_text(json.dumps(raw, separators=(",", ":")) + "\n")
     load_profiles(str(out))
     return out
 

@@ -54,7 +54,7 @@ class CostModel:
             c = model.cost
             self._lin_x, self._lin_y = np.array([0.0, 1.0]), np.array([0.0, c["token_ms"]])
             self._lin_tail_slope, self._lin_scale = c["token_ms"], 1.0
-            self._overhead_ms, self._per_seq_ms = c["step_ms"], 0.0
+            self._overhead_ms, self._per_seq_ms = c["step_ms"], c.get("seq_ms", 0.0)
             self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
         if tp > 1:  # every coefficient is a share of the step, so one factor scales the step
             tpp = engine.tp()

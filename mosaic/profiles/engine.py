@@ -217,6 +217,7 @@ class EngineProfile:
     block_size: int = 16            # KV block size in tokens (V1 counts KV in blocks)
     prefix_caching: bool = True     # V1: a preempted request's cached blocks can be reused on resume
     num_gpu_blocks: int | None = None   # set by engine.num_gpu_blocks (config): the KV cache, exactly
+    submit_ms: float = 0.0          # V1: the client's time to hand one request to the engine (measured)
 
     def output_room(self, prompt_tokens):
         """The context window left for an answer after its prompt (ints or arrays): every output

@@ -86,7 +86,7 @@ def _engine(e: EngineSpec) -> EngineProfile:
         bandwidth_efficiency=e.bandwidth_efficiency, peak_tflops=e.peak_tflops, flops_efficiency=e.flops_efficiency,
         sources=tuple(e.sources or ()), worker_startup_s=e.worker_startup_s,
         tensor_parallel=None if e.tensor_parallel is None else _tensor_parallel(e.tensor_parallel),
-        scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching)
+        scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching, submit_ms=e.submit_ms)
 
 
 def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:
@@ -97,7 +97,7 @@ def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:
         load_time_s=m.load_time_s, output=output, sources=tuple(m.sources or ()),
         accuracy={str(d): {str(c): float(p) for c, p in cats.items()} for d, cats in m.accuracy.items()},
         cost={} if m.cost is None else {k: float(getattr(m.cost, k)) for k in COST_KEYS},
-        kv_capacity=m.kv_capacity, unload_time_s=m.unload_time_s, outputs=outputs,
+        kv_capacity=m.kv_capacity, unload_time_s=m.unload_time_s, warmup_s=m.warmup_s, outputs=outputs,
         session_fit=None if m.session_fit is None else parse_session_fit(
             m.session_fit.model_dump(exclude_unset=True), f"{where}: models.{name}.session_fit"))
 

@@ -37,6 +37,7 @@ class ModelProfile:
     cost: dict[str, float] = field(default_factory=dict)
     kv_capacity: int | None = None      # KV-cache tokens the engine reported
     unload_time_s: float = 0.0          # engine shutdown before the worker's next session
+    warmup_s: float = 0.0               # a fresh engine's one-off start of serving (first request), measured
     # A model writes differently long answers per dataset: dataset -> lengths there. `output` is
     # the default for a dataset the profile does not list.
     outputs: dict[str, LengthDistribution] = field(default_factory=dict)
@@ -49,8 +50,9 @@ class ModelProfile:
         return self.outputs.get(dataset, self.output) if dataset else self.output
 
 
-# t_step = step_ms + token_ms * tokens in step + ctx_ms * sum(decode context) + len2_ms * sum(prefill L^2)
-COST_KEYS = ("step_ms", "token_ms", "ctx_ms", "len2_ms")
+# t_step = step_ms + seq_ms * sequences + token_ms * tokens in step + ctx_ms * sum(decode context)
+#          + len2_ms * sum(prefill attention: (done + chunk)^2 - done^2, L^2 for a whole prompt)
+COST_KEYS = ("step_ms", "token_ms", "ctx_ms", "len2_ms", "seq_ms")
 
 
 @dataclass(frozen=True)

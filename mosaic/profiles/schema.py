@@ -334,6 +334,7 @@ class EngineSpec(Section):
     scheduling: Literal["v0", "v1"] = "v0"
     block_size: Number(ge=1, le=MAX_BLOCK_SIZE, integer=True) = 16
     prefix_caching: StrictBool = True
+    submit_ms: Number(ge=0, le=MAX_MS) = 0.0
 
     @field_validator("linear_ms_by_tokens", mode="before")
     @classmethod
@@ -451,13 +452,14 @@ def _probability_table(value: Any) -> dict:
 
 
 class CostSpec(Section):
-    """A measured step-cost fit (milliseconds): t = step_ms + token_ms * tokens + ctx_ms * context
-    + len2_ms * prefill length^2."""
+    """A measured step-cost fit (milliseconds): t = step_ms + seq_ms * sequences + token_ms * tokens
+    + ctx_ms * decode context + len2_ms * prefill attention (length^2 for a whole prompt)."""
 
     step_ms: Number(ge=0, le=MAX_MS)
     token_ms: Number(ge=0, le=MAX_MS)
     ctx_ms: Number(ge=0, le=MAX_MS)
     len2_ms: Number(ge=0, le=MAX_MS)
+    seq_ms: Number(ge=0, le=MAX_MS) = 0.0
 
 
 assert tuple(CostSpec.model_fields) == COST_KEYS
@@ -478,6 +480,7 @@ class ModelSpec(Section):
     cost: Any = None
     kv_capacity: Number(ge=1, le=MAX_KV_TOKENS, integer=True, optional=True) = None
     unload_time_s: Number(ge=0, le=MAX_SECONDS) = 0.0
+    warmup_s: Number(ge=0, le=MAX_SECONDS) = 0.0
     session_fit: SessionFitSpec | None = None
 
     @field_validator("output", mode="before")

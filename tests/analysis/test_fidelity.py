@@ -84,3 +84,18 @@ def test_a_case_that_cannot_run_is_refused_before_any_engine(tmp_path: Path):
     assert ran == [] and not (tmp_path / "fidelity.md").exists()
     with pytest.raises(ConfigError, match="no case named nope"):
         fidelity.write(tmp_path, p, only=["nope"])
+
+
+@pytest.mark.vllm
+def test_the_suite_runs_a_case_on_real_engines_and_counts_their_preemptions(tmp_path: Path):
+    p = tmp_path / "suite.yaml"
+    # 17 blocks of 128 tokens (the least a 2048 context allows) for 6 sequences of ~900 tokens:
+    # the engine must preempt; its statistics are on so the worker can count them.
+    p.write_text("base: [workload=smoke, models=tiny, backend=vllm, cluster=cpu2]\nrepeats: 1\ncases:\n"
+                 "  tight: {overrides: [engine.num_gpu_blocks=17, models.engine.disable_log_stats=false],\n"
+                 "          sessions: [{worker: 0, model: Qwen, requests: 6, prompt: [600, 700], output: [150, 200]}]}\n")
+    md = fidelity.write(tmp_path, p, log=print)
+    (row,) = __import__("json").loads((tmp_path / "fidelity.json").read_text())
+    assert row["case"] == "tight" and row["sim"]["requests"] == 6 and row["real"][0]["failed"] == 0
+    assert row["sim"]["preemptions"] > 0 and row["real"][0]["preemptions"] > 0
+    assert "| tight | expert | 6 |" in md

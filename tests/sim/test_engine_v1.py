@@ -123,3 +123,14 @@ def test_every_request_finishes_with_its_output_under_kv_pressure(profiles):
     seqs, _ = drive(eng, reqs)
     assert eng.result.preemptions > 0
     assert all(s.generated == s.target and s.finish >= s.first_token >= s.start for s in seqs.values())
+
+
+def test_requests_handed_over_one_by_one_join_between_steps():
+    # a arrives at 0.5 s, b at 1.0 s: the engine idles until a, steps on a alone, and admits b
+    # at the next step boundary (1.5 s), where a decodes beside b's prefill.
+    eng = V1Engine(UnitCost(), kv_blocks=10, block_size=4, max_num_seqs=4, max_num_batched_tokens=16,
+                   submit_s=0.5, record_steps=True)
+    seqs, end = drive(eng, [("a", 4, 2), ("b", 4, 2)])
+    assert schedule(eng) == [({"a": 4}, set(), 1), ({"a": 1, "b": 4}, set(), 1), ({"b": 1}, set(), 1)]
+    assert (seqs["a"].start, seqs["a"].finish, seqs["b"].start, seqs["b"].finish) == (0.5, 2.5, 1.5, 3.5)
+    assert end == 3.5 and eng.result.steps == 3
