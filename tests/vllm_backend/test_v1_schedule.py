@@ -29,7 +29,9 @@ def _real_schedule(blocks: int, queue) -> None:
 
     def schedule(*a, **k):
         out = original(*a, **k)
-        steps.append((dict(out.num_scheduled_tokens), sorted(out.preempted_req_ids or ())))
+        # vLLM suffixes the ids it is given ("r0" -> "r0-<random>")
+        steps.append(({k.split("-")[0]: n for k, n in out.num_scheduled_tokens.items()},
+                      sorted(k.split("-")[0] for k in out.preempted_req_ids or ())))
         return out
 
     sched.schedule = schedule
