@@ -3,7 +3,8 @@
     python experiments/fidelity.py                        # every case of conf/fidelity.yaml
     python experiments/fidelity.py --case long_decode --repeats 1
 
-Writes results/fidelity.md and fidelity.json. Method: mosaic/analysis/fidelity.py.
+Writes results/fidelity.md and fidelity.json (with --case: fidelity-CASE.md/.json, the suite's table
+is left as it is). Method: mosaic/analysis/fidelity.py.
 """
 import argparse
 import sys

@@ -278,7 +278,8 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
 
 def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats: int | None = None,
           log=print) -> str:
-    """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`."""
+    """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`
+    (fidelity-CASE....md/.json for a subset)."""
     suite = load_suite(suite_path)
     unknown = sorted(set(only) - set(suite.cases))
     if unknown:
@@ -298,6 +299,8 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
     args = [f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
     md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fidelity.md").write_text(md)
-    (out / "fidelity.json").write_text(json.dumps(rows, indent=1) + "\n")
+    # A subset of the cases gets its own files, so it never replaces the whole suite's table.
+    stem = "fidelity" + "".join(f"-{n}" for n in only)
+    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
     return md

@@ -99,3 +99,18 @@ def test_the_suite_runs_a_case_on_real_engines_and_counts_their_preemptions(tmp_
     assert row["case"] == "tight" and row["sim"]["requests"] == 6 and row["real"][0]["failed"] == 0
     assert row["sim"]["preemptions"] > 0 and row["real"][0]["preemptions"] > 0
     assert "| tight | expert | 6 |" in md
+
+
+def test_a_subset_of_cases_writes_its_own_files(tmp_path: Path, monkeypatch):
+    p = tmp_path / "suite.yaml"
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 1\ncases:\n"
+                 "  a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
+    # the real side stands in for vLLM: the simulator's own trace
+    monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: [
+        {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
+        for job, t in jobs])
+    (tmp_path / "fidelity.md").write_text("the whole suite\n")
+    md = fidelity.write(tmp_path, p, only=["a"])
+    assert (tmp_path / "fidelity.md").read_text() == "the whole suite\n"
+    assert (tmp_path / "fidelity-a.md").read_text() == md and "| a | expert | 2 |" in md
+    assert "+0.0%" in md and "yes yes yes" in md
