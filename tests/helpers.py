@@ -13,3 +13,23 @@ needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/da
 def config(*overrides: str):
     """The config `experiments/run.py OVERRIDES` runs with."""
     return compose(overrides)
+
+
+def drive(engine, requests):
+    """Run a simulated engine (sim/engine.py, sim/engine_v1.py) to the end on its own clock:
+    ({request id: its final state}, end time). Every step must take time."""
+    clock = [0.0]
+    for dt in engine.run(requests, lambda: clock[0]):
+        assert dt > 0
+        clock[0] += dt
+    return {s.rid: s for s in engine.result.seqs}, clock[0]
+
+
+class UnitCost:
+    """A step cost model where every step takes 1 s, so a simulated engine's times are step counts."""
+
+    def step_s(self, tokens, n_seqs, decode_ctx, prefill_attn):
+        return 1.0
+
+    def decode_run_s(self, n_seqs, ctx_sum, steps):
+        return float(steps)

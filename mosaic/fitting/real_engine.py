@@ -83,16 +83,25 @@ def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs
 
 
 WARM = (64, 8)   # the warm-up request: prompt and output tokens
+# A measured window's step-model terms (sums over its steps) and the cost coefficient of each.
+FIT_TERMS = ("steps", "seqs", "tokens", "ctx", "attn")
+COEFS = ("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms")
+
+
+def window_terms(shape: list[tuple[int, int, int, float]]) -> dict[str, float]:
+    """FIT_TERMS of a window whose steps are `shape` (from _replica_steps)."""
+    return {"steps": float(len(shape)),
+            **{k: float(sum(step[i] for step in shape)) for i, k in enumerate(FIT_TERMS[1:])}}
+
+
+def predict_ms(cost: dict[str, float], row: dict[str, Any]) -> float:
+    return sum(cost[c] * row[t] for c, t in zip(COEFS, FIT_TERMS))
 
 
 def warmup_s(m: dict[str, Any], cost: dict[str, float]) -> float:
     """A fresh engine's one-off start of serving: the first request's time beyond what the step
     model gives for it (median over the workers that measured), >= 0."""
-    p, o = WARM
-    steps = [(1, 1, p, 0, float(p * p))] + [(1, 1, 1, p + k, 0.0) for k in range(1, o)]
-    keys = ("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms")
-    pred = sum(cost[k] * v for row in steps for k, v in zip(keys, row))
-    return max(0.0, float(np.median(m["warm_ms"])) - pred) / 1e3
+    return max(0.0, float(np.median([w["ms"] - predict_ms(cost, w) for w in m["warm"]]))) / 1e3
 
 
 def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blocks: int, max_num_seqs: int,
@@ -158,7 +167,8 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
                        SamplingParams(max_tokens=WARM[1], ignore_eos=True))
     while engine.has_unfinished_requests():
         engine.step()
-    warm_ms = (time.perf_counter() - t) * 1e3
+    warm = {**window_terms(_replica_steps([("warm", *WARM)], block_size, blocks, max_seqs, budget)),
+            "ms": (time.perf_counter() - t) * 1e3}
     # Each cell: n prompts of `length`, `out` tokens each, submitted at once to the idle engine and
     # timed until the last finishes. Only whole windows are timed: with the engine core in its own
     # process a single step() can return an output the core computed earlier. The window's steps
@@ -177,9 +187,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
             ms = (time.perf_counter() - t) * 1e3
             shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, blocks, max_seqs, budget)
             rows.append({"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
-                         "steps": len(shape),
-                         **{k: float(sum(r[i] for r in shape)) for i, k in enumerate(("seqs", "tokens", "ctx", "attn"))},
-                         "ms": ms})
+                         **window_terms(shape), "ms": ms})
     sessions = []
     if grid.get("session_sweep", {}).get("ns"):
         sessions = session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"],
@@ -195,7 +203,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
                "block_size": block_size, "prefix_caching": bool(cache.enable_prefix_caching),
                # vLLM before 0.11 ran V0 unless VLLM_USE_V1 said otherwise; later versions are V1 only.
                "scheduling": "v0" if getattr(vllm_envs, "VLLM_USE_V1", True) is False else "v1",
-               "max_num_batched_tokens": budget, "arch": arch, "steps": rows, "sessions": sessions, "warm_ms": warm_ms,
+               "max_num_batched_tokens": budget, "arch": arch, "steps": rows, "sessions": sessions, "warm": warm,
                # per request, while the engine steps on what has arrived (cells of >= 4 requests)
                "submit_ms": float(np.median([ms for ms, n in submits if n >= 4] or [ms for ms, _ in submits]))})
 
@@ -224,9 +232,6 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
         end_processes([p], wait_s=60 if done else 0)
 
 
-FIT_TERMS = ("steps", "seqs", "tokens", "ctx", "attn")   # -> step_ms, seq_ms, token_ms, ctx_ms, len2_ms
-
-
 def fit(m: dict[str, Any]) -> dict[str, float]:
     """Non-negative least squares of the step model on the measured rows, in relative error (a
     1 ms decode step counts as much as a 200 ms prefill): coefficients in milliseconds."""
@@ -239,7 +244,7 @@ def fit(m: dict[str, Any]) -> dict[str, float]:
     scale[scale == 0] = 1.0
     coef, _ = nnls((a / scale) / y[:, None], np.ones(len(y)))
     coef = coef / scale
-    return dict(zip(("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms"), map(float, coef)))
+    return dict(zip(COEFS, map(float, coef)))
 
 
 def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:
@@ -250,8 +255,7 @@ def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:
         rows = [r for r in m["steps"] if r["kind"] == kind]
         if not rows:
             continue
-        pred = np.array([sum(cost[c] * r[k] for c, k in zip(("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms"),
-                                                           FIT_TERMS)) for r in rows])
+        pred = np.array([predict_ms(cost, r) for r in rows])
         err = np.abs(pred / np.array([r["ms"] for r in rows]) - 1)
         cells: dict[tuple[str, int], list[float]] = {}
         for r in rows:   # per cell and repeat, the mean step time; then the spread over repeats
@@ -298,7 +302,7 @@ def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
     first = results[0]
     med = {k: float(statistics.median(r[k] for r in results))
            for k in ("startup_s", "load_time_s", "unload_time_s", "submit_ms")}
-    return {**first, **med, "workers": len(results), "warm_ms": [r["warm_ms"] for r in results],
+    return {**first, **med, "workers": len(results), "warm": [r["warm"] for r in results],
             "steps": [dict(row, worker=w) for w, r in enumerate(results) for row in r["steps"]],
             "sessions": [x for r in results for x in r["sessions"]]}
 

@@ -49,15 +49,18 @@ def test_replica_gives_the_chunked_composition_of_a_prompt_batch():
 
 
 def test_workers_measured_together_are_merged():
-    a = {"startup_s": 1.0, "load_time_s": 10.0, "unload_time_s": 2.0, "submit_ms": 1.0, "warm_ms": 300.0, "steps": [{"ms": 1}], "sessions": [], "x": 1}
-    b = {"startup_s": 3.0, "load_time_s": 14.0, "unload_time_s": 4.0, "submit_ms": 3.0, "warm_ms": 500.0, "steps": [{"ms": 2}], "sessions": [], "x": 1}
+    a = {"startup_s": 1.0, "load_time_s": 10.0, "unload_time_s": 2.0, "submit_ms": 1.0, "warm": {"ms": 300.0}, "steps": [{"ms": 1}], "sessions": [], "x": 1}
+    b = {"startup_s": 3.0, "load_time_s": 14.0, "unload_time_s": 4.0, "submit_ms": 3.0, "warm": {"ms": 500.0}, "steps": [{"ms": 2}], "sessions": [], "x": 1}
     m = merge_workers([a, b])
     assert m["load_time_s"] == 12.0 and m["workers"] == 2 and [r["worker"] for r in m["steps"]] == [0, 1]
 
 
 def test_warmup_is_the_first_requests_time_beyond_the_step_model():
-    from mosaic.fitting.real_engine import warmup_s
+    from mosaic.fitting.real_engine import WARM, window_terms, warmup_s
 
     cost = {"step_ms": 2.0, "seq_ms": 0.0, "token_ms": 0.0, "ctx_ms": 0.0, "len2_ms": 0.0}
-    assert warmup_s({"warm_ms": [216.0, 116.0]}, cost) == pytest.approx(0.150)   # 8 steps of 2 ms predicted
-    assert warmup_s({"warm_ms": [1.0]}, cost) == 0.0
+    steps = window_terms(_replica_steps([("warm", *WARM)], block_size=16, kv_blocks=100, max_num_seqs=8, budget=512))
+    assert steps == {"steps": 8.0, "seqs": 8.0, "tokens": 64.0 + 7, "ctx": float(sum(range(65, 72))), "attn": 64.0**2}
+    warm = [{**steps, "ms": 216.0}, {**steps, "ms": 116.0}]
+    assert warmup_s({"warm": warm}, cost) == pytest.approx(0.150)   # 8 steps of 2 ms predicted
+    assert warmup_s({"warm": [{**steps, "ms": 1.0}]}, cost) == 0.0

@@ -6,14 +6,7 @@ import pytest
 
 from mosaic.profiles import CostModel
 from sim.engine import BatchEngine
-
-
-def drive(engine, requests):
-    clock = [0.0]
-    for dt in engine.run(requests, lambda: clock[0]):
-        assert dt > 0
-        clock[0] += dt
-    return {s.rid: s for s in engine.result.seqs}, clock[0]
+from tests.helpers import drive
 
 
 def reference(cost, cap, max_seqs, max_tokens, requests, watermark=0.01):

@@ -7,24 +7,7 @@ import pytest
 
 from mosaic.profiles import CostModel
 from sim.engine_v1 import V1Engine
-
-
-class UnitCost:
-    """Every step takes 1 s, so step counts are times."""
-
-    def step_s(self, tokens, n_seqs, decode_ctx, prefill_attn):
-        return 1.0
-
-    def decode_run_s(self, n_seqs, ctx_sum, steps):
-        return float(steps)
-
-
-def drive(engine, requests):
-    clock = [0.0]
-    for dt in engine.run(requests, lambda: clock[0]):
-        assert dt > 0
-        clock[0] += dt
-    return {s.rid: s for s in engine.result.seqs}, clock[0]
+from tests.helpers import UnitCost, drive
 
 
 def schedule(engine):

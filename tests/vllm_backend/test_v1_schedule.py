@@ -43,17 +43,10 @@ def _real_schedule(blocks: int, queue) -> None:
     queue.put({"steps": [s for s in steps if s[0] or s[1]], "block_size": sched.block_size})
 
 
-class UnitCost:
-    def step_s(self, *args):
-        return 1.0
-
-    def decode_run_s(self, n_seqs, ctx_sum, steps):
-        return float(steps)
-
-
 @pytest.mark.parametrize("blocks", [10, 17])   # 10: two preemptions and prefix-cache resumes
 def test_simulated_v1_steps_match_vllms_scheduler(blocks):
     from sim.engine_v1 import V1Engine
+    from tests.helpers import UnitCost, drive
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -62,9 +55,7 @@ def test_simulated_v1_steps_match_vllms_scheduler(blocks):
     real = q.get(timeout=600)
     p.join(60)
     eng = V1Engine(UnitCost(), blocks - 1, real["block_size"], 4, 256, record_steps=True)
-    clock = [0.0]
-    for dt in eng.run([(f"r{i}", pr, o) for i, (pr, o) in enumerate(zip(PROMPTS, OUTPUTS))], lambda: clock[0]):
-        clock[0] += dt
+    drive(eng, [(f"r{i}", pr, o) for i, (pr, o) in enumerate(zip(PROMPTS, OUTPUTS))])
     sim = [(dict(r.scheduled), sorted(r.preempted)) for r in eng.steps_log for _ in range(r.repeat)]
     real_steps = [(s, sorted(pre)) for s, pre in real["steps"]]
     assert len(sim) == len(real_steps)
