@@ -28,6 +28,9 @@ class WorkerPlan:
     worker: int
     sessions: tuple[Session, ...]
     predicted_s: float = 0.0
+    # Standard deviation of the worker's time where its sessions' costs are random (session
+    # curves); 0: a point prediction.
+    predicted_sd_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,15 @@ class Plan:
     workers: tuple[WorkerPlan, ...]
     solver: SolverInfo | None = None
     params: dict[str, float] = field(default_factory=dict)
+    # The expected largest worker time where workers' times are random (predicted_sd_s > 0):
+    # above the largest mean, since the makespan is the maximum of the draws. None: point
+    # predictions, and the makespan is the largest worker's.
+    expected_makespan_s: float | None = None
 
     @property
     def predicted_makespan_s(self) -> float:
+        if self.expected_makespan_s is not None:
+            return self.expected_makespan_s
         return max((w.predicted_s for w in self.workers), default=0.0)
 
     def to_json(self, **kw) -> str:

@@ -20,13 +20,29 @@ from sim.engine import BatchEngine
 from sim.engine_v1 import V1Engine
 
 
+_COSTS: dict[tuple[int, int, int], tuple[ModelProfile, EngineProfile, CostModel]] = {}
+
+
+def _cost_model(model: ModelProfile, engine: EngineProfile, tp: int) -> CostModel:
+    """One CostModel per (profile, engine, TP) object, so its memo of step costs outlives a session
+    (session curves run thousands). Keyed by identity, the objects kept alive beside it so an id
+    is never reused while cached; profiles are not hashable (they hold dicts)."""
+    key = (id(model), id(engine), tp)
+    hit = _COSTS.get(key)
+    if hit is None or hit[0] is not model or hit[1] is not engine:
+        if len(_COSTS) > 512:
+            _COSTS.clear()
+        hit = _COSTS[key] = (model, engine, CostModel(model, engine, tp))
+    return hit[2]
+
+
 def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float,
                    tp: int = 1) -> BatchEngine | V1Engine:
     """A fresh engine for one session of `model` over `tp` GPUs of `memory_gib` each (vLLM gives
     every rank the same share, so the smallest GPU's memory is the one to pass), scheduling steps
     as the profiled engine does (engine.scheduling)."""
     kv = kv_capacity_tokens(model, engine, memory_gib, tp)
-    cost = CostModel(model, engine, tp)
+    cost = _cost_model(model, engine, tp)
     if engine.scheduling == "v1":
         # vLLM sizes the cache in whole blocks and keeps one as its null block.
         return V1Engine(cost, max(0, kv // engine.block_size - 1), engine.block_size, engine.max_num_seqs,

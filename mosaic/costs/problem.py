@@ -4,9 +4,16 @@ Built by mosaic.costs.predict from profiles; actual output lengths are never in 
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from mosaic.costs.session_curve import SessionCurve
+
+# Scenarios of a plan's random replica times the makespan prediction averages over.
+SCENARIOS = 512
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,46 @@ class ModelDemand:
         if self.curve is not None:
             return self.load_s + self.curve(x)
         return self.overhead_s + self.per_request_s * x
+
+    def replica_sd(self, x: int) -> float:
+        """Standard deviation of that replica's time over which requests it holds (0 without a
+        session curve: the proportional and affine splits are point predictions)."""
+        return self.curve.sd(x) if self.curve is not None and x > 0 else 0.0
+
+    def replica_draws(self, x: int, scenarios: int, seed: int) -> np.ndarray | None:
+        """`scenarios` draws of that replica's time, load included, from the curve's standardised
+        draws (stratified: each used equally often, in an order seeded by `seed`); None: a point
+        prediction."""
+        shape = self.curve.shape(x) if self.curve is not None and x > 0 else ()
+        sd = self.replica_sd(x)
+        if not shape or sd <= 0:
+            return None
+        pick = np.random.default_rng(seed).permutation(scenarios) % len(shape)
+        return self.load_s + np.maximum(0.0, self.curve(x) + sd * np.asarray(shape)[pick])
+
+
+def predict_makespan(workers: Sequence[Sequence[tuple[ModelDemand, int]]]) -> tuple[list[float], list[float], float | None]:
+    """Per worker (its sessions as (model demand, requests)): its predicted mean and standard
+    deviation, and the plan's predicted makespan where any replica's time is random (None: point
+    predictions, the makespan is the largest mean).
+
+    The makespan is the busiest worker's, the largest of random times, so it is predicted as the
+    mean over SCENARIOS seeded scenarios, each drawing every replica's time from its curve's
+    (skewed, bounded) distribution, independently (replicas hold disjoint draws of requests), of
+    the busiest worker. The largest mean would miss the unlucky replica that gets two long
+    requests: 14 equal LlamaR1 replicas of 180 requests simulate 239-702 s around a 537 s mean."""
+    means = [sum(d.replica_s(x) for d, x in sess) for sess in workers]
+    sds = [math.sqrt(sum(d.replica_sd(x) ** 2 for d, x in sess)) for sess in workers]
+    if not any(s > 0 for s in sds):
+        return means, sds, None
+    total = np.zeros((SCENARIOS, len(workers)))
+    seed = 0
+    for w, sess in enumerate(workers):
+        for d, x in sess:
+            draws = d.replica_draws(x, SCENARIOS, seed)
+            seed += 1
+            total[:, w] += d.replica_s(x) if draws is None else draws
+    return means, sds, float(total.max(axis=1).mean())
 
 
 @dataclass(frozen=True)

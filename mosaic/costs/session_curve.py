@@ -3,26 +3,38 @@
 The paper splits T_m in proportion (a replica of x requests costs T_m x / N_m), which hides that
 every replica's session ends with its own longest request decoding alone, and that a small shard
 batches less well. A session curve instead runs the engine model (the same continuous-batching
-engine the simulator integrates, passed in as `run_session`) on a representative session of x
-requests at a grid of x, from what the scheduler may see:
+engine the simulator integrates, passed in as `run_session`) on sessions of x requests built from
+what the scheduler may see: output lengths from the profile's shape at the calibration split's
+mean (never the test outputs), prompts from the model's own requests (visible before anything
+runs).
 
-* output lengths: the profile's shape at the calibration split's mean (never the test outputs),
-  taken at the expected order statistics of x draws (quantiles i / (x + 1)), so the session holds
-  the longest request x draws are expected to contain;
-* prompts: the model's own requests' prompt lengths (visible before anything runs), at the same
-  quantile positions;
-* order: a fixed low-discrepancy interleaving (golden-ratio), as a stream mixes short and long;
-* the tail: a replica's longest request is the longest the model's whole request set is expected
-  to hold (quantile N_m / (N_m + 1)), not its own share's. One replica does get that request, and
-  the makespan is the busiest worker's, so a plan is priced as if any replica may be the one: a
-  model split over many small shards cannot finish before its longest request does, which is what
-  makes wide replication of a heavy-tailed model look better on paper than it runs.
+A replica's session time is a random variable: which of the model's requests land in it decides
+how many long ones it decodes, and with heavy-tailed reasoning outputs two replicas of the same
+size differ by 2x (measured on synth_mmlu_pro, 180 LlamaR1 requests: 239-702 s simulated). The
+makespan is the busiest worker's, the *largest* of those draws, so the curve carries both the
+mean and the spread of T(x):
 
-On the grid T is made non-decreasing and T(x) / x non-increasing (more requests never finish
-sooner, and a fuller batch never costs more per request); between grid points T is interpolated
-linearly, which keeps both. T / x non-increasing makes T subadditive: no split of a model's requests is
-predicted cheaper in total than one session of all of them, which the scheduler's lower bound
-(mosaic/costs/problem.py) relies on.
+* shape: the engine run on the expected order statistics of x draws (quantiles i / (x + 1)) at
+  every grid point, in a fixed low-discrepancy (golden-ratio) interleaving, as a stream mixes short
+  and long; cheap, smooth, but below the mean where x is small (the expected longest of x draws
+  of a heavy tail lies above its x / (x + 1) quantile);
+* level and spread: at a coarse geometric grid, sessions of x requests drawn at random (a fixed
+  seed per x: the same problem gives the same curve) are run, at least SAMPLES of them and more
+  for small x; their mean over the shape's value, and their coefficient of variation, are
+  smoothed in log x over the fine grid, and their standardised draws are kept: a small shard's
+  time is right-skewed (one long request or none: a 28-request QwenR1 shard takes 155 s on
+  average and 378 s with a 32k-token request) and bounded by the context window. Measured on the
+  scheduler benchmark, a smooth skewed fit (Pearson III) in their place predicts worse: its
+  unbounded tail puts 64 LlamaR1 replicas' busiest at +34% where the draws give -6%.
+
+On the grid the mean T is made non-decreasing and T(x) / x non-increasing (more requests never
+finish sooner, and a fuller batch never costs more per request); between grid points T is
+interpolated linearly, which keeps both. T / x non-increasing makes T subadditive: no split of a
+model's requests is predicted cheaper in total than one session of all of them, which the
+scheduler's lower bound relies on.
+
+mosaic/costs/problem.py `predict_makespan` turns a plan's replicas into the expected makespan,
+the mean over seeded scenarios of the busiest worker.
 """
 from __future__ import annotations
 
@@ -39,14 +51,27 @@ from mosaic.profiles import LengthDistribution
 RunSession = Callable[[np.ndarray, np.ndarray], float]
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+# Random sessions per coarse grid point: at least SAMPLES, and at least SAMPLE_DRAWS requests in
+# all, so a small x (whose time is one or two long requests, coefficient of variation ~1.4 at
+# x = 1) gets enough draws for a mean within a few percent; capped at MAX_SAMPLES.
+SAMPLES = 16
+SAMPLE_DRAWS = 1024
+MAX_SAMPLES = 64
+# The coarse grid: 1, 2, 4, ... and n.
+SAMPLE_RATIO = 2
 
 
 @dataclass(frozen=True)
 class SessionCurve:
-    """Predicted session seconds of x requests (load excluded), x in [0, n]."""
+    """Predicted session seconds of x requests (load excluded), x in [0, n]: the mean, and the
+    standard deviation over which of the model's requests the session holds."""
 
     xs: tuple[int, ...]            # grid, increasing, starting at 1, ending at n
-    per_request_s: tuple[float, ...]   # T(x) / x at the grid points, non-increasing
+    per_request_s: tuple[float, ...]   # mean T(x) / x at the grid points, non-increasing
+    spread_s: tuple[float, ...] = ()   # sd of T(x) at the grid points; () = deterministic
+    # The shape of T's distribution: at each coarse grid point, its random sessions' times
+    # standardised ((T - mean) / sd), sorted; () = none.
+    shapes: tuple[tuple[int, tuple[float, ...]], ...] = ()
 
     @property
     def n(self) -> int:
@@ -67,11 +92,32 @@ class SessionCurve:
         t0, t1 = x0 * cs[i - 1], x1 * cs[i]
         return t0 + (t1 - t0) * (x - x0) / (x1 - x0)
 
+    def sd(self, x: float) -> float:
+        """Standard deviation of T(x); beyond n it grows as sqrt(x) (a sum of more draws)."""
+        if x <= 0 or not self.spread_s:
+            return 0.0
+        if x >= self.xs[-1]:
+            return self.spread_s[-1] * math.sqrt(x / self.xs[-1])
+        return float(np.interp(x, self.xs, self.spread_s))
+
+    def shape(self, x: float) -> tuple[float, ...]:
+        """Standardised draws of T(x): those of the coarse grid point nearest x in log x."""
+        if x <= 0 or not self.shapes:
+            return ()
+        return min(self.shapes, key=lambda c: (abs(math.log(c[0] / x)), c[0]))[1]
+
+
+def _monotone(xs: Sequence[int], walls: Sequence[float]) -> tuple[float, ...]:
+    """Per-request costs of T made non-decreasing with T / x non-increasing (so T is subadditive)."""
+    t = np.maximum.accumulate(np.asarray(walls, dtype=float))
+    per_request = np.minimum.accumulate(t / np.asarray(xs, dtype=float))
+    return tuple(float(c) for c in per_request)
+
 
 def grid(n: int, n_workers: int, ratio: float = 1.25) -> list[int]:
     """Every even shard size a split over up to n_workers replicas can have (ceil and floor of
-    n / r), plus a geometric grid from 1 to n."""
-    pts = {1, n}
+    n / r), the coarse sampling grid, plus a geometric grid from 1 to n."""
+    pts = {1, n} | set(coarse_grid(n))
     for r in range(1, max(1, n_workers) + 1):
         pts.update((max(1, n // r), max(1, -(-n // r))))
     x = 1.0
@@ -81,11 +127,19 @@ def grid(n: int, n_workers: int, ratio: float = 1.25) -> list[int]:
     return sorted(p for p in pts if 1 <= p <= n)
 
 
+def coarse_grid(n: int) -> list[int]:
+    pts, x = {n}, 1
+    while x < n:
+        pts.add(x)
+        x *= SAMPLE_RATIO
+    return sorted(pts)
+
+
 def representative(lengths: LengthDistribution, prompts: Sequence[int], x: int,
                    max_model_len: int, n_total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """x (prompt, output) pairs at the expected order statistics, in a fixed interleaved order.
     n_total: the model's requests over all its replicas; the longest of the x is then the
-    expected longest of all n_total (see the module docstring)."""
+    expected longest of all n_total (a pessimistic single session, for callers that want one)."""
     q = np.arange(1, x + 1) / (x + 1)
     if n_total is not None and n_total > x:
         q[-1] = n_total / (n_total + 1)
@@ -102,18 +156,84 @@ def representative(lengths: LengthDistribution, prompts: Sequence[int], x: int,
     return ps, outs
 
 
+def draw(lengths: LengthDistribution, prompts: Sequence[int], x: int, max_model_len: int,
+         rng: np.random.Generator, u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x (prompt, output) pairs drawn at random: outputs from the length distribution (at the
+    uniforms u where given), prompts from the model's own."""
+    ps = rng.choice(np.asarray(prompts, dtype=int), size=x)
+    outs = np.maximum(1, np.rint(lengths.ppf(rng.random(x) if u is None else u))).astype(int)
+    return ps, np.maximum(1, np.minimum(outs, max_model_len - ps))
+
+
+def sample_sessions(run_session: RunSession, lengths: LengthDistribution, prompts: Sequence[int],
+                    x: int, max_model_len: int) -> np.ndarray:
+    """Wall seconds of random sessions of x requests (seeded by x and the model's request count,
+    so the same problem draws the same sessions). Latin hypercube: each request position's
+    output quantile is stratified over the sessions, so the few draws cover the tail evenly."""
+    k = int(min(MAX_SAMPLES, max(SAMPLES, math.ceil(SAMPLE_DRAWS / x))))
+    rng = np.random.default_rng([x, len(prompts)])
+    u = (np.argsort(rng.random((k, x)), axis=0) + rng.random((k, x))) / k
+    return np.array([run_session(*draw(lengths, prompts, x, max_model_len, rng, u[j])) for j in range(k)])
+
+
 def build_curve(run_session: RunSession, lengths: LengthDistribution, prompts: Sequence[int],
                 n_workers: int, max_model_len: int) -> SessionCurve:
     """The curve of one model with len(prompts) requests on a cluster of n_workers."""
     n = len(prompts)
     xs = grid(n, n_workers)
-    walls = []
-    for x in xs:
-        ps, outs = representative(lengths, prompts, x, max_model_len, n)
-        walls.append(run_session(ps, outs))
-    # More requests never take less time, and never cost more per request (the batch is at least
-    # as full): T non-decreasing and T / x non-increasing, so T is subadditive.
-    t = np.maximum.accumulate(np.asarray(walls, dtype=float))
-    per_request = np.minimum.accumulate(t / np.asarray(xs, dtype=float))
-    return SessionCurve(tuple(xs), tuple(float(c) for c in per_request))
+    shape = np.array([run_session(*representative(lengths, prompts, x, max_model_len)) for x in xs])
+    coarse = coarse_grid(n)
+    at = {x: i for i, x in enumerate(xs)}
+    level, cv, weight, shapes = [], [], [], []
+    for x in coarse:
+        walls = sample_sessions(run_session, lengths, prompts, x, max_model_len)
+        mean = float(walls.mean())
+        sd = float(walls.std(ddof=1)) if len(walls) > 1 else 0.0
+        shapes.append((x, tuple(float(v) for v in np.sort((walls - mean) / sd))) if sd > 0 else (x, ()))
+        level.append(math.log(mean / shape[at[x]]) if mean > 0 and shape[at[x]] > 0 else 0.0)
+        cv.append(math.log(max(1e-9, sd / mean)) if mean > 0 else math.log(1e-9))
+        weight.append(math.sqrt(len(walls)))
+    # Each coarse point's sample is small (its sd over sqrt(16) at large x: ~8% of the mean for a
+    # reasoning model), while the level and the spread vary smoothly with log x: a weighted
+    # quadratic in log x (of the log level and the log coefficient of variation) pools the points
+    # instead of following each one's noise.
+    logs = [math.log(x) for x in xs]
+    clog = [math.log(x) for x in coarse]
+    mean_t = [float(t) * math.exp(v) for t, v in zip(shape, _smooth(clog, level, weight, logs))]
+    sd_t = [m * math.exp(v) for m, v in zip(mean_t, _smooth(clog, cv, weight, logs))]
+    return SessionCurve(tuple(xs), _monotone(xs, mean_t), tuple(float(v) for v in sd_t), tuple(shapes))
 
+
+def _smooth(x: Sequence[float], y: Sequence[float], w: Sequence[float], at: Sequence[float]) -> list[float]:
+    """A weighted least-squares polynomial in x (degree 2, less with fewer points), evaluated at
+    `at` clipped to the range of x. Plain floats summed in a fixed order, not LAPACK: the curve
+    decides plans, which must not depend on the machine's BLAS."""
+    deg = min(2, len(x) - 1)
+    if deg <= 0:
+        return [float(y[0])] * len(at)
+    k = deg + 1
+    # Normal equations, centred and scaled for conditioning, solved by Gaussian elimination.
+    lo, hi = x[0], x[-1]
+    mid, half = (lo + hi) / 2, max((hi - lo) / 2, 1e-12)
+    u = [(xi - mid) / half for xi in x]
+    a = [[0.0] * (k + 1) for _ in range(k)]
+    for ui, yi, wi in zip(u, y, w):
+        ww = wi * wi
+        pw = [ui ** j for j in range(k)]
+        for r in range(k):
+            for c in range(k):
+                a[r][c] += ww * pw[r] * pw[c]
+            a[r][k] += ww * pw[r] * yi
+    for col in range(k):
+        piv = max(range(col, k), key=lambda r: (abs(a[r][col]), -r))
+        a[col], a[piv] = a[piv], a[col]
+        for r in range(k):
+            if r != col and a[col][col] != 0:
+                f = a[r][col] / a[col][col]
+                a[r] = [vr - f * vc for vr, vc in zip(a[r], a[col])]
+    coef = [a[j][k] / a[j][j] if a[j][j] != 0 else 0.0 for j in range(k)]
+    out = []
+    for t in at:
+        v = (min(max(t, lo), hi) - mid) / half
+        out.append(sum(c * v ** j for j, c in enumerate(coef)))
+    return out

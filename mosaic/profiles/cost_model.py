@@ -43,6 +43,7 @@ class CostModel:
         self._lin_x, self._lin_y = pts[:, 0], pts[:, 1]
         self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
         self._lin_scale = model.params_b / engine.linear_reference_params_b
+        self._lin_cache: dict[float, float] = {}
         self._overhead_ms = engine.step_overhead_ms
         self._per_seq_ms = engine.per_seq_overhead_ms
         bw = engine.hbm_bandwidth_gbs * 1e9 * engine.bandwidth_efficiency
@@ -67,11 +68,18 @@ class CostModel:
             self.prefill_ms_per_len2 *= f_attn
 
     def linear_ms(self, tokens: float) -> float:
+        # Memoised: the engine asks for the same few batch sizes thousands of times per session
+        # (session curves run thousands of sessions), and np.interp on a scalar is most of a step.
+        cache = self._lin_cache
+        hit = cache.get(tokens)
+        if hit is not None:
+            return hit
         if tokens <= self._lin_x[-1]:
             base = float(np.interp(tokens, self._lin_x, self._lin_y))
         else:
             base = self._lin_y[-1] + self._lin_tail_slope * (tokens - self._lin_x[-1])
-        return base * self._lin_scale
+        cache[tokens] = out = base * self._lin_scale
+        return out
 
     def decode_base_s(self, n_seqs: int) -> float:
         """Time of a decode step of n_seqs sequences, excluding the context-dependent attention."""

@@ -1,8 +1,8 @@
 """Helpers the policies share: turning per-worker assignments into a Plan with predicted times."""
 from __future__ import annotations
 
+from mosaic.costs.problem import StageProblem, predict_makespan
 from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
-from mosaic.costs.problem import StageProblem
 
 
 def split_counts(request_ids: tuple[str, ...], counts: dict[int, int]) -> dict[int, tuple[str, ...]]:
@@ -31,12 +31,10 @@ def make_plan(problem: StageProblem, policy: str,
     """assignment: worker -> ordered [(model, request ids)]. Empty sessions are dropped: loading a
     model with nothing to run only costs time."""
     demand = {d.model: d for d in problem.models}
-    workers = []
-    for w in range(problem.n_workers):
-        sessions = tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids)
-        predicted = sum(demand[s.model].replica_s(len(s.request_ids)) for s in sessions)
-        workers.append(WorkerPlan(w, sessions, predicted))
-    return Plan(problem.stage, policy, tuple(workers), solver, params or {})
+    sessions = [tuple(Session(m, ids) for m, ids in assignment.get(w, []) if ids) for w in range(problem.n_workers)]
+    means, sds, expected = predict_makespan([[(demand[s.model], len(s.request_ids)) for s in ss] for ss in sessions])
+    workers = tuple(WorkerPlan(w, ss, m, sd) for w, (ss, m, sd) in enumerate(zip(sessions, means, sds)))
+    return Plan(problem.stage, policy, workers, solver, params or {}, expected)
 
 
 def fitting(problem: StageProblem, model: str) -> list[int]:

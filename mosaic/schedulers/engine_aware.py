@@ -1,10 +1,11 @@
 """engine_aware: placement and assignment planned on the engine model's session curves.
 
 A replica of model m serving x requests costs l_m + T_m(x), where T_m is the session curve
-(mosaic/costs/session_curve.py): the engine model run on x representative requests, so it carries
-the batching economy of small shards, the KV-limited throughput of large ones and the longest
-request's tail that every replica pays. The paper's ILP prices a replica at l_m + T_m x / N_m
-instead, which promises too much from replication (its plans run up to 2x their prediction).
+(mosaic/costs/session_curve.py): the engine model's mean time for sessions of x of the model's
+requests, so it carries the batching economy of small shards and the KV-limited throughput of large
+ones; the curve also carries that time's spread and the time of the replica that holds the
+model's longest request. The paper's ILP prices a replica at l_m + T_m x / N_m instead, which
+promises too much from replication (its plans run up to 2x their prediction).
 
 Search, all of it bounded by counts of work (scheduler.search_limit), never by the clock:
 1. Replica counts: from one replica per model, give one more replica to the model whose (even)
@@ -16,9 +17,11 @@ Search, all of it bounded by counts of work (scheduler.search_limit), never by t
    memory (round robin, least loaded, data parallel, the ILP's greedy warm start): move a replica
    off the busiest worker, swap it with one elsewhere, or shift requests between two replicas of a
    model (each replica keeping within 50% of the model's even share), or split a replica onto a
-   worker with a free model slot, whenever that lowers the busiest worker without raising another
-   to its level.
-4. The plan with the lowest predicted makespan wins; a baseline plan is a start of the search, so
+   worker with a free model slot, whenever that lowers the busiest worker's mean without raising
+   another to its level.
+4. Every start, before and after its search, is scored by the plan's prediction (the expected
+   largest worker time with the spreads, or the tail replica's worker, whichever is later:
+   mosaic/costs/problem.py predict_makespan); the least wins. A baseline's plan is a start, so
    the result is never predicted worse than any of them.
 5. Requests to replicas: where the calibration split gives per-question length signals (its
    category means, `ModelDemand.length_hints`), longest predicted first to the replica with the
@@ -32,11 +35,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mosaic.config.schema import SchedulerConfig
 from mosaic.core.errors import ConfigError
-from mosaic.costs.problem import ModelDemand, StageProblem
+from mosaic.costs.problem import ModelDemand, StageProblem, predict_makespan
 from mosaic.plan import Plan, SolverInfo
 from mosaic.schedulers.common import even_counts, make_plan, split_counts
 from mosaic.schedulers.registry import register, get_scheduler
@@ -324,6 +327,16 @@ def lower_bound(problem: StageProblem, k: int) -> float:
     return max(spread, single, sum(smallest))
 
 
+def predicted_makespan(problem: StageProblem, s: State) -> float:
+    """The prediction make_plan gives the state's plan (mosaic/costs/problem.py predict_makespan)."""
+    workers: list[list] = [[] for _ in range(problem.n_workers)]
+    for d, row in zip(problem.models, s.replicas):
+        for w, x in row.items():
+            workers[w].append((d, x))
+    means, _, expected = predict_makespan(workers)
+    return max(means, default=0.0) if expected is None else expected
+
+
 @register("engine_aware", reads=("max_models_per_worker", "replication_cap", "search_limit"))
 def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     t0 = time.perf_counter()
@@ -341,20 +354,29 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
         raise ConfigError("engine_aware: no placement honours K and the memory limits; raise "
                           "scheduler.max_models_per_worker or cluster.memory_gib")
     budget = params.search_limit
-    best, best_from = None, ""
+    # The search balances the workers' mean times; the plan's prediction also prices their spread
+    # and the tail replica (predict_makespan). So every start as it came (a baseline's plan among
+    # them) and as the search left it is scored by that prediction, and the least wins, ties to
+    # the earlier: the result is never predicted worse than any start.
+    finals = []
     for name, s in starts:
+        finals.append((name, State.of(problem, k, s.replicas)))
         budget -= _improve(s, max(0, budget // max(1, len(starts))), caps)
-        if best is None or s.key() < best.key():
-            best, best_from = s, name
+        finals.append((name, State.of(problem, k, s.replicas)))
+    scored = [(predicted_makespan(problem, s), s.key(), j) for j, (_, s) in enumerate(finals)]
+    best_from, best = finals[min(scored)[2]]
     assignment: dict[int, list] = {}
     for d, row in zip(problem.models, best.replicas):
         for w, ids in deal(d, {w: x for w, x in sorted(row.items()) if x > 0}).items():
             assignment.setdefault(w, []).append((d.model, ids))
-    objective = best.makespan
+    # Predicted on the mean curves: each worker's mean and spread, the makespan their expected
+    # largest; the bound on the means is below it (the expected largest is at least every mean).
+    plan = make_plan(problem, "engine_aware", assignment, None, {"K": k})
+    objective = plan.predicted_makespan_s
     bound = min(objective, lower_bound(problem, k))
     info = SolverInfo("heuristic", time.perf_counter() - t0, objective, bound,
                       (objective - bound) / objective if objective > 0 else 0.0, best_from)
-    return make_plan(problem, "engine_aware", assignment, info, {"K": k})
+    return replace(plan, solver=info)
 
 
 engine_aware.needs_session_curves = True

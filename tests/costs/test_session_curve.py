@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mosaic.costs.session_curve import SessionCurve, build_curve, grid, representative
+from mosaic.costs.session_curve import (SessionCurve, build_curve, coarse_grid, draw, grid,
+                                        representative)
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles
 from sim.backend import run_session
 
@@ -33,19 +34,48 @@ def test_representative_sample_is_the_expected_order_statistics():
 
 
 @pytest.mark.parametrize("model", ["LlamaR1", "Gemma"])
-def test_curve_is_the_engine_at_grid_points_and_subadditive(model):
+def test_curve_is_monotone_and_subadditive(model):
     prompts = [200 + (37 * i) % 400 for i in range(300)]
     lengths = PROFILES.model(model).output
     curve = build_curve(engine(model), lengths, prompts, 4, 32768)
-    assert curve.n == 300
-    for x in (1, 75, 300):
-        ps, outs = representative(lengths, prompts, x, 32768, 300)
-        assert curve(x) <= engine(model)(ps, outs) + 1e-9      # the guards only ever lower it
+    assert curve.n == 300 and len(curve.spread_s) == len(curve.xs)
+    assert [x for x, _ in curve.shapes] == coarse_grid(300)
+    assert set(coarse_grid(300)) <= set(curve.xs)
     xs = np.arange(1, 301)
     t = np.array([curve(x) for x in xs])
-    assert np.all(np.diff(t[curve.xs[0]:]) >= -1e-6 * t.max())   # more requests never finish sooner
+    assert np.all(np.diff(t) >= -1e-6 * t.max())             # more requests never finish sooner
     for a, b in ((1, 299), (100, 200), (150, 150), (37, 263)):
         assert curve(a) + curve(b) >= curve(a + b) - 1e-9       # splitting never predicted cheaper
+    # Same problem, same curve.
+    assert build_curve(engine(model), lengths, prompts, 4, 32768) == curve
+
+
+@pytest.mark.parametrize("x", [8, 60])
+def test_curve_predicts_the_mean_and_spread_of_random_sessions(x):
+    # An independent Monte Carlo (another seed, more draws) of sessions of x of LlamaR1's requests:
+    # the heavy-tailed reasoning outputs make two sessions of the same size differ by 2x.
+    prompts = [200 + (37 * i) % 400 for i in range(240)]
+    lengths = PROFILES.model("LlamaR1").output
+    curve = build_curve(engine("LlamaR1"), lengths, prompts, 4, 32768)
+    rng = np.random.default_rng(12345)
+    walls = np.array([engine("LlamaR1")(*draw(lengths, prompts, x, 32768, rng)) for _ in range(300)])
+    assert curve(x) == pytest.approx(walls.mean(), rel=0.08)
+    assert curve.sd(x) == pytest.approx(walls.std(), rel=0.25)
+    assert curve.sd(x) > 0.15 * curve(x)
+    # The standardised draws keep the skew: a small shard is right-skewed (one long request or none).
+    shape = np.asarray(curve.shape(x))
+    assert abs(shape.mean()) < 1e-9 and np.median(shape) < 0 < shape.max() + shape.min()
+    # The shape alone (one session at the expected order statistics) is well below the mean at
+    # small x: the expected longest of x heavy-tailed draws lies above their x / (x + 1) quantile.
+    if x == 8:
+        assert engine("LlamaR1")(*representative(lengths, prompts, x, 32768)) < 0.85 * walls.mean()
+
+
+def test_spread_and_shape_between_grid_points():
+    c = SessionCurve((1, 10, 100), (5.0, 2.0, 1.0), (4.0, 6.0, 10.0), ((1, (-1.0, 1.0)), (64, (-0.5, -0.5, 1.0))))
+    assert c.sd(55) == pytest.approx(6 + 4 * 45 / 90) and c.sd(400) == pytest.approx(20.0)
+    assert c.shape(5) == (-1.0, 1.0) and c.shape(10) == (-0.5, -0.5, 1.0)   # nearest in log x
+    assert c.shape(0) == () and SessionCurve((1, 10), (5.0, 2.0)).sd(5) == 0.0
 
 
 def test_every_shard_carries_the_models_expected_longest_request():

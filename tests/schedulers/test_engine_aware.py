@@ -10,15 +10,20 @@ from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.costs.session_curve import SessionCurve
 from mosaic.schedulers import schedule
-from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound
+from mosaic.costs.problem import predict_makespan
+from mosaic.schedulers.engine_aware import _from_plan, baselines, lower_bound, predicted_makespan
 from mosaic.workload.types import Request
 from tests.helpers import needs_shared
 
 
-def demand(name, n, load, per_request, first=0):
-    """A model whose session curve has per-request cost per_request[x] at grid point x."""
+def demand(name, n, load, per_request, first=0, cv=0.0):
+    """A model whose session curve has per-request cost per_request[x] at grid point x, and a
+    spread of cv times its mean."""
     xs = tuple(sorted(per_request))
-    curve = SessionCurve(xs, tuple(per_request[x] for x in xs))
+    # With a spread: a right-skewed standardised shape (most draws a little short, one far long).
+    curve = SessionCurve(xs, tuple(per_request[x] for x in xs),
+                         tuple(cv * x * per_request[x] for x in xs) if cv else (),
+                         ((1, (-0.5, -0.5, -0.5, 1.5)),) if cv else ())
     ids = tuple(f"q{i}/{name}" for i in range(n))
     return ModelDemand(name, ids, load, curve(n), first, curve=curve)
 
@@ -91,7 +96,7 @@ def problems(draw):
         t = np.maximum.accumulate([costs[min(j, len(costs) - 1)] * x for j, x in enumerate(xs)])
         c = np.minimum.accumulate(t / np.asarray(xs, dtype=float))
         per = {x: float(cj) for x, cj in zip(xs, c)}
-        models.append(demand(f"M{i}", n, draw(st.floats(0.0, 60.0)), per, i))
+        models.append(demand(f"M{i}", n, draw(st.floats(0.0, 60.0)), per, i, draw(st.sampled_from([0.0, 0.1, 0.4]))))
     k = draw(st.one_of(st.none(), st.integers(1, 3)))
     if k is not None and k * n_workers < len(models):
         k = None
@@ -109,13 +114,43 @@ def test_plans_are_valid_canonical_and_never_worse_than_a_baseline(case):
     assert plan.predicted_makespan_s >= bound * (1 - 1e-9)
     assert plan.solver.bound <= plan.predicted_makespan_s
     for name, state in baselines(p, SchedulerConfig(max_models_per_worker=k), kk):
-        assert plan.predicted_makespan_s <= state.makespan * (1 + 1e-9), name
-    # Its prediction is its own cost model applied to what it returns.
+        assert plan.predicted_makespan_s <= predicted_makespan(p, state) * (1 + 1e-9), name
+    # Its prediction is its own cost model applied to what it returns: each worker's mean and
+    # spread, the makespan their expected largest (never below the largest mean).
     cost = {d.model: d for d in p.models}
     for w in plan.workers:
         assert w.predicted_s == pytest.approx(sum(cost[s.model].replica_s(len(s.request_ids))
                                                   for s in w.sessions))
+        assert w.predicted_sd_s == pytest.approx(math.sqrt(sum(cost[s.model].replica_sd(len(s.request_ids)) ** 2
+                                                               for s in w.sessions)))
+    means = [w.predicted_s for w in plan.workers]
+    again = predict_makespan([[(cost[s.model], len(s.request_ids)) for s in w.sessions] for w in plan.workers])[2]
+    assert plan.predicted_makespan_s == (max(means) if again is None else again)
+    assert plan.predicted_makespan_s >= max(means) * (1 - 1e-9)
     assert _from_plan(p, plan, kk) is not None
+
+
+def test_random_replicas_are_priced_at_their_expected_largest():
+    # A heavy-tailed model (spread 30% of its mean) and a steady one on 4 workers. Split over
+    # several workers, the heavy model's makespan is the largest of their draws, above their mean.
+    heavy = demand("R", 400, 10.0, {1: 20.0, 100: 2.0, 200: 1.6, 400: 1.5}, 0, cv=0.3)
+    steady = demand("I", 400, 10.0, {1: 2.0, 400: 0.2}, 1)
+    plan = plan_of(problem([heavy, steady], 4))
+    means = [w.predicted_s for w in plan.workers]
+    assert plan.predicted_makespan_s > max(means) + 1.0
+    assert plan.solver.objective == pytest.approx(plan.predicted_makespan_s)
+    assert plan.solver.bound <= max(means)
+    # Against an independent Monte Carlo of the same replicas (each replica's draw uniform over
+    # its shape, replicas independent).
+    rng = np.random.default_rng(7)
+    shape = np.array([-0.5, -0.5, -0.5, 1.5])
+    cost = {d.model: d for d in (heavy, steady)}
+    sims = np.zeros((20000, 4))
+    for w in plan.workers:
+        for s in w.sessions:
+            d, x = cost[s.model], len(s.request_ids)
+            sims[:, w.worker] += d.replica_s(x) + d.replica_sd(x) * (shape[rng.integers(0, 4, 20000)] if d.curve.shapes else 0)
+    assert plan.predicted_makespan_s == pytest.approx(sims.max(axis=1).mean(), rel=0.02)
 
 
 def test_replica_s_without_a_curve_is_the_affine_split():
