@@ -14,6 +14,7 @@ from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
+from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
 from mosaic.run.pipeline import PipelineResult
@@ -73,6 +74,10 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
              "trace.csv": lambda f: f.write(requests_csv(traces)),
              "sessions.csv": lambda f: f.write(sessions_csv(traces)),
              "queries.csv": lambda f: _rows(f, query_rows(out.result)),
+             PERFETTO_FILE: lambda f: json.dump(perfetto_document(
+                 [dict(serde.to_dict(r)) for t in traces for r in t.requests],
+                 [dict(serde.to_dict(s), stage=t.stage) for t in traces for s in t.sessions],
+                 out.result.expert.trace.makespan_s), f),
              SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     for name, write in files.items():
@@ -107,6 +112,19 @@ def format_table(s: dict[str, Any]) -> str:
                      + (f", plan from {sv['source']}" if sv.get("source", "ilp") != "ilp" else "")))
         if sv.get("fallback"):
             rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))
+    serving = s.get("serving")
+    if serving:
+        def pct(d, scale=1.0, unit="s"):
+            return " / ".join("n/a" if d[k] is None else f"{scale * d[k]:.1f}" for k in ("p50", "p90", "p99")) + f" {unit}"
+        for stage in ("expert", "aggregator"):
+            st = serving[stage]
+            if st["requests"]:
+                rows.append((f"{stage} latency p50/p90/p99", pct(st["latency_s"]) + f"; TTFT {pct(st['ttft_s'])}; "
+                             f"TPOT {pct(st['tpot_s'], 1e3, 'ms')}"))
+        rows.append(("query done p50/p90/p99", pct(serving["query_completion_s"])))
+        rows.append(("output tokens/s per GPU", ", ".join(
+            f"{stage} {serving[stage]['output_tokens_per_s_per_gpu']:.1f}" for stage in ("expert", "aggregator")
+            if serving[stage]["output_tokens_per_s_per_gpu"] is not None)))
     for w in s["workers"]:
         rows.append((f"worker {w['id']}", f"busy {w['busy_s']:.0f} s, idle {w['idle_s']:.0f} s: "
                      + " > ".join(w["sessions"])))

@@ -35,7 +35,7 @@ ERROR_FILE = "error.json"
 SUMMARY_FILE = "summary.json"
 # What one run writes (summary.json last: it marks a finished run), and with error.json, what a
 # new run in the same directory removes first.
-OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", SUMMARY_FILE)
+OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", "trace.perfetto.json", SUMMARY_FILE)
 RUN_FILES = (*OUTPUT_FILES, ERROR_FILE)
 LOCK_FILE = ".lock"
 TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_atomic)

@@ -5,6 +5,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from mosaic.run.pipeline import PipelineResult
+from mosaic.run.serving import query_completion, stage_serving
 from mosaic.plan import Plan
 from mosaic.config.schema import MosaicConfig
 from mosaic.workload.types import aggregator_request_id
@@ -97,6 +98,11 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
         "aggregator_tp_mode": next((s.tp_mode for s in agg_t.sessions if s.tp_mode), ""),
         # Table 3 (slots per expert) reads this.
         "expert_requests_per_model": dict(sorted(Counter(r.model for r in exp_t.requests).items())),
+        # TTFT, TPOT, latency percentiles, tokens/s per GPU (mosaic/run/serving.py: time origins).
+        "serving": {"expert": stage_serving(exp_t, len(exp_t.workers)),
+                    "aggregator": stage_serving(agg_t, len(agg_t.workers)),
+                    "query_completion_s": query_completion(exp_t, agg_t,
+                                                           {d.query_id: d.skip for d in result.decisions})},
     }
 
 

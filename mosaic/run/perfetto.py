@@ -1,0 +1,96 @@
+"""A run as a Chrome / Perfetto trace (https://ui.perfetto.dev, chrome://tracing): one process per
+worker, its model loads and sessions as slices on one track, its requests as async slices beside
+them (requests of a session overlap: continuous batching). The aggregator stage is shifted by the
+expert stage's makespan, so both stages lie on one time axis (trace.csv restarts at 0 per stage).
+
+Built from a run folder's own files (trace.csv, sessions.csv, summary.json), so it works for any
+backend's run:  python -m mosaic.run.perfetto RUN_DIR  (writes RUN_DIR/trace.perfetto.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+PERFETTO_FILE = "trace.perfetto.json"
+_US = 1e6
+
+
+def events(requests: Iterable[Mapping[str, Any]], sessions: Iterable[Mapping[str, Any]],
+           expert_stage_s: float) -> list[dict[str, Any]]:
+    """Trace events of a run's requests and sessions (rows as in trace.csv and sessions.csv)."""
+    def offset(stage: str) -> float:
+        return expert_stage_s if stage == "aggregator" else 0.0
+
+    out: list[dict[str, Any]] = []
+    workers: set[int] = set()
+    for s in sessions:
+        w, t0 = int(s["worker"]), offset(s["stage"])
+        workers.add(w)
+        label = f"{s['model']} ({s['stage']})"
+        if float(s["load_end_s"]) > float(s["load_start_s"]):
+            out.append({"name": f"load {label}", "cat": "load", "ph": "X", "pid": w, "tid": 0,
+                        "ts": (t0 + float(s["load_start_s"])) * _US,
+                        "dur": (float(s["load_end_s"]) - float(s["load_start_s"])) * _US})
+        args = {"requests": int(s["n_requests"])}
+        if s.get("preemptions") not in (None, ""):
+            args["preemptions"] = s["preemptions"]
+        if s.get("error"):
+            args["error"] = s["error"]
+        out.append({"name": label, "cat": "session", "ph": "X", "pid": w, "tid": 0,
+                    "ts": (t0 + float(s["run_start_s"])) * _US,
+                    "dur": max(0.0, float(s["run_end_s"]) - float(s["run_start_s"])) * _US, "args": args})
+    for r in requests:
+        w, t0 = int(r["worker"]), offset(r["stage"])
+        workers.add(w)
+        common = {"name": r["request_id"], "cat": f"request,{r['stage']}", "pid": w, "tid": 0,
+                  "id": r["request_id"]}
+        args = {"model": r["model"], "prompt_tokens": int(r["prompt_tokens"]),
+                "output_tokens": int(r["output_tokens"]),
+                "ttft_s": float(r["first_token_s"]) - float(r["start_s"])}
+        if r.get("error"):
+            args["error"] = r["error"]
+        out.append({**common, "ph": "b", "ts": (t0 + float(r["start_s"])) * _US, "args": args})
+        out.append({**common, "ph": "e", "ts": (t0 + max(float(r["finish_s"]), float(r["start_s"]))) * _US})
+    for w in sorted(workers):
+        out.append({"name": "process_name", "ph": "M", "pid": w, "args": {"name": f"worker {w}"}})
+        out.append({"name": "process_sort_index", "ph": "M", "pid": w, "args": {"sort_index": w}})
+    return out
+
+
+def document(requests, sessions, expert_stage_s: float) -> dict[str, Any]:
+    return {"traceEvents": events(requests, sessions, expert_stage_s), "displayTimeUnit": "ms"}
+
+
+def from_run_dir(directory: Path) -> dict[str, Any]:
+    """The trace of a finished run folder (either backend)."""
+    directory = Path(directory)
+    missing = [f for f in ("trace.csv", "sessions.csv", "summary.json") if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
+    read = lambda f: pd.read_csv(directory / f, keep_default_na=False).to_dict("records")  # noqa: E731
+    expert_s = float(json.loads((directory / "summary.json").read_text())["expert_stage_s"])
+    return document(read("trace.csv"), read("sessions.csv"), expert_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files.")
+    ap.add_argument("run_dirs", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    for d in args.run_dirs:
+        try:
+            doc = from_run_dir(d)
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        (d / PERFETTO_FILE).write_text(json.dumps(doc))
+        print(f"wrote {d / PERFETTO_FILE} ({len(doc['traceEvents'])} events)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

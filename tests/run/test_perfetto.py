@@ -1,0 +1,52 @@
+"""A run as a Perfetto trace: one process per worker, loads and sessions as slices, requests as
+async slices, the aggregator stage after the expert stage; the same from memory and from the folder."""
+import json
+
+import pytest
+
+from mosaic.run.app import run, write_outputs
+from mosaic.run.builder import compose
+from mosaic.run.perfetto import PERFETTO_FILE, from_run_dir, main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    out = run(compose(["workload.n_queries=30", "cluster.n_workers=2"]))
+    write_outputs(out, d)
+    return d, out
+
+
+def test_every_session_load_and_request_is_on_its_workers_track(run_dir):
+    d, out = run_dir
+    doc = json.loads((d / PERFETTO_FILE).read_text())
+    ev = doc["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
+    assert names == {0: "worker 0", 1: "worker 1"}
+    expert_s = out.result.expert.trace.makespan_s
+    sessions = [e for e in ev if e.get("cat") == "session"]
+    traces = (out.result.expert.trace, out.result.aggregator.trace)
+    assert len(sessions) == sum(len(t.sessions) for t in traces)
+    for t in traces:
+        shift = expert_s if t.stage == "aggregator" else 0.0
+        for s in t.sessions:
+            match = [e for e in sessions if e["pid"] == s.worker and e["name"] == f"{s.model} ({t.stage})"
+                     and e["ts"] == pytest.approx((shift + s.run_start_s) * 1e6)]
+            assert len(match) == 1 and match[0]["dur"] == pytest.approx((s.run_end_s - s.run_start_s) * 1e6)
+    # Every request: one begin and one end on its worker, the end after the begin, inside the run.
+    begins = {e["id"]: e for e in ev if e["ph"] == "b"}
+    ends = {e["id"]: e for e in ev if e["ph"] == "e"}
+    ids = {r.request_id for t in traces for r in t.requests}
+    assert set(begins) == set(ends) == ids
+    total = (expert_s + out.result.aggregator.trace.makespan_s) * 1e6
+    for rid, b in begins.items():
+        assert b["pid"] == ends[rid]["pid"] and b["ts"] <= ends[rid]["ts"] <= total * (1 + 1e-9)
+    agg = [b for b in begins.values() if "aggregator" in b["cat"]]
+    assert all(b["ts"] >= expert_s * 1e6 * (1 - 1e-9) for b in agg)
+
+
+def test_the_folder_gives_the_same_trace_and_a_bad_folder_is_one_line(run_dir, tmp_path, capsys):
+    d, _ = run_dir
+    assert from_run_dir(d) == json.loads((d / PERFETTO_FILE).read_text())
+    assert main([str(tmp_path)]) == 2
+    assert "not a finished run folder: no trace.csv, sessions.csv, summary.json" in capsys.readouterr().err
