@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mosaic.core.errors import ConfigError
 from mosaic.run.app import format_table, run, write_outputs
 from mosaic.run.builder import typed
+from mosaic.run.provenance import provenance
 from mosaic.run.jobs import (RunDirError, Terminated, claim_run_dir, debug_tracebacks, failure_stage, one_line,
                              record_failure)
 
@@ -98,11 +100,13 @@ def run_job(cfg: DictConfig, directory: Path, overrides: Sequence[str] = (), mul
 
 def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], multirun: bool) -> int:
     stage = "config"
+    started = time.time()
     try:
         c = typed(cfg)           # every setting validated: ConfigError (or OmegaConf's) is exit 2
         stage = "run"
         out = run(c)             # build, expert stage, aggregator stage
         stage = "outputs"
+        out.summary["provenance"] = provenance(cfg, overrides, started, time.time() - started)
         write_outputs(out, directory)
     except ConfigError as e:
         return _fail(directory, overrides, e, 2, multirun, failure_stage(e, stage))

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hydra.errors import MissingConfigException
@@ -50,6 +51,20 @@ def test_writes_summary_plan_and_trace(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "trace.csv")))
     assert len(rows) == s["n_expert_requests"] + s["n_aggregator_requests"]
     assert all(float(r["start_s"]) <= float(r["first_token_s"]) <= float(r["finish_s"]) for r in rows)
+
+
+def test_summary_records_provenance(tmp_path):
+    import subprocess as sp
+
+    assert job(tmp_path, "workload=synth_small", "seed=4", "cluster.n_workers=3") == 0
+    p = json.loads((tmp_path / "summary.json").read_text())["provenance"]
+    assert p["overrides"] == ["workload=synth_small", "seed=4", "cluster.n_workers=3"]
+    assert p["config"]["seed"] == 4 and p["config"]["cluster"]["n_workers"] == 3
+    assert p["config"]["workload"]["name"] == "synth_small"
+    head = sp.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert p["git"] is None or p["git"]["commit"] == head    # None: not a git checkout
+    assert p["versions"]["numpy"] == np.__version__ and p["versions"]["python"].count(".") == 2
+    assert 0 < p["wall_s"] < 300 and p["started_at"][:4].isdigit()
 
 
 def test_baseline_has_no_solver(tmp_path):
