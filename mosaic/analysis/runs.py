@@ -1,0 +1,60 @@
+"""Any sweep's runs as one pandas DataFrame: one row per finished run, a column per override.
+
+    from mosaic.analysis import load_runs
+    df = load_runs("multirun/2026-11-23/12-00-00")     # or a single run's folder
+    df.groupby("scheduler.name")["end_to_end_s"].mean()
+
+Columns: `run_dir`; one column per override (`cluster.n_workers`, `scheduler`, ... as typed on the
+command line, values parsed as YAML scalars); every scalar of summary.json, nested ones flattened
+with dots (`serving.expert.latency_s.p90`); `git_commit` and `wall_s` from its provenance. Failed and
+unfinished runs are left out (collect.py's rules), listed in `df.attrs["skipped"]`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mosaic.analysis.collect import load_runs as _finished_runs
+
+# Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
+_LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
+
+
+def _overrides(summary: dict[str, Any], run_dir: Path) -> list[str]:
+    prov = summary.get("provenance") or {}
+    if "overrides" in prov:
+        return list(prov["overrides"])
+    hydra = run_dir / ".hydra" / "overrides.yaml"     # runs from before provenance was recorded
+    if hydra.is_file():
+        return [str(o) for o in (yaml.safe_load(hydra.read_text()) or [])]
+    return []
+
+
+def _parse(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def load_runs(sweep: str | Path) -> pd.DataFrame:
+    runs, skipped = _finished_runs(Path(sweep))
+    rows = []
+    for s in runs:
+        d = Path(s.pop("_dir"))
+        row: dict[str, Any] = {"run_dir": str(d)}
+        for o in _overrides(s, d):
+            key, _, value = o.lstrip("+~").partition("=")
+            row[key] = _parse(value)
+        flat = pd.json_normalize({k: v for k, v in s.items() if k not in _LEFT_OUT}, sep=".").iloc[0].to_dict()
+        row.update({k: v for k, v in flat.items() if k not in row})
+        prov = s.get("provenance") or {}
+        row["git_commit"] = (prov.get("git") or {}).get("commit")
+        row["wall_s"] = prov.get("wall_s")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = [(str(d), why) for d, why in skipped]
+    return df
