@@ -125,8 +125,13 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
         return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
     s = out.summary
-    print(format_table(s))
+    table = format_table(s)
+    print(table)
     print(f"outputs: {directory}")
+    # run.log (Hydra's job log) keeps the summary beside the run's warnings; written here, not
+    # logged, so the console shows the table once and without log prefixes.
+    with open(Path(directory) / "run.log", "a", encoding="utf-8") as f:
+        f.write(table + "\n")
     n = s["n_expert_requests"] + s["n_aggregator_requests"]
     failed = s["n_failed_requests"]
     if failed and failed == n:   # the outputs stay for inspection; error.json marks the run failed

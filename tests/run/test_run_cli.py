@@ -37,6 +37,7 @@ def job(directory, *overrides):
 def test_writes_summary_plan_and_trace(tmp_path, capsys):
     assert job(tmp_path, "workload=synth_small") == 0
     assert "end to end" in capsys.readouterr().out
+    assert "end to end" in (tmp_path / "run.log").read_text()    # the job log keeps the summary
     s = json.loads((tmp_path / "summary.json").read_text())
     assert KEYS <= set(s)
     assert s["scheduler"] == "engine_aware" and s["backend"] == "sim" and s["workload"] == "synth_small"
