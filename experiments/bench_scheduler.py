@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
+from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.schedulers import available
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +30,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny instances (the tests' subset)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0 (got {args.seed})")
+    unknown = sorted(set(args.policies or ()) - set(available()))
+    if unknown:
+        ap.error(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(sorted(available()))}")
+    try:
+        check_writable_dir(args.out, "--out")
+    except RunDirError as e:   # said before the benchmark's minutes of work, not after
+        ap.error(str(e))
     command = "python experiments/bench_scheduler.py" + ("".join(
         f" {shlex.quote(a)}" for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)))
     write(args.out, args.families, args.policies, args.seed, args.quick,

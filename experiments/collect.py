@@ -22,8 +22,9 @@ def main() -> None:
     args = ap.parse_args()
     try:
         print(collect(args.sweep, args.out))
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
+    except (FileNotFoundError, ValueError) as e:   # nothing to collect, or runs that would collide
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {args.out}/paper_table.csv, paper_table.md, paper_artefacts.md, runs.csv, idle_fraction.csv, "
           "figure_data/")
 

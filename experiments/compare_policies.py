@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.policies import write
+from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
     try:
         print(write(args.out, args.seeds))
-    except RunDirError as e:   # --out unusable: said before any run starts
+    except (RunDirError, ConfigError) as e:   # --out unusable or a bad seed: said before any run starts
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default conf/fidelity.yaml)")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder for fidelity.md/.json")
     args = ap.parse_args()
+    if args.repeats is not None and args.repeats < 1:
+        ap.error(f"--repeats must be >= 1 real run per case (got {args.repeats})")
     try:
         print(write(args.out, args.suite, args.case, args.repeats), end="")
     except ConfigError as e:   # a bad suite file, case name or setting: one line, before any engine

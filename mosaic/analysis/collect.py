@@ -9,15 +9,14 @@ summary.json (a run that never finished), is skipped, and said so on stderr, one
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from mosaic.analysis import paper_table as report
+from mosaic.analysis.runs import finished_runs
 from mosaic.core.tables import write_csv
-from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
 
@@ -55,42 +54,55 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
     return tables
 
 
-def load_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """The finished runs under `sweep` (each summary.json, with its directory under `_dir`) and the
-    skipped ones, each with why: it recorded a failure (error.json, even beside a summary.json:
-    its outputs are kept for inspection only), its summary.json is unreadable, or it is a job
-    directory (.hydra/) without a summary.json."""
-    sweep = Path(sweep)
-    dirs = {p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in sweep.rglob(name)}
-    dirs |= {p.parent for p in sweep.rglob(".hydra") if p.is_dir()}
-    runs, skipped = [], []
-    for d in sorted(dirs):
-        if (d / ERROR_FILE).exists():
-            try:
-                rec = json.loads((d / ERROR_FILE).read_text())
-                why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
-            except (OSError, ValueError) as e:
-                why = f"failed (unreadable error.json: {e})"
-        elif not (d / SUMMARY_FILE).exists():
-            why = "no summary.json (the run did not finish)"
+# The paper's cluster (DESIGN.md): the table and figures compare runs on it only.
+PAPER_WORKERS = 4
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def paper_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The runs on the paper's cluster, and the others with why they are left out: a sweep of
+    another cluster size is not scored against the paper."""
+    keep, off = [], []
+    for r in runs:
+        n = len(r.get("workers") or [])
+        if n != PAPER_WORKERS:
+            off.append((r["_dir"], f"a cluster of {n} workers, not the paper's {PAPER_WORKERS}"))
         else:
-            try:
-                s = json.loads((d / SUMMARY_FILE).read_text())
-            except (OSError, ValueError) as e:
-                skipped.append((d, f"unreadable summary.json ({e})"))
-                continue
-            s["_dir"] = str(d)
-            runs.append(s)
-            continue
-        skipped.append((d, one_line(why, 300)))
-    return runs, skipped
+            keep.append(r)
+    return keep, off
+
+
+def check_unique(runs: list[dict[str, Any]]) -> None:
+    """Two runs the tables cannot tell apart (same variant, workload, policy, aggregation, seed)
+    would silently replace each other: a ValueError naming both and how their configs differ."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in runs:
+        key = (report.variant_of(r), r["workload"], r["scheduler"], (r.get("aggregation") or {}).get("name"), r["seed"])
+        if key in seen:
+            a = _flat((seen[key].get("provenance") or {}).get("config") or {})
+            b = _flat((r.get("provenance") or {}).get("config") or {})
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise ValueError(f"{seen[key]['_dir']} and {r['_dir']} are the same run to the tables ({r['scheduler']} on "
+                             f"{r['workload']}, seed {r['seed']}) but differ in "
+                             f"{', '.join(diff[:6]) if diff else 'settings the summary does not record'}; "
+                             "collect one setting per sweep folder")
+        seen[key] = r
 
 
 def collect(sweep: Path, out: Path) -> str:
     """Read every finished run under `sweep` and write the tables into `out`; returns the paper
-    table's markdown. Failed and unfinished runs are skipped, with a line each on stderr. A sweep
-    without a finished run is a FileNotFoundError."""
-    runs, skipped = load_runs(sweep)
+    table's markdown. Failed and unfinished runs, and runs not on the paper's cluster, are skipped,
+    with a line each on stderr. A sweep without a finished run is a FileNotFoundError; two runs the
+    tables cannot tell apart, a ValueError."""
+    runs, skipped = finished_runs(sweep)
     if skipped:
         print(f"skipped {len(skipped)} run(s) under {sweep} (failed or unfinished; not in the tables):",
               file=sys.stderr)
@@ -99,6 +111,15 @@ def collect(sweep: Path, out: Path) -> str:
     if not runs:
         raise FileNotFoundError(f"no summary.json under {sweep}: run the sweep first" if not skipped else
                                 f"no finished run under {sweep}: all {len(skipped)} failed or did not finish")
+    runs, off = paper_setting(runs)
+    if off:
+        print(f"left out {len(off)} run(s) not in the paper's setting:", file=sys.stderr)
+        for d, why in off:
+            print(f"  {d}: {why}", file=sys.stderr)
+    if not runs:
+        raise FileNotFoundError(f"no run under {sweep} is in the paper's setting ({PAPER_WORKERS} workers); "
+                                "compare other sweeps with mosaic.analysis.load_runs")
+    check_unique(runs)
     rows = report.paper_table(runs)
     write_csv(out / "paper_table.csv", rows, report.COLUMNS)
     (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))

@@ -7,17 +7,18 @@
 Columns: `run_dir`; one column per override (`cluster.n_workers`, `scheduler`, ... as typed on the
 command line, values parsed as YAML scalars); every scalar of summary.json, nested ones flattened
 with dots (`serving.expert.latency_s.p90`); `git_commit` and `wall_s` from its provenance. Failed and
-unfinished runs are left out (collect.py's rules), listed in `df.attrs["skipped"]`.
+unfinished runs are left out (`finished_runs`), listed in `df.attrs["skipped"]`.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from mosaic.analysis.collect import load_runs as _finished_runs
+from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -40,8 +41,39 @@ def _parse(value: str) -> Any:
         return value
 
 
+def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """The finished runs under `sweep` (each summary.json, with its directory under `_dir`) and the
+    skipped ones, each with why: it recorded a failure (error.json, even beside a summary.json:
+    its outputs are kept for inspection only), its summary.json is unreadable, or it is a job
+    directory (.hydra/) without a summary.json."""
+    sweep = Path(sweep)
+    dirs = {p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in sweep.rglob(name)}
+    dirs |= {p.parent for p in sweep.rglob(".hydra") if p.is_dir()}
+    runs, skipped = [], []
+    for d in sorted(dirs):
+        if (d / ERROR_FILE).exists():
+            try:
+                rec = json.loads((d / ERROR_FILE).read_text())
+                why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
+            except (OSError, ValueError) as e:
+                why = f"failed (unreadable error.json: {e})"
+        elif not (d / SUMMARY_FILE).exists():
+            why = "no summary.json (the run did not finish)"
+        else:
+            try:
+                s = json.loads((d / SUMMARY_FILE).read_text())
+            except (OSError, ValueError) as e:
+                skipped.append((d, f"unreadable summary.json ({e})"))
+                continue
+            s["_dir"] = str(d)
+            runs.append(s)
+            continue
+        skipped.append((d, one_line(why, 300)))
+    return runs, skipped
+
+
 def load_runs(sweep: str | Path) -> pd.DataFrame:
-    runs, skipped = _finished_runs(Path(sweep))
+    runs, skipped = finished_runs(Path(sweep))
     rows = []
     for s in runs:
         d = Path(s.pop("_dir"))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mosaic.core.errors import ConfigError
 from mosaic.profiles import load_profiles, parse_profiles
 from mosaic.profiles.loader import _DATA as PROFILES_DIR
 from vllm_backend.backend import device_env, prompt_ids, tp_env
@@ -319,6 +320,10 @@ def model_grid(cfg: dict, registry: ModelRegistry, name: str, base: dict) -> dic
 def profile_models(cfg: dict) -> Path:
     """Measure the configured model (or all of the registry's, model=all) and write the profile file
     `cfg["out"]` (conf/profile.yaml); returns its path."""
+    n = cfg.get("n_workers")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"n_workers must be an integer >= 1 (got {n!r}); profile on as many workers as "
+                          "runs will use, e.g. n_workers=2")
     base = yaml.safe_load((PROFILES_DIR / "moa6_a100.yaml").read_text())
     registry = ModelRegistry(cfg["models"])
     names = sorted(registry.models) if cfg["model"] == "all" else [cfg["model"]]

@@ -52,7 +52,8 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
     # Nested (not a runs-table column): how the simulated engine scheduled steps (profile or config).
     e = r.profiles.engine
-    s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching}
+    s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching,
+                   "num_gpu_blocks": e.num_gpu_blocks}
     # Nested (not a runs-table column): requests cut to fit with workload.oversize=truncate.
     s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated)}
     s["data_report"] = serde.to_dict(workload.data_report)

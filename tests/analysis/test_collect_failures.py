@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from mosaic.analysis.collect import collect, load_runs
+from mosaic.analysis.collect import collect
+from mosaic.analysis.runs import finished_runs
 from mosaic.run.builder import compose
 from mosaic.run.cli import run_job
 from mosaic.run.jobs import record_failure
@@ -35,7 +36,7 @@ def sweep(tmp_path_factory):
 
 
 def test_failed_and_unfinished_runs_are_skipped_and_counted(sweep, tmp_path, capsys):
-    runs, skipped = load_runs(sweep)
+    runs, skipped = finished_runs(sweep)
     assert sorted(r["_dir"].rsplit("/", 1)[1] for r in runs) == ["ilp_always", "ilp_tau067", "round_robin_always",
                                                                   "round_robin_tau067"]
     why = {d.name: w for d, w in skipped}
@@ -58,3 +59,21 @@ def test_a_sweep_where_every_run_failed_says_so(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="all 1 failed or did not finish"):
         collect(tmp_path, tmp_path / "out")
     assert json.loads((tmp_path / "a" / "error.json").read_text())["stage"] == "expert"
+
+
+def test_runs_off_the_papers_cluster_are_left_out_and_colliding_runs_refused(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    ov = [*TINY, "scheduler=round_robin", "aggregation=always"]
+    assert run_job(compose(ov), root / "rr", ov) == 0
+    wide = [*ov, "cluster.n_workers=8"]
+    assert run_job(compose(wide), root / "rr8", wide) == 0
+    collect(root, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "rr8: a cluster of 8 workers, not the paper's 4" in err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "runs.csv")))
+    assert len(rows) == 1                                   # the 8-worker run is not scored against the paper
+    # Same policy, workload, seed and settings, other profiles: the tables cannot tell them apart.
+    other = [*ov, "workload.profiles=paper_a100"]
+    assert run_job(compose(other), root / "rr_other", other) == 0
+    with pytest.raises(ValueError, match="differ in workload.profiles; collect one setting per sweep folder"):
+        collect(root, tmp_path / "out2")

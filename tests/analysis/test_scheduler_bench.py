@@ -211,3 +211,20 @@ def test_write_produces_both_files(tmp_path):
 def test_the_paper_family_is_skipped_without_shared_data(monkeypatch, tmp_path):
     monkeypatch.setattr(sb, "SHARED_DATA", tmp_path / "absent")
     assert sb.paper_instances(0, quick=True) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "--seed must be >= 0 (got -1)"),
+    (["--policies", "nope"], "--policies: unknown nope; choose from"),
+    (["--out", "FILE"], "is a file, not a directory"),
+])
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "f").write_text("x")
+    args = [str(tmp_path / "f") if a == "FILE" else a for a in args]
+    script = Path(__file__).resolve().parents[2] / "experiments" / "bench_scheduler.py"
+    r = subprocess.run([sys.executable, str(script), "--quick", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
