@@ -82,6 +82,17 @@ def _refused(directory: Path, overrides: Sequence[str], error: RunDirError, mult
     return 0 if multirun else 2
 
 
+def check_overrides(overrides: Sequence[str]) -> None:
+    """A setting given twice on one command line: Hydra keeps the last silently, which hides a
+    typo'd sweep or a pasted command; refused, naming both."""
+    seen: dict[str, str] = {}
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key in seen:
+            raise ConfigError(f"{key} is set twice on the command line ({seen[key]} and {o}); keep one")
+        seen[key] = o
+
+
 def run_job(cfg: DictConfig, directory: Path, overrides: Sequence[str] = (), multirun: bool = False) -> int:
     """One run into `directory`; returns the process exit code. The directory is claimed first
     (checked, locked, an earlier run's outputs and error.json removed: mosaic/run/jobs.py), before
@@ -102,6 +113,7 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
     stage = "config"
     started = time.time()
     try:
+        check_overrides(overrides)
         c = typed(cfg)           # every setting validated: ConfigError (or OmegaConf's) is exit 2
         stage = "run"
         out = run(c)             # build, expert stage, aggregator stage

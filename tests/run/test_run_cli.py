@@ -77,6 +77,7 @@ def test_baseline_has_no_solver(tmp_path):
     (["scheduler.name=nope"], "unknown scheduler 'nope'; choose one of"),
     (["cluster.n_workers=0"], "cluster.n_workers must be an integer >= 1"),
     (["cluster.memory_gib=20"], "raise cluster.memory_gib"),
+    (["seed=1", "seed=2"], "seed is set twice on the command line (seed=1 and seed=2); keep one"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path, capsys, args, message):
     assert job(tmp_path, "workload=synth_small", *args) == 2
