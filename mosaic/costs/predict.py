@@ -145,6 +145,12 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
         fits[name] = fitting_workers(prof, profiles.engine, cluster)
         if not fits[name]:
             eng = profiles.engine
+            if eng.num_gpu_blocks is not None:
+                least = -(-eng.max_model_len // eng.block_size)
+                raise ConfigError(
+                    f"model {name}: engine.num_gpu_blocks={eng.num_gpu_blocks} blocks of {eng.block_size} tokens "
+                    f"hold less than one {eng.max_model_len}-token context (engine.max_model_len): raise "
+                    f"engine.num_gpu_blocks to at least {least} or lower engine.max_model_len")
             if prof.kv_capacity is not None:
                 raise ConfigError(
                     f"model {name}: its profile's measured KV cache holds {prof.kv_capacity} tokens, less than "

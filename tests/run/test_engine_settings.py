@@ -64,3 +64,9 @@ def test_the_summary_records_the_engine_mode():
     base = run(compose(["workload=synth_small"]))
     assert base.summary["engine"]["scheduling"] == "v0"
     assert out.summary["end_to_end_s"] != base.summary["end_to_end_s"]
+
+
+def test_a_kv_cache_smaller_than_one_context_names_num_gpu_blocks():
+    with pytest.raises(ConfigError, match=r"engine\.num_gpu_blocks=1000 blocks of 16 tokens hold less than one "
+                                          r"32768-token context .* at least 2048"):
+        run(compose(["workload=synth_small", "engine.num_gpu_blocks=1000"]))
