@@ -140,6 +140,13 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
     factor = model.length_factors(frame.categories)
     # Accuracy tables hold marginal P(correct) (averaged over questions); the IRT needs the logit at
     # average difficulty that gives that marginal.
+    acc = np.asarray(accuracy, dtype=float)
+    if spec.skill_spread > 0 and np.any((acc <= 0) | (acc >= 1)):
+        # The profiles' tables are checked strictly inside (0, 1) when loaded: a wide per-category
+        # skill spread is what pushed a probability to 0 or 1 in floating point.
+        raise ConfigError(f"workload.skill_spread={spec.skill_spread}: per-category skill deviations this wide "
+                          "push some expert's P(correct) to exactly 0 or 1; use a spread of a few logits at most "
+                          "(default 0.4)")
     b_expert = model.conditional_logit(accuracy)
     b_aggregator = model.conditional_logit(expit(aggregator_logit))
     gold, n_opt = frame.gold, frame.n_options

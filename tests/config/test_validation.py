@@ -29,6 +29,7 @@ def small(*overrides):
     (["workload.distractor_share=1.5"], "workload.distractor_share"),
     (["workload.prior_strength=-1"], "workload.prior_strength"),
     (["workload.skill_spread=nan"], "workload.skill_spread"),
+    (["workload.skill_spread=40"], "workload.skill_spread=40.0: per-category skill deviations this wide"),
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
 ])
