@@ -2,11 +2,12 @@
 
     python experiments/plot_timeline.py                         # ilp vs round_robin, default workload
     python experiments/plot_timeline.py --policies ilp fifo data_parallel --workload synth_gpqa
+    python experiments/plot_timeline.py --runs outputs/A outputs/B --out cmp.png   # finished run folders, any backend
 """
 import argparse
 from pathlib import Path
 
-from mosaic.analysis.figures import policy_timelines
+from mosaic.analysis.figures import policy_timelines, run_dir_timelines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,8 +17,16 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", default=["round_robin", "ilp"])
     ap.add_argument("--workload", default="synth_mmlu_pro")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", nargs="+", type=Path, default=None,
+                    help="draw these finished run folders (from their files) instead of simulating policies")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "timeline.png")
     args = ap.parse_args()
+    if args.runs:
+        try:
+            run_dir_timelines(args.runs, args.out)
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            ap.error(str(e))
+        return
     policy_timelines(args.policies, args.workload, args.seed, args.out)
 
 

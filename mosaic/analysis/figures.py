@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mosaic.analysis.plots import all_figures, session_rows, timeline  # noqa: E402
 from mosaic.run.app import run  # noqa: E402
 from mosaic.run.builder import compose  # noqa: E402
+from mosaic.run.timeline import run_title  # noqa: E402
 
 
 def write_figures(results: Path) -> list[Path]:
@@ -33,7 +34,8 @@ def write_figures(results: Path) -> list[Path]:
 def policy_timelines(policies: Sequence[str], workload: str, seed: int, out: Path) -> None:
     """Run `workload` once per policy (default config otherwise) and draw their per-worker
     timelines, one row per policy, on a shared time axis, into `out`."""
-    runs = [(pol, run(compose([f"scheduler={pol}", f"workload={workload}", f"seed={seed}"]))) for pol in policies]
+    cfgs = [compose([f"scheduler={pol}", f"workload={workload}", f"seed={seed}"]) for pol in policies]
+    runs = [(pol, run(c)) for pol, c in zip(policies, cfgs)]
     xmax = max(o.summary["end_to_end_s"] for _, o in runs) * 1.02
     fig, axes = plt.subplots(len(runs), 1, figsize=(10, 2.2 * len(runs)), squeeze=False)
     for ax, (pol, o) in zip(axes[:, 0], runs):
@@ -41,7 +43,32 @@ def policy_timelines(policies: Sequence[str], workload: str, seed: int, out: Pat
         timeline(session_rows([o.result.expert.trace, o.result.aggregator.trace]),
                  f"{pol}: expert {s['expert_stage_s']:.0f} s + aggregator {s['aggregator_stage_s']:.0f} s "
                  f"= {s['end_to_end_s']:.0f} s", ax=ax, xmax=xmax, n_workers=len(s['workers']))
-    fig.suptitle(f"{workload}, seed {seed}, 4x A100-80GB (simulated)", fontsize=10)
+    cluster = cfgs[0].cluster
+    fig.suptitle(f"{workload}, seed {seed}, {cluster.n_workers}x {cluster.device} (simulated)", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+def run_dir_timelines(run_dirs: Sequence[Path], out: Path) -> None:
+    """Finished run folders (either backend), one row each on a shared time axis, from their own
+    sessions.csv and summary.json."""
+    import csv
+    import json
+
+    rows, summaries = [], []
+    for d in map(Path, run_dirs):
+        missing = [f for f in ("sessions.csv", "summary.json") if not (d / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{d} is not a finished run folder: no {', '.join(missing)}")
+        with open(d / "sessions.csv", newline="") as f:
+            rows.append(list(csv.DictReader(f)))
+        summaries.append(json.loads((d / "summary.json").read_text()))
+    xmax = max(s["end_to_end_s"] for s in summaries) * 1.02
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
+    for ax, r, s in zip(axes[:, 0], rows, summaries):
+        timeline(r, run_title(s), ax=ax, xmax=xmax, n_workers=len(s["workers"]))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

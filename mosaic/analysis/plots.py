@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.patches import Patch
 
+from mosaic.run.timeline import draw as draw_timeline
 from mosaic.trace import Trace
 
 # No backend is chosen here: a notebook keeps its inline backend and shows every figure; the
@@ -30,36 +30,12 @@ def session_rows(stages: Sequence[Trace]) -> list[dict[str, Any]]:
 
 def timeline(rows: Iterable[dict[str, Any]], title: str, ax=None, xmax: float | None = None,
              n_workers: int | None = None):
-    """Per-worker Gantt; hatched = model load, solid = serving. Stages follow one another; times in
-    each row are relative to the start of its stage."""
-    rows = [{k: (float(v) if k.endswith("_s") else v) for k, v in r.items()} for r in rows]
-    for r in rows:
-        r["worker"] = int(r["worker"])
-    stages = list(dict.fromkeys(r["stage"] for r in rows))
-    n = n_workers or (max(r["worker"] for r in rows) + 1 if rows else 1)
+    """Per-worker Gantt (mosaic/run/timeline.py draws it), on a new pyplot axis if none is given."""
+    rows = list(rows)
     if ax is None:
+        n = n_workers or (max(int(r["worker"]) for r in rows) + 1 if rows else 1)
         _, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * n))
-    models = sorted({r["model"] for r in rows})
-    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    offset = 0.0
-    for stage in stages:
-        mine = [r for r in rows if r["stage"] == stage]
-        for r in mine:
-            ax.barh(r["worker"], r["load_end_s"] - r["load_start_s"], left=offset + r["load_start_s"],
-                    color=colour[r["model"]], alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
-            ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
-                    color=colour[r["model"]], edgecolor="k", linewidth=0.3)
-        offset += max((r["run_end_s"] for r in mine), default=0.0)
-        ax.axvline(offset, color="k", linestyle=":", linewidth=0.8)
-    ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])
-    ax.invert_yaxis()
-    ax.set_xlabel("time (s)")
-    ax.set_title(title, fontsize=9)
-    if xmax:
-        ax.set_xlim(0, xmax)
-    ax.legend(handles=[Patch(color=colour[m], label=m) for m in models], loc="lower right",
-              fontsize=7, ncol=min(4, len(models)))
-    return ax
+    return draw_timeline(rows, title, ax, xmax, n_workers)
 
 
 def timelines_figure(figure_data: Path, workload: str, policies=("round_robin", "ilp")):

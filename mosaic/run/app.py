@@ -14,6 +14,7 @@ from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
+from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
@@ -83,6 +84,10 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     for name, write in files.items():
         write_atomic(directory / name, write)
+    try:   # a picture of the run; never a reason to fail a run whose results are written
+        timeline.from_run_dir(directory)
+    except Exception as e:  # noqa: BLE001
+        log.warning("timeline.png not drawn: %s", e)
 
 
 def _json(f: IO[str], obj: Any, indent: int) -> None:

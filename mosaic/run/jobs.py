@@ -36,7 +36,10 @@ SUMMARY_FILE = "summary.json"
 # What one run writes (summary.json last: it marks a finished run), and with error.json, what a
 # new run in the same directory removes first.
 OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", "trace.perfetto.json", SUMMARY_FILE)
-RUN_FILES = (*OUTPUT_FILES, ERROR_FILE)
+# Drawn after summary.json from the run's own files (mosaic/run/timeline.py); a run without it
+# (drawing failed, said in run.log) is still finished.
+DERIVED_FILES = ("timeline.png", "timeline.pdf")
+RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, ERROR_FILE)
 LOCK_FILE = ".lock"
 TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_atomic)
 # Where a run failed (error.json "stage"): the config, building the run's objects, the expert or

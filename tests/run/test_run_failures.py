@@ -92,7 +92,7 @@ def test_reused_directory_after_a_failure_holds_no_stale_summary(tmp_path, capsy
     assert job(tmp_path, "cluster.n_workers=0") == 2             # a config error: the same
     assert [p for p in RUN_FILES if (tmp_path / p).exists()] == ["error.json"]
     assert job(tmp_path) == 0                                    # and a success clears the failure
-    assert [p for p in RUN_FILES if (tmp_path / p).exists()] == list(OUTPUT_FILES)
+    assert [p for p in RUN_FILES if (tmp_path / p).exists()] == [*OUTPUT_FILES, "timeline.png"]
 
 
 # ---------------------------------------------------------------- atomic outputs

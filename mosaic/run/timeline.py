@@ -1,0 +1,110 @@
+"""A run's per-worker timeline (a Gantt chart: hatched = model load, solid = serving, dotted line
+= the aggregator stage's start), drawn from a run folder's own files (sessions.csv, summary.json),
+so it works for either backend:  python -m mosaic.run.timeline RUN_DIR [--pdf]  (writes
+RUN_DIR/timeline.png, and timeline.pdf with --pdf). Every run writes timeline.png.
+
+matplotlib's object-oriented API only (no pyplot): drawing a file never switches the backend of a
+notebook that imported this, and matplotlib is imported only when a figure is drawn.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+TIMELINE_FILE = "timeline.png"
+
+
+def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = None, n_workers: int | None = None):
+    """Per-worker Gantt on `ax`. Stages follow one another; times in each row are relative to the
+    start of its stage (as in sessions.csv)."""
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    rows = [{k: (float(v) if k.endswith("_s") else v) for k, v in r.items()} for r in rows]
+    for r in rows:
+        r["worker"] = int(r["worker"])
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    n = n_workers or (max(r["worker"] for r in rows) + 1 if rows else 1)
+    models = sorted({r["model"] for r in rows})
+    colour = {m: colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    offset = 0.0
+    for stage in stages:
+        mine = [r for r in rows if r["stage"] == stage]
+        for r in mine:
+            ax.barh(r["worker"], r["load_end_s"] - r["load_start_s"], left=offset + r["load_start_s"],
+                    color=colour[r["model"]], alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
+            ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
+                    color=colour[r["model"]], edgecolor="k", linewidth=0.3)
+        offset += max((r["run_end_s"] for r in mine), default=0.0)
+        ax.axvline(offset, color="k", linestyle=":", linewidth=0.8)
+    ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)")
+    ax.set_title(title, fontsize=9)
+    if xmax:
+        ax.set_xlim(0, xmax)
+    # Outside the axes, so it never covers a worker's bars; the hatch explained.
+    handles = [Patch(color=colour[m], label=m) for m in models]
+    handles.append(Patch(facecolor="white", edgecolor="k", hatch="//", linewidth=0.3, label="model load"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
+    return ax
+
+
+def run_title(summary: dict[str, Any]) -> str:
+    cluster = ((summary.get("provenance") or {}).get("config") or {}).get("cluster") or {}
+    n = len(summary.get("workers") or [])
+    where = f"{n}x {cluster['device']}" if cluster.get("device") else f"{n} workers"
+    return (f"{summary['scheduler']} on {summary['workload']} (seed {summary['seed']}), {where}, "
+            f"backend {summary['backend']}: expert {summary['expert_stage_s']:.0f} s + aggregator "
+            f"{summary['aggregator_stage_s']:.0f} s = {summary['end_to_end_s']:.0f} s")
+
+
+def figure(rows: list[dict[str, Any]], summary: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    n = len(summary.get("workers") or []) or None
+    fig = Figure(figsize=(10, 1.0 + 0.45 * (n or 4)))
+    draw(rows, run_title(summary), fig.add_subplot(), n_workers=n)
+    fig.tight_layout()
+    return fig
+
+
+def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], pdf: bool = False) -> list[Path]:
+    fig = figure(rows, summary)
+    out = [Path(directory) / TIMELINE_FILE] + ([Path(directory) / "timeline.pdf"] if pdf else [])
+    for p in out:
+        fig.savefig(p, dpi=110)
+    return out
+
+
+def from_run_dir(directory: Path, pdf: bool = False) -> list[Path]:
+    directory = Path(directory)
+    missing = [f for f in ("sessions.csv", "summary.json") if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
+    with open(directory / "sessions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return write(directory, rows, json.loads((directory / "summary.json").read_text()), pdf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Draw RUN_DIR/timeline.png from a run folder's files.")
+    ap.add_argument("run_dirs", nargs="+", type=Path)
+    ap.add_argument("--pdf", action="store_true", help="also timeline.pdf (vector)")
+    args = ap.parse_args(argv)
+    for d in args.run_dirs:
+        try:
+            for p in from_run_dir(d, args.pdf):
+                print(f"wrote {p}")
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

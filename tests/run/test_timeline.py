@@ -1,0 +1,48 @@
+"""Every run draws its timeline from its own files: a bar per load and per session, on each
+session's worker, both stages on one axis; a bad folder is one line."""
+import csv
+import json
+
+import pytest
+
+from mosaic.run.app import run, write_outputs
+from mosaic.run.builder import compose
+from mosaic.run.timeline import TIMELINE_FILE, figure, main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    write_outputs(run(compose(["workload.n_queries=30", "cluster.n_workers=3"])), d)
+    return d
+
+
+def test_the_run_folder_holds_its_timeline(run_dir):
+    png = (run_dir / TIMELINE_FILE).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(png[16:20], "big")
+    assert width >= 1000                      # 10 inches at 110 dpi
+
+
+def test_bars_follow_the_sessions_file(run_dir):
+    rows = list(csv.DictReader(open(run_dir / "sessions.csv")))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ax = figure(rows, summary).axes[0]
+    bars = ax.patches
+    assert len(bars) == 2 * len(rows)         # a load bar and a serving bar per session
+    expert_end = summary["expert_stage_s"]
+    for r, load, serve in zip(rows, bars[0::2], bars[1::2]):
+        shift = expert_end if r["stage"] == "aggregator" else 0.0
+        assert serve.get_x() == pytest.approx(shift + float(r["run_start_s"]))
+        assert serve.get_width() == pytest.approx(float(r["run_end_s"]) - float(r["run_start_s"]))
+        assert load.get_x() == pytest.approx(shift + float(r["load_start_s"]))
+        assert serve.get_y() + serve.get_height() / 2 == pytest.approx(int(r["worker"]))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["GPU 0", "GPU 1", "GPU 2"]
+    assert f"{summary['end_to_end_s']:.0f} s" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[-1] == "model load" and set(labels[:-1]) == {r["model"] for r in rows}
+
+
+def test_a_folder_without_a_finished_run_is_one_line(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "not a finished run folder: no sessions.csv, summary.json" in capsys.readouterr().err
