@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.analysis import paper_table as report
-from mosaic.analysis.runs import finished_runs
+from mosaic.analysis.runs import finished_runs, flatten
 from mosaic.core.tables import write_csv
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
@@ -58,15 +58,6 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
 PAPER_WORKERS = 4
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def paper_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """The runs on the paper's cluster, and the others with why they are left out: a sweep of
     another cluster size is not scored against the paper."""
@@ -87,8 +78,8 @@ def check_unique(runs: list[dict[str, Any]]) -> None:
     for r in runs:
         key = (report.variant_of(r), r["workload"], r["scheduler"], (r.get("aggregation") or {}).get("name"), r["seed"])
         if key in seen:
-            a = _flat((seen[key].get("provenance") or {}).get("config") or {})
-            b = _flat((r.get("provenance") or {}).get("config") or {})
+            a = flatten((seen[key].get("provenance") or {}).get("config") or {})
+            b = flatten((r.get("provenance") or {}).get("config") or {})
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise ValueError(f"{seen[key]['_dir']} and {r['_dir']} are the same run to the tables ({r['scheduler']} on "
                              f"{r['workload']}, seed {r['seed']}) but differ in "

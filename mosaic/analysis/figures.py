@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mosaic.analysis.plots import all_figures, session_rows, timeline  # noqa: E402
 from mosaic.run.app import run  # noqa: E402
 from mosaic.run.builder import compose  # noqa: E402
+from mosaic.run.jobs import read_run_dir  # noqa: E402
 from mosaic.run.timeline import run_title  # noqa: E402
 
 
@@ -54,17 +55,9 @@ def policy_timelines(policies: Sequence[str], workload: str, seed: int, out: Pat
 def run_dir_timelines(run_dirs: Sequence[Path], out: Path) -> None:
     """Finished run folders (either backend), one row each on a shared time axis, from their own
     sessions.csv and summary.json."""
-    import csv
-    import json
-
-    rows, summaries = [], []
-    for d in map(Path, run_dirs):
-        missing = [f for f in ("sessions.csv", "summary.json") if not (d / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{d} is not a finished run folder: no {', '.join(missing)}")
-        with open(d / "sessions.csv", newline="") as f:
-            rows.append(list(csv.DictReader(f)))
-        summaries.append(json.loads((d / "summary.json").read_text()))
+    read = [read_run_dir(d) for d in run_dirs]
+    summaries = [s for s, _ in read]
+    rows = [tables["sessions.csv"] for _, tables in read]
     xmax = max(s["end_to_end_s"] for s in summaries) * 1.02
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
     for ax, r, s in zip(axes[:, 0], rows, summaries):

@@ -24,6 +24,17 @@ from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
 
 
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level, keys joined by dots (`serving.expert.latency_s.p90`); lists and
+    scalars are values."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
 def _overrides(summary: dict[str, Any], run_dir: Path) -> list[str]:
     prov = summary.get("provenance") or {}
     if "overrides" in prov:
@@ -81,7 +92,7 @@ def load_runs(sweep: str | Path) -> pd.DataFrame:
         for o in _overrides(s, d):
             key, _, value = o.lstrip("+~").partition("=")
             row[key] = _parse(value)
-        flat = pd.json_normalize({k: v for k, v in s.items() if k not in _LEFT_OUT}, sep=".").iloc[0].to_dict()
+        flat = flatten({k: v for k, v in s.items() if k not in _LEFT_OUT})
         row.update({k: v for k, v in flat.items() if k not in row})
         prov = s.get("provenance") or {}
         row["git_commit"] = (prov.get("git") or {}).get("commit")

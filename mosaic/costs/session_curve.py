@@ -136,13 +136,9 @@ def coarse_grid(n: int) -> list[int]:
 
 
 def representative(lengths: LengthDistribution, prompts: Sequence[int], x: int,
-                   max_model_len: int, n_total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """x (prompt, output) pairs at the expected order statistics, in a fixed interleaved order.
-    n_total: the model's requests over all its replicas; the longest of the x is then the
-    expected longest of all n_total (a pessimistic single session, for callers that want one)."""
+                   max_model_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """x (prompt, output) pairs at the expected order statistics, in a fixed interleaved order."""
     q = np.arange(1, x + 1) / (x + 1)
-    if n_total is not None and n_total > x:
-        q[-1] = n_total / (n_total + 1)
     outs = np.maximum(1, np.rint(lengths.ppf(q))).astype(int)
     sorted_prompts = np.sort(np.asarray(prompts, dtype=int))
     idx = np.minimum(len(sorted_prompts) - 1, (q * len(sorted_prompts)).astype(int))

@@ -72,20 +72,21 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     plans = {"expert": serde.to_dict(out.result.expert.plan),
              "aggregator": serde.to_dict(out.result.aggregator.plan)}
     traces = [out.result.expert.trace, out.result.aggregator.trace]
+    # As sessions.csv holds them: the trace and the timeline are drawn from these rows.
+    session_rows = [dict(serde.to_dict(s), stage=t.stage) for t in traces for s in t.sessions]
     files = {"plan.json": lambda f: _json(f, plans, 1),
              "trace.csv": lambda f: f.write(requests_csv(traces)),
              "sessions.csv": lambda f: f.write(sessions_csv(traces)),
              "queries.csv": lambda f: _rows(f, query_rows(out.result)),
              PERFETTO_FILE: lambda f: json.dump(perfetto_document(
-                 [dict(serde.to_dict(r)) for t in traces for r in t.requests],
-                 [dict(serde.to_dict(s), stage=t.stage) for t in traces for s in t.sessions],
+                 [serde.to_dict(r) for t in traces for r in t.requests], session_rows,
                  out.result.expert.trace.makespan_s), f),
              SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     for name, write in files.items():
         write_atomic(directory / name, write)
     try:   # a picture of the run; never a reason to fail a run whose results are written
-        timeline.from_run_dir(directory)
+        timeline.write(directory, session_rows, out.summary)
     except Exception as e:  # noqa: BLE001
         log.warning("timeline.png not drawn: %s", e)
 

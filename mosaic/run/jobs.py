@@ -36,8 +36,8 @@ SUMMARY_FILE = "summary.json"
 # What one run writes (summary.json last: it marks a finished run), and with error.json, what a
 # new run in the same directory removes first.
 OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", "trace.perfetto.json", SUMMARY_FILE)
-# Drawn after summary.json from the run's own files (mosaic/run/timeline.py); a run without it
-# (drawing failed, said in run.log) is still finished.
+# Drawn after summary.json from the rows of sessions.csv (mosaic/run/timeline.py); a run without
+# it (drawing failed, said in run.log) is still finished.
 DERIVED_FILES = ("timeline.png", "timeline.pdf")
 RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, ERROR_FILE)
 LOCK_FILE = ".lock"
@@ -50,6 +50,23 @@ STAGES = ("config", "build", "expert", "aggregator", "run", "outputs")
 def one_line(text: str, limit: int = 500) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """A finished run folder's summary.json and the named CSV tables (as rows of strings, the
+    files' own text), for what is drawn or exported from a run of either backend afterwards;
+    FileNotFoundError, one line naming what is missing, if it is not one."""
+    import csv
+
+    directory = Path(directory)
+    missing = [f for f in (*tables, SUMMARY_FILE) if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
+    rows = {}
+    for name in tables:
+        with open(directory / name, newline="") as f:
+            rows[name] = list(csv.DictReader(f))
+    return json.loads((directory / SUMMARY_FILE).read_text()), rows
 
 
 def debug_tracebacks() -> bool:

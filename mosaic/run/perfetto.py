@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import pandas as pd
+from mosaic.run.jobs import read_run_dir
 
 PERFETTO_FILE = "trace.perfetto.json"
 _US = 1e6
@@ -38,7 +38,7 @@ def events(requests: Iterable[Mapping[str, Any]], sessions: Iterable[Mapping[str
                         "dur": (float(s["load_end_s"]) - float(s["load_start_s"])) * _US})
         args = {"requests": int(s["n_requests"])}
         if s.get("preemptions") not in (None, ""):
-            args["preemptions"] = s["preemptions"]
+            args["preemptions"] = int(s["preemptions"])
         if s.get("error"):
             args["error"] = s["error"]
         out.append({"name": label, "cat": "session", "ph": "X", "pid": w, "tid": 0,
@@ -68,13 +68,8 @@ def document(requests, sessions, expert_stage_s: float) -> dict[str, Any]:
 
 def from_run_dir(directory: Path) -> dict[str, Any]:
     """The trace of a finished run folder (either backend)."""
-    directory = Path(directory)
-    missing = [f for f in ("trace.csv", "sessions.csv", "summary.json") if not (directory / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
-    read = lambda f: pd.read_csv(directory / f, keep_default_na=False).to_dict("records")  # noqa: E731
-    expert_s = float(json.loads((directory / "summary.json").read_text())["expert_stage_s"])
-    return document(read("trace.csv"), read("sessions.csv"), expert_s)
+    summary, tables = read_run_dir(directory, ("trace.csv", "sessions.csv"))
+    return document(tables["trace.csv"], tables["sessions.csv"], float(summary["expert_stage_s"]))
 
 
 def main(argv: list[str] | None = None) -> int:

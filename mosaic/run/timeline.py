@@ -1,7 +1,8 @@
 """A run's per-worker timeline (a Gantt chart: hatched = model load, solid = serving, dotted line
-= the aggregator stage's start), drawn from a run folder's own files (sessions.csv, summary.json),
-so it works for either backend:  python -m mosaic.run.timeline RUN_DIR [--pdf]  (writes
-RUN_DIR/timeline.png, and timeline.pdf with --pdf). Every run writes timeline.png.
+= the aggregator stage's start), drawn from a run's sessions (the rows of sessions.csv) and its
+summary, so any finished run folder of either backend can be redrawn:
+python -m mosaic.run.timeline RUN_DIR [--pdf]  (writes RUN_DIR/timeline.png, and timeline.pdf with
+--pdf). Every run writes timeline.png.
 
 matplotlib's object-oriented API only (no pyplot): drawing a file never switches the backend of a
 notebook that imported this, and matplotlib is imported only when a figure is drawn.
@@ -9,11 +10,11 @@ notebook that imported this, and matplotlib is imported only when a figure is dr
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable
+
+from mosaic.run.jobs import read_run_dir
 
 TIMELINE_FILE = "timeline.png"
 
@@ -82,13 +83,8 @@ def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], 
 
 
 def from_run_dir(directory: Path, pdf: bool = False) -> list[Path]:
-    directory = Path(directory)
-    missing = [f for f in ("sessions.csv", "summary.json") if not (directory / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
-    with open(directory / "sessions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return write(directory, rows, json.loads((directory / "summary.json").read_text()), pdf)
+    summary, tables = read_run_dir(directory)
+    return write(directory, tables["sessions.csv"], summary, pdf)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,7 @@
 A replica of model m serving x requests costs l_m + T_m(x), where T_m is the session curve
 (mosaic/costs/session_curve.py): the engine model's mean time for sessions of x of the model's
 requests, so it carries the batching economy of small shards and the KV-limited throughput of large
-ones; the curve also carries that time's spread and the time of the replica that holds the
-model's longest request. The paper's ILP prices a replica at l_m + T_m x / N_m instead, which
+ones; the curve also carries that time's spread and the shape of its distribution. The paper's ILP prices a replica at l_m + T_m x / N_m instead, which
 promises too much from replication (its plans run up to 2x their prediction).
 
 Search, all of it bounded by counts of work (scheduler.search_limit), never by the clock:
@@ -20,8 +19,8 @@ Search, all of it bounded by counts of work (scheduler.search_limit), never by t
    worker with a free model slot, whenever that lowers the busiest worker's mean without raising
    another to its level.
 4. Every start, before and after its search, is scored by the plan's prediction (the expected
-   largest worker time with the spreads, or the tail replica's worker, whichever is later:
-   mosaic/costs/problem.py predict_makespan); the least wins. A baseline's plan is a start, so
+   busiest worker over seeded scenarios of the replicas' random times: mosaic/costs/problem.py
+   predict_makespan); the least wins. A baseline's plan is a start, so
    the result is never predicted worse than any of them.
 5. Requests to replicas: where the calibration split gives per-question length signals (its
    category means, `ModelDemand.length_hints`), longest predicted first to the replica with the
@@ -354,8 +353,8 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
         raise ConfigError("engine_aware: no placement honours K and the memory limits; raise "
                           "scheduler.max_models_per_worker or cluster.memory_gib")
     budget = params.search_limit
-    # The search balances the workers' mean times; the plan's prediction also prices their spread
-    # and the tail replica (predict_makespan). So every start as it came (a baseline's plan among
+    # The search balances the workers' mean times; the plan's prediction also prices their random
+    # spread (predict_makespan). So every start as it came (a baseline's plan among
     # them) and as the search left it is scored by that prediction, and the least wins, ties to
     # the earlier: the result is never predicted worse than any start.
     finals = []

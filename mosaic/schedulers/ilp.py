@@ -16,17 +16,12 @@ that is not a verified ILP solution says why in SolverInfo.fallback.
 from __future__ import annotations
 
 import logging
-
 import math
 import time
 
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers.highs import Highs
-
-# HiGHS prints its licence banner through this logger at INFO on every solve, which filled each
-# run.log; warnings still show, and `hydra.verbose=pyomo` brings the banner back.
-logging.getLogger("pyomo.contrib.appsi.solvers.highs").setLevel(logging.WARNING)
 
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, SolverInfo
@@ -37,6 +32,10 @@ from mosaic.schedulers.greedy import greedy_counts
 from mosaic.schedulers.least_loaded import least_loaded
 from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers.registry import register
+
+# HiGHS prints its licence banner through this logger at INFO on every solve, which filled each
+# run.log; warnings still show, and `hydra.verbose=pyomo` brings the banner back.
+logging.getLogger("pyomo.contrib.appsi.solvers.highs").setLevel(logging.WARNING)
 
 
 def replication_caps(problem: StageProblem, params: SchedulerConfig) -> dict[str, int]:

@@ -78,14 +78,6 @@ def test_spread_and_shape_between_grid_points():
     assert c.shape(0) == () and SessionCurve((1, 10), (5.0, 2.0)).sd(5) == 0.0
 
 
-def test_every_shard_carries_the_models_expected_longest_request():
-    dist = PROFILES.model("LlamaR1").output
-    _, alone = representative(dist, [200], 10, 32768)
-    _, shard = representative(dist, [200], 10, 32768, n_total=1000)
-    assert max(shard) == int(min(np.rint(dist.quantile(1000 / 1001)), 32768 - 200)) > max(alone)
-    assert sorted(shard)[:-1] == sorted(alone)[:-1]
-
-
 def test_curve_interpolates_between_grid_points():
     c = SessionCurve((1, 10), (5.0, 2.0))
     assert c(0) == 0 and c(1) == 5.0 and c(10) == 20.0 and c(20) == 40.0
