@@ -111,6 +111,8 @@ _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "routing_noise": (0.0, None, "the scale of the router's Gumbel noise"),
     "distractor_share": (0.0, 1.0, "the share of wrong answers that fall on the main distractor"),
     "prior_strength": (0.0, None, "the router's Beta-prior weight, in calibration questions"),
+    # A run holds every request in memory (about 2 KiB a query): beyond this, split it into runs.
+    "n_queries": (1, 1_000_000, "a number of queries (null: the dataset's size)"),
     "calibration_size": (0, None, "a number of held-out calibration questions"),
     "calibration_seed": (0, None, "a NumPy seed"),
     "aggregator_follow": (None, None, "the aggregator's logit gain per extra correct expert"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from functools import lru_cache
@@ -55,9 +56,22 @@ def _build(tp: Any, data: Any) -> Any:
         return [_build(args[0], v) for v in data]
     if origin is dict:
         return {k: _build(args[1], v) for k, v in data.items()}
-    if tp is float and isinstance(data, int):
+    if tp is float and isinstance(data, (int, str)):
         return float(data)
     return data
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` (JSON-shaped) with every non-finite float as the string "inf", "-inf" or "nan": JSON
+    has no such numbers, and Python's bare `Infinity` is rejected by most other readers (jq,
+    JavaScript, pandas' strict mode). A float field reads them back (from_dict)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else "inf" if obj > 0 else "-inf"
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
 
 
 def to_json(obj: Any, **kwargs: Any) -> str:

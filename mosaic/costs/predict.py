@@ -238,6 +238,29 @@ def _limits(profiles: ProfileSet, cluster: Cluster, placement: str) -> Callable[
     return limit
 
 
+def check_block_override(workload: Workload, profiles: ProfileSet, cluster: Cluster, placement: str) -> None:
+    """engine.num_gpu_blocks sets the KV cache outright (vLLM: num_gpu_blocks_override), so it must
+    not promise more than the GPU holds after the weights: vLLM would run out of memory allocating
+    it, and the simulator would serve on memory that does not exist."""
+    engine = profiles.engine
+    if engine.num_gpu_blocks is None:
+        return
+    natural = replace(engine, num_gpu_blocks=None)
+    stages = [(m, "expert") for m in sorted({m for q in workload.queries for m, _ in expert_slots(q.experts)})]
+    stages.append((workload.aggregator, "aggregator"))
+    for model, stage in stages:
+        prof = profiles.model(model)
+        tp = cluster.n if stage == "aggregator" and placement == "tp" and cluster.n > 1 else 1
+        most = max(kv_capacity_tokens(prof, natural, w.memory_gib, tp) for w in cluster.workers) // engine.block_size
+        if engine.num_gpu_blocks > most:
+            raise ConfigError(
+                f"engine.num_gpu_blocks={engine.num_gpu_blocks} is more KV cache than model {model} can have "
+                f"({most} blocks of {engine.block_size} tokens{f' over {tp} GPUs' if tp > 1 else ''} at "
+                f"cluster.memory_gib={max(w.memory_gib for w in cluster.workers)}, gpu_memory_utilization "
+                f"{engine.gpu_memory_utilization}, after its weights): set it to at most {most}, or null for "
+                "what the memory holds")
+
+
 def _why_oversize(prompt: int, output: int, limit: int, engine: EngineProfile, cluster: Cluster) -> str | None:
     context = engine.max_model_len
     if prompt >= context:
@@ -245,8 +268,9 @@ def _why_oversize(prompt: int, output: int, limit: int, engine: EngineProfile, c
     if prompt + output > context:
         return f"prompt {prompt} + output {output} tokens > max_model_len {context}"
     if prompt + output > limit:
-        return (f"prompt {prompt} + output {output} tokens > the {limit} its KV cache holds for one sequence at "
-                f"cluster.memory_gib={min(w.memory_gib for w in cluster.workers)}")
+        cache = (f"engine.num_gpu_blocks={engine.num_gpu_blocks}" if engine.num_gpu_blocks is not None
+                 else f"cluster.memory_gib={min(w.memory_gib for w in cluster.workers)}")
+        return f"prompt {prompt} + output {output} tokens > the {limit} its KV cache holds for one sequence at {cache}"
     return None
 
 
@@ -274,6 +298,7 @@ def admit_requests(workload: Workload, cluster: Cluster, profiles: ProfileSet, p
     with it), then each output to the room left; returns the workload to run and the ids of the
     requests it changed (summary.json admission.truncated_requests). Nothing oversize: the same workload, ()."""
     check_choice("workload.oversize", oversize, OVERSIZE_POLICIES)
+    check_block_override(workload, profiles, cluster, placement)
     engine, outcomes = profiles.engine, workload.outcomes
     limit = _limits(profiles, cluster, placement)
     half = engine.aggregator_cap
@@ -301,7 +326,8 @@ def admit_requests(workload: Workload, cluster: Cluster, profiles: ProfileSet, p
         raise ConfigError(f"workload: {len(bad)} of {total} requests cannot be served as asked by the profile's engine "
                           f"(engine.max_model_len={engine.max_model_len}), e.g. {eg}; set workload.oversize=truncate "
                           "to cut them to fit (counted in summary.json admission.truncated_requests), shorten those prompts, "
-                          "or use profiles with a longer max_model_len")
+                          + ("or raise engine.num_gpu_blocks" if engine.num_gpu_blocks is not None
+                             else "or use profiles with a longer max_model_len"))
     queries, new_outcomes, truncated = [], dict(outcomes), []
     for q in workload.queries:
         slots = [(expert_request_id(q.id, m, s), limit(m, "expert")) for m, s in expert_slots(q.experts)]

@@ -16,12 +16,17 @@ from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
-from mosaic.schedulers.registry import not_applied
+from mosaic.schedulers.registry import not_applied as scheduler_not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
 from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
+from mosaic.workload.sources import not_applied as workload_not_applied
 
 log = logging.getLogger(__name__)
+
+
+def settings_not_applied(c: MosaicConfig) -> list[str]:
+    return scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload)
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,15 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     result = r.execute()
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
     s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
-    s["settings"] = run_settings(c)
-    # Set, but never read by this policy (round robin ignores K, fifo the replication cap, ...).
-    s["settings_not_applied"] = not_applied(c.scheduler)
+    # Set, but never read by this policy or workload source (round robin ignores K, fifo the
+    # replication cap, a synthetic workload the question files, ...).
+    s["settings_not_applied"] = settings_not_applied(c)
+    s["settings"] = run_settings(c, s["settings_not_applied"])
     for name in s["settings_not_applied"]:
-        log.warning("%s=%s is not applied: scheduler %s does not read it", name,
-                    getattr(c.scheduler, name.split(".", 1)[1]), c.scheduler.name)
+        section, field = name.split(".", 1)
+        by = (f"scheduler {c.scheduler.name}" if section == "scheduler"
+              else f"workload kind {c.workload.kind} (routing={c.workload.routing}, replacement={c.workload.replacement})")
+        log.warning("%s=%s is not applied: %s does not read it", name, getattr(getattr(c, section), field), by)
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
@@ -92,7 +100,7 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
 
 
 def _json(f: IO[str], obj: Any, indent: int) -> None:
-    json.dump(obj, f, indent=indent)
+    json.dump(serde.strict_json(obj), f, indent=indent, allow_nan=False)
     f.write("\n")
 
 

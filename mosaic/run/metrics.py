@@ -106,9 +106,20 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
     }
 
 
-def run_settings(c: MosaicConfig) -> dict[str, Any]:
-    """The experiment settings a run used (the ones the paper's table tells variants apart by)."""
-    return {"K": c.scheduler.max_models_per_worker, "rr_order": c.scheduler.rr_order,
-            "routing": c.workload.routing, "replacement": bool(c.workload.replacement),
-            "placement": c.aggregation.placement, "coupling": c.workload.coupling,
-            "shard_cost": c.scheduler.shard_cost}
+# The runs table's setting columns and the config fields they come from.
+SETTING_FIELDS = {"K": "scheduler.max_models_per_worker", "rr_order": "scheduler.rr_order",
+                  "routing": "workload.routing", "replacement": "workload.replacement",
+                  "placement": "aggregation.placement", "coupling": "workload.coupling",
+                  "shard_cost": "scheduler.shard_cost"}
+
+
+def run_settings(c: MosaicConfig, not_applied: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """The experiment settings a run used (the ones the paper's table tells variants apart by). A
+    setting in `not_applied` (set, but never read by the run's policy or source) is recorded as
+    None, so a table cannot tell runs apart by something that did not change them."""
+    out = {}
+    for key, path in SETTING_FIELDS.items():
+        section, name = path.split(".")
+        value = getattr(getattr(c, section), name)
+        out[key] = None if path in not_applied else bool(value) if key == "replacement" else value
+    return out

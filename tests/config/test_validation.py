@@ -32,6 +32,7 @@ def small(*overrides):
     (["workload.skill_spread=40"], "workload.skill_spread=40.0: per-category skill deviations this wide"),
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
+    (["workload.n_queries=100000000"], "workload.n_queries must be a finite number in"),
 ])
 def test_run_rejects_bad_values_naming_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")) as e:

@@ -24,3 +24,16 @@ def test_workload_round_trip(profiles):
     back = Workload.from_json(w.to_json())
     assert back == w
     assert back.expert_requests() == w.expert_requests()
+
+
+def test_non_finite_floats_are_written_as_strings_and_read_back_as_floats():
+    import json
+    import math
+
+    from mosaic.core import serde
+    doc = serde.strict_json({"a": math.inf, "b": [-math.inf, math.nan, 1.5], "c": "x"})
+    assert doc == {"a": "inf", "b": ["-inf", "nan", 1.5], "c": "x"}
+    json.dumps(doc, allow_nan=False)   # strict JSON: no bare Infinity/NaN
+    info = serde.from_dict(SolverInfo, {"status": "optimal", "solve_s": "inf", "objective": 1.0,
+                                        "bound": "-inf", "gap": 0.0})
+    assert info.solve_s == math.inf and info.bound == -math.inf

@@ -175,3 +175,26 @@ def test_prompt_at_the_window_is_cut_to_leave_one_token():
     q = got.queries[0]
     assert truncated == ("q0/Exp",) and q.prompt_tokens == 199 and len(q.text) == 4 * 199
     assert got.outcomes["q0/Exp"].output_tokens == 1
+
+
+def with_blocks(p, n, block_size=8):
+    from dataclasses import replace
+    return replace(p, engine=replace(p.engine, num_gpu_blocks=n, block_size=block_size))
+
+
+def test_a_kv_cache_set_by_num_gpu_blocks_is_named_when_a_request_does_not_fit_it():
+    """25 blocks of 8 = a 200-token cache: the window fits, but prompt + output beyond the cache's 198
+    is the blocks' fault, and the message says so (not cluster.memory_gib, not max_model_len)."""
+    p, cluster = with_blocks(small_profiles(kv_capacity=1000), 25), Cluster.uniform(1, 1.0)
+    with pytest.raises(ConfigError, match=r"prompt 150 \+ output 50 tokens > the 198 its KV cache holds for one "
+                                          r"sequence at engine\.num_gpu_blocks=25.*or raise engine\.num_gpu_blocks"):
+        admit_requests(hand_workload(150, 50), cluster, p, "scheduled")
+
+
+def test_num_gpu_blocks_beyond_what_the_memory_holds_is_refused():
+    """The measured cache holds 1000 tokens = 125 blocks of 8: 126 promises memory that is not there."""
+    p, cluster = small_profiles(kv_capacity=1000), Cluster.uniform(1, 1.0)
+    assert admit_requests(hand_workload(20, 20), cluster, with_blocks(p, 125), "scheduled")[1] == ()
+    with pytest.raises(ConfigError, match=r"engine\.num_gpu_blocks=126 is more KV cache than model Exp can have "
+                                          r"\(125 blocks of 8 tokens .*set it to at most 125"):
+        admit_requests(hand_workload(20, 20), cluster, with_blocks(p, 126), "scheduled")

@@ -25,5 +25,7 @@ def test_a_run_records_and_says_what_its_policy_ignores(caplog):
         s = run(config("workload=synth_small", "workload.n_queries=10", "scheduler=round_robin",
                        "scheduler.max_models_per_worker=1")).summary
     assert s["settings_not_applied"] == ["scheduler.max_models_per_worker"]
+    # Not a setting of this run: the runs table must not tell it apart by K.
+    assert s["settings"]["K"] is None
     assert "scheduler.max_models_per_worker=1 is not applied: scheduler round_robin does not read it" in caplog.text
     assert run(config("workload=synth_small", "workload.n_queries=10")).summary["settings_not_applied"] == []

@@ -45,7 +45,7 @@ def test_valid_question_records_read_as_written(tmp_path):
     ({"question": "   ", "gold_answer": "A"}, r"item 1 lacks a non-empty string field 'question'"),
     ({"question": 42, "gold_answer": "A"}, r"item 1 lacks a non-empty string field 'question'"),
     ({"question": "Q?"}, r"item 1 lacks a non-empty string field 'gold_answer'"),
-    ({"question": "Q?", "gold_answer": 3}, r"item 1 lacks a non-empty string field 'gold_answer'"),
+    ({"question": "Q?", "gold_answer": 3}, r"item 1 field 'gold_answer' is the number 3; write it as a string"),
     ({"question": "Q?", "gold_answer": "banana"}, r"item 1 field 'gold_answer' is the string 'banana'; expected one option letter"),
     ({"question": "Q?", "gold_answer": "Z"}, r"item 1 field 'gold_answer' is the string 'Z'"),
     ({"question": "Q?", "gold_answer": "-3"}, r"item 1 field 'gold_answer'"),

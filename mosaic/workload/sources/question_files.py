@@ -35,6 +35,9 @@ def _text(value: Any) -> Any:
 
 
 def _gold(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"is the number {show(value)}; write it as a string: an option letter A-P or an "
+                         f"integer answer in quotes (e.g. \"{value}\")")
     _text(value)
     letter = value.strip().upper()
     if not ((len(letter) == 1 and letter in LETTERS) or INTEGER_ANSWER.match(value)):

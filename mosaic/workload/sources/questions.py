@@ -33,7 +33,7 @@ from mosaic.profiles import ProfileSet
 from mosaic.workload.sources.files import resolve
 from mosaic.workload.sources.question_files import load_questions
 from mosaic.workload.calibration import question_calibration
-from mosaic.workload.sources import register_source
+from mosaic.workload.sources import ANSWER_MODEL, ROUTING, register_source
 from mosaic.workload.routing import recruit as routing
 from mosaic.workload.routing.skills import estimate_skills
 from mosaic.workload.answer_model import (EXPERTS, PRESETS, QuestionFrame, SyntheticSpec, aggregator_logits,
@@ -131,7 +131,8 @@ def _aggregator_logits(dataset: str, accuracy: np.ndarray, profiles: ProfileSet)
     return aggregator_logits(preset, accuracy, level)
 
 
-@register_source("questions")
+@register_source("questions", reads=("dataset", "n_queries", "questions_dir", "prior_strength",
+                                        "calibration_seed", *ROUTING, *ANSWER_MODEL))
 def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
     dataset = cfg.get("dataset")
     if dataset not in FILES:

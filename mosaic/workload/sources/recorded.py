@@ -64,7 +64,7 @@ from mosaic.workload.sources.files import resolve
 from mosaic.workload.sources.data_quality import DataReport, build_report
 from mosaic.workload.sources.recorded_files import (LETTERS, READERS, REPEAT_SAMPLES, QuestionSet, TraceRecord, read_questions,
                                                   read_trace, trace_stats)
-from mosaic.workload.sources import register_source
+from mosaic.workload.sources import ROUTING, register_source
 from mosaic.workload.routing.skills import estimate_skills
 from mosaic.workload.routing import recruit as routing
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
@@ -272,6 +272,8 @@ def _resample(gold: str, n_options: int, p_correct: float, rng: np.random.Genera
     return wrong[int(rng.integers(len(wrong)))]
 
 
-@register_source("trace")
+@register_source("trace", reads=("dataset", "n_queries", "questions_dir", "traces_dir", "questions",
+                                  "calibration_questions", "calibration_size", "calibration_seed", "experts",
+                                  "aggregator", "repeat_sample", "prior_strength", *ROUTING))
 def build(cfg: dict, profiles: ProfileSet, seed: int) -> Workload:
     return build_trace_workload(parse_spec(cfg), profiles, seed)

@@ -18,7 +18,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.routing import recruit as routing
 from mosaic.workload.calibration import synthetic_calibration
-from mosaic.workload.sources import register_source
+from mosaic.workload.sources import ANSWER_MODEL, ROUTING, register_source
 from mosaic.workload.types import (Workload)
 
 from mosaic.workload.answer_model import (EXPERTS, PRESETS, QuestionFrame, SyntheticSpec, aggregator_logits,
@@ -56,7 +56,7 @@ def generate(spec: SyntheticSpec, profiles: ProfileSet, seed: int) -> Workload:
         profiles, (*EXPERTS, preset.aggregator), preset.name, preset.prompt_median_tokens, seed))
 
 
-@register_source("synthetic")
+@register_source("synthetic", reads=("preset", "n_queries", *ROUTING, *ANSWER_MODEL))
 def build(cfg: dict, profiles: ProfileSet, seed: int) -> Workload:
     return generate(SyntheticSpec(**{k: v for k, v in cfg.items() if k in SyntheticSpec.__dataclass_fields__}),
                     profiles, seed)
