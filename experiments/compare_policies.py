@@ -5,7 +5,7 @@
 
 Prints a table and writes results/policies.csv and results/policies.md (--out is checked first:
 a file or an unwritable directory exits 2 before any run). Every run uses the same
-Hydra config as experiments/run.py (conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
+Hydra config as experiments/run.py (mosaic/conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
 """
 import argparse
 import sys

@@ -1,6 +1,6 @@
 """Simulator fidelity suite: each case's plan on backend=sim and on real vLLM engines (3 repeats).
 
-    python experiments/fidelity.py                        # every case of conf/fidelity.yaml
+    python experiments/fidelity.py                        # every case of mosaic/conf/fidelity.yaml
     python experiments/fidelity.py --case long_decode --repeats 1
 
 Writes results/fidelity.md and fidelity.json (with --case: fidelity-CASE.md/.json, the suite's table
@@ -20,7 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", action="append", default=[], help="run only this case (repeatable)")
     ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
-    ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default conf/fidelity.yaml)")
+    ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default mosaic/conf/fidelity.yaml)")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder for fidelity.md/.json")
     args = ap.parse_args()
     if args.repeats is not None and args.repeats < 1:

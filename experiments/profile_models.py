@@ -3,7 +3,7 @@
     python experiments/profile_models.py model=LlamaR1            # one model of models=tiny
     python experiments/profile_models.py model=all out=mosaic/profiles/data/tiny_cpu.yaml
 
-Options: conf/profile.yaml. Method: mosaic/fitting/real_engine.py.
+Options: mosaic/conf/profile.yaml. Method: mosaic/fitting/real_engine.py.
 """
 import sys
 
@@ -14,7 +14,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import profile_models
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="profile")
+@hydra.main(version_base="1.3", config_path="../mosaic/conf", config_name="profile")
 def main(cfg: DictConfig) -> None:
     try:
         out = profile_models(OmegaConf.to_container(cfg, resolve=True))

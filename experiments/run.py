@@ -20,7 +20,7 @@ from mosaic.run.jobs import sigterm_as_exit
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../mosaic/conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

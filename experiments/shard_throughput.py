@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", default="mmlu_pro", help="a conf/workload option")
+    ap.add_argument("--workload", default="mmlu_pro", help="a mosaic/conf/workload option")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()

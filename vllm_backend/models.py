@@ -1,4 +1,4 @@
-"""Model registry: a model name maps to an HF id or local path plus engine arguments (conf/models/)."""
+"""Model registry: a model name maps to an HF id or local path plus engine arguments (mosaic/conf/models/)."""
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -1,4 +1,4 @@
-"""The simulator fidelity suite: cases (conf/fidelity.yaml) whose plans run on backend=sim and,
+"""The simulator fidelity suite: cases (mosaic/conf/fidelity.yaml) whose plans run on backend=sim and,
 `repeats` times, on the real engine; per case and stage the serving metrics of both, the real
 engine's run-to-run spread, and the simulator's error against the real median.
 
@@ -30,7 +30,7 @@ from mosaic.trace import Trace
 from mosaic.workload.types import Outcome, Request
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "conf" / "fidelity.yaml"
+SUITE = Path(__file__).resolve().parents[1] / "conf" / "fidelity.yaml"
 PCTS = (50, 90, 99)
 # Metrics compared sim vs real, with the direction-free relative error reported for each.
 COMPARED = ("makespan_s", "serving_s", "throughput_tok_s",
@@ -251,7 +251,7 @@ def verdict(row: dict[str, Any]) -> str:
 
 def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec]) -> str:
     lines = ["# Simulator fidelity suite: backend=sim vs backend=vllm, same plans", "",
-             f"Regenerate: `{command}` (cases: conf/fidelity.yaml; method: mosaic/analysis/fidelity.py).", "",
+             f"Regenerate: `{command}` (cases: mosaic/conf/fidelity.yaml; method: mosaic/analysis/fidelity.py).", "",
              f"Base config: {' '.join(suite.base)}. Each cell: simulated / real median ±spread (error). Real: "
              f"{suite.repeats} runs; spread = half the range over them, relative to the median. Serving = the "
              "busiest worker's time inside engines (load, start-up and unload excluded); latencies from "

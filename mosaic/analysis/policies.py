@@ -1,5 +1,5 @@
 """Scheduling policies side by side on the three synthetic dataset presets, every run with the
-Hydra config experiments/run.py uses (conf/), only with group overrides.
+Hydra config experiments/run.py uses (mosaic/conf/), only with group overrides.
 `python experiments/compare_policies.py [--seeds 0 1 2]` runs `write`."""
 from __future__ import annotations
 

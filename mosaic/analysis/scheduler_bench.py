@@ -463,7 +463,7 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
 # ----------------------------------------------------------------------------- benchmark
 
 def scheduler_config(policy: str, k: int | None) -> SchedulerConfig:
-    """The policy's config as the CLI composes it (conf/scheduler/<policy>.yaml where there is one,
+    """The policy's config as the CLI composes it (mosaic/conf/scheduler/<policy>.yaml where there is one,
     else the schema's defaults), with K set."""
     path = CONF_DIR / "scheduler" / f"{policy}.yaml"
     raw = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}

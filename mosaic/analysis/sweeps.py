@@ -34,7 +34,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import find_failures, format_failures
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, conf/, multirun/
+ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, mosaic/conf/, multirun/
 
 # Sweep axes that cannot change which data a workload reads: left out of the data check.
 NOT_DATA = ("scheduler", "aggregation", "seed", "backend", "cluster", "hydra")
@@ -42,7 +42,7 @@ NOT_DATA = ("scheduler", "aggregation", "seed", "backend", "cluster", "hydra")
 
 @dataclass(frozen=True)
 class Sweep:
-    """One Hydra multirun into <sweep root>/<folder>: a config under conf/ whose
+    """One Hydra multirun into <sweep root>/<folder>: a config under mosaic/conf/ whose
     hydra.sweeper.params give the grid, plus overrides of its own. Every sweep also gets the command
     line's overrides."""
     folder: str

@@ -40,7 +40,7 @@ from mosaic.profiles.loader import _DATA as PROFILES_DIR
 from vllm_backend.backend import device_env, prompt_ids, tp_env
 from vllm_backend.models import ModelRegistry
 
-ROOT = Path(__file__).resolve().parents[2]   # the repository: conf/, relative output paths
+ROOT = Path(__file__).resolve().parents[2]   # the repository: mosaic/conf/, relative output paths
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 
 
@@ -319,7 +319,7 @@ def model_grid(cfg: dict, registry: ModelRegistry, name: str, base: dict) -> dic
 
 def profile_models(cfg: dict) -> Path:
     """Measure the configured model (or all of the registry's, model=all) and write the profile file
-    `cfg["out"]` (conf/profile.yaml); returns its path."""
+    `cfg["out"]` (mosaic/conf/profile.yaml); returns its path."""
     n = cfg.get("n_workers")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(f"n_workers must be an integer >= 1 (got {n!r}); profile on as many workers as "
@@ -431,7 +431,7 @@ def step_and_warmup(serve: list[float], out: int, long_out: int) -> tuple[float,
 
 def measure_tp(cfg: dict) -> dict:
     """The `engine.tensor_parallel` block from TP=1 and TP=cfg["tp"] engines (options: TP_DEFAULTS)."""
-    registry = ModelRegistry(yaml.safe_load((ROOT / "conf" / "models" / f"{cfg['models']}.yaml").read_text()))
+    registry = ModelRegistry(yaml.safe_load((ROOT / "mosaic" / "conf" / "models" / f"{cfg['models']}.yaml").read_text()))
     path, args = registry.resolve(cfg["model"])
     tp = int(cfg["tp"])
     ranks = tuple(range(tp))

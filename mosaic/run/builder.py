@@ -1,6 +1,6 @@
 """The run builder: the one place that turns the typed config into a run's objects.
 
-    cfg = compose(["scheduler=round_robin", "workload=synth_gpqa"])   # Hydra's conf/, as the CLI does
+    cfg = compose(["scheduler=round_robin", "workload=synth_gpqa"])   # Hydra's mosaic/conf/, as the CLI does
     run = build_run(cfg)              # validated config, cluster, profiles, backend, workload
     result = run.execute()            # expert stage -> agreement -> aggregator stage
 
@@ -30,13 +30,13 @@ from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
 from mosaic.workload.types import Request, Workload
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"   # mosaic/conf, shipped in the wheel
 # The schema's section types by name (its annotations are strings under `from __future__`).
 _SECTIONS = {name: obj for name, obj in vars(schema).items() if is_dataclass(obj)}
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """The config the CLI would run with these overrides (Hydra's compose API over conf/)."""
+    """The config the CLI would run with these overrides (Hydra's compose API over mosaic/conf/)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
     register_configs()

@@ -272,7 +272,7 @@ def format_failures(failures: Sequence[dict[str, Any]]) -> str:
 
 
 class ReportFailedJobs(Callback):
-    """Hydra callback (conf/config.yaml: hydra.callbacks): after a multirun, list the jobs that
+    """Hydra callback (mosaic/conf/config.yaml: hydra.callbacks): after a multirun, list the jobs that
     recorded a failure and exit with status 1, so `run.py -m` does not report success."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -1,7 +1,7 @@
 """Schedulers registered by name. A scheduler is a pure function (StageProblem, SchedulerConfig) -> Plan.
 
 A new policy is one file in this package that decorates its function with `@register("name")`
-(found on first lookup), plus conf/scheduler/<name>.yaml; a policy outside the package is named by
+(found on first lookup), plus mosaic/conf/scheduler/<name>.yaml; a policy outside the package is named by
 `scheduler.plugin`.
 """
 from __future__ import annotations

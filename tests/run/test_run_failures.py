@@ -249,7 +249,7 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
     (tmp_path / "f").write_text("")
     with pytest.raises(RunDirError, match="is a file"):
         policies.write(tmp_path / "f", [0])
-    script = builder.CONF_DIR.parent / "experiments" / "compare_policies.py"
+    script = builder.CONF_DIR.parents[1] / "experiments" / "compare_policies.py"
     monkeypatch.setattr(sys, "argv", [str(script), "--seeds", "0", "--out", str(tmp_path / "f" / "results")])
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(script), run_name="__main__")

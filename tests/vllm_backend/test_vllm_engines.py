@@ -17,7 +17,7 @@ from vllm_backend.backend import VllmBackend  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-TINY = yaml.safe_load((ROOT / "conf" / "models" / "tiny.yaml").read_text())
+TINY = yaml.safe_load((ROOT / "mosaic" / "conf" / "models" / "tiny.yaml").read_text())
 
 
 def make(layout, n=6):

@@ -26,10 +26,10 @@ def test_not_applied_workload_settings(w, expected):
 def test_bundled_workloads_set_nothing_their_source_ignores():
     from pathlib import Path
 
-    from mosaic.run.builder import typed
+    from mosaic.run.builder import CONF_DIR, typed
     from tests.helpers import config
 
-    for path in sorted(Path("conf/workload").glob("*.yaml")):
+    for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
         c = typed(config(f"workload={path.stem}"))
         assert not_applied(c.workload) == [], path.name
 

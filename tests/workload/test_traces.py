@@ -230,7 +230,7 @@ def test_real_mmlu_pro_trace_workload():
     import yaml
 
     from mosaic.profiles import load_profiles
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf/workload/trace_mmlu_pro.yaml").read_text())
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "mosaic/conf/workload/trace_mmlu_pro.yaml").read_text())
     w = traces.build(cfg, load_profiles("paper_a100"), seed=0)
     assert 2000 <= len(w.queries) <= 2100 and len(w.expert_requests()) == 3 * len(w.queries)
     assert len({q.category for q in w.queries}) == 14

@@ -3,7 +3,7 @@ preset), questions (real question sets, modelled answers), trace (recorded model
 
 A source is a function (workload config dict, profiles, seed) -> Workload decorated with
 `@register_source("kind", reads=...)`; a new one is one module here (found on first lookup) plus a
-conf/workload/<name>.yaml, or a module outside mosaic named by `workload.plugin`."""
+mosaic/conf/workload/<name>.yaml, or a module outside mosaic named by `workload.plugin`."""
 from __future__ import annotations
 
 from dataclasses import fields

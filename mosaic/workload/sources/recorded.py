@@ -127,7 +127,7 @@ def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
     tdir = resolve(cfg.get("traces_dir", "../shared/data/traces"), f"{w}.traces_dir")
     for key in ("questions", "experts", "aggregator"):
         if not cfg.get(key):
-            raise ConfigError(f"{w}.{key}: required for kind 'trace' (see conf/workload/trace_mmlu_pro.yaml)")
+            raise ConfigError(f"{w}.{key}: required for kind 'trace' (see mosaic/conf/workload/trace_mmlu_pro.yaml)")
     if not isinstance(cfg["experts"], Mapping):
         raise ConfigError(f"{w}.experts: must map expert names to {{file, format, profile, lengths}}")
     experts = tuple(_source(str(n), d, tdir, f"{w}.experts.{n}", "trace") for n, d in cfg["experts"].items())
