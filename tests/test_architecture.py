@@ -18,7 +18,7 @@ PACKAGES = ("mosaic", "sim", "vllm_backend")
 # Run-level code (run) sits above the components it assembles; analysis and fitting above it.
 LAYERS = [
     ("mosaic.core",),
-    ("mosaic.config",),
+    ("mosaic.config", "mosaic.conf"),
     ("mosaic.profiles", "mosaic.cluster", "mosaic.plan", "mosaic.trace"),
     ("mosaic.workload",),
     ("mosaic.costs",),
@@ -26,6 +26,7 @@ LAYERS = [
     ("sim", "vllm_backend"),
     ("mosaic.run",),
     ("mosaic.analysis", "mosaic.fitting"),
+    ("mosaic.__main__",),   # the `mosaic` command: dispatches to run and analysis
 ]
 # The backends run plans: they read the hand-off types and the model profiles, nothing that plans
 # or analyses (the scheduler core never imports a backend either: the layers above see to that).

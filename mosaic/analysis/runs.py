@@ -83,8 +83,14 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
     return runs, skipped
 
 
+def override_columns(df: pd.DataFrame) -> list[str]:
+    """The columns load_runs made from the runs' command-line overrides, in order of first use."""
+    return list(df.attrs.get("overrides", []))
+
+
 def load_runs(sweep: str | Path) -> pd.DataFrame:
     runs, skipped = finished_runs(Path(sweep))
+    overrides: dict[str, None] = {}
     rows = []
     for s in runs:
         d = Path(s.pop("_dir"))
@@ -92,6 +98,7 @@ def load_runs(sweep: str | Path) -> pd.DataFrame:
         for o in _overrides(s, d):
             key, _, value = o.lstrip("+~").partition("=")
             row[key] = _parse(value)
+            overrides.setdefault(key)
         flat = flatten({k: v for k, v in s.items() if k not in _LEFT_OUT})
         row.update({k: v for k, v in flat.items() if k not in row})
         prov = s.get("provenance") or {}
@@ -100,4 +107,5 @@ def load_runs(sweep: str | Path) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df.attrs["skipped"] = [(str(d), why) for d, why in skipped]
+    df.attrs["overrides"] = [k for k in overrides if k not in ("hydra.run.dir", "hydra.sweep.dir")]
     return df

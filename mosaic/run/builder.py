@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
-from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from mosaic.backends import Backend, make_backend
 from mosaic.cluster import Cluster
-from mosaic.config import schema
+from mosaic.config import CONF_DIR, schema
 from mosaic.config.schema import EngineConfig, MosaicConfig, register_configs
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
@@ -30,7 +29,6 @@ from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
 from mosaic.workload.types import Request, Workload
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"   # mosaic/conf, shipped in the wheel
 # The schema's section types by name (its annotations are strings under `from __future__`).
 _SECTIONS = {name: obj for name, obj in vars(schema).items() if is_dataclass(obj)}
 

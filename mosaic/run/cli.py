@@ -29,9 +29,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.app import format_table, run, write_outputs
-from mosaic.run.builder import typed
-from mosaic.run.provenance import provenance
 from mosaic.run.jobs import (RunDirError, Terminated, claim_run_dir, debug_tracebacks, failure_stage, one_line,
                              record_failure)
 
@@ -110,6 +107,12 @@ def run_job(cfg: DictConfig, directory: Path, overrides: Sequence[str] = (), mul
 
 
 def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], multirun: bool) -> int:
+    # Here, not at the top: `--help` and a sweep's launcher need only the command line, and these
+    # pull in the solver, SciPy and the backends.
+    from mosaic.run.app import format_table, run, write_outputs
+    from mosaic.run.builder import typed
+    from mosaic.run.provenance import provenance
+
     stage = "config"
     started = time.time()
     try:

@@ -100,13 +100,14 @@ def test_reused_directory_after_a_failure_holds_no_stale_summary(tmp_path, capsy
 def test_a_serializer_failing_mid_way_leaves_no_summary(tmp_path, capsys, monkeypatch):
     assert job(tmp_path) == 0
     before = (tmp_path / "summary.json").read_text()
-    real = cli.run
+    from mosaic.run import app
+    real = app.run
 
     def unserializable(cfg):   # json.dump has written part of the file when it meets the object
         out = real(cfg)
         return RunOutput({**out.summary, "zz_last": object()}, out.result)
 
-    monkeypatch.setattr(cli, "run", unserializable)
+    monkeypatch.setattr(app, "run", unserializable)   # cli imports it when a job starts
     assert job(tmp_path) == 1
     assert before and not (tmp_path / "summary.json").exists() and leftovers(tmp_path) == []
     rec = record(tmp_path)
@@ -147,7 +148,7 @@ def test_a_locked_directory_refuses_a_second_run(tmp_path, capsys, monkeypatch):
     tmp_path.mkdir()
     (tmp_path / "summary.json").write_text('{"the other run": 1}')
     fd = hold_lock(tmp_path)
-    monkeypatch.setattr(cli, "typed", boom)     # nothing may start
+    monkeypatch.setattr(builder, "typed", boom)     # nothing may start
     try:
         assert job(tmp_path) == 2
         assert error_lines(capsys) == [f"error: run directory {tmp_path} is in use by another run (pid 4242); "
@@ -179,7 +180,7 @@ def test_the_claim_is_reentrant_in_one_process_and_released(tmp_path):
 def test_a_run_directory_that_is_a_file_exits_2_on_one_line(tmp_path, capsys, monkeypatch, make):
     (tmp_path / "f").write_text("not a directory")
     target = tmp_path / "f" if make == "file" else tmp_path / "f" / "run"
-    monkeypatch.setattr(cli, "typed", boom)     # checked before the config is even read
+    monkeypatch.setattr(builder, "typed", boom)     # checked before the config is even read
     assert job(target) == 2
     (line,) = error_lines(capsys)
     assert line.startswith(f"error: run directory {target} ") and "choose another one" in line

@@ -24,7 +24,6 @@ def test_not_applied_workload_settings(w, expected):
 
 
 def test_bundled_workloads_set_nothing_their_source_ignores():
-    from pathlib import Path
 
     from mosaic.run.builder import CONF_DIR, typed
     from tests.helpers import config

@@ -1,0 +1,97 @@
+"""The `mosaic` command (console script; also `python -m mosaic`).
+
+    mosaic run [OVERRIDES]          one run (Hydra app: mosaic run --help lists groups and settings)
+    mosaic sweep [OVERRIDES]        a Hydra multirun: one run per combination of comma-separated values
+    mosaic runs DIR [--csv FILE]    the finished runs under DIR as one table, a column per override
+    mosaic timeline DIR... [--pdf]  (re)draw a run folder's timeline.png
+    mosaic perfetto DIR...          (re)write a run folder's trace.perfetto.json
+
+Each subcommand imports only what it needs, so `mosaic --help` and `mosaic run --help` answer at once.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def _run(args: list[str]) -> int:
+    from mosaic.run.main import main
+    main(args)
+    return 0
+
+
+def _sweep(args: list[str]) -> int:
+    return _run(args if {"-m", "--multirun"} & set(args) else ["-m", *args])
+
+
+def _runs(args: list[str]) -> int:
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="mosaic runs", description="The finished runs under DIR (a sweep's "
+                                 "or a run's folder) as one table: a row per run, a column per override.")
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--csv", type=Path, help="write the whole table (every summary value) to this CSV file")
+    ap.add_argument("--columns", default="end_to_end_s,expert_stage_s,aggregator_stage_s,accuracy",
+                    help="summary columns to print beside the overrides (comma-separated)")
+    a = ap.parse_args(args)
+    if not a.dir.is_dir():
+        print(f"error: {a.dir} is not a directory; give a run's or a sweep's folder", file=sys.stderr)
+        return 2
+    from mosaic.analysis.runs import load_runs, override_columns
+
+    df = load_runs(a.dir)
+    for d, why in df.attrs["skipped"]:
+        print(f"skipped {d}: {why}", file=sys.stderr)
+    if df.empty:
+        print(f"error: no finished run under {a.dir}", file=sys.stderr)
+        return 2
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+        print(f"wrote {a.csv}", file=sys.stderr)
+    wanted = [c for c in a.columns.split(",") if c]
+    unknown = [c for c in wanted if c not in df.columns]
+    if unknown:
+        print(f"error: --columns {','.join(unknown)} not in the runs' summaries (e.g. {', '.join(list(df.columns)[:6])})",
+              file=sys.stderr)
+        return 2
+    print(df[["run_dir", *override_columns(df), *wanted]].to_string(index=False))
+    return 0
+
+
+def _tool(module: str) -> Callable[[list[str]], int]:
+    def call(args: list[str]) -> int:
+        import importlib
+        return importlib.import_module(module).main(args)
+    return call
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "run": _run, "sweep": _sweep, "runs": _runs,
+    "timeline": _tool("mosaic.run.timeline"), "perfetto": _tool("mosaic.run.perfetto"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: mosaic COMMAND [ARGS]\n\n" + USAGE + "\n\nREADME.md has the walkthrough; docs/outputs.md "
+              "every output file.")
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from importlib.metadata import version
+        print(f"mosaic {version('mosaic-moa')}")
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"error: unknown command '{argv[0]}'; choose one of {', '.join(COMMANDS)} (mosaic --help)",
+              file=sys.stderr)
+        return 2
+    sys.argv[0] = f"mosaic {argv[0]}"
+    return cmd(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The `mosaic` console command (mosaic/__main__.py): subcommands, quick help, the Hydra help text,
+and a wheel that works outside the checkout (slow: builds and installs it)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosaic.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_the_commands_and_an_unknown_one_is_exit_2(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"mosaic {c}" in out for c in ("run", "sweep", "runs", "timeline", "perfetto"))
+    assert main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_top_level_help_imports_nothing_heavy():
+    """`mosaic --help` and `mosaic run --help` must not load the solver, SciPy or the backends."""
+    code = ("import sys; from mosaic.__main__ import main; main(['--help']); "
+            "heavy = [m for m in ('pyomo', 'scipy', 'simpy', 'mosaic.run.builder') if m in sys.modules]; "
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "HEAVY []" in out
+    code = ("import sys\nfrom mosaic.__main__ import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('pyomo', 'scipy', 'simpy', 'mosaic.run.builder') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY []" in r.stdout, r.stderr[-2000:]
+    # The app's own help: what MOSAIC is and what each group sets, not Hydra's stock text.
+    assert "powered by Hydra" not in r.stdout
+    assert "Mixture-of-Agents" in r.stdout
+    for group in ("scheduler", "backend", "workload", "cluster", "aggregation", "models"):
+        assert f"\n  {group} " in r.stdout
+
+
+def code(argv):
+    """main's exit status, whether it returns it or (Hydra, on a failure) exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_run_sweep_and_runs_table(tmp_path, capsys):
+    assert code(["run", "workload=synth_small", "workload.n_queries=8", f"hydra.run.dir={tmp_path / 'one'}"]) == 0
+    assert json.loads((tmp_path / "one" / "summary.json").read_text())["n_queries"] == 8
+    assert (tmp_path / "one" / "run.log").exists()    # Hydra's job log keeps the app's name
+    assert code(["sweep", "workload=synth_small", "workload.n_queries=8", "cluster.n_workers=2,4",
+                 f"hydra.sweep.dir={tmp_path / 'sw'}"]) == 0
+    assert code(["run", "scheduler=nope", f"hydra.run.dir={tmp_path / 'bad'}"]) == 2
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path / "sw")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "cluster.n_workers" in lines[0] and "end_to_end_s" in lines[0]
+    assert len(lines) == 3 and {ln.split()[3] for ln in lines[1:]} == {"2", "4"}
+    assert main(["runs", str(tmp_path / "sw"), "--columns", "banana"]) == 2
+    assert "--columns banana" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_wheel_runs_outside_the_checkout(tmp_path):
+    """pip's wheel of the project (not editable), installed into its own folder: `mosaic run` and a
+    2-job sweep from a directory outside the checkout, configs and profiles from the wheel."""
+    wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)], check=True,
+                   capture_output=True)
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), *map(str, wheels.glob("*.whl"))],
+                   check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import mosaic; print(mosaic.__file__)"], env=env, cwd=work,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(site))
+    script = site / "bin" / "mosaic"
+    r = subprocess.run([sys.executable, str(script), "run", "workload=smoke", "hydra.run.dir=one"], env=env,
+                       cwd=work, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((work / "one" / "summary.json").read_text())["n_queries"] == 48
+    r = subprocess.run([sys.executable, str(script), "sweep", "workload=synth_small", "workload.n_queries=8",
+                        "seed=0,1", "hydra.sweep.dir=sw"], env=env, cwd=work, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((work / "sw").rglob("summary.json"))) == 2
