@@ -12,6 +12,7 @@ import simpy
 
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
 from mosaic.plan import Plan, PlanError, Session
 from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens, load_time_s
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
@@ -130,6 +131,8 @@ class SimBackend:
                 else:
                     times = yield env.process(serve(session, wp.worker, idx))
                 load_start, run_start, end, preemptions = times
+                if session.tp_size == 1 or wp.worker == session.workers[0]:
+                    progress.update(len(session.request_ids))
                 sess_records.append(SessionRecord(
                     wp.worker, idx, session.model, load_start, run_start, run_start, end,
                     len(session.request_ids), preemptions, tp_size=session.tp_size,
@@ -139,7 +142,9 @@ class SimBackend:
 
         for wp in plan.workers:
             env.process(worker_loop(wp))
-        env.run()
+        planned = {rid for wp in plan.workers for s in wp.sessions for rid in s.request_ids}
+        with bar(len(planned), f"{plan.stage} stage (simulated)") as progress:
+            env.run()
         stuck = [s for s, ev in done.items() if not ev.triggered]
         if stuck:
             raise PlanError(f"plan '{plan.policy}': {len(stuck)} tensor-parallel sessions never started "

@@ -47,6 +47,20 @@ def finish_leaking(spec: dict[str, Any], queue) -> None:
     queue.put({"worker": spec["worker"], "sessions": [], "records": [], "fatal": None})
 
 
+def report_progress(spec: dict[str, Any], queue) -> None:
+    """Streams progress as it goes (two requests, then one), then reports its result."""
+    for n in (2, 1):
+        queue.put({"worker": spec["worker"], "progress": n})
+    queue.put({"worker": spec["worker"], "sessions": [], "records": [{"request_id": "r"}], "fatal": None})
+
+
+def die_after_progress(spec: dict[str, Any], queue) -> None:
+    """Streams progress, then dies without reporting: the progress must not count as its result."""
+    queue.put({"worker": spec["worker"], "progress": 1})
+    time.sleep(0.5)
+    os._exit(3)
+
+
 def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: float = 600.0) -> None:
     """What experiments/run.py does around the launcher, for tests that signal a whole run."""
     import tests.fake_workers as fakes

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
@@ -183,7 +184,9 @@ class VllmBackend:
                 sessions.append({"worker": wp.worker, "index": idx, "model": s.model, "path": path,
                                  "engine_args": engine_args, "replay": self.replay, "requests": reqs})
             specs.append({"worker": wp.worker, "env": envs[wp.worker], "t0": t0, "sessions": sessions})
-        results = self.launcher.run(specs, self.timeout_s) if specs else []
+        n = sum(len(s["requests"]) for spec in specs for s in spec["sessions"])
+        with bar(n, f"{plan.stage} stage (vLLM, {len(specs)} workers)") as progress:
+            results = self.launcher.run(specs, self.timeout_s, lambda msg: progress.update(msg["progress"])) if specs else []
         return self._trace(plan, requests, replay, results, tp_mode)
 
     def _trace(self, plan, requests, replay, results, tp_mode: str = "") -> Trace:

@@ -18,10 +18,15 @@ from vllm_backend.worker import worker_main
 WorkerTarget = Callable[[dict[str, Any], Any], None]
 
 
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
 class Launcher(Protocol):
-    def run(self, specs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+    def run(self, specs: list[dict[str, Any]], timeout_s: float,
+            on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
         """Run one worker per spec, concurrently; return one result message per spec (a worker that
-        died returns a message with `fatal` set and whatever it had finished)."""
+        died returns a message with `fatal` set and whatever it had finished). Messages a worker
+        sends before its result ({"worker", "progress": finished requests}) go to `on_progress`."""
 
 
 def _failed(worker: int, why: str) -> dict[str, Any]:
@@ -38,7 +43,8 @@ class LocalProcessLauncher:
     def __init__(self, target: WorkerTarget = worker_main, grace_s: float = DEFAULT_GRACE_S, poll_s: float = 1.0):
         self.target, self.grace_s, self.poll_s = target, grace_s, poll_s
 
-    def run(self, specs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+    def run(self, specs: list[dict[str, Any]], timeout_s: float,
+            on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
         ctx = mp.get_context("spawn")  # vLLM and CUDA do not survive fork
         q = ctx.Queue()
         procs: dict[int, Any] = {}
@@ -53,9 +59,9 @@ class LocalProcessLauncher:
             while len(results) < len(specs) and time.monotonic() < deadline:
                 try:
                     msg = q.get(timeout=min(self.poll_s, max(0.01, deadline - time.monotonic())))
-                    results[msg["worker"]] = msg
+                    self._take(msg, results, on_progress)
                 except queue_mod.Empty:
-                    self._collect_dead(procs, results, q)
+                    self._collect_dead(procs, results, q, on_progress)
             for w in procs:
                 if w not in results:
                     results[w] = _failed(w, f"worker {w} did not finish within {timeout_s:.0f} s")
@@ -64,7 +70,15 @@ class LocalProcessLauncher:
             self._end_all(procs, results)
         return [results[s["worker"]] for s in specs]
 
-    def _collect_dead(self, procs, results, q) -> None:
+    @staticmethod
+    def _take(msg: dict[str, Any], results: dict[int, dict[str, Any]], on_progress: ProgressCallback | None) -> None:
+        if "progress" in msg:
+            if on_progress is not None:
+                on_progress(msg)
+        else:
+            results[msg["worker"]] = msg
+
+    def _collect_dead(self, procs, results, q, on_progress: ProgressCallback | None = None) -> None:
         """A worker that died without reporting: its message, if it sent one just before dying, is
         already in the pipe; otherwise it failed, and whatever it left running is ended now."""
         dead = [w for w, p in procs.items() if w not in results and not p.is_alive()]
@@ -75,7 +89,7 @@ class LocalProcessLauncher:
                 msg = q.get_nowait()
             except queue_mod.Empty:
                 break
-            results[msg["worker"]] = msg
+            self._take(msg, results, on_progress)
         for w in dead:
             if w not in results:
                 results[w] = _failed(w, f"worker process {w} exited with code {procs[w].exitcode} "

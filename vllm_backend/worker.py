@@ -65,8 +65,30 @@ def count_preemptions(engine) -> list[int] | None:
     return count
 
 
-def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+class Progress:
+    """Finished requests, sent to the parent as {"worker", "progress": n} messages on the result
+    queue, at most every `every_s` seconds (flush() at a session's end): its progress bar."""
+
+    def __init__(self, queue, worker: int, every_s: float = 0.5):
+        self.queue, self.worker, self.every_s = queue, worker, every_s
+        self.pending, self.last = 0, time.monotonic()
+
+    def done(self, n: int = 1) -> None:
+        self.pending += n
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.queue.put({"worker": self.worker, "progress": self.pending})
+        self.pending, self.last = 0, time.monotonic()
+
+
+def run_session(session: dict[str, Any], t0: float,
+                progress: Progress | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from vllm import SamplingParams
+
+    done = progress.done if progress is not None else (lambda n=1: None)
 
     now = lambda: time.time() - t0  # noqa: E731
     load_start = now()
@@ -78,6 +100,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
                f"({session['path']}) failed to start: {type(e).__name__}: {detail}")
         t = now()
         info = {"load_start_s": load_start, "load_end_s": t, "run_start_s": t, "run_end_s": t, "error": err}
+        done(len(session["requests"]))
         return info, [{"request_id": r["id"], "error": err} for r in session["requests"]]
     load_end = now()
     preempted = count_preemptions(engine)
@@ -91,6 +114,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
         except Exception as e:  # e.g. a text prompt longer than the context: this request only
             failed.append({"request_id": r["id"], "error": f"request {r['id']} rejected by the engine for "
                            f"{session['model']}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"})
+            done()
             continue
         records[r["id"]] = {"request_id": r["id"], "start_s": now()}
     while engine.has_unfinished_requests():
@@ -103,6 +127,7 @@ def run_session(session: dict[str, Any], t0: float) -> tuple[dict[str, Any], lis
                 rec["finish_s"] = t
                 rec["output_tokens"] = len(out.outputs[0].token_ids) if out.outputs else 0
                 rec["text"] = out.outputs[0].text if out.outputs else ""
+                done()
     run_end = now()
     _shutdown(engine)
     for rec in records.values():
@@ -118,9 +143,11 @@ def worker_main(spec: dict[str, Any], queue) -> None:
     os.environ.update(spec["env"])
     isolate_from_script_dir()
     sessions, records = [], []
+    progress = Progress(queue, spec["worker"])
     try:
         for session in spec["sessions"]:
-            info, recs = run_session(session, spec["t0"])
+            info, recs = run_session(session, spec["t0"], progress)
+            progress.flush()
             sessions.append({"index": session["index"], "model": session["model"],
                              "n_requests": len(session["requests"]), **info})
             records += [{**r, "session": session["index"]} for r in recs]

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -31,7 +30,9 @@ from mosaic.analysis import figures, shard_throughput, wall_inversion
 from mosaic.analysis.collect import collect
 from mosaic.config.schema import register_configs
 from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
 from mosaic.run.builder import CONF_DIR
+from mosaic.run.hydra_args import expand_sweep
 from mosaic.run.jobs import find_failures, format_failures
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, mosaic/conf/, multirun/
@@ -88,7 +89,7 @@ def plan_sweep(sweep: Sweep, extra: list[str], root: Path = SWEEP_ROOT) -> Sweep
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=sweep.config_name, overrides=plain, return_hydra_config=True)
     params = [f"{k}={v}" for k, v in (OmegaConf.to_container(cfg.hydra.sweeper.params) or {}).items()]
-    jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + list(overrides)), None)[0]
+    jobs = expand_sweep(parser.parse_overrides(params + list(overrides)))
     return SweepPlan(sweep, overrides, tuple(tuple(j) for j in jobs), root.resolve() / sweep.folder)
 
 
@@ -119,14 +120,21 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
     return problems
 
 
-def step(title: str, cmd: list[str]) -> int:
+def step(title: str, cmd: list[str], tick: Callable[[], None] | None = None) -> int:
     """Run one command; return its exit status. SIGTERM here is passed on to it (Ctrl-C reaches it
-    from the terminal directly), and it is waited for, so no sweep goes on running unseen."""
+    from the terminal directly), and it is waited for, so no sweep goes on running unseen. tick()
+    is called every 2 s while it runs (progress)."""
     print(f"\n== {title}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     with subprocess.Popen(cmd, cwd=ROOT) as p:
         try:
-            rc = p.wait()
+            while True:
+                try:
+                    rc = p.wait(timeout=2.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if tick is not None:
+                        tick()
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):
                 p.send_signal(signal.SIGTERM)
@@ -140,11 +148,26 @@ def step(title: str, cmd: list[str]) -> int:
     return rc
 
 
-def run_sweep(plan: SweepPlan) -> tuple[int, list[dict]]:
-    """Run one multirun; returns its exit status and its failed jobs (error.json records)."""
-    rc = step(f"sweep {plan.sweep.folder}",
+def jobs_ended(directory: Path) -> int:
+    """Jobs of a sweep that have ended: a summary.json or an error.json in their folder."""
+    return len({p.parent for name in ("summary.json", "error.json") for p in Path(directory).rglob(name)})
+
+
+def run_sweep(plan: SweepPlan, progress: Any = None) -> tuple[int, list[dict]]:
+    """Run one multirun; returns its exit status and its failed jobs (error.json records).
+    progress: a bar over jobs (mosaic.core.progress), advanced as the sweep's jobs end."""
+    counted = [0]
+
+    def tick() -> None:
+        n = jobs_ended(plan.directory)
+        if progress is not None and n > counted[0]:
+            progress.update(n - counted[0])
+            counted[0] = n
+
+    rc = step(f"sweep {plan.sweep.folder} ({len(plan.jobs)} jobs)",
               [sys.executable, "experiments/run.py", "--config-name", plan.sweep.config_name, "-m",
-               "hydra/job_logging=disabled", *plan.overrides, f"hydra.sweep.dir={plan.directory}"])
+               "hydra/job_logging=disabled", *plan.overrides, f"hydra.sweep.dir={plan.directory}"], tick)
+    tick()
     return rc, find_failures(plan.directory)
 
 
@@ -215,11 +238,12 @@ def reproduce(out: Path, sweep_root: Path = SWEEP_ROOT, sweeps: str = ",".join(s
             shutil.rmtree(d)
     failures: dict[str, dict] = {}
     broken: list[str] = []
-    for plan in plans:
-        rc, failed = run_sweep(plan)
-        failures.update((f["dir"], f) for f in failed)
-        if rc != 0 and not failed:
-            broken.append(f"sweep {plan.sweep.folder} exited with code {rc}")
+    with bar(n_jobs, "reproduce: jobs", unit="job") as progress:
+        for plan in plans:
+            rc, failed = run_sweep(plan, progress)
+            failures.update((f["dir"], f) for f in failed)
+            if rc != 0 and not failed:
+                broken.append(f"sweep {plan.sweep.folder} exited with code {rc}")
 
     if any(sweep_root.rglob("summary.json")):
         if not in_process("collect", _collect, sweep_root, out):

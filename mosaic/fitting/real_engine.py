@@ -29,12 +29,13 @@ import socket
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import yaml
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
 from mosaic.profiles import load_profiles, parse_profiles
 from mosaic.profiles.loader import _DATA as PROFILES_DIR
 from vllm_backend.backend import device_env, prompt_ids, tp_env
@@ -130,6 +131,12 @@ def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blo
     return rows
 
 
+def grid_cells(grid: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The measured batches: (requests, prompt length, output tokens), each timed `repeats` times."""
+    return [(n, length, out) for n in grid["batch_sizes"] for length in grid["context_lengths"]
+            for out in grid["outputs"]] + [(n, length, 1) for n, length in grid["prefill"]]
+
+
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
     """One model on one worker's devices, in the process layout real runs use. Rows of `steps`:
     {kind, cell, rep, steps, seqs, tokens, ctx, attn, ms}, sums over `steps` engine steps."""
@@ -175,8 +182,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
     # process a single step() can return an output the core computed earlier. The window's steps
     # come from the V1 replica, so every row is an exact sum of step-model terms.
     submits: list[tuple[float, int]] = []   # (ms per add_request, n) of each cell
-    cells = [(n, length, out) for n in grid["batch_sizes"] for length in grid["context_lengths"]
-             for out in grid["outputs"]] + [(n, length, 1) for n, length in grid["prefill"]]
+    cells = grid_cells(grid)
     for rep in range(grid["repeats"]):
         for n, length, out in cells:
             t = time.perf_counter()
@@ -189,6 +195,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
             shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, blocks, max_seqs, budget)
             rows.append({"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
                          **window_terms(shape), "ms": ms})
+            queue.put({"progress": 1})
     sessions = []
     if grid.get("session_sweep", {}).get("ns"):
         sessions = session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"],
@@ -210,7 +217,9 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
 
 
 def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any],
-            timeout_s: float = 900) -> dict[str, Any]:
+            timeout_s: float = 900, on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One model on one worker's devices (_measure, in its own process); on_progress() after each
+    timed batch."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     # Its own process group, ended with everything it started (EngineCore) however profiling ends.
@@ -222,6 +231,10 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
         while time.time() < deadline:
             try:
                 result = q.get(timeout=2.0)
+                if "progress" in result:
+                    if on_progress is not None:
+                        on_progress()
+                    continue
                 done = True
                 return result
             except queue_mod.Empty:
@@ -336,8 +349,10 @@ def profile_models(cfg: dict) -> Path:
     # Each model on every worker's devices at once: real runs serve on all workers together, and on
     # a shared host (cores, memory bandwidth, caches) that contention is part of the step time.
     for n in names:
-        with cf.ThreadPoolExecutor(cfg["n_workers"]) as pool:
-            futs = [pool.submit(measure, *registry.resolve(n), envs[j], model_grid(cfg, registry, n, base))
+        grid = model_grid(cfg, registry, n, base)
+        with bar(cfg["n_workers"] * grid["repeats"] * len(grid_cells(grid)), f"profiling {n}", unit="batch") as b, \
+                cf.ThreadPoolExecutor(cfg["n_workers"]) as pool:
+            futs = [pool.submit(measure, *registry.resolve(n), envs[j], grid, on_progress=lambda: b.update(1))
                     for j in range(cfg["n_workers"])]
             measured[n] = merge_workers([f.result() for f in futs])
         print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_blocks']} blocks of "

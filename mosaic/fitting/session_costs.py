@@ -29,6 +29,7 @@ import yaml
 from scipy import optimize
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
 from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_profiles
 from mosaic.profiles.session_cost import FORMS, SessionFit, features
 from mosaic.workload.calibration import CALIBRATION_SIZES, DEFAULT_SIZE
@@ -188,13 +189,17 @@ def fit_file(path: Path, names: list[str] | None = None, ns=NS, reps=REPS) -> di
     fits = {}
     print("session-time regression, held-out |predicted/simulated - 1| median / max per form:")
     print(f"  {'model':<30} " + "  ".join(f"{f:>17}" for f in FORMS))
-    for i, name in enumerate(names):
-        t0 = time.time()
-        samples, kv = model_samples(name, profiles, np.random.default_rng([SEED, i]), ns, reps)
-        best, all_fits = select(samples, kv, profiles.engine.max_num_seqs, source)
-        fits[name] = to_yaml(best)
-        print(f"  {name:<30} " + "  ".join(f"{f.error_median:7.1%} /{f.error_max:7.1%}" for f in all_fits.values())
-              + f"   -> {best.form} ({len(samples)} sessions, {time.time() - t0:.1f} s)", flush=True)
+    with bar(len(names), "session-time fits", unit="model") as progress:
+        for i, name in enumerate(names):
+            progress.set_postfix_str(name)
+            t0 = time.time()
+            samples, kv = model_samples(name, profiles, np.random.default_rng([SEED, i]), ns, reps)
+            best, all_fits = select(samples, kv, profiles.engine.max_num_seqs, source)
+            fits[name] = to_yaml(best)
+            progress.write(f"  {name:<30} " + "  ".join(f"{f.error_median:7.1%} /{f.error_max:7.1%}"
+                                                       for f in all_fits.values())
+                           + f"   -> {best.form} ({len(samples)} sessions, {time.time() - t0:.1f} s)")
+            progress.update(1)
     write_fits(path, fits)
     print(f"wrote session_fit for {len(fits)} models into {path}")
     return fits

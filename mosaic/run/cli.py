@@ -169,6 +169,7 @@ def _omegaconf_message(e: OmegaConfBaseException) -> str:
 
 # --------------------------------------------------------------------------------- before Hydra
 
+# The basic sweeper, as configs name it (hydra.sweeper._target_): the one whose jobs are checked up front.
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _PLAIN_PATH = re.compile(r"^[^'\\\s${}]+$")   # a directory Hydra's override grammar takes in quotes
 
@@ -280,14 +281,14 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
 
 
 def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) -> list[str]:
-    from hydra._internal.utils import get_args_parser
+    from mosaic.run.hydra_args import args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        ns = get_args_parser().parse_args(args)
+        ns = args_parser().parse_args(args)
     except SystemExit:   # argparse's own usage error: Hydra reports it
         return args
-    if (ns.help or ns.hydra_help or ns.info or ns.shell_completion or ns.config_path or ns.config_dir
+    if (ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.config_path or ns.config_dir
             or ns.experimental_rerun):
         return args
     config_name, overrides = ns.config_name or "config", list(ns.overrides or [])
@@ -334,14 +335,14 @@ def _check_sweep(cfg: DictConfig, parser, parsed, config_dir: Path, job_name: st
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
     Hydra's launcher will; exit 2 on one line for the first that fails, or two that share a
     directory."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from mosaic.run.hydra_args import expand_sweep
 
     hydra_ovr = [o.input_line for o in parsed if o.is_hydra_override()]
     task = [o for o in parsed if not o.is_hydra_override()]
     given = cfg.hydra.sweeper.get("params")
     params = [f"{k}={v}" for k, v in (OmegaConf.to_container(given) if given is not None else {}).items()]
     try:
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(params) + task, None)[0]
+        jobs = expand_sweep(parser.parse_overrides(params) + task)
     except _composition_errors() as e:
         _fail_up_front(hydra_message(e), None, [o.input_line for o in parsed], e)
     bad, dirs = [], {}

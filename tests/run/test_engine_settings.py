@@ -35,7 +35,7 @@ def test_num_gpu_blocks_sizes_the_simulated_cache_and_is_passed_to_vllm():
     from vllm_backend.backend import VllmBackend
 
     class Recording:
-        def run(self, specs, timeout_s):
+        def run(self, specs, timeout_s, on_progress=None):
             self.specs = specs
             return []
 

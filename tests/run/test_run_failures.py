@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mosaic.run import app, builder, cli, pipeline
+from mosaic.run import app, builder, pipeline
 from mosaic.run.app import RunOutput
 from mosaic.run.builder import CONF_DIR, compose
 from mosaic.run.cli import hydra_prepared, run_job

@@ -332,7 +332,7 @@ class RecordingLauncher:
     def __init__(self):
         self.specs = []
 
-    def run(self, specs, timeout_s):
+    def run(self, specs, timeout_s, on_progress=None):
         self.specs = specs
         out = []
         for spec in specs:

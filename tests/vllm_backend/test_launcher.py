@@ -98,3 +98,16 @@ def test_killed_launcher_leaves_no_process_behind(tmp_path):
     run.kill()
     run.communicate(timeout=30)
     assert not wait_gone(ps, wait_s=15), "a worker or engine outlived a killed launcher"
+
+
+def test_progress_messages_stream_to_the_callback_and_are_not_results(tmp_path):
+    seen = []
+    results = LocalProcessLauncher(fake_workers.report_progress, grace_s=1, poll_s=0.2).run(
+        specs(tmp_path, 2), timeout_s=120, on_progress=seen.append)
+    assert [r["records"] for r in results] == [[{"request_id": "r"}]] * 2
+    assert sorted((m["worker"], m["progress"]) for m in seen) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    # A worker that streamed progress and then died is still a failure, not a finished worker.
+    seen.clear()
+    (r,) = LocalProcessLauncher(fake_workers.die_after_progress, grace_s=1, poll_s=0.2).run(
+        specs(tmp_path, 1), timeout_s=120, on_progress=seen.append)
+    assert r["fatal"] and "exited with code 3" in r["fatal"] and seen == [{"worker": 0, "progress": 1}]
