@@ -18,17 +18,30 @@ from mosaic.run.jobs import read_run_dir  # noqa: E402
 from mosaic.run.timeline import run_title  # noqa: E402
 
 
-def write_figures(results: Path) -> list[Path]:
-    """Draw every figure from the files under `results` into results/figures/; returns the paths
-    (each printed as it is written)."""
+FORMATS = ("png", "pdf", "svg")
+
+
+def write_figures(results: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Draw every figure from the files under `results` into results/figures/, in each of
+    `formats` (png, and pdf or svg for vector copies); returns the paths (each printed as it is
+    written)."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"figure formats {bad or list(formats)}: choose among {', '.join(FORMATS)}")
     out = results / "figures"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, fig in all_figures(results).items():
-        fig.savefig(out / f"{name}.png", dpi=110)
+    with plt.rc_context({"figure.max_open_warning": 0}):   # every figure is drawn, then written and closed
+        figures = all_figures(results)
+    for name, fig in figures.items():
+        for fmt in formats:
+            path = out / f"{name}.{fmt}"
+            # No creation date in vector files: regenerating gives the same bytes.
+            fig.savefig(path, dpi=110, metadata={"CreationDate": None} if fmt == "pdf" else
+                        {"Date": None} if fmt == "svg" else None)
+            print(f"wrote {path}")
+            written.append(path)
         plt.close(fig)
-        print(f"wrote {out / name}.png")
-        written.append(out / f"{name}.png")
     return written
 
 

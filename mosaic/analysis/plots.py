@@ -17,6 +17,31 @@ from mosaic.trace import Trace
 SPEEDUPS = ("expert_speedup", "aggregator_speedup_tau067", "e2e_speedup_tau067")  # the paper's headline
 
 
+def panel_grid(n: int, panel: tuple[float, float] = (3.6, 2.9), ncols: int = 3, **kwargs):
+    """n panels in rows of at most `ncols` (a paper-width figure, not an n-wide strip); the unused
+    cells of the last row are hidden. Returns the figure and the n axes, row by row."""
+    n = max(1, n)
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False, **kwargs)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def figure_legend(fig, axes, title: str) -> None:
+    """One legend for all panels (every label once, from whichever panel has it) beside the title,
+    above the panels, so that it covers no data; then the layout, leaving room for both."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    fig.legend(list(seen.values()), list(seen), loc="upper right", ncol=len(seen), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -99,8 +124,8 @@ def tau_figure(tau_rows: list[dict[str, str]], table_rows: list[dict[str, str]])
 def lengths_figure(length_rows: list[dict[str, str]], stage: str = "expert"):
     """Output-length CDF per model (from percentiles), one panel per workload."""
     workloads = list(dict.fromkeys(r["workload"] for r in length_rows))
-    fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.2), squeeze=False, sharey=True)
-    for ax, wl in zip(axes[0], workloads):
+    fig, axes = panel_grid(len(workloads), (3.8, 3.0))
+    for ax, wl in zip(axes, workloads):
         curves = defaultdict(list)
         for r in length_rows:
             if r["workload"] == wl and r["stage"] == stage:
@@ -110,8 +135,9 @@ def lengths_figure(length_rows: list[dict[str, str]], stage: str = "expert"):
             ax.plot([p[0] for p in pts], [p[1] / 100 for p in pts], label=f"{model} (mean {mean:.0f})")
         ax.set_xscale("log")
         ax.set(xlabel="output tokens", title=wl)
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel(f"CDF ({stage} requests)")
+        ax.legend(fontsize=6)
+    for ax in axes[::3]:
+        ax.set_ylabel(f"CDF ({stage} requests)")
     fig.tight_layout()
     return fig
 
@@ -177,7 +203,8 @@ def shard_figure(rows: list[dict[str, str]], marks: tuple[int, int] = (137, 239)
     ax.axvspan(*marks, color="k", alpha=0.08, label=f"{marks[0]}-{marks[1]} prompts (paper)")
     ax.set_xscale("log")
     ax.set(xlabel="prompts per shard", ylabel="output tokens / s", title="throughput vs shard size (one A100)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, title="solid, circles: reasoning models; dashed, squares: instruct",
+              title_fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -186,8 +213,8 @@ def decomposition_figure(rows: list[dict[str, str]]):
     """Fig. 6: stacked expert + aggregator stage walls, baseline vs MOSAIC, ours beside the paper's."""
     workloads = [w for w in dict.fromkeys(r["workload"] for r in rows)]
     cell = {(r["workload"], r["arm"]): r for r in rows}
-    fig, axes = plt.subplots(1, len(workloads), figsize=(3.2 * len(workloads), 3.4), squeeze=False)
-    for ax, wl in zip(axes[0], workloads):
+    fig, axes = panel_grid(len(workloads), (3.4, 2.9))
+    for ax, wl in zip(axes, workloads):
         labels, expert, agg = [], [], []
         for arm in ("baseline", "mosaic"):
             r = cell.get((wl, arm))
@@ -205,10 +232,9 @@ def decomposition_figure(rows: list[dict[str, str]]):
         ax.bar(x, agg, bottom=expert, color="tab:orange", label="aggregator stage")
         ax.set_xticks(list(x), labels, fontsize=7)
         ax.set_title(wl, fontsize=9)
-    axes[0, 0].set_ylabel("wall time (s)")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("end to end: RR + always-aggregate vs ILP (K=2) + tau=2/3", fontsize=9)
-    fig.tight_layout()
+    for ax in axes[::3]:
+        ax.set_ylabel("wall time (s)")
+    figure_legend(fig, axes, "Fig. 6, end to end: RR + always-aggregate vs ILP (K=2) + tau=2/3")
     return fig
 
 
@@ -242,8 +268,8 @@ def slots_figure(rows: list[dict[str, str]]):
     """Table 3: expert slots per model, ours (each routing option) vs the paper's, seed 0."""
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     routings = list(dict.fromkeys(r["routing"] for r in rows))
-    fig, axes = plt.subplots(1, max(1, len(workloads)), figsize=(4.2 * max(1, len(workloads)), 3.2), squeeze=False)
-    for ax, wl in zip(axes[0], workloads):
+    fig, axes = panel_grid(len(workloads), (4.2, 3.2))
+    for ax, wl in zip(axes, workloads):
         mine = [r for r in rows if r["workload"] == wl]
         models = list(dict.fromkeys(r["model"] for r in mine))
         cell = {(r["model"], r["routing"]): r for r in mine}
@@ -256,24 +282,28 @@ def slots_figure(rows: list[dict[str, str]]):
         ax.bar([i + len(routings) * width for i in range(len(models))], paper, width, color="grey", label="paper")
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(models))], models, fontsize=7, rotation=20)
         ax.set_title(wl, fontsize=9)
-    axes[0, 0].set_ylabel("expert slots (seed 0)")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    for ax in axes[::3]:
+        ax.set_ylabel("expert slots (seed 0)")
+    figure_legend(fig, axes, "Table 3: expert slots per model")
     return fig
 
 
 def seed_walls_figure(rows: list[dict[str, str]]):
-    """Table 4: MOSAIC expert-stage wall per seed, ours vs the paper's."""
+    """Table 4: MOSAIC expert-stage wall per seed, ours vs the paper's, one panel per workload."""
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    labels = [f"{r['workload']}\nseed {r['seed']}" for r in rows]
-    x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [float(r["expert_stage_s"]) for r in rows], 0.4, label="ours")
-    ax.bar([i + 0.2 for i in x], [_num(r["paper_expert_stage_s"]) or 0 for r in rows], 0.4, color="grey", label="paper")
-    ax.set_xticks(list(x), labels, fontsize=7)
-    ax.set(ylabel="MOSAIC expert stage (s)", title="per-seed expert-stage wall: " + ", ".join(workloads))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig, axes = panel_grid(len(workloads), (3.0, 2.5))
+    for ax, wl in zip(axes, workloads):
+        mine = [r for r in rows if r["workload"] == wl]
+        x = range(len(mine))
+        ax.bar([i - 0.2 for i in x], [float(r["expert_stage_s"]) for r in mine], 0.4, label="ours")
+        paper = [_num(r["paper_expert_stage_s"]) for r in mine]
+        if any(v is not None for v in paper):
+            ax.bar([i + 0.2 for i in x], [v or 0 for v in paper], 0.4, color="grey", label="paper")
+        ax.set_xticks(list(x), [f"seed {r['seed']}" for r in mine], fontsize=8)
+        ax.set_title(wl, fontsize=9)
+    for ax in axes[::3]:
+        ax.set_ylabel("expert stage (s)")
+    figure_legend(fig, axes, "Table 4: MOSAIC's expert-stage wall per seed")
     return fig
 
 

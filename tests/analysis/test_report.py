@@ -130,6 +130,12 @@ def test_figures_and_notebook_rebuild_from_results(tiny_sweep, tmp_path):
             "fig3a_breakdown.png", "fig6_decomposition.png", "fig7_buckets_synth_gpqa.png",
             "table4_seed_walls.png"} <= names
     assert all((results / "figures" / n).stat().st_size > 10_000 for n in names)
+    # Vector copies for a paper, the same bytes when regenerated (no creation date inside).
+    first = {p.name: p.read_bytes() for p in write_figures(results, ["pdf", "svg"])}
+    assert first["speedups.pdf"].startswith(b"%PDF") and b"<svg" in first["speedups.svg"][:500]
+    assert {p.name: p.read_bytes() for p in write_figures(results, ["pdf", "svg"])} == first
+    with pytest.raises(ValueError, match="choose among png, pdf, svg"):
+        write_figures(results, ["jpg"])
     # Execute the notebook as a user's Jupyter would (nbclient, a real kernel) against the tiny
     # results, and count the figures it renders: one per figure call of its cells.
     nbclient, nbformat = pytest.importorskip("nbclient"), pytest.importorskip("nbformat")
