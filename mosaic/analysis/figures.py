@@ -36,9 +36,10 @@ def write_figures(results: Path, formats: Sequence[str] = ("png",)) -> list[Path
     for name, fig in figures.items():
         for fmt in formats:
             path = out / f"{name}.{fmt}"
-            # No creation date in vector files: regenerating gives the same bytes.
-            fig.savefig(path, dpi=110, metadata={"CreationDate": None} if fmt == "pdf" else
-                        {"Date": None} if fmt == "svg" else None)
+            # No creation date and fixed SVG ids in vector files: regenerating gives the same bytes.
+            with plt.rc_context({"svg.hashsalt": "mosaic"}):
+                fig.savefig(path, dpi=110, metadata={"CreationDate": None} if fmt == "pdf" else
+                            {"Date": None} if fmt == "svg" else None)
             print(f"wrote {path}")
             written.append(path)
         plt.close(fig)
