@@ -121,20 +121,39 @@ def require_vllm() -> None:
                           "or use backend=sim")
 
 
+LAUNCHERS = ("local", "ray")
+
+
+def make_launcher(launcher: Launcher | str, kill_grace_s: float, ray_address: str | None,
+                  ray_cpus_per_worker: float, ray_gpus_per_worker: float) -> Launcher:
+    """backend.options.launcher: "local" (a process per worker on this host) or "ray" (an actor per
+    worker on a Ray cluster, vllm_backend/ray_launcher.py, imported only when chosen); tests pass a
+    Launcher object."""
+    if not isinstance(launcher, str):
+        return launcher
+    if launcher == "local":
+        return LocalProcessLauncher(grace_s=kill_grace_s)
+    if launcher == "ray":
+        from vllm_backend.ray_launcher import RayLauncher
+        return RayLauncher(ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
+    raise ConfigError(f"backend.options.launcher: '{launcher}' is not one of {list(LAUNCHERS)}")
+
+
 class VllmBackend:
     name = "vllm"
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
                  max_tokens: int | None = None, kill_grace_s: float = DEFAULT_GRACE_S,
-                 cpu_tensor_parallel: bool = True, launcher: Launcher | None = None):
+                 cpu_tensor_parallel: bool = True, launcher: Launcher | str = "local", ray_address: str | None = None,
+                 ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float | None = None):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
         if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
             raise ConfigError(f"backend.options.timeout_s must be a number of seconds > 0 (got {timeout_s!r})")
         if not isinstance(kill_grace_s, (int, float)) or kill_grace_s < 0:
             raise ConfigError(f"backend.options.kill_grace_s must be a number of seconds >= 0 (got {kill_grace_s!r})")
-        if launcher is None:
+        if isinstance(launcher, str):
             require_vllm()  # before any workload is built or worker started
         self.cluster, self.profiles = cluster, profiles
         self.registry = ModelRegistry(models)
@@ -143,7 +162,9 @@ class VllmBackend:
         if not isinstance(cpu_tensor_parallel, bool):
             raise ConfigError(f"backend.options.cpu_tensor_parallel must be true or false (got {cpu_tensor_parallel!r})")
         self.cpu_tensor_parallel = cpu_tensor_parallel
-        self.launcher = launcher or LocalProcessLauncher(grace_s=kill_grace_s)
+        self.launcher = make_launcher(launcher, kill_grace_s, ray_address, ray_cpus_per_worker,
+                                      (1.0 if resolve_device(device) == "cuda" else 0.0)
+                                      if ray_gpus_per_worker is None else ray_gpus_per_worker)
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
             replay: Mapping[str, Outcome] | None) -> Trace:
@@ -183,7 +204,10 @@ class VllmBackend:
                                  "max_tokens": max(1, min(want, max_len - n_prompt))})
                 sessions.append({"worker": wp.worker, "index": idx, "model": s.model, "path": path,
                                  "engine_args": engine_args, "replay": self.replay, "requests": reqs})
-            specs.append({"worker": wp.worker, "env": envs[wp.worker], "t0": t0, "sessions": sessions})
+            specs.append({"worker": wp.worker, "env": envs[wp.worker], "t0": t0, "sessions": sessions,
+                          # the ranks its engine spans (a TP session's lead): where a launcher must
+                          # place it, all on one node
+                          "tp_workers": list(group) if group is not None else [wp.worker]})
         n = sum(len(s["requests"]) for spec in specs for s in spec["sessions"])
         with bar(n, f"{plan.stage} stage (vLLM, {len(specs)} workers)") as progress:
             results = self.launcher.run(specs, self.timeout_s, lambda msg: progress.update(msg["progress"])) if specs else []

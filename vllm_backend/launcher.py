@@ -29,7 +29,7 @@ class Launcher(Protocol):
         sends before its result ({"worker", "progress": finished requests}) go to `on_progress`."""
 
 
-def _failed(worker: int, why: str) -> dict[str, Any]:
+def failed_worker(worker: int, why: str) -> dict[str, Any]:
     return {"worker": worker, "sessions": [], "records": [], "fatal": why}
 
 
@@ -64,7 +64,7 @@ class LocalProcessLauncher:
                     self._collect_dead(procs, results, q, on_progress)
             for w in procs:
                 if w not in results:
-                    results[w] = _failed(w, f"worker {w} did not finish within {timeout_s:.0f} s")
+                    results[w] = failed_worker(w, f"worker {w} did not finish within {timeout_s:.0f} s")
         finally:
             # Also on KeyboardInterrupt / SystemExit: no worker group, and so no engine, survives run().
             self._end_all(procs, results)
@@ -92,7 +92,7 @@ class LocalProcessLauncher:
             self._take(msg, results, on_progress)
         for w in dead:
             if w not in results:
-                results[w] = _failed(w, f"worker process {w} exited with code {procs[w].exitcode} "
+                results[w] = failed_worker(w, f"worker process {w} exited with code {procs[w].exitcode} "
                                         "without reporting")
                 self._end([procs[w]], wait_s=0.0)
 

@@ -127,3 +127,27 @@ def test_tensor_parallel_session_runs_as_one_engine_over_both_workers():
         assert r.output_tokens == replay[r.request_id].output_tokens
     assert sorted(s.worker for s in trace.sessions) == [0, 1]
     assert all(s.error is None and s.tp_size == 2 and "tensor_parallel_size=2" in s.tp_mode for s in trace.sessions)
+
+
+def test_ray_launcher_serves_the_same_requests_as_the_local_one(tmp_path):
+    """backend.options.launcher=ray (an actor per worker on a private local Ray) on the smoke
+    workload: the same plan, every request served, each on the same worker and session with the
+    same replayed output as with the local launcher. Only the timings differ."""
+    pytest.importorskip("ray")
+    import csv
+
+    rows = {}
+    for launcher in ("local", "ray"):
+        out = tmp_path / launcher
+        p = subprocess.run([sys.executable, "experiments/run.py", "backend=vllm", "models=tiny", "workload=smoke",
+                            "workload.n_queries=12", f"backend.options.launcher={launcher}", f"hydra.run.dir={out}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert json.loads((out / "summary.json").read_text())["n_failed_requests"] == 0
+        with open(out / "trace.csv") as f:
+            rows[launcher] = sorted((r["stage"], r["request_id"], r["worker"], r["session"], r["output_tokens"],
+                                     r["answer"], r["error"]) for r in csv.DictReader(f))
+        plans = [json.loads((d / "plan.json").read_text()) for d in (out, tmp_path / "local")]
+        assert [{st: p[st]["workers"] for st in p} for p in plans][0] == [{st: p[st]["workers"] for st in p}
+                                                                          for p in plans][1]
+    assert rows["ray"] == rows["local"] and len(rows["ray"]) >= 36
