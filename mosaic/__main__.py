@@ -5,6 +5,7 @@
     mosaic runs DIR [--csv FILE]    the finished runs under DIR as one table, a column per override
     mosaic timeline DIR... [--pdf]  (re)draw a run folder's timeline.png
     mosaic perfetto DIR...          (re)write a run folder's trace.perfetto.json
+    mosaic record --questions F --experts A,B --out DIR   real experts' outputs as trace files
 
 Each subcommand imports only what it needs, so `mosaic --help` and `mosaic run --help` answer at once.
 """
@@ -71,6 +72,7 @@ def _tool(module: str) -> Callable[[list[str]], int]:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run, "sweep": _sweep, "runs": _runs,
     "timeline": _tool("mosaic.run.timeline"), "perfetto": _tool("mosaic.run.perfetto"),
+    "record": _tool("mosaic.run.record"),
 }
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_help_lists_the_commands_and_an_unknown_one_is_exit_2(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(f"mosaic {c}" in out for c in ("run", "sweep", "runs", "timeline", "perfetto"))
+    assert all(f"mosaic {c}" in out for c in ("run", "sweep", "runs", "timeline", "perfetto", "record"))
     assert main(["nope"]) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
 

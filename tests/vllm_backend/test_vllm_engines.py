@@ -151,3 +151,32 @@ def test_ray_launcher_serves_the_same_requests_as_the_local_one(tmp_path):
         assert [{st: p[st]["workers"] for st in p} for p in plans][0] == [{st: p[st]["workers"] for st in p}
                                                                           for p in plans][1]
     assert rows["ray"] == rows["local"] and len(rows["ray"]) >= 36
+
+
+def test_recorded_traces_feed_a_trace_workload(tmp_path):
+    """`mosaic record` on tiny models, then the recorded files as a trace workload's experts and
+    aggregator (format mosaic_json), run on the simulator: every question joins, every request runs."""
+    from mosaic.run.app import run
+    from mosaic.run.record import main as record_main
+    from tests.helpers import config
+
+    qs = [{"question": f"Which letter is number {i}? The options are: (A) one (B) two (C) three (D) four",
+           "gold_answer": "ABCD"[i % 4], "category": "count"} for i in range(6)]
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "Q_test.json").write_text(json.dumps(qs))
+    assert record_main(["--questions", str(tmp_path / "q" / "Q_test.json"), "--experts", "Qwen,GLM,Exaone",
+                        "--out", str(tmp_path / "t"), "--max-tokens", "12", "--device", "cpu"]) == 0
+    for name in ("Qwen", "GLM", "Exaone"):
+        rows = json.loads((tmp_path / "t" / f"{name}.json").read_text())
+        assert len(rows) == 6 and all(r["error"] is None and 1 <= r["output_tokens"] <= 12 for r in rows)
+        assert all(isinstance(r["text"], str) for r in rows)
+    cfg = config("workload=trace_mmlu_pro", "workload.profiles=tiny_cpu", "cluster=cpu2", "models=tiny",
+                 f"workload.questions_dir={tmp_path / 'q'}", f"workload.traces_dir={tmp_path / 't'}",
+                 "workload.questions=Q_test.json", "workload.calibration_questions=null",
+                 "workload.calibration_size=2", "workload.k=2", "workload.dataset=count")
+    cfg.workload.experts = {e: {"file": f"{e}.json", "format": "mosaic_json", "profile": e, "lengths": "trace"}
+                            for e in ("Qwen", "GLM")}
+    cfg.workload.aggregator = {"file": "Exaone.json", "format": "mosaic_json", "profile": "Exaone"}
+    out = run(cfg)
+    s = out.summary
+    assert s["n_queries"] == 4 and s["n_expert_requests"] == 8 and s["n_failed_requests"] == 0

@@ -1,6 +1,7 @@
 """Readers of recorded model outputs (traces) and of the question files they are matched to.
 
-Formats: `mmlu_pro_zip` (MMLU-Pro eval zips) and `medagents_json` (MedAgents outputs). Parsed files are
+Formats: `mmlu_pro_zip` (MMLU-Pro eval zips), `medagents_json` (MedAgents outputs) and
+`mosaic_json` (traces recorded by `mosaic record`, mosaic/run/record.py). Parsed files are
 cached per process on (path, mtime), since a sweep builds one workload many times."""
 from __future__ import annotations
 
@@ -204,8 +205,50 @@ def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
     return tuple(out)
 
 
+_OPTION = re.compile(r"\(([A-P])\)")
+
+
+def n_options(question: str) -> int:
+    """Options of a question file's text ("stem The options are: (A) ... (D) ..."): the last letter."""
+    return max((ord(o) - 64 for o in _OPTION.findall(question.split("The options are:")[-1])), default=0)
+
+
+def read_mosaic_json(path: Path) -> tuple[TraceRecord, ...]:
+    """This project's own traces (mosaic record, mosaic/run/record.py): a JSON list with one record
+    per question, its text exactly as in the question file it was recorded from (so it joins on
+    that file's key), the model's answer, its output tokens as the engine counted them, and whether
+    generation hit max_tokens. A request that failed on the engine is kept with its `error`: no
+    answer, no usable text."""
+    try:
+        data = _json_list(path.read_bytes(), path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    out = []
+    for i, r in enumerate(data):
+        question = _field(r, "question", path, i)
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"{path}: record {i} field 'question' must be the question file's non-empty text")
+        try:
+            n = number(_field(r, "n_options", path, i), integer=True)
+        except ValueError:
+            n = None
+        if n is None or not 2 <= n <= len(LETTERS):
+            raise ConfigError(f"{path}: record {i} field 'n_options' is {show(r['n_options'])}, not an integer in "
+                              f"[2, {len(LETTERS)}]")
+        failed = bool(r.get("error"))
+        answer, issue = (None, "missing") if failed else _answer(r.get("answer"), n)
+        text = r.get("text")
+        out.append(TraceRecord(
+            key=normalise(question), record_id=str(_field(r, "record_id", path, i)),
+            category=r.get("category"), n_options=n, gold=_letter(r.get("gold_answer"), n), answer=answer,
+            output_tokens=token_count(_field(r, "output_tokens", path, i), path, i, "output_tokens"),
+            censored=bool(r.get("censored", False)), answer_issue=issue,
+            text_missing=failed or not (isinstance(text, str) and text.strip())))
+    return tuple(out)
+
+
 READERS: dict[str, Callable[[Path], tuple[TraceRecord, ...]]] = {
-    "mmlu_pro_zip": read_mmlu_pro_zip, "medagents_json": read_medagents_json}
+    "mmlu_pro_zip": read_mmlu_pro_zip, "medagents_json": read_medagents_json, "mosaic_json": read_mosaic_json}
 
 
 @functools.lru_cache(maxsize=64)
