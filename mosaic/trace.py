@@ -1,10 +1,9 @@
 """Trace: what a backend observed when running a Plan. Metrics and figures read only Traces."""
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, fields
 
+from mosaic.core.tables import csv_text
 from mosaic.core import serde
 
 
@@ -89,16 +88,10 @@ def worker_stats(sessions: tuple[SessionRecord, ...], worker_ids: list[int],
 
 
 def _csv(cls, rows_by_stage: list[tuple[str, tuple]], stage_column: bool) -> str:
-    out = io.StringIO()
     names = [f.name for f in fields(cls)]
-    prefix = ["stage"] if stage_column else []
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(prefix + names)
-    for stage, rows in rows_by_stage:
-        for r in rows:
-            vals = [getattr(r, n) if getattr(r, n) is not None else "" for n in names]
-            writer.writerow(([stage] if stage_column else []) + vals)
-    return out.getvalue()
+    columns = (["stage"] if stage_column else []) + names
+    return csv_text(({"stage": stage, **{n: getattr(r, n) for n in names}} for stage, rows in rows_by_stage
+                     for r in rows), columns)
 
 
 def requests_csv(traces: list[Trace]) -> str:

@@ -8,7 +8,6 @@ summary.json (a run that never finished), is skipped, and said so on stderr, one
 """
 from __future__ import annotations
 
-import csv
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from mosaic.analysis import paper_table as report
 from mosaic.analysis.runs import finished_runs, flatten
-from mosaic.core.tables import write_csv
+from mosaic.core.tables import read_csv, write_csv
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
 
@@ -36,8 +35,7 @@ def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
             shutil.copy(d / "sessions.csv", figdata / f"sessions_{r['workload']}_{r['scheduler']}.csv")
         if agg == "always" and r["scheduler"] == "ilp":
             taus += report.tau_sweep(d / "queries.csv", r["workload"], 0, [i / 30 for i in range(1, 31)])
-            with open(d / "trace.csv") as f:
-                lengths += report.length_percentiles(r["workload"], csv.DictReader(f))
+            lengths += report.length_percentiles(r["workload"], read_csv(d / "trace.csv"))
             # Expert outputs and agreement do not depend on the scheduler or tau: one run per workload.
             b, e = report.agreement_buckets(r)
             buckets, ecdf = buckets + b, ecdf + e

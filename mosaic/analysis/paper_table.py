@@ -15,12 +15,13 @@ Each metric is computed per seed, then mean and sample std over seeds.
 """
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
+
+from mosaic.core.tables import read_csv
 
 # The paper's experiment: a run's `settings` (summary.json) differ from these only in a variant.
 PAPER_SETTINGS: dict[str, Any] = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True,
@@ -262,8 +263,7 @@ def idle_fractions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tau_sweep(query_csv: Path, workload: str, seed: int, taus: Iterable[float]) -> list[dict[str, Any]]:
     """Skip rate and accuracy change for each tau, from one always-aggregate run's queries.csv."""
-    with open(query_csv) as f:
-        qs = list(csv.DictReader(f))
+    qs = read_csv(query_csv)
     always = sum(q["aggregator_answer"] == q["gold"] for q in qs) / len(qs)
     rows = []
     for tau in taus:
@@ -290,9 +290,7 @@ def length_percentiles(workload: str, trace_rows: Iterable[dict[str, str]]) -> l
     return rows
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+_read_csv = read_csv
 
 
 def stage_breakdown(run: dict[str, Any], stage: str = "expert") -> list[dict[str, Any]]:

@@ -1,13 +1,13 @@
 """Figures, drawn from Traces or from the CSV files the collector writes into results/."""
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 
+from mosaic.core import tables
 from mosaic.run.timeline import draw as draw_timeline
 from mosaic.trace import Trace
 
@@ -43,8 +43,7 @@ def figure_legend(fig, axes, title: str) -> None:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+    return tables.read_csv(path)
 
 
 def session_rows(stages: Sequence[Trace]) -> list[dict[str, Any]]:

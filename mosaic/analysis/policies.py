@@ -3,13 +3,13 @@ Hydra config experiments/run.py uses (mosaic/conf/), only with group overrides.
 `python experiments/compare_policies.py [--seeds 0 1 2]` runs `write`."""
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
+from mosaic.core.tables import write_csv
 from mosaic.run.app import run
 from mosaic.run.builder import compose
 from mosaic.run.jobs import check_writable_dir, write_atomic, write_text_atomic
@@ -53,9 +53,7 @@ def write(out: Path, seeds: Sequence[int] = (0, 1, 2)) -> str:
 
 
 def _csv(f, rows: list[dict]) -> None:
-    w = csv.DictWriter(f, fieldnames=list(rows[0] if rows else []), extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
+    write_csv(f, rows)
 
 
 def render(rows, seeds) -> str:

@@ -1,7 +1,6 @@
 """Run one MoA workload from its config and write the run's outputs (the CLI's body)."""
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from omegaconf import DictConfig
 
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
+from mosaic.core.tables import write_csv
 from mosaic.run.builder import build_run
 from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
@@ -105,10 +105,7 @@ def _json(f: IO[str], obj: Any, indent: int) -> None:
 
 
 def _rows(f: IO[str], rows: list[dict[str, Any]]) -> None:
-    """As mosaic.core.tables.write_csv, into an open file."""
-    w = csv.DictWriter(f, fieldnames=list(rows[0] if rows else []), extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
+    write_csv(f, rows)
 
 
 def format_table(s: dict[str, Any]) -> str:

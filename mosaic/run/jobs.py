@@ -56,7 +56,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
     """A finished run folder's summary.json and the named CSV tables (as rows of strings, the
     files' own text), for what is drawn or exported from a run of either backend afterwards;
     FileNotFoundError, one line naming what is missing, if it is not one."""
-    import csv
+    from mosaic.core.tables import read_csv
 
     directory = Path(directory)
     missing = [f for f in (*tables, SUMMARY_FILE) if not (directory / f).is_file()]
@@ -64,8 +64,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
     rows = {}
     for name in tables:
-        with open(directory / name, newline="") as f:
-            rows[name] = list(csv.DictReader(f))
+        rows[name] = read_csv(directory / name)
     return json.loads((directory / SUMMARY_FILE).read_text()), rows
 
 

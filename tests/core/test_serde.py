@@ -37,3 +37,18 @@ def test_non_finite_floats_are_written_as_strings_and_read_back_as_floats():
     info = serde.from_dict(SolverInfo, {"status": "optimal", "solve_s": "inf", "objective": 1.0,
                                         "bound": "-inf", "gap": 0.0})
     assert info.solve_s == math.inf and info.bound == -math.inf
+
+
+def test_tables_round_trip_as_written_text(tmp_path):
+    from mosaic.core.tables import read_csv, write_csv
+
+    rows = [{"a": 1, "b": None, "c": 0.1 + 0.2, "d": True, "e": 'say "hi", then\nleave'}, {"a": 2, "c": 1e-07}]
+    write_csv(tmp_path / "t" / "x.csv", rows, ["a", "b", "c", "d", "e"])
+    text = (tmp_path / "t" / "x.csv").read_text()
+    assert text.splitlines()[1].startswith("1,,0.30000000000000004,True,")   # ints stay ints, None is empty
+    assert "\r" not in text
+    back = read_csv(tmp_path / "t" / "x.csv")
+    assert back == [{"a": "1", "b": "", "c": "0.30000000000000004", "d": "True", "e": 'say "hi", then\nleave'},
+                    {"a": "2", "b": "", "c": "1e-07", "d": "", "e": ""}]
+    write_csv(tmp_path / "empty.csv", [])
+    assert read_csv(tmp_path / "empty.csv") == []
