@@ -83,17 +83,6 @@ def dataset_of(workload: str) -> str | None:
     return None
 
 
-def load_runs(sweep_dir: Path) -> list[dict[str, Any]]:
-    runs = []
-    for path in sorted(Path(sweep_dir).rglob("summary.json")):
-        s = json.loads(path.read_text())
-        s["_dir"] = str(path.parent)
-        runs.append(s)
-    if not runs:
-        raise FileNotFoundError(f"no summary.json under {sweep_dir}: run the sweep first")
-    return runs
-
-
 # ------------------------------------------------------------------ variants
 
 def variant_of(run: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
