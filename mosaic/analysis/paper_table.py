@@ -15,7 +15,6 @@ Each metric is computed per seed, then mean and sample std over seeds.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
