@@ -47,13 +47,9 @@ def write(out: Path, seeds: Sequence[int] = (0, 1, 2)) -> str:
     check_writable_dir(Path(out), "--out")
     rows = compare(seeds)
     table = render(rows, seeds)
-    write_atomic(Path(out) / "policies.csv", lambda f: _csv(f, rows))
+    write_atomic(Path(out) / "policies.csv", lambda f: write_csv(f, rows))
     write_text_atomic(Path(out) / "policies.md", table)
     return table
-
-
-def _csv(f, rows: list[dict]) -> None:
-    write_csv(f, rows)
 
 
 def render(rows, seeds) -> str:

@@ -85,7 +85,7 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     files = {"plan.json": lambda f: _json(f, plans, 1),
              "trace.csv": lambda f: f.write(requests_csv(traces)),
              "sessions.csv": lambda f: f.write(sessions_csv(traces)),
-             "queries.csv": lambda f: _rows(f, query_rows(out.result)),
+             "queries.csv": lambda f: write_csv(f, query_rows(out.result)),
              PERFETTO_FILE: lambda f: json.dump(perfetto_document(
                  [serde.to_dict(r) for t in traces for r in t.requests], session_rows,
                  out.result.expert.trace.makespan_s), f),
@@ -102,10 +102,6 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
 def _json(f: IO[str], obj: Any, indent: int) -> None:
     json.dump(serde.strict_json(obj), f, indent=indent, allow_nan=False)
     f.write("\n")
-
-
-def _rows(f: IO[str], rows: list[dict[str, Any]]) -> None:
-    write_csv(f, rows)
 
 
 def format_table(s: dict[str, Any]) -> str:

@@ -27,8 +27,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
 from mosaic.workload.prompts import expert_prompt
-from mosaic.workload.sources.question_files import load_questions
-from mosaic.workload.sources.recorded_files import n_options
+from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.tokens import estimate_tokens
 from mosaic.workload.types import Request
 

@@ -24,6 +24,15 @@ LETTERS = "ABCDEFGHIJKLMNOP"
 INTEGER_ANSWER = re.compile(r"\s*(\d+)(?:\s*$|\s+or\s+\d+\b)")
 
 
+_OPTION = re.compile(r"\(([A-P])\)")
+
+
+def n_options(question: str) -> int:
+    """Options of a question file's text ("stem The options are: (A) ... (D) ..."): its last
+    option letter's number, 0 if it lists none."""
+    return max((ord(o) - 64 for o in _OPTION.findall(question.split("The options are:")[-1])), default=0)
+
+
 class _Lacks(ValueError):
     """The field is absent, not a string, or blank."""
 

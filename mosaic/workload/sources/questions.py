@@ -31,7 +31,7 @@ import numpy as np
 from mosaic.core.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.sources.files import resolve
-from mosaic.workload.sources.question_files import load_questions
+from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.calibration import question_calibration
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, register_source
 from mosaic.workload.routing import recruit as routing
@@ -45,7 +45,6 @@ FILES = {"mmlu_pro": "MMLU_Pro", "medmcqa": "MedMCQA", "gpqa": "GPQA", "aime24":
 # Symbolic-MoE wraps each question in an instruction asking for step-by-step reasoning and a final
 # letter; about 40 tokens.
 TEMPLATE_TOKENS = 40
-_OPTION = re.compile(r"\(([A-P])\)")
 # An integer answer, alone or first of "080 or 081 (both were accepted)".
 _LEADING_INT = re.compile(r"\s*(\d+)(?:\s*$|\s+or\s+\d+\b)")
 
@@ -77,8 +76,7 @@ def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
     ids, cats, prompts, gold, n_opt = [], [], [], [], []
     for i, rec in enumerate(records):
         letter = rec["gold_answer"].strip().upper()
-        options = _OPTION.findall(rec["question"].split("The options are:")[-1])
-        n = max((ord(o) - 64 for o in options), default=0)
+        n = n_options(rec["question"])
         if not ("A" <= letter <= "P") or ord(letter) - 64 > max(n, 2):
             raise ConfigError(f"{path}: item {i} has gold_answer '{rec['gold_answer']}' outside its "
                               f"options ({n} found in the question text)")

@@ -96,6 +96,14 @@ def _json_list(text: str | bytes, path: Path) -> list:
     return data
 
 
+def _json_file(path: Path) -> list:
+    """A trace file that is a JSON list of records."""
+    try:
+        return _json_list(path.read_bytes(), path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+
+
 def _question_id(value: Any, path: Path, i: int) -> str:
     """MMLU-Pro ids are non-negative integers; zero-padded so duplicates resolve by numeric order."""
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())) \
@@ -180,10 +188,7 @@ def token_count(value: Any, path: Path, i: int, field: str) -> int:
 
 def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
     """MedAgentsBench outputs: a JSON list with options as a letter -> text mapping."""
-    try:
-        data = _json_list(path.read_bytes(), path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
+    data = _json_file(path)
     rows = []
     for i, r in enumerate(data):
         opts = _field(r, "options", path, i)
@@ -205,24 +210,13 @@ def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
     return tuple(out)
 
 
-_OPTION = re.compile(r"\(([A-P])\)")
-
-
-def n_options(question: str) -> int:
-    """Options of a question file's text ("stem The options are: (A) ... (D) ..."): the last letter."""
-    return max((ord(o) - 64 for o in _OPTION.findall(question.split("The options are:")[-1])), default=0)
-
-
 def read_mosaic_json(path: Path) -> tuple[TraceRecord, ...]:
     """This project's own traces (mosaic record, mosaic/run/record.py): a JSON list with one record
     per question, its text exactly as in the question file it was recorded from (so it joins on
     that file's key), the model's answer, its output tokens as the engine counted them, and whether
     generation hit max_tokens. A request that failed on the engine is kept with its `error`: no
     answer, no usable text."""
-    try:
-        data = _json_list(path.read_bytes(), path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
+    data = _json_file(path)
     out = []
     for i, r in enumerate(data):
         question = _field(r, "question", path, i)
