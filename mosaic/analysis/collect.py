@@ -91,6 +91,10 @@ def collect(sweep: Path, out: Path) -> str:
     table's markdown. Failed and unfinished runs, and runs not on the paper's cluster, are skipped,
     with a line each on stderr. A sweep without a finished run is a FileNotFoundError; two runs the
     tables cannot tell apart, a ValueError."""
+    if not Path(sweep).is_dir():
+        raise FileNotFoundError(f"{sweep} is {'a file' if Path(sweep).exists() else 'not there'}: give the sweep's "
+                                "folder (hydra.sweep.dir of the sweep), e.g. multirun/paper after "
+                                "experiments/reproduce.py")
     runs, skipped = finished_runs(sweep)
     if skipped:
         print(f"skipped {len(skipped)} run(s) under {sweep} (failed or unfinished; not in the tables):",

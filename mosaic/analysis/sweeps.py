@@ -81,8 +81,10 @@ def _key(override: str) -> str:
 
 def plan_sweep(sweep: Sweep, extra: list[str], root: Path = SWEEP_ROOT) -> SweepPlan:
     """Expand a sweep into its jobs the way Hydra's basic sweeper does (sweeper.params, then the
-    overrides; a later value for a key replaces the earlier one)."""
-    overrides = (*sweep.overrides, *extra)
+    overrides; a later value for a key replaces the earlier one). A key in `extra` replaces the
+    sweep's own value for it (the run command refuses a key given twice on one command line)."""
+    given = {_key(o) for o in extra}
+    overrides = (*(o for o in sweep.overrides if _key(o) not in given), *extra)
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(list(overrides))
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]

@@ -21,6 +21,9 @@ RR_ORDERS = ("first_seen", "pool")
 PLACEMENTS = ("tp", "scheduled")
 AGGREGATION_POLICIES = ("always", "threshold")
 OVERSIZE_POLICIES = ("reject", "truncate")
+ROUTINGS = ("router", "paper_table3")
+REPEAT_SAMPLES = ("replay", "resample")
+COUPLINGS = ("measured", "assumed")
 
 
 def _number(x: object) -> bool:
@@ -165,7 +168,12 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         for name, (lo, hi, what) in _WORKLOAD_RANGES.items():
             _check_range(f"workload.{name}", getattr(self, name), lo, hi, what)
+        # Checked whether or not this run's source reads them: a value outside the list is a typo
+        # either way, and summary.json records what was given.
         check_choice("workload.oversize", self.oversize, OVERSIZE_POLICIES)
+        check_choice("workload.routing", self.routing, ROUTINGS)
+        check_choice("workload.repeat_sample", self.repeat_sample, REPEAT_SAMPLES)
+        check_choice("workload.coupling", self.coupling, COUPLINGS)
 
 
 @dataclass

@@ -29,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (RunDirError, Terminated, claim_run_dir, debug_tracebacks, failure_stage, one_line,
-                             record_failure)
+from mosaic.run.jobs import (InterruptReported, RunDirError, Terminated, claim_run_dir, debug_tracebacks,
+                             failure_stage, one_line, record_failure)
 
 # --------------------------------------------------------------------------------- one job
 
@@ -136,6 +136,8 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
         except OSError:
             pass
         print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
+        if isinstance(e, KeyboardInterrupt):
+            raise InterruptReported from None
         raise
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
         return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
@@ -208,9 +210,15 @@ def _override_value(args: Sequence[str], key: str) -> str | None:
     return out
 
 
-def _compose(config_dir: Path, job_name: str, config_name: str, overrides: Sequence[str]) -> DictConfig:
+def _compose(configs: tuple[Path, Path | None], job_name: str, config_name: str,
+             overrides: Sequence[str]) -> DictConfig:
+    """Compose as Hydra will: `configs` is the primary config directory and the one --config-dir
+    adds to the search path (or None)."""
     from hydra import compose, initialize_config_dir
 
+    config_dir, extra = configs
+    if extra is not None:
+        overrides = [f"hydra.searchpath=['file://{extra}']", *overrides]
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=job_name):
         return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
@@ -235,14 +243,15 @@ def _dir_of(cfg: DictConfig, key: str) -> str | None:
 
 
 def _fail_up_front(message: str, directory: str | None, overrides: Sequence[str],
-                   error: BaseException | None = None) -> None:
-    """Hydra's config error: one line, error.json where the run directory is known, exit 2."""
+                   error: BaseException | None = None, hydra_leftovers: Sequence[str] = ()) -> None:
+    """Hydra's config error: one line, error.json where the run directory is known (an earlier
+    run's outputs and `hydra_leftovers` removed: they are not this run's), exit 2."""
     if error is not None and debug_tracebacks():
         traceback.print_exception(error, file=sys.stderr)
     if directory:
         task = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
         try:
-            with claim_run_dir(Path(directory)):
+            with claim_run_dir(Path(directory), also=hydra_leftovers):
                 record_failure(Path(directory), task, HydraConfigError(message), 2, "config",
                                error_type=type(error or HydraConfigError(message)).__name__)
         except (RunDirError, OSError):
@@ -267,8 +276,9 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
     writes its .hydra/ config into is the one this process holds: a second run into it is refused
     before Hydra touches it. Held until the block ends.
 
-    Help, --info, --cfg and --config-path / --config-dir command lines go to Hydra unchanged, as
-    does any command line this check cannot handle (Hydra then reports it its own way)."""
+    --config-path and --config-dir are followed as Hydra follows them. Help and --info command
+    lines go to Hydra unchanged, as does any command line this check cannot handle (Hydra then
+    reports it its own way)."""
     with ExitStack() as held:
         try:
             out = _prepare(list(args), config_dir, job_name, held)
@@ -288,25 +298,34 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) 
         ns = args_parser().parse_args(args)
     except SystemExit:   # argparse's own usage error: Hydra reports it
         return args
-    if (ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.config_path or ns.config_dir
-            or ns.experimental_rerun):
+    if ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.experimental_rerun:
         return args
     config_name, overrides = ns.config_name or "config", list(ns.overrides or [])
+    # An earlier run's Hydra files in a reused run directory: Hydra rewrites .hydra/ only if this
+    # run gets that far, and appends to its job log.
+    leftovers = (".hydra", f"{job_name}.log")
     explicit_run_dir = _override_value(overrides, "hydra.run.dir")
     explicit_run_dir = explicit_run_dir if explicit_run_dir and "${" not in explicit_run_dir else None
+    configs = _config_dirs(ns, config_dir, overrides, None if ns.multirun else explicit_run_dir, leftovers)
+    if configs is None:
+        return args
+    try:   # a sweep's too: `-m seed=0,1 seed=2` would otherwise run seed=2 alone
+        check_overrides(overrides)
+    except ConfigError as e:
+        _fail_up_front(str(e), None if ns.multirun else explicit_run_dir, overrides, hydra_leftovers=leftovers)
     try:
         parser = OverridesParser.create()
         parsed = parser.parse_overrides(overrides)
-        cfg = _compose(config_dir, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
+        cfg = _compose(configs, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     except _composition_errors() as e:
-        _fail_up_front(hydra_message(e), None if ns.multirun else explicit_run_dir, overrides, e)
+        _fail_up_front(hydra_message(e), None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
     multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if not multirun and sweeps:
         _fail_up_front(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value",
-                       explicit_run_dir, overrides)
+                       explicit_run_dir, overrides, hydra_leftovers=leftovers)
     if multirun and cfg.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
-        _check_sweep(cfg, parser, parsed, config_dir, job_name, config_name)
+        _check_sweep(cfg, parser, parsed, configs, job_name, config_name)
     if ns.cfg or ns.resolve:   # prints the config; runs nothing
         return args
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -324,14 +343,42 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) 
         if multirun:   # its own lock file: a job's directory may be the sweep's
             held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))
         else:
-            held.enter_context(claim_run_dir(Path(directory)))
+            held.enter_context(claim_run_dir(Path(directory), also=leftovers))
     except RunDirError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     return args + pin
 
 
-def _check_sweep(cfg: DictConfig, parser, parsed, config_dir: Path, job_name: str, config_name: str) -> None:
+def _config_dirs(ns, config_dir: Path, overrides: Sequence[str], run_dir: str | None,
+                 leftovers: Sequence[str]) -> tuple[Path, Path | None] | None:
+    """The primary config directory (--config-path, absolute or, as Hydra's docs say, relative to
+    the app's module; else `config_dir`) and the one --config-dir adds. A missing one is refused
+    on one line, exit 2. None where this check cannot follow Hydra (a pkg:// path, a command line
+    that sets hydra.searchpath itself): Hydra then reports its way."""
+    primary, extra = Path(config_dir), None
+    if ns.config_path:
+        given = str(ns.config_path)
+        if given.startswith("pkg://"):
+            return None
+        path = Path(given.removeprefix("file://"))
+        primary = path if path.is_absolute() else Path(__file__).resolve().parent / path
+        if not primary.is_dir():
+            _fail_up_front(f"--config-path {given}: no such directory ({primary}); give the folder that holds "
+                           f"the primary config, or leave --config-path out", run_dir, overrides, hydra_leftovers=leftovers)
+    if ns.config_dir:
+        extra = Path(ns.config_dir).resolve()
+        if not extra.is_dir():
+            _fail_up_front(f"--config-dir {ns.config_dir}: no such directory; give a folder of config groups to "
+                           "add to the search path", run_dir, overrides, hydra_leftovers=leftovers)
+        if "'" in str(extra) or "\\" in str(extra) or any(o.lstrip("+~").startswith("hydra.searchpath")
+                                                            for o in overrides):
+            return None
+    return primary, extra
+
+
+def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,
+                 config_name: str) -> None:
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
     Hydra's launcher will; exit 2 on one line for the first that fails, or two that share a
     directory."""
@@ -348,7 +395,7 @@ def _check_sweep(cfg: DictConfig, parser, parsed, config_dir: Path, job_name: st
     bad, dirs = [], {}
     for job in jobs:
         try:
-            job_cfg = _compose(config_dir, job_name, config_name, hydra_ovr + list(job))
+            job_cfg = _compose(configs, job_name, config_name, hydra_ovr + list(job))
         except _composition_errors() as e:
             bad.append((job, e))
             continue

@@ -19,7 +19,9 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -139,13 +141,14 @@ def _lock_owner(path: Path) -> str:
 
 @contextmanager
 def claim_run_dir(directory: Path, what: str = "run directory", lock: str = LOCK_FILE,
-                  clear: bool = True) -> Iterator[Path]:
+                  clear: bool = True, also: Sequence[str] = ()) -> Iterator[Path]:
     """Own `directory` for one run: check it is a writable directory (creating it), lock it
     against a second run, and remove what an earlier run left there (outputs, error.json,
     unfinished temporary files). RunDirError, one line, if it cannot be used; nothing is removed
     then. Re-entrant within a process: an inner claim of a held directory changes nothing. The lock
     is released, and its file removed, at the end of the block. `clear=False` only locks (a
-    sweep's directory, under its own `lock` file name)."""
+    sweep's directory, under its own `lock` file name). `also`: more files or folders of an earlier
+    run to remove with its outputs (Hydra's .hydra/ and job log, claimed before Hydra writes them)."""
     directory = Path(directory)
     key = f"{os.path.realpath(directory)}\0{lock}"
     if key in _HELD:
@@ -179,6 +182,12 @@ def claim_run_dir(directory: Path, what: str = "run directory", lock: str = LOCK
                 (directory / name).unlink(missing_ok=True)
             for tmp in directory.glob(f".*{TMP_MARK}*"):
                 tmp.unlink(missing_ok=True)
+            for name in also:
+                path = directory / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
     except OSError as e:   # an earlier run's file that cannot be removed: not ours to use
         os.close(fd)
         raise _unusable(directory, what, e) from None
@@ -305,3 +314,23 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class InterruptReported(KeyboardInterrupt):
+    """Ctrl-C after the run has said so on stderr and in error.json."""
+
+
+@contextmanager
+def quiet_interrupt() -> Iterator[None]:
+    """Ctrl-C ends the process as Python's own handler would (killed by SIGINT: the shell sees
+    130, and a calling script sees the signal), with one line on stderr instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if not isinstance(e, InterruptReported):
+            print("error: interrupted by Ctrl-C (SIGINT)", file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(130) from None   # if SIGINT could not end the process

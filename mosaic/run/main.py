@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from mosaic.config import CONF_DIR
 from mosaic.config.schema import register_configs
 from mosaic.run.cli import hydra_prepared, run_job
-from mosaic.run.jobs import sigterm_as_exit
+from mosaic.run.jobs import quiet_interrupt, sigterm_as_exit
 
 JOB_NAME = "run"   # Hydra's job name: run.log, and the name the pre-check composes under
 
@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run (or, with -m, sweep) with Hydra's command line `argv` (default: sys.argv[1:])."""
     register_configs()
     args = list(sys.argv[1:] if argv is None else argv)
-    with sigterm_as_exit():  # the sweep's main process too: joblib then stops its workers' jobs
+    # SIGTERM for the sweep's main process too: joblib then stops its workers' jobs.
+    with quiet_interrupt(), sigterm_as_exit():
         with hydra_prepared(args, CONF_DIR, JOB_NAME) as args:
             sys.argv[1:] = args
             _job()

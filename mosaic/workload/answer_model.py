@@ -20,6 +20,7 @@ from mosaic.workload.routing import recruit as routing
 from mosaic.profiles.difficulty import DifficultyModel, resolve
 from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_id, expert_request_id,
                                    expert_slots)
+from mosaic.config.schema import COUPLINGS
 
 EXPERTS = ("LlamaR1", "QwenR1", "Gemma", "Exaone", "GLM", "Qwen")
 
@@ -198,7 +199,6 @@ def simulate(frame: QuestionFrame, experts: tuple[str, ...], accuracy: np.ndarra
                     aggregator=aggregator, outcomes=outcomes, options=options)
 
 
-COUPLINGS = ("measured", "assumed")
 
 
 def difficulty_model(spec: SyntheticSpec, profiles: ProfileSet, dataset: str | None) -> DifficultyModel:

@@ -77,3 +77,12 @@ def test_runs_off_the_papers_cluster_are_left_out_and_colliding_runs_refused(tmp
     assert run_job(compose(other), root / "rr_other", other) == 0
     with pytest.raises(ValueError, match="differ in workload.profiles; collect one setting per sweep folder"):
         collect(root, tmp_path / "out2")
+
+
+def test_a_missing_sweep_folder_is_named_not_blamed_on_an_unrun_sweep(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope is not there: give the sweep's folder"):
+        collect(tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"f is a file"):
+        collect(tmp_path / "f", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

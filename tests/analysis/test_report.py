@@ -24,7 +24,9 @@ def tiny_sweep(tmp_path_factory):
     for config, extra in (("paper_sweep", ["scheduler=ilp,round_robin"]),
                           ("paper_sweep_k", ["scheduler.max_models_per_worker=3"]),
                           ("paper_sweep_policies", ["scheduler=data_parallel", "seed=0"])):
-        subprocess.run([sys.executable, "experiments/run.py", "--config-name", config, "-m", *TINY, *extra,
+        # A setting given twice is refused: the policies sweep's seed replaces TINY's.
+        base = [o for o in TINY if o.split("=")[0] not in {e.split("=")[0] for e in extra}]
+        subprocess.run([sys.executable, "experiments/run.py", "--config-name", config, "-m", *base, *extra,
                         f"hydra.sweep.dir={sweep / config}", "hydra/job_logging=disabled"],
                        cwd=ROOT, check=True, capture_output=True, timeout=600)
     collect(sweep, results)

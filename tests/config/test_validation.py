@@ -33,6 +33,10 @@ def small(*overrides):
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
     (["workload.n_queries=100000000"], "workload.n_queries must be a finite number in"),
+    # Choices of settings this synthetic run does not read are still checked: a typo either way.
+    (["workload.repeat_sample=bogus"], "workload.repeat_sample: 'bogus' is not one of"),
+    (["workload.coupling=measure"], "workload.coupling: 'measure' is not one of"),
+    (["workload.routing=table3"], "workload.routing: 'table3' is not one of"),
 ])
 def test_run_rejects_bad_values_naming_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")) as e:

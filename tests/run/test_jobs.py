@@ -2,6 +2,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -97,3 +99,14 @@ def test_failure_stage_from_the_traceback():
         except RuntimeError as e:
             assert failure_stage(e) == stage
     assert failure_stage(RuntimeError("never raised"), "outputs") == "outputs"
+
+
+@pytest.mark.parametrize("reported", [False, True])
+def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(reported):
+    code = ("from mosaic.run.jobs import InterruptReported, quiet_interrupt\n"
+            "with quiet_interrupt():\n"
+            f"    raise {'InterruptReported' if reported else 'KeyboardInterrupt'}\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == -signal.SIGINT   # a shell reports 130
+    assert "Traceback" not in p.stderr
+    assert p.stderr.count("error: interrupted by Ctrl-C") == (0 if reported else 1), p.stderr

@@ -186,5 +186,42 @@ def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     _, err = run.communicate(timeout=60)
     assert run.returncode == code, err
     assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the run"
-    assert "error: interrupted by" in err
+    assert "error: interrupted by" in err and "Traceback" not in err, err
     assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] in (130, 143)
+
+
+def test_a_reused_run_directory_holds_only_the_latest_runs_files(tmp_path):
+    out = tmp_path / "out"
+    for _ in range(2):
+        p = cli("workload=smoke", f"hydra.run.dir={out}")
+        assert p.returncode == 0, p.stderr
+    log = (out / "run.log").read_text()
+    assert log.count("end to end") == 1, log    # the job log is this run's, not appended to
+    # Refused before Hydra runs: the earlier run's config and log would describe another run.
+    p = cli("workload=smoke", "scheduler=bogus", f"hydra.run.dir={out}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert sorted(f.name for f in out.iterdir()) == ["error.json"]
+
+
+def test_a_setting_twice_in_a_sweep_is_refused_before_any_job(tmp_path):
+    p = cli("-m", "seed=0,1", "seed=2", "workload=smoke", f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip() == "error: seed is set twice on the command line (seed=0,1 and seed=2); keep one"
+    assert not (tmp_path / "sw").exists()
+
+
+def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
+    mine = tmp_path / "mine" / "scheduler"
+    mine.mkdir(parents=True)
+    (mine / "rr_again.yaml").write_text("defaults:\n  - round_robin\n  - _self_\n")
+    out = tmp_path / "out"
+    for args, needle in [(["--config-dir", str(tmp_path / "nope")], "--config-dir"),
+                         (["--config-path", str(tmp_path / "nope")], "--config-path"),
+                         # an option the added folder does not hold: the choices list its own too
+                         (["--config-dir", str(tmp_path / "mine"), "scheduler=nope"], "rr_again")]:
+        p = cli(*args, "workload=smoke", f"hydra.run.dir={out}")
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
+        assert json.loads((out / "error.json").read_text())["exit_code"] == 2
+    p = cli("--config-dir", str(tmp_path / "mine"), "scheduler=rr_again", "workload=smoke", f"hydra.run.dir={out}")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "summary.json").read_text())["scheduler"] == "round_robin"

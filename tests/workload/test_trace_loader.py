@@ -181,6 +181,29 @@ def test_workload_carries_the_report_and_it_round_trips(tmp_path, profiles):
     assert "mute 6" in problems[1]
 
 
+def test_n_queries_beyond_the_answered_questions_is_refused_not_clipped(tmp_path, profiles):
+    w = fake_traces(tmp_path)
+    assert len(build_workload({**w, "n_queries": 18}, profiles, 0).queries) == 18
+    with pytest.raises(ConfigError, match=r"workload.n_queries must be in \[1, 18\].*got 19"):
+        build_workload({**w, "n_queries": 19}, profiles, 0)
+
+
+@pytest.mark.parametrize("key, blamed", [("traces_dir", "workload.traces_dir: .* is a file"),
+                                         ("questions_dir", "workload.questions_dir: .* is a file")])
+def test_a_folder_setting_that_names_a_file_is_blamed_on_that_setting(tmp_path, profiles, key, blamed):
+    w = fake_traces(tmp_path)
+    with pytest.raises(ConfigError, match=blamed):
+        build_workload({**w, key: str(tmp_path / "traces" / "good.zip")}, profiles, 0)
+
+
+def test_a_file_setting_that_names_a_folder_is_blamed_on_that_setting(tmp_path, profiles):
+    w = fake_traces(tmp_path)
+    (tmp_path / "traces" / "sub").mkdir()
+    w["experts"]["good"]["file"] = "sub"
+    with pytest.raises(ConfigError, match=r"workload.experts.good.file: '[^']*/sub' is a folder, not a file"):
+        build_workload(w, profiles, 0)
+
+
 def test_run_warns_and_writes_the_report_into_the_summary(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mosaic.run.app"):
         out = run(trace_config(fake_traces(tmp_path)))

@@ -28,8 +28,7 @@ import numpy as np
 from scipy.special import logit
 
 from mosaic.core.errors import ConfigError
-
-ROUTINGS = ("router", "paper_table3")
+from mosaic.config.schema import ROUTINGS
 
 # Slots per expert at seed 0: MOSAIC paper (arXiv 2606.03014v1) Table 3, as restated in
 # DESIGN.md ("The paper's setting"). Sums: 6,300 = 2,100 x 3; 12,549 = 4,183 x 3; 594 = 198 x 3.

@@ -138,7 +138,7 @@ def build(cfg: dict[str, Any], profiles: ProfileSet, seed: int) -> Workload:
     spec = SyntheticSpec(**{k: v for k, v in cfg.items() if k in SyntheticSpec.__dataclass_fields__})
     preset = PRESETS[dataset]
     check_spec(spec, profiles, (*EXPERTS, preset.aggregator), dataset)
-    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), "workload.questions_dir")
+    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), "workload.questions_dir", "dir")
     test_path, train_path = qdir / f"{FILES[dataset]}_test.json", qdir / f"{FILES[dataset]}_train.json"
     test = frame(load_questions(test_path), dataset, "test", test_path)
     train = frame(load_questions(train_path, what="calibration (train) file"), dataset, "train", train_path)

@@ -62,8 +62,9 @@ from mosaic.profiles import ProfileSet
 from mosaic.workload.calibration import trace_split_calibration
 from mosaic.workload.sources.files import resolve
 from mosaic.workload.sources.data_quality import DataReport, build_report
-from mosaic.workload.sources.recorded_files import (LETTERS, READERS, REPEAT_SAMPLES, QuestionSet, TraceRecord, read_questions,
-                                                  read_trace, trace_stats)
+from mosaic.config.schema import REPEAT_SAMPLES
+from mosaic.workload.sources.recorded_files import (LETTERS, READERS, QuestionSet, TraceRecord, read_questions, read_trace,
+                                                  trace_stats)
 from mosaic.workload.sources import ROUTING, register_source
 from mosaic.workload.routing.skills import estimate_skills
 from mosaic.workload.routing import recruit as routing
@@ -117,14 +118,14 @@ def _source(name: str, d: Any, traces_dir: Path, field: str, default_lengths: st
         raise ConfigError(f"{field}.lengths: '{lengths}' is not 'trace' or 'profile'")
     if d["format"] not in READERS:
         raise ConfigError(f"{field}.format: unknown format '{d['format']}'; choose one of {sorted(READERS)}")
-    path = resolve(traces_dir / str(d["file"]), f"{field}.file")
+    path = resolve(traces_dir / str(d["file"]), f"{field}.file", "file")
     return TraceSource(name, path, str(d["format"]), str(d.get("profile") or name), lengths)
 
 
 def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
     w = "workload"
-    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), f"{w}.questions_dir")
-    tdir = resolve(cfg.get("traces_dir", "../shared/data/traces"), f"{w}.traces_dir")
+    qdir = resolve(cfg.get("questions_dir", "../shared/data/questions"), f"{w}.questions_dir", "dir")
+    tdir = resolve(cfg.get("traces_dir", "../shared/data/traces"), f"{w}.traces_dir", "dir")
     for key in ("questions", "experts", "aggregator"):
         if not cfg.get(key):
             raise ConfigError(f"{w}.{key}: required for kind 'trace' (see mosaic/conf/workload/trace_mmlu_pro.yaml)")
@@ -134,8 +135,8 @@ def parse_spec(cfg: Mapping[str, Any]) -> TraceSpec:
     cal = cfg.get("calibration_questions")
     spec = TraceSpec(
         name=str(cfg.get("name", "trace")), dataset=str(cfg.get("dataset", "trace")),
-        questions=resolve(qdir / str(cfg["questions"]), f"{w}.questions"),
-        calibration_questions=resolve(qdir / str(cal), f"{w}.calibration_questions") if cal else None,
+        questions=resolve(qdir / str(cfg["questions"]), f"{w}.questions", "file"),
+        calibration_questions=resolve(qdir / str(cal), f"{w}.calibration_questions", "file") if cal else None,
         calibration_size=int(cfg.get("calibration_size", 0) or 0),
         calibration_seed=int(cfg.get("calibration_seed", 0)),
         experts=experts,
@@ -212,6 +213,11 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     cal_cats, cal_correct, test = _calibration(spec, traces, answered, qs)
     length_calibration = trace_split_calibration(spec, traces, answered, test, qs, profiles, seed)
     if spec.n_queries is not None:
+        if test and int(spec.n_queries) > len(test):
+            # Clipping would run fewer queries than asked and say nothing.
+            raise ConfigError(f"workload.n_queries must be in [1, {len(test)}] for these traces: {len(test)} "
+                              f"questions are answered by every expert and the aggregator and not held out "
+                              f"for calibration (got {spec.n_queries}); lower it, or leave it null for all")
         test = test[: int(spec.n_queries)]
     if not test:
         raise ConfigError(f"workload: no question of {spec.questions} is answered by every expert and the "

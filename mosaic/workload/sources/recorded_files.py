@@ -23,7 +23,6 @@ from mosaic.workload.sources.question_files import load_questions
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
 
 LETTERS = "ABCDEFGHIJKLMNOP"
-REPEAT_SAMPLES = ("replay", "resample")
 # A recorded output longer than this (2M tokens, 64x the longest context the traces were made with)
 # is a corrupt record, not an output.
 MAX_OUTPUT_TOKENS = MAX_CONTEXT_TOKENS
