@@ -12,15 +12,22 @@ Definitions (the paper's, DESIGN.md; also in results/README.md):
   policy reads count for it (K for the ILP, rr_order for round-robin), so a K ablation is compared
   with the main round-robin baseline, and a round-robin order variant with the main ILP.
 Each metric is computed per seed, then mean and sample std over seeds.
+
+The runs are tables here (pandas): `runs_frame` has a row per run, `per_seed_metrics` puts each
+MOSAIC arm beside its baseline by merging on (variant, workload, seed) and melts the metrics to one
+row per seed, and the paper table is their group means. Means of stage walls are correctly rounded
+(statistics.mean, math.fsum), so committed numbers do not move with a summation order.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from mosaic.core.tables import read_csv
+import pandas as pd
+
 
 # The paper's experiment: a run's `settings` (summary.json) differ from these only in a variant.
 PAPER_SETTINGS: dict[str, Any] = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True,
@@ -106,9 +113,21 @@ def _agg(run: dict[str, Any]) -> str | None:
     return (run.get("aggregation") or {}).get("name")
 
 
-def _index(runs: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    """(variant, workload, scheduler, aggregation, seed) -> run."""
-    return {(variant_of(r), r["workload"], r["scheduler"], _agg(r), r["seed"]): r for r in runs}
+# The columns of a run the table and the figures' data are computed from.
+_RUN_COLUMNS = ("expert_stage_s", "aggregator_stage_s", "end_to_end_s", "skip_rate", "accuracy",
+                "accuracy_always_aggregate")
+
+
+def runs_frame(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: its variant (label, and the settings tuple as `_variant`), workload,
+    scheduler, aggregation, seed and the summary numbers the tables read. A run given twice (same
+    variant, workload, scheduler, aggregation and seed) counts once, the later one."""
+    rows = [{"variant": variant_label(variant_of(r)), "_variant": variant_of(r), "workload": r["workload"],
+             "scheduler": r["scheduler"], "aggregation": _agg(r), "seed": r["seed"],
+             **{c: r.get(c) for c in _RUN_COLUMNS}} for r in runs]
+    df = pd.DataFrame(rows, columns=["variant", "_variant", "workload", "scheduler", "aggregation", "seed",
+                                     *_RUN_COLUMNS])
+    return df.drop_duplicates(["variant", "workload", "scheduler", "aggregation", "seed"], keep="last")
 
 
 def find_run(runs: list[dict[str, Any]], workload: str, scheduler: str, seed: int, aggregation: str | None = None,
@@ -121,35 +140,57 @@ def find_run(runs: list[dict[str, Any]], workload: str, scheduler: str, seed: in
     return None
 
 
-def per_seed_metrics(runs: list[dict[str, Any]]) -> dict[tuple, dict[str, list[float]]]:
-    """(variant, workload) -> metric -> one value per seed that has every run the metric needs."""
-    idx = _index(runs)
-    out: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    keys = sorted({(variant_of(r), r["workload"], r["seed"]) for r in runs if r["scheduler"] in (BASELINE[0], MOSAIC)},
-                  key=lambda k: (len(k[0]), variant_label(k[0]), k[1], k[2]))
-    for variant, wl, seed in keys:
-        base = idx.get((_project(variant, BASELINE[0]), wl, BASELINE[0], BASELINE[1], seed))
-        ours = {tau: idx.get((_project(variant, MOSAIC), wl, MOSAIC, tau, seed)) for tau in TAUS}
-        own_base = base is not None and _project(variant, BASELINE[0]) == variant
-        own_ours = any(ours.values()) and _project(variant, MOSAIC) == variant
-        if not (own_base or own_ours):
-            continue  # both arms would be another variant's runs: nothing of this one to report
-        m = out[(variant, wl)]
-        expert = next((o for o in ours.values() if o), None)
-        if base and expert and expert["expert_stage_s"] > 0:
-            m["expert_speedup"].append(base["expert_stage_s"] / expert["expert_stage_s"])
-        for tau in TAUS:
-            o = ours[tau]
-            if base and o:
-                if o["aggregator_stage_s"] > 0:
-                    m[f"aggregator_speedup_{tau}"].append(base["aggregator_stage_s"] / o["aggregator_stage_s"])
-                if o["end_to_end_s"] > 0:
-                    m[f"e2e_speedup_{tau}"].append(base["end_to_end_s"] / o["end_to_end_s"])
-            if o:
-                m[f"skip_{tau}"].append(100 * o["skip_rate"])
-                if o["accuracy_always_aggregate"] is not None:
-                    m[f"acc_delta_{tau}"].append(100 * (o["accuracy"] - o["accuracy_always_aggregate"]))
+def _arm(df: pd.DataFrame, keys: pd.DataFrame, scheduler: str, aggregation: str, prefix: str) -> pd.DataFrame:
+    """`keys` with the arm's run (scheduler, aggregation) of each key's projected variant beside it,
+    its columns prefixed; `{prefix}found` says whether there is one."""
+    arm = df[(df["scheduler"] == scheduler) & (df["aggregation"] == aggregation)]
+    arm = arm[["variant", "workload", "seed", *_RUN_COLUMNS]].assign(found=True)
+    arm = arm.rename(columns={"variant": f"{scheduler}_variant", **{c: f"{prefix}{c}" for c in (*_RUN_COLUMNS, "found")}})
+    out = keys.merge(arm, how="left", on=[f"{scheduler}_variant", "workload", "seed"])
+    out[f"{prefix}found"] = out[f"{prefix}found"].fillna(False).astype(bool)
     return out
+
+
+def per_seed_metrics(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (variant, workload, seed, metric) with a value: the seeds that have every run the
+    metric needs, MOSAIC's runs beside the baseline's of the same workload and seed (each arm's
+    variant projected onto the settings its policy reads). Ordered main first, then by variant,
+    workload and seed; metrics in METRICS order."""
+    df = runs_frame(runs)
+    keys = df[df["scheduler"].isin([BASELINE[0], MOSAIC])][["variant", "_variant", "workload", "seed"]]
+    keys = keys.drop_duplicates(["variant", "workload", "seed"])
+    for sched in (BASELINE[0], MOSAIC):
+        keys[f"{sched}_variant"] = [variant_label(_project(v, sched)) for v in keys["_variant"]]
+    t = _arm(df, keys, BASELINE[0], BASELINE[1], "base_")
+    for tau in TAUS:
+        t = _arm(df, t, MOSAIC, tau, f"{tau}_")
+    own_base = t["base_found"] & (t[f"{BASELINE[0]}_variant"] == t["variant"])
+    any_ours = t[[f"{tau}_found" for tau in TAUS]].any(axis=1)
+    own_ours = any_ours & (t[f"{MOSAIC}_variant"] == t["variant"])
+    t = t[own_base | own_ours].copy()   # else both arms are another variant's runs
+    # The expert stage does not depend on tau: the first tau with a run.
+    expert = t[f"{TAUS[-1]}_expert_stage_s"].astype(float)
+    for tau in reversed(TAUS[:-1]):
+        expert = t[f"{tau}_expert_stage_s"].astype(float).where(t[f"{tau}_found"], expert)
+    base_ok = t["base_found"]
+    t["expert_speedup"] = (t["base_expert_stage_s"].astype(float) / expert).where(base_ok & (expert > 0))
+    for tau in TAUS:
+        ours = t[f"{tau}_found"]
+        for m, col in (("aggregator_speedup", "aggregator_stage_s"), ("e2e_speedup", "end_to_end_s")):
+            o = t[f"{tau}_{col}"].astype(float)
+            t[f"{m}_{tau}"] = (t[f"base_{col}"].astype(float) / o).where(base_ok & ours & (o > 0))
+        t[f"skip_{tau}"] = (100 * t[f"{tau}_skip_rate"].astype(float)).where(ours)
+        always = t[f"{tau}_accuracy_always_aggregate"]
+        t[f"acc_delta_{tau}"] = (100 * (t[f"{tau}_accuracy"].astype(float) - always.astype(float))).where(
+            ours & always.notna())
+    t["_order"] = [(len(v), label) for v, label in zip(t["_variant"], t["variant"])]
+    t = t.sort_values(["_order", "workload", "seed"], kind="stable")
+    long = t.melt(id_vars=["variant", "_variant", "workload", "seed"], value_vars=list(METRICS), var_name="metric")
+    long = long.dropna(subset=["value"])
+    long["metric"] = pd.Categorical(long["metric"], categories=METRICS, ordered=True)
+    group = {key: i for i, key in enumerate(dict.fromkeys(zip(t["variant"], t["workload"])))}
+    long["_group"] = [group[k] for k in zip(long["variant"], long["workload"])]
+    return long.sort_values(["_group", "metric", "seed"], kind="stable").drop(columns="_group").reset_index(drop=True)
 
 
 def verdict(metric: str, simulated: float, paper: float | None) -> tuple[str, str]:
@@ -162,23 +203,25 @@ def verdict(metric: str, simulated: float, paper: float | None) -> tuple[str, st
 
 
 def paper_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows: per variant, workload and metric, the mean and sample std over seeds, the
+    paper's value and the verdict (COLUMNS)."""
+    long = per_seed_metrics(runs)
+    if long.empty:
+        return []
+    stats = long.groupby(["variant", "workload", "metric"], sort=False, observed=True)["value"].agg(
+        ["mean", "std", "count"]).reset_index()
     rows = []
-    for (variant, wl), metrics in per_seed_metrics(runs).items():
-        ds = dataset_of(wl)
-        for m in METRICS:
-            vals = metrics.get(m, [])
-            if not vals:
-                continue
-            mean = statistics.mean(vals)
-            paper = PAPER[ds].get(m) if ds else None
-            within, rule = verdict(m, mean, paper)
-            rows.append({"variant": variant_label(variant), "dataset": ds or "", "workload": wl, "metric": m,
-                         "simulated": round(mean, 4),
-                         "simulated_std": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0,
-                         "paper": paper, "n_seeds": len(vals),
-                         "rel_diff": round((mean - paper) / abs(paper), 4) if paper else None,
-                         "abs_diff": round(mean - paper, 4) if paper is not None else None,
-                         "within_15pct": within, "rule": rule})
+    for r in stats.itertuples(index=False):
+        ds = dataset_of(r.workload)
+        mean, m = float(r.mean), str(r.metric)
+        paper = PAPER[ds].get(m) if ds else None
+        within, rule = verdict(m, mean, paper)
+        rows.append({"variant": r.variant, "dataset": ds or "", "workload": r.workload, "metric": m,
+                     "simulated": round(mean, 4), "simulated_std": round(float(r.std), 4) if r.count > 1 else 0.0,
+                     "paper": paper, "n_seeds": int(r.count),
+                     "rel_diff": round((mean - paper) / abs(paper), 4) if paper else None,
+                     "abs_diff": round(mean - paper, 4) if paper is not None else None,
+                     "within_15pct": within, "rule": rule})
     return rows
 
 
@@ -236,30 +279,32 @@ def render_markdown(rows: list[dict[str, Any]], command: str) -> str:
 def idle_fractions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Share of GPU time idle in the expert stage (where policies differ: the tensor-parallel
     aggregator keeps every GPU busy), per (workload, policy, seed) of the paper's setting."""
-    rows, seen = [], set()
-    for r in sorted(runs, key=lambda r: (r["workload"], r["scheduler"], r["seed"], str(_agg(r)))):
-        key = (r["workload"], r["scheduler"], r["seed"])
-        if variant_of(r) or key in seen:
-            continue
-        seen.add(key)
+    paper = sorted((r for r in runs if not variant_of(r)),
+                   key=lambda r: (r["workload"], r["scheduler"], r["seed"], str(_agg(r))))
+    first = {}
+    for r in paper:   # the expert stage does not depend on tau: one run per (workload, policy, seed)
+        first.setdefault((r["workload"], r["scheduler"], r["seed"]), r)
+    rows = []
+    for (wl, sched, seed), r in first.items():
         parts = stage_breakdown(r)
         total = sum(p["stage_wall_s"] for p in parts)
-        rows.append({"workload": r["workload"], "scheduler": r["scheduler"], "seed": r["seed"],
+        rows.append({"workload": wl, "scheduler": sched, "seed": seed,
                      "idle_fraction": sum(p["idle_s"] for p in parts) / total if total else 0.0})
     return rows
 
 
 def tau_sweep(query_csv: Path, workload: str, seed: int, taus: Iterable[float]) -> list[dict[str, Any]]:
     """Skip rate and accuracy change for each tau, from one always-aggregate run's queries.csv."""
-    qs = read_csv(query_csv)
-    always = sum(q["aggregator_answer"] == q["gold"] for q in qs) / len(qs)
+    qs = pd.read_csv(query_csv, dtype=str, keep_default_na=False)
+    n = len(qs)
+    always = int((qs["aggregator_answer"] == qs["gold"]).sum()) / n
+    agreement = qs["agreement"].astype(float)
     rows = []
     for tau in taus:
-        skip = [q["majority"] != "" and float(q["agreement"]) >= tau - 1e-3 for q in qs]
-        final = [q["majority"] if s else q["aggregator_answer"] for q, s in zip(qs, skip)]
-        acc = sum(a == q["gold"] for a, q in zip(final, qs)) / len(qs)
-        rows.append({"workload": workload, "seed": seed, "tau": round(tau, 4), "skip_pct": 100 * sum(skip) / len(qs),
-                     "acc_delta_pp": 100 * (acc - always)})
+        skip = (qs["majority"] != "") & (agreement >= tau - 1e-3)
+        final = qs["majority"].where(skip, qs["aggregator_answer"])
+        rows.append({"workload": workload, "seed": seed, "tau": round(tau, 4), "skip_pct": 100 * int(skip.sum()) / n,
+                     "acc_delta_pp": 100 * (int((final == qs["gold"]).sum()) / n - always)})
     return rows
 
 
@@ -267,56 +312,59 @@ def length_percentiles(workload: str, trace_rows: Iterable[dict[str, str]]) -> l
     """Output-length percentiles 0..100 per (model, stage): enough for CDF plots, small to commit."""
     import numpy as np
 
-    by: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for t in trace_rows:
-        by[(t["model"], t["stage"])].append(int(t["output_tokens"]))
+    t = pd.DataFrame(list(trace_rows), columns=["model", "stage", "output_tokens"])
+    t["output_tokens"] = t["output_tokens"].astype(int)
     rows = []
-    for (model, stage), vals in sorted(by.items()):
+    for (model, stage), vals in t.groupby(["model", "stage"], sort=True)["output_tokens"]:
         qs = np.percentile(vals, np.arange(101))
         rows += [{"workload": workload, "model": model, "stage": stage, "n": len(vals), "mean": float(np.mean(vals)),
                   "percentile": p, "output_tokens": float(q)} for p, q in enumerate(qs)]
     return rows
 
 
-_read_csv = read_csv
-
 
 def stage_breakdown(run: dict[str, Any], stage: str = "expert") -> list[dict[str, Any]]:
     """Fig. 3a: per worker, the stage's wall split into model loading, generating and idle (the
     rest: engine start-up, unloading, waiting for the slowest worker), from the run's sessions.csv."""
-    sessions = [s for s in _read_csv(Path(run["_dir"]) / "sessions.csv") if s["stage"] == stage]
+    sessions = pd.read_csv(Path(run["_dir"]) / "sessions.csv", dtype={"model": str, "stage": str})
+    sessions = sessions[sessions["stage"] == stage]
     wall = run[f"{stage}_stage_s"]
     paper = PAPER_RR_WORKERS.get(run["workload"], {}) if run["scheduler"] == "round_robin" else {}
+    busy = sessions.assign(load=sessions["load_end_s"] - sessions["load_start_s"],
+                           gen=sessions["run_end_s"] - sessions["run_start_s"]).groupby("worker", sort=True)
+    load, gen = busy["load"].agg(math.fsum), busy["gen"].agg(math.fsum)   # correctly rounded: order-free
+    models = busy["model"].agg(lambda m: list(dict.fromkeys(m)))
     rows = []
-    for w in sorted({int(s["worker"]) for s in sessions} | {wk["id"] for wk in run["workers"]}):
-        mine = [s for s in sessions if int(s["worker"]) == w]
-        load = sum(float(s["load_end_s"]) - float(s["load_start_s"]) for s in mine)
-        gen = sum(float(s["run_end_s"]) - float(s["run_start_s"]) for s in mine)
-        models = list(dict.fromkeys(s["model"] for s in mine))
+    for w in sorted(set(sessions["worker"].astype(int)) | {wk["id"] for wk in run["workers"]}):
+        mine = models.get(w, [])
+        ld, gn = float(load.get(w, 0.0)), float(gen.get(w, 0.0))
         rows.append({"workload": run["workload"], "scheduler": run["scheduler"], "seed": run["seed"], "worker": w,
-                     "models": "+".join(models), "load_s": load, "generate_s": gen, "idle_s": max(0.0, wall - load - gen),
-                     "stage_wall_s": wall, "paper_busy_s": paper.get(frozenset(models), "")})
+                     "models": "+".join(mine), "load_s": ld, "generate_s": gn, "idle_s": max(0.0, wall - ld - gn),
+                     "stage_wall_s": wall, "paper_busy_s": paper.get(frozenset(mine), "")})
     return rows
 
 
 def stage_decomposition(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fig. 6: expert + aggregator stage walls, baseline (RR, always) vs MOSAIC (ILP, tau = 2/3),
     mean over seeds, with the paper's beside."""
+    df = runs_frame(runs) if runs else pd.DataFrame()
+    if df.empty:
+        return []
+    df = df[df["variant"] == "main"]
     arms = {"baseline": (BASELINE[0], BASELINE[1]), "mosaic": (MOSAIC, "tau067")}
-    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in runs:
-        for arm, (sch, agg) in arms.items():
-            if (r["scheduler"], _agg(r)) == (sch, agg) and not variant_of(r):
-                by[(r["workload"], arm)].append(r)
+    parts = [df[(df["scheduler"] == sch) & (df["aggregation"] == agg)].assign(arm=arm)
+             for arm, (sch, agg) in arms.items()]
+    walls = pd.concat(parts).groupby(["workload", "arm"], sort=True).agg(
+        # statistics.mean: correctly rounded, so the committed means do not move with the summation order
+        n_seeds=("seed", "size"), expert_s=("expert_stage_s", statistics.mean),
+        aggregator_s=("aggregator_stage_s", statistics.mean), end_to_end_s=("end_to_end_s", statistics.mean))
     rows = []
-    for (wl, arm), rs in sorted(by.items()):
+    for (wl, arm), r in walls.iterrows():
         ds = dataset_of(wl)
         e2e, agg = PAPER_STAGES[ds][arm] if ds in PAPER_STAGES and not wl.startswith(("trace_", "synth_")) \
             else (None, None)
-        rows.append({"workload": wl, "arm": arm, "n_seeds": len(rs),
-                     "expert_s": statistics.mean(r["expert_stage_s"] for r in rs),
-                     "aggregator_s": statistics.mean(r["aggregator_stage_s"] for r in rs),
-                     "end_to_end_s": statistics.mean(r["end_to_end_s"] for r in rs),
+        rows.append({"workload": wl, "arm": arm, "n_seeds": int(r["n_seeds"]), "expert_s": float(r["expert_s"]),
+                     "aggregator_s": float(r["aggregator_s"]), "end_to_end_s": float(r["end_to_end_s"]),
                      "paper_expert_s": round(e2e - agg, 2) if e2e else "", "paper_aggregator_s": agg or "",
                      "paper_end_to_end_s": e2e or ""})
     return rows
@@ -334,14 +382,12 @@ def bucket_label(votes: int, k: int) -> str:
 def question_lengths(run: dict[str, Any]) -> list[tuple[float, int]]:
     """(agreement, output tokens summed over the question's expert requests) per question."""
     d = Path(run["_dir"])
-    qs = _read_csv(d / "queries.csv")
-    if qs and "expert_output_tokens" in qs[0]:
-        return [(float(q["agreement"]), int(q["expert_output_tokens"])) for q in qs]
-    tokens: dict[str, int] = defaultdict(int)   # summaries written before the column existed
-    for t in _read_csv(d / "trace.csv"):
-        if t["stage"] == "expert":
-            tokens[t["query_id"]] += int(t["output_tokens"])
-    return [(float(q["agreement"]), tokens[q["query_id"]]) for q in qs]
+    qs = pd.read_csv(d / "queries.csv", dtype={"query_id": str})
+    if "expert_output_tokens" not in qs:   # runs written before the column existed
+        trace = pd.read_csv(d / "trace.csv", usecols=["query_id", "stage", "output_tokens"], dtype={"query_id": str})
+        per_query = trace[trace["stage"] == "expert"].groupby("query_id")["output_tokens"].sum()
+        qs["expert_output_tokens"] = qs["query_id"].map(per_query).fillna(0)
+    return [(float(a), int(n)) for a, n in zip(qs["agreement"], qs["expert_output_tokens"])]
 
 
 def agreement_buckets(run: dict[str, Any], k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -381,11 +427,9 @@ def agreement_buckets(run: dict[str, Any], k: int = 3) -> tuple[list[dict[str, A
 def requests_per_model(run: dict[str, Any]) -> dict[str, int]:
     if "expert_requests_per_model" in run:
         return dict(run["expert_requests_per_model"])
-    counts: dict[str, int] = defaultdict(int)   # summaries written before the key existed
-    for t in _read_csv(Path(run["_dir"]) / "trace.csv"):
-        if t["stage"] == "expert":
-            counts[t["model"]] += 1
-    return dict(counts)
+    # Summaries written before the key existed: counted from the trace, in order of first use.
+    trace = pd.read_csv(Path(run["_dir"]) / "trace.csv", usecols=["model", "stage"], dtype=str)
+    return {m: int(n) for m, n in trace[trace["stage"] == "expert"]["model"].value_counts(sort=False).items()}
 
 
 def slot_table(runs: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
@@ -482,14 +526,15 @@ def stage_diagnostics(runs: list[dict[str, Any]], seed: int = 0) -> list[dict[st
         variant = variant_of(r)
         if arm is None or r["seed"] != seed or any(k not in ("routing",) for k, _ in variant):
             continue
-        trace = _read_csv(Path(r["_dir"]) / "trace.csv")
-        agg = [int(t["output_tokens"]) for t in trace if t["stage"] == "aggregator"]
+        trace = pd.read_csv(Path(r["_dir"]) / "trace.csv", usecols=["stage", "worker", "output_tokens"],
+                            dtype={"stage": str})
+        agg = trace.loc[trace["stage"] == "aggregator", "output_tokens"]
         worst = max((w for w in stage_breakdown(r)), key=lambda w: w["load_s"] + w["generate_s"])
-        expert = [t for t in trace if t["stage"] == "expert" and int(t["worker"]) == worst["worker"]]
-        tokens = sum(int(t["output_tokens"]) for t in expert)
+        expert = trace[(trace["stage"] == "expert") & (trace["worker"] == worst["worker"])]
+        tokens = int(expert["output_tokens"].sum())
         rows.append({"variant": variant_label(variant), "workload": r["workload"], "arm": arm,
-                     "aggregator_requests": len(agg), "aggregator_tokens": sum(agg),
-                     "aggregator_mean_tokens": sum(agg) / len(agg) if agg else 0.0,
+                     "aggregator_requests": len(agg), "aggregator_tokens": int(agg.sum()),
+                     "aggregator_mean_tokens": int(agg.sum()) / len(agg) if len(agg) else 0.0,
                      "aggregator_s": r["aggregator_stage_s"],
                      "aggregator_tokens_per_s": sum(agg) / r["aggregator_stage_s"] if r["aggregator_stage_s"] else 0.0,
                      "expert_s": r["expert_stage_s"], "expert_lower_bound_s": r.get("expert_lower_bound_s"),
