@@ -35,12 +35,24 @@ def _runs(args: list[str]) -> int:
                                  "or a run's folder) as one table: a row per run, a column per override.")
     ap.add_argument("dir", type=Path)
     ap.add_argument("--csv", type=Path, help="write the whole table (every summary value) to this CSV file")
+    ap.add_argument("--requests", type=Path, help="write every request of every run (their trace.csv rows, "
+                    "with run_dir and the overrides) to this .parquet (needs pyarrow: pip install "
+                    "'mosaic-moa[parquet]') or .csv file")
     ap.add_argument("--columns", default="end_to_end_s,expert_stage_s,aggregator_stage_s,accuracy",
                     help="summary columns to print beside the overrides (comma-separated)")
     a = ap.parse_args(args)
     if not a.dir.is_dir():
         print(f"error: {a.dir} is not a directory; give a run's or a sweep's folder", file=sys.stderr)
         return 2
+    if a.requests is not None and a.requests.suffix not in (".parquet", ".csv"):
+        print(f"error: --requests {a.requests}: name a .parquet or a .csv file", file=sys.stderr)
+        return 2
+    if a.requests is not None and a.requests.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            print("error: --requests .parquet needs pyarrow: pip install pyarrow (or write a .csv)", file=sys.stderr)
+            return 2
     from mosaic.analysis.runs import load_runs, override_columns
 
     df = load_runs(a.dir)
@@ -52,6 +64,12 @@ def _runs(args: list[str]) -> int:
     if a.csv:
         df.to_csv(a.csv, index=False)
         print(f"wrote {a.csv}", file=sys.stderr)
+    if a.requests:
+        from mosaic.analysis.runs import load_requests, write_table
+
+        requests = load_requests(a.dir, df)
+        write_table(requests, a.requests)
+        print(f"wrote {a.requests} ({len(requests)} requests of {len(df)} runs)", file=sys.stderr)
     wanted = [c for c in a.columns.split(",") if c]
     unknown = [c for c in wanted if c not in df.columns]
     if unknown:

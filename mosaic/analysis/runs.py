@@ -89,6 +89,7 @@ def override_columns(df: pd.DataFrame) -> list[str]:
 
 
 def load_runs(sweep: str | Path) -> pd.DataFrame:
+    """The finished runs under `sweep` as one table (the module docstring says what is in it)."""
     runs, skipped = finished_runs(Path(sweep))
     overrides: dict[str, None] = {}
     rows = []
@@ -109,3 +110,41 @@ def load_runs(sweep: str | Path) -> pd.DataFrame:
     df.attrs["skipped"] = [(str(d), why) for d, why in skipped]
     df.attrs["overrides"] = [k for k in overrides if k not in ("hydra.run.dir", "hydra.sweep.dir")]
     return df
+
+
+# trace.csv's columns that are text: read as such (an answer "1" stays "1", an empty error is "").
+_TEXT_COLUMNS = ("request_id", "query_id", "model", "stage", "answer", "error", "text")
+
+
+def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every request of every finished run under `sweep` as one table: each run's trace.csv rows
+    (docs/outputs.md) with its `run_dir` and override columns in front. `runs`: load_runs(sweep),
+    if already read. A whole sweep's requests (a million rows for the paper sweep) are best kept as
+    Parquet: `mosaic runs DIR --requests FILE.parquet`."""
+    runs = load_runs(sweep) if runs is None else runs
+    keys = ["run_dir", *override_columns(runs)]
+    parts = []
+    for _, run in runs.iterrows():
+        t = pd.read_csv(Path(run["run_dir"]) / "trace.csv", dtype={c: str for c in _TEXT_COLUMNS},
+                        keep_default_na=False, na_values={c: [""] for c in ("worker", "session", "start_s",
+                                                                              "first_token_s", "finish_s")})
+        for k in reversed(keys):
+            t.insert(0, k, run[k] if k in run else None)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keys)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """`df` as Parquet (by the name's .parquet) or CSV. A column of mixed kinds (an override that is
+    a number in one run and text in another) is written as text: Parquet columns have one type."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix != ".parquet":
+        df.to_csv(path, index=False, lineterminator="\n")
+        return
+    out = df.copy()
+    for c in out.columns[out.dtypes == object]:
+        kinds = {type(v) for v in out[c] if v is not None and v == v}
+        if len(kinds) > 1 or (kinds and not kinds <= {str, bool}):
+            out[c] = [None if v is None or v != v else str(v) for v in out[c]]
+    out.to_parquet(path, index=False)

@@ -1,9 +1,14 @@
 """load_runs: any sweep as a DataFrame, a row per finished run and a column per override."""
+import csv
 import json
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 
-from mosaic.analysis import load_runs
+from mosaic.analysis import load_requests, load_runs
+from mosaic.analysis.runs import write_table
 from mosaic.run.builder import compose
 from mosaic.run.cli import run_job
 
@@ -26,3 +31,45 @@ def test_a_sweep_is_one_row_per_finished_run_with_its_overrides(tmp_path):
         assert df.loc[i, "serving.expert.latency_s.p90"] == pytest.approx(s["serving"]["expert"]["latency_s"]["p90"])
         assert df.loc[i, "wall_s"] == pytest.approx(s["provenance"]["wall_s"])
     assert [d.endswith("c") for d, _ in df.attrs["skipped"]] == [True]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("requests")
+    assert job(root / "a", "workload=smoke", "seed=1") == 0
+    assert job(root / "b", "workload=smoke", "scheduler=round_robin", "seed=2") == 0
+    return root
+
+
+def test_every_request_of_every_run_is_one_row_with_its_run(two_runs):
+    req = load_requests(two_runs)
+    for d, seed in (("a", 1), ("b", 2)):
+        rows = list(csv.DictReader(open(two_runs / d / "trace.csv")))
+        mine = req[req["run_dir"] == str(two_runs / d)]
+        assert len(mine) == len(rows) and set(mine["seed"]) == {seed}
+        assert list(mine["request_id"]) == [r["request_id"] for r in rows]
+        assert list(mine["output_tokens"]) == [int(r["output_tokens"]) for r in rows]
+        assert list(mine["answer"]) == [r["answer"] for r in rows]   # text stays text ("" not NaN)
+    assert set(req["scheduler"]) == {"engine_aware", "round_robin"}   # as in load_runs: the override, or the summary's
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_requests_table_round_trips_and_mixed_overrides_become_text(two_runs, tmp_path, suffix):
+    req = load_requests(two_runs)
+    req["mixed"] = [1 if i % 2 else "x" for i in range(len(req))]   # a number in one run, text in another
+    write_table(req, tmp_path / f"r{suffix}")
+    back = pd.read_parquet(tmp_path / f"r{suffix}") if suffix == ".parquet" else pd.read_csv(tmp_path / f"r{suffix}")
+    assert len(back) == len(req)
+    assert list(back["finish_s"]) == pytest.approx(list(req["finish_s"]))
+    assert list(back["mixed"].astype(str)) == [str(v) for v in req["mixed"]]
+
+
+def test_mosaic_runs_writes_the_requests_and_refuses_another_suffix(two_runs, tmp_path):
+    out = tmp_path / "all.parquet"
+    p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), "--requests", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert len(pd.read_parquet(out)) == len(load_requests(two_runs))
+    p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), "--requests", str(tmp_path / "x.xlsx")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == f"error: --requests {tmp_path / 'x.xlsx'}: name a .parquet or a .csv file"
