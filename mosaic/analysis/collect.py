@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mosaic.analysis import paper_table as report
-from mosaic.analysis.runs import finished_runs, flatten
+from mosaic.analysis.runs import finished_runs, flatten, runs_table
 from mosaic.core.tables import read_csv, write_csv
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
@@ -113,7 +113,7 @@ def collect(sweep: Path, out: Path) -> str:
         raise FileNotFoundError(f"no run under {sweep} is in the paper's setting ({PAPER_WORKERS} workers); "
                                 "compare other sweeps with mosaic.analysis.load_runs")
     check_unique(runs)
-    rows = report.paper_table(runs)
+    rows = report.paper_table(runs_table(runs))
     write_csv(out / "paper_table.csv", rows, report.COLUMNS)
     (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))
     flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list)) and not k.startswith("_")}

@@ -28,6 +28,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from mosaic.analysis.runs import runs_table
+
 
 # The paper's experiment: a run's `settings` (summary.json) differ from these only in a variant.
 PAPER_SETTINGS: dict[str, Any] = {"K": 2, "rr_order": "first_seen", "routing": "router", "replacement": True,
@@ -91,9 +93,21 @@ def dataset_of(workload: str) -> str | None:
 
 # ------------------------------------------------------------------ variants
 
-def variant_of(run: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The settings in which this run differs from the paper's, among those its policy reads. A
-    summary written before `settings` existed counts as the paper's setting."""
+def _scalar(v: Any) -> Any:
+    """A setting as its summary had it, from a table cell: NaN (no value in this run) is None and a
+    whole float is the int it was before a column of ints and None made it a float."""
+    if isinstance(v, float):
+        return None if v != v else int(v) if v.is_integer() else v
+    return v.item() if hasattr(v, "item") else v
+
+
+def variant_of(run: dict[str, Any] | pd.Series) -> tuple[tuple[str, Any], ...]:
+    """The settings in which this run differs from the paper's, among those its policy reads: `run`
+    a summary, or a row of load_runs' table (its `settings.*` columns). A summary written before
+    `settings` existed counts as the paper's setting."""
+    if isinstance(run, pd.Series):
+        given = {k: _scalar(run[f"settings.{k}"]) for k in PAPER_SETTINGS if f"settings.{k}" in run}
+        run = {"scheduler": run["scheduler"], "settings": given}
     settings = {**PAPER_SETTINGS, **(run.get("settings") or {})}
     return tuple((k, settings[k]) for k in PAPER_SETTINGS
                  if settings[k] != PAPER_SETTINGS[k] and run["scheduler"] in POLICY_SETTINGS.get(k, {run["scheduler"]}))
@@ -118,15 +132,23 @@ _RUN_COLUMNS = ("expert_stage_s", "aggregator_stage_s", "end_to_end_s", "skip_ra
                 "accuracy_always_aggregate")
 
 
-def runs_frame(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: its variant (label, and the settings tuple as `_variant`), workload,
-    scheduler, aggregation, seed and the summary numbers the tables read. A run given twice (same
-    variant, workload, scheduler, aggregation and seed) counts once, the later one."""
-    rows = [{"variant": variant_label(variant_of(r)), "_variant": variant_of(r), "workload": r["workload"],
-             "scheduler": r["scheduler"], "aggregation": _agg(r), "seed": r["seed"],
-             **{c: r.get(c) for c in _RUN_COLUMNS}} for r in runs]
-    df = pd.DataFrame(rows, columns=["variant", "_variant", "workload", "scheduler", "aggregation", "seed",
-                                     *_RUN_COLUMNS])
+def runs_frame(runs: pd.DataFrame | Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """From load_runs' table (mosaic.analysis.runs; or the summaries it is made of), what the paper
+    table reads: a row per run with its variant (label, and the settings tuple as `_variant`),
+    workload, scheduler, aggregation, seed and summary numbers. A run given twice (same variant,
+    workload, scheduler, aggregation and seed) counts once, the later one."""
+    if not isinstance(runs, pd.DataFrame):
+        runs = runs_table(list(runs))
+    keys = ["variant", "_variant", "workload", "scheduler", "aggregation", "seed"]
+    if runs.empty:
+        return pd.DataFrame(columns=[*keys, *_RUN_COLUMNS])
+    variants = [variant_of(row) for _, row in runs.iterrows()]
+    aggregation = runs["aggregation.name"] if "aggregation.name" in runs else pd.Series(None, index=runs.index)
+    df = pd.DataFrame({"variant": [variant_label(v) for v in variants], "_variant": variants,
+                       "workload": runs["workload"].tolist(), "scheduler": runs["scheduler"].tolist(),
+                       "aggregation": [None if a != a else a for a in aggregation],
+                       "seed": [int(x) for x in runs["seed"]],
+                       **{c: (runs[c].tolist() if c in runs else [None] * len(runs)) for c in _RUN_COLUMNS}})
     return df.drop_duplicates(["variant", "workload", "scheduler", "aggregation", "seed"], keep="last")
 
 
@@ -151,7 +173,7 @@ def _arm(df: pd.DataFrame, keys: pd.DataFrame, scheduler: str, aggregation: str,
     return out
 
 
-def per_seed_metrics(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def per_seed_metrics(runs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (variant, workload, seed, metric) with a value: the seeds that have every run the
     metric needs, MOSAIC's runs beside the baseline's of the same workload and seed (each arm's
     variant projected onto the settings its policy reads). Ordered main first, then by variant,
@@ -202,9 +224,9 @@ def verdict(metric: str, simulated: float, paper: float | None) -> tuple[str, st
     return ("" if paper is None else "yes" if abs(simulated - paper) <= REL_TOLERANCE * abs(paper) + 1e-9 else "no"), rule
 
 
-def paper_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The table's rows: per variant, workload and metric, the mean and sample std over seeds, the
-    paper's value and the verdict (COLUMNS)."""
+def paper_table(runs: pd.DataFrame | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows from load_runs' table of the sweep (or its summaries): per variant, workload
+    and metric, the mean and sample std over seeds, the paper's value and the verdict (COLUMNS)."""
     long = per_seed_metrics(runs)
     if long.empty:
         return []

@@ -90,11 +90,17 @@ def override_columns(df: pd.DataFrame) -> list[str]:
 
 def load_runs(sweep: str | Path) -> pd.DataFrame:
     """The finished runs under `sweep` as one table (the module docstring says what is in it)."""
-    runs, skipped = finished_runs(Path(sweep))
+    return runs_table(*finished_runs(Path(sweep)))
+
+
+def runs_table(runs: list[dict[str, Any]], skipped: list[tuple[Path, str]] = ()) -> pd.DataFrame:
+    """The table of load_runs from finished_runs' summaries (each with its `_dir`), which are left
+    as they are."""
     overrides: dict[str, None] = {}
     rows = []
     for s in runs:
-        d = Path(s.pop("_dir"))
+        d = Path(s["_dir"])
+        s = {k: v for k, v in s.items() if not k.startswith("_")}
         row: dict[str, Any] = {"run_dir": str(d)}
         for o in _overrides(s, d):
             key, _, value = o.lstrip("+~").partition("=")
