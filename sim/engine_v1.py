@@ -33,6 +33,19 @@ def _blocks(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
 
 
+@dataclass
+class Inbox:
+    """Requests handed to a running engine over time (agent graphs: a request is released when its
+    precursors finish). The caller appends to `arrivals` and `cancels`; the engine takes them
+    between steps, as vLLM's engine core takes requests from its input queue, and reports each
+    request it finishes in `finished`. When it has nothing to do it yields None: the caller wakes
+    it when something arrives, or closes the inbox to end the engine."""
+    arrivals: deque = field(default_factory=deque)   # (id, prompt tokens, output tokens)
+    cancels: set = field(default_factory=set)         # request ids to abort (waiting or running)
+    finished: list = field(default_factory=list)      # V1Seq, as they finish (or are cancelled)
+    closed: bool = False
+
+
 @dataclass(eq=False)   # identity: requests are compared by who they are
 class V1Seq:
     rid: str
@@ -46,6 +59,7 @@ class V1Seq:
     finish: float | None = None
     cached: list | None = None   # while preempted: its free-queue segment of still-cached blocks
     preemptions: int = 0
+    cancelled: bool = False      # aborted through an Inbox before it finished
 
     @property
     def num_tokens(self) -> int:
@@ -78,10 +92,12 @@ class V1Engine:
     result: EngineResult = field(init=False)
     steps_log: list[StepRecord] = field(init=False, default_factory=list)
 
-    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float]
-            ) -> Generator[float, None, EngineResult]:
+    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float], inbox: Inbox | None = None
+            ) -> Generator[float | None, None, EngineResult]:
         """Yields step durations (seconds); the caller advances the clock. requests: (id, prompt,
-        output tokens) in submission order, all submitted at once."""
+        output tokens) in submission order, all submitted at once. With an `inbox`, more arrive
+        (and some are cancelled) while it runs: it steps one at a time (no jump can know the next
+        arrival) and yields None when idle, until the inbox is closed."""
         B = self.block_size
         seqs = [V1Seq(rid, p, t) for rid, p, t in requests]
         self.result = res = EngineResult(seqs)  # type: ignore[arg-type]
@@ -138,16 +154,21 @@ class V1Engine:
             s.blocks = hits
             s.computed = hits * B
 
-        while waiting or running or pending:
+        while waiting or running or pending or (inbox is not None and not inbox.closed):
             t = now()
             while pending and pending[0][0] <= t:   # arrivals join the queue between steps
                 waiting.append(pending.popleft()[1])
+            if inbox is not None:
+                self._take(inbox, seqs, waiting, running, release)
             if not waiting and not running:          # idle until the next request arrives
+                if not pending:
+                    yield None
+                    continue
                 yield pending[0][0] - t
                 continue
             # -------- a run of identical decode steps, when nothing can change before an event
             n = len(running)
-            if (running and not pending and all(s.computed == s.num_tokens - 1 for s in running)
+            if (running and not pending and inbox is None and all(s.computed == s.num_tokens - 1 for s in running)
                     and n <= self.max_num_batched_tokens
                     and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
                          or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):
@@ -228,7 +249,28 @@ class V1Engine:
                     if s.first_token is None:
                         s.first_token = t1
             free += self._retire(running, free_q, t1)
+            if inbox is not None:
+                inbox.finished.extend(s for s, _ in scheduled if s.finish == t1 and s.generated >= s.target)
         return res
+
+    @staticmethod
+    def _take(inbox: Inbox, seqs: list, waiting: deque, running: list, release: Callable) -> None:
+        """Between steps: the inbox's new requests join the queue; cancelled ones leave it, or the
+        batch, their KV blocks freed (never reused: a cancelled request does not come back)."""
+        while inbox.arrivals:
+            rid, prompt, target = inbox.arrivals.popleft()
+            s = V1Seq(rid, prompt, target)
+            seqs.append(s)
+            waiting.append(s)
+        if inbox.cancels:
+            gone = inbox.cancels
+            inbox.cancels = set()
+            for queue in (waiting, running):
+                for s in [s for s in queue if s.rid in gone]:
+                    queue.remove(s)
+                    release(s, keep_cached=False)
+                    s.cancelled = True
+                    inbox.finished.append(s)
 
     def _retire(self, running: list[V1Seq], free_q: deque, t: float) -> int:
         """Finished requests leave and their blocks return to the free queue (unowned: prompts are

@@ -20,7 +20,7 @@ LAYERS = [
     ("mosaic.core",),
     ("mosaic.config", "mosaic.conf"),
     ("mosaic.profiles", "mosaic.cluster", "mosaic.plan", "mosaic.trace"),
-    ("mosaic.workload",),
+    ("mosaic.workload", "mosaic.graphs"),
     ("mosaic.costs",),
     ("mosaic.schedulers", "mosaic.backends"),
     ("sim", "vllm_backend"),
@@ -32,7 +32,8 @@ LAYERS = [
 # or analyses (the scheduler core never imports a backend either: the layers above see to that).
 BACKEND_MAY_IMPORT = ("mosaic.core", "mosaic.config", "mosaic.profiles", "mosaic.cluster", "mosaic.plan",
                       "mosaic.trace", "mosaic.workload.types", "mosaic.workload.prompts", "mosaic.workload.tokens",
-                      "mosaic.backends", "sim", "vllm_backend")
+                      "mosaic.backends", "mosaic.graphs.shape", "mosaic.graphs.trace", "mosaic.graphs.outcomes",
+                      "sim", "vllm_backend")
 
 
 def module_name(path: Path) -> str:

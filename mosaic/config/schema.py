@@ -246,6 +246,75 @@ class ModelsConfig:
     models: dict[str, Any] = field(default_factory=dict)   # name -> {hf_id | path | tiny, engine}
 
 
+TOPOLOGY_KINDS = ("flat", "dense", "tree")
+EARLY_EXITS = ("none", "qmetric", "agreement")
+
+
+@dataclass
+class TopologyConfig:
+    """The shape of the MoA graph each query runs (mosaic/graphs/). `flat` is MOSAIC's pipeline:
+    k routed experts, then the aggregator, stage by stage over the whole dataset. `dense` and
+    `tree` run each query as a graph of agent requests, a request released when its precursors are
+    done (or cancelled), `concurrency` queries in flight at a time (Faster-MoA's setting)."""
+
+    name: str = "flat"
+    kind: str = "flat"
+    # dense: agents per layer below the aggregator, each agent reading every output of the layer
+    # below (all-to-all); e.g. [9, 9] = Faster-MoA's 9-9-1 baseline.
+    layers: list[int] = field(default_factory=list)
+    branching: int = 3            # tree: precursor agents per successor (a cluster)
+    depth: int = 2                # tree: agent layers below the root (3^2 = 9 leaves, 3 successors, 1 root)
+    # Models of the agents: dense cycles them over each layer's agents; tree gives cluster position
+    # i the i-th (one small, one medium, one large model per cluster in Faster-MoA).
+    agents: list[str] = field(default_factory=list)
+    aggregator: Optional[str] = None   # the root's model; null = the workload's aggregator
+    # Cancel the rest of a cluster (tree) or layer (dense) once its finished agents are confident
+    # and agree: qmetric = Faster-MoA's Algorithm 1 (with probability Q = sqrt(C * B)), agreement =
+    # when every finished answer (two at least) is the same. Seeded by the run's seed.
+    early_exit: str = "none"
+    exit_tau: float = 0.7         # qmetric: the similarity target tau of B = 1 - |P - tau| / tau
+    concurrency: int = 1          # queries in flight; the next starts when one finishes
+
+    def __post_init__(self) -> None:
+        check_choice("topology.kind", self.kind, TOPOLOGY_KINDS)
+        check_choice("topology.early_exit", self.early_exit, EARLY_EXITS)
+        if self.kind == "flat":
+            given = [f"topology.{k}" for k, v in (("layers", list(self.layers)), ("agents", list(self.agents)),
+                                                  ("aggregator", self.aggregator),
+                                                  ("early_exit", self.early_exit)) if v not in ([], None, "none")]
+            given += [f"topology.{k}" for k, d in (("branching", 3), ("depth", 2), ("exit_tau", 0.7),
+                                                   ("concurrency", 1)) if getattr(self, k) != d]
+            if given:
+                raise ConfigError(f"{', '.join(given)} set with topology.kind=flat, which runs the MOSAIC pipeline "
+                                  "and reads none of them; choose topology=dense or topology=tree, or remove them")
+            return
+        if self.kind == "dense" and (not self.layers or any(not _integer(n) or n < 1 for n in self.layers)):
+            raise ConfigError(f"topology.layers must list the agents per layer, each >= 1, for a dense graph (got "
+                              f"{list(self.layers)}); e.g. topology.layers=[9,9]")
+        if self.kind == "tree":
+            if self.layers:
+                raise ConfigError("topology.layers is for dense graphs; a tree's shape is topology.branching and "
+                                  "topology.depth")
+            if not _integer(self.branching) or not 2 <= self.branching <= 64:
+                raise ConfigError(f"topology.branching must be an integer in [2, 64] (got {self.branching!r})")
+            if not _integer(self.depth) or not 1 <= self.depth <= 6 or self.branching ** self.depth > 4096:
+                raise ConfigError(f"topology.depth must be an integer in [1, 6] with at most 4096 leaves "
+                                  f"(got depth {self.depth!r}, branching {self.branching})")
+        if not self.agents or not all(isinstance(a, str) and a for a in self.agents):
+            raise ConfigError(f"topology.agents must name the agents' models (profile names), e.g. "
+                              f"topology.agents=[Qwen,Gemma,LlamaR1] (got {list(self.agents)})")
+        if self.kind == "tree" and len(self.agents) != self.branching:
+            raise ConfigError(f"topology.agents gives {len(self.agents)} models for clusters of "
+                              f"topology.branching={self.branching}: give one model per cluster position")
+        _check_range("topology.exit_tau", self.exit_tau, 1e-6, 1.0, "the pairwise similarity early exit aims at")
+        if self.early_exit != "qmetric" and self.exit_tau != 0.7:
+            raise ConfigError(f"topology.exit_tau is read by topology.early_exit=qmetric only (got early_exit="
+                              f"{self.early_exit}); remove it or use the qmetric rule")
+        if not _integer(self.concurrency) or not 1 <= self.concurrency <= 100_000:
+            raise ConfigError(f"topology.concurrency must be an integer in [1, 100000] (got {self.concurrency!r}): "
+                              "the queries in flight at once")
+
+
 @dataclass
 class MosaicConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -255,6 +324,7 @@ class MosaicConfig:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:

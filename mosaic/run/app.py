@@ -32,11 +32,18 @@ def settings_not_applied(c: MosaicConfig) -> list[str]:
 @dataclass(frozen=True)
 class RunOutput:
     summary: dict[str, Any]
-    result: PipelineResult
+    result: PipelineResult | None
+    # An agent-graph run (topology dense or tree): (GraphTrace, placement, agents); result is None.
+    graph: tuple | None = None
 
 
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
+    if r.config.topology.kind != "flat":
+        from mosaic.run import graph_run as graphs
+
+        trace, placement, shape = graphs.execute(r)
+        return RunOutput(graphs.summary(r, trace, placement), None, (trace, placement, shape))
     truncated = r.truncated
     if truncated:
         log.warning("workload.oversize=truncate: %d requests cut to fit the engine (e.g. %s)", len(truncated),
@@ -77,6 +84,12 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     and summary.json last: an error or a signal part-way leaves no summary.json, so a directory
     with one holds a finished run."""
     directory.mkdir(parents=True, exist_ok=True)
+    if out.graph is not None:
+        from mosaic.run import graph_run as graphs
+
+        session_rows = graphs.write(directory, *out.graph, out.summary)
+        _draw(directory, session_rows, out.summary)
+        return
     plans = {"expert": serde.to_dict(out.result.expert.plan),
              "aggregator": serde.to_dict(out.result.aggregator.plan)}
     traces = [out.result.expert.trace, out.result.aggregator.trace]
@@ -93,8 +106,12 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     for name, write in files.items():
         write_atomic(directory / name, write)
+    _draw(directory, session_rows, out.summary)
+
+
+def _draw(directory: Path, session_rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     try:   # a picture of the run; never a reason to fail a run whose results are written
-        timeline.write(directory, session_rows, out.summary)
+        timeline.write(directory, session_rows, summary)
     except Exception as e:  # noqa: BLE001
         log.warning("timeline.png not drawn: %s", e)
 
@@ -105,6 +122,9 @@ def _json(f: IO[str], obj: Any, indent: int) -> None:
 
 
 def format_table(s: dict[str, Any]) -> str:
+    if (s.get("topology") or {}).get("kind", "flat") != "flat":
+        from mosaic.run.graph_run import format_table as graph_table
+        return graph_table(s)
     rows = [("scheduler", s["scheduler"]), ("workload", f"{s['workload']} (seed {s['seed']})"),
             ("queries / expert requests", f"{s['n_queries']} / {s['n_expert_requests']}"),
             ("expert stage", f"{s['expert_stage_s']:.1f} s"),

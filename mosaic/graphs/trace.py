@@ -1,0 +1,55 @@
+"""What running agent graphs observed: a record per agent request (served or cancelled) and per
+query, as plain frozen dataclasses, the same from either backend. Times in seconds from the start
+of the run (0 = workers start; engines load first, then queries start)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mosaic.trace import SessionRecord, WorkerStats
+
+SERVED, CANCELLED = "served", "cancelled"
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    request_id: str            # "<query>/<agent>"
+    query_id: str
+    agent: str                 # "L1.0", ..., "agg"
+    layer: int
+    model: str
+    worker: int | None         # None: cancelled before it was released to an engine
+    release_s: float | None    # its precursors were all done (or cancelled): handed to the engine
+    start_s: float | None      # its first prefill step began
+    first_token_s: float | None
+    finish_s: float | None     # served: its last token; cancelled: when it was cancelled
+    prompt_tokens: int | None  # its prefix plus the outputs it read
+    output_tokens: int         # tokens generated (a cancelled request: before it was cancelled)
+    answer: str | None
+    confidence: float | None
+    status: str                # served | cancelled
+    cancelled_by: str = ""     # the early-exit rule that cancelled it
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    query_id: str
+    start_s: float
+    finish_s: float            # its aggregator's last token
+    latency_s: float
+    answer: str | None
+    gold: str
+    correct: bool
+    served: int                # agent requests served (the aggregator included)
+    cancelled: int
+
+
+@dataclass(frozen=True)
+class GraphTrace:
+    backend: str
+    makespan_s: float
+    ready_s: float             # every engine was loaded: the first queries started
+    requests: tuple[AgentRecord, ...]
+    queries: tuple[QueryRecord, ...]
+    sessions: tuple[SessionRecord, ...]
+    workers: tuple[WorkerStats, ...]
+    truncated_prompts: int = 0  # prompts cut to the context window (their inputs' tail dropped)

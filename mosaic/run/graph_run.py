@@ -1,0 +1,144 @@
+"""A run of agent graphs (topology=dense|tree) from a built Run: its graph, placement, execution,
+summary and output files. mosaic/run/app.py hands a run here when its topology is not flat.
+
+Outputs (docs/outputs.md, "Agent-graph runs"): trace.csv (a row per agent request: served or
+cancelled, by which rule), queries.csv (a row per query: start, finish, latency, answer),
+sessions.csv (one engine per worker for the whole run), plan.json (the graph's agents and the
+placement), trace.perfetto.json, timeline.png and summary.json. Times are seconds from the start of
+the run; queries start once every engine is loaded (`ready_s`).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mosaic.core import serde
+from mosaic.core.errors import ConfigError
+from mosaic.core.tables import write_csv
+from mosaic.graphs.early_exit import should_exit
+from mosaic.graphs.outcomes import GraphAnswers
+from mosaic.graphs.placement import place
+from mosaic.graphs.shape import ROOT, graph_shape
+from mosaic.graphs.trace import CANCELLED, SERVED, GraphTrace
+from mosaic.run.serving import distribution
+
+if TYPE_CHECKING:
+    from mosaic.run.builder import Run
+
+GRAPH_STAGE = "graph"   # the stage column of sessions.csv for a graph run (one stage, absolute times)
+
+
+def dataset_of(r: "Run") -> str | None:
+    w = r.config.workload
+    return w.dataset or (w.preset if w.kind == "synthetic" else None)
+
+
+def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
+    c = r.config
+    t = c.topology
+    if c.backend.name != "sim":
+        raise ConfigError(f"topology={t.name} (kind {t.kind}) runs on backend=sim so far: the real executor does "
+                          "not run agent graphs yet; use backend=sim")
+    shape = graph_shape(t, t.aggregator or r.workload.aggregator)
+    models = {a.model for a in shape}
+    for m in sorted(models):
+        try:
+            r.profiles.model(m)
+        except (KeyError, ConfigError):
+            raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
+                              f"'{c.workload.profiles}' ({', '.join(r.profiles.models)})") from None
+    dataset = dataset_of(r)
+    placement = place(shape, r.profiles, dataset, c.cluster.n_workers)
+    answers = GraphAnswers(r.workload.queries, r.workload.options, r.profiles, dataset, c.seed,
+                           c.workload.aggregator_follow, models)
+    from sim.graph_backend import run_graphs   # the simulator: a backend, loaded when one runs
+
+    trace = run_graphs(r.workload.queries, shape, placement, r.cluster, r.profiles, answers.outcome,
+                       partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit, t.concurrency, c.seed)
+    return trace, placement, shape
+
+
+def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str, Any]:
+    c = r.config
+    t = c.topology
+    served = [x for x in trace.requests if x.status == SERVED]
+    cancelled = [x for x in trace.requests if x.status == CANCELLED]
+    agents = [x for x in served if x.agent != ROOT]
+    invocations = {m: {"served": 0, "cancelled": 0} for m in dict.fromkeys(placement.values())}
+    for x in trace.requests:
+        invocations[x.model][x.status] += 1
+    n = len(trace.queries)
+    tokens = sum(x.output_tokens for x in served)
+    return {
+        "scheduler": "graph_placement", "backend": trace.backend, "workload": c.workload.name, "seed": c.seed,
+        "topology": asdict(t),
+        "n_queries": n,
+        "n_expert_requests": sum(1 for x in trace.requests if x.agent != ROOT),
+        "n_aggregator_requests": sum(1 for x in trace.requests if x.agent == ROOT),
+        "n_failed_requests": 0, "first_request_error": None,
+        "n_served_requests": len(served), "n_cancelled_requests": len(cancelled),
+        "cancelled_by": dict(Counter(x.cancelled_by for x in cancelled)),
+        "truncated_prompts": trace.truncated_prompts,
+        "makespan_s": trace.makespan_s, "ready_s": trace.ready_s,
+        "query_latency_s": distribution([q.latency_s for q in trace.queries]),
+        "queries_per_s": n / (trace.makespan_s - trace.ready_s) if trace.makespan_s > trace.ready_s else None,
+        "output_tokens": tokens, "agent_output_tokens": sum(x.output_tokens for x in agents),
+        "accuracy": sum(q.correct for q in trace.queries) / n if n else None,
+        "invocations": invocations,
+        "placement": {str(w): m for w, m in sorted(placement.items())},
+        "workers": [{"id": w.worker, "busy_s": w.busy_s, "idle_s": w.idle_s,
+                     "sessions": [s.model for s in trace.sessions if s.worker == w.worker]} for w in trace.workers],
+        # The flat pipeline's scheduler, aggregation gate and expert routing do not run here.
+        "settings_not_applied": ["scheduler", "aggregation", "workload.k", "workload.routing"],
+    }
+
+
+def format_table(s: dict[str, Any]) -> str:
+    t = s["topology"]
+    shape = (f"layers {t['layers']}" if t["kind"] == "dense" else f"branching {t['branching']}, depth {t['depth']}")
+    lat = s["query_latency_s"]
+    rows = [("topology", f"{t['name']} ({t['kind']}: {shape}; early exit {t['early_exit']}; "
+                         f"concurrency {t['concurrency']})"),
+            ("workload", f"{s['workload']} (seed {s['seed']})"),
+            ("queries / agent requests", f"{s['n_queries']} / {s['n_served_requests'] + s['n_cancelled_requests']} "
+                                         f"({s['n_cancelled_requests']} cancelled)"),
+            ("query latency mean/p50/p90", "–" if lat["mean"] is None else
+             f"{lat['mean']:.1f} / {lat['p50']:.1f} / {lat['p90']:.1f} s"),
+            ("makespan (engines ready at)", f"{s['makespan_s']:.1f} s ({s['ready_s']:.1f} s)"),
+            ("accuracy", "–" if s["accuracy"] is None else f"{100 * s['accuracy']:.1f}%")]
+    rows += [(f"worker {w['id']}", f"{', '.join(w['sessions'])}: busy {w['busy_s']:.0f} s") for w in s["workers"]]
+    return "\n".join(f"{k:<31} {v}" for k, v in rows)
+
+
+def output_files(trace: GraphTrace, placement: dict[int, str], shape: tuple, summary: dict[str, Any]) -> dict:
+    """name -> writer(file), as mosaic/run/app.py writes them (atomically, summary.json last)."""
+    from mosaic.run.perfetto import document
+
+    session_rows = [dict(serde.to_dict(s), stage=GRAPH_STAGE) for s in trace.sessions]
+    request_rows = [serde.to_dict(x) for x in trace.requests]
+    drawn = [dict(x, stage=GRAPH_STAGE) for x in request_rows if x["status"] == SERVED]
+    plan = {"placement": {str(w): m for w, m in sorted(placement.items())}, "agents": [asdict(a) for a in shape]}
+    return {
+        "plan.json": lambda f: (json.dump(serde.strict_json(plan), f, indent=1), f.write("\n")),
+        "trace.csv": lambda f: write_csv(f, request_rows),
+        "sessions.csv": lambda f: write_csv(f, session_rows),
+        "queries.csv": lambda f: write_csv(f, [serde.to_dict(q) for q in trace.queries]),
+        "trace.perfetto.json": lambda f: json.dump(document(drawn, session_rows, 0.0), f),
+        "summary.json": lambda f: (json.dump(serde.strict_json(summary), f, indent=2, allow_nan=False),
+                                   f.write("\n")),
+    }, session_rows
+
+
+def write(directory: Path, trace: GraphTrace, placement: dict[int, str], shape: tuple, summary: dict[str, Any]):
+    from mosaic.run.jobs import OUTPUT_FILES, write_atomic
+
+    files, session_rows = output_files(trace, placement, shape, summary)
+    assert tuple(files) == OUTPUT_FILES
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, w in files.items():
+        write_atomic(directory / name, w)
+    return session_rows

@@ -1,0 +1,50 @@
+"""A run of agent graphs through the run builder and the CLI's job."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mosaic.run.app import run
+from mosaic.run.builder import compose
+from mosaic.run.cli import run_job
+from mosaic.core.errors import ConfigError
+
+SMALL = ["workload=synth_small", "workload.n_queries=12"]
+
+
+def test_a_tree_run_writes_every_request_and_query(tmp_path):
+    ov = [*SMALL, "topology=tree", "topology.early_exit=agreement", "topology.concurrency=4"]
+    assert run_job(compose(ov), tmp_path, ov) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "trace.csv")))
+    queries = list(csv.DictReader(open(tmp_path / "queries.csv")))
+    assert len(rows) == 12 * 13 and len(queries) == 12 == s["n_queries"]
+    assert s["n_served_requests"] + s["n_cancelled_requests"] == len(rows)
+    assert s["n_cancelled_requests"] == sum(r["status"] == "cancelled" for r in rows) > 0
+    assert s["cancelled_by"] == {"agreement": s["n_cancelled_requests"]}
+    assert s["query_latency_s"]["p50"] == pytest.approx(float(np.median([float(q["latency_s"]) for q in queries])))
+    assert sum(v["served"] + v["cancelled"] for v in s["invocations"].values()) == len(rows)
+    assert s["topology"]["kind"] == "tree" and s["provenance"]["overrides"] == ov
+    assert (tmp_path / "timeline.png").stat().st_size > 0
+    assert json.loads((tmp_path / "trace.perfetto.json").read_text())["traceEvents"]
+    assert set(json.loads((tmp_path / "plan.json").read_text())["placement"].values()) == {"Qwen", "Gemma", "LlamaR1"}
+
+
+def test_same_seed_same_graph_run():
+    ov = [*SMALL, "topology=dense", "topology.layers=[3,3]", "topology.early_exit=qmetric", "cluster.n_workers=4"]
+    a, b = run(compose(ov)), run(compose(ov))
+    assert a.graph[0] == b.graph[0]
+    c = run(compose([*ov, "seed=1"]))
+    assert c.graph[0] != a.graph[0]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["backend=vllm"], "runs on backend=sim so far"),
+    (["topology.agents=[Qwen,Gemma,Nope]"], "model Nope is not in the profiles"),
+    (["cluster.n_workers=2"], "set cluster.n_workers >= 3"),
+    (["engine.scheduling=v0"], "engine.scheduling=v1"),
+])
+def test_what_a_graph_run_cannot_do_is_refused_naming_the_fix(extra, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        run(compose([*SMALL, "topology=tree", *extra]))
