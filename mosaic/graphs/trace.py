@@ -11,6 +11,18 @@ SERVED, CANCELLED = "served", "cancelled"
 
 
 @dataclass(frozen=True)
+class Finished:
+    """What an engine pool reports when a request leaves an engine: served to its last token, or
+    cancelled (its times so far)."""
+    rid: str
+    start_s: float | None
+    first_token_s: float | None
+    finish_s: float
+    output_tokens: int
+    cancelled: bool
+
+
+@dataclass(frozen=True)
 class AgentRecord:
     request_id: str            # "<query>/<agent>"
     query_id: str

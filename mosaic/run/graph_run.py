@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
+from mosaic.core.progress import bar
+from mosaic.graphs.coordinator import GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
 from mosaic.graphs.placement import place
@@ -55,11 +57,21 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     placement = place(shape, r.profiles, dataset, c.cluster.n_workers)
     answers = GraphAnswers(r.workload.queries, r.workload.options, r.profiles, dataset, c.seed,
                            c.workload.aggregator_follow, models)
-    from sim.graph_backend import run_graphs   # the simulator: a backend, loaded when one runs
-
-    trace = run_graphs(r.workload.queries, shape, placement, r.cluster, r.profiles, answers.outcome,
-                       partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit, t.concurrency, c.seed)
+    coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
+                                   partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit,
+                                   t.concurrency, c.seed)
+    with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
+        trace = coordinator.run(engine_pool(r, placement), progress)
     return trace, placement, shape
+
+
+def engine_pool(r: "Run", placement: dict[int, str]):
+    """The backend's engines for a graph run, loaded when one runs (a backend's modules are heavy)."""
+    if r.config.backend.name == "sim":
+        from sim.graph_backend import SimGraphPool
+
+        return SimGraphPool(r.cluster, r.profiles, placement)
+    raise ConfigError(f"topology={r.config.topology.name}: backend={r.config.backend.name} cannot run agent graphs")
 
 
 def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str, Any]:

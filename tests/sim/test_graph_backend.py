@@ -1,5 +1,5 @@
-"""The simulator's agent-graph execution: release on dependency, localized readiness, cancellation
-accounting and seeded early exit."""
+"""Agent graphs on the simulator's engine pool (the coordinator driving SimGraphPool): release on
+dependency, localized readiness, cancellation accounting and seeded early exit."""
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +13,8 @@ from mosaic.graphs.outcomes import AgentOutcome
 from mosaic.graphs.shape import ROOT, graph_shape
 from mosaic.profiles import load_profiles
 from mosaic.workload.types import Query
-from sim.graph_backend import run_graphs
+from mosaic.graphs.coordinator import GraphCoordinator
+from sim.graph_backend import SimGraphPool
 
 TREE = TopologyConfig(name="t", kind="tree", branching=3, depth=2, agents=["Qwen", "Gemma", "Exaone"])
 QUERIES = tuple(Query(f"q{i}", "c", 100 + 10 * i, "A", ()) for i in range(4))
@@ -38,8 +39,8 @@ def run(profiles, topology=TREE, outcome=None, rule="none", concurrency=1, seed=
     placement.update({w: "Qwen" for w in range(4, n_workers)})
     outcome = outcome or fixed(lambda a: 50 + 40 * a.layer + 7 * int(a.name.split(".")[-1] if a.name != ROOT else 0))
     exits = (lambda outs, rng: should_exit(rule, outs, rng)) if rule != "none" else (lambda outs, rng: False)
-    return shape, run_graphs(QUERIES, shape, placement, Cluster.uniform(n_workers, 80.0, "A100-80GB"), profiles,
-                             outcome, exits, rule, concurrency, seed)
+    coordinator = GraphCoordinator(QUERIES, shape, placement, outcome, exits, rule, concurrency, seed)
+    return shape, coordinator.run(SimGraphPool(Cluster.uniform(n_workers, 80.0, "A100-80GB"), profiles, placement))
 
 
 def test_a_successor_is_released_when_its_own_cluster_is_done(profiles):

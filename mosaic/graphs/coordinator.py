@@ -1,0 +1,218 @@
+"""Runs every query's agent graph on a pool of engines, whichever backend holds them.
+
+The pool (sim/graph_backend.py: simulated engines; vllm_backend/graph_pool.py: real ones) owns the
+engines and the clock: it loads one engine per worker, takes requests (`submit`, `cancel`) while
+its engines run, and calls back when every engine is ready and when a request leaves an engine
+(finished or cancelled). The coordinator owns the graphs: once the engines are ready it starts
+`concurrency` queries (the next one as soon as one finishes); a request is released when its
+precursors are all done or cancelled, to the replica of its model with the fewest requests in
+flight (ties: the lower worker id), its prompt the question plus the outputs it reads, its
+outcome from `outcome` (the answer model; a real engine in natural mode answers for itself); when
+an agent finishes, `exits` may cancel the rest of its cluster (and the precursors only those read).
+A query ends with its aggregator. Every agent request ends served or cancelled, none lost.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Protocol
+
+import numpy as np
+
+from mosaic.graphs.outcomes import AgentOutcome
+from mosaic.graphs.shape import ROOT, AgentSpec
+from mosaic.graphs.trace import CANCELLED, SERVED, AgentRecord, Finished, GraphTrace, QueryRecord
+from mosaic.trace import SessionRecord, WorkerStats, worker_stats
+from mosaic.workload.types import Query
+
+# Tokens of instructions around a successor's question and the outputs it reads (as the flat
+# pipeline's aggregator prompt: mosaic/run/pipeline.py AGGREGATOR_TEMPLATE_TOKENS).
+TEMPLATE_TOKENS = 64
+_EXIT_STREAM = 0xE817   # the early-exit draws' generator, apart from the answer model's
+
+# outcome(query, agent, agent index, outcomes read, output room) -> the agent's outcome
+OutcomeFn = Callable[[Query, AgentSpec, int, list[AgentOutcome], int], AgentOutcome]
+# exits(outcomes of a cluster's finished agents, the cluster's generator) -> cancel the rest?
+ExitFn = Callable[[list[AgentOutcome], np.random.Generator], bool]
+
+
+class EnginePool(Protocol):
+    backend: str
+
+    def limits(self) -> dict[str, int]:
+        """Per model: the tokens one request may hold (context window, KV cache)."""
+
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int) -> None: ...
+
+    def cancel(self, worker: int, rid: str) -> None: ...
+
+    def close(self) -> None:
+        """No more requests: each engine stops once it is idle."""
+
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[int, Finished], None]
+            ) -> tuple[list[SessionRecord], float]:
+        """Load the engines and serve until closed; returns one session per worker and the end time."""
+
+
+class _Node:
+    __slots__ = ("spec", "index", "rid", "query", "state", "worker", "release", "prompt", "outcome", "by", "succ")
+
+    def __init__(self, spec: AgentSpec, index: int, query: Query):
+        self.spec, self.index, self.query = spec, index, query
+        self.rid = f"{query.id}/{spec.name}"
+        self.state = "pending"          # pending -> released -> served | cancelled
+        self.worker: int | None = None
+        self.release: float | None = None
+        self.prompt: int | None = None
+        self.outcome: AgentOutcome | None = None
+        self.by = ""
+        self.succ: list[_Node] = []
+
+
+class GraphCoordinator:
+    def __init__(self, queries: tuple[Query, ...], shape: tuple[AgentSpec, ...], placement: dict[int, str],
+                 outcome: OutcomeFn, exits: ExitFn, exit_rule: str, concurrency: int, seed: int):
+        self.queries, self.shape, self.placement = queries, shape, placement
+        self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
+        self.concurrency, self.seed = concurrency, seed
+        self.replicas: dict[str, list[int]] = defaultdict(list)
+        for w, m in sorted(placement.items()):
+            self.replicas[m].append(w)
+        self.inflight = {w: 0 for w in placement}
+        self.order = {q.id: i for i, q in enumerate(queries)}
+        self.records: dict[str, AgentRecord] = {}
+        self.query_records: list[QueryRecord] = []
+        self.nodes: dict[str, _Node] = {}
+        self.graphs: dict[str, dict[str, _Node]] = {}
+        self.started: dict[str, float] = {}
+        self.exit_rng: dict[tuple[str, str], np.random.Generator] = {}
+        self.todo = list(queries)
+        self.truncated = 0
+        self.ready_s = 0.0
+        self.now = 0.0
+
+    # ------------------------------------------------------------------ driving a pool
+
+    def run(self, pool: EnginePool, progress=None) -> GraphTrace:
+        self.pool, self.limit, self.progress = pool, pool.limits(), progress
+        sessions, end = pool.run(self._ready, self._finished)
+        expected = len(self.queries) * len(self.shape)
+        if len(self.records) != expected or len(self.query_records) != len(self.queries):
+            raise RuntimeError(f"agent graphs on {pool.backend}: {expected - len(self.records)} requests and "
+                               f"{len(self.queries) - len(self.query_records)} queries unaccounted for")
+        position = {a.name: i for i, a in enumerate(self.shape)}
+        reqs = tuple(sorted(self.records.values(), key=lambda r: (self.order[r.query_id], position[r.agent])))
+        qs = tuple(sorted(self.query_records, key=lambda r: self.order[r.query_id]))
+        sess = tuple(sorted(sessions, key=lambda s: s.worker))
+        stats: tuple[WorkerStats, ...] = worker_stats(sess, sorted(self.placement), end)
+        return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated)
+
+    def _ready(self, t: float) -> None:
+        self.now = self.ready_s = t
+        if not self.queries:
+            self.pool.close()
+        for _ in range(min(self.concurrency, len(self.queries))):
+            self._start_query()
+
+    def _finished(self, t: float, f: Finished) -> None:
+        self.now = t
+        n = self.nodes[f.rid]
+        self.inflight[n.worker] -= 1
+        if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
+            n.state = CANCELLED
+            self._record(n, f)
+            return
+        n.state = SERVED
+        self._record(n, f)
+        if n.spec.name == ROOT:
+            self._done_query(n.query)
+            return
+        graph = self.graphs[n.query.id]
+        cl = n.spec.cluster
+        siblings = [s for s in graph.values() if s.spec.cluster == cl]
+        key = (n.query.id, cl)
+        if key not in self.exit_rng:
+            self.exit_rng[key] = np.random.default_rng([self.seed, _EXIT_STREAM, self.order[n.query.id], n.spec.layer,
+                                                        int(cl.rsplit("c", 1)[1])])
+        outs = [s.outcome for s in siblings if s.state == SERVED]
+        if any(s.state in ("pending", "released") for s in siblings) and self.exits(outs, self.exit_rng[key]):
+            for s in siblings:
+                self._cancel(s, self.exit_rule)
+        for s in siblings:   # a successor may now have every precursor done or cancelled
+            self._check_releases(s)
+
+    # ------------------------------------------------------------------ graph state
+
+    def _start_query(self) -> None:
+        if not self.todo:
+            return
+        q = self.todo.pop(0)
+        graph = {a.name: _Node(a, i, q) for i, a in enumerate(self.shape)}
+        for n in graph.values():
+            for r in n.spec.reads:
+                graph[r].succ.append(n)
+            self.nodes[n.rid] = n
+        self.graphs[q.id] = graph
+        self.started[q.id] = self.now
+        for n in graph.values():
+            if not n.spec.reads:
+                self._release(n)
+
+    def _release(self, n: _Node) -> None:
+        q, graph, m = n.query, self.graphs[n.query.id], n.spec.model
+        inputs = [graph[r] for r in n.spec.reads if graph[r].state == SERVED]
+        prompt = q.prompt_tokens + (TEMPLATE_TOKENS + sum(i.outcome.output_tokens for i in inputs)
+                                    if n.spec.reads else 0)
+        if prompt > self.limit[m] - 1:   # the tail of what it reads is cut to fit, counted
+            prompt = self.limit[m] - 1
+            self.truncated += 1
+        n.prompt = prompt
+        n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
+        w = min(self.replicas[m], key=lambda w: (self.inflight[w], w))
+        n.state, n.worker, n.release = "released", w, self.now
+        self.inflight[w] += 1
+        self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens)
+
+    def _cancel(self, n: _Node, rule: str) -> None:
+        if n.state in (SERVED, CANCELLED):
+            return
+        was_released = n.state == "released"
+        n.state, n.by = CANCELLED, rule
+        if was_released:
+            self.pool.cancel(n.worker, n.rid)   # recorded when the engine lets it go
+        else:
+            self._record(n, None)
+        graph = self.graphs[n.query.id]
+        for r in n.spec.reads:   # a precursor no live successor reads is cancelled with it
+            p = graph[r]
+            if p.state in ("pending", "released") and all(s.state == CANCELLED for s in p.succ):
+                self._cancel(p, rule)
+
+    def _check_releases(self, n: _Node) -> None:
+        graph = self.graphs[n.query.id]
+        for s in n.succ:
+            if s.state == "pending" and all(graph[r].state in (SERVED, CANCELLED) for r in s.spec.reads):
+                self._release(s)
+
+    def _record(self, n: _Node, f: Finished | None) -> None:
+        served = n.state == SERVED
+        o = n.outcome if served else None
+        self.records[n.rid] = AgentRecord(
+            n.rid, n.query.id, n.spec.name, n.spec.layer, n.spec.model, n.worker, n.release,
+            f.start_s if f else None, f.first_token_s if f else None, f.finish_s if f else self.now,
+            n.prompt, f.output_tokens if f else 0, o.answer if o else None, o.confidence if o else None,
+            n.state, n.by)
+
+    def _done_query(self, q: Query) -> None:
+        graph = self.graphs.pop(q.id)
+        root = graph[ROOT]
+        served = sum(n.state == SERVED for n in graph.values())
+        cancelled = sum(n.state == CANCELLED for n in graph.values())
+        self.query_records.append(QueryRecord(q.id, self.started[q.id], self.now, self.now - self.started[q.id],
+                                              root.outcome.answer, q.gold, root.outcome.answer == q.gold,
+                                              served, cancelled))
+        if self.progress is not None:
+            self.progress.update(1)
+        if len(self.query_records) == len(self.queries):
+            self.pool.close()
+        else:
+            self._start_query()
