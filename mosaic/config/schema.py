@@ -259,8 +259,9 @@ class TopologyConfig:
 
     name: str = "flat"
     kind: str = "flat"
-    # dense: agents per layer below the aggregator, each agent reading every output of the layer
-    # below (all-to-all); e.g. [9, 9] = Faster-MoA's 9-9-1 baseline.
+    # Agents per layer below the aggregator. dense: each agent reads every output of the layer below
+    # (all-to-all), e.g. [9, 9] = Faster-MoA's 9-9-1 baseline; tree: each layer's agents in as many
+    # clusters as the next layer has agents, e.g. [3, 2] (or leave it empty: branching and depth).
     layers: list[int] = field(default_factory=list)
     branching: int = 3            # tree: precursor agents per successor (a cluster)
     depth: int = 2                # tree: agent layers below the root (3^2 = 9 leaves, 3 successors, 1 root)
@@ -291,10 +292,15 @@ class TopologyConfig:
         if self.kind == "dense" and (not self.layers or any(not _integer(n) or n < 1 for n in self.layers)):
             raise ConfigError(f"topology.layers must list the agents per layer, each >= 1, for a dense graph (got "
                               f"{list(self.layers)}); e.g. topology.layers=[9,9]")
-        if self.kind == "tree":
-            if self.layers:
-                raise ConfigError("topology.layers is for dense graphs; a tree's shape is topology.branching and "
-                                  "topology.depth")
+        if self.kind == "tree" and self.layers:
+            sizes = list(self.layers)
+            if self.branching != 3 or self.depth != 2:
+                raise ConfigError("topology.layers gives the tree's shape itself: leave topology.branching and "
+                                  "topology.depth out (they shape a tree without layers)")
+            if any(not _integer(n) or n < 1 for n in sizes) or any(a < b for a, b in zip(sizes, sizes[1:])):
+                raise ConfigError(f"topology.layers of a tree must be agents per layer, each >= 1 and none more "
+                                  f"than the layer below (got {sizes}); e.g. topology.layers=[3,2]")
+        elif self.kind == "tree":
             if not _integer(self.branching) or not 2 <= self.branching <= 64:
                 raise ConfigError(f"topology.branching must be an integer in [2, 64] (got {self.branching!r})")
             if not _integer(self.depth) or not 1 <= self.depth <= 6 or self.branching ** self.depth > 4096:
@@ -303,7 +309,7 @@ class TopologyConfig:
         if not self.agents or not all(isinstance(a, str) and a for a in self.agents):
             raise ConfigError(f"topology.agents must name the agents' models (profile names), e.g. "
                               f"topology.agents=[Qwen,Gemma,LlamaR1] (got {list(self.agents)})")
-        if self.kind == "tree" and len(self.agents) != self.branching:
+        if self.kind == "tree" and not self.layers and len(self.agents) != self.branching:
             raise ConfigError(f"topology.agents gives {len(self.agents)} models for clusters of "
                               f"topology.branching={self.branching}: give one model per cluster position")
         _check_range("topology.exit_tau", self.exit_tau, 1e-6, 1.0, "the pairwise similarity early exit aims at")

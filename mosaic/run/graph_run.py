@@ -42,9 +42,6 @@ def dataset_of(r: "Run") -> str | None:
 def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     c = r.config
     t = c.topology
-    if c.backend.name != "sim":
-        raise ConfigError(f"topology={t.name} (kind {t.kind}) runs on backend=sim so far: the real executor does "
-                          "not run agent graphs yet; use backend=sim")
     shape = graph_shape(t, t.aggregator or r.workload.aggregator)
     models = {a.model for a in shape}
     for m in sorted(models):
@@ -71,6 +68,10 @@ def engine_pool(r: "Run", placement: dict[int, str]):
         from sim.graph_backend import SimGraphPool
 
         return SimGraphPool(r.cluster, r.profiles, placement)
+    if r.config.backend.name == "vllm":
+        from vllm_backend.graph_pool import VllmGraphPool
+
+        return VllmGraphPool(r.backend, placement)
     raise ConfigError(f"topology={r.config.topology.name}: backend={r.config.backend.name} cannot run agent graphs")
 
 
@@ -111,7 +112,7 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
 
 def format_table(s: dict[str, Any]) -> str:
     t = s["topology"]
-    shape = (f"layers {t['layers']}" if t["kind"] == "dense" else f"branching {t['branching']}, depth {t['depth']}")
+    shape = f"layers {t['layers']}" if t["layers"] else f"branching {t['branching']}, depth {t['depth']}"
     lat = s["query_latency_s"]
     rows = [("topology", f"{t['name']} ({t['kind']}: {shape}; early exit {t['early_exit']}; "
                          f"concurrency {t['concurrency']})"),

@@ -67,3 +67,13 @@ def test_exit_rules_need_two_outputs_and_are_seeded():
     assert share == pytest.approx(q_metric(outs, 0.7), abs=0.1)      # exits with probability Q
     again = [should_exit("qmetric", outs, np.random.default_rng(s)) for s in range(200)]
     assert again == [d[0] for d in draws]
+
+
+def test_a_tree_of_given_layer_sizes_splits_each_layer_into_the_next_layers_clusters():
+    shape = graph_shape(TopologyConfig(name="t", kind="tree", layers=[3, 2], agents=["S", "L"]), "A")
+    by = {a.name: a for a in shape}
+    assert by["L2.0"].reads == ("L1.0", "L1.1") and by["L2.1"].reads == ("L1.2",)
+    assert [by[f"L1.{i}"].model for i in range(3)] == ["S", "L", "S"]   # position within its cluster
+    assert by[ROOT].reads == ("L2.0", "L2.1") and by["L2.0"].cluster == by["L2.1"].cluster
+    with pytest.raises(ConfigError, match="none more than the layer below"):
+        TopologyConfig(name="t", kind="tree", layers=[2, 3], agents=["S"])

@@ -69,6 +69,9 @@ class LLMEngine:
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams) -> None:
         self.pending.append((request_id, params))
 
+    def abort_request(self, request_ids: list[str]) -> None:
+        self.pending = [(rid, p) for rid, p in self.pending if rid not in request_ids]
+
     def has_unfinished_requests(self) -> bool:
         return bool(self.pending)
 

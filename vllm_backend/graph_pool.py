@@ -1,0 +1,110 @@
+"""Real engines for agent graphs: the vLLM engine pool the graph coordinator
+(mosaic/graphs/coordinator.py) drives. One spawned process per worker (its own process group, as
+the session launcher's: vllm_backend/procgroup.py) loads its model once and serves the whole run
+(vllm_backend/graph_worker.py); requests go to it through its inbox queue as the coordinator
+releases them, and every request that leaves an engine comes back at once, so successors start
+while the rest of the graph runs.
+
+Replay mode only, so far: a request's prompt is `prompt_tokens` token ids that share no prefix with
+another's, and it generates exactly the answer model's output length (ignore_eos), so a real run
+and a simulated run of one graph serve the same requests. The local launcher only (one host).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from typing import Any, Callable
+
+from mosaic.core.errors import ConfigError
+from mosaic.graphs.trace import Finished
+from mosaic.trace import SessionRecord
+from vllm_backend.backend import VllmBackend, device_env, prompt_ids
+from vllm_backend.graph_worker import graph_worker_main
+from vllm_backend.launcher import LocalProcessLauncher
+from vllm_backend.procgroup import end_processes, group_leader_entry
+
+
+class VllmGraphPool:
+    backend = "vllm"
+
+    def __init__(self, vllm: VllmBackend, placement: dict[int, str], poll_s: float = 0.5):
+        if not vllm.replay:
+            raise ConfigError("agent graphs on backend=vllm replay the answer model's output lengths so far; "
+                              "set backend.options.replay=true")
+        if not isinstance(vllm.launcher, LocalProcessLauncher):
+            raise ConfigError("agent graphs on backend=vllm run on this host's processes so far; set "
+                              "backend.options.launcher=local")
+        self.vllm, self.placement, self.poll_s = vllm, placement, poll_s
+        self.grace_s = vllm.launcher.grace_s
+        ctx = mp.get_context("spawn")   # vLLM and CUDA do not survive fork
+        self.ctx = ctx
+        self.inbox = {w: ctx.Queue() for w in placement}
+
+    def limits(self) -> dict[str, int]:
+        return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
+
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int) -> None:
+        self.inbox[worker].put({"op": "add", "rid": rid, "prompt_token_ids": prompt_ids(rid, prompt_tokens),
+                                "max_tokens": output_tokens})
+
+    def cancel(self, worker: int, rid: str) -> None:
+        self.inbox[worker].put({"op": "cancel", "rid": rid})
+
+    def close(self) -> None:
+        for q in self.inbox.values():
+            q.put({"op": "close"})
+
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None]
+            ) -> tuple[list[SessionRecord], float]:
+        v = self.vllm
+        envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
+        t0 = time.time()
+        out = self.ctx.Queue()
+        procs: dict[int, Any] = {}
+        ready: dict[int, dict[str, Any]] = {}
+        sessions: list[SessionRecord] = []
+        try:
+            for w, model in sorted(self.placement.items()):
+                path, engine_args = v.registry.resolve(model)
+                if v.profiles.engine.num_gpu_blocks is not None:
+                    engine_args = {**engine_args, "num_gpu_blocks_override": v.profiles.engine.num_gpu_blocks}
+                spec = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
+                        "t0": t0}
+                p = self.ctx.Process(target=group_leader_entry,
+                                     args=(self.grace_s, graph_worker_main, spec, self.inbox[w], out),
+                                     name=f"mosaic-graph-worker-{w}")
+                p.start()
+                procs[w] = p
+            deadline = time.monotonic() + v.timeout_s
+            while len(sessions) < len(procs):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"agent graphs on vLLM did not finish within backend.options.timeout_s="
+                                       f"{v.timeout_s:.0f} s")
+                try:
+                    msg = out.get(timeout=self.poll_s)
+                except queue_mod.Empty:
+                    dead = [w for w, p in procs.items() if not p.is_alive() and
+                            all(s.worker != w for s in sessions)]
+                    if dead:
+                        raise RuntimeError(f"agent graphs on vLLM: worker {dead[0]} exited with code "
+                                           f"{procs[dead[0]].exitcode} without reporting") from None
+                    continue
+                w = msg["worker"]
+                if msg.get("fatal"):
+                    raise RuntimeError(f"agent graphs on vLLM: worker {w} ({self.placement[w]}) failed: "
+                                       f"{' '.join(msg['fatal'].split())[-600:]}")
+                if msg.get("ready"):
+                    ready[w] = msg
+                    if len(ready) == len(procs):
+                        on_ready(time.time() - t0)
+                elif "finished" in msg:
+                    on_finished(time.time() - t0, Finished(**msg["finished"]))
+                elif msg.get("done"):
+                    s = msg["session"]
+                    sessions.append(SessionRecord(w, 0, s["model"], s["load_start_s"], s["load_end_s"],
+                                                  s["load_end_s"], s["run_end_s"], s["n_requests"], s["preemptions"]))
+        finally:   # also on an error or Ctrl-C: no worker group, and so no engine, survives the run
+            end_processes([p for p in procs.values()], self.grace_s if len(sessions) == len(procs) else 0.0,
+                          self.grace_s)
+        return sessions, max((s.run_end_s for s in sessions), default=0.0)

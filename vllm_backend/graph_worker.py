@@ -1,0 +1,97 @@
+"""What runs inside one worker process of an agent-graph run: one vLLM engine for the whole run,
+taking requests from its inbox queue while it steps (as vLLM's own server does), and streaming
+every request that leaves it back to the parent.
+
+Messages in (the inbox): {"op": "add", "rid", "prompt_token_ids", "max_tokens"},
+{"op": "cancel", "rid"}, {"op": "close"}. Messages out (the shared queue), all with "worker":
+{"ready": True, "load_start_s", "load_end_s"}, {"finished": {rid, start_s, first_token_s, finish_s,
+output_tokens, cancelled}}, and last {"done": True, "session": {...}} or {"fatal": traceback}.
+Times are seconds from the run's t0 (one wall clock for the parent and every worker).
+"""
+from __future__ import annotations
+
+import os
+import queue as queue_mod
+import time
+import traceback
+from typing import Any
+
+from vllm_backend.worker import _engine, _shutdown, count_preemptions, isolate_from_script_dir
+
+IDLE_POLL_S = 0.05   # an idle engine's wait for its next message
+
+
+def graph_worker_main(spec: dict[str, Any], inbox, out) -> None:
+    os.environ.update(spec["env"])
+    isolate_from_script_dir()
+    w = spec["worker"]
+    try:
+        _serve(spec, inbox, out)
+    except Exception:  # report, never hang the parent
+        out.put({"worker": w, "fatal": traceback.format_exc(limit=5)})
+
+
+def _serve(spec: dict[str, Any], inbox, out) -> None:
+    from vllm import SamplingParams
+
+    w, t0 = spec["worker"], spec["t0"]
+    now = lambda: time.time() - t0  # noqa: E731
+    load_start = now()
+    engine = _engine(spec["path"], spec["engine_args"])
+    load_end = now()
+    preempted = count_preemptions(engine)
+    out.put({"worker": w, "ready": True, "load_start_s": load_start, "load_end_s": load_end})
+    live: dict[str, dict[str, Any]] = {}
+    served = 0
+    closing = False
+    while True:
+        msgs = []
+        if not engine.has_unfinished_requests():   # idle: wait a little for the next message
+            try:
+                msgs.append(inbox.get(timeout=IDLE_POLL_S))
+            except queue_mod.Empty:
+                pass
+        while True:
+            try:
+                msgs.append(inbox.get_nowait())
+            except queue_mod.Empty:
+                break
+        for m in msgs:
+            if m["op"] == "add":
+                params = SamplingParams(max_tokens=m["max_tokens"], ignore_eos=True, temperature=0.0)
+                engine.add_request(m["rid"], {"prompt_token_ids": m["prompt_token_ids"]}, params)
+                live[m["rid"]] = {"rid": m["rid"], "start_s": now(), "first_token_s": None, "tokens": 0}
+            elif m["op"] == "cancel":
+                rec = live.pop(m["rid"], None)
+                if rec is not None:
+                    engine.abort_request([m["rid"]])
+                    t = now()
+                    out.put({"worker": w, "finished": {"rid": rec["rid"], "start_s": rec["start_s"],
+                                                       "first_token_s": rec["first_token_s"], "finish_s": t,
+                                                       "output_tokens": rec["tokens"], "cancelled": True}})
+            elif m["op"] == "close":
+                closing = True
+        if engine.has_unfinished_requests():
+            for o in engine.step():
+                rec = live.get(o.request_id)
+                if rec is None:   # aborted meanwhile
+                    continue
+                t = now()
+                tokens = len(o.outputs[0].token_ids) if o.outputs else 0
+                if tokens and rec["first_token_s"] is None:
+                    rec["first_token_s"] = t
+                rec["tokens"] = tokens
+                if o.finished:
+                    live.pop(o.request_id)
+                    served += 1
+                    out.put({"worker": w, "finished": {"rid": rec["rid"], "start_s": rec["start_s"],
+                                                       "first_token_s": rec["first_token_s"] or t, "finish_s": t,
+                                                       "output_tokens": tokens, "cancelled": False}})
+        elif closing and not live:
+            break
+    run_end = now()
+    _shutdown(engine)
+    out.put({"worker": w, "done": True,
+             "session": {"model": spec["model"], "load_start_s": load_start, "load_end_s": load_end,
+                         "run_end_s": run_end, "n_requests": served,
+                         "preemptions": preempted[0] if preempted else None}})
