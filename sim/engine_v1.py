@@ -40,9 +40,15 @@ class Inbox:
     between steps, as vLLM's engine core takes requests from its input queue, and reports each
     request it finishes in `finished`. When it has nothing to do it yields None: the caller wakes
     it when something arrives, or closes the inbox to end the engine."""
-    arrivals: deque = field(default_factory=deque)   # (id, prompt tokens, output tokens)
+    # (id, prompt tokens, output tokens[, prefix key]): requests with one prefix key share their
+    # prompts' leading tokens, so one reuses the KV blocks another left cached (prefix caching).
+    arrivals: deque = field(default_factory=deque)
     cancels: set = field(default_factory=set)         # request ids to abort (waiting or running)
     finished: list = field(default_factory=list)      # V1Seq, as they finish (or are cancelled)
+    # id -> [every, next]: report (id, tokens generated) in `progress` each time it has generated
+    # `every` more tokens (a streaming client's view of a running request).
+    watch: dict = field(default_factory=dict)
+    progress: list = field(default_factory=list)
     closed: bool = False
 
 
@@ -60,6 +66,8 @@ class V1Seq:
     cached: list | None = None   # while preempted: its free-queue segment of still-cached blocks
     preemptions: int = 0
     cancelled: bool = False      # aborted through an Inbox before it finished
+    key: str | None = None       # prefix key (Inbox): blocks cached under it are reused by its kin
+    cache_hit: int = 0           # prompt tokens found in the prefix cache when first admitted
 
     @property
     def num_tokens(self) -> int:
@@ -110,6 +118,7 @@ class V1Engine:
         # cached prefix these blocks still hold (its highest block first), else None.
         free_q: deque[list] = deque([[None, self.kv_blocks]])
         free = self.kv_blocks
+        keyed: dict[str, list] = {}   # prefix key -> its free-queue segment of cached blocks
 
         def take(n: int) -> None:
             nonlocal free
@@ -143,16 +152,22 @@ class V1Engine:
 
         def reuse_cached(s: V1Seq) -> None:
             """A resuming request takes back its cached prefix (the blocks not reused meanwhile),
-            capped so at least one token is computed, as vLLM's prefix-cache lookup is."""
+            capped so at least one token is computed, as vLLM's prefix-cache lookup is; a request
+            with a prefix key, the blocks its kin left cached under it."""
             nonlocal free
             seg, s.cached = s.cached, None
-            if seg is None or seg[0] is not s or seg[1] == 0:
+            owner: object = s
+            if seg is None and s.key is not None and s.key in keyed:
+                seg, owner = keyed.pop(s.key), s.key
+            if seg is None or seg[0] is not owner or seg[1] == 0:
                 return
             hits = min(seg[1], (s.num_tokens - 1) // B)
             seg[0], seg[1] = None, seg[1] - hits   # blocks beyond the hit stay free, unowned
             free -= hits
             s.blocks = hits
             s.computed = hits * B
+            if s.preemptions == 0:
+                s.cache_hit = hits * B
 
         while waiting or running or pending or (inbox is not None and not inbox.closed):
             t = now()
@@ -248,9 +263,14 @@ class V1Engine:
                     s.generated += 1
                     if s.first_token is None:
                         s.first_token = t1
-            free += self._retire(running, free_q, t1)
+            free += self._retire(running, free_q, t1, keyed)
             if inbox is not None:
                 inbox.finished.extend(s for s, _ in scheduled if s.finish == t1 and s.generated >= s.target)
+                for s, _ in scheduled:
+                    w = inbox.watch.get(s.rid)
+                    if w is not None and s.finish is None and s.generated >= w[1]:
+                        inbox.progress.append((s.rid, s.generated))
+                        w[1] = s.generated + w[0]
         return res
 
     @staticmethod
@@ -258,8 +278,8 @@ class V1Engine:
         """Between steps: the inbox's new requests join the queue; cancelled ones leave it, or the
         batch, their KV blocks freed (never reused: a cancelled request does not come back)."""
         while inbox.arrivals:
-            rid, prompt, target = inbox.arrivals.popleft()
-            s = V1Seq(rid, prompt, target)
+            rid, prompt, target, *key = inbox.arrivals.popleft()
+            s = V1Seq(rid, prompt, target, key=key[0] if key else None)
             seqs.append(s)
             waiting.append(s)
         if inbox.cancels:
@@ -272,15 +292,24 @@ class V1Engine:
                     s.cancelled = True
                     inbox.finished.append(s)
 
-    def _retire(self, running: list[V1Seq], free_q: deque, t: float) -> int:
+    def _retire(self, running: list[V1Seq], free_q: deque, t: float, keyed: dict | None = None) -> int:
         """Finished requests leave and their blocks return to the free queue (unowned: prompts are
-        unique, so nothing will hit them again). Returns the blocks freed."""
+        unique, so nothing will hit them again; a request with a prefix key leaves its full blocks
+        cached under the key, for the next request of that prefix). Returns the blocks freed."""
         freed = 0
         done = [s for s in running if s.generated >= s.target]
         for s in done:
             s.finish = t
-            if s.blocks:
-                free_q.append([None, s.blocks])
+            cached = min(s.computed // self.block_size, s.blocks) if s.key is not None and keyed is not None else 0
+            if s.blocks - cached:
+                free_q.append([None, s.blocks - cached])
+            if cached:
+                old = keyed.get(s.key)
+                if old is not None:
+                    old[0] = None   # an older, shorter prefix of the same key: plain free blocks now
+                seg = [s.key, cached]
+                free_q.append(seg)
+                keyed[s.key] = seg
             freed += s.blocks
             s.blocks = 0
         if done:

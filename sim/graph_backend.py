@@ -49,9 +49,12 @@ class SimGraphPool:
         if ev is not None and not ev.triggered:
             ev.succeed()
 
-    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int) -> None:
-        self.inbox[worker].arrivals.append((rid, prompt_tokens, output_tokens))
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+        self.inbox[worker].arrivals.append((rid, prompt_tokens, output_tokens, key))
         self._poke(worker)
+
+    def watch(self, worker: int, rid: str, every: int) -> None:
+        self.inbox[worker].watch[rid] = [every, every]
 
     def cancel(self, worker: int, rid: str) -> None:
         self.inbox[worker].cancels.add(rid)
@@ -62,8 +65,8 @@ class SimGraphPool:
             self.inbox[w].closed = True
             self._poke(w)
 
-    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None]
-            ) -> tuple[list[SessionRecord], float]:
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
+            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
         env, engine_cfg = self.env, self.profiles.engine
         sessions: list[SessionRecord] = []
         ready = [env.event() for _ in self.placement]
@@ -80,11 +83,14 @@ class SimGraphPool:
             for dur in eng.run([], lambda: env.now, inbox):
                 # What the last step finished is reported when the engine resumed after it (now):
                 # a successor may come to this very engine, so before it waits for arrivals.
+                while inbox.progress:
+                    on_progress(env.now, *inbox.progress.pop(0))
                 while inbox.finished:
                     s = inbox.finished.pop(0)
+                    inbox.watch.pop(s.rid, None)
                     on_finished(env.now, Finished(s.rid, s.start, s.first_token,
                                                   s.finish if s.finish is not None else env.now, s.generated,
-                                                  s.cancelled))
+                                                  s.cancelled, s.cache_hit))
                 if dur is None:
                     if inbox.arrivals or inbox.cancels or inbox.closed:
                         continue
@@ -93,7 +99,7 @@ class SimGraphPool:
                     self.wake[w] = None
                 else:
                     yield env.timeout(dur)
-            served = sum(1 for s in eng.result.seqs if not s.cancelled)
+            served = sum(1 for s in eng.result.seqs if not s.cancelled and "#" not in s.rid)
             sessions.append(SessionRecord(w, 0, m.name, load_start, load_end, load_end, env.now, served,
                                           eng.result.preemptions))
 

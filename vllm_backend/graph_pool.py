@@ -44,9 +44,13 @@ class VllmGraphPool:
     def limits(self) -> dict[str, int]:
         return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
 
-    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int) -> None:
-        self.inbox[worker].put({"op": "add", "rid": rid, "prompt_token_ids": prompt_ids(rid, prompt_tokens),
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+        # Requests of one key get the same leading token ids: vLLM's prefix cache finds them.
+        self.inbox[worker].put({"op": "add", "rid": rid, "prompt_token_ids": prompt_ids(key or rid, prompt_tokens),
                                 "max_tokens": output_tokens})
+
+    def watch(self, worker: int, rid: str, every: int) -> None:
+        self.inbox[worker].put({"op": "watch", "rid": rid, "every": every})
 
     def cancel(self, worker: int, rid: str) -> None:
         self.inbox[worker].put({"op": "cancel", "rid": rid})
@@ -55,8 +59,8 @@ class VllmGraphPool:
         for q in self.inbox.values():
             q.put({"op": "close"})
 
-    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None]
-            ) -> tuple[list[SessionRecord], float]:
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
+            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
         v = self.vllm
         envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
         t0 = time.time()
@@ -98,6 +102,8 @@ class VllmGraphPool:
                     ready[w] = msg
                     if len(ready) == len(procs):
                         on_ready(time.time() - t0)
+                elif "stream" in msg:
+                    on_progress(time.time() - t0, *msg["stream"])
                 elif "finished" in msg:
                     on_finished(time.time() - t0, Finished(**msg["finished"]))
                 elif msg.get("done"):

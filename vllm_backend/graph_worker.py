@@ -3,9 +3,11 @@ taking requests from its inbox queue while it steps (as vLLM's own server does),
 every request that leaves it back to the parent.
 
 Messages in (the inbox): {"op": "add", "rid", "prompt_token_ids", "max_tokens"},
-{"op": "cancel", "rid"}, {"op": "close"}. Messages out (the shared queue), all with "worker":
-{"ready": True, "load_start_s", "load_end_s"}, {"finished": {rid, start_s, first_token_s, finish_s,
-output_tokens, cancelled}}, and last {"done": True, "session": {...}} or {"fatal": traceback}.
+{"op": "watch", "rid", "every"}, {"op": "cancel", "rid"}, {"op": "close"}. Messages out (the
+shared queue), all with "worker": {"ready": True, "load_start_s", "load_end_s"},
+{"stream": [rid, tokens generated]} (a watched request, every `every` tokens),
+{"finished": {rid, start_s, first_token_s, finish_s, output_tokens, cancelled, cached_tokens}}, and
+last {"done": True, "session": {...}} or {"fatal": traceback}.
 Times are seconds from the run's t0 (one wall clock for the parent and every worker).
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
     preempted = count_preemptions(engine)
     out.put({"worker": w, "ready": True, "load_start_s": load_start, "load_end_s": load_end})
     live: dict[str, dict[str, Any]] = {}
+    watch: dict[str, list[int]] = {}   # rid -> [every, next]
     served = 0
     closing = False
     while True:
@@ -61,6 +64,8 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                 params = SamplingParams(max_tokens=m["max_tokens"], ignore_eos=True, temperature=0.0)
                 engine.add_request(m["rid"], {"prompt_token_ids": m["prompt_token_ids"]}, params)
                 live[m["rid"]] = {"rid": m["rid"], "start_s": now(), "first_token_s": None, "tokens": 0}
+            elif m["op"] == "watch":
+                watch[m["rid"]] = [m["every"], m["every"]]
             elif m["op"] == "cancel":
                 rec = live.pop(m["rid"], None)
                 if rec is not None:
@@ -68,7 +73,8 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                     t = now()
                     out.put({"worker": w, "finished": {"rid": rec["rid"], "start_s": rec["start_s"],
                                                        "first_token_s": rec["first_token_s"], "finish_s": t,
-                                                       "output_tokens": rec["tokens"], "cancelled": True}})
+                                                       "output_tokens": rec["tokens"], "cancelled": True,
+                                                       "cached_tokens": rec.get("cached", 0)}})
             elif m["op"] == "close":
                 closing = True
         if engine.has_unfinished_requests():
@@ -81,12 +87,19 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                 if tokens and rec["first_token_s"] is None:
                     rec["first_token_s"] = t
                 rec["tokens"] = tokens
+                rec["cached"] = getattr(o, "num_cached_tokens", None) or 0
+                wt = watch.get(o.request_id)
+                if wt is not None and not o.finished and tokens >= wt[1]:
+                    out.put({"worker": w, "stream": [o.request_id, tokens]})
+                    wt[1] = tokens + wt[0]
                 if o.finished:
                     live.pop(o.request_id)
-                    served += 1
+                    watch.pop(o.request_id, None)
+                    served += "#" not in o.request_id
                     out.put({"worker": w, "finished": {"rid": rec["rid"], "start_s": rec["start_s"],
                                                        "first_token_s": rec["first_token_s"] or t, "finish_s": t,
-                                                       "output_tokens": tokens, "cancelled": False}})
+                                                       "output_tokens": tokens, "cancelled": False,
+                                                       "cached_tokens": rec["cached"]}})
         elif closing and not live:
             break
     run_end = now()

@@ -248,6 +248,7 @@ class ModelsConfig:
 
 TOPOLOGY_KINDS = ("flat", "dense", "tree")
 EARLY_EXITS = ("none", "qmetric", "agreement")
+OVERLAPS = ("none", "incremental")
 
 
 @dataclass
@@ -275,16 +276,24 @@ class TopologyConfig:
     early_exit: str = "none"
     exit_tau: float = 0.7         # qmetric: the similarity target tau of B = 1 - |P - tau| / tau
     concurrency: int = 1          # queries in flight; the next starts when one finishes
+    # Dependency-aware prefill overlap (Faster-MoA): incremental = a successor's prompt is
+    # prefilled while its precursors run (its prefix when they start, each precursor's output when
+    # it finishes, the last one's in chunks of overlap_chunk tokens as it streams), through the
+    # engine's prefix cache, so at release only the rest is prefilled.
+    overlap: str = "none"
+    overlap_chunk: int = 64
 
     def __post_init__(self) -> None:
         check_choice("topology.kind", self.kind, TOPOLOGY_KINDS)
         check_choice("topology.early_exit", self.early_exit, EARLY_EXITS)
+        check_choice("topology.overlap", self.overlap, OVERLAPS)
         if self.kind == "flat":
             given = [f"topology.{k}" for k, v in (("layers", list(self.layers)), ("agents", list(self.agents)),
                                                   ("aggregator", self.aggregator),
-                                                  ("early_exit", self.early_exit)) if v not in ([], None, "none")]
+                                                  ("early_exit", self.early_exit), ("overlap", self.overlap))
+                     if v not in ([], None, "none")]
             given += [f"topology.{k}" for k, d in (("branching", 3), ("depth", 2), ("exit_tau", 0.7),
-                                                   ("concurrency", 1)) if getattr(self, k) != d]
+                                                   ("concurrency", 1), ("overlap_chunk", 64)) if getattr(self, k) != d]
             if given:
                 raise ConfigError(f"{', '.join(given)} set with topology.kind=flat, which runs the MOSAIC pipeline "
                                   "and reads none of them; choose topology=dense or topology=tree, or remove them")
@@ -316,6 +325,12 @@ class TopologyConfig:
         if self.early_exit != "qmetric" and self.exit_tau != 0.7:
             raise ConfigError(f"topology.exit_tau is read by topology.early_exit=qmetric only (got early_exit="
                               f"{self.early_exit}); remove it or use the qmetric rule")
+        if not _integer(self.overlap_chunk) or not 1 <= self.overlap_chunk <= 1_000_000:
+            raise ConfigError(f"topology.overlap_chunk must be an integer number of tokens >= 1 (got "
+                              f"{self.overlap_chunk!r})")
+        if self.overlap == "none" and self.overlap_chunk != 64:
+            raise ConfigError("topology.overlap_chunk is read by topology.overlap=incremental only; remove it or "
+                              "set topology.overlap=incremental")
         if not _integer(self.concurrency) or not 1 <= self.concurrency <= 100_000:
             raise ConfigError(f"topology.concurrency must be an integer in [1, 100000] (got {self.concurrency!r}): "
                               "the queries in flight at once")

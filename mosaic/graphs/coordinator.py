@@ -41,20 +41,26 @@ class EnginePool(Protocol):
     def limits(self) -> dict[str, int]:
         """Per model: the tokens one request may hold (context window, KV cache)."""
 
-    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int) -> None: ...
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+        """Hand a request to a worker's engine. Requests of one `key` have prompts that share
+        their leading tokens (the engine's prefix cache may hold them)."""
+
+    def watch(self, worker: int, rid: str, every: int) -> None:
+        """Report the request's progress each time it has generated `every` more tokens."""
 
     def cancel(self, worker: int, rid: str) -> None: ...
 
     def close(self) -> None:
         """No more requests: each engine stops once it is idle."""
 
-    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[int, Finished], None]
-            ) -> tuple[list[SessionRecord], float]:
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
+            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
         """Load the engines and serve until closed; returns one session per worker and the end time."""
 
 
 class _Node:
-    __slots__ = ("spec", "index", "rid", "query", "state", "worker", "release", "prompt", "outcome", "by", "succ")
+    __slots__ = ("spec", "index", "rid", "query", "state", "worker", "release", "prompt", "outcome", "by", "succ",
+                 "early", "streaming")
 
     def __init__(self, spec: AgentSpec, index: int, query: Query):
         self.spec, self.index, self.query = spec, index, query
@@ -66,14 +72,19 @@ class _Node:
         self.outcome: AgentOutcome | None = None
         self.by = ""
         self.succ: list[_Node] = []
+        self.early = 0                  # overlap: prefill-only requests sent ahead of it (0: none yet)
+        self.streaming: _Node | None = None   # overlap: the precursor whose stream it prefills
 
 
 class GraphCoordinator:
     def __init__(self, queries: tuple[Query, ...], shape: tuple[AgentSpec, ...], placement: dict[int, str],
-                 outcome: OutcomeFn, exits: ExitFn, exit_rule: str, concurrency: int, seed: int):
+                 outcome: OutcomeFn, exits: ExitFn, exit_rule: str, concurrency: int, seed: int,
+                 overlap: str = "none", overlap_chunk: int = 64):
         self.queries, self.shape, self.placement = queries, shape, placement
         self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
         self.concurrency, self.seed = concurrency, seed
+        self.overlap, self.overlap_chunk = overlap, overlap_chunk
+        self.prefills = 0
         self.replicas: dict[str, list[int]] = defaultdict(list)
         for w, m in sorted(placement.items()):
             self.replicas[m].append(w)
@@ -94,7 +105,7 @@ class GraphCoordinator:
 
     def run(self, pool: EnginePool, progress=None) -> GraphTrace:
         self.pool, self.limit, self.progress = pool, pool.limits(), progress
-        sessions, end = pool.run(self._ready, self._finished)
+        sessions, end = pool.run(self._ready, self._finished, self._progress)
         expected = len(self.queries) * len(self.shape)
         if len(self.records) != expected or len(self.query_records) != len(self.queries):
             raise RuntimeError(f"agent graphs on {pool.backend}: {expected - len(self.records)} requests and "
@@ -104,7 +115,7 @@ class GraphCoordinator:
         qs = tuple(sorted(self.query_records, key=lambda r: self.order[r.query_id]))
         sess = tuple(sorted(sessions, key=lambda s: s.worker))
         stats: tuple[WorkerStats, ...] = worker_stats(sess, sorted(self.placement), end)
-        return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated)
+        return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated, self.prefills)
 
     def _ready(self, t: float) -> None:
         self.now = self.ready_s = t
@@ -115,6 +126,8 @@ class GraphCoordinator:
 
     def _finished(self, t: float, f: Finished) -> None:
         self.now = t
+        if "#" in f.rid:   # a prefill-only request (overlap): its work is the cache it left
+            return
         n = self.nodes[f.rid]
         self.inflight[n.worker] -= 1
         if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
@@ -139,6 +152,9 @@ class GraphCoordinator:
                 self._cancel(s, self.exit_rule)
         for s in siblings:   # a successor may now have every precursor done or cancelled
             self._check_releases(s)
+        for s in n.succ:
+            if s.state == "pending":
+                self._prefill_ahead(s)
 
     # ------------------------------------------------------------------ graph state
 
@@ -167,10 +183,52 @@ class GraphCoordinator:
             self.truncated += 1
         n.prompt = prompt
         n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
-        w = min(self.replicas[m], key=lambda w: (self.inflight[w], w))
+        w = n.worker if n.early else min(self.replicas[m], key=lambda w: (self.inflight[w], w))
         n.state, n.worker, n.release = "released", w, self.now
         self.inflight[w] += 1
-        self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens)
+        self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens, n.rid if n.early else None)
+        for s in n.succ:
+            if s.state == "pending":
+                self._prefill_ahead(s)
+
+    # ------------------------------------------------------------------ prefill overlap
+
+    def _prefill_ahead(self, s: _Node) -> None:
+        """Overlap: prefill what successor `s`'s prompt will start with, on the worker it will run
+        on, through prefix-cache kin requests (one output token each, key s.rid): its prefix once
+        its precursors start, then the outputs finished so far; with one precursor left running,
+        its stream is followed (_progress)."""
+        if self.overlap == "none":
+            return
+        graph = self.graphs[s.query.id]
+        reads = [graph[r] for r in s.spec.reads]
+        if not s.early:
+            if any(p.state == "pending" for p in reads):
+                return   # prefilled once all its precursors are running
+            s.worker = min(self.replicas[s.spec.model], key=lambda w: (self.inflight[w], w))
+        done = sum(p.outcome.output_tokens for p in reads if p.state == SERVED)
+        self._prefill(s, done)
+        running = [p for p in reads if p.state == "released"]
+        if len(running) == 1 and s.streaming is not running[0]:
+            s.streaming = running[0]
+            self.pool.watch(running[0].worker, running[0].rid, self.overlap_chunk)
+
+    def _prefill(self, s: _Node, tokens: int) -> None:
+        prompt = min(s.query.prompt_tokens + TEMPLATE_TOKENS + tokens, self.limit[s.spec.model] - 1)
+        s.early += 1
+        self.prefills += 1
+        self.pool.submit(s.worker, f"{s.rid}#{s.early}", prompt, 1, s.rid)
+
+    def _progress(self, t: float, rid: str, generated: int) -> None:
+        self.now = t
+        p = self.nodes.get(rid)
+        if p is None or p.state != "released":
+            return
+        graph = self.graphs[p.query.id]
+        for s in p.succ:
+            if s.state == "pending" and s.streaming is p:
+                done = sum(graph[r].outcome.output_tokens for r in s.spec.reads if graph[r].state == SERVED)
+                self._prefill(s, done + generated)
 
     def _cancel(self, n: _Node, rule: str) -> None:
         if n.state in (SERVED, CANCELLED):
@@ -197,10 +255,11 @@ class GraphCoordinator:
         served = n.state == SERVED
         o = n.outcome if served else None
         self.records[n.rid] = AgentRecord(
-            n.rid, n.query.id, n.spec.name, n.spec.layer, n.spec.model, n.worker, n.release,
+            n.rid, n.query.id, n.spec.name, n.spec.layer, n.spec.model,
+            n.worker if n.release is not None else None, n.release,
             f.start_s if f else None, f.first_token_s if f else None, f.finish_s if f else self.now,
             n.prompt, f.output_tokens if f else 0, o.answer if o else None, o.confidence if o else None,
-            n.state, n.by)
+            n.state, n.by, f.cached_tokens if f else 0)
 
     def _done_query(self, q: Query) -> None:
         graph = self.graphs.pop(q.id)

@@ -20,6 +20,7 @@ class Finished:
     finish_s: float
     output_tokens: int
     cancelled: bool
+    cached_tokens: int = 0     # prompt tokens the engine found in its prefix cache
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class AgentRecord:
     confidence: float | None
     status: str                # served | cancelled
     cancelled_by: str = ""     # the early-exit rule that cancelled it
+    cached_tokens: int = 0     # of its prompt, found in the engine's prefix cache (overlap)
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,4 @@ class GraphTrace:
     sessions: tuple[SessionRecord, ...]
     workers: tuple[WorkerStats, ...]
     truncated_prompts: int = 0  # prompts cut to the context window (their inputs' tail dropped)
+    prefill_requests: int = 0   # prefill-only requests sent ahead of successors (overlap)

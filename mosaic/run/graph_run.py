@@ -56,7 +56,7 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
                            c.workload.aggregator_follow, models)
     coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
                                    partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit,
-                                   t.concurrency, c.seed)
+                                   t.concurrency, c.seed, t.overlap, t.overlap_chunk)
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
         trace = coordinator.run(engine_pool(r, placement), progress)
     return trace, placement, shape
@@ -96,6 +96,11 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "n_served_requests": len(served), "n_cancelled_requests": len(cancelled),
         "cancelled_by": dict(Counter(x.cancelled_by for x in cancelled)),
         "truncated_prompts": trace.truncated_prompts,
+        # Overlap: prefill-only requests sent ahead, and the prompt tokens requests found cached.
+        "prefill_requests": trace.prefill_requests,
+        "prefix_cache_hit_tokens": sum(x.cached_tokens for x in served),
+        "prefix_cache_hit_rate": (sum(x.cached_tokens for x in served) / sum(x.prompt_tokens for x in served)
+                                  if served else None),
         "makespan_s": trace.makespan_s, "ready_s": trace.ready_s,
         "query_latency_s": distribution([q.latency_s for q in trace.queries]),
         "queries_per_s": n / (trace.makespan_s - trace.ready_s) if trace.makespan_s > trace.ready_s else None,

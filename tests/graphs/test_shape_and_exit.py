@@ -37,6 +37,9 @@ def test_dense_layers_read_every_output_below():
     ({"kind": "dense", "layers": [3], "agents": ["a"], "exit_tau": 0.5}, "topology.exit_tau is read by"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "concurrency": 0}, "topology.concurrency"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "early_exit": "sometimes"}, "topology.early_exit"),
+    ({"kind": "tree", "agents": ["a", "b", "c"], "overlap_chunk": 8}, "topology.overlap_chunk is read by"),
+    ({"kind": "tree", "agents": ["a", "b", "c"], "overlap": "eager"}, "topology.overlap"),
+    ({"kind": "flat", "overlap": "incremental"}, "topology.overlap set with topology.kind=flat"),
 ])
 def test_bad_topology_settings_name_the_field(settings, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("[", r"\[")):

@@ -117,3 +117,37 @@ def test_requests_handed_over_one_by_one_join_between_steps():
     assert schedule(eng) == [({"a": 4}, set(), 1), ({"a": 1, "b": 4}, set(), 1), ({"b": 1}, set(), 1)]
     assert (seqs["a"].start, seqs["a"].finish, seqs["b"].start, seqs["b"].finish) == (0.5, 2.5, 1.5, 3.5)
     assert end == 3.5 and eng.result.steps == 3
+
+
+def drive_inbox(eng, plan):
+    """Run an engine fed through an Inbox: plan = [(time, (id, prompt, output[, key]))], each
+    handed over at its time (unit step costs: time = steps). Returns the requests by id."""
+    from sim.engine_v1 import Inbox
+
+    inbox, clock, todo = Inbox(), [0.0], sorted(plan, key=lambda p: p[0])
+    gen = eng.run([], lambda: clock[0], inbox)
+    for dur in gen:
+        while todo and todo[0][0] <= clock[0]:
+            inbox.arrivals.append(todo.pop(0)[1])
+        if dur is None:   # idle: the next arrival, if nothing just arrived; else the end
+            if not inbox.arrivals:
+                if not todo:
+                    inbox.closed = True
+                    continue
+                clock[0] = todo[0][0]
+            continue
+        clock[0] += dur
+    return {s.rid: s for s in eng.result.seqs}
+
+
+def test_a_prefill_only_kin_request_leaves_its_prefix_cached_for_the_real_one():
+    # block 4. At 0, "s#1" (prompt 10, 1 token, key s) is prefilled in one step and leaves its two
+    # full blocks (8 tokens) cached under s. At 3, "s" (prompt 13, key s) reuses them: it prefills
+    # only 5 tokens. A request of another key (or none) reuses nothing.
+    eng = V1Engine(UnitCost(), kv_blocks=20, block_size=4, max_num_seqs=4, max_num_batched_tokens=64,
+                   record_steps=True)
+    seqs = drive_inbox(eng, [(0.0, ("s#1", 10, 1, "s")), (3.0, ("s", 13, 2, "s")), (3.0, ("t", 13, 2, "t"))])
+    assert schedule(eng)[0] == ({"s#1": 10}, set(), 1)
+    assert schedule(eng)[1] == ({"s": 5, "t": 13}, set(), 1)
+    assert (seqs["s"].cache_hit, seqs["t"].cache_hit) == (8, 0)
+    assert (seqs["s"].start, seqs["s"].finish) == (3.0, 5.0)

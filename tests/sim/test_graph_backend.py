@@ -33,13 +33,14 @@ def fixed(lengths, answers=None):
     return outcome
 
 
-def run(profiles, topology=TREE, outcome=None, rule="none", concurrency=1, seed=0, n_workers=4):
+def run(profiles, topology=TREE, outcome=None, rule="none", concurrency=1, seed=0, n_workers=4, overlap="none",
+        chunk=64):
     shape = graph_shape(topology, "LlamaR1")
     placement = {0: "Qwen", 1: "Gemma", 2: "Exaone", 3: "LlamaR1"}
     placement.update({w: "Qwen" for w in range(4, n_workers)})
     outcome = outcome or fixed(lambda a: 50 + 40 * a.layer + 7 * int(a.name.split(".")[-1] if a.name != ROOT else 0))
     exits = (lambda outs, rng: should_exit(rule, outs, rng)) if rule != "none" else (lambda outs, rng: False)
-    coordinator = GraphCoordinator(QUERIES, shape, placement, outcome, exits, rule, concurrency, seed)
+    coordinator = GraphCoordinator(QUERIES, shape, placement, outcome, exits, rule, concurrency, seed, overlap, chunk)
     return shape, coordinator.run(SimGraphPool(Cluster.uniform(n_workers, 80.0, "A100-80GB"), profiles, placement))
 
 
@@ -104,3 +105,22 @@ def test_replicas_share_a_model_and_v0_engines_are_refused(profiles):
     assert {r.worker for r in t.requests if r.model == "Qwen"} == {0, 4, 5}
     with pytest.raises(ConfigError, match="engine.scheduling=v1"):
         run(replace(profiles, engine=replace(profiles.engine, scheduling="v0")))
+
+
+def test_overlap_prefills_a_successors_prompt_while_its_precursors_run(profiles):
+    star = TopologyConfig(name="s", kind="tree", branching=3, depth=1, agents=["Qwen", "Gemma", "Exaone"])
+    lengths = fixed(lambda a: {"L1.0": 300, "L1.1": 600, "L1.2": 1200}.get(a.name, 20))
+    _, plain = run(profiles, star, lengths)
+    _, ahead = run(profiles, star, lengths, overlap="incremental", chunk=100)
+    assert len(ahead.requests) == len(plain.requests) and ahead.prefill_requests > 0
+    for a, b in zip(plain.requests, ahead.requests):
+        assert (a.request_id, a.prompt_tokens, a.output_tokens) == (b.request_id, b.prompt_tokens, b.output_tokens)
+        if b.agent == ROOT:
+            # Its prefix and the two shorter outputs were cached before the last precursor finished,
+            # and most of the last one too (streamed in chunks of 100): only a chunk is left.
+            q = next(q for q in QUERIES if q.id == b.query_id)
+            assert b.prompt_tokens - 16 - 100 <= b.cached_tokens < b.prompt_tokens
+            assert b.cached_tokens > q.prompt_tokens + 64 + 300 + 600
+            assert b.first_token_s - b.release_s < a.first_token_s - a.release_s
+        else:
+            assert b.cached_tokens == 0

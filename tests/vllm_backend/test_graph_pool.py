@@ -13,7 +13,8 @@ sys.path.insert(0, str(ROOT))
 from tests.run.test_run_cli import fake_vllm_env  # noqa: E402
 
 GRAPH = ("workload=smoke", "workload.n_queries=8", "topology=dense", "topology.layers=[3,2]",
-         "topology.agents=[Qwen]", "topology.aggregator=Exaone", "cluster=cpu2", "topology.early_exit=agreement")
+         "topology.agents=[Qwen]", "topology.aggregator=Exaone", "cluster=cpu2", "topology.early_exit=agreement",
+         "topology.overlap=incremental", "topology.overlap_chunk=8")
 
 
 def cli(*args, env=None):
@@ -70,3 +71,5 @@ def test_graphs_on_real_tiny_engines(tmp_path, sim_run):
     p = cli(*GRAPH, "backend=vllm", "models=tiny", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}")
     assert p.returncode == 0, p.stderr[-3000:]
     check_against_the_simulator(tmp_path, sim_run)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["prefill_requests"] > 0 and s["prefix_cache_hit_tokens"] > 0   # vLLM's own count of cached tokens
