@@ -249,6 +249,7 @@ class ModelsConfig:
 TOPOLOGY_KINDS = ("flat", "dense", "tree")
 EARLY_EXITS = ("none", "qmetric", "agreement")
 OVERLAPS = ("none", "incremental")
+GRAPH_PLACEMENTS = ("demand", "even")
 
 
 @dataclass
@@ -270,6 +271,9 @@ class TopologyConfig:
     # i the i-th (one small, one medium, one large model per cluster in Faster-MoA).
     agents: list[str] = field(default_factory=list)
     aggregator: Optional[str] = None   # the root's model; null = the workload's aggregator
+    # The agents' profile set (bundled name or YAML path), when they are not the workload's models:
+    # the workload then gives the questions only. null = workload.profiles.
+    profiles: Optional[str] = None
     # Cancel the rest of a cluster (tree) or layer (dense) once its finished agents are confident
     # and agree: qmetric = Faster-MoA's Algorithm 1 (with probability Q = sqrt(C * B)), agreement =
     # when every finished answer (two at least) is the same. Seeded by the run's seed.
@@ -282,16 +286,21 @@ class TopologyConfig:
     # engine's prefix cache, so at release only the rest is prefilled.
     overlap: str = "none"
     overlap_chunk: int = 64
+    # Workers per model (every model of the graph stays loaded): demand = one each, the rest by
+    # expected output tokens per query (load-aware, as MOSAIC places experts); even = in turn.
+    placement: str = "demand"
 
     def __post_init__(self) -> None:
         check_choice("topology.kind", self.kind, TOPOLOGY_KINDS)
         check_choice("topology.early_exit", self.early_exit, EARLY_EXITS)
         check_choice("topology.overlap", self.overlap, OVERLAPS)
+        check_choice("topology.placement", self.placement, GRAPH_PLACEMENTS)
         if self.kind == "flat":
             given = [f"topology.{k}" for k, v in (("layers", list(self.layers)), ("agents", list(self.agents)),
-                                                  ("aggregator", self.aggregator),
+                                                  ("aggregator", self.aggregator), ("profiles", self.profiles),
                                                   ("early_exit", self.early_exit), ("overlap", self.overlap))
                      if v not in ([], None, "none")]
+            given += ["topology.placement"] if self.placement != "demand" else []
             given += [f"topology.{k}" for k, d in (("branching", 3), ("depth", 2), ("exit_tau", 0.7),
                                                    ("concurrency", 1), ("overlap_chunk", 64)) if getattr(self, k) != d]
             if given:

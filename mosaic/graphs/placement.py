@@ -1,8 +1,10 @@
 """Which worker serves which model of an agent graph: every model of the graph stays loaded for the
-whole run (an agent's request can come at any time), one engine per worker. Each model gets one
-worker, and the workers left over go to the models with the most expected output tokens per query
-(agent slots x mean output on the dataset), largest remainder first, ties to the earlier model:
-a request goes, when released, to the replica of its model with the fewest requests in flight."""
+whole run (an agent's request can come at any time), one engine per worker. `demand`: each model
+gets one worker, and the workers left over go to the models with the most expected output tokens
+per query (agent slots x mean output on the dataset), largest remainder first, ties to the earlier
+model (load-aware, as MOSAIC places experts). `even`: workers go to the models in turn, whatever
+their load. A request goes, when released, to the replica of its model with the fewest requests in
+flight."""
 from __future__ import annotations
 
 from mosaic.core.errors import ConfigError
@@ -18,7 +20,8 @@ def demand(shape: tuple[AgentSpec, ...], profiles: ProfileSet, dataset: str | No
     return out
 
 
-def place(shape: tuple[AgentSpec, ...], profiles: ProfileSet, dataset: str | None, n_workers: int) -> dict[int, str]:
+def place(shape: tuple[AgentSpec, ...], profiles: ProfileSet, dataset: str | None, n_workers: int,
+          how: str = "demand") -> dict[int, str]:
     """worker -> model."""
     need = demand(shape, profiles, dataset)
     models = list(need)
@@ -26,6 +29,8 @@ def place(shape: tuple[AgentSpec, ...], profiles: ProfileSet, dataset: str | Non
         raise ConfigError(f"topology: the graph's {len(models)} models ({', '.join(models)}) stay loaded on a worker "
                           f"each, but cluster.n_workers={n_workers}; set cluster.n_workers >= {len(models)} or "
                           "use fewer agent models")
+    if how == "even":
+        return {w: models[w % len(models)] for w in range(n_workers)}
     total = sum(need.values())
     spare = n_workers - len(models)
     share = {m: spare * need[m] / total for m in models}

@@ -84,6 +84,8 @@ class Run:
     # Requests cut to fit the engine (workload.oversize=truncate); with "reject" a request that
     # does not fit stops build_run with a ConfigError instead.
     truncated: tuple[str, ...] = ()
+    # An agent-graph run's agents, where topology.profiles names their own profile set.
+    graph_profiles: ProfileSet | None = None
 
     def execute(self) -> PipelineResult:
         c = self.config
@@ -130,11 +132,14 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device)
     profiles = load_profiles(c.workload.profiles)
     profiles = engine_settings(profiles, c.engine)
-    check_device(c.cluster.device, profiles.engine.device, c.workload.profiles)
+    graph_profiles = engine_settings(load_profiles(c.topology.profiles), c.engine) if c.topology.profiles else None
+    # The cluster runs the graph's agents where they have their own profiles: their device is the one.
+    check_device(c.cluster.device, (graph_profiles or profiles).engine.device,
+                 c.topology.profiles or c.workload.profiles)
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)
     # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
     # and counted (mosaic/costs/predict.py admit_requests).
     workload, truncated = admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
-    return Run(c, cluster, profiles, workload, backend, tuple(truncated))
+    return Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)

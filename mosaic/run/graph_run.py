@@ -42,32 +42,34 @@ def dataset_of(r: "Run") -> str | None:
 def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     c = r.config
     t = c.topology
+    profiles = r.graph_profiles or r.profiles
+    if t.profiles and not t.aggregator:
+        raise ConfigError("topology.profiles gives the agents their own profile set: name the aggregator's model "
+                          "from it too (topology.aggregator)")
     shape = graph_shape(t, t.aggregator or r.workload.aggregator)
     models = {a.model for a in shape}
     for m in sorted(models):
-        try:
-            r.profiles.model(m)
-        except (KeyError, ConfigError):
+        if m not in profiles.models:
             raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
-                              f"'{c.workload.profiles}' ({', '.join(r.profiles.models)})") from None
+                              f"'{t.profiles or c.workload.profiles}' ({', '.join(profiles.models)})")
     dataset = dataset_of(r)
-    placement = place(shape, r.profiles, dataset, c.cluster.n_workers)
-    answers = GraphAnswers(r.workload.queries, r.workload.options, r.profiles, dataset, c.seed,
+    placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
+    answers = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
                            c.workload.aggregator_follow, models)
     coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
                                    partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit,
                                    t.concurrency, c.seed, t.overlap, t.overlap_chunk)
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
-        trace = coordinator.run(engine_pool(r, placement), progress)
+        trace = coordinator.run(engine_pool(r, profiles, placement), progress)
     return trace, placement, shape
 
 
-def engine_pool(r: "Run", placement: dict[int, str]):
+def engine_pool(r: "Run", profiles, placement: dict[int, str]):
     """The backend's engines for a graph run, loaded when one runs (a backend's modules are heavy)."""
     if r.config.backend.name == "sim":
         from sim.graph_backend import SimGraphPool
 
-        return SimGraphPool(r.cluster, r.profiles, placement)
+        return SimGraphPool(r.cluster, profiles, placement)
     if r.config.backend.name == "vllm":
         from vllm_backend.graph_pool import VllmGraphPool
 
