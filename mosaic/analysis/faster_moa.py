@@ -1,8 +1,8 @@
 """Faster-MoA's four settings on its own agents (Qwen3-VL-4B/8B/32B on H200, profiles
 mosaic/profiles/data/faster_moa_h200.yaml), simulated: all-to-all 9-9-1, tree 9-3-1, tree +
 dependency-aware prefill overlap, tree + overlap + Q-metric early exit; at concurrency 1
-(per-query latency) and 32 queries in flight; with MOSAIC's load-aware placement (workers by
-expected output tokens) and with models placed in turn. Every run goes through the run builder
+(per-query latency) and 32 queries in flight; with MOSAIC's placement (scheduler=ilp over the
+graph's whole demand), the simple load-aware rule and models placed in turn. Every run goes through the run builder
 with the Hydra config experiments/run.py uses (mosaic/conf/), only with overrides.
 `python experiments/faster_moa.py` runs `write`.
 
@@ -31,7 +31,12 @@ SETTINGS: tuple[tuple[str, list[str]], ...] = (
 )
 PAPER_REDUCTION_PCT = {"tree": -62.0, "tree + overlap": -76.0, "tree + overlap + early exit": -90.0}
 CONCURRENCY = (1, 32)
-PLACEMENTS = ("demand", "even")
+# MOSAIC's ILP over the graph's whole demand (one model per worker), the simple load-aware rule
+# (workers by expected output tokens), and models in turn.
+PLACEMENTS = ("scheduler", "demand", "even")
+PLACEMENT_LABELS = {"scheduler": "MOSAIC placement (the ILP over the graph's demand)",
+                    "demand": "load-aware placement (workers by expected output tokens)",
+                    "even": "models placed in turn"}
 BASE = ["workload=synth_mmlu_pro", "cluster=h200x8"]
 COMMAND = "python experiments/faster_moa.py"
 
@@ -43,7 +48,8 @@ def measure(n_queries: int = 64, seed: int = 0) -> list[dict[str, Any]]:
             for name, overrides in SETTINGS:
                 t0 = time.perf_counter()
                 s = run(compose([*BASE, *overrides, f"workload.n_queries={n_queries}", f"seed={seed}",
-                                 f"topology.concurrency={conc}", f"topology.placement={placement}"])).summary
+                                 f"topology.concurrency={conc}", f"topology.placement={placement}",
+                                 *(["scheduler=ilp"] if placement == "scheduler" else [])])).summary
                 lat = s["query_latency_s"]
                 large = s["invocations"].get("Qwen3VL32B", {"served": 0, "cancelled": 0})
                 rows.append({"setting": name, "concurrency": conc, "placement": placement, "seed": seed,
@@ -77,19 +83,17 @@ def render(rows: list[dict[str, Any]], n_queries: int, seed: int) -> str:
            "Reductions against all-to-all at the same concurrency and placement; Faster-MoA's are its headline "
            "figures (the best over its settings).", ""]
     for placement in PLACEMENTS:
-        label = ("MOSAIC placement (workers by expected output tokens)" if placement == "demand"
-                 else "models placed in turn")
-        out += [f"## {label}", "", "| setting | concurrency | latency p50 / p90 (s) | mean (s) | p50 vs all-to-all "
-                "| mean vs all-to-all | Faster-MoA | accuracy (vs a2a) | 32B requests | cancelled | cache hit |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"## {PLACEMENT_LABELS[placement]}", "", "| setting | concurrency | latency p50 / p90 (s) | mean (s) | p50 vs all-to-all "
+                "| mean vs all-to-all | Faster-MoA | accuracy (vs a2a) | 32B requests | cancelled | cache hit | workers |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["placement"] == placement):
             paper = "–" if r["paper_vs_a2a_pct"] is None else f"{r['paper_vs_a2a_pct']:+.0f}%"
             hit = "–" if not r["prefix_cache_hit_rate"] else f"{100 * r['prefix_cache_hit_rate']:.0f}%"
             out.append(f"| {r['setting']} | {r['concurrency']} | {r['latency_p50_s']:.1f} / {r['latency_p90_s']:.1f} | "
                        f"{r['latency_mean_s']:.1f} | {r['p50_vs_a2a_pct']:+.0f}% | {r['mean_vs_a2a_pct']:+.0f}% | {paper} | "
                        f"{100 * r['accuracy']:.1f}% ({r['accuracy_vs_a2a_pp']:+.1f} pp) | {r['large_model_served']} | "
-                       f"{r['cancelled']} | {hit} |")
-        out.append(f"\nWorkers: {next(r['workers'] for r in rows if r['placement'] == placement)}.\n")
+                       f"{r['cancelled']} | {hit} | {r['workers']} |")
+        out.append("")
     return "\n".join(out) + "\n"
 
 
@@ -102,10 +106,11 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, conc in zip(axes, CONCURRENCY):
         for i, placement in enumerate(PLACEMENTS):
             mine = {r["setting"]: r for r in rows if r["concurrency"] == conc and r["placement"] == placement}
-            x = [j + (i - 0.5) * 0.38 for j in range(len(names))]
-            ax.bar(x, [mine[n]["latency_p50_s"] for n in names], 0.36,
+            x = [j + (i - 1) * 0.27 for j in range(len(names))]
+            ax.bar(x, [mine[n]["latency_p50_s"] for n in names], 0.25,
                    yerr=[[0] * len(names), [mine[n]["latency_p90_s"] - mine[n]["latency_p50_s"] for n in names]],
-                   label="MOSAIC placement" if placement == "demand" else "in turn", capsize=2)
+                   label={"scheduler": "MOSAIC (ILP)", "demand": "by expected tokens", "even": "in turn"}[placement],
+                   capsize=2)
         ax.set_xticks(range(len(names)), ["a2a", "tree", "tree+ov", "tree+ov+exit"], fontsize=8)
         ax.set_title(f"concurrency {conc}", fontsize=9)
         ax.set_ylabel("per-query latency p50 (bar) to p90 (s)", fontsize=8)

@@ -249,7 +249,7 @@ class ModelsConfig:
 TOPOLOGY_KINDS = ("flat", "dense", "tree")
 EARLY_EXITS = ("none", "qmetric", "agreement")
 OVERLAPS = ("none", "incremental")
-GRAPH_PLACEMENTS = ("demand", "even")
+GRAPH_PLACEMENTS = ("demand", "even", "scheduler")
 
 
 @dataclass
@@ -287,7 +287,8 @@ class TopologyConfig:
     overlap: str = "none"
     overlap_chunk: int = 64
     # Workers per model (every model of the graph stays loaded): demand = one each, the rest by
-    # expected output tokens per query (load-aware, as MOSAIC places experts); even = in turn.
+    # expected output tokens per query (load-aware); even = in turn; scheduler = the configured
+    # scheduler (scheduler.name, e.g. ilp) places the graph's whole demand with one model per worker.
     placement: str = "demand"
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
-from mosaic.graphs.coordinator import GraphCoordinator
+from mosaic.graphs.coordinator import TEMPLATE_TOKENS, GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
 from mosaic.graphs.placement import place
@@ -53,7 +53,10 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
             raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
                               f"'{t.profiles or c.workload.profiles}' ({', '.join(profiles.models)})")
     dataset = dataset_of(r)
-    placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
+    if t.placement == "scheduler":
+        placement = scheduled_placement(r, shape, profiles, dataset)
+    else:
+        placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
     answers = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
                            c.workload.aggregator_follow, models)
     coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
@@ -62,6 +65,36 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
         trace = coordinator.run(engine_pool(r, profiles, placement), progress)
     return trace, placement, shape
+
+
+def scheduled_placement(r: "Run", shape: tuple, profiles, dataset: str | None) -> dict[int, str]:
+    """topology.placement=scheduler: the scheduler core places the graph's whole demand (every
+    agent request of every query, one model per worker, as MOSAIC places experts) and each worker
+    keeps the model the plan gives it; a worker the plan leaves idle gets one by demand
+    (mosaic/graphs/placement.py)."""
+    from dataclasses import replace
+
+    from mosaic.run.pipeline import plan_stage
+    from mosaic.workload.types import Request
+
+    c = r.config
+    mean_out = {a.model: profiles.model(a.model).output_for(dataset).mean() for a in shape}
+    by_name = {a.name: a for a in shape}
+    requests = [Request(f"{q.id}/{a.name}", q.id, a.model,
+                        q.prompt_tokens + (TEMPLATE_TOKENS + round(sum(mean_out[by_name[p].model] for p in a.reads))
+                                           if a.reads else 0), "expert")
+                for q in r.workload.queries for a in shape]
+    order = list(dict.fromkeys(a.model for a in shape))
+    # The graph's models have no calibration split: costed from their profiles.
+    _, plan = plan_stage("expert", requests, order, replace(c.scheduler, max_models_per_worker=1), "scheduled",
+                         r.cluster, profiles, replace(r.workload, calibration={}))
+    fallback = place(shape, profiles, dataset, c.cluster.n_workers, "demand")
+    given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
+    missing = [m for m in order if m not in given.values()]
+    if missing:   # pragma: no cover - the schedulers place every model with requests
+        raise ConfigError(f"topology.placement=scheduler: scheduler {c.scheduler.name} placed no worker for "
+                          f"{', '.join(missing)}")
+    return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}
 
 
 def engine_pool(r: "Run", profiles, placement: dict[int, str]):

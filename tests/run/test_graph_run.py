@@ -48,3 +48,15 @@ def test_same_seed_same_graph_run():
 def test_what_a_graph_run_cannot_do_is_refused_naming_the_fix(extra, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
         run(compose([*SMALL, "topology=tree", *extra]))
+
+
+@pytest.mark.parametrize("scheduler", ["ilp", "engine_aware"])
+def test_the_scheduler_core_places_a_graphs_models(scheduler):
+    out = run(compose([*SMALL, "topology=tree", "topology.placement=scheduler", f"scheduler={scheduler}",
+                       "cluster.n_workers=6"]))
+    placement = out.graph[1]
+    assert sorted(placement) == list(range(6))
+    assert set(placement.values()) == {"Qwen", "Gemma", "LlamaR1"}   # every model of the graph has a worker
+    # LlamaR1 (reasoning, ~3400 tokens per answer, 4 of 13 agents incl. the aggregator) needs the most.
+    counts = {m: list(placement.values()).count(m) for m in set(placement.values())}
+    assert counts["LlamaR1"] == max(counts.values())
