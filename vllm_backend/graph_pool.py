@@ -5,9 +5,13 @@ the session launcher's: vllm_backend/procgroup.py) loads its model once and serv
 releases them, and every request that leaves an engine comes back at once, so successors start
 while the rest of the graph runs.
 
-Replay mode only, so far: a request's prompt is `prompt_tokens` token ids that share no prefix with
-another's, and it generates exactly the answer model's output length (ignore_eos), so a real run
-and a simulated run of one graph serve the same requests. The local launcher only (one host).
+Replay mode (backend.options.replay=true): a request's prompt is `prompt_tokens` token ids that share
+no prefix with another's, and it generates exactly the answer model's output length (ignore_eos),
+so a real run and a simulated run of one graph serve the same requests. Natural mode (replay=false):
+prompts are texts (the question, then the outputs an agent reads), the model stops by itself (at
+most backend.options.max_tokens, else the context left), and each output's answer is read from its
+text and its confidence is the geometric mean of its tokens' probabilities (from the logprobs).
+The local launcher only (one host).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any, Callable
 from mosaic.core.errors import ConfigError
 from mosaic.graphs.trace import Finished
 from mosaic.trace import SessionRecord
-from vllm_backend.backend import VllmBackend, device_env, prompt_ids
+from vllm_backend.backend import VllmBackend, device_env, extract_answer, prompt_ids
 from vllm_backend.graph_worker import graph_worker_main
 from vllm_backend.launcher import LocalProcessLauncher
 from vllm_backend.procgroup import end_processes, group_leader_entry
@@ -29,13 +33,11 @@ class VllmGraphPool:
     backend = "vllm"
 
     def __init__(self, vllm: VllmBackend, placement: dict[int, str], poll_s: float = 0.5):
-        if not vllm.replay:
-            raise ConfigError("agent graphs on backend=vllm replay the answer model's output lengths so far; "
-                              "set backend.options.replay=true")
         if not isinstance(vllm.launcher, LocalProcessLauncher):
             raise ConfigError("agent graphs on backend=vllm run on this host's processes so far; set "
                               "backend.options.launcher=local")
         self.vllm, self.placement, self.poll_s = vllm, placement, poll_s
+        self.natural = not vllm.replay
         self.grace_s = vllm.launcher.grace_s
         ctx = mp.get_context("spawn")   # vLLM and CUDA do not survive fork
         self.ctx = ctx
@@ -44,7 +46,12 @@ class VllmGraphPool:
     def limits(self) -> dict[str, int]:
         return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
 
-    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None,
+               text: str | None = None) -> None:
+        if text is not None:
+            self.inbox[worker].put({"op": "add", "rid": rid, "prompt": text,
+                                    "max_tokens": self.vllm.max_tokens or self.vllm.registry.max_model_len})
+            return
         # Requests of one key get the same leading token ids: vLLM's prefix cache finds them.
         self.inbox[worker].put({"op": "add", "rid": rid, "prompt_token_ids": prompt_ids(key or rid, prompt_tokens),
                                 "max_tokens": output_tokens})
@@ -74,7 +81,7 @@ class VllmGraphPool:
                 if v.profiles.engine.num_gpu_blocks is not None:
                     engine_args = {**engine_args, "num_gpu_blocks_override": v.profiles.engine.num_gpu_blocks}
                 spec = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
-                        "t0": t0}
+                        "t0": t0, "max_model_len": v.registry.max_model_len}
                 p = self.ctx.Process(target=group_leader_entry,
                                      args=(self.grace_s, graph_worker_main, spec, self.inbox[w], out),
                                      name=f"mosaic-graph-worker-{w}")
@@ -105,7 +112,10 @@ class VllmGraphPool:
                 elif "stream" in msg:
                     on_progress(time.time() - t0, *msg["stream"])
                 elif "finished" in msg:
-                    on_finished(time.time() - t0, Finished(**msg["finished"]))
+                    f = msg["finished"]
+                    if f.get("text") is not None:
+                        f = {**f, "answer": extract_answer(f["text"])}
+                    on_finished(time.time() - t0, Finished(**f))
                 elif msg.get("done"):
                     s = msg["session"]
                     sessions.append(SessionRecord(w, 0, s["model"], s["load_start_s"], s["load_end_s"],

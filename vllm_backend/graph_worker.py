@@ -2,7 +2,8 @@
 taking requests from its inbox queue while it steps (as vLLM's own server does), and streaming
 every request that leaves it back to the parent.
 
-Messages in (the inbox): {"op": "add", "rid", "prompt_token_ids", "max_tokens"},
+Messages in (the inbox): {"op": "add", "rid", "prompt_token_ids" | "prompt" (a text: natural
+generation, the model stops by itself), "max_tokens"},
 {"op": "watch", "rid", "every"}, {"op": "cancel", "rid"}, {"op": "close"}. Messages out (the
 shared queue), all with "worker": {"ready": True, "load_start_s", "load_end_s"},
 {"stream": [rid, tokens generated]} (a watched request, every `every` tokens),
@@ -12,6 +13,7 @@ Times are seconds from the run's t0 (one wall clock for the parent and every wor
 """
 from __future__ import annotations
 
+import math
 import os
 import queue as queue_mod
 import time
@@ -21,6 +23,7 @@ from typing import Any
 from vllm_backend.worker import _engine, _shutdown, count_preemptions, isolate_from_script_dir
 
 IDLE_POLL_S = 0.05   # an idle engine's wait for its next message
+MIN_ANSWER_TOKENS = 16   # a natural prompt is cut to leave at least this room for the answer
 
 
 def graph_worker_main(spec: dict[str, Any], inbox, out) -> None:
@@ -42,6 +45,7 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
     engine = _engine(spec["path"], spec["engine_args"])
     load_end = now()
     preempted = count_preemptions(engine)
+    max_len = engine.model_config.max_model_len if hasattr(engine, "model_config") else spec["max_model_len"]
     out.put({"worker": w, "ready": True, "load_start_s": load_start, "load_end_s": load_end})
     live: dict[str, dict[str, Any]] = {}
     watch: dict[str, list[int]] = {}   # rid -> [every, next]
@@ -61,9 +65,15 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                 break
         for m in msgs:
             if m["op"] == "add":
-                params = SamplingParams(max_tokens=m["max_tokens"], ignore_eos=True, temperature=0.0)
-                engine.add_request(m["rid"], {"prompt_token_ids": m["prompt_token_ids"]}, params)
-                live[m["rid"]] = {"rid": m["rid"], "start_s": now(), "first_token_s": None, "tokens": 0}
+                natural = m.get("prompt") is not None
+                ids = m.get("prompt_token_ids")
+                if natural:   # a text: cut to leave room for an answer, as the context allows
+                    ids = engine.get_tokenizer().encode(m["prompt"])[: max_len - MIN_ANSWER_TOKENS]
+                params = SamplingParams(max_tokens=max(1, min(m["max_tokens"], max_len - len(ids))),
+                                        ignore_eos=not natural, temperature=0.0, logprobs=1 if natural else None)
+                engine.add_request(m["rid"], {"prompt_token_ids": ids}, params)
+                live[m["rid"]] = {"rid": m["rid"], "start_s": now(), "first_token_s": None, "tokens": 0,
+                                  "natural": natural, "prompt_tokens": len(ids)}
             elif m["op"] == "watch":
                 watch[m["rid"]] = [m["every"], m["every"]]
             elif m["op"] == "cancel":
@@ -96,10 +106,14 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                     live.pop(o.request_id)
                     watch.pop(o.request_id, None)
                     served += "#" not in o.request_id
-                    out.put({"worker": w, "finished": {"rid": rec["rid"], "start_s": rec["start_s"],
-                                                       "first_token_s": rec["first_token_s"] or t, "finish_s": t,
-                                                       "output_tokens": tokens, "cancelled": False,
-                                                       "cached_tokens": rec["cached"]}})
+                    done = {"rid": rec["rid"], "start_s": rec["start_s"], "first_token_s": rec["first_token_s"] or t,
+                            "finish_s": t, "output_tokens": tokens, "cancelled": False, "cached_tokens": rec["cached"]}
+                    if rec["natural"] and o.outputs:
+                        c = o.outputs[0]
+                        logp = getattr(c, "cumulative_logprob", None)
+                        done.update(text=c.text, prompt_tokens=rec["prompt_tokens"],
+                                    confidence=math.exp(logp / tokens) if logp is not None and tokens else None)
+                    out.put({"worker": w, "finished": done})
         elif closing and not live:
             break
     run_end = now()

@@ -22,6 +22,7 @@ from mosaic.graphs.outcomes import AgentOutcome
 from mosaic.graphs.shape import ROOT, AgentSpec
 from mosaic.graphs.trace import CANCELLED, SERVED, AgentRecord, Finished, GraphTrace, QueryRecord
 from mosaic.trace import SessionRecord, WorkerStats, worker_stats
+from mosaic.workload.prompts import aggregator_prompt, expert_prompt
 from mosaic.workload.types import Query
 
 # Tokens of instructions around a successor's question and the outputs it reads (as the flat
@@ -41,9 +42,11 @@ class EnginePool(Protocol):
     def limits(self) -> dict[str, int]:
         """Per model: the tokens one request may hold (context window, KV cache)."""
 
-    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None,
+               text: str | None = None) -> None:
         """Hand a request to a worker's engine. Requests of one `key` have prompts that share
-        their leading tokens (the engine's prefix cache may hold them)."""
+        their leading tokens (the engine's prefix cache may hold them). With `text` (a natural
+        pool) the prompt is that text and the engine stops when the model does."""
 
     def watch(self, worker: int, rid: str, every: int) -> None:
         """Report the request's progress each time it has generated `every` more tokens."""
@@ -60,7 +63,7 @@ class EnginePool(Protocol):
 
 class _Node:
     __slots__ = ("spec", "index", "rid", "query", "state", "worker", "release", "prompt", "outcome", "by", "succ",
-                 "early", "streaming")
+                 "early", "streaming", "text")
 
     def __init__(self, spec: AgentSpec, index: int, query: Query):
         self.spec, self.index, self.query = spec, index, query
@@ -74,6 +77,7 @@ class _Node:
         self.succ: list[_Node] = []
         self.early = 0                  # overlap: prefill-only requests sent ahead of it (0: none yet)
         self.streaming: _Node | None = None   # overlap: the precursor whose stream it prefills
+        self.text: str | None = None          # natural generation: what it wrote
 
 
 class GraphCoordinator:
@@ -105,6 +109,9 @@ class GraphCoordinator:
 
     def run(self, pool: EnginePool, progress=None) -> GraphTrace:
         self.pool, self.limit, self.progress = pool, pool.limits(), progress
+        # A natural pool's engines answer for themselves: an agent's outcome is what it wrote
+        # (its answer and confidence from its text and logprobs), known when it finishes.
+        self.natural = bool(getattr(pool, "natural", False))
         sessions, end = pool.run(self._ready, self._finished, self._progress)
         expected = len(self.queries) * len(self.shape)
         if len(self.records) != expected or len(self.query_records) != len(self.queries):
@@ -135,6 +142,9 @@ class GraphCoordinator:
             self._record(n, f)
             return
         n.state = SERVED
+        if self.natural:
+            n.outcome = AgentOutcome(f.output_tokens, f.answer, f.confidence or 0.0, f.answer == n.query.gold)
+            n.text, n.prompt = f.text or "", f.prompt_tokens
         self._record(n, f)
         if n.spec.name == ROOT:
             self._done_query(n.query)
@@ -182,11 +192,16 @@ class GraphCoordinator:
             prompt = self.limit[m] - 1
             self.truncated += 1
         n.prompt = prompt
-        n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
         w = n.worker if n.early else min(self.replicas[m], key=lambda w: (self.inflight[w], w))
         n.state, n.worker, n.release = "released", w, self.now
         self.inflight[w] += 1
-        self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens, n.rid if n.early else None)
+        if self.natural:
+            text = (aggregator_prompt(q.text, [(i.spec.model, i.text) for i in inputs]) if n.spec.reads
+                    else expert_prompt(q.text or "(question text not available)"))
+            self.pool.submit(w, n.rid, prompt, 0, None, text)
+        else:
+            n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
+            self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens, n.rid if n.early else None)
         for s in n.succ:
             if s.state == "pending":
                 self._prefill_ahead(s)

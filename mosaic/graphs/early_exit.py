@@ -7,6 +7,7 @@ finishes, over the outputs finished so far (two at least):
   answers (1 or 0), where Faster-MoA compares the texts with an embedding model: the simulator has
   answers, not texts (a stated departure).
 - agreement: the rest is cancelled when every finished answer is the same.
+An output with no readable answer (natural generation) is similar to none.
 
 The draw is the cluster's own seeded generator's next number: the same seed gives the same exits.
 """
@@ -24,7 +25,8 @@ def q_metric(outs: list[AgentOutcome], tau: float) -> float:
     c = math.sqrt(sum(o.confidence ** 2 for o in outs) / len(outs))
     pairs = list(combinations(outs, 2))
     weights = [a.confidence * b.confidence for a, b in pairs]
-    p = sum(w * (a.answer == b.answer) for w, (a, b) in zip(weights, pairs)) / sum(weights) if sum(weights) else 0.0
+    p = (sum(w * (a.answer is not None and a.answer == b.answer) for w, (a, b) in zip(weights, pairs)) / sum(weights)
+         if sum(weights) else 0.0)
     b = max(0.0, 1.0 - abs(p - tau) / tau)
     return math.sqrt(c * b)
 
@@ -32,6 +34,6 @@ def q_metric(outs: list[AgentOutcome], tau: float) -> float:
 def should_exit(rule: str, outs: list[AgentOutcome], rng: np.random.Generator, tau: float = 0.7) -> bool:
     if rule == "none" or len(outs) < 2:
         return False
-    if rule == "agreement":
-        return len({o.answer for o in outs}) == 1
+    if rule == "agreement":   # an output with no readable answer agrees with nothing
+        return len({o.answer for o in outs}) == 1 and outs[0].answer is not None
     return bool(rng.random() < q_metric(outs, tau))

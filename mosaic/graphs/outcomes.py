@@ -36,7 +36,7 @@ _STREAM = 0x6A7                  # keeps these draws apart from the workload gen
 @dataclass(frozen=True)
 class AgentOutcome:
     output_tokens: int
-    answer: str
+    answer: str | None         # None: no answer could be read from what it wrote (natural generation)
     confidence: float
     correct: bool
 

@@ -21,6 +21,12 @@ class Finished:
     output_tokens: int
     cancelled: bool
     cached_tokens: int = 0     # prompt tokens the engine found in its prefix cache
+    # Natural generation (the engine answers for itself): its text, the answer extracted from it,
+    # its confidence (geometric mean of its tokens' probabilities) and its prompt's length.
+    text: str | None = None
+    answer: str | None = None
+    confidence: float | None = None
+    prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     c = r.config
     t = c.topology
     profiles = r.graph_profiles or r.profiles
+    if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):
+        raise ConfigError("topology.overlap=incremental prefills prompts of known lengths: it needs "
+                          "backend.options.replay=true on vLLM (natural generation writes its own lengths)")
     if t.profiles and not t.aggregator:
         raise ConfigError("topology.profiles gives the agents their own profile set: name the aggregator's model "
                           "from it too (topology.aggregator)")

@@ -73,3 +73,24 @@ def test_graphs_on_real_tiny_engines(tmp_path, sim_run):
     check_against_the_simulator(tmp_path, sim_run)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["prefill_requests"] > 0 and s["prefix_cache_hit_tokens"] > 0   # vLLM's own count of cached tokens
+
+
+def test_natural_graphs_answer_from_the_engines_texts(tmp_path):
+    # The fake engine writes "so the answer is (A)" with every token at probability 0.9.
+    natural = [a for a in GRAPH if not a.startswith("topology.overlap")]
+    p = cli(*natural, "backend=vllm", "models=paper", "backend.options.device=cpu", "backend.options.replay=false",
+            f"hydra.run.dir={tmp_path}", env=fake_vllm_env())
+    assert p.returncode == 0, p.stderr
+    reqs = rows(tmp_path, "trace.csv")
+    served = [r for r in reqs if r["status"] == "served"]
+    assert len(reqs) == 48 and all(r["answer"] == "A" for r in served)
+    assert all(float(r["confidence"]) == pytest.approx(0.9, abs=1e-4) for r in served)
+    # Two agreeing layer-1 answers end every layer-1 cluster (agreement): the third is cancelled.
+    assert sum(r["status"] == "cancelled" for r in reqs) >= 8
+    assert all(q["answer"] == "A" for q in rows(tmp_path, "queries.csv"))
+
+
+def test_overlap_needs_replay_on_vllm(tmp_path):
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", "backend.options.replay=false",
+            f"hydra.run.dir={tmp_path}", env=fake_vllm_env())
+    assert p.returncode == 2 and "needs backend.options.replay=true" in p.stderr

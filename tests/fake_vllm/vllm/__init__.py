@@ -22,6 +22,7 @@ class SamplingParams:
     max_tokens: int = 16
     ignore_eos: bool = False
     temperature: float = 1.0
+    logprobs: int | None = None
 
 
 @dataclass
@@ -37,6 +38,12 @@ class EngineArgs:
 class _Completion:
     token_ids: list[int]
     text: str
+    cumulative_logprob: float | None = None
+
+
+class _Tokenizer:
+    def encode(self, text: str) -> list[int]:
+        return [4 + len(w) % 500 for w in text.split()]
 
 
 @dataclass
@@ -69,6 +76,9 @@ class LLMEngine:
     def add_request(self, request_id: str, prompt: Any, params: SamplingParams) -> None:
         self.pending.append((request_id, params))
 
+    def get_tokenizer(self) -> _Tokenizer:
+        return _Tokenizer()
+
     def abort_request(self, request_ids: list[str]) -> None:
         self.pending = [(rid, p) for rid, p in self.pending if rid not in request_ids]
 
@@ -79,5 +89,7 @@ class LLMEngine:
         while os.environ.get("FAKE_VLLM_HANG_DIR"):
             time.sleep(1)
         done, self.pending = self.pending, []
-        return [_RequestOutput(rid, [_Completion(list(range(p.max_tokens)), "so the answer is (A)")], True)
-                for rid, p in done]
+        # Each token's probability 0.9 where logprobs are asked for (natural generation).
+        return [_RequestOutput(rid, [_Completion(list(range(p.max_tokens)), "so the answer is (A)",
+                                                 p.max_tokens * -0.1053605 if getattr(p, "logprobs", None) else None)],
+                               True) for rid, p in done]
