@@ -40,7 +40,8 @@ def test_same_seed_same_graph_run():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["backend=vllm", "models=tiny", "backend.options.replay=false"], "set backend.options.replay=true"),
+    (["backend=vllm", "models=tiny", "backend.options.replay=false", "topology.overlap=incremental"],
+     "needs backend.options.replay=true"),
     (["topology.agents=[Qwen,Gemma,Nope]"], "model Nope is not in the profiles"),
     (["cluster.n_workers=2"], "set cluster.n_workers >= 3"),
     (["engine.scheduling=v0"], "engine.scheduling=v1"),
