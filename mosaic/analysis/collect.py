@@ -113,6 +113,9 @@ def collect(sweep: Path, out: Path) -> str:
         raise FileNotFoundError(f"no run under {sweep} is in the paper's setting ({PAPER_WORKERS} workers); "
                                 "compare other sweeps with mosaic.analysis.load_runs")
     check_unique(runs)
+    if not any(r["scheduler"] in (report.BASELINE[0], report.MOSAIC) for r in runs):
+        raise FileNotFoundError(f"no run under {sweep} is an arm of the paper's table (scheduler round_robin or "
+                                f"ilp): table any sweep with `mosaic runs {sweep}` instead")
     rows = report.paper_table(runs_table(runs))
     write_csv(out / "paper_table.csv", rows, report.COLUMNS)
     (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))

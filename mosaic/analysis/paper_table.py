@@ -181,8 +181,11 @@ def per_seed_metrics(runs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
     df = runs_frame(runs)
     keys = df[df["scheduler"].isin([BASELINE[0], MOSAIC])][["variant", "_variant", "workload", "seed"]]
     keys = keys.drop_duplicates(["variant", "workload", "seed"])
+    if keys.empty:   # no run of either arm: nothing to put side by side
+        return pd.DataFrame(columns=["variant", "_variant", "workload", "seed", "metric", "value"])
     for sched in (BASELINE[0], MOSAIC):
-        keys[f"{sched}_variant"] = [variant_label(_project(v, sched)) for v in keys["_variant"]]
+        keys[f"{sched}_variant"] = pd.Series([variant_label(_project(v, sched)) for v in keys["_variant"]],
+                                             index=keys.index, dtype=object)
     t = _arm(df, keys, BASELINE[0], BASELINE[1], "base_")
     for tau in TAUS:
         t = _arm(df, t, MOSAIC, tau, f"{tau}_")

@@ -176,6 +176,9 @@ class WorkloadConfig:
         check_choice("workload.coupling", self.coupling, COUPLINGS)
 
 
+MAX_WORKERS = 1024
+
+
 @dataclass
 class ClusterConfig:
     name: str = "a100x4"
@@ -184,6 +187,9 @@ class ClusterConfig:
     device: str = "A100-80GB"
 
     def __post_init__(self) -> None:
+        if _integer(self.n_workers) and self.n_workers > MAX_WORKERS:
+            raise ConfigError(f"cluster.n_workers must be at most {MAX_WORKERS} (got {self.n_workers}): every worker is "
+                              "planned and simulated in one process; study larger clusters in parts")
         if _number(self.memory_gib) and not math.isfinite(self.memory_gib):
             raise ConfigError(f"cluster.memory_gib must be finite (got {self.memory_gib!r}); set it to the GPU "
                               "memory in GiB")

@@ -151,7 +151,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
                     f"model {name}: engine.num_gpu_blocks={eng.num_gpu_blocks} blocks of {eng.block_size} tokens "
                     f"hold less than one {eng.max_model_len}-token context (engine.max_model_len): raise "
                     f"engine.num_gpu_blocks to at least {least} or lower engine.max_model_len")
-            if prof.kv_capacity is not None:
+            if prof.kv_capacity is not None and prof.kv_capacity < eng.max_model_len:
                 raise ConfigError(
                     f"model {name}: its profile's measured KV cache holds {prof.kv_capacity} tokens, less than "
                     f"one {eng.max_model_len}-token context (engine.max_model_len): re-profile it with more "
@@ -159,8 +159,8 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
             kv_gib = eng.max_model_len * prof.kv_bytes_per_token / 2**30
             need = (prof.weight_gib + kv_gib) / eng.gpu_memory_utilization
             raise ConfigError(
-                f"model {name} needs {need:.1f} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
-                f"{eng.max_model_len}-token KV cache of {kv_gib:.1f} GiB) / gpu_memory_utilization "
+                f"model {name} needs {need:.3g} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
+                f"{eng.max_model_len}-token KV cache of {kv_gib:.3g} GiB) / gpu_memory_utilization "
                 f"{eng.gpu_memory_utilization}), but no worker has that much: raise "
                 f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
         reqs = by_model[name]

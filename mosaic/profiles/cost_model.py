@@ -19,14 +19,16 @@ def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: f
 
     With tp GPUs each rank keeps 1/tp of the weights and 1/tp of every token's KV (heads are split),
     so the engine holds (tp * memory * utilisation - one copy of the weights) / KV bytes per token.
-    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed.
+    A measured single-GPU capacity C gives the same: tp * C plus the (tp - 1) weight copies freed,
+    and never more than the memory allows (a cluster of smaller GPUs than the profiler's).
     engine.num_gpu_blocks (a configured override) sets it outright, as vLLM's does."""
     if engine.num_gpu_blocks is not None:
         return engine.num_gpu_blocks * engine.block_size
-    if model.kv_capacity is not None:
-        return tp * model.kv_capacity + (tp - 1) * int(model.weight_gib * GIB // model.kv_bytes_per_token)
     free = tp * memory_gib * engine.gpu_memory_utilization - model.weight_gib
-    return max(0, int(free * GIB // model.kv_bytes_per_token))
+    room = max(0, int(free * GIB // model.kv_bytes_per_token))
+    if model.kv_capacity is not None:
+        return min(room, tp * model.kv_capacity + (tp - 1) * int(model.weight_gib * GIB // model.kv_bytes_per_token))
+    return room
 
 
 def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:

@@ -29,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (InterruptReported, RunDirError, Terminated, claim_run_dir, debug_tracebacks,
-                             failure_stage, one_line, record_failure)
+from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, InterruptReported, RunDirError, Terminated, claim_run_dir,
+                             debug_tracebacks, failure_stage, one_line, record_failure)
 
 # --------------------------------------------------------------------------------- one job
 
@@ -332,6 +332,10 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) 
     directory = _dir_of(cfg, key)
     if directory is None:
         return args
+    if not directory.strip():
+        print(f"error: {key} is empty: give a directory (an empty one would write into the working directory)",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2)
     pin, given = [], _override_value(overrides, key)
     if given is not None and "${" in given:
         return args   # Hydra resolves it again (a later ${now:...}): run_job claims what it gets
@@ -339,6 +343,13 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) 
         if not _PLAIN_PATH.match(directory):
             return args   # not pinnable: Hydra may resolve its own; run_job claims that one
         pin = [f"{key}='{directory}'"]
+    if multirun:
+        earlier = _runs_under(Path(directory))
+        if earlier:
+            print(f"error: sweep directory {directory} holds {earlier} run(s) of an earlier sweep; choose a new "
+                  "hydra.sweep.dir or remove them (a sweep's folder holds one sweep: `mosaic runs` tables every run "
+                  "in it)", file=sys.stderr, flush=True)
+            raise SystemExit(2)
     try:
         if multirun:   # its own lock file: a job's directory may be the sweep's
             held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))
@@ -377,6 +388,16 @@ def _config_dirs(ns, config_dir: Path, overrides: Sequence[str], run_dir: str | 
     return primary, extra
 
 
+def _runs_under(directory: Path) -> int:
+    """Run folders (with a summary.json or an error.json) under `directory`, if it exists."""
+    try:
+        if not directory.is_dir():
+            return 0
+        return len({p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in directory.rglob(name)})
+    except OSError:
+        return 0
+
+
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,
                  config_name: str) -> None:
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
@@ -392,6 +413,15 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
         jobs = expand_sweep(parser.parse_overrides(params) + task)
     except _composition_errors() as e:
         _fail_up_front(hydra_message(e), None, [o.input_line for o in parsed], e)
+    seen: dict[tuple[str, ...], int] = {}
+    for job in jobs:
+        key = tuple(sorted(job))
+        if key in seen:
+            msg = (f"sweep job {' '.join(job) or '(no overrides)'} comes twice (a value repeated in a sweep); "
+                   "give each value once (nothing was run)")
+            print(f"error: {one_line(msg, 2000)}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        seen[key] = 1
     bad, dirs = [], {}
     for job in jobs:
         try:

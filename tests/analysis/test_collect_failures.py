@@ -86,3 +86,11 @@ def test_a_missing_sweep_folder_is_named_not_blamed_on_an_unrun_sweep(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"f is a file"):
         collect(tmp_path / "f", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_without_the_papers_arms_points_to_mosaic_runs(tmp_path):
+    for seed in (0, 1):
+        ov = [*TINY[:-1], f"seed={seed}", "scheduler=fifo"]
+        assert run_job(compose(ov), tmp_path / "sweep" / f"s{seed}", ov) == 0
+    with pytest.raises(FileNotFoundError, match="is an arm of the paper's table.*mosaic runs"):
+        collect(tmp_path / "sweep", tmp_path / "out")

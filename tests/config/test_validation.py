@@ -33,6 +33,8 @@ def small(*overrides):
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
     (["workload.n_queries=100000000"], "workload.n_queries must be a finite number in"),
+    (["cluster.n_workers=99999999999"], "cluster.n_workers must be at most 1024"),
+    (["cluster.memory_gib=0.01", "workload=smoke"], "model LlamaR1 needs"),
     # Choices of settings this synthetic run does not read are still checked: a typo either way.
     (["workload.repeat_sample=bogus"], "workload.repeat_sample: 'bogus' is not one of"),
     (["workload.coupling=measure"], "workload.coupling: 'measure' is not one of"),

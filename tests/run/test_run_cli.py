@@ -225,3 +225,22 @@ def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     p = cli("--config-dir", str(tmp_path / "mine"), "scheduler=rr_again", "workload=smoke", f"hydra.run.dir={out}")
     assert p.returncode == 0, p.stderr
     assert json.loads((out / "summary.json").read_text())["scheduler"] == "round_robin"
+
+
+def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
+    for args, needle in [(["workload=smoke", "hydra.run.dir="], "hydra.run.dir is empty"),
+                         (["-m", "workload=smoke", "seed=0,1", "hydra.sweep.dir="], "hydra.sweep.dir is empty"),
+                         (["workload=smoke", f"hydra.run.dir={tmp_path / ('x' * 300)}"], "File name too long")]:
+        p = cli(*args, cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
+    assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
+
+
+def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
+    sw = tmp_path / "sw"
+    p = cli("-m", "workload=smoke", "seed=0,0", f"hydra.sweep.dir={sw}")
+    assert p.returncode == 2 and "comes twice" in p.stderr and not sw.exists()
+    assert cli("-m", "workload=smoke", "seed=0,1", f"hydra.sweep.dir={sw}").returncode == 0
+    p = cli("-m", "workload=smoke", "seed=2", f"hydra.sweep.dir={sw}")
+    assert p.returncode == 2 and "holds 2 run(s) of an earlier sweep" in p.stderr
+    assert sorted(d.name for d in sw.iterdir() if d.is_dir()) == ["seed=0,workload=smoke", "seed=1,workload=smoke"]
