@@ -47,6 +47,11 @@ def _runs(args: list[str]) -> int:
     if a.requests is not None and a.requests.suffix not in (".parquet", ".csv"):
         print(f"error: --requests {a.requests}: name a .parquet or a .csv file", file=sys.stderr)
         return 2
+    for flag, target in (("--csv", a.csv), ("--requests", a.requests)):
+        if target is not None and (target.is_dir() or not target.parent.is_dir()):
+            why = "is a directory" if target.is_dir() else f"is in {target.parent}, which is not a directory"
+            print(f"error: {flag} {target} {why}; name a file in an existing folder", file=sys.stderr)
+            return 2
     if a.requests is not None and a.requests.suffix == ".parquet":
         try:
             import pyarrow  # noqa: F401

@@ -76,6 +76,9 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
             except (OSError, ValueError) as e:
                 skipped.append((d, f"unreadable summary.json ({e})"))
                 continue
+            if not isinstance(s, dict) or not {"scheduler", "workload", "seed"} <= set(s):
+                skipped.append((d, "summary.json is not a run's summary (no scheduler, workload and seed)"))
+                continue
             s["_dir"] = str(d)
             runs.append(s)
             continue
@@ -144,7 +147,6 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
     """`df` as Parquet (by the name's .parquet) or CSV. A column of mixed kinds (an override that is
     a number in one run and text in another) is written as text: Parquet columns have one type."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix != ".parquet":
         df.to_csv(path, index=False, lineterminator="\n")
         return

@@ -138,6 +138,7 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
         print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
         if isinstance(e, KeyboardInterrupt):
             raise InterruptReported from None
+        e.reported = True
         raise
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
         return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
@@ -185,9 +186,13 @@ def hydra_message(e: BaseException) -> str:
     search path, key details and HYDRA_FULL_ERROR hint; an unknown group option lists the choices."""
     from hydra.errors import MissingConfigException
 
+    import yaml
+
     if isinstance(e, MissingConfigException) and e.options:
         head = str(e).split("\n\n")[0].strip()
         return f"{one_line(head)}; choose one of: {', '.join(e.options)}"
+    if isinstance(e, yaml.YAMLError):   # its message names the file, line and column
+        return one_line(f"a config file is not valid YAML: {e}", 1500)
     parts = []
     for exc in (e, e.__cause__):
         if exc is None:
@@ -224,9 +229,11 @@ def _compose(configs: tuple[Path, Path | None], job_name: str, config_name: str,
 
 
 def _composition_errors() -> tuple[type[BaseException], ...]:
+    import yaml
     from hydra.errors import HydraException
 
-    return (HydraException, OmegaConfBaseException)
+    # A config file that is not valid YAML (one of a --config-dir's, say) fails in the YAML parser.
+    return (HydraException, OmegaConfBaseException, yaml.YAMLError)
 
 
 def _dir_of(cfg: DictConfig, key: str) -> str | None:
@@ -279,18 +286,34 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
     --config-path and --config-dir are followed as Hydra follows them. Help and --info command
     lines go to Hydra unchanged, as does any command line this check cannot handle (Hydra then
     reports it its own way)."""
+    claimed: list[Path] = []   # the single run's directory, once claimed
     with ExitStack() as held:
         try:
-            out = _prepare(list(args), config_dir, job_name, held)
+            out = _prepare(list(args), config_dir, job_name, held, claimed)
         except Exception:  # noqa: BLE001 - not a config error this check knows: Hydra's to report
             if debug_tracebacks():
                 traceback.print_exc()
             held.close()
             out = list(args)
-        yield out
+        try:
+            yield out
+        except (KeyboardInterrupt, Terminated) as e:
+            # Interrupted before the job took over (Hydra still setting up): its directory still
+            # says so, as a run interrupted later does.
+            d = claimed[0] if claimed else None
+            if d is not None and not (d / ERROR_FILE).exists() and not (d / SUMMARY_FILE).exists():
+                term = isinstance(e, Terminated)
+                try:
+                    record_failure(d, [a for a in args if "=" in a and not a.startswith("-")],
+                                   f"interrupted by {'SIGTERM' if term else 'Ctrl-C (SIGINT)'} before the run started",
+                                   143 if term else 130, "config", error_type=type(e).__name__)
+                except OSError:
+                    pass
+            raise
 
 
-def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) -> list[str]:
+def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
+             claimed: list[Path] | None = None) -> list[str]:
     from mosaic.run.hydra_args import args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -355,6 +378,8 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack) 
             held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))
         else:
             held.enter_context(claim_run_dir(Path(directory), also=leftovers))
+            if claimed is not None:
+                claimed.append(Path(directory))
     except RunDirError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -326,6 +326,10 @@ def quiet_interrupt() -> Iterator[None]:
     130, and a calling script sees the signal), with one line on stderr instead of a traceback."""
     try:
         yield
+    except Terminated as e:   # SIGTERM (sigterm_as_exit): exit 143, said once
+        if not getattr(e, "reported", False):
+            print("error: interrupted by SIGTERM", file=sys.stderr, flush=True)
+        raise
     except KeyboardInterrupt as e:
         if not isinstance(e, InterruptReported):
             print("error: interrupted by Ctrl-C (SIGINT)", file=sys.stderr, flush=True)

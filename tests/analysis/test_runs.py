@@ -73,3 +73,18 @@ def test_mosaic_runs_writes_the_requests_and_refuses_another_suffix(two_runs, tm
     p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), "--requests", str(tmp_path / "x.xlsx")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.strip() == f"error: --requests {tmp_path / 'x.xlsx'}: name a .parquet or a .csv file"
+
+
+def test_not_a_summary_is_skipped_and_bad_output_paths_are_refused(two_runs, tmp_path):
+    odd = two_runs.parent / "odd"
+    (odd / "x").mkdir(parents=True)
+    (odd / "x" / "summary.json").write_text("null")
+    (odd / "y").mkdir()
+    (odd / "y" / "summary.json").write_text("{}")
+    assert load_runs(odd).empty and len(load_runs(odd).attrs["skipped"]) == 2
+    for flag, target in (("--csv", tmp_path / "missing" / "r.csv"), ("--csv", tmp_path),
+                         ("--requests", tmp_path / "missing" / "r.parquet")):
+        p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), flag, str(target)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.startswith(f"error: {flag} {target}") and "Traceback" not in p.stderr
+    assert not (tmp_path / "missing").exists()

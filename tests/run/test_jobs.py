@@ -110,3 +110,17 @@ def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(report
     assert p.returncode == -signal.SIGINT   # a shell reports 130
     assert "Traceback" not in p.stderr
     assert p.stderr.count("error: interrupted by Ctrl-C") == (0 if reported else 1), p.stderr
+
+
+@pytest.mark.parametrize("signal_name, raise_it, code", [("SIGTERM", "Terminated(143)", 143),
+                                                         ("Ctrl-C (SIGINT)", "KeyboardInterrupt", -signal.SIGINT)])
+def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, signal_name, raise_it, code):
+    # As if the signal came while Hydra was still setting the job up (after the run directory was claimed).
+    script = ("import mosaic.run.main as m\nfrom mosaic.run.jobs import Terminated\n"
+              f"def early():\n    raise {raise_it}\n"
+              f"m._job = early\nm.main(['workload=smoke', 'hydra.run.dir={tmp_path / 'out'}'])\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert p.returncode == code and p.stderr.strip() == f"error: interrupted by {signal_name}", p.stderr
+    rec = json.loads((tmp_path / "out" / "error.json").read_text())
+    assert rec["error"] == f"interrupted by {signal_name} before the run started"
+    assert rec["exit_code"] == (143 if code == 143 else 130)

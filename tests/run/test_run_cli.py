@@ -214,11 +214,14 @@ def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
     (mine / "rr_again.yaml").write_text("defaults:\n  - round_robin\n  - _self_\n")
+    (mine / "broken.yaml").write_text("name: x\n  bad: [\n")
     out = tmp_path / "out"
     for args, needle in [(["--config-dir", str(tmp_path / "nope")], "--config-dir"),
                          (["--config-path", str(tmp_path / "nope")], "--config-path"),
                          # an option the added folder does not hold: the choices list its own too
-                         (["--config-dir", str(tmp_path / "mine"), "scheduler=nope"], "rr_again")]:
+                         (["--config-dir", str(tmp_path / "mine"), "scheduler=nope"], "rr_again"),
+                         # a file of the added folder that is not YAML: named with its line
+                         (["--config-dir", str(tmp_path / "mine"), "scheduler=broken"], "broken.yaml\", line 2")]:
         p = cli(*args, "workload=smoke", f"hydra.run.dir={out}")
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and needle in p.stderr, (args, p.stderr)
         assert json.loads((out / "error.json").read_text())["exit_code"] == 2
