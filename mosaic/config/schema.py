@@ -85,8 +85,8 @@ class SchedulerConfig:
                       "set a generous wall-clock guard such as 60 (scheduler.node_limit bounds the work)")
         if not _number(self.mip_gap) or not 0 <= self.mip_gap <= 1:
             raise bad("mip_gap", self.mip_gap, "a relative gap in [0, 1]", "e.g. 1e-4")
-        if not _integer(self.node_limit) or self.node_limit < 1:
-            raise bad("node_limit", self.node_limit, "an integer >= 1",
+        if not _integer(self.node_limit) or not 1 <= self.node_limit <= 2**31 - 1:
+            raise bad("node_limit", self.node_limit, "an integer in [1, 2^31 - 1] (HiGHS's range)",
                       "e.g. 1000 (branch-and-bound nodes before the ILP returns its best plan)")
         if not _integer(self.solver_seed) or not 0 <= self.solver_seed <= 2**31 - 1:
             raise bad("solver_seed", self.solver_seed, "an integer in [0, 2^31 - 1]", "e.g. 0")

@@ -214,7 +214,7 @@ def test_held_out_calibration_split_is_excluded(tmp_path, profiles):
     (lambda c: c["experts"]["good"].update(format="csv"), "workload.experts.good.format: unknown format 'csv'"),
     (lambda c: c["experts"]["fair"].update(profile="Qwen"), "two experts share a profile"),
     (lambda c: c.update(k=4), "workload.k must be between 1 and the 3"),
-    (lambda c: c["experts"]["good"].update(profile="NoSuchModel"), "model 'NoSuchModel' has no profile"),
+    (lambda c: c["experts"]["good"].update(profile="NoSuchModel"), "workload.experts.good.profile: no model 'NoSuchModel' in the profiles"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, profiles, change, match):
     cfg = fake_dataset(tmp_path)

@@ -204,8 +204,11 @@ def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet
 
 
 def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Workload:
-    for src in (*spec.experts, spec.aggregator):
-        profiles.model(src.profile)  # clear error naming the missing profile
+    for src, field in [*((e, f"workload.experts.{e.name}") for e in spec.experts),
+                       (spec.aggregator, "workload.aggregator")]:
+        if src.profile not in profiles.models:
+            raise ConfigError(f"{field}.profile: no model '{src.profile}' in the profiles ({', '.join(profiles.models)}); "
+                              f"name one of them, or add its profile to the profile set")
     traces = [read_trace(e.path, e.fmt, f"workload.experts.{e.name}") for e in spec.experts]
     agg_trace = read_trace(spec.aggregator.path, spec.aggregator.fmt, "workload.aggregator")
     qs = read_questions(spec.questions)
@@ -220,8 +223,12 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
                               f"for calibration (got {spec.n_queries}); lower it, or leave it null for all")
         test = test[: int(spec.n_queries)]
     if not test:
+        keys = set(qs.keys)
+        counts = ", ".join(f"{name} {len(keys & set(t))}" for name, t in
+                           [*((e.name, t) for e, t in zip(spec.experts, traces)), ("aggregator", agg_trace)])
         raise ConfigError(f"workload: no question of {spec.questions} is answered by every expert and the "
-                          "aggregator; check the trace files belong to this dataset")
+                          f"aggregator (questions answered per trace file: {counts} of {len(keys)}); a file with 0 "
+                          "is empty or belongs to another dataset")
     categories = sorted(set(qs.categories[i] for i in test))
     try:
         skill = estimate_skills(cal_cats, cal_correct, categories, spec.prior_strength)

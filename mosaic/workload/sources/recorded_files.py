@@ -132,7 +132,8 @@ def read_mmlu_pro_zip(path: Path) -> tuple[TraceRecord, ...]:
     # (BadZipFile), or a stream cut short (EOFError).
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
         raise ConfigError(f"{path}: not a readable zip ({type(e).__name__}: {e}); format mmlu_pro_zip needs "
-                          "an intact zip, so replace the file with an unmodified copy") from None
+                          f"an intact zip: replace the file with an unmodified copy, or, if it is another "
+                          f"format, set its format (one of {sorted(READERS)})") from None
     out = []
     for i, r in enumerate(data):
         opts = _field(r, "options", path, i)
