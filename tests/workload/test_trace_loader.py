@@ -233,7 +233,7 @@ def test_empty_trace_question_and_calibration_files(tmp_path, profiles):
 def test_traces_of_another_dataset_are_named_with_their_counts(tmp_path, profiles):
     cfg = fake_traces(tmp_path)
     write_zip(Path(cfg["traces_dir"]) / "agg.zip", [record(900 + i, f"Other {i}?") for i in range(5)])
-    with pytest.raises(ConfigError, match=r"answered per trace file: good 20, gaps 18, mute 20, aggregator 0 of 20\\); "
+    with pytest.raises(ConfigError, match=r"answered per trace file: good 20, gaps 18, mute 20, aggregator 0 of 20\); "
                                           r"a file with 0 is empty or belongs to another dataset"):
         build_workload(cfg, profiles, 0)
 
