@@ -16,7 +16,14 @@ def enabled() -> bool:
         return False
     if flag in ("1", "true", "yes", "on"):
         return True
+    if flag and flag not in _warned:   # a typo: said once, then as if unset
+        _warned.add(flag)
+        print(f"warning: MOSAIC_PROGRESS={flag!r} is not one of 1/0 (true/false, yes/no, on/off): progress bars "
+              "shown only on a terminal", file=sys.stderr, flush=True)
     return sys.stderr.isatty()
+
+
+_warned: set[str] = set()
 
 
 def bar(total: int | None, desc: str, unit: str = "req", **kwargs: Any) -> tqdm:

@@ -81,10 +81,13 @@ def _refused(directory: Path, overrides: Sequence[str], error: RunDirError, mult
 
 def check_overrides(overrides: Sequence[str]) -> None:
     """A setting given twice on one command line: Hydra keeps the last silently, which hides a
-    typo'd sweep or a pasted command; refused, naming both."""
+    typo'd sweep or a pasted command; refused, naming both. A deleted setting (~key) likewise."""
     seen: dict[str, str] = {}
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
+        if o.startswith("~") and not key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(f"{o} deletes a setting, which then quietly falls back to the schema's default; set the "
+                              f"value you want instead ({key}=...)")
         if key in seen:
             raise ConfigError(f"{key} is set twice on the command line ({seen[key]} and {o}); keep one")
         seen[key] = o

@@ -247,3 +247,8 @@ def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
     p = cli("-m", "workload=smoke", "seed=2", f"hydra.sweep.dir={sw}")
     assert p.returncode == 2 and "holds 2 run(s) of an earlier sweep" in p.stderr
     assert sorted(d.name for d in sw.iterdir() if d.is_dir()) == ["seed=0,workload=smoke", "seed=1,workload=smoke"]
+
+
+def test_a_deleted_setting_is_refused(tmp_path):
+    p = cli("workload=smoke", "~seed", f"hydra.run.dir={tmp_path}")
+    assert p.returncode == 2 and "~seed deletes a setting" in p.stderr and p.stderr.count("\n") == 1

@@ -9,6 +9,7 @@ context window is refused (or truncated, counted) before the run starts (mosaic/
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from mosaic.core.errors import ConfigError
 from mosaic.profiles.schema import show
+
+log = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 # An integer answer, alone or first of "080 or 081 (both were accepted)" (as questions.integer_frame reads it).
@@ -111,4 +114,7 @@ def load_questions(path: Path, field: str = "workload.questions_dir",
     if not records:  # nothing to run, or nothing to calibrate the router and cost model on
         raise ConfigError(f"{field}: {what} {path} is empty (a JSON list with no items); point {field} at "
                           "a file with at least one question")
+    repeats = len(records) - len({(r["question"], r.get("gold_answer")) for r in records})
+    if repeats:   # real sets have a few (MMLU-Pro's test split: 4): said, not refused
+        log.warning("%s %s lists %d question(s) more than once; each copy runs as its own query", what, path, repeats)
     return records
