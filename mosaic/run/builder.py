@@ -66,9 +66,23 @@ def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     bad = unknown_keys(cfg)
     if bad:
-        known = [f"{s.name}.{f.name}" for s in fields(MosaicConfig) if is_dataclass(_SECTIONS.get(s.type, s.type))
-                 for f in fields(_SECTIONS.get(s.type, s.type))] + [f.name for f in fields(MosaicConfig)]
-        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k for k in bad]
+        dotted = [f"{s.name}.{f.name}" for s in fields(MosaicConfig) if is_dataclass(_SECTIONS.get(s.type, s.type))
+                  for f in fields(_SECTIONS.get(s.type, s.type))]
+        top = [f.name for f in fields(MosaicConfig)]
+
+        def hint(k: str) -> str:
+            # A key of a known section is compared with that section's settings by its own name
+            # ("scheduler" is no fix for "scheduler.foo", nor is "scheduler.name"); without a close
+            # one, the section's settings are listed.
+            section, _, leaf = k.partition(".")
+            mine = [d.split(".", 1)[1] for d in dotted if d.startswith(section + ".")]
+            if leaf and mine:
+                m = difflib.get_close_matches(leaf, mine, 1)
+                return f"{k} (did you mean {section}.{m[0]}?)" if m else f"{k} ({section} has: {', '.join(mine)})"
+            m = difflib.get_close_matches(k, top + dotted, 1)
+            return f"{k} (did you mean {m[0]}?)" if m else k
+
+        hints = [hint(k) for k in bad]
         raise ConfigError(f"unknown setting(s) {', '.join(hints)}: nothing reads them; remove them or fix the "
                           "name (settings: mosaic/config/schema.py)")
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MosaicConfig), cfg))

@@ -50,7 +50,9 @@ def test_run_rejects_bad_values_naming_the_field(overrides, field):
     (["+foo=1"], "unknown setting(s) foo: nothing reads them"),
     (["+scheduler.max_model_per_worker=2"],
      "scheduler.max_model_per_worker (did you mean scheduler.max_models_per_worker?)"),
-    (["+backend.options.replay=false", "+workload.nope=1"], "unknown setting(s) workload.nope (did you mean"),
+    (["+backend.options.replay=false", "+workload.nope=1"], "unknown setting(s) workload.nope (workload has: name, kind"),
+    # A section's name is no fix for a key inside it: its settings are listed.
+    (["+scheduler.foo=1"], "scheduler.foo (scheduler has: name, max_models_per_worker,"),
 ])
 def test_a_setting_nothing_reads_is_refused(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as e:
