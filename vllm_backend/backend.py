@@ -134,8 +134,15 @@ def make_launcher(launcher: Launcher | str, kill_grace_s: float, ray_address: st
     if launcher == "local":
         return LocalProcessLauncher(grace_s=kill_grace_s)
     if launcher == "ray":
+        # Ray 2.60 binds its GCS and raylet servers to every network interface, even for a private
+        # instance on 127.0.0.1: starting one is the user's explicit choice, never a default.
+        if ray_address is None:
+            raise ConfigError("backend.options.launcher=ray needs backend.options.ray_address: 'local' starts a "
+                              "private Ray on this host for the run (Ray binds its servers to all network "
+                              "interfaces even then), 'auto' or 'ray://host:port' joins a cluster you started and "
+                              "exposed as your network allows")
         from vllm_backend.ray_launcher import RayLauncher
-        return RayLauncher(ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
+        return RayLauncher(None if ray_address == "local" else ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
     raise ConfigError(f"backend.options.launcher: '{launcher}' is not one of {list(LAUNCHERS)}")
 
 

@@ -8,9 +8,10 @@ requests stream back through a Ray queue (the progress bar). An actor that dies 
 the OOM killer) is reported as that worker's failure, each of its requests with the reason;
 nothing is silently dropped. The run ends every actor and the placement group, whatever happens.
 
-Ray itself: with ray_address null, a private Ray instance is started for the run on 127.0.0.1
-(no dashboard) and shut down after it; `auto` or `ray://host:port` joins a running cluster, which
-the user started and exposes as they chose.
+Ray itself: with ray_address `local` (backend.options; a required choice, vllm_backend/backend.py
+make_launcher), a private Ray instance is started for the run on 127.0.0.1 (no dashboard) and shut
+down after it; Ray 2.60 still binds its GCS and raylet to all interfaces. `auto` or
+`ray://host:port` joins a running cluster, which the user started and exposes as they chose.
 """
 from __future__ import annotations
 

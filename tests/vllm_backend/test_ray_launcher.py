@@ -63,3 +63,12 @@ def test_settings_are_checked():
         RayLauncher(cpus_per_worker=-1)
     with pytest.raises(ConfigError, match="ray_address"):
         RayLauncher(address=3)
+
+
+def test_a_ray_launcher_is_started_only_where_the_user_chose_its_address():
+    from vllm_backend.backend import make_launcher
+
+    with pytest.raises(ConfigError, match="needs backend.options.ray_address: 'local' starts a private Ray"):
+        make_launcher("ray", 1.0, None, 1.0, 0.0)
+    assert make_launcher("ray", 1.0, "local", 1.0, 0.0).address is None   # the private instance
+    assert make_launcher("ray", 1.0, "auto", 1.0, 0.0).address == "auto"

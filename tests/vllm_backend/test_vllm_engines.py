@@ -139,8 +139,10 @@ def test_ray_launcher_serves_the_same_requests_as_the_local_one(tmp_path):
     rows = {}
     for launcher in ("local", "ray"):
         out = tmp_path / launcher
+        extra = ["backend.options.ray_address=local"] if launcher == "ray" else []
         p = subprocess.run([sys.executable, "experiments/run.py", "backend=vllm", "models=tiny", "workload=smoke",
-                            "workload.n_queries=12", f"backend.options.launcher={launcher}", f"hydra.run.dir={out}"],
+                            "workload.n_queries=12", f"backend.options.launcher={launcher}", *extra,
+                            f"hydra.run.dir={out}"],
                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
         assert p.returncode == 0, p.stderr[-3000:]
         assert json.loads((out / "summary.json").read_text())["n_failed_requests"] == 0
