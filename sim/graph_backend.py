@@ -13,7 +13,7 @@ import simpy
 
 from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
-from mosaic.graphs.trace import Finished
+from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.profiles import ProfileSet, load_time_s
 from mosaic.trace import SessionRecord
 from sim.backend import session_engine
@@ -99,7 +99,7 @@ class SimGraphPool:
                     self.wake[w] = None
                 else:
                     yield env.timeout(dur)
-            served = sum(1 for s in eng.result.seqs if not s.cancelled and "#" not in s.rid)
+            served = sum(1 for s in eng.result.seqs if not s.cancelled and not is_prefill(s.rid))
             sessions.append(SessionRecord(w, 0, m.name, load_start, load_end, load_end, env.now, served,
                                           eng.result.preemptions))
 

@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Any
 
+from mosaic.graphs.trace import is_prefill
 from vllm_backend.worker import _engine, _shutdown, count_preemptions, isolate_from_script_dir
 
 IDLE_POLL_S = 0.05   # an idle engine's wait for its next message
@@ -105,7 +106,7 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
                 if o.finished:
                     live.pop(o.request_id)
                     watch.pop(o.request_id, None)
-                    served += "#" not in o.request_id
+                    served += not is_prefill(o.request_id)
                     done = {"rid": rec["rid"], "start_s": rec["start_s"], "first_token_s": rec["first_token_s"] or t,
                             "finish_s": t, "output_tokens": tokens, "cancelled": False, "cached_tokens": rec["cached"]}
                     if rec["natural"] and o.outputs:

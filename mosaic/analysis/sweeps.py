@@ -33,7 +33,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.hydra_args import expand_sweep
-from mosaic.run.jobs import find_failures, format_failures
+from mosaic.run.jobs import find_failures, format_failures, run_folders
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, mosaic/conf/, multirun/
 
@@ -152,7 +152,7 @@ def step(title: str, cmd: list[str], tick: Callable[[], None] | None = None) -> 
 
 def jobs_ended(directory: Path) -> int:
     """Jobs of a sweep that have ended: a summary.json or an error.json in their folder."""
-    return len({p.parent for name in ("summary.json", "error.json") for p in Path(directory).rglob(name)})
+    return run_folders(directory)
 
 
 def run_sweep(plan: SweepPlan, progress: Any = None) -> tuple[int, list[dict]]:

@@ -20,14 +20,13 @@ import numpy as np
 
 from mosaic.graphs.outcomes import AgentOutcome
 from mosaic.graphs.shape import ROOT, AgentSpec
-from mosaic.graphs.trace import CANCELLED, SERVED, AgentRecord, Finished, GraphTrace, QueryRecord
+from mosaic.graphs.trace import (CANCELLED, PREFILL_MARK, SERVED, AgentRecord, Finished, GraphTrace, QueryRecord,
+                                 is_prefill)
 from mosaic.trace import SessionRecord, WorkerStats, worker_stats
+from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS as TEMPLATE_TOKENS
 from mosaic.workload.prompts import aggregator_prompt, expert_prompt
 from mosaic.workload.types import Query
 
-# Tokens of instructions around a successor's question and the outputs it reads (as the flat
-# pipeline's aggregator prompt: mosaic/run/pipeline.py AGGREGATOR_TEMPLATE_TOKENS).
-TEMPLATE_TOKENS = 64
 _EXIT_STREAM = 0xE817   # the early-exit draws' generator, apart from the answer model's
 
 # outcome(query, agent, agent index, outcomes read, output room) -> the agent's outcome
@@ -133,7 +132,7 @@ class GraphCoordinator:
 
     def _finished(self, t: float, f: Finished) -> None:
         self.now = t
-        if "#" in f.rid:   # a prefill-only request (overlap): its work is the cache it left
+        if is_prefill(f.rid):   # a prefill-only request (overlap): its work is the cache it left
             return
         n = self.nodes[f.rid]
         self.inflight[n.worker] -= 1
@@ -232,7 +231,7 @@ class GraphCoordinator:
         prompt = min(s.query.prompt_tokens + TEMPLATE_TOKENS + tokens, self.limit[s.spec.model] - 1)
         s.early += 1
         self.prefills += 1
-        self.pool.submit(s.worker, f"{s.rid}#{s.early}", prompt, 1, s.rid)
+        self.pool.submit(s.worker, f"{s.rid}{PREFILL_MARK}{s.early}", prompt, 1, s.rid)
 
     def _progress(self, t: float, rid: str, generated: int) -> None:
         self.now = t

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from mosaic.trace import SessionRecord, WorkerStats
 
 SERVED, CANCELLED = "served", "cancelled"
+# Prefill-only requests (topology.overlap) are "<request id>#<n>": engine work, not agent requests.
+PREFILL_MARK = "#"
+
+
+def is_prefill(request_id: str) -> bool:
+    return PREFILL_MARK in request_id
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, InterruptReported, RunDirError, Terminated, claim_run_dir,
-                             debug_tracebacks, failure_stage, one_line, record_failure)
+                             debug_tracebacks, failure_stage, one_line, record_failure, run_folders)
 
 # --------------------------------------------------------------------------------- one job
 
@@ -370,7 +370,7 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
             return args   # not pinnable: Hydra may resolve its own; run_job claims that one
         pin = [f"{key}='{directory}'"]
     if multirun:
-        earlier = _runs_under(Path(directory))
+        earlier = run_folders(Path(directory))
         if earlier:
             print(f"error: sweep directory {directory} holds {earlier} run(s) of an earlier sweep; choose a new "
                   "hydra.sweep.dir or remove them (a sweep's folder holds one sweep: `mosaic runs` tables every run "
@@ -414,16 +414,6 @@ def _config_dirs(ns, config_dir: Path, overrides: Sequence[str], run_dir: str | 
                                                             for o in overrides):
             return None
     return primary, extra
-
-
-def _runs_under(directory: Path) -> int:
-    """Run folders (with a summary.json or an error.json) under `directory`, if it exists."""
-    try:
-        if not directory.is_dir():
-            return 0
-        return len({p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in directory.rglob(name)})
-    except OSError:
-        return 0
 
 
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,

@@ -20,13 +20,14 @@ from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
-from mosaic.graphs.coordinator import TEMPLATE_TOKENS, GraphCoordinator
+from mosaic.graphs.coordinator import GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
 from mosaic.graphs.placement import place
 from mosaic.graphs.shape import ROOT, graph_shape
 from mosaic.graphs.trace import CANCELLED, SERVED, GraphTrace
 from mosaic.run.serving import distribution
+from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
 
 if TYPE_CHECKING:
     from mosaic.run.builder import Run
@@ -84,7 +85,7 @@ def scheduled_placement(r: "Run", shape: tuple, profiles, dataset: str | None) -
     mean_out = {a.model: profiles.model(a.model).output_for(dataset).mean() for a in shape}
     by_name = {a.name: a for a in shape}
     requests = [Request(f"{q.id}/{a.name}", q.id, a.model,
-                        q.prompt_tokens + (TEMPLATE_TOKENS + round(sum(mean_out[by_name[p].model] for p in a.reads))
+                        q.prompt_tokens + (AGGREGATOR_TEMPLATE_TOKENS + round(sum(mean_out[by_name[p].model] for p in a.reads))
                                            if a.reads else 0), "expert")
                 for q in r.workload.queries for a in shape]
     order = list(dict.fromkeys(a.model for a in shape))

@@ -49,6 +49,15 @@ TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_a
 STAGES = ("config", "build", "expert", "aggregator", "run", "outputs")
 
 
+def run_folders(directory: Path) -> int:
+    """Run folders under `directory` (a summary.json or an error.json in them): a sweep's jobs
+    that have ended; 0 where it is not a readable directory."""
+    try:
+        return len({p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in Path(directory).rglob(name)})
+    except OSError:
+        return 0
+
+
 def one_line(text: str, limit: int = 500) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."

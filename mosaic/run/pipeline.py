@@ -16,7 +16,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet
-from mosaic.workload.prompts import aggregator_prompt
+from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS, aggregator_prompt
 from mosaic.workload.tokens import estimate_tokens
 from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers import get_scheduler, schedule
@@ -25,8 +25,6 @@ from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
 
-# Tokens of instructions wrapped around the question and the experts' answers.
-AGGREGATOR_TEMPLATE_TOKENS = 64
 
 
 @dataclass(frozen=True)

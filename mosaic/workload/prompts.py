@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+# Tokens of instructions wrapped around a question and the responses an aggregator (or an agent
+# graph's successor) reads, where the prompt is sized rather than written out.
+AGGREGATOR_TEMPLATE_TOKENS = 64
+
 EXPERT = ("Answer the following multiple-choice question. Think step by step, then finish with "
           "\"The answer is (X)\" where X is the letter of the correct option.\n\n{question}\n")
 AGGREGATOR = ("You are given a multiple-choice question and responses from several models. Critically "
