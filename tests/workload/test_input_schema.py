@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from mosaic.core.errors import ConfigError
 from mosaic.workload.sources.question_files import load_questions
-from mosaic.workload.sources.recorded_files import MAX_OUTPUT_TOKENS, read_medagents_json, read_mmlu_pro_zip
+from mosaic.workload.sources.data_quality import DataReport
+from mosaic.workload.sources.recorded_files import MAX_OUTPUT_TOKENS, read_medagents_json, read_mmlu_pro_zip, trace_stats
 from tests.helpers import SHARED_DATA, needs_shared
 
 OPTIONS = "The options are: (A) a (B) b (C) c (D) d"
@@ -105,6 +106,18 @@ def test_token_counts_in_range_read_as_written(tmp_path, tokens, read):
     """0 (an empty completion) replays as 1 token: an engine emits at least one."""
     recs = read_medagents_json(_medagents_file(tmp_path, tokens))
     assert [r.output_tokens for r in recs] == [7, read]
+    assert [r.zero_tokens for r in recs] == [False, tokens == 0]
+
+
+def test_empty_completions_are_counted_in_the_file_report(tmp_path):
+    """Replaying a 0-token completion as 1 token changes the trace: the report says how often."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([medagents(0, 0), medagents(5, 1), medagents(0, 2)]))
+    s = trace_stats(path, "medagents_json")
+    assert s.zero_token_counts == 2
+    report = DataReport(questions=3, answered_by_all=3, missing_per_source={"m": 0}, no_vote_per_source={"m": 0},
+                        sources={"m": s})
+    assert "token counts of 0, replayed as 1 in the files: m 2" in report.headline()
 
 
 def test_absurdly_long_output_text_is_refused(tmp_path):

@@ -22,6 +22,7 @@ class _Record(Protocol):  # the fields of traces.TraceRecord this module reads
     answer: str | None
     answer_issue: str
     text_missing: bool
+    zero_tokens: bool
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,13 @@ class SourceStats:
     answers_unparseable: int    # an answer that is not one of the question's option letters
     unparseable_examples: tuple[str, ...]
     texts_missing: int          # null/empty output text (its length counts as 0 tokens -> 1)
+    zero_token_counts: int      # a recorded token count of 0, replayed as 1 token
     gold_unparseable: int       # a gold answer that is not an option letter
     duplicate_questions: int    # question texts (with options) recorded more than once
     conflicting_gold: int       # ... of which the copies disagree on the gold answer
     conflicting_answers: int    # ... of which the copies disagree on the model's answer
     duplicate_ids: int          # record ids used more than once
-    conflicting_ids: int        # ... of which the copies differ in question, gold or answer
+    conflicting_ids: int        # ... of which the copies differ in question, gold or answer (ids, not records)
 
 
 def source_stats(path: str, records: Sequence[_Record]) -> SourceStats:
@@ -57,6 +59,7 @@ def source_stats(path: str, records: Sequence[_Record]) -> SourceStats:
         answers_unparseable=len(unparseable),
         unparseable_examples=tuple(sorted(set(unparseable)))[:_EXAMPLES],
         texts_missing=sum(r.text_missing for r in records),
+        zero_token_counts=sum(r.zero_tokens for r in records),
         gold_unparseable=sum(r.gold is None for r in records),
         duplicate_questions=len(dup_keys),
         conflicting_gold=sum(len({r.gold for r in g}) > 1 for g in dup_keys),
@@ -95,9 +98,10 @@ class DataReport:
             out.append(f"answers that vote for nothing among the {self.answered_by_all} kept: "
                        f"{per(self.no_vote_per_source)}")
         for label, attr in (("unparseable answers", "answers_unparseable"), ("null/empty texts", "texts_missing"),
+                            ("token counts of 0, replayed as 1", "zero_token_counts"),
                             ("unparseable gold answers", "gold_unparseable"),
                             ("duplicate questions with conflicting gold", "conflicting_gold"),
-                            ("duplicate ids with conflicting records", "conflicting_ids")):
+                            ("ids shared by records that differ", "conflicting_ids")):
             counts = {name: getattr(s, attr) for name, s in self.sources.items()}
             if any(counts.values()):
                 out.append(f"{label} in the files: {per(counts)}")

@@ -75,6 +75,7 @@ class TraceRecord:
     censored: bool           # the generation hit max_tokens: the true length is longer
     answer_issue: str = ""   # why `answer` is None: "missing" | "unparseable: <raw value>" (see _answer)
     text_missing: bool = False  # the output text was null or empty
+    zero_tokens: bool = False   # the recorded token count was 0 (an empty completion), replayed as 1
 
 
 # ---------------------------------------------------------------- readers: path -> records
@@ -171,10 +172,15 @@ def _token_usage(r: dict, path: Path, i: int) -> int:
     return token_count(usage["completion_tokens"], path, i, "token_usage.completion_tokens")
 
 
+def _replayed(n: int) -> int:
+    """An empty completion (0 tokens) replays as 1: an engine always emits at least one (the
+    end-of-sequence token). Each such record is counted in the data report (`zero_tokens`)."""
+    return max(1, n)
+
+
 def token_count(value: Any, path: Path, i: int, field: str) -> int:
     """A recorded token count: an integer in [0, MAX_OUTPUT_TOKENS], anything else a one-line error
-    naming file, record and field (never clipped into range). 0, an empty completion, replays as 1
-    token: an engine always emits at least one (the end-of-sequence token)."""
+    naming file, record and field (never clipped into range)."""
     try:
         n = number(value, integer=True)
     except ValueError as e:
@@ -183,7 +189,7 @@ def token_count(value: Any, path: Path, i: int, field: str) -> int:
     if not 0 <= n <= MAX_OUTPUT_TOKENS:
         raise ConfigError(f"{path}: record {i} field '{field}' is {show(n)}, not a token count in [0, "
                           f"{MAX_OUTPUT_TOKENS}]; replace the file with an unmodified trace")
-    return max(1, n)
+    return n
 
 
 def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
@@ -206,7 +212,7 @@ def read_medagents_json(path: Path) -> tuple[TraceRecord, ...]:
             key=question_key(_field(r, "question", path, i), opts),
             record_id=str(_field(r, "realidx", path, i)), category=None, n_options=n,
             gold=_letter(_field(r, "answer_idx", path, i), n), answer=answer,
-            output_tokens=tokens, censored=tokens == cap, answer_issue=issue))
+            output_tokens=_replayed(tokens), censored=tokens == cap, answer_issue=issue, zero_tokens=tokens == 0))
     return tuple(out)
 
 
@@ -232,12 +238,12 @@ def read_mosaic_json(path: Path) -> tuple[TraceRecord, ...]:
         failed = bool(r.get("error"))
         answer, issue = (None, "missing") if failed else _answer(r.get("answer"), n)
         text = r.get("text")
+        tokens = token_count(_field(r, "output_tokens", path, i), path, i, "output_tokens")
         out.append(TraceRecord(
             key=normalise(question), record_id=str(_field(r, "record_id", path, i)),
             category=r.get("category"), n_options=n, gold=_letter(r.get("gold_answer"), n), answer=answer,
-            output_tokens=token_count(_field(r, "output_tokens", path, i), path, i, "output_tokens"),
-            censored=bool(r.get("censored", False)), answer_issue=issue,
-            text_missing=failed or not (isinstance(text, str) and text.strip())))
+            output_tokens=_replayed(tokens), censored=bool(r.get("censored", False)), answer_issue=issue,
+            text_missing=failed or not (isinstance(text, str) and text.strip()), zero_tokens=tokens == 0))
     return tuple(out)
 
 
