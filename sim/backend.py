@@ -19,6 +19,7 @@ from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
 from sim.engine_v1 import V1Engine
+from sim.host import HostLoad
 
 
 _COSTS: dict[tuple[int, int, int], tuple[ModelProfile, EngineProfile, CostModel]] = {}
@@ -80,6 +81,7 @@ class SimBackend:
         sess_records: list[SessionRecord] = []
         engine_cfg = self.profiles.engine
         memory = {w.id: w.memory_gib for w in self.cluster.workers}
+        host = HostLoad(env, self.cluster, engine_cfg)
         arrived: dict[Session, dict[int, simpy.Event]] = {}
         done: dict[Session, simpy.Event] = {}
         for wp in plan.workers:
@@ -94,7 +96,8 @@ class SimBackend:
             ranks = session.workers or (lead,)
             model = self.profiles.model(session.model)
             load_start = env.now
-            yield env.timeout(load_time_s(model, engine_cfg, tp))
+            host.start(ranks)
+            yield from host.load(lead, load_time_s(model, engine_cfg, tp))
             run_start = env.now
             if model.warmup_s:   # a fresh engine's first steps pay one-off set-up (measured by the profiler)
                 yield env.timeout(model.warmup_s)
@@ -107,7 +110,8 @@ class SimBackend:
                 batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
             engine = session_engine(model, engine_cfg, min(memory[w] for w in ranks), tp)
             for duration in engine.run(batch, lambda: env.now):
-                yield env.timeout(duration)
+                yield from host.elapse(lead, model.name, duration)
+            host.stop(ranks)
             result = engine.result
             for s in result.seqs:
                 r = requests[s.rid]

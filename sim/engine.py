@@ -43,6 +43,11 @@ class EngineResult:
     steps: int = 0
 
 
+class Wait(float):
+    """A yielded duration that is the engine waiting (for the client to hand over a request), not a
+    step: what a step costs depends on the host's load (sim/host.py); a wait does not."""
+
+
 @dataclass
 class BatchEngine:
     cost: CostModel

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Generator
 
 from mosaic.profiles import CostModel
-from sim.engine import EngineResult
+from sim.engine import EngineResult, Wait
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -179,7 +179,7 @@ class V1Engine:
                 if not pending:
                     yield None
                     continue
-                yield pending[0][0] - t
+                yield Wait(pending[0][0] - t)
                 continue
             # -------- a run of identical decode steps, when nothing can change before an event
             n = len(running)

@@ -18,6 +18,7 @@ from mosaic.profiles import ProfileSet, load_time_s
 from mosaic.trace import SessionRecord
 from sim.backend import session_engine
 from sim.engine_v1 import Inbox
+from sim.host import HostLoad
 
 
 class SimGraphPool:
@@ -30,6 +31,7 @@ class SimGraphPool:
         self.profiles, self.placement = profiles, placement
         self.memory = {w.id: w.memory_gib for w in cluster.workers}
         self.env = simpy.Environment()
+        self.host = HostLoad(self.env, cluster, profiles.engine)
         self.inbox = {w: Inbox() for w in placement}
         self.wake: dict[int, simpy.Event | None] = {w: None for w in placement}
 
@@ -76,7 +78,9 @@ class SimGraphPool:
             inbox = self.inbox[w]
             yield env.timeout(engine_cfg.worker_startup_s)
             load_start = env.now
-            yield env.timeout(load_time_s(m, engine_cfg, 1) + m.warmup_s)
+            self.host.start((w,))   # busy while it loads and steps; idle while it waits for arrivals
+            yield from self.host.load(w, load_time_s(m, engine_cfg, 1))
+            yield env.timeout(m.warmup_s)
             load_end = env.now
             eng = session_engine(m, engine_cfg, self.memory[w])
             ready[i].succeed()
@@ -95,10 +99,13 @@ class SimGraphPool:
                     if inbox.arrivals or inbox.cancels or inbox.closed:
                         continue
                     self.wake[w] = env.event()
+                    self.host.stop((w,))
                     yield self.wake[w]
+                    self.host.start((w,))
                     self.wake[w] = None
                 else:
-                    yield env.timeout(dur)
+                    yield from self.host.elapse(w, m.name, dur)
+            self.host.stop((w,))
             served = sum(1 for s in eng.result.seqs if not s.cancelled and not is_prefill(s.rid))
             sessions.append(SessionRecord(w, 0, m.name, load_start, load_end, load_end, env.now, served,
                                           eng.result.preemptions))

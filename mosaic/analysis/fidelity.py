@@ -118,7 +118,10 @@ def stage_metrics(trace: Trace) -> dict[str, Any]:
          "throughput_tok_s": tokens / trace.makespan_s if trace.makespan_s else 0.0,
          # None when a backend could not count them (vLLM without its per-step statistics)
          "preemptions": None if any(s.preemptions is None for s in trace.sessions)
-         else sum(s.preemptions for s in trace.sessions)}
+         else sum(s.preemptions for s in trace.sessions),
+         # per session, to see where a stage's time went (who ran alone, whose load was slow)
+         "sessions": [{"worker": s.worker, "model": s.model, "load_s": [s.load_start_s, s.load_end_s],
+                       "run_s": [s.run_start_s, s.run_end_s]} for s in trace.sessions]}
     for q in PCTS:
         m[f"ttft_p{q}_s"] = _pct(ttft, q)
         m[f"e2e_p{q}_s"] = _pct(e2e, q)

@@ -185,8 +185,14 @@ class ClusterConfig:
     n_workers: int = 4
     memory_gib: float = 80.0
     device: str = "A100-80GB"
+    # Workers sharing one host (its cores, memory bandwidth): in the simulator their engine steps
+    # slow each other as the profile's engine.host_contention measured. 1: every worker on its own.
+    workers_per_host: int = 1
 
     def __post_init__(self) -> None:
+        if not _integer(self.workers_per_host) or self.workers_per_host < 1:
+            raise ConfigError(f"cluster.workers_per_host must be an integer >= 1 (got {self.workers_per_host!r}); "
+                              "set it to how many workers share one machine's cores (1 for one GPU each)")
         if _integer(self.n_workers) and self.n_workers > MAX_WORKERS:
             raise ConfigError(f"cluster.n_workers must be at most {MAX_WORKERS} (got {self.n_workers}): every worker is "
                               "planned and simulated in one process; study larger clusters in parts")

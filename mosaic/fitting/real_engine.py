@@ -386,10 +386,11 @@ def profile_models(cfg: dict) -> Path:
     parse_profiles(doc, where="measured profile")  # what we write must load
     out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
     out = out if out.is_absolute() else ROOT / out
-    if out.exists():  # TP scaling is measured by experiments/profile_tp.py: keep it across re-profiles
-        old = ((yaml.safe_load(out.read_text()) or {}).get("engine") or {}).get("tensor_parallel")
-        if old:
-            doc["engine"]["tensor_parallel"] = old
+    if out.exists():  # measured by experiments/profile_tp.py and profile_contention.py: kept across re-profiles
+        old = (yaml.safe_load(out.read_text()) or {}).get("engine") or {}
+        for key in ("tensor_parallel", "host_contention"):
+            if old.get(key):
+                doc["engine"][key] = old[key]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# Written by experiments/profile_models.py; rerun it to refresh.\n" + yaml.safe_dump(doc, sort_keys=False))
     # The raw rows the fits came from, beside the profile (to refit or audit without re-measuring).

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 from mosaic.core.errors import ConfigError
@@ -56,6 +56,46 @@ def fit_tp_scaling(step_speedup: dict[int, float]) -> tuple[float, float]:
 def amdahl_speedup(degree: float, p: float, c: float = 0.0) -> float:
     """s(d) = 1 / ((1 - p) + p/d + c*(d - 1)): Amdahl's law plus a linear communication term."""
     return 1.0 / ((1.0 - p) + p / degree + c * (degree - 1))
+
+
+@dataclass(frozen=True)
+class HostContentionProfile:
+    """How a worker's steps (and loads) change with the number of its host's workers that are busy.
+
+    The profiler measures steps with every worker of the host busy (as runs mostly are), so
+    step_scale[b] = step time with b busy / step time as profiled, 1 at the largest b listed
+    (experiments/profile_contention.py measures it, per model and as the median over models for one
+    it did not measure). Counts between listed ones interpolate linearly;
+    a count beyond the largest is refused where the cluster is built (cluster.workers_per_host)."""
+
+    step_scale: dict[int, float]
+    source: str
+    models: dict[str, dict[int, float]] = field(default_factory=dict)   # measured per model
+    # The same for loads (a loading worker counts as busy, for its neighbours' steps too); empty:
+    # a load takes its profiled time whatever the host does.
+    load_scale: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def profiled_workers(self) -> int:
+        return max(self.step_scale)
+
+    def scale(self, busy: int, model: str | None = None) -> float:
+        """The step-time factor for `model` (its own table if measured) with `busy` workers serving."""
+        return _interpolate(self.models.get(model, self.step_scale), busy)
+
+    def load(self, busy: int) -> float:
+        """The load-time factor with `busy` workers loading or serving."""
+        return _interpolate(self.load_scale, busy) if self.load_scale else 1.0
+
+
+def _interpolate(table: dict[int, float], busy: int) -> float:
+    points = sorted(table.items())
+    if busy <= points[0][0]:
+        return points[0][1]
+    for (b0, s0), (b1, s1) in zip(points, points[1:]):
+        if busy <= b1:
+            return s0 + (s1 - s0) * (busy - b0) / (b1 - b0)
+    return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -210,6 +250,7 @@ class EngineProfile:
     sources: tuple[str, ...] = ()
     worker_startup_s: float = 0.0   # a worker process starting its engine runtime, before any load
     tensor_parallel: TensorParallelProfile | None = None   # None: this profile cannot run TP engines
+    host_contention: HostContentionProfile | None = None   # None: workers' steps do not interact
     # How the profiled engine schedules steps: "v0" (prefill steps first, whole prompts; sim/engine.py)
     # or "v1" (one token budget per step, chunked prefill mixed with decodes, block-granular KV;
     # sim/engine_v1.py). The simulator follows the profile unless the config's engine.scheduling says.

@@ -14,11 +14,11 @@ from typing import Any, Mapping
 from mosaic.core.errors import ConfigError
 
 from mosaic.profiles.difficulty import parse_dataset
-from mosaic.profiles.engine import EngineProfile, TensorParallelProfile
+from mosaic.profiles.engine import EngineProfile, HostContentionProfile, TensorParallelProfile
 from mosaic.profiles.lengths import LengthComponent, LengthDistribution
 from mosaic.profiles.models import COST_KEYS, ModelProfile, ProfileSet
-from mosaic.profiles.schema import (ComponentSpec, EngineSpec, LengthSpec, ModelSpec, TensorParallelSpec,
-                                    message, unusable_models, validate_profiles)
+from mosaic.profiles.schema import (ComponentSpec, EngineSpec, HostContentionSpec, LengthSpec, ModelSpec,
+                                    TensorParallelSpec, message, unusable_models, validate_profiles)
 from mosaic.profiles.session_cost import parse_session_fit
 from mosaic.profiles.strict_yaml import load_yaml
 
@@ -75,6 +75,15 @@ def _tensor_parallel(tp: TensorParallelSpec) -> TensorParallelProfile:
     return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform)
 
 
+def _host_contention(hc: HostContentionSpec) -> HostContentionProfile:
+    def table(t):
+        return {int(b): float(v) for b, v in t.items()}
+
+    return HostContentionProfile(table(hc.step_scale), hc.source.strip(),
+                                 {str(m): table(t) for m, t in (hc.models or {}).items()},
+                                 table(hc.load_scale or {}))
+
+
 def _engine(e: EngineSpec) -> EngineProfile:
     return EngineProfile(
         device=e.device, memory_gib=e.memory_gib, max_num_seqs=e.max_num_seqs,
@@ -86,6 +95,7 @@ def _engine(e: EngineSpec) -> EngineProfile:
         bandwidth_efficiency=e.bandwidth_efficiency, peak_tflops=e.peak_tflops, flops_efficiency=e.flops_efficiency,
         sources=tuple(e.sources or ()), worker_startup_s=e.worker_startup_s,
         tensor_parallel=None if e.tensor_parallel is None else _tensor_parallel(e.tensor_parallel),
+        host_contention=None if e.host_contention is None else _host_contention(e.host_contention),
         scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching, submit_ms=e.submit_ms)
 
 

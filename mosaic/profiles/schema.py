@@ -33,6 +33,10 @@ Rules that involve several fields:
 * tensor_parallel.step_speedup: degree -> speedup in (0, degree], 1 at degree 1 (a superlinear
   speedup would mean the TP=1 step is not what the profile says); load_overhead_s one number or one
   per degree of step_speedup.
+* host_contention.step_scale (and host_contention.load_scale, and each table of
+  host_contention.models, per model, all ending at the same count): busy workers on a host -> step time relative to the profiled condition, in (0, 100],
+  exactly 1 at the largest count (the profile's steps were measured then); models named there are
+  models of the file.
 * session_fit.coef: as many non-negative coefficients as its form takes.
 * datasets: difficulty_length^2 + length_shared^2 < 1 (the Gaussian copula's loadings).
 * memory (vLLM's start-up check: the model's weights plus the KV of one max_model_len sequence at
@@ -68,6 +72,7 @@ MAX_GBS = 1e6                     # memory bandwidth, GB/s
 MAX_TFLOPS = 1e6
 MAX_KV_BYTES = 2**30              # KV bytes per token
 MAX_DEGREE = 2**16                # tensor-parallel degree
+MAX_CONTENTION = 100.0            # a step-time scale for a count of busy workers on a host
 MAX_SIGMA = 10.0                  # a lognormal sigma on ln tokens (fitted ones are 0.05-1.1)
 WEIGHT_TOLERANCE = 1e-6           # mixture weights sum to 1 within this
 
@@ -313,6 +318,63 @@ class TensorParallelSpec(Section):
         return self
 
 
+def _scale_table(value: Any, path: tuple[Any, ...] = ()) -> Any:
+    """busy workers -> step-time scale: positive, exactly 1 at the largest count."""
+    if not isinstance(value, Mapping) or not value:
+        raise FieldError(path, f"expected a non-empty mapping busy workers -> step time scale, got {show(value)}")
+    for busy, v in value.items():
+        if isinstance(busy, bool) or not isinstance(busy, int) or not 1 <= busy <= MAX_DEGREE:
+            raise FieldError(path, f"a busy-worker count must be an integer >= 1 (got {show(busy)})")
+        try:
+            v = number(v)
+        except ValueError as e:
+            raise FieldError((*path, busy), str(e)) from None
+        if not 0.0 < v <= MAX_CONTENTION:
+            raise FieldError((*path, busy), f"must lie in (0, {MAX_CONTENTION:g}] (got {v})")
+    top = max(value)
+    if number(value[top]) != 1.0:
+        raise FieldError((*path, top), f"must be 1: the profile's step costs were measured with the most busy workers "
+                         f"listed ({top}), and the scales are relative to them (got {value[top]})")
+    return value
+
+
+class HostContentionSpec(Section):
+    step_scale: Any
+    models: Any = None       # model -> its own table (measured per model); step_scale for the others
+    load_scale: Any = None   # the same for a model's load (engine start-up); none: loads do not interact
+    source: Text
+
+    @field_validator("step_scale", mode="before")
+    @classmethod
+    def _scales(cls, value: Any) -> Any:
+        return _scale_table(value)
+
+    @field_validator("load_scale", mode="before")
+    @classmethod
+    def _load_scales(cls, value: Any) -> Any:
+        return value if value is None else _scale_table(value)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _per_model(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected a mapping model -> {{busy workers: scale}}, got {show(value)}")
+        for name, table in value.items():
+            _scale_table(table, (name,))
+        return value
+
+    @model_validator(mode="after")
+    def _same_top(self) -> "HostContentionSpec":
+        top = max(self.step_scale)
+        tables = [(("models", name), table) for name, table in (self.models or {}).items()]
+        for path, table in tables + ([(("load_scale",), self.load_scale)] if self.load_scale else []):
+            if max(table) != top:
+                raise FieldError(path, f"must end at {top} busy workers, as step_scale does (got {max(table)})")
+        return self
+
+
 class EngineSpec(Section):
     device: Text
     memory_gib: Number(gt=0, le=MAX_GIB)
@@ -331,6 +393,7 @@ class EngineSpec(Section):
     sources: Texts = None
     worker_startup_s: Number(ge=0, le=MAX_SECONDS) = 0.0
     tensor_parallel: TensorParallelSpec | None = None
+    host_contention: HostContentionSpec | None = None
     scheduling: Literal["v0", "v1"] = "v0"
     block_size: Number(ge=1, le=MAX_BLOCK_SIZE, integer=True) = 16
     prefix_caching: StrictBool = True
@@ -599,6 +662,11 @@ class ProfileFileSpec(Section):
                 if spec.cap > context:
                     raise FieldError((*at, "cap"), f"must be <= engine.max_model_len ({context}): no answer is longer "
                                      f"than the context window (got {spec.cap})")
+        hc = self.engine.host_contention
+        for name in (hc.models or {}) if hc is not None else ():
+            if name not in self.models:
+                raise FieldError(("engine", "host_contention", "models", name), f"no model '{name}' in this file "
+                                 f"(models: {', '.join(sorted(self.models))})")
         return self
 
 

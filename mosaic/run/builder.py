@@ -23,7 +23,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
-from mosaic.profiles import ProfileSet, load_profiles
+from mosaic.profiles import EngineProfile, ProfileSet, load_profiles
 from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
 from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
@@ -131,6 +131,16 @@ def check_device(cluster_device: str, profile_device: str, profiles_name: str) -
                           "measured on your GPUs (workload.profiles, experiments/profile_models.py)")
 
 
+def check_host(workers_per_host: int, engine: EngineProfile, profiles_name: str) -> None:
+    """A host shared by more workers than the profile measured busy at once has an unknown step cost."""
+    hc = engine.host_contention
+    if hc is not None and workers_per_host > hc.profiled_workers:
+        raise ConfigError(f"cluster.workers_per_host={workers_per_host} but the profiles '{profiles_name}' measured "
+                          f"host contention with at most {hc.profiled_workers} busy workers: set "
+                          f"cluster.workers_per_host<={hc.profiled_workers}, or measure more with "
+                          f"experiments/profile_contention.py n_workers={workers_per_host}")
+
+
 def engine_settings(profiles: ProfileSet, e: EngineConfig) -> ProfileSet:
     """The profiles with the config's engine settings applied (both backends read them there)."""
     changes = {k: v for k, v in (("scheduling", e.scheduling), ("num_gpu_blocks", e.num_gpu_blocks))
@@ -143,10 +153,13 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     or a missing engine (vLLM not installed) stops the run before any workload is generated."""
     c = typed(cfg)
     get_scheduler(c.scheduler.name, c.scheduler.plugin)
-    cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device)
+    cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device, c.cluster.workers_per_host)
     profiles = load_profiles(c.workload.profiles)
     profiles = engine_settings(profiles, c.engine)
+    check_host(c.cluster.workers_per_host, profiles.engine, c.workload.profiles)
     graph_profiles = engine_settings(load_profiles(c.topology.profiles), c.engine) if c.topology.profiles else None
+    if graph_profiles is not None:
+        check_host(c.cluster.workers_per_host, graph_profiles.engine, c.topology.profiles)
     # The cluster runs the graph's agents where they have their own profiles: their device is the one.
     check_device(c.cluster.device, (graph_profiles or profiles).engine.device,
                  c.topology.profiles or c.workload.profiles)

@@ -34,6 +34,7 @@ def small(*overrides):
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
     (["workload.n_queries=100000000"], "workload.n_queries must be a finite number in"),
     (["cluster.n_workers=99999999999"], "cluster.n_workers must be at most 1024"),
+    (["cluster.workers_per_host=0"], "cluster.workers_per_host must be an integer >= 1"),
     (["cluster.memory_gib=0.01", "workload=smoke"], "model LlamaR1 needs"),
     # Choices of settings this synthetic run does not read are still checked: a typo either way.
     (["workload.repeat_sample=bogus"], "workload.repeat_sample: 'bogus' is not one of"),

@@ -55,7 +55,7 @@ def test_bundled_profiles_hold_exactly_their_files_values(name):
     raw = yaml.safe_load((_DATA / f"{name}.yaml").read_text())
     ps = load_profiles(name)
     for key, value in raw["engine"].items():
-        if key not in ("tensor_parallel", "linear_ms_by_tokens", "sources"):
+        if key not in ("tensor_parallel", "host_contention", "linear_ms_by_tokens", "sources"):
             got = getattr(ps.engine, key)
             assert got == value and type(got) is type(value), key
     for m, spec in raw["models"].items():
@@ -111,6 +111,20 @@ def test_strict_yaml_reads_bundled_files_as_pyyaml_does():
     (_edit("  LlamaR1:\n", "  LlamaR1:\n    tokenizer: x\n"), r"models\.LlamaR1: unknown field\(s\) \['tokenizer'\]"),
     (MOA6 + "extra: 1\n", r"unknown field\(s\) \['extra'\]"),
     (_edit("load_time_s: 45.0", "load_time_s: !!python/object/apply:os.system [ls]"), r"not valid YAML: could not determine a constructor"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 0.9}, source: x}"),
+     r"engine\.host_contention\.step_scale\.2 must be 1: the profile's step costs were measured with the most busy"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: -0.8, 2: 1}, source: x}"),
+     r"engine\.host_contention\.step_scale\.1 must lie in \(0, 100\]"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {0: 0.5, 2: 1}, source: x}"),
+     r"engine\.host_contention\.step_scale: a busy-worker count must be an integer >= 1 \(got 0\)"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}}"),
+     r"engine\.host_contention: missing field 'source'"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {Nope: {1: 0.7, 2: 1}}}"),
+     r"engine\.host_contention\.models\.Nope: no model 'Nope' in this file"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 3: 1}}}"),
+     r"engine\.host_contention\.models\.LlamaR1 must end at 2 busy workers"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 2: 0.9}}}"),
+     r"engine\.host_contention\.models\.LlamaR1\.2 must be 1"),
 ])
 def test_bad_profile_is_one_line_naming_file_model_and_field(tmp_path, text, match):
     assert re.search(match, _refused(tmp_path, text))
@@ -228,7 +242,8 @@ def _corrupt(kind, path, value):
 
 def _loaded_value(ps, path):
     """The ProfileSet's value for a file path, where one field maps to one (else a sentinel)."""
-    if path[0] == "engine" and len(path) == 2 and path[1] not in ("linear_ms_by_tokens", "sources", "tensor_parallel"):
+    if path[0] == "engine" and len(path) == 2 and path[1] not in ("linear_ms_by_tokens", "sources", "tensor_parallel",
+                                                                  "host_contention"):
         return getattr(ps.engine, path[1])
     if path[0] == "models" and len(path) == 3 and path[2] in MODEL_FIELDS:
         return getattr(ps.models[path[1]], path[2])

@@ -1,0 +1,33 @@
+"""Measure how engine steps slow down when other workers of the host are busy.
+
+Prints the `engine.host_contention` block for a profile file (and writes it there with
+profile=PATH). Method: mosaic/fitting/host_contention.py.
+
+    python experiments/profile_contention.py                  # CPU: the six tiny experts, 1 vs 2 busy
+    python experiments/profile_contention.py profile=mosaic/profiles/data/tiny_cpu.yaml
+"""
+import json
+import sys
+
+from mosaic.core.errors import ConfigError
+from mosaic.fitting.host_contention import DEFAULTS, measure_contention, write_into
+
+
+def main(argv: list[str]) -> None:
+    cfg = dict(DEFAULTS)
+    for a in argv:
+        k, _, v = a.partition("=")
+        if k not in cfg:
+            sys.exit(f"error: unknown option {k}; options: {', '.join(cfg)}")
+        cfg[k] = v
+    try:
+        block = measure_contention(cfg)
+        print(json.dumps({"host_contention": block}, indent=2))
+        if cfg["profile"]:
+            print(f"wrote {write_into(cfg['profile'], block)}")
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,82 @@
+"""Which workers of each host are serving, and how long a step takes given that (host contention).
+
+A profile's step costs were measured with every worker of the host busy; when fewer are, the
+engine's steps take engine.host_contention.step_scale[busy] of that, and a load load_scale[busy] of
+the profiled load (mosaic/profiles/engine.py). A worker is busy from the start of a model's load to
+the end of its session (in an agent graph's long-lived engine: while it has requests).
+Workers w and v share a host when w // workers_per_host == v // workers_per_host. A step (or a jump
+over a run of decode steps) is an amount of work at the profiled speed; when a neighbour starts or
+stops mid-step, the rest of it proceeds at the new speed. Without a measured contention (GPU
+profiles) a step takes its cost and nothing is tracked.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Generator, Iterable
+
+import simpy
+
+from mosaic.cluster import Cluster
+from mosaic.profiles import EngineProfile
+from sim.engine import Wait
+
+
+class HostLoad:
+    def __init__(self, env: simpy.Environment, cluster: Cluster, engine: EngineProfile):
+        self.env = env
+        self.per_host = cluster.workers_per_host
+        self.contention = engine.host_contention if self.per_host > 1 else None
+        self.busy: Counter[int] = Counter()
+        self.changed: dict[int, simpy.Event] = {}
+
+    def _host(self, worker: int) -> int:
+        return worker // self.per_host
+
+    def _change(self, workers: Iterable[int], delta: int) -> None:
+        for h in {self._host(w) for w in workers}:
+            self.busy[h] += sum(delta for w in workers if self._host(w) == h)
+            ev = self.changed.pop(h, None)
+            if ev is not None:
+                ev.succeed()
+
+    def start(self, workers: Iterable[int]) -> None:
+        self._change(list(workers), +1)
+
+    def stop(self, workers: Iterable[int]) -> None:
+        self._change(list(workers), -1)
+
+    def scale(self, worker: int, model: str | None = None) -> float:
+        """The step-time factor for `worker` serving `model` now (it counts itself among the busy)."""
+        if self.contention is None:
+            return 1.0
+        return self.contention.scale(max(1, self.busy[self._host(worker)]), model)
+
+    def elapse(self, worker: int, model: str, duration: float) -> Generator:
+        """Advance `worker`'s clock through one yield of its engine: a Wait as is; a step's cost at
+        the speed its host's load gives, re-timed whenever that load changes."""
+        if self.contention is None or isinstance(duration, Wait):
+            yield self.env.timeout(duration)
+            return
+        yield from self._timed(worker, float(duration), lambda: self.scale(worker, model))
+
+    def load(self, worker: int, duration: float) -> Generator:
+        """Advance `worker`'s clock through a model load (the worker counts as busy meanwhile)."""
+        if self.contention is None or not self.contention.load_scale:
+            yield self.env.timeout(duration)
+            return
+        yield from self._timed(worker, float(duration),
+                               lambda: self.contention.load(max(1, self.busy[self._host(worker)])))
+
+    def _timed(self, worker: int, work: float, scale) -> Generator:
+        while work > 1e-12:
+            s = scale()
+            h = self._host(worker)
+            changed = self.changed.get(h)
+            if changed is None:
+                changed = self.changed[h] = self.env.event()
+            start = self.env.now
+            done = self.env.timeout(work * s)
+            fired = yield done | changed
+            if done in fired:
+                return
+            work -= (self.env.now - start) / s
