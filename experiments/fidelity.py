@@ -2,6 +2,11 @@
 
     python experiments/fidelity.py                        # every case of mosaic/conf/fidelity.yaml
     python experiments/fidelity.py --case long_decode --repeats 1
+    python experiments/fidelity.py --profile-check warn   # compare even where the profile is stale
+
+Before any case it checks that the profile still describes this machine (a few of the profiler's
+own batches re-measured: mosaic/fitting/profile_check.py) and stops if not, naming the re-profile
+command; the check's result heads the table.
 
 Writes results/fidelity.md and fidelity.json (with --case: fidelity-CASE.md/.json, the suite's table
 is left as it is). Method: mosaic/analysis/fidelity.py.
@@ -22,11 +27,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
     ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default mosaic/conf/fidelity.yaml)")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder for fidelity.md/.json")
+    ap.add_argument("--profile-check", choices=("stop", "warn", "off"), default="stop",
+                    help="first re-measure a few of the profile's own batches (experiments/check_profile.py): "
+                         "stop when the profile does not describe this machine (default), warn and go on, or off")
     args = ap.parse_args()
     if args.repeats is not None and args.repeats < 1:
         ap.error(f"--repeats must be >= 1 real run per case (got {args.repeats})")
     try:
-        print(write(args.out, args.suite, args.case, args.repeats), end="")
+        print(write(args.out, args.suite, args.case, args.repeats, check=args.profile_check), end="")
     except ConfigError as e:   # a bad suite file, case name or setting: one line, before any engine
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -279,10 +279,30 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
     return "\n".join(lines) + "\n"
 
 
+def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]) -> list[dict[str, Any]]:
+    """check_profile for each profile the cases compare against, over the models their plans run:
+    whether the profile still describes this machine (mosaic/fitting/profile_check.py)."""
+    from dataclasses import asdict
+
+    from mosaic.fitting.profile_check import check_profile, probe_settings
+
+    by_profile: dict[str, tuple[Run, set[str]]] = {}
+    for run, jobs in prepared.values():
+        _, names = by_profile.setdefault(run.config.workload.profiles, (run, set()))
+        names.update(s.model for job, _ in jobs for w in job.plan.workers for s in w.sessions)
+    return [check_profile(probe_settings(asdict(run.config.models), dict(run.config.backend.options), profile,
+                                         sorted(names), len(run.cluster.workers)))
+            for profile, (run, names) in by_profile.items()]
+
+
 def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats: int | None = None,
-          log=print) -> str:
+          log=print, check: str = "stop") -> str:
     """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`
-    (fidelity-CASE....md/.json for a subset)."""
+    (fidelity-CASE....md/.json for a subset). check: first re-measure a few of the profile's own
+    batches (profile_checks) and stop with a ConfigError when the profile does not describe this
+    machine ("stop"), go on and say so in the table ("warn"), or skip the check ("off")."""
+    if check not in ("stop", "warn", "off"):
+        raise ConfigError(f"check={check!r}: expected stop, warn or off")
     suite = load_suite(suite_path)
     unknown = sorted(set(only) - set(suite.cases))
     if unknown:
@@ -296,14 +316,28 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
             prepared[name] = prepare_case(name, case, suite.base)
         except ConfigError as e:
             raise ConfigError(f"fidelity case {name}: {e}") from None
+    from mosaic.fitting.profile_check import report   # real engines only: not imported for the sim
+
+    checks = profile_checks(prepared) if check != "off" else []
+    stale = [c for c in checks if not c["matches"]]
+    if stale and check == "stop":
+        raise ConfigError("the profile does not describe this machine, so the suite would measure the drift: "
+                          + " ".join(" ".join(report(c).split()) for c in stale)
+                          + " (python experiments/fidelity.py --profile-check warn runs the suite anyway)")
     rows = []
     for name, (run, jobs) in prepared.items():
         rows += run_case(name, run, jobs, suite.repeats, log)
-    args = [f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
+    args = ([f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
+            + ([f"--profile-check {check}"] if check != "stop" else []))
     md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases)
+    if checks:   # after the header and before the table: what the comparison is worth on this machine
+        head, sep, rest = md.partition("\n| case |")
+        md = head + "\n" + "".join(report(c) + "\n" for c in checks) + sep.lstrip("\n") + rest
     out.mkdir(parents=True, exist_ok=True)
     # A subset of the cases gets its own files, so it never replaces the whole suite's table.
     stem = "fidelity" + "".join(f"-{n}" for n in only)
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if checks:
+        (out / f"{stem}.profile_check.json").write_text(json.dumps(checks, indent=1) + "\n")
     return md

@@ -94,7 +94,11 @@ def test_the_suite_runs_a_case_on_real_engines_and_counts_their_preemptions(tmp_
     p.write_text("base: [workload=smoke, models=tiny, backend=vllm, cluster=cpu2]\nrepeats: 1\ncases:\n"
                  "  tight: {overrides: [engine.num_gpu_blocks=17, models.engine.disable_log_stats=false],\n"
                  "          sessions: [{worker: 0, model: Qwen, requests: 6, prompt: [600, 700], output: [150, 200]}]}\n")
-    md = fidelity.write(tmp_path, p, log=print)
+    md = fidelity.write(tmp_path, p, log=print, check="warn")
+    # the profile check ran on the same engines first: Qwen's batches re-measured against tiny_cpu
+    (check,) = __import__("json").loads((tmp_path / "fidelity.profile_check.json").read_text())
+    assert list(check["models"]) == ["Qwen"] and check["models"]["Qwen"]["ratio"] > 0
+    assert md.index("Profile check") < md.index("| case |")
     (row,) = __import__("json").loads((tmp_path / "fidelity.json").read_text())
     assert row["case"] == "tight" and row["sim"]["requests"] == 6 and row["real"][0]["failed"] == 0
     assert row["sim"]["preemptions"] > 0 and row["real"][0]["preemptions"] > 0
@@ -110,7 +114,63 @@ def test_a_subset_of_cases_writes_its_own_files(tmp_path: Path, monkeypatch):
         {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
         for job, t in jobs])
     (tmp_path / "fidelity.md").write_text("the whole suite\n")
-    md = fidelity.write(tmp_path, p, only=["a"])
+    md = fidelity.write(tmp_path, p, only=["a"], check="off")
     assert (tmp_path / "fidelity.md").read_text() == "the whole suite\n"
     assert (tmp_path / "fidelity-a.md").read_text() == md and "| a | expert | 2 |" in md
     assert "+0.0%" in md and "yes yes yes" in md
+
+
+def _suite_with_fake_engines(tmp_path: Path, monkeypatch, ratio: float):
+    """A one-case suite whose real side is the simulator's trace, and whose profile check measures
+    `ratio` x the profile's prediction."""
+    p = tmp_path / "suite.yaml"
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 1\ncases:\n"
+                 "  a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]},\n"
+                 "                 {worker: 1, model: GLM, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
+    ran = []
+    monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: ran.append(name) or [
+        {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
+        for job, t in jobs])
+    from mosaic.fitting import profile_check
+
+    checked = []
+
+    def check(cfg):
+        checked.append(cfg)
+        models = {n: {"ratio": ratio, "spread": 0.02, "cells": {}, "load_s": 14.0, "profile_load_s": 13.0,
+                      "engine": []} for n in cfg["model"].split(",")}
+        ok, why = profile_check.verdict(models, cfg["tolerance"])
+        path = profile_check._profile_path(cfg["profile"]).relative_to(fidelity.ROOT)
+        return {"profile": str(path), "when": "now", "tolerance": cfg["tolerance"], "models": models,
+                "matches": ok, "reasons": why}
+
+    monkeypatch.setattr(profile_check, "check_profile", check)
+    return p, ran, checked
+
+
+def test_a_stale_profile_stops_the_suite_before_any_real_run(tmp_path: Path, monkeypatch):
+    p, ran, checked = _suite_with_fake_engines(tmp_path, monkeypatch, ratio=2.5)
+    with pytest.raises(ConfigError, match=r"does not describe this machine.*GLM: 2\.50x.*profile_models\.py "
+                                          r"model=all out=mosaic/profiles/data/tiny_cpu\.yaml.*--profile-check warn"):
+        fidelity.write(tmp_path, p)
+    # the plan's models, on the run's own registry and workers, against the run's profile
+    (cfg,) = checked
+    assert cfg["model"] == "GLM,Qwen" and cfg["profile"] == "tiny_cpu" and cfg["n_workers"] == 2
+    assert "Qwen" in cfg["models"]["models"] and cfg["tolerance"] == 0.1 and cfg["grid"]["repeats"] >= 2
+    assert ran == [] and not (tmp_path / "fidelity.md").exists()
+    # warn: the suite runs and its table says what the profile was worth on this machine
+    md = fidelity.write(tmp_path, p, check="warn")
+    assert ran == ["a"] and "GLM: 2.50x (±2%)" in md and "does NOT describe this machine" in md
+    assert md.index("Profile check") < md.index("| case |") and "--profile-check warn" in md
+    assert (tmp_path / "fidelity.profile_check.json").exists()
+
+
+def test_a_profile_that_matches_heads_the_table_and_off_skips_the_check(tmp_path: Path, monkeypatch):
+    p, ran, checked = _suite_with_fake_engines(tmp_path, monkeypatch, ratio=1.04)
+    md = fidelity.write(tmp_path, p)
+    assert "describes this machine within ±10%" in md and "| a | expert | 4 |" in md
+    checked.clear()
+    md = fidelity.write(tmp_path, p, check="off")
+    assert checked == [] and "Profile check" not in md
+    with pytest.raises(ConfigError, match="check='maybe': expected stop, warn or off"):
+        fidelity.write(tmp_path, p, check="maybe")

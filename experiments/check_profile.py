@@ -1,0 +1,35 @@
+"""Does a profile still describe this machine? Re-measures a few of the profiler's own batches.
+
+    python experiments/check_profile.py                                   # tiny_cpu, every model
+    python experiments/check_profile.py model=Exaone,LlamaR1 tolerance=0.05 out=check.json
+
+Exit 0: the profile matches (every model within `tolerance`); 1: it does not (re-profile, the
+command is printed); 2: a bad setting. Options: mosaic/conf/check_profile.yaml. Method:
+mosaic/fitting/profile_check.py.
+"""
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mosaic.core.errors import ConfigError
+from mosaic.fitting.profile_check import check_profile, report
+
+
+@hydra.main(version_base="1.3", config_path="../mosaic/conf", config_name="check_profile")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = check_profile(OmegaConf.to_container(cfg, resolve=True))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(report(result), end="")
+    if cfg.out:
+        Path(cfg.out).write_text(json.dumps(result, indent=1) + "\n")
+    sys.exit(0 if result["matches"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Does a profile still describe this machine? Re-measure a few of its own batches and compare.
+
+A profile's step costs are only as good as the machine state they were measured on: on the shared
+CPU hosts here the same batches ran 20-30% faster one day than the day before, and 2-3x slower on
+another host, so a fidelity comparison against a stale profile measures the drift, not the simulator.
+This check runs a small grid of the profiler's own batches (n prompts of a length, each generating
+1 or 49 tokens; mosaic/fitting/real_engine.py measures them the same way, on every worker at once as
+the profile was) and compares each batch's time with what the profile's fitted step model predicts
+for exactly the steps the engine took (the V1 replica gives them). Also compared: load time, KV
+capacity, block size, token budget and scheduling mode as the engine reports them.
+
+Per model: the median of measured / predicted over all batches and workers (1.0 = the profile
+describes the machine), its spread (half the range of the per-repeat medians, relative), and the
+verdict: the profile matches when every model's median ratio is within `tolerance` of 1 and its
+engine settings agree; otherwise it names the command that re-profiles.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from mosaic.core.errors import ConfigError
+from mosaic.core.progress import bar
+from mosaic.fitting.real_engine import ROOT, grid_cells, measure, merge_workers, predict_ms
+from mosaic.profiles import load_profiles
+from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from vllm_backend.backend import device_env
+from vllm_backend.models import ModelRegistry
+
+
+def _profile_path(profile: str) -> Path:
+    """A bundled profile's name (tiny_cpu, as workload.profiles names it) or a file's path."""
+    p = Path(profile)
+    if profile and not p.suffix:
+        p = PROFILES_DIR / f"{profile}.yaml"
+    p = p if p.is_absolute() else ROOT / p
+    if not profile or not p.is_file():
+        raise ConfigError(f"profile={profile}: no such file; name the profile file to check, e.g. "
+                          "profile=mosaic/profiles/data/tiny_cpu.yaml (or a bundled name: tiny_cpu)")
+    return p
+
+
+def model_names(cfg: dict[str, Any], registry: ModelRegistry, profiled: set[str]) -> list[str]:
+    """The models to check: `model` (a name, a comma list, or all = every registry model the profile has)."""
+    spec = str(cfg.get("model") or "all")
+    if spec == "all":
+        names = sorted(set(registry.models) & profiled)
+        if not names:
+            raise ConfigError(f"model=all: no model of the registry ({', '.join(sorted(registry.models))}) is in the "
+                              f"profile ({', '.join(sorted(profiled))}); name the registry that was profiled")
+        return names
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    for n in names:
+        if n not in profiled:
+            raise ConfigError(f"model={n}: not in the profile (it has {', '.join(sorted(profiled))})")
+        registry.resolve(n)   # an unknown registry model: its own clear error, before anything starts
+    return names
+
+
+def compare_rows(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, Any]:
+    """Measured / predicted per batch row; per cell the median, overall the median and its spread
+    over repeats (half the range of the per-repeat medians, relative to the median)."""
+    ratios = [(r["cell"], r["rep"], r["ms"] / predict_ms(cost, r)) for r in rows]
+    cells: dict[str, list[float]] = {}
+    reps: dict[int, list[float]] = {}
+    for cell, rep, x in ratios:
+        cells.setdefault(cell, []).append(x)
+        reps.setdefault(rep, []).append(x)
+    med = statistics.median(x for _, _, x in ratios)
+    rep_meds = [statistics.median(v) for v in reps.values()]
+    return {"ratio": med, "spread": (max(rep_meds) - min(rep_meds)) / 2 / med if len(rep_meds) > 1 else 0.0,
+            "cells": {c: statistics.median(v) for c, v in cells.items()}}
+
+
+def engine_differences(measured: dict[str, Any], model: Any, engine: Any) -> list[str]:
+    """Engine settings the profile recorded that this machine's engine does not have."""
+    out = []
+    kv = measured["kv_blocks"] * measured["block_size"]
+    if model.kv_capacity and kv != model.kv_capacity:
+        out.append(f"KV capacity {kv} tokens (profile: {model.kv_capacity})")
+    for key, label in (("block_size", "block size"), ("max_num_batched_tokens", "token budget"),
+                       ("scheduling", "scheduling")):
+        have, want = measured.get(key), getattr(engine, key, None)
+        if want is not None and have is not None and have != want:
+            out.append(f"{label} {have} (profile: {want})")
+    return out
+
+
+def verdict(models: dict[str, dict[str, Any]], tolerance: float) -> tuple[bool, list[str]]:
+    """Whether the profile describes the machine, and why not (one reason per model)."""
+    why = []
+    for name, m in models.items():
+        if abs(m["ratio"] - 1) > tolerance:
+            why.append(f"{name}: batches take {m['ratio']:.2f}x the profile's prediction (tolerance ±{tolerance:.0%})")
+        if m["engine"]:
+            why.append(f"{name}: the engine differs: {'; '.join(m['engine'])}")
+    return not why, why
+
+
+def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Measure the probe grid for each model and compare it with the profile (options:
+    mosaic/conf/check_profile.yaml). Returns {profile, when, tolerance, models: {name: {ratio, spread,
+    cells, load_s, profile_load_s, engine}}, matches, reasons}."""
+    tol = cfg.get("tolerance")
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 < tol < 10:
+        raise ConfigError(f"tolerance must be a fraction > 0, e.g. 0.1 for ±10% (got {tol!r})")
+    n = cfg.get("n_workers")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"n_workers must be an integer >= 1 (got {n!r}): as many workers as the profile was "
+                          "measured on (its profiler's n_workers)")
+    path = _profile_path(str(cfg.get("profile") or ""))
+    profiles = load_profiles(str(path))
+    registry = ModelRegistry(cfg["models"])
+    names = model_names(cfg, registry, set(profiles.models))
+    for name in names:
+        if not profiles.models[name].cost:
+            raise ConfigError(f"model {name} in {path.name} has no measured step cost (`cost`): only profiles "
+                              "written by experiments/profile_models.py can be checked against the machine")
+    grid = dict(cfg["grid"])
+    if not grid_cells(grid):
+        raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, or prefill")
+    opts = cfg["backend"]["options"]
+    envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
+    models: dict[str, dict[str, Any]] = {}
+    for name in names:
+        with bar(n * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b, \
+                cf.ThreadPoolExecutor(n) as pool:
+            futs = [pool.submit(measure, *registry.resolve(name), envs[j], grid, on_progress=lambda: b.update(1))
+                    for j in range(n)]
+            measured = merge_workers([f.result() for f in futs])
+        prof = profiles.models[name]
+        models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
+                        "profile_load_s": prof.load_time_s,
+                        "engine": engine_differences(measured, prof, profiles.engine)}
+        print(f"{name}: batches {models[name]['ratio']:.2f}x the profile's prediction "
+              f"(±{models[name]['spread']:.0%} over repeats), load {measured['load_time_s']:.1f} s "
+              f"(profile {prof.load_time_s:.1f} s)", flush=True)
+    ok, why = verdict(models, float(tol))
+    return {"profile": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+            "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "models": models,
+            "matches": ok, "reasons": why}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The check as a few lines of Markdown (also the fidelity table's header note)."""
+    lines = [f"Profile check ({result['when']}, `{result['profile']}`): measured / predicted time of the "
+             "profiler's own batches on this machine, median over batches and workers (±spread over repeats):", ""]
+    lines += [f"- {name}: {m['ratio']:.2f}x (±{m['spread']:.0%}); load {m['load_s']:.1f} s against "
+              f"{m['profile_load_s']:.1f} s" + (f"; engine differs: {'; '.join(m['engine'])}" if m["engine"] else "")
+              for name, m in result["models"].items()]
+    if result["matches"]:
+        lines += ["", f"The profile describes this machine within ±{result['tolerance']:.0%}."]
+    else:
+        names = list(result["models"])
+        which = names[0] if len(names) == 1 else "all"
+        lines += ["", f"The profile does NOT describe this machine (tolerance ±{result['tolerance']:.0%}): "
+                  + "; ".join(result["reasons"]) + ". A comparison against it measures the drift as well as "
+                  f"the simulator. Re-profile: `python experiments/profile_models.py model={which} "
+                  f"out={result['profile']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def probe_settings(models: dict[str, Any], backend_options: dict[str, Any], profile: str, names: list[str],
+                   n_workers: int) -> dict[str, Any]:
+    """check_profile's options for a run's own registry, backend options and profile (the fidelity
+    suite checks the profile it compares against), the rest from mosaic/conf/check_profile.yaml."""
+    from omegaconf import OmegaConf
+
+    from mosaic.run.builder import compose
+
+    cfg = OmegaConf.to_container(compose([], "check_profile"), resolve=True)
+    return {**cfg, "models": models, "backend": {**cfg["backend"], "options": backend_options},
+            "profile": profile, "model": ",".join(names), "n_workers": n_workers}

@@ -1,0 +1,123 @@
+"""The profile check's comparison, verdict and report, with the engine measurement replaced by rows
+made from the profile's own step model times a known factor (the slow suite runs it on real engines,
+through the fidelity suite)."""
+import json
+
+import pytest
+
+from mosaic.core.errors import ConfigError
+from mosaic.fitting import profile_check
+from mosaic.fitting.real_engine import _replica_steps, grid_cells, predict_ms, window_terms
+from mosaic.profiles import load_profiles
+
+PROFILE = load_profiles("tiny_cpu")
+
+
+def _cfg(**change):
+    cfg = profile_check.probe_settings({"name": "tiny"} | _registry(), {"device": "cpu", "kv_cache_gib": 1},
+                                       "tiny_cpu", ["Qwen"], 2)
+    return {**cfg, **change}
+
+
+def _registry():
+    from mosaic.run.builder import compose
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose(["models=tiny"]).models, resolve=True)
+
+
+def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048):
+    """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction."""
+    calls = []
+
+    def measure(path, engine_args, env, grid, on_progress=None):
+        name = path.rstrip("/").split("/")[-1]
+        calls.append(name)
+        cost = PROFILE.models[name].cost
+        rows = []
+        for rep in range(grid["repeats"]):
+            for n, length, out in grid_cells(grid):
+                shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, 5000, 64, budget)
+                row = {"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
+                       **window_terms(shape)}
+                # the spread over repeats: the second repeat 10% slower than the others
+                row["ms"] = predict_ms(cost, row) * factors[name] * (1.1 if rep == 1 else 1.0)
+                rows.append(row)
+                if on_progress:
+                    on_progress()
+        kv = PROFILE.models[name].kv_capacity
+        return {"startup_s": 4.0, "load_time_s": 20.0, "unload_time_s": 5.0, "submit_ms": 0.3,
+                "kv_blocks": kv_blocks or kv // block_size, "block_size": block_size,
+                "max_num_batched_tokens": budget, "scheduling": "v1", "steps": rows, "warm": {}, "sessions": []}
+
+    return measure, calls
+
+
+def test_a_machine_that_matches_its_profile_passes(monkeypatch):
+    measure, calls = _fake_measure({"Qwen": 1.0, "Exaone": 1.0})
+    monkeypatch.setattr(profile_check, "measure", measure)
+    result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
+    assert calls == ["Qwen", "Qwen", "Exaone", "Exaone"]   # each model on both workers at once
+    assert result["matches"] and result["reasons"] == []
+    q = result["models"]["Qwen"]
+    assert q["ratio"] == pytest.approx(1.0) and q["spread"] == pytest.approx(0.05)
+    assert q["profile_load_s"] == PROFILE.models["Qwen"].load_time_s and q["load_s"] == 20.0
+    text = profile_check.report(result)
+    assert "- Qwen: 1.00x (±5%)" in text and "describes this machine within ±10%" in text
+    json.dumps(result)   # written as JSON by the CLI and the fidelity suite
+
+
+def test_a_slower_machine_is_caught_and_the_re_profile_command_named(monkeypatch):
+    monkeypatch.setattr(profile_check, "measure", _fake_measure({"Qwen": 1.0, "Exaone": 2.5})[0])
+    result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
+    assert not result["matches"]
+    assert result["models"]["Exaone"]["ratio"] == pytest.approx(2.5)
+    assert result["reasons"] == ["Exaone: batches take 2.50x the profile's prediction (tolerance ±10%)"]
+    text = profile_check.report(result)
+    assert "does NOT describe this machine" in text
+    assert "python experiments/profile_models.py model=all out=" in text
+    # a wider tolerance accepts the same measurement
+    assert profile_check.check_profile(_cfg(model="Qwen,Exaone", tolerance=2.0))["matches"]
+
+
+def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
+    monkeypatch.setattr(profile_check, "measure", _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
+    result = profile_check.check_profile(_cfg())
+    assert not result["matches"]
+    (why,) = result["reasons"]
+    assert "KV capacity 12800 tokens" in why and "token budget 1024 (profile: 2048)" in why
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"tolerance": 0}, "tolerance must be a fraction"),
+    ({"tolerance": "x"}, "tolerance must be a fraction"),
+    ({"n_workers": 0}, "n_workers must be an integer >= 1"),
+    ({"profile": "nope_cpu"}, "profile=nope_cpu: no such file"),
+    ({"profile": ""}, "profile=: no such file"),
+    ({"model": "Nope"}, "model=Nope: not in the profile"),
+    ({"grid": {"repeats": 1, "batch_sizes": [], "context_lengths": [], "outputs": [], "prefill": []}},
+     "grid: no batches"),
+])
+def test_bad_options_are_refused_before_any_engine_starts(monkeypatch, change, match):
+    monkeypatch.setattr(profile_check, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    with pytest.raises(ConfigError, match=match):
+        profile_check.check_profile(_cfg(**change))
+
+
+def test_a_profile_without_measured_step_costs_cannot_be_checked(monkeypatch, tmp_path):
+    import yaml
+
+    from mosaic.profiles.loader import _DATA
+
+    doc = yaml.safe_load((_DATA / "tiny_cpu.yaml").read_text())
+    doc["models"]["Qwen"].pop("cost")
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(profile_check, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    with pytest.raises(ConfigError, match="Qwen in p.yaml has no measured step cost"):
+        profile_check.check_profile(_cfg(profile=str(p)))
+    doc["models"] = {"Other": doc["models"]["Exaone"]}
+    doc["engine"]["host_contention"].pop("models")
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match=r"model=all: no model of the registry .* is in the profile \(Other\)"):
+        profile_check.check_profile(_cfg(profile=str(p), model="all"))
