@@ -10,8 +10,9 @@ import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 # Scripts that start engines need a __main__ guard (vLLM spawns processes); this module is only ever
 # the target of a spawned process, never run as a script.
@@ -26,10 +27,71 @@ def isolate_from_script_dir() -> None:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != script_dir]
 
 
+def env_cores(env: Mapping[str, str]) -> set[int]:
+    """The CPU cores a worker's environment gives its engine (VLLM_CPU_OMP_THREADS_BIND: "0,2-3",
+    or "a|b" for the ranks of one tensor-parallel engine); empty where it names none (GPUs)."""
+    spec = env.get("VLLM_CPU_OMP_THREADS_BIND", "")
+    if spec in ("", "auto", "nobind"):
+        return set()
+    cores: set[int] = set()
+    for part in spec.replace("|", ",").split(","):
+        lo, _, hi = part.strip().partition("-")
+        if lo:
+            cores.update(range(int(lo), int(hi or lo) + 1))
+    return cores
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:   # exited meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+@contextmanager
+def own_cores_at_start(env: Mapping[str, str]):
+    """Start an engine on the worker's own cores, then give its engine-core process back the mask it
+    would have had. Every process that imports torch pins itself to each core of its mask in turn
+    to probe it (seen with strace: [0 1] -> [0] -> [1] -> [0 1]); where a neighbour's engine keeps a
+    core busy, that probe waited up to 70 s (the fidelity suite's skewed_plan: worker 1's second
+    engine loaded in 56-141 s instead of 22-30 s, while worker 0 served on core 0). Only start-up is
+    confined, so serving runs as the profiles measured it (vLLM pins its own workers; its engine-core
+    process floats)."""
+    cores = env_cores(env)
+    mask = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+    if not cores or not (cores & mask) or cores >= mask:
+        yield
+        return
+    os.sched_setaffinity(0, cores & mask)
+    before = set(_children(os.getpid()))
+    try:
+        yield
+    finally:
+        # This process's threads (those started meanwhile inherited the confined mask) and the
+        # engine-core process(es) it started, every thread of them.
+        for pid in [os.getpid(), *(set(_children(os.getpid())) - before)]:
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    os.sched_setaffinity(int(tid), mask)
+                except OSError:   # a thread that ended meanwhile
+                    pass
+
+
 def _engine(model: str, engine_args: dict[str, Any]):
     from vllm import EngineArgs, LLMEngine
 
-    return LLMEngine.from_engine_args(EngineArgs(model=model, **engine_args))
+    with own_cores_at_start(os.environ):
+        return LLMEngine.from_engine_args(EngineArgs(model=model, **engine_args))
 
 
 def _shutdown(engine) -> None:
