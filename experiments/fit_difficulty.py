@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import RunDirError, check_writable_file
 from mosaic.fitting.difficulty import DEFAULT_DATA, DEFAULT_PROFILES, DEFAULT_REPORT, fit_datasets
 
 
@@ -21,6 +22,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_REPORT)
     ap.add_argument("--seeds", type=int, default=3, help="simulated replicates for the Fig. 7 check")
     args = ap.parse_args()
+    try:
+        check_writable_file(args.out, "--out")
+    except RunDirError as e:   # said before the work, not after it
+        ap.error(str(e))
     try:
         fit_datasets(args.data, args.profiles, args.out, args.seeds)
     except ConfigError as e:

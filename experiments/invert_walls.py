@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.wall_inversion import write
+from mosaic.run.jobs import RunDirError, check_writable_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    try:
+        check_writable_dir(args.out, "--out")
+    except RunDirError as e:   # said before the work, not after it
+        ap.error(str(e))
     print(write(args.out, args.seed))
 
 

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
+from mosaic.run.jobs import RunDirError, check_writable_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +22,10 @@ def main() -> None:
                     help="draw these finished run folders (from their files) instead of simulating policies")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "timeline.png")
     args = ap.parse_args()
+    try:
+        check_writable_file(args.out, "--out")
+    except RunDirError as e:   # said before the work, not after it
+        ap.error(str(e))
     if args.runs:
         try:
             run_dir_timelines(args.runs, args.out)

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
+from mosaic.run.jobs import RunDirError, check_writable_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,6 +20,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    try:
+        check_writable_dir(args.out, "--out")
+    except RunDirError as e:   # said before the work, not after it
+        ap.error(str(e))
     print(write(args.out, args.workload, args.sizes))
 
 

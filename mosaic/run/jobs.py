@@ -140,6 +140,15 @@ def check_writable_dir(directory: Path, what: str = "output directory") -> Path:
     return directory
 
 
+def check_writable_file(path: Path, what: str = "output file") -> Path:
+    """The same check for one output file: its folder is usable and the path is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunDirError(f"{what} {path} is a directory; give a file name in it")
+    check_writable_dir(path.parent, f"{what}'s folder")
+    return path
+
+
 def _lock_owner(path: Path) -> str:
     try:
         pid = path.read_text().strip()

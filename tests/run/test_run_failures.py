@@ -257,3 +257,29 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
     assert e.value.code == 2
     assert error_lines(capsys) == [f"error: --out {tmp_path / 'f' / 'results'} is not a writable directory "
                                    "(a path component is a file); choose another one"]
+
+
+# ---------------------------------------------------------------- every script's --out, before its work
+
+@pytest.mark.parametrize("script, kind", [
+    ("fidelity", "dir"), ("reproduce", "dir"), ("length_signals", "dir"), ("shard_throughput", "dir"),
+    ("invert_walls", "dir"), ("bench_scheduler", "dir"), ("fit_profiles", "file"),
+    ("fit_difficulty", "file"), ("plot_timeline", "file")])
+def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, capsys, monkeypatch):
+    import runpy
+
+    (tmp_path / "f").write_text("")
+    out = tmp_path / "f" / ("results" if kind == "dir" else "out.yaml")
+    path = builder.CONF_DIR.parents[1] / "experiments" / f"{script}.py"
+    monkeypatch.setattr(sys, "argv", [str(path), "--out", str(out)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(path), run_name="__main__")
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--out" in last and ("(a path component is a file)" in last or "is a file, not a directory" in last)
+    if kind == "file":   # a folder where a file is wanted
+        monkeypatch.setattr(sys, "argv", [str(path), "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(path), run_name="__main__")
+        assert e.value.code == 2
+        assert "is a directory; give a file name in it" in capsys.readouterr().err
