@@ -15,14 +15,19 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
+from mosaic.run.builder import CONF_DIR
+from mosaic.run.cli import check_tool_args
+from mosaic.run.jobs import RunDirError, check_writable_file
 from mosaic.fitting.profile_check import check_profile, report
 
 
 @hydra.main(version_base="1.3", config_path="../mosaic/conf", config_name="check_profile")
 def main(cfg: DictConfig) -> None:
     try:
+        if cfg.out:   # before the minutes of measuring, not after them
+            check_writable_file(Path(cfg.out), "out")
         result = check_profile(OmegaConf.to_container(cfg, resolve=True))
-    except ConfigError as e:
+    except (ConfigError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(report(result), end="")
@@ -32,4 +37,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_tool_args(CONF_DIR, "check_profile", sys.argv[1:])
     main()

@@ -18,7 +18,8 @@ def main(argv: list[str]) -> None:
     for a in argv:
         k, _, v = a.partition("=")
         if k not in cfg:
-            sys.exit(f"error: unknown option {k}; options: {', '.join(cfg)}")
+            print(f"error: unknown option {k}; options: {', '.join(cfg)}", file=sys.stderr)
+            sys.exit(2)
         cfg[k] = v
     try:
         block = measure_contention(cfg)
@@ -26,7 +27,8 @@ def main(argv: list[str]) -> None:
         if cfg["profile"]:
             print(f"wrote {write_into(cfg['profile'], block)}")
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
+from mosaic.run.builder import CONF_DIR
+from mosaic.run.cli import check_tool_args
 from mosaic.fitting.real_engine import profile_models
 
 
@@ -25,4 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_tool_args(CONF_DIR, "profile", sys.argv[1:])
     main()

@@ -9,6 +9,7 @@ first one's warm-up kept out of the step time): mosaic/fitting/real_engine.py, m
 import json
 import sys
 
+from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
 
 
@@ -17,9 +18,15 @@ def main(argv: list[str]) -> None:
     for a in argv:
         k, _, v = a.partition("=")
         if k not in cfg:
-            sys.exit(f"unknown option {k}; options: {', '.join(cfg)}")
+            print(f"error: unknown option {k}; options: {', '.join(cfg)}", file=sys.stderr)
+            sys.exit(2)
         cfg[k] = v
-    print(json.dumps({"tensor_parallel": measure_tp(cfg)}, indent=2))
+    try:
+        block = measure_tp(cfg)
+    except ConfigError as e:   # a bad option: one line, before any engine starts
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"tensor_parallel": block}, indent=2))
 
 
 if __name__ == "__main__":

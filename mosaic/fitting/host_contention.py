@@ -30,8 +30,8 @@ import yaml
 
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import ROOT, step_and_warmup
+from mosaic.fitting.options import device_option, int_option, models_option
 from vllm_backend.backend import device_env, prompt_ids
-from vllm_backend.models import ModelRegistry
 
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
@@ -102,13 +102,18 @@ def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: 
 
 def measure_contention(cfg: dict) -> dict[str, Any]:
     """The `engine.host_contention` block (options: DEFAULTS)."""
-    n = int(cfg["n_workers"])
-    out, long_out = int(cfg["out"]), int(cfg["long_out"])
+    n = int_option(cfg, "n_workers", 1)
+    out, long_out = int_option(cfg, "out", 1), int_option(cfg, "long_out", 2)
     if n < 2:
         raise ConfigError(f"n_workers must be >= 2 (got {n}): contention needs a second worker on the host")
-    if not 0 < out < long_out:
+    if not out < long_out:
         raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
-    registry = ModelRegistry(yaml.safe_load((ROOT / "mosaic" / "conf" / "models" / f"{cfg['models']}.yaml").read_text()))
+    for key in ("repeats", "requests", "prompt"):
+        int_option(cfg, key, 1)
+    device_option(cfg, n)
+    if cfg["profile"]:   # the file the block goes into: checked before the minutes of measuring
+        profile_file(cfg["profile"])
+    registry = models_option(cfg)
     names = (sorted(registry.models) if cfg["model"] == "all"
              else [m.strip() for m in str(cfg["model"]).split(",") if m.strip()])
     for name in names:
@@ -150,8 +155,9 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
                        f"step (±half range): {detail}; median load over the models: {load_detail}")}
 
 
-def write_into(profile: str, block: dict[str, Any]) -> str:
-    """Set `engine.host_contention` of the profile file at `profile` (relative to the repository)."""
+def profile_file(profile: str):
+    """The profile file `profile` names (relative to the repository): it must exist, load, and be
+    writable, since the measured block is written into it."""
     from pathlib import Path
 
     from mosaic.profiles import load_profiles
@@ -159,7 +165,19 @@ def write_into(profile: str, block: dict[str, Any]) -> str:
     p = Path(profile)
     p = p if p.is_absolute() else ROOT / p
     if not p.is_file():
-        raise ConfigError(f"profile={profile}: no such file; name the profile file to update")
+        raise ConfigError(f"profile={profile}: no such file; name the profile file to update, e.g. "
+                          "profile=mosaic/profiles/data/tiny_cpu.yaml")
+    load_profiles(str(p))   # a broken file is said now (one line naming file and field), not after measuring
+    if not os.access(p, os.W_OK):
+        raise ConfigError(f"profile={profile}: not writable; make it writable or copy it and name the copy")
+    return p
+
+
+def write_into(profile: str, block: dict[str, Any]) -> str:
+    """Set `engine.host_contention` of the profile file at `profile` (relative to the repository)."""
+    from mosaic.profiles import load_profiles
+
+    p = profile_file(profile)
     text = p.read_text()
     doc = yaml.safe_load(text)
     doc["engine"]["host_contention"] = block

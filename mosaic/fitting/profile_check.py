@@ -27,6 +27,7 @@ from mosaic.core.progress import bar
 from mosaic.fitting.real_engine import ROOT, grid_cells, measure, merge_workers, predict_ms
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from mosaic.fitting.options import device_option, grid_option
 from vllm_backend.backend import device_env
 from vllm_backend.models import ModelRegistry
 
@@ -119,7 +120,8 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
         if not profiles.models[name].cost:
             raise ConfigError(f"model {name} in {path.name} has no measured step cost (`cost`): only profiles "
                               "written by experiments/profile_models.py can be checked against the machine")
-    grid = dict(cfg["grid"])
+    grid = grid_option(cfg["grid"])
+    device_option({"device": cfg["backend"]["options"].get("device", "auto")}, n)
     if not grid_cells(grid):
         raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, or prefill")
     opts = cfg["backend"]["options"]

@@ -38,6 +38,8 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.profiles import load_profiles, parse_profiles
 from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from mosaic.fitting.options import device_option, grid_option, int_option, models_option
+from mosaic.run.jobs import RunDirError, check_writable_file
 from vllm_backend.backend import device_env, prompt_ids, tp_env
 from vllm_backend.models import ModelRegistry
 
@@ -342,7 +344,15 @@ def profile_models(cfg: dict) -> Path:
     names = sorted(registry.models) if cfg["model"] == "all" else [cfg["model"]]
     for n in names:
         registry.resolve(n)  # clear error on an unknown model before anything starts
+    grid_option(cfg["grid"])
     opts = cfg["backend"]["options"]
+    device_option({"device": opts.get("device", "auto")}, cfg["n_workers"])
+    out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
+    out = out if out.is_absolute() else ROOT / out
+    try:   # before the minutes of measuring, not after them
+        check_writable_file(out, "out" if cfg["out"] else "the profile file")
+    except RunDirError as e:
+        raise ConfigError(str(e)) from None
     envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     when = f"{socket.gethostname()} {time.strftime('%Y-%m-%d')}, {envs[0]}"
     measured = {}
@@ -384,8 +394,6 @@ def profile_models(cfg: dict) -> Path:
                   f"max {sf['error_max']:.1%} ({sf['n_points']} sessions)")
     doc = {"engine": engine, "length_shapes": base["length_shapes"], "models": models}
     parse_profiles(doc, where="measured profile")  # what we write must load
-    out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
-    out = out if out.is_absolute() else ROOT / out
     if out.exists():  # measured by experiments/profile_tp.py and profile_contention.py: kept across re-profiles
         old = (yaml.safe_load(out.read_text()) or {}).get("engine") or {}
         for key in ("tensor_parallel", "host_contention"):
@@ -447,16 +455,19 @@ def step_and_warmup(serve: list[float], out: int, long_out: int) -> tuple[float,
 
 def measure_tp(cfg: dict) -> dict:
     """The `engine.tensor_parallel` block from TP=1 and TP=cfg["tp"] engines (options: TP_DEFAULTS)."""
-    registry = ModelRegistry(yaml.safe_load((ROOT / "mosaic" / "conf" / "models" / f"{cfg['models']}.yaml").read_text()))
+    registry = models_option(cfg)
     path, args = registry.resolve(cfg["model"])
-    tp = int(cfg["tp"])
+    tp = int_option(cfg, "tp", 2)
+    for key in ("repeats", "requests", "prompt"):
+        int_option(cfg, key, 1)
+    device_option(cfg, tp)
     ranks = tuple(range(tp))
     env_tp, tp_args, mode = tp_env(ranks, tp, cfg["device"], 1, True)
     # TP=1 on one rank's share of the machine (what a single-GPU session gets).
     runs = {1: ({**args}, device_env(tp, cfg["device"], 1)[0]), tp: ({**args, **tp_args}, env_tp)}
-    out, long_out = int(cfg["out"]), int(cfg["long_out"])
-    if not 0 < out < long_out:
-        raise SystemExit(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
+    out, long_out = int_option(cfg, "out", 1), int_option(cfg, "long_out", 2)
+    if not out < long_out:
+        raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
     ctx = mp.get_context("spawn")
     got: dict[int, list[dict]] = {1: [], tp: []}
     for _ in range(int(cfg["repeats"])):

@@ -239,6 +239,20 @@ def _composition_errors() -> tuple[type[BaseException], ...]:
     return (HydraException, OmegaConfBaseException, yaml.YAMLError)
 
 
+def check_tool_args(config_dir: Path, config_name: str, args: Sequence[str]) -> None:
+    """For the measurement tools' Hydra entry points (check_profile.py, profile_models.py), which
+    claim no run directory: compose their config as Hydra will; a config error (an unknown key, a
+    value of the wrong type) is one line on stderr and exit status 2, before any engine starts.
+    Flags (--help, -m, --config-dir ...) go to Hydra unchanged."""
+    if any(a.startswith("-") for a in args):
+        return
+    try:
+        _compose((config_dir, None), config_name, config_name, args)
+    except _composition_errors() as e:
+        print(f"error: {hydra_message(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _dir_of(cfg: DictConfig, key: str) -> str | None:
     """hydra.<key> as Hydra will resolve it, or None when it depends on what only Hydra's run
     sets (hydra.job.*, hydra.runtime.*) or cannot be resolved here."""

@@ -1,0 +1,70 @@
+"""The key=value options of the engine measurement scripts (profile_tp.py, profile_contention.py),
+checked before any engine starts: each bad one is a ConfigError of one line naming the option."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
+
+from mosaic.core.errors import ConfigError
+from vllm_backend.backend import resolve_device
+from vllm_backend.models import ModelRegistry
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "conf" / "models"
+
+
+def int_option(cfg: dict[str, Any], key: str, lo: int) -> int:
+    raw = cfg[key]
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{key}={raw}: not a whole number; give one >= {lo}") from None
+    if value < lo:
+        raise ConfigError(f"{key}={value}: must be >= {lo}")
+    return value
+
+
+def models_option(cfg: dict[str, Any]) -> ModelRegistry:
+    """The model registry `models=` names (mosaic/conf/models/<name>.yaml)."""
+    name = str(cfg["models"])
+    known = sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+    if name not in known:
+        raise ConfigError(f"models={name}: no such registry; choose from {', '.join(known)}")
+    return ModelRegistry(yaml.safe_load((MODELS_DIR / f"{name}.yaml").read_text()))
+
+
+def device_option(cfg: dict[str, Any], ranks: int) -> str:
+    """cfg["device"] resolved; on CPU, `ranks` workers need a core each (they would share one otherwise,
+    and the measurement would say nothing about the engine)."""
+    device = resolve_device(str(cfg["device"]))
+    if device == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if ranks > cores:
+            raise ConfigError(f"{ranks} workers need {ranks} CPU cores, this process has {cores}; "
+                              f"measure with at most {cores}")
+    return device
+
+
+class Grid(BaseModel):
+    """The measured batches (mosaic/conf/profile.yaml `grid`, check_profile.yaml's subset)."""
+
+    model_config = ConfigDict(extra="forbid")
+    repeats: PositiveInt
+    batch_sizes: list[PositiveInt] = []
+    context_lengths: list[PositiveInt] = []
+    outputs: list[PositiveInt] = []
+    prefill: list[tuple[PositiveInt, PositiveInt]] = []
+
+
+def grid_option(grid: Any) -> dict[str, Any]:
+    """`grid` validated (ConfigError: one line naming the field), as a plain dict."""
+    try:
+        Grid.model_validate(grid)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in ("grid", *err["loc"]))
+        raise ConfigError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+    return dict(grid)

@@ -1,0 +1,103 @@
+"""The measurement tools refuse bad options in one line before any engine starts."""
+import os
+import shutil
+import sys
+
+import pytest
+
+from mosaic.core.errors import ConfigError
+from mosaic.fitting import host_contention, real_engine
+from mosaic.fitting.host_contention import DEFAULTS, measure_contention
+from mosaic.fitting.options import grid_option
+from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
+from mosaic.profiles.loader import _DATA
+from mosaic.run.builder import CONF_DIR
+from mosaic.run.cli import check_tool_args
+
+CORES = len(os.sched_getaffinity(0))
+
+
+def boom(*a, **k):
+    raise AssertionError("an engine was started")
+
+
+@pytest.fixture(autouse=True)
+def no_engines(monkeypatch):
+    monkeypatch.setattr(real_engine.mp, "get_context", boom)
+    monkeypatch.setattr(host_contention, "_round", boom)
+    monkeypatch.setattr(real_engine, "measure", boom)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"tp": 0}, r"tp=0: must be >= 2"),
+    ({"tp": "two"}, r"tp=two: not a whole number"),
+    ({"tp": CORES + 1}, rf"{CORES + 1} workers need {CORES + 1} CPU cores"),
+    ({"repeats": 0}, r"repeats=0: must be >= 1"),
+    ({"model": "Nope"}, r"no entry for model 'Nope'"),
+    ({"models": "nope"}, r"models=nope: no such registry; choose from paper, tiny"),
+    ({"out": 144, "long_out": 16}, r"need 0 < out < long_out"),
+    ({"device": "tpu"}, r"'tpu' is not one of auto, cpu, cuda"),
+])
+def test_profile_tp_options(change, match):
+    with pytest.raises(ConfigError, match=match):
+        measure_tp({**TP_DEFAULTS, **change})
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"repeats": -2}, r"repeats=-2: must be >= 1"),
+    ({"requests": "many"}, r"requests=many: not a whole number"),
+    ({"n_workers": CORES + 1}, rf"{CORES + 1} workers need {CORES + 1} CPU cores"),
+    ({"profile": "/nonexistent/p.yaml"}, r"profile=/nonexistent/p.yaml: no such file"),
+])
+def test_profile_contention_options(change, match):
+    with pytest.raises(ConfigError, match=match):
+        measure_contention({**DEFAULTS, **change})
+
+
+def test_profile_contention_checks_the_profile_file_loads_before_measuring(tmp_path):
+    bad = tmp_path / "p.yaml"
+    shutil.copy(_DATA / "tiny_cpu.yaml", bad)
+    bad.write_text(bad.read_text().replace("load_time_s:", "load_time_s: -", 1))
+    with pytest.raises(ConfigError, match="p.yaml"):
+        measure_contention({**DEFAULTS, "profile": str(bad)})
+
+
+@pytest.mark.parametrize("grid, match", [
+    ({"repeats": 0}, r"grid.repeats: Input should be greater than 0"),
+    ({"repeats": "abc"}, r"grid.repeats: Input should be a valid integer"),
+    ({"repeats": 1, "batch_sizes": [4, 0]}, r"grid.batch_sizes.1: Input should be greater than 0"),
+    ({"repeats": 1, "prefill": [[1]]}, r"grid.prefill.0.1: Field required"),
+    ({"repeats": 1, "batch_size": [4]}, r"grid.batch_size: Extra inputs are not permitted"),
+])
+def test_grid_is_validated(grid, match):
+    with pytest.raises(ConfigError, match=match):
+        grid_option(grid)
+
+
+def test_profile_models_checks_out_before_measuring(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    (tmp_path / "f").write_text("")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("profile", overrides=[f"out={tmp_path / 'f' / 'p.yaml'}", "model=Qwen"])
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        real_engine.profile_models(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize("config, args, says", [
+    ("check_profile", ["repeats=0"], "Could not override 'repeats'"),
+    ("profile", ["bad=1"], "Could not override 'bad'"),
+    ("check_profile", ["models=nope"], "choose one of: paper, tiny"),
+])
+def test_tool_config_errors_are_one_line_and_exit_2(config, args, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        check_tool_args(CONF_DIR, config, args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0]
+
+
+def test_tool_flags_go_to_hydra_unchecked():
+    check_tool_args(CONF_DIR, "check_profile", ["--help"])   # returns: Hydra prints its help
+    assert sys.argv   # nothing exited
