@@ -8,15 +8,19 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
+from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import RunDirError, check_writable_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+WORKLOADS = sorted(p.stem for p in (CONF_DIR / "workload").glob("*.yaml"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policies", nargs="+", default=["round_robin", "ilp"])
-    ap.add_argument("--workload", default="synth_mmlu_pro")
+    ap.add_argument("--workload", choices=WORKLOADS, default="synth_mmlu_pro")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", nargs="+", type=Path, default=None,
                     help="draw these finished run folders (from their files) instead of simulating policies")

@@ -9,17 +9,23 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
+from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import RunDirError, check_writable_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+WORKLOADS = sorted(p.stem for p in (CONF_DIR / "workload").glob("*.yaml"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", default="mmlu_pro", help="a mosaic/conf/workload option")
+    ap.add_argument("--workload", choices=WORKLOADS, default="mmlu_pro", help="a mosaic/conf/workload option")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    if min(args.sizes) < 1:
+        ap.error(f"--sizes: shard sizes are prompts per session, each >= 1 (got {min(args.sizes)})")
     try:
         check_writable_dir(args.out, "--out")
     except RunDirError as e:   # said before the work, not after it

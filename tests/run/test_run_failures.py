@@ -283,3 +283,19 @@ def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, 
             runpy.run_path(str(path), run_name="__main__")
         assert e.value.code == 2
         assert "is a directory; give a file name in it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, args, says", [
+    ("shard_throughput", ["--sizes", "0", "16"], "--sizes: shard sizes are prompts per session, each >= 1"),
+    ("shard_throughput", ["--workload", "nope"], "argument --workload: invalid choice: 'nope'"),
+    ("plot_timeline", ["--workload", "nope"], "argument --workload: invalid choice: 'nope'"),
+])
+def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, capsys, monkeypatch):
+    import runpy
+
+    path = builder.CONF_DIR.parents[1] / "experiments" / f"{script}.py"
+    monkeypatch.setattr(sys, "argv", [str(path), *args, "--out", str(tmp_path / "o.png")])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(path), run_name="__main__")
+    assert e.value.code == 2
+    assert says in capsys.readouterr().err.strip().splitlines()[-1]
