@@ -25,7 +25,10 @@ Rules that involve several fields:
 * engine.gpu_memory_utilization in (0, 1]: vLLM's CacheConfig refuses a value above 1.
 * engine.max_num_seqs >= 1 (vLLM schedules nothing otherwise).
 * engine.linear_ms_by_tokens: at least two [tokens, ms] points, token counts strictly increasing
-  (the cost model interpolates between them and extends the last slope).
+  and times not decreasing (the cost model interpolates between them and extends the last slope:
+  a falling one would price a large batch below zero).
+* engine.hbm_bandwidth_gbs >= 0.1 GB/s and engine.peak_tflops >= 0.001 (a device slower than that
+  would put a step beyond any finite run; 1e-300 overflowed to infinite times).
 * length_shapes: each a non-empty list of lognormal components with weight > 0, median > 0,
   sigma > 0, and the weights summing to 1 within 1e-6 (a mixture).
 * an output distribution {shape, mean_tokens, cap}: shape defined in length_shapes; 2 <= cap <=
@@ -69,6 +72,8 @@ MAX_MS = 3_600_000.0              # a per-step cost in milliseconds: one hour
 MAX_GIB = 2.0**20                 # memory or weights of one GPU / model: 1 PiB
 MAX_PARAMS_B = 1e5                # parameters, in billions
 MAX_GBS = 1e6                     # memory bandwidth, GB/s
+MIN_GBS = 0.1                     # ... at least (a CPU's DRAM: tens of GB/s)
+MIN_TFLOPS = 1e-3                 # peak compute at least 1 GFLOP/s
 MAX_TFLOPS = 1e6
 MAX_KV_BYTES = 2**30              # KV bytes per token
 MAX_DEGREE = 2**16                # tensor-parallel degree
@@ -386,9 +391,9 @@ class EngineSpec(Section):
     per_seq_overhead_ms: Number(ge=0, le=MAX_MS)
     linear_ms_by_tokens: Any
     linear_reference_params_b: Number(gt=0, le=MAX_PARAMS_B)
-    hbm_bandwidth_gbs: Number(gt=0, le=MAX_GBS)
+    hbm_bandwidth_gbs: Number(ge=MIN_GBS, le=MAX_GBS)
     bandwidth_efficiency: Number(gt=0, le=1)
-    peak_tflops: Number(gt=0, le=MAX_TFLOPS)
+    peak_tflops: Number(ge=MIN_TFLOPS, le=MAX_TFLOPS)
     flops_efficiency: Number(gt=0, le=1)
     sources: Texts = None
     worker_startup_s: Number(ge=0, le=MAX_SECONDS) = 0.0
@@ -404,7 +409,7 @@ class EngineSpec(Section):
     def _linear(cls, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) < 2:
             raise ValueError(f"expected a list of at least two [tokens, ms] points, got {show(value)}")
-        last = 0
+        last, last_ms = 0, 0.0
         for i, point in enumerate(value):
             if not isinstance(point, (list, tuple)) or len(point) != 2:
                 raise FieldError((i,), f"expected a [tokens, ms] pair, got {show(point)}")
@@ -417,7 +422,10 @@ class EngineSpec(Section):
                 raise FieldError((i, 0), f"token counts must be > 0 and strictly increasing (got {tokens} after {last})")
             if not 0 <= ms <= MAX_MS:
                 raise FieldError((i, 1), f"must be a time in [0, {MAX_MS:g}] ms (got {ms})")
-            last = tokens
+            if ms < last_ms:
+                raise FieldError((i, 1), f"times must not decrease with tokens (got {ms} ms after {last_ms} ms): "
+                                 "the last slope is extended, and a falling one prices large batches below zero")
+            last, last_ms = tokens, ms
         return value
 
     @model_validator(mode="after")
