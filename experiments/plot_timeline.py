@@ -15,17 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 WORKLOADS = sorted(p.stem for p in (CONF_DIR / "workload").glob("*.yaml"))
+POLICIES = sorted(p.stem for p in (CONF_DIR / "scheduler").glob("*.yaml"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policies", nargs="+", default=["round_robin", "ilp"])
+    ap.add_argument("--policies", nargs="+", choices=POLICIES, default=["round_robin", "ilp"])
     ap.add_argument("--workload", choices=WORKLOADS, default="synth_mmlu_pro")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", nargs="+", type=Path, default=None,
                     help="draw these finished run folders (from their files) instead of simulating policies")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "timeline.png")
     args = ap.parse_args()
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0 (got {args.seed})")
     try:
         check_writable_file(args.out, "--out")
     except RunDirError as e:   # said before the work, not after it

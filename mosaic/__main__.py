@@ -47,10 +47,19 @@ def _runs(args: list[str]) -> int:
     if a.requests is not None and a.requests.suffix not in (".parquet", ".csv"):
         print(f"error: --requests {a.requests}: name a .parquet or a .csv file", file=sys.stderr)
         return 2
+    from mosaic.run.jobs import RunDirError, check_writable_file
+
     for flag, target in (("--csv", a.csv), ("--requests", a.requests)):
-        if target is not None and (target.is_dir() or not target.parent.is_dir()):
+        if target is None:
+            continue
+        if target.is_dir() or not target.parent.is_dir():
             why = "is a directory" if target.is_dir() else f"is in {target.parent}, which is not a directory"
             print(f"error: {flag} {target} {why}; name a file in an existing folder", file=sys.stderr)
+            return 2
+        try:   # an existing folder that takes no files (read-only, /proc) is said now, not after the work
+            check_writable_file(target, flag)
+        except RunDirError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
     if a.requests is not None and a.requests.suffix == ".parquet":
         try:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mosaic.core import serde
 from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
@@ -72,7 +73,7 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
             why = "no summary.json (the run did not finish)"
         else:
             try:
-                s = json.loads((d / SUMMARY_FILE).read_text())
+                s = serde.loads_strict((d / SUMMARY_FILE).read_text())
             except (OSError, ValueError) as e:
                 skipped.append((d, f"unreadable summary.json ({e})"))
                 continue

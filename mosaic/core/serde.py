@@ -74,6 +74,16 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows (runs write none: the file was edited or damaged)")
+
+
+def loads_strict(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity, which Python's json reads silently but no file
+    this package writes holds (it writes with allow_nan=False)."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def to_json(obj: Any, **kwargs: Any) -> str:
     return json.dumps(to_dict(obj), **kwargs)
 

@@ -35,9 +35,12 @@ from vllm_backend.models import ModelRegistry
 def _profile_path(profile: str) -> Path:
     """A bundled profile's name (tiny_cpu, as workload.profiles names it) or a file's path."""
     p = Path(profile)
-    if profile and not p.suffix:
+    p = p if p.is_absolute() or not p.parts else ROOT / p
+    if profile and p.is_dir():
+        raise ConfigError(f"profile={profile} is a directory; name the profile file to check, e.g. "
+                          "profile=mosaic/profiles/data/tiny_cpu.yaml")
+    if profile and not p.is_file() and not Path(profile).suffix and len(Path(profile).parts) == 1:
         p = PROFILES_DIR / f"{profile}.yaml"
-    p = p if p.is_absolute() else ROOT / p
     if not profile or not p.is_file():
         raise ConfigError(f"profile={profile}: no such file; name the profile file to check, e.g. "
                           "profile=mosaic/profiles/data/tiny_cpu.yaml (or a bundled name: tiny_cpu)")

@@ -125,14 +125,23 @@ def parse_profiles(raw: Any, where: str = "profiles") -> ProfileSet:
     return profiles
 
 
-def load_profiles(name_or_path: str) -> ProfileSet:
-    """Load a profile set by bundled name (e.g. 'moa6_a100') or by path to a YAML file."""
+def profile_path(name_or_path: str) -> Path:
+    """The file a profile setting names: an existing file as given, else a bundled profile set's
+    name (a bare word such as 'moa6_a100', no folder and no suffix)."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.is_dir():
+        raise ConfigError(f"profiles: '{name_or_path}' is a directory; name a profile YAML file in it")
+    if not path.is_file() and not path.suffix and len(path.parts) == 1:
         path = _DATA / f"{name_or_path}.yaml"
-    if not path.exists():
+    if not path.is_file():
         bundled = sorted(p.stem for p in _DATA.glob("*.yaml"))
         raise ConfigError(f"profiles: no file '{name_or_path}' (bundled profile sets: {bundled})")
+    return path
+
+
+def load_profiles(name_or_path: str) -> ProfileSet:
+    """Load a profile set by bundled name (e.g. 'moa6_a100') or by path to a YAML file."""
+    path = profile_path(name_or_path)
     where = path.name if path.parent == _DATA else str(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -76,7 +76,13 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
     rows = {}
     for name in tables:
         rows[name] = read_csv(directory / name)
-    return json.loads((directory / SUMMARY_FILE).read_text()), rows
+    from mosaic.core.serde import loads_strict
+
+    try:
+        summary = loads_strict((directory / SUMMARY_FILE).read_text())
+    except ValueError as e:
+        raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote ({e}); rerun the run") from None
+    return summary, rows
 
 
 def debug_tracebacks() -> bool:
@@ -120,6 +126,13 @@ def _unusable(directory: Path, what: str, e: OSError) -> RunDirError:
     why = {errno.ENOTDIR: "a path component is a file", errno.EEXIST: "it is a file",
            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
            errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device"}.get(e.errno)
+    try:
+        if directory.is_symlink() and not directory.exists():
+            why = f"a link to {os.readlink(directory)}, which does not exist"
+        elif why is None and directory.is_dir():   # it is there, but takes no new files (/proc, say)
+            why = f"files cannot be created in it: {one_line(e.strerror or e)}"
+    except OSError:   # a path the system cannot even look at (a name too long, say): e says why
+        pass
     return RunDirError(f"{what} {directory} is not a writable directory ({why or one_line(e.strerror or e)}); "
                        f"choose another one")
 

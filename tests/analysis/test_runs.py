@@ -88,3 +88,32 @@ def test_not_a_summary_is_skipped_and_bad_output_paths_are_refused(two_runs, tmp
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.startswith(f"error: {flag} {target}") and "Traceback" not in p.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tmp_path):
+    import shutil
+
+    from mosaic.run.jobs import read_run_dir
+
+    src = sorted(p.parent for p in two_runs.rglob("summary.json"))[0]
+    nan, cut = tmp_path / "sweep" / "nan", tmp_path / "cut"
+    shutil.copytree(src, nan)
+    shutil.copytree(src, cut)
+    s = json.loads((nan / "summary.json").read_text())
+    s["expert_stage_s"] = float("nan")
+    (nan / "summary.json").write_text(json.dumps(s))          # Python writes NaN unless told not to
+    df = load_runs(tmp_path / "sweep")
+    assert df.empty and "NaN is not a number JSON allows" in df.attrs["skipped"][0][1]
+    text = (cut / "summary.json").read_text()
+    (cut / "summary.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=rf"{cut / 'summary.json'}: not a summary this package wrote"):
+        read_run_dir(cut)
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc")
+def test_mosaic_runs_refuses_a_folder_that_takes_no_files(two_runs):
+    p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), "--csv", "/proc/x.csv"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "error: --csv's folder /proc is not a writable directory (files cannot be created in it: "
+        "No such file or directory); choose another one"]

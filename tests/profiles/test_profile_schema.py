@@ -327,3 +327,18 @@ def _accounted(out):
     assert Counter(r.request_id for r in res.aggregator.trace.requests) == Counter(to_run)
     assert set(res.final_answers) == {q.id for q in res.workload.queries} and len(res.workload.queries) == 5
     assert s["n_failed_requests"] == 0 and s["admission"]["truncated_requests"] == 0
+
+
+def test_a_profile_path_is_a_file_first_and_a_bundled_name_only_as_a_bare_word(tmp_path):
+    import shutil
+
+    from mosaic.core.errors import ConfigError
+    from mosaic.profiles import load_profiles
+    from mosaic.profiles.loader import _DATA
+
+    shutil.copy(_DATA / "moa6_a100.yaml", tmp_path / "mine")            # no suffix: still a file
+    assert set(load_profiles(str(tmp_path / "mine")).models) == set(load_profiles("moa6_a100").models)
+    with pytest.raises(ConfigError, match="is a directory; name a profile YAML file in it"):
+        load_profiles(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"no file '.*/nothere'"):
+        load_profiles(str(tmp_path / "nothere"))

@@ -239,6 +239,14 @@ def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
 
 
+def test_a_dangling_link_as_run_directory_is_said_so(tmp_path):
+    (tmp_path / "run").symlink_to(tmp_path / "gone")
+    p = cli("workload=smoke", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        f"error: run directory {tmp_path / 'run'} is not a writable directory (a link to {tmp_path / 'gone'}, "
+        "which does not exist); choose another one")
+
+
 def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
     sw = tmp_path / "sw"
     p = cli("-m", "workload=smoke", "seed=0,0", f"hydra.sweep.dir={sw}")
