@@ -219,6 +219,19 @@ def test_synthetic_run_has_no_report():
     assert out.summary["data_report"] is None and out.result.workload.data_report is None
 
 
+def test_test_questions_also_in_the_calibration_file_are_held_out_and_counted(tmp_path, profiles):
+    cfg = fake_traces(tmp_path)
+    qdir = Path(cfg["questions_dir"])
+    test, train = json.loads((qdir / "test.json").read_text()), json.loads((qdir / "train.json").read_text())
+    (qdir / "train.json").write_text(json.dumps(train + test[5:7]))     # two test questions in both files
+    w = build_workload(cfg, profiles, 0)
+    r = w.data_report
+    assert (r.answered_by_all, r.in_calibration, len(w.queries)) == (18, 2, 16)
+    assert "2 of the 18 answered test questions are also in the calibration file, held out" in r.headline()
+    (tmp_path / "clean").mkdir()
+    assert build_workload(fake_traces(tmp_path / "clean"), profiles, 0).data_report.in_calibration == 0
+
+
 def test_empty_trace_question_and_calibration_files(tmp_path, profiles):
     cfg = fake_traces(tmp_path)
     train = Path(cfg["questions_dir"]) / "train.json"

@@ -77,6 +77,9 @@ class DataReport:
     missing_per_source: dict[str, int]  # test questions a source has no record for (why they dropped)
     no_vote_per_source: dict[str, int]  # of the answered_by_all questions, records with no usable answer
     sources: dict[str, SourceStats] = field(default_factory=dict)
+    # answered_by_all questions that are also in the calibration (train) file: held out of the test
+    # set, so no question is both calibrated on and scored
+    in_calibration: int = 0
 
     @property
     def dropped(self) -> int:
@@ -94,6 +97,9 @@ class DataReport:
         if self.dropped:
             out.append(f"{self.dropped} of {self.questions} test questions dropped, not answered by every "
                        f"model (missing: {per(self.missing_per_source)})")
+        if self.in_calibration:
+            out.append(f"{self.in_calibration} of the {self.answered_by_all} answered test questions are also in "
+                       "the calibration file, held out of the test set")
         if any(self.no_vote_per_source.values()):
             out.append(f"answers that vote for nothing among the {self.answered_by_all} kept: "
                        f"{per(self.no_vote_per_source)}")
@@ -113,11 +119,11 @@ class DataReport:
 
 
 def build_report(questions: Sequence[str], answered: Iterable[int], sources: Mapping[str, SourceStats],
-                 records: Mapping[str, Mapping[str, _Record]]) -> DataReport:
+                 records: Mapping[str, Mapping[str, _Record]], in_calibration: int = 0) -> DataReport:
     """`questions`: the test file's question keys; `answered`: indices of those every source covers;
     `records`: per source, its records by question key (as the workload reads them)."""
     answered = list(answered)
     missing = {name: sum(k not in by_key for k in questions) for name, by_key in records.items()}
     no_vote = {name: sum(by_key[questions[i]].answer is None for i in answered) for name, by_key in records.items()}
     return DataReport(questions=len(questions), answered_by_all=len(answered), missing_per_source=missing,
-                      no_vote_per_source=no_vote, sources=dict(sources))
+                      no_vote_per_source=no_vote, sources=dict(sources), in_calibration=in_calibration)

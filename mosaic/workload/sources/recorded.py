@@ -73,12 +73,13 @@ from mosaic.workload.types import (Outcome, Query, Workload, aggregator_request_
                                    expert_slots)
 
 def data_report(spec: "TraceSpec", traces: Sequence[dict[str, TraceRecord]], agg_trace: dict[str, TraceRecord],
-                qs: QuestionSet, answered: Sequence[int]) -> DataReport:
+                qs: QuestionSet, answered: Sequence[int], in_calibration: int = 0) -> DataReport:
     """Per source file what it holds that a replay cannot use, and which test questions the
     intersection of experts and aggregator dropped (counts per source)."""
     sources = (*spec.experts, spec.aggregator)
     stats = {s.name: trace_stats(s.path, s.fmt) for s in sources}
-    return build_report(qs.keys, answered, stats, dict(zip((s.name for s in sources), (*traces, agg_trace))))
+    return build_report(qs.keys, answered, stats, dict(zip((s.name for s in sources), (*traces, agg_trace))),
+                        in_calibration)
 
 
 # ---------------------------------------------------------------- spec
@@ -214,6 +215,8 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     qs = read_questions(spec.questions)
     answered = [i for i, k in enumerate(qs.keys) if k in agg_trace and all(k in t for t in traces)]
     cal_cats, cal_correct, test = _calibration(spec, traces, answered, qs)
+    # A calibration file's questions that the test file holds too are left out of the test set: counted
+    in_calibration = len(answered) - len(test) if spec.calibration_questions is not None else 0
     length_calibration = trace_split_calibration(spec, traces, answered, test, qs, profiles, seed)
     if spec.n_queries is not None:
         if test and int(spec.n_queries) > len(test):
@@ -274,7 +277,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     return Workload(name=spec.name, seed=seed, queries=tuple(queries),
                     expert_models=tuple(e.profile for e in spec.experts), aggregator=spec.aggregator.profile,
                     outcomes=outcomes, options=tuple(LETTERS[:n_opts]), calibration=length_calibration,
-                    data_report=data_report(spec, traces, agg_trace, qs, answered))
+                    data_report=data_report(spec, traces, agg_trace, qs, answered, in_calibration))
 
 
 def _resample(gold: str, n_options: int, p_correct: float, rng: np.random.Generator) -> str:
