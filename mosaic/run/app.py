@@ -25,8 +25,13 @@ from mosaic.workload.sources import not_applied as workload_not_applied
 log = logging.getLogger(__name__)
 
 
-def settings_not_applied(c: MosaicConfig) -> list[str]:
-    return scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload)
+def settings_not_applied(c: MosaicConfig, engine=None) -> list[str]:
+    out = scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload)
+    # Workers sharing a host slow each other only as the profile measured it; without a measurement
+    # the setting changes nothing.
+    if engine is not None and c.cluster.workers_per_host != 1 and engine.host_contention is None:
+        out.append("cluster.workers_per_host")
+    return out
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,13 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
     # Set, but never read by this policy or workload source (round robin ignores K, fifo the
     # replication cap, a synthetic workload the question files, ...).
-    s["settings_not_applied"] = settings_not_applied(c)
+    s["settings_not_applied"] = settings_not_applied(c, r.profiles.engine)
     s["settings"] = run_settings(c, s["settings_not_applied"])
     for name in s["settings_not_applied"]:
         section, field = name.split(".", 1)
         by = (f"scheduler {c.scheduler.name}" if section == "scheduler"
+              else f"the profiles '{c.workload.profiles}' (no engine.host_contention measured; "
+                   "experiments/profile_contention.py)" if section == "cluster"
               else f"workload kind {c.workload.kind} (routing={c.workload.routing}, replacement={c.workload.replacement})")
         log.warning("%s=%s is not applied: %s does not read it", name, getattr(getattr(c, section), field), by)
     tp = s["aggregator_tp_size"]

@@ -18,6 +18,11 @@ from mosaic.workload.sources import not_applied
     (WorkloadConfig(kind="trace", dataset="medmcqa", questions="q.json", calibration_size=5,
                     aggregator_follow=1.0, coupling="assumed"),
      ["workload.coupling", "workload.aggregator_follow"]),
+    (WorkloadConfig(kind="trace", dataset="mmlu_pro", questions="q.json", calibration_questions="t.json",
+                    calibration_size=5, calibration_seed=3), ["workload.calibration_size", "workload.calibration_seed"]),
+    (WorkloadConfig(kind="trace", dataset="mmlu_pro", questions="q.json", calibration_size=5, calibration_seed=3), []),
+    (WorkloadConfig(kind="trace", dataset="mmlu_pro", questions="q.json", calibration_size=5,
+                    repeat_sample="resample", replacement=False), ["workload.repeat_sample"]),
 ])
 def test_not_applied_workload_settings(w, expected):
     assert sorted(not_applied(w)) == sorted(expected)
@@ -42,3 +47,13 @@ def test_a_run_records_and_says_what_its_workload_ignores(caplog):
                        "workload.routing_noise=0.3")).summary
     assert s["settings_not_applied"] == ["workload.routing_noise", "workload.dataset"]
     assert "workload.dataset=gpqa is not applied: workload kind synthetic" in caplog.text
+
+
+def test_workers_per_host_without_a_contention_measurement_is_not_applied(caplog):
+    from mosaic.run.app import run
+    from tests.helpers import config
+
+    with caplog.at_level("WARNING", logger="mosaic.run.app"):
+        s = run(config("workload=synth_small", "workload.n_queries=10", "cluster.workers_per_host=3")).summary
+    assert s["settings_not_applied"] == ["cluster.workers_per_host"]
+    assert "cluster.workers_per_host=3 is not applied: the profiles" in caplog.text

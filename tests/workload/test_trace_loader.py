@@ -232,6 +232,13 @@ def test_test_questions_also_in_the_calibration_file_are_held_out_and_counted(tm
     assert build_workload(fake_traces(tmp_path / "clean"), profiles, 0).data_report.in_calibration == 0
 
 
+def test_an_unknown_key_in_a_trace_source_is_refused(tmp_path, profiles):
+    cfg = fake_traces(tmp_path)
+    cfg["experts"]["good"]["fromat"] = "mosaic_json"       # a misspelt `format`
+    with pytest.raises(ConfigError, match=r"workload\.experts\.good\.fromat: not a setting of a trace source"):
+        build_workload(cfg, profiles, 0)
+
+
 def test_empty_trace_question_and_calibration_files(tmp_path, profiles):
     cfg = fake_traces(tmp_path)
     train = Path(cfg["questions_dir"]) / "train.json"

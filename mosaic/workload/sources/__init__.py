@@ -45,6 +45,10 @@ def not_applied(w) -> list[str]:
         reads -= {"replacement", "routing_noise"}
     elif w.replacement:
         reads.discard("routing_noise")
+    else:   # distinct experts: no expert is recruited twice, so no repeated sample to replay or resample
+        reads.discard("repeat_sample")
+    if w.kind == "trace" and w.calibration_questions:   # a calibration file: nothing is held out or split
+        reads -= {"calibration_size", "calibration_seed"}
     default = WorkloadConfig()
     return [f"workload.{f.name}" for f in fields(WorkloadConfig)
             if f.name not in reads and getattr(w, f.name) != getattr(default, f.name)]

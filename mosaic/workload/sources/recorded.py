@@ -111,9 +111,16 @@ class TraceSpec:
     repeat_sample: str = "replay"     # "replay" | "resample": what a repeated expert's sample gets
 
 
+SOURCE_KEYS = frozenset({"file", "format", "profile", "lengths"})
+
+
 def _source(name: str, d: Any, traces_dir: Path, field: str, default_lengths: str) -> TraceSource:
     if not isinstance(d, Mapping) or "file" not in d or "format" not in d:
         raise ConfigError(f"{field}: needs a mapping with 'file' and 'format' (and optionally 'profile', 'lengths')")
+    unknown = sorted(set(map(str, d)) - SOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"{field}.{unknown[0]}: not a setting of a trace source; its settings are "
+                          f"{', '.join(sorted(SOURCE_KEYS))}")
     lengths = d.get("lengths", default_lengths)
     if lengths not in ("trace", "profile"):
         raise ConfigError(f"{field}.lengths: '{lengths}' is not 'trace' or 'profile'")
