@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
-from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.run.jobs import out_arg
 from mosaic.schedulers import available
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,7 @@ def main() -> None:
     unknown = sorted(set(args.policies or ()) - set(available()))
     if unknown:
         ap.error(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(sorted(available()))}")
-    try:
-        check_writable_dir(args.out, "--out")
-    except RunDirError as e:   # said before the benchmark's minutes of work, not after
-        ap.error(str(e))
+    out_arg(ap, args.out)   # before the work, not after it
     command = "python experiments/bench_scheduler.py" + ("".join(
         f" {shlex.quote(a)}" for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)))
     write(args.out, args.families, args.policies, args.seed, args.quick,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mosaic.analysis.fidelity import SUITE, write
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.repeats is not None and args.repeats < 1:
         ap.error(f"--repeats must be >= 1 real run per case (got {args.repeats})")
-    try:
-        check_writable_dir(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out)   # before the work, not after it
     try:
         print(write(args.out, args.suite, args.case, args.repeats, check=args.profile_check), end="")
     except ConfigError as e:   # a bad suite file, case name or setting: one line, before any engine

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import RunDirError, check_writable_file
+from mosaic.run.jobs import out_arg
 from mosaic.fitting.difficulty import DEFAULT_DATA, DEFAULT_PROFILES, DEFAULT_REPORT, fit_datasets
 
 
@@ -22,10 +22,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_REPORT)
     ap.add_argument("--seeds", type=int, default=3, help="simulated replicates for the Fig. 7 check")
     args = ap.parse_args()
-    try:
-        check_writable_file(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out, file=True)   # before the work, not after it
     try:
         fit_datasets(args.data, args.profiles, args.out, args.seeds)
     except ConfigError as e:

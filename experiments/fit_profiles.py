@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.fitting.lengths import DEFAULT_DATA, DEFAULT_OUT, fit_profiles
-from mosaic.run.jobs import RunDirError, check_writable_file
+from mosaic.run.jobs import out_arg
 
 
 def main() -> None:
@@ -17,10 +17,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
-    try:
-        check_writable_file(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out, file=True)   # before the work, not after it
     fit_profiles(args.data, args.out)
 
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.wall_inversion import write
-from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,10 +19,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
-    try:
-        check_writable_dir(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out)   # before the work, not after it
     print(write(args.out, args.seed))
 
 

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from mosaic.analysis.length_signals import write
-from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,8 +16,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
-    try:
-        check_writable_dir(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out)   # before the work, not after it
     print(f"wrote {write(args.out)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.jobs import RunDirError, check_writable_file
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,10 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
-    try:
-        check_writable_file(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out, file=True)   # before the work, not after it
     if args.runs:
         try:
             run_dir_timelines(args.runs, args.out)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.sweeps import SWEEP_ROOT, SWEEPS, reproduce
-from mosaic.run.jobs import RunDirError, check_writable_dir, sigterm_as_exit
+from mosaic.run.jobs import out_arg, sigterm_as_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="only check the sweeps' data, run nothing")
     args, extra = ap.parse_known_args(argv)
     if not args.check:
-        try:
-            check_writable_dir(args.out, "--out")
-        except RunDirError as e:   # said before the sweeps' minutes of work, not after them
-            ap.error(str(e))
+        out_arg(ap, args.out)   # before the work, not after it
     return reproduce(args.out, args.sweep_root, args.sweeps, extra, args.check)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.jobs import RunDirError, check_writable_dir
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,10 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     if min(args.sizes) < 1:
         ap.error(f"--sizes: shard sizes are prompts per session, each >= 1 (got {min(args.sizes)})")
-    try:
-        check_writable_dir(args.out, "--out")
-    except RunDirError as e:   # said before the work, not after it
-        ap.error(str(e))
+    out_arg(ap, args.out)   # before the work, not after it
     print(write(args.out, args.workload, args.sizes))
 
 

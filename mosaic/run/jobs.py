@@ -162,6 +162,15 @@ def check_writable_file(path: Path, what: str = "output file") -> Path:
     return path
 
 
+def out_arg(parser, path: Path, file: bool = False) -> Path:
+    """A script's --out checked before its work (check_writable_dir, or check_writable_file with
+    file=True); an unusable one ends the script through parser.error: one line, exit 2."""
+    try:
+        return (check_writable_file if file else check_writable_dir)(path, "--out")
+    except RunDirError as e:
+        parser.error(str(e))
+
+
 def _lock_owner(path: Path) -> str:
     try:
         pid = path.read_text().strip()
