@@ -110,7 +110,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
     for key in ("repeats", "requests", "prompt"):
         int_option(cfg, key, 1)
-    device_option(cfg, n)
+    device_option(cfg["device"], n)
     if cfg["profile"]:   # the file the block goes into: checked before the minutes of measuring
         profile_file(cfg["profile"])
     registry = models_option(cfg)

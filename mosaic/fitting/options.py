@@ -36,10 +36,10 @@ def models_option(cfg: dict[str, Any]) -> ModelRegistry:
     return ModelRegistry(yaml.safe_load((MODELS_DIR / f"{name}.yaml").read_text()))
 
 
-def device_option(cfg: dict[str, Any], ranks: int) -> str:
-    """cfg["device"] resolved; on CPU, `ranks` workers need a core each (they would share one otherwise,
+def device_option(device: Any, ranks: int) -> str:
+    """`device` resolved; on CPU, `ranks` workers need a core each (they would share one otherwise,
     and the measurement would say nothing about the engine)."""
-    device = resolve_device(str(cfg["device"]))
+    device = resolve_device(str(device))
     if device == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if ranks > cores:

@@ -26,25 +26,27 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.fitting.real_engine import ROOT, grid_cells, measure, merge_workers, predict_ms
 from mosaic.profiles import load_profiles
-from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
 from vllm_backend.backend import device_env
 from vllm_backend.models import ModelRegistry
 
 
 def _profile_path(profile: str) -> Path:
-    """A bundled profile's name (tiny_cpu, as workload.profiles names it) or a file's path."""
+    """A bundled profile's name (tiny_cpu, as workload.profiles names it) or a file's path, relative
+    paths from the repository; which is which, as workload.profiles decides it (profile_path)."""
     p = Path(profile)
     p = p if p.is_absolute() or not p.parts else ROOT / p
     if profile and p.is_dir():
         raise ConfigError(f"profile={profile} is a directory; name the profile file to check, e.g. "
                           "profile=mosaic/profiles/data/tiny_cpu.yaml")
-    if profile and not p.is_file() and not Path(profile).suffix and len(Path(profile).parts) == 1:
-        p = PROFILES_DIR / f"{profile}.yaml"
-    if not profile or not p.is_file():
-        raise ConfigError(f"profile={profile}: no such file; name the profile file to check, e.g. "
-                          "profile=mosaic/profiles/data/tiny_cpu.yaml (or a bundled name: tiny_cpu)")
-    return p
+    if profile:
+        try:
+            return profile_path(str(p) if p.is_file() else profile)
+        except ConfigError:
+            pass
+    raise ConfigError(f"profile={profile}: no such file; name the profile file to check, e.g. "
+                      "profile=mosaic/profiles/data/tiny_cpu.yaml (or a bundled name: tiny_cpu)")
 
 
 def model_names(cfg: dict[str, Any], registry: ModelRegistry, profiled: set[str]) -> list[str]:
@@ -124,7 +126,7 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"model {name} in {path.name} has no measured step cost (`cost`): only profiles "
                               "written by experiments/profile_models.py can be checked against the machine")
     grid = grid_option(cfg["grid"])
-    device_option({"device": cfg["backend"]["options"].get("device", "auto")}, n)
+    device_option(cfg["backend"]["options"].get("device", "auto"), n)
     if not grid_cells(grid):
         raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, or prefill")
     opts = cfg["backend"]["options"]

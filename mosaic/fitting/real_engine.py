@@ -346,7 +346,7 @@ def profile_models(cfg: dict) -> Path:
         registry.resolve(n)  # clear error on an unknown model before anything starts
     grid_option(cfg["grid"])
     opts = cfg["backend"]["options"]
-    device_option({"device": opts.get("device", "auto")}, cfg["n_workers"])
+    device_option(opts.get("device", "auto"), cfg["n_workers"])
     out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
     out = out if out.is_absolute() else ROOT / out
     try:   # before the minutes of measuring, not after them
@@ -460,7 +460,7 @@ def measure_tp(cfg: dict) -> dict:
     tp = int_option(cfg, "tp", 2)
     for key in ("repeats", "requests", "prompt"):
         int_option(cfg, key, 1)
-    device_option(cfg, tp)
+    device_option(cfg["device"], tp)
     ranks = tuple(range(tp))
     env_tp, tp_args, mode = tp_env(ranks, tp, cfg["device"], 1, True)
     # TP=1 on one rank's share of the machine (what a single-GPU session gets).
