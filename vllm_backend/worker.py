@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
+from mosaic.core.errors import ConfigError
+
 # Scripts that start engines need a __main__ guard (vLLM spawns processes); this module is only ever
 # the target of a spawned process, never run as a script.
 
@@ -88,8 +90,17 @@ def own_cores_at_start(env: Mapping[str, str]):
 
 
 def _engine(model: str, engine_args: dict[str, Any]):
+    from dataclasses import fields
+
     from vllm import EngineArgs, LLMEngine
 
+    # Checked here, where vLLM is imported anyway (importing it in the parent costs ~10 s), so a
+    # misspelt engine setting names itself rather than ending in EngineArgs' TypeError.
+    known = {f.name for f in fields(EngineArgs)}
+    unknown = sorted(k for k in engine_args if k not in known)
+    if unknown:
+        raise ConfigError(f"models.engine (or the model's own engine): vLLM's EngineArgs has no setting "
+                          f"{', '.join(unknown)}; remove it or use one of vllm.EngineArgs' fields")
     with own_cores_at_start(os.environ):
         return LLMEngine.from_engine_args(EngineArgs(model=model, **engine_args))
 

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from omegaconf import DictConfig
 
+from mosaic.config.defaults import changed
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
@@ -31,7 +32,42 @@ def settings_not_applied(c: MosaicConfig, engine=None) -> list[str]:
     # the setting changes nothing.
     if engine is not None and c.cluster.workers_per_host != 1 and engine.host_contention is None:
         out.append("cluster.workers_per_host")
-    return out
+    return out + models_not_applied(c)
+
+
+def models_not_applied(c: MosaicConfig) -> list[str]:
+    """The model registry (models=...) starts real engines; the simulator runs the profiles."""
+    return changed("models", c.models) if c.backend.name == "sim" else []
+
+
+def setting_value(c: MosaicConfig, dotted: str) -> Any:
+    value: Any = c
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+def warn_not_applied(c: MosaicConfig, names: list[str]) -> None:
+    """One warning per setting the run was given and does not read, naming what ignores it."""
+    for name in names:
+        section = name.split(".", 1)[0]
+        if section == "models":
+            why = "backend sim runs the profiles and does not read it (models= lists backend=vllm's engines)"
+        elif c.topology.kind != "flat":
+            why = f"topology {c.topology.name} runs an agent graph, not the flat pipeline that reads it"
+            if name == "scheduler.max_models_per_worker" and c.topology.placement == "scheduler":
+                why = "topology.placement=scheduler places one model per worker"
+            elif section == "scheduler":
+                why += " (topology.placement=scheduler would place the graph with the scheduler)"
+        elif section == "scheduler":
+            why = f"scheduler {c.scheduler.name} does not read it"
+        elif section == "cluster":
+            why = (f"the profiles '{c.workload.profiles}' measured no engine.host_contention "
+                   "(experiments/profile_contention.py)")
+        else:
+            why = (f"workload kind {c.workload.kind} (routing={c.workload.routing}, "
+                   f"replacement={c.workload.replacement}) does not read it")
+        log.warning("%s=%s is not applied: %s", name, setting_value(c, name), why)
 
 
 @dataclass(frozen=True)
@@ -48,7 +84,10 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         from mosaic.run import graph_run as graphs
 
         trace, placement, shape = graphs.execute(r)
-        return RunOutput(graphs.summary(r, trace, placement), None, (trace, placement, shape))
+        s = graphs.summary(r, trace, placement)
+        s["settings_not_applied"] = graphs.not_applied(r.config) + models_not_applied(r.config)
+        warn_not_applied(r.config, s["settings_not_applied"])
+        return RunOutput(s, None, (trace, placement, shape))
     truncated = r.truncated
     if truncated:
         log.warning("workload.oversize=truncate: %d requests cut to fit the engine (e.g. %s)", len(truncated),
@@ -61,13 +100,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # replication cap, a synthetic workload the question files, ...).
     s["settings_not_applied"] = settings_not_applied(c, r.profiles.engine)
     s["settings"] = run_settings(c, s["settings_not_applied"])
-    for name in s["settings_not_applied"]:
-        section, field = name.split(".", 1)
-        by = (f"scheduler {c.scheduler.name}" if section == "scheduler"
-              else f"the profiles '{c.workload.profiles}' (no engine.host_contention measured; "
-                   "experiments/profile_contention.py)" if section == "cluster"
-              else f"workload kind {c.workload.kind} (routing={c.workload.routing}, replacement={c.workload.replacement})")
-        log.warning("%s=%s is not applied: %s does not read it", name, getattr(getattr(c, section), field), by)
+    warn_not_applied(c, s["settings_not_applied"])
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mosaic.config.defaults import changed
 from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
@@ -28,6 +29,7 @@ from mosaic.graphs.shape import ROOT, graph_shape
 from mosaic.graphs.trace import CANCELLED, SERVED, GraphTrace
 from mosaic.run.serving import distribution
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
+from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
 
 if TYPE_CHECKING:
     from mosaic.run.builder import Run
@@ -149,9 +151,27 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "placement": {str(w): m for w, m in sorted(placement.items())},
         "workers": [{"id": w.worker, "busy_s": w.busy_s, "idle_s": w.idle_s,
                      "sessions": [s.model for s in trace.sessions if s.worker == w.worker]} for w in trace.workers],
-        # The flat pipeline's scheduler, aggregation gate and expert routing do not run here.
-        "settings_not_applied": ["scheduler", "aggregation", "workload.k", "workload.routing"],
     }
+
+
+# Workload settings of the flat pipeline's expert routing and answer model; an agent graph runs
+# every agent of its shape and models answers itself (mosaic/graphs/outcomes.py reads only
+# aggregator_follow).
+GRAPH_UNREAD = frozenset(ROUTING + tuple(a for a in ANSWER_MODEL if a != "aggregator_follow")
+                         + ("prior_strength", "repeat_sample"))
+
+
+def not_applied(c) -> list[str]:
+    """The settings this graph run was given that it never reads: the flat pipeline's scheduler
+    (unless topology.placement=scheduler, which reads all but K: one model per worker), its
+    aggregation gate, its routing and answer-model knobs, and what the workload source ignores."""
+    if c.topology.placement != "scheduler":
+        out = changed("scheduler", c.scheduler)
+    else:
+        out = ["scheduler.max_models_per_worker"] if c.scheduler.max_models_per_worker not in (None, 1) else []
+    out += changed("aggregation", c.aggregation)
+    out += [x for x in changed("workload", c.workload) if x.split(".")[1] in GRAPH_UNREAD]
+    return out + [x for x in workload_not_applied(c.workload) if x not in out]
 
 
 def format_table(s: dict[str, Any]) -> str:

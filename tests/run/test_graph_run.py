@@ -61,3 +61,27 @@ def test_the_scheduler_core_places_a_graphs_models(scheduler):
     # LlamaR1 (reasoning, ~3400 tokens per answer, 4 of 13 agents incl. the aggregator) needs the most.
     counts = {m: list(placement.values()).count(m) for m in set(placement.values())}
     assert counts["LlamaR1"] == max(counts.values())
+
+
+def test_a_graph_run_names_each_flat_pipeline_setting_it_was_given_and_ignores(caplog):
+    base = ("topology=tree", "workload=synth_small", "workload.n_queries=2")
+    assert run(compose(base)).summary["settings_not_applied"] == []
+    with caplog.at_level("WARNING", logger="mosaic.run.app"):
+        s = run(compose([*base, "scheduler=ilp", "scheduler.node_limit=7", "aggregation=tau067", "workload.k=2",
+                       "workload.skill_spread=0.1", "workload.aggregator_follow=0.5"])).summary
+    # aggregator_follow is read (mosaic/graphs/outcomes.py): not listed
+    assert s["settings_not_applied"] == ["scheduler.name", "scheduler.node_limit", "aggregation.name",
+                                         "workload.k", "workload.skill_spread"]
+    assert "workload.k=2 is not applied: topology tree runs an agent graph" in caplog.text
+    assert "topology.placement=scheduler would place the graph with the scheduler" in caplog.text
+    # placed by the scheduler: its settings are read, all but K (one model per worker)
+    s = run(compose([*base, "topology.placement=scheduler", "scheduler=least_loaded",
+                   "scheduler.max_models_per_worker=2"])).summary
+    assert s["settings_not_applied"] == ["scheduler.max_models_per_worker"]
+
+
+def test_the_simulator_says_it_does_not_read_the_engine_registry(caplog):
+    with caplog.at_level("WARNING", logger="mosaic.run.app"):
+        s = run(compose(["workload=synth_small", "workload.n_queries=4", "+models.engine.bogus=1"])).summary
+    assert s["settings_not_applied"] == ["models.engine.bogus"]
+    assert "models.engine.bogus=1 is not applied: backend sim runs the profiles" in caplog.text
