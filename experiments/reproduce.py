@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.sweeps import SWEEP_ROOT, SWEEPS, reproduce
-from mosaic.run.jobs import out_arg, sigterm_as_exit
+from mosaic.run.jobs import out_arg
+from mosaic.run.signals import sigterm_as_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 

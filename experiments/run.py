@@ -1,6 +1,11 @@
 """Run one MoA workload end to end: `python experiments/run.py scheduler=ilp backend=sim`
 (the same as `mosaic run ...`). The app: mosaic/run/main.py."""
-from mosaic.run.main import main
+from mosaic.run.signals import quiet_interrupt, sigterm_as_exit
 
 if __name__ == "__main__":
-    main()
+    # Entered before the app's imports (Hydra, ~0.2 s): a Ctrl-C or SIGTERM during them is one
+    # line too, not a traceback.
+    with quiet_interrupt(), sigterm_as_exit():
+        from mosaic.run.main import main
+
+        main()

@@ -124,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sys.argv[0] = f"mosaic {argv[0]}"
-    return cmd(argv[1:])
+    from mosaic.run.signals import quiet_interrupt, sigterm_as_exit
+
+    # Entered before a command's imports: a Ctrl-C or SIGTERM during them is one line, not a traceback.
+    with quiet_interrupt(), sigterm_as_exit():
+        return cmd(argv[1:])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ then means signalling its whole group: SIGTERM, a grace period for engines to sh
 then SIGKILL for whatever is left. Three paths lead there:
 
 - the launcher, when a run ends, times out, is interrupted (Ctrl-C, or SIGTERM turned into an
-  exception by `mosaic.run.jobs.sigterm_as_exit`, as experiments/run.py does) or notices a dead worker;
+  exception by `mosaic.run.signals.sigterm_as_exit`, as experiments/run.py does) or notices a dead worker;
 - the worker itself, when its parent dies without cleaning up (even by SIGKILL): the kernel sends it
   SIGTERM (PR_SET_PDEATHSIG) and its handler ends its group;
 - the worker's own SIGTERM handler, whoever sends the signal.

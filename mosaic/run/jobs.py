@@ -20,8 +20,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -331,50 +329,3 @@ class ReportFailedJobs(Callback):
         if failures:
             print(format_failures(failures), flush=True)
             raise SystemExit(1)
-
-
-class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread so that `finally` blocks (the vLLM launcher's cleanup of
-    worker process groups) run as they do for Ctrl-C."""
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Within the block, SIGTERM (a timeout, a scheduler's kill) unwinds the main thread with
-    exit status 143 (128 + SIGTERM) instead of ending the process on the spot."""
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: signals cannot be handled here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-class InterruptReported(KeyboardInterrupt):
-    """Ctrl-C after the run has said so on stderr and in error.json."""
-
-
-@contextmanager
-def quiet_interrupt() -> Iterator[None]:
-    """Ctrl-C ends the process as Python's own handler would (killed by SIGINT: the shell sees
-    130, and a calling script sees the signal), with one line on stderr instead of a traceback."""
-    try:
-        yield
-    except Terminated as e:   # SIGTERM (sigterm_as_exit): exit 143, said once
-        if not getattr(e, "reported", False):
-            print("error: interrupted by SIGTERM", file=sys.stderr, flush=True)
-        raise
-    except KeyboardInterrupt as e:
-        if not isinstance(e, InterruptReported):
-            print("error: interrupted by Ctrl-C (SIGINT)", file=sys.stderr, flush=True)
-        sys.stderr.flush()
-        sys.stdout.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        raise SystemExit(130) from None   # if SIGINT could not end the process

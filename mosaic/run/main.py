@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from mosaic.config import CONF_DIR
 from mosaic.config.schema import register_configs
 from mosaic.run.cli import hydra_prepared, run_job
-from mosaic.run.jobs import quiet_interrupt, sigterm_as_exit
+from mosaic.run.signals import quiet_interrupt, sigterm_as_exit
 
 JOB_NAME = "run"   # Hydra's job name: run.log, and the name the pre-check composes under
 

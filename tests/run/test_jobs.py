@@ -5,13 +5,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (RUN_FILES, RunDirError, Terminated, check_writable_dir, claim_run_dir, clear_failure,
-                             failure_stage, find_failures, format_failures, record_failure, sigterm_as_exit,
-                             write_atomic)
+from mosaic.run.jobs import (RUN_FILES, RunDirError, check_writable_dir, claim_run_dir, clear_failure, failure_stage,
+                             find_failures, format_failures, record_failure, write_atomic)
+from mosaic.run.signals import Terminated, sigterm_as_exit
 
 
 def test_config_error_record_has_no_traceback_and_others_keep_theirs(tmp_path):
@@ -103,7 +104,7 @@ def test_failure_stage_from_the_traceback():
 
 @pytest.mark.parametrize("reported", [False, True])
 def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(reported):
-    code = ("from mosaic.run.jobs import InterruptReported, quiet_interrupt\n"
+    code = ("from mosaic.run.signals import InterruptReported, quiet_interrupt\n"
             "with quiet_interrupt():\n"
             f"    raise {'InterruptReported' if reported else 'KeyboardInterrupt'}\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -116,7 +117,7 @@ def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(report
                                                          ("Ctrl-C (SIGINT)", "KeyboardInterrupt", -signal.SIGINT)])
 def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, signal_name, raise_it, code):
     # As if the signal came while Hydra was still setting the job up (after the run directory was claimed).
-    script = ("import mosaic.run.main as m\nfrom mosaic.run.jobs import Terminated\n"
+    script = ("import mosaic.run.main as m\nfrom mosaic.run.signals import Terminated\n"
               f"def early():\n    raise {raise_it}\n"
               f"m._job = early\nm.main(['workload=smoke', 'hydra.run.dir={tmp_path / 'out'}'])\n")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -124,3 +125,29 @@ def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, s
     rec = json.loads((tmp_path / "out" / "error.json").read_text())
     assert rec["error"] == f"interrupted by {signal_name} before the run started"
     assert rec["exit_code"] == (143 if code == 143 else 130)
+
+
+# Sends the signal while the entry point imports Hydra (the ~0.2 s before the run's own handling).
+_SIGNAL_DURING_IMPORT = """
+import os, runpy, signal, sys
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name == "hydra":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.{sig})
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv = [{entry!r}, "workload=smoke"]
+{start}
+"""
+
+
+@pytest.mark.parametrize("entry, start", [
+    ("experiments/run.py", "runpy.run_path('experiments/run.py', run_name='__main__')"),
+    ("mosaic", "from mosaic.__main__ import main\nsys.argv = ['mosaic', 'run', 'workload=smoke']\nsys.exit(main())")])
+@pytest.mark.parametrize("sig, said, code", [("SIGINT", "Ctrl-C (SIGINT)", -signal.SIGINT), ("SIGTERM", "SIGTERM", 143)])
+def test_a_signal_while_the_entry_point_imports_is_one_line(entry, start, sig, said, code):
+    root = Path(__file__).resolve().parents[2]
+    script = _SIGNAL_DURING_IMPORT.format(sig=sig, entry=entry, start=start)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
+    assert p.returncode == code and p.stderr.strip() == f"error: interrupted by {said}", p.stderr

@@ -12,7 +12,8 @@ from mosaic.run import app, builder, pipeline
 from mosaic.run.app import RunOutput
 from mosaic.run.builder import CONF_DIR, compose
 from mosaic.run.cli import hydra_prepared, run_job
-from mosaic.run.jobs import LOCK_FILE, OUTPUT_FILES, RUN_FILES, Terminated, claim_run_dir, find_failures
+from mosaic.run.jobs import LOCK_FILE, OUTPUT_FILES, RUN_FILES, claim_run_dir, find_failures
+from mosaic.run.signals import Terminated
 
 SMALL = ("workload=synth_small", "workload.n_queries=40")
 

@@ -1,0 +1,58 @@
+"""Signals as a run handles them: SIGTERM unwinds like Ctrl-C (so cleanup runs), and either ends the
+process with one line on stderr, never a traceback. Imports nothing heavy: the entry points enter
+these before importing the run's modules, so a signal during those imports is handled too."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so that `finally` blocks (the vLLM launcher's cleanup of
+    worker process groups) run as they do for Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM (a timeout, a scheduler's kill) unwinds the main thread with
+    exit status 143 (128 + SIGTERM) instead of ending the process on the spot."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise Terminated(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class InterruptReported(KeyboardInterrupt):
+    """Ctrl-C after the run has said so on stderr and in error.json."""
+
+
+@contextmanager
+def quiet_interrupt() -> Iterator[None]:
+    """Ctrl-C ends the process as Python's own handler would (killed by SIGINT: the shell sees
+    130, and a calling script sees the signal), with one line on stderr instead of a traceback."""
+    try:
+        yield
+    except Terminated as e:   # SIGTERM (sigterm_as_exit): exit 143, said once
+        if not getattr(e, "reported", False):
+            print("error: interrupted by SIGTERM", file=sys.stderr, flush=True)
+            e.reported = True   # said once, however many of these blocks it passes through
+        raise
+    except KeyboardInterrupt as e:
+        if not isinstance(e, InterruptReported):
+            print("error: interrupted by Ctrl-C (SIGINT)", file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(130) from None   # if SIGINT could not end the process
