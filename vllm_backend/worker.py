@@ -90,14 +90,15 @@ def own_cores_at_start(env: Mapping[str, str]):
 
 
 def _engine(model: str, engine_args: dict[str, Any]):
-    from dataclasses import fields
+    import inspect
 
     from vllm import EngineArgs, LLMEngine
 
     # Checked here, where vLLM is imported anyway (importing it in the parent costs ~10 s), so a
     # misspelt engine setting names itself rather than ending in EngineArgs' TypeError.
-    known = {f.name for f in fields(EngineArgs)}
-    unknown = sorted(k for k in engine_args if k not in known)
+    params = inspect.signature(EngineArgs).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [] if takes_any else sorted(k for k in engine_args if k not in params)
     if unknown:
         raise ConfigError(f"models.engine (or the model's own engine): vLLM's EngineArgs has no setting "
                           f"{', '.join(unknown)}; remove it or use one of vllm.EngineArgs' fields")
