@@ -57,14 +57,25 @@ class Grid(BaseModel):
     context_lengths: list[PositiveInt] = []
     outputs: list[PositiveInt] = []
     prefill: list[tuple[PositiveInt, PositiveInt]] = []
+    decode: list[tuple[PositiveInt, PositiveInt, PositiveInt]] = []
 
 
-def grid_option(grid: Any) -> dict[str, Any]:
-    """`grid` validated (ConfigError: one line naming the field), as a plain dict."""
+def grid_option(grid: Any, max_model_len: int | None = None) -> dict[str, Any]:
+    """`grid` validated (ConfigError: one line naming the field), as a plain dict. With the engine's
+    max_model_len, every batch's prompt plus outputs must fit it (else the engine refuses it
+    minutes into the measuring)."""
     try:
-        Grid.model_validate(grid)
+        g = Grid.model_validate(grid)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in ("grid", *err["loc"]))
         raise ConfigError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+    if max_model_len is not None:
+        cells = ([("context_lengths", length + out) for length in g.context_lengths for out in g.outputs]
+                 + [("prefill", length + 1) for _, length in g.prefill]
+                 + [("decode", length + out) for _, length, out in g.decode])
+        for field, need in cells:
+            if need > max_model_len:
+                raise ConfigError(f"grid.{field}: a batch of {need} tokens (prompt + outputs) is more than the "
+                                  f"engine's max_model_len {max_model_len} (models.engine.max_model_len); shorten it")
     return dict(grid)

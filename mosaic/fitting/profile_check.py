@@ -125,10 +125,10 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
         if not profiles.models[name].cost:
             raise ConfigError(f"model {name} in {path.name} has no measured step cost (`cost`): only profiles "
                               "written by experiments/profile_models.py can be checked against the machine")
-    grid = grid_option(cfg["grid"])
+    grid = grid_option(cfg["grid"], registry.max_model_len)
     device_option(cfg["backend"]["options"].get("device", "auto"), n)
     if not grid_cells(grid):
-        raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, or prefill")
+        raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, prefill or decode")
     opts = cfg["backend"]["options"]
     envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     models: dict[str, dict[str, Any]] = {}

@@ -135,8 +135,9 @@ def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blo
 
 def grid_cells(grid: dict[str, Any]) -> list[tuple[int, int, int]]:
     """The measured batches: (requests, prompt length, output tokens), each timed `repeats` times."""
-    return [(n, length, out) for n in grid["batch_sizes"] for length in grid["context_lengths"]
-            for out in grid["outputs"]] + [(n, length, 1) for n, length in grid["prefill"]]
+    return ([(n, length, out) for n in grid.get("batch_sizes", []) for length in grid.get("context_lengths", [])
+             for out in grid.get("outputs", [])] + [(n, length, 1) for n, length in grid.get("prefill", [])]
+            + [(n, length, out) for n, length, out in grid.get("decode", [])])
 
 
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
@@ -344,7 +345,7 @@ def profile_models(cfg: dict) -> Path:
     names = sorted(registry.models) if cfg["model"] == "all" else [cfg["model"]]
     for n in names:
         registry.resolve(n)  # clear error on an unknown model before anything starts
-    grid_option(cfg["grid"])
+    grid_option(cfg["grid"], registry.max_model_len)
     opts = cfg["backend"]["options"]
     device_option(opts.get("device", "auto"), cfg["n_workers"])
     out = Path(cfg["out"] or f"profiles/{cfg['models']['name']}_{opts.get('device', 'auto')}.yaml")
