@@ -60,6 +60,10 @@ class CaseSpec(BaseModel):
     seed: int = 0
     stages: list[str] | None = None
     sessions: list[SessionSpec] | None = None
+    # An agent graph (its topology in `overrides`): the whole run on both backends, queries
+    # released as the graph releases them; E2E = per-query latency, TTFT = an agent request's
+    # first token from its release.
+    graph: bool = False
 
     @field_validator("stages")
     @classmethod
@@ -90,9 +94,10 @@ def load_suite(path: Path = SUITE) -> SuiteSpec:
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"fidelity suite {path}: {where}: {err['msg']}") from None
     for name, case in suite.cases.items():
-        if (case.stages is None) == (case.sessions is None):
+        if [case.stages is not None, case.sessions is not None, case.graph].count(True) != 1:
             raise ConfigError(f"fidelity suite {path}: cases.{name}: give exactly one of `stages` (the MoA "
-                              "pipeline) or `sessions` (an explicit plan)")
+                              "pipeline), `sessions` (an explicit plan) or `graph: true` (an agent graph, its "
+                              "topology in `overrides`)")
     return suite
 
 
@@ -120,6 +125,27 @@ def stage_metrics(trace: Trace) -> dict[str, Any]:
          "preemptions": None if any(s.preemptions is None for s in trace.sessions)
          else sum(s.preemptions for s in trace.sessions),
          # per session, to see where a stage's time went (who ran alone, whose load was slow)
+         "sessions": [{"worker": s.worker, "model": s.model, "load_s": [s.load_start_s, s.load_end_s],
+                       "run_s": [s.run_start_s, s.run_end_s]} for s in trace.sessions]}
+    for q in PCTS:
+        m[f"ttft_p{q}_s"] = _pct(ttft, q)
+        m[f"e2e_p{q}_s"] = _pct(e2e, q)
+    return m
+
+
+def graph_metrics(trace) -> dict[str, Any]:
+    """stage_metrics' keys for an agent-graph run (a GraphTrace): serving = the time after every
+    engine was loaded; E2E = per-query latency; TTFT = an agent request's first token from its
+    release (its precursors done)."""
+    served = [r for r in trace.requests if r.status == "served"]
+    ttft = [r.first_token_s - r.release_s for r in served if r.first_token_s is not None and r.release_s is not None]
+    e2e = [q.latency_s for q in trace.queries]
+    loads = [s.load_end_s - s.load_start_s for s in trace.sessions]
+    tokens = sum(r.output_tokens for r in served)
+    m = {"requests": len(trace.requests), "failed": 0, "cancelled": len(trace.requests) - len(served),
+         "makespan_s": trace.makespan_s, "serving_s": trace.makespan_s - trace.ready_s,
+         "mean_load_s": float(np.mean(loads)) if loads else 0.0,
+         "throughput_tok_s": tokens / trace.makespan_s if trace.makespan_s else 0.0, "preemptions": None,
          "sessions": [{"worker": s.worker, "model": s.model, "load_s": [s.load_start_s, s.load_end_s],
                        "run_s": [s.run_start_s, s.run_end_s]} for s in trace.sessions]}
     for q in PCTS:
@@ -160,6 +186,14 @@ class StageJob:
     replay: dict[str, Outcome]
 
 
+@dataclass(frozen=True)
+class GraphJob:
+    """An agent-graph run (topology dense or tree) to run on both backends: the same graph, seed
+    and replayed lengths; each backend places it alike (the placement is a function of the config)."""
+    stage: str
+    requests: dict[str, Any]   # request id -> None: the graph's agent requests, to check both ran them all
+
+
 def session_jobs(case: CaseSpec, run: Run) -> list[StageJob]:
     """An explicit plan: per worker its sessions in file order, lengths drawn with the case's seed."""
     rng = np.random.default_rng(case.seed)
@@ -198,6 +232,16 @@ def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, l
     """Build the case's run and its stage plans, each simulated: every error a case can raise
     (config, lengths, plan) comes out here, before any real engine starts."""
     run = build_run(compose([*base, *case.overrides, f"seed={case.seed}"]))
+    if case.graph:
+        from mosaic.run import graph_run
+
+        if run.config.topology.kind == "flat":
+            raise ConfigError("graph: true needs an agent-graph topology in overrides (e.g. topology=tree)")
+        sim_run = build_run(compose([*base, *case.overrides, f"seed={case.seed}", "backend=sim"]))
+        trace, _, _ = graph_run.execute(sim_run)
+        t = run.config.topology
+        job = GraphJob(f"graph ({t.name}, concurrency {t.concurrency})", dict.fromkeys(r.request_id for r in trace.requests))
+        return run, [(job, trace)]
     sim = run.other_backend("sim")
     if case.sessions is not None:
         return run, [(job, sim.run(job.plan, job.requests, job.replay)) for job in session_jobs(case, run)]
@@ -228,11 +272,25 @@ def run_case(name: str, run: Run, jobs: list[tuple[StageJob, Trace]], repeats: i
         reals = []
         for i in range(repeats):
             t0 = time.time()
-            reals.append(same_requests(simulated, run.backend.run(job.plan, job.requests, job.replay)))
+            reals.append(_real_run(run, job, simulated))
             log(f"{name} / {job.stage}: real run {i + 1}/{repeats} took {time.time() - t0:.0f} s")
+        metrics = graph_metrics if isinstance(job, GraphJob) else stage_metrics
         rows.append({"case": name, "stage": job.stage,
-                     **compare(stage_metrics(simulated), [stage_metrics(t) for t in reals])})
+                     **compare(metrics(simulated), [metrics(t) for t in reals])})
     return rows
+
+
+def _real_run(run: Run, job: StageJob | GraphJob, simulated):
+    if isinstance(job, StageJob):
+        return same_requests(simulated, run.backend.run(job.plan, job.requests, job.replay))
+    from mosaic.run import graph_run
+
+    trace, _, _ = graph_run.execute(run)
+    got = {r.request_id for r in trace.requests}
+    if got != set(job.requests):
+        raise ValueError(f"the real graph run covers other requests than the simulated one ({len(got ^ set(job.requests))} "
+                         "differ): the two must run one graph")
+    return trace
 
 
 # ---------------------------------------------------------------- the table
@@ -258,7 +316,9 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
              f"Base config: {' '.join(suite.base)}. Each cell: simulated / real median ±spread (error). Real: "
              f"{suite.repeats} runs; spread = half the range over them, relative to the median. Serving = the "
              "busiest worker's time inside engines (load, start-up and unload excluded); latencies from "
-             "the start of the request's session; throughput = output tokens / makespan.", "",
+             "the start of the request's session; throughput = output tokens / makespan. Agent-graph rows: "
+             "serving = the run after every engine was loaded, E2E = per-query latency, TTFT = an agent "
+             "request's first token from its release.", "",
              "| case | stage | requests | serving / load | makespan (s) | serving (s) | throughput (tok/s) | "
              "preemptions sim / real | serving within 5%, E2E p50 & p90 within 10% |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -268,7 +328,7 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
         pre = "n/a" if any(p is None for p in real_pre) else f"{float(np.median(real_pre)):.0f}"
         lines.append(f"| {r['case']} | {r['stage']} | {r['sim']['requests']} | {ratio:.1f}x | "
                      f"{_cell(r, 'makespan_s')} | {_cell(r, 'serving_s')} | {_cell(r, 'throughput_tok_s', '.0f')} | "
-                     f"{r['sim']['preemptions']} / {pre} | {verdict(r)} |")
+                     f"{'n/a' if r['sim']['preemptions'] is None else r['sim']['preemptions']} / {pre} | {verdict(r)} |")
     lines += ["", "Latency percentiles (s), simulated / real median ±spread (error):", "",
               "| case | stage | TTFT p50 | TTFT p90 | TTFT p99 | E2E p50 | E2E p90 | E2E p99 |",
               "|---|---|---|---|---|---|---|---|"]
@@ -289,7 +349,7 @@ def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]
     by_profile: dict[str, tuple[Run, set[str]]] = {}
     for run, jobs in prepared.values():
         _, names = by_profile.setdefault(run.config.workload.profiles, (run, set()))
-        names.update(s.model for job, _ in jobs for w in job.plan.workers for s in w.sessions)
+        names.update(s.model for _, simulated in jobs for s in simulated.sessions)
     return [check_profile(probe_settings(asdict(run.config.models), dict(run.config.backend.options), profile,
                                          sorted(names), len(run.cluster.workers)))
             for profile, (run, names) in by_profile.items()]

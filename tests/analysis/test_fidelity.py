@@ -174,3 +174,32 @@ def test_a_profile_that_matches_heads_the_table_and_off_skips_the_check(tmp_path
     assert checked == [] and "Profile check" not in md
     with pytest.raises(ConfigError, match="check='maybe': expected stop, warn or off"):
         fidelity.write(tmp_path, p, check="maybe")
+
+
+GRAPH_CASE = ("  g: {graph: true, overrides: [topology=dense, 'topology.layers=[3,2]', 'topology.agents=[Qwen]', "
+              "topology.aggregator=Exaone, workload.n_queries=4]}\n")
+
+
+def test_a_graph_case_runs_the_whole_graph_on_both_backends_and_compares_query_latency(tmp_path: Path):
+    import json
+
+    p = tmp_path / "suite.yaml"
+    # no backend=vllm in the base: the "real" side is the simulator again, so every error is 0
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 2\ncases:\n" + GRAPH_CASE)
+    md = fidelity.write(tmp_path, p, check="off")
+    (row,) = json.loads((tmp_path / "fidelity.json").read_text())
+    assert row["stage"] == "graph (dense, concurrency 1)" and row["sim"]["requests"] == 4 * 6
+    assert all(e == 0 for e in row["error"].values()) and len(row["real"]) == 2
+    sim = row["sim"]
+    assert 0 < sim["serving_s"] < sim["makespan_s"] and 0 < sim["ttft_p50_s"] <= sim["e2e_p50_s"]
+    assert "| g | graph (dense, concurrency 1) | 24 |" in md and "yes yes yes" in md and "n/a / n/a" in md
+
+
+def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
+    p = tmp_path / "suite.yaml"
+    p.write_text("cases: {a: {graph: true, stages: [expert]}}")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        fidelity.load_suite(p)
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\ncases: {a: {graph: true}}")
+    with pytest.raises(ConfigError, match="fidelity case a: graph: true needs an agent-graph topology"):
+        fidelity.write(tmp_path, p, check="off")
