@@ -27,6 +27,9 @@ def _sweep(args: list[str]) -> int:
     return _run(args if {"-m", "--multirun"} & set(args) else ["-m", *args])
 
 
+DEFAULT_COLUMNS = ("end_to_end_s", "expert_stage_s", "aggregator_stage_s", "accuracy")
+
+
 def _runs(args: list[str]) -> int:
     import argparse
     from pathlib import Path
@@ -38,8 +41,9 @@ def _runs(args: list[str]) -> int:
     ap.add_argument("--requests", type=Path, help="write every request of every run (their trace.csv rows, "
                     "with run_dir and the overrides) to this .parquet (needs pyarrow: pip install "
                     "'mosaic-moa[parquet]') or .csv file")
-    ap.add_argument("--columns", default="end_to_end_s,expert_stage_s,aggregator_stage_s,accuracy",
-                    help="summary columns to print beside the overrides (comma-separated)")
+    ap.add_argument("--columns", default=None,
+                    help="summary columns to print beside the overrides (comma-separated; default: "
+                         f"{','.join(DEFAULT_COLUMNS)}, those the runs have)")
     a = ap.parse_args(args)
     if not a.dir.is_dir():
         print(f"error: {a.dir} is not a directory; give a run's or a sweep's folder", file=sys.stderr)
@@ -84,7 +88,10 @@ def _runs(args: list[str]) -> int:
         requests = load_requests(a.dir, df)
         write_table(requests, a.requests)
         print(f"wrote {a.requests} ({len(requests)} requests of {len(df)} runs)", file=sys.stderr)
-    wanted = [c for c in a.columns.split(",") if c]
+    # Unasked, the default columns the runs have (an agent-graph run has no stages but a makespan).
+    wanted = ([c for c in a.columns.split(",") if c] if a.columns is not None
+              else [c for c in (*DEFAULT_COLUMNS, "makespan_s") if c in df.columns
+                    and (c != "makespan_s" or "end_to_end_s" not in df.columns)])
     unknown = [c for c in wanted if c not in df.columns]
     if unknown:
         print(f"error: --columns {','.join(unknown)} not in the runs' summaries (e.g. {', '.join(list(df.columns)[:6])})",

@@ -177,6 +177,7 @@ class WorkloadConfig:
 
 
 MAX_WORKERS = 1024
+MAX_MEMORY_GIB = 1e6   # GiB per worker: beyond any device, and far from overflowing the KV arithmetic
 
 
 @dataclass
@@ -196,9 +197,9 @@ class ClusterConfig:
         if _integer(self.n_workers) and self.n_workers > MAX_WORKERS:
             raise ConfigError(f"cluster.n_workers must be at most {MAX_WORKERS} (got {self.n_workers}): every worker is "
                               "planned and simulated in one process; study larger clusters in parts")
-        if _number(self.memory_gib) and not math.isfinite(self.memory_gib):
-            raise ConfigError(f"cluster.memory_gib must be finite (got {self.memory_gib!r}); set it to the GPU "
-                              "memory in GiB")
+        if _number(self.memory_gib) and (not math.isfinite(self.memory_gib) or self.memory_gib > MAX_MEMORY_GIB):
+            raise ConfigError(f"cluster.memory_gib must be finite and at most {MAX_MEMORY_GIB:g} (got {self.memory_gib!r}); "
+                              "set it to the GPU memory in GiB")
 
 
 @dataclass

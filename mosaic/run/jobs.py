@@ -80,6 +80,9 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         summary = loads_strict((directory / SUMMARY_FILE).read_text())
     except ValueError as e:
         raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote ({e}); rerun the run") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote (a JSON "
+                         f"{type(summary).__name__}, not an object); rerun the run")
     return summary, rows
 
 

@@ -69,7 +69,14 @@ def document(requests, sessions, expert_stage_s: float) -> dict[str, Any]:
 def from_run_dir(directory: Path) -> dict[str, Any]:
     """The trace of a finished run folder (either backend)."""
     summary, tables = read_run_dir(directory, ("trace.csv", "sessions.csv"))
-    return document(tables["trace.csv"], tables["sessions.csv"], float(summary["expert_stage_s"]))
+    if (summary.get("topology") or {}).get("kind", "flat") != "flat":
+        # An agent-graph run: one stage in absolute times; its served requests are drawn, as the
+        # run drew them (mosaic/run/graph_run.py output_files).
+        from mosaic.run.graph_run import GRAPH_STAGE
+
+        served = [dict(x, stage=GRAPH_STAGE) for x in tables["trace.csv"] if x.get("status") == "served"]
+        return document(served, tables["sessions.csv"], 0.0)
+    return document(tables["trace.csv"], tables["sessions.csv"], float(summary.get("expert_stage_s") or 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:

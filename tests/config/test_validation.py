@@ -31,6 +31,7 @@ def small(*overrides):
     (["workload.skill_spread=nan"], "workload.skill_spread"),
     (["workload.skill_spread=40"], "workload.skill_spread=40.0: per-category skill deviations this wide"),
     (["cluster.memory_gib=inf"], "cluster.memory_gib"),
+    (["cluster.memory_gib=1e308"], "cluster.memory_gib must be finite and at most"),
     (["workload.aggregator_follow=nan"], "workload.aggregator_follow must be a finite number,"),
     (["workload.n_queries=100000000"], "workload.n_queries must be a finite number in"),
     (["cluster.n_workers=99999999999"], "cluster.n_workers must be at most 1024"),

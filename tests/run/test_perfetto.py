@@ -50,3 +50,24 @@ def test_the_folder_gives_the_same_trace_and_a_bad_folder_is_one_line(run_dir, t
     assert from_run_dir(d) == json.loads((d / PERFETTO_FILE).read_text())
     assert main([str(tmp_path)]) == 2
     assert "not a finished run folder: no trace.csv, sessions.csv, summary.json" in capsys.readouterr().err
+
+
+def test_a_graph_run_folder_gives_the_trace_the_run_wrote(tmp_path, capsys):
+    from mosaic.__main__ import main as mosaic_main
+
+    write_outputs(run(compose(["topology=tree", "workload=synth_small", "workload.n_queries=3"])), tmp_path)
+    assert from_run_dir(tmp_path) == json.loads((tmp_path / PERFETTO_FILE).read_text())
+    # and `mosaic runs` shows a graph run's makespan, not stage columns it does not have
+    assert mosaic_main(["runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "makespan_s" in out and "expert_stage_s" not in out
+
+
+def test_a_summary_that_is_not_an_object_is_one_line(run_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir[0], bad)
+    (bad / "summary.json").write_text("[1, 2, 3]\n")
+    with pytest.raises(ValueError, match=r"summary\.json: not a summary .*a JSON list, not an object"):
+        from_run_dir(bad)
