@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 
 def settings_not_applied(c: MosaicConfig, engine=None) -> list[str]:
     out = scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload)
+    return out + (cluster_not_applied(c, engine) if engine is not None else []) + models_not_applied(c)
+
+
+def cluster_not_applied(c: MosaicConfig, engine) -> list[str]:
     # Workers sharing a host slow each other only as the profile measured it; without a measurement
     # the setting changes nothing.
-    if engine is not None and c.cluster.workers_per_host != 1 and engine.host_contention is None:
-        out.append("cluster.workers_per_host")
-    return out + models_not_applied(c)
+    return ["cluster.workers_per_host"] if c.cluster.workers_per_host != 1 and engine.host_contention is None else []
 
 
 def models_not_applied(c: MosaicConfig) -> list[str]:
@@ -53,6 +55,9 @@ def warn_not_applied(c: MosaicConfig, names: list[str]) -> None:
         section = name.split(".", 1)[0]
         if section == "models":
             why = "backend sim runs the profiles and does not read it (models= lists backend=vllm's engines)"
+        elif section == "cluster":
+            why = (f"the profiles '{c.workload.profiles}' measured no engine.host_contention "
+                   "(experiments/profile_contention.py)")
         elif c.topology.kind != "flat":
             why = f"topology {c.topology.name} runs an agent graph, not the flat pipeline that reads it"
             if name == "scheduler.max_models_per_worker" and c.topology.placement == "scheduler":
@@ -61,9 +66,6 @@ def warn_not_applied(c: MosaicConfig, names: list[str]) -> None:
                 why += " (topology.placement=scheduler would place the graph with the scheduler)"
         elif section == "scheduler":
             why = f"scheduler {c.scheduler.name} does not read it"
-        elif section == "cluster":
-            why = (f"the profiles '{c.workload.profiles}' measured no engine.host_contention "
-                   "(experiments/profile_contention.py)")
         else:
             why = (f"workload kind {c.workload.kind} (routing={c.workload.routing}, "
                    f"replacement={c.workload.replacement}) does not read it")
@@ -85,8 +87,12 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
 
         trace, placement, shape = graphs.execute(r)
         s = graphs.summary(r, trace, placement)
-        s["settings_not_applied"] = graphs.not_applied(r.config) + models_not_applied(r.config)
+        s["settings_not_applied"] = (graphs.not_applied(r.config) + cluster_not_applied(r.config, r.profiles.engine)
+                                     + models_not_applied(r.config))
         warn_not_applied(r.config, s["settings_not_applied"])
+        if trace.truncated_prompts:
+            log.warning("%d agent prompts were longer than the context window and were cut to fit (their "
+                        "inputs' tail dropped; summary.json truncated_prompts)", trace.truncated_prompts)
         return RunOutput(s, None, (trace, placement, shape))
     truncated = r.truncated
     if truncated:

@@ -168,5 +168,8 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     workload = build_workload(asdict(c.workload), profiles, c.seed)
     # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
     # and counted (mosaic/costs/predict.py admit_requests).
-    workload, truncated = admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
+    # An agent graph sends none of the flat pipeline's requests: it fits each of its own prompts to
+    # the context as it releases them (counted in summary.json truncated_prompts).
+    workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
+                           if c.topology.kind == "flat" else (workload, []))
     return Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)

@@ -156,9 +156,10 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
 
 # Workload settings of the flat pipeline's expert routing and answer model; an agent graph runs
 # every agent of its shape and models answers itself (mosaic/graphs/outcomes.py reads only
-# aggregator_follow).
+# aggregator_follow), and fits each prompt to the context as it releases it (truncated_prompts),
+# so the flat pipeline's admission policy (oversize) has nothing to decide.
 GRAPH_UNREAD = frozenset(ROUTING + tuple(a for a in ANSWER_MODEL if a != "aggregator_follow")
-                         + ("prior_strength", "repeat_sample"))
+                         + ("prior_strength", "repeat_sample", "oversize"))
 
 
 def not_applied(c) -> list[str]:
@@ -170,8 +171,10 @@ def not_applied(c) -> list[str]:
     else:
         out = ["scheduler.max_models_per_worker"] if c.scheduler.max_models_per_worker not in (None, 1) else []
     out += changed("aggregation", c.aggregation)
-    out += [x for x in changed("workload", c.workload) if x.split(".")[1] in GRAPH_UNREAD]
-    return out + [x for x in workload_not_applied(c.workload) if x not in out]
+    unread = GRAPH_UNREAD | ({"calibration_seed"} if c.workload.kind == "questions" else set())
+    out += [x for x in changed("workload", c.workload) if x.split(".")[1] in unread]
+    # The graph reads the dataset whatever the source (dataset_of: its accuracies and lengths).
+    return out + [x for x in workload_not_applied(c.workload) if x not in out and x != "workload.dataset"]
 
 
 def format_table(s: dict[str, Any]) -> str:

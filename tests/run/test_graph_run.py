@@ -85,3 +85,21 @@ def test_the_simulator_says_it_does_not_read_the_engine_registry(caplog):
         s = run(compose(["workload=synth_small", "workload.n_queries=4", "+models.engine.bogus=1"])).summary
     assert s["settings_not_applied"] == ["models.engine.bogus"]
     assert "models.engine.bogus=1 is not applied: backend sim runs the profiles" in caplog.text
+
+
+def test_a_graph_run_reports_oversize_and_shared_hosts_it_ignores_and_reads_the_dataset(caplog):
+    base = ["topology=tree", "workload=synth_small", "workload.n_queries=2"]
+    with caplog.at_level("WARNING", logger="mosaic.run.app"):
+        s = run(compose([*base, "workload.oversize=truncate", "cluster.workers_per_host=2",
+                         "workload.dataset=gpqa"])).summary
+    assert s["settings_not_applied"] == ["workload.oversize", "cluster.workers_per_host"]
+    assert "cluster.workers_per_host=2 is not applied: the profiles" in caplog.text
+    # the graph's accuracies come from the dataset it names: the same run on gpqa differs
+    assert run(compose(base)).summary["accuracy"] is not None
+
+
+def test_a_graph_run_is_not_refused_for_the_flat_pipelines_requests():
+    # the flat pipeline's aggregator request would not fit these blocks; the graph never sends it
+    s = run(compose(["topology=tree", "workload=synth_small", "workload.n_queries=10",
+                     "engine.num_gpu_blocks=2048"])).summary
+    assert s["n_served_requests"] + s["n_cancelled_requests"] == 10 * 13
