@@ -88,3 +88,24 @@ def test_a_wheel_runs_outside_the_checkout(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((work / "sw").rglob("summary.json"))) == 2
+
+
+@pytest.mark.parametrize("extra, said", [(["--limit", "0"], "--limit must be >= 1"),
+                                         (["--limit", "-3"], "--limit must be >= 1"),
+                                         (["--workers", "0"], "--workers must be >= 1")])
+def test_record_refuses_bad_counts_before_any_engine(tmp_path, capsys, extra, said):
+    from mosaic.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["record", "--questions", str(tmp_path / "q.json"), "--experts", "Qwen", "--out", str(tmp_path / "o"), *extra])
+    assert e.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_record_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    from mosaic.__main__ import main
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["record", "--questions", str(tmp_path / "q.json"), "--experts", "Qwen", "--out", str(f)])
+    assert e.value.code == 2 and "is a file" in capsys.readouterr().err

@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--profiles", default=None, help="profile set for the engine settings (default by --models)")
     a = ap.parse_args(argv)
+    for flag, value in (("--limit", a.limit), ("--max-tokens", a.max_tokens), ("--workers", a.workers)):
+        if value is not None and value < 1:
+            ap.error(f"{flag} must be >= 1 (got {value})")
+    if a.out.exists() and not a.out.is_dir():
+        ap.error(f"--out {a.out} is a file; name a folder for the <expert>.json files")
     try:
         paths = record(a.questions, [e for e in a.experts.split(",") if e], a.models, a.out, a.max_tokens, a.limit,
                        a.workers, a.device, a.profiles)
