@@ -62,7 +62,11 @@ def paper_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     keep, off = [], []
     for r in runs:
         n = len(r.get("workers") or [])
-        if n != PAPER_WORKERS:
+        topology = r.get("topology") or {}
+        if topology.get("kind", "flat") != "flat":   # the paper's tables are of the flat pipeline
+            off.append((r["_dir"], f"an agent-graph run (topology {topology.get('name')}); "
+                                   "experiments/faster_moa.py tables those"))
+        elif n != PAPER_WORKERS:
             off.append((r["_dir"], f"a cluster of {n} workers, not the paper's {PAPER_WORKERS}"))
         else:
             keep.append(r)

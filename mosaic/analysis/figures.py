@@ -72,7 +72,8 @@ def run_dir_timelines(run_dirs: Sequence[Path], out: Path) -> None:
     read = [read_run_dir(d) for d in run_dirs]
     summaries = [s for s, _ in read]
     rows = [tables["sessions.csv"] for _, tables in read]
-    xmax = max(s["end_to_end_s"] for s in summaries) * 1.02
+    # a flat run ends with its aggregator stage; an agent-graph run has one makespan
+    xmax = max(s.get("end_to_end_s") or s["makespan_s"] for s in summaries) * 1.02
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), squeeze=False)
     for ax, r, s in zip(axes[:, 0], rows, summaries):
         timeline(r, run_title(s), ax=ax, xmax=xmax, n_workers=len(s["workers"]))

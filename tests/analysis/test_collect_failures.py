@@ -96,3 +96,12 @@ def test_a_sweep_without_the_papers_arms_is_collected_with_an_empty_paper_table(
     assert "the paper table is empty; `mosaic runs" in capsys.readouterr().err
     assert len(list(csv.DictReader(open(tmp_path / "out" / "runs.csv")))) == 2
     assert list(csv.DictReader(open(tmp_path / "out" / "paper_table.csv"))) == []
+
+
+def test_agent_graph_runs_are_left_out_of_the_paper_tables_by_name():
+    from mosaic.analysis.collect import paper_setting
+
+    flat = {"_dir": "a", "workers": [{}] * 4}
+    graph = {"_dir": "b", "workers": [{}] * 4, "topology": {"kind": "tree", "name": "tree"}}
+    keep, off = paper_setting([flat, graph])
+    assert keep == [flat] and off == [("b", "an agent-graph run (topology tree); experiments/faster_moa.py tables those")]

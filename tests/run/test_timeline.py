@@ -46,3 +46,15 @@ def test_bars_follow_the_sessions_file(run_dir):
 def test_a_folder_without_a_finished_run_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "not a finished run folder: no sessions.csv, summary.json" in capsys.readouterr().err
+
+
+def test_run_folders_of_both_kinds_share_one_figure(tmp_path):
+    from mosaic.analysis.figures import run_dir_timelines
+    from mosaic.run.app import run as run_app, write_outputs
+    from mosaic.run.builder import compose
+
+    flat, graph = tmp_path / "flat", tmp_path / "graph"
+    write_outputs(run_app(compose(["workload=synth_small", "workload.n_queries=4"])), flat)
+    write_outputs(run_app(compose(["topology=tree", "workload=synth_small", "workload.n_queries=2"])), graph)
+    run_dir_timelines([flat, graph], tmp_path / "both.png")
+    assert (tmp_path / "both.png").stat().st_size > 10_000
