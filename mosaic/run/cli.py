@@ -365,6 +365,11 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     if not multirun and sweeps:
         _fail_up_front(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value",
                        explicit_run_dir, overrides, hydra_leftovers=leftovers)
+    launcher = cfg.hydra.get("launcher") or {}
+    if multirun and "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") == 0:
+        # joblib's own error is a traceback once the sweep has started
+        _fail_up_front("hydra.launcher.n_jobs=0 runs no job: give the number of jobs at once (>= 1, or -1 for "
+                       "one per core)", None, overrides)
     if multirun and cfg.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
         _check_sweep(cfg, parser, parsed, configs, job_name, config_name)
     if ns.cfg or ns.resolve:   # prints the config; runs nothing

@@ -111,6 +111,10 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
         "error: In 'config': Could not find 'scheduler/nope'; choose one of: data_parallel, engine_aware, fifo, "
         "ilp, least_loaded, round_robin"]
     assert json.loads((tmp_path / "nope" / "error.json").read_text())["stage"] == "config"
+    # joblib refuses n_jobs=0 only once the sweep has started, with a traceback
+    p = cli("-m", "workload=synth_small", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",
+            f"hydra.sweep.dir={tmp_path / 'sw'}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().startswith("error: hydra.launcher.n_jobs=0 runs no job"), p.stderr
 
 
 # ---------------------------------------------------------------- failures and interruptions
