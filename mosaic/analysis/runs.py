@@ -139,7 +139,9 @@ def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.Dat
                         keep_default_na=False, na_values={c: [""] for c in ("worker", "session", "start_s",
                                                                               "first_token_s", "finish_s")})
         for k in reversed(keys):
-            t.insert(0, k, run[k] if k in run else None)
+            v = run[k] if k in run else None
+            # a list-valued override (topology.agents=[...]) is one value per row, not a column to align
+            t.insert(0, k, pd.Series([v] * len(t), dtype=object) if isinstance(v, (list, tuple, dict)) else v)
         parts.append(t)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keys)
 

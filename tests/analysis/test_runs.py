@@ -117,3 +117,12 @@ def test_mosaic_runs_refuses_a_folder_that_takes_no_files(two_runs):
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         "error: --csv's folder /proc is not a writable directory (files cannot be created in it: "
         "No such file or directory); choose another one"]
+
+
+def test_a_list_valued_override_is_one_value_per_request_row(tmp_path):
+    overrides = ["workload=synth_small", "workload.n_queries=2", "topology=tree", "topology.agents=[Qwen,Gemma,LlamaR1]"]
+    assert job(tmp_path / "g", *overrides) == 0
+    req = load_requests(tmp_path)
+    assert len(req) == 2 * 13 and all(list(v) == ["Qwen", "Gemma", "LlamaR1"] for v in req["topology.agents"])
+    write_table(req, tmp_path / "r.csv")
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 26
