@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mosaic.trace import SessionRecord, WorkerStats
 
 SERVED, CANCELLED = "served", "cancelled"
+GRAPH_STAGE = "graph"   # the stage column of sessions.csv for a graph run (one stage, absolute times)
 # Prefill-only requests (topology.overlap) are "<request id>#<n>": engine work, not agent requests.
 PREFILL_MARK = "#"
 

@@ -26,7 +26,7 @@ from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
 from mosaic.graphs.placement import place
 from mosaic.graphs.shape import ROOT, graph_shape
-from mosaic.graphs.trace import CANCELLED, SERVED, GraphTrace
+from mosaic.graphs.trace import CANCELLED, GRAPH_STAGE, SERVED, GraphTrace
 from mosaic.run.serving import distribution
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
@@ -34,7 +34,6 @@ from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as worklo
 if TYPE_CHECKING:
     from mosaic.run.builder import Run
 
-GRAPH_STAGE = "graph"   # the stage column of sessions.csv for a graph run (one stage, absolute times)
 
 
 def dataset_of(r: "Run") -> str | None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from mosaic.graphs.trace import GRAPH_STAGE, SERVED
 from mosaic.run.jobs import read_run_dir
 
 PERFETTO_FILE = "trace.perfetto.json"
@@ -72,9 +73,7 @@ def from_run_dir(directory: Path) -> dict[str, Any]:
     if (summary.get("topology") or {}).get("kind", "flat") != "flat":
         # An agent-graph run: one stage in absolute times; its served requests are drawn, as the
         # run drew them (mosaic/run/graph_run.py output_files).
-        from mosaic.run.graph_run import GRAPH_STAGE
-
-        served = [dict(x, stage=GRAPH_STAGE) for x in tables["trace.csv"] if x.get("status") == "served"]
+        served = [dict(x, stage=GRAPH_STAGE) for x in tables["trace.csv"] if x.get("status") == SERVED]
         return document(served, tables["sessions.csv"], 0.0)
     return document(tables["trace.csv"], tables["sessions.csv"], float(summary.get("expert_stage_s") or 0.0))
 
