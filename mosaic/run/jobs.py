@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 import time
@@ -61,21 +62,86 @@ def one_line(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# The columns of a run folder's tables that drawing and exporting read (mosaic/run/timeline.py,
+# mosaic/run/perfetto.py), with their types; a graph run's trace.csv has no stage column (one
+# stage) and no times for a request it cancelled.
+RUN_TABLE_COLUMNS: dict[str, dict[str, type]] = {
+    "sessions.csv": {"worker": int, "model": str, "stage": str, "load_start_s": float, "load_end_s": float,
+                     "run_start_s": float, "run_end_s": float, "n_requests": int},
+    "trace.csv": {"request_id": str, "model": str, "worker": int, "start_s": float, "first_token_s": float,
+                  "finish_s": float, "prompt_tokens": int, "output_tokens": int},
+}
+# What the title of a drawn run reads from its summary.json, by kind of run.
+SUMMARY_KEYS = {"flat": ("workload", "seed", "backend", "workers", "scheduler", "expert_stage_s",
+                         "aggregator_stage_s", "end_to_end_s"),
+                "graph": ("workload", "seed", "backend", "workers", "topology", "n_queries", "makespan_s",
+                          "query_latency_s")}
+
+
+def _check_table(path: Path, rows: list[dict[str, str]]) -> None:
+    """ValueError, one line naming the file, line and column, where a table a run wrote was
+    changed since: a column missing, or a value not of its column's type."""
+    columns = RUN_TABLE_COLUMNS.get(path.name, {})
+    if rows:
+        missing = [c for c in columns if c not in rows[0]]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote "
+                             f"(or a damaged one): rerun the run")
+    for i, row in enumerate(rows):
+        # A request a graph run cancelled never ran: it has no times and is never drawn.
+        blank_ok = row.get("status") not in (None, "", "served")
+        for col, kind in columns.items():
+            value = row[col]
+            if kind is str or (value == "" and blank_ok):
+                continue
+            try:
+                number = float(value)
+                if not math.isfinite(number) or (kind is int and number != int(number)):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{path}: line {i + 2}, column {col}: {value!r} is not "
+                                 f"{'an integer' if kind is int else 'a finite number'}; the file is "
+                                 f"damaged: rerun the run") from None
+
+
+def _check_summary(path: Path, summary: dict[str, Any]) -> None:
+    kind = "flat" if (summary.get("topology") or {}).get("kind", "flat") == "flat" else "graph"
+    missing = [k for k in SUMMARY_KEYS[kind] if summary.get(k) is None]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(missing)}; not a summary this package wrote (or a "
+                         f"damaged one): rerun the run")
+    if not isinstance(summary["workers"], list):
+        raise ValueError(f"{path}: workers is a {type(summary['workers']).__name__}, not a list; the file "
+                         f"is damaged: rerun the run")
+
+
 def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """A finished run folder's summary.json and the named CSV tables (as rows of strings, the
     files' own text), for what is drawn or exported from a run of either backend afterwards;
-    FileNotFoundError, one line naming what is missing, if it is not one."""
+    FileNotFoundError or ValueError, one line naming the file and what is wrong, if it is not one
+    (a failed run's folder, a file missing, a column missing or not of its type)."""
+    from mosaic.core.serde import loads_strict
     from mosaic.core.tables import read_csv
 
     directory = Path(directory)
+    if (directory / ERROR_FILE).is_file():
+        try:
+            rec = json.loads((directory / ERROR_FILE).read_text())
+            why = f"{rec.get('stage', '?')} stage: {one_line(rec.get('error') or rec.get('message') or '?', 200)}"
+        except (ValueError, AttributeError, OSError):
+            why = "its error.json does not read"
+        raise ValueError(f"{directory} holds a failed run ({why}); nothing to draw: fix it and rerun the run")
     missing = [f for f in (*tables, SUMMARY_FILE) if not (directory / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
     rows = {}
     for name in tables:
-        rows[name] = read_csv(directory / name)
-    from mosaic.core.serde import loads_strict
-
+        try:
+            rows[name] = read_csv(directory / name)
+        except Exception as e:   # pandas' parser errors share no base class but Exception
+            raise ValueError(f"{directory / name}: does not read as CSV ({one_line(e, 200)}); the file is "
+                             f"damaged: rerun the run") from None
+        _check_table(directory / name, rows[name])
     try:
         summary = loads_strict((directory / SUMMARY_FILE).read_text())
     except ValueError as e:
@@ -83,6 +149,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
     if not isinstance(summary, dict):
         raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote (a JSON "
                          f"{type(summary).__name__}, not an object); rerun the run")
+    _check_summary(directory / SUMMARY_FILE, summary)
     return summary, rows
 
 

@@ -151,3 +151,87 @@ def test_a_signal_while_the_entry_point_imports_is_one_line(entry, start, sig, s
     script = _SIGNAL_DURING_IMPORT.format(sig=sig, entry=entry, start=start)
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
     assert p.returncode == code and p.stderr.strip() == f"error: interrupted by {said}", p.stderr
+
+
+# ---------------------------------------------------------------- a run folder read back (drawing, exporting)
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    from mosaic.run.app import run, write_outputs
+    from mosaic.run.builder import compose
+
+    flat, graph = tmp_path_factory.mktemp("flat"), tmp_path_factory.mktemp("graph")
+    write_outputs(run(compose(["workload=synth_small", "workload.n_queries=4"])), flat)
+    write_outputs(run(compose(["topology=tree", "workload=synth_small", "workload.n_queries=2"])), graph)
+    return {"flat": flat, "graph": graph}
+
+
+def _edit_csv(path: Path, column: str, value=None, drop: bool = False):
+    import pandas as pd
+
+    t = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if drop:
+        t = t.drop(columns=[column])
+    else:
+        t.loc[len(t) - 1, column] = value
+    t.to_csv(path, index=False)
+
+
+DAMAGE = {
+    "a session column gone": (lambda d: _edit_csv(d / "sessions.csv", "run_end_s", drop=True),
+                              ["sessions.csv", "no column run_end_s"]),
+    "a worker that is text": (lambda d: _edit_csv(d / "sessions.csv", "worker", "gpu0"),
+                              ["sessions.csv", "column worker", "'gpu0' is not an integer"]),
+    "a request time of nan": (lambda d: _edit_csv(d / "trace.csv", "finish_s", "nan"),
+                              ["trace.csv", "column finish_s", "not a finite number"]),
+    "a token count of 1.5": (lambda d: _edit_csv(d / "trace.csv", "output_tokens", "1.5"),
+                             ["trace.csv", "column output_tokens", "not an integer"]),
+    "a binary table": (lambda d: (d / "trace.csv").write_bytes(b"\xff\xfe\x00garbage\x00\x81"),
+                       ["trace.csv"]),
+    "a summary without workers": (lambda d: (d / "summary.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if k != "workers"})),
+        ["summary.json", "no workers"]),
+    "a failure record beside it": (lambda d: (d / "error.json").write_text(json.dumps(
+        {"stage": "expert", "error": "engine died"})), ["holds a failed run", "expert stage: engine died"]),
+}
+
+
+@pytest.mark.parametrize("kind", ["flat", "graph"])
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_run_folder_is_one_line_naming_the_file_and_column(finished, tmp_path, capsys, kind, damage):
+    """Drawing or exporting a run folder whose files were changed since the run: exit 2 and one line
+    that names the file and what is wrong in it, never a KeyError or a parser's traceback."""
+    import shutil
+
+    from mosaic.run import perfetto, timeline
+
+    d = tmp_path / "run"
+    shutil.copytree(finished[kind], d)
+    damage_it, said = DAMAGE[damage]
+    damage_it(d)
+    for main in (perfetto.main, timeline.main):
+        if main is timeline.main and "trace.csv" in said:
+            continue    # the timeline reads sessions.csv only
+        assert main([str(d)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert all(s in err for s in said), err
+
+
+def test_an_intact_run_folder_reads_back_including_cancelled_graph_requests(finished, tmp_path):
+    """A graph run's cancelled requests have no times: the reader lets them pass (they are not drawn)."""
+    import shutil
+
+    from mosaic.run.jobs import read_run_dir
+
+    for kind, d in finished.items():
+        summary, tables = read_run_dir(d, ("trace.csv", "sessions.csv"))
+        assert tables["sessions.csv"] and tables["trace.csv"]
+    d = tmp_path / "graph"
+    shutil.copytree(finished["graph"], d)
+    _edit_csv(d / "trace.csv", "status", "cancelled")
+    _edit_csv(d / "trace.csv", "first_token_s", "")
+    read_run_dir(d, ("trace.csv",))
+    _edit_csv(d / "trace.csv", "status", "served")
+    with pytest.raises(ValueError, match="column first_token_s"):
+        read_run_dir(d, ("trace.csv",))
