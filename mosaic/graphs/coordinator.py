@@ -101,6 +101,7 @@ class GraphCoordinator:
         self.exit_rng: dict[tuple[str, str], np.random.Generator] = {}
         self.todo = list(queries)
         self.truncated = 0
+        self.capped = 0
         self.ready_s = 0.0
         self.now = 0.0
 
@@ -121,7 +122,8 @@ class GraphCoordinator:
         qs = tuple(sorted(self.query_records, key=lambda r: self.order[r.query_id]))
         sess = tuple(sorted(sessions, key=lambda s: s.worker))
         stats: tuple[WorkerStats, ...] = worker_stats(sess, sorted(self.placement), end)
-        return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated, self.prefills)
+        return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated, self.prefills,
+                          None if self.natural else self.capped)
 
     def _ready(self, t: float) -> None:
         self.now = self.ready_s = t
@@ -200,6 +202,7 @@ class GraphCoordinator:
             self.pool.submit(w, n.rid, prompt, 0, None, text)
         else:
             n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
+            self.capped += n.outcome.capped
             self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens, n.rid if n.early else None)
         for s in n.succ:
             if s.state == "pending":

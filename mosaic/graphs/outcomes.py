@@ -39,6 +39,7 @@ class AgentOutcome:
     answer: str | None         # None: no answer could be read from what it wrote (natural generation)
     confidence: float
     correct: bool
+    capped: bool = False       # its drawn length did not fit the context left after its prompt
 
 
 class GraphAnswers:
@@ -89,5 +90,6 @@ class GraphAnswers:
                 others = [o for o in self.options if o != query.gold] or [query.gold + "'"]
                 answer = others[int(u_wrong * len(others))]
         dist = self.profiles.model(agent.model).output_for(self.dataset)
-        tokens = int(max(1, min(room, round(float(dist.ppf(np.array([u_len]))[0])))))
-        return AgentOutcome(tokens, answer, float(conf_right if correct else conf_wrong), correct)
+        drawn = round(float(dist.ppf(np.array([u_len]))[0]))
+        tokens = int(max(1, min(room, drawn)))
+        return AgentOutcome(tokens, answer, float(conf_right if correct else conf_wrong), correct, drawn > room)

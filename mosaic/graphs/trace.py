@@ -81,3 +81,6 @@ class GraphTrace:
     workers: tuple[WorkerStats, ...]
     truncated_prompts: int = 0  # prompts cut to the context window (their inputs' tail dropped)
     prefill_requests: int = 0   # prefill-only requests sent ahead of successors (overlap)
+    # modelled output lengths cut to the context left after their prompt (None: natural generation,
+    # where the engine stops the output at the context or backend.options.max_tokens itself)
+    capped_outputs: int | None = 0

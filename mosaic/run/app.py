@@ -93,6 +93,9 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         if trace.truncated_prompts:
             log.warning("%d agent prompts were longer than the context window and were cut to fit (their "
                         "inputs' tail dropped; summary.json truncated_prompts)", trace.truncated_prompts)
+        if trace.capped_outputs:
+            log.warning("%d agent outputs drawn longer than the context left after their prompt were cut to "
+                        "it (summary.json capped_outputs)", trace.capped_outputs)
         return RunOutput(s, None, (trace, placement, shape))
     truncated = r.truncated
     if truncated:

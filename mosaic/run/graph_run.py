@@ -136,6 +136,7 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "n_served_requests": len(served), "n_cancelled_requests": len(cancelled),
         "cancelled_by": dict(Counter(x.cancelled_by for x in cancelled)),
         "truncated_prompts": trace.truncated_prompts,
+        "capped_outputs": trace.capped_outputs,
         # Overlap: prefill-only requests sent ahead, and the prompt tokens requests found cached.
         "prefill_requests": trace.prefill_requests,
         "prefix_cache_hit_tokens": sum(x.cached_tokens for x in served),

@@ -103,3 +103,20 @@ def test_a_graph_run_is_not_refused_for_the_flat_pipelines_requests():
     s = run(compose(["topology=tree", "workload=synth_small", "workload.n_queries=10",
                      "engine.num_gpu_blocks=2048"])).summary
     assert s["n_served_requests"] + s["n_cancelled_requests"] == 10 * 13
+
+
+def test_outputs_cut_to_the_context_are_counted_never_silent(caplog):
+    """A KV cache of 40 blocks leaves less room than the drawn reasoning lengths: each output cut
+    to the context left after its prompt is counted (summary capped_outputs, a warning), and no
+    served request holds more tokens than its engine can."""
+    base = ["topology=tree", "workload=synth_small", "workload.n_queries=4"]
+    roomy = run(compose(base)).summary
+    with caplog.at_level("WARNING", logger="mosaic.run.app"):
+        out = run(compose([*base, "engine.num_gpu_blocks=40"]))
+    s, trace = out.summary, out.graph[0]
+    assert roomy["capped_outputs"] == 0 and s["capped_outputs"] > 0
+    assert f"{s['capped_outputs']} agent outputs drawn longer than the context" in caplog.text
+    served = [x for x in trace.requests if x.status == "served"]
+    limit = max(x.prompt_tokens + x.output_tokens for x in served)
+    assert limit <= 40 * 16   # 16-token blocks
+    assert sum(x.prompt_tokens + x.output_tokens == limit for x in served) >= s["capped_outputs"]
