@@ -229,7 +229,26 @@ def _compose(configs: tuple[Path, Path | None], job_name: str, config_name: str,
     if extra is not None:
         overrides = [f"hydra.searchpath=['file://{extra}']", *overrides]
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=job_name):
-        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        try:
+            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        except AssertionError as e:
+            # OmegaConf asserts when an override sets a key below a setting that is null
+            # (hydra.sweeper.params.seed=3: params is null); name the override instead.
+            if "Unexpected type for root" not in str(e):
+                raise
+            from hydra.errors import ConfigCompositionException
+
+            groups = [o for o in overrides if "." not in o.split("=", 1)[0]]
+            base = compose(config_name=config_name, overrides=groups, return_hydra_config=True)
+            absent = object()
+            for o in overrides:
+                key = o.split("=", 1)[0].lstrip("+~")
+                if "." in key and OmegaConf.select(base, key.rsplit(".", 1)[0], default=absent) is None:
+                    parent, leaf = key.rsplit(".", 1)
+                    raise ConfigCompositionException(
+                        f"{o}: {parent} is null, so it has no key {leaf}; set {parent} as a whole "
+                        f"(e.g. '{parent}={{{leaf}: ...}}')") from None
+            raise
 
 
 def _composition_errors() -> tuple[type[BaseException], ...]:
@@ -365,6 +384,13 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     if not multirun and sweeps:
         _fail_up_front(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value",
                        explicit_run_dir, overrides, hydra_leftovers=leftovers)
+    sweep_only = [o for o in overrides if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher.",
+                                                                       "hydra/sweeper", "hydra.sweeper."))]
+    if not multirun and sweep_only:
+        # Hydra reads its launcher and sweeper only in a sweep: a single run would ignore them
+        _fail_up_front(f"{sweep_only[0]} sets how a sweep runs its jobs, and a single run has no sweep: add -m "
+                       "(--multirun, or `mosaic sweep`) to sweep, or leave it out", explicit_run_dir, overrides,
+                       hydra_leftovers=leftovers)
     launcher = cfg.hydra.get("launcher") or {}
     if multirun and "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") == 0:
         # joblib's own error is a traceback once the sweep has started
@@ -451,6 +477,10 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
         jobs = expand_sweep(parser.parse_overrides(params) + task)
     except _composition_errors() as e:
         _fail_up_front(hydra_message(e), None, [o.input_line for o in parsed], e)
+    if not jobs:
+        empty = [o.input_line for o in parsed if o.is_sweep_override() and not expand_sweep([o])]
+        _fail_up_front(f"{' '.join(empty) or 'the sweep'} gives no value, so the sweep has no job: give at "
+                       "least one value (e.g. range(0,3) runs 0, 1 and 2)", None, [o.input_line for o in parsed])
     seen: dict[tuple[str, ...], int] = {}
     for job in jobs:
         key = tuple(sorted(job))

@@ -115,6 +115,24 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
     p = cli("-m", "workload=synth_small", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",
             f"hydra.sweep.dir={tmp_path / 'sw'}", cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.strip().startswith("error: hydra.launcher.n_jobs=0 runs no job"), p.stderr
+    # a sweep of no job (an empty range) ran nothing and exited 0
+    p = cli("-m", "workload=synth_small", "seed=range(0,0)", "scheduler=ilp,fifo", f"hydra.sweep.dir={tmp_path / 'sw0'}",
+            cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "error: seed=range(0,0) gives no value, so the sweep has no job: give at least one value (e.g. range(0,3) "
+        "runs 0, 1 and 2)"), p.stderr
+    assert not (tmp_path / "sw0").exists()
+    # a launcher or sweeper on a single run was ignored: it has no sweep
+    for given in ("hydra/launcher=joblib", "hydra/sweeper=basic"):
+        p = cli("workload=synth_small", given, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.strip().startswith(f"error: {given} sets how a sweep runs its jobs"), p.stderr
+        assert not (tmp_path / "one" / "summary.json").exists()
+    # a key below a null setting was OmegaConf's AssertionError traceback
+    p = cli("-m", "workload=synth_small", "hydra.sweeper.params.seed=3", f"hydra.sweep.dir={tmp_path / 'sw1'}",
+            cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "error: hydra.sweeper.params.seed=3: hydra.sweeper.params is null, so it has no key seed; set "
+        "hydra.sweeper.params as a whole (e.g. 'hydra.sweeper.params={seed: ...}')"), p.stderr
 
 
 # ---------------------------------------------------------------- failures and interruptions
