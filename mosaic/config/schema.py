@@ -304,6 +304,14 @@ class TopologyConfig:
     # scheduler (scheduler.name, e.g. ilp) places the graph's whole demand with one model per worker.
     placement: str = "demand"
 
+    def largest_cluster(self) -> int:
+        """Agents in the largest early-exit cluster (mosaic/graphs/shape.py: a dense layer; a tree
+        layer split near-evenly into as many clusters as the next layer has agents)."""
+        if self.kind == "dense":
+            return max(self.layers)
+        sizes = list(self.layers) or [self.branching ** (self.depth - i) for i in range(self.depth)]
+        return max(-(-n // m) for n, m in zip(sizes, [*sizes[1:], 1]))
+
     def __post_init__(self) -> None:
         check_choice("topology.kind", self.kind, TOPOLOGY_KINDS)
         check_choice("topology.early_exit", self.early_exit, EARLY_EXITS)
@@ -345,6 +353,10 @@ class TopologyConfig:
             raise ConfigError(f"topology.agents gives {len(self.agents)} models for clusters of "
                               f"topology.branching={self.branching}: give one model per cluster position")
         _check_range("topology.exit_tau", self.exit_tau, 1e-6, 1.0, "the pairwise similarity early exit aims at")
+        if self.early_exit != "none" and self.largest_cluster() < 3:
+            raise ConfigError(f"topology.early_exit={self.early_exit} can never cancel an agent here: it decides once "
+                              f"two agents of a cluster have finished, and the largest cluster has "
+                              f"{self.largest_cluster()}; use clusters of 3 or more agents or topology.early_exit=none")
         if self.early_exit != "qmetric" and self.exit_tau != 0.7:
             raise ConfigError(f"topology.exit_tau is read by topology.early_exit=qmetric only (got early_exit="
                               f"{self.early_exit}); remove it or use the qmetric rule")

@@ -1,5 +1,6 @@
 """Agent graphs' shapes and the early-exit rules."""
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -40,10 +41,28 @@ def test_dense_layers_read_every_output_below():
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap_chunk": 8}, "topology.overlap_chunk is read by"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap": "eager"}, "topology.overlap"),
     ({"kind": "flat", "overlap": "incremental"}, "topology.overlap set with topology.kind=flat"),
+    # early exit decides once two of a cluster have finished: clusters of 2 leave nothing to cancel
+    ({"kind": "tree", "branching": 2, "agents": ["a", "b"], "early_exit": "agreement"},
+     "topology.early_exit=agreement can never cancel an agent here: .* the largest cluster has 2"),
+    ({"kind": "tree", "layers": [3, 2], "agents": ["a"], "early_exit": "qmetric"}, "largest cluster has 2"),
+    ({"kind": "dense", "layers": [2, 2], "agents": ["a"], "early_exit": "qmetric"}, "largest cluster has 2"),
 ])
 def test_bad_topology_settings_name_the_field(settings, field):
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=field if ".*" in field else field.replace(".", r"\.").replace("[", r"\[")):
         TopologyConfig(name="x", **settings)
+
+
+@pytest.mark.parametrize("settings, largest", [
+    ({"kind": "tree", "agents": ["a", "b", "c"]}, 3),                      # 9-3-1
+    ({"kind": "tree", "layers": [6, 2], "agents": ["a"]}, 3),              # 6 in 2 clusters, then 2 in 1
+    ({"kind": "tree", "layers": [7, 2], "agents": ["a"]}, 4),              # near-even: 4 and 3
+    ({"kind": "dense", "layers": [2, 5], "agents": ["a"]}, 5),
+])
+def test_the_largest_cluster_is_the_shapes(settings, largest):
+    t = TopologyConfig(name="x", **settings)
+    assert t.largest_cluster() == largest
+    sizes = Counter(a.cluster for a in graph_shape(t, "A") if a.cluster is not None)
+    assert max(sizes.values()) == largest
 
 
 def out(answer, conf):
