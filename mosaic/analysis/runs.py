@@ -53,6 +53,26 @@ def _parse(value: str) -> Any:
         return value
 
 
+_NON_FINITE = ("inf", "-inf", "nan")   # how a summary writes a non-finite float (mosaic/core/serde.py)
+
+
+def damaged(summary: dict[str, Any]) -> str | None:
+    """What is wrong with a summary.json that was changed since its run wrote it, in one phrase
+    naming the field (None if nothing): the run's identity not text and an integer seed, a time
+    (a key ending in _s, at any depth) not a number."""
+    for key in ("scheduler", "workload"):
+        if not isinstance(summary[key], str):
+            return f"{key} is {summary[key]!r}, not a name"
+    if not isinstance(summary["seed"], int) or isinstance(summary["seed"], bool):
+        return f"seed is {summary['seed']!r}, not an integer"
+    for key, value in flatten({k: v for k, v in summary.items() if k not in _LEFT_OUT}).items():
+        if any(part.endswith("_s") for part in key.split(".")) and not (
+                value is None or value in _NON_FINITE
+                or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+            return f"{key} is {value!r}, not a number of seconds"
+    return None
+
+
 def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """The finished runs under `sweep` (each summary.json, with its directory under `_dir`) and the
     skipped ones, each with why: it recorded a failure (error.json, even beside a summary.json:
@@ -79,6 +99,10 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
                 continue
             if not isinstance(s, dict) or not {"scheduler", "workload", "seed"} <= set(s):
                 skipped.append((d, "summary.json is not a run's summary (no scheduler, workload and seed)"))
+                continue
+            wrong = damaged(s)
+            if wrong:
+                skipped.append((d, f"summary.json is damaged: {wrong}; rerun the run"))
                 continue
             s["_dir"] = str(d)
             runs.append(s)

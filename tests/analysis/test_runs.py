@@ -3,6 +3,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -108,6 +109,32 @@ def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tm
     (cut / "summary.json").write_text(text[: len(text) // 2])
     with pytest.raises(ValueError, match=rf"{cut / 'summary.json'}: not a summary this package wrote"):
         read_run_dir(cut)
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("seed", [1], "seed is [1], not an integer"),            # was a TypeError traceback in collect.py
+    ("scheduler", {"name": "ilp"}, "scheduler is {'name': 'ilp'}, not a name"),
+    ("end_to_end_s", "fast", "end_to_end_s is 'fast', not a number of seconds"),   # was a text cell
+    ("serving", {"expert": {"ttft_s": {"p50": True}}}, "serving.expert.ttft_s.p50 is True"),
+])
+def test_a_summary_changed_since_its_run_is_skipped_naming_the_field(two_runs, tmp_path, field, value, said):
+    import shutil
+
+    src = sorted(p.parent for p in two_runs.rglob("summary.json"))[0]
+    shutil.copytree(src, tmp_path / "sweep" / "ok")
+    shutil.copytree(src, tmp_path / "sweep" / "bad")
+    s = json.loads((tmp_path / "sweep" / "bad" / "summary.json").read_text())
+    s[field] = value
+    (tmp_path / "sweep" / "bad" / "summary.json").write_text(json.dumps(s))
+    df = load_runs(tmp_path / "sweep")
+    assert list(df["run_dir"]) == [str(tmp_path / "sweep" / "ok")]
+    (d, why), = df.attrs["skipped"]
+    assert d.endswith("bad") and why.startswith(f"summary.json is damaged: {said}"), why
+    p = subprocess.run([sys.executable, "experiments/collect.py", "--sweep", str(tmp_path / "sweep"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[2]) if field == "seed" else None
+    if p is not None:
+        assert "Traceback" not in p.stderr and f"skipped 1 run(s) under {tmp_path / 'sweep'}" in p.stderr, p.stderr
 
 
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc")
