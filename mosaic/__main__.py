@@ -85,7 +85,11 @@ def _runs(args: list[str]) -> int:
     if a.requests:
         from mosaic.analysis.runs import load_requests, write_table
 
-        requests = load_requests(a.dir, df)
+        try:
+            requests = load_requests(a.dir, df)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         write_table(requests, a.requests)
         print(f"wrote {a.requests} ({len(requests)} requests of {len(df)} runs)", file=sys.stderr)
     # Unasked, the default columns the runs have (an agent-graph run has no stages but a makespan).

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line
+from mosaic.run.jobs import ERROR_FILE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -150,6 +150,27 @@ def runs_table(runs: list[dict[str, Any]], skipped: list[tuple[Path, str]] = ())
 _TEXT_COLUMNS = ("request_id", "query_id", "model", "stage", "answer", "error", "text")
 
 
+def _trace(path: Path) -> pd.DataFrame:
+    """A run's trace.csv, typed; ValueError, one line naming the file (and the line and column),
+    where it is missing or was changed since its run wrote it."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file, so the run's requests cannot be listed; rerun the run or move "
+                         f"its folder out of the sweep")
+    try:
+        t = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+                        na_values={c: [""] for c in ("worker", "session", "start_s", "first_token_s", "finish_s")})
+    except Exception as e:   # pandas' parser errors share no base class but Exception
+        raise ValueError(f"{path}: does not read as CSV ({one_line(e, 200)}); the file is damaged: rerun the run") from None
+    for col, kind in RUN_TABLE_COLUMNS["trace.csv"].items():
+        if kind is str or col not in t or pd.api.types.is_numeric_dtype(t[col]):
+            continue
+        numbers = pd.to_numeric(t[col], errors="coerce")
+        bad = int((numbers.isna() & t[col].notna()).to_numpy().argmax())
+        raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
+                         f"is damaged: rerun the run")
+    return t
+
+
 def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every request of every finished run under `sweep` as one table: each run's trace.csv rows
     (docs/outputs.md) with its `run_dir` and override columns in front. `runs`: load_runs(sweep),
@@ -159,9 +180,7 @@ def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.Dat
     keys = ["run_dir", *override_columns(runs)]
     parts = []
     for _, run in runs.iterrows():
-        t = pd.read_csv(Path(run["run_dir"]) / "trace.csv", dtype={c: str for c in _TEXT_COLUMNS},
-                        keep_default_na=False, na_values={c: [""] for c in ("worker", "session", "start_s",
-                                                                              "first_token_s", "finish_s")})
+        t = _trace(Path(run["run_dir"]) / "trace.csv")
         for k in reversed(keys):
             v = run[k] if k in run else None
             # a list-valued override (topology.agents=[...]) is one value per row, not a column to align

@@ -153,3 +153,25 @@ def test_a_list_valued_override_is_one_value_per_request_row(tmp_path):
     assert len(req) == 2 * 13 and all(list(v) == ["Qwen", "Gemma", "LlamaR1"] for v in req["topology.agents"])
     write_table(req, tmp_path / "r.csv")
     assert len(pd.read_csv(tmp_path / "r.csv")) == 26
+
+
+def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_path):
+    """mosaic runs --requests: a run folder without trace.csv was a FileNotFoundError traceback, a
+    time changed to text went into the table as text."""
+    import shutil
+
+    src = sorted(p.parent for p in two_runs.rglob("summary.json"))[0]
+    shutil.copytree(src, tmp_path / "sweep" / "a")
+    trace = tmp_path / "sweep" / "a" / "trace.csv"
+    t = pd.read_csv(trace, dtype=str, keep_default_na=False)
+    t.loc[2, "finish_s"] = "soon"
+    t.to_csv(trace, index=False)
+    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: 'soon' is not a number"):
+        load_requests(tmp_path / "sweep")
+    trace.unlink()
+    p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(tmp_path / "sweep"), "--requests",
+                        str(tmp_path / "r.csv")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        f"error: {trace}: no such file, so the run's requests cannot be listed; rerun the run or move its "
+        "folder out of the sweep"), p.stderr
+    assert not (tmp_path / "r.csv").exists()
