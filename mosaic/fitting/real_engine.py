@@ -417,13 +417,19 @@ def profile_models(cfg: dict) -> Path:
 # step_speedup[N] = TP=1 step time / TP=N step time, and load_overhead_s = TP=N (start-up + warm-up)
 # minus TP=1 (start-up + warm-up), medians of the repeats. Each engine runs in its own process, as the
 # vLLM backend runs them.
+# Then two prefill-bound batches (prefill_requests prompts of prefill_prompt tokens, one output token,
+# every prompt its own): their time less their steps at the decode step time is per-token work, and
+# token_speedup[N] = TP=1 work / TP=N work (the faster of the two batches each). prefill_requests=0
+# leaves it out (step_speedup then scales every term).
 
 TP_DEFAULTS = {"models": "tiny", "model": "Qwen", "tp": 2, "device": "cpu", "repeats": 3, "requests": 8,
-               "prompt": 36, "out": 16, "long_out": 144}
+               "prompt": 36, "out": 16, "long_out": 144, "prefill_requests": 32, "prefill_prompt": 600}
 
 
-def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: int, outs: list[int], q) -> None:
-    """One engine in its own process: its load time and the serving time of each batch in `outs`."""
+def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: int, outs: list[int], q,
+              prefill: tuple[int, int] = (0, 0)) -> None:
+    """One engine in its own process: its load time, the serving time of each batch in `outs`, and
+    of two batches of prefill = (requests, prompt tokens), one output token each, prompts unique."""
     os.environ.update(env)
     from vllm_backend.worker import isolate_from_script_dir
 
@@ -442,10 +448,19 @@ def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: 
         while engine.has_unfinished_requests():
             engine.step()
         serve.append(time.time() - t)
+    prefill_s = []
+    for b in range(2 if prefill[0] else 0):
+        t = time.time()
+        for i in range(prefill[0]):
+            engine.add_request(f"p{b}r{i}", {"prompt_token_ids": prompt_ids(f"tp-prefill-{b}-{i}", prefill[1])},
+                               SamplingParams(max_tokens=1, ignore_eos=True, temperature=0.0))
+        while engine.has_unfinished_requests():
+            engine.step()
+        prefill_s.append(time.time() - t)
     core = getattr(engine, "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
         core.shutdown()
-    q.put({"load_s": t1 - t0, "serve_s": serve})
+    q.put({"load_s": t1 - t0, "serve_s": serve, "prefill_s": prefill_s})
 
 
 def step_and_warmup(serve: list[float], out: int, long_out: int) -> tuple[float, float]:
@@ -461,6 +476,7 @@ def measure_tp(cfg: dict) -> dict:
     tp = int_option(cfg, "tp", 2)
     for key in ("repeats", "requests", "prompt"):
         int_option(cfg, key, 1)
+    prefill = (int_option(cfg, "prefill_requests", 0), int_option(cfg, "prefill_prompt", 1))
     device_option(cfg["device"], tp)
     ranks = tuple(range(tp))
     env_tp, tp_args, mode = tp_env(ranks, tp, cfg["device"], 1, True)
@@ -475,7 +491,7 @@ def measure_tp(cfg: dict) -> dict:
         for degree, (engine_args, env) in runs.items():
             q = ctx.Queue()
             p = ctx.Process(target=_serve_tp, args=(path, engine_args, env, int(cfg["requests"]), int(cfg["prompt"]),
-                                                 [out, long_out, out], q))
+                                                 [out, long_out, out], q, prefill))
             p.start()
             got[degree].append(q.get(timeout=900))
             p.join(timeout=60)
@@ -487,10 +503,22 @@ def measure_tp(cfg: dict) -> dict:
     if min(step.values()) <= 0:
         raise SystemExit(f"step times {step} are not positive: the machine is too noisy; rerun it idle or "
                          f"raise long_out (now {long_out})")
-    return {"step_speedup": {tp: round(step[1] / step[tp], 3)},
+    block: dict = {"step_speedup": {tp: round(step[1] / step[tp], 3)}}
+    work_note = ""
+    if prefill[0]:
+        # Steps of a prefill batch: its tokens over the per-step budget, and the one decode step.
+        steps = -(-prefill[0] * prefill[1] // int(args.get("max_num_batched_tokens") or 2048)) + 1
+        work = {d: statistics.median(min(r["prefill_s"]) for r in rs) - steps * step[d] for d, rs in got.items()}
+        if min(work.values()) <= 0:
+            raise SystemExit(f"prefill work {work} is not positive: the machine is too noisy; rerun it idle or "
+                             f"raise prefill_prompt (now {prefill[1]})")
+        block["token_speedup"] = {tp: round(min(float(tp), work[1] / work[tp]), 3)}
+        work_note = (f"; per-token work of {prefill[0]} x {prefill[1]}-token prefills (less {steps} steps) TP=1 "
+                     f"{work[1]:.2f} s vs TP={tp} {work[tp]:.2f} s")
+    return {**block,
             "load_overhead_s": round(max(0.0, load[tp] + warm[tp] - load[1] - warm[1]), 1),
             "source": (f"measured by experiments/profile_tp.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
                        f"model {cfg['model']}, {mode}): median of {cfg['repeats']} runs, {cfg['requests']} requests "
                        f"x {out} / {long_out} / {out} tokens per engine; step TP=1 {step[1] * 1e3:.1f} ms vs "
                        f"TP={tp} {step[tp] * 1e3:.1f} ms, warm-up {warm[1]:.1f} s vs {warm[tp]:.1f} s, "
-                       f"load {load[1]:.1f} s vs {load[tp]:.1f} s")}
+                       f"load {load[1]:.1f} s vs {load[tp]:.1f} s{work_note}")}

@@ -33,7 +33,7 @@ def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: f
 
 def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
     """Engine start-up for a session of `model` over tp GPUs (l_m, plus the TP overhead)."""
-    return model.load_time_s + (engine.tp().load_overhead(tp) if tp > 1 else 0.0)
+    return model.load_time_s + (model.tp(engine).load_overhead(tp) if tp > 1 else 0.0)
 
 
 class CostModel:
@@ -59,13 +59,13 @@ class CostModel:
             self._lin_tail_slope, self._lin_scale = c["token_ms"], 1.0
             self._overhead_ms, self._per_seq_ms = c["step_ms"], c.get("seq_ms", 0.0)
             self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
-        if tp > 1:  # every coefficient is a share of the step, so one factor scales the step
-            tpp = engine.tp()
-            f = 1.0 / tpp.speedup(tp)
-            self._lin_scale *= f
+        if tp > 1:  # fixed costs by the step speed-up, per-token work by the token speed-up
+            tpp = model.tp(engine)
+            f, f_work = 1.0 / tpp.speedup(tp), 1.0 / tpp.work_speedup(tp)
+            self._lin_scale *= f_work
             self._overhead_ms *= f
             self._per_seq_ms *= f
-            f_attn = 1.0 / tp if tpp.attention == "heads" else f
+            f_attn = 1.0 / tp if tpp.attention == "heads" else f_work
             self.decode_ms_per_ctx_token *= f_attn
             self.prefill_ms_per_len2 *= f_attn
 

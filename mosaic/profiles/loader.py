@@ -72,7 +72,8 @@ def _tensor_parallel(tp: TensorParallelSpec) -> TensorParallelProfile:
     else:
         uniform = float(tp.load_overhead_s)
         overhead = {d: uniform for d in speedup}
-    return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform)
+    token = {degree: float(s) for degree, s in (tp.token_speedup or {}).items()}
+    return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform, token)
 
 
 def _host_contention(hc: HostContentionSpec) -> HostContentionProfile:
@@ -109,7 +110,8 @@ def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:
         cost={} if m.cost is None else {k: float(getattr(m.cost, k)) for k in COST_KEYS},
         kv_capacity=m.kv_capacity, unload_time_s=m.unload_time_s, warmup_s=m.warmup_s, outputs=outputs,
         session_fit=None if m.session_fit is None else parse_session_fit(
-            m.session_fit.model_dump(exclude_unset=True), f"{where}: models.{name}.session_fit"))
+            m.session_fit.model_dump(exclude_unset=True), f"{where}: models.{name}.session_fit"),
+        tensor_parallel=None if m.tensor_parallel is None else _tensor_parallel(m.tensor_parallel))
 
 
 def parse_profiles(raw: Any, where: str = "profiles") -> ProfileSet:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from mosaic.core.errors import ConfigError
 
 from mosaic.profiles.difficulty import DifficultyModel
-from mosaic.profiles.engine import EngineProfile
+from mosaic.profiles.engine import EngineProfile, TensorParallelProfile
 from mosaic.profiles.lengths import LengthDistribution
 from mosaic.profiles.session_cost import SessionFit
 
@@ -44,6 +44,12 @@ class ModelProfile:
     # T_m(N, mean, max) fitted by experiments/fit_session_costs.py (mosaic.profiles.session_cost); None: the
     # cost predictor falls back to its analytic formula.
     session_fit: SessionFit | None = None
+    # Its own tensor-parallel scaling (measured on it); None: the engine's (EngineProfile.tp()).
+    tensor_parallel: TensorParallelProfile | None = None
+
+    def tp(self, engine: EngineProfile) -> TensorParallelProfile:
+        """How a TP engine of this model scales: its own measurement, else the engine's."""
+        return self.tensor_parallel or engine.tp()
 
     def output_for(self, dataset: str | None) -> LengthDistribution:
         """Output lengths on `dataset` (the default distribution when it has none of its own)."""

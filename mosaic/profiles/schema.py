@@ -35,7 +35,8 @@ Rules that involve several fields:
   engine.max_model_len (no answer is longer than the context window); 1 <= mean_tokens < cap.
 * tensor_parallel.step_speedup: degree -> speedup in (0, degree], 1 at degree 1 (a superlinear
   speedup would mean the TP=1 step is not what the profile says); load_overhead_s one number or one
-  per degree of step_speedup.
+  per degree of step_speedup; tensor_parallel.token_speedup (optional) the same range, for degrees
+  step_speedup has.
 * host_contention.step_scale (and host_contention.load_scale, and each table of
   host_contention.models, per model, all ending at the same count): busy workers on a host -> step time relative to the profiled condition, in (0, 100],
   exactly 1 at the largest count (the profile's steps were measured then); models named there are
@@ -278,14 +279,20 @@ class TensorParallelSpec(Section):
     step_speedup: Any
     load_overhead_s: Any
     source: Text
+    # Optional: the speed-up of the per-token work (linear layers per batch token, attention),
+    # measured on prefill-bound batches; step_speedup then scales the per-step and per-sequence
+    # terms only. Absent: step_speedup scales every term.
+    token_speedup: Any = None
     attention: Choice("step", "heads", why=" ('step': step_speedup scales every term; 'heads': attention "
                       "terms scale by 1/degree)") = "step"
     derive: Choice("amdahl", "none", why=" ('amdahl': derive a TP degree the table lacks from the measured "
                    "ones; 'none': refuse it)") = "amdahl"
 
-    @field_validator("step_speedup", mode="before")
+    @field_validator("step_speedup", "token_speedup", mode="before")
     @classmethod
-    def _speedups(cls, value: Any) -> Any:
+    def _speedups(cls, value: Any, info) -> Any:
+        if value is None and info.field_name == "token_speedup":
+            return value
         if not isinstance(value, Mapping) or not value:
             raise ValueError(f"expected a non-empty mapping TP degree -> speedup over TP=1, got {show(value)}")
         for degree, s in value.items():
@@ -315,6 +322,9 @@ class TensorParallelSpec(Section):
 
     @model_validator(mode="after")
     def _one_per_degree(self) -> "TensorParallelSpec":
+        if self.token_speedup is not None and set(self.token_speedup) - set(self.step_speedup) - {1}:
+            raise FieldError(("token_speedup",), f"give degrees that step_speedup measures ({sorted(self.step_speedup)}); "
+                             f"got {sorted(self.token_speedup, key=str)}")
         if isinstance(self.load_overhead_s, Mapping):
             given, measured = set(self.load_overhead_s), set(self.step_speedup)
             if (measured - given - {1}) or (given - measured):
@@ -553,6 +563,9 @@ class ModelSpec(Section):
     unload_time_s: Number(ge=0, le=MAX_SECONDS) = 0.0
     warmup_s: Number(ge=0, le=MAX_SECONDS) = 0.0
     session_fit: SessionFitSpec | None = None
+    # This model's own TP scaling (experiments/profile_tp.py model=<name>), in place of the
+    # engine's: a larger model shares more of its step across the ranks.
+    tensor_parallel: TensorParallelSpec | None = None
 
     @field_validator("output", mode="before")
     @classmethod

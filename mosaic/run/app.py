@@ -113,8 +113,11 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
-    s["aggregator_tp_scaling"] = None if tp <= 1 else {
-        "degree": tp, "speedup": r.profiles.engine.tp().speedup(tp), "source": r.profiles.engine.tp().speedup_source(tp)}
+    scaling = r.profiles.model(r.workload.aggregator).tp(r.profiles.engine) if tp > 1 else None
+    s["aggregator_tp_scaling"] = None if scaling is None else {
+        "degree": tp, "speedup": scaling.speedup(tp), "token_speedup": scaling.work_speedup(tp),
+        "source": scaling.speedup_source(tp), "measured_on": ("the aggregator model" if scaling is not
+                                                              r.profiles.engine.tensor_parallel else "the engine")}
     # Nested (not a runs-table column): how the simulated engine scheduled steps (profile or config).
     e = r.profiles.engine
     s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching,

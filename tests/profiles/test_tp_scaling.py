@@ -130,4 +130,24 @@ def test_cli_runs_a_cluster_whose_degree_is_derived():
     assert s["n_aggregator_requests"] > 0 and s["aggregator_stage_s"] > 0
     assert s["aggregator_tp_scaling"]["source"] == "derived (amdahl)"
     measured = run(compose(["workload=synth_small", "workload.n_queries=20"])).summary["aggregator_tp_scaling"]
-    assert measured == {"degree": 4, "speedup": 1.8, "source": "measured"}
+    assert measured == {"degree": 4, "speedup": 1.8, "token_speedup": 1.8, "source": "measured",
+                        "measured_on": "the engine"}
+
+
+def test_a_models_own_tp_scaling_replaces_the_engines(raw_tiny):
+    """models.<name>.tensor_parallel (profile_tp.py model=<name>): that model's TP engines are costed
+    by it, every other model's by the engine's; the same field checks apply."""
+    from mosaic.profiles import CostModel
+
+    raw = copy.deepcopy(raw_tiny)
+    name = next(iter(raw["models"]))
+    raw["models"][name]["tensor_parallel"] = {"step_speedup": {2: 1.05}, "token_speedup": {2: 1.4},
+                                              "load_overhead_s": 2.4, "source": "measured on it"}
+    p = parse_profiles(raw)
+    own, other = p.model(name), p.model(next(m for m in raw["models"] if m != name))
+    assert own.tp(p.engine).work_speedup(2) == 1.4 and other.tp(p.engine) is p.engine.tp()
+    one, two = CostModel(own, p.engine), CostModel(own, p.engine, tp=2)
+    assert two.prefill_s(4000, 0.0, 8) < one.prefill_s(4000, 0.0, 8) / 1.3
+    raw["models"][name]["tensor_parallel"]["token_speedup"] = {2: 3.0}
+    with pytest.raises(ConfigError, match=rf"models\.{name}\.tensor_parallel\.token_speedup"):
+        parse_profiles(raw)

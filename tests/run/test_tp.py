@@ -1,6 +1,7 @@
 """The tensor-parallel aggregator: profile scaling, TP plans, the simulated TP session, the pipeline's
 aggregation.placement, and how the vLLM backend launches a TP engine (no vLLM needed here)."""
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -136,6 +137,28 @@ def test_tp_attention_sharded_by_heads_scales_context_terms_by_degree():
     raw["engine"]["tensor_parallel"]["attention"] = "all"
     with pytest.raises(ConfigError, match="attention"):
         parse_profiles(raw)
+
+
+def test_tp_token_speedup_scales_the_per_token_work_and_step_speedup_the_fixed_costs():
+    """token_speedup (measured on prefill-bound batches): the linear per-token term and attention
+    by it, the per-step and per-sequence terms by step_speedup; a degree it lacks and a profile
+    without it scale every term by step_speedup; degrees step_speedup lacks and values out of
+    (0, degree] are refused naming the field."""
+    raw = hand_raw()
+    raw["engine"]["tensor_parallel"]["token_speedup"] = {2: 1.9}
+    p = parse_profiles(raw)
+    one, two = CostModel(p.model("Agg"), p.engine), CostModel(p.model("Agg"), p.engine, tp=2)
+    ctx_total = 7 * 100 + 3 * 7 * 6 / 2
+    expect = 7 * STEP_MS / SPEEDUP + 7 * TOKEN_MS * 3 / 1.9 + CTX_MS * ctx_total / 1.9
+    assert two.decode_run_s(3, 100, 7) * 1e3 == pytest.approx(expect)
+    expect = STEP_MS / SPEEDUP + (TOKEN_MS * 40 + LEN2_MS * 800.0) / 1.9
+    assert two.prefill_s(40, 800.0, 2) * 1e3 == pytest.approx(expect)
+    assert one.prefill_s(40, 800.0, 2) * 1e3 == pytest.approx(STEP_MS + TOKEN_MS * 40 + LEN2_MS * 800.0)
+    assert p.engine.tp().work_speedup(2) == 1.9 and p.engine.tp().speedup(2) == SPEEDUP
+    for bad, said in (({4: 1.5}, "token_speedup"), ({2: 2.5}, "speedup must lie in (0, 2]"), ([1.9], "token_speedup")):
+        raw["engine"]["tensor_parallel"]["token_speedup"] = bad
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            parse_profiles(raw)
 
 
 def test_tp_cost_model_scales_every_term():
