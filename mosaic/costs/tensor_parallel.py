@@ -25,7 +25,7 @@ def build_tp_problem(stage: str, requests: Sequence[Request], cluster: Cluster, 
     by_model, first_seen, order = group_by_model(requests, model_order)
     if tp > 1:  # fail before scheduling if the profile has no scaling for this degree
         for name in order:
-            profiles.model(name).tp(engine).speedup(tp)
+            profiles.model(name).tp(engine, tp).speedup(tp)
     memory = min(w.memory_gib for w in cluster.workers)
     demands, fits = [], {}
     for name in order:

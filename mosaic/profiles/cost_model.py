@@ -33,7 +33,7 @@ def kv_capacity_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: f
 
 def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
     """Engine start-up for a session of `model` over tp GPUs (l_m, plus the TP overhead)."""
-    return model.load_time_s + (model.tp(engine).load_overhead(tp) if tp > 1 else 0.0)
+    return model.load_time_s + (model.tp(engine, tp).load_overhead(tp) if tp > 1 else 0.0)
 
 
 class CostModel:
@@ -60,7 +60,7 @@ class CostModel:
             self._overhead_ms, self._per_seq_ms = c["step_ms"], c.get("seq_ms", 0.0)
             self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = c["ctx_ms"], c["len2_ms"]
         if tp > 1:  # fixed costs by the step speed-up, per-token work by the token speed-up
-            tpp = model.tp(engine)
+            tpp = model.tp(engine, tp)
             f, f_work = 1.0 / tpp.speedup(tp), 1.0 / tpp.work_speedup(tp)
             self._lin_scale *= f_work
             self._overhead_ms *= f

@@ -47,9 +47,17 @@ class ModelProfile:
     # Its own tensor-parallel scaling (measured on it); None: the engine's (EngineProfile.tp()).
     tensor_parallel: TensorParallelProfile | None = None
 
-    def tp(self, engine: EngineProfile) -> TensorParallelProfile:
-        """How a TP engine of this model scales: its own measurement, else the engine's."""
-        return self.tensor_parallel or engine.tp()
+    def tp(self, engine: EngineProfile, degree: int) -> TensorParallelProfile:
+        """How a TP-`degree` engine of this model scales: its own block where that measures (or
+        derives) the degree, else the engine's (e.g. its own at 2, the engine's at 4)."""
+        own = self.tensor_parallel
+        if own is not None:
+            try:
+                own.speedup(degree)
+                return own
+            except ConfigError:
+                pass
+        return engine.tp()
 
     def output_for(self, dataset: str | None) -> LengthDistribution:
         """Output lengths on `dataset` (the default distribution when it has none of its own)."""

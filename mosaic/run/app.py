@@ -113,7 +113,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
-    scaling = r.profiles.model(r.workload.aggregator).tp(r.profiles.engine) if tp > 1 else None
+    scaling = r.profiles.model(r.workload.aggregator).tp(r.profiles.engine, tp) if tp > 1 else None
     s["aggregator_tp_scaling"] = None if scaling is None else {
         "degree": tp, "speedup": scaling.speedup(tp), "token_speedup": scaling.work_speedup(tp),
         "source": scaling.speedup_source(tp), "measured_on": ("the aggregator model" if scaling is not

@@ -142,7 +142,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
         raise ConfigError("workload: no queries to run")
     placement = aggregation.placement
     if placement == "tp" and cluster.n > 1:  # before the expert stage, not after it
-        profiles.model(workload.aggregator).tp(profiles.engine).speedup(cluster.n)
+        profiles.model(workload.aggregator).tp(profiles.engine, cluster.n).speedup(cluster.n)
     # A request the engine cannot serve as asked stops the run here, before any stage (callers that
     # allow truncation, workload.oversize=truncate, pass the already truncated workload: mosaic/run/app.py).
     workload, _ = admit_requests(workload, cluster, profiles, placement)

@@ -145,7 +145,8 @@ def test_a_models_own_tp_scaling_replaces_the_engines(raw_tiny):
                                               "load_overhead_s": 2.4, "source": "measured on it"}
     p = parse_profiles(raw)
     own, other = p.model(name), p.model(next(m for m in raw["models"] if m != name))
-    assert own.tp(p.engine).work_speedup(2) == 1.4 and other.tp(p.engine) is p.engine.tp()
+    assert own.tp(p.engine, 2).work_speedup(2) == 1.4 and other.tp(p.engine, 2) is p.engine.tp()
+    assert own.tp(p.engine, 4) is p.engine.tp()   # one measured degree: 4 is the engine's
     one, two = CostModel(own, p.engine), CostModel(own, p.engine, tp=2)
     assert two.prefill_s(4000, 0.0, 8) < one.prefill_s(4000, 0.0, 8) / 1.3
     raw["models"][name]["tensor_parallel"]["token_speedup"] = {2: 3.0}
