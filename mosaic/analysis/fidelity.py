@@ -115,15 +115,21 @@ def stage_metrics(trace: Trace) -> dict[str, Any]:
     busy: dict[int, float] = {}
     for s in trace.sessions:
         busy[s.worker] = busy.get(s.worker, 0.0) + (s.run_end_s - s.run_start_s)
+    return _metrics(trace, {"requests": len(trace.requests), "failed": len(trace.requests) - len(ok)},
+                    max(busy.values(), default=0.0), sum(r.output_tokens for r in ok), ttft, e2e,
+                    # None when a backend could not count them (vLLM without its per-step statistics)
+                    None if any(s.preemptions is None for s in trace.sessions)
+                    else sum(s.preemptions for s in trace.sessions))
+
+
+def _metrics(trace, counts: dict[str, int], serving_s: float, tokens: int, ttft: list[float], e2e: list[float],
+             preemptions: int | None) -> dict[str, Any]:
+    """The keys both kinds of run report, in one order."""
     loads = [s.load_end_s - s.load_start_s for s in trace.sessions]
-    tokens = sum(r.output_tokens for r in ok)
-    m = {"requests": len(trace.requests), "failed": len(trace.requests) - len(ok),
-         "makespan_s": trace.makespan_s, "serving_s": max(busy.values(), default=0.0),
+    m = {**counts, "makespan_s": trace.makespan_s, "serving_s": serving_s,
          "mean_load_s": float(np.mean(loads)) if loads else 0.0,
          "throughput_tok_s": tokens / trace.makespan_s if trace.makespan_s else 0.0,
-         # None when a backend could not count them (vLLM without its per-step statistics)
-         "preemptions": None if any(s.preemptions is None for s in trace.sessions)
-         else sum(s.preemptions for s in trace.sessions),
+         "preemptions": preemptions,
          # per session, to see where a stage's time went (who ran alone, whose load was slow)
          "sessions": [{"worker": s.worker, "model": s.model, "load_s": [s.load_start_s, s.load_end_s],
                        "run_s": [s.run_start_s, s.run_end_s]} for s in trace.sessions]}
@@ -140,18 +146,9 @@ def graph_metrics(trace) -> dict[str, Any]:
     served = [r for r in trace.requests if r.status == "served"]
     ttft = [r.first_token_s - r.release_s for r in served if r.first_token_s is not None and r.release_s is not None]
     e2e = [q.latency_s for q in trace.queries]
-    loads = [s.load_end_s - s.load_start_s for s in trace.sessions]
-    tokens = sum(r.output_tokens for r in served)
-    m = {"requests": len(trace.requests), "failed": 0, "cancelled": len(trace.requests) - len(served),
-         "makespan_s": trace.makespan_s, "serving_s": trace.makespan_s - trace.ready_s,
-         "mean_load_s": float(np.mean(loads)) if loads else 0.0,
-         "throughput_tok_s": tokens / trace.makespan_s if trace.makespan_s else 0.0, "preemptions": None,
-         "sessions": [{"worker": s.worker, "model": s.model, "load_s": [s.load_start_s, s.load_end_s],
-                       "run_s": [s.run_start_s, s.run_end_s]} for s in trace.sessions]}
-    for q in PCTS:
-        m[f"ttft_p{q}_s"] = _pct(ttft, q)
-        m[f"e2e_p{q}_s"] = _pct(e2e, q)
-    return m
+    counts = {"requests": len(trace.requests), "failed": 0, "cancelled": len(trace.requests) - len(served)}
+    return _metrics(trace, counts, trace.makespan_s - trace.ready_s, sum(r.output_tokens for r in served),
+                    ttft, e2e, None)
 
 
 def same_requests(sim: Trace, real: Trace) -> Trace:
