@@ -11,7 +11,6 @@ unfinished runs are left out (`finished_runs`), listed in `df.attrs["skipped"]`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import ERROR_FILE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line
+from mosaic.run.jobs import ERROR_FILE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line, read_failure
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -84,11 +83,8 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
     runs, skipped = [], []
     for d in sorted(dirs):
         if (d / ERROR_FILE).exists():
-            try:
-                rec = json.loads((d / ERROR_FILE).read_text())
-                why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
-            except (OSError, ValueError) as e:
-                why = f"failed (unreadable error.json: {e})"
+            rec = read_failure(d / ERROR_FILE)
+            why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
         elif not (d / SUMMARY_FILE).exists():
             why = "no summary.json (the run did not finish)"
         else:

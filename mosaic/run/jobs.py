@@ -125,11 +125,8 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
 
     directory = Path(directory)
     if (directory / ERROR_FILE).is_file():
-        try:
-            rec = json.loads((directory / ERROR_FILE).read_text())
-            why = f"{rec.get('stage', '?')} stage: {one_line(rec.get('error') or rec.get('message') or '?', 200)}"
-        except (ValueError, AttributeError, OSError):
-            why = "its error.json does not read"
+        rec = read_failure(directory / ERROR_FILE)
+        why = f"{rec.get('stage') or '?'} stage: {one_line(rec.get('error') or rec.get('message') or '?', 200)}"
         raise ValueError(f"{directory} holds a failed run ({why}); nothing to draw: fix it and rerun the run")
     missing = [f for f in (*tables, SUMMARY_FILE) if not (directory / f).is_file()]
     if missing:
@@ -370,12 +367,17 @@ def find_failures(sweep_dir: Path, since: float | None = None) -> list[dict[str,
     for path in sorted(Path(sweep_dir).rglob(ERROR_FILE)):
         if since is not None and path.stat().st_mtime < since:
             continue
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            rec = {"overrides": [], "error": f"unreadable failure record ({e})"}
-        out.append({**rec, "dir": str(path.parent)})
+        out.append({**read_failure(path), "dir": str(path.parent)})
     return out
+
+
+def read_failure(path: Path) -> dict[str, Any]:
+    """A failure record (error.json), or one saying it does not read."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return {"overrides": [], "error": f"unreadable failure record ({e})"}
+    return rec if isinstance(rec, dict) else {"overrides": [], "error": "unreadable failure record (not an object)"}
 
 
 def format_failures(failures: Sequence[dict[str, Any]]) -> str:
