@@ -51,12 +51,8 @@ class ModelProfile:
         """How a TP-`degree` engine of this model scales: its own block where that measures (or
         derives) the degree, else the engine's (e.g. its own at 2, the engine's at 4)."""
         own = self.tensor_parallel
-        if own is not None:
-            try:
-                own.speedup(degree)
-                return own
-            except ConfigError:
-                pass
+        if own is not None and (own.measured(degree) or own.fit is not None):
+            return own
         return engine.tp()
 
     def output_for(self, dataset: str | None) -> LengthDistribution:
