@@ -2,6 +2,8 @@
 
     python experiments/profile_models.py model=LlamaR1            # one model of models=tiny
     python experiments/profile_models.py model=all out=mosaic/profiles/data/tiny_cpu.yaml
+    python experiments/profile_models.py model=[LlamaR1,QwenR1] out=mosaic/profiles/data/tiny_cpu.yaml
+        # re-measure some models of an existing profile; its other models keep their entries
 
 Options: mosaic/conf/profile.yaml. Method: mosaic/fitting/real_engine.py.
 """

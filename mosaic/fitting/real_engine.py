@@ -326,6 +326,50 @@ def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- profile files
 
+def model_list(spec: Any, registry: ModelRegistry) -> list[str]:
+    """`model`: all, one name, or several (model=[A,B] or model='A,B'); each must be in the registry,
+    checked before anything starts."""
+    if spec == "all":
+        return sorted(registry.models)
+    names = [str(x).strip() for x in spec] if isinstance(spec, (list, tuple)) else \
+        [x.strip() for x in str(spec).split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError(f"model={spec!r}: name a model of the registry, several (model=[A,B]) or all")
+    for n in names:
+        registry.resolve(n)  # clear error on an unknown model before anything starts
+    return list(dict.fromkeys(names))
+
+
+def kept_entries(out: Path, names: list[str], device: str, max_num_seqs: int, max_model_len: int) -> dict[str, Any]:
+    """What a re-profile of `names` into an existing profile file keeps from it: the entries of the
+    models not re-measured (their own sources say when they were), and each re-measured model's
+    `tensor_parallel` block (measured by profile_tp.py, not by this). Kept only where the old file
+    describes the same engine set-up; otherwise a ConfigError before measuring, as mixing them would
+    give one file two machines."""
+    none: dict[str, Any] = {"models": {}, "tensor_parallel": {}}
+    if not out.exists():
+        return none
+    try:
+        old = yaml.safe_load(out.read_text()) or {}
+    except yaml.YAMLError:
+        return none
+    models = old.get("models") if isinstance(old, dict) else None
+    if not isinstance(models, dict):
+        return none
+    tp = {n: e["tensor_parallel"] for n, e in models.items()
+          if n in names and isinstance(e, dict) and e.get("tensor_parallel")}
+    others = {n: e for n, e in models.items() if n not in names}
+    if others:
+        eng = old.get("engine") or {}
+        same = {"device": device, "max_num_seqs": max_num_seqs, "max_model_len": max_model_len}
+        differs = [f"{k} {eng.get(k)!r} there, {v!r} now" for k, v in same.items() if eng.get(k) != v]
+        if differs:
+            raise ConfigError(f"out={out}: its other models ({', '.join(sorted(others))}) were profiled on another "
+                              f"engine set-up ({'; '.join(differs)}); profile model=all into it, or write a new file")
+    return {"models": others, "tensor_parallel": tp}
+
+
 def model_grid(cfg: dict, registry: ModelRegistry, name: str, base: dict) -> dict:
     """The measurement grid for one model, plus what its session sweep needs (its output lengths)."""
     grid = dict(cfg["grid"], session_sweep=cfg.get("session_sweep") or {})
@@ -342,9 +386,7 @@ def profile_models(cfg: dict) -> Path:
                           "runs will use, e.g. n_workers=2")
     base = yaml.safe_load((PROFILES_DIR / "moa6_a100.yaml").read_text())
     registry = ModelRegistry(cfg["models"])
-    names = sorted(registry.models) if cfg["model"] == "all" else [cfg["model"]]
-    for n in names:
-        registry.resolve(n)  # clear error on an unknown model before anything starts
+    names = model_list(cfg["model"], registry)
     grid_option(cfg["grid"], registry.max_model_len)
     opts = cfg["backend"]["options"]
     device_option(opts.get("device", "auto"), cfg["n_workers"])
@@ -356,6 +398,8 @@ def profile_models(cfg: dict) -> Path:
         raise ConfigError(str(e)) from None
     envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     when = f"{socket.gethostname()} {time.strftime('%Y-%m-%d')}, {envs[0]}"
+    kept = kept_entries(out, names, f"{opts.get('device', 'auto')}: {envs[0]}",
+                        int(registry.engine.get("max_num_seqs", 256)), registry.max_model_len)
     measured = {}
     # Each model on every worker's devices at once: real runs serve on all workers together, and on
     # a shared host (cores, memory bandwidth, caches) that contention is part of the step time.
@@ -387,12 +431,15 @@ def profile_models(cfg: dict) -> Path:
     for n, m in measured.items():
         kind = registry.models[n].get("kind", "instruct")
         models[n] = model_entry(n, registry.resolve(n)[0], kind, m, fits[n], cfg["output"][kind], when)
+        if kept["tensor_parallel"].get(n):   # profile_tp.py's block for this model: kept, as the engine's is
+            models[n]["tensor_parallel"] = kept["tensor_parallel"][n]
         print(f"{n}: {fits[n]}; {fit_note(m, fits[n])}")
         if m.get("sessions"):   # the multi-N session sweep ran: fit T_m(N, mean, max) as the paper does
             models[n]["session_fit"] = fit_sessions(m["sessions"], m["kv_capacity"], engine["max_num_seqs"], when)
             sf = models[n]["session_fit"]
             print(f"{n}: session regression '{sf['form']}', held-out error median {sf['error_median']:.1%}, "
                   f"max {sf['error_max']:.1%} ({sf['n_points']} sessions)")
+    models = {**kept["models"], **models}   # models not re-measured this time keep their entries
     doc = {"engine": engine, "length_shapes": base["length_shapes"], "models": models}
     parse_profiles(doc, where="measured profile")  # what we write must load
     if out.exists():  # measured by experiments/profile_tp.py and profile_contention.py: kept across re-profiles

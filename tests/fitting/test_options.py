@@ -101,3 +101,75 @@ def test_tool_config_errors_are_one_line_and_exit_2(config, args, says, capsys):
 def test_tool_flags_go_to_hydra_unchecked():
     check_tool_args(CONF_DIR, "check_profile", ["--help"])   # returns: Hydra prints its help
     assert sys.argv   # nothing exited
+
+
+def _profile_cfg(tmp_path, *overrides):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("profile", overrides=[f"out={tmp_path / 'p.yaml'}", "n_workers=1", "backend.options.device=cpu",
+                                            *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _replayed(monkeypatch, seen):
+    """measure() replaying the committed raw rows of tiny_cpu (what a real measurement returned)."""
+    import json
+
+    from mosaic.profiles.loader import _DATA
+
+    raw = json.loads((_DATA / "tiny_cpu.measured.json").read_text())
+
+    def fake(path, engine_args, env, grid, on_progress=None):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        seen.append(name)
+        return {**raw[name], "warm": raw[name]["warm"][0], "sessions": []}
+
+    monkeypatch.setattr(real_engine, "measure", fake)
+
+
+def test_reprofiling_some_models_keeps_the_others_and_their_tp_blocks(tmp_path, monkeypatch):
+    import yaml
+
+    seen: list[str] = []
+    _replayed(monkeypatch, seen)
+    real_engine.profile_models(_profile_cfg(tmp_path, "model=[Qwen,LlamaR1]"))
+    assert sorted(seen) == ["LlamaR1", "Qwen"]
+    doc = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert sorted(doc["models"]) == ["LlamaR1", "Qwen"]
+    # profile_tp.py's block for LlamaR1 and an older entry for Gemma, then re-profile LlamaR1 alone
+    doc["models"]["LlamaR1"]["tensor_parallel"] = {"step_speedup": {2: 1.05}, "token_speedup": {2: 1.4},
+                                                   "load_overhead_s": 2.0, "source": "test"}
+    doc["models"]["Qwen"]["sources"] = ["older"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    seen.clear()
+    real_engine.profile_models(_profile_cfg(tmp_path, "model='LlamaR1'"))
+    assert seen == ["LlamaR1"]
+    new = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert sorted(new["models"]) == ["LlamaR1", "Qwen"]
+    assert new["models"]["Qwen"]["sources"] == ["older"]             # not re-measured: kept as it was
+    assert new["models"]["LlamaR1"]["tensor_parallel"]["token_speedup"] == {2: 1.4}
+    assert new["models"]["LlamaR1"]["sources"][0].startswith("load/unload time")
+
+
+def test_reprofiling_into_a_file_of_another_engine_setup_is_refused_before_measuring(tmp_path, monkeypatch):
+    import yaml
+
+    seen: list[str] = []
+    _replayed(monkeypatch, seen)
+    real_engine.profile_models(_profile_cfg(tmp_path, "model=Qwen"))
+    doc = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    doc["engine"]["max_num_seqs"] = 8
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    seen.clear()
+    with pytest.raises(ConfigError, match=r"out=.*other models \(Qwen\).*max_num_seqs 8 there, 64 now"):
+        real_engine.profile_models(_profile_cfg(tmp_path, "model=LlamaR1"))
+    assert seen == []
+
+
+@pytest.mark.parametrize("spec, match", [("Nope", "Nope"), ("[]", "name a model"), ("' , '", "name a model")])
+def test_profile_model_names_are_checked(tmp_path, spec, match, monkeypatch):
+    _replayed(monkeypatch, [])
+    with pytest.raises(ConfigError, match=match):
+        real_engine.profile_models(_profile_cfg(tmp_path, f"model={spec}"))
