@@ -440,6 +440,7 @@ def profile_models(cfg: dict) -> Path:
             print(f"{n}: session regression '{sf['form']}', held-out error median {sf['error_median']:.1%}, "
                   f"max {sf['error_max']:.1%} ({sf['n_points']} sessions)")
     models = {**kept["models"], **models}   # models not re-measured this time keep their entries
+    models = {n: models[n] for n in sorted(models)}
     doc = {"engine": engine, "length_shapes": base["length_shapes"], "models": models}
     parse_profiles(doc, where="measured profile")  # what we write must load
     if out.exists():  # measured by experiments/profile_tp.py and profile_contention.py: kept across re-profiles
@@ -451,7 +452,15 @@ def profile_models(cfg: dict) -> Path:
     out.write_text("# Written by experiments/profile_models.py; rerun it to refresh.\n" + yaml.safe_dump(doc, sort_keys=False))
     # The raw rows the fits came from, beside the profile (to refit or audit without re-measuring).
     raw = {n: {k: v for k, v in m.items() if k != "sessions"} for n, m in measured.items()}
-    out.with_suffix(".measured.json").write_text(json.dumps(raw, separators=(",", ":")) + "\n")
+    raw_path = out.with_suffix(".measured.json")
+    if kept["models"] and raw_path.exists():   # the kept models' rows stay beside their entries
+        try:
+            old_raw = json.loads(raw_path.read_text())
+        except ValueError:
+            old_raw = {}
+        if isinstance(old_raw, dict):
+            raw = {**{n: v for n, v in old_raw.items() if n in kept["models"]}, **raw}
+    raw_path.write_text(json.dumps(raw, separators=(",", ":")) + "\n")
     load_profiles(str(out))
     return out
 

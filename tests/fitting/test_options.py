@@ -130,6 +130,8 @@ def _replayed(monkeypatch, seen):
 
 
 def test_reprofiling_some_models_keeps_the_others_and_their_tp_blocks(tmp_path, monkeypatch):
+    import json
+
     import yaml
 
     seen: list[str] = []
@@ -151,6 +153,8 @@ def test_reprofiling_some_models_keeps_the_others_and_their_tp_blocks(tmp_path, 
     assert new["models"]["Qwen"]["sources"] == ["older"]             # not re-measured: kept as it was
     assert new["models"]["LlamaR1"]["tensor_parallel"]["token_speedup"] == {2: 1.4}
     assert new["models"]["LlamaR1"]["sources"][0].startswith("load/unload time")
+    raw = json.loads((tmp_path / "p.measured.json").read_text())   # the raw rows of both, to refit or audit
+    assert sorted(raw) == ["LlamaR1", "Qwen"] and raw["Qwen"]["steps"]
 
 
 def test_reprofiling_into_a_file_of_another_engine_setup_is_refused_before_measuring(tmp_path, monkeypatch):
