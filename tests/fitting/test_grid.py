@@ -10,6 +10,7 @@ from mosaic.profiles import load_profiles
 
 # tiny_cpu's engine: 128-token blocks, 64 sequences, a 2048-token step budget
 BLOCK, BLOCKS, SEQS, BUDGET = 128, 4096, 64, 2048
+MAX_LEN = 2048   # its max_model_len
 
 
 def _largest_shares(grid, cost):
@@ -27,10 +28,16 @@ def test_the_profile_grid_gives_the_decode_context_term_a_large_share(model):
     grid = grid_option(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "profile.yaml"))["grid"])
     cost = load_profiles("tiny_cpu").model(model).cost
     shares = _largest_shares(grid, cost)
-    assert shares["ctx"] > 0.3, shares
-    assert shares["attn"] > 0.3 and shares["tokens"] > 0.3 and shares["steps"] > 0.3, shares
-    # without the long decodes, every window is mostly its prefill
-    assert _largest_shares(dict(grid, decode=[]), cost)["ctx"] < 0.2
+    # How large a share each term can take depends on the model's fitted coefficients (re-profiles
+    # move them): the context term reaches 28-36% of a window with the long decodes (25 Nov fit).
+    assert shares["ctx"] > 0.25 and shares["tokens"] > 0.3 and shares["steps"] > 0.3, shares
+    # Prefill attention grows with the prompt's square, so its largest share is a single prompt as
+    # long as the engine takes; how large that is depends on the model's own len2_ms (15-35% here).
+    longest = {"repeats": 1, "prefill": [[1, MAX_LEN - 48]]}
+    assert shares["attn"] >= _largest_shares(longest, cost)["attn"] - 1e-9, shares
+    # without the long decodes, every window is mostly its prefill: the context term's share halves
+    without = _largest_shares(dict(grid, decode=[]), cost)["ctx"]
+    assert without < 0.2 and shares["ctx"] > 1.8 * without
 
 
 def test_a_decode_cell_must_give_requests_length_and_outputs():
