@@ -1,0 +1,78 @@
+"""Two agent-graph run folders of one graph (e.g. backend=sim and backend=vllm), compared request by
+request: where a per-query latency gap comes from, layer by layer.
+
+Per layer of the graph, the medians over its served agent requests of each run, and the median of
+the per-request ratio (second run / first) over the requests both served:
+- hand-off: its release (its precursors done, as the coordinator saw it) to its start on the engine;
+- TTFT: its start to its first token;
+- decode ms/token: its first to its last token, per token after the first;
+- duration: its release to its last token;
+- cached prompt tokens (prefix cache, the overlap's prefill-ahead).
+Then per-query latency p50 / p90 of each run. Used to split the fidelity suite's graph_dense miss
+(results/README.md); command: experiments/compare_graph_runs.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mosaic.run.jobs import read_run_dir
+
+METRICS = {"handoff_s": "hand-off (s)", "ttft_s": "TTFT (s)", "decode_ms_per_token": "decode ms/token",
+           "duration_s": "duration (s)", "cached_tokens": "cached prompt tokens"}
+
+
+def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    summary, tables = read_run_dir(directory, ("trace.csv", "queries.csv"))
+    if (summary.get("topology") or {}).get("kind", "flat") == "flat":
+        raise ValueError(f"{directory} is a flat MoA run; compare agent-graph runs (topology=dense or tree), "
+                         "or use `mosaic runs --requests` for flat ones")
+    t = pd.DataFrame(tables["trace.csv"])
+    t = t[t["status"] == "served"].copy()
+    for c in ("layer", "output_tokens", "cached_tokens"):
+        t[c] = t[c].astype(int)
+    for c in ("release_s", "start_s", "first_token_s", "finish_s"):
+        t[c] = t[c].astype(float)
+    t["handoff_s"] = t.start_s - t.release_s
+    t["ttft_s"] = t.first_token_s - t.start_s
+    t["decode_ms_per_token"] = (t.finish_s - t.first_token_s) / (t.output_tokens - 1).clip(lower=1) * 1e3
+    t["duration_s"] = t.finish_s - t.release_s
+    q = pd.DataFrame(tables["queries.csv"])
+    q["latency_s"] = q["latency_s"].astype(float)
+    return t.set_index("request_id"), q
+
+
+def compare_graph_runs(first: Path, second: Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """(per layer x metric: first's median, second's median, median per-request ratio second/first;
+    per-query latency p50/p90 of each). ValueError naming the folder when either is not a finished
+    agent-graph run, or the two ran different graphs (no agent request in common)."""
+    (a, qa), (b, qb) = _requests(Path(first)), _requests(Path(second))
+    both = a.index.intersection(b.index)
+    if not len(both):
+        raise ValueError(f"{first} and {second} have no served agent request in common: compare two runs of "
+                         "one graph (same topology, workload, seed and n_queries)")
+    rows = []
+    for layer in sorted(set(a.layer) | set(b.layer)):
+        la, lb = a[a.layer == layer], b[b.layer == layer]
+        common = la.index.intersection(lb.index)
+        for key, label in METRICS.items():
+            ratio = (lb.loc[common, key] / la.loc[common, key]).replace([float("inf"), -float("inf")], float("nan"))
+            rows.append({"layer": layer, "metric": label, "first": la[key].median(), "second": lb[key].median(),
+                         "ratio": ratio.median() if len(common) else float("nan"), "requests": len(common)})
+    latency = {f"{name}_{p}": float(q.latency_s.quantile(x)) for name, q in (("first", qa), ("second", qb))
+               for p, x in (("p50", 0.5), ("p90", 0.9))}
+    return pd.DataFrame(rows), latency
+
+
+def render(first: Path, second: Path, table: pd.DataFrame, latency: dict[str, float]) -> str:
+    lines = [f"first: {first}", f"second: {second}", "",
+             f"query latency p50 {latency['first_p50']:.3f} / {latency['second_p50']:.3f} s "
+             f"({latency['second_p50'] / latency['first_p50'] - 1:+.1%}), p90 {latency['first_p90']:.3f} / "
+             f"{latency['second_p90']:.3f} s ({latency['second_p90'] / latency['first_p90'] - 1:+.1%})", "",
+             "| layer | metric | first (median) | second (median) | second / first (median per request) | requests |",
+             "|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        ratio = "n/a" if pd.isna(r.ratio) else f"{r.ratio:.2f}"   # a first run's zero: no ratio
+        lines.append(f"| {r.layer} | {r.metric} | {r.first:.4g} | {r.second:.4g} | {ratio} | {r.requests} |")
+    return "\n".join(lines) + "\n"
