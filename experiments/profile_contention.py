@@ -3,8 +3,13 @@
 Prints the `engine.host_contention` block for a profile file (and writes it there with
 profile=PATH). Method: mosaic/fitting/host_contention.py.
 
-    python experiments/profile_contention.py                  # CPU: the six tiny experts, 1 vs 2 busy
+    python experiments/profile_contention.py                  # CPU: the six tiny experts, 1 vs 2 busy vs a spinning neighbour
     python experiments/profile_contention.py profile=mosaic/profiles/data/tiny_cpu.yaml
+    python experiments/profile_contention.py model=Qwen repeats=1 requests=1,4 spin=false   # a quick look
+
+Options (key=value): models (registry), model (comma-separated, or all), n_workers, device, repeats,
+requests (the batch sizes, comma-separated), prompt, out, long_out, spin (also measure a spinning
+neighbour's share: true|false), profile (the file to write the block into).
 """
 import json
 import sys

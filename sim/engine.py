@@ -48,6 +48,18 @@ class Wait(float):
     step: what a step costs depends on the host's load (sim/host.py); a wait does not."""
 
 
+class Step(float):
+    """A yielded step duration (or a run of decode steps) that knows how many sequences it serves:
+    how much a busy neighbour slows a step depends on its batch (sim/host.py)."""
+
+    seqs: int
+
+    def __new__(cls, seconds: float, seqs: int) -> "Step":
+        step = super().__new__(cls, seconds)
+        step.seqs = seqs
+        return step
+
+
 @dataclass
 class BatchEngine:
     cost: CostModel

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Generator
 
 from mosaic.profiles import CostModel
-from sim.engine import EngineResult, Wait
+from sim.engine import EngineResult, Step, Wait
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -196,7 +196,7 @@ class V1Engine:
                     if self.record_steps:
                         self.steps_log.append(StepRecord(tuple((s.rid, 1) for s in running), (), dur, steps))
                     res.steps += steps
-                    yield dur
+                    yield Step(dur, n)
                     t1 = now()
                     take(need)
                     for s in running:
@@ -253,7 +253,7 @@ class V1Engine:
                 self.steps_log.append(StepRecord(tuple((s.rid, k) for s, k in scheduled),
                                                  tuple(v.rid for v in preempted), dur))
             res.steps += 1
-            yield dur
+            yield Step(dur, len(scheduled))
             t1 = now()
             for s, k in scheduled:
                 if s.start is None:

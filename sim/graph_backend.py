@@ -99,9 +99,9 @@ class SimGraphPool:
                     if inbox.arrivals or inbox.cancels or inbox.closed:
                         continue
                     self.wake[w] = env.event()
-                    self.host.stop((w,))
+                    self.host.idle(w)
                     yield self.wake[w]
-                    self.host.start((w,))
+                    self.host.resume(w)
                     self.wake[w] = None
                 else:
                     yield from self.host.elapse(w, m.name, dur)

@@ -2,7 +2,10 @@
 
 A profile's step costs were measured with every worker of the host busy; when fewer are, the
 engine's steps take engine.host_contention.step_scale[busy] of that, and a load load_scale[busy] of
-the profiled load (mosaic/profiles/engine.py). A worker is busy from the start of a model's load to
+the profiled load (mosaic/profiles/engine.py); where the profile measured it by batch, a step's factor
+is the one for its running sequences (a V1 engine's steps say how many); an agent graph's engine left
+without requests counts as spin_weight of a busy one for the profile's idle_spin_s more (vLLM's
+model-runner process spins that long). A worker is busy from the start of a model's load to
 the end of its session (in an agent graph's long-lived engine: while it has requests).
 Workers w and v share a host when w // workers_per_host == v // workers_per_host. A step (or a jump
 over a run of decode steps) is an amount of work at the profiled speed; when a neighbour starts or
@@ -26,13 +29,14 @@ class HostLoad:
         self.env = env
         self.per_host = cluster.workers_per_host
         self.contention = engine.host_contention if self.per_host > 1 else None
-        self.busy: Counter[int] = Counter()
+        self.busy: Counter[int] = Counter()   # host -> busy workers (a spinning one counts its share: a float)
         self.changed: dict[int, simpy.Event] = {}
+        self.lingering: dict[int, tuple[object, float]] = {}   # worker -> (token, share) while it spins
 
     def _host(self, worker: int) -> int:
         return worker // self.per_host
 
-    def _change(self, workers: Iterable[int], delta: int) -> None:
+    def _change(self, workers: Iterable[int], delta: float) -> None:
         for h in {self._host(w) for w in workers}:
             self.busy[h] += sum(delta for w in workers if self._host(w) == h)
             ev = self.changed.pop(h, None)
@@ -45,11 +49,37 @@ class HostLoad:
     def stop(self, workers: Iterable[int]) -> None:
         self._change(list(workers), -1)
 
-    def scale(self, worker: int, model: str | None = None) -> float:
-        """The step-time factor for `worker` serving `model` now (it counts itself among the busy)."""
+    def idle(self, worker: int) -> None:
+        """`worker`'s engine has run out of requests but stays loaded: for the profile's idle_spin_s
+        it counts as spin_weight of a busy worker (its spinning model-runner process), then as idle,
+        unless it gets work first (resume)."""
+        spin = self.contention.idle_spin_s if self.contention is not None else 0.0
+        if spin <= 0:
+            self.stop((worker,))
+            return
+        weight = self.contention.spin_weight
+        self._change((worker,), weight - 1)
+        token = self.lingering[worker] = (object(), weight)
+
+        def later():
+            yield self.env.timeout(spin)
+            if self.lingering.get(worker) is token:
+                del self.lingering[worker]
+                self._change((worker,), -weight)
+
+        self.env.process(later())
+
+    def resume(self, worker: int) -> None:
+        """`worker`'s idle engine got work: busy again (from its share, if it was spinning)."""
+        token = self.lingering.pop(worker, None)
+        self._change((worker,), 1 - token[1] if token is not None else 1)
+
+    def scale(self, worker: int, model: str | None = None, seqs: int | None = None) -> float:
+        """The step-time factor for `worker` serving `model` now (it counts itself among the busy),
+        for a step of `seqs` running sequences (None: not known)."""
         if self.contention is None:
             return 1.0
-        return self.contention.scale(max(1, self.busy[self._host(worker)]), model)
+        return self.contention.scale(max(1, self.busy[self._host(worker)]), model, seqs)
 
     def elapse(self, worker: int, model: str, duration: float) -> Generator:
         """Advance `worker`'s clock through one yield of its engine: a Wait as is; a step's cost at
@@ -57,7 +87,8 @@ class HostLoad:
         if self.contention is None or isinstance(duration, Wait):
             yield self.env.timeout(duration)
             return
-        yield from self._timed(worker, float(duration), lambda: self.scale(worker, model))
+        seqs = getattr(duration, "seqs", None)
+        yield from self._timed(worker, float(duration), lambda: self.scale(worker, model, seqs))
 
     def load(self, worker: int, duration: float) -> Generator:
         """Advance `worker`'s clock through a model load (the worker counts as busy meanwhile)."""

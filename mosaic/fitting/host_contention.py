@@ -16,6 +16,21 @@ measured); the simulator scales each step by the entry for the number of its hos
 are serving at that moment (cluster.workers_per_host says which share).
 Busy counts are measured in interleaved rounds (1, 2, ..., n, 1, 2, ...), so a drift of the machine
 spreads over all of them; the spread over repeats is written into the source.
+
+The factor depends on the batch: measured 25 Nov on this 2-core host, a lone QwenR1 engine decoding
+one sequence stepped at 0.83 of its both-busy time, against 0.71 at 32 sequences, so an agent graph
+(1-3 sequences per engine) ran 13% slower for real than simulated with the 32-sequence factor. With
+several request counts (`requests=1,4,32`) every round serves each count in turn (the engines meet at a
+barrier before each, so a busy neighbour serves the same batch), and the block gets `by_batch`: per
+model, per running sequences, the busy-count table; the simulator interpolates it in log(sequences)
+(sim/host.py). `models` holds each model's table at the largest count (for steps of unknown batch).
+
+An engine that has run out of requests still loads its host for a while (an agent graph's engines
+idle between requests): vLLM's model-runner process spins on its shared-memory queue for 1 s after
+its last step (idle_spin_s, read from the installed vLLM). With spin=true each repeat adds a round of
+worker 0 serving beside an engine kept spinning on worker 1 (a 1-token request every PING_S), and
+spin_weight = (step beside it - alone) / (step beside a serving engine - alone): the spinning engine's
+share of a busy worker, the median over models and counts.
 """
 from __future__ import annotations
 
@@ -30,16 +45,20 @@ import yaml
 
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import ROOT, step_and_warmup
-from mosaic.fitting.options import device_option, int_option, models_option
+from mosaic.fitting.options import bool_option, device_option, int_option, models_option
 from vllm_backend.backend import device_env, prompt_ids
 
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
-            "requests": 32, "prompt": 256, "out": 16, "long_out": 144, "profile": ""}
+            "requests": "1,4,32", "prompt": 256, "out": 16, "long_out": 144, "spin": "true", "profile": ""}
+PING_S = 0.25   # a spinning neighbour's request interval: well inside the engine's spin time, a 2% duty
 
 
-def _serve(path: str, engine_args: dict, env: dict, barrier, n_requests: int, prompt: int, outs: list[int], q) -> None:
-    """One engine in its own process: load, wait for the others, then time each batch of `outs`."""
+def _serve(path: str, engine_args: dict, env: dict, barrier, counts: list[int], prompt: int, outs: list[int], q,
+           role: str = "serve", done=None) -> None:
+    """One engine in its own process: load, then for each request count wait for the others and time
+    each batch of `outs` (serving seconds per count), setting done[i] after count i. role="spin": an
+    engine kept spinning instead, by one 1-token request every PING_S until the server is done."""
     os.environ.update(env)
     from vllm_backend.worker import _engine, _shutdown, isolate_from_script_dir
 
@@ -49,19 +68,32 @@ def _serve(path: str, engine_args: dict, env: dict, barrier, n_requests: int, pr
     t = time.perf_counter()
     engine = _engine(path, engine_args)
     load = time.perf_counter() - t
-    barrier.wait(timeout=900)
-    serve = []
-    for b, out in enumerate(outs):
-        t = time.perf_counter()
-        for i in range(n_requests):
-            rid = f"b{b}r{i}"
-            engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, prompt)},
-                               SamplingParams(max_tokens=out, ignore_eos=True))
-        while engine.has_unfinished_requests():
-            engine.step()
-        serve.append(time.perf_counter() - t)
+    serve: dict[int, list[float]] = {}
+    for k, n_requests in enumerate(counts):
+        barrier.wait(timeout=900)
+        if role == "spin":
+            ping = 0
+            while not done[k].wait(timeout=PING_S):
+                ping += 1
+                engine.add_request(f"n{n_requests}p{ping}", {"prompt_token_ids": prompt_ids(f"p{ping}", prompt)},
+                                   SamplingParams(max_tokens=1))
+                while engine.has_unfinished_requests():
+                    engine.step()
+            continue
+        serve[n_requests] = []
+        for b, out in enumerate(outs):
+            t = time.perf_counter()
+            for i in range(n_requests):
+                rid = f"n{n_requests}b{b}r{i}"
+                engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, prompt)},
+                                   SamplingParams(max_tokens=out, ignore_eos=True))
+            while engine.has_unfinished_requests():
+                engine.step()
+            serve[n_requests].append(time.perf_counter() - t)
+        if done is not None:
+            done[k].set()
     _shutdown(engine)
-    q.put({"load_s": load, "serve_s": serve})
+    q.put({"load_s": load, "serve_s": serve, "role": role})
 
 
 def step_scale(steps: dict[int, list[float]]) -> dict[int, float]:
@@ -75,24 +107,41 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / 2 / statistics.median(values)
 
 
-def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: list[int]) -> list[dict]:
+def request_counts(cfg: dict) -> list[int]:
+    """`requests=1,4,32`: the batch sizes measured, ascending, each >= 1."""
+    raw = str(cfg["requests"]).strip().strip("[]")
+    counts = []
+    for part in raw.split(","):
+        counts.append(int_option({"requests": part}, "requests", 1))
+    if len(set(counts)) != len(counts):
+        raise ConfigError(f"requests={cfg['requests']}: a count is listed twice; give each once")
+    return sorted(counts)
+
+
+def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: list[int], spin: bool = False
+           ) -> list[dict]:
+    """One round: `busy` engines serving at once (worker 0 up); with `spin`, worker 0 serving beside
+    a spinning engine on worker 1. The servers' results."""
     ctx = mp.get_context("spawn")
-    q, barrier = ctx.Queue(), ctx.Barrier(busy)
-    procs = [ctx.Process(target=_serve, args=(path, args, envs[w], barrier, int(cfg["requests"]), int(cfg["prompt"]),
-                                              outs, q)) for w in range(busy)]
+    counts = request_counts(cfg)
+    q, barrier = ctx.Queue(), ctx.Barrier(2 if spin else busy)
+    done = [ctx.Event() for _ in counts] if spin else None
+    roles = ["serve", "spin"] if spin else ["serve"] * busy
+    procs = [ctx.Process(target=_serve, args=(path, args, envs[w], barrier, counts, int(cfg["prompt"]), outs, q,
+                                              role, done)) for w, role in enumerate(roles)]
     for p in procs:
         p.start()
     got: list[dict] = []
     deadline = time.time() + 1800
     try:
-        while len(got) < busy:
+        while len(got) < len(procs):
             try:
                 got.append(q.get(timeout=2.0))
             except queue_mod.Empty:
                 if any(p.exitcode not in (None, 0) for p in procs) or time.time() > deadline:
                     raise RuntimeError(f"measuring {path} with {busy} busy workers failed: an engine process "
                                        f"exited with {[p.exitcode for p in procs]} (see its log above)") from None
-        return got
+        return [r for r in got if r["role"] == "serve"]
     finally:
         for p in procs:
             p.join(timeout=60)
@@ -108,8 +157,10 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         raise ConfigError(f"n_workers must be >= 2 (got {n}): contention needs a second worker on the host")
     if not out < long_out:
         raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
-    for key in ("repeats", "requests", "prompt"):
+    for key in ("repeats", "prompt"):
         int_option(cfg, key, 1)
+    counts = request_counts(cfg)
+    spin = bool_option(cfg, "spin")
     device_option(cfg["device"], n)
     if cfg["profile"]:   # the file the block goes into: checked before the minutes of measuring
         profile_file(cfg["profile"])
@@ -120,39 +171,89 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         registry.resolve(name)
     envs = device_env(n, cfg["device"], 1)
     outs = [out, long_out, out]
-    per_model: dict[str, dict[int, list[float]]] = {}
+    # model -> request count -> busy count -> decode step seconds over the repeats
+    per_model: dict[str, dict[int, dict[int, list[float]]]] = {}
     per_model_loads: dict[str, dict[int, list[float]]] = {}
+    spinning: dict[str, dict[int, list[float]]] = {}   # model -> count -> step beside a spinning engine
     for name in names:
         path, args = registry.resolve(name)
-        steps: dict[int, list[float]] = {b: [] for b in range(1, n + 1)}
+        steps: dict[int, dict[int, list[float]]] = {c: {b: [] for b in range(1, n + 1)} for c in counts}
         loads: dict[int, list[float]] = {b: [] for b in range(1, n + 1)}
+        spun = spinning.setdefault(name, {c: [] for c in counts})
         for _ in range(int(cfg["repeats"])):
-            for busy in steps:
-                for r in _round(path, args, envs, busy, cfg, outs):
-                    steps[busy].append(step_and_warmup(r["serve_s"], out, long_out)[0])
-                    loads[busy].append(r["load_s"])
-                print(f"{name}, {busy} busy: step {steps[busy][-1] * 1e3:.2f} ms, load {r['load_s']:.1f} s", flush=True)
-        if min(min(s) for s in steps.values()) <= 0:
+            for busy in [*range(1, n + 1), *(["spin"] if spin else [])]:
+                for r in _round(path, args, envs, 1 if busy == "spin" else busy, cfg, outs, busy == "spin"):
+                    for c in counts:
+                        step = step_and_warmup(r["serve_s"][c], out, long_out)[0]
+                        (spun[c] if busy == "spin" else steps[c][busy]).append(step)
+                    if busy != "spin":
+                        loads[busy].append(r["load_s"])
+                last = spun if busy == "spin" else {c: steps[c][busy] for c in counts}
+                print(f"{name}, {busy}{'' if busy == 'spin' else ' busy'}: step "
+                      + ", ".join(f"{last[c][-1] * 1e3:.2f} ms at {c}" for c in counts)
+                      + f", load {r['load_s']:.1f} s", flush=True)
+        if min(min(s) for by_busy in steps.values() for s in by_busy.values()) <= 0:
             raise ConfigError(f"{name}: step times are not positive: the machine is too noisy; rerun it idle or "
                               f"raise long_out (now {long_out})")
         per_model[name], per_model_loads[name] = steps, loads
-    scales = {name: step_scale(s) for name, s in per_model.items()}
+    top = counts[-1]
+    scales = {name: step_scale(s[top]) for name, s in per_model.items()}
     # Per model (a step's fixed host-side cost weighs more in a small model's step), and the median
     # over them for models not measured.
     scale = {b: round(statistics.median(s[b] for s in scales.values()), 3) for b in range(1, n + 1)}
     detail = "; ".join(
-        f"{name} " + ", ".join(f"{b} busy {statistics.median(v) * 1e3:.1f} ms ±{spread(v):.0%}" for b, v in s.items())
+        f"{name} " + ", ".join(f"{b} busy {statistics.median(v) * 1e3:.1f} ms ±{spread(v):.0%}"
+                               for b, v in s[top].items())
         for name, s in per_model.items())
     load_detail = ", ".join(f"{b} loading {statistics.median(x for v in per_model_loads.values() for x in v[b]):.1f} s"
                             for b in range(1, n + 1))
     # Loads (engine start-up with dummy weights: CPU work) pooled over models: one host property.
     load_scales = [step_scale(v) for v in per_model_loads.values()]
     load_scale = {b: round(statistics.median(s[b] for s in load_scales), 3) for b in range(1, n + 1)}
-    return {"step_scale": scale, "models": scales, "load_scale": load_scale,
-            "source": (f"measured by experiments/profile_contention.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
-                       f"{n} workers): {cfg['repeats']} interleaved rounds per busy count, {cfg['requests']} requests of "
-                       f"{cfg['prompt']} tokens x {out} / {long_out} / {out} output tokens per engine; median decode "
-                       f"step (±half range): {detail}; median load over the models: {load_detail}")}
+    block: dict[str, Any] = {"step_scale": scale, "models": scales, "load_scale": load_scale,
+                             "idle_spin_s": engine_idle_spin_s()}
+    spin_detail = ""
+    if spin:
+        # A spinning neighbour as a share of a busy one: (beside it - alone) / (beside a busy one - alone)
+        # per model and count (medians over the repeats), the median over them: one host property.
+        shares = []
+        for name, s in per_model.items():
+            for c in counts:
+                alone, busy2 = statistics.median(s[c][1]), statistics.median(s[c][2])
+                if busy2 > alone:
+                    shares.append((statistics.median(spinning[name][c]) - alone) / (busy2 - alone))
+        block["spin_weight"] = round(min(1.0, max(0.0, statistics.median(shares))), 3) if shares else 1.0
+        spin_detail = (f"; spin_weight: worker 0's steps beside an engine kept spinning on worker 1 (a 1-token request "
+                       f"every {PING_S} s), relative to alone and beside a serving one, median of {len(shares)} model x "
+                       f"count shares (range {min(shares):.2f} to {max(shares):.2f})" if shares else "")
+    if len(counts) > 1:
+        block["by_batch"] = {name: {c: step_scale(s[c]) for c in counts} for name, s in per_model.items()}
+        detail += "; at " + ", ".join(
+            f"{c} requests: " + ", ".join(f"{name} {'/'.join(f'{statistics.median(v) * 1e3:.1f}' for v in s[c].values())}"
+                                          f" ms" for name, s in per_model.items()) for c in counts[:-1])
+    block["source"] = (f"measured by experiments/profile_contention.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
+                       f"{n} workers): {cfg['repeats']} interleaved rounds per busy count, {', '.join(map(str, counts))} "
+                       f"requests of {cfg['prompt']} tokens x {out} / {long_out} / {out} output tokens per engine; median "
+                       f"decode step by busy count (±half range), at {top} requests: {detail}; median load over the "
+                       f"models: {load_detail}; idle_spin_s: the installed vLLM's SpinCondition busy_loop_s (an idle "
+                       f"engine's model-runner process spins that long before it waits on a socket){spin_detail}")
+    return block
+
+
+def engine_idle_spin_s() -> float:
+    """How long an engine left without requests keeps spinning, as the installed vLLM has it: its
+    multiprocess executor's model-runner process reads the next step from a shared-memory queue and
+    busy-loops (sched_yield) for SpinCondition's busy_loop_s after its last read, taking CPU from
+    the host's other engines meanwhile (an agent graph's engines idle between requests). 0 where this
+    vLLM has no such reader."""
+    import inspect
+
+    try:
+        from vllm.distributed.device_communicators.shm_broadcast import SpinCondition
+    except ImportError:
+        return 0.0
+    param = inspect.signature(SpinCondition.__init__).parameters.get("busy_loop_s")
+    return float(param.default) if param is not None and isinstance(param.default, (int, float)) else 0.0
 
 
 def profile_file(profile: str):

@@ -27,6 +27,13 @@ def int_option(cfg: dict[str, Any], key: str, lo: int) -> int:
     return value
 
 
+def bool_option(cfg: dict[str, Any], key: str) -> bool:
+    raw = str(cfg[key]).strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{key}={cfg[key]}: give true or false")
+    return raw == "true"
+
+
 def models_option(cfg: dict[str, Any]) -> ModelRegistry:
     """The model registry `models=` names (mosaic/conf/models/<name>.yaml)."""
     name = str(cfg["models"])

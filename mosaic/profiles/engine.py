@@ -74,21 +74,46 @@ class HostContentionProfile:
     # The same for loads (a loading worker counts as busy, for its neighbours' steps too); empty:
     # a load takes its profiled time whatever the host does.
     load_scale: dict[int, float] = field(default_factory=dict)
+    # model -> running sequences -> its table at that batch (experiments/profile_contention.py with
+    # several request counts); steps of a model measured so use it, by their batch.
+    by_batch: dict[str, dict[int, dict[int, float]]] = field(default_factory=dict)
+    # An engine left without requests (an agent graph's long-lived engine between its requests) keeps
+    # its host busy this long: vLLM's multiprocess executor has its model-runner process spin on the
+    # shared-memory queue for 1 s after its last step before it waits on a socket (SpinCondition's
+    # busy_loop_s in vllm/distributed/device_communicators/shm_broadcast.py), and the spinning process
+    # takes CPU from its neighbours' engine-core and client processes. 0: idle at once.
+    idle_spin_s: float = 0.0
+    # Meanwhile it counts as this share of a serving worker (a spinning process yields to others; measured
+    # by experiments/profile_contention.py: a neighbour's steps beside it against alone and beside a busy one).
+    spin_weight: float = 1.0
 
     @property
     def profiled_workers(self) -> int:
         return max(self.step_scale)
 
-    def scale(self, busy: int, model: str | None = None) -> float:
-        """The step-time factor for `model` (its own table if measured) with `busy` workers serving."""
-        return _interpolate(self.models.get(model, self.step_scale), busy)
+    def scale(self, busy: float, model: str | None = None, seqs: int | None = None) -> float:
+        """The step-time factor for `model` (its own table if measured) with `busy` workers serving,
+        for a step of `seqs` running sequences where the model was measured by batch: interpolated
+        linearly in log(seqs) between the measured batches, the nearest one beyond them."""
+        by = self.by_batch.get(model) if seqs is not None else None
+        if not by:
+            return _interpolate(self.models.get(model, self.step_scale), busy)
+        points = sorted(by)
+        if seqs <= points[0]:
+            return _interpolate(by[points[0]], busy)
+        for n0, n1 in zip(points, points[1:]):
+            if seqs <= n1:
+                f = (math.log(seqs) - math.log(n0)) / (math.log(n1) - math.log(n0))
+                s0, s1 = _interpolate(by[n0], busy), _interpolate(by[n1], busy)
+                return s0 + (s1 - s0) * f
+        return _interpolate(by[points[-1]], busy)
 
     def load(self, busy: int) -> float:
         """The load-time factor with `busy` workers loading or serving."""
         return _interpolate(self.load_scale, busy) if self.load_scale else 1.0
 
 
-def _interpolate(table: dict[int, float], busy: int) -> float:
+def _interpolate(table: dict[int, float], busy: float) -> float:
     points = sorted(table.items())
     if busy <= points[0][0]:
         return points[0][1]

@@ -82,7 +82,9 @@ def _host_contention(hc: HostContentionSpec) -> HostContentionProfile:
 
     return HostContentionProfile(table(hc.step_scale), hc.source.strip(),
                                  {str(m): table(t) for m, t in (hc.models or {}).items()},
-                                 table(hc.load_scale or {}))
+                                 table(hc.load_scale or {}),
+                                 {str(m): {int(n): table(t) for n, t in by.items()} for m, by in (hc.by_batch or {}).items()},
+                                 float(hc.idle_spin_s), float(hc.spin_weight))
 
 
 def _engine(e: EngineSpec) -> EngineProfile:

@@ -40,7 +40,10 @@ Rules that involve several fields:
 * host_contention.step_scale (and host_contention.load_scale, and each table of
   host_contention.models, per model, all ending at the same count): busy workers on a host -> step time relative to the profiled condition, in (0, 100],
   exactly 1 at the largest count (the profile's steps were measured then); models named there are
-  models of the file.
+  models of the file. host_contention.by_batch (optional): model -> running sequences (an integer
+  >= 1) -> such a table, for a model also in host_contention.models. host_contention.idle_spin_s:
+  seconds >= 0 that an engine left without requests still counts as busy, as host_contention.spin_weight
+  (in [0, 1]) of a serving one.
 * session_fit.coef: as many non-negative coefficients as its form takes.
 * datasets: difficulty_length^2 + length_shared^2 < 1 (the Gaussian copula's loadings).
 * memory (vLLM's start-up check: the model's weights plus the KV of one max_model_len sequence at
@@ -357,6 +360,9 @@ class HostContentionSpec(Section):
     step_scale: Any
     models: Any = None       # model -> its own table (measured per model); step_scale for the others
     load_scale: Any = None   # the same for a model's load (engine start-up); none: loads do not interact
+    by_batch: Any = None     # model -> running sequences -> its table at that batch (measured per batch)
+    idle_spin_s: Number(ge=0, le=MAX_SECONDS) = 0.0   # an idle engine keeps its host busy this long
+    spin_weight: Number(ge=0, le=1) = 1.0             # ... as this share of a serving engine
     source: Text
 
     @field_validator("step_scale", mode="before")
@@ -380,10 +386,34 @@ class HostContentionSpec(Section):
             _scale_table(table, (name,))
         return value
 
+    @field_validator("by_batch", mode="before")
+    @classmethod
+    def _per_batch(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError(f"expected a mapping model -> {{running sequences: {{busy workers: scale}}}}, "
+                             f"got {show(value)}")
+        for name, by_seqs in value.items():
+            if not isinstance(by_seqs, Mapping) or not by_seqs:
+                raise FieldError((name,), f"expected a mapping running sequences -> {{busy workers: scale}}, "
+                                 f"got {show(by_seqs)}")
+            for seqs, table in by_seqs.items():
+                if isinstance(seqs, bool) or not isinstance(seqs, int) or seqs < 1:
+                    raise FieldError((name,), f"a running-sequence count must be an integer >= 1 (got {show(seqs)})")
+                _scale_table(table, (name, seqs))
+        return value
+
     @model_validator(mode="after")
     def _same_top(self) -> "HostContentionSpec":
         top = max(self.step_scale)
         tables = [(("models", name), table) for name, table in (self.models or {}).items()]
+        tables += [(("by_batch", name, seqs), table) for name, by_seqs in (self.by_batch or {}).items()
+                   for seqs, table in by_seqs.items()]
+        for name in self.by_batch or {}:
+            if name not in (self.models or {}):
+                raise FieldError(("by_batch", name), "has no table in host_contention.models (the one for steps "
+                                 "of unknown batch); add it there")
         for path, table in tables + ([(("load_scale",), self.load_scale)] if self.load_scale else []):
             if max(table) != top:
                 raise FieldError(path, f"must end at {top} busy workers, as step_scale does (got {max(table)})")
@@ -684,10 +714,11 @@ class ProfileFileSpec(Section):
                     raise FieldError((*at, "cap"), f"must be <= engine.max_model_len ({context}): no answer is longer "
                                      f"than the context window (got {spec.cap})")
         hc = self.engine.host_contention
-        for name in (hc.models or {}) if hc is not None else ():
-            if name not in self.models:
-                raise FieldError(("engine", "host_contention", "models", name), f"no model '{name}' in this file "
-                                 f"(models: {', '.join(sorted(self.models))})")
+        for key in ("models", "by_batch"):
+            for name in (getattr(hc, key) or {}) if hc is not None else ():
+                if name not in self.models:
+                    raise FieldError(("engine", "host_contention", key, name), f"no model '{name}' in this file "
+                                     f"(models: {', '.join(sorted(self.models))})")
         return self
 
 

@@ -118,6 +118,7 @@ def test_a_profile_without_measured_step_costs_cannot_be_checked(monkeypatch, tm
         profile_check.check_profile(_cfg(profile=str(p)))
     doc["models"] = {"Other": doc["models"]["Exaone"]}
     doc["engine"]["host_contention"].pop("models")
+    doc["engine"]["host_contention"].pop("by_batch")
     p.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=r"model=all: no model of the registry .* is in the profile \(Other\)"):
         profile_check.check_profile(_cfg(profile=str(p), model="all"))

@@ -127,6 +127,18 @@ def test_strict_yaml_reads_bundled_files_as_pyyaml_does():
      r"engine\.host_contention\.models\.LlamaR1 must end at 2 busy workers"),
     (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 2: 0.9}}}"),
      r"engine\.host_contention\.models\.LlamaR1\.2 must be 1"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, by_batch: {LlamaR1: {1: {1: 0.9, 2: 1}}}}"),
+     r"engine\.host_contention\.by_batch\.LlamaR1: has no table in host_contention\.models"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 2: 1}}, by_batch: {LlamaR1: {0: {1: 0.9, 2: 1}}}}"),
+     r"engine\.host_contention\.by_batch\.LlamaR1: a running-sequence count must be an integer >= 1 \(got 0\)"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 2: 1}}, by_batch: {LlamaR1: {4: {1: 0.9, 3: 1}}}}"),
+     r"engine\.host_contention\.by_batch\.LlamaR1\.4 must end at 2 busy workers"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, models: {LlamaR1: {1: 0.7, 2: 1}}, by_batch: {LlamaR1: {4: {1: nan, 2: 1}}}}"),
+     r"engine\.host_contention\.by_batch\.LlamaR1\.4\.1"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, spin_weight: 1.5}"),
+     r"engine\.host_contention\.spin_weight"),
+    (_edit("max_num_seqs: 256", "max_num_seqs: 256\n  host_contention: {step_scale: {1: 0.8, 2: 1}, source: x, idle_spin_s: -1}"),
+     r"engine\.host_contention\.idle_spin_s"),
 ])
 def test_bad_profile_is_one_line_naming_file_model_and_field(tmp_path, text, match):
     assert re.search(match, _refused(tmp_path, text))

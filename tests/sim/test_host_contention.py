@@ -103,3 +103,92 @@ def test_a_load_alone_on_its_host_takes_the_solo_share_of_the_profiled_load(tiny
     profiled = tiny.model("LlamaR1").load_time_s
     assert load_times({0: "LlamaR1"})[0] == pytest.approx(0.6 * profiled)
     assert load_times({0: "LlamaR1", 1: "LlamaR1"}) == pytest.approx({0: profiled, 1: profiled})
+
+
+def test_a_profile_measured_by_batch_scales_each_step_by_its_running_sequences():
+    """by_batch: 1 sequence -> 0.8, 32 -> 0.5 alone; between, linear in log(sequences); beyond the
+    measured batches, the nearest; without a batch (or for another model), the flat table."""
+    hc = HostContentionProfile(dict(SCALE), "x", models={"Qwen": {1: 0.6, 2: 1.0}},
+                               by_batch={"Qwen": {1: {1: 0.8, 2: 1.0}, 32: {1: 0.5, 2: 1.0}}})
+    assert hc.scale(1, "Qwen", 1) == pytest.approx(0.8)
+    assert hc.scale(1, "Qwen", 32) == pytest.approx(0.5)
+    assert hc.scale(1, "Qwen", 64) == pytest.approx(0.5)
+    # 4 sequences: log(4)/log(32) = 2/5 of the way from 1 to 32
+    assert hc.scale(1, "Qwen", 4) == pytest.approx(0.8 + (0.5 - 0.8) * 2 / 5)
+    assert hc.scale(2, "Qwen", 4) == pytest.approx(1.0)
+    assert hc.scale(1, "Qwen") == pytest.approx(0.6) and hc.scale(1, "GLM", 1) == pytest.approx(SCALE[1])
+
+
+def test_a_lone_session_of_one_sequence_runs_at_the_one_sequence_scale(tiny):
+    """The V1 engine's steps carry their batch to the host: a lone one-request session runs at the
+    one-sequence factor, an eight-request session (measured at 1 and 8) at the eight-sequence one."""
+    by = replace(tiny, engine=replace(tiny.engine, host_contention=HostContentionProfile(
+        dict(SCALE), "test", models={"Qwen": {1: 0.5, 2: 1.0}},
+        by_batch={"Qwen": {1: {1: 0.9, 2: 1.0}, 8: {1: 0.5, 2: 1.0}}})))
+    shared, apart = (Cluster.uniform(2, 80.0, "cpu", workers_per_host=k) for k in (2, 1))
+    one_alone = _serving(by, shared, {0: ("Qwen", 1, 40)})[0]
+    one_apart = _serving(tiny, apart, {0: ("Qwen", 1, 40)})[0]
+    assert one_alone == pytest.approx(0.9 * one_apart)
+    eight_alone = _serving(by, shared, {0: ("Qwen", 8, 40)})[0]
+    eight_apart = _serving(tiny, apart, {0: ("Qwen", 8, 40)})[0]
+    assert eight_alone == pytest.approx(0.5 * eight_apart)
+
+
+def _host_with_spin(tiny, spin, weight=1.0):
+    import simpy
+
+    from sim.host import HostLoad
+
+    engine = replace(tiny.engine, host_contention=HostContentionProfile(dict(SCALE), "test", idle_spin_s=spin,
+                                                                        spin_weight=weight))
+    env = simpy.Environment()
+    return env, HostLoad(env, Cluster.uniform(2, 80.0, "cpu", workers_per_host=2), engine)
+
+
+@pytest.mark.parametrize("spin, weight, expected", [
+    (0.0, 1.0, 2.0 * SCALE[1]), (1.0, 1.0, 1.0 + 1.0 * SCALE[1]), (5.0, 1.0, 2.0),
+    # half a busy worker: 1.5 busy -> scale 0.75 for 1 s (1/0.75 s of work), the rest alone at 0.5
+    (1.0, 0.5, 1.0 + (2.0 - 1.0 / 0.75) * SCALE[1])])
+def test_an_idle_engine_keeps_its_host_busy_for_its_spin_time(tiny, spin, weight, expected):
+    """Worker 0 runs out of requests at t=0 while worker 1 starts 2 s of profiled work: for the
+    spin time worker 0 still counts as its spin weight of a busy worker, then worker 1 is alone."""
+    env, host = _host_with_spin(tiny, spin, weight)
+    host.start((0,))
+    host.start((1,))
+    host.idle(0)
+    done = {}
+
+    def work():
+        yield from host.elapse(1, "Qwen", 2.0)
+        done["t"] = env.now
+
+    env.process(work())
+    env.run()
+    assert done["t"] == pytest.approx(expected)
+    assert host.busy[0] == pytest.approx(1)   # worker 0 stopped, worker 1 still counted until it stops
+
+
+def test_an_engine_that_gets_work_while_spinning_is_not_counted_twice(tiny):
+    """idle at 0, work again at 0.5 (still spinning: no second start), idle again at 0.6: it stops
+    1 s after that, at 1.6, not at 1.0 (the first idle's stop was withdrawn)."""
+    env, host = _host_with_spin(tiny, 1.0)
+    host.start((0,))
+    seen = {}
+
+    def worker0():
+        host.idle(0)
+        yield env.timeout(0.5)
+        host.resume(0)
+        assert host.busy[0] == 1
+        yield env.timeout(0.1)
+        host.idle(0)
+
+    def probe():
+        for t in (1.1, 1.7):
+            yield env.timeout(t - env.now)
+            seen[t] = host.busy[0]
+
+    env.process(worker0())
+    env.process(probe())
+    env.run()
+    assert seen == {1.1: 1, 1.7: 0}
