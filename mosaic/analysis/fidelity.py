@@ -352,6 +352,88 @@ def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]
             for profile, (run, names) in by_profile.items()]
 
 
+def _stored_rows(path: Path) -> list[dict[str, Any]]:
+    """An earlier run's fidelity.json, checked to hold what a re-simulation compares against."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"--resimulate {path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise ConfigError(f"--resimulate {path}: not JSON ({e})") from None
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"--resimulate {path}: expected the list of rows a fidelity run writes (fidelity.json)")
+    for i, r in enumerate(rows):
+        reals = r.get("real") if isinstance(r, dict) else None
+        if (not isinstance(r, dict) or not isinstance(r.get("case"), str) or not isinstance(r.get("stage"), str)
+                or not isinstance(r.get("sim"), dict) or not isinstance(reals, list) or not reals
+                or not all(isinstance(x, dict) and all(isinstance(x.get(k), (int, float)) for k in (*COMPARED, "mean_load_s"))
+                           for x in reals)):
+            raise ConfigError(f"--resimulate {path}: row {i} is not a fidelity row (case, stage, sim, and real "
+                              f"runs with {', '.join(COMPARED)}): was the file written by experiments/fidelity.py?")
+    return rows
+
+
+def _plan_shape(metrics: dict[str, Any]) -> tuple:
+    return metrics["requests"], tuple((s["worker"], s["model"]) for s in metrics["sessions"])
+
+
+def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence[str] = ()) -> str:
+    """The simulated side of an earlier suite run again, with the profile and simulator of now,
+    against the real runs stored in its fidelity.json (no engine starts). Worth something only where
+    the profile describes the host those real runs ran on (e.g. a block of it re-measured there
+    after the suite). Each case must plan what it planned then (same requests, same sessions per
+    worker), else it is refused. Writes fidelity.resim.md/.json (fidelity-CASE.resim.* for a subset)."""
+    rows_then = _stored_rows(stored)
+    suite = load_suite(suite_path)
+    stored_cases = list(dict.fromkeys(r["case"] for r in rows_then))
+    missing = sorted(set(stored_cases) - set(suite.cases))
+    if missing:
+        raise ConfigError(f"--resimulate {stored}: case {', '.join(missing)} is not in the suite {suite_path}")
+    unknown = sorted(set(only) - set(stored_cases))
+    if unknown:
+        raise ConfigError(f"--resimulate {stored}: holds no case named {', '.join(unknown)}; it holds "
+                          f"{', '.join(stored_cases)}")
+    by_key = {(r["case"], r["stage"]): r for r in rows_then}
+    rows = []
+    for name in stored_cases:
+        if only and name not in only:
+            continue
+        try:
+            _, jobs = prepare_case(name, suite.cases[name], suite.base)
+        except ConfigError as e:
+            raise ConfigError(f"fidelity case {name}: {e}") from None
+        for job, simulated in jobs:
+            then = by_key.get((name, job.stage))
+            if then is None:
+                raise ConfigError(f"--resimulate {stored}: case {name} now plans a stage {job.stage!r} it did not "
+                                  "then; re-run the real side (python experiments/fidelity.py)")
+            sim = (graph_metrics if isinstance(job, GraphJob) else stage_metrics)(simulated)
+            if _plan_shape(sim) != _plan_shape(then["sim"]):
+                raise ConfigError(f"--resimulate {stored}: case {name} / {job.stage} plans other sessions now "
+                                  f"({_plan_shape(sim)[0]} requests on {list(_plan_shape(sim)[1])}) than its real "
+                                  f"runs did ({_plan_shape(then['sim'])[0]} on {list(_plan_shape(then['sim'])[1])}); "
+                                  "re-run the real side (python experiments/fidelity.py)")
+            rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"])})
+    cases = {n: suite.cases[n] for n in stored_cases if not only or n in only}
+    args = [f"--resimulate {stored}", *(f"--case {n}" for n in only)]
+    md = render(suite.model_copy(update={"repeats": len(rows[0]["real"])}), rows,
+                " ".join(["python experiments/fidelity.py", *args]), cases)
+    head, sep, rest = md.partition("\n| case |")
+    before = "".join(f"- {r['case']} / {r['stage']}: serving {r['sim_then']['serving_s']:.1f} s then, "
+                     f"{r['sim']['serving_s']:.1f} s now; E2E p50 {r['sim_then']['e2e_p50_s']:.2f} -> "
+                     f"{r['sim']['e2e_p50_s']:.2f} s\n" for r in rows)
+    md = (head.replace("# Simulator fidelity suite", "# Simulator fidelity suite, re-simulated", 1)
+          + f"\nReal side: the runs stored in {stored} (not re-run). Simulated side: this checkout's profile and "
+          "simulator. A re-simulation says how a change to the profile or the simulator does against those runs; "
+          "it is worth something only where the profile describes the host they ran on. Simulated then and now:\n\n"
+          + before + sep + rest)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "fidelity" + "".join(f"-{n}" for n in only) + ".resim"
+    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return md
+
+
 def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats: int | None = None,
           log=print, check: str = "stop") -> str:
     """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`

@@ -203,3 +203,50 @@ def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
     p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\ncases: {a: {graph: true}}")
     with pytest.raises(ConfigError, match="fidelity case a: graph: true needs an agent-graph topology"):
         fidelity.write(tmp_path, p, check="off")
+
+
+def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path: Path, monkeypatch):
+    import json
+
+    p = tmp_path / "suite.yaml"
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 1\ncases:\n"
+                 "  a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
+    monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: [
+        {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
+        for job, t in jobs])
+    fidelity.write(tmp_path, p, check="off")
+    stored = tmp_path / "fidelity.json"
+    rows = json.loads(stored.read_text())
+    # the stored real run served 25% longer than the simulator: a re-simulation reports -20%
+    rows[0]["real"][0]["serving_s"] *= 1.25
+    stored.write_text(json.dumps(rows))
+    out = tmp_path / "re"
+    md = fidelity.resimulate(stored, out, p)
+    (row,) = json.loads((out / "fidelity.resim.json").read_text())
+    assert row["error"]["serving_s"] == pytest.approx(-0.2) and row["error"]["makespan_s"] == 0
+    assert row["sim_then"]["serving_s"] == row["sim"]["serving_s"]
+    assert "re-simulated" in md and f"--resimulate {stored}" in md and "| a | expert | 2 |" in md
+    assert not (out / "fidelity.md").exists()
+    # a stored run of another plan is refused, not compared
+    rows[0]["sim"]["sessions"][0]["model"] = "GLM"
+    stored.write_text(json.dumps(rows))
+    with pytest.raises(ConfigError, match=r"case a / expert plans other sessions now.*\(0, 'Qwen'\).*\(0, 'GLM'\)"):
+        fidelity.resimulate(stored, out, p)
+    with pytest.raises(ConfigError, match="holds no case named b; it holds a"):
+        fidelity.resimulate(stored, out, p, only=["b"])
+    rows[0]["case"] = "gone"
+    stored.write_text(json.dumps(rows))
+    with pytest.raises(ConfigError, match="case gone is not in the suite"):
+        fidelity.resimulate(stored, out, p)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{", "not JSON"), ("[]", "expected the list of rows"), ('[{"case": "a"}]', "row 0 is not a fidelity row"),
+])
+def test_resimulate_refuses_a_file_that_is_not_a_fidelity_run(tmp_path: Path, text, match):
+    f = tmp_path / "f.json"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        fidelity.resimulate(f, tmp_path)
+    with pytest.raises(ConfigError, match="cannot read it"):
+        fidelity.resimulate(tmp_path / "none.json", tmp_path)
