@@ -32,6 +32,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
+    if args.policies and len(set(args.policies)) < len(args.policies):
+        ap.error(f"--policies names {', '.join(sorted({x for x in args.policies if args.policies.count(x) > 1}))} "
+                 "more than once: each policy is one column of the table")
+    if len(set(args.families)) < len(args.families):
+        ap.error("--families names a family more than once")
     unknown = sorted(set(args.policies or ()) - set(available()))
     if unknown:
         ap.error(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(sorted(available()))}")

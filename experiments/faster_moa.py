@@ -23,6 +23,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    if not 1 <= args.queries <= 100_000:
+        ap.error(f"--queries must be a number of queries in [1, 100000] (got {args.queries})")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0 (got {args.seed})")
     try:
         print(write(args.out, args.queries, args.seed))
     except (RunDirError, ConfigError) as e:

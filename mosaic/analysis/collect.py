@@ -16,8 +16,13 @@ from typing import Any
 from mosaic.analysis import paper_table as report
 from mosaic.analysis.runs import finished_runs, flatten, runs_table
 from mosaic.core.tables import read_csv, write_csv
+from mosaic.run.jobs import one_line, read_run_dir
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
+
+
+# A run's tables the collector reads (figure data, tau sweep, output lengths).
+COLLECTED_TABLES = ("sessions.csv", "trace.csv", "queries.csv")
 
 
 def figure_data(runs: list[dict], figdata: Path) -> dict[str, list[dict]]:
@@ -100,8 +105,16 @@ def collect(sweep: Path, out: Path) -> str:
                                 "folder (hydra.sweep.dir of the sweep), e.g. multirun/paper after "
                                 "experiments/reproduce.py")
     runs, skipped = finished_runs(sweep)
+    readable = []
+    for r in runs:   # the tables the figures read, checked before any is drawn from
+        try:
+            read_run_dir(Path(r["_dir"]), COLLECTED_TABLES)
+            readable.append(r)
+        except (OSError, ValueError) as e:
+            skipped.append((Path(r["_dir"]), one_line(e, 300)))
+    runs = readable
     if skipped:
-        print(f"skipped {len(skipped)} run(s) under {sweep} (failed or unfinished; not in the tables):",
+        print(f"skipped {len(skipped)} run(s) under {sweep} (failed, unfinished or damaged; not in the tables):",
               file=sys.stderr)
         for d, why in skipped:
             print(f"  {d}: {why}", file=sys.stderr)

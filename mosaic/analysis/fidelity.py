@@ -25,6 +25,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.run.aggregation import decide
 from mosaic.run.builder import Run, build_run, compose
+from mosaic.run.jobs import MAX_VALUE
 from mosaic.run.pipeline import aggregator_requests
 from mosaic.trace import Trace
 from mosaic.workload.types import Outcome, Request
@@ -362,14 +363,26 @@ def _stored_rows(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"--resimulate {path}: not JSON ({e})") from None
     if not isinstance(rows, list) or not rows:
         raise ConfigError(f"--resimulate {path}: expected the list of rows a fidelity run writes (fidelity.json)")
+    def metrics_ok(m: Any) -> bool:
+        return (isinstance(m, dict) and isinstance(m.get("requests"), int)
+                and all(isinstance(v := m.get(k), (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_VALUE
+                        for k in (*COMPARED, "mean_load_s"))
+                and isinstance(m.get("sessions"), list)
+                and all(isinstance(x, dict) and isinstance(x.get("worker"), int) and isinstance(x.get("model"), str)
+                        for x in m["sessions"]))
+
+    seen = set()
     for i, r in enumerate(rows):
         reals = r.get("real") if isinstance(r, dict) else None
         if (not isinstance(r, dict) or not isinstance(r.get("case"), str) or not isinstance(r.get("stage"), str)
-                or not isinstance(r.get("sim"), dict) or not isinstance(reals, list) or not reals
-                or not all(isinstance(x, dict) and all(isinstance(x.get(k), (int, float)) for k in (*COMPARED, "mean_load_s"))
-                           for x in reals)):
-            raise ConfigError(f"--resimulate {path}: row {i} is not a fidelity row (case, stage, sim, and real "
-                              f"runs with {', '.join(COMPARED)}): was the file written by experiments/fidelity.py?")
+                or not metrics_ok(r.get("sim")) or not isinstance(reals, list) or not reals
+                or not all(metrics_ok(x) for x in reals)):
+            raise ConfigError(f"--resimulate {path}: row {i} is not a fidelity row (case, stage, and sim and real "
+                              f"runs each with requests, sessions and finite, {', '.join(COMPARED)} in [0, {MAX_VALUE:g}]): "
+                              "was the file written by experiments/fidelity.py?")
+        if (r["case"], r["stage"]) in seen:
+            raise ConfigError(f"--resimulate {path}: row {i} repeats case {r['case']} / {r['stage']}")
+        seen.add((r["case"], r["stage"]))
     return rows
 
 
@@ -383,6 +396,7 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
     the profile describes the host those real runs ran on (e.g. a block of it re-measured there
     after the suite). Each case must plan what it planned then (same requests, same sessions per
     worker), else it is refused. Writes fidelity.resim.md/.json (fidelity-CASE.resim.* for a subset)."""
+    only = list(dict.fromkeys(only))   # a case named twice is one case (and one file name)
     rows_then = _stored_rows(stored)
     suite = load_suite(suite_path)
     stored_cases = list(dict.fromkeys(r["case"] for r in rows_then))
@@ -414,9 +428,14 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
                                   f"runs did ({_plan_shape(then['sim'])[0]} on {list(_plan_shape(then['sim'])[1])}); "
                                   "re-run the real side (python experiments/fidelity.py)")
             rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"])})
+        stale = sorted(stage for case, stage in by_key if case == name and stage not in {r["stage"] for r in rows if r["case"] == name})
+        if stale:
+            raise ConfigError(f"--resimulate {stored}: case {name} no longer plans stage {', '.join(stale)}; re-run "
+                              "the real side (python experiments/fidelity.py)")
     cases = {n: suite.cases[n] for n in stored_cases if not only or n in only}
     args = [f"--resimulate {stored}", *(f"--case {n}" for n in only)]
-    md = render(suite.model_copy(update={"repeats": len(rows[0]["real"])}), rows,
+    repeats = sorted({len(r["real"]) for r in rows})
+    md = render(suite.model_copy(update={"repeats": repeats[0]}), rows,
                 " ".join(["python experiments/fidelity.py", *args]), cases)
     head, sep, rest = md.partition("\n| case |")
     before = "".join(f"- {r['case']} / {r['stage']}: serving {r['sim_then']['serving_s']:.1f} s then, "
@@ -425,7 +444,9 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
     md = (head.replace("# Simulator fidelity suite", "# Simulator fidelity suite, re-simulated", 1)
           + f"\nReal side: the runs stored in {stored} (not re-run). Simulated side: this checkout's profile and "
           "simulator. A re-simulation says how a change to the profile or the simulator does against those runs; "
-          "it is worth something only where the profile describes the host they ran on. Simulated then and now:\n\n"
+          "it is worth something only where the profile describes the host they ran on."
+          + (f" Real runs per stage: {'-'.join(map(str, repeats))}." if len(repeats) > 1 else "")
+          + " Simulated then and now:\n\n"
           + before + sep + rest)
     out.mkdir(parents=True, exist_ok=True)
     stem = "fidelity" + "".join(f"-{n}" for n in only) + ".resim"
@@ -442,6 +463,7 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
     machine ("stop"), go on and say so in the table ("warn"), or skip the check ("off")."""
     if check not in ("stop", "warn", "off"):
         raise ConfigError(f"check={check!r}: expected stop, warn or off")
+    only = list(dict.fromkeys(only))
     suite = load_suite(suite_path)
     unknown = sorted(set(only) - set(suite.cases))
     if unknown:

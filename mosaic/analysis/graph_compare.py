@@ -29,6 +29,7 @@ def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"{directory} is a flat MoA run; compare agent-graph runs (topology=dense or tree), "
                          "or use `mosaic runs --requests` for flat ones")
     t = pd.DataFrame(tables["trace.csv"])
+    t.attrs["all"] = frozenset(t["request_id"])
     t = t[t["status"] == "served"].copy()
     for c in ("layer", "output_tokens", "cached_tokens"):
         t[c] = t[c].astype(int)
@@ -48,10 +49,16 @@ def compare_graph_runs(first: Path, second: Path) -> tuple[pd.DataFrame, dict[st
     per-query latency p50/p90 of each). ValueError naming the folder when either is not a finished
     agent-graph run, or the two ran different graphs (no agent request in common)."""
     (a, qa), (b, qb) = _requests(Path(first)), _requests(Path(second))
+    # the graph's requests, served or cancelled: early exit may cancel others in each run, but one
+    # graph has one set of agent requests
+    if a.attrs["all"] != b.attrs["all"]:
+        only = sorted(a.attrs["all"] ^ b.attrs["all"])
+        raise ValueError(f"{first} and {second} ran different graphs ({len(only)} agent requests in one only, e.g. "
+                         f"{only[0]}): compare two runs of one graph (same topology, workload, seed and n_queries)")
     both = a.index.intersection(b.index)
     if not len(both):
-        raise ValueError(f"{first} and {second} have no served agent request in common: compare two runs of "
-                         "one graph (same topology, workload, seed and n_queries)")
+        raise ValueError(f"{first} and {second} have no served agent request in common (early exit cancelled "
+                         "them in one run or the other): nothing to compare request by request")
     rows = []
     for layer in sorted(set(a.layer) | set(b.layer)):
         la, lb = a[a.layer == layer], b[b.layer == layer]
@@ -65,11 +72,16 @@ def compare_graph_runs(first: Path, second: Path) -> tuple[pd.DataFrame, dict[st
     return pd.DataFrame(rows), latency
 
 
+def _change(latency: dict[str, float], p: str) -> str:
+    a, b = latency[f"first_{p}"], latency[f"second_{p}"]
+    return f"{b / a - 1:+.1%}" if a else "n/a"   # a zero first latency: no ratio
+
+
 def render(first: Path, second: Path, table: pd.DataFrame, latency: dict[str, float]) -> str:
     lines = [f"first: {first}", f"second: {second}", "",
              f"query latency p50 {latency['first_p50']:.3f} / {latency['second_p50']:.3f} s "
-             f"({latency['second_p50'] / latency['first_p50'] - 1:+.1%}), p90 {latency['first_p90']:.3f} / "
-             f"{latency['second_p90']:.3f} s ({latency['second_p90'] / latency['first_p90'] - 1:+.1%})", "",
+             f"({_change(latency, 'p50')}), p90 {latency['first_p90']:.3f} / "
+             f"{latency['second_p90']:.3f} s ({_change(latency, 'p90')})", "",
              "| layer | metric | first (median) | second (median) | second / first (median per request) | requests |",
              "|---|---|---|---|---|---|"]
     for r in table.itertuples():

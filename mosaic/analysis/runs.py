@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import ERROR_FILE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line, read_failure
+from mosaic.run.jobs import ERROR_FILE, MAX_VALUE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line, read_failure
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -69,6 +69,14 @@ def damaged(summary: dict[str, Any]) -> str | None:
                 value is None or value in _NON_FINITE
                 or (isinstance(value, (int, float)) and not isinstance(value, bool))):
             return f"{key} is {value!r}, not a number of seconds"
+    for key, value in summary.items():
+        if key.endswith("_s") and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            return f"{key} is {value!r}, a negative time"
+        if (key.startswith("accuracy") or key == "skip_rate") and value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+            return f"{key} is {value!r}, not a fraction in [0, 1]"
+    if summary.get("settings") is not None and not isinstance(summary["settings"], dict):
+        return f"settings is {summary['settings']!r}, not a mapping of the policy's settings"
     return None
 
 
@@ -157,13 +165,24 @@ def _trace(path: Path) -> pd.DataFrame:
                         na_values={c: [""] for c in ("worker", "session", "start_s", "first_token_s", "finish_s")})
     except Exception as e:   # pandas' parser errors share no base class but Exception
         raise ValueError(f"{path}: does not read as CSV ({one_line(e, 200)}); the file is damaged: rerun the run") from None
+    missing = [c for c in RUN_TABLE_COLUMNS["trace.csv"] if c not in t]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote (or a damaged "
+                         f"one): rerun the run")
     for col, kind in RUN_TABLE_COLUMNS["trace.csv"].items():
-        if kind is str or col not in t or pd.api.types.is_numeric_dtype(t[col]):
+        if kind is str:
             continue
-        numbers = pd.to_numeric(t[col], errors="coerce")
-        bad = int((numbers.isna() & t[col].notna()).to_numpy().argmax())
-        raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
-                         f"is damaged: rerun the run")
+        if not pd.api.types.is_numeric_dtype(t[col]):
+            numbers = pd.to_numeric(t[col], errors="coerce")
+            bad = int((numbers.isna() & t[col].notna()).to_numpy().argmax())
+            raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
+                             f"is damaged: rerun the run")
+        # blank is a request that never ran (an error, a cancelled agent); anything else is in range
+        out = t[col].notna() & ~t[col].between(0, MAX_VALUE)
+        if out.any():
+            bad = int(out.to_numpy().argmax())
+            raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]} is outside [0, {MAX_VALUE:g}] "
+                             f"(seconds from the run's start, or a count); the file is damaged: rerun the run")
     return t
 
 

@@ -110,16 +110,18 @@ class BackendConfig:
 # Workload fields read by the synthetic and question generators and the routers: name -> (lowest
 # allowed, highest allowed, what it is). None = unbounded.
 _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
-    "skill_spread": (0.0, None, "a standard deviation of per-category skill (logit scale)"),
-    "routing_noise": (0.0, None, "the scale of the router's Gumbel noise"),
+    # Logit-scale settings: beyond +-1000 logits every probability is exactly 0 or 1 and sums of them
+    # overflow, so a larger value is a typo, not a setting.
+    "skill_spread": (0.0, 1000.0, "a standard deviation of per-category skill (logit scale)"),
+    "routing_noise": (0.0, 1000.0, "the scale of the router's Gumbel noise (logit scale)"),
     "distractor_share": (0.0, 1.0, "the share of wrong answers that fall on the main distractor"),
     "prior_strength": (0.0, None, "the router's Beta-prior weight, in calibration questions"),
     # A run holds every request in memory (about 2 KiB a query): beyond this, split it into runs.
     "n_queries": (1, 1_000_000, "a number of queries (null: the dataset's size)"),
     "calibration_size": (0, None, "a number of held-out calibration questions"),
     "calibration_seed": (0, None, "a NumPy seed"),
-    "aggregator_follow": (None, None, "the aggregator's logit gain per extra correct expert"),
-    "difficulty_accuracy": (None, None, "the IRT discrimination (logit drop per unit of difficulty)"),
+    "aggregator_follow": (-1000.0, 1000.0, "the aggregator's logit gain per extra correct expert"),
+    "difficulty_accuracy": (None, 1000.0, "the IRT discrimination (logit drop per unit of difficulty)"),
     "difficulty_length": (None, None, "the copula loading of output length on difficulty"),
     "length_shared": (None, None, "the copula loading of output length on verbosity"),
 }
@@ -260,6 +262,9 @@ class ModelsConfig:
 
 
 TOPOLOGY_KINDS = ("flat", "dense", "tree")
+# Agents in one layer of a graph (a dense layer, a tree's leaves): beyond it a query is no MoA a
+# machine serves (a dense layer's successor reads every output of the layer below).
+MAX_LAYER_AGENTS = 4096
 EARLY_EXITS = ("none", "qmetric", "agreement")
 OVERLAPS = ("none", "incremental")
 GRAPH_PLACEMENTS = ("demand", "even", "scheduler")
@@ -329,22 +334,24 @@ class TopologyConfig:
                 raise ConfigError(f"{', '.join(given)} set with topology.kind=flat, which runs the MOSAIC pipeline "
                                   "and reads none of them; choose topology=dense or topology=tree, or remove them")
             return
-        if self.kind == "dense" and (not self.layers or any(not _integer(n) or n < 1 for n in self.layers)):
-            raise ConfigError(f"topology.layers must list the agents per layer, each >= 1, for a dense graph (got "
-                              f"{list(self.layers)}); e.g. topology.layers=[9,9]")
+        if self.kind == "dense" and (not self.layers or any(not _integer(n) or not 1 <= n <= MAX_LAYER_AGENTS
+                                                            for n in self.layers)):
+            raise ConfigError(f"topology.layers must list the agents per layer, each in [1, {MAX_LAYER_AGENTS}], for a "
+                              f"dense graph (got {list(self.layers)}); e.g. topology.layers=[9,9]")
         if self.kind == "tree" and self.layers:
             sizes = list(self.layers)
             if self.branching != 3 or self.depth != 2:
                 raise ConfigError("topology.layers gives the tree's shape itself: leave topology.branching and "
                                   "topology.depth out (they shape a tree without layers)")
-            if any(not _integer(n) or n < 1 for n in sizes) or any(a < b for a, b in zip(sizes, sizes[1:])):
-                raise ConfigError(f"topology.layers of a tree must be agents per layer, each >= 1 and none more "
+            if (any(not _integer(n) or not 1 <= n <= MAX_LAYER_AGENTS for n in sizes)
+                    or any(a < b for a, b in zip(sizes, sizes[1:]))):
+                raise ConfigError(f"topology.layers of a tree must be agents per layer, each in [1, {MAX_LAYER_AGENTS}] and none more "
                                   f"than the layer below (got {sizes}); e.g. topology.layers=[3,2]")
         elif self.kind == "tree":
             if not _integer(self.branching) or not 2 <= self.branching <= 64:
                 raise ConfigError(f"topology.branching must be an integer in [2, 64] (got {self.branching!r})")
-            if not _integer(self.depth) or not 1 <= self.depth <= 6 or self.branching ** self.depth > 4096:
-                raise ConfigError(f"topology.depth must be an integer in [1, 6] with at most 4096 leaves "
+            if not _integer(self.depth) or not 1 <= self.depth <= 6 or self.branching ** self.depth > MAX_LAYER_AGENTS:
+                raise ConfigError(f"topology.depth must be an integer in [1, 6] with at most {MAX_LAYER_AGENTS} leaves "
                                   f"(got depth {self.depth!r}, branching {self.branching})")
         if not self.agents or not all(isinstance(a, str) and a for a in self.agents):
             raise ConfigError(f"topology.agents must name the agents' models (profile names), e.g. "
@@ -361,7 +368,7 @@ class TopologyConfig:
             raise ConfigError(f"topology.exit_tau is read by topology.early_exit=qmetric only (got early_exit="
                               f"{self.early_exit}); remove it or use the qmetric rule")
         if not _integer(self.overlap_chunk) or not 1 <= self.overlap_chunk <= 1_000_000:
-            raise ConfigError(f"topology.overlap_chunk must be an integer number of tokens >= 1 (got "
+            raise ConfigError(f"topology.overlap_chunk must be an integer number of tokens in [1, 1000000] (got "
                               f"{self.overlap_chunk!r})")
         if self.overlap == "none" and self.overlap_chunk != 64:
             raise ConfigError("topology.overlap_chunk is read by topology.overlap=incremental only; remove it or "

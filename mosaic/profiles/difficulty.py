@@ -79,7 +79,13 @@ class DifficultyModel:
         if self.accuracy == 0:
             return logit(p)
         values, inverse = np.unique(p, return_inverse=True)
-        solved = np.array([optimize.brentq(lambda b, t=t: float(_W @ expit(b - self.accuracy * _Z)) - t, -60, 60)
+        def f(b: float, t: float) -> float:
+            return float(_W @ expit(b - self.accuracy * _Z)) - t
+
+        # +-60 holds the root for a discrimination of a few logits (and is kept there, so results
+        # stay as they were); a larger one needs every node's logit b - a z within +-60
+        wide = 60.0 + abs(self.accuracy) * float(np.abs(_Z).max())
+        solved = np.array([optimize.brentq(f, *((-60, 60) if f(-60, t) < 0 < f(60, t) else (-wide, wide)), args=(t,))
                            for t in values])
         return solved[inverse].reshape(p.shape)
 

@@ -70,7 +70,16 @@ RUN_TABLE_COLUMNS: dict[str, dict[str, type]] = {
                      "run_start_s": float, "run_end_s": float, "n_requests": int},
     "trace.csv": {"request_id": str, "model": str, "worker": int, "start_s": float, "first_token_s": float,
                   "finish_s": float, "prompt_tokens": int, "output_tokens": int},
+    "queries.csv": {"query_id": str},
 }
+# What an agent-graph run's tables hold besides (read by compare_graph_runs).
+GRAPH_TABLE_COLUMNS: dict[str, dict[str, type]] = {
+    "trace.csv": {"layer": int, "status": str, "release_s": float, "cached_tokens": int},
+    "queries.csv": {"start_s": float, "finish_s": float, "latency_s": float},
+}
+# Times are seconds from the run's start and counts are counts: a value outside [0, MAX_VALUE] was
+# not written by a run (1e9 s is 30 years; beyond it a trace's microseconds overflow to infinity).
+MAX_VALUE = 1e9
 # What the title of a drawn run reads from its summary.json, by kind of run.
 SUMMARY_KEYS = {"flat": ("workload", "seed", "backend", "workers", "scheduler", "expert_stage_s",
                          "aggregator_stage_s", "end_to_end_s"),
@@ -78,15 +87,22 @@ SUMMARY_KEYS = {"flat": ("workload", "seed", "backend", "workers", "scheduler", 
                           "query_latency_s")}
 
 
-def _check_table(path: Path, rows: list[dict[str, str]]) -> None:
+def table_columns(name: str, graph: bool = False) -> dict[str, type]:
+    """The columns (and their kinds) a run's table `name` must hold; `graph`: an agent-graph run's."""
+    return {**RUN_TABLE_COLUMNS.get(name, {}), **(GRAPH_TABLE_COLUMNS.get(name, {}) if graph else {})}
+
+
+def _check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> None:
     """ValueError, one line naming the file, line and column, where a table a run wrote was
-    changed since: a column missing, or a value not of its column's type."""
-    columns = RUN_TABLE_COLUMNS.get(path.name, {})
-    if rows:
-        missing = [c for c in columns if c not in rows[0]]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote "
-                             f"(or a damaged one): rerun the run")
+    changed since: no rows, a column missing, or a value not of its column's type or out of range."""
+    columns = table_columns(path.name, graph)
+    if not rows:
+        raise ValueError(f"{path}: no rows (every finished run writes at least one); the file is damaged: "
+                         f"rerun the run")
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote "
+                         f"(or a damaged one): rerun the run")
     for i, row in enumerate(rows):
         # A request a graph run cancelled never ran: it has no times and is never drawn.
         blank_ok = row.get("status") not in (None, "", "served")
@@ -102,6 +118,9 @@ def _check_table(path: Path, rows: list[dict[str, str]]) -> None:
                 raise ValueError(f"{path}: line {i + 2}, column {col}: {value!r} is not "
                                  f"{'an integer' if kind is int else 'a finite number'}; the file is "
                                  f"damaged: rerun the run") from None
+            if not 0 <= number <= MAX_VALUE:
+                raise ValueError(f"{path}: line {i + 2}, column {col}: {value} is outside [0, {MAX_VALUE:g}] "
+                                 f"(seconds from the run's start, or a count); the file is damaged: rerun the run")
 
 
 def _check_summary(path: Path, summary: dict[str, Any]) -> None:
@@ -131,14 +150,6 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
     missing = [f for f in (*tables, SUMMARY_FILE) if not (directory / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{directory} is not a finished run folder: no {', '.join(missing)}")
-    rows = {}
-    for name in tables:
-        try:
-            rows[name] = read_csv(directory / name)
-        except Exception as e:   # pandas' parser errors share no base class but Exception
-            raise ValueError(f"{directory / name}: does not read as CSV ({one_line(e, 200)}); the file is "
-                             f"damaged: rerun the run") from None
-        _check_table(directory / name, rows[name])
     try:
         summary = loads_strict((directory / SUMMARY_FILE).read_text())
     except ValueError as e:
@@ -147,6 +158,15 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote (a JSON "
                          f"{type(summary).__name__}, not an object); rerun the run")
     _check_summary(directory / SUMMARY_FILE, summary)
+    graph = (summary.get("topology") or {}).get("kind", "flat") != "flat"
+    rows = {}
+    for name in tables:
+        try:
+            rows[name] = read_csv(directory / name)
+        except Exception as e:   # pandas' parser errors share no base class but Exception
+            raise ValueError(f"{directory / name}: does not read as CSV ({one_line(e, 200)}); the file is "
+                             f"damaged: rerun the run") from None
+        _check_table(directory / name, rows[name], graph)
     return summary, rows
 
 

@@ -48,7 +48,7 @@ def test_failed_and_unfinished_runs_are_skipped_and_counted(sweep, tmp_path, cap
 
     collect(sweep, tmp_path / "results")
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"skipped 4 run(s) under {sweep} (failed or unfinished; not in the tables):"
+    assert err[0] == f"skipped 4 run(s) under {sweep} (failed, unfinished or damaged; not in the tables):"
     assert len(err) == 5 and all(ln.startswith(f"  {sweep}/") for ln in err[1:])
     rows = list(csv.DictReader(open(tmp_path / "results" / "runs.csv")))
     assert len(rows) == 4 and {r["seed"] for r in rows} == {"0"}
@@ -105,3 +105,23 @@ def test_agent_graph_runs_are_left_out_of_the_paper_tables_by_name():
     graph = {"_dir": "b", "workers": [{}] * 4, "topology": {"kind": "tree", "name": "tree"}}
     keep, off = paper_setting([flat, graph])
     assert keep == [flat] and off == [("b", "an agent-graph run (topology tree); experiments/faster_moa.py tables those")]
+
+
+def test_a_run_whose_tables_were_damaged_is_skipped_naming_the_file(sweep, tmp_path, capsys):
+    """A sessions.csv without a column, or with text for a time, was a KeyError / TypeError traceback
+    (or an empty cell in the figure data); it is skipped like a failed run, naming file and column."""
+    import shutil
+
+    root = tmp_path / "sweep"
+    for name in ("ilp_always", "round_robin_always"):
+        shutil.copytree(sweep / name, root / name)
+    rows = list(csv.DictReader(open(root / "round_robin_always" / "sessions.csv")))
+    rows[0]["run_end_s"] = "nan"
+    with open(root / "round_robin_always" / "sessions.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    collect(root, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"skipped 1 run(s) under {root}" in err and "sessions.csv: line 2, column run_end_s: 'nan'" in err
+    assert [r["scheduler"] for r in csv.DictReader(open(tmp_path / "out" / "runs.csv"))] == ["ilp"]

@@ -1,6 +1,7 @@
 """The Faster-MoA comparison: every setting, concurrency and placement runs, and the reductions are
 against all-to-all of the same concurrency and placement."""
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,18 @@ def test_settings_run_and_compare_against_all_to_all(tmp_path):
         assert int(r["served"]) + int(r["cancelled"]) == 3 * (19 if r["setting"] == "all-to-all" else 13)
     assert "-62%" in table and "-90%" in table
     assert (tmp_path / "figures" / "faster_moa_latency.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--queries", "0"], "--queries must be a number of queries in [1, 100000] (got 0)"),   # named workload.n_queries
+    (["--seed", "-1"], "--seed must be >= 0 (got -1)"),
+])
+def test_bad_arguments_name_the_option_typed(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "faster_moa.py"
+    r = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())

@@ -234,6 +234,22 @@ def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path
         fidelity.resimulate(stored, out, p)
     with pytest.raises(ConfigError, match="holds no case named b; it holds a"):
         fidelity.resimulate(stored, out, p, only=["b"])
+    good = json.loads(json.dumps(rows))
+    good[0]["sim"]["sessions"][0]["model"] = "Qwen"
+    for damage, said in ((lambda r: r[0]["real"][0].update(makespan_s=float("nan")), "row 0 is not a fidelity row"),
+                         (lambda r: r[0]["real"][0].update(serving_s=1e308), "row 0 is not a fidelity row"),
+                         (lambda r: r[0]["sim"].pop("sessions"), "row 0 is not a fidelity row"),
+                         (lambda r: r.append(json.loads(json.dumps(r[0]))), "row 1 repeats case a / expert"),
+                         (lambda r: r.append({**json.loads(json.dumps(r[0])), "stage": "bogus"}),
+                          "case a no longer plans stage bogus")):
+        bad = json.loads(json.dumps(good))
+        damage(bad)
+        stored.write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match=said):
+            fidelity.resimulate(stored, out, p)
+    stored.write_text(json.dumps(good))
+    fidelity.resimulate(stored, out, p, only=["a", "a"])
+    assert (out / "fidelity-a.resim.md").exists()
     rows[0]["case"] = "gone"
     stored.write_text(json.dumps(rows))
     with pytest.raises(ConfigError, match="case gone is not in the suite"):

@@ -21,6 +21,7 @@ def folders(tmp_path_factory):
     write_outputs(run_app(compose(tree)), d / "b")                                    # same seed: same run
     write_outputs(run_app(compose([*tree, "topology.overlap=none"])), d / "none")      # same graph, other timing
     write_outputs(run_app(compose(["workload=synth_small", "workload.n_queries=2"])), d / "flat")
+    write_outputs(run_app(compose([*tree, "workload.n_queries=4"])), d / "more")       # a larger graph
     return d
 
 
@@ -46,3 +47,24 @@ def test_a_flat_run_or_a_missing_folder_is_one_line_exit_2(folders, tmp_path):
         r = subprocess.run([sys.executable, str(ROOT / "experiments/compare_graph_runs.py"), *map(str, args)],
                            capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_two_different_graphs_or_damaged_columns_are_refused_not_compared(folders, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    # "more" holds every request of "a" and more: sharing requests does not make it the same graph
+    with pytest.raises(ValueError, match=r"ran different graphs \(\d+ agent requests in one only"):
+        compare_graph_runs(folders / "a", folders / "more")
+    d = tmp_path / "z"
+    shutil.copytree(folders / "a", d)
+    q = pd.read_csv(d / "queries.csv", dtype=str, keep_default_na=False)
+    q["latency_s"] = "0"
+    q.to_csv(d / "queries.csv", index=False)
+    table, latency = compare_graph_runs(d, folders / "b")   # a zero latency has no ratio (was ZeroDivisionError)
+    assert "p50 0.000 / " in render(d, folders / "b", table, latency) and "(n/a)" in render(d, folders / "b", table, latency)
+    q.drop(columns=["latency_s"]).to_csv(d / "queries.csv", index=False)
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/compare_graph_runs.py"), str(d), str(folders / "b")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "queries.csv: no column latency_s" in r.stderr and "Traceback" not in r.stderr

@@ -116,6 +116,10 @@ def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tm
     ("scheduler", {"name": "ilp"}, "scheduler is {'name': 'ilp'}, not a name"),
     ("end_to_end_s", "fast", "end_to_end_s is 'fast', not a number of seconds"),   # was a text cell
     ("serving", {"expert": {"ttft_s": {"p50": True}}}, "serving.expert.ttft_s.p50 is True"),
+    ("end_to_end_s", -5, "end_to_end_s is -5, a negative time"),                # was listed as -5.0
+    ("accuracy", "high", "accuracy is 'high', not a fraction in [0, 1]"),     # was a text cell
+    ("skip_rate", 1.5, "skip_rate is 1.5, not a fraction"),
+    ("settings", "x", "settings is 'x', not a mapping"),                      # was a TypeError in collect.py
 ])
 def test_a_summary_changed_since_its_run_is_skipped_naming_the_field(two_runs, tmp_path, field, value, said):
     import shutil
@@ -167,6 +171,13 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
     t.loc[2, "finish_s"] = "soon"
     t.to_csv(trace, index=False)
     with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: 'soon' is not a number"):
+        load_requests(tmp_path / "sweep")
+    t.loc[2, "finish_s"] = "-50"
+    t.to_csv(trace, index=False)
+    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: -50.0 is outside \[0, 1e\+09\]"):
+        load_requests(tmp_path / "sweep")
+    t.drop(columns=["finish_s"]).to_csv(trace, index=False)   # was exported with the column empty
+    with pytest.raises(ValueError, match=rf"{trace}: no column finish_s"):
         load_requests(tmp_path / "sweep")
     trace.unlink()
     p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(tmp_path / "sweep"), "--requests",

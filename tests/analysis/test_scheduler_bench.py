@@ -216,6 +216,8 @@ def test_the_paper_family_is_skipped_without_shared_data(monkeypatch, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--seed", "-1"], "--seed must be >= 0 (got -1)"),
     (["--policies", "nope"], "--policies: unknown nope; choose from"),
+    # every instance was counted twice (6/6 of 3) in the table
+    (["--policies", "round_robin", "ilp", "round_robin"], "--policies names round_robin more than once"),
     (["--out", "FILE"], "is a file, not a directory"),
 ])
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):

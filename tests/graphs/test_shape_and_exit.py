@@ -35,6 +35,11 @@ def test_dense_layers_read_every_output_below():
     ({"kind": "flat", "layers": [9, 9]}, "topology.layers set with topology.kind=flat"),
     ({"kind": "tree", "agents": ["a", "b"]}, "topology.agents gives 2 models for clusters of topology.branching=3"),
     ({"kind": "dense", "layers": [], "agents": ["a"]}, "topology.layers must list"),
+    # a layer of 100000 agents ran until killed: each of the next layer's agents reads all of them
+    ({"kind": "dense", "layers": [100000, 2], "agents": ["a"]}, "each in [1, 4096], for a dense graph"),
+    ({"kind": "tree", "layers": [5000, 2], "agents": ["a"]}, "each in [1, 4096] and none more"),
+    ({"kind": "tree", "agents": ["a", "b", "c"], "overlap": "incremental", "overlap_chunk": 10**9},
+     "overlap_chunk must be an integer number of tokens in [1, 1000000]"),
     ({"kind": "dense", "layers": [3], "agents": ["a"], "exit_tau": 0.5}, "topology.exit_tau is read by"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "concurrency": 0}, "topology.concurrency"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "early_exit": "sometimes"}, "topology.early_exit"),

@@ -152,3 +152,22 @@ def test_a_models_own_tp_scaling_replaces_the_engines(raw_tiny):
     raw["models"][name]["tensor_parallel"]["token_speedup"] = {2: 3.0}
     with pytest.raises(ConfigError, match=rf"models\.{name}\.tensor_parallel\.token_speedup"):
         parse_profiles(raw)
+
+
+def test_a_tp_aggregator_slower_than_one_worker_is_said(caplog):
+    """64 CPU workers on cpu2: the derived TP-16 engine steps at 0.02x one worker; the run was
+    exit 0 with a 30x slower aggregator stage and no word why."""
+    import logging
+
+    from mosaic.run.app import run
+    from mosaic.run.builder import compose
+
+    with caplog.at_level(logging.WARNING, logger="mosaic.run.app"):
+        s = run(compose(["workload=smoke", "workload.n_queries=4", "cluster=cpu2", "cluster.n_workers=16"])).summary
+    assert s["aggregator_tp_scaling"]["speedup"] < 1
+    said = [r.getMessage() for r in caplog.records if "TP-16 engine" in r.getMessage()]
+    assert len(said) == 1 and "slower than one worker" in said[0] and "aggregation.placement=scheduled" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mosaic.run.app"):
+        run(compose(["workload=synth_small", "workload.n_queries=4"]))   # A100 TP=4, measured 2.1x
+    assert not [r for r in caplog.records if "slower than one worker" in r.getMessage()]

@@ -188,6 +188,12 @@ DAMAGE = {
                              ["trace.csv", "column output_tokens", "not an integer"]),
     "a binary table": (lambda d: (d / "trace.csv").write_bytes(b"\xff\xfe\x00garbage\x00\x81"),
                        ["trace.csv"]),
+    "a session ending before the run began": (lambda d: _edit_csv(d / "sessions.csv", "run_end_s", "-100"),
+                                              ["sessions.csv", "column run_end_s", "-100 is outside [0, 1e+09]"]),
+    "a request 1e308 s long": (lambda d: _edit_csv(d / "trace.csv", "finish_s", "1e308"),
+                               ["trace.csv", "column finish_s", "1e308 is outside"]),
+    "sessions without rows": (lambda d: (d / "sessions.csv").write_text(
+        (d / "sessions.csv").read_text().splitlines()[0] + "\n"), ["sessions.csv", "no rows"]),
     "a summary without workers": (lambda d: (d / "summary.json").write_text(json.dumps(
         {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if k != "workers"})),
         ["summary.json", "no workers"]),
@@ -235,3 +241,11 @@ def test_an_intact_run_folder_reads_back_including_cancelled_graph_requests(fini
     _edit_csv(d / "trace.csv", "status", "served")
     with pytest.raises(ValueError, match="column first_token_s"):
         read_run_dir(d, ("trace.csv",))
+    # a graph run's own columns are checked too (compare_graph_runs reads them); a flat run has none
+    _edit_csv(d / "trace.csv", "layer", drop=True)
+    with pytest.raises(ValueError, match=r"trace.csv: no column layer"):
+        read_run_dir(d, ("trace.csv",))
+    _edit_csv(d / "queries.csv", "latency_s", "abc")
+    with pytest.raises(ValueError, match=r"queries.csv: line \d+, column latency_s: 'abc' is not a finite number"):
+        read_run_dir(d, ("queries.csv",))
+    read_run_dir(finished["flat"], ("trace.csv", "queries.csv"))

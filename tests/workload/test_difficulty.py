@@ -100,3 +100,15 @@ def test_category_factor_scales_lengths_but_keeps_each_models_mean(profiles):
     assert np.mean(by["math"]) > 2.0 * np.mean(by["history"])
     for m, mean in model_means["scaled"].items():   # a model's mean per served prompt stays its profile's
         assert mean == pytest.approx(model_means["flat"][m], rel=0.15)
+
+
+def test_conditional_logit_solves_for_any_allowed_discrimination():
+    """A discrimination of 1000 (the setting's bound) needs b far outside +-60: it was a root-finder's
+    'f(a) and f(b) must have different signs' traceback."""
+    from mosaic.profiles.difficulty import _W, _Z
+
+    m = DifficultyModel(accuracy=1000.0)
+    p = np.array([0.2, 0.5, 0.9])
+    b = m.conditional_logit(p)
+    assert np.all(np.isfinite(b)) and np.all(np.diff(b) > 0)
+    assert np.allclose([_W @ expit(x - 1000.0 * _Z) for x in b], p, atol=0.05)   # 41 nodes: a step function
