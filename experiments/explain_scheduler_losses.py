@@ -1,0 +1,42 @@
+"""Where engine_aware loses in the scheduler benchmark, and whether its own prediction misled it.
+
+    python experiments/explain_scheduler_losses.py       # results/scheduler_bench.csv -> results/scheduler_losses.md
+    python experiments/explain_scheduler_losses.py --table /tmp/b/scheduler_bench.csv --out /tmp/b/losses.md
+
+Re-plans each lost instance with engine_aware and the faster policy and prices the faster plan
+with engine_aware's cost model (~1.5 min for the committed table). Logic:
+mosaic/analysis/scheduler_losses.py.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from mosaic.analysis.scheduler_losses import write
+from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import RunDirError, out_arg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", type=Path, default=ROOT / "results" / "scheduler_bench.csv")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "scheduler_losses.md")
+    ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")
+    ap.add_argument("--quick", action="store_true", help="the table was made with bench_scheduler.py --quick")
+    args = ap.parse_args()
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0 (got {args.seed})")
+    out_arg(ap, args.out, file=True)   # before the minutes of planning
+    command = ("python experiments/explain_scheduler_losses.py"
+               + (f" --table {args.table}" if args.table != ap.get_default("table") else "")
+               + (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else ""))
+    try:
+        print(write(args.table, args.out, args.seed, args.quick, command=command), end="")
+    except (ConfigError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Where engine_aware loses in the scheduler benchmark, and why: for every instance of a benchmark
+table (scheduler_bench.csv) on which another policy that respects K simulates faster, both plans
+are made again and the faster one is priced by engine_aware's own cost model (the prediction it
+chose its plan by). If that model rates the faster plan worse, the search found what it looked for
+and the prediction is what misled it; the model whose calibrated mean output is furthest from
+what its requests realise says how far the calibration split was from the run.
+
+Command: experiments/explain_scheduler_losses.py (after experiments/bench_scheduler.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mosaic.analysis import scheduler_bench as sb
+from mosaic.core.errors import ConfigError
+from mosaic.run.pipeline import plan_stage
+from mosaic.schedulers import engine_aware as ea
+
+POLICY = "engine_aware"
+COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_sim_s", "faster_sim_s",
+           "predicted_gap", "sim_gap", "calibration_model", "calibration_gap")
+
+
+def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
+    """(instance, faster policy, engine_aware's simulated s, the faster one's) where a policy that
+    respects K simulates faster than engine_aware, in table order."""
+    need = {"instance", "policy", "status", "sim_s", "respects_k"}
+    if not need <= set(table.columns):
+        raise ConfigError(f"not a scheduler benchmark table: no column {', '.join(sorted(need - set(table.columns)))} "
+                          "(experiments/bench_scheduler.py writes one)")
+    ok = table[table.status == "ok"]
+    own = ok[ok.policy == POLICY].set_index("instance").sim_s
+    if own.empty:
+        raise ConfigError(f"the table has no {POLICY} rows: run the benchmark with it")
+    others = ok[(ok.policy != POLICY) & (ok.respects_k.astype(str) == "True")].sort_values(["sim_s", "policy"])
+    best = others.groupby("instance", sort=False).first()
+    return [(i, best.loc[i].policy, float(own[i]), float(best.loc[i].sim_s))
+            for i in own.index if i in best.index and best.loc[i].sim_s < own[i]]
+
+
+def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
+            progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per loss (see the module doc). The instances are made again from `seed` and
+    `quick` (the benchmark's), so the table must come from the same settings and version of the
+    generator."""
+    lost = losses(table)
+    families = sorted(set(table[table.instance.isin([i for i, *_ in lost])].family))
+    insts = {i.name: i for i in sb.instances(families, seed, quick)}
+    rows = []
+    for name, faster, own_sim, faster_sim in lost:
+        inst = insts.get(name)
+        if inst is None:
+            raise ConfigError(f"instance {name} is not among those seed {seed}{' --quick' if quick else ''} makes: "
+                              "the table comes from other settings or another version of the benchmark; rerun it")
+        reqs = list(inst.requests)
+
+        def planned(policy: str):
+            return plan_stage("expert", reqs, inst.workload.expert_models, sb.scheduler_config(policy, inst.k),
+                              "scheduled", inst.cluster, inst.profiles, inst.workload)
+
+        problem, own = planned(POLICY)
+        _, other = planned(faster)
+        state = ea._from_plan(problem, other, inst.k or len(problem.models))
+        priced = ea.predicted_makespan(problem, state) if state is not None else float("nan")
+        gaps = []
+        for d in problem.models:
+            realised = np.mean([inst.workload.outcomes[r].output_tokens for r in d.request_ids]) if d.n else 0
+            if realised:
+                gaps.append((inst.workload.calibration[d.model].mean_output / realised - 1, d.model))
+        gap, model = max(gaps, key=lambda t: (abs(t[0]), t[1])) if gaps else (float("nan"), "")
+        rows.append({"instance": name, "faster": faster, "own_predicted_s": own.predicted_makespan_s,
+                     "faster_predicted_s": priced, "own_sim_s": own_sim, "faster_sim_s": faster_sim,
+                     "predicted_gap": priced / own.predicted_makespan_s - 1, "sim_gap": own_sim / faster_sim - 1,
+                     "calibration_model": model, "calibration_gap": gap})
+        if progress:
+            progress(f"{name}: {faster} {faster_sim:.0f} s against {own_sim:.0f} s simulated; priced "
+                     f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def render(df: pd.DataFrame, command: str) -> str:
+    wrong = int((df.faster_predicted_s > df.own_predicted_s).sum())
+    lines = ["# Where engine_aware loses in the scheduler benchmark", "",
+             f"Regenerate: `{command}` (logic: mosaic/analysis/scheduler_losses.py). Instances of the benchmark "
+             "table on which a policy that respects K simulates faster than engine_aware; the faster plan "
+             "priced by engine_aware's own cost model (its prediction, which chose its plan); calibration "
+             "gap: the model whose calibrated mean output is furthest from the mean its requests realise "
+             "(calibrated / realised - 1).", "",
+             f"Losses: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
+             f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())}).", "",
+             "| instance | faster policy | predicted s: own / faster's | simulated s: own / faster's | "
+             "predicted gap | simulated gap | calibration gap |",
+             "|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.instance} | {r.faster} | {r.own_predicted_s:.1f} / {r.faster_predicted_s:.1f} | "
+                     f"{r.own_sim_s:.1f} / {r.faster_sim_s:.1f} | {r.predicted_gap:+.1%} | {r.sim_gap:+.1%} | "
+                     f"{r.calibration_gap:+.0%} ({r.calibration_model}) |")
+    return "\n".join(lines) + "\n"
+
+
+def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
+          command: str = "python experiments/explain_scheduler_losses.py") -> str:
+    try:
+        table = pd.read_csv(table_path)
+    except OSError as e:
+        raise ConfigError(f"{table_path}: cannot read it ({e.strerror}); run experiments/bench_scheduler.py "
+                          "first") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
+    md = render(explain(table, seed, quick, progress), command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+    return md

@@ -1,0 +1,54 @@
+"""experiments/explain_scheduler_losses.py: where engine_aware loses in the benchmark, priced by its
+own cost model."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mosaic.analysis import scheduler_bench as sb
+from mosaic.analysis import scheduler_losses as sl
+from mosaic.core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def table():
+    insts = sb.instances(("generated",), 0, quick=True)[:2]
+    return sb.to_csv_frame(sb.bench(insts, ["engine_aware", "round_robin", "data_parallel"]))
+
+
+def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
+    t = table.copy()
+    name = t.instance.iloc[0]
+    own = (t.instance == name) & (t.policy == "engine_aware")
+    rr = t[(t.instance == name) & (t.policy == "round_robin")].iloc[0]
+    # make round robin the faster plan in simulation on the first instance only
+    t.loc[own, "sim_s"] = rr.sim_s * 1.5
+    t.loc[(t.instance != name) & (t.policy == "engine_aware"), "sim_s"] = 0.0
+    lost = sl.losses(t)
+    assert len(lost) == 1 and lost[0][0] == name and lost[0][3] < lost[0][2]   # the fastest K-respecting other
+    df = sl.explain(t, 0, quick=True)
+    assert list(df.instance) == [name]
+    r = df.iloc[0]
+    assert r.own_predicted_s == pytest.approx(t[own].predicted_s.iloc[0], rel=1e-6)
+    assert r.faster_predicted_s > 0 and r.sim_gap == pytest.approx(r.own_sim_s / r.faster_sim_s - 1)
+    assert r.calibration_model and abs(r.calibration_gap) < 10
+    md = sl.render(df, "cmd")
+    assert f"| {name} | {r.faster} |" in md and "Losses: 1;" in md
+
+
+def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
+    t = table.copy()
+    t.loc[t.policy == "engine_aware", "sim_s"] = 0.0
+    assert sl.losses(t) == [] and sl.explain(t, 0, quick=True).empty
+    with pytest.raises(ConfigError, match="no column respects_k"):
+        sl.losses(t.drop(columns=["respects_k"]))
+    t.loc[t.policy == "engine_aware", "sim_s"] = 1e9
+    with pytest.raises(ConfigError, match=r"is not among those seed 0 makes"):
+        sl.explain(t, 0, quick=False)   # a --quick table read as a full one
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/explain_scheduler_losses.py"), "--table",
+                        str(tmp_path / "none.csv"), "--out", str(tmp_path / "l.md")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "none.csv: cannot read it" in r.stderr and "Traceback" not in r.stderr
