@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    if len(set(args.seeds)) < len(args.seeds):   # each run twice, spreads of 0 over copies
+        ap.error(f"--seeds names a seed more than once ({' '.join(map(str, args.seeds))}); give distinct seeds")
     try:
         print(write(args.out, args.seeds))
     except (RunDirError, ConfigError) as e:   # --out unusable or a bad seed: said before any run starts

@@ -23,10 +23,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="simulated replicates for the Fig. 7 check")
     args = ap.parse_args()
     out_arg(ap, args.out, file=True)   # before the work, not after it
+    if not 1 <= args.seeds <= 1000:   # 0 failed after the fitting with a TypeError
+        ap.error(f"--seeds must be a number of replicates in [1, 1000] (got {args.seeds})")
+    if not args.profiles.is_file():
+        ap.error(f"--profiles {args.profiles}: no such file (the profile file whose datasets are refitted)")
     try:
         fit_datasets(args.data, args.profiles, args.out, args.seeds)
-    except ConfigError as e:
-        sys.exit(str(e))
+    except ConfigError as e:   # exit 2 with one line, as every tool does for bad input
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Then fits every model's session-time regression into the file (experiments/fit_s
 job). Method and sources: mosaic/fitting/lengths.py.
 """
 import argparse
+import sys
 from pathlib import Path
 
+from mosaic.core.errors import ConfigError
 from mosaic.fitting.lengths import DEFAULT_DATA, DEFAULT_OUT, fit_profiles
 from mosaic.run.jobs import out_arg
 
@@ -18,7 +20,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
     out_arg(ap, args.out, file=True)   # before the work, not after it
-    fit_profiles(args.data, args.out)
+    if not args.data.is_dir():
+        ap.error(f"--data {args.data} is not a folder: point it at ../shared/data (its traces/ are read)")
+    try:
+        fit_profiles(args.data, args.out)
+    except ConfigError as e:   # a trace missing or damaged under --data: one line (was a traceback)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Natural mode lets the model stop by itself and extracts the answer letter from t
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -59,7 +60,14 @@ def _worker_cores(n_workers: int) -> list[list[int]]:
     return [cores[(w * per) % len(cores):][:per] or cores[:per] for w in range(n_workers)]
 
 
+def check_kv_cache_gib(kv_cache_gib: Any) -> None:
+    """A CPU engine's KV cache is given to vLLM in whole GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    if isinstance(kv_cache_gib, bool) or not isinstance(kv_cache_gib, int) or kv_cache_gib < 1:
+        raise ConfigError(f"backend.options.kv_cache_gib must be an integer number of GiB >= 1 (got {kv_cache_gib!r})")
+
+
 def device_env(n_workers: int, device: str, kv_cache_gib: int) -> list[dict[str, str]]:
+    check_kv_cache_gib(kv_cache_gib)   # the profilers start engines through here too
     if resolve_device(device) == "cuda":
         return [{"CUDA_VISIBLE_DEVICES": str(w)} for w in range(n_workers)]
     return [{"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
@@ -158,8 +166,20 @@ class VllmBackend:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
         if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
             raise ConfigError(f"backend.options.timeout_s must be a number of seconds > 0 (got {timeout_s!r})")
-        if not isinstance(kill_grace_s, (int, float)) or kill_grace_s < 0:
-            raise ConfigError(f"backend.options.kill_grace_s must be a number of seconds >= 0 (got {kill_grace_s!r})")
+        if not isinstance(kill_grace_s, (int, float)) or not 0 <= kill_grace_s < math.inf:
+            raise ConfigError(f"backend.options.kill_grace_s must be a finite number of seconds >= 0 (got {kill_grace_s!r})")
+        if timeout_s != timeout_s:
+            raise ConfigError("backend.options.timeout_s must be a number of seconds > 0 (got nan)")
+        # Each of these reached a started engine before it failed (or was quietly rounded to 1 GiB).
+        check_kv_cache_gib(kv_cache_gib)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ConfigError(f"backend.options.max_tokens must be an integer >= 1 or null (got {max_tokens!r})")
+        if not isinstance(replay, bool):
+            raise ConfigError(f"backend.options.replay must be true or false (got {replay!r})")
+        if (resolve_device(device) == "cuda" and device == "cuda" and launcher == "local"
+                and shutil.which("nvidia-smi") is None):
+            raise ConfigError("backend.options.device=cuda but this machine has no NVIDIA GPU (no nvidia-smi); "
+                              "use device=cpu or auto, or launcher=ray to run the engines on GPU machines")
         if isinstance(launcher, str):
             require_vllm()  # before any workload is built or worker started
         self.cluster, self.profiles = cluster, profiles

@@ -1,6 +1,7 @@
 """Model registry: a model name maps to an HF id or local path plus engine arguments (mosaic/conf/models/)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from mosaic.core.errors import ConfigError
@@ -15,6 +16,19 @@ class ModelRegistry:
         self.cache_dir = cfg.get("cache_dir")
         if not self.models:
             raise ConfigError(f"models={self.name}: the registry lists no models")
+        # Checked here, before any engine starts: each was an engine failing to start (exit 1).
+        if self.cache_dir is not None and Path(str(self.cache_dir)).exists() and not Path(str(self.cache_dir)).is_dir():
+            raise ConfigError(f"models.cache_dir={self.cache_dir} is a file, not a folder for the tiny models; "
+                              "give a folder (or null for the default)")
+        length = self.engine.get("max_model_len", 4096)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 16:
+            raise ConfigError(f"models.engine.max_model_len must be an integer number of tokens >= 16 (got {length!r})")
+        for model, entry in self.models.items():
+            local = str((entry or {}).get("path") or "") if isinstance(entry, Mapping) else ""
+            # a local path (not a hub id "org/name"): it must be there, as nothing is downloaded
+            if local.startswith(("/", "./", "../", "~")) and not Path(local).expanduser().exists():
+                raise ConfigError(f"models={self.name}.{model}.path: no such file or folder {local}; point it at "
+                                  "the model's weights (or use hf_id for a model in the local Hugging Face cache)")
 
     @property
     def max_model_len(self) -> int:

@@ -18,7 +18,8 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import ERROR_FILE, MAX_VALUE, RUN_TABLE_COLUMNS, SUMMARY_FILE, one_line, read_failure
+from mosaic.run.jobs import (ERROR_FILE, MAX_VALUE, RUN_TABLE_COLUMNS, SUMMARY_FILE, check_request_count,
+                              one_line, read_failure)
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -196,6 +197,9 @@ def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.Dat
     parts = []
     for _, run in runs.iterrows():
         t = _trace(Path(run["run_dir"]) / "trace.csv")
+        check_request_count(Path(run["run_dir"]) / "trace.csv", len(t),
+                            {k: int(run[k]) for k in ("n_expert_requests", "n_aggregator_requests")
+                             if k in run and pd.notna(run[k])})
         for k in reversed(keys):
             v = run[k] if k in run else None
             # a list-valued override (topology.agents=[...]) is one value per row, not a column to align

@@ -167,6 +167,8 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
     registry = models_option(cfg)
     names = (sorted(registry.models) if cfg["model"] == "all"
              else [m.strip() for m in str(cfg["model"]).split(",") if m.strip()])
+    if not names:   # was a StatisticsError after the spin measurement
+        raise ConfigError(f"model={cfg['model']!r} names no model: give model=all or e.g. model=Qwen,GLM")
     for name in names:
         registry.resolve(name)
     envs = device_env(n, cfg["device"], 1)

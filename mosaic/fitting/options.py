@@ -3,6 +3,7 @@ checked before any engine starts: each bad one is a ConfigError of one line nami
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def device_option(device: Any, ranks: int) -> str:
     """`device` resolved; on CPU, `ranks` workers need a core each (they would share one otherwise,
     and the measurement would say nothing about the engine)."""
     device = resolve_device(str(device))
+    if device == "cuda" and shutil.which("nvidia-smi") is None:   # vLLM would measure the CPU, labelled cuda
+        raise ConfigError("device=cuda but this machine has no NVIDIA GPU (no nvidia-smi); measure with device=cpu "
+                          "or auto, on the machine whose engines the profile describes")
     if device == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if ranks > cores:

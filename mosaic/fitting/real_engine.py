@@ -370,6 +370,27 @@ def kept_entries(out: Path, names: list[str], device: str, max_num_seqs: int, ma
     return {"models": others, "tensor_parallel": tp}
 
 
+def check_outputs_and_sweep(cfg: dict, registry: ModelRegistry, names: list[str], base: dict) -> None:
+    """The profile's output lengths (written into it) and the session sweep's settings, checked
+    before any engine starts: they were read only after the minutes of measuring."""
+    from mosaic.profiles.loader import length_distribution
+
+    for kind in sorted({registry.models[n].get("kind", "instruct") for n in names}):
+        output = (cfg.get("output") or {}).get(kind)
+        if not isinstance(output, dict):
+            raise ConfigError(f"output.{kind} must give the {kind} models' output lengths (shape, mean_tokens, cap)")
+        length_distribution(output, base["length_shapes"], f"output.{kind}")
+    sweep = cfg.get("session_sweep") or {}
+    ns = sweep.get("ns") or []
+    if ns:
+        if any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in ns):
+            raise ConfigError(f"session_sweep.ns must list session sizes, each an integer >= 1 (got {list(ns)})")
+        for key in ("reps", "calibration_size"):
+            v = sweep.get(key, 1)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"session_sweep.{key} must be an integer >= 1 (got {v!r})")
+
+
 def model_grid(cfg: dict, registry: ModelRegistry, name: str, base: dict) -> dict:
     """The measurement grid for one model, plus what its session sweep needs (its output lengths)."""
     grid = dict(cfg["grid"], session_sweep=cfg.get("session_sweep") or {})
@@ -396,6 +417,7 @@ def profile_models(cfg: dict) -> Path:
         check_writable_file(out, "out" if cfg["out"] else "the profile file")
     except RunDirError as e:
         raise ConfigError(str(e)) from None
+    check_outputs_and_sweep(cfg, registry, names, base)
     envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     when = f"{socket.gethostname()} {time.strftime('%Y-%m-%d')}, {envs[0]}"
     kept = kept_entries(out, names, f"{opts.get('device', 'auto')}: {envs[0]}",
@@ -541,6 +563,11 @@ def measure_tp(cfg: dict) -> dict:
     out, long_out = int_option(cfg, "out", 1), int_option(cfg, "long_out", 2)
     if not out < long_out:
         raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
+    room = registry.max_model_len   # checked here, not by the engine after its start
+    for what, length in (("prompt + long_out", int(cfg["prompt"]) + long_out), ("prefill_prompt + 1", prefill[1] + 1)):
+        if length > room:
+            raise ConfigError(f"{what} = {length} tokens do not fit models.engine.max_model_len {room}; "
+                              "measure shorter sequences")
     ctx = mp.get_context("spawn")
     got: dict[int, list[dict]] = {1: [], tp: []}
     for _ in range(int(cfg["repeats"])):

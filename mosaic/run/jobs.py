@@ -167,7 +167,18 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
             raise ValueError(f"{directory / name}: does not read as CSV ({one_line(e, 200)}); the file is "
                              f"damaged: rerun the run") from None
         _check_table(directory / name, rows[name], graph)
+    if "trace.csv" in rows:
+        check_request_count(directory / "trace.csv", len(rows["trace.csv"]), summary)
     return summary, rows
+
+
+def check_request_count(path: Path, rows: int, summary: dict[str, Any]) -> None:
+    """ValueError where a run's trace.csv holds fewer or more requests than its summary.json
+    counts (one row per request, expert and aggregator or agent): a cut or mixed file."""
+    counts = [summary.get(k) for k in ("n_expert_requests", "n_aggregator_requests")]
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in counts) and rows != sum(counts):
+        raise ValueError(f"{path}: {rows} requests, where its summary.json counts {sum(counts)}; the file was "
+                         "cut or changed since the run: rerun the run")
 
 
 def debug_tracebacks() -> bool:

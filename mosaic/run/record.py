@@ -40,7 +40,14 @@ def registry(models: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--models: no model registry '{models}' ({path} does not exist); use tiny, paper or a "
                           "path to a registry YAML")
-    return yaml.safe_load(path.read_text())
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--models {path}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+        raise ConfigError(f"--models {path}: not a model registry (a mapping with `models:` name -> entry, as "
+                          "mosaic/conf/models/tiny.yaml)")
+    return raw
 
 
 def plan_for(experts: Sequence[str], requests: dict[str, Request], n_workers: int) -> Plan:

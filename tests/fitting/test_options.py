@@ -37,6 +37,9 @@ def no_engines(monkeypatch):
     ({"models": "nope"}, r"models=nope: no such registry; choose from paper, tiny"),
     ({"out": 144, "long_out": 16}, r"need 0 < out < long_out"),
     ({"device": "tpu"}, r"'tpu' is not one of auto, cpu, cuda"),
+    # the engine started (and failed) on these before
+    ({"prompt": 100000}, r"prompt \+ long_out = 100144 tokens do not fit models.engine.max_model_len 2048"),
+    ({"prefill_prompt": 5000}, r"prefill_prompt \+ 1 = 5001 tokens do not fit"),
 ])
 def test_profile_tp_options(change, match):
     with pytest.raises(ConfigError, match=match):
@@ -48,6 +51,7 @@ def test_profile_tp_options(change, match):
     ({"requests": "many"}, r"requests=many: not a whole number"),
     ({"n_workers": CORES + 1}, rf"{CORES + 1} workers need {CORES + 1} CPU cores"),
     ({"profile": "/nonexistent/p.yaml"}, r"profile=/nonexistent/p.yaml: no such file"),
+    ({"model": ",", "spin": False}, r"model=',' names no model"),   # was a StatisticsError after measuring
 ])
 def test_profile_contention_options(change, match):
     with pytest.raises(ConfigError, match=match):
@@ -177,3 +181,21 @@ def test_profile_model_names_are_checked(tmp_path, spec, match, monkeypatch):
     _replayed(monkeypatch, [])
     with pytest.raises(ConfigError, match=match):
         real_engine.profile_models(_profile_cfg(tmp_path, f"model={spec}"))
+
+
+@pytest.mark.parametrize("override, match", [
+    ("session_sweep.ns=[-4,0]", r"session_sweep.ns must list session sizes, each an integer >= 1"),
+    ("session_sweep.reps=0", r"session_sweep.reps must be an integer >= 1"),
+    ("output.instruct.mean_tokens=-5", r"output.instruct: must be in"),
+    ("output.reasoning.shape=bogus", r"output.reasoning.shape: unknown shape 'bogus'"),
+    ("backend.options.kv_cache_gib=-3", r"kv_cache_gib must be an integer number of GiB >= 1 \(got -3\)"),
+])
+def test_profile_models_checks_outputs_sweep_and_cache_before_measuring(tmp_path, monkeypatch, override, match):
+    """Each was read only after the minutes of measuring (or quietly rounded to 1 GiB)."""
+    def never(*a, **k):
+        raise AssertionError("an engine was started")
+
+    monkeypatch.setattr(real_engine, "measure", never)
+    extra = ["session_sweep.ns=[4]"] if override.startswith("session_sweep.reps") else []
+    with pytest.raises(ConfigError, match=match):
+        real_engine.profile_models(_profile_cfg(tmp_path, "model=all", override, *extra))

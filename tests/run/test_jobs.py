@@ -192,6 +192,9 @@ DAMAGE = {
                                               ["sessions.csv", "column run_end_s", "-100 is outside [0, 1e+09]"]),
     "a request 1e308 s long": (lambda d: _edit_csv(d / "trace.csv", "finish_s", "1e308"),
                                ["trace.csv", "column finish_s", "1e308 is outside"]),
+    "a trace cut short": (lambda d: (d / "trace.csv").write_text(
+        "\n".join((d / "trace.csv").read_text().splitlines()[:3]) + "\n"),   # was 2 of N requests, exit 0
+        ["trace.csv", "2 requests, where its summary.json counts"]),
     "sessions without rows": (lambda d: (d / "sessions.csv").write_text(
         (d / "sessions.csv").read_text().splitlines()[0] + "\n"), ["sessions.csv", "no rows"]),
     "a summary without workers": (lambda d: (d / "summary.json").write_text(json.dumps(

@@ -59,3 +59,16 @@ def test_bad_arguments_are_refused_before_any_engine(tmp_path, capsys):
         record(tmp_path / "int.json", ["Qwen"], "tiny", tmp_path / "out")
     assert main(["--questions", str(tmp_path / "missing.json"), "--experts", "Qwen", "--out", str(tmp_path)]) == 2
     assert "--questions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, match", [("a: [", "not valid YAML"), ("- a\n", "not a model registry"),
+                                         ("models: [a]\n", "not a model registry")])
+def test_a_registry_file_that_is_not_one_is_one_line(tmp_path, text, match):
+    """A bad --models YAML was a yaml ParserError / AttributeError traceback."""
+    from mosaic.core.errors import ConfigError
+    from mosaic.run.record import registry
+
+    f = tmp_path / "m.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=rf"--models {f}: {match}"):
+        registry(str(f))

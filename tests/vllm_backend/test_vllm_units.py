@@ -44,3 +44,48 @@ def test_registry_errors_name_the_model():
         reg.resolve("B")
     with pytest.raises(ConfigError, match="lists no models"):
         ModelRegistry({"name": "empty"})
+
+
+def test_registry_settings_an_engine_would_fail_on_are_refused_up_front(tmp_path):
+    """Each reached a started engine (exit 1, an engine failure per request) before."""
+    with pytest.raises(ConfigError, match=r"models=t.A.path: no such file or folder /nowhere/model"):
+        ModelRegistry({"name": "t", "models": {"A": {"path": "/nowhere/model"}}})
+    ModelRegistry({"name": "t", "models": {"A": {"path": str(tmp_path)}, "B": {"hf_id": "org/b"}}})   # there: fine
+    with pytest.raises(ConfigError, match="models.engine.max_model_len must be an integer number of tokens >= 16"):
+        ModelRegistry({"name": "t", "engine": {"max_model_len": 0}, "models": {"A": {"hf_id": "org/a"}}})
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="models.cache_dir=.* is a file"):
+        ModelRegistry({"name": "t", "cache_dir": str(tmp_path / "f"), "models": {"A": {"tiny": {}}}})
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"kv_cache_gib": -1}, "kv_cache_gib must be an integer number of GiB >= 1"),   # was rounded up to 1
+    ({"kv_cache_gib": "abc"}, "kv_cache_gib must be an integer"),                 # was a TypeError
+    ({"max_tokens": -1, "replay": False}, "max_tokens must be an integer >= 1 or null"),
+    ({"kill_grace_s": float("nan")}, "kill_grace_s must be a finite number"),      # failed after the stage
+    ({"timeout_s": float("nan")}, "timeout_s must be a number of seconds > 0"),
+    ({"replay": "yes"}, "replay must be true or false"),
+])
+def test_backend_options_are_checked_before_any_engine(options, match):
+    from mosaic.run.builder import build_run, compose
+    from vllm_backend.backend import VllmBackend
+
+    r = build_run(compose(["workload=smoke", "models=tiny", "cluster=cpu2"]))
+    with pytest.raises(ConfigError, match=match):
+        VllmBackend(r.cluster, r.profiles, models=r.config.models.__dict__, launcher="local", **options)
+
+
+def test_cuda_asked_on_a_machine_without_a_gpu_is_refused(monkeypatch):
+    import shutil
+
+    from mosaic.fitting.options import device_option
+    from mosaic.run.builder import build_run, compose
+    from vllm_backend.backend import VllmBackend
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    r = build_run(compose(["workload=smoke", "models=tiny", "cluster=cpu2"]))
+    with pytest.raises(ConfigError, match="device=cuda but this machine has no NVIDIA GPU"):
+        VllmBackend(r.cluster, r.profiles, models=r.config.models.__dict__, launcher="local", device="cuda")
+    with pytest.raises(ConfigError, match="device=cuda but this machine has no NVIDIA GPU"):
+        device_option("cuda", 1)
+    assert device_option("auto", 1) == "cpu"
