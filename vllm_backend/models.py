@@ -23,9 +23,13 @@ class ModelRegistry:
         length = self.engine.get("max_model_len", 4096)
         if isinstance(length, bool) or not isinstance(length, int) or length < 16:
             raise ConfigError(f"models.engine.max_model_len must be an integer number of tokens >= 16 (got {length!r})")
+
+    def check_local_paths(self) -> None:
+        """Each model's local `path` (not a hub id "org/name") is there: for engines started on this
+        machine, where a missing one was an engine failing to start for every request. (Engines
+        launched elsewhere, e.g. by Ray, look for the path there.)"""
         for model, entry in self.models.items():
             local = str((entry or {}).get("path") or "") if isinstance(entry, Mapping) else ""
-            # a local path (not a hub id "org/name"): it must be there, as nothing is downloaded
             if local.startswith(("/", "./", "../", "~")) and not Path(local).expanduser().exists():
                 raise ConfigError(f"models={self.name}.{model}.path: no such file or folder {local}; point it at "
                                   "the model's weights (or use hf_id for a model in the local Hugging Face cache)")

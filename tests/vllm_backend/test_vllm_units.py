@@ -49,8 +49,8 @@ def test_registry_errors_name_the_model():
 def test_registry_settings_an_engine_would_fail_on_are_refused_up_front(tmp_path):
     """Each reached a started engine (exit 1, an engine failure per request) before."""
     with pytest.raises(ConfigError, match=r"models=t.A.path: no such file or folder /nowhere/model"):
-        ModelRegistry({"name": "t", "models": {"A": {"path": "/nowhere/model"}}})
-    ModelRegistry({"name": "t", "models": {"A": {"path": str(tmp_path)}, "B": {"hf_id": "org/b"}}})   # there: fine
+        ModelRegistry({"name": "t", "models": {"A": {"path": "/nowhere/model"}}}).check_local_paths()
+    ModelRegistry({"name": "t", "models": {"A": {"path": str(tmp_path)}, "B": {"hf_id": "org/b"}}}).check_local_paths()
     with pytest.raises(ConfigError, match="models.engine.max_model_len must be an integer number of tokens >= 16"):
         ModelRegistry({"name": "t", "engine": {"max_model_len": 0}, "models": {"A": {"hf_id": "org/a"}}})
     (tmp_path / "f").write_text("x")
