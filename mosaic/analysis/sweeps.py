@@ -212,6 +212,10 @@ def reproduce(out: Path, sweep_root: Path = SWEEP_ROOT, sweeps: str = ",".join(s
     if not chosen or any(f not in known for f in chosen):
         print(f"error: --sweeps: choose among {', '.join(known)} (got '{sweeps}')", file=sys.stderr)
         return 2
+    if sweep_root.exists() and not sweep_root.is_dir():   # found only when the first sweep failed on it
+        print(f"error: --sweep-root {sweep_root} is a file, not a folder for the sweeps' runs; choose another",
+              file=sys.stderr)
+        return 2
     if any(o.split("=", 1)[0].lstrip("+~") == "hydra.sweep.dir" for o in extra):
         print("error: hydra.sweep.dir is set per sweep; use --sweep-root to move them all", file=sys.stderr)
         return 2

@@ -54,6 +54,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert reproduce.reproduce(tmp_path / "r", tmp_path / "s", extra=["scheduler=nope"]) == 2
     err = capsys.readouterr().err
     assert "scheduler" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "afile").write_text("x")   # was found only after the data check, by the first sweep (exit 1)
+    assert reproduce.reproduce(tmp_path / "r", tmp_path / "afile", "main") == 2
+    err = capsys.readouterr().err
+    assert f"--sweep-root {tmp_path / 'afile'} is a file" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
