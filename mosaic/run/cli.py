@@ -263,11 +263,23 @@ def check_tool_args(config_dir: Path, config_name: str, args: Sequence[str]) -> 
     """For the measurement tools' Hydra entry points (check_profile.py, profile_models.py), which
     claim no run directory: compose their config as Hydra will; a config error (an unknown key, a
     value of the wrong type) is one line on stderr and exit status 2, before any engine starts.
-    Flags (--help, -m, --config-dir ...) go to Hydra unchanged."""
-    if any(a.startswith("-") for a in args):
+    --config-dir and --config-path are followed as Hydra follows them (a missing one is the same
+    one line); help, -m and the other flags go to Hydra unchanged."""
+    from mosaic.run.hydra_args import args_parser
+
+    try:
+        ns = args_parser().parse_args(list(args))
+    except SystemExit:   # argparse's own usage error: Hydra reports it
+        return
+    if (ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.experimental_rerun
+            or ns.multirun):
+        return
+    overrides = list(ns.overrides or [])
+    configs = _config_dirs(ns, config_dir, overrides, None, ())
+    if configs is None:
         return
     try:
-        _compose((config_dir, None), config_name, config_name, args)
+        _compose(configs, config_name, ns.config_name or config_name, overrides)
     except _composition_errors() as e:
         print(f"error: {hydra_message(e)}", file=sys.stderr)
         sys.exit(2)

@@ -93,6 +93,9 @@ def test_profile_models_checks_out_before_measuring(tmp_path):
     ("check_profile", ["repeats=0"], "Could not override 'repeats'"),
     ("profile", ["bad=1"], "Could not override 'bad'"),
     ("check_profile", ["models=nope"], "choose one of: paper, tiny"),
+    # with a --config-dir every check was skipped (Hydra's own message, exit 1)
+    ("profile", ["--config-dir", "/nonexistent/x", "model=Qwen"], "--config-dir /nonexistent/x: no such directory"),
+    ("profile", ["--config-dir", str(CONF_DIR / "models"), "bad=1"], "Could not override 'bad'"),
 ])
 def test_tool_config_errors_are_one_line_and_exit_2(config, args, says, capsys):
     with pytest.raises(SystemExit) as e:
