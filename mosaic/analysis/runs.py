@@ -179,6 +179,14 @@ def _trace(path: Path) -> pd.DataFrame:
             raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
                              f"is damaged: rerun the run")
         # blank is a request that never ran (an error, a cancelled agent); anything else is in range
+        never_ran = (t["error"].astype(str) != "") if "error" in t else pd.Series(False, index=t.index)
+        if "status" in t:
+            never_ran |= t["status"].astype(str) != "served"
+        blank = t[col].isna() & ~never_ran
+        if blank.any():
+            bad = int(blank.to_numpy().argmax())
+            raise ValueError(f"{path}: line {bad + 2}, column {col}: empty for a request that was served; the file "
+                             f"is damaged: rerun the run")
         out = t[col].notna() & ~t[col].between(0, MAX_VALUE)
         if out.any():
             bad = int(out.to_numpy().argmax())
