@@ -34,6 +34,20 @@ from mosaic.core.errors import ConfigError
 # Quadrature over z ~ N(0, 1) (probabilists' Gauss-Hermite): exact enough for smooth integrands.
 _Z, _W = np.polynomial.hermite_e.hermegauss(41)
 _W = _W / _W.sum()
+# Above this discrimination expit(b - a z) is too steep for 41 Gauss-Hermite nodes (at a = 30 the
+# marginal came out 0.08 for 0.10 asked), and Gauss-Hermite itself fails beyond ~150 nodes.
+_HERMITE_MAX_A = 5.0
+
+
+def _nodes(a: float) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature of a standard normal for E_z[expit(b - a z)]: Gauss-Hermite up to
+    _HERMITE_MAX_A, else an even grid over +-9 fine enough for the logistic's width 1/a."""
+    if abs(a) <= _HERMITE_MAX_A:
+        return _Z, _W
+    step = min(0.05, 0.2 / abs(a))
+    z = np.arange(-9.0, 9.0 + step / 2, step)
+    w = np.exp(-z * z / 2)
+    return z, w / w.sum()
 
 
 @dataclass(frozen=True)
@@ -79,12 +93,14 @@ class DifficultyModel:
         if self.accuracy == 0:
             return logit(p)
         values, inverse = np.unique(p, return_inverse=True)
+        z, w = _nodes(self.accuracy)
+
         def f(b: float, t: float) -> float:
-            return float(_W @ expit(b - self.accuracy * _Z)) - t
+            return float(w @ expit(b - self.accuracy * z)) - t
 
         # +-60 holds the root for a discrimination of a few logits (and is kept there, so results
         # stay as they were); a larger one needs every node's logit b - a z within +-60
-        wide = 60.0 + abs(self.accuracy) * float(np.abs(_Z).max())
+        wide = 60.0 + abs(self.accuracy) * float(np.abs(z).max())
         solved = np.array([optimize.brentq(f, *((-60, 60) if f(-60, t) < 0 < f(60, t) else (-wide, wide)), args=(t,))
                            for t in values])
         return solved[inverse].reshape(p.shape)

@@ -13,7 +13,7 @@ from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import expert_request_id, expert_slots
 
 
-@pytest.mark.parametrize("a", [0.0, 1.2, 3.0])
+@pytest.mark.parametrize("a", [0.0, 1.2, 3.0, 30.0])   # 30: 41 Hermite nodes gave 0.08 for 0.10
 def test_conditional_logit_keeps_the_marginal_accuracy(a):
     p = np.array([[0.1, 0.45], [0.7, 0.95]])
     b = DifficultyModel(accuracy=a).conditional_logit(p)
@@ -105,10 +105,9 @@ def test_category_factor_scales_lengths_but_keeps_each_models_mean(profiles):
 def test_conditional_logit_solves_for_any_allowed_discrimination():
     """A discrimination of 1000 (the setting's bound) needs b far outside +-60: it was a root-finder's
     'f(a) and f(b) must have different signs' traceback."""
-    from mosaic.profiles.difficulty import _W, _Z
-
     m = DifficultyModel(accuracy=1000.0)
     p = np.array([0.2, 0.5, 0.9])
     b = m.conditional_logit(p)
     assert np.all(np.isfinite(b)) and np.all(np.diff(b) > 0)
-    assert np.allclose([_W @ expit(x - 1000.0 * _Z) for x in b], p, atol=0.05)   # 41 nodes: a step function
+    z = np.random.default_rng(0).normal(size=400_000)
+    assert np.allclose([expit(x - 1000.0 * z).mean() for x in b], p, atol=3e-3)
