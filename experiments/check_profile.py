@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.cli import check_tool_args
+from mosaic.run.cli import check_tool_args, drop_refused_tool_dir
 from mosaic.run.jobs import RunDirError, check_writable_file
 from mosaic.fitting.profile_check import check_profile, report
 
@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
         result = check_profile(OmegaConf.to_container(cfg, resolve=True))
     except (ConfigError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
+        drop_refused_tool_dir()
         sys.exit(2)
     print(report(result), end="")
     if cfg.out:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.cli import check_tool_args
+from mosaic.run.cli import check_tool_args, drop_refused_tool_dir
 from mosaic.fitting.real_engine import profile_models
 
 
@@ -24,6 +24,7 @@ def main(cfg: DictConfig) -> None:
         out = profile_models(OmegaConf.to_container(cfg, resolve=True))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        drop_refused_tool_dir()
         sys.exit(2)
     print(f"wrote {out}")
 

@@ -259,6 +259,23 @@ def _composition_errors() -> tuple[type[BaseException], ...]:
     return (HydraException, OmegaConfBaseException, yaml.YAMLError)
 
 
+def drop_refused_tool_dir() -> None:
+    """A measurement tool refused its options after Hydra made its run folder (outputs/<tool>/<time>):
+    where that folder holds only Hydra's own files (.hydra/, an empty log), nothing of the tool's,
+    it is removed, so a refusal leaves nothing behind."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        d = Path(HydraConfig.get().runtime.output_dir)
+    except Exception:   # noqa: BLE001 -- not under Hydra (a test): nothing was made
+        return
+    mine = [f for f in d.rglob("*") if f.is_file() and ".hydra" not in f.relative_to(d).parts]
+    if d.is_dir() and all(f.stat().st_size == 0 for f in mine):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def check_tool_args(config_dir: Path, config_name: str, args: Sequence[str]) -> None:
     """For the measurement tools' Hydra entry points (check_profile.py, profile_models.py), which
     claim no run directory: compose their config as Hydra will; a config error (an unknown key, a

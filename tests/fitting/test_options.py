@@ -202,3 +202,15 @@ def test_profile_models_checks_outputs_sweep_and_cache_before_measuring(tmp_path
     extra = ["session_sweep.ns=[4]"] if override.startswith("session_sweep.reps") else []
     with pytest.raises(ConfigError, match=match):
         real_engine.profile_models(_profile_cfg(tmp_path, "model=all", override, *extra))
+
+
+def test_a_refused_tool_run_leaves_no_run_folder_behind(tmp_path):
+    """Hydra made outputs/<tool>/<time>/ (an empty log, .hydra/) before the options were refused."""
+    import subprocess
+
+    root = CONF_DIR.parents[1]
+    for script, arg in (("check_profile.py", "model=Nope"), ("profile_models.py", "session_sweep.ns=[-1]")):
+        r = subprocess.run([sys.executable, str(root / "experiments" / script), arg], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith("error: "), r.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
