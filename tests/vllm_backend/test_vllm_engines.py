@@ -61,9 +61,10 @@ def test_two_workers_three_models_every_request_completes():
         assert ws.busy_s + ws.idle_s == pytest.approx(trace.makespan_s)
 
 
-def test_engine_that_fails_to_start_is_reported_and_others_complete():
+def test_engine_that_fails_to_start_is_reported_and_others_complete(tmp_path):
     broken = json.loads(json.dumps(TINY))
-    broken["models"]["GLM"] = {"path": "/nonexistent/model-dir", "engine": {"load_format": "dummy"}}
+    # a folder that is there but holds no model (a missing path is refused before any engine starts)
+    broken["models"]["GLM"] = {"path": str(tmp_path), "engine": {"load_format": "dummy"}}
     plan, reqs, replay = make({0: ["GLM", "Qwen"], 1: ["Exaone"]}, n=3)
     trace = backend(broken).run(plan, reqs, replay)
     assert len(trace.requests) == len(reqs)  # every request in, one result out
