@@ -45,6 +45,11 @@ def prompt_ids(request_id: str, n: int) -> list[int]:
     return (head + [4 + (seed + 7919 * i) % 500 for i in range(max(0, n - len(head)))])[:n]
 
 
+def no_local_gpu(device: str) -> bool:
+    """device=cuda asked on a machine without an NVIDIA GPU: vLLM would run (or measure) the CPU."""
+    return device == "cuda" and shutil.which("nvidia-smi") is None
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         device = "cuda" if shutil.which("nvidia-smi") else "cpu"
@@ -164,20 +169,17 @@ class VllmBackend:
                  ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float | None = None):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
-        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:   # nan included
             raise ConfigError(f"backend.options.timeout_s must be a number of seconds > 0 (got {timeout_s!r})")
         if not isinstance(kill_grace_s, (int, float)) or not 0 <= kill_grace_s < math.inf:
             raise ConfigError(f"backend.options.kill_grace_s must be a finite number of seconds >= 0 (got {kill_grace_s!r})")
-        if timeout_s != timeout_s:
-            raise ConfigError("backend.options.timeout_s must be a number of seconds > 0 (got nan)")
         # Each of these reached a started engine before it failed (or was quietly rounded to 1 GiB).
         check_kv_cache_gib(kv_cache_gib)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
             raise ConfigError(f"backend.options.max_tokens must be an integer >= 1 or null (got {max_tokens!r})")
         if not isinstance(replay, bool):
             raise ConfigError(f"backend.options.replay must be true or false (got {replay!r})")
-        if (resolve_device(device) == "cuda" and device == "cuda" and launcher == "local"
-                and shutil.which("nvidia-smi") is None):
+        if launcher == "local" and no_local_gpu(device):
             raise ConfigError("backend.options.device=cuda but this machine has no NVIDIA GPU (no nvidia-smi); "
                               "use device=cpu or auto, or launcher=ray to run the engines on GPU machines")
         if isinstance(launcher, str):

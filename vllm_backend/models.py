@@ -17,7 +17,8 @@ class ModelRegistry:
         if not self.models:
             raise ConfigError(f"models={self.name}: the registry lists no models")
         # Checked here, before any engine starts: each was an engine failing to start (exit 1).
-        if self.cache_dir is not None and Path(str(self.cache_dir)).exists() and not Path(str(self.cache_dir)).is_dir():
+        cache = Path(str(self.cache_dir)) if self.cache_dir is not None else None
+        if cache is not None and cache.exists() and not cache.is_dir():
             raise ConfigError(f"models.cache_dir={self.cache_dir} is a file, not a folder for the tiny models; "
                               "give a folder (or null for the default)")
         length = self.engine.get("max_model_len", 4096)

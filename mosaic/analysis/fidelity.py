@@ -422,13 +422,14 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
                 raise ConfigError(f"--resimulate {stored}: case {name} now plans a stage {job.stage!r} it did not "
                                   "then; re-run the real side (python experiments/fidelity.py)")
             sim = (graph_metrics if isinstance(job, GraphJob) else stage_metrics)(simulated)
-            if _plan_shape(sim) != _plan_shape(then["sim"]):
+            (n_now, now), (n_then, then_sessions) = _plan_shape(sim), _plan_shape(then["sim"])
+            if (n_now, now) != (n_then, then_sessions):
                 raise ConfigError(f"--resimulate {stored}: case {name} / {job.stage} plans other sessions now "
-                                  f"({_plan_shape(sim)[0]} requests on {list(_plan_shape(sim)[1])}) than its real "
-                                  f"runs did ({_plan_shape(then['sim'])[0]} on {list(_plan_shape(then['sim'])[1])}); "
-                                  "re-run the real side (python experiments/fidelity.py)")
+                                  f"({n_now} requests on {list(now)}) than its real runs did ({n_then} on "
+                                  f"{list(then_sessions)}); re-run the real side (python experiments/fidelity.py)")
             rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"])})
-        stale = sorted(stage for case, stage in by_key if case == name and stage not in {r["stage"] for r in rows if r["case"] == name})
+        planned = {job.stage for job, _ in jobs}
+        stale = sorted(stage for case, stage in by_key if case == name and stage not in planned)
         if stale:
             raise ConfigError(f"--resimulate {stored}: case {name} no longer plans stage {', '.join(stale)}; re-run "
                               "the real side (python experiments/fidelity.py)")

@@ -23,13 +23,13 @@ METRICS = {"handoff_s": "hand-off (s)", "ttft_s": "TTFT (s)", "decode_ms_per_tok
            "duration_s": "duration (s)", "cached_tokens": "cached prompt tokens"}
 
 
-def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, frozenset[str]]:
     summary, tables = read_run_dir(directory, ("trace.csv", "queries.csv"))
     if (summary.get("topology") or {}).get("kind", "flat") == "flat":
         raise ValueError(f"{directory} is a flat MoA run; compare agent-graph runs (topology=dense or tree), "
                          "or use `mosaic runs --requests` for flat ones")
     t = pd.DataFrame(tables["trace.csv"])
-    t.attrs["all"] = frozenset(t["request_id"])
+    graph = frozenset(t["request_id"])   # every agent request, served or cancelled
     t = t[t["status"] == "served"].copy()
     for c in ("layer", "output_tokens", "cached_tokens"):
         t[c] = t[c].astype(int)
@@ -41,18 +41,17 @@ def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     t["duration_s"] = t.finish_s - t.release_s
     q = pd.DataFrame(tables["queries.csv"])
     q["latency_s"] = q["latency_s"].astype(float)
-    return t.set_index("request_id"), q
+    return t.set_index("request_id"), q, graph
 
 
 def compare_graph_runs(first: Path, second: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """(per layer x metric: first's median, second's median, median per-request ratio second/first;
     per-query latency p50/p90 of each). ValueError naming the folder when either is not a finished
     agent-graph run, or the two ran different graphs (no agent request in common)."""
-    (a, qa), (b, qb) = _requests(Path(first)), _requests(Path(second))
-    # the graph's requests, served or cancelled: early exit may cancel others in each run, but one
-    # graph has one set of agent requests
-    if a.attrs["all"] != b.attrs["all"]:
-        only = sorted(a.attrs["all"] ^ b.attrs["all"])
+    (a, qa, graph_a), (b, qb, graph_b) = _requests(Path(first)), _requests(Path(second))
+    # early exit may cancel other requests in each run, but one graph has one set of agent requests
+    if graph_a != graph_b:
+        only = sorted(graph_a ^ graph_b)
         raise ValueError(f"{first} and {second} ran different graphs ({len(only)} agent requests in one only, e.g. "
                          f"{only[0]}): compare two runs of one graph (same topology, workload, seed and n_queries)")
     both = a.index.intersection(b.index)

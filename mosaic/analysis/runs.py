@@ -170,6 +170,10 @@ def _trace(path: Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote (or a damaged "
                          f"one): rerun the run")
+    # blank is a request that never ran (an error, a cancelled agent); anything else is in range
+    never_ran = (t["error"].astype(str) != "") if "error" in t else pd.Series(False, index=t.index)
+    if "status" in t:
+        never_ran |= t["status"].astype(str) != "served"
     for col, kind in RUN_TABLE_COLUMNS["trace.csv"].items():
         if kind is str:
             continue
@@ -178,10 +182,6 @@ def _trace(path: Path) -> pd.DataFrame:
             bad = int((numbers.isna() & t[col].notna()).to_numpy().argmax())
             raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
                              f"is damaged: rerun the run")
-        # blank is a request that never ran (an error, a cancelled agent); anything else is in range
-        never_ran = (t["error"].astype(str) != "") if "error" in t else pd.Series(False, index=t.index)
-        if "status" in t:
-            never_ran |= t["status"].astype(str) != "served"
         blank = t[col].isna() & ~never_ran
         if blank.any():
             bad = int(blank.to_numpy().argmax())

@@ -3,7 +3,6 @@ checked before any engine starts: each bad one is a ConfigError of one line nami
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
 
 from mosaic.core.errors import ConfigError
-from vllm_backend.backend import resolve_device
+from vllm_backend.backend import no_local_gpu, resolve_device
 from vllm_backend.models import ModelRegistry
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "conf" / "models"
@@ -48,7 +47,7 @@ def device_option(device: Any, ranks: int) -> str:
     """`device` resolved; on CPU, `ranks` workers need a core each (they would share one otherwise,
     and the measurement would say nothing about the engine)."""
     device = resolve_device(str(device))
-    if device == "cuda" and shutil.which("nvidia-smi") is None:   # vLLM would measure the CPU, labelled cuda
+    if no_local_gpu(device):   # vLLM would measure the CPU, labelled cuda
         raise ConfigError("device=cuda but this machine has no NVIDIA GPU (no nvidia-smi); measure with device=cpu "
                           "or auto, on the machine whose engines the profile describes")
     if device == "cpu":

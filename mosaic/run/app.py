@@ -114,15 +114,16 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).
     scaling = r.profiles.model(r.workload.aggregator).tp(r.profiles.engine, tp) if tp > 1 else None
+    speedup = scaling.speedup(tp) if scaling is not None else None
     s["aggregator_tp_scaling"] = None if scaling is None else {
-        "degree": tp, "speedup": scaling.speedup(tp), "token_speedup": scaling.work_speedup(tp),
+        "degree": tp, "speedup": speedup, "token_speedup": scaling.work_speedup(tp),
         "source": scaling.speedup_source(tp), "measured_on": ("the aggregator model" if scaling is not
                                                               r.profiles.engine.tensor_parallel else "the engine")}
-    if scaling is not None and scaling.speedup(tp) < 1:
+    if scaling is not None and speedup < 1:
         # The run is what was asked for, but a user reading its aggregator stage should know why.
         log.warning("the aggregator ran as one TP-%d engine whose step speedup is %.3g (%s): slower than one "
                     "worker; aggregation.placement=scheduled runs it on workers instead", tp,
-                    scaling.speedup(tp), scaling.speedup_source(tp))
+                    speedup, scaling.speedup_source(tp))
     # Nested (not a runs-table column): how the simulated engine scheduled steps (profile or config).
     e = r.profiles.engine
     s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching,

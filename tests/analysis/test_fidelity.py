@@ -105,14 +105,19 @@ def test_the_suite_runs_a_case_on_real_engines_and_counts_their_preemptions(tmp_
     assert "| tight | expert | 6 |" in md
 
 
-def test_a_subset_of_cases_writes_its_own_files(tmp_path: Path, monkeypatch):
+def _one_case_suite(tmp_path: Path, monkeypatch) -> Path:
+    """A one-case suite file whose real side stands in for vLLM: the simulator's own trace."""
     p = tmp_path / "suite.yaml"
     p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 1\ncases:\n"
                  "  a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
-    # the real side stands in for vLLM: the simulator's own trace
     monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: [
         {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
         for job, t in jobs])
+    return p
+
+
+def test_a_subset_of_cases_writes_its_own_files(tmp_path: Path, monkeypatch):
+    p = _one_case_suite(tmp_path, monkeypatch)
     (tmp_path / "fidelity.md").write_text("the whole suite\n")
     md = fidelity.write(tmp_path, p, only=["a"], check="off")
     assert (tmp_path / "fidelity.md").read_text() == "the whole suite\n"
@@ -208,12 +213,7 @@ def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
 def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path: Path, monkeypatch):
     import json
 
-    p = tmp_path / "suite.yaml"
-    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\nrepeats: 1\ncases:\n"
-                 "  a: {sessions: [{worker: 0, model: Qwen, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n")
-    monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: [
-        {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
-        for job, t in jobs])
+    p = _one_case_suite(tmp_path, monkeypatch)
     fidelity.write(tmp_path, p, check="off")
     stored = tmp_path / "fidelity.json"
     rows = json.loads(stored.read_text())
