@@ -18,8 +18,8 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import (ERROR_FILE, MAX_VALUE, RUN_TABLE_COLUMNS, SUMMARY_FILE, check_request_count,
-                              one_line, read_failure)
+from mosaic.core.tables import read_csv
+from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, check_request_count, check_table, one_line, read_failure
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -155,43 +155,28 @@ def runs_table(runs: list[dict[str, Any]], skipped: list[tuple[Path, str]] = ())
 _TEXT_COLUMNS = ("request_id", "query_id", "model", "stage", "answer", "error", "text")
 
 
-def _trace(path: Path) -> pd.DataFrame:
+def _trace(path: Path, graph: bool = False) -> pd.DataFrame:
     """A run's trace.csv, typed; ValueError, one line naming the file (and the line and column),
-    where it is missing or was changed since its run wrote it."""
+    where it is missing or was changed since its run wrote it (mosaic/run/jobs.py check_table, the
+    check every reader of a run's tables makes). `graph`: an agent-graph run's, with its columns."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file, so the run's requests cannot be listed; rerun the run or move "
                          f"its folder out of the sweep")
     try:
-        t = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
-                        na_values={c: [""] for c in ("worker", "session", "start_s", "first_token_s", "finish_s")})
+        rows = read_csv(path)
     except Exception as e:   # pandas' parser errors share no base class but Exception
         raise ValueError(f"{path}: does not read as CSV ({one_line(e, 200)}); the file is damaged: rerun the run") from None
-    missing = [c for c in RUN_TABLE_COLUMNS["trace.csv"] if c not in t]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote (or a damaged "
-                         f"one): rerun the run")
-    # blank is a request that never ran (an error, a cancelled agent); anything else is in range
-    never_ran = (t["error"].astype(str) != "") if "error" in t else pd.Series(False, index=t.index)
-    if "status" in t:
-        never_ran |= t["status"].astype(str) != "served"
-    for col, kind in RUN_TABLE_COLUMNS["trace.csv"].items():
-        if kind is str:
+    check_table(path, rows, graph)
+    t = pd.DataFrame(rows)
+    # Text stays text (an answer "1" stays "1", an empty error is ""); every other column is typed
+    # as numbers where all of it reads as numbers, a blank (a request that never ran) as NaN.
+    for col in t.columns:
+        if col in _TEXT_COLUMNS:
             continue
-        if not pd.api.types.is_numeric_dtype(t[col]):
-            numbers = pd.to_numeric(t[col], errors="coerce")
-            bad = int((numbers.isna() & t[col].notna()).to_numpy().argmax())
-            raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]!r} is not a number; the file "
-                             f"is damaged: rerun the run")
-        blank = t[col].isna() & ~never_ran
-        if blank.any():
-            bad = int(blank.to_numpy().argmax())
-            raise ValueError(f"{path}: line {bad + 2}, column {col}: empty for a request that was served; the file "
-                             f"is damaged: rerun the run")
-        out = t[col].notna() & ~t[col].between(0, MAX_VALUE)
-        if out.any():
-            bad = int(out.to_numpy().argmax())
-            raise ValueError(f"{path}: line {bad + 2}, column {col}: {t[col].iloc[bad]} is outside [0, {MAX_VALUE:g}] "
-                             f"(seconds from the run's start, or a count); the file is damaged: rerun the run")
+        try:
+            t[col] = pd.to_numeric(t[col].where(t[col] != ""))
+        except (ValueError, TypeError):
+            pass
     return t
 
 
@@ -204,7 +189,8 @@ def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.Dat
     keys = ["run_dir", *override_columns(runs)]
     parts = []
     for _, run in runs.iterrows():
-        t = _trace(Path(run["run_dir"]) / "trace.csv")
+        kind = run["topology.kind"] if "topology.kind" in run else None
+        t = _trace(Path(run["run_dir"]) / "trace.csv", graph=isinstance(kind, str) and kind != "flat")
         check_request_count(Path(run["run_dir"]) / "trace.csv", len(t),
                             {k: int(run[k]) for k in ("n_expert_requests", "n_aggregator_requests")
                              if k in run and pd.notna(run[k])})

@@ -92,9 +92,10 @@ def table_columns(name: str, graph: bool = False) -> dict[str, type]:
     return {**RUN_TABLE_COLUMNS.get(name, {}), **(GRAPH_TABLE_COLUMNS.get(name, {}) if graph else {})}
 
 
-def _check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> None:
+def check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> None:
     """ValueError, one line naming the file, line and column, where a table a run wrote was
-    changed since: no rows, a column missing, or a value not of its column's type or out of range."""
+    changed since: no rows, a column missing, or a value not of its column's type or out of range.
+    The one check of a run's tables for every reader (drawing, exporting, `mosaic runs`)."""
     columns = table_columns(path.name, graph)
     if not rows:
         raise ValueError(f"{path}: no rows (every finished run writes at least one); the file is damaged: "
@@ -104,12 +105,16 @@ def _check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) ->
         raise ValueError(f"{path}: no column {', '.join(missing)}; not a table this package wrote "
                          f"(or a damaged one): rerun the run")
     for i, row in enumerate(rows):
-        # A request a graph run cancelled never ran: it has no times and is never drawn.
-        blank_ok = row.get("status") not in (None, "", "served")
+        # A request that never ran (a graph run cancelled it, or it failed) may have no times.
+        blank_ok = row.get("status") not in (None, "", "served") or row.get("error", "") != ""
         for col, kind in columns.items():
             value = row[col]
             if kind is str or (value == "" and blank_ok):
                 continue
+            if value == "":
+                raise ValueError(f"{path}: line {i + 2}, column {col}: empty"
+                                 f"{' for a request that was served' if path.name == 'trace.csv' else ''}; "
+                                 f"the file is damaged: rerun the run")
             try:
                 number = float(value)
                 if not math.isfinite(number) or (kind is int and number != int(number)):
@@ -166,7 +171,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         except Exception as e:   # pandas' parser errors share no base class but Exception
             raise ValueError(f"{directory / name}: does not read as CSV ({one_line(e, 200)}); the file is "
                              f"damaged: rerun the run") from None
-        _check_table(directory / name, rows[name], graph)
+        check_table(directory / name, rows[name], graph)
     if "trace.csv" in rows:
         check_request_count(directory / "trace.csv", len(rows["trace.csv"]), summary)
     return summary, rows

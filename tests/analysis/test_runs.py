@@ -170,7 +170,7 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
     t = pd.read_csv(trace, dtype=str, keep_default_na=False)
     t.loc[2, "finish_s"] = "soon"
     t.to_csv(trace, index=False)
-    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: 'soon' is not a number"):
+    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: 'soon' is not a finite number"):
         load_requests(tmp_path / "sweep")
     t.loc[2, "finish_s"] = ""   # a served request without its finish was exported with the cell empty
     t.to_csv(trace, index=False)
@@ -178,7 +178,7 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
         load_requests(tmp_path / "sweep")
     t.loc[2, "finish_s"] = "-50"
     t.to_csv(trace, index=False)
-    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: -50.0 is outside \[0, 1e\+09\]"):
+    with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: -50 is outside \[0, 1e\+09\]"):
         load_requests(tmp_path / "sweep")
     t.drop(columns=["finish_s"]).to_csv(trace, index=False)   # was exported with the column empty
     with pytest.raises(ValueError, match=rf"{trace}: no column finish_s"):
@@ -190,3 +190,25 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
         f"error: {trace}: no such file, so the run's requests cannot be listed; rerun the run or move its "
         "folder out of the sweep"), p.stderr
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_an_agent_graphs_requests_are_checked_and_typed_as_every_reader_checks_them(tmp_path):
+    """`mosaic runs --requests` checked a graph run's trace.csv by rules of its own: the graph's
+    columns (layer, status, release_s, cached_tokens) not at all. Now the one check of
+    mosaic/run/jobs.py, as the timeline and the Perfetto export make it."""
+    overrides = ["workload=synth_small", "workload.n_queries=2", "topology=tree", "topology.agents=[Qwen,Gemma,LlamaR1]",
+                 "topology.early_exit=agreement"]
+    assert job(tmp_path / "g", *overrides) == 0
+    req = load_requests(tmp_path)
+    assert len(req) == 26 and pd.api.types.is_float_dtype(req["release_s"])
+    assert pd.api.types.is_integer_dtype(req["layer"]) and req["answer"].map(type).eq(str).all()
+    assert (req["status"] == "cancelled").sum() == 4 and req["finish_s"].notna().all()
+    trace = tmp_path / "g" / "trace.csv"
+    t = pd.read_csv(trace, dtype=str, keep_default_na=False)
+    t.loc[0, "cached_tokens"] = "-3"
+    t.to_csv(trace, index=False)
+    with pytest.raises(ValueError, match=rf"{trace}: line 2, column cached_tokens: -3 is outside"):
+        load_requests(tmp_path)
+    t.drop(columns=["layer"]).to_csv(trace, index=False)
+    with pytest.raises(ValueError, match=rf"{trace}: no column layer"):
+        load_requests(tmp_path)
