@@ -183,7 +183,10 @@ class V1Engine:
                 continue
             # -------- a run of identical decode steps, when nothing can change before an event
             n = len(running)
-            if (running and not pending and inbox is None and all(s.computed == s.num_tokens - 1 for s in running)
+            # (a sequence whose prompt a chunk left one token short of complete takes that token in
+            # a step of its own: its first token's time is that step's end)
+            if (running and not pending and inbox is None
+                    and all(s.computed == s.num_tokens - 1 and s.generated > 0 for s in running)
                     and n <= self.max_num_batched_tokens
                     and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
                          or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):

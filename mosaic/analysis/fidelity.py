@@ -253,7 +253,7 @@ def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, l
         for r in out[0][1].requests:
             answers[r.query_id].append(r.answer)
         run_ids = {d.query_id for d in decide(run.config.aggregation, answers) if not d.skip}
-        agg = aggregator_requests(w, out[0][1], run_ids, run.profiles.engine.aggregator_cap)
+        agg, _ = aggregator_requests(w, out[0][1], run_ids, run.profiles.engine.aggregator_cap)
         if agg:
             placement = run.config.aggregation.placement
             _, plan = run.plan("aggregator", agg, (w.aggregator,), placement)

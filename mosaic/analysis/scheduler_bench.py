@@ -47,6 +47,7 @@ from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import fitting_workers
+from mosaic.costs.problem import StageProblem, makespan_draws
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet, load_profiles, load_time_s
 from mosaic.run.builder import CONF_DIR, build_run, compose
@@ -495,6 +496,21 @@ def respects_k(plan: Plan, k: int | None) -> bool:
     return k is None or all(len({s.model for s in wp.sessions}) <= k for wp in plan.workers)
 
 
+# The prediction's band: these quantiles of its scenarios' makespans.
+BAND = (0.1, 0.9)
+
+
+def prediction_band(problem: StageProblem, plan: Plan) -> tuple[float | None, float | None]:
+    """The BAND quantiles of the makespan the plan's prediction averages over (its scenarios of
+    which requests each replica draws: mosaic/costs/problem.py makespan_draws); (None, None) for
+    a point prediction (a policy planned without session curves)."""
+    draws = makespan_draws([[(problem.demand(s.model), len(s.request_ids)) for s in wp.sessions]
+                            for wp in plan.workers])
+    if draws is None:
+        return None, None
+    return tuple(float(np.quantile(draws, q)) for q in BAND)
+
+
 def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | None = None,
                    lb_free: LowerBound | None = None) -> list[dict]:
     """One row per policy for one instance (see `bench`). lb: the instance's bound (with its K);
@@ -513,6 +529,7 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
     rows = []
     for pol in policies:
         row = dict(base, policy=pol, status="ok", sim_s=None, sim_over_lb=None, predicted_s=None,
+                   pred_low_s=None, pred_high_s=None,
                    pred_err=None, solve_s=None, solve2_s=None, plan_hash="", hash_stable=None,
                    respects_k=None, solver="", error="")
         try:
@@ -520,8 +537,8 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
             plans, times = [], []
             for _ in range(2):
                 t0 = time.perf_counter()
-                _, plan = plan_stage("expert", reqs, inst.workload.expert_models, cfg, "scheduled",
-                                     inst.cluster, inst.profiles, inst.workload)
+                problem, plan = plan_stage("expert", reqs, inst.workload.expert_models, cfg, "scheduled",
+                                           inst.cluster, inst.profiles, inst.workload)
                 times.append(time.perf_counter() - t0)
                 plans.append(plan)
             trace = SimBackend(inst.cluster, inst.profiles).run(plans[0], by_id, inst.workload.outcomes)
@@ -535,10 +552,12 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
             rows.append(row)
             continue
         sim, pred = trace.makespan_s, plans[0].predicted_makespan_s
+        low, high = prediction_band(problem, plans[0])
         h1, h2 = plan_hash(plans[0]), plan_hash(plans[1])
         ok_k = respects_k(plans[0], inst.k)
         bound = lb.lb_s if ok_k else lb_free.lb_s   # a plan that ignores K is held to the K-free bound
         row.update(sim_s=sim, lb_s=bound, sim_over_lb=sim / bound, predicted_s=pred, pred_err=pred / sim - 1.0,
+                   pred_low_s=low, pred_high_s=high,
                    respects_k=ok_k,
                    solve_s=times[0], solve2_s=times[1], plan_hash=h1, hash_stable=h1 == h2,
                    solver=_solver_note(plans[0]))
@@ -586,7 +605,7 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
 # ----------------------------------------------------------------------------- tables
 
 CSV_COLUMNS = ("family", "n_workers", "instance", "policy", "n_models", "k", "memory_gib", "skew", "mix",
-               "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err",
+               "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err", "pred_low_s", "pred_high_s",
                "plan_hash", "hash_stable", "respects_k", "solver", "lb_k_s", "lb_no_k_s", "lb_work_s", "lb_single_s",
                "lb_replica_s",
                "lb_pigeonhole_s", "lb_binding", "error")
@@ -610,6 +629,7 @@ def _summary(g: pd.DataFrame) -> dict:
             "med": ratio.median() if len(ok) else math.nan, "worst": ratio.max() if len(ok) else math.nan,
             "err": err.median() if len(ok) else math.nan,
             "within": (err <= 0.10).mean() if len(ok) else math.nan,
+            "in_band": _in_band(ok),
             "solve_med": solve.median() if len(ok) else math.nan,
             "solve_max": solve.max() if len(ok) else math.nan,
             "stable": ok["hash_stable"].astype(bool).mean() if len(ok) else math.nan,
@@ -617,12 +637,24 @@ def _summary(g: pd.DataFrame) -> dict:
             "na": int((g["status"] != "ok").sum())}
 
 
+def _in_band(ok: pd.DataFrame) -> float:
+    """Share of the rows with a prediction band whose simulated makespan lies inside it (NaN: none
+    has one)."""
+    if "pred_low_s" not in ok:
+        return math.nan
+    banded = ok[ok["pred_low_s"].notna()]
+    if not len(banded):
+        return math.nan
+    sim = banded["sim_s"].astype(float)
+    return float(((banded["pred_low_s"].astype(float) <= sim) & (sim <= banded["pred_high_s"].astype(float))).mean())
+
+
 def _fmt(x: float, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 HEADER = ("| {first} | policy | inst. | median sim/LB | worst sim/LB | median abs pred. err | within ±10% | "
-          "median solve (s) | max solve (s) | hash-stable | breaks K | n/a |")
+          "sim in pred. band | median solve (s) | max solve (s) | hash-stable | breaks K | n/a |")
 
 
 def _pct(x: float, digits: int) -> str:
@@ -631,7 +663,7 @@ def _pct(x: float, digits: int) -> str:
 
 def _line(first: str, pol: str, s: dict) -> str:
     return (f"| {first} | {pol} | {s['ok']}/{s['n']} | {_fmt(s['med'], '.3f')} | {_fmt(s['worst'], '.3f')} | "
-            f"{_pct(s['err'], 1)} | {_pct(s['within'], 0)} | {_fmt(s['solve_med'], '.3f')} | "
+            f"{_pct(s['err'], 1)} | {_pct(s['within'], 0)} | {_pct(s['in_band'], 0)} | {_fmt(s['solve_med'], '.3f')} | "
             f"{_fmt(s['solve_max'], '.2f')} | {_pct(s['stable'], 0)} | {s['breaks_k']} | {s['na']} |")
 
 
@@ -654,7 +686,10 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "simulated as one session on an idle worker, with their true lengths "
            "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it)."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
-           "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%."),
+           "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%. "
+           "`sim in pred. band`: share of instances whose simulated makespan lies between the 10% and 90% "
+           "quantiles of the makespans the prediction averages over (its scenarios of which requests each "
+           "replica draws; a calibrated band holds about 80%); - for a point prediction."),
            ("- solve: wall-clock of plan_stage (cost prediction + policy); hash-stable: share of instances whose "
            "plan (worker -> sessions -> request ids, sha256) was identical in two plan_stage calls."),
            ("- inst.: instances the policy planned / instances; n/a: a ConfigError (e.g. K infeasible) or an "
@@ -666,7 +701,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
               "paper": "paper (real question sets mmlu_pro, medmcqa, gpqa; N = 4, K = 2)"}
     for fam in dict.fromkeys(df["family"]):
         f = df[df["family"] == fam]
-        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 12 + "|"]
+        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 13 + "|"]
         for nw in sorted(f["n_workers"].unique()):
             for pol in policies:
                 g = f[(f["n_workers"] == nw) & (f["policy"] == pol)]
@@ -677,7 +712,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
             if len(g):
                 out.append(_line("all", pol, _summary(g)))
         out.append("")
-    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 12 + "|"]
+    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 13 + "|"]
     for pol in policies:
         out.append(_line("all", pol, _summary(df[df["policy"] == pol])))
     binding = Counter(df.drop_duplicates("instance")["lb_binding"])

@@ -74,6 +74,25 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
+def loads_data(text: str | bytes) -> Any:
+    """json.loads for the data files a user names (question sets, traces): a key given twice in one
+    object is refused (Python's json keeps the last one silently), and so is nesting too deep to
+    read (Python's parser recurses). ValueError, in one line, naming what is wrong."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("nested too deeply to read (no question or trace file is)") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key '{twice}' appears twice in one object (which one holds?)")
+    return out
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows (runs write none: the file was edited or damaged)")
 

@@ -85,8 +85,16 @@ def predict_makespan(workers: Sequence[Sequence[tuple[ModelDemand, int]]]) -> tu
     requests: 14 equal LlamaR1 replicas of 180 requests simulate 239-702 s around a 537 s mean."""
     means = [sum(d.replica_s(x) for d, x in sess) for sess in workers]
     sds = [math.sqrt(sum(d.replica_sd(x) ** 2 for d, x in sess)) for sess in workers]
-    if not any(s > 0 for s in sds):
-        return means, sds, None
+    busiest = makespan_draws(workers)
+    return means, sds, None if busiest is None else float(busiest.mean())
+
+
+def makespan_draws(workers: Sequence[Sequence[tuple[ModelDemand, int]]]) -> np.ndarray | None:
+    """The busiest worker's time in each of the SCENARIOS seeded scenarios predict_makespan averages
+    (its predicted distribution: a quantile of these is the prediction's band); None where every
+    replica's time is a point prediction."""
+    if not any(d.replica_sd(x) > 0 for sess in workers for d, x in sess):
+        return None
     total = np.zeros((SCENARIOS, len(workers)))
     seed = 0
     for w, sess in enumerate(workers):
@@ -94,7 +102,7 @@ def predict_makespan(workers: Sequence[Sequence[tuple[ModelDemand, int]]]) -> tu
             draws = d.replica_draws(x, SCENARIOS, seed)
             seed += 1
             total[:, w] += d.replica_s(x) if draws is None else draws
-    return means, sds, float(total.max(axis=1).mean())
+    return total.max(axis=1)
 
 
 @dataclass(frozen=True)

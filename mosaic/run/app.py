@@ -129,7 +129,15 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     s["engine"] = {"scheduling": e.scheduling, "block_size": e.block_size, "prefix_caching": e.prefix_caching,
                    "num_gpu_blocks": e.num_gpu_blocks}
     # Nested (not a runs-table column): requests cut to fit with workload.oversize=truncate.
-    s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated)}
+    s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated),
+                      "aggregator_prompts_cut": len(result.aggregator_prompts_cut)}
+    if result.aggregator_prompts_cut:
+        cut = result.aggregator_prompts_cut
+        log.warning("%d of %d aggregator prompts (question plus every expert answer) were longer than "
+                    "engine.max_model_len // 2 = %d tokens and were cut to it, e.g. %s (the other half of the "
+                    "context is for the aggregator's answer; summary.json admission.aggregator_prompts_cut)",
+                    len(cut), len(result.aggregator.trace.requests), r.profiles.engine.aggregator_cap,
+                    ", ".join(cut[:3]))
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():

@@ -17,7 +17,7 @@ from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS, aggregator_prompt
-from mosaic.workload.tokens import estimate_tokens
+from mosaic.workload.tokens import CHARS_PER_TOKEN, estimate_tokens
 from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers import get_scheduler, schedule
 from sim.backend import run_session
@@ -42,6 +42,8 @@ class PipelineResult:
     decisions: tuple[Decision, ...]
     final_answers: dict[str, str | None]
     placement: str   # how the aggregator stage ran (aggregation.placement)
+    # Aggregator requests whose prompt (question plus every answer) was cut to engine.aggregator_cap.
+    aggregator_prompts_cut: tuple[str, ...] = ()
 
 
 def plan_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig,
@@ -114,26 +116,50 @@ def execute(problem: StageProblem, plan: Plan, requests: list[Request], backend:
 
 
 def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[str],
-                        max_prompt: int) -> list[Request]:
+                        max_prompt: int) -> tuple[list[Request], tuple[str, ...]]:
     """The aggregator reads the question plus every expert sample's full answer (a model recruited
     twice contributes both samples, as two responses). When the experts' texts
     are known (a real engine generating naturally) the prompt is built from them; otherwise its
-    length is the question plus the experts' output tokens."""
+    length is the question plus the experts' output tokens.
+
+    A prompt longer than max_prompt (engine.aggregator_cap: half the context, the other half is for
+    the aggregator's answer) is cut to it: its length, and where there is text each response's
+    text to its last part (where an answer states its choice), the responses shortened evenly.
+    Returns the requests and the ids of those cut (summary.json admission.aggregator_prompts_cut)."""
     expert_tokens: dict[str, int] = defaultdict(int)
     texts: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in expert_trace.requests:
         expert_tokens[r.query_id] += r.output_tokens
         if r.text is not None:
             texts[r.query_id].append((r.model, r.text))
-    out = []
+    out, cut = [], []
     for q in workload.queries:
         if q.id not in run_ids:
             continue
         prompt = aggregator_prompt(q.text, texts[q.id]) if texts[q.id] else None
         n = estimate_tokens(prompt) if prompt else q.prompt_tokens + expert_tokens[q.id] + AGGREGATOR_TEMPLATE_TOKENS
-        out.append(Request(aggregator_request_id(q.id), q.id, workload.aggregator, min(max_prompt, n),
-                           "aggregator", prompt))
-    return out
+        rid = aggregator_request_id(q.id)
+        if n > max_prompt:
+            cut.append(rid)
+            if prompt is not None:
+                prompt = _fit_responses(q.text, texts[q.id], max_prompt)
+        out.append(Request(rid, q.id, workload.aggregator, min(max_prompt, n), "aggregator", prompt))
+    return out, tuple(cut)
+
+
+def _fit_responses(question: str | None, responses: list[tuple[str, str]], max_prompt: int) -> str:
+    """The aggregator's prompt with each response cut to its last `share` characters, the largest
+    share (water-filling: a short response is kept whole) for which the prompt fits max_prompt."""
+    room = int(max(0, max_prompt - estimate_tokens(aggregator_prompt(question, [(m, "") for m, _ in responses])))
+               * CHARS_PER_TOKEN)
+    lo, hi = 0, max(len(t) for _, t in responses)
+    while lo < hi:   # the largest share whose responses fit the room
+        mid = (lo + hi + 1) // 2
+        if sum(min(len(t), mid) for _, t in responses) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return aggregator_prompt(question, [(m, t[len(t) - min(len(t), lo):]) for m, t in responses])
 
 
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: SchedulerConfig,
@@ -153,7 +179,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
         answers[r.query_id].append(r.answer)
     decisions = tuple(decide(aggregation, answers))
     to_run = {d.query_id for d in decisions if not d.skip}
-    agg_reqs = aggregator_requests(workload, expert.trace, to_run, profiles.engine.aggregator_cap)
+    agg_reqs, cut = aggregator_requests(workload, expert.trace, to_run, profiles.engine.aggregator_cap)
     aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, placement, backend,
                            cluster, profiles, workload)
     agg = {r.query_id: r for r in aggregator.trace.requests}
@@ -161,4 +187,4 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     # majority, if there is one.
     final = {d.query_id: (d.majority if d.skip or agg[d.query_id].error else agg[d.query_id].answer)
              for d in decisions}
-    return PipelineResult(workload, expert, aggregator, decisions, final, placement)
+    return PipelineResult(workload, expert, aggregator, decisions, final, placement, cut)

@@ -202,6 +202,20 @@ def test_render_has_a_row_per_policy_and_n_and_the_csv_no_solve_times(quick_df):
         csv[["family", "n_workers", "instance", "policy"]].itertuples(index=False))
 
 
+def test_the_prediction_band_holds_the_prediction_and_only_random_predictions_have_one(quick_df):
+    ok = quick_df[quick_df["status"] == "ok"]
+    banded = ok[ok["pred_low_s"].notna()]
+    # engine_aware's prediction is the mean of its scenarios' makespans: inside their 10-90% band
+    assert set(banded["policy"]) == {"engine_aware"} and len(banded) == (ok["policy"] == "engine_aware").sum()
+    assert ((banded["pred_low_s"] <= banded["predicted_s"]) & (banded["predicted_s"] <= banded["pred_high_s"])).all()
+    assert (banded["pred_low_s"] < banded["pred_high_s"]).any()
+    assert ok[ok["policy"] != "engine_aware"]["pred_high_s"].isna().all()
+    share = sb._in_band(banded)
+    sim = banded["sim_s"]
+    assert share == ((banded["pred_low_s"] <= sim) & (sim <= banded["pred_high_s"])).mean()
+    assert "| sim in pred. band |" in sb.render(quick_df)
+
+
 def test_write_produces_both_files(tmp_path):
     md = sb.write(tmp_path, families=("generated",), policies=["round_robin"], quick=True, progress=None)
     assert (tmp_path / "scheduler_bench.md").read_text() == md

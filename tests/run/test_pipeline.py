@@ -78,13 +78,41 @@ def test_aggregator_prompt_is_built_from_expert_texts():
     recs = tuple(RequestRecord(f"q1/{m}", "q1", m, "expert", 0, 0, 0.0, 0.1, 0.2, 30, 7, None, None, t)
                  for m, t in (("A1", "2+2 is 4. The answer is (B)"), ("A2", "I think (A). The answer is (A)")))
     trace = Trace("expert", "vllm", 0.2, recs, (), ())
-    (req,) = aggregator_requests(wl, trace, {"q1"}, max_prompt=4096)
+    (req,), cut = aggregator_requests(wl, trace, {"q1"}, max_prompt=4096)
     assert q.text in req.prompt and "The answer is (B)" in req.prompt and "Response 2 (A2)" in req.prompt
     assert req.prompt_tokens == estimate_tokens(req.prompt)
     # Without texts (replay, simulator) the prompt is a length only.
     bare = Trace("expert", "sim", 0.2, tuple(r.__class__(**{**r.__dict__, "text": None}) for r in recs), (), ())
-    (req2,) = aggregator_requests(wl, bare, {"q1"}, max_prompt=4096)
-    assert req2.prompt is None and req2.prompt_tokens == 30 + 14 + 64
+    (req2,), _ = aggregator_requests(wl, bare, {"q1"}, max_prompt=4096)
+    assert req2.prompt is None and req2.prompt_tokens == 30 + 14 + 64 and cut == ()
+
+
+def test_an_aggregator_prompt_past_half_the_context_is_cut_and_counted():
+    """Cut to engine.aggregator_cap without a word before (10 of 132 prompts of the default
+    synth_small run); now counted, and the text cut with the length (a real engine was sent the
+    whole text under a shorter length)."""
+    from mosaic.run.pipeline import aggregator_requests
+    from mosaic.trace import RequestRecord, Trace
+    from mosaic.workload.tokens import estimate_tokens
+    from mosaic.workload.types import Query, Workload
+
+    q = Query("q1", "all", 30, "B", ("A1", "A2"), 0.0, "What is 2+2? The options are: (A) 3 (B) 4")
+    short = Query("q2", "all", 30, "B", ("A1", "A2"), 0.0, "What is 1+3? The options are: (A) 3 (B) 4")
+    wl = Workload("t", 0, (q, short), ("A1", "A2"), "AGG")
+    texts = {"q1/A1": "x" * 4000 + " The answer is (B)", "q1/A2": "short. The answer is (A)",
+             "q2/A1": "(B)", "q2/A2": "(B)"}
+    recs = tuple(RequestRecord(rid, rid[:2], rid[3:], "expert", 0, 0, 0.0, 0.1, 0.2, 30, 7, None, None, t)
+                 for rid, t in texts.items())
+    (req, ok), cut = aggregator_requests(wl, Trace("expert", "vllm", 0.2, recs, (), ()), {"q1", "q2"}, max_prompt=512)
+    assert cut == ("q1/agg",) and req.prompt_tokens == 512 and estimate_tokens(req.prompt) <= 512
+    assert estimate_tokens(req.prompt) > 500                       # cut to the cap, not below it
+    assert "short. The answer is (A)" in req.prompt                 # the short response kept whole
+    assert req.prompt.count("x") < 4000 and "x The answer is (B)" in req.prompt   # the long one: its end
+    assert ok.prompt_tokens == estimate_tokens(ok.prompt) < 512
+    bare = Trace("expert", "sim", 0.2, tuple(r.__class__(**{**r.__dict__, "text": None, "output_tokens": 400})
+                                             for r in recs), (), ())
+    reqs, cut = aggregator_requests(wl, bare, {"q1", "q2"}, max_prompt=512)
+    assert cut == ("q1/agg", "q2/agg") and all(r.prompt_tokens == 512 and r.prompt is None for r in reqs)
 
 
 def test_expert_requests_carry_question_prompts():

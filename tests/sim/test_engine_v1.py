@@ -32,6 +32,17 @@ def test_chunked_prefill_shares_the_token_budget_with_decodes():
     assert eng.result.preemptions == 0
 
 
+def test_a_prompt_one_token_past_its_chunks_gets_its_first_token_in_a_step_of_its_own():
+    # budget 4, prompt 9: chunks of 4 and 4 leave the prompt's last token, which looks like a
+    # decode; it went into a decode jump that never recorded the first token (a profile with a
+    # small token budget ended in a TypeError). Now: its own step, then the jump.
+    eng = V1Engine(UnitCost(), kv_blocks=10, block_size=4, max_num_seqs=1, max_num_batched_tokens=4,
+                   record_steps=True)
+    seqs, end = drive(eng, [("a", 9, 3)])
+    assert schedule(eng) == [({"a": 4}, set(), 1), ({"a": 4}, set(), 1), ({"a": 1}, set(), 1), ({"a": 1}, set(), 2)]
+    assert (seqs["a"].start, seqs["a"].first_token, seqs["a"].finish, end) == (0.0, 3.0, 5.0, 5.0)
+
+
 def test_preemption_takes_the_last_admitted_and_resume_reuses_surviving_cached_blocks():
     # 4 blocks of 4 tokens. Step 1 admits a, b, c (one block each). Step 2: a takes the last free
     # block; b needs one, so c (last admitted) is preempted and its cached block is reused by b at

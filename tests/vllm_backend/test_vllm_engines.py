@@ -104,7 +104,7 @@ def test_natural_generation_feeds_expert_texts_to_the_aggregator():
     res = run_pipeline(wl, cluster, profiles, SchedulerConfig(name="round_robin"), be, AggregationConfig(policy="always", tau=None))
     for r in res.expert.trace.requests:
         assert r.error is None and isinstance(r.text, str) and 1 <= r.output_tokens <= 24
-    prompts = {r.query_id: r.prompt for r in aggregator_requests(wl, res.expert.trace, {q.id for q in queries}, 4096)}
+    prompts = {r.query_id: r.prompt for r in aggregator_requests(wl, res.expert.trace, {q.id for q in queries}, 4096)[0]}
     for r in res.expert.trace.requests:
         assert r.text in prompts[r.query_id]
     assert len(res.aggregator.trace.requests) == 3

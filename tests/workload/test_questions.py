@@ -67,6 +67,10 @@ def test_calibration_is_drawn_once_per_dataset_not_per_run(qdir, profiles):
     ('[{"question": "q? The options are: (A) a (B) b"}]', "item 0 lacks a non-empty string field 'gold_answer'"),
     ('[{"question": "", "gold_answer": "A"}]', "field 'question'"),
     ('[{"question": "q? The options are: (A) a (B) b", "gold_answer": "H"}]', "outside its options"),
+    # Python's json kept the last of two keys (gold B) and recursed to a RecursionError traceback
+    ('[{"question": "q? The options are: (A) a (B) b", "gold_answer": "A", "gold_answer": "B"}]',
+     "key 'gold_answer' appears twice"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
 ])
 def test_malformed_file_names_path_and_field(tmp_path, profiles, content, match):
     write_set(tmp_path, "GPQA_train", 10)

@@ -181,12 +181,12 @@ def test_aggregator_prompt_includes_every_sample():
     texts = {"q1/A1": "first sample (B)", "q1/A1#2": "second sample (A)", "q1/A2": "third (B)"}
     recs = tuple(RequestRecord(rid, "q1", rid.split("/")[1].split("#")[0], "expert", 0, 0, 0.0, 0.1, 0.2, 30, 5,
                                None, None, t) for rid, t in texts.items())
-    (req,) = aggregator_requests(wl, Trace("expert", "vllm", 0.2, recs, (), ()), {"q1"}, max_prompt=4096)
+    (req,), _ = aggregator_requests(wl, Trace("expert", "vllm", 0.2, recs, (), ()), {"q1"}, max_prompt=4096)
     for t in texts.values():
         assert t in req.prompt
     # Without texts the prompt length still counts every sample's output.
     plain = tuple(replace(r, text=None) for r in recs)
-    (req2,) = aggregator_requests(wl, Trace("expert", "sim", 0.2, plain, (), ()), {"q1"}, max_prompt=4096)
+    (req2,), _ = aggregator_requests(wl, Trace("expert", "sim", 0.2, plain, (), ()), {"q1"}, max_prompt=4096)
     assert req2.prompt is None and req2.prompt_tokens >= 30 + 3 * 5
 
 

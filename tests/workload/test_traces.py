@@ -71,6 +71,12 @@ def test_malformed_files_name_path_and_field(tmp_path):
     bad.write_text("[{not json")
     with pytest.raises(ConfigError, match=f"{bad}.*not valid JSON"):
         read_medagents_json(bad)
+    bad.write_text('[{"output_tokens": 1999, "output_tokens": 5}]')   # was: the last one, silently
+    with pytest.raises(ConfigError, match=f"{bad}: not valid JSON \\(key 'output_tokens' appears twice"):
+        read_medagents_json(bad)
+    bad.write_text("[" * 100000 + "]" * 100000)                      # was: a RecursionError traceback
+    with pytest.raises(ConfigError, match=f"{bad}: not valid JSON \\(nested too deeply"):
+        read_medagents_json(bad)
     rec = medagents_record("q1", "Q?", ["a", "b", "c", "d"], "A", "A", 10)
     del rec["token_usage"]
     missing = tmp_path / "missing.json"

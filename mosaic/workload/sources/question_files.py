@@ -8,7 +8,6 @@ How long a question may be is the engine's business, not the file's: a prompt lo
 context window is refused (or truncated, counted) before the run starts (mosaic/costs/predict.py)."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 from functools import lru_cache
@@ -18,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.serde import loads_data
 from mosaic.profiles.schema import show
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ def check_record(rec: Any, path: Path, i: int) -> None:
 @lru_cache(maxsize=16)
 def _read(path: Path, mtime: float) -> tuple[dict[str, Any], ...]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = loads_data(path.read_text())
+    except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable JSON file ({e})") from None
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a JSON list of question objects, got {type(data).__name__}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import re
 import zipfile
 import zlib
@@ -17,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.serde import loads_data
 from mosaic.profiles.schema import MAX_CONTEXT_TOKENS, number, show
 from mosaic.workload.sources.data_quality import SourceStats, source_stats
 from mosaic.workload.sources.question_files import load_questions
@@ -88,8 +88,8 @@ def _field(rec: Any, name: str, path: Path, i: int) -> Any:
 
 def _json_list(text: str | bytes, path: Path) -> list:
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = loads_data(text)
+    except ValueError as e:   # not JSON, not UTF-8, a key twice, nested too deep
         raise ConfigError(f"{path}: not valid JSON ({e}); point the file field at an unmodified trace") from None
     if not isinstance(data, list):
         raise ConfigError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
