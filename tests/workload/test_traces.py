@@ -229,6 +229,73 @@ def test_bad_config_is_a_clear_error(tmp_path, profiles, change, match):
         build(cfg, profiles, seed=0)
 
 
+def _mosaic_json(cfg, name, change=lambda i, rec: None):
+    """Expert `name`'s trace rewritten as a mosaic_json file (mosaic record's format)."""
+    qs = json.loads((Path(cfg["questions_dir"]) / "test.json").read_text())
+    rows = []
+    for i, q in enumerate(qs):
+        rec = {"record_id": i, "question": q["question"], "n_options": 4, "answer": q["gold_answer"],
+               "gold_answer": q["gold_answer"], "output_tokens": 50 + i, "censored": False, "error": None,
+               "text": "The answer is (X)."}
+        change(i, rec)
+        rows.append(rec)
+    path = Path(cfg["traces_dir"]) / f"{name}.json"
+    path.write_text(json.dumps(rows))
+    cfg["experts"][name].update(file=path.name, format="mosaic_json")
+    cfg.pop("calibration_questions")
+    cfg["calibration_size"] = 20
+    return path
+
+
+def test_trace_questions_are_checked_as_the_questions_workload_checks_them(tmp_path, profiles):
+    """A gold that is none of the question's options (never scored right) ran with exit 0; a null
+    category became the category 'None'."""
+    cfg = fake_dataset(tmp_path)
+    qfile = Path(cfg["questions_dir"]) / "test.json"
+    rows = json.loads(qfile.read_text())
+    rows[3]["category"] = None
+    qfile.write_text(json.dumps(rows))
+    w = build(cfg, profiles, seed=0)
+    assert w.queries[3].category == "all" and "None" not in {q.category for q in w.queries}
+    for gold in ("E", "42"):
+        rows[5]["gold_answer"] = gold
+        qfile.write_text(json.dumps(rows))
+        with pytest.raises(ConfigError, match=rf"workload.questions: {qfile}: item 5 has gold_answer '{gold}' "
+                                              r"outside its options \(4 found"):
+            build(cfg, profiles, seed=0)
+
+
+@pytest.mark.parametrize("change, match", [
+    # 16 options on a question listing 4: its answer "M" counted as a vote
+    (lambda i, r: r.update(n_options=16, answer="M") if i == 2 else None, r"record 2 has 16 options where its question"),
+    # bool("false") is True: every record read as censored / failed
+    (lambda i, r: r.update(censored="false"), r"record 0 field 'censored' is the string 'false', not true or false"),
+    (lambda i, r: r.update(error="false"), r"record 0 field 'error' is the string 'false'; it holds the engine's error message"),
+    (lambda i, r: r.update(error=True), r"record 0 field 'error' is true .a boolean.; it holds"),
+])
+def test_a_recorded_trace_with_options_or_flags_it_cannot_have_is_refused(tmp_path, profiles, change, match):
+    cfg = fake_dataset(tmp_path)
+    path = _mosaic_json(cfg, "good", change)
+    with pytest.raises(ConfigError, match=rf"workload.experts.good: .*{path.name}.*{match}"):
+        build(cfg, profiles, seed=0)
+
+
+def test_a_question_recorded_twice_with_different_answers_is_reported(tmp_path, profiles):
+    cfg = fake_dataset(tmp_path)
+    path = _mosaic_json(cfg, "good")
+    rows = json.loads(path.read_text())
+    # ids 9 and 10 hold one question: 9 is kept (compared as numbers: as text, "10" < "9")
+    rows.append({**rows[9], "record_id": 10, "answer": "D" if rows[9]["answer"] != "D" else "C"})
+    rows[10]["record_id"] = 99
+    path.write_text(json.dumps(rows))
+    w = build(cfg, profiles, seed=0)
+    assert any("conflicting answers (the lowest record id's kept) in the files: good 1" in p
+               for p in w.data_report.problems())
+    q9 = next(q for q in w.queries if q.id.endswith("00009"))
+    if "Qwen" in q9.experts:
+        assert w.outcomes[expert_request_id(q9.id, "Qwen")].answer == rows[9]["answer"]
+
+
 # ---------------------------------------------------------------- real data
 
 @needs_shared

@@ -107,6 +107,8 @@ class DataReport:
                             ("token counts of 0, replayed as 1", "zero_token_counts"),
                             ("unparseable gold answers", "gold_unparseable"),
                             ("duplicate questions with conflicting gold", "conflicting_gold"),
+                            ("duplicate questions with conflicting answers (the lowest record id's kept)",
+                             "conflicting_answers"),
                             ("ids shared by records that differ", "conflicting_ids")):
             counts = {name: getattr(s, attr) for name, s in self.sources.items()}
             if any(counts.values()):

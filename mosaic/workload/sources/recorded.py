@@ -62,6 +62,7 @@ from mosaic.profiles import ProfileSet
 from mosaic.workload.calibration import trace_split_calibration
 from mosaic.workload.sources.files import resolve
 from mosaic.workload.sources.data_quality import DataReport, build_report
+from mosaic.workload.sources.question_files import n_options
 from mosaic.config.schema import REPEAT_SAMPLES
 from mosaic.workload.sources.recorded_files import (LETTERS, READERS, QuestionSet, TraceRecord, read_questions, read_trace,
                                                   trace_stats)
@@ -211,6 +212,24 @@ def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet
             _correctness([qs.keys[i] for i in cal_rows], [qs.gold[i] for i in cal_rows], traces), left)
 
 
+def _check_options(spec: TraceSpec, traces, agg_trace, qs, answered: Sequence[int]) -> None:
+    """A record may not have more options than its question's text lists: its answers (and a
+    resampled answer's wrong options) are letters among them. (Fewer is allowed: an option's own
+    text can hold "(K)", which the count of the text's letters takes for one more option.)"""
+    sources = [*((e, f"workload.experts.{e.name}", t) for e, t in zip(spec.experts, traces)),
+               (spec.aggregator, "workload.aggregator", agg_trace)]
+    for i in answered:
+        listed = n_options(qs.texts[i])
+        if not listed:
+            continue
+        for src, field, trace in sources:
+            rec = trace[qs.keys[i]]
+            if rec.n_options > listed:
+                raise ConfigError(f"{field}: {src.path}: record {rec.record_id} has {rec.n_options} options where "
+                                  f"its question (item {i} of {spec.questions}) lists {listed}; fix its n_options or "
+                                  "record the trace again from this question file (mosaic record)")
+
+
 def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Workload:
     for src, field in [*((e, f"workload.experts.{e.name}") for e in spec.experts),
                        (spec.aggregator, "workload.aggregator")]:
@@ -221,6 +240,7 @@ def build_trace_workload(spec: TraceSpec, profiles: ProfileSet, seed: int) -> Wo
     agg_trace = read_trace(spec.aggregator.path, spec.aggregator.fmt, "workload.aggregator")
     qs = read_questions(spec.questions)
     answered = [i for i, k in enumerate(qs.keys) if k in agg_trace and all(k in t for t in traces)]
+    _check_options(spec, traces, agg_trace, qs, answered)
     cal_cats, cal_correct, test = _calibration(spec, traces, answered, qs)
     # A calibration file's questions that the test file holds too are left out of the test set: counted
     in_calibration = len(answered) - len(test) if spec.calibration_questions is not None else 0

@@ -19,7 +19,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.serde import loads_data
 from mosaic.profiles.schema import MAX_CONTEXT_TOKENS, number, show
 from mosaic.workload.sources.data_quality import SourceStats, source_stats
-from mosaic.workload.sources.question_files import load_questions
+from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
 
 LETTERS = "ABCDEFGHIJKLMNOP"
@@ -235,14 +235,21 @@ def read_mosaic_json(path: Path) -> tuple[TraceRecord, ...]:
         if n is None or not 2 <= n <= len(LETTERS):
             raise ConfigError(f"{path}: record {i} field 'n_options' is {show(r['n_options'])}, not an integer in "
                               f"[2, {len(LETTERS)}]")
-        failed = bool(r.get("error"))
+        failed = r.get("error") not in (None, "", False)   # an error message (mosaic record writes text or null)
+        if r.get("error") is True or r.get("error") == "false":
+            raise ConfigError(f"{path}: record {i} field 'error' is {show(r['error'])}; it holds the engine's error "
+                              "message, or null where the request succeeded")
+        censored = r.get("censored", False)
+        if not isinstance(censored, bool):
+            raise ConfigError(f"{path}: record {i} field 'censored' is {show(censored)}, not true or false (JSON "
+                              "booleans, unquoted)")
         answer, issue = (None, "missing") if failed else _answer(r.get("answer"), n)
         text = r.get("text")
         tokens = token_count(_field(r, "output_tokens", path, i), path, i, "output_tokens")
         out.append(TraceRecord(
             key=normalise(question), record_id=str(_field(r, "record_id", path, i)),
             category=r.get("category"), n_options=n, gold=_letter(r.get("gold_answer"), n), answer=answer,
-            output_tokens=_replayed(tokens), censored=bool(r.get("censored", False)), answer_issue=issue,
+            output_tokens=_replayed(tokens), censored=censored, answer_issue=issue,
             text_missing=failed or not (isinstance(text, str) and text.strip()), zero_tokens=tokens == 0))
     return tuple(out)
 
@@ -255,7 +262,8 @@ READERS: dict[str, Callable[[Path], tuple[TraceRecord, ...]]] = {
 def _cached(path: str, mtime_ns: int, fmt: str) -> tuple[dict[str, TraceRecord], SourceStats]:
     records = READERS[fmt](Path(path))
     by_key: dict[str, TraceRecord] = {}
-    for r in sorted(records, key=lambda r: r.record_id):
+    # a question recorded twice: the lowest record id's copy, ids that are numbers compared as numbers
+    for r in sorted(records, key=lambda r: (0, int(r.record_id), "") if r.record_id.isdigit() else (1, 0, r.record_id)):
         by_key.setdefault(r.key, r)
     return by_key, source_stats(path, records)
 
@@ -293,11 +301,21 @@ class QuestionSet:
 def _questions(path: str, mtime_ns: int) -> QuestionSet:
     data = load_questions(Path(path))
     texts = tuple(r["question"] for r in data)
-    return QuestionSet(tuple(normalise(t) for t in texts), texts,
-                       tuple(r["gold_answer"].strip().upper() for r in data),
-                       tuple(str(r.get("category", "all")) for r in data))
+    golds = tuple(r["gold_answer"].strip().upper() for r in data)
+    for i, (text, gold) in enumerate(zip(texts, golds)):
+        # the traces' answers are option letters: a gold that is none of the question's options
+        # could never be scored right (the questions workload refuses it the same way)
+        n = max(n_options(text), 2)
+        if not (len(gold) == 1 and gold in LETTERS[:n]):
+            raise ConfigError(f"{path}: item {i} has gold_answer '{data[i]['gold_answer']}' outside its options "
+                              f"({n_options(text)} found in the question text)")
+    return QuestionSet(tuple(normalise(t) for t in texts), texts, golds,
+                       tuple(str(r.get("category") or "all") for r in data))
 
 
 def read_questions(path: Path, field: str = "workload.questions", what: str = "question file") -> QuestionSet:
     load_questions(path, field, what)  # checked with the config field that names it (parse is cached)
-    return _questions(str(path), path.stat().st_mtime_ns)
+    try:
+        return _questions(str(path), path.stat().st_mtime_ns)
+    except ConfigError as e:
+        raise ConfigError(f"{field}: {e}") from None
