@@ -19,7 +19,8 @@ import yaml
 
 from mosaic.core import serde
 from mosaic.core.tables import read_csv
-from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, check_request_count, check_table, one_line, read_failure
+from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, check_request_count, check_table, one_line, read_failure,
+                              summary_problem)
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -60,6 +61,9 @@ def damaged(summary: dict[str, Any]) -> str | None:
     """What is wrong with a summary.json that was changed since its run wrote it, in one phrase
     naming the field (None if nothing): the run's identity not text and an integer seed, a time
     (a key ending in _s, at any depth) not a number."""
+    why = summary_problem(summary)
+    if why:
+        return why
     for key in ("scheduler", "workload"):
         if not isinstance(summary[key], str):
             return f"{key} is {summary[key]!r}, not a name"

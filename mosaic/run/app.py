@@ -153,26 +153,28 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     if out.graph is not None:
         from mosaic.run import graph_run as graphs
 
-        session_rows = graphs.write(directory, *out.graph, out.summary)
-        _draw(directory, session_rows, out.summary)
-        return
-    plans = {"expert": serde.to_dict(out.result.expert.plan),
-             "aggregator": serde.to_dict(out.result.aggregator.plan)}
-    traces = [out.result.expert.trace, out.result.aggregator.trace]
-    # As sessions.csv holds them: the trace and the timeline are drawn from these rows.
-    session_rows = [dict(serde.to_dict(s), stage=t.stage) for t in traces for s in t.sessions]
-    files = {"plan.json": lambda f: _json(f, plans, 1),
-             "trace.csv": lambda f: f.write(requests_csv(traces)),
-             "sessions.csv": lambda f: f.write(sessions_csv(traces)),
-             "queries.csv": lambda f: write_csv(f, query_rows(out.result)),
-             PERFETTO_FILE: lambda f: json.dump(perfetto_document(
-                 [serde.to_dict(r) for t in traces for r in t.requests], session_rows,
-                 out.result.expert.trace.makespan_s), f),
-             SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
+        files, session_rows = graphs.output_files(*out.graph, out.summary)
+    else:
+        plans = {"expert": serde.to_dict(out.result.expert.plan),
+                 "aggregator": serde.to_dict(out.result.aggregator.plan)}
+        traces = [out.result.expert.trace, out.result.aggregator.trace]
+        # As sessions.csv holds them: the trace and the timeline are drawn from these rows.
+        session_rows = [dict(serde.to_dict(s), stage=t.stage) for t in traces for s in t.sessions]
+        files = {"plan.json": lambda f: _json(f, plans, 1),
+                 "trace.csv": lambda f: f.write(requests_csv(traces)),
+                 "sessions.csv": lambda f: f.write(sessions_csv(traces)),
+                 "queries.csv": lambda f: write_csv(f, query_rows(out.result)),
+                 PERFETTO_FILE: lambda f: json.dump(perfetto_document(
+                     [serde.to_dict(r) for t in traces for r in t.requests], session_rows,
+                     out.result.expert.trace.makespan_s), f),
+                 SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     for name, write in files.items():
+        if name == SUMMARY_FILE:
+            # The picture before summary.json too: a signal while it is drawn leaves a run that
+            # did not finish (no summary.json), not a finished one beside an error.json.
+            _draw(directory, session_rows, out.summary)
         write_atomic(directory / name, write)
-    _draw(directory, session_rows, out.summary)
 
 
 def _draw(directory: Path, session_rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import json
 from collections import Counter
 from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mosaic.config.defaults import changed
@@ -211,14 +210,3 @@ def output_files(trace: GraphTrace, placement: dict[int, str], shape: tuple, sum
         "summary.json": lambda f: (json.dump(serde.strict_json(summary), f, indent=2, allow_nan=False),
                                    f.write("\n")),
     }, session_rows
-
-
-def write(directory: Path, trace: GraphTrace, placement: dict[int, str], shape: tuple, summary: dict[str, Any]):
-    from mosaic.run.jobs import OUTPUT_FILES, write_atomic
-
-    files, session_rows = output_files(trace, placement, shape, summary)
-    assert tuple(files) == OUTPUT_FILES
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, w in files.items():
-        write_atomic(directory / name, w)
-    return session_rows

@@ -128,15 +128,56 @@ def check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> 
                                  f"(seconds from the run's start, or a count); the file is damaged: rerun the run")
 
 
-def _check_summary(path: Path, summary: dict[str, Any]) -> None:
-    kind = "flat" if (summary.get("topology") or {}).get("kind", "flat") == "flat" else "graph"
+def summary_problem(summary: dict[str, Any]) -> str | None:
+    """What makes a run's summary.json one this package did not write, in one phrase naming the
+    key (None: nothing): a key every reader needs missing, a time of the run not a number in
+    [0, MAX_VALUE], workers not a list of workers with their sessions."""
+    topology = summary.get("topology")
+    kind = "flat" if not isinstance(topology, dict) or topology.get("kind", "flat") == "flat" else "graph"
     missing = [k for k in SUMMARY_KEYS[kind] if summary.get(k) is None]
     if missing:
-        raise ValueError(f"{path}: no {', '.join(missing)}; not a summary this package wrote (or a "
-                         f"damaged one): rerun the run")
-    if not isinstance(summary["workers"], list):
-        raise ValueError(f"{path}: workers is a {type(summary['workers']).__name__}, not a list; the file "
-                         f"is damaged: rerun the run")
+        return f"no {', '.join(missing)}; not a summary this package wrote (or a damaged one)"
+    for k in SUMMARY_KEYS[kind]:
+        v = summary[k]
+        if k.endswith("_s") and not isinstance(v, dict) and not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_VALUE):
+            return f"{k} is {v!r}, not a time in [0, {MAX_VALUE:g}] s"
+    workers = summary["workers"]
+    if not isinstance(workers, list) or not all(isinstance(w, dict) and isinstance(w.get("sessions"), list)
+                                                for w in workers):
+        return "workers is not a list of workers, each with its sessions"
+    return None
+
+
+def _check_summary(path: Path, summary: dict[str, Any]) -> None:
+    why = summary_problem(summary)
+    if why:
+        raise ValueError(f"{path}: {why}; the file is damaged: rerun the run")
+
+
+def check_rows_against_summary(directory: Path, rows: dict[str, list[dict[str, str]]], summary: dict[str, Any]) -> None:
+    """ValueError, one line naming the file and line, where a run's tables disagree with its
+    summary.json or with themselves: a session or request on a worker the run did not have, as many
+    sessions as its workers ran (a row doubled or cut), a time running backwards."""
+    n_workers = len(summary["workers"])
+    for name, table in rows.items():
+        for i, row in enumerate(table):
+            worker = row.get("worker", "")
+            if worker != "" and not float(worker) < n_workers:
+                raise ValueError(f"{directory / name}: line {i + 2}: worker {worker}, where the run had "
+                                 f"{n_workers} (0-{n_workers - 1}); the file is damaged: rerun the run")
+            pairs = (("load_start_s", "load_end_s"), ("run_start_s", "run_end_s"), ("start_s", "first_token_s"),
+                     ("first_token_s", "finish_s"))
+            for a, b in pairs:
+                if row.get(a, "") != "" and row.get(b, "") != "" and float(row[b]) < float(row[a]) - 1e-6:
+                    raise ValueError(f"{directory / name}: line {i + 2}: {b} {row[b]} before {a} {row[a]}; the "
+                                     "file is damaged: rerun the run")
+    if "sessions.csv" in rows:
+        expected = sum(len(w["sessions"]) for w in summary["workers"])
+        if len(rows["sessions.csv"]) != expected:
+            raise ValueError(f"{directory / 'sessions.csv'}: {len(rows['sessions.csv'])} sessions, where its "
+                             f"summary.json's workers ran {expected}; the file was cut or changed since the run: "
+                             "rerun the run")
 
 
 def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -174,6 +215,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         check_table(directory / name, rows[name], graph)
     if "trace.csv" in rows:
         check_request_count(directory / "trace.csv", len(rows["trace.csv"]), summary)
+    check_rows_against_summary(directory, rows, summary)
     return summary, rows
 
 

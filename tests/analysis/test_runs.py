@@ -114,9 +114,12 @@ def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tm
 @pytest.mark.parametrize("field, value, said", [
     ("seed", [1], "seed is [1], not an integer"),            # was a TypeError traceback in collect.py
     ("scheduler", {"name": "ilp"}, "scheduler is {'name': 'ilp'}, not a name"),
-    ("end_to_end_s", "fast", "end_to_end_s is 'fast', not a number of seconds"),   # was a text cell
+    ("end_to_end_s", "fast", "end_to_end_s is 'fast', not a time in [0, 1e+09] s"),   # was a text cell
+    ("end_to_end_s", None, "no end_to_end_s; not a summary this package wrote"),   # was a NaN cell
+    ("expert_stage_s", "fast", "expert_stage_s is 'fast', not a time"),
     ("serving", {"expert": {"ttft_s": {"p50": True}}}, "serving.expert.ttft_s.p50 is True"),
-    ("end_to_end_s", -5, "end_to_end_s is -5, a negative time"),                # was listed as -5.0
+    ("end_to_end_s", -5, "end_to_end_s is -5, not a time in [0, 1e+09] s"),   # was listed as -5.0
+    ("expert_predicted_makespan_s", -5, "expert_predicted_makespan_s is -5, a negative time"),
     ("accuracy", "high", "accuracy is 'high', not a fraction in [0, 1]"),     # was a text cell
     ("skip_rate", 1.5, "skip_rate is 1.5, not a fraction"),
     ("settings", "x", "settings is 'x', not a mapping"),                      # was a TypeError in collect.py

@@ -200,6 +200,23 @@ DAMAGE = {
     "a summary without workers": (lambda d: (d / "summary.json").write_text(json.dumps(
         {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if k != "workers"})),
         ["summary.json", "no workers"]),
+    # Adversarial pass 6: each of these was drawn or exported with exit 0
+    "a session row doubled": (lambda d: (d / "sessions.csv").write_text(
+        (d / "sessions.csv").read_text() + (d / "sessions.csv").read_text().splitlines()[-1] + "\n"),
+        ["sessions.csv", "sessions, where its summary.json's workers ran"]),
+    "sessions cut short": (lambda d: (d / "sessions.csv").write_text(
+        "\n".join((d / "sessions.csv").read_text().splitlines()[:2]) + "\n"),
+        ["sessions.csv", "1 sessions, where its summary.json's workers ran"]),
+    "a session on a worker the run did not have": (lambda d: _edit_csv(d / "sessions.csv", "worker", "99"),
+                                                   ["sessions.csv", "worker 99, where the run had"]),
+    "a request finishing before its first token": (lambda d: _edit_csv(d / "trace.csv", "finish_s", "0"),
+                                                   ["trace.csv", "finish_s 0 before first_token_s"]),
+    "a negative run time in the summary": (lambda d: (d / "summary.json").write_text(json.dumps(
+        {**json.loads((d / "summary.json").read_text()), "seed": 0, "makespan_s": -5, "end_to_end_s": -5})),
+        ["summary.json", "is -5, not a time in [0, 1e+09] s"]),
+    "a run time that is text": (lambda d: (d / "summary.json").write_text(json.dumps(
+        {**json.loads((d / "summary.json").read_text()), "makespan_s": "abc", "end_to_end_s": "abc"})),
+        ["summary.json", "is 'abc', not a time"]),
     "a failure record beside it": (lambda d: (d / "error.json").write_text(json.dumps(
         {"stage": "expert", "error": "engine died"})), ["holds a failed run", "expert stage: engine died"]),
 }

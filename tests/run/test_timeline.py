@@ -58,3 +58,20 @@ def test_run_folders_of_both_kinds_share_one_figure(tmp_path):
     write_outputs(run_app(compose(["topology=tree", "workload=synth_small", "workload.n_queries=2"])), graph)
     run_dir_timelines([flat, graph], tmp_path / "both.png")
     assert (tmp_path / "both.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("topology", ["flat", "tree"])
+def test_a_signal_while_the_timeline_is_drawn_leaves_no_summary(tmp_path, monkeypatch, topology):
+    """The timeline was drawn after summary.json: a SIGTERM while drawing left a finished run's
+    files beside the error.json the signal wrote, and readers skipped it as failed."""
+    from mosaic.run import app
+
+    out = app.run(compose(["workload=synth_small", "workload.n_queries=2", f"topology={topology}"]))
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app.timeline, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        app.write_outputs(out, tmp_path)
+    assert (tmp_path / "trace.csv").is_file() and not (tmp_path / "summary.json").exists()
