@@ -7,6 +7,7 @@ A backend outside them is a class with this constructor and `run`, registered wi
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Protocol
 
 from mosaic.cluster import Cluster
@@ -37,6 +38,14 @@ BACKENDS.register_lazy("vllm", "vllm_backend.backend:VllmBackend")
 def make_backend(name: str, cluster: Cluster, profiles: ProfileSet, plugin: str | None = None,
                  **options: Any) -> Backend:
     backend_cls = BACKENDS.get(name, plugin)
+    params = inspect.signature(backend_cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = sorted(k for k in params if k not in ("self", "cluster", "profiles", "models"))
+        unknown = sorted(k for k in options if k not in params)
+        if unknown:
+            raise ConfigError(f"backend.options.{unknown[0]}: backend '{name}' has no option '{unknown[0]}'; its "
+                              f"options are {', '.join(takes) or 'none'} (drop it, or choose the backend that "
+                              "takes it with backend=...)")
     try:
         return backend_cls(cluster=cluster, profiles=profiles, **options)
     except TypeError as e:

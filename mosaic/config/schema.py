@@ -80,8 +80,8 @@ class SchedulerConfig:
         if cap is not None and (not _integer(cap) or cap < 1):
             raise bad("replication_cap", cap, "an integer >= 1 or null",
                       "set it to the most workers one model may load on, or null for the paper's rule")
-        if not _number(self.time_limit_s) or not self.time_limit_s > 0:
-            raise bad("time_limit_s", self.time_limit_s, "> 0 seconds",
+        if not _number(self.time_limit_s) or not 0 < self.time_limit_s <= 86400:
+            raise bad("time_limit_s", self.time_limit_s, "in (0, 86400] seconds",
                       "set a generous wall-clock guard such as 60 (scheduler.node_limit bounds the work)")
         if not _number(self.mip_gap) or not 0 <= self.mip_gap <= 1:
             raise bad("mip_gap", self.mip_gap, "a relative gap in [0, 1]", "e.g. 1e-4")
@@ -334,6 +334,9 @@ class TopologyConfig:
                 raise ConfigError(f"{', '.join(given)} set with topology.kind=flat, which runs the MOSAIC pipeline "
                                   "and reads none of them; choose topology=dense or topology=tree, or remove them")
             return
+        if self.kind == "dense" and (self.branching != 3 or self.depth != 2):
+            raise ConfigError("topology.branching and topology.depth shape a tree; a dense graph's shape is "
+                              "topology.layers: remove them, or use topology=tree")
         if self.kind == "dense" and (not self.layers or any(not _integer(n) or not 1 <= n <= MAX_LAYER_AGENTS
                                                             for n in self.layers)):
             raise ConfigError(f"topology.layers must list the agents per layer, each in [1, {MAX_LAYER_AGENTS}], for a "

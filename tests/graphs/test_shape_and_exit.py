@@ -41,6 +41,9 @@ def test_dense_layers_read_every_output_below():
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap": "incremental", "overlap_chunk": 10**9},
      "overlap_chunk must be an integer number of tokens in [1, 1000000]"),
     ({"kind": "dense", "layers": [3], "agents": ["a"], "exit_tau": 0.5}, "topology.exit_tau is read by"),
+    # a dense graph ran with branching 5 or depth 3 as if they were not given
+    ({"kind": "dense", "layers": [3], "agents": ["a"], "branching": 5}, "topology.branching and topology.depth shape a tree"),
+    ({"kind": "dense", "layers": [3], "agents": ["a"], "depth": 3}, "topology.branching and topology.depth shape a tree"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "concurrency": 0}, "topology.concurrency"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "early_exit": "sometimes"}, "topology.early_exit"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap_chunk": 8}, "topology.overlap_chunk is read by"),

@@ -61,6 +61,8 @@ def test_ilp_beats_round_robin_on_default_workload():
     (("scheduler.max_models_per_worker=1",), "K\\*N = 1\\*4 = 4 worker slots for [56] models"),
     (("workload.profiles=missing_set",), "profiles: no file 'missing_set'"),
     (("backend.name=gpu9000",), "backend.name: unknown backend"),
+    # was the constructor's TypeError text ("got an unexpected keyword argument")
+    (("+backend.options.foo=1",), "backend.options.foo: backend 'sim' has no option 'foo'; its options are none"),
 ])
 def test_bad_configuration_is_a_clear_error(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -703,7 +703,7 @@ def test_least_loaded_honours_k():
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [
-    ("time_limit_s", 0.0), ("time_limit_s", -1.0), ("time_limit_s", float("nan")),
+    ("time_limit_s", 0.0), ("time_limit_s", -1.0), ("time_limit_s", float("nan")), ("time_limit_s", float("inf")),
     ("mip_gap", -1e-4), ("mip_gap", 1.5), ("mip_gap", float("nan")),
     ("replication_cap", 0), ("replication_cap", -2),
     ("max_models_per_worker", 0), ("max_models_per_worker", -1),
