@@ -689,7 +689,13 @@ class ProfileFileSpec(Section):
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, value: Any) -> Any:
-        return _mapping_of(value, lambda name, m: _nested(ModelSpec, m, (name,)), "model", allow_empty=False)
+        def model(name: Any, m: Any) -> ModelSpec:
+            if isinstance(name, str) and "#" in name:   # ids are query/model#sample: GLM's second would be GLM#2's
+                raise FieldError((name,), "a model name may not hold '#', which marks a repeated sample in "
+                                 "request ids (query/model#2); rename the model")
+            return _nested(ModelSpec, m, (name,))
+
+        return _mapping_of(value, model, "model", allow_empty=False)
 
     @field_validator("length_shapes", mode="before")
     @classmethod

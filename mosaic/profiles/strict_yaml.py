@@ -1,5 +1,6 @@
-"""YAML for input files, read strictly: a repeated key is an error, not a silent overwrite, and a
-plain number in exponent form (`1e300`, `5E-3`) is a number, not a string.
+"""YAML for input files, read strictly: a repeated key is an error, not a silent overwrite, a
+plain number in exponent form (`1e300`, `5E-3`) is a number, not a string, and `064` or `1:30` are
+not the numbers 52 and 90 (YAML 1.1's base 8 and base 60).
 
 PyYAML implements YAML 1.1, whose float pattern needs a dot and a signed exponent, so `1e300` and
 `1.5e3` come back as the strings '1e300' and '1.5e3' (YAML 1.2's core schema reads both as floats);
@@ -20,12 +21,25 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader plus YAML 1.2's exponent floats; duplicate keys are found by load_yaml."""
+    """SafeLoader with YAML 1.2's numbers (exponent floats; no base 8, 60, 2 or 16 ints); duplicate
+    keys are found by load_yaml."""
 
 
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# YAML 1.1's numbers that read as another number than they show: a leading 0 is base 8 (`064` is
+# 52), a colon base 60 (`1:30` is 90), and 0b/0x bases. YAML 1.2's core schema has none of them:
+# here such a scalar stays text, which the file's schema refuses naming the field.
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+StrictLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
 StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|[-+]?\.[0-9_]+[eE][-+]?[0-9]+)$"),
+    _FLOAT,
+    re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."))
 
 

@@ -172,6 +172,21 @@ def test_exponent_numbers_are_numbers_and_load_as_written(tmp_path):
         {"a": 1e300, "b": -2e-3, "c": "1e3", "d": 1000, "e": 5.0}
 
 
+def test_a_model_name_with_a_sample_mark_is_refused(tmp_path):
+    """A model GLM#2 beside GLM: GLM's second sample (request q/GLM#2) was taken for model GLM#2's, and
+    the run failed blaming the scheduler."""
+    msg = _refused(tmp_path, MOA6 + "  GLM#2:\n    hf_id: other\n")
+    assert re.search(r"models\.GLM#2.*may not hold '#'", msg), msg
+
+
+def test_base_8_and_base_60_numbers_are_refused_not_read_as_other_numbers(tmp_path):
+    """YAML 1.1 read max_num_seqs: 064 as 52 and load_time_s: 1:30 as 90, and the run went on."""
+    assert load_yaml("a: 064\nb: 1:30\nc: 0x10\nd: 0\ne: -7\nf: 07.5", "x") == \
+        {"a": "064", "b": "1:30", "c": "0x10", "d": 0, "e": -7, "f": 7.5}
+    assert re.search(r"engine\.max_num_seqs.*'064'", _refused(tmp_path, _edit("max_num_seqs: 256", "max_num_seqs: 064")))
+    assert re.search(r"models\.LlamaR1\.load_time_s.*'1:30'", _refused(tmp_path, _edit("load_time_s: 45.0", "load_time_s: 1:30")))
+
+
 def test_model_that_cannot_hold_one_context_is_flagged_not_fatal(tmp_path, caplog):
     text = _edit("weight_gib: 17.21", "weight_gib: 70.0")
     with caplog.at_level(logging.WARNING):
