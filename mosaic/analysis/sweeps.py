@@ -96,13 +96,32 @@ def plan_sweep(sweep: Sweep, extra: list[str], root: Path = SWEEP_ROOT) -> Sweep
 
 
 def check_data(plans: list[SweepPlan]) -> list[str]:
-    """Build every distinct workload the sweeps' jobs use, once: the question and trace files must
-    exist and parse. Returns one line per problem (empty: all good)."""
+    """Check every job's settings, and build every distinct workload the sweeps' jobs use, once:
+    the question and trace files must exist and parse. Returns one line per problem (empty: all
+    good)."""
     from mosaic.profiles import load_profiles
     from mosaic.workload.build import build_workload
 
+    from mosaic.run.builder import typed
+
     problems, seen = [], set()
     for plan in plans:
+        # Every job's settings as the job will check them first: a bad setting the command line
+        # gives every job (+foo=1) would otherwise fail each of them in turn.
+        # Jobs that differ only in their seed are checked once (composing takes ~0.1 s a job).
+        by_settings = {tuple(o for o in job if _key(o) != "seed"): job for job in reversed(plan.jobs)}
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            bad = []
+            for job in reversed(by_settings.values()):
+                try:
+                    typed(compose(config_name=plan.sweep.config_name, overrides=list(job)))
+                except ConfigError as e:
+                    bad.append((job, e))
+        if bad:
+            job, e = bad[0]
+            problems.append(f"sweep {plan.sweep.folder}, {' '.join(job)}: {e} ({len(bad)} of {len(by_settings)} "
+                            "settings of its jobs)")
+            continue
         variants = {tuple(o for o in job if not _key(o).startswith(NOT_DATA)) for job in plan.jobs}
         for variant in sorted(variants):
             where = f"sweep {plan.sweep.folder}, {' '.join(variant) or 'defaults'}"

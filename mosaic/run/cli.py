@@ -519,11 +519,17 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
             print(f"error: {one_line(msg, 2000)}", file=sys.stderr, flush=True)
             raise SystemExit(2)
         seen[key] = 1
+    from mosaic.run.builder import typed
+
     bad, dirs = [], {}
     for job in jobs:
         try:
             job_cfg = _compose(configs, job_name, config_name, hydra_ovr + list(job))
-        except _composition_errors() as e:
+            if job_name == "run":
+                # The settings as the job will check them first (unknown keys, values out of
+                # range): a setting every job shares would otherwise fail each job in turn.
+                typed(job_cfg)
+        except (*_composition_errors(), ConfigError) as e:
             bad.append((job, e))
             continue
         sub = _dir_of(job_cfg, "hydra.sweep.subdir")

@@ -46,6 +46,18 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     assert not sweep.exists() and not (tmp_path / "results").exists()
 
 
+def test_a_setting_every_job_shares_is_checked_before_any_job(tmp_path, capsys):
+    """+foo=1 passed the data check ('data OK', exit 0 with --check), then failed each of the
+    sweep's 108 jobs in turn."""
+    sweep = tmp_path / "sweep"
+    assert reproduce.reproduce(tmp_path / "r", sweep, "main", extra=["+foo=1", "workload=synth_small"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and "unknown setting(s) foo" in err and not sweep.exists()
+    assert reproduce.reproduce(tmp_path / "r", sweep, "main", extra=["scheduler.mip_gap=nan", "workload=synth_small"],
+                               check_only=True) == 2
+    assert "scheduler.mip_gap must be a relative gap" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     p = cli("--sweeps", "main,nope")   # the command line itself: exit status and message
     assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr

@@ -232,6 +232,16 @@ def test_a_setting_twice_in_a_sweep_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("bad, said", [
+    ("+foo=1", "unknown setting(s) foo"), ("scheduler.mip_gap=nan", "scheduler.mip_gap must be a relative gap"),
+    ("seed=-1", "seed must be an integer >= 0")])
+def test_a_bad_setting_every_sweep_job_shares_is_refused_before_any_job(tmp_path, bad, said):
+    """Each job failed with it in turn (exit 1), where a single run exits 2 before anything runs."""
+    p = cli("-m", "workload=smoke", "scheduler=round_robin,ilp", bad, f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
+    assert "(2 of 2 jobs fail; nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
+
+
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
