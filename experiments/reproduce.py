@@ -21,13 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="Any other argument is a Hydra override given to every sweep's jobs "
+                                        "(e.g. seed=0 or workload=synth_small).")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="where tables and figures go")
     ap.add_argument("--sweep-root", type=Path, default=SWEEP_ROOT, help="where the sweeps' runs go")
     ap.add_argument("--sweeps", default=",".join(s.folder for s in SWEEPS),
                     help="comma-separated folders of SWEEPS to run (default: all)")
     ap.add_argument("--check", action="store_true", help="only check the sweeps' data, run nothing")
     args, extra = ap.parse_known_args(argv)
+    flags = [a for a in extra if a.startswith("-")]
+    if flags:   # not an override: Hydra's lexer would report it as a parse error
+        ap.error(f"unrecognized arguments: {' '.join(flags)}")
     if not args.check:
         out_arg(ap, args.out)   # before the work, not after it
     return reproduce(args.out, args.sweep_root, args.sweeps, extra, args.check)

@@ -5,6 +5,7 @@ simulator read the engine cost model from here, so the two can never drift apart
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 
@@ -14,6 +15,10 @@ from mosaic.profiles.difficulty import DifficultyModel
 from mosaic.profiles.engine import EngineProfile, TensorParallelProfile
 from mosaic.profiles.lengths import LengthDistribution
 from mosaic.profiles.session_cost import SessionFit
+
+
+log = logging.getLogger(__name__)
+_SAID: set[tuple[str, str]] = set()   # (model, dataset) warned about once per process
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class ModelProfile:
 
     def output_for(self, dataset: str | None) -> LengthDistribution:
         """Output lengths on `dataset` (the default distribution when it has none of its own)."""
+        if dataset and self.outputs and dataset not in self.outputs and (self.name, dataset) not in _SAID:
+            # A profile that lists datasets but not this one: a misspelt key ('mmlu-pro') looks the same
+            _SAID.add((self.name, dataset))
+            log.warning("profile of %s: its output lengths list datasets %s but not '%s', this run's; its "
+                        "default entry is used", self.name, ", ".join(sorted(self.outputs)), dataset)
         return self.outputs.get(dataset, self.output) if dataset else self.output
 
 

@@ -372,7 +372,15 @@ def claim_run_dir(directory: Path, what: str = "run directory", lock: str = LOCK
                 else:
                     path.unlink(missing_ok=True)
     except OSError as e:   # an earlier run's file that cannot be removed: not ours to use
+        try:
+            lock.unlink(missing_ok=True)
+        except OSError:
+            pass
         os.close(fd)
+        if e.filename and Path(e.filename) != directory:   # one entry in the way, not the directory
+            raise RunDirError(f"{what} {directory}: {e.filename} is in the way ({one_line(e.strerror or e)}); "
+                              "a run writes a file of that name there: remove or rename it, or choose another "
+                              "directory") from None
         raise _unusable(directory, what, e) from None
     except BaseException:
         os.close(fd)

@@ -81,8 +81,6 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
     if missing:
         raise ConfigError(f"--experts: {missing} not in the model registry '{models}' "
                           f"(it has {sorted(reg.get('models') or {})})")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     requests = {}
     for e in experts:
         for i, q in enumerate(qs):
@@ -91,6 +89,8 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
     prof = load_profiles(profiles or ("tiny_cpu" if models == "tiny" else "paper_a100"))
     backend = make_backend("vllm", Cluster.uniform(n_workers, prof.engine.memory_gib), prof, models=reg,
                            replay=False, max_tokens=max_tokens, device=device, kv_cache_gib=kv_cache_gib)
+    out = Path(out)   # made once everything it needs is checked: a refused run leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
     trace = backend.run(plan_for(list(experts), requests, n_workers), requests, None)
     got = {r.request_id: r for r in trace.requests}
     written = {}

@@ -369,3 +369,17 @@ def test_a_profile_path_is_a_file_first_and_a_bundled_name_only_as_a_bare_word(t
         load_profiles(str(tmp_path))
     with pytest.raises(ConfigError, match=r"no file '.*/nothere'"):
         load_profiles(str(tmp_path / "nothere"))
+
+
+def test_a_dataset_the_outputs_do_not_list_is_warned_once(tmp_path, caplog):
+    """output: {default: ..., mmlu-pro: ...} ran mmlu_pro on the default lengths without a word."""
+    text = _edit("output: {shape: reasoning, mean_tokens: 3380, cap: 32768}",
+                 "output: {default: {shape: reasoning, mean_tokens: 3380, cap: 32768}, "
+                 "mmlu-pro: {shape: reasoning, mean_tokens: 100, cap: 32768}}")
+    m = _load_text(tmp_path, text).model("LlamaR1")
+    with caplog.at_level(logging.WARNING):
+        assert m.output_for("mmlu_pro") is m.output and m.output_for("mmlu_pro") is m.output
+        assert m.output_for("mmlu-pro").mean() < 200
+    said = [r.getMessage() for r in caplog.records if "not 'mmlu_pro'" in r.getMessage()]
+    assert said == ["profile of LlamaR1: its output lengths list datasets mmlu-pro but not 'mmlu_pro', this run's; "
+                    "its default entry is used"]

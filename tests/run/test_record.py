@@ -59,6 +59,10 @@ def test_bad_arguments_are_refused_before_any_engine(tmp_path, capsys):
         record(tmp_path / "int.json", ["Qwen"], "tiny", tmp_path / "out")
     assert main(["--questions", str(tmp_path / "missing.json"), "--experts", "Qwen", "--out", str(tmp_path)]) == 2
     assert "--questions" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("engine: [\n")   # refused after the out folder was made (left empty)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        record(tmp_path / "q.json", ["Qwen"], "tiny", tmp_path / "out", profiles=str(tmp_path / "bad.yaml"))
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("text, match", [("a: [", "not valid YAML"), ("- a\n", "not a model registry"),

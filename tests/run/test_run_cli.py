@@ -271,6 +271,17 @@ def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
 
 
+def test_a_folder_in_the_way_of_an_output_is_named(tmp_path):
+    """Was 'run directory D is not a writable directory (... Is a directory)' for a writable D, and
+    its lock file stayed."""
+    (tmp_path / "run" / "trace.csv").mkdir(parents=True)
+    p = cli("workload=smoke", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        f"error: run directory {tmp_path / 'run'}: {tmp_path / 'run' / 'trace.csv'} is in the way (Is a directory); "
+        "a run writes a file of that name there: remove or rename it, or choose another directory"), p.stderr
+    assert [f.name for f in (tmp_path / "run").iterdir()] == ["trace.csv"]
+
+
 def test_a_dangling_link_as_run_directory_is_said_so(tmp_path):
     (tmp_path / "run").symlink_to(tmp_path / "gone")
     p = cli("workload=smoke", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)

@@ -66,6 +66,7 @@ def test_calibration_is_drawn_once_per_dataset_not_per_run(qdir, profiles):
     ('{"question": "q"}', "expected a JSON list"),
     ('[{"question": "q? The options are: (A) a (B) b"}]', "item 0 lacks a non-empty string field 'gold_answer'"),
     ('[{"question": "", "gold_answer": "A"}]', "field 'question'"),
+    ('[{"question": "\u200b\u200b", "gold_answer": "A"}]', "field 'question'"),   # only zero-width spaces
     ('[{"question": "q? The options are: (A) a (B) b", "gold_answer": "H"}]', "outside its options"),
     # Python's json kept the last of two keys (gold B) and recursed to a RecursionError traceback
     ('[{"question": "q? The options are: (A) a (B) b", "gold_answer": "A", "gold_answer": "B"}]',

@@ -41,7 +41,8 @@ class _Lacks(ValueError):
 
 
 def _text(value: Any) -> Any:
-    if not isinstance(value, str) or not value.strip():
+    # blank also when it holds only invisible characters (a zero-width space is not whitespace)
+    if not isinstance(value, str) or not any(c.isprintable() and not c.isspace() for c in value):
         raise _Lacks()
     return value
 
