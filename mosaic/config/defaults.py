@@ -47,3 +47,21 @@ def changed(group: str, section: Any) -> list[str]:
         else:
             out.append(f"{group}.{f.name}")
     return out
+
+
+def check_label(group: str, section: Any, decisive: tuple[str, ...]) -> None:
+    """A group's `name` that names a packaged option must come with that option's `decisive`
+    settings: the name is how tables label the run (the paper table pairs runs by
+    aggregation.name), so aggregation.name=tau067 on tau 1.0 would be read as another run."""
+    from mosaic.core.errors import ConfigError
+
+    option = getattr(section, "name", None)
+    given = dict(_option_file(group, option)) if option else {}
+    wrong = [k for k in decisive if k in given and getattr(section, k) != given[k]]
+    if wrong:
+        have = ", ".join(f"{group}.{k}={getattr(section, k)}" for k in wrong)
+        want = ", ".join(f"{k} {given[k]}" for k in wrong)
+        raise ConfigError(f"{group}.name={option} labels the packaged option of {want}, but this run has {have}: "
+                          f"choose {group}={option} as it is, or give your setting a name of its own "
+                          f"({group}.name=...)")
+

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mosaic.backends import Backend, make_backend
 from mosaic.cluster import Cluster
 from mosaic.config import CONF_DIR, schema
+from mosaic.config.defaults import check_label
 from mosaic.config.schema import EngineConfig, MosaicConfig, register_configs
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
@@ -85,7 +86,9 @@ def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
         hints = [hint(k) for k in bad]
         raise ConfigError(f"unknown setting(s) {', '.join(hints)}: nothing reads them; remove them or fix the "
                           "name (settings: mosaic/config/schema.py)")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MosaicConfig), cfg))
+    out = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MosaicConfig), cfg))
+    check_label("aggregation", out.aggregation, ("policy", "tau"))
+    return out
 
 
 @dataclass(frozen=True)

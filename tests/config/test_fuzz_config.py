@@ -72,6 +72,7 @@ def configs(draw):
     }
     if ov["aggregation"] != "always" and draw(st.booleans()):
         ov["aggregation.tau"] = draw(st.sampled_from([0.5, 0.6667, 1.0]))
+        ov["aggregation.name"] = "my_tau"   # a preset's name labels the preset's tau only
     n_bad = draw(st.sampled_from([0, 0, 1, 1, 2]))
     bad = set(draw(st.lists(st.sampled_from(sorted(INVALID)), min_size=n_bad, max_size=n_bad, unique=True)))
     for f in bad:

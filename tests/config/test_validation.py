@@ -24,6 +24,10 @@ def small(*overrides):
     (["seed=-1"], "seed must be an integer >= 0"),
     (["aggregation=always", "aggregation.tau=0.5"], "aggregation.tau=null"),
     (["aggregation=always", "aggregation.tau=1.0"], "aggregation.tau=null"),
+    # the paper table pairs runs by this label: tau067 on tau 1.0 was read as the tau067 arm
+    (["aggregation.name=tau067"], "aggregation.name=tau067 labels the packaged option of tau 0.6667, but this run "
+                                  "has aggregation.tau=1.0"),
+    (["aggregation=tau067", "aggregation.tau=0.5"], "give your setting a name of its own"),
     (["workload.skill_spread=-1"], "workload.skill_spread"),
     (["workload.routing_noise=-0.5"], "workload.routing_noise"),
     (["workload.distractor_share=1.5"], "workload.distractor_share"),
