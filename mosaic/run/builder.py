@@ -59,6 +59,13 @@ def unknown_keys(cfg: Any, schema: type = MosaicConfig, prefix: str = "") -> lis
     return out
 
 
+def setting_names() -> tuple[list[str], list[str]]:
+    """The schema's sections (scheduler, workload, ...) and its dotted settings (scheduler.name, ...)."""
+    dotted = [f"{s.name}.{f.name}" for s in fields(MosaicConfig) if is_dataclass(_SECTIONS.get(s.type, s.type))
+              for f in fields(_SECTIONS.get(s.type, s.type))]
+    return [f.name for f in fields(MosaicConfig)], dotted
+
+
 def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
     """The composed config as schema objects; every section validates itself here (ConfigError)."""
     if isinstance(cfg, MosaicConfig):
@@ -67,9 +74,7 @@ def typed(cfg: DictConfig | MosaicConfig) -> MosaicConfig:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     bad = unknown_keys(cfg)
     if bad:
-        dotted = [f"{s.name}.{f.name}" for s in fields(MosaicConfig) if is_dataclass(_SECTIONS.get(s.type, s.type))
-                  for f in fields(_SECTIONS.get(s.type, s.type))]
-        top = [f.name for f in fields(MosaicConfig)]
+        top, dotted = setting_names()
 
         def hint(k: str) -> str:
             # A key of a known section is compared with that section's settings by its own name

@@ -185,6 +185,27 @@ class HydraConfigError(ConfigError):
     """Hydra could not compose the config for these overrides (exit status 2)."""
 
 
+_NOT_A_SETTING = re.compile(r"Could not override '([^']+)'")
+
+
+def run_message(e: BaseException) -> str:
+    """hydra_message for a run's command line, where a key the config lacks gets the nearest
+    setting instead of Hydra's advice ("use +key=value": a key nothing reads, which the run then
+    refuses)."""
+    unknown = _NOT_A_SETTING.search(str(e))
+    if not unknown:
+        return hydra_message(e)
+    import difflib
+
+    from mosaic.run.builder import setting_names
+
+    key = unknown.group(1)
+    top, dotted = setting_names()
+    near = difflib.get_close_matches(key, top + dotted, 1)
+    return (f"{key} is not a setting" + (f" (did you mean {near[0]}?)" if near else "")
+            + "; the settings and config groups are in mosaic/config/schema.py and mosaic/conf/")
+
+
 def hydra_message(e: BaseException) -> str:
     """One line for a Hydra composition error: the message and its OmegaConf cause, without the
     search path, key details and HYDRA_FULL_ERROR hint; an unknown group option lists the choices."""
@@ -407,7 +428,8 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         parsed = parser.parse_overrides(overrides)
         cfg = _compose(configs, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     except _composition_errors() as e:
-        _fail_up_front(hydra_message(e), None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
+        _fail_up_front(run_message(e) if job_name == "run" else hydra_message(e),
+                       None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
     multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if not multirun and sweeps:
@@ -538,7 +560,8 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
     if bad:
         job, e = bad[0]
         more = f" ({len(bad)} of {len(jobs)} jobs fail; nothing was run)" if len(bad) > 1 else " (nothing was run)"
-        _fail_up_front(f"sweep job {' '.join(job) or '(no overrides)'}: {hydra_message(e)}{more}", None, job, e)
+        why = run_message(e) if job_name == "run" else hydra_message(e)
+        _fail_up_front(f"sweep job {' '.join(job) or '(no overrides)'}: {why}{more}", None, job, e)
     for sub, same in dirs.items():
         if len(same) > 1:
             msg = (f"sweep jobs {' '.join(same[0])} and {' '.join(same[1])} would both write into "

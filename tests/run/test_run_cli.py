@@ -271,6 +271,16 @@ def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
 
 
+def test_a_misspelt_setting_gets_the_nearest_one_not_hydras_plus_advice(tmp_path):
+    """Hydra said 'To append to your config use +schedular=ilp', which the run then refuses."""
+    for args, said in [(["schedular=ilp"], "schedular is not a setting (did you mean scheduler?)"),
+                       (["scheduler.nme=ilp"], "scheduler.nme is not a setting (did you mean scheduler.name?)"),
+                       (["-m", "schedular=ilp,fifo", f"hydra.sweep.dir={tmp_path / 'sw'}"],
+                        "sweep job schedular=ilp: schedular is not a setting (did you mean scheduler?)")]:
+        p = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr and "+" not in p.stderr, p.stderr
+
+
 def test_a_folder_in_the_way_of_an_output_is_named(tmp_path):
     """Was 'run directory D is not a writable directory (... Is a directory)' for a writable D, and
     its lock file stayed."""
