@@ -117,6 +117,8 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
                     typed(compose(config_name=plan.sweep.config_name, overrides=list(job)))
                 except ConfigError as e:
                     bad.append((job, e))
+                except Exception as e:  # noqa: BLE001 - Hydra's composition errors share no base with ours
+                    bad.append((job, f"{type(e).__name__}: {' '.join(str(e).split())}"))
         if bad:
             job, e = bad[0]
             problems.append(f"sweep {plan.sweep.folder}, {' '.join(job)}: {e} ({len(bad)} of {len(by_settings)} "
