@@ -22,10 +22,15 @@ def default_option(group: str) -> str | None:
 
 
 @lru_cache(maxsize=None)
+def _packaged(group: str) -> frozenset[str]:
+    return frozenset(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
 def _option_file(group: str, option: str) -> tuple[tuple[str, Any], ...]:
-    path = CONF_DIR / group / f"{option}.yaml"
-    if not path.is_file():   # an option from the user's own config dir: the schema's defaults stand
+    if option not in _packaged(group):   # the user's own option (or any label): the schema's defaults stand
         return ()
+    path = CONF_DIR / group / f"{option}.yaml"
     values = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     return tuple(values.items()) if isinstance(values, dict) else ()
 

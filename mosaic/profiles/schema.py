@@ -108,6 +108,9 @@ def show(value: Any) -> str:
             quoted_number = math.isfinite(float(value.replace("_", "")))
         except ValueError:
             quoted_number = False
+        if re.fullmatch(r"[-+]?0[0-9_]+|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?|0[xXoObB][0-9a-fA-F_]+", value.strip()):
+            # unquoted in YAML too: 1.1's base-8/60/16 forms, which this reader keeps as text
+            return f"the string {text} (no base-8, base-60 or hex numbers here: write it in decimal, e.g. 64 or 90)"
         return f"the string {text}" + (" (a quoted number: remove the quotes)" if quoted_number else "")
     if isinstance(value, Mapping):
         keys = ", ".join(str(k) for k in list(value)[:4]) + (", ..." if len(value) > 4 else "")

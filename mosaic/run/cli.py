@@ -520,6 +520,10 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
     directory."""
     from mosaic.run.hydra_args import expand_sweep
 
+    from hydra.core.override_parser.types import ValueType
+
+    if any(o.value_type == ValueType.GLOB_CHOICE_SWEEP for o in parsed):
+        return   # glob(...) expands over the config groups' options: Hydra's to expand and check
     hydra_ovr = [o.input_line for o in parsed if o.is_hydra_override()]
     task = [o for o in parsed if not o.is_hydra_override()]
     given = cfg.hydra.sweeper.get("params")
@@ -555,8 +559,24 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
             bad.append((job, e))
             continue
         sub = _dir_of(job_cfg, "hydra.sweep.subdir")
+        raw = str(OmegaConf.to_container(job_cfg.hydra.sweep, resolve=False).get("subdir") or "")
+        if sub is None and "hydra.job.override_dirname" in raw:
+            # the folder Hydra names after the job's overrides (its default): made when the job starts
+            od = job_cfg.hydra.job.config.override_dirname
+            excluded = set(od.exclude_keys or [])
+            sub = str(od.item_sep).join(sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in excluded))
+            sub = None if not sub else sub
+            check_only = True
+        else:
+            check_only = False
         if sub is not None:
-            dirs.setdefault(os.path.normpath(sub), []).append(job)
+            long = [part for part in Path(sub).parts if len(part.encode()) > 255]
+            if long:
+                _fail_up_front(f"sweep job {' '.join(job)}: its folder name {long[0][:40]}... is longer than a file "
+                               "name may be (255 bytes); set hydra.sweep.subdir to a shorter name (nothing was run)",
+                               None, job)
+            if not check_only:
+                dirs.setdefault(os.path.normpath(sub), []).append(job)
     if bad:
         job, e = bad[0]
         more = f" ({len(bad)} of {len(jobs)} jobs fail; nothing was run)" if len(bad) > 1 else " (nothing was run)"

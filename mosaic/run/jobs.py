@@ -124,8 +124,9 @@ def check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> 
                                  f"{'an integer' if kind is int else 'a finite number'}; the file is "
                                  f"damaged: rerun the run") from None
             if not 0 <= number <= MAX_VALUE:
+                what = "a worker id" if col == "worker" else "seconds from the run's start, or a count"
                 raise ValueError(f"{path}: line {i + 2}, column {col}: {value} is outside [0, {MAX_VALUE:g}] "
-                                 f"(seconds from the run's start, or a count); the file is damaged: rerun the run")
+                                 f"({what}); the file is damaged: rerun the run")
 
 
 def summary_problem(summary: dict[str, Any]) -> str | None:

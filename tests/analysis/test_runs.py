@@ -179,6 +179,10 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
     t.to_csv(trace, index=False)
     with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: empty for a request that was served"):
         load_requests(tmp_path / "sweep")
+    t.loc[2, "finish_s"] = "0.001"   # before its first token: was exported as it was
+    t.to_csv(trace, index=False)
+    with pytest.raises(ValueError, match=rf"{trace}: line 4: finish_s 0.001 before first_token_s"):
+        load_requests(tmp_path / "sweep")
     t.loc[2, "finish_s"] = "-50"
     t.to_csv(trace, index=False)
     with pytest.raises(ValueError, match=rf"{trace}: line 4, column finish_s: -50 is outside \[0, 1e\+09\]"):

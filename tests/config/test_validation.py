@@ -57,6 +57,12 @@ def test_run_rejects_bad_values_naming_the_field(overrides, field):
     assert "\n" not in str(e.value)
 
 
+def test_an_aggregation_label_of_ones_own_is_only_a_label():
+    # a 300-character name was an OSError (looked up as a file), '../tau1' a path out of its group
+    for name in ("x" * 300, "../tau1", "TAU067"):
+        assert typed(small("aggregation=tau067", "aggregation.tau=0.5", f"aggregation.name={name}")).aggregation.name == name
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["+foo=1"], "unknown setting(s) foo: nothing reads them"),
     (["+scheduler.max_model_per_worker=2"],

@@ -271,6 +271,17 @@ def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
 
 
+def test_glob_sweeps_run_and_overlong_job_folders_are_refused_up_front(tmp_path):
+    # glob(...) was refused with "ConfigLoader is not set"; a 300-character value made Hydra's
+    # job folder name fail with a traceback after the check had passed
+    p = cli("-m", "aggregation=glob(tau*)", "workload=smoke", "workload.n_queries=4", f"hydra.sweep.dir={tmp_path / 'g'}")
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "g").rglob("summary.json"))) == 2
+    p = cli("-m", "workload=smoke", f"aggregation.name={'x' * 300},b", f"hydra.sweep.dir={tmp_path / 'l'}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "longer than a file name may be" in p.stderr, p.stderr
+    assert not (tmp_path / "l").exists()
+
+
 def test_a_misspelt_setting_gets_the_nearest_one_not_hydras_plus_advice(tmp_path):
     """Hydra said 'To append to your config use +schedular=ilp', which the run then refuses."""
     for args, said in [(["schedular=ilp"], "schedular is not a setting (did you mean scheduler?)"),

@@ -272,6 +272,10 @@ def test_trace_questions_are_checked_as_the_questions_workload_checks_them(tmp_p
     (lambda i, r: r.update(censored="false"), r"record 0 field 'censored' is the string 'false', not true or false"),
     (lambda i, r: r.update(error="false"), r"record 0 field 'error' is the string 'false'; it holds the engine's error message"),
     (lambda i, r: r.update(error=True), r"record 0 field 'error' is true .a boolean.; it holds"),
+    (lambda i, r: r.update(error="False"), r"record 0 field 'error' is the string 'False'"),
+    (lambda i, r: r.update(error=0), r"record 0 field 'error' is 0"),
+    # mosaic record writes the question's own option count: 2 of 4 dropped its C/D votes silently
+    (lambda i, r: r.update(n_options=2) if i == 4 else None, r"record 4 has 2 options where its question"),
 ])
 def test_a_recorded_trace_with_options_or_flags_it_cannot_have_is_refused(tmp_path, profiles, change, match):
     cfg = fake_dataset(tmp_path)

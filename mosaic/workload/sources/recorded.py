@@ -214,8 +214,9 @@ def _calibration(spec: TraceSpec, traces, candidates: list[int], qs: QuestionSet
 
 def _check_options(spec: TraceSpec, traces, agg_trace, qs, answered: Sequence[int]) -> None:
     """A record may not have more options than its question's text lists: its answers (and a
-    resampled answer's wrong options) are letters among them. (Fewer is allowed: an option's own
-    text can hold "(K)", which the count of the text's letters takes for one more option.)"""
+    resampled answer's wrong options) are letters among them. (Fewer is allowed in the published
+    traces: an option's own text can hold "(K)", which the count of the text's letters takes for one
+    more option; a mosaic_json file, which mosaic record writes with that count, must match it.)"""
     sources = [*((e, f"workload.experts.{e.name}", t) for e, t in zip(spec.experts, traces)),
                (spec.aggregator, "workload.aggregator", agg_trace)]
     for i in answered:
@@ -224,7 +225,8 @@ def _check_options(spec: TraceSpec, traces, agg_trace, qs, answered: Sequence[in
             continue
         for src, field, trace in sources:
             rec = trace[qs.keys[i]]
-            if rec.n_options > listed:
+            # mosaic record writes the question's own count: a recorded file must match it
+            if rec.n_options > listed or (src.fmt == "mosaic_json" and rec.n_options != listed):
                 raise ConfigError(f"{field}: {src.path}: record {rec.record_id} has {rec.n_options} options where "
                                   f"its question (item {i} of {spec.questions}) lists {listed}; fix its n_options or "
                                   "record the trace again from this question file (mosaic record)")

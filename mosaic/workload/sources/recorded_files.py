@@ -235,10 +235,12 @@ def read_mosaic_json(path: Path) -> tuple[TraceRecord, ...]:
         if n is None or not 2 <= n <= len(LETTERS):
             raise ConfigError(f"{path}: record {i} field 'n_options' is {show(r['n_options'])}, not an integer in "
                               f"[2, {len(LETTERS)}]")
-        failed = r.get("error") not in (None, "", False)   # an error message (mosaic record writes text or null)
-        if r.get("error") is True or r.get("error") == "false":
-            raise ConfigError(f"{path}: record {i} field 'error' is {show(r['error'])}; it holds the engine's error "
+        error = r.get("error")   # the engine's error message; null where the request succeeded
+        if not (error is None or error is False or (isinstance(error, str) and error.strip().lower()
+                                                      not in ("true", "false", "yes", "no"))):
+            raise ConfigError(f"{path}: record {i} field 'error' is {show(error)}; it holds the engine's error "
                               "message, or null where the request succeeded")
+        failed = isinstance(error, str) and bool(error.strip())
         censored = r.get("censored", False)
         if not isinstance(censored, bool):
             raise ConfigError(f"{path}: record {i} field 'censored' is {show(censored)}, not true or false (JSON "
