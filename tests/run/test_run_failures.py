@@ -198,7 +198,7 @@ def prepared(*args):
 @pytest.mark.parametrize("args, message", [
     (["scheduler=nope"], "Could not find 'scheduler/nope'; choose one of: data_parallel, engine_aware"),
     (["cluster.n_workers=four"], "Value 'four' of type 'str' could not be converted to Integer"),
-    (["cluster.n_workrs=4"], "Key 'n_workrs' not in 'ClusterConfig'"),
+    (["cluster.n_workrs=4"], "cluster.n_workrs is not a setting (did you mean cluster.n_workers?)"),
     (["seed=0,1"], "seed=0,1 gives several values: add -m"),
     (["-m", "seed=0,x"], "sweep job seed=x workload=synth_small: Error merging override seed=x"),
     (["-m", "seed=0,1", "hydra.sweep.subdir=same"], "would both write into <sweep dir>/same"),
