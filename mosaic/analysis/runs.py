@@ -18,9 +18,7 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.core.tables import read_csv
-from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, check_request_count, check_rows_against_summary,
-                              check_table, one_line, read_failure, summary_problem)
+from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line, read_failure, read_run_dir, summary_problem
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -159,20 +157,18 @@ def runs_table(runs: list[dict[str, Any]], skipped: list[tuple[Path, str]] = ())
 _TEXT_COLUMNS = ("request_id", "query_id", "model", "stage", "answer", "error", "text")
 
 
-def _trace(path: Path, graph: bool = False, summary: dict[str, Any] | None = None) -> pd.DataFrame:
+def _trace(run_dir: Path) -> pd.DataFrame:
     """A run's trace.csv, typed; ValueError, one line naming the file (and the line and column),
-    where it is missing or was changed since its run wrote it (mosaic/run/jobs.py check_table, the
-    check every reader of a run's tables makes). `graph`: an agent-graph run's, with its columns."""
+    where it is missing or was changed since its run wrote it (mosaic/run/jobs.py read_run_dir, the
+    check every reader of a run's tables makes)."""
+    path = run_dir / "trace.csv"
     if not path.is_file():
         raise ValueError(f"{path}: no such file, so the run's requests cannot be listed; rerun the run or move "
                          f"its folder out of the sweep")
     try:
-        rows = read_csv(path)
-    except Exception as e:   # pandas' parser errors share no base class but Exception
-        raise ValueError(f"{path}: does not read as CSV ({one_line(e, 200)}); the file is damaged: rerun the run") from None
-    check_table(path, rows, graph)
-    if summary is not None:   # workers the run had, times that run forwards
-        check_rows_against_summary(path.parent, {path.name: rows}, summary)
+        rows = read_run_dir(run_dir, ("trace.csv",))[1]["trace.csv"]
+    except FileNotFoundError as e:   # summary.json gone since the runs table was read
+        raise ValueError(str(e)) from None
     t = pd.DataFrame(rows)
     # Text stays text (an answer "1" stays "1", an empty error is ""); every other column is typed
     # as numbers where all of it reads as numbers, a blank (a request that never ran) as NaN.
@@ -195,12 +191,7 @@ def load_requests(sweep: str | Path, runs: pd.DataFrame | None = None) -> pd.Dat
     keys = ["run_dir", *override_columns(runs)]
     parts = []
     for _, run in runs.iterrows():
-        kind = run["topology.kind"] if "topology.kind" in run else None
-        summary = serde.loads_strict((Path(run["run_dir"]) / SUMMARY_FILE).read_text())
-        t = _trace(Path(run["run_dir"]) / "trace.csv", graph=isinstance(kind, str) and kind != "flat", summary=summary)
-        check_request_count(Path(run["run_dir"]) / "trace.csv", len(t),
-                            {k: int(run[k]) for k in ("n_expert_requests", "n_aggregator_requests")
-                             if k in run and pd.notna(run[k])})
+        t = _trace(Path(run["run_dir"]))
         for k in reversed(keys):
             v = run[k] if k in run else None
             # a list-valued override (topology.agents=[...]) is one value per row, not a column to align

@@ -513,6 +513,14 @@ def _config_dirs(ns, config_dir: Path, overrides: Sequence[str], run_dir: str | 
     return primary, extra
 
 
+def _override_dirname(job_cfg: DictConfig, job: Sequence[str]) -> str:
+    """The folder Hydra names after a job's overrides (its default subdir), which it resolves only
+    when the job starts."""
+    od = job_cfg.hydra.job.config.override_dirname
+    excluded = set(od.exclude_keys or [])
+    return str(od.item_sep).join(sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in excluded))
+
+
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,
                  config_name: str) -> None:
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
@@ -559,24 +567,16 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
             bad.append((job, e))
             continue
         sub = _dir_of(job_cfg, "hydra.sweep.subdir")
-        raw = str(OmegaConf.to_container(job_cfg.hydra.sweep, resolve=False).get("subdir") or "")
-        if sub is None and "hydra.job.override_dirname" in raw:
-            # the folder Hydra names after the job's overrides (its default): made when the job starts
-            od = job_cfg.hydra.job.config.override_dirname
-            excluded = set(od.exclude_keys or [])
-            sub = str(od.item_sep).join(sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in excluded))
-            sub = None if not sub else sub
-            check_only = True
-        else:
-            check_only = False
         if sub is not None:
-            long = [part for part in Path(sub).parts if len(part.encode()) > 255]
-            if long:
-                _fail_up_front(f"sweep job {' '.join(job)}: its folder name {long[0][:40]}... is longer than a file "
-                               "name may be (255 bytes); set hydra.sweep.subdir to a shorter name (nothing was run)",
-                               None, job)
-            if not check_only:
-                dirs.setdefault(os.path.normpath(sub), []).append(job)
+            dirs.setdefault(os.path.normpath(sub), []).append(job)
+        elif "hydra.job.override_dirname" in str(OmegaConf.to_container(job_cfg.hydra.sweep, resolve=False)
+                                                 .get("subdir") or ""):
+            sub = _override_dirname(job_cfg, job)
+        long = [part for part in Path(sub or "").parts if len(part.encode()) > 255]
+        if long:
+            _fail_up_front(f"sweep job {' '.join(job)}: its folder name {long[0][:40]}... is longer than a file "
+                           "name may be (255 bytes); set hydra.sweep.subdir to a shorter name (nothing was run)",
+                           None, job)
     if bad:
         job, e = bad[0]
         more = f" ({len(bad)} of {len(jobs)} jobs fail; nothing was run)" if len(bad) > 1 else " (nothing was run)"

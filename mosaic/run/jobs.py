@@ -156,6 +156,11 @@ def _check_summary(path: Path, summary: dict[str, Any]) -> None:
         raise ValueError(f"{path}: {why}; the file is damaged: rerun the run")
 
 
+# A run's table columns that hold times in the order they happen (a session's, a request's).
+_TIME_ORDER = (("load_start_s", "load_end_s"), ("run_start_s", "run_end_s"), ("start_s", "first_token_s"),
+               ("first_token_s", "finish_s"))
+
+
 def check_rows_against_summary(directory: Path, rows: dict[str, list[dict[str, str]]], summary: dict[str, Any]) -> None:
     """ValueError, one line naming the file and line, where a run's tables disagree with its
     summary.json or with themselves: a session or request on a worker the run did not have, as many
@@ -167,9 +172,7 @@ def check_rows_against_summary(directory: Path, rows: dict[str, list[dict[str, s
             if worker != "" and not float(worker) < n_workers:
                 raise ValueError(f"{directory / name}: line {i + 2}: worker {worker}, where the run had "
                                  f"{n_workers} (0-{n_workers - 1}); the file is damaged: rerun the run")
-            pairs = (("load_start_s", "load_end_s"), ("run_start_s", "run_end_s"), ("start_s", "first_token_s"),
-                     ("first_token_s", "finish_s"))
-            for a, b in pairs:
+            for a, b in _TIME_ORDER:
                 if row.get(a, "") != "" and row.get(b, "") != "" and float(row[b]) < float(row[a]) - 1e-6:
                     raise ValueError(f"{directory / name}: line {i + 2}: {b} {row[b]} before {a} {row[a]}; the "
                                      "file is damaged: rerun the run")

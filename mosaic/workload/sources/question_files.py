@@ -36,6 +36,20 @@ def n_options(question: str) -> int:
     return max((ord(o) - 64 for o in _OPTION.findall(question.split("The options are:")[-1])), default=0)
 
 
+def gold_option(rec: dict[str, Any], path: Path, i: int) -> tuple[int, int]:
+    """A lettered question's gold option index and its option count (at least 2, as a question
+    listing none is read as a yes/no pair).
+
+    A gold that is none of the question's options could never be scored right, so both the
+    questions workload and the trace workloads refuse it here."""
+    letter = rec["gold_answer"].strip().upper()
+    n = n_options(rec["question"])
+    if not (len(letter) == 1 and letter in LETTERS[:max(n, 2)]):
+        raise ConfigError(f"{path}: item {i} has gold_answer '{rec['gold_answer']}' outside its "
+                          f"options ({n} found in the question text)")
+    return ord(letter) - 65, max(n, 2)
+
+
 class _Lacks(ValueError):
     """The field is absent, not a string, or blank."""
 

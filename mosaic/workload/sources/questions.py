@@ -31,7 +31,7 @@ import numpy as np
 from mosaic.core.errors import ConfigError
 from mosaic.profiles import ProfileSet
 from mosaic.workload.sources.files import resolve
-from mosaic.workload.sources.question_files import load_questions, n_options
+from mosaic.workload.sources.question_files import gold_option, load_questions
 from mosaic.workload.calibration import question_calibration
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, register_source
 from mosaic.workload.routing import recruit as routing
@@ -75,16 +75,12 @@ def frame(records, dataset: str, split: str, path: Path) -> QuestionFrame:
         return integer_frame(records, dataset, split, path, preset.n_options)
     ids, cats, prompts, gold, n_opt = [], [], [], [], []
     for i, rec in enumerate(records):
-        letter = rec["gold_answer"].strip().upper()
-        n = n_options(rec["question"])
-        if not ("A" <= letter <= "P") or ord(letter) - 64 > max(n, 2):
-            raise ConfigError(f"{path}: item {i} has gold_answer '{rec['gold_answer']}' outside its "
-                              f"options ({n} found in the question text)")
+        g, n = gold_option(rec, path, i)
         ids.append(f"{dataset}-{split}-{i:05d}")
         cats.append(str(rec.get("category") or "all"))
         prompts.append(estimate_tokens(rec["question"]) + TEMPLATE_TOKENS)
-        gold.append(ord(letter) - 65)
-        n_opt.append(max(n, 2))
+        gold.append(g)
+        n_opt.append(n)
     return QuestionFrame(tuple(ids), tuple(cats), np.array(prompts), np.array(gold), np.array(n_opt),
                          tuple(r["question"] for r in records))
 

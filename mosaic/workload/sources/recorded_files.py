@@ -19,10 +19,9 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.serde import loads_data
 from mosaic.profiles.schema import MAX_CONTEXT_TOKENS, number, show
 from mosaic.workload.sources.data_quality import SourceStats, source_stats
-from mosaic.workload.sources.question_files import load_questions, n_options
+from mosaic.workload.sources.question_files import LETTERS, gold_option, load_questions
 from mosaic.workload.tokens import estimate_tokens as tokens_from_text
 
-LETTERS = "ABCDEFGHIJKLMNOP"
 # A recorded output longer than this (2M tokens, 64x the longest context the traces were made with)
 # is a corrupt record, not an output.
 MAX_OUTPUT_TOKENS = MAX_CONTEXT_TOKENS
@@ -303,14 +302,7 @@ class QuestionSet:
 def _questions(path: str, mtime_ns: int) -> QuestionSet:
     data = load_questions(Path(path))
     texts = tuple(r["question"] for r in data)
-    golds = tuple(r["gold_answer"].strip().upper() for r in data)
-    for i, (text, gold) in enumerate(zip(texts, golds)):
-        # the traces' answers are option letters: a gold that is none of the question's options
-        # could never be scored right (the questions workload refuses it the same way)
-        n = max(n_options(text), 2)
-        if not (len(gold) == 1 and gold in LETTERS[:n]):
-            raise ConfigError(f"{path}: item {i} has gold_answer '{data[i]['gold_answer']}' outside its options "
-                              f"({n_options(text)} found in the question text)")
+    golds = tuple(LETTERS[gold_option(r, Path(path), i)[0]] for i, r in enumerate(data))
     return QuestionSet(tuple(normalise(t) for t in texts), texts, golds,
                        tuple(str(r.get("category") or "all") for r in data))
 
