@@ -15,18 +15,13 @@ import json
 import sys
 
 from mosaic.core.errors import ConfigError
+from mosaic.fitting.options import parse_options
 from mosaic.fitting.host_contention import DEFAULTS, measure_contention, write_into
 
 
 def main(argv: list[str]) -> None:
-    cfg = dict(DEFAULTS)
-    for a in argv:
-        k, _, v = a.partition("=")
-        if k not in cfg:
-            print(f"error: unknown option {k}; options: {', '.join(cfg)}", file=sys.stderr)
-            sys.exit(2)
-        cfg[k] = v
     try:
+        cfg = parse_options(argv, DEFAULTS)
         block = measure_contention(cfg)
         print(json.dumps({"host_contention": block}, indent=2))
         if cfg["profile"]:

@@ -10,18 +10,13 @@ import json
 import sys
 
 from mosaic.core.errors import ConfigError
+from mosaic.fitting.options import parse_options
 from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
 
 
 def main(argv: list[str]) -> None:
-    cfg = dict(TP_DEFAULTS)
-    for a in argv:
-        k, _, v = a.partition("=")
-        if k not in cfg:
-            print(f"error: unknown option {k}; options: {', '.join(cfg)}", file=sys.stderr)
-            sys.exit(2)
-        cfg[k] = v
     try:
+        cfg = parse_options(argv, TP_DEFAULTS)
         block = measure_tp(cfg)
     except ConfigError as e:   # a bad option: one line, before any engine starts
         print(f"error: {e}", file=sys.stderr)

@@ -55,6 +55,16 @@ def _parse(value: str) -> Any:
 _NON_FINITE = ("inf", "-inf", "nan")   # how a summary writes a non-finite float (mosaic/core/serde.py)
 
 
+# Parts of a summary the package writes as mappings (or null): a list or a scalar in their place
+# would leave the table without their columns, without a word.
+_MAPPINGS = {"settings": "the policy's settings", "serving": "the stages' serving metrics",
+             "aggregation": "the aggregation settings", "engine": "the engine settings",
+             "admission": "the admission counts", "solver": "the solver's report",
+             "aggregator_solver": "the solver's report", "aggregator_tp_scaling": "the TP scaling",
+             "provenance": "the run's provenance", "data_report": "the data report",
+             "expert_requests_per_model": "request counts by model", "topology": "the topology settings"}
+
+
 def damaged(summary: dict[str, Any]) -> str | None:
     """What is wrong with a summary.json that was changed since its run wrote it, in one phrase
     naming the field (None if nothing): the run's identity not text and an integer seed, a time
@@ -78,8 +88,12 @@ def damaged(summary: dict[str, Any]) -> str | None:
         if (key.startswith("accuracy") or key == "skip_rate") and value is not None and not (
                 isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
             return f"{key} is {value!r}, not a fraction in [0, 1]"
-    if summary.get("settings") is not None and not isinstance(summary["settings"], dict):
-        return f"settings is {summary['settings']!r}, not a mapping of the policy's settings"
+    for key, what in _MAPPINGS.items():
+        if summary.get(key) is not None and not isinstance(summary[key], dict):
+            return f"{key} is {one_line(repr(summary[key]), 60)}, not a mapping of {what}"
+    for stage, value in (summary.get("serving") or {}).items():
+        if value is not None and not isinstance(value, dict):
+            return f"serving.{stage} is {one_line(repr(value), 60)}, not a mapping of its serving metrics"
     return None
 
 

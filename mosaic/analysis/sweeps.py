@@ -105,6 +105,9 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
     from mosaic.run.builder import typed
 
     problems, seen = [], set()
+    # A setting the command line gives every sweep fails each of them the same way: one line,
+    # naming the sweeps, instead of one per sweep.
+    settings: dict[str, tuple[int, list[str]]] = {}   # message -> (its line in problems, where)
     for plan in plans:
         # Every job's settings as the job will check them first: a bad setting the command line
         # gives every job (+foo=1) would otherwise fail each of them in turn.
@@ -121,8 +124,11 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
                     bad.append((job, f"{type(e).__name__}: {' '.join(str(e).split())}"))
         if bad:
             job, e = bad[0]
-            problems.append(f"sweep {plan.sweep.folder}, {' '.join(job)}: {e} ({len(bad)} of {len(by_settings)} "
-                            "settings of its jobs)")
+            if str(e) not in settings:
+                settings[str(e)] = (len(problems), [])
+                problems.append("")   # written below, once every sweep that shares it is known
+            settings[str(e)][1].append(f"{plan.sweep.folder}, {' '.join(job)} ({len(bad)} of {len(by_settings)} "
+                                    "settings of its jobs)")
             continue
         variants = {tuple(o for o in job if not _key(o).startswith(NOT_DATA)) for job in plan.jobs}
         for variant in sorted(variants):
@@ -140,6 +146,9 @@ def check_data(plans: list[SweepPlan]) -> list[str]:
                 problems.append(f"{where}: {e}")
             except Exception as e:  # noqa: BLE001 - report every workload's problem, not just the first
                 problems.append(f"{where}: {type(e).__name__}: {' '.join(str(e).split())}")
+    for message, (i, where) in settings.items():
+        also = f"; the same in sweep(s) {', '.join(w.split(',')[0] for w in where[1:])}" if len(where) > 1 else ""
+        problems[i] = f"sweep {where[0]}: {message}{also}"
     return problems
 
 

@@ -16,6 +16,18 @@ from vllm_backend.models import ModelRegistry
 MODELS_DIR = Path(__file__).resolve().parents[1] / "conf" / "models"
 
 
+def parse_options(argv: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A script's key=value arguments over its defaults; ConfigError naming the first one that is
+    not one of its options."""
+    cfg = dict(defaults)
+    for a in argv:
+        k, eq, v = a.partition("=")
+        if k not in cfg or not eq:
+            raise ConfigError(f"{a}: not an option of this script; give key=value with key one of {', '.join(cfg)}")
+        cfg[k] = v
+    return cfg
+
+
 def int_option(cfg: dict[str, Any], key: str, lo: int) -> int:
     raw = cfg[key]
     try:

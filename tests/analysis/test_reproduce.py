@@ -58,6 +58,15 @@ def test_a_setting_every_job_shares_is_checked_before_any_job(tmp_path, capsys):
     assert "scheduler.mip_gap must be a relative gap" in capsys.readouterr().err
 
 
+
+def test_a_setting_every_sweep_shares_is_one_line(tmp_path, capsys):
+    """+foo=1 with --check gave the same error once per sweep (11 lines for the whole paper)."""
+    assert reproduce.reproduce(tmp_path / "r", tmp_path / "s", "main,K", extra=["+foo=1", "workload=synth_small"],
+                               check_only=True) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "unknown setting(s) foo" in ln]
+    assert len(lines) == 1 and lines[0].lstrip().startswith("sweep main,") and "the same in sweep(s) K" in lines[0]
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     p = cli("--sweeps", "main,nope")   # the command line itself: exit status and message
     assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr

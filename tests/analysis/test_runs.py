@@ -123,6 +123,9 @@ def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tm
     ("accuracy", "high", "accuracy is 'high', not a fraction in [0, 1]"),     # was a text cell
     ("skip_rate", 1.5, "skip_rate is 1.5, not a fraction"),
     ("settings", "x", "settings is 'x', not a mapping"),                      # was a TypeError in collect.py
+    ("serving", [], "serving is [], not a mapping of the stages' serving metrics"),   # dropped its columns
+    ("serving", {"expert": [1]}, "serving.expert is [1], not a mapping"),
+    ("admission", "x", "admission is 'x', not a mapping"),
 ])
 def test_a_summary_changed_since_its_run_is_skipped_naming_the_field(two_runs, tmp_path, field, value, said):
     import shutil

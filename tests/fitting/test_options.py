@@ -214,3 +214,14 @@ def test_a_refused_tool_run_leaves_no_run_folder_behind(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.startswith("error: "), r.stderr
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("argv, match", [(["bogus=1"], "bogus=1: not an option of this script; give key=value with key one of"),
+                                         (["model"], "model: not an option"),   # was set to '' silently
+                                         (["repeats=2", "nope"], "nope: not an option")])
+def test_script_arguments_outside_the_options_are_named(argv, match):
+    from mosaic.fitting.options import parse_options
+
+    with pytest.raises(ConfigError, match=match):
+        parse_options(argv, TP_DEFAULTS)
+    assert parse_options(["model=GLM", "repeats=2"], TP_DEFAULTS) == {**TP_DEFAULTS, "model": "GLM", "repeats": "2"}
