@@ -26,6 +26,8 @@ mean and the spread of T(x):
   average and 378 s with a 32k-token request) and bounded by the context window. Measured on the
   scheduler benchmark, a smooth skewed fit (Pearson III) in their place predicts worse: its
   unbounded tail puts 64 LlamaR1 replicas' busiest at +34% where the draws give -6%.
+  A plan's prediction resamples the draws with a narrow normal kernel (problem.py
+  ModelDemand.replica_draws), so the busiest of many replicas is not capped at the largest draw.
 
 On the grid the mean T is made non-decreasing and T(x) / x non-increasing (more requests never
 finish sooner, and a fuller batch never costs more per request); between grid points T is

@@ -141,15 +141,17 @@ def test_random_replicas_are_priced_at_their_expected_largest():
     assert plan.solver.objective == pytest.approx(plan.predicted_makespan_s)
     assert plan.solver.bound <= max(means)
     # Against an independent Monte Carlo of the same replicas (each replica's draw uniform over
-    # its shape, replicas independent).
+    # its shape plus a normal kernel of Silverman's bandwidth, variance kept; replicas independent).
     rng = np.random.default_rng(7)
     shape = np.array([-0.5, -0.5, -0.5, 1.5])
+    h = 1.06 * 4 ** -0.2
     cost = {d.model: d for d in (heavy, steady)}
     sims = np.zeros((20000, 4))
     for w in plan.workers:
         for s in w.sessions:
             d, x = cost[s.model], len(s.request_ids)
-            sims[:, w.worker] += d.replica_s(x) + d.replica_sd(x) * (shape[rng.integers(0, 4, 20000)] if d.curve.shapes else 0)
+            z = (shape[rng.integers(0, 4, 20000)] + h * rng.standard_normal(20000)) / math.sqrt(1 + h * h)
+            sims[:, w.worker] += np.maximum(0, d.replica_s(x) + d.replica_sd(x) * z) if d.curve.shapes else d.replica_s(x)
     assert plan.predicted_makespan_s == pytest.approx(sims.max(axis=1).mean(), rel=0.02)
 
 
