@@ -51,7 +51,9 @@ def _runs(args: list[str]) -> int:
     if a.requests is not None and a.requests.suffix not in (".parquet", ".csv"):
         print(f"error: --requests {a.requests}: name a .parquet or a .csv file", file=sys.stderr)
         return 2
-    from mosaic.run.jobs import RunDirError, check_writable_file
+    from mosaic.run.jobs import RunDirError, check_writable_file, write_error
+
+    elsewhere = "free space there, or name a file somewhere writable"
 
     for flag, target in (("--csv", a.csv), ("--requests", a.requests)):
         if target is None:
@@ -80,7 +82,11 @@ def _runs(args: list[str]) -> int:
         print(f"error: no finished run under {a.dir}", file=sys.stderr)
         return 2
     if a.csv:
-        df.to_csv(a.csv, index=False)
+        try:
+            df.to_csv(a.csv, index=False)
+        except OSError as e:
+            print(f"error: --csv {write_error(a.csv, e, elsewhere)}", file=sys.stderr)
+            return 2
         print(f"wrote {a.csv}", file=sys.stderr)
     if a.requests:
         from mosaic.analysis.runs import load_requests, write_table
@@ -90,12 +96,18 @@ def _runs(args: list[str]) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        write_table(requests, a.requests)
+        try:
+            write_table(requests, a.requests)
+        except OSError as e:
+            print(f"error: --requests {write_error(a.requests, e, elsewhere)}", file=sys.stderr)
+            return 2
         print(f"wrote {a.requests} ({len(requests)} requests of {len(df)} runs)", file=sys.stderr)
-    # Unasked, the default columns the runs have (an agent-graph run has no stages but a makespan).
+    # Unasked, the default columns the runs have (an agent-graph run has no stages but a makespan,
+    # shown wherever some run has no end-to-end time).
+    graph_runs = "end_to_end_s" not in df.columns or bool(df["end_to_end_s"].isna().any())
     wanted = ([c for c in a.columns.split(",") if c] if a.columns is not None
               else [c for c in (*DEFAULT_COLUMNS, "makespan_s") if c in df.columns
-                    and (c != "makespan_s" or "end_to_end_s" not in df.columns)])
+                    and (c != "makespan_s" or graph_runs)])
     unknown = [c for c in wanted if c not in df.columns]
     if unknown:
         print(f"error: --columns {','.join(unknown)} not in the runs' summaries (e.g. {', '.join(list(df.columns)[:6])})",

@@ -43,7 +43,7 @@ class SimGraphPool:
             out[m] = min(self.profiles.engine.max_model_len, eng.kv_blocks * eng.block_size)
             if out[m] < 2:
                 raise ConfigError(f"topology: model {m} has no room for a request's KV cache on a {memory} GiB "
-                                  "worker; use bigger workers")
+                                  "worker; raise cluster.memory_gib or choose a cluster preset with bigger GPUs")
         return out
 
     def _poke(self, w: int) -> None:

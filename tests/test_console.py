@@ -61,6 +61,11 @@ def test_run_sweep_and_runs_table(tmp_path, capsys):
     assert len(lines) == 3 and {ln.split()[3] for ln in lines[1:]} == {"2", "4"}
     assert main(["runs", str(tmp_path / "sw"), "--columns", "banana"]) == 2
     assert "--columns banana" in capsys.readouterr().err
+    if Path("/dev/full").exists():   # a disk that fills while the table is written: one line
+        assert main(["runs", str(tmp_path / "sw"), "--csv", "/dev/full"]) == 2
+        err = capsys.readouterr().err
+        assert "error: --csv cannot write /dev/full: No space left on device; free space there" in err
+        assert "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -109,3 +114,17 @@ def test_record_refuses_an_out_that_is_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["record", "--questions", str(tmp_path / "q.json"), "--experts", "Qwen", "--out", str(f)])
     assert e.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_runs_shows_the_makespan_of_graph_runs_beside_flat_ones(tmp_path, capsys):
+    from mosaic.run.app import run, write_outputs
+    from mosaic.run.builder import compose
+
+    write_outputs(run(compose(["workload=synth_small", "workload.n_queries=4"])), tmp_path / "flat")
+    write_outputs(run(compose(["topology=tree", "workload=synth_small", "workload.n_queries=2"])), tmp_path / "tree")
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path)]) == 0
+    head, flat, tree = capsys.readouterr().out.splitlines()
+    assert head.split()[-1] == "makespan_s" and "end_to_end_s" in head
+    makespan = json.loads((tmp_path / "tree" / "summary.json").read_text())["makespan_s"]
+    assert float(tree.split()[-1]) == pytest.approx(makespan, rel=1e-6) and flat.split()[-1] == "NaN"

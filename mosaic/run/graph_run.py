@@ -95,9 +95,10 @@ def scheduled_placement(r: "Run", shape: tuple, profiles, dataset: str | None) -
     fallback = place(shape, profiles, dataset, c.cluster.n_workers, "demand")
     given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
     missing = [m for m in order if m not in given.values()]
-    if missing:   # pragma: no cover - the schedulers place every model with requests
+    if missing:   # a policy that replicates one model (data_parallel) may leave others out
         raise ConfigError(f"topology.placement=scheduler: scheduler {c.scheduler.name} placed no worker for "
-                          f"{', '.join(missing)}")
+                          f"{', '.join(missing)}; choose a scheduler that places every model (engine_aware, ilp, "
+                          f"round_robin, least_loaded) or topology.placement=demand")
     return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}
 
 

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -240,13 +241,13 @@ def debug_tracebacks() -> bool:
 
 # ------------------------------------------------------------------ writing files
 
-def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
+def write_atomic(path: Path, write: Callable[[IO[Any]], Any], binary: bool = False) -> None:
     """Write `path` through `write(file)` into a temporary file beside it, then rename it into
     place: an error or a signal part-way leaves the previous file (or none), never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{os.urandom(3).hex()}")
     try:
-        with open(tmp, "w", newline="") as f:
+        with (open(tmp, "wb") if binary else open(tmp, "w", newline="")) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -257,6 +258,26 @@ def write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text))
+
+
+def write_error(path: Path, e: BaseException,
+                fix: str = "free space or write access there, or copy the run folder somewhere writable") -> str | None:
+    """One line for a failed write of `path` (what the system said and the fix), or None when
+    `e` is not a file-system error. A library that fails while cleaning up after the system's
+    error (matplotlib's PDF writer on a full disk) hides it in the exception's context."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    if e is None:
+        return None
+    return f"cannot write {path}: {one_line(e.strerror or str(e))}; {fix}"
+
+
+def folders_done(failed: int, total: int) -> int:
+    """Exit status of a command over run folders that goes on past a broken one: 2 if any failed
+    (each said above; with several, how many)."""
+    if failed and total > 1:
+        print(f"error: {failed} of {total} run folders not done (above)", file=sys.stderr)
+    return 2 if failed else 0
 
 
 # ------------------------------------------------------------------ the run directory

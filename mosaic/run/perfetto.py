@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mosaic.graphs.trace import GRAPH_STAGE, SERVED
-from mosaic.run.jobs import read_run_dir
+from mosaic.run.jobs import folders_done, read_run_dir, write_error, write_text_atomic
 
 PERFETTO_FILE = "trace.perfetto.json"
 _US = 1e6
@@ -82,15 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files.")
     ap.add_argument("run_dirs", nargs="+", type=Path)
     args = ap.parse_args(argv)
-    for d in args.run_dirs:
+    failed = 0
+    for d in args.run_dirs:   # a broken folder is said and skipped; the others are still written
         try:
             doc = from_run_dir(d)
+            write_text_atomic(d / PERFETTO_FILE, json.dumps(doc))
         except (FileNotFoundError, KeyError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
-        (d / PERFETTO_FILE).write_text(json.dumps(doc))
+            failed += 1
+            continue
+        except OSError as e:
+            print(f"error: {write_error(d / PERFETTO_FILE, e)}", file=sys.stderr)
+            failed += 1
+            continue
         print(f"wrote {d / PERFETTO_FILE} ({len(doc['traceEvents'])} events)")
-    return 0
+    return folders_done(failed, len(args.run_dirs))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from mosaic.run.jobs import read_run_dir
+from mosaic.run.jobs import folders_done, read_run_dir, write_atomic, write_error
 
 TIMELINE_FILE = "timeline.png"
 
@@ -83,7 +83,7 @@ def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], 
     fig = figure(rows, summary)
     out = [Path(directory) / TIMELINE_FILE] + ([Path(directory) / "timeline.pdf"] if pdf else [])
     for p in out:
-        fig.savefig(p, dpi=110)
+        write_atomic(p, lambda f, fmt=p.suffix[1:]: fig.savefig(f, dpi=110, format=fmt), binary=True)
     return out
 
 
@@ -97,14 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dirs", nargs="+", type=Path)
     ap.add_argument("--pdf", action="store_true", help="also timeline.pdf (vector)")
     args = ap.parse_args(argv)
-    for d in args.run_dirs:
+    failed = 0
+    for d in args.run_dirs:   # a broken folder is said and skipped; the others are still drawn
         try:
             for p in from_run_dir(d, args.pdf):
                 print(f"wrote {p}")
         except (FileNotFoundError, KeyError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
-    return 0
+            failed += 1
+        except Exception as e:  # noqa: BLE001 -- only a failed write is said in one line
+            why = write_error(d / TIMELINE_FILE, e)
+            if why is None:
+                raise
+            print(f"error: {why}", file=sys.stderr)
+            failed += 1
+    return folders_done(failed, len(args.run_dirs))
 
 
 if __name__ == "__main__":

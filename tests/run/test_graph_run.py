@@ -45,6 +45,8 @@ def test_same_seed_same_graph_run():
     (["topology.agents=[Qwen,Gemma,Nope]"], "model Nope is not in the profiles"),
     (["cluster.n_workers=2"], "set cluster.n_workers >= 3"),
     (["engine.scheduling=v0"], "engine.scheduling=v1"),
+    (["cluster.memory_gib=18"], "raise cluster.memory_gib"),
+    (["topology.placement=scheduler", "scheduler=data_parallel"], "or topology.placement=demand"),
 ])
 def test_what_a_graph_run_cannot_do_is_refused_naming_the_fix(extra, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):

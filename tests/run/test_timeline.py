@@ -75,3 +75,53 @@ def test_a_signal_while_the_timeline_is_drawn_leaves_no_summary(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         app.write_outputs(out, tmp_path)
     assert (tmp_path / "trace.csv").is_file() and not (tmp_path / "summary.json").exists()
+
+
+def _copy(run_dir, to):
+    import shutil
+    shutil.copytree(run_dir, to)
+    return to
+
+
+def test_an_unwritable_picture_is_one_line_and_the_other_folders_are_still_drawn(run_dir, tmp_path, capsys):
+    blocked = _copy(run_dir, tmp_path / "blocked")
+    (blocked / TIMELINE_FILE).unlink()
+    (blocked / TIMELINE_FILE).mkdir()              # where the picture goes is a folder
+    good = _copy(run_dir, tmp_path / "good")
+    (good / TIMELINE_FILE).unlink()
+    assert main([str(tmp_path / "nothing"), str(blocked), str(good)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[1].startswith(f"error: cannot write {blocked / TIMELINE_FILE}: Is a directory; free space")
+    assert err[-1] == "error: 2 of 3 run folders not done (above)" and "Traceback" not in "".join(err)
+    assert (good / TIMELINE_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in blocked.iterdir() if p.name.startswith(".")) == []   # no temporary left
+
+
+def test_perfetto_says_a_failed_write_in_one_line(run_dir, tmp_path, capsys):
+    from mosaic.run.perfetto import PERFETTO_FILE, main as perfetto
+
+    blocked = _copy(run_dir, tmp_path / "blocked")
+    (blocked / PERFETTO_FILE).unlink()
+    (blocked / PERFETTO_FILE).mkdir()
+    good = _copy(run_dir, tmp_path / "good")
+    before = (good / PERFETTO_FILE).read_text()
+    (good / PERFETTO_FILE).unlink()
+    assert perfetto([str(blocked), str(good)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {blocked / PERFETTO_FILE}: Is a directory" in err and "Traceback" not in err
+    assert json.loads((good / PERFETTO_FILE).read_text()) == json.loads(before)
+
+
+def test_a_library_error_over_a_full_disk_names_the_disk(tmp_path):
+    # matplotlib's PDF writer, failing to close its stream after ENOSPC, raises AttributeError.
+    from mosaic.run.jobs import write_error
+
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise AttributeError("'Stream' object has no attribute 'pos'")
+    except AttributeError as e:
+        said = write_error(tmp_path / "timeline.pdf", e)
+    assert said.startswith(f"cannot write {tmp_path / 'timeline.pdf'}: No space left on device; ")
+    assert write_error(tmp_path / "x", ValueError("not a write")) is None
