@@ -127,7 +127,9 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
     n = len(trace.queries)
     tokens = sum(x.output_tokens for x in served)
     return {
-        "scheduler": "graph_placement", "backend": trace.backend, "workload": c.workload.name, "seed": c.seed,
+        # The policy that placed the agents' models: the scheduler core's where it was asked to.
+        "scheduler": c.scheduler.name if t.placement == "scheduler" else f"graph_placement={t.placement}",
+        "backend": trace.backend, "workload": c.workload.name, "seed": c.seed,
         "topology": asdict(t),
         "n_queries": n,
         "n_expert_requests": sum(1 for x in trace.requests if x.agent != ROOT),

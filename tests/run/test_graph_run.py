@@ -58,6 +58,7 @@ def test_the_scheduler_core_places_a_graphs_models(scheduler):
     out = run(compose([*SMALL, "topology=tree", "topology.placement=scheduler", f"scheduler={scheduler}",
                        "cluster.n_workers=6"]))
     placement = out.graph[1]
+    assert out.summary["scheduler"] == scheduler     # the summary names the policy that placed them
     assert sorted(placement) == list(range(6))
     assert set(placement.values()) == {"Qwen", "Gemma", "LlamaR1"}   # every model of the graph has a worker
     # LlamaR1 (reasoning, ~3400 tokens per answer, 4 of 13 agents incl. the aggregator) needs the most.
