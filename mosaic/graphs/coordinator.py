@@ -158,10 +158,14 @@ class GraphCoordinator:
             self.exit_rng[key] = np.random.default_rng([self.seed, _EXIT_STREAM, self.order[n.query.id], n.spec.layer,
                                                         int(cl.rsplit("c", 1)[1])])
         outs = [s.outcome for s in siblings if s.state == SERVED]
-        if any(s.state in ("pending", "released") for s in siblings) and self.exits(outs, self.exit_rng[key]):
+        exited = any(s.state in ("pending", "released") for s in siblings) and self.exits(outs, self.exit_rng[key])
+        if exited:
             for s in siblings:
                 self._cancel(s, self.exit_rule)
-        for s in siblings:   # a successor may now have every precursor done or cancelled
+        # A successor may now have every precursor done or cancelled: only n's can, unless the
+        # cluster was just cancelled (checking every sibling on every finish is quadratic in the
+        # cluster: a 2048-agent layer took minutes).
+        for s in siblings if exited else (n,):
             self._check_releases(s)
         for s in n.succ:
             if s.state == "pending":
