@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.collect import collect
+from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +21,7 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, default=ROOT / "multirun" / "paper")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    out_arg(ap, args.out)   # before the work, not after it
     try:
         print(collect(args.sweep, args.out))
     except (FileNotFoundError, ValueError) as e:   # nothing to collect, or runs that would collide

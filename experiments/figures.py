@@ -16,9 +16,20 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     ap.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (vector copies for a paper)")
     args = ap.parse_args()
+    if not args.results.is_dir():
+        ap.error(f"--results {args.results} is not a folder; give the results folder (experiments/collect.py "
+                 "writes one)")
     try:
         write_figures(args.results, [f for f in args.format.split(",") if f])
-    except (ValueError, FileNotFoundError) as e:
+    except FileNotFoundError as e:
+        print(f"error: {e.filename or e}: no such file; write the results first (python experiments/collect.py, "
+              "or experiments/reproduce.py)", file=sys.stderr)
+        sys.exit(2)
+    except KeyError as e:   # a table of another shape than collect.py writes
+        print(f"error: a table under {args.results} has no column {e}; regenerate it with "
+              "python experiments/collect.py", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -19,6 +19,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0 (got {args.seed})")
     out_arg(ap, args.out)   # before the work, not after it
     print(write(args.out, args.seed))
 

@@ -116,6 +116,18 @@ def test_record_refuses_an_out_that_is_a_file(tmp_path, capsys):
     assert e.value.code == 2 and "is a file" in capsys.readouterr().err
 
 
+def test_record_says_an_out_it_cannot_make_before_any_engine(tmp_path, capsys):
+    from mosaic.__main__ import main
+
+    q = tmp_path / "q.json"
+    q.write_text(json.dumps([{"question": "2+2? (A) 3 (B) 4", "gold_answer": "B"}]))
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "rec"
+    assert main(["record", "--questions", str(q), "--experts", "Qwen", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} is not a writable directory (a path component is a file)" in err and "Traceback" not in err
+
+
 def test_runs_shows_the_makespan_of_graph_runs_beside_flat_ones(tmp_path, capsys):
     from mosaic.run.app import run, write_outputs
     from mosaic.run.builder import compose

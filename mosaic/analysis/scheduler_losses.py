@@ -17,6 +17,7 @@ import pandas as pd
 
 from mosaic.analysis import scheduler_bench as sb
 from mosaic.core.errors import ConfigError
+from mosaic.run.jobs import write_text_atomic
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import engine_aware as ea
 
@@ -28,10 +29,11 @@ COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_s
 def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     """(instance, faster policy, engine_aware's simulated s, the faster one's) where a policy that
     respects K simulates faster than engine_aware, in table order."""
-    need = {"instance", "policy", "status", "sim_s", "respects_k"}
+    need = {"family", "instance", "policy", "status", "sim_s", "respects_k", "plan_hash"}
     if not need <= set(table.columns):
         raise ConfigError(f"not a scheduler benchmark table: no column {', '.join(sorted(need - set(table.columns)))} "
                           "(experiments/bench_scheduler.py writes one)")
+    _check_values(table)
     ok = table[table.status == "ok"]
     own = ok[ok.policy == POLICY].set_index("instance").sim_s
     if own.empty:
@@ -40,6 +42,40 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     best = others.groupby("instance", sort=False).first()
     return [(i, best.loc[i].policy, float(own[i]), float(best.loc[i].sim_s))
             for i in own.index if i in best.index and best.loc[i].sim_s < own[i]]
+
+
+def _check_values(table: pd.DataFrame) -> None:
+    """The columns losses() reads hold what the benchmark writes: one row per instance and policy,
+    a number of seconds and True/False on every planned row."""
+    fix = "(experiments/bench_scheduler.py writes one; rerun it)"
+    dup = table[table.duplicated(["instance", "policy"], keep=False)]
+    if not dup.empty:
+        raise ConfigError(f"not a scheduler benchmark table: {dup.instance.iloc[0]} / {dup.policy.iloc[0]} has "
+                          f"{len(dup[(dup.instance == dup.instance.iloc[0]) & (dup.policy == dup.policy.iloc[0])])} "
+                          f"rows, not one {fix}")
+    ok = table[table.status == "ok"]
+    seconds = pd.to_numeric(ok.sim_s, errors="coerce")
+    bad = ok[seconds.isna() | (seconds < 0)]
+    if not bad.empty:
+        raise ConfigError(f"not a scheduler benchmark table: sim_s of {bad.instance.iloc[0]} / {bad.policy.iloc[0]} "
+                          f"is {bad.sim_s.iloc[0]!r}, not a number of seconds {fix}")
+    flags = ok.respects_k.map(lambda v: str(v) if isinstance(v, (bool, np.bool_, str)) else v)
+    bad = ok[~flags.isin(["True", "False"])]
+    if not bad.empty:
+        raise ConfigError(f"not a scheduler benchmark table: respects_k of {bad.instance.iloc[0]} / "
+                          f"{bad.policy.iloc[0]} is {bad.respects_k.iloc[0]!r}, not True or False {fix}")
+
+
+def _same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, quick: bool) -> None:
+    """The plan priced is the one the table simulated, or the table's numbers describe another."""
+    row = table[(table.instance == name) & (table.policy == policy)]
+    made = sb.plan_hash(plan)
+    if row.empty or str(row.plan_hash.iloc[0]) != made:
+        raise ConfigError(f"the table's {policy} plan of {name} is not the one seed {seed}"
+                          f"{' --quick' if quick else ''} plans here (plan hash "
+                          f"{row.plan_hash.iloc[0] if not row.empty else 'none'} in the table, {made} now): the "
+                          "table comes from another --seed or --quick, another version or another machine; rerun "
+                          "experiments/bench_scheduler.py with the same settings")
 
 
 def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
@@ -64,6 +100,8 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
 
         problem, own = planned(POLICY)
         _, other = planned(faster)
+        _same_plan(table, name, POLICY, own, seed, quick)
+        _same_plan(table, name, faster, other, seed, quick)
         state = ea._from_plan(problem, other, inst.k or len(problem.models))
         priced = ea.predicted_makespan(problem, state) if state is not None else float("nan")
         gaps = []
@@ -113,5 +151,5 @@ def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progr
         raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
     md = render(explain(table, seed, quick, progress), command)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
+    write_text_atomic(out, md)
     return md

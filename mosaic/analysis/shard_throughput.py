@@ -18,6 +18,7 @@ from typing import Sequence
 from mosaic.core.tables import write_csv
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.run.builder import build_run, compose
+from mosaic.run.jobs import write_text_atomic
 
 # A model whose mean answer is this long is a reasoning model (the pool's are ~3000 vs ~200-500).
 REASONING_MIN_MEAN_TOKENS = 1000
@@ -66,7 +67,8 @@ def render(rows: list[dict]) -> str:
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         full = next(r for r in mine if r["point"] == "full")
-        dp = next(r for r in mine if r["point"] == "dp_shard")
+        # A model with no more prompts than workers: its DP shard is its whole share (one point).
+        dp = next((r for r in mine if r["point"] == "dp_shard"), full)
         band = [r for r in mine if PAPER_BAND[0] <= r["shard_size"] <= PAPER_BAND[1]]
         lo, hi = (min(r["tokens_per_s"] for r in band), max(r["tokens_per_s"] for r in band)) if band else (None, None)
         loss = ", ".join(f"{1 - r['rel_to_full']:.0%} at {r['shard_size']}" for r in band) or "–"
@@ -79,7 +81,7 @@ def render(rows: list[dict]) -> str:
 def write(out: Path, workload_name: str = "mmlu_pro", sizes: Sequence[int] = DEFAULT_SIZES, seed: int = 0) -> str:
     """The Fig. 3b data and its comparison: writes both under `out`; returns the markdown."""
     rows = shard_rows(workload_name, list(sizes), seed)
+    md = render(rows)   # before anything is written: a failure leaves neither file
     write_csv(out / "figure_data" / "fig3b_shard_throughput.csv", rows)
-    md = render(rows)
-    (out / "shard_throughput.md").write_text(md)
+    write_text_atomic(out / "shard_throughput.md", md)
     return md

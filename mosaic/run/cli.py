@@ -521,6 +521,16 @@ def _override_dirname(job_cfg: DictConfig, job: Sequence[str]) -> str:
     return str(od.item_sep).join(sorted(o for o in job if o.split("=", 1)[0].lstrip("+~") not in excluded))
 
 
+def _glob_options(config_dir: Path, job_name: str, override) -> list[str]:
+    """The options of the override's config group its glob(...) selects."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=job_name):
+        options = GlobalHydra.instance().config_loader().get_group_options(override.get_key_element())
+    return override.value().filter(options)
+
+
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,
                  config_name: str) -> None:
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
@@ -530,8 +540,15 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
 
     from hydra.core.override_parser.types import ValueType
 
-    if any(o.value_type == ValueType.GLOB_CHOICE_SWEEP for o in parsed):
-        return   # glob(...) expands over the config groups' options: Hydra's to expand and check
+    globs = [o for o in parsed if o.value_type == ValueType.GLOB_CHOICE_SWEEP]
+    if globs:   # glob(...) expands over the config groups' options: Hydra's to expand and check,
+        # but a glob that matches nothing launches no job and exits 0.
+        empty = [o.input_line for o in globs if configs[1] is None and not _glob_options(configs[0], job_name, o)]
+        if empty:
+            _fail_up_front(f"{' '.join(empty)} matches no option of its config group, so the sweep has no job: "
+                           "give a pattern that matches one (e.g. scheduler=glob(*) runs every scheduler)", None,
+                           [o.input_line for o in parsed])
+        return
     hydra_ovr = [o.input_line for o in parsed if o.is_hydra_override()]
     task = [o for o in parsed if not o.is_hydra_override()]
     given = cfg.hydra.sweeper.get("params")

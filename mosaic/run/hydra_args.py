@@ -43,7 +43,11 @@ def expand_sweep(overrides: Sequence[Override]) -> list[list[str]]:
         if o.is_sweep_override():
             if not o.is_discrete_sweep():
                 raise HydraException(f"the basic sweeper does not support sweep type : {o.value_type.name}")
-            final[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            try:
+                values = list(o.sweep_string_iterator())
+            except ValueError as e:   # range(0,2,0): Python's range refuses a step of 0
+                raise HydraException(f"{o.input_line}: {e}; give range(start,stop,step) a step other than 0") from None
+            final[key] = [f"{key}={v}" for v in values]
         else:
             final[key] = [f"{key}={o.get_value_element_as_str()}"]
     return [list(job) for job in itertools.product(*final.values())]

@@ -26,6 +26,7 @@ from mosaic.config import CONF_DIR
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
+from mosaic.run.jobs import check_writable_dir, write_text_atomic
 from mosaic.workload.prompts import expert_prompt
 from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.tokens import estimate_tokens
@@ -89,8 +90,8 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
     prof = load_profiles(profiles or ("tiny_cpu" if models == "tiny" else "paper_a100"))
     backend = make_backend("vllm", Cluster.uniform(n_workers, prof.engine.memory_gib), prof, models=reg,
                            replay=False, max_tokens=max_tokens, device=device, kv_cache_gib=kv_cache_gib)
-    out = Path(out)   # made once everything it needs is checked: a refused run leaves no folder
-    out.mkdir(parents=True, exist_ok=True)
+    # Made once everything it needs is checked (a refused run leaves no folder), before any engine.
+    out = check_writable_dir(Path(out), "--out")
     trace = backend.run(plan_for(list(experts), requests, n_workers), requests, None)
     got = {r.request_id: r for r in trace.requests}
     written = {}
@@ -104,7 +105,7 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
                          # ran into max_tokens: the true length is longer (right-censored)
                          "censored": r.error is None and r.output_tokens >= max_tokens, "error": r.error})
         path = out / f"{e}.json"
-        path.write_text(json.dumps(rows, indent=1) + "\n")
+        write_text_atomic(path, json.dumps(rows, indent=1) + "\n")
         written[e] = path
     return written
 

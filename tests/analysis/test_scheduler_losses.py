@@ -52,3 +52,27 @@ def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
                         str(tmp_path / "none.csv"), "--out", str(tmp_path / "l.md")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "none.csv: cannot read it" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_damaged_table_is_one_line_naming_the_row():
+    t = sb.to_csv_frame(sb.bench(sb.instances(("generated",), 0, quick=True)[:1], ["engine_aware", "round_robin"]))
+    for edit, said in [(lambda x: x.drop(columns=["family"]), "no column family"),
+                       (lambda x: x.assign(sim_s=x.sim_s.astype(str) + "s"), "not a number of seconds"),
+                       (lambda x: x.assign(respects_k="yes"), "respects_k of .* is 'yes', not True or False"),
+                       (lambda x: x.iloc[[0, 0, 1]], "has 2 rows, not one")]:
+        with pytest.raises(ConfigError, match=said):
+            sl.losses(edit(t.copy()))
+
+
+def test_a_table_of_other_plans_is_refused(table):
+    # A table from another --seed (or version, or machine) names the same instances with other plans:
+    # pricing today's plans against its simulated times would be silently wrong.
+    t = table.copy()
+    name = t.instance.iloc[0]
+    own = (t.instance == name) & (t.policy == "engine_aware")
+    rr = t[(t.instance == name) & (t.policy == "round_robin")].iloc[0]
+    t.loc[own, "sim_s"] = rr.sim_s * 1.5
+    t.loc[(t.instance != name) & (t.policy == "engine_aware"), "sim_s"] = 0.0
+    t.loc[own, "plan_hash"] = "0123456789abcdef"
+    with pytest.raises(ConfigError, match=f"the table's engine_aware plan of {name} is not the one seed 0 --quick"):
+        sl.explain(t, 0, quick=True)

@@ -36,3 +36,13 @@ def test_a_bigger_batch_is_not_slower_per_token(rows):
 def test_markdown_names_every_model(rows):
     md = st.render(rows)
     assert all(m in md for m in {r["model"] for r in rows}) and "137-239" in md
+
+
+def test_a_model_with_fewer_prompts_than_workers_is_one_point(tmp_path):
+    # synth_small: Exaone has one prompt, so its DP shard is its whole share.
+    from mosaic.analysis.shard_throughput import write
+
+    md = write(tmp_path, "synth_small", [4])
+    exaone = next(line for line in md.splitlines() if line.startswith("| Exaone |"))
+    assert exaone.split(" | ")[2] == "1" and "(1)" in exaone
+    assert (tmp_path / "figure_data" / "fig3b_shard_throughput.csv").exists()

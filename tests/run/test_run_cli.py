@@ -122,6 +122,14 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
         "error: seed=range(0,0) gives no value, so the sweep has no job: give at least one value (e.g. range(0,3) "
         "runs 0, 1 and 2)"), p.stderr
     assert not (tmp_path / "sw0").exists()
+    # a range of step 0 was Python's ValueError traceback; a glob matching nothing ran no job, exit 0
+    for given, said in (("seed=range(0,2,0)", "error: seed=range(0,2,0): range() arg 3 must not be zero; give "
+                                              "range(start,stop,step) a step other than 0"),
+                        ("scheduler=glob(zz*)", "error: scheduler=glob(zz*) matches no option of its config group, "
+                                                "so the sweep has no job: give a pattern that matches one")):
+        p = cli("-m", "workload=synth_small", given, f"hydra.sweep.dir={tmp_path / 'sw2'}", cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.strip().startswith(said) and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "sw2").exists()
     # a launcher or sweeper on a single run was ignored: it has no sweep
     for given in ("hydra/launcher=joblib", "hydra/sweeper=basic"):
         p = cli("workload=synth_small", given, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)

@@ -265,7 +265,7 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
 @pytest.mark.parametrize("script, kind", [
     ("fidelity", "dir"), ("reproduce", "dir"), ("length_signals", "dir"), ("shard_throughput", "dir"),
     ("invert_walls", "dir"), ("bench_scheduler", "dir"), ("fit_profiles", "file"),
-    ("fit_difficulty", "file"), ("plot_timeline", "file")])
+    ("fit_difficulty", "file"), ("plot_timeline", "file"), ("collect", "dir")])
 def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, capsys, monkeypatch):
     import runpy
 
@@ -290,6 +290,7 @@ def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, 
     ("shard_throughput", ["--sizes", "0", "16"], "--sizes: shard sizes are prompts per session, each >= 1"),
     ("shard_throughput", ["--workload", "nope"], "argument --workload: invalid choice: 'nope'"),
     ("plot_timeline", ["--workload", "nope"], "argument --workload: invalid choice: 'nope'"),
+    ("invert_walls", ["--seed", "-3"], "--seed must be >= 0 (got -3)"),
 ])
 def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, capsys, monkeypatch):
     import runpy
@@ -300,3 +301,22 @@ def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, 
         runpy.run_path(str(path), run_name="__main__")
     assert e.value.code == 2
     assert says in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_figures_says_a_missing_or_damaged_results_folder_in_one_line(tmp_path, capsys, monkeypatch):
+    import runpy
+
+    path = builder.CONF_DIR.parents[1] / "experiments" / "figures.py"
+    (tmp_path / "file").write_text("")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "paper_table.csv").write_text("wl,seed\nx,0\n")
+    for results, said in [("file", "--results {} is not a folder"),
+                          ("empty", "error: {}/paper_table.csv: no such file; write the results first"),
+                          ("damaged", "error: a table under {} has no column")]:
+        monkeypatch.setattr(sys, "argv", [str(path), "--results", str(tmp_path / results)])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(path), run_name="__main__")
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert said.format(tmp_path / results) in err.strip().splitlines()[-1] and "Traceback" not in err
