@@ -203,9 +203,12 @@ def test_partial_failure_is_printed_and_counted(tmp_path):
 def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
+    # SIGINT as a terminal gives it: a runner started in the background (`cmd &` in a script) ignores
+    # SIGINT, its children inherit that, and Python then keeps ignoring it.
     run = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), *VLLM_ARGS,
                             "backend.options.kill_grace_s=2", f"hydra.run.dir={tmp_path / 'out'}"],
                            cwd=ROOT, env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(pid_dir)),
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(list(pid_dir.glob("*.json"))) < 2:  # both workers have an engine up
