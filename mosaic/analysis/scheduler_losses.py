@@ -48,11 +48,11 @@ def _check_values(table: pd.DataFrame) -> None:
     """The columns losses() reads hold what the benchmark writes: one row per instance and policy,
     a number of seconds and True/False on every planned row."""
     fix = "(experiments/bench_scheduler.py writes one; rerun it)"
-    dup = table[table.duplicated(["instance", "policy"], keep=False)]
-    if not dup.empty:
-        raise ConfigError(f"not a scheduler benchmark table: {dup.instance.iloc[0]} / {dup.policy.iloc[0]} has "
-                          f"{len(dup[(dup.instance == dup.instance.iloc[0]) & (dup.policy == dup.policy.iloc[0])])} "
-                          f"rows, not one {fix}")
+    rows = table.groupby(["instance", "policy"], sort=False).size()
+    many = rows[rows > 1]
+    if not many.empty:
+        (instance, policy), n = next(iter(many.items()))
+        raise ConfigError(f"not a scheduler benchmark table: {instance} / {policy} has {n} rows, not one {fix}")
     ok = table[table.status == "ok"]
     seconds = pd.to_numeric(ok.sim_s, errors="coerce")
     bad = ok[seconds.isna() | (seconds < 0)]

@@ -68,9 +68,10 @@ class ModelDemand:
 
         Silverman's smoothed bootstrap of the curve's standardised draws: each draw used equally
         often, in an order seeded by `seed`, plus a normal kernel of bandwidth h = 1.06 k^(-1/5)
-        for k draws, shrunk by sqrt(1 + h^2) so the mean and variance stay the sample's. Resampling the 16-64 draws alone caps the busiest of many replicas at the
-        largest of them: 64 replicas almost always drew it, so the prediction's band at 32-64
-        workers was a few seconds wide (375-393 s on synth_gpqa at 64 workers, simulated 413 s)."""
+        for k draws, shrunk by sqrt(1 + h^2) so the mean and variance stay the sample's.
+        Resampling the 16-64 draws alone caps the busiest of many replicas at the largest of them:
+        64 replicas almost always drew it, so the prediction's band at 32-64 workers was a few
+        seconds wide (375-393 s on synth_gpqa at 64 workers, simulated 413 s)."""
         shape = self.curve.shape(x) if self.curve is not None and x > 0 else ()
         sd = self.replica_sd(x)
         if not shape or sd <= 0:

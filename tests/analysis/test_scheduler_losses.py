@@ -19,14 +19,20 @@ def table():
     return sb.to_csv_frame(sb.bench(insts, ["engine_aware", "round_robin", "data_parallel"]))
 
 
-def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
+def one_loss(table):
+    """The table with round robin made the faster plan in simulation on the first instance only;
+    that instance's name and the mask of its engine_aware row."""
     t = table.copy()
     name = t.instance.iloc[0]
     own = (t.instance == name) & (t.policy == "engine_aware")
     rr = t[(t.instance == name) & (t.policy == "round_robin")].iloc[0]
-    # make round robin the faster plan in simulation on the first instance only
     t.loc[own, "sim_s"] = rr.sim_s * 1.5
     t.loc[(t.instance != name) & (t.policy == "engine_aware"), "sim_s"] = 0.0
+    return t, name, own
+
+
+def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
+    t, name, own = one_loss(table)
     lost = sl.losses(t)
     assert len(lost) == 1 and lost[0][0] == name and lost[0][3] < lost[0][2]   # the fastest K-respecting other
     df = sl.explain(t, 0, quick=True)
@@ -54,8 +60,8 @@ def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
     assert r.returncode == 2 and "none.csv: cannot read it" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_damaged_table_is_one_line_naming_the_row():
-    t = sb.to_csv_frame(sb.bench(sb.instances(("generated",), 0, quick=True)[:1], ["engine_aware", "round_robin"]))
+def test_a_damaged_table_is_one_line_naming_the_row(table):
+    t = table
     for edit, said in [(lambda x: x.drop(columns=["family"]), "no column family"),
                        (lambda x: x.assign(sim_s=x.sim_s.astype(str) + "s"), "not a number of seconds"),
                        (lambda x: x.assign(respects_k="yes"), "respects_k of .* is 'yes', not True or False"),
@@ -67,12 +73,7 @@ def test_a_damaged_table_is_one_line_naming_the_row():
 def test_a_table_of_other_plans_is_refused(table):
     # A table from another --seed (or version, or machine) names the same instances with other plans:
     # pricing today's plans against its simulated times would be silently wrong.
-    t = table.copy()
-    name = t.instance.iloc[0]
-    own = (t.instance == name) & (t.policy == "engine_aware")
-    rr = t[(t.instance == name) & (t.policy == "round_robin")].iloc[0]
-    t.loc[own, "sim_s"] = rr.sim_s * 1.5
-    t.loc[(t.instance != name) & (t.policy == "engine_aware"), "sim_s"] = 0.0
+    t, name, own = one_loss(table)
     t.loc[own, "plan_hash"] = "0123456789abcdef"
     with pytest.raises(ConfigError, match=f"the table's engine_aware plan of {name} is not the one seed 0 --quick"):
         sl.explain(t, 0, quick=True)
