@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from mosaic.costs.session_curve import SessionCurve
 SCENARIOS = 512
 # Silverman's rule-of-thumb constant for a normal kernel on standardised draws.
 KERNEL_BANDWIDTH = 1.06
+# Every scheduler sees its problem's seconds rounded to this many decimals (StageProblem.canonical).
+CANONICAL_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,17 @@ class StageProblem:
 
     def demand(self, model: str) -> ModelDemand:
         return next(d for d in self.models if d.model == model)
+
+    def canonical(self) -> StageProblem:
+        """This problem with every model's load, session and fixed seconds rounded to the
+        microsecond. The costs' last bits can differ between machines (numpy, for one, runs float64
+        exp and log through AVX-512 code only where the CPU has it), and a 1-ulp change of the ILP's
+        inputs picked another plan on 8 of 12 benchmark instances of 4-16 workers: a machine chose
+        among near-tied plans. Rounded, the same inputs reach the policy everywhere."""
+        def r(x: float) -> float:
+            return round(x, CANONICAL_DECIMALS) if math.isfinite(x) else x
+        return replace(self, models=tuple(replace(d, load_s=r(d.load_s), session_s=r(d.session_s),
+                                                  fixed_s=r(d.fixed_s)) for d in self.models))
 
     @property
     def total_work_s(self) -> float:

@@ -6,8 +6,10 @@ min C  s.t.  sum_n X[m,n] = N_m;  X[m,n] <= N_m Y[m,n];  1 <= sum_n Y[m,n] <= R_
 With `scheduler.shard_cost=affine` (not the paper's) l_m becomes l_m + f_m, the part of T_m each
 replica pays whatever its share (mosaic/costs/predict.py), and tau_m = (T_m - f_m) / N_m.
 
-Reproducible by construction: HiGHS runs single-threaded with a fixed seed and stops at a node
-limit (a count of work, not of seconds), so the plan is the same on an idle or a loaded machine;
+Reproducible by construction: it plans on the problem's canonical costs (rounded to the
+microsecond by `schedule`, so last-bit differences between machines cannot pick another of several
+near-tied plans), HiGHS runs single-threaded with a fixed seed and stops at a node limit (a count
+of work, not of seconds), so the plan is the same on an idle or a loaded machine;
 the wall-clock limit is only a safety net and says so when it binds. The search starts from a
 replicating greedy plan and the better of the two is returned. Whatever the solver's status, its
 solution is rounded and checked against every constraint here before it is used, and any plan

@@ -47,9 +47,10 @@ def get_scheduler(name: str, plugin: str | None = None) -> Scheduler:
 
 def schedule(name: str, problem: StageProblem, requests: list[Request],
              params: SchedulerConfig | None = None) -> Plan:
-    """Run a policy and validate its plan against the requests it had to cover."""
+    """Run a policy on the problem's canonical costs (StageProblem.canonical: the same plan on
+    every machine) and validate its plan against the requests it had to cover."""
     params = params if params is not None else SchedulerConfig(name=name)
-    plan = get_scheduler(name, params.plugin)(problem, params)
+    plan = get_scheduler(name, params.plugin)(problem.canonical(), params)
     k = plan.params.get("K")
     return validate_plan(plan, requests, {m: set(w) for m, w in problem.fits.items()},
                          int(k) if k is not None else None)

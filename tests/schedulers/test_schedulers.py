@@ -43,8 +43,10 @@ def rid(i: int, j: int) -> str:
     return f"q{j}/m{i}"
 
 
-def make_problem(specs, n_workers, fits=None, first_seen=None, names=None) -> StageProblem:
-    """specs: [(n_requests, load_s, session_s)] in canonical model order."""
+def make_problem(specs, n_workers, fits=None, first_seen=None, names=None, canonical=True) -> StageProblem:
+    """specs: [(n_requests, load_s, session_s)] in canonical model order. canonical: the costs as
+    every policy sees them (StageProblem.canonical, to the microsecond), so that expected values
+    computed here from the problem are the policy's own."""
     models = []
     for i, (n, load, session) in enumerate(specs):
         name = names[i] if names else f"m{i}"
@@ -52,7 +54,8 @@ def make_problem(specs, n_workers, fits=None, first_seen=None, names=None) -> St
                                   float(session), first_seen[i] if first_seen is not None else i))
     if fits is None:
         fits = {d.model: frozenset(range(n_workers)) for d in models}
-    return StageProblem("expert", tuple(models), n_workers, fits)
+    problem = StageProblem("expert", tuple(models), n_workers, fits)
+    return problem.canonical() if canonical else problem
 
 
 def requests_for(problem: StageProblem) -> list[Request]:
@@ -895,3 +898,48 @@ def test_ilp_plan_does_not_depend_on_machine_load():
     assert _without_timing(idle) == _without_timing(loaded)
     check_plan(idle, problem, k=2, caps=replication_caps(problem, params))
     assert idle.solver.objective <= idle.solver.greedy_objective
+
+
+# Found by search: on this problem a 1-ulp change of every load and session time makes HiGHS
+# return another plan (K=2, 4 workers). Last bits of the costs differ between machines.
+ULP_SENSITIVE = [(9, 11.410333333333334, 322.8223333333333), (33, 16.839333333333336, 259.1213333333333),
+                 (18, 7.379333333333333, 65.92433333333332), (29, 15.852333333333334, 469.58733333333333)]
+
+
+def _nudged(problem: StageProblem, direction: float) -> StageProblem:
+    def step(x: float) -> float:
+        return math.nextafter(x, direction)
+    return replace(problem, models=tuple(replace(d, load_s=step(d.load_s), session_s=step(d.session_s),
+                                                 fixed_s=step(d.fixed_s)) for d in problem.models))
+
+
+def _assignment(plan: Plan) -> list:
+    return [(wp.worker, [(s.model, s.request_ids, s.workers) for s in wp.sessions]) for wp in plan.workers]
+
+
+def test_the_ilp_alone_is_sensitive_to_the_costs_last_bits():
+    """The fixture the next test relies on: without canonical costs, the ILP's plan moves."""
+    from mosaic.schedulers.ilp import ilp
+    problem = make_problem(ULP_SENSITIVE, 4, canonical=False)
+    params = SchedulerConfig(name="ilp", max_models_per_worker=2)
+    plans = [_assignment(ilp(p, params)) for p in (problem, _nudged(problem, math.inf))]
+    assert plans[0] != plans[1]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_plans_do_not_depend_on_the_costs_last_bits(policy):
+    problem = make_problem(ULP_SENSITIVE, 4, canonical=False)
+    params = SchedulerConfig(name=policy, max_models_per_worker=2 if policy == "ilp" else None)
+    plans = [schedule(policy, p, requests_for(problem), params)
+             for p in (problem, _nudged(problem, math.inf), _nudged(problem, -math.inf))]
+    assert _assignment(plans[0]) == _assignment(plans[1]) == _assignment(plans[2])
+    assert plans[0].predicted_makespan_s == plans[1].predicted_makespan_s == plans[2].predicted_makespan_s
+
+
+def test_canonical_rounds_seconds_to_the_microsecond_and_keeps_the_rest():
+    problem = make_problem([(3, 1.23456789, 10.0000004), (2, 0.0, 5.5)], 2, canonical=False)
+    problem = replace(problem, models=(replace(problem.models[0], fixed_s=2.0000006), problem.models[1]))
+    c = problem.canonical()
+    assert [(d.load_s, d.session_s, d.fixed_s) for d in c.models] == [(1.234568, 10.0, 2.000001), (0.0, 5.5, 0.0)]
+    assert [d.request_ids for d in c.models] == [d.request_ids for d in problem.models]
+    assert c.fits == problem.fits and c.n_workers == problem.n_workers
