@@ -137,8 +137,8 @@ class StageProblem:
         exp and log through AVX-512 code only where the CPU has it), and a 1-ulp change of the ILP's
         inputs picked another plan on 8 of 12 benchmark instances of 4-16 workers: a machine chose
         among near-tied plans. Rounded, the same inputs reach the policy everywhere."""
-        def r(x: float) -> float:
-            return round(x, CANONICAL_DECIMALS) if math.isfinite(x) else x
+        def r(x: float) -> float:   # inf and nan pass through round() unchanged
+            return round(x, CANONICAL_DECIMALS)
         return replace(self, models=tuple(replace(d, load_s=r(d.load_s), session_s=r(d.session_s),
                                                   fixed_s=r(d.fixed_s)) for d in self.models))
 
