@@ -12,6 +12,7 @@ import queue as queue_mod
 import time
 from typing import Any, Callable, Protocol
 
+from mosaic.run.signals import raise_if_interrupted
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 from vllm_backend.worker import worker_main
 
@@ -57,6 +58,7 @@ class LocalProcessLauncher:
                 procs[s["worker"]] = p
             deadline = time.monotonic() + timeout_s
             while len(results) < len(specs) and time.monotonic() < deadline:
+                raise_if_interrupted()   # a Ctrl-C that came while spawning, and was swallowed there
                 try:
                     msg = q.get(timeout=min(self.poll_s, max(0.01, deadline - time.monotonic())))
                     self._take(msg, results, on_progress)

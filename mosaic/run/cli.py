@@ -23,7 +23,7 @@ import time
 import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NoReturn, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -31,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, RunDirError, claim_run_dir, debug_tracebacks, failure_stage,
                              one_line, record_failure, run_folders)
-from mosaic.run.signals import InterruptReported, Terminated
+from mosaic.run.signals import InterruptReported, Terminated, interrupted, raise_if_interrupted
 
 # --------------------------------------------------------------------------------- one job
 
@@ -111,40 +111,33 @@ def run_job(cfg: DictConfig, directory: Path, overrides: Sequence[str] = (), mul
 
 
 def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], multirun: bool) -> int:
-    # Here, not at the top: `--help` and a sweep's launcher need only the command line, and these
-    # pull in the solver, SciPy and the backends.
-    from mosaic.run.app import format_table, run, write_outputs
-    from mosaic.run.builder import typed
-    from mosaic.run.provenance import provenance
-
     stage = "config"
     started = time.time()
     try:
+        # Here, not at the top: `--help` and a sweep's launcher need only the command line, and these
+        # pull in the solver, SciPy and the backends. In the try: a Ctrl-C during them is recorded.
+        from mosaic.run.app import format_table, run, write_outputs
+        from mosaic.run.builder import typed
+        from mosaic.run.provenance import provenance
+
+        raise_if_interrupted()   # here and below: a Ctrl-C whose exception a library swallowed
         check_overrides(overrides)
         c = typed(cfg)           # every setting validated: ConfigError (or OmegaConf's) is exit 2
         stage = "run"
         out = run(c)             # build, expert stage, aggregator stage
         stage = "outputs"
+        raise_if_interrupted()
         out.summary["provenance"] = provenance(cfg, overrides, started, time.time() - started)
         write_outputs(out, directory)
-    except ConfigError as e:
-        return _fail(directory, overrides, e, 2, multirun, failure_stage(e, stage))
-    except OmegaConfBaseException as e:
-        return _fail(directory, overrides, e, 2 if stage == "config" else 1, multirun, failure_stage(e, stage))
     except (KeyboardInterrupt, Terminated) as e:  # the launcher has already ended its workers
-        why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
-        try:
-            record_failure(directory, overrides, f"interrupted by {why}",
-                           143 if isinstance(e, Terminated) else 130, failure_stage(e, stage),
-                           error_type=type(e).__name__)
-        except OSError:
-            pass
-        print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
-        if isinstance(e, KeyboardInterrupt):
-            raise InterruptReported from None
-        e.reported = True
-        raise
+        _interrupted_run(directory, overrides, e, failure_stage(e, stage))
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
+        if interrupted():   # a KeyboardInterrupt that a library turned into another error
+            _interrupted_run(directory, overrides, KeyboardInterrupt(), failure_stage(e, stage))
+        if isinstance(e, ConfigError):
+            return _fail(directory, overrides, e, 2, multirun, failure_stage(e, stage))
+        if isinstance(e, OmegaConfBaseException):
+            return _fail(directory, overrides, e, 2 if stage == "config" else 1, multirun, failure_stage(e, stage))
         return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
     s = out.summary
     table = format_table(s)
@@ -163,6 +156,21 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
         print(f"warning: {failed} of {n} requests failed (counted in summary.json); first error: "
               f"{one_line(s['first_request_error'] or '', 2000)}", file=sys.stderr)
     return 0
+
+
+def _interrupted_run(directory: Path, overrides: Sequence[str], e: BaseException, stage: str) -> NoReturn:
+    """Ctrl-C or SIGTERM: error.json and one line, then it propagates (quiet_interrupt ends the process)."""
+    why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
+    try:
+        record_failure(directory, overrides, f"interrupted by {why}", 143 if isinstance(e, Terminated) else 130,
+                       stage, error_type=type(e).__name__)
+    except OSError:
+        pass
+    print(f"error: interrupted by {why}; no worker or engine process was left running", file=sys.stderr)
+    if not isinstance(e, Terminated):
+        raise InterruptReported from None
+    e.reported = True
+    raise e
 
 
 def _omegaconf_message(e: OmegaConfBaseException) -> str:
@@ -383,6 +391,7 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
             held.close()
             out = list(args)
         try:
+            raise_if_interrupted()   # a Ctrl-C during the check whose exception a library swallowed
             yield out
         except (KeyboardInterrupt, Terminated) as e:
             # Interrupted before the job took over (Hydra still setting up): its directory still

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
+from mosaic.run.signals import raise_if_interrupted
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, build_problem
@@ -99,7 +100,9 @@ def engine_sessions(profiles: ProfileSet, memory_gib: float):
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig, placement: str,
               backend: Backend, cluster: Cluster, profiles: ProfileSet, workload: Workload) -> StageResult:
+    raise_if_interrupted()   # a Ctrl-C an earlier step's library swallowed: no stage starts after it
     problem, plan = plan_stage(stage, requests, model_order, scheduler, placement, cluster, profiles, workload)
+    raise_if_interrupted()
     return execute(problem, plan, requests, backend, workload)
 
 

@@ -113,6 +113,59 @@ def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(report
     assert p.stderr.count("error: interrupted by Ctrl-C") == (0 if reported else 1), p.stderr
 
 
+_LOST_CTRL_C = """
+import os, signal, time
+from mosaic.run.signals import quiet_interrupt, raise_if_interrupted
+with quiet_interrupt():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except BaseException:   # a library's bare `except:`
+        {then}
+    {after}
+    print("went on")
+"""
+
+
+@pytest.mark.parametrize("then, after, went_on", [
+    ("pass", "pass", True),                              # swallowed: the block ends anyway
+    ("raise ValueError('in a finally')", "pass", False),  # turned into another error
+    ("pass", "raise_if_interrupted()", False)])          # swallowed, and the next step checks
+def test_a_ctrl_c_a_library_swallowed_still_ends_the_process_by_sigint(then, after, went_on):
+    p = subprocess.run([sys.executable, "-c", _LOST_CTRL_C.format(then=then, after=after)],
+                       capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.returncode == -signal.SIGINT and p.stderr.strip() == "error: interrupted by Ctrl-C (SIGINT)", p.stderr
+    assert ("went on" in p.stdout) == went_on
+
+
+def test_a_ctrl_c_swallowed_while_the_job_imports_ends_the_run_as_interrupted(tmp_path):
+    # Before: the run went on to finish (exit 0), or with vLLM workers waited on them for ever.
+    script = """
+import os, runpy, signal, sys
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name == "simpy":   # imported when the job starts, after Hydra has composed it
+            sys.meta_path.remove(self)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                import time; time.sleep(5)
+            except BaseException:
+                pass
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv = ["experiments/run.py", "workload=smoke", "hydra.run.dir=%s"]
+runpy.run_path("experiments/run.py", run_name="__main__")
+""" % (tmp_path / "out")
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=root,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.returncode == -signal.SIGINT and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().startswith("error: interrupted by Ctrl-C (SIGINT)"), p.stderr
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] == 130
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 @pytest.mark.parametrize("signal_name, raise_it, code", [("SIGTERM", "Terminated(143)", 143),
                                                          ("Ctrl-C (SIGINT)", "KeyboardInterrupt", -signal.SIGINT)])
 def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, signal_name, raise_it, code):

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def test_engine_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
     worker, engine = pids(tmp_path, 1, wait_s=0)
     assert not pid_alive(engine) and not pid_alive(worker)
     assert time.monotonic() - t0 >= 1.5  # it was given the grace period before SIGKILL
+
+
+def test_a_ctrl_c_swallowed_before_the_wait_still_ends_the_workers(tmp_path, monkeypatch):
+    """The flag the SIGINT handler sets stops the wait where the KeyboardInterrupt itself was lost
+    (a library's bare except while workers were spawned): before, the run waited on hung workers."""
+    from mosaic.run import signals
+
+    def press_once_started():
+        pids(tmp_path, 2)
+        monkeypatch.setattr(signals, "_interrupted", True)
+
+    threading.Thread(target=press_once_started, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        LocalProcessLauncher(fake_workers.hang, grace_s=2, poll_s=0.2).run(specs(tmp_path, 2), timeout_s=300)
+    assert time.monotonic() - t0 < 120
+    assert not [p for p in pids(tmp_path, 2, wait_s=0) if pid_alive(p)]
 
 
 def _drive(tmp_path: Path, target: str, n: int, grace_s: float = 2.0) -> subprocess.Popen:
