@@ -80,48 +80,53 @@ class BatchEngine:
         finish_heap: list[tuple[int, int, str]] = []  # (decode clock at finish, epoch, rid)
         clock = 0                                  # decode steps taken so far
         base_sum = 0                               # sum(prompt + g0 - d0) over running
-        reserve = int(self.watermark * self.kv_capacity)
+        # Locals, not attributes: session curves run this loop about a million times per plan.
+        kv_capacity, max_num_seqs, max_tokens = self.kv_capacity, self.max_num_seqs, self.max_num_batched_tokens
+        reserve = int(self.watermark * kv_capacity)
+        prefill_s, decode_run_s = self.cost.prefill_s, self.cost.decode_run_s
+        heappush, heappop = heapq.heappush, heapq.heappop
         while waiting or running:
             # -------- admission + prefill step (V0 prioritises prefills)
-            admitted: list[SeqState] = []
-            used = base_sum + len(running) * clock
-            tokens = 0
-            while waiting and len(running) + len(admitted) < self.max_num_seqs:
-                s = waiting[0]
-                ctx = s.prompt + s.generated
-                if used + ctx + 1 + reserve > self.kv_capacity or (admitted and tokens + ctx > self.max_num_batched_tokens):
-                    break
-                waiting.popleft()
-                admitted.append(s)
-                used += ctx + 1
-                tokens += ctx
-            if admitted:
-                t0 = now()
-                dur = self.cost.prefill_s(tokens, float(sum((s.prompt + s.generated) ** 2 for s in admitted)),
-                                          len(admitted))
-                res.steps += 1
-                yield dur
-                t1 = now()
-                for s in admitted:
-                    if s.start is None:
-                        s.start = t0
-                    s.generated += 1        # a prefill emits the next token
-                    if s.first_token is None:
-                        s.first_token = t1
-                    if s.generated >= s.target:
-                        s.finish = t1
-                        continue
-                    s.g0, s.d0 = s.generated, clock
-                    running[s.rid] = s
-                    base_sum += s.prompt + s.g0 - s.d0
-                    heapq.heappush(finish_heap, (clock + s.target - s.generated, s.epoch, s.rid))
-                continue
+            if waiting:
+                admitted: list[SeqState] = []
+                used = base_sum + len(running) * clock
+                tokens = 0
+                while waiting and len(running) + len(admitted) < max_num_seqs:
+                    s = waiting[0]
+                    ctx = s.prompt + s.generated
+                    if used + ctx + 1 + reserve > kv_capacity or (admitted and tokens + ctx > max_tokens):
+                        break
+                    waiting.popleft()
+                    admitted.append(s)
+                    used += ctx + 1
+                    tokens += ctx
+                if admitted:
+                    t0 = now()
+                    dur = prefill_s(tokens, float(sum((s.prompt + s.generated) ** 2 for s in admitted)),
+                                    len(admitted))
+                    res.steps += 1
+                    yield dur
+                    t1 = now()
+                    for s in admitted:
+                        if s.start is None:
+                            s.start = t0
+                        s.generated += 1        # a prefill emits the next token
+                        if s.first_token is None:
+                            s.first_token = t1
+                        if s.generated >= s.target:
+                            s.finish = t1
+                            continue
+                        s.g0, s.d0 = s.generated, clock
+                        running[s.rid] = s
+                        base_sum += s.prompt + s.g0 - s.d0
+                        heappush(finish_heap, (clock + s.target - s.generated, s.epoch, s.rid))
+                    continue
             if not running:
                 raise RuntimeError("engine stalled: a sequence cannot fit the KV cache")  # pragma: no cover
             # -------- a run of decode steps up to the next event
             n = len(running)
             used = base_sum + n * clock
-            room_steps = (self.kv_capacity - used) // n
+            room_steps = (kv_capacity - used) // n
             if room_steps < 1:
                 victim = running.pop(next(reversed(running)))
                 victim.generated = victim.g0 + (clock - victim.d0)
@@ -130,23 +135,26 @@ class BatchEngine:
                 waiting.appendleft(victim)
                 res.preemptions += 1
                 continue
-            while finish_heap and (finish_heap[0][2] not in running
-                                   or running[finish_heap[0][2]].epoch != finish_heap[0][1]):
-                heapq.heappop(finish_heap)
+            while finish_heap:
+                head = running.get(finish_heap[0][2])
+                if head is not None and head.epoch == finish_heap[0][1]:
+                    break
+                heappop(finish_heap)
             steps = min(finish_heap[0][0] - clock, room_steps)
             # Admission is only possible again once a sequence leaves; if something is waiting
             # and slots are free but KV is short, a finish is the next event that can change that.
-            yield self.cost.decode_run_s(n, used, steps)
+            yield decode_run_s(n, used, steps)
             res.steps += steps
             clock += steps
-            t = now()
-            while finish_heap and finish_heap[0][0] <= clock:
-                _, epoch, rid = heapq.heappop(finish_heap)
-                s = running.get(rid)
-                if s is None or s.epoch != epoch:
-                    continue
-                del running[rid]
-                base_sum -= s.prompt + s.g0 - s.d0
-                s.generated = s.target
-                s.finish = t
+            if finish_heap and finish_heap[0][0] <= clock:
+                t = now()
+                while finish_heap and finish_heap[0][0] <= clock:
+                    _, epoch, rid = heappop(finish_heap)
+                    s = running.get(rid)
+                    if s is None or s.epoch != epoch:
+                        continue
+                    del running[rid]
+                    base_sum -= s.prompt + s.g0 - s.d0
+                    s.generated = s.target
+                    s.finish = t
         return res
