@@ -27,6 +27,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
+    if not args.table.is_file():   # before --out is made: a refused command leaves nothing behind
+        ap.error(f"--table {args.table}: no such file; make it with python experiments/bench_scheduler.py "
+                 "(--out DIR writes DIR/scheduler_bench.csv)")
     out_arg(ap, args.out, file=True)   # before the minutes of planning
     command = ("python experiments/explain_scheduler_losses.py"
                + (f" --table {args.table}" if args.table != ap.get_default("table") else "")

@@ -106,6 +106,16 @@ def test_record_refuses_bad_counts_before_any_engine(tmp_path, capsys, extra, sa
     assert e.value.code == 2 and said in capsys.readouterr().err
 
 
+def test_record_names_its_own_device_flag(tmp_path, capsys):
+    from mosaic.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["record", "--questions", str(tmp_path / "q.json"), "--experts", "Qwen", "--out", str(tmp_path / "o"),
+              "--device", "tpu"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--device: invalid choice: 'tpu'" in err and "backend.options" not in err
+
+
 def test_record_refuses_an_out_that_is_a_file(tmp_path, capsys):
     from mosaic.__main__ import main
 

@@ -306,12 +306,22 @@ def seed_walls_figure(rows: list[dict[str, str]]):
     return fig
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    """A table every figure set needs: one without rows (an interrupted collect) would draw an
+    empty figure and say nothing."""
+    rows = read_csv(path)
+    if not rows:
+        raise ValueError(f"{path} has no rows; regenerate it with python experiments/collect.py "
+                         "(or experiments/reproduce.py)")
+    return rows
+
+
 def all_figures(results: Path) -> dict[str, Any]:
     """Every paper figure from the files in results/; returns name -> matplotlib figure. A figure
     whose data file is missing (e.g. Fig. 3b before experiments/shard_throughput.py ran) is skipped."""
     data = results / "figure_data"
     # The paper's experiment only; variants are in the table.
-    table = [r for r in read_csv(results / "paper_table.csv") if r.get("variant", "main") == "main"]
+    table = [r for r in _rows(results / "paper_table.csv") if r.get("variant", "main") == "main"]
     optional = {"fig3a_breakdown": (breakdown_figure, "fig3a_breakdown.csv"),
                 "fig3b_shard_throughput": (shard_figure, "fig3b_shard_throughput.csv"),
                 "fig6_decomposition": (decomposition_figure, "fig6_decomposition.csv"),
@@ -326,9 +336,9 @@ def all_figures(results: Path) -> dict[str, Any]:
         for wl in dict.fromkeys(r["workload"] for r in buckets):
             figs[f"fig7_buckets_{wl}"] = buckets_figure(buckets, ecdf, wl)
     figs |= {"speedups": speedups_figure(table),
-            "tau_sweep": tau_figure(read_csv(data / "tau_sweep.csv"), table),
-            "output_lengths": lengths_figure(read_csv(data / "output_lengths.csv")),
-            "idle_fraction": idle_figure(read_csv(results / "idle_fraction.csv"))}
+            "tau_sweep": tau_figure(_rows(data / "tau_sweep.csv"), table),
+            "output_lengths": lengths_figure(_rows(data / "output_lengths.csv")),
+            "idle_fraction": idle_figure(_rows(results / "idle_fraction.csv"))}
     for path in sorted(data.glob("sessions_*_ilp.csv")):
         wl = path.stem[len("sessions_"):-len("_ilp")]
         figs[f"timeline_{wl}"] = timelines_figure(data, wl)

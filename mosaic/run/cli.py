@@ -408,6 +408,20 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
             raise
 
 
+def _refuse_unparsable(parser, overrides: Sequence[str], directory: str | None, leftovers: Sequence[str]) -> None:
+    """An override Hydra's grammar rejects (`seed=0,`): one line naming it. Hydra's own message
+    names only the token it expected, not which of the command line's settings it was reading."""
+    from hydra.errors import OverrideParseException
+
+    for o in overrides:
+        try:
+            parser.parse_overrides([o])
+        except OverrideParseException as e:
+            why = one_line(re.split(r"\s*See https://", str(e))[0].split(" expecting ")[0], 300).rstrip(";. ")
+            _fail_up_front(f"{o} is not a valid setting ({why}); write key=value, key=a,b for a sweep (with -m), "
+                           "and quote a value with commas or spaces: key='a, b'", directory, overrides, e, leftovers)
+
+
 def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
              claimed: list[Path] | None = None) -> list[str]:
     from mosaic.run.hydra_args import args_parser
@@ -432,8 +446,9 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         check_overrides(overrides)
     except ConfigError as e:
         _fail_up_front(str(e), None if ns.multirun else explicit_run_dir, overrides, hydra_leftovers=leftovers)
+    parser = OverridesParser.create()
+    _refuse_unparsable(parser, overrides, None if ns.multirun else explicit_run_dir, leftovers)
     try:
-        parser = OverridesParser.create()
         parsed = parser.parse_overrides(overrides)
         cfg = _compose(configs, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     except _composition_errors() as e:

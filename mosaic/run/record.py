@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--profiles", default=None, help="profile set for the engine settings (default by --models)")
     a = ap.parse_args(argv)
     for flag, value in (("--limit", a.limit), ("--max-tokens", a.max_tokens), ("--workers", a.workers)):

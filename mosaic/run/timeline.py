@@ -83,7 +83,11 @@ def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], 
     fig = figure(rows, summary)
     out = [Path(directory) / TIMELINE_FILE] + ([Path(directory) / "timeline.pdf"] if pdf else [])
     for p in out:
-        write_atomic(p, lambda f, fmt=p.suffix[1:]: fig.savefig(f, dpi=110, format=fmt), binary=True)
+        try:
+            write_atomic(p, lambda f, fmt=p.suffix[1:]: fig.savefig(f, dpi=110, format=fmt), binary=True)
+        except Exception as e:
+            e.mosaic_path = p   # which file failed: the PNG may be written and only the PDF not
+            raise
     return out
 
 
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
         except Exception as e:  # noqa: BLE001 -- only a failed write is said in one line
-            why = write_error(d / TIMELINE_FILE, e)
+            why = write_error(getattr(e, "mosaic_path", d / TIMELINE_FILE), e)
             if why is None:
                 raise
             print(f"error: {why}", file=sys.stderr)

@@ -55,9 +55,10 @@ def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
     with pytest.raises(ConfigError, match=r"is not among those seed 0 makes"):
         sl.explain(t, 0, quick=False)   # a --quick table read as a full one
     r = subprocess.run([sys.executable, str(ROOT / "experiments/explain_scheduler_losses.py"), "--table",
-                        str(tmp_path / "none.csv"), "--out", str(tmp_path / "l.md")], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 2 and "none.csv: cannot read it" in r.stderr and "Traceback" not in r.stderr
+                        str(tmp_path / "none.csv"), "--out", str(tmp_path / "new" / "l.md")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "none.csv: no such file" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "new").exists()   # refused before --out's folder is made
 
 
 def test_a_damaged_table_is_one_line_naming_the_row(table):

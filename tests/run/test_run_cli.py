@@ -236,6 +236,16 @@ def test_a_reused_run_directory_holds_only_the_latest_runs_files(tmp_path):
     assert sorted(f.name for f in out.iterdir()) == ["error.json"]
 
 
+@pytest.mark.parametrize("bad, multirun", [("seed=0,", True), ("seed=[1", False)])
+def test_an_override_the_grammar_rejects_is_named(tmp_path, bad, multirun):
+    """Hydra's parser says only which token it expected ("mismatched input '<EOF>'"), not where."""
+    where = f"hydra.sweep.dir={tmp_path / 'sw'}" if multirun else f"hydra.run.dir={tmp_path / 'out'}"
+    p = cli(*(["-m"] if multirun else []), bad, "workload=smoke", where)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"error: {bad} is not a valid setting ("), p.stderr
+    assert not (tmp_path / "sw").exists()
+
+
 def test_a_setting_twice_in_a_sweep_is_refused_before_any_job(tmp_path):
     p = cli("-m", "seed=0,1", "seed=2", "workload=smoke", f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert p.returncode == 2, p.stderr

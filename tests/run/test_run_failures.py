@@ -311,9 +311,12 @@ def test_figures_says_a_missing_or_damaged_results_folder_in_one_line(tmp_path, 
     (tmp_path / "empty").mkdir()
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "paper_table.csv").write_text("wl,seed\nx,0\n")
+    (tmp_path / "no_rows").mkdir()
+    (tmp_path / "no_rows" / "paper_table.csv").write_text("")   # a collect that was cut short
     for results, said in [("file", "--results {} is not a folder"),
                           ("empty", "error: {}/paper_table.csv: no such file; write the results first"),
-                          ("damaged", "error: a table under {} has no column")]:
+                          ("damaged", "error: a table under {} has no column"),
+                          ("no_rows", "error: {}/paper_table.csv has no rows; regenerate it")]:
         monkeypatch.setattr(sys, "argv", [str(path), "--results", str(tmp_path / results)])
         with pytest.raises(SystemExit) as e:
             runpy.run_path(str(path), run_name="__main__")

@@ -112,6 +112,16 @@ def test_perfetto_says_a_failed_write_in_one_line(run_dir, tmp_path, capsys):
     assert json.loads((good / PERFETTO_FILE).read_text()) == json.loads(before)
 
 
+def test_a_failed_pdf_is_named_as_the_pdf(run_dir, tmp_path, capsys):
+    from mosaic.run.timeline import main as timeline
+
+    d = _copy(run_dir, tmp_path / "pdf_blocked")
+    (d / "timeline.pdf").mkdir()
+    assert timeline([str(d), "--pdf"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {d / 'timeline.pdf'}: Is a directory" in err and "Traceback" not in err
+
+
 def test_a_library_error_over_a_full_disk_names_the_disk(tmp_path):
     # matplotlib's PDF writer, failing to close its stream after ENOSPC, raises AttributeError.
     from mosaic.run.jobs import write_error
