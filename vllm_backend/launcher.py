@@ -12,7 +12,7 @@ import queue as queue_mod
 import time
 from typing import Any, Callable, Protocol
 
-from mosaic.run.signals import raise_if_interrupted
+from mosaic.core.interrupts import raise_if_interrupted
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
 from vllm_backend.worker import worker_main
 

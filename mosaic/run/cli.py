@@ -29,9 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.interrupts import interrupted, raise_if_interrupted
 from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, RunDirError, claim_run_dir, debug_tracebacks, failure_stage,
                              one_line, record_failure, run_folders)
-from mosaic.run.signals import InterruptReported, Terminated, interrupted, raise_if_interrupted
+from mosaic.run.signals import InterruptReported, Terminated
 
 # --------------------------------------------------------------------------------- one job
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
-from mosaic.run.signals import raise_if_interrupted
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, build_problem
 from mosaic.core.errors import ConfigError
+from mosaic.core.interrupts import raise_if_interrupted
 from mosaic.plan import Plan
 from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet

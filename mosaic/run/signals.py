@@ -9,6 +9,8 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
+from mosaic.core import interrupts
+
 
 class Terminated(SystemExit):
     """SIGTERM, raised in the main thread so that `finally` blocks (the vLLM launcher's cleanup of
@@ -37,31 +39,6 @@ class InterruptReported(KeyboardInterrupt):
     """Ctrl-C after the run has said so on stderr and in error.json."""
 
 
-# Set by the SIGINT handler quiet_interrupt installs, and never cleared: a KeyboardInterrupt can be
-# lost on its way up (a library's bare `except:`, as pyomo has dozens, or a `finally` that raises
-# something else, as Hydra's config reader can), while the flag is not.
-_interrupted = False
-
-
-def _on_sigint(signum, frame):  # noqa: ARG001
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
-
-
-def interrupted() -> bool:
-    """Whether Ctrl-C has been pressed within quiet_interrupt, whatever became of its exception."""
-    return _interrupted
-
-
-def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C came and its exception was swallowed. Long waits (the vLLM
-    launcher's poll loop) and the steps of a run call this, so that a run ends rather than going
-    on, or waiting forever on workers, after a Ctrl-C that arrived during an import."""
-    if _interrupted:
-        raise KeyboardInterrupt
-
-
 def _die_by_sigint(reported: bool) -> None:
     if not reported:
         print("error: interrupted by Ctrl-C (SIGINT)", file=sys.stderr, flush=True)
@@ -81,7 +58,7 @@ def quiet_interrupt() -> Iterator[None]:
     installed = False
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _on_sigint)
+            signal.signal(signal.SIGINT, interrupts.on_sigint)
             installed = True
     except ValueError:  # not the main thread
         pass
@@ -95,12 +72,12 @@ def quiet_interrupt() -> Iterator[None]:
     except KeyboardInterrupt as e:
         _die_by_sigint(isinstance(e, InterruptReported))
     except BaseException as e:
-        if not _interrupted or (isinstance(e, SystemExit) and e.code == 130):
+        if not interrupts.interrupted() or (isinstance(e, SystemExit) and e.code == 130):
             raise
         _die_by_sigint(False)
     else:
-        if _interrupted:
+        if interrupts.interrupted():
             _die_by_sigint(False)
     finally:
-        if installed and signal.getsignal(signal.SIGINT) is _on_sigint:
+        if installed and signal.getsignal(signal.SIGINT) is interrupts.on_sigint:
             signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -115,7 +115,8 @@ def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(report
 
 _LOST_CTRL_C = """
 import os, signal, time
-from mosaic.run.signals import quiet_interrupt, raise_if_interrupted
+from mosaic.core.interrupts import raise_if_interrupted
+from mosaic.run.signals import quiet_interrupt
 with quiet_interrupt():
     try:
         os.kill(os.getpid(), signal.SIGINT)

@@ -74,11 +74,11 @@ def test_engine_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
 def test_a_ctrl_c_swallowed_before_the_wait_still_ends_the_workers(tmp_path, monkeypatch):
     """The flag the SIGINT handler sets stops the wait where the KeyboardInterrupt itself was lost
     (a library's bare except while workers were spawned): before, the run waited on hung workers."""
-    from mosaic.run import signals
+    from mosaic.core import interrupts
 
     def press_once_started():
         pids(tmp_path, 2)
-        monkeypatch.setattr(signals, "_interrupted", True)
+        monkeypatch.setattr(interrupts, "_interrupted", True)
 
     threading.Thread(target=press_once_started, daemon=True).start()
     t0 = time.monotonic()
