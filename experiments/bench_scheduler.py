@@ -9,12 +9,12 @@ a lower bound, prediction error, solve time and plan reproducibility.
 Writes <out>/scheduler_bench.md and <out>/scheduler_bench.csv; prints one line per instance.
 Logic: mosaic/analysis/scheduler_bench.py.
 """
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import out_arg
 from mosaic.schedulers import available
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--policies", nargs="+", default=None,

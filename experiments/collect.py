@@ -6,18 +6,18 @@ Every sweep folder under --sweep is read; runs are told apart by the `settings` 
 summary.json (see mosaic/analysis/paper_table.py). A run that failed (error.json) or never finished
 (no summary.json) is skipped, one line each on stderr. Logic: mosaic/analysis/collect.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.collect import collect
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", type=Path, default=ROOT / "multirun" / "paper")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()

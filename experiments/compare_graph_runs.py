@@ -6,15 +6,15 @@ Prints per layer the medians of hand-off, TTFT, decode time per token, duration 
 tokens of each run, the median per-request ratio (second / first), and per-query latency p50/p90.
 Method: mosaic/analysis/graph_compare.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.graph_compare import compare_graph_runs, render
+from mosaic.core.arguments import ArgumentParser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("first", type=Path, help="a run folder (e.g. backend=sim)")
     ap.add_argument("second", type=Path, help="a run folder of the same graph (e.g. backend=vllm)")
     args = ap.parse_args()

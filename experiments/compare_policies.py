@@ -7,11 +7,11 @@ Prints a table and writes results/policies.csv and results/policies.md (--out is
 a file or an unwritable directory exits 2 before any run). Every run uses the same
 Hydra config as experiments/run.py (mosaic/conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.policies import write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()

@@ -7,11 +7,11 @@ Re-plans each lost instance with engine_aware and the faster policy and prices t
 with engine_aware's cost model (~1.5 min for the committed table). Logic:
 mosaic/analysis/scheduler_losses.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_losses import write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError, out_arg
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", type=Path, default=ROOT / "results" / "scheduler_bench.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "scheduler_losses.md")
     ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")

@@ -6,11 +6,11 @@
 Writes results/faster_moa.md, results/faster_moa.csv and results/figures/faster_moa_latency.png
 (--out is checked first). Logic: mosaic/analysis/faster_moa.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.faster_moa import write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")

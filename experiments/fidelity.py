@@ -14,11 +14,11 @@ is left as it is). --resimulate re-runs only the simulated side, with this check
 simulator, against the real runs an earlier suite stored (fidelity.resim.md/.json; no engine starts).
 Method: mosaic/analysis/fidelity.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.fidelity import SUITE, resimulate, write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import out_arg
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", action="append", default=[], help="run only this case (repeatable)")
     ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
     ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default mosaic/conf/fidelity.yaml)")

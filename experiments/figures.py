@@ -2,17 +2,17 @@
 
     python experiments/figures.py [--results results] [--format png,pdf]
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.figures import write_figures
+from mosaic.core.arguments import ArgumentParser
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     ap.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (vector copies for a paper)")
     args = ap.parse_args()

@@ -6,17 +6,17 @@ Writes the `datasets` section of the profile file and results/difficulty_fit.md.
 experiments/fit_profiles.py, which rewrites the profile file from scratch. About 5 minutes.
 Method: mosaic/fitting/difficulty.py (fit_datasets).
 """
-import argparse
 import sys
 from pathlib import Path
 
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import out_arg
 from mosaic.fitting.difficulty import DEFAULT_DATA, DEFAULT_PROFILES, DEFAULT_REPORT, fit_datasets
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--profiles", type=Path, default=DEFAULT_PROFILES)
     ap.add_argument("--out", type=Path, default=DEFAULT_REPORT)

@@ -5,17 +5,17 @@
 Then fits every model's session-time regression into the file (experiments/fit_session_costs.py's
 job). Method and sources: mosaic/fitting/lengths.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.lengths import DEFAULT_DATA, DEFAULT_OUT, fit_profiles
 from mosaic.run.jobs import out_arg
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()

@@ -5,17 +5,17 @@
 Writes each model's best form into the profile file as its `session_fit` and prints every form's
 held-out error. Method: mosaic/fitting/session_costs.py (fit_file).
 """
-import argparse
 import sys
 from pathlib import Path
 
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.lengths import DEFAULT_OUT
 from mosaic.fitting.session_costs import fit_file
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--models", default="", help="comma-separated; default: every model in the file")
     args = ap.parse_args()

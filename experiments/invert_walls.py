@@ -5,17 +5,17 @@
 Writes wall_inversion.md and figure_data/wall_inversion_{aggregator,expert}.csv under --out.
 Method: mosaic/analysis/wall_inversion.py and mosaic/analysis/stage_inversion.py.
 """
-import argparse
 from pathlib import Path
 
 from mosaic.analysis.wall_inversion import write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()

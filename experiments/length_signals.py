@@ -4,16 +4,16 @@
 
 Writes <out>/length_signals.md (needs ../shared/data). Logic: mosaic/analysis/length_signals.py.
 """
-import argparse
 from pathlib import Path
 
 from mosaic.analysis.length_signals import write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
     out_arg(ap, args.out)   # before the work, not after it

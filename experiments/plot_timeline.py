@@ -4,10 +4,10 @@
     python experiments/plot_timeline.py --policies ilp fifo data_parallel --workload synth_gpqa
     python experiments/plot_timeline.py --runs outputs/A outputs/B --out cmp.png   # finished run folders, any backend
 """
-import argparse
 from pathlib import Path
 
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import out_arg
 
@@ -19,7 +19,7 @@ POLICIES = sorted(p.stem for p in (CONF_DIR / "scheduler").glob("*.yaml"))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policies", nargs="+", choices=POLICIES, default=["round_robin", "ilp"])
     ap.add_argument("--workload", choices=WORKLOADS, default="synth_mmlu_pro")
     ap.add_argument("--seed", type=int, default=0)
@@ -29,6 +29,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
+    if args.runs:   # the folders' own files say what ran: these would be ignored
+        given = [f"--{k}" for k in ("policies", "workload", "seed") if getattr(args, k) != ap.get_default(k)]
+        if given:
+            verb = "selects" if len(given) == 1 else "select"
+            ap.error(f"{', '.join(given)} {verb} what to simulate, and --runs draws finished runs instead; "
+                     "give one or the other")
     out_arg(ap, args.out, file=True)   # before the work, not after it
     if args.runs:
         try:

@@ -9,11 +9,11 @@
 Exit status 1 when a job or step failed (each listed), 2 for bad arguments or data. The sweeps
 (SWEEPS) and the steps: mosaic/analysis/sweeps.py.
 """
-import argparse
 import sys
 from pathlib import Path
 
 from mosaic.analysis.sweeps import SWEEP_ROOT, SWEEPS, reproduce
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import out_arg
 from mosaic.run.signals import sigterm_as_exit
 
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 epilog="Any other argument is a Hydra override given to every sweep's jobs "
-                                        "(e.g. seed=0 or workload=synth_small).")
+    ap = ArgumentParser(description=__doc__.splitlines()[0],
+                        epilog="Any other argument is a Hydra override given to every sweep's jobs "
+                               "(e.g. seed=0 or workload=synth_small).")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="where tables and figures go")
     ap.add_argument("--sweep-root", type=Path, default=SWEEP_ROOT, help="where the sweeps' runs go")
     ap.add_argument("--sweeps", default=",".join(s.folder for s in SWEEPS),

@@ -5,10 +5,10 @@
 Writes figure_data/fig3b_shard_throughput.csv and shard_throughput.md under --out.
 Method: mosaic/analysis/shard_throughput.py.
 """
-import argparse
 from pathlib import Path
 
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import out_arg
 
@@ -19,7 +19,7 @@ WORKLOADS = sorted(p.stem for p in (CONF_DIR / "workload").glob("*.yaml"))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", choices=WORKLOADS, default="mmlu_pro", help="a mosaic/conf/workload option")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "results")

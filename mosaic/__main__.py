@@ -31,11 +31,12 @@ DEFAULT_COLUMNS = ("end_to_end_s", "expert_stage_s", "aggregator_stage_s", "accu
 
 
 def _runs(args: list[str]) -> int:
-    import argparse
     from pathlib import Path
 
-    ap = argparse.ArgumentParser(prog="mosaic runs", description="The finished runs under DIR (a sweep's "
-                                 "or a run's folder) as one table: a row per run, a column per override.")
+    from mosaic.core.arguments import ArgumentParser
+
+    ap = ArgumentParser(prog="mosaic runs", description="The finished runs under DIR (a sweep's "
+                        "or a run's folder) as one table: a row per run, a column per override.")
     ap.add_argument("dir", type=Path)
     ap.add_argument("--csv", type=Path, help="write the whole table (every summary value) to this CSV file")
     ap.add_argument("--requests", type=Path, help="write every request of every run (their trace.csv rows, "
@@ -50,6 +51,13 @@ def _runs(args: list[str]) -> int:
         return 2
     if a.requests is not None and a.requests.suffix not in (".parquet", ".csv"):
         print(f"error: --requests {a.requests}: name a .parquet or a .csv file", file=sys.stderr)
+        return 2
+    if a.csv is not None and a.csv.suffix not in ("", ".csv"):   # CSV text, whatever the name says
+        print(f"error: --csv {a.csv}: it writes CSV; name a .csv file (--requests writes .parquet)", file=sys.stderr)
+        return 2
+    if a.csv is not None and a.requests is not None and a.csv.resolve() == a.requests.resolve():
+        print(f"error: --csv and --requests both name {a.csv}; the second table would replace the first: "
+              "name two files", file=sys.stderr)
         return 2
     from mosaic.run.jobs import RunDirError, check_writable_file, write_error
 

@@ -106,6 +106,16 @@ def test_record_refuses_bad_counts_before_any_engine(tmp_path, capsys, extra, sa
     assert e.value.code == 2 and said in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["runs"], ["timeline"], ["perfetto"], ["record", "--bogus"]])
+def test_a_subcommands_usage_error_is_one_line(argv, capsys):
+    from mosaic.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "error:" in err and "--help" in err, err
+
+
 def test_record_names_its_own_device_flag(tmp_path, capsys):
     from mosaic.__main__ import main
 

@@ -88,6 +88,9 @@ def check_unique(runs: list[dict[str, Any]]) -> None:
             a = flatten((seen[key].get("provenance") or {}).get("config") or {})
             b = flatten((r.get("provenance") or {}).get("config") or {})
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if not diff and a:
+                raise ValueError(f"{seen[key]['_dir']} and {r['_dir']} hold the same run twice (the same config: a "
+                                 "copy?); keep one of them")
             raise ValueError(f"{seen[key]['_dir']} and {r['_dir']} are the same run to the tables ({r['scheduler']} on "
                              f"{r['workload']}, seed {r['seed']}) but differ in "
                              f"{', '.join(diff[:6]) if diff else 'settings the summary does not record'}; "

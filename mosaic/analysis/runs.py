@@ -83,6 +83,9 @@ def damaged(summary: dict[str, Any]) -> str | None:
                 or (isinstance(value, (int, float)) and not isinstance(value, bool))):
             return f"{key} is {value!r}, not a number of seconds"
     for key, value in summary.items():
+        if key.startswith("n_") and value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return f"{key} is {value!r}, not a count (an integer >= 0)"
         if key.endswith("_s") and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             return f"{key} is {value!r}, a negative time"
         if (key.startswith("accuracy") or key == "skip_rate") and value is not None and not (
@@ -109,7 +112,7 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
     for d in sorted(dirs):
         if (d / ERROR_FILE).exists():
             rec = read_failure(d / ERROR_FILE)
-            why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error')}"
+            why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error') or rec.get('message') or 'no message recorded'}"
         elif not (d / SUMMARY_FILE).exists():
             why = "no summary.json (the run did not finish)"
         else:

@@ -132,6 +132,9 @@ def parse_profiles(raw: Any, where: str = "profiles") -> ProfileSet:
 def profile_path(name_or_path: str) -> Path:
     """The file a profile setting names: an existing file as given, else a bundled profile set's
     name (a bare word such as 'moa6_a100', no folder and no suffix)."""
+    if not str(name_or_path).strip():
+        raise ConfigError("profiles: the setting is empty; name a bundled profile set (e.g. paper_a100) or a "
+                          "profile YAML file")
     path = Path(name_or_path)
     if path.is_dir():
         raise ConfigError(f"profiles: '{name_or_path}' is a directory; name a profile YAML file in it")

@@ -175,6 +175,8 @@ def not_applied(c) -> list[str]:
     out += changed("aggregation", c.aggregation)
     unread = GRAPH_UNREAD | ({"calibration_seed"} if c.workload.kind == "questions" else set())
     out += [x for x in changed("workload", c.workload) if x.split(".")[1] in unread]
+    if c.topology.profiles is not None:   # the agents' own profile set: the workload's is not read
+        out += [x for x in changed("workload", c.workload) if x == "workload.profiles"]
     # The graph reads the dataset whatever the source (dataset_of: its accuracies and lengths).
     return out + [x for x in workload_not_applied(c.workload) if x not in out and x != "workload.dataset"]
 

@@ -8,12 +8,12 @@ backend's run:  python -m mosaic.run.perfetto RUN_DIR  (writes RUN_DIR/trace.per
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from mosaic.core.arguments import ArgumentParser
 from mosaic.graphs.trace import GRAPH_STAGE, SERVED
 from mosaic.run.jobs import folders_done, read_run_dir, write_error, write_text_atomic
 
@@ -79,7 +79,7 @@ def from_run_dir(directory: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files.")
+    ap = ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files.")
     ap.add_argument("run_dirs", nargs="+", type=Path)
     args = ap.parse_args(argv)
     failed = 0

@@ -12,7 +12,6 @@ trace workload's `experts.<name>` at the files: {file: <name>.json, format: mosa
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from mosaic.backends import make_backend
 from mosaic.cluster import Cluster
 from mosaic.config import CONF_DIR
+from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
@@ -111,7 +111,7 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mosaic record", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="mosaic record", description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=Path, required=True, help="a question file (JSON list of {question, gold_answer})")
     ap.add_argument("--experts", required=True, help="comma-separated model names of the registry")
     ap.add_argument("--models", default="tiny", help="model registry: tiny, paper, or a YAML path (default tiny)")

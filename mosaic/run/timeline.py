@@ -9,11 +9,11 @@ notebook that imported this, and matplotlib is imported only when a figure is dr
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from mosaic.core.arguments import ArgumentParser
 from mosaic.run.jobs import folders_done, read_run_dir, write_atomic, write_error
 
 TIMELINE_FILE = "timeline.png"
@@ -97,7 +97,7 @@ def from_run_dir(directory: Path, pdf: bool = False) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Draw RUN_DIR/timeline.png from a run folder's files.")
+    ap = ArgumentParser(description="Draw RUN_DIR/timeline.png from a run folder's files.")
     ap.add_argument("run_dirs", nargs="+", type=Path)
     ap.add_argument("--pdf", action="store_true", help="also timeline.pdf (vector)")
     args = ap.parse_args(argv)

@@ -77,6 +77,19 @@ def test_runs_off_the_papers_cluster_are_left_out_and_colliding_runs_refused(tmp
     assert run_job(compose(other), root / "rr_other", other) == 0
     with pytest.raises(ValueError, match="differ in workload.profiles; collect one setting per sweep folder"):
         collect(root, tmp_path / "out2")
+    # A copy of a run (a backup beside it) differs in nothing: said as such, not as a hidden setting.
+    import shutil
+    shutil.rmtree(root / "rr_other")
+    shutil.copytree(root / "rr", root / "rr_copy")
+    with pytest.raises(ValueError, match="rr_copy hold the same run twice .*keep one of them"):
+        collect(root, tmp_path / "out3")
+
+
+def test_a_failure_record_without_its_error_field_shows_its_message(tmp_path):
+    (tmp_path / "hand").mkdir()
+    (tmp_path / "hand" / "error.json").write_text(json.dumps({"message": "killed by the queue", "exit_code": 1}))
+    _, skipped = finished_runs(tmp_path)
+    assert [w for _, w in skipped] == ["failed (exit 1, stage ?): killed by the queue"]
 
 
 def test_a_missing_sweep_folder_is_named_not_blamed_on_an_unrun_sweep(tmp_path):

@@ -76,6 +76,16 @@ def test_mosaic_runs_writes_the_requests_and_refuses_another_suffix(two_runs, tm
     assert p.returncode == 2 and p.stderr.strip() == f"error: --requests {tmp_path / 'x.xlsx'}: name a .parquet or a .csv file"
 
 
+@pytest.mark.parametrize("args, said", [
+    (("--csv", "{t}/same.csv", "--requests", "{t}/same.csv"), "error: --csv and --requests both name {t}/same.csv"),
+    (("--csv", "{t}/r.parquet"), "error: --csv {t}/r.parquet: it writes CSV; name a .csv file")])
+def test_mosaic_runs_refuses_outputs_that_would_overwrite_or_mislabel(two_runs, tmp_path, args, said):
+    p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), *(a.format(t=tmp_path) for a in args)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith(said.format(t=tmp_path)) and p.stderr.count("\n") == 1, p.stderr
+    assert not list(tmp_path.glob("same.csv")) and not list(tmp_path.glob("r.parquet"))
+
+
 def test_not_a_summary_is_skipped_and_bad_output_paths_are_refused(two_runs, tmp_path):
     odd = two_runs.parent / "odd"
     (odd / "x").mkdir(parents=True)
@@ -126,6 +136,9 @@ def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tm
     ("serving", [], "serving is [], not a mapping of the stages' serving metrics"),   # dropped its columns
     ("serving", {"expert": [1]}, "serving.expert is [1], not a mapping"),
     ("admission", "x", "admission is 'x', not a mapping"),
+    ("n_queries", -4, "n_queries is -4, not a count"),                        # was tabled as given
+    ("n_expert_requests", 1.5, "n_expert_requests is 1.5, not a count"),      # made the column float
+    ("n_queries", "48", "n_queries is '48', not a count"),
 ])
 def test_a_summary_changed_since_its_run_is_skipped_naming_the_field(two_runs, tmp_path, field, value, said):
     import shutil

@@ -367,6 +367,8 @@ def test_a_profile_path_is_a_file_first_and_a_bundled_name_only_as_a_bare_word(t
     assert set(load_profiles(str(tmp_path / "mine")).models) == set(load_profiles("moa6_a100").models)
     with pytest.raises(ConfigError, match="is a directory; name a profile YAML file in it"):
         load_profiles(str(tmp_path))
+    with pytest.raises(ConfigError, match="the setting is empty; name a bundled profile set"):
+        load_profiles("")   # Path('') is the current folder: it was called a directory
     with pytest.raises(ConfigError, match=r"no file '.*/nothere'"):
         load_profiles(str(tmp_path / "nothere"))
 

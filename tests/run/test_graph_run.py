@@ -83,6 +83,13 @@ def test_a_graph_run_names_each_flat_pipeline_setting_it_was_given_and_ignores(c
     assert s["settings_not_applied"] == ["scheduler.max_models_per_worker"]
 
 
+def test_a_graph_with_its_own_profiles_says_it_does_not_read_the_workloads():
+    base = ["topology=faster_moa_tree", "cluster=h200x8", "workload=synth_small", "workload.n_queries=2"]
+    assert run(compose(base)).summary["settings_not_applied"] == []
+    s = run(compose([*base, "workload.profiles=tiny_cpu"])).summary
+    assert s["settings_not_applied"] == ["workload.profiles"]
+
+
 def test_the_simulator_says_it_does_not_read_the_engine_registry(caplog):
     with caplog.at_level("WARNING", logger="mosaic.run.app"):
         s = run(compose(["workload=synth_small", "workload.n_queries=4", "+models.engine.bogus=1"])).summary
