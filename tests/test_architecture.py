@@ -211,3 +211,20 @@ def test_a_plugin_that_does_not_register_its_name_is_a_config_error(tmp_path, mo
         build_run(compose(["scheduler.name=ghost", "scheduler.plugin=empty_plugin"]))
     with pytest.raises(ConfigError, match=r"scheduler.plugin: cannot import 'no_such_module'"):
         build_run(compose(["scheduler.name=ghost", "scheduler.plugin=no_such_module"]))
+
+
+def test_a_plugin_beside_a_name_it_does_not_define_is_a_config_error(tmp_path, monkeypatch):
+    """Before: the plugin was not even imported, and the run used the built-in policy with exit 0."""
+    from mosaic.run.builder import build_run, compose
+
+    (tmp_path / "mine_plugin.py").write_text(
+        "from mosaic.schedulers import register, get_scheduler\n\n\n"
+        "@register('mine')\ndef mine(problem, params):\n    return get_scheduler('round_robin')(problem, params)\n")
+    (tmp_path / "nothing_plugin.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"scheduler.plugin=mine_plugin registers mine, not scheduler.name=engine_aware; "
+                                          r"set scheduler.name to its scheduler"):
+        build_run(compose(["workload=smoke", "scheduler.plugin=mine_plugin"]))
+    with pytest.raises(ConfigError, match=r"backend.plugin=nothing_plugin registers no backend"):
+        build_run(compose(["workload=smoke", "backend.plugin=nothing_plugin"]))
+    assert build_run(compose(["workload=smoke", "scheduler.name=mine", "scheduler.plugin=mine_plugin"]))

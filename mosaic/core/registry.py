@@ -49,13 +49,19 @@ class Registry(Generic[F]):
         return sorted({*self._items, *self._lazy})
 
     def get(self, name: str, plugin: str | None = None) -> F:
-        if name not in self._items and plugin:
+        if plugin:
             try:
                 importlib.import_module(plugin)
             except ImportError as e:
                 raise ConfigError(f"{self._field.rsplit('.', 1)[0]}.plugin: cannot import '{plugin}' ({e}); "
                                   "set it to an importable module that registers this "
                                   f"{self._what}") from None
+        fn = self._resolve(name)
+        if plugin:
+            self._check_plugin(name, plugin)
+        return fn
+
+    def _resolve(self, name: str) -> F:
         if name not in self._items and name not in self._lazy:
             self._discover()
         if name in self._items:
@@ -69,3 +75,21 @@ class Registry(Generic[F]):
                                   "`bash scripts/install_vllm_cpu.sh` for vLLM on CPU") from None
             return self._items[name]
         raise ConfigError(f"{self._field}: unknown {self._what} '{name}'; choose one of {self.available()}")
+
+    def _check_plugin(self, name: str, plugin: str) -> None:
+        """A plugin given beside a name it does not define was imported for nothing: the run would
+        use the built-in entry while the config says the plugin's (found by a user who set the
+        plugin and forgot the name)."""
+        def inside(module: str) -> bool:
+            return module == plugin or module.startswith(plugin + ".")
+
+        theirs = sorted({n for n, f in self._items.items() if inside(getattr(f, "__module__", None) or "")}
+                        | {n for n, t in self._lazy.items() if inside(t.split(":")[0])})
+        if name in theirs:
+            return
+        base = self._field.rsplit(".", 1)[0]
+        if theirs:
+            raise ConfigError(f"{base}.plugin={plugin} registers {', '.join(theirs)}, not {self._field}={name}; "
+                              f"set {self._field} to its {self._what}, or remove {base}.plugin")
+        raise ConfigError(f"{base}.plugin={plugin} registers no {self._what}, and {self._field}={name} is built in; "
+                          f"remove {base}.plugin, or name a module that registers one")
