@@ -71,7 +71,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     p = cli("--sweeps", "main,nope")   # the command line itself: exit status and message
     assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr
     p = cli("--bogus")   # was Hydra's LexerNoViableAltException
-    assert p.returncode == 2 and p.stderr.strip().endswith("error: unrecognized arguments: --bogus"), p.stderr
+    assert p.returncode == 2 and "error: unrecognized arguments: --bogus" in p.stderr and p.stderr.count("\n") == 1, p.stderr
     assert reproduce.reproduce(tmp_path / "r", extra=[f"hydra.sweep.dir={tmp_path}"]) == 2
     assert "use --sweep-root" in capsys.readouterr().err
     assert reproduce.reproduce(tmp_path / "r", tmp_path / "s", extra=["scheduler=nope"]) == 2
