@@ -112,7 +112,8 @@ def finished_runs(sweep: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, s
     for d in sorted(dirs):
         if (d / ERROR_FILE).exists():
             rec = read_failure(d / ERROR_FILE)
-            why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {rec.get('error') or rec.get('message') or 'no message recorded'}"
+            said = rec.get("error") or rec.get("message") or "no message recorded"   # message: a hand-written record
+            why = f"failed (exit {rec.get('exit_code')}, stage {rec.get('stage') or '?'}): {said}"
         elif not (d / SUMMARY_FILE).exists():
             why = "no summary.json (the run did not finish)"
         else:

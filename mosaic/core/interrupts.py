@@ -26,5 +26,3 @@ def raise_if_interrupted() -> None:
     on, or waiting forever on workers, after a Ctrl-C that arrived during an import."""
     if _interrupted:
         raise KeyboardInterrupt
-
-

@@ -411,7 +411,8 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
 
 def _refuse_unparsable(parser, overrides: Sequence[str], directory: str | None, leftovers: Sequence[str]) -> None:
     """An override Hydra's grammar rejects (`seed=0,`): one line naming it. Hydra's own message
-    names only the token it expected, not which of the command line's settings it was reading."""
+    names only the token it expected, not which of the command line's settings it was reading.
+    Returns when each override parses alone (the error was another)."""
     from hydra.errors import OverrideParseException
 
     for o in overrides:
@@ -448,11 +449,11 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     except ConfigError as e:
         _fail_up_front(str(e), None if ns.multirun else explicit_run_dir, overrides, hydra_leftovers=leftovers)
     parser = OverridesParser.create()
-    _refuse_unparsable(parser, overrides, None if ns.multirun else explicit_run_dir, leftovers)
     try:
         parsed = parser.parse_overrides(overrides)
         cfg = _compose(configs, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     except _composition_errors() as e:
+        _refuse_unparsable(parser, overrides, None if ns.multirun else explicit_run_dir, leftovers)
         _fail_up_front(run_message(e) if job_name == "run" else hydra_message(e),
                        None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
     multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")

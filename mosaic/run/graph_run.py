@@ -174,9 +174,10 @@ def not_applied(c) -> list[str]:
         out = ["scheduler.max_models_per_worker"] if c.scheduler.max_models_per_worker not in (None, 1) else []
     out += changed("aggregation", c.aggregation)
     unread = GRAPH_UNREAD | ({"calibration_seed"} if c.workload.kind == "questions" else set())
-    out += [x for x in changed("workload", c.workload) if x.split(".")[1] in unread]
-    if c.topology.profiles is not None:   # the agents' own profile set: the workload's is not read
-        out += [x for x in changed("workload", c.workload) if x == "workload.profiles"]
+    given = changed("workload", c.workload)
+    out += [x for x in given if x.split(".")[1] in unread]
+    if c.topology.profiles is not None and "workload.profiles" in given:   # the agents' own set is read instead
+        out.append("workload.profiles")
     # The graph reads the dataset whatever the source (dataset_of: its accuracies and lengths).
     return out + [x for x in workload_not_applied(c.workload) if x not in out and x != "workload.dataset"]
 
