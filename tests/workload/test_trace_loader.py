@@ -269,3 +269,13 @@ def test_real_mmlu_pro_traces_report_what_they_contain():
     assert r.sources["Qwen1.5-7B-Chat"].texts_missing == 1
     assert r.sources["Mistral-7B-Instruct-v0.2"].answers_missing == 2237   # pred null: no "answer is (X)"
     assert all(s.duplicate_questions == 159 and s.conflicting_gold == 0 for s in r.sources.values())
+
+
+@pytest.mark.parametrize("key", ["traces_dir", "questions_dir"])
+def test_an_empty_folder_setting_is_blamed_on_itself(key):
+    """Path('') is the working folder, which exists: without the check the first file read from it
+    took the blame (workload.experts.<name>.file), not the empty setting."""
+    c = OmegaConf.to_container(config("workload=trace_mmlu_pro"), resolve=True)["workload"]
+    c[key] = ""
+    with pytest.raises(ConfigError, match=rf"workload\.{key}: the setting is empty"):
+        build_workload(c, load_profiles(c["profiles"]), 0)

@@ -12,6 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 def resolve(path: str | Path, field: str, want: str | None = None) -> Path:
     """The path, found as the module docstring says; `want` "dir" or "file": what it must be, so
     that a folder setting naming a file is blamed on that setting, not on the files read from it."""
+    if not str(path).strip():   # Path('') is '.', which exists: the files in it would take the blame
+        raise ConfigError(f"{field}: the setting is empty; set it to the {'folder' if want == 'dir' else 'file'} "
+                          "to read")
     p = Path(path).expanduser()
     candidates = [p] if p.is_absolute() else [Path.cwd() / p, PROJECT_ROOT / p]
     for c in candidates:
