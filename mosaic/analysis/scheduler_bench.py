@@ -43,13 +43,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mosaic.analysis.step_floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import fitting_workers
 from mosaic.costs.problem import StageProblem, makespan_draws
 from mosaic.plan import Plan
-from mosaic.profiles import ProfileSet, load_profiles, load_time_s
+from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_profiles, load_time_s
 from mosaic.run.builder import CONF_DIR, build_run, compose
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import available
@@ -291,6 +292,7 @@ class ModelBound:
     longest_s: float    # b_m: m's longest single request alone
     shortest_s: float   # t_m: a request with m's shortest prompt and shortest output, alone
     max_workers: int    # r_max_m = min(N, workers m fits on, K*N - (M - 1))
+    floor: StepFloor | None = None   # the step floor of m's requests (mosaic/analysis/step_floor.py)
 
 
 @dataclass(frozen=True)
@@ -301,11 +303,12 @@ class LowerBound:
     replica_s: float     # (c) K- and memory-aware replication bound (contains (a) and (b))
     pigeonhole_s: float  # (d) a worker holds ceil(M/N) models
     models: dict[str, ModelBound]
+    steps_s: float = 0.0  # (e) (c) with replicas priced by the step floor (contains (c))
 
     @property
     def binding(self) -> str:
         terms = {"work": self.work_s, "single": self.single_s, "replica": self.replica_s,
-                 "pigeonhole": self.pigeonhole_s}
+                 "pigeonhole": self.pigeonhole_s, "steps": self.steps_s}
         return max(terms, key=lambda t: (terms[t], -list(terms).index(t)))
 
 
@@ -342,7 +345,8 @@ def model_bounds(inst: Instance) -> dict[str, ModelBound]:
         shortest = float(run_session(prof, eng, mems[-1], [("min", min(b[1] for b in batch),
                                                              min(b[2] for b in batch))]))
         out[m] = ModelBound(load_time_s(prof, eng), prof.unload_time_s, session, longest, shortest,
-                            max_workers(inst, m, m_count))
+                            max_workers(inst, m, m_count),
+                            StepFloor.of(prof, eng, batch, kv_capacity_tokens(prof, eng, mems[-1])))
     return out
 
 
@@ -408,7 +412,12 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
     share, T(R_m / r_max_m), instead of S_m / r_max_m. Which requests a replica gets (and how many)
     is the plan's choice, so T of one particular even share bounds nothing; no property of T makes
     it a bound, so it is left out even though no simulated plan was seen to beat it.
-    lb_s = max((a), (b), (c), (d)) = max((c), (d)).
+      (e) steps_s: (c) with each model's replicas also priced by its step floor
+          (mosaic/analysis/step_floor.py, proved there from the step model): at a candidate C, r_m is
+          at least the floor's least replica count for the slack C - s0 - l_m, and m's busy time in
+          (iii) at least the floor's busy time (every session pays a step's fixed cost per token of
+          its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
+    lb_s = max((a), (b), (c), (d), (e)) = max((e), (d)).
 
     Memory enters twice: r_max_m counts only the workers m fits on, and S_m is simulated at the
     memory of those workers (their KV capacity, hence how many requests batch; with workers of
@@ -428,37 +437,51 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
     work = s0 + (sum(b.load_s + b.session_s for b in mb) + u_min * max(0, m_count - n)) / n
     single = s0 + max(b.load_s + b.longest_s for b in mb)
 
-    def least_r(c: float) -> list[int] | None:
+    def least_r(c: float, steps: bool) -> list[int] | None:
         avail = c - s0
-        rs = []
+        rs, busy = [], 0.0
         for b in mb:
             slack = avail - b.load_s
             if slack <= 0 or slack < b.longest_s:
                 return None
             r = max(1, math.ceil(b.session_s / slack - 1e-12))
+            work = b.session_s
+            if steps and b.floor is not None:
+                need = b.floor.need(slack)
+                if need is None:
+                    return None
+                r, work = max(r, need[0]), max(work, need[1])
             if r > b.max_workers:
                 return None
             rs.append(r)
+            busy += r * b.load_s + work
         total = sum(rs)
         if k is not None and total > k * n:
             return None
-        busy = sum(r * b.load_s + b.session_s for r, b in zip(rs, mb)) + u_min * max(0, total - n)
+        busy += u_min * max(0, total - n)
         return rs if busy <= n * avail * (1 + 1e-12) else None
 
-    lo, hi = 0.0, s0 + sum(b.load_s + b.session_s + b.unload_s for b in mb) + 1.0
-    assert least_r(hi) is not None
-    for _ in range(200):
-        if hi - lo <= 1e-10 * hi:
-            break
-        mid = 0.5 * (lo + hi)
-        if least_r(mid) is None:
-            lo = mid
-        else:
-            hi = mid
-    replica = lo   # infeasible, so below the least feasible C, and within 1e-10 of it
+    def least_c(steps: bool) -> float:
+        lo, hi = 0.0, s0 + sum(b.load_s + b.session_s + b.unload_s for b in mb) + 1.0
+        for _ in range(64):   # a floor above a model's own session (never seen) needs a larger C
+            if least_r(hi, steps) is not None:
+                break
+            lo, hi = hi, 2.0 * hi
+        for _ in range(200):
+            if hi - lo <= 1e-10 * hi:
+                break
+            mid = 0.5 * (lo + hi)
+            if least_r(mid, steps) is None:
+                lo = mid
+            else:
+                hi = mid
+        return lo   # infeasible, so below the least feasible C, and within 1e-10 of it
+
+    replica, steps_c = least_c(False), least_c(True)
     q = math.ceil(m_count / n)
     pigeon = s0 + sum(sorted(b.load_s + b.shortest_s for b in mb)[:q]) + (q - 1) * u_min if q >= 2 else 0.0
-    return LowerBound(max(work, single, replica, pigeon), work, single, replica, pigeon, models)
+    return LowerBound(max(work, single, replica, pigeon, steps_c), work, single, replica, pigeon, models,
+                      steps_c)
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -524,7 +547,7 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
             "n_models": inst.n_models, "k": _k_label(inst.k), "memory_gib": inst.memory_gib,
             "skew": inst.skew, "mix": inst.mix, "n_requests": len(reqs), "lb_s": lb.lb_s,
             "lb_k_s": lb.lb_s, "lb_no_k_s": lb_free.lb_s, "lb_work_s": lb.work_s, "lb_single_s": lb.single_s,
-            "lb_replica_s": lb.replica_s,
+            "lb_replica_s": lb.replica_s, "lb_steps_s": lb.steps_s,
             "lb_pigeonhole_s": lb.pigeonhole_s, "lb_binding": lb.binding}
     rows = []
     for pol in policies:
@@ -607,8 +630,22 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
 CSV_COLUMNS = ("family", "n_workers", "instance", "policy", "n_models", "k", "memory_gib", "skew", "mix",
                "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err", "pred_low_s", "pred_high_s",
                "plan_hash", "hash_stable", "respects_k", "solver", "lb_k_s", "lb_no_k_s", "lb_work_s", "lb_single_s",
-               "lb_replica_s",
+               "lb_replica_s", "lb_steps_s",
                "lb_pigeonhole_s", "lb_binding", "error")
+
+
+def _without_floor(df: pd.DataFrame) -> list[str]:
+    """Per policy, sim/LB against the bound without its steps term (plans that honour K), the
+    bound as it was before the step floor, so the two can be read side by side."""
+    ok = df[(df["status"] == "ok") & df["respects_k"].astype(bool)]
+    if not len(ok) or "lb_steps_s" not in ok:
+        return []
+    old = ok[["lb_work_s", "lb_single_s", "lb_replica_s", "lb_pigeonhole_s"]].astype(float).max(axis=1)
+    ratio = ok["sim_s"].astype(float) / old
+    parts = [f"{pol} {ratio[ok['policy'] == pol].median():.3f} / {ratio[ok['policy'] == pol].max():.3f}"
+             for pol in dict.fromkeys(ok["policy"])]
+    return ["Against the bound without the steps term (plans that honour K; median / worst sim/LB): "
+            + ", ".join(parts) + ".", ""]
 
 
 def to_csv_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -684,7 +721,9 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "and C >= l_m + (longest request alone) for every model, and N C >= sum_m (r_m l_m + S_m); "
            "or, when M > N, the ceil(M/N) cheapest models on one worker. S_m: all of model m's requests "
            "simulated as one session on an idle worker, with their true lengths "
-           "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it)."),
+           "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it). The `steps` term also prices each "
+           "replica by the step floor (mosaic/analysis/step_floor.py): every session pays a step's fixed cost "
+           "for each token of its longest output, so a split cannot keep one session's batching."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
            "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%. "
            "`sim in pred. band`: share of instances whose simulated makespan lies between the 10% and 90% "
@@ -718,6 +757,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
     binding = Counter(df.drop_duplicates("instance")["lb_binding"])
     out += ["", "Binding lower-bound term (instances): "
             + ", ".join(f"{t} {c}" for t, c in sorted(binding.items())), ""]
+    out += _without_floor(df)
     bad = df[df["status"] != "ok"]
     if len(bad):
         out += ["Not planned:", ""]

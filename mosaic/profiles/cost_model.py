@@ -3,6 +3,7 @@ KV capacity and start-up for a model. The simulator and the cost predictor both 
 two can never drift apart."""
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
@@ -82,6 +83,20 @@ class CostModel:
             base = self._lin_y[-1] + self._lin_tail_slope * (tokens - self._lin_x[-1])
         cache[tokens] = out = base * self._lin_scale
         return out
+
+    def decode_floor(self) -> tuple[float, float, float, float, float, float]:
+        """Floors of a step's cost terms, in ms, for lower bounds (mosaic/analysis/step_floor.py):
+        (fixed per step, per sequence in the step, least linear(n) over n >= 1, least linear(n) / n
+        over n >= 1, per context token a decoding sequence attends to, per squared prefill length).
+        The linear table is
+        piecewise linear, so both least values lie at n = 1, a breakpoint, or the tail's limit."""
+        xs = [1.0] + [float(x) for x in self._lin_x if x > 1.0]
+        vals = [self.linear_ms(x) for x in xs]
+        tail = self._lin_tail_slope * self._lin_scale
+        lin_min = min(vals) if tail >= 0 else -math.inf
+        per_token = min([v / x for v, x in zip(vals, xs)] + [tail])
+        return (self._overhead_ms, self._per_seq_ms, lin_min, per_token, self.decode_ms_per_ctx_token,
+                self.prefill_ms_per_len2)
 
     def decode_base_s(self, n_seqs: int) -> float:
         """Time of a decode step of n_seqs sequences, excluding the context-dependent attention."""

@@ -129,6 +129,9 @@ def test_the_replica_term_is_the_least_makespan_over_replication_vectors(quick):
             lb = sb.lower_bound(i)
             assert lb.replica_s == pytest.approx(_brute_force_replica(lb, i.n_workers, k, 0.0), rel=1e-9)
             assert lb.replica_s >= max(lb.work_s, lb.single_s) * (1 - 1e-9)
+            # The step floor only adds to the replica term, and the bound is the largest term.
+            assert lb.steps_s >= lb.replica_s * (1 - 1e-9)
+            assert lb.lb_s == max(lb.work_s, lb.single_s, lb.replica_s, lb.pigeonhole_s, lb.steps_s)
 
 
 COUNTS = {"LlamaR1": 400, "Qwen": 8}      # requests per model: the reasoning model is throughput-bound
