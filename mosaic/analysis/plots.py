@@ -329,8 +329,9 @@ def all_figures(results: Path) -> dict[str, Any]:
                 "table4_seed_walls": (seed_walls_figure, "table4_seed_walls.csv")}
     figs = {}
     for name, (draw, file) in optional.items():
-        if (data / file).exists() and read_csv(data / file):
-            figs[name] = draw(read_csv(data / file))
+        rows = read_csv(data / file) if (data / file).exists() else []
+        if rows:
+            figs[name] = draw(rows)
     if (data / "fig7_buckets.csv").exists():
         buckets, ecdf = read_csv(data / "fig7_buckets.csv"), read_csv(data / "fig7_ecdf.csv")
         for wl in dict.fromkeys(r["workload"] for r in buckets):
