@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -57,6 +58,11 @@ class StepFloor:
     fixed: tuple[float, ...]
     g_cum: tuple[np.ndarray, ...]   # cumulative g over the sorted requests, per theta
     min_steps: float = 0.0          # max(sum(o - 1) / max_num_seqs, sum(context) / KV capacity)
+
+    @cached_property   # need() reads it at every candidate makespan of the bound's bisection
+    def steps_gap(self) -> np.ndarray:
+        """o_(t) - o_(t+1), with o_(n+1) = 1: how many step counts each prefix's replicas cover."""
+        return np.append(self.outputs[:-1] - self.outputs[1:], self.outputs[-1] - 1.0)
 
     @classmethod
     def of(cls, model: ModelProfile, engine: EngineProfile, batch: list[tuple[str, int, int]],
@@ -96,7 +102,7 @@ class StepFloor:
         room = slack - self.warmup_s
         if room <= 0:
             return None
-        steps_gap = np.append(self.outputs[:-1] - self.outputs[1:], self.outputs[-1] - 1.0)
+        steps_gap = self.steps_gap
         best_r, best_busy = 1, 0.0
         for f, g in zip(self.fixed, self.g_cum):
             cap = room - f * (self.outputs - 1.0)

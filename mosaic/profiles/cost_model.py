@@ -88,8 +88,8 @@ class CostModel:
         """Floors of a step's cost terms, in ms, for lower bounds (mosaic/analysis/step_floor.py):
         (fixed per step, per sequence in the step, least linear(n) over n >= 1, least linear(n) / n
         over n >= 1, per context token a decoding sequence attends to, per squared prefill length).
-        The linear table is
-        piecewise linear, so both least values lie at n = 1, a breakpoint, or the tail's limit."""
+        The linear table is piecewise linear, so both least values lie at n = 1, a breakpoint, or
+        the tail's limit."""
         xs = [1.0] + [float(x) for x in self._lin_x if x > 1.0]
         vals = [self.linear_ms(x) for x in xs]
         tail = self._lin_tail_slope * self._lin_scale

@@ -15,8 +15,8 @@ PAPER = load_profiles("paper_a100")
 
 def _floor_s(f: StepFloor) -> float:
     """The floor of the whole set as one session (the largest over theta)."""
-    steps = [max(f.outputs[0] - 1.0, f.min_steps) for _ in f.fixed]
-    return max(f.warmup_s + fx * s + g[-1] for fx, s, g in zip(f.fixed, steps, f.g_cum))
+    steps = max(f.outputs[0] - 1.0, f.min_steps)
+    return max(f.warmup_s + fx * steps + g[-1] for fx, g in zip(f.fixed, f.g_cum))
 
 
 def _batch(rng, n, mean_out, cap=32768):
