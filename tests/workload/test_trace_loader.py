@@ -272,10 +272,12 @@ def test_real_mmlu_pro_traces_report_what_they_contain():
 
 
 @pytest.mark.parametrize("key", ["traces_dir", "questions_dir"])
-def test_an_empty_folder_setting_is_blamed_on_itself(key):
+def test_an_empty_folder_setting_is_blamed_on_itself(key, tmp_path):
     """Path('') is the working folder, which exists: without the check the first file read from it
-    took the blame (workload.experts.<name>.file), not the empty setting."""
+    took the blame (workload.experts.<name>.file), not the empty setting. The other folder is one
+    that exists, so the test needs no ../shared."""
     c = OmegaConf.to_container(config("workload=trace_mmlu_pro"), resolve=True)["workload"]
+    c["traces_dir"] = c["questions_dir"] = str(tmp_path)
     c[key] = ""
     with pytest.raises(ConfigError, match=rf"workload\.{key}: the setting is empty"):
         build_workload(c, load_profiles(c["profiles"]), 0)
