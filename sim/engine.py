@@ -85,13 +85,17 @@ class BatchEngine:
         reserve = int(self.watermark * kv_capacity)
         prefill_s, decode_run_s = self.cost.prefill_s, self.cost.decode_run_s
         heappush, heappop = heapq.heappush, heapq.heappop
+        # Admission that failed stays failed until a sequence leaves (a finish or a preemption): a
+        # decode step only adds context. So a failed try is not repeated after each decode run.
+        blocked = False
         while waiting or running:
             # -------- admission + prefill step (V0 prioritises prefills)
-            if waiting:
+            if waiting and not blocked:
                 admitted: list[SeqState] = []
                 used = base_sum + len(running) * clock
-                tokens = 0
-                while waiting and len(running) + len(admitted) < max_num_seqs:
+                free = max_num_seqs - len(running)
+                tokens = squares = 0
+                while waiting and len(admitted) < free:
                     s = waiting[0]
                     ctx = s.prompt + s.generated
                     if used + ctx + 1 + reserve > kv_capacity or (admitted and tokens + ctx > max_tokens):
@@ -100,10 +104,10 @@ class BatchEngine:
                     admitted.append(s)
                     used += ctx + 1
                     tokens += ctx
+                    squares += ctx * ctx
                 if admitted:
                     t0 = now()
-                    dur = prefill_s(tokens, float(sum((s.prompt + s.generated) ** 2 for s in admitted)),
-                                    len(admitted))
+                    dur = prefill_s(tokens, float(squares), len(admitted))
                     res.steps += 1
                     yield dur
                     t1 = now()
@@ -121,6 +125,7 @@ class BatchEngine:
                         base_sum += s.prompt + s.g0 - s.d0
                         heappush(finish_heap, (clock + s.target - s.generated, s.epoch, s.rid))
                     continue
+                blocked = True
             if not running:
                 raise RuntimeError("engine stalled: a sequence cannot fit the KV cache")  # pragma: no cover
             # -------- a run of decode steps up to the next event
@@ -134,6 +139,7 @@ class BatchEngine:
                 victim.epoch += 1
                 waiting.appendleft(victim)
                 res.preemptions += 1
+                blocked = False
                 continue
             while finish_heap:
                 head = running.get(finish_heap[0][2])
@@ -148,6 +154,7 @@ class BatchEngine:
             clock += steps
             if finish_heap and finish_heap[0][0] <= clock:
                 t = now()
+                blocked = False
                 while finish_heap and finish_heap[0][0] <= clock:
                     _, epoch, rid = heappop(finish_heap)
                     s = running.get(rid)

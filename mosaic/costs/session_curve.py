@@ -79,7 +79,18 @@ class SessionCurve:
     def n(self) -> int:
         return self.xs[-1]
 
+    def __post_init__(self):
+        # T(x) memoised: a plan's local search asks for the same few x ~10^6 times. Not a field:
+        # equality, hashing and asdict see the curve alone.
+        object.__setattr__(self, "_memo", {})
+
     def __call__(self, x: float) -> float:
+        hit = self._memo.get(x)
+        if hit is None:
+            hit = self._memo[x] = self._at(x)
+        return hit
+
+    def _at(self, x: float) -> float:
         if x <= 0:
             return 0.0
         xs, cs = self.xs, self.per_request_s

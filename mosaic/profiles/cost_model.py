@@ -47,6 +47,7 @@ class CostModel:
         self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
         self._lin_scale = model.params_b / engine.linear_reference_params_b
         self._lin_cache: dict[float, float] = {}
+        self._base_cache: dict[int, float] = {}
         self._overhead_ms = engine.step_overhead_ms
         self._per_seq_ms = engine.per_seq_overhead_ms
         bw = engine.hbm_bandwidth_gbs * 1e9 * engine.bandwidth_efficiency
@@ -117,5 +118,8 @@ class CostModel:
 
     def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:
         """Total time of `steps` consecutive decode steps; every step adds n_seqs context tokens."""
+        base = self._base_cache.get(n_seqs)
+        if base is None:   # memoised for the same reason as linear_ms: a few batch sizes, asked often
+            base = self._base_cache[n_seqs] = self.decode_base_s(n_seqs)
         ctx_total = steps * ctx_sum + n_seqs * steps * (steps - 1) / 2
-        return steps * self.decode_base_s(n_seqs) + self.decode_ms_per_ctx_token * ctx_total / 1e3
+        return steps * base + self.decode_ms_per_ctx_token * ctx_total / 1e3

@@ -1,6 +1,8 @@
 """Helpers the policies share: turning per-worker assignments into a Plan with predicted times."""
 from __future__ import annotations
 
+import heapq
+
 from mosaic.costs.problem import StageProblem, predict_makespan
 from mosaic.plan import Plan, Session, SolverInfo, WorkerPlan
 
@@ -11,12 +13,16 @@ def split_counts(request_ids: tuple[str, ...], counts: dict[int, int]) -> dict[i
     assert sum(counts.values()) == len(request_ids), (counts, len(request_ids))
     left = {w: c for w, c in counts.items() if c > 0}
     out: dict[int, list[str]] = {w: [] for w in left}
+    # A heap of (-share left, worker): its top is the max of (share left, -worker); only the
+    # picked worker's share changes, so a pick costs log(workers), not a scan of them.
+    heap = [(-1.0, w) for w in left]
+    heapq.heapify(heap)
     for rid in request_ids:
-        w = max(left, key=lambda k: (left[k] / counts[k], -k))
+        _, w = heapq.heappop(heap)
         out[w].append(rid)
         left[w] -= 1
-        if left[w] == 0:
-            del left[w]
+        if left[w]:
+            heapq.heappush(heap, (-(left[w] / counts[w]), w))
     return {w: tuple(v) for w, v in out.items()}
 
 

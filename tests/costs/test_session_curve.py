@@ -91,3 +91,11 @@ def test_a_single_long_request_sets_the_floor():
     dist = LengthDistribution((LengthComponent(1.0, 2000.0, 1e-6),), 32768)
     curve = build_curve(engine("Gemma"), dist, [200] * 64, 4, 32768)
     assert curve(16) < 2 * curve(1)
+
+
+def test_memoised_curve_answers_as_computed_and_compares_by_its_fields():
+    c = SessionCurve((1, 10, 100), (5.0, 2.0, 1.0), (4.0, 6.0, 10.0))
+    fresh = SessionCurve((1, 10, 100), (5.0, 2.0, 1.0), (4.0, 6.0, 10.0))
+    asked = [c(x) for x in (0, 1, 7, 7, 55.5, 100, 250)]
+    assert asked == [fresh._at(x) for x in (0, 1, 7, 7, 55.5, 100, 250)]
+    assert c == fresh and hash(c) == hash(fresh)      # the memo is not part of the curve

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections import Counter
 from dataclasses import replace
 
@@ -943,3 +944,22 @@ def test_canonical_rounds_seconds_to_the_microsecond_and_keeps_the_rest():
     assert [(d.load_s, d.session_s, d.fixed_s) for d in c.models] == [(1.234568, 10.0, 2.000001), (0.0, 5.5, 0.0)]
     assert [d.request_ids for d in c.models] == [d.request_ids for d in problem.models]
     assert c.fits == problem.fits and c.n_workers == problem.n_workers
+
+
+def test_split_counts_deals_by_largest_share_left_then_lower_worker():
+    # The rule, by a direct scan (split_counts keeps a heap of it).
+    def scan(ids, counts):
+        left = {w: c for w, c in counts.items() if c > 0}
+        out = {w: [] for w in left}
+        for rid in ids:
+            w = max(left, key=lambda k: (left[k] / counts[k], -k))
+            out[w].append(rid)
+            left[w] -= 1
+            if not left[w]:
+                del left[w]
+        return {w: tuple(v) for w, v in out.items()}
+    rng = random.Random(7)
+    for _ in range(300):
+        counts = {w: rng.choice([0, 1, 2, 3, 7, 50]) for w in rng.sample(range(40), rng.randint(1, 12))}
+        ids = tuple(f"r{i}" for i in range(sum(counts.values())))
+        assert split_counts(ids, counts) == scan(ids, counts)
