@@ -101,7 +101,11 @@ class CostModel:
 
     def decode_base_s(self, n_seqs: int) -> float:
         """Time of a decode step of n_seqs sequences, excluding the context-dependent attention."""
-        return (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(n_seqs)) / 1e3
+        hit = self._base_cache.get(n_seqs)
+        if hit is None:   # memoised for the same reason as linear_ms: a few batch sizes, asked often
+            hit = self._base_cache[n_seqs] = (self._overhead_ms + self._per_seq_ms * n_seqs
+                                              + self.linear_ms(n_seqs)) / 1e3
+        return hit
 
     def prefill_s(self, lengths_sum: int, lengths_sq_sum: float, n_seqs: int) -> float:
         ms = (self._overhead_ms + self._per_seq_ms * n_seqs + self.linear_ms(lengths_sum)
@@ -118,8 +122,5 @@ class CostModel:
 
     def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:
         """Total time of `steps` consecutive decode steps; every step adds n_seqs context tokens."""
-        base = self._base_cache.get(n_seqs)
-        if base is None:   # memoised for the same reason as linear_ms: a few batch sizes, asked often
-            base = self._base_cache[n_seqs] = self.decode_base_s(n_seqs)
         ctx_total = steps * ctx_sum + n_seqs * steps * (steps - 1) / 2
-        return steps * base + self.decode_ms_per_ctx_token * ctx_total / 1e3
+        return steps * self.decode_base_s(n_seqs) + self.decode_ms_per_ctx_token * ctx_total / 1e3

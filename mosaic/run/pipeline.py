@@ -96,9 +96,9 @@ def engine_sessions(profiles: ProfileSet, memory_gib: float):
         def run(prompts, outputs) -> float:
             # tolist(): Python ints in one call; int() on each numpy scalar is slow at the ~10^6
             # requests the curves of one plan simulate
-            ps, os_ = np.asarray(prompts).astype(int).tolist(), np.asarray(outputs).astype(int).tolist()
+            ps, outs = np.asarray(prompts).astype(int).tolist(), np.asarray(outputs).astype(int).tolist()
             return run_session(prof, profiles.engine, memory_gib,
-                               [(str(i), p, o) for i, (p, o) in enumerate(zip(ps, os_))])
+                               [(str(i), p, o) for i, (p, o) in enumerate(zip(ps, outs))])
         return run
     return of
 
