@@ -3,6 +3,9 @@ that code at any layer (the vLLM launcher's wait, a run's steps) can tell that C
 where its KeyboardInterrupt was lost on the way."""
 from __future__ import annotations
 
+import os
+import signal
+
 # Set by on_sigint (the handler mosaic.run.signals.quiet_interrupt installs) and never cleared: a
 # KeyboardInterrupt can be lost on its way up (a library's bare `except:`, as pyomo has dozens, or a
 # `finally` that raises something else, as Hydra's config reader can), while the flag is not.
@@ -26,3 +29,27 @@ def raise_if_interrupted() -> None:
     on, or waiting forever on workers, after a Ctrl-C that arrived during an import."""
     if _interrupted:
         raise KeyboardInterrupt
+
+
+def _sigint_before_run(signum, frame):  # noqa: ARG001
+    os.write(2, b"error: interrupted by Ctrl-C (SIGINT)\n")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def install_early() -> None:
+    """For an entry point's first lines: until quiet_interrupt takes over, Ctrl-C ends the process at
+    once, killed by SIGINT with one line, instead of a traceback from whichever import it hit (the
+    imports of mosaic.run.signals itself take ~10 ms). Only where SIGINT has Python's default
+    handler: an ignored SIGINT (a job started with `&`) stays ignored."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _sigint_before_run)
+    except ValueError:  # not the main thread
+        pass
+
+
+def replaceable(handler: object) -> bool:
+    """Whether a run may put its own SIGINT handler in place of `handler`: Python's default, or the
+    start-up one above."""
+    return handler is signal.default_int_handler or handler is _sigint_before_run

@@ -57,7 +57,8 @@ def quiet_interrupt() -> Iterator[None]:
     block ended anyway. Where SIGINT is ignored (a job started with `&`), it stays ignored."""
     installed = False
     try:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous = signal.getsignal(signal.SIGINT)
+        if interrupts.replaceable(previous):
             signal.signal(signal.SIGINT, interrupts.on_sigint)
             installed = True
     except ValueError:  # not the main thread
@@ -80,4 +81,4 @@ def quiet_interrupt() -> Iterator[None]:
             _die_by_sigint(False)
     finally:
         if installed and signal.getsignal(signal.SIGINT) is interrupts.on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, previous)
