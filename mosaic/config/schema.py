@@ -118,6 +118,7 @@ _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "prior_strength": (0.0, None, "the router's Beta-prior weight, in calibration questions"),
     # A run holds every request in memory (about 2 KiB a query): beyond this, split it into runs.
     "n_queries": (1, 1_000_000, "a number of queries (null: the dataset's size)"),
+    "k": (1, None, "the number of experts each query is routed to"),
     "calibration_size": (0, None, "a number of held-out calibration questions"),
     "calibration_seed": (0, None, "a NumPy seed"),
     "aggregator_follow": (-1000.0, 1000.0, "the aggregator's logit gain per extra correct expert"),
@@ -193,6 +194,14 @@ class ClusterConfig:
     workers_per_host: int = 1
 
     def __post_init__(self) -> None:
+        # Here, not only where the cluster is built: a `-m` sweep checks every job's settings
+        # before it runs any, and these are what that check sees.
+        if not _integer(self.n_workers) or self.n_workers < 1:
+            raise ConfigError(f"cluster.n_workers must be an integer >= 1 (got {self.n_workers!r}); set it to the "
+                              "number of GPU workers")
+        if not _number(self.memory_gib) or not self.memory_gib > 0:
+            raise ConfigError(f"cluster.memory_gib must be > 0 (got {self.memory_gib!r}); set it to the GPU memory "
+                              "in GiB")
         if not _integer(self.workers_per_host) or self.workers_per_host < 1:
             raise ConfigError(f"cluster.workers_per_host must be an integer >= 1 (got {self.workers_per_host!r}); "
                               "set it to how many workers share one machine's cores (1 for one GPU each)")
@@ -362,6 +371,12 @@ class TopologyConfig:
         if self.kind == "tree" and not self.layers and len(self.agents) != self.branching:
             raise ConfigError(f"topology.agents gives {len(self.agents)} models for clusters of "
                               f"topology.branching={self.branching}: give one model per cluster position")
+        widest = self.largest_cluster()   # cluster position p runs agents[p % len(agents)]
+        if len(self.agents) > widest:
+            unit = "layer" if self.kind == "dense" else "cluster"
+            raise ConfigError(f"topology.agents lists {len(self.agents)} models, but the graph's largest {unit} has "
+                              f"{widest} agent(s), so {', '.join(self.agents[widest:])} would never run; list at most "
+                              f"{widest} models or widen topology.layers")
         _check_range("topology.exit_tau", self.exit_tau, 1e-6, 1.0, "the pairwise similarity early exit aims at")
         if self.early_exit != "none" and self.largest_cluster() < 3:
             raise ConfigError(f"topology.early_exit={self.early_exit} can never cancel an agent here: it decides once "
@@ -397,6 +412,21 @@ class MosaicConfig:
         if not _integer(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0 (got {self.seed!r}); NumPy seeds are non-negative, "
                               "use e.g. seed=0")
+        t = self.topology
+        if t.kind != "flat":
+            # Every model of an agent graph stays loaded on a worker of its own (mosaic/graphs/placement.py).
+            # The models the settings name are known here (the workload's aggregator, where
+            # topology.aggregator is null, only when the run is built), so a sweep's check sees them.
+            models = list(dict.fromkeys([*t.agents[:t.largest_cluster()], *([t.aggregator] if t.aggregator else [])]))
+            check_graph_workers(models, self.cluster.n_workers)
+
+
+def check_graph_workers(models: list[str], n_workers: int) -> None:
+    """An agent graph keeps each of its models loaded on a worker of its own."""
+    if n_workers < len(models):
+        raise ConfigError(f"topology: the graph's {len(models)} models ({', '.join(models)}) stay loaded on a worker "
+                          f"each, but cluster.n_workers={n_workers}; set cluster.n_workers >= {len(models)} or "
+                          "use fewer agent models")
 
 
 def register_configs() -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NoReturn, Sequence
 
 from mosaic.cluster import Cluster
 from mosaic.config.schema import COST_MODELS, OVERSIZE_POLICIES, SHARD_COSTS, check_choice
@@ -116,6 +116,30 @@ def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster
                      if kv_capacity_tokens(model, engine, w.memory_gib) >= engine.max_model_len)
 
 
+def refuse_unfitting(name: str, prof: ModelProfile, eng: EngineProfile, cluster: Cluster) -> NoReturn:
+    """The one-line error for a model that fits no worker (weights plus one full-length context),
+    naming the setting that decides it."""
+    if eng.num_gpu_blocks is not None:
+        least = -(-eng.max_model_len // eng.block_size)
+        raise ConfigError(
+            f"model {name}: engine.num_gpu_blocks={eng.num_gpu_blocks} blocks of {eng.block_size} tokens "
+            f"hold less than one {eng.max_model_len}-token context (the profile's engine.max_model_len; vLLM "
+            f"would not start): raise engine.num_gpu_blocks to at least {least}, or use profiles with a "
+            "shorter max_model_len")
+    if prof.kv_capacity is not None and prof.kv_capacity < eng.max_model_len:
+        raise ConfigError(
+            f"model {name}: its profile's measured KV cache holds {prof.kv_capacity} tokens, less than "
+            f"one {eng.max_model_len}-token context (the profile's engine.max_model_len): re-profile it with "
+            "more KV memory or give the profile a shorter max_model_len")
+    kv_gib = eng.max_model_len * prof.kv_bytes_per_token / 2**30
+    need = (prof.weight_gib + kv_gib) / eng.gpu_memory_utilization
+    raise ConfigError(
+        f"model {name} needs {need:.3g} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
+        f"{eng.max_model_len}-token KV cache of {kv_gib:.3g} GiB) / gpu_memory_utilization "
+        f"{eng.gpu_memory_utilization}), but no worker has that much: raise "
+        f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
+
+
 def group_by_model(requests: Sequence[Request], model_order: Iterable[str] = ()
                    ) -> tuple[dict[str, list[Request]], dict[str, int], list[str]]:
     """A stage's requests per model (stream order), each model's first position in the stream,
@@ -144,25 +168,7 @@ def build_problem(stage: str, requests: Sequence[Request], cluster: Cluster,
         prof = profiles.model(name)
         fits[name] = fitting_workers(prof, profiles.engine, cluster)
         if not fits[name]:
-            eng = profiles.engine
-            if eng.num_gpu_blocks is not None:
-                least = -(-eng.max_model_len // eng.block_size)
-                raise ConfigError(
-                    f"model {name}: engine.num_gpu_blocks={eng.num_gpu_blocks} blocks of {eng.block_size} tokens "
-                    f"hold less than one {eng.max_model_len}-token context (engine.max_model_len): raise "
-                    f"engine.num_gpu_blocks to at least {least} or lower engine.max_model_len")
-            if prof.kv_capacity is not None and prof.kv_capacity < eng.max_model_len:
-                raise ConfigError(
-                    f"model {name}: its profile's measured KV cache holds {prof.kv_capacity} tokens, less than "
-                    f"one {eng.max_model_len}-token context (engine.max_model_len): re-profile it with more "
-                    "KV memory or lower engine.max_model_len")
-            kv_gib = eng.max_model_len * prof.kv_bytes_per_token / 2**30
-            need = (prof.weight_gib + kv_gib) / eng.gpu_memory_utilization
-            raise ConfigError(
-                f"model {name} needs {need:.3g} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
-                f"{eng.max_model_len}-token KV cache of {kv_gib:.3g} GiB) / gpu_memory_utilization "
-                f"{eng.gpu_memory_utilization}), but no worker has that much: raise "
-                f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
+            refuse_unfitting(name, prof, profiles.engine, cluster)
         reqs = by_model[name]
         mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
 

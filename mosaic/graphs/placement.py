@@ -7,7 +7,7 @@ their load. A request goes, when released, to the replica of its model with the 
 flight."""
 from __future__ import annotations
 
-from mosaic.core.errors import ConfigError
+from mosaic.config.schema import check_graph_workers
 from mosaic.graphs.shape import AgentSpec
 from mosaic.profiles import ProfileSet
 
@@ -25,10 +25,7 @@ def place(shape: tuple[AgentSpec, ...], profiles: ProfileSet, dataset: str | Non
     """worker -> model."""
     need = demand(shape, profiles, dataset)
     models = list(need)
-    if n_workers < len(models):
-        raise ConfigError(f"topology: the graph's {len(models)} models ({', '.join(models)}) stay loaded on a worker "
-                          f"each, but cluster.n_workers={n_workers}; set cluster.n_workers >= {len(models)} or "
-                          "use fewer agent models")
+    check_graph_workers(models, n_workers)   # the workload's aggregator counted too
     if how == "even":
         return {w: models[w % len(models)] for w in range(n_workers)}
     total = sum(need.values())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.paths import not_a_file
 
 from mosaic.profiles.difficulty import parse_dataset
 from mosaic.profiles.engine import EngineProfile, HostContentionProfile, TensorParallelProfile
@@ -142,7 +143,11 @@ def profile_path(name_or_path: str) -> Path:
         path = _DATA / f"{name_or_path}.yaml"
     if not path.is_file():
         bundled = sorted(p.stem for p in _DATA.glob("*.yaml"))
-        raise ConfigError(f"profiles: no file '{name_or_path}' (bundled profile sets: {bundled})")
+        why = not_a_file(path)
+        if why == "does not exist":
+            raise ConfigError(f"profiles: no file '{name_or_path}' (bundled profile sets: {bundled})")
+        raise ConfigError(f"profiles: '{name_or_path}' {why}; name a profile YAML file or a bundled profile set "
+                          f"({bundled})")
     return path
 
 

@@ -499,6 +499,12 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
                   "hydra.sweep.dir or remove them (a sweep's folder holds one sweep: `mosaic runs` tables every run "
                   "in it)", file=sys.stderr, flush=True)
             raise SystemExit(2)
+    else:
+        inside = run_folders(Path(directory), below=True)
+        if inside:   # a sweep's folder: this run's outputs would sit among its jobs and be tabled with them
+            print(f"error: run directory {directory} holds {inside} run(s) in its subfolders (a sweep's folder); "
+                  "choose a new hydra.run.dir or remove them", file=sys.stderr, flush=True)
+            raise SystemExit(2)
     try:
         if multirun:   # its own lock file: a job's directory may be the sweep's
             held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))

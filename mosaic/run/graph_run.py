@@ -20,6 +20,7 @@ from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
+from mosaic.costs.predict import fitting_workers, refuse_unfitting
 from mosaic.graphs.coordinator import GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
@@ -56,6 +57,9 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
         if m not in profiles.models:
             raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
                               f"'{t.profiles or c.workload.profiles}' ({', '.join(profiles.models)})")
+    for m in sorted(models):   # as the flat pipeline's planning refuses it (engine.num_gpu_blocks, memory)
+        if not fitting_workers(profiles.model(m), profiles.engine, r.cluster):
+            refuse_unfitting(m, profiles.model(m), profiles.engine, r.cluster)
     dataset = dataset_of(r)
     if t.placement == "scheduler":
         placement = scheduled_placement(r, shape, profiles, dataset)

@@ -49,13 +49,16 @@ TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_a
 STAGES = ("config", "build", "expert", "aggregator", "run", "outputs")
 
 
-def run_folders(directory: Path) -> int:
+def run_folders(directory: Path, below: bool = False) -> int:
     """Run folders under `directory` (a summary.json or an error.json in them): a sweep's jobs
-    that have ended; 0 where it is not a readable directory."""
+    that have ended; 0 where it is not a readable directory. below: only those in its subfolders
+    (not a run in `directory` itself)."""
+    directory = Path(directory)
     try:
-        return len({p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in Path(directory).rglob(name)})
+        found = {p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in directory.rglob(name)}
     except OSError:
         return 0
+    return len(found - {directory}) if below else len(found)
 
 
 def one_line(text: str, limit: int = 500) -> str:

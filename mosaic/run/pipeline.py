@@ -59,9 +59,17 @@ def plan_stage(stage: str, requests: list[Request], model_order, scheduler: Sche
     if placement == "tp":
         problem = build_tp_problem(stage, requests, cluster, profiles, model_order)
         return problem, schedule("tensor_parallel", problem, requests)
+    policy = get_scheduler(scheduler.name, scheduler.plugin)
+    # A cost setting the policy does not read is recorded as not applied (settings_not_applied), so it
+    # must not act either: the problem is costed with the default (a regression fit a profile lacks
+    # would otherwise fail a run whose policy never uses it).
+    reads = getattr(policy, "reads", None)
+    default = SchedulerConfig(name=scheduler.name)
+    cost_model, shard_cost = ((scheduler.cost_model, scheduler.shard_cost) if reads is None else
+                              tuple(getattr(scheduler if f in reads else default, f) for f in ("cost_model", "shard_cost")))
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
-                            scheduler.cost_model, scheduler.shard_cost)
-    if getattr(get_scheduler(scheduler.name, scheduler.plugin), "needs_session_curves", False):
+                            cost_model, shard_cost)
+    if getattr(policy, "needs_session_curves", False):
         memory = min(w.memory_gib for w in cluster.workers)
         problem = attach_curves(problem, requests, profiles, workload.calibration, memory,
                                 engine_sessions(profiles, memory))

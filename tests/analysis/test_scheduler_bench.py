@@ -219,6 +219,31 @@ def test_the_prediction_band_holds_the_prediction_and_only_random_predictions_ha
     assert "| sim in pred. band |" in sb.render(quick_df)
 
 
+def test_the_chance_within_the_target_and_the_sim_quantile_on_hand_made_draws():
+    draws = np.array([90.0, 100.0, 100.0, 112.0, 200.0])
+    # 100 is within 10% of a makespan m where 100/1.1 <= m <= 100/0.9: 100, 100 (not 90: 100/90 - 1 = 11%)
+    assert sb.chance_within(draws, 100.0) == 2 / 5
+    assert sb.chance_within(draws, 100.0, tol=0.4) == 4 / 5   # all but 200
+    assert sb.chance_within(np.full(8, 300.0), 300.0) == 1.0
+    assert sb.sim_quantile(draws, 100.0) == 1 / 5 and sb.sim_quantile(draws, 250.0) == 1.0
+    assert sb.prediction_band(np.arange(11.0)) == (1.0, 9.0)
+
+
+def test_the_expected_share_within_the_target_is_reported_where_the_prediction_is_random(quick_df):
+    ok = quick_df[quick_df["status"] == "ok"]
+    random = ok["pred_low_s"].notna()
+    assert ok.loc[random, "pred_chance"].between(0, 1).all() and ok.loc[random, "sim_quantile"].between(0, 1).all()
+    assert ok.loc[~random, "pred_chance"].isna().all() and ok.loc[~random, "sim_quantile"].isna().all()
+    # The band holds the middle 80% of the draws, so a simulated makespan inside it sits between them.
+    inside = random & ok["sim_s"].between(ok["pred_low_s"], ok["pred_high_s"])
+    assert ok.loc[inside, "sim_quantile"].between(0.1 - 1e-9, 0.9 + 1e-9).all()
+    md = sb.render(quick_df)
+    assert "| expected within ±10% |" in md and "instances per decile" in md
+    eng = sb._summary(ok[ok["policy"] == "engine_aware"])
+    assert eng["expected"] == pytest.approx(ok.loc[ok["policy"] == "engine_aware", "pred_chance"].mean())
+    assert "pred_chance" in sb.to_csv_frame(quick_df).columns
+
+
 def test_write_produces_both_files(tmp_path):
     md = sb.write(tmp_path, families=("generated",), policies=["round_robin"], quick=True, progress=None)
     assert (tmp_path / "scheduler_bench.md").read_text() == md

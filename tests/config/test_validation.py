@@ -57,6 +57,26 @@ def test_run_rejects_bad_values_naming_the_field(overrides, field):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("overrides, field", [
+    (["cluster.n_workers=0"], "cluster.n_workers must be an integer >= 1"),
+    (["cluster.memory_gib=0"], "cluster.memory_gib must be > 0"),
+    (["workload.k=0"], "workload.k must be a finite number >= 1"),
+    (["topology=dense", "topology.layers=[2]", "topology.agents=[Qwen,Gemma,Exaone]"],
+     "topology.agents lists 3 models, but the graph's largest layer has 2 agent(s), so Exaone would never run"),
+    (["topology=tree", "topology.layers=[2,1]", "topology.agents=[Qwen,Gemma,Exaone]"],
+     "largest cluster has 2 agent(s), so Exaone would never run"),
+    (["topology=dense", "topology.layers=[1]"], "so Gemma, LlamaR1 would never run"),
+    (["topology=dense", "cluster.n_workers=2"], "the graph's 3 models (Qwen, Gemma, LlamaR1) stay loaded"),
+    (["topology=dense", "topology.aggregator=GLM", "cluster.n_workers=3"], "the graph's 4 models"),
+])
+def test_the_schema_refuses_what_a_sweep_must_catch_before_any_job(overrides, field):
+    """Checked when the settings are typed (what a `-m` sweep checks for every job), not only when
+    the run is built: a sweep ran its other jobs and exited 1."""
+    with pytest.raises(ConfigError, match=re.escape(field)) as e:
+        typed(small(*overrides))
+    assert "\n" not in str(e.value)
+
+
 def test_an_aggregation_label_of_ones_own_is_only_a_label():
     # a 300-character name was an OSError (looked up as a file), '../tau1' a path out of its group
     for name in ("x" * 300, "../tau1", "TAU067"):

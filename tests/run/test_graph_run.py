@@ -116,17 +116,25 @@ def test_a_graph_run_is_not_refused_for_the_flat_pipelines_requests():
 
 
 def test_outputs_cut_to_the_context_are_counted_never_silent(caplog):
-    """A KV cache of 40 blocks leaves less room than the drawn reasoning lengths: each output cut
-    to the context left after its prompt is counted (summary capped_outputs, a warning), and no
-    served request holds more tokens than its engine can."""
-    base = ["topology=tree", "workload=synth_small", "workload.n_queries=4"]
+    """Reasoning agents reading reasoning precursors: a drawn output longer than the context left
+    after its prompt is cut to it and counted (summary capped_outputs, a warning), and no served
+    request holds more tokens than the engine's context. (A KV cache smaller than one context is
+    refused, as vLLM refuses to start: test_a_kv_cache_too_small_... below.)"""
+    base = ["topology=tree", "workload=synth_small", "workload.n_queries=8"]
     roomy = run(compose(base)).summary
     with caplog.at_level("WARNING", logger="mosaic.run.app"):
-        out = run(compose([*base, "engine.num_gpu_blocks=40"]))
+        out = run(compose([*base, "topology.agents=[LlamaR1,QwenR1,LlamaR1]"]))
     s, trace = out.summary, out.graph[0]
     assert roomy["capped_outputs"] == 0 and s["capped_outputs"] > 0
     assert f"{s['capped_outputs']} agent outputs drawn longer than the context" in caplog.text
     served = [x for x in trace.requests if x.status == "served"]
-    limit = max(x.prompt_tokens + x.output_tokens for x in served)
-    assert limit <= 40 * 16   # 16-token blocks
-    assert sum(x.prompt_tokens + x.output_tokens == limit for x in served) >= s["capped_outputs"]
+    context = 32768   # paper_a100's engine.max_model_len
+    assert max(x.prompt_tokens + x.output_tokens for x in served) <= context
+    assert sum(x.prompt_tokens + x.output_tokens == context for x in served) >= s["capped_outputs"]
+
+
+def test_a_kv_cache_too_small_for_one_context_is_refused_as_in_the_flat_pipeline():
+    """It ran with exit 0, every agent prompt cut to 127 tokens and 1 output token."""
+    with pytest.raises(ConfigError, match=r"engine\.num_gpu_blocks=2 blocks of 128 tokens hold less than one "
+                                          r"2048-token context .* at least 16"):
+        run(compose(["workload=smoke", "topology=dense", "engine.num_gpu_blocks=2"]))

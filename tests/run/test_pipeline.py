@@ -125,3 +125,12 @@ def test_expert_requests_carry_question_prompts():
     a, b = wl.expert_requests()
     assert "Why? The options are" in a.prompt and "The answer is (X)" in a.prompt
     assert b.prompt is None
+
+
+def test_a_cost_model_the_policy_does_not_read_neither_acts_nor_fails():
+    """round_robin never reads scheduler.cost_model: a regression fit the profiles lack failed the
+    run; it is recorded as not applied and the plan is the default's."""
+    base = run(config("workload=smoke", "scheduler=round_robin")).summary
+    other = run(config("workload=smoke", "scheduler=round_robin", "scheduler.cost_model=regression")).summary
+    assert other["settings_not_applied"] == ["scheduler.cost_model"]
+    assert other["expert_stage_s"] == base["expert_stage_s"] and other["expert_predicted_makespan_s"] == base["expert_predicted_makespan_s"]

@@ -103,7 +103,7 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
     p = cli("workload=synth_small", "cluster.n_workers=0", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [
-        "error: cluster.n_workers must be an integer >= 1 (got 0)"]
+        "error: cluster.n_workers must be an integer >= 1 (got 0); set it to the number of GPU workers"]
     # Hydra's own config error (checked before Hydra runs: mosaic/run/cli.py, hydra_prepared).
     p = cli("scheduler=nope", f"hydra.run.dir={tmp_path / 'nope'}", cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
@@ -263,6 +263,18 @@ def test_a_bad_setting_every_sweep_job_shares_is_refused_before_any_job(tmp_path
     assert "(2 of 2 jobs fail; nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("bad, said", [
+    ("cluster.n_workers=0,4", "cluster.n_workers must be an integer >= 1"),
+    ("cluster.memory_gib=0,80", "cluster.memory_gib must be > 0"),
+    ("workload.k=0,2", "workload.k must be a finite number >= 1"),
+    ("topology=dense cluster.n_workers=1,4", "the graph's 3 models (Qwen, Gemma, LlamaR1) stay loaded")])
+def test_a_value_out_of_range_in_one_sweep_job_is_refused_before_any_job(tmp_path, bad, said):
+    """The other job ran and the sweep exited 1: these were checked only when a job built its run."""
+    p = cli("-m", "workload=smoke", *bad.split(), f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
+    assert "(nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
+
+
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
@@ -340,6 +352,18 @@ def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
     p = cli("-m", "workload=smoke", "seed=2", f"hydra.sweep.dir={sw}")
     assert p.returncode == 2 and "holds 2 run(s) of an earlier sweep" in p.stderr
     assert sorted(d.name for d in sw.iterdir() if d.is_dir()) == ["seed=0,workload=smoke", "seed=1,workload=smoke"]
+
+
+def test_a_single_run_into_a_sweeps_folder_is_refused(tmp_path):
+    sw = tmp_path / "sw"
+    assert cli("-m", "workload=smoke", "seed=0,1", f"hydra.sweep.dir={sw}").returncode == 0
+    p = cli("workload=smoke", "seed=9", f"hydra.run.dir={sw}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "holds 2 run(s) in its subfolders (a sweep's folder)" in p.stderr
+    assert not (sw / "summary.json").exists()
+    # a run's own folder is still reused (its outputs replaced)
+    assert cli("workload=smoke", "seed=9", f"hydra.run.dir={sw / 'mine'}").returncode == 0
+    assert cli("workload=smoke", "seed=8", f"hydra.run.dir={sw / 'mine'}").returncode == 0
 
 
 def test_a_deleted_setting_is_refused(tmp_path):

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.paths import not_a_file
 from mosaic.core.serde import loads_data
 from mosaic.profiles.schema import show
 
@@ -121,7 +122,7 @@ def load_questions(path: Path, field: str = "workload.questions_dir",
     """A question file: non-empty JSON list of {question, gold_answer[, category]}; errors name the
     config `field` that points at it, the path and the item."""
     if not path.is_file():
-        raise ConfigError(f"{field}: {what} '{path}' does not exist; set {field} to where it is")
+        raise ConfigError(f"{field}: {what} '{path}' {not_a_file(path)}; set {field} to where it is")
     try:
         records = _read(path, path.stat().st_mtime)
     except ConfigError as e:
