@@ -140,9 +140,15 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mosaic.core.interrupts import install_early
-    install_early()   # before any of the command's imports: a Ctrl-C during them is one line
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from mosaic.core.interrupts import install_early, uninstall_early
+    early = install_early()   # before any of the command's imports: a Ctrl-C during them is one line
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        uninstall_early(early)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: mosaic COMMAND [ARGS]\n\n" + USAGE + "\n\nREADME.md has the walkthrough; docs/outputs.md "
               "every output file.")

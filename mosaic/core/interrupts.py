@@ -37,16 +37,26 @@ def _sigint_before_run(signum, frame):  # noqa: ARG001
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def install_early() -> None:
+def install_early() -> bool:
     """For an entry point's first lines: until quiet_interrupt takes over, Ctrl-C ends the process at
     once, killed by SIGINT with one line, instead of a traceback from whichever import it hit (the
     imports of mosaic.run.signals itself take ~10 ms). Only where SIGINT has Python's default
-    handler: an ignored SIGINT (a job started with `&`) stays ignored."""
+    handler: an ignored SIGINT (a job started with `&`) stays ignored. Returns whether it was
+    installed (for uninstall_early)."""
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _sigint_before_run)
+            return True
     except ValueError:  # not the main thread
         pass
+    return False
+
+
+def uninstall_early(installed: bool) -> None:
+    """Python's default SIGINT handler back, where install_early put its own (an entry point called
+    as a function, e.g. mosaic.__main__.main from a test or a notebook, leaves the caller's)."""
+    if installed and signal.getsignal(signal.SIGINT) is _sigint_before_run:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def replaceable(handler: object) -> bool:

@@ -48,3 +48,11 @@ def test_the_runs_handler_takes_over_from_the_early_one_and_gives_it_back(early)
     p = _run(code)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == ("early" if early else "default")
+
+
+def test_the_mosaic_command_called_as_a_function_leaves_the_callers_handler(capsys):
+    from mosaic.__main__ import main
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert main(["--help"]) == 0 and main(["nope"]) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
