@@ -23,6 +23,7 @@ from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS, aggregator_promp
 from mosaic.workload.tokens import CHARS_PER_TOKEN, estimate_tokens
 from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers import get_scheduler, schedule
+from mosaic.schedulers.registry import applied
 from sim.backend import run_session
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.trace import Trace
@@ -59,17 +60,12 @@ def plan_stage(stage: str, requests: list[Request], model_order, scheduler: Sche
     if placement == "tp":
         problem = build_tp_problem(stage, requests, cluster, profiles, model_order)
         return problem, schedule("tensor_parallel", problem, requests)
-    policy = get_scheduler(scheduler.name, scheduler.plugin)
     # A cost setting the policy does not read is recorded as not applied (settings_not_applied), so it
-    # must not act either: the problem is costed with the default (a regression fit a profile lacks
-    # would otherwise fail a run whose policy never uses it).
-    reads = getattr(policy, "reads", None)
-    default = SchedulerConfig(name=scheduler.name)
-    cost_model, shard_cost = ((scheduler.cost_model, scheduler.shard_cost) if reads is None else
-                              tuple(getattr(scheduler if f in reads else default, f) for f in ("cost_model", "shard_cost")))
+    # must not act either (a regression fit a profile lacks would fail a run whose policy never uses it).
+    costs = applied(scheduler)
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
-                            cost_model, shard_cost)
-    if getattr(policy, "needs_session_curves", False):
+                            costs.cost_model, costs.shard_cost)
+    if getattr(get_scheduler(scheduler.name, scheduler.plugin), "needs_session_curves", False):
         memory = min(w.memory_gib for w in cluster.workers)
         problem = attach_curves(problem, requests, profiles, workload.calibration, memory,
                                 engine_sessions(profiles, memory))

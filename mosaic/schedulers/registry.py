@@ -6,7 +6,7 @@ A new policy is one file in this package that decorates its function with `@regi
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Callable
 
 from mosaic.config.schema import SchedulerConfig
@@ -30,15 +30,22 @@ def register(name: str, reads: tuple[str, ...] | None = None):
     return deco
 
 
-def not_applied(params: SchedulerConfig, plugin_fields: tuple[str, ...] = ("name", "plugin")) -> list[str]:
-    """The scheduler settings this run sets away from their defaults that its policy never reads."""
+def applied(params: SchedulerConfig, plugin_fields: tuple[str, ...] = ("name", "plugin")) -> SchedulerConfig:
+    """The settings as the policy acts on them: every field it does not read at its default (a
+    policy that does not say what it reads gets them all as given)."""
     reads = getattr(get_scheduler(params.name, params.plugin), "reads", None)
     if reads is None:
-        return []
+        return params
     default = SchedulerConfig(name=params.name)
+    return replace(params, **{f.name: getattr(default, f.name) for f in fields(SchedulerConfig)
+                              if f.name not in plugin_fields and f.name not in reads})
+
+
+def not_applied(params: SchedulerConfig) -> list[str]:
+    """The scheduler settings this run sets away from their defaults that its policy never reads."""
+    acted = applied(params)
     return [f"scheduler.{f.name}" for f in fields(SchedulerConfig)
-            if f.name not in plugin_fields and f.name not in reads
-            and getattr(params, f.name) != getattr(default, f.name)]
+            if getattr(params, f.name) != getattr(acted, f.name)]
 
 
 def get_scheduler(name: str, plugin: str | None = None) -> Scheduler:
