@@ -188,6 +188,7 @@ class VllmBackend:
         self.registry = ModelRegistry(models)
         if launcher == "local":
             self.registry.check_local_paths()
+            self.registry.check_hub_models(only=set(profiles.models))
         self.replay, self.device, self.kv_cache_gib, self.timeout_s = replay, device, kv_cache_gib, timeout_s
         self.max_tokens = max_tokens  # natural mode: cap on generated tokens (None = up to the context)
         if not isinstance(cpu_tensor_parallel, bool):

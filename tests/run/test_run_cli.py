@@ -157,8 +157,34 @@ def env_with_path(first: str, **extra):
             **extra}
 
 
+def hub_cache(root: Path, repos) -> Path:
+    """A Hugging Face cache folder holding a config.json for each Hub id, as `hf download` leaves
+    one: what the vLLM backend checks before it starts an engine (vllm_backend/models.py)."""
+    for repo in repos:
+        d = root / ("models--" + repo.replace("/", "--"))
+        (d / "snapshots" / "0").mkdir(parents=True, exist_ok=True)
+        (d / "snapshots" / "0" / "config.json").write_text("{}")
+        (d / "refs").mkdir(exist_ok=True)
+        (d / "refs" / "main").write_text("0")
+    return root
+
+
+_PAPER_CACHE: list[Path] = []
+
+
 def fake_vllm_env(**extra):
-    return env_with_path(FAKE_VLLM, **extra)
+    """The fake engine (tests/fake_vllm) on the path, and models=paper's six experts in a Hugging Face
+    cache of their own: the fake engine reads no files, but the backend refuses a Hub model this
+    machine has not downloaded."""
+    if not _PAPER_CACHE:
+        import tempfile
+
+        import yaml
+
+        paper = yaml.safe_load((ROOT / "mosaic" / "conf" / "models" / "paper.yaml").read_text())
+        _PAPER_CACHE.append(hub_cache(Path(tempfile.mkdtemp(prefix="hub_cache_")),
+                                      [m["hf_id"] for m in paper["models"].values()]))
+    return env_with_path(FAKE_VLLM, HF_HUB_CACHE=str(_PAPER_CACHE[0]), **extra)
 
 
 def test_vllm_not_installed_fails_up_front(tmp_path, capsys, monkeypatch):
@@ -170,6 +196,23 @@ def test_vllm_not_installed_fails_up_front(tmp_path, capsys, monkeypatch):
     assert "pip install -e '.[vllm]'" in err and "Traceback" not in err
     assert not (tmp_path / "summary.json").exists()  # nothing was run
     assert json.loads((tmp_path / "error.json").read_text())["exit_code"] == 2
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_hub_model_this_machine_cannot_get_is_refused_before_any_engine(tmp_path):
+    """An offline machine without the model in its cache: every engine retried the download and each
+    request failed (measured: 116 s, all 192 failed, exit 1); now one line, exit 2."""
+    env = env_with_path(FAKE_VLLM, HF_HUB_CACHE=str(tmp_path / "empty_cache"), HF_HUB_OFFLINE="1")
+    t0 = time.monotonic()
+    p = cli(*VLLM_ARGS, f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("error: models=paper.LlamaR1: deepseek-ai/DeepSeek-R1-Distill-Llama-8B is not in the "
+                           "local Hugging Face cache and HF_HUB_OFFLINE is set"), line
+    assert "models.models.LlamaR1.path" in line
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert json.loads((tmp_path / "run" / "error.json").read_text())["exit_code"] == 2
     assert time.monotonic() - t0 < 60
 
 

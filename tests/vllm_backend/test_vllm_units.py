@@ -89,3 +89,68 @@ def test_cuda_asked_on_a_machine_without_a_gpu_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="device=cuda but this machine has no NVIDIA GPU"):
         device_option("cuda", 1)
     assert device_option("auto", 1) == "cpu"
+
+
+def test_hub_models_must_be_cached_or_fetchable(tmp_path, monkeypatch):
+    """vllm_backend.models.check_hub_models: a Hub id is in the local cache, or the Hub has it and
+    lets this machine fetch it; otherwise one ConfigError naming the model, before any engine."""
+    hf = pytest.importorskip("huggingface_hub")
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from tests.run.test_run_cli import hub_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "hub", ["org/cached"])))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+    local = tmp_path / "weights"
+    local.mkdir()
+    reg = ModelRegistry({"name": "t", "models": {
+        "A": {"hf_id": "org/cached"}, "B": {"hf_id": "org/absent"}, "C": {"path": str(local)},
+        "D": {"tiny": {}}, "E": {"path": "org/by_path"}}})
+    # Which entries are Hub ids: an hf_id, or a path that is no file here and reads "org/name".
+    assert reg.hub_ids() == [("A", "org/cached"), ("B", "org/absent"), ("E", "org/by_path")]
+    reg.check_hub_models(only={"A", "C", "D"})        # cached, local and tiny models need no Hub
+
+    calls = []
+
+    def no_network(repo, timeout=None):
+        calls.append(repo)
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(hf, "model_info", no_network)
+    with pytest.raises(ConfigError, match=r"^models=t.B: org/absent is not in the local Hugging Face cache and "
+                                          r"the Hub \(.*\) cannot be reached \(ConnectionError: Name or service"):
+        reg.check_hub_models(only={"A", "B"})
+    assert calls == ["org/absent"]                     # the cached model was not looked up
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="org/absent is not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+        reg.check_hub_models(only={"B"})
+    assert calls == ["org/absent"]                     # offline: no network call at all
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def hub_error(cls):   # as the Hub client raises them (their constructors want an HTTP response)
+        e = cls.__new__(cls)
+        e.args = ("404",)
+        return e
+
+    def missing(repo, timeout=None):
+        raise hub_error(RepositoryNotFoundError)
+
+    monkeypatch.setattr(hf, "model_info", missing)
+    with pytest.raises(ConfigError, match=r"the Hub has no model org/absent .*check models.B.hf_id"):
+        reg.check_hub_models(only={"B"})
+
+    class Gated:
+        gated = "manual"
+
+    def refuse(repo, **_):
+        raise hub_error(GatedRepoError)
+
+    monkeypatch.setattr(hf, "model_info", lambda repo, timeout=None: Gated())
+    monkeypatch.setattr(hf, "auth_check", refuse)
+    with pytest.raises(ConfigError, match="it is gated on the Hub: accept its licence"):
+        reg.check_hub_models(only={"B"})
+    monkeypatch.setattr(hf, "auth_check", lambda repo, **_: None)
+    reg.check_hub_models(only={"B"})                   # gated, and this account has access
