@@ -15,7 +15,6 @@ The local launcher only (one host).
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import queue as queue_mod
 import time
 from typing import Any, Callable
@@ -26,7 +25,7 @@ from mosaic.trace import SessionRecord
 from vllm_backend.backend import VllmBackend, device_env, extract_answer, prompt_ids
 from vllm_backend.graph_worker import graph_worker_main
 from vllm_backend.launcher import LocalProcessLauncher
-from vllm_backend.procgroup import end_processes, group_leader_entry
+from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_context
 
 
 class VllmGraphPool:
@@ -39,7 +38,7 @@ class VllmGraphPool:
         self.vllm, self.placement, self.poll_s = vllm, placement, poll_s
         self.natural = not vllm.replay
         self.grace_s = vllm.launcher.grace_s
-        ctx = mp.get_context("spawn")   # vLLM and CUDA do not survive fork
+        ctx = spawn_context()
         self.ctx = ctx
         self.inbox = {w: ctx.Queue() for w in placement}
 

@@ -7,13 +7,12 @@ SIGTERM once `mosaic.run.signals.sigterm_as_exit` has turned it into an exceptio
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import queue as queue_mod
 import time
 from typing import Any, Callable, Protocol
 
 from mosaic.core.interrupts import raise_if_interrupted
-from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
+from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
 from vllm_backend.worker import worker_main
 
 WorkerTarget = Callable[[dict[str, Any], Any], None]
@@ -46,7 +45,7 @@ class LocalProcessLauncher:
 
     def run(self, specs: list[dict[str, Any]], timeout_s: float,
             on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
-        ctx = mp.get_context("spawn")  # vLLM and CUDA do not survive fork
+        ctx = spawn_context()
         q = ctx.Queue()
         procs: dict[int, Any] = {}
         results: dict[int, dict[str, Any]] = {}

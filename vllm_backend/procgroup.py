@@ -28,6 +28,19 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 DEFAULT_GRACE_S = 10.0
 
 
+def spawn_context():
+    """multiprocessing's spawn context, usable from any process. A spawned child first sets the
+    parent's *global* start method (multiprocessing.spawn.get_preparation_data), and in a job of
+    Hydra's joblib launcher that is joblib's "loky", which the child cannot find: every worker died
+    at start ("cannot find context for 'loky'", all requests failed, exit 1). Such a method is put
+    back to spawn for this process first; loky itself uses its own context objects, not the global."""
+    import multiprocessing as mp
+
+    if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
+        mp.set_start_method("spawn", force=True)
+    return mp.get_context("spawn")   # vLLM and CUDA do not survive fork
+
+
 def _proc_state(pid: int) -> tuple[str, int] | None:
     """(state letter, process group) of a live process from /proc/<pid>/stat, None if it is gone."""
     try:

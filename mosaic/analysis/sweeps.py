@@ -33,7 +33,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.hydra_args import expand_sweep
-from mosaic.run.jobs import find_failures, format_failures, run_folders
+from mosaic.run.jobs import find_failures, format_failures, one_line, run_folders
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, mosaic/conf/, multirun/
 
@@ -210,6 +210,9 @@ def in_process(title: str, fn: Callable[..., Any], *args: Any) -> bool:
     try:
         fn(*args)
         ok = True
+    except (ConfigError, FileNotFoundError) as e:   # what the step refuses: its own one-line message
+        print(f"error: {one_line(str(e), 2000)}", file=sys.stderr, flush=True)
+        ok = False
     except Exception:  # noqa: BLE001 - a failed step is reported, the others still run
         traceback.print_exc()
         ok = False

@@ -116,9 +116,16 @@ def fitting_workers(model: ModelProfile, engine: EngineProfile, cluster: Cluster
                      if kv_capacity_tokens(model, engine, w.memory_gib) >= engine.max_model_len)
 
 
-def refuse_unfitting(name: str, prof: ModelProfile, eng: EngineProfile, cluster: Cluster) -> NoReturn:
+def _need_bytes(profiles: ProfileSet, model: str) -> float:
+    prof = profiles.model(model)
+    return prof.weight_gib * 2**30 + profiles.engine.max_model_len * prof.kv_bytes_per_token
+
+
+def refuse_unfitting(name: str, prof: ModelProfile, eng: EngineProfile, cluster: Cluster,
+                     others: Sequence[str] = ()) -> NoReturn:
     """The one-line error for a model that fits no worker (weights plus one full-length context),
-    naming the setting that decides it."""
+    naming the setting that decides it; `others`: further models that fit no worker either."""
+    also = f" (nor do {', '.join(others)})" if others else ""
     if eng.num_gpu_blocks is not None:
         least = -(-eng.max_model_len // eng.block_size)
         raise ConfigError(
@@ -136,8 +143,15 @@ def refuse_unfitting(name: str, prof: ModelProfile, eng: EngineProfile, cluster:
     raise ConfigError(
         f"model {name} needs {need:.3g} GiB of GPU memory ((weights {prof.weight_gib} GiB + a "
         f"{eng.max_model_len}-token KV cache of {kv_gib:.3g} GiB) / gpu_memory_utilization "
-        f"{eng.gpu_memory_utilization}), but no worker has that much: raise "
+        f"{eng.gpu_memory_utilization}), but no worker has that much{also}: raise "
         f"cluster.memory_gib (now {max(w.memory_gib for w in cluster.workers)}) or drop the model")
+
+
+def refuse_unfitting_tp(name: str, eng: EngineProfile, memory_gib: float, tp: int) -> NoReturn:
+    """The one-line error for a model that does not fit one TP-`tp` engine over the whole cluster."""
+    raise ConfigError(f"model {name} does not fit one tensor-parallel engine over all {tp} workers "
+                      f"({memory_gib} GiB each) with a {eng.max_model_len}-token KV cache: raise "
+                      "cluster.memory_gib or use aggregation.placement=scheduled")
 
 
 def group_by_model(requests: Sequence[Request], model_order: Iterable[str] = ()
@@ -307,6 +321,17 @@ def admit_requests(workload: Workload, cluster: Cluster, profiles: ProfileSet, p
     check_block_override(workload, profiles, cluster, placement)
     engine, outcomes = profiles.engine, workload.outcomes
     limit = _limits(profiles, cluster, placement)
+    # A model that fits no worker: its stage's planner would refuse it, after the stages before it
+    # ran (a sweep's job failing in its expert stage); the same one line here, before any stage.
+    # Named: the one that needs the most memory (raising memory_gib for it fits the others too).
+    experts = sorted({m for q in workload.queries for m, _ in expert_slots(q.experts)})
+    unfit = sorted((m for m in experts if limit(m, "expert") is None), key=lambda m: -_need_bytes(profiles, m))
+    if unfit:
+        refuse_unfitting(unfit[0], profiles.model(unfit[0]), engine, cluster, unfit[1:])
+    if limit(workload.aggregator, "aggregator") is None:
+        if placement == "tp" and cluster.n > 1:
+            refuse_unfitting_tp(workload.aggregator, engine, min(w.memory_gib for w in cluster.workers), cluster.n)
+        refuse_unfitting(workload.aggregator, profiles.model(workload.aggregator), engine, cluster)
     half = engine.aggregator_cap
     bad: dict[str, str] = {}
     total = 0

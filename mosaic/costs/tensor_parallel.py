@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import group_by_model, predict_session_s
-from mosaic.core.errors import ConfigError
+from mosaic.costs.predict import group_by_model, predict_session_s, refuse_unfitting_tp
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
 from mosaic.workload.types import Request
@@ -31,9 +30,7 @@ def build_tp_problem(stage: str, requests: Sequence[Request], cluster: Cluster, 
     for name in order:
         prof = profiles.model(name)
         if kv_capacity_tokens(prof, engine, memory, tp) < engine.max_model_len:
-            raise ConfigError(f"model {name} does not fit one tensor-parallel engine over all {tp} workers "
-                              f"({memory} GiB each) with a {engine.max_model_len}-token KV cache: raise "
-                              "cluster.memory_gib or use aggregation.placement=scheduled")
+            refuse_unfitting_tp(name, engine, memory, tp)
         fits[name] = frozenset(w.id for w in cluster.workers)
         reqs = by_model[name]
         mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)

@@ -34,7 +34,6 @@ share of a busy worker, the median over models and counts.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import queue as queue_mod
 import statistics
@@ -47,6 +46,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import ROOT, step_and_warmup
 from mosaic.fitting.options import bool_option, device_option, int_option, models_option
 from vllm_backend.backend import device_env, prompt_ids
+from vllm_backend.procgroup import spawn_context
 
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
@@ -122,7 +122,7 @@ def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: 
            ) -> list[dict]:
     """One round: `busy` engines serving at once (worker 0 up); with `spin`, worker 0 serving beside
     a spinning engine on worker 1. The servers' results."""
-    ctx = mp.get_context("spawn")
+    ctx = spawn_context()
     counts = request_counts(cfg)
     q, barrier = ctx.Queue(), ctx.Barrier(2 if spin else busy)
     done = [ctx.Event() for _ in counts] if spin else None

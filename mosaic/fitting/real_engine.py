@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import multiprocessing as mp
 import os
 import queue as queue_mod
 import socket
@@ -44,7 +43,7 @@ from vllm_backend.backend import device_env, prompt_ids, tp_env
 from vllm_backend.models import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: mosaic/conf/, relative output paths
-from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry
+from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
 
 
 def run_session(engine, prompts, outputs) -> float:
@@ -223,7 +222,7 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
             timeout_s: float = 900, on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
     """One model on one worker's devices (_measure, in its own process); on_progress() after each
     timed batch."""
-    ctx = mp.get_context("spawn")
+    ctx = spawn_context()
     q = ctx.Queue()
     # Its own process group, ended with everything it started (EngineCore) however profiling ends.
     p = ctx.Process(target=group_leader_entry, args=(DEFAULT_GRACE_S, _measure, path, engine_args, env, grid, q))
@@ -568,7 +567,7 @@ def measure_tp(cfg: dict) -> dict:
         if length > room:
             raise ConfigError(f"{what} = {length} tokens do not fit models.engine.max_model_len {room}; "
                               "measure shorter sequences")
-    ctx = mp.get_context("spawn")
+    ctx = spawn_context()
     got: dict[int, list[dict]] = {1: [], tp: []}
     for _ in range(int(cfg["repeats"])):
         for degree, (engine_args, env) in runs.items():

@@ -563,6 +563,43 @@ def _glob_options(config_dir: Path, job_name: str, override) -> list[str]:
     return override.value().filter(options)
 
 
+def build_once(c, built: dict[str, ConfigError | None]) -> None:
+    """Build a sweep job's run as the job will (mosaic.run.builder.build_run: profiles, workload,
+    backend, the requests the engine must serve), so what the built run refuses (a model that fits
+    no worker at cluster.memory_gib, workload.k above the experts a source has, a Hub model this
+    machine cannot get) stops the sweep before its first job instead of failing in its own. Jobs
+    that differ only in their seed build once (~0.3 s a build): the seed draws the workload, but the
+    refusals above do not depend on it; a seed's own oversize request still fails in its job. Only
+    ConfigError is the sweep's to report: anything else is the job's, recorded in its error.json."""
+    import dataclasses
+    import json
+
+    from mosaic.run.builder import build_run
+
+    key = json.dumps({k: v for k, v in dataclasses.asdict(c).items() if k != "seed"}, sort_keys=True, default=str)
+    if key in built:
+        if built[key] is not None:
+            raise built[key]
+        return
+    built[key] = None
+    import logging
+    import warnings
+
+    # Quiet: the job logs its build's warnings (data quality, ...) itself, where they belong.
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_run(c)
+    except ConfigError as e:
+        built[key] = e
+        raise
+    except Exception:   # noqa: BLE001 -- the job will meet it again and record it with its traceback
+        pass
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,
                  config_name: str) -> None:
     """Compose every job of a basic sweep (sweeper.params, then the command line's overrides) as
@@ -604,14 +641,14 @@ def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | No
         seen[key] = 1
     from mosaic.run.builder import typed
 
-    bad, dirs = [], {}
+    bad, dirs, built = [], {}, {}
     for job in jobs:
         try:
             job_cfg = _compose(configs, job_name, config_name, hydra_ovr + list(job))
             if job_name == "run":
                 # The settings as the job will check them first (unknown keys, values out of
                 # range): a setting every job shares would otherwise fail each job in turn.
-                typed(job_cfg)
+                build_once(typed(job_cfg), built)
         except (*_composition_errors(), ConfigError) as e:
             bad.append((job, e))
             continue

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 register_configs()
 
 
-def cli(*args):
+def cli(*args, env=None):
     return subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
 
 
 def test_plan_expands_the_grid_like_hydra():
@@ -85,16 +85,31 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_failed_job_is_reported_and_the_others_are_collected(tmp_path):
-    # cluster.memory_gib=20 passes the data check and fails only inside its job.
+    # A job that fails while it runs (every request of the fake engine fails: exit 1), where each
+    # job's settings and built run are sound, so the sweep starts; the sim job beside it runs.
+    from tests.run.test_run_cli import fake_vllm_env
+
+    sweep, results = tmp_path / "sweep", tmp_path / "results"
+    p = cli("--out", str(results), "--sweep-root", str(sweep), "--sweeps", "main", "workload=smoke",
+            "scheduler=fifo", "aggregation=tau1", "aggregation.placement=scheduled", "seed=0", "backend=sim,vllm",
+            "hydra.sweep.subdir=${backend.name}", env=fake_vllm_env(FAKE_VLLM_FAIL="*"))
+    assert p.returncode == 1, p.stderr
+    assert (sweep / "main" / "sim" / "summary.json").is_file()
+    err = json.loads((sweep / "main" / "vllm" / "error.json").read_text())
+    assert "backend=vllm" in err["overrides"] and "fake engine refuses to start" in err["error"]
+    tail = p.stderr[p.stderr.rindex("failed job(s):"):]  # the list comes last, after collect's output
+    assert "1 failed job(s):" in p.stderr and "backend=vllm" in tail and "requests failed" in tail
+    runs = (results / "runs.csv").read_text().splitlines()
+    assert len(runs) == 2 and ",smoke," in runs[1]  # the good job was collected
+
+
+@pytest.mark.slow
+def test_a_job_its_built_run_refuses_stops_the_sweep_before_any_job(tmp_path):
+    # cluster.memory_gib=20 passes the settings check; its built run refuses it (a model fits no worker).
     sweep, results = tmp_path / "sweep", tmp_path / "results"
     p = cli("--out", str(results), "--sweep-root", str(sweep), "--sweeps", "main", "workload=synth_small",
             "scheduler=fifo", "aggregation=tau1", "seed=0", "cluster.memory_gib=80,20",
             "hydra.sweep.subdir=mem${cluster.memory_gib}")
-    assert p.returncode == 1, p.stderr
-    assert (sweep / "main" / "mem80.0" / "summary.json").is_file()
-    err = json.loads((sweep / "main" / "mem20.0" / "error.json").read_text())
-    assert "cluster.memory_gib=20" in err["overrides"] and "raise cluster.memory_gib" in err["error"]
-    tail = p.stderr[p.stderr.rindex("failed job(s):"):]  # the list comes last, after collect's output
-    assert "1 failed job(s):" in p.stderr and "cluster.memory_gib=20" in tail and "raise cluster.memory_gib" in tail
-    runs = (results / "runs.csv").read_text().splitlines()
-    assert len(runs) == 2 and ",synth_small," in runs[1]  # the good job was collected
+    assert p.returncode != 0, p.stderr
+    assert "sweep job" in p.stderr and "cluster.memory_gib=20" in p.stderr and "raise cluster.memory_gib" in p.stderr
+    assert "(nothing was run)" in p.stderr and not (sweep / "main" / "mem80.0" / "summary.json").exists()

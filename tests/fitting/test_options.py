@@ -23,7 +23,7 @@ def boom(*a, **k):
 
 @pytest.fixture(autouse=True)
 def no_engines(monkeypatch):
-    monkeypatch.setattr(real_engine.mp, "get_context", boom)
+    monkeypatch.setattr(real_engine, "spawn_context", boom)
     monkeypatch.setattr(host_contention, "_round", boom)
     monkeypatch.setattr(real_engine, "measure", boom)
 

@@ -217,6 +217,19 @@ def test_a_hub_model_this_machine_cannot_get_is_refused_before_any_engine(tmp_pa
 
 
 @pytest.mark.slow
+def test_real_engines_run_in_a_joblib_sweep(tmp_path):
+    """A job of Hydra's joblib launcher runs in a loky worker, whose global start method ("loky")
+    each spawned engine worker tried to set and could not find: every worker died at start, all
+    requests failed (exit 1). experiments/reproduce.py's sweeps use that launcher."""
+    p = cli("-m", "hydra/launcher=joblib", *VLLM_ARGS, "seed=0,1", f"hydra.sweep.dir={tmp_path}", env=fake_vllm_env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    for seed in (0, 1):
+        s = json.loads(next(tmp_path.glob(f"*seed={seed}*/summary.json")).read_text())
+        assert s["n_failed_requests"] == 0 and s["n_expert_requests"] > 0
+    assert "cannot find context" not in p.stderr
+
+
+@pytest.mark.slow
 def test_every_request_failed_exits_1(tmp_path):
     p = cli(*VLLM_ARGS, f"hydra.run.dir={tmp_path}", env=fake_vllm_env(FAKE_VLLM_FAIL="*"))
     assert p.returncode == 1, p.stderr
@@ -316,6 +329,32 @@ def test_a_value_out_of_range_in_one_sweep_job_is_refused_before_any_job(tmp_pat
     p = cli("-m", "workload=smoke", *bad.split(), f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
     assert "(nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("bad, said, failing", [
+    ("cluster.memory_gib=10,80 seed=0,1", "model Gemma needs 30.8 GiB of GPU memory", "2 of 4 jobs fail"),
+    ("workload.k=2,9", "workload.k must be between 1 and 6 (got 9)", None),
+    ("cluster.n_workers=1,4 cluster.memory_gib=20", "model Gemma needs", "2 of 2 jobs fail")])
+def test_what_a_built_run_refuses_in_one_sweep_job_is_refused_before_any_job(tmp_path, bad, said, failing):
+    """A model that fits no worker, workload.k above the source's experts: the sweep ran its other
+    jobs and exited 1 (the memory one only in its job's expert stage); each job is now built first.
+    Jobs that differ in their seed alone build once, and each is still counted."""
+    p = cli("-m", "workload=synth_small", *bad.split(), f"hydra.sweep.dir={tmp_path / 'sw'}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
+    assert f"({failing}; nothing was run)" in p.stderr if failing else "(nothing was run)" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "sw").exists()
+
+
+def test_a_model_that_fits_no_worker_is_refused_when_the_run_is_built(tmp_path):
+    """Its stage's planner refused it, after the stages before it had run (an aggregator that fits no
+    worker: after the whole expert stage)."""
+    p = cli("workload=synth_small", "cluster.memory_gib=19", f"hydra.run.dir={tmp_path}")
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip() == (
+        "error: model Gemma needs 30.8 GiB of GPU memory ((weights 17.21 GiB + a 32768-token KV cache of 10.5 GiB) "
+        "/ gpu_memory_utilization 0.9), but no worker has that much (nor do LlamaR1, Exaone): raise "
+        "cluster.memory_gib (now 19.0) or drop the model")
+    assert json.loads((tmp_path / "error.json").read_text())["stage"] == "build"
 
 
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
