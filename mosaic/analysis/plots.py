@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 import matplotlib.pyplot as plt
 
 from mosaic.core import tables
+from mosaic.core.errors import ConfigError
 from mosaic.run.timeline import draw as draw_timeline
 from mosaic.trace import Trace
 
@@ -311,7 +312,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
     empty figure and say nothing."""
     rows = read_csv(path)
     if not rows:
-        raise ValueError(f"{path} has no rows; regenerate it with python experiments/collect.py "
+        raise ConfigError(f"{path} has no rows; regenerate it with python experiments/collect.py "
                          "(or experiments/reproduce.py)")
     return rows
 

@@ -101,6 +101,8 @@ def test_failed_job_is_reported_and_the_others_are_collected(tmp_path):
     assert "1 failed job(s):" in p.stderr and "backend=vllm" in tail and "requests failed" in tail
     runs = (results / "runs.csv").read_text().splitlines()
     assert len(runs) == 2 and ",smoke," in runs[1]  # the good job was collected
+    # smoke is not in the paper's table: the figures step says so in one line, not a traceback
+    assert "Traceback" not in p.stderr and "paper_table.csv has no rows" in p.stderr
 
 
 @pytest.mark.slow
