@@ -433,6 +433,17 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         ns = args_parser().parse_args(args)
     except SystemExit:   # argparse's own usage error: Hydra reports it
         return args
+    # Hydra raises these as ValueError tracebacks (exit 1) once it has started.
+    modes = [flag for flag, given in (("--run", ns.run), ("--multirun", ns.multirun), ("--cfg", ns.cfg is not None),
+                                      ("--info", ns.info is not None), ("--shell-completion", ns.shell_completion))
+             if given]
+    if len(modes) > 1:
+        _fail_up_front(f"{' and '.join(modes)} are two ways to run (`mosaic sweep` is --multirun): give one of "
+                       "--run, --multirun, --cfg, --info, --shell-completion", None, list(ns.overrides or []))
+    if ns.shell_completion and not any(o.split("=", 1)[0] in ("install", "uninstall", "query")
+                                       for o in ns.overrides or []):
+        _fail_up_front("--shell-completion needs what to do: install=bash (or zsh, fish), uninstall=bash or "
+                       "query=bash", None, list(ns.overrides or []))
     if ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.experimental_rerun:
         return args
     config_name, overrides = ns.config_name or "config", list(ns.overrides or [])

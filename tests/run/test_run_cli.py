@@ -357,6 +357,17 @@ def test_a_model_that_fits_no_worker_is_refused_when_the_run_is_built(tmp_path):
     assert json.loads((tmp_path / "error.json").read_text())["stage"] == "build"
 
 
+@pytest.mark.parametrize("flags, said", [
+    (("-m", "--cfg", "job"), "--multirun and --cfg are two ways to run"),
+    (("--info", "all", "--cfg", "job"), "--cfg and --info are two ways to run"),
+    (("--shell-completion",), "--shell-completion needs what to do: install=bash")])
+def test_hydra_mode_flags_that_cannot_go_together_are_one_line(tmp_path, flags, said):
+    """Hydra's ValueError traceback, exit 1, before."""
+    p = cli(*flags, "workload=smoke", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
