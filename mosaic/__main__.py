@@ -59,7 +59,7 @@ def _runs(args: list[str]) -> int:
         print(f"error: --csv and --requests both name {a.csv}; the second table would replace the first: "
               "name two files", file=sys.stderr)
         return 2
-    from mosaic.run.jobs import RunDirError, check_writable_file, write_error
+    from mosaic.run.jobs import ERROR_FILE, RUN_FILES, SUMMARY_FILE, RunDirError, check_writable_file, write_error
 
     elsewhere = "free space there, or name a file somewhere writable"
 
@@ -69,6 +69,11 @@ def _runs(args: list[str]) -> int:
         if target.is_dir() or not target.parent.is_dir():
             why = "is a directory" if target.is_dir() else f"is in {target.parent}, which is not a directory"
             print(f"error: {flag} {target} {why}; name a file in an existing folder", file=sys.stderr)
+            return 2
+        if target.name in RUN_FILES and any((target.parent / f).exists() for f in (SUMMARY_FILE, ERROR_FILE)):
+            # it would replace that run's own output (and the run would still be listed as finished)
+            print(f"error: {flag} {target} is an output of the run in {target.parent}; name a file outside "
+                  "run folders, or another name", file=sys.stderr)
             return 2
         try:   # an existing folder that takes no files (read-only, /proc) is said now, not after the work
             check_writable_file(target, flag)

@@ -86,6 +86,20 @@ def test_mosaic_runs_refuses_outputs_that_would_overwrite_or_mislabel(two_runs, 
     assert not list(tmp_path.glob("same.csv")) and not list(tmp_path.glob("r.parquet"))
 
 
+def test_mosaic_runs_refuses_to_write_over_a_runs_own_outputs(two_runs):
+    """--csv .../<run>/trace.csv replaced that run's trace with the table, exit 0 (the run was still
+    listed as finished; --requests then failed on it)."""
+    run = sorted(p.parent for p in two_runs.rglob("summary.json"))[0]
+    before = (run / "trace.csv").read_bytes()
+    for flag in ("--csv", "--requests"):
+        p = subprocess.run([sys.executable, "-m", "mosaic", "runs", str(two_runs), flag, str(run / "trace.csv")],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.strip() == (
+            f"error: {flag} {run / 'trace.csv'} is an output of the run in {run}; name a file outside run "
+            "folders, or another name"), p.stderr
+    assert (run / "trace.csv").read_bytes() == before
+
+
 def test_not_a_summary_is_skipped_and_bad_output_paths_are_refused(two_runs, tmp_path):
     odd = two_runs.parent / "odd"
     (odd / "x").mkdir(parents=True)
