@@ -28,7 +28,9 @@ class HostLoad:
     def __init__(self, env: simpy.Environment, cluster: Cluster, engine: EngineProfile):
         self.env = env
         self.per_host = cluster.workers_per_host
-        self.contention = engine.host_contention if self.per_host > 1 else None
+        # Kept with one worker per host too: the profile's costs are for a full host, and a worker
+        # alone on its own runs at the one-busy scale.
+        self.contention = engine.host_contention
         self.busy: Counter[int] = Counter()   # host -> busy workers (a spinning one counts its share: a float)
         self.changed: dict[int, simpy.Event] = {}
         self.lingering: dict[int, tuple[object, float]] = {}   # worker -> (token, share) while it spins

@@ -39,10 +39,25 @@ def _serving(tiny, cluster, sessions):
     return {s.worker: s.run_end_s - s.run_start_s - tiny.model(s.model).warmup_s for s in trace.sessions}
 
 
+def _profiled(tiny):
+    """The same profiles without a contention table: every step at its profiled cost."""
+    return replace(tiny, engine=replace(tiny.engine, host_contention=None))
+
+
 def test_a_session_alone_on_its_host_runs_at_the_solo_scale(tiny):
     alone = _serving(tiny, Cluster.uniform(2, 80.0, "cpu", workers_per_host=2), {0: ("Qwen", 8, 40)})
-    apart = _serving(tiny, Cluster.uniform(2, 80.0, "cpu", workers_per_host=1), {0: ("Qwen", 8, 40)})
-    assert alone[0] == pytest.approx(SCALE[1] * apart[0])
+    profiled = _serving(_profiled(tiny), Cluster.uniform(2, 80.0, "cpu", workers_per_host=2), {0: ("Qwen", 8, 40)})
+    assert alone[0] == pytest.approx(SCALE[1] * profiled[0])
+
+
+def test_workers_on_hosts_of_their_own_run_at_the_solo_scale(tiny):
+    """workers_per_host=1: no worker shares its host, so each runs as one busy worker. Before, the
+    contention table was dropped there and every step kept the cost profiled with the host full
+    (the tiny CPU profile: a lone worker's expert stage 129.6 s with 1 per host, 114.4 s with 2)."""
+    both = {0: ("Qwen", 8, 40), 1: ("GLM", 8, 40)}
+    apart = _serving(tiny, Cluster.uniform(2, 80.0, "cpu", workers_per_host=1), both)
+    profiled = _serving(_profiled(tiny), Cluster.uniform(2, 80.0, "cpu", workers_per_host=1), both)
+    assert apart == pytest.approx({w: SCALE[1] * t for w, t in profiled.items()})
 
 
 def test_two_busy_workers_run_at_the_profiled_cost(tiny):
@@ -79,7 +94,8 @@ def test_scale_interpolates_between_measured_counts():
 def test_a_model_measured_on_its_own_uses_its_own_scale(tiny):
     own = replace(tiny, engine=replace(tiny.engine, host_contention=HostContentionProfile(
         dict(SCALE), "test", models={"Qwen": {1: 0.8, 2: 1.0}})))
-    apart = _serving(tiny, Cluster.uniform(2, 80.0, "cpu", workers_per_host=1), {0: ("Qwen", 8, 40), 1: ("GLM", 8, 40)})
+    apart = _serving(_profiled(tiny), Cluster.uniform(2, 80.0, "cpu", workers_per_host=1),
+                     {0: ("Qwen", 8, 40), 1: ("GLM", 8, 40)})
     alone_q = _serving(own, Cluster.uniform(2, 80.0, "cpu", workers_per_host=2), {0: ("Qwen", 8, 40)})
     alone_g = _serving(own, Cluster.uniform(2, 80.0, "cpu", workers_per_host=2), {1: ("GLM", 8, 40)})
     assert alone_q[0] == pytest.approx(0.8 * apart[0]) and alone_g[1] == pytest.approx(SCALE[1] * apart[1])
@@ -127,10 +143,10 @@ def test_a_lone_session_of_one_sequence_runs_at_the_one_sequence_scale(tiny):
         by_batch={"Qwen": {1: {1: 0.9, 2: 1.0}, 8: {1: 0.5, 2: 1.0}}})))
     shared, apart = (Cluster.uniform(2, 80.0, "cpu", workers_per_host=k) for k in (2, 1))
     one_alone = _serving(by, shared, {0: ("Qwen", 1, 40)})[0]
-    one_apart = _serving(tiny, apart, {0: ("Qwen", 1, 40)})[0]
+    one_apart = _serving(_profiled(tiny), apart, {0: ("Qwen", 1, 40)})[0]
     assert one_alone == pytest.approx(0.9 * one_apart)
     eight_alone = _serving(by, shared, {0: ("Qwen", 8, 40)})[0]
-    eight_apart = _serving(tiny, apart, {0: ("Qwen", 8, 40)})[0]
+    eight_apart = _serving(_profiled(tiny), apart, {0: ("Qwen", 8, 40)})[0]
     assert eight_alone == pytest.approx(0.5 * eight_apart)
 
 
