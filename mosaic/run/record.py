@@ -139,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         bad = sum(1 for r in rows if r["error"])
         failed += bad
         print(f"wrote {p}: {len(rows)} records, {bad} failed, {sum(r['censored'] for r in rows)} hit --max-tokens")
+    total = sum(len(json.loads(p.read_text())) for p in paths.values())
+    if failed and failed == total:   # exit 1, as a run whose every request failed: said as an error
+        first = next((r["error"] for p in paths.values() for r in json.loads(p.read_text()) if r["error"]), "")
+        print(f"error: all {total} requests failed on the engine (recorded with their error); first error: "
+              f"{' '.join(str(first).split())[:500]}", file=sys.stderr)
+        return 1
     if failed:
         print(f"warning: {failed} requests failed on the engine (recorded with their error)", file=sys.stderr)
-    return 1 if failed and failed == sum(len(json.loads(p.read_text())) for p in paths.values()) else 0
+    return 0
 
 
 if __name__ == "__main__":

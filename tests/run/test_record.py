@@ -76,3 +76,25 @@ def test_a_registry_file_that_is_not_one_is_one_line(tmp_path, text, match):
     f.write_text(text)
     with pytest.raises(ConfigError, match=rf"--models {f}: {match}"):
         registry(str(f))
+
+
+@pytest.mark.parametrize("errors, code, said", [(["boom", "boom"], 1, "error: all 2 requests failed on the engine"),
+                                                (["boom", ""], 0, "warning: 1 requests failed on the engine")])
+def test_every_request_failing_is_an_error_line_and_exit_1(tmp_path, capsys, monkeypatch, errors, code, said):
+    """Exit 1 came with only a warning line before."""
+    import mosaic.run.record as rec
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "q.json").write_text(json.dumps(QS))
+
+    def fake_record(*_a, **_k):
+        p = out / "Qwen.json"
+        p.write_text(json.dumps([{"error": e, "censored": False} for e in errors]))
+        return {"Qwen": p}
+
+    monkeypatch.setattr(rec, "record", fake_record)
+    assert main(["--questions", str(tmp_path / "q.json"), "--experts", "Qwen", "--out", str(out)]) == code
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+    assert ("first error: boom" in err) == (code == 1)
