@@ -368,6 +368,14 @@ def test_hydra_mode_flags_that_cannot_go_together_are_one_line(tmp_path, flags, 
     assert not any(tmp_path.iterdir())
 
 
+def test_a_run_folder_given_to_a_sweep_is_refused(tmp_path):
+    """Hydra ignored it: the sweep wrote into ./multirun/<date> of the working directory."""
+    p = cli("-m", "workload=smoke", "seed=0", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "sets a single run's folder, and a sweep (-m, `mosaic sweep`) ignores it: set hydra.sweep.dir" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
