@@ -47,15 +47,19 @@ def stage_serving(trace: Trace, n_gpus: int) -> dict[str, Any]:
 
 
 def query_completion(expert: Trace, aggregator: Trace, skipped: dict[str, bool]) -> dict[str, float | None]:
-    """Per query, when its final answer exists (seconds from the run's start; see the module)."""
+    """Per query, when its final answer exists (seconds from the run's start; see the module). A
+    query has none where its aggregator request failed, or (skipped) every expert request did: it is
+    left out, not counted as done when its requests failed."""
     last_expert: dict[str, float] = {}
     for r in expert.requests:
-        last_expert[r.query_id] = max(last_expert.get(r.query_id, 0.0), r.finish_s)
-    agg = {r.query_id: r.finish_s for r in aggregator.requests}
+        if r.error is None:
+            last_expert[r.query_id] = max(last_expert.get(r.query_id, 0.0), r.finish_s)
+    agg = {r.query_id: r.finish_s for r in aggregator.requests if r.error is None}
+    sent = {r.query_id for r in aggregator.requests}
     done = []
     for q, skip in skipped.items():
         if not skip and q in agg:
             done.append(expert.makespan_s + agg[q])
-        elif q in last_expert:
+        elif (skip or q not in sent) and q in last_expert:
             done.append(last_expert[q])
     return distribution(done)

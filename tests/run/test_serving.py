@@ -52,6 +52,19 @@ def test_a_query_is_done_after_its_last_expert_or_after_its_aggregator():
     assert done["p50"] == pytest.approx(70.0)
 
 
+def test_a_query_whose_requests_failed_has_no_final_answer_and_is_left_out():
+    """Counted as done at its failed request's time before (an all-failed run: "query done" 0.2 s)."""
+    expert = stage()   # q4's only expert request failed
+    agg = assemble_trace("aggregator", "sim", [rec("q1/agg", 0, 0, 1.0, 2.0, 9.0, 8),
+                                               rec("q3/agg", 0, 0, 1.0, 0.0, 0.0, 0, error="engine died")],
+                         [sess(0, 0, 0.0, 1.0, 9.0, 2)], [0, 1])
+    done = query_completion(expert, agg, {"q0": True, "q1": False, "q3": False, "q4": True})
+    # q0 at 22, q1 at 70 + 9; q3's aggregator failed and q4's expert failed: no answer
+    assert done["mean"] == pytest.approx((22 + 79) / 2)
+    nothing = query_completion(expert, agg, {"q3": False, "q4": True})
+    assert nothing["p50"] is None
+
+
 def test_the_run_summary_carries_serving_metrics(tmp_path):
     from mosaic.run.builder import build_run, compose
 
