@@ -28,6 +28,10 @@ from vllm_backend.launcher import LocalProcessLauncher
 from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_context
 
 
+class WorkerTraceback(Exception):
+    """A worker process's traceback, as text (the exception itself stayed in that process)."""
+
+
 class VllmGraphPool:
     backend = "vllm"
 
@@ -102,8 +106,11 @@ class VllmGraphPool:
                     continue
                 w = msg["worker"]
                 if msg.get("fatal"):
+                    # The one line says the worker's exception; its traceback (another process's)
+                    # goes to error.json as the cause.
+                    lines = [ln for ln in msg["fatal"].strip().splitlines() if ln.strip()]
                     raise RuntimeError(f"agent graphs on vLLM: worker {w} ({self.placement[w]}) failed: "
-                                       f"{' '.join(msg['fatal'].split())[-600:]}")
+                                       f"{lines[-1].strip() if lines else 'no message'}") from WorkerTraceback(msg["fatal"])
                 if msg.get("ready"):
                     ready[w] = msg
                     if len(ready) == len(procs):

@@ -64,6 +64,17 @@ def test_graphs_on_the_vllm_pool_account_for_every_request(tmp_path, sim_run):
     check_against_the_simulator(tmp_path, sim_run)
 
 
+def test_an_engine_that_fails_in_a_graph_run_is_one_line_with_its_traceback_in_error_json(tmp_path):
+    """The one line carried the worker's traceback frames, squeezed onto it."""
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
+            env=fake_vllm_env(FAKE_VLLM_FAIL="EXAONE"))
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("error: RuntimeError: agent graphs on vLLM: worker ") and "File " not in p.stderr
+    assert "(Exaone) failed: RuntimeError: fake engine refuses to start LGAI-EXAONE/" in p.stderr
+    err = json.loads((tmp_path / "error.json").read_text())
+    assert "WorkerTraceback" in err["traceback"] and "graph_worker.py" in err["traceback"]
+
+
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_graphs_on_real_tiny_engines(tmp_path, sim_run):
