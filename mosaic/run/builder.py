@@ -25,6 +25,7 @@ from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
 from mosaic.profiles import EngineProfile, ProfileSet, load_profiles
+from mosaic.run.graph_setup import GraphSetup, prepare as prepare_graph
 from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
 from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
@@ -108,6 +109,8 @@ class Run:
     truncated: tuple[str, ...] = ()
     # An agent-graph run's agents, where topology.profiles names their own profile set.
     graph_profiles: ProfileSet | None = None
+    # An agent-graph run's shape and placement (mosaic/run/graph_setup.py).
+    graph: GraphSetup | None = None
 
     def execute(self) -> PipelineResult:
         c = self.config
@@ -125,7 +128,8 @@ class Run:
         return make_backend(name, self.cluster, self.profiles, models=asdict(self.config.models), **options)
 
     def with_workload(self, workload: Workload) -> "Run":
-        return replace(self, workload=workload)
+        # an agent graph's placement was made for the old workload: made again when it executes
+        return replace(self, workload=workload, graph=None)
 
 
 def check_device(cluster_device: str, profile_device: str, profiles_name: str) -> None:
@@ -180,4 +184,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     # the context as it releases them (counted in summary.json truncated_prompts).
     workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
                            if c.topology.kind == "flat" else (workload, []))
-    return Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)
+    r = Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)
+    if c.topology.kind != "flat":
+        r = replace(r, graph=prepare_graph(c, cluster, profiles, graph_profiles, workload))
+    return r

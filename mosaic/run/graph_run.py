@@ -20,15 +20,13 @@ from mosaic.core import serde
 from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
-from mosaic.costs.predict import fitting_workers, refuse_unfitting
 from mosaic.graphs.coordinator import GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
-from mosaic.graphs.placement import place
-from mosaic.graphs.shape import ROOT, graph_shape
+from mosaic.graphs.shape import ROOT
 from mosaic.graphs.trace import CANCELLED, GRAPH_STAGE, SERVED, GraphTrace
+from mosaic.run.graph_setup import prepare
 from mosaic.run.serving import distribution
-from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
 
 if TYPE_CHECKING:
@@ -36,35 +34,12 @@ if TYPE_CHECKING:
 
 
 
-def dataset_of(r: "Run") -> str | None:
-    w = r.config.workload
-    return w.dataset or (w.preset if w.kind == "synthetic" else None)
-
-
 def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     c = r.config
     t = c.topology
     profiles = r.graph_profiles or r.profiles
-    if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):
-        raise ConfigError("topology.overlap=incremental prefills prompts of known lengths: it needs "
-                          "backend.options.replay=true on vLLM (natural generation writes its own lengths)")
-    if t.profiles and not t.aggregator:
-        raise ConfigError("topology.profiles gives the agents their own profile set: name the aggregator's model "
-                          "from it too (topology.aggregator)")
-    shape = graph_shape(t, t.aggregator or r.workload.aggregator)
-    models = {a.model for a in shape}
-    for m in sorted(models):
-        if m not in profiles.models:
-            raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
-                              f"'{t.profiles or c.workload.profiles}' ({', '.join(profiles.models)})")
-    for m in sorted(models):   # as the flat pipeline's planning refuses it (engine.num_gpu_blocks, memory)
-        if not fitting_workers(profiles.model(m), profiles.engine, r.cluster):
-            refuse_unfitting(m, profiles.model(m), profiles.engine, r.cluster)
-    dataset = dataset_of(r)
-    if t.placement == "scheduler":
-        placement = scheduled_placement(r, shape, profiles, dataset)
-    else:
-        placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
+    g = r.graph if r.graph is not None else prepare(c, r.cluster, r.profiles, r.graph_profiles, r.workload)
+    shape, placement, dataset, models = g.shape, g.placement, g.dataset, set(g.models)
     answers = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
                            c.workload.aggregator_follow, models)
     coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
@@ -73,37 +48,6 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
         trace = coordinator.run(engine_pool(r, profiles, placement), progress)
     return trace, placement, shape
-
-
-def scheduled_placement(r: "Run", shape: tuple, profiles, dataset: str | None) -> dict[int, str]:
-    """topology.placement=scheduler: the scheduler core places the graph's whole demand (every
-    agent request of every query, one model per worker, as MOSAIC places experts) and each worker
-    keeps the model the plan gives it; a worker the plan leaves idle gets one by demand
-    (mosaic/graphs/placement.py)."""
-    from dataclasses import replace
-
-    from mosaic.run.pipeline import plan_stage
-    from mosaic.workload.types import Request
-
-    c = r.config
-    mean_out = {a.model: profiles.model(a.model).output_for(dataset).mean() for a in shape}
-    by_name = {a.name: a for a in shape}
-    requests = [Request(f"{q.id}/{a.name}", q.id, a.model,
-                        q.prompt_tokens + (AGGREGATOR_TEMPLATE_TOKENS + round(sum(mean_out[by_name[p].model] for p in a.reads))
-                                           if a.reads else 0), "expert")
-                for q in r.workload.queries for a in shape]
-    order = list(dict.fromkeys(a.model for a in shape))
-    # The graph's models have no calibration split: costed from their profiles.
-    _, plan = plan_stage("expert", requests, order, replace(c.scheduler, max_models_per_worker=1), "scheduled",
-                         r.cluster, profiles, replace(r.workload, calibration={}))
-    fallback = place(shape, profiles, dataset, c.cluster.n_workers, "demand")
-    given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
-    missing = [m for m in order if m not in given.values()]
-    if missing:   # a policy that replicates one model (data_parallel) may leave others out
-        raise ConfigError(f"topology.placement=scheduler: scheduler {c.scheduler.name} placed no worker for "
-                          f"{', '.join(missing)}; choose a scheduler that places every model (engine_aware, ilp, "
-                          f"round_robin, least_loaded) or topology.placement=demand")
-    return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}
 
 
 def engine_pool(r: "Run", profiles, placement: dict[int, str]):

@@ -332,14 +332,19 @@ def test_a_value_out_of_range_in_one_sweep_job_is_refused_before_any_job(tmp_pat
 
 
 @pytest.mark.parametrize("bad, said, failing", [
-    ("cluster.memory_gib=10,80 seed=0,1", "model Gemma needs 30.8 GiB of GPU memory", "2 of 4 jobs fail"),
-    ("workload.k=2,9", "workload.k must be between 1 and 6 (got 9)", None),
-    ("cluster.n_workers=1,4 cluster.memory_gib=20", "model Gemma needs", "2 of 2 jobs fail")])
+    ("workload=synth_small cluster.memory_gib=10,80 seed=0,1", "model Gemma needs 30.8 GiB of GPU memory",
+     "2 of 4 jobs fail"),
+    ("workload=synth_small workload.k=2,9", "workload.k must be between 1 and 6 (got 9)", None),
+    ("workload=synth_small cluster.n_workers=1,4 cluster.memory_gib=20", "model Gemma needs", "2 of 2 jobs fail"),
+    # an agent graph's placement by a scheduler that leaves a model out: the ilp job ran first, and
+    # the data_parallel one failed at its placement
+    ("workload=smoke cluster=cpu2 cluster.n_workers=4 topology=tree topology.placement=scheduler "
+     "scheduler=ilp,data_parallel", "scheduler data_parallel placed no worker for Gemma, LlamaR1", None)])
 def test_what_a_built_run_refuses_in_one_sweep_job_is_refused_before_any_job(tmp_path, bad, said, failing):
     """A model that fits no worker, workload.k above the source's experts: the sweep ran its other
     jobs and exited 1 (the memory one only in its job's expert stage); each job is now built first.
     Jobs that differ in their seed alone build once, and each is still counted."""
-    p = cli("-m", "workload=synth_small", *bad.split(), f"hydra.sweep.dir={tmp_path / 'sw'}")
+    p = cli("-m", *bad.split(), f"hydra.sweep.dir={tmp_path / 'sw'}")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr, p.stderr
     assert f"({failing}; nothing was run)" in p.stderr if failing else "(nothing was run)" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "sw").exists()

@@ -1,0 +1,85 @@
+"""An agent-graph run's shape and placement, made and checked when the run is built
+(mosaic/run/builder.py build_run), so that what they refuse (a model the profiles lack, one that
+fits no worker, a scheduler that leaves a model without a worker) stops the run, and a sweep's
+up-front check of its jobs, before any work. The run itself: mosaic/run/graph_run.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mosaic.cluster import Cluster
+from mosaic.config.schema import MosaicConfig, WorkloadConfig
+from mosaic.core.errors import ConfigError
+from mosaic.costs.predict import fitting_workers, refuse_unfitting
+from mosaic.graphs.placement import place
+from mosaic.graphs.shape import graph_shape
+from mosaic.profiles import ProfileSet
+from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
+from mosaic.workload.types import Workload
+
+
+@dataclass(frozen=True)
+class GraphSetup:
+    shape: tuple
+    placement: dict[int, str]   # worker -> the model it keeps loaded
+    dataset: str | None
+    models: frozenset[str]
+
+
+def dataset_of(w: WorkloadConfig) -> str | None:
+    return w.dataset or (w.preset if w.kind == "synthetic" else None)
+
+
+def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profiles: ProfileSet | None,
+            workload: Workload) -> GraphSetup:
+    t = c.topology
+    profiles = graph_profiles or profiles
+    if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):
+        raise ConfigError("topology.overlap=incremental prefills prompts of known lengths: it needs "
+                          "backend.options.replay=true on vLLM (natural generation writes its own lengths)")
+    if t.profiles and not t.aggregator:
+        raise ConfigError("topology.profiles gives the agents their own profile set: name the aggregator's model "
+                          "from it too (topology.aggregator)")
+    shape = graph_shape(t, t.aggregator or workload.aggregator)
+    models = {a.model for a in shape}
+    for m in sorted(models):
+        if m not in profiles.models:
+            raise ConfigError(f"topology.agents / topology.aggregator: model {m} is not in the profiles "
+                              f"'{t.profiles or c.workload.profiles}' ({', '.join(profiles.models)})")
+    for m in sorted(models):   # as the flat pipeline's planning refuses it (engine.num_gpu_blocks, memory)
+        if not fitting_workers(profiles.model(m), profiles.engine, cluster):
+            refuse_unfitting(m, profiles.model(m), profiles.engine, cluster)
+    dataset = dataset_of(c.workload)
+    if t.placement == "scheduler":
+        placement = scheduled_placement(c, cluster, workload, shape, profiles, dataset)
+    else:
+        placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
+    return GraphSetup(shape, placement, dataset, frozenset(models))
+
+
+def scheduled_placement(c: MosaicConfig, cluster: Cluster, workload: Workload, shape: tuple, profiles: ProfileSet,
+                        dataset: str | None) -> dict[int, str]:
+    """topology.placement=scheduler: the scheduler core places the graph's whole demand (every
+    agent request of every query, one model per worker, as MOSAIC places experts) and each worker
+    keeps the model the plan gives it; a worker the plan leaves idle gets one by demand
+    (mosaic/graphs/placement.py)."""
+    from mosaic.run.pipeline import plan_stage
+    from mosaic.workload.types import Request
+
+    mean_out = {a.model: profiles.model(a.model).output_for(dataset).mean() for a in shape}
+    by_name = {a.name: a for a in shape}
+    requests = [Request(f"{q.id}/{a.name}", q.id, a.model,
+                        q.prompt_tokens + (AGGREGATOR_TEMPLATE_TOKENS + round(sum(mean_out[by_name[p].model] for p in a.reads))
+                                           if a.reads else 0), "expert")
+                for q in workload.queries for a in shape]
+    order = list(dict.fromkeys(a.model for a in shape))
+    # The graph's models have no calibration split: costed from their profiles.
+    _, plan = plan_stage("expert", requests, order, replace(c.scheduler, max_models_per_worker=1), "scheduled",
+                         cluster, profiles, replace(workload, calibration={}))
+    fallback = place(shape, profiles, dataset, c.cluster.n_workers, "demand")
+    given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
+    missing = [m for m in order if m not in given.values()]
+    if missing:   # a policy that replicates one model (data_parallel) may leave others out
+        raise ConfigError(f"topology.placement=scheduler: scheduler {c.scheduler.name} placed no worker for "
+                          f"{', '.join(missing)}; choose a scheduler that places every model (engine_aware, ilp, "
+                          f"round_robin, least_loaded) or topology.placement=demand")
+    return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}
