@@ -208,6 +208,8 @@ def format_table(s: dict[str, Any]) -> str:
                      + (f", plan from {sv['source']}" if sv.get("source", "ilp") != "ilp" else "")))
         if sv.get("fallback"):
             rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))
+    if (s.get("aggregator_solver") or {}).get("fallback"):   # a scheduled aggregator's own solve
+        rows.append(("ILP FALLBACK (aggregator)", f"!!! {s['aggregator_solver']['fallback']}"))
     serving = s.get("serving")
     if serving:
         def pct(d, scale=1.0, unit="s"):

@@ -99,6 +99,8 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "accuracy": sum(q.correct for q in trace.queries) / n if n else None,
         "invocations": invocations,
         "placement": {str(w): m for w, m in sorted(placement.items())},
+        # topology.placement=scheduler: how the policy's solver ended (its fallback, if any)
+        "solver": r.graph.solver if r.graph is not None else None,
         "workers": [{"id": w.worker, "busy_s": w.busy_s, "idle_s": w.idle_s,
                      "sessions": [s.model for s in trace.sessions if s.worker == w.worker]} for w in trace.workers],
     }
@@ -143,6 +145,8 @@ def format_table(s: dict[str, Any]) -> str:
              f"{lat['mean']:.1f} / {lat['p50']:.1f} / {lat['p90']:.1f} s"),
             ("makespan (engines ready at)", f"{s['makespan_s']:.1f} s ({s['ready_s']:.1f} s)"),
             ("accuracy", "–" if s["accuracy"] is None else f"{100 * s['accuracy']:.1f}%")]
+    if (s.get("solver") or {}).get("fallback"):
+        rows.append(("ILP FALLBACK (placement)", f"!!! {s['solver']['fallback']}"))
     rows += [(f"worker {w['id']}", f"{', '.join(w['sessions'])}: busy {w['busy_s']:.0f} s") for w in s["workers"]]
     return "\n".join(f"{k:<31} {v}" for k, v in rows)
 

@@ -23,6 +23,8 @@ class GraphSetup:
     placement: dict[int, str]   # worker -> the model it keeps loaded
     dataset: str | None
     models: frozenset[str]
+    # topology.placement=scheduler: the policy's solver report (mosaic/run/metrics.py solver_info)
+    solver: dict | None = None
 
 
 def dataset_of(w: WorkloadConfig) -> str | None:
@@ -49,19 +51,21 @@ def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profi
         if not fitting_workers(profiles.model(m), profiles.engine, cluster):
             refuse_unfitting(m, profiles.model(m), profiles.engine, cluster)
     dataset = dataset_of(c.workload)
+    solver = None
     if t.placement == "scheduler":
-        placement = scheduled_placement(c, cluster, workload, shape, profiles, dataset)
+        placement, solver = scheduled_placement(c, cluster, workload, shape, profiles, dataset)
     else:
         placement = place(shape, profiles, dataset, c.cluster.n_workers, t.placement)
-    return GraphSetup(shape, placement, dataset, frozenset(models))
+    return GraphSetup(shape, placement, dataset, frozenset(models), solver)
 
 
 def scheduled_placement(c: MosaicConfig, cluster: Cluster, workload: Workload, shape: tuple, profiles: ProfileSet,
-                        dataset: str | None) -> dict[int, str]:
+                        dataset: str | None) -> tuple[dict[int, str], dict | None]:
     """topology.placement=scheduler: the scheduler core places the graph's whole demand (every
     agent request of every query, one model per worker, as MOSAIC places experts) and each worker
     keeps the model the plan gives it; a worker the plan leaves idle gets one by demand
-    (mosaic/graphs/placement.py)."""
+    (mosaic/graphs/placement.py). Also the policy's solver report (None for a policy without one)."""
+    from mosaic.run.metrics import solver_info
     from mosaic.run.pipeline import plan_stage
     from mosaic.workload.types import Request
 
@@ -82,4 +86,4 @@ def scheduled_placement(c: MosaicConfig, cluster: Cluster, workload: Workload, s
         raise ConfigError(f"topology.placement=scheduler: scheduler {c.scheduler.name} placed no worker for "
                           f"{', '.join(missing)}; choose a scheduler that places every model (engine_aware, ilp, "
                           f"round_robin, least_loaded) or topology.placement=demand")
-    return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}
+    return {w: given.get(w, fallback[w]) for w in range(c.cluster.n_workers)}, solver_info(plan)

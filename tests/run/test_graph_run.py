@@ -138,3 +138,17 @@ def test_a_kv_cache_too_small_for_one_context_is_refused_as_in_the_flat_pipeline
     with pytest.raises(ConfigError, match=r"engine\.num_gpu_blocks=2 blocks of 128 tokens hold less than one "
                                           r"2048-token context .* at least 16"):
         run(compose(["workload=smoke", "topology=dense", "engine.num_gpu_blocks=2"]))
+
+
+def test_a_scheduled_placements_ilp_fallback_is_recorded_and_printed():
+    """The placement's solver report was dropped: a fallback plan ran unsaid."""
+    from mosaic.run.graph_run import format_table
+
+    out = run(compose(["workload=smoke", "cluster=cpu2", "cluster.n_workers=6", "topology=tree",
+                       "topology.placement=scheduler", "scheduler=ilp", "scheduler.time_limit_s=0.001"]))
+    s = out.summary
+    assert s["solver"]["status"] and "wall-clock guard stopped the ILP" in s["solver"]["fallback"]
+    assert "ILP FALLBACK (placement)" in format_table(s)
+    demand = run(compose(["workload=smoke", "cluster=cpu2", "cluster.n_workers=6", "topology=tree"])).summary
+    assert demand["solver"] is None and "FALLBACK" not in format_table(demand)
+

@@ -134,3 +134,14 @@ def test_a_cost_model_the_policy_does_not_read_neither_acts_nor_fails():
     other = run(config("workload=smoke", "scheduler=round_robin", "scheduler.cost_model=regression")).summary
     assert other["settings_not_applied"] == ["scheduler.cost_model"]
     assert other["expert_stage_s"] == base["expert_stage_s"] and other["expert_predicted_makespan_s"] == base["expert_predicted_makespan_s"]
+
+
+def test_a_scheduled_aggregators_fallback_is_printed():
+    from mosaic.run.app import format_table, run
+    from mosaic.run.builder import compose
+
+    s = run(compose(["workload=synth_small", "scheduler=ilp", "scheduler.time_limit_s=0.0001",
+                     "aggregation.placement=scheduled"])).summary
+    if not (s["aggregator_solver"] or {}).get("fallback"):
+        pytest.skip("the aggregator's ILP finished within 0.1 ms on this machine")
+    assert "ILP FALLBACK (aggregator)" in format_table(s)
