@@ -73,6 +73,10 @@ def paper_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
                                    "experiments/faster_moa.py tables those"))
         elif n != PAPER_WORKERS:
             off.append((r["_dir"], f"a cluster of {n} workers, not the paper's {PAPER_WORKERS}"))
+        elif r.get("n_failed_requests"):   # its stage walls are not those of the workload it names
+            total = (r.get("n_expert_requests") or 0) + (r.get("n_aggregator_requests") or 0)
+            off.append((r["_dir"], f"{r['n_failed_requests']} of {total} requests failed "
+                                   f"(first: {one_line(str(r.get('first_request_error') or ''), 120)})"))
         else:
             keep.append(r)
     return keep, off
@@ -139,7 +143,8 @@ def collect(sweep: Path, out: Path) -> str:
               f"for a workload and seed, so the paper table is empty; `mosaic runs {sweep}` tables any sweep",
               file=sys.stderr)
     write_csv(out / "paper_table.csv", rows, report.COLUMNS)
-    (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND))
+    backends = [r.get("backend") or "sim" for r in runs]
+    (out / "paper_table.md").write_text(report.render_markdown(rows, SWEEP_COMMAND, backends))
     flat = [{k: v for k, v in r.items() if not isinstance(v, (dict, list)) and not k.startswith("_")}
             | {"aggregation": (r.get("aggregation") or {}).get("name"),
                "variant": report.variant_label(report.variant_of(r))} for r in runs]
@@ -147,4 +152,4 @@ def collect(sweep: Path, out: Path) -> str:
     write_csv(out / "idle_fraction.csv", report.idle_fractions(runs))
     tables = figure_data(runs, out / "figure_data")
     (out / "paper_artefacts.md").write_text(report.render_artefacts(tables, SWEEP_COMMAND))
-    return report.render_markdown(rows, SWEEP_COMMAND)
+    return report.render_markdown(rows, SWEEP_COMMAND, backends)

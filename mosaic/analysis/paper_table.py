@@ -24,7 +24,7 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
@@ -280,10 +280,15 @@ def _variant_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render_markdown(rows: list[dict[str, Any]], command: str) -> str:
+def render_markdown(rows: list[dict[str, Any]], command: str, backends: Sequence[str] = ("sim",)) -> str:
+    """backends: those of the runs tabled; the values are "simulated" (the CSV's column name) only
+    where every run is the simulator's."""
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     variants.sort(key=lambda v: v != "main")
-    out = ["# MOSAIC vs round-robin: simulated (mean ± std over seeds) | paper", "",
+    kinds = sorted(set(backends))
+    source = "simulated" if kinds == ["sim"] else f"measured on {kinds[0]}" if len(kinds) == 1 else \
+        f"from backends {', '.join(kinds)}"
+    out = [f"# MOSAIC vs round-robin: {source} (mean ± std over seeds) | paper", "",
            f"Regenerate: `{command}`. Definitions: results/README.md. ✓ / ✗: within 15% of the paper's value "
            f"(speedups, skip rates: relative; accuracy changes: within {ACC_TOLERANCE_PP:g} pp absolute). "
            "Speedups at tau=1 have no paper value.", ""]

@@ -120,6 +120,21 @@ def test_agent_graph_runs_are_left_out_of_the_paper_tables_by_name():
     assert keep == [flat] and off == [("b", "an agent-graph run (topology tree); experiments/faster_moa.py tables those")]
 
 
+def test_runs_with_failed_requests_are_left_out_and_a_real_engines_values_are_not_called_simulated():
+    """A vLLM run with 50 of 187 requests failed went into the paper table, headed "simulated"."""
+    from mosaic.analysis.collect import paper_setting
+    from mosaic.analysis.paper_table import render_markdown
+
+    ok = {"_dir": "a", "workers": [{}] * 4, "n_failed_requests": 0}
+    degraded = {"_dir": "b", "workers": [{}] * 4, "n_failed_requests": 50, "n_expert_requests": 140,
+                "n_aggregator_requests": 47, "first_request_error": "engine for Qwen failed to start"}
+    keep, off = paper_setting([ok, degraded])
+    assert keep == [ok] and off == [("b", "50 of 187 requests failed (first: engine for Qwen failed to start)")]
+    assert render_markdown([], "cmd").startswith("# MOSAIC vs round-robin: simulated (")
+    assert render_markdown([], "cmd", ["vllm", "vllm"]).startswith("# MOSAIC vs round-robin: measured on vllm (")
+    assert render_markdown([], "cmd", ["sim", "vllm"]).startswith("# MOSAIC vs round-robin: from backends sim, vllm (")
+
+
 def test_a_run_whose_tables_were_damaged_is_skipped_naming_the_file(sweep, tmp_path, capsys):
     """A sessions.csv without a column, or with text for a time, was a KeyError / TypeError traceback
     (or an empty cell in the figure data); it is skipped like a failed run, naming file and column."""
