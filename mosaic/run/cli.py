@@ -508,6 +508,10 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         pin = [f"{key}='{directory}'"]
     if multirun:
         earlier = run_folders(Path(directory))
+        if earlier and any((Path(directory) / f).is_file() for f in (SUMMARY_FILE, ERROR_FILE)):
+            print(f"error: sweep directory {directory} is a single run's folder (its summary.json or error.json); "
+                  "choose a new hydra.sweep.dir for the sweep", file=sys.stderr, flush=True)
+            raise SystemExit(2)
         if earlier:
             print(f"error: sweep directory {directory} holds {earlier} run(s) of an earlier sweep; choose a new "
                   "hydra.sweep.dir or remove them (a sweep's folder holds one sweep: `mosaic runs` tables every run "

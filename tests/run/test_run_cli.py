@@ -373,6 +373,15 @@ def test_hydra_mode_flags_that_cannot_go_together_are_one_line(tmp_path, flags, 
     assert not any(tmp_path.iterdir())
 
 
+def test_a_sweep_into_a_single_runs_folder_says_so(tmp_path):
+    """It said the folder held "1 run(s) of an earlier sweep"."""
+    assert job(tmp_path / "one", "workload=smoke") == 0
+    p = cli("-m", "workload=smoke", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'one'}")
+    assert p.returncode == 2 and p.stderr.strip() == (
+        f"error: sweep directory {tmp_path / 'one'} is a single run's folder (its summary.json or error.json); "
+        "choose a new hydra.sweep.dir for the sweep"), p.stderr
+
+
 def test_a_run_folder_given_to_a_sweep_is_refused(tmp_path):
     """Hydra ignored it: the sweep wrote into ./multirun/<date> of the working directory."""
     p = cli("-m", "workload=smoke", "seed=0", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
