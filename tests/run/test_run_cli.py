@@ -436,7 +436,8 @@ def test_a_misspelt_setting_gets_the_nearest_one_not_hydras_plus_advice(tmp_path
                        (["scheduler.nme=ilp"], "scheduler.nme is not a setting (did you mean scheduler.name?)"),
                        (["-m", "schedular=ilp,fifo", f"hydra.sweep.dir={tmp_path / 'sw'}"],
                         "sweep job schedular=ilp: schedular is not a setting (did you mean scheduler?)")]:
-        p = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+        where = [] if "-m" in args else [f"hydra.run.dir={tmp_path / 'run'}"]   # a sweep refuses one
+        p = cli(*args, *where, cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr and "+" not in p.stderr, p.stderr
 
 
