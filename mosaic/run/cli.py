@@ -468,8 +468,11 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         cfg = _compose(configs, job_name, config_name, [o.input_line for o in parsed if not o.is_sweep_override()])
     except _composition_errors() as e:
         _refuse_unparsable(parser, overrides, None if ns.multirun else explicit_run_dir, leftovers)
-        _fail_up_front(run_message(e) if job_name == "run" else hydra_message(e),
-                       None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
+        why = run_message(e) if job_name == "run" else hydra_message(e)
+        if ns.multirun:   # composed with the swept groups at their defaults: name a job it fails in
+            job = _first_failing_job(parser, overrides, configs, job_name, config_name)
+            why = f"sweep job {' '.join(job)}: {why}" if job else why
+        _fail_up_front(why, None if ns.multirun else explicit_run_dir, overrides, e, leftovers)
     multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if not multirun and sweeps:
@@ -616,6 +619,28 @@ def build_once(c, built: dict[str, ConfigError | None]) -> None:
         pass
     finally:
         logging.disable(logging.NOTSET)
+
+
+def _first_failing_job(parser, overrides: Sequence[str], configs: tuple[Path, Path | None], job_name: str,
+                       config_name: str) -> list[str] | None:
+    """The first job of a sweep whose config does not compose (None: none, or the sweep itself
+    does not expand)."""
+    from mosaic.run.hydra_args import expand_sweep
+
+    try:
+        parsed = parser.parse_overrides(list(overrides))
+        if not any(o.is_sweep_override() for o in parsed):
+            return None
+        jobs = expand_sweep([o for o in parsed if not o.is_hydra_override()])
+    except _composition_errors():
+        return None
+    hydra_ovr = [o.input_line for o in parsed if o.is_hydra_override()]
+    for job in jobs:
+        try:
+            _compose(configs, job_name, config_name, hydra_ovr + list(job))
+        except _composition_errors():
+            return job
+    return None
 
 
 def _check_sweep(cfg: DictConfig, parser, parsed, configs: tuple[Path, Path | None], job_name: str,

@@ -373,6 +373,15 @@ def test_hydra_mode_flags_that_cannot_go_together_are_one_line(tmp_path, flags, 
     assert not any(tmp_path.iterdir())
 
 
+def test_a_setting_one_swept_group_option_lacks_names_the_job(tmp_path):
+    """It named no job: the config was composed with the swept groups at their defaults."""
+    p = cli("-m", "workload=smoke", "backend=vllm,sim", "backend.options.device=cpu", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("error: sweep job workload=smoke backend=sim backend.options.device=cpu: "
+                               "backend.options.device is not a setting"), p.stderr
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_sweep_into_a_single_runs_folder_says_so(tmp_path):
     """It said the folder held "1 run(s) of an earlier sweep"."""
     assert job(tmp_path / "one", "workload=smoke") == 0
