@@ -451,7 +451,8 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     # run gets that far, and appends to its job log.
     leftovers = (".hydra", f"{job_name}.log")
     explicit_run_dir = _override_value(overrides, "hydra.run.dir")
-    if ns.multirun and explicit_run_dir is not None:   # Hydra ignores it there: the sweep went to ./multirun
+    if ns.multirun and explicit_run_dir is not None and _override_value(overrides, "hydra.sweep.dir") is None:
+        # Hydra ignores it in a sweep: the sweep went to ./multirun/<date> instead
         _fail_up_front(f"hydra.run.dir={explicit_run_dir} sets a single run's folder, and a sweep (-m, `mosaic "
                        "sweep`) ignores it: set hydra.sweep.dir instead", None, overrides)
     explicit_run_dir = explicit_run_dir if explicit_run_dir and "${" not in explicit_run_dir else None

@@ -392,7 +392,8 @@ def test_a_sweep_into_a_single_runs_folder_says_so(tmp_path):
 
 
 def test_a_run_folder_given_to_a_sweep_is_refused(tmp_path):
-    """Hydra ignored it: the sweep wrote into ./multirun/<date> of the working directory."""
+    """Hydra ignored it: the sweep wrote into ./multirun/<date> of the working directory. (With
+    hydra.sweep.dir given too, the sweep goes there, as asked.)"""
     p = cli("-m", "workload=smoke", "seed=0", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert "sets a single run's folder, and a sweep (-m, `mosaic sweep`) ignores it: set hydra.sweep.dir" in p.stderr
@@ -445,8 +446,7 @@ def test_a_misspelt_setting_gets_the_nearest_one_not_hydras_plus_advice(tmp_path
                        (["scheduler.nme=ilp"], "scheduler.nme is not a setting (did you mean scheduler.name?)"),
                        (["-m", "schedular=ilp,fifo", f"hydra.sweep.dir={tmp_path / 'sw'}"],
                         "sweep job schedular=ilp: schedular is not a setting (did you mean scheduler?)")]:
-        where = [] if "-m" in args else [f"hydra.run.dir={tmp_path / 'run'}"]   # a sweep refuses one
-        p = cli(*args, *where, cwd=tmp_path)
+        p = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and said in p.stderr and "+" not in p.stderr, p.stderr
 
 
