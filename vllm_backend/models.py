@@ -85,7 +85,7 @@ class ModelRegistry:
                                   "log in (`hf auth login`, or set HF_TOKEN) with that account") from None
             except RepositoryNotFoundError:
                 raise ConfigError(f"{where}, and the Hub has no model {repo} (or it is private): check "
-                                  f"models.{model}.hf_id") from None
+                                  f"models.models.{model}.hf_id") from None
             except Exception as e:   # noqa: BLE001 -- no connection, DNS, a proxy: the engine would fail alike
                 raise ConfigError(f"{where} and the Hub ({constants.ENDPOINT}) cannot be reached "
                                   f"({type(e).__name__}: {str(e)[:200]}); {fix.format(repo=repo, model=model)}"

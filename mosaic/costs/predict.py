@@ -258,6 +258,11 @@ def _limits(profiles: ProfileSet, cluster: Cluster, placement: str) -> Callable[
     return limit
 
 
+def expert_models(workload: Workload) -> list[str]:
+    """The models the workload's expert stage sends requests to, by name."""
+    return sorted({m for q in workload.queries for m, _ in expert_slots(q.experts)})
+
+
 def check_block_override(workload: Workload, profiles: ProfileSet, cluster: Cluster, placement: str) -> None:
     """engine.num_gpu_blocks sets the KV cache outright (vLLM: num_gpu_blocks_override), so it must
     not promise more than the GPU holds after the weights: vLLM would run out of memory allocating
@@ -266,7 +271,7 @@ def check_block_override(workload: Workload, profiles: ProfileSet, cluster: Clus
     if engine.num_gpu_blocks is None:
         return
     natural = replace(engine, num_gpu_blocks=None)
-    stages = [(m, "expert") for m in sorted({m for q in workload.queries for m, _ in expert_slots(q.experts)})]
+    stages = [(m, "expert") for m in expert_models(workload)]
     stages.append((workload.aggregator, "aggregator"))
     for model, stage in stages:
         prof = profiles.model(model)
@@ -324,8 +329,7 @@ def admit_requests(workload: Workload, cluster: Cluster, profiles: ProfileSet, p
     # A model that fits no worker: its stage's planner would refuse it, after the stages before it
     # ran (a sweep's job failing in its expert stage); the same one line here, before any stage.
     # Named: the one that needs the most memory (raising memory_gib for it fits the others too).
-    experts = sorted({m for q in workload.queries for m, _ in expert_slots(q.experts)})
-    unfit = sorted((m for m in experts if limit(m, "expert") is None), key=lambda m: -_need_bytes(profiles, m))
+    unfit = sorted((m for m in expert_models(workload) if limit(m, "expert") is None), key=lambda m: -_need_bytes(profiles, m))
     if unfit:
         refuse_unfitting(unfit[0], profiles.model(unfit[0]), engine, cluster, unfit[1:])
     if limit(workload.aggregator, "aggregator") is None:

@@ -595,6 +595,8 @@ def build_once(c, built: dict[str, ConfigError | None]) -> None:
     ConfigError is the sweep's to report: anything else is the job's, recorded in its error.json."""
     import dataclasses
     import json
+    import logging
+    import warnings
 
     from mosaic.run.builder import build_run
 
@@ -604,9 +606,6 @@ def build_once(c, built: dict[str, ConfigError | None]) -> None:
             raise built[key]
         return
     built[key] = None
-    import logging
-    import warnings
-
     # Quiet: the job logs its build's warnings (data quality, ...) itself, where they belong.
     logging.disable(logging.WARNING)
     try:

@@ -133,15 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    failed = 0
+    errors, total = [], 0
     for e, p in paths.items():
         rows = json.loads(p.read_text())
-        bad = sum(1 for r in rows if r["error"])
-        failed += bad
-        print(f"wrote {p}: {len(rows)} records, {bad} failed, {sum(r['censored'] for r in rows)} hit --max-tokens")
-    total = sum(len(json.loads(p.read_text())) for p in paths.values())
+        bad = [r["error"] for r in rows if r["error"]]
+        errors += bad
+        total += len(rows)
+        print(f"wrote {p}: {len(rows)} records, {len(bad)} failed, {sum(r['censored'] for r in rows)} hit --max-tokens")
+    failed = len(errors)
     if failed and failed == total:   # exit 1, as a run whose every request failed: said as an error
-        first = next((r["error"] for p in paths.values() for r in json.loads(p.read_text()) if r["error"]), "")
+        first = errors[0]
         print(f"error: all {total} requests failed on the engine (recorded with their error); first error: "
               f"{' '.join(str(first).split())[:500]}", file=sys.stderr)
         return 1

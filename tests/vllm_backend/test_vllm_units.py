@@ -139,7 +139,7 @@ def test_hub_models_must_be_cached_or_fetchable(tmp_path, monkeypatch):
         raise hub_error(RepositoryNotFoundError)
 
     monkeypatch.setattr(hf, "model_info", missing)
-    with pytest.raises(ConfigError, match=r"the Hub has no model org/absent .*check models.B.hf_id"):
+    with pytest.raises(ConfigError, match=r"the Hub has no model org/absent .*check models\.models\.B\.hf_id"):
         reg.check_hub_models(only={"B"})
 
     class Gated:
