@@ -68,7 +68,9 @@ class SimGraphPool:
             self._poke(w)
 
     def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
-            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
+            on_progress: Callable[[float, str, int], None],
+            on_failed: Callable[[float, int, str], None] | None = None) -> tuple[list[SessionRecord], float]:
+        # A simulated engine does not fail: on_failed is never called.
         env, engine_cfg = self.env, self.profiles.engine
         sessions: list[SessionRecord] = []
         ready = [env.event() for _ in self.placement]

@@ -15,12 +15,13 @@ The local launcher only (one host).
 """
 from __future__ import annotations
 
+import logging
 import queue as queue_mod
 import time
 from typing import Any, Callable
 
 from mosaic.core.errors import ConfigError
-from mosaic.graphs.trace import Finished
+from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.trace import SessionRecord
 from vllm_backend.backend import VllmBackend, device_env, extract_answer, prompt_ids
 from vllm_backend.graph_worker import graph_worker_main
@@ -28,8 +29,7 @@ from vllm_backend.launcher import LocalProcessLauncher
 from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_context
 
 
-class WorkerTraceback(Exception):
-    """A worker process's traceback, as text (the exception itself stayed in that process)."""
+log = logging.getLogger(__name__)
 
 
 class VllmGraphPool:
@@ -70,14 +70,34 @@ class VllmGraphPool:
             q.put({"op": "close"})
 
     def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
-            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
+            on_progress: Callable[[float, str, int], None],
+            on_failed: Callable[[float, int, str], None]) -> tuple[list[SessionRecord], float]:
+        """A worker whose engine fails (its exception, or its process gone without a word) is
+        reported to `on_failed` with one line; its traceback goes to the log (run.log), its
+        session is recorded with that line as its error, and the run goes on with the others."""
         v = self.vllm
         envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
         t0 = time.time()
         out = self.ctx.Queue()
         procs: dict[int, Any] = {}
         ready: dict[int, dict[str, Any]] = {}
+        failed: set[int] = set()
+        served = {w: 0 for w in self.placement}
         sessions: list[SessionRecord] = []
+        started = False
+
+        def fail(w: int, why: str) -> None:
+            nonlocal started
+            t = time.time() - t0
+            failed.add(w)
+            r = ready.get(w, {"load_start_s": t, "load_end_s": t})
+            sessions.append(SessionRecord(w, 0, self.placement[w], r["load_start_s"], r["load_end_s"],
+                                          r["load_end_s"], t, served[w], None, why))
+            on_failed(t, w, why)
+            if not started and len(failed | set(ready)) == len(procs):
+                started = True
+                on_ready(t)
+
         try:
             for w, model in sorted(self.placement.items()):
                 path, engine_args = v.registry.resolve(model)
@@ -98,22 +118,22 @@ class VllmGraphPool:
                 try:
                     msg = out.get(timeout=self.poll_s)
                 except queue_mod.Empty:
-                    dead = [w for w, p in procs.items() if not p.is_alive() and
-                            all(s.worker != w for s in sessions)]
-                    if dead:
-                        raise RuntimeError(f"agent graphs on vLLM: worker {dead[0]} exited with code "
-                                           f"{procs[dead[0]].exitcode} without reporting") from None
+                    for w, p in procs.items():
+                        if not p.is_alive() and all(s.worker != w for s in sessions):
+                            fail(w, f"worker {w} ({self.placement[w]}) exited with code {p.exitcode} without "
+                                    f"reporting")
                     continue
                 w = msg["worker"]
                 if msg.get("fatal"):
-                    # The one line says the worker's exception; its traceback (another process's)
-                    # goes to error.json as the cause.
+                    # One line, the worker's exception; its traceback (another process's) to the log.
                     lines = [ln for ln in msg["fatal"].strip().splitlines() if ln.strip()]
-                    raise RuntimeError(f"agent graphs on vLLM: worker {w} ({self.placement[w]}) failed: "
-                                       f"{lines[-1].strip() if lines else 'no message'}") from WorkerTraceback(msg["fatal"])
+                    log.warning("agent graphs on vLLM: worker %d (%s) failed:\n%s", w, self.placement[w], msg["fatal"])
+                    fail(w, f"worker {w} ({self.placement[w]}) failed: {lines[-1].strip() if lines else 'no message'}")
+                    continue
                 if msg.get("ready"):
                     ready[w] = msg
-                    if len(ready) == len(procs):
+                    if not started and len(failed | set(ready)) == len(procs):
+                        started = True
                         on_ready(time.time() - t0)
                 elif "stream" in msg:
                     on_progress(time.time() - t0, *msg["stream"])
@@ -121,6 +141,7 @@ class VllmGraphPool:
                     f = msg["finished"]
                     if f.get("text") is not None:
                         f = {**f, "answer": extract_answer(f["text"])}
+                    served[w] += not f["cancelled"] and not is_prefill(f["rid"])
                     on_finished(time.time() - t0, Finished(**f))
                 elif msg.get("done"):
                     s = msg["session"]

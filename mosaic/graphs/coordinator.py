@@ -9,19 +9,24 @@ precursors are all done or cancelled, to the replica of its model with the fewes
 flight (ties: the lower worker id), its prompt the question plus the outputs it reads, its
 outcome from `outcome` (the answer model; a real engine in natural mode answers for itself); when
 an agent finishes, `exits` may cancel the rest of its cluster (and the precursors only those read).
-A query ends with its aggregator. Every agent request ends served or cancelled, none lost.
+A query ends with its aggregator. Every agent request ends served, cancelled or failed, none lost.
+
+An engine that fails (the pool's `on_failed`, with why) takes no more requests: what it held goes
+to another replica of its model (released again there), or, with none left, fails, and so does every
+later request of that model. A failed request is read by nobody, as a cancelled one; a query
+whose aggregator failed ends without an answer. The run goes on with the engines left.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Callable, Protocol
 
 import numpy as np
 
 from mosaic.graphs.outcomes import AgentOutcome
 from mosaic.graphs.shape import ROOT, AgentSpec
-from mosaic.graphs.trace import (CANCELLED, PREFILL_MARK, SERVED, AgentRecord, Finished, GraphTrace, QueryRecord,
-                                 is_prefill)
+from mosaic.graphs.trace import (CANCELLED, FAILED, PREFILL_MARK, SERVED, AgentRecord, Finished, GraphTrace,
+                                 QueryRecord, is_prefill)
 from mosaic.trace import SessionRecord, WorkerStats, worker_stats
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS as TEMPLATE_TOKENS
 from mosaic.workload.prompts import aggregator_prompt, expert_prompt
@@ -56,13 +61,17 @@ class EnginePool(Protocol):
         """No more requests: each engine stops once it is idle."""
 
     def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
-            on_progress: Callable[[float, str, int], None]) -> tuple[list[SessionRecord], float]:
-        """Load the engines and serve until closed; returns one session per worker and the end time."""
+            on_progress: Callable[[float, str, int], None],
+            on_failed: Callable[[float, int, str], None]) -> tuple[list[SessionRecord], float]:
+        """Load the engines and serve until closed; returns one session per worker and the end time.
+        A worker whose engine fails is reported once (`on_failed(time, worker, why)`), before
+        `on_ready` if it failed loading (on_ready comes when every other engine is loaded); what it
+        held is not reported again."""
 
 
 class _Node:
     __slots__ = ("spec", "index", "rid", "query", "state", "worker", "release", "prompt", "outcome", "by", "succ",
-                 "early", "streaming", "text")
+                 "early", "streaming", "text", "error")
 
     def __init__(self, spec: AgentSpec, index: int, query: Query):
         self.spec, self.index, self.query = spec, index, query
@@ -77,6 +86,7 @@ class _Node:
         self.early = 0                  # overlap: prefill-only requests sent ahead of it (0: none yet)
         self.streaming: _Node | None = None   # overlap: the precursor whose stream it prefills
         self.text: str | None = None          # natural generation: what it wrote
+        self.error: str | None = None         # failed: why
 
 
 class GraphCoordinator:
@@ -92,6 +102,7 @@ class GraphCoordinator:
         for w, m in sorted(placement.items()):
             self.replicas[m].append(w)
         self.inflight = {w: 0 for w in placement}
+        self.dead: dict[int, str] = {}   # worker -> why its engine failed
         self.order = {q.id: i for i, q in enumerate(queries)}
         self.records: dict[str, AgentRecord] = {}
         self.query_records: list[QueryRecord] = []
@@ -112,7 +123,7 @@ class GraphCoordinator:
         # A natural pool's engines answer for themselves: an agent's outcome is what it wrote
         # (its answer and confidence from its text and logprobs), known when it finishes.
         self.natural = bool(getattr(pool, "natural", False))
-        sessions, end = pool.run(self._ready, self._finished, self._progress)
+        sessions, end = pool.run(self._ready, self._finished, self._progress, self._failed_worker)
         expected = len(self.queries) * len(self.shape)
         if len(self.records) != expected or len(self.query_records) != len(self.queries):
             raise RuntimeError(f"agent graphs on {pool.backend}: {expected - len(self.records)} requests and "
@@ -137,6 +148,8 @@ class GraphCoordinator:
         if is_prefill(f.rid):   # a prefill-only request (overlap): its work is the cache it left
             return
         n = self.nodes[f.rid]
+        if n.state in (SERVED, FAILED):
+            return   # reported twice (a failed engine's pool may): once counts
         self.inflight[n.worker] -= 1
         if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
             n.state = CANCELLED
@@ -197,20 +210,30 @@ class GraphCoordinator:
             prompt = self.limit[m] - 1
             self.truncated += 1
         n.prompt = prompt
-        w = n.worker if n.early else min(self.replicas[m], key=lambda w: (self.inflight[w], w))
-        n.state, n.worker, n.release = "released", w, self.now
-        self.inflight[w] += 1
-        if self.natural:
-            text = (aggregator_prompt(q.text, [(i.spec.model, i.text) for i in inputs]) if n.spec.reads
-                    else expert_prompt(q.text or "(question text not available)"))
-            self.pool.submit(w, n.rid, prompt, 0, None, text)
-        else:
+        n.release = self.now
+        if not self.replicas[m]:
+            self._fail(n)
+            return
+        if not self.natural:
             n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
             self.capped += n.outcome.capped
-            self.pool.submit(w, n.rid, prompt, n.outcome.output_tokens, n.rid if n.early else None)
+        self._submit(n, n.worker if n.early else min(self.replicas[m], key=lambda w: (self.inflight[w], w)))
         for s in n.succ:
             if s.state == "pending":
                 self._prefill_ahead(s)
+
+    def _submit(self, n: _Node, w: int) -> None:
+        """Hand released node n to worker w's engine (again, after an engine failed)."""
+        n.state, n.worker = "released", w
+        self.inflight[w] += 1
+        if self.natural:
+            q, graph = n.query, self.graphs[n.query.id]
+            inputs = [graph[r] for r in n.spec.reads if graph[r].state == SERVED]
+            text = (aggregator_prompt(q.text, [(i.spec.model, i.text) for i in inputs]) if n.spec.reads
+                    else expert_prompt(q.text or "(question text not available)"))
+            self.pool.submit(w, n.rid, n.prompt, 0, None, text)
+        else:
+            self.pool.submit(w, n.rid, n.prompt, n.outcome.output_tokens, n.rid if n.early else None)
 
     # ------------------------------------------------------------------ prefill overlap
 
@@ -219,7 +242,7 @@ class GraphCoordinator:
         on, through prefix-cache kin requests (one output token each, key s.rid): its prefix once
         its precursors start, then the outputs finished so far; with one precursor left running,
         its stream is followed (_progress)."""
-        if self.overlap == "none":
+        if self.overlap == "none" or not self.replicas[s.spec.model]:
             return
         graph = self.graphs[s.query.id]
         reads = [graph[r] for r in s.spec.reads]
@@ -252,7 +275,7 @@ class GraphCoordinator:
                 self._prefill(s, done + generated)
 
     def _cancel(self, n: _Node, rule: str) -> None:
-        if n.state in (SERVED, CANCELLED):
+        if n.state in (SERVED, CANCELLED, FAILED):
             return
         was_released = n.state == "released"
         n.state, n.by = CANCELLED, rule
@@ -269,8 +292,56 @@ class GraphCoordinator:
     def _check_releases(self, n: _Node) -> None:
         graph = self.graphs[n.query.id]
         for s in n.succ:
-            if s.state == "pending" and all(graph[r].state in (SERVED, CANCELLED) for r in s.spec.reads):
+            if s.state == "pending" and all(graph[r].state in (SERVED, CANCELLED, FAILED) for r in s.spec.reads):
                 self._release(s)
+
+    # ------------------------------------------------------------------ failed engines
+
+    def _failed_worker(self, t: float, w: int, why: str) -> None:
+        if w in self.dead:
+            return
+        self.now = t
+        self.dead[w] = why
+        m = self.placement[w]
+        self.replicas[m] = [x for x in self.replicas[m] if x != w]
+        held = sorted((n for n in self.nodes.values() if n.worker == w and n.state in ("pending", "released")),
+                      key=lambda n: (self.order[n.query.id], n.index))
+        # First what was only being prefilled there (overlap): it starts again elsewhere, so that
+        # nothing released below goes to the failed engine.
+        for n in held:
+            if n.state == "pending":
+                n.early, n.worker, n.streaming = 0, None, None
+        for n in held:
+            if n.state != "released":
+                continue
+            self.inflight[w] -= 1
+            for s in n.succ:   # its stream, followed there, is gone: the successor follows it afresh
+                if s.streaming is n:
+                    s.streaming = None
+            if self.replicas[m]:
+                n.early = 0
+                self._submit(n, min(self.replicas[m], key=lambda x: (self.inflight[x], x)))
+                for s in n.succ:
+                    if s.state == "pending":
+                        self._prefill_ahead(s)
+            else:
+                self._fail(n)
+
+    def _model_failed(self, m: str) -> str:
+        ws = sorted(w for w, x in self.placement.items() if x == m)
+        return f"every engine of {m} failed (worker {ws[0]}: {self.dead[ws[0]]})"
+
+    def _fail(self, n: _Node) -> None:
+        """No engine of n's model is left: n fails, and the graph goes on as after a cancel."""
+        n.state, n.error = FAILED, self._model_failed(n.spec.model)
+        self._record(n, None)
+        if n.spec.name == ROOT:
+            self._done_query(n.query)
+            return
+        self._check_releases(n)
+        for s in n.succ:
+            if s.state == "pending":
+                self._prefill_ahead(s)
 
     def _record(self, n: _Node, f: Finished | None) -> None:
         served = n.state == SERVED
@@ -280,16 +351,16 @@ class GraphCoordinator:
             n.worker if n.release is not None else None, n.release,
             f.start_s if f else None, f.first_token_s if f else None, f.finish_s if f else self.now,
             n.prompt, f.output_tokens if f else 0, o.answer if o else None, o.confidence if o else None,
-            n.state, n.by, f.cached_tokens if f else 0)
+            n.state, n.by, f.cached_tokens if f else 0, n.error)
 
     def _done_query(self, q: Query) -> None:
         graph = self.graphs.pop(q.id)
         root = graph[ROOT]
-        served = sum(n.state == SERVED for n in graph.values())
-        cancelled = sum(n.state == CANCELLED for n in graph.values())
+        count = Counter(n.state for n in graph.values())
+        answer = root.outcome.answer if root.state == SERVED else None
         self.query_records.append(QueryRecord(q.id, self.started[q.id], self.now, self.now - self.started[q.id],
-                                              root.outcome.answer, q.gold, root.outcome.answer == q.gold,
-                                              served, cancelled))
+                                              answer, q.gold, answer is not None and answer == q.gold,
+                                              count[SERVED], count[CANCELLED], count[FAILED]))
         if self.progress is not None:
             self.progress.update(1)
         if len(self.query_records) == len(self.queries):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mosaic.trace import SessionRecord, WorkerStats
 
-SERVED, CANCELLED = "served", "cancelled"
+SERVED, CANCELLED, FAILED = "served", "cancelled", "failed"
 GRAPH_STAGE = "graph"   # the stage column of sessions.csv for a graph run (one stage, absolute times)
 # Prefill-only requests (topology.overlap) are "<request id>#<n>": engine work, not agent requests.
 PREFILL_MARK = "#"
@@ -20,7 +20,8 @@ def is_prefill(request_id: str) -> bool:
 @dataclass(frozen=True)
 class Finished:
     """What an engine pool reports when a request leaves an engine: served to its last token, or
-    cancelled (its times so far)."""
+    cancelled (its times so far). A failed engine is reported by worker, not by request
+    (EnginePool.run's on_failed)."""
     rid: str
     start_s: float | None
     first_token_s: float | None
@@ -52,9 +53,10 @@ class AgentRecord:
     output_tokens: int         # tokens generated (a cancelled request: before it was cancelled)
     answer: str | None
     confidence: float | None
-    status: str                # served | cancelled
+    status: str                # served | cancelled | failed
     cancelled_by: str = ""     # the early-exit rule that cancelled it
     cached_tokens: int = 0     # of its prompt, found in the engine's prefix cache (overlap)
+    error: str | None = None   # failed: why (every replica of its model's engine failed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class QueryRecord:
     correct: bool
     served: int                # agent requests served (the aggregator included)
     cancelled: int
+    failed: int = 0            # agent requests failed (their model's engines failed); a failed
+                               # aggregator leaves the query without an answer
 
 
 @dataclass(frozen=True)

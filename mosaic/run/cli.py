@@ -1,18 +1,19 @@
-"""The `run` command: one MoA workload end to end, `python experiments/run.py scheduler=ilp backend=sim`.
+"""The `run` command: one MoA workload end to end, `python experiments/run.py scheduler=ilp
+backend=sim`.
 
 Writes summary.json, plan.json, trace.csv, sessions.csv and queries.csv into Hydra's run directory
 (hydra.run.dir=X), each atomically and summary.json last.
 
 Exit status: 0 when the run finished (a partial request failure is printed and counted in
-summary.json); 1 when every request failed or on an unexpected error (its traceback goes to
-error.json; on stderr too with MOSAIC_DEBUG=1 or HYDRA_FULL_ERROR=1); 2 for bad configuration or
-input, Hydra's own config errors (an unknown group option, a value of the wrong type, a key the
-config does not have) and an unusable run directory (a file, not writable, or in use by another
-run), all before any work; 130 / 143 when interrupted. Errors are one line on stderr. A failed run
-leaves error.json in its directory (type, message, stage, exit code) except where the directory
-itself is the problem, or Hydra's config error leaves no directory to name. In a sweep (-m) a
-failed job records error.json and returns, so the other jobs still run; the sweep lists the failed
-jobs and exits 1 at the end (mosaic/run/jobs.py).
+summary.json); 1 when every request failed (or, in an agent-graph run, every query's aggregator), or
+on an unexpected error (its traceback goes to error.json; on stderr too with MOSAIC_DEBUG=1 or
+HYDRA_FULL_ERROR=1); 2 for bad configuration or input, Hydra's own config errors (an unknown group
+option, a value of the wrong type, a key the config does not have) and an unusable run directory (a
+file, not writable, or in use by another run), all before any work; 130 / 143 when interrupted.
+Errors are one line on stderr. A failed run leaves error.json in its directory (type, message,
+stage, exit code) except where the directory itself is the problem, or Hydra's config error leaves
+no directory to name. In a sweep (-m) a failed job records error.json and returns, so the other jobs
+still run; the sweep lists the failed jobs and exits 1 at the end (mosaic/run/jobs.py).
 """
 from __future__ import annotations
 
@@ -153,6 +154,10 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
     if failed and failed == n:   # the outputs stay for inspection; error.json marks the run failed
         return _fail(directory, overrides, f"all {n} requests failed; first error: {s['first_request_error']}",
                      1, multirun, "run")
+    unanswered = s.get("n_unanswered_queries")   # agent graphs: queries whose aggregator failed
+    if unanswered and unanswered == s["n_queries"]:
+        return _fail(directory, overrides, f"all {unanswered} queries were left without an answer ({failed} of {n} "
+                     f"requests failed); first error: {s['first_request_error']}", 1, multirun, "run")
     if failed:
         print(f"warning: {failed} of {n} requests failed (counted in summary.json); first error: "
               f"{one_line(s['first_request_error'] or '', 2000)}", file=sys.stderr)

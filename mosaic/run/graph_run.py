@@ -24,7 +24,7 @@ from mosaic.graphs.coordinator import GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
 from mosaic.graphs.outcomes import GraphAnswers
 from mosaic.graphs.shape import ROOT
-from mosaic.graphs.trace import CANCELLED, GRAPH_STAGE, SERVED, GraphTrace
+from mosaic.graphs.trace import CANCELLED, FAILED, GRAPH_STAGE, SERVED, GraphTrace
 from mosaic.run.graph_setup import prepare
 from mosaic.run.serving import distribution
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
@@ -68,8 +68,11 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
     t = c.topology
     served = [x for x in trace.requests if x.status == SERVED]
     cancelled = [x for x in trace.requests if x.status == CANCELLED]
+    failed = [x for x in trace.requests if x.status == FAILED]
+    # A query whose aggregator failed has no answer (counted wrong) and no latency to report.
+    unanswered = {x.query_id for x in failed if x.agent == ROOT}
     agents = [x for x in served if x.agent != ROOT]
-    invocations = {m: {"served": 0, "cancelled": 0} for m in dict.fromkeys(placement.values())}
+    invocations = {m: {"served": 0, "cancelled": 0, "failed": 0} for m in dict.fromkeys(placement.values())}
     for x in trace.requests:
         invocations[x.model][x.status] += 1
     n = len(trace.queries)
@@ -82,7 +85,8 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "n_queries": n,
         "n_expert_requests": sum(1 for x in trace.requests if x.agent != ROOT),
         "n_aggregator_requests": sum(1 for x in trace.requests if x.agent == ROOT),
-        "n_failed_requests": 0, "first_request_error": None,
+        "n_failed_requests": len(failed), "first_request_error": failed[0].error if failed else None,
+        "n_unanswered_queries": len(unanswered),
         "n_served_requests": len(served), "n_cancelled_requests": len(cancelled),
         "cancelled_by": dict(Counter(x.cancelled_by for x in cancelled)),
         "truncated_prompts": trace.truncated_prompts,
@@ -93,8 +97,9 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "prefix_cache_hit_rate": (sum(x.cached_tokens for x in served) / sum(x.prompt_tokens for x in served)
                                   if served else None),
         "makespan_s": trace.makespan_s, "ready_s": trace.ready_s,
-        "query_latency_s": distribution([q.latency_s for q in trace.queries]),
-        "queries_per_s": n / (trace.makespan_s - trace.ready_s) if trace.makespan_s > trace.ready_s else None,
+        "query_latency_s": distribution([q.latency_s for q in trace.queries if q.query_id not in unanswered]),
+        "queries_per_s": ((n - len(unanswered)) / (trace.makespan_s - trace.ready_s)
+                          if trace.makespan_s > trace.ready_s else None),
         "output_tokens": tokens, "agent_output_tokens": sum(x.output_tokens for x in agents),
         "accuracy": sum(q.correct for q in trace.queries) / n if n else None,
         "invocations": invocations,
@@ -139,12 +144,15 @@ def format_table(s: dict[str, Any]) -> str:
     rows = [("topology", f"{t['name']} ({t['kind']}: {shape}; early exit {t['early_exit']}; "
                          f"concurrency {t['concurrency']})"),
             ("workload", f"{s['workload']} (seed {s['seed']})"),
-            ("queries / agent requests", f"{s['n_queries']} / {s['n_served_requests'] + s['n_cancelled_requests']} "
+            ("queries / agent requests", f"{s['n_queries']} / {s['n_expert_requests'] + s['n_aggregator_requests']} "
                                          f"({s['n_cancelled_requests']} cancelled)"),
             ("query latency mean/p50/p90", "–" if lat["mean"] is None else
              f"{lat['mean']:.1f} / {lat['p50']:.1f} / {lat['p90']:.1f} s"),
             ("makespan (engines ready at)", f"{s['makespan_s']:.1f} s ({s['ready_s']:.1f} s)"),
             ("accuracy", "–" if s["accuracy"] is None else f"{100 * s['accuracy']:.1f}%")]
+    if s["n_failed_requests"]:
+        rows.append(("FAILED (engines)", f"!!! {s['n_failed_requests']} agent requests, "
+                                         f"{s['n_unanswered_queries']} queries left without an answer"))
     if (s.get("solver") or {}).get("fallback"):
         rows.append(("ILP FALLBACK (placement)", f"!!! {s['solver']['fallback']}"))
     rows += [(f"worker {w['id']}", f"{', '.join(w['sessions'])}: busy {w['busy_s']:.0f} s") for w in s["workers"]]

@@ -64,15 +64,55 @@ def test_graphs_on_the_vllm_pool_account_for_every_request(tmp_path, sim_run):
     check_against_the_simulator(tmp_path, sim_run)
 
 
-def test_an_engine_that_fails_in_a_graph_run_is_one_line_with_its_traceback_in_error_json(tmp_path):
-    """The one line carried the worker's traceback frames, squeezed onto it."""
+def test_a_failed_aggregator_engine_is_one_line_and_every_request_is_accounted_for(tmp_path):
+    """The aggregator's only engine fails to load: every query is left without an answer, so the run
+    fails (exit 1, one line naming the engine and why); its files account for every request, the
+    worker's traceback is in run.log. (Before: the run stopped at the failure, nothing written.)"""
     p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
             env=fake_vllm_env(FAKE_VLLM_FAIL="EXAONE"))
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
-    assert p.stderr.startswith("error: RuntimeError: agent graphs on vLLM: worker ") and "File " not in p.stderr
-    assert "(Exaone) failed: RuntimeError: fake engine refuses to start LGAI-EXAONE/" in p.stderr
-    err = json.loads((tmp_path / "error.json").read_text())
-    assert "WorkerTraceback" in err["traceback"] and "graph_worker.py" in err["traceback"]
+    assert p.stderr.startswith("error: all 8 queries were left without an answer (8 of 48 requests failed); "
+                               "first error: every engine of Exaone failed (worker 1: worker 1 (Exaone) failed: "
+                               "RuntimeError: fake engine refuses to start LGAI-EXAONE/"), p.stderr
+    trace = rows(tmp_path, "trace.csv")
+    assert len(trace) == 48 and {r["status"] for r in trace if r["agent"] == "agg"} == {"failed"}
+    assert {r["status"] for r in trace if r["agent"] != "agg"} <= {"served", "cancelled"}
+    assert all(q["answer"] == "" and q["correct"] == "False" for q in rows(tmp_path, "queries.csv"))
+    sessions = {r["model"]: r for r in rows(tmp_path, "sessions.csv")}
+    assert "fake engine refuses" in sessions["Exaone"]["error"] and sessions["Qwen"]["error"] == ""
+    assert "graph_worker.py" in (tmp_path / "run.log").read_text()
+    assert json.loads((tmp_path / "error.json").read_text())["stage"] == "run"
+
+
+def test_failed_agent_engines_leave_a_run_that_answers_from_the_rest(tmp_path):
+    """Every agent's engine (Qwen) fails: the aggregator answers from the question alone, the run
+    finishes with a warning (exit 0) and counts the failed requests."""
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
+            env=fake_vllm_env(FAKE_VLLM_FAIL="Qwen"))
+    assert p.returncode == 0, p.stderr
+    assert "warning: 40 of 48 requests failed" in p.stderr and "FAILED (engines)" in p.stdout
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert (s["n_failed_requests"], s["n_served_requests"], s["n_unanswered_queries"]) == (40, 8, 0)
+    assert s["invocations"]["Qwen"] == {"served": 0, "cancelled": 0, "failed": 40}
+    assert s["first_request_error"].startswith("every engine of Qwen failed (worker 0: ")
+    assert all(q["answer"] for q in rows(tmp_path, "queries.csv"))   # every query answered
+
+
+def test_an_engine_that_dies_mid_run_fails_only_what_comes_after(tmp_path):
+    """The aggregator's engine process exits without a word at its third step: the two queries it
+    answered keep their answers, the others are left without one; the run finishes (exit 0)."""
+    graph = [a for a in GRAPH if not a.startswith("topology.overlap")]   # one step per aggregator request
+    p = cli(*graph, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
+            env=fake_vllm_env(FAKE_VLLM_DIE="EXAONE:3"))
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert (s["n_unanswered_queries"], s["n_failed_requests"], s["invocations"]["Exaone"]["served"]) == (6, 6, 2)
+    assert s["first_request_error"] == ("every engine of Exaone failed (worker 1: worker 1 (Exaone) exited with "
+                                        "code 3 without reporting)")
+    answered = [q for q in rows(tmp_path, "queries.csv") if q["answer"]]
+    assert [q["query_id"] for q in answered] == ["mmlu_pro-00000", "mmlu_pro-00001"]
+    # Latency is reported over the answered queries only.
+    assert s["query_latency_s"]["mean"] == pytest.approx(sum(float(q["latency_s"]) for q in answered) / 2)
 
 
 @pytest.mark.vllm

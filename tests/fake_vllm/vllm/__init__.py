@@ -2,6 +2,8 @@
 the vLLM backend's worker processes where vLLM is not installed: put tests/fake_vllm first on
 PYTHONPATH. Every request "generates" exactly max_tokens tokens ending in "the answer is (A)".
 FAKE_VLLM_FAIL=<text> makes engines whose model path contains <text> fail to start ("*": all).
+FAKE_VLLM_DIE=<text>:<n> makes the process of an engine whose model path contains <text> exit (code 3,
+without a word, as a crashed engine's) at its n-th step.
 FAKE_VLLM_HANG_DIR=<dir> makes every engine start a child process (as vLLM starts EngineCore), write
 {"worker": pid, "engine": child pid} to <dir>/<pid>.json and then never finish a request."""
 from __future__ import annotations
@@ -56,6 +58,8 @@ class _RequestOutput:
 class LLMEngine:
     def __init__(self) -> None:
         self.pending: list[tuple[str, SamplingParams]] = []
+        self.die_at: int | None = None
+        self.steps = 0
 
     @classmethod
     def from_engine_args(cls, args: EngineArgs) -> "LLMEngine":
@@ -63,6 +67,9 @@ class LLMEngine:
         if fail == "*" or (fail and fail in args.model):
             raise RuntimeError(f"fake engine refuses to start {args.model}")
         engine = cls()
+        die = os.environ.get("FAKE_VLLM_DIE", "")
+        if die and die.rsplit(":", 1)[0] in args.model:
+            engine.die_at = int(die.rsplit(":", 1)[1])
         hang_dir = os.environ.get("FAKE_VLLM_HANG_DIR")
         if hang_dir:
             engine.core = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -88,6 +95,9 @@ class LLMEngine:
     def step(self) -> list[_RequestOutput]:
         while os.environ.get("FAKE_VLLM_HANG_DIR"):
             time.sleep(1)
+        self.steps += 1
+        if self.steps == self.die_at:
+            os._exit(3)
         done, self.pending = self.pending, []
         # Each token's probability 0.9 where logprobs are asked for (natural generation).
         return [_RequestOutput(rid, [_Completion(list(range(p.max_tokens)), "so the answer is (A)",
