@@ -3,7 +3,9 @@
 the session launcher's: vllm_backend/procgroup.py) loads its model once and serves the whole run
 (vllm_backend/graph_worker.py); requests go to it through its inbox queue as the coordinator
 releases them, and every request that leaves an engine comes back at once, so successors start
-while the rest of the graph runs.
+while the rest of the graph runs. With backend.options.launcher=ray each worker is a Ray actor
+instead (vllm_backend/ray_graph.py, imported only then) and the queues are Ray's: the same worker
+loop, across machines.
 
 Replay mode (backend.options.replay=true): a request's prompt is `prompt_tokens` token ids that share
 no prefix with another's, and it generates exactly the answer model's output length (ignore_eos),
@@ -11,7 +13,6 @@ so a real run and a simulated run of one graph serve the same requests. Natural 
 prompts are texts (the question, then the outputs an agent reads), the model stops by itself (at
 most backend.options.max_tokens, else the context left), and each output's answer is read from its
 text and its confidence is the geometric mean of its tokens' probabilities (from the logprobs).
-The local launcher only (one host).
 """
 from __future__ import annotations
 
@@ -32,19 +33,51 @@ from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_cont
 log = logging.getLogger(__name__)
 
 
+class LocalWorkers:
+    """The graph's workers as spawned processes on this host, each in a process group of its own.
+    What a pool needs of its workers (RayGraphWorkers has the same): `open` (-> the queue workers
+    report on), `inbox` (a worker's queue in), `start`, `gone` (worker -> how it ended, for those no
+    longer running) and `close` (every worker ended, `clean`: after they were told to stop)."""
+
+    def __init__(self, grace_s: float):
+        self.grace_s, self.ctx, self.procs = grace_s, spawn_context(), {}
+
+    def open(self, specs: list[dict[str, Any]]):
+        self.out = self.ctx.Queue()
+        return self.out
+
+    def inbox(self):
+        return self.ctx.Queue()
+
+    def start(self, spec: dict[str, Any], inbox) -> None:
+        p = self.ctx.Process(target=group_leader_entry, args=(self.grace_s, graph_worker_main, spec, inbox, self.out),
+                             name=f"mosaic-graph-worker-{spec['worker']}")
+        p.start()
+        self.procs[spec["worker"]] = p
+
+    def gone(self) -> dict[int, str]:
+        return {w: f"exited with code {p.exitcode} without reporting" for w, p in self.procs.items() if not p.is_alive()}
+
+    def close(self, clean: bool) -> None:
+        end_processes(list(self.procs.values()), self.grace_s if clean else 0.0, self.grace_s)
+
+
 class VllmGraphPool:
     backend = "vllm"
 
     def __init__(self, vllm: VllmBackend, placement: dict[int, str], poll_s: float = 0.5):
-        if not isinstance(vllm.launcher, LocalProcessLauncher):
-            raise ConfigError("agent graphs on backend=vllm run on this host's processes so far; set "
-                              "backend.options.launcher=local")
         self.vllm, self.placement, self.poll_s = vllm, placement, poll_s
         self.natural = not vllm.replay
-        self.grace_s = vllm.launcher.grace_s
-        ctx = spawn_context()
-        self.ctx = ctx
-        self.inbox = {w: ctx.Queue() for w in placement}
+        if isinstance(vllm.launcher, LocalProcessLauncher):
+            self.workers = LocalWorkers(vllm.launcher.grace_s)
+        else:
+            from vllm_backend.ray_graph import RayGraphWorkers
+            from vllm_backend.ray_launcher import RayLauncher
+
+            if not isinstance(vllm.launcher, RayLauncher):
+                raise ConfigError("agent graphs on backend=vllm run on backend.options.launcher=local or ray")
+            self.workers = RayGraphWorkers(vllm.launcher)
+        self.inbox: dict[int, Any] = {}   # the workers' queues in, made when the run opens them
 
     def limits(self) -> dict[str, int]:
         return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
@@ -78,8 +111,7 @@ class VllmGraphPool:
         v = self.vllm
         envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
         t0 = time.time()
-        out = self.ctx.Queue()
-        procs: dict[int, Any] = {}
+        procs: dict[int, dict[str, Any]] = {}
         ready: dict[int, dict[str, Any]] = {}
         failed: set[int] = set()
         served = {w: 0 for w in self.placement}
@@ -98,18 +130,17 @@ class VllmGraphPool:
                 started = True
                 on_ready(t)
 
-        try:
-            for w, model in sorted(self.placement.items()):
-                path, engine_args = v.registry.resolve(model)
-                if v.profiles.engine.num_gpu_blocks is not None:
-                    engine_args = {**engine_args, "num_gpu_blocks_override": v.profiles.engine.num_gpu_blocks}
-                spec = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
+        for w, model in sorted(self.placement.items()):
+            path, engine_args = v.registry.resolve(model)
+            if v.profiles.engine.num_gpu_blocks is not None:
+                engine_args = {**engine_args, "num_gpu_blocks_override": v.profiles.engine.num_gpu_blocks}
+            procs[w] = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
                         "t0": t0, "max_model_len": v.registry.max_model_len}
-                p = self.ctx.Process(target=group_leader_entry,
-                                     args=(self.grace_s, graph_worker_main, spec, self.inbox[w], out),
-                                     name=f"mosaic-graph-worker-{w}")
-                p.start()
-                procs[w] = p
+        try:
+            out = self.workers.open(list(procs.values()))
+            self.inbox = {w: self.workers.inbox() for w in procs}
+            for w, spec in procs.items():
+                self.workers.start(spec, self.inbox[w])
             deadline = time.monotonic() + v.timeout_s
             while len(sessions) < len(procs):
                 if time.monotonic() > deadline:
@@ -118,10 +149,9 @@ class VllmGraphPool:
                 try:
                     msg = out.get(timeout=self.poll_s)
                 except queue_mod.Empty:
-                    for w, p in procs.items():
-                        if not p.is_alive() and all(s.worker != w for s in sessions):
-                            fail(w, f"worker {w} ({self.placement[w]}) exited with code {p.exitcode} without "
-                                    f"reporting")
+                    for w, why in sorted(self.workers.gone().items()):
+                        if all(s.worker != w for s in sessions):
+                            fail(w, f"worker {w} ({self.placement[w]}) {why}")
                     continue
                 w = msg["worker"]
                 if msg.get("fatal"):
@@ -147,7 +177,6 @@ class VllmGraphPool:
                     s = msg["session"]
                     sessions.append(SessionRecord(w, 0, s["model"], s["load_start_s"], s["load_end_s"],
                                                   s["load_end_s"], s["run_end_s"], s["n_requests"], s["preemptions"]))
-        finally:   # also on an error or Ctrl-C: no worker group, and so no engine, survives the run
-            end_processes([p for p in procs.values()], self.grace_s if len(sessions) == len(procs) else 0.0,
-                          self.grace_s)
+        finally:   # also on an error or Ctrl-C: no worker, and so no engine, survives the run
+            self.workers.close(len(sessions) == len(procs))
         return sessions, max((s.run_end_s for s in sessions), default=0.0)

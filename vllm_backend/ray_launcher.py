@@ -90,13 +90,42 @@ class RayLauncher:
         gpus = self.gpus * len(spec.get("tp_workers") or (spec["worker"],))
         return {"CPU": self.cpus, **({"GPU": gpus} if gpus else {})}
 
+    def placement_group(self, bundles: list[dict[str, float]]):
+        """One placement group, a bundle per worker, ready (or a ConfigError saying what is short)."""
+        import ray
+        from ray.exceptions import GetTimeoutError
+        from ray.util.placement_group import placement_group
+
+        pg = placement_group(bundles, strategy="PACK")
+        try:
+            ray.get(pg.ready(), timeout=self.ready_timeout_s)
+        except GetTimeoutError:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(pg)
+            raise ConfigError(f"backend.options.launcher=ray: the Ray cluster cannot place {len(bundles)} workers "
+                              f"({bundles[0]} each) within {self.ready_timeout_s:.0f} s; it has "
+                              f"{ray.cluster_resources()}: lower ray_cpus_per_worker / ray_gpus_per_worker "
+                              "or add nodes") from None
+        return pg
+
+    def actor_options(self, pg, index: int, bundle: dict[str, float], env: dict[str, str]) -> tuple[dict, dict]:
+        """(Ray actor options for the worker in bundle `index`, the environment it runs with)."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        env = dict(env or {})
+        if self.gpus:
+            env.pop("CUDA_VISIBLE_DEVICES", None)   # Ray assigns the bundle's GPUs
+        return {"num_cpus": bundle["CPU"], "num_gpus": bundle.get("GPU", 0), "name": None,
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index),
+                "runtime_env": {"env_vars": env} if env else None}, env
+
     def run(self, specs: list[dict[str, Any]], timeout_s: float,
             on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError, RayError
-        from ray.util.placement_group import placement_group, remove_placement_group
+        from ray.exceptions import RayActorError, RayError
+        from ray.util.placement_group import remove_placement_group
         from ray.util.queue import Empty, Queue
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         bundles = [self._bundle(s) for s in specs]
         shutdown = self._init(sum(b["CPU"] for b in bundles))
@@ -104,26 +133,14 @@ class RayLauncher:
         pg = None
         results: dict[int, dict[str, Any]] = {}
         try:
-            pg = placement_group(bundles, strategy="PACK")
-            try:
-                ray.get(pg.ready(), timeout=self.ready_timeout_s)
-            except GetTimeoutError:
-                raise ConfigError(f"backend.options.launcher=ray: the Ray cluster cannot place {len(specs)} workers "
-                                  f"({bundles[0]} each) within {self.ready_timeout_s:.0f} s; it has "
-                                  f"{ray.cluster_resources()}: lower ray_cpus_per_worker / ray_gpus_per_worker "
-                                  "or add nodes") from None
+            pg = self.placement_group(bundles)
             progress = Queue()
             actor_cls = ray.remote(_WorkerActor)
             refs = {}
             for i, spec in enumerate(specs):
                 w = spec["worker"]
-                env = dict(spec.get("env") or {})
-                if self.gpus:
-                    env.pop("CUDA_VISIBLE_DEVICES", None)   # Ray assigns the bundle's GPUs
-                actors[w] = actor_cls.options(
-                    num_cpus=bundles[i]["CPU"], num_gpus=bundles[i].get("GPU", 0), name=None,
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
-                    runtime_env={"env_vars": env} if env else None).remote()
+                options, env = self.actor_options(pg, i, bundles[i], spec.get("env") or {})
+                actors[w] = actor_cls.options(**options).remote()
                 refs[actors[w].run.remote(self.target, {**spec, "env": env}, progress)] = w
             pending = list(refs)
             deadline = time.monotonic() + timeout_s

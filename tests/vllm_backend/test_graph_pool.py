@@ -115,6 +115,29 @@ def test_an_engine_that_dies_mid_run_fails_only_what_comes_after(tmp_path):
     assert s["query_latency_s"]["mean"] == pytest.approx(sum(float(q["latency_s"]) for q in answered) / 2)
 
 
+RAY = ("backend.options.launcher=ray", "backend.options.ray_address=local")
+
+
+@pytest.mark.slow   # a private Ray starts (~10 s)
+def test_graphs_on_ray_actors_account_for_every_request_and_a_dead_actor_is_its_workers_failure(tmp_path, sim_run):
+    """backend.options.launcher=ray: the same graph on a Ray actor per worker serves what the local
+    workers serve (before: refused, "run on this host's processes so far"); an actor whose process
+    dies mid-run fails only what its engine had not finished."""
+    pytest.importorskip("ray")
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", *RAY,
+            f"hydra.run.dir={tmp_path / 'ok'}", env=fake_vllm_env())
+    assert p.returncode == 0, p.stderr
+    check_against_the_simulator(tmp_path / "ok", sim_run)
+    graph = [a for a in GRAPH if not a.startswith("topology.overlap")]   # one step per aggregator request
+    p = cli(*graph, "backend=vllm", "models=paper", "backend.options.device=cpu", *RAY,
+            f"hydra.run.dir={tmp_path / 'dies'}", env=fake_vllm_env(FAKE_VLLM_DIE="EXAONE:3"))
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "dies" / "summary.json").read_text())
+    assert (s["n_unanswered_queries"], s["n_failed_requests"], s["invocations"]["Exaone"]["served"]) == (6, 6, 2)
+    assert s["first_request_error"].startswith("every engine of Exaone failed (worker 1: worker 1 (Exaone) died "
+                                               "(its Ray actor): ")
+
+
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_graphs_on_real_tiny_engines(tmp_path, sim_run):
