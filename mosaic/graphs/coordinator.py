@@ -148,8 +148,8 @@ class GraphCoordinator:
         if is_prefill(f.rid):   # a prefill-only request (overlap): its work is the cache it left
             return
         n = self.nodes[f.rid]
-        if n.state in (SERVED, FAILED):
-            return   # reported twice (a failed engine's pool may): once counts
+        if n.rid in self.records or n.state == FAILED:
+            return   # already settled (its engine failed meanwhile): once counts
         self.inflight[n.worker] -= 1
         if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
             n.state = CANCELLED
@@ -304,6 +304,11 @@ class GraphCoordinator:
         self.dead[w] = why
         m = self.placement[w]
         self.replicas[m] = [x for x in self.replicas[m] if x != w]
+        # A cancel it had not yet answered: the request is let go now.
+        for n in self.nodes.values():
+            if n.worker == w and n.state == CANCELLED and n.rid not in self.records:
+                self.inflight[w] -= 1
+                self._record(n, None)
         held = sorted((n for n in self.nodes.values() if n.worker == w and n.state in ("pending", "released")),
                       key=lambda n: (self.order[n.query.id], n.index))
         # First what was only being prefilled there (overlap): it starts again elsewhere, so that

@@ -115,6 +115,28 @@ def test_an_engine_that_dies_mid_run_fails_only_what_comes_after(tmp_path):
     assert s["query_latency_s"]["mean"] == pytest.approx(sum(float(q["latency_s"]) for q in answered) / 2)
 
 
+def test_a_replica_that_dies_hands_its_requests_to_the_other(tmp_path):
+    """Two Qwen engines, one of which dies at its fourth step: what it held is served by the other,
+    nothing fails, nothing is served by the dead one after it died."""
+    (tmp_path / "claim").mkdir()
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", "cluster.n_workers=3",
+            "topology.concurrency=4", f"hydra.run.dir={tmp_path / 'run'}",
+            env=fake_vllm_env(FAKE_VLLM_DIE="Qwen:4", FAKE_VLLM_DIE_ONE=str(tmp_path / "claim")))
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    d = tmp_path / "run"
+    sessions = {int(r["worker"]): r for r in rows(d, "sessions.csv")}
+    dead = [w for w, r in sessions.items() if r["error"]]
+    assert len(dead) == 1 and sessions[dead[0]]["model"] == "Qwen", sessions
+    died_at = float(sessions[dead[0]]["run_end_s"])
+    trace = rows(d, "trace.csv")
+    assert len(trace) == 48 and {r["status"] for r in trace} <= {"served", "cancelled"}
+    assert all(float(r["finish_s"]) <= died_at for r in trace if r["worker"] == str(dead[0]) and r["status"] == "served")
+    other = next(w for w, r in sessions.items() if r["model"] == "Qwen" and w != dead[0])
+    assert any(float(r["release_s"]) < died_at < float(r["finish_s"]) for r in trace if r["worker"] == str(other))
+    s = json.loads((d / "summary.json").read_text())
+    assert (s["n_failed_requests"], s["n_unanswered_queries"]) == (0, 0)
+
+
 RAY = ("backend.options.launcher=ray", "backend.options.ray_address=local")
 
 

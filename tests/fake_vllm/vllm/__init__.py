@@ -3,7 +3,8 @@ the vLLM backend's worker processes where vLLM is not installed: put tests/fake_
 PYTHONPATH. Every request "generates" exactly max_tokens tokens ending in "the answer is (A)".
 FAKE_VLLM_FAIL=<text> makes engines whose model path contains <text> fail to start ("*": all).
 FAKE_VLLM_DIE=<text>:<n> makes the process of an engine whose model path contains <text> exit (code 3,
-without a word, as a crashed engine's) at its n-th step.
+without a word, as a crashed engine's) at its n-th step; with FAKE_VLLM_DIE_ONE=<dir> only the first
+such engine to claim <dir>/died does (one replica of a model, the others live on).
 FAKE_VLLM_HANG_DIR=<dir> makes every engine start a child process (as vLLM starts EngineCore), write
 {"worker": pid, "engine": child pid} to <dir>/<pid>.json and then never finish a request."""
 from __future__ import annotations
@@ -70,6 +71,12 @@ class LLMEngine:
         die = os.environ.get("FAKE_VLLM_DIE", "")
         if die and die.rsplit(":", 1)[0] in args.model:
             engine.die_at = int(die.rsplit(":", 1)[1])
+            one = os.environ.get("FAKE_VLLM_DIE_ONE")
+            if one:
+                try:
+                    os.close(os.open(os.path.join(one, "died"), os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    engine.die_at = None
         hang_dir = os.environ.get("FAKE_VLLM_HANG_DIR")
         if hang_dir:
             engine.core = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
