@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.log_routing import FILE_ONLY
 from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.trace import SessionRecord
 from vllm_backend.backend import VllmBackend, device_env, extract_answer, prompt_ids
@@ -157,7 +158,8 @@ class VllmGraphPool:
                 if msg.get("fatal"):
                     # One line, the worker's exception; its traceback (another process's) to the log.
                     lines = [ln for ln in msg["fatal"].strip().splitlines() if ln.strip()]
-                    log.warning("agent graphs on vLLM: worker %d (%s) failed:\n%s", w, self.placement[w], msg["fatal"])
+                    log.warning("agent graphs on vLLM: worker %d (%s) failed:\n%s", w, self.placement[w], msg["fatal"],
+                                extra=FILE_ONLY)
                     fail(w, f"worker {w} ({self.placement[w]}) failed: {lines[-1].strip() if lines else 'no message'}")
                     continue
                 if msg.get("ready"):

@@ -111,6 +111,7 @@ class GraphCoordinator:
         self.started: dict[str, float] = {}
         self.exit_rng: dict[tuple[str, str], np.random.Generator] = {}
         self.todo = list(queries)
+        self.starts, self.starting = 0, False   # queries to start, and whether _start_query is starting them
         self.truncated = 0
         self.capped = 0
         self.ready_s = 0.0
@@ -187,8 +188,22 @@ class GraphCoordinator:
     # ------------------------------------------------------------------ graph state
 
     def _start_query(self) -> None:
-        if not self.todo:
+        """Start the next query. A query can end while it starts (every engine it needs failed),
+        starting the next: that start is queued and run by the loop here, not nested in it (a
+        nested start per query overflowed the stack at ~100 queries)."""
+        self.starts += 1
+        if self.starting:
             return
+        self.starting = True
+        try:
+            while self.starts:
+                self.starts -= 1
+                if self.todo:
+                    self._start_one()
+        finally:
+            self.starting = False
+
+    def _start_one(self) -> None:
         q = self.todo.pop(0)
         graph = {a.name: _Node(a, i, q) for i, a in enumerate(self.shape)}
         for n in graph.values():
@@ -242,9 +257,9 @@ class GraphCoordinator:
         on, through prefix-cache kin requests (one output token each, key s.rid): its prefix once
         its precursors start, then the outputs finished so far; with one precursor left running,
         its stream is followed (_progress)."""
-        if self.overlap == "none" or not self.replicas[s.spec.model]:
+        graph = self.graphs.get(s.query.id)
+        if self.overlap == "none" or not self.replicas[s.spec.model] or graph is None:
             return
-        graph = self.graphs[s.query.id]
         reads = [graph[r] for r in s.spec.reads]
         if not s.early:
             if any(p.state == "pending" for p in reads):
@@ -290,7 +305,9 @@ class GraphCoordinator:
                 self._cancel(p, rule)
 
     def _check_releases(self, n: _Node) -> None:
-        graph = self.graphs[n.query.id]
+        graph = self.graphs.get(n.query.id)
+        if graph is None:   # the query has ended meanwhile (its aggregator failed at release)
+            return
         for s in n.succ:
             if s.state == "pending" and all(graph[r].state in (SERVED, CANCELLED, FAILED) for r in s.spec.reads):
                 self._release(s)

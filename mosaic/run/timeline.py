@@ -61,9 +61,11 @@ def run_title(summary: dict[str, Any]) -> str:
     where = f"{n}x {cluster['device']}" if cluster.get("device") else f"{n} workers"
     topology = summary.get("topology") or {}
     if topology.get("kind", "flat") != "flat":
+        p50 = summary["query_latency_s"]["p50"]   # None: no query was answered
         return (f"{topology['name']} agent graphs on {summary['workload']} (seed {summary['seed']}), {where}, "
                 f"backend {summary['backend']}: {summary['n_queries']} queries, makespan "
-                f"{summary['makespan_s']:.0f} s, query latency p50 {summary['query_latency_s']['p50']:.1f} s")
+                f"{summary['makespan_s']:.0f} s, query latency p50 "
+                + ("- (no query answered)" if p50 is None else f"{p50:.1f} s"))
     return (f"{summary['scheduler']} on {summary['workload']} (seed {summary['seed']}), {where}, "
             f"backend {summary['backend']}: expert {summary['expert_stage_s']:.0f} s + aggregator "
             f"{summary['aggregator_stage_s']:.0f} s = {summary['end_to_end_s']:.0f} s")

@@ -54,9 +54,11 @@ class ScriptedPool:
                 on_failed(t, w, f"engine {w} would not load")
         on_ready(1.0)
         t = 1.0
-        while not self.closed:
+        while not self.closed or self.cancels:
             while self.cancels:
                 on_finished(t, Finished(self.cancels.pop(0), None, None, t, 0, True))
+            if self.closed:
+                break
             live = [w for w in sorted(self.queue) if w not in self.dead and self.queue[w]]
             assert live, "the coordinator left work nowhere and did not close the pool"
             w = live[0]
@@ -73,16 +75,16 @@ class ScriptedPool:
         return [SessionRecord(w, 0, m, 0.0, 1.0, 1.0, t, self.done[w]) for w, m in sorted(self.placement.items())], t
 
 
-def run(placement, fail_after, concurrency=2, rule="none", exits=lambda outs, rng: False):
+def run(placement, fail_after, concurrency=2, rule="none", exits=lambda outs, rng: False, queries=QUERIES):
     shape = graph_shape(TREE, "LlamaR1")
     outcome = lambda q, agent, index, inputs, room: AgentOutcome(10, "A", 0.9, True)  # noqa: E731
     pool = ScriptedPool(placement, fail_after)
-    trace = GraphCoordinator(QUERIES, shape, placement, outcome, exits, rule, concurrency, 0).run(pool)
+    trace = GraphCoordinator(queries, shape, placement, outcome, exits, rule, concurrency, 0).run(pool)
     return shape, pool, trace
 
 
-def accounted(shape, trace):
-    assert len(trace.requests) == len(QUERIES) * len(shape) and len(trace.queries) == len(QUERIES)
+def accounted(shape, trace, n=len(QUERIES)):
+    assert len(trace.requests) == n * len(shape) and len(trace.queries) == n
     for q in trace.queries:
         assert q.served + q.cancelled + q.failed == len(shape)
 
@@ -131,3 +133,21 @@ def test_a_failed_aggregator_leaves_its_query_without_an_answer_and_the_run_ends
         assert roots[q.query_id].status == "failed" and q.answer is None and not q.correct and q.failed == 1
         # Its other agents were served before the aggregator was released.
         assert q.served == len(shape) - 1
+
+
+def test_an_early_exit_that_releases_a_failing_aggregator_ends_its_query_once():
+    """The exit cancels the rest of the last layer's cluster, which releases the aggregator, which
+    fails at once (no engine of its model): the query ends there, and the rest of the exit's work
+    does not look for it again (it raised KeyError)."""
+    shape, pool, t = run(PLACEMENT, {3: 0}, rule="agreement", exits=lambda outs, rng: len(outs) >= 2)
+    accounted(shape, t)
+    assert all(q.answer is None and q.cancelled > 0 for q in t.queries)
+
+
+def test_queries_that_end_as_they_start_do_not_nest():
+    """Every engine fails loading: each query ends while it starts, starting the next (300 nested
+    starts overflowed the stack)."""
+    queries = tuple(Query(f"q{i}", "c", 100, "A", ()) for i in range(300))
+    shape, pool, t = run(PLACEMENT, {w: 0 for w in PLACEMENT}, queries=queries)
+    accounted(shape, t, 300)
+    assert {r.status for r in t.requests} == {"failed"} and all(q.answer is None for q in t.queries)

@@ -81,7 +81,9 @@ def test_a_failed_aggregator_engine_is_one_line_and_every_request_is_accounted_f
     sessions = {r["model"]: r for r in rows(tmp_path, "sessions.csv")}
     assert "fake engine refuses" in sessions["Exaone"]["error"] and sessions["Qwen"]["error"] == ""
     assert "graph_worker.py" in (tmp_path / "run.log").read_text()
+    assert "Traceback" not in p.stdout   # the worker's traceback goes to run.log only
     assert json.loads((tmp_path / "error.json").read_text())["stage"] == "run"
+    assert (tmp_path / "timeline.png").stat().st_size > 0   # its title had no latency to print
 
 
 def test_failed_agent_engines_leave_a_run_that_answers_from_the_rest(tmp_path):
