@@ -365,6 +365,9 @@ class TopologyConfig:
             if not _integer(self.depth) or not 1 <= self.depth <= 6 or self.branching ** self.depth > MAX_LAYER_AGENTS:
                 raise ConfigError(f"topology.depth must be an integer in [1, 6] with at most {MAX_LAYER_AGENTS} leaves "
                                   f"(got depth {self.depth!r}, branching {self.branching})")
+        if self.aggregator is not None and (not isinstance(self.aggregator, str) or not self.aggregator.strip()):
+            raise ConfigError(f"topology.aggregator must name the root's model (a profile name), or be null for the "
+                              f"workload's aggregator (got {self.aggregator!r})")
         if not self.agents or not all(isinstance(a, str) and a for a in self.agents):
             raise ConfigError(f"topology.agents must name the agents' models (profile names), e.g. "
                               f"topology.agents=[Qwen,Gemma,LlamaR1] (got {list(self.agents)})")

@@ -49,6 +49,8 @@ def test_dense_layers_read_every_output_below():
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap_chunk": 8}, "topology.overlap_chunk is read by"),
     ({"kind": "tree", "agents": ["a", "b", "c"], "overlap": "eager"}, "topology.overlap"),
     ({"kind": "flat", "overlap": "incremental"}, "topology.overlap set with topology.kind=flat"),
+    # an empty name ran as the workload's aggregator, and summary.json said ""
+    ({"kind": "tree", "agents": ["a", "b", "c"], "aggregator": ""}, "topology.aggregator must name the root's model"),
     # early exit decides once two of a cluster have finished: clusters of 2 leave nothing to cancel
     ({"kind": "tree", "branching": 2, "agents": ["a", "b"], "early_exit": "agreement"},
      "topology.early_exit=agreement can never cancel an agent here: .* the largest cluster has 2"),
