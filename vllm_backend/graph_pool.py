@@ -32,13 +32,14 @@ from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_cont
 
 
 log = logging.getLogger(__name__)
+SETTLE_S = 2.0   # a crashed worker's last messages, queued behind the others', are read within this
 
 
 class LocalWorkers:
     """The graph's workers as spawned processes on this host, each in a process group of its own.
     What a pool needs of its workers (RayGraphWorkers has the same): `open` (-> the queue workers
     report on), `inbox` (a worker's queue in), `start`, `gone` (worker -> how it ended, for those no
-    longer running) and `close` (every worker ended, `clean`: after they were told to stop)."""
+    longer running; `crashed_only`: not those that ended normally) and `close` (every worker ended, `clean`: after they were told to stop)."""
 
     def __init__(self, grace_s: float):
         self.grace_s, self.ctx, self.procs = grace_s, spawn_context(), {}
@@ -56,8 +57,9 @@ class LocalWorkers:
         p.start()
         self.procs[spec["worker"]] = p
 
-    def gone(self) -> dict[int, str]:
-        return {w: f"exited with code {p.exitcode} without reporting" for w, p in self.procs.items() if not p.is_alive()}
+    def gone(self, crashed_only: bool = False) -> dict[int, str]:
+        return {w: f"exited with code {p.exitcode} without reporting" for w, p in self.procs.items()
+                if not p.is_alive() and not (crashed_only and p.exitcode == 0)}
 
     def close(self, clean: bool) -> None:
         end_processes(list(self.procs.values()), self.grace_s if clean else 0.0, self.grace_s)
@@ -143,18 +145,35 @@ class VllmGraphPool:
             for w, spec in procs.items():
                 self.workers.start(spec, self.inbox[w])
             deadline = time.monotonic() + v.timeout_s
+            # A worker gone without a word is failed once the queue is empty (what it said before
+            # has been read), or, where it crashed, a moment after it was first seen gone while the
+            # others kept the queue busy (else its requests would wait for a quiet moment).
+            suspects: dict[int, float] = {}
+            next_check = time.monotonic() + self.poll_s
+
+            def check(empty: bool) -> None:
+                nonlocal next_check
+                now = time.monotonic()
+                next_check = now + self.poll_s
+                for w, why in sorted(self.workers.gone(crashed_only=not empty).items()):
+                    if all(s.worker != w for s in sessions) and (empty or now - suspects.setdefault(w, now) >= SETTLE_S):
+                        fail(w, f"worker {w} ({self.placement[w]}) {why}")
+
             while len(sessions) < len(procs):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"agent graphs on vLLM did not finish within backend.options.timeout_s="
                                        f"{v.timeout_s:.0f} s")
+                if time.monotonic() >= next_check:
+                    check(empty=False)
+                    continue
                 try:
                     msg = out.get(timeout=self.poll_s)
                 except queue_mod.Empty:
-                    for w, why in sorted(self.workers.gone().items()):
-                        if all(s.worker != w for s in sessions):
-                            fail(w, f"worker {w} ({self.placement[w]}) {why}")
+                    check(empty=True)
                     continue
                 w = msg["worker"]
+                if w in failed:   # said before it was failed (a crash seen while the queue was busy): settled
+                    continue
                 if msg.get("fatal"):
                     # One line, the worker's exception; its traceback (another process's) to the log.
                     lines = [ln for ln in msg["fatal"].strip().splitlines() if ln.strip()]

@@ -56,7 +56,7 @@ class RayGraphWorkers:
         self.actors[w] = ray.remote(_GraphActor).options(**options).remote()
         self.refs[self.actors[w].run.remote({**spec, "env": env}, inbox, self.out)] = w
 
-    def gone(self) -> dict[int, str]:
+    def gone(self, crashed_only: bool = False) -> dict[int, str]:
         import ray
         from ray.exceptions import RayActorError, RayError
 
@@ -68,7 +68,8 @@ class RayGraphWorkers:
             w = self.refs[ref]
             try:
                 ray.get(ref)
-                out[w] = "ended without reporting"
+                if not crashed_only:
+                    out[w] = "ended without reporting"
             except RayActorError as e:
                 out[w] = f"died (its Ray actor): {' '.join(str(e).split())[:300]}"
             except RayError as e:

@@ -192,3 +192,57 @@ def test_overlap_needs_replay_on_vllm(tmp_path):
     p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", "backend.options.replay=false",
             f"hydra.run.dir={tmp_path}", env=fake_vllm_env())
     assert p.returncode == 2 and "needs backend.options.replay=true" in p.stderr
+
+
+def test_a_crashed_worker_is_failed_while_the_others_keep_the_queue_busy():
+    """Worker 0's process crashed; worker 1 streams without a pause. Before: a dead worker was seen
+    only when the queue had been empty for a poll, so its requests waited for a quiet moment."""
+    import time
+    from types import SimpleNamespace
+
+    from vllm_backend.graph_pool import SETTLE_S, VllmGraphPool
+    from vllm_backend.launcher import LocalProcessLauncher
+
+    class Busy:
+        def __init__(self):
+            self.script = [{"worker": 1, "ready": True, "load_start_s": 0.0, "load_end_s": 0.1}]
+
+        def get(self, timeout):
+            time.sleep(0.005)
+            return self.script.pop(0) if self.script else {"worker": 1, "stream": ["q/L1.0", 1]}
+
+    class Workers:
+        def open(self, specs):
+            self.out = Busy()
+            return self.out
+
+        def inbox(self):
+            return None
+
+        def start(self, spec, inbox):
+            pass
+
+        def gone(self, crashed_only=False):
+            return {0: "exited with code -9 without reporting"}
+
+        def close(self, clean):
+            pass
+
+    vllm = SimpleNamespace(launcher=LocalProcessLauncher(), replay=True, cluster=SimpleNamespace(n=2), device="cpu",
+                           kv_cache_gib=1, timeout_s=30.0, registry=SimpleNamespace(resolve=lambda m: ("p", {}),
+                                                                                     max_model_len=1000),
+                           profiles=SimpleNamespace(engine=SimpleNamespace(num_gpu_blocks=None)))
+    pool = VllmGraphPool(vllm, {0: "Qwen", 1: "Qwen"}, poll_s=0.05)
+    pool.workers = workers = Workers()
+    seen, t0 = [], time.monotonic()
+
+    def on_failed(t, w, why):
+        seen.append((w, why, time.monotonic() - t0))
+        workers.out.script.append({"worker": 1, "done": True, "session": {
+            "model": "Qwen", "load_start_s": 0.0, "load_end_s": 0.1, "run_end_s": 1.0, "n_requests": 0,
+            "preemptions": 0}})
+
+    sessions, _ = pool.run(lambda t: None, lambda t, f: None, lambda t, rid, n: None, on_failed)
+    assert [(w, why) for w, why, _ in seen] == [(0, "worker 0 (Qwen) exited with code -9 without reporting")]
+    assert SETTLE_S <= seen[0][2] < SETTLE_S + 2.0
+    assert sorted((s.worker, s.error is not None) for s in sessions) == [(0, True), (1, False)]
