@@ -120,6 +120,7 @@ class VllmGraphPool:
         served = {w: 0 for w in self.placement}
         sessions: list[SessionRecord] = []
         started = False
+        timed_out = False
 
         def fail(w: int, why: str) -> None:
             nonlocal started
@@ -161,8 +162,14 @@ class VllmGraphPool:
 
             while len(sessions) < len(procs):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"agent graphs on vLLM did not finish within backend.options.timeout_s="
-                                       f"{v.timeout_s:.0f} s")
+                    # Each worker still running fails (what it held fails with it, or goes to a
+                    # replica that finished): every request gets its row, as the session launcher's.
+                    timed_out = True
+                    for w in sorted(procs):
+                        if all(s.worker != w for s in sessions):
+                            fail(w, f"worker {w} ({self.placement[w]}) did not finish within "
+                                    f"backend.options.timeout_s={v.timeout_s:g} s")
+                    break
                 if time.monotonic() >= next_check:
                     check(empty=False)
                     continue
@@ -199,5 +206,5 @@ class VllmGraphPool:
                     sessions.append(SessionRecord(w, 0, s["model"], s["load_start_s"], s["load_end_s"],
                                                   s["load_end_s"], s["run_end_s"], s["n_requests"], s["preemptions"]))
         finally:   # also on an error or Ctrl-C: no worker, and so no engine, survives the run
-            self.workers.close(len(sessions) == len(procs))
+            self.workers.close(len(sessions) == len(procs) and not timed_out)
         return sessions, max((s.run_end_s for s in sessions), default=0.0)

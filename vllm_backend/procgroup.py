@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,12 @@ def spawn_context():
 
     if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
         mp.set_start_method("spawn", force=True)
+    # A run that ends by Ctrl-C is killed by SIGINT (mosaic/run/signals.py), without finalizers: the
+    # resource tracker (started with this process's -W options) then frees the queues' semaphores,
+    # its job, but also warned about them on the run's stderr, after the run's one line.
+    quiet = "ignore:resource_tracker:UserWarning"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     return mp.get_context("spawn")   # vLLM and CUDA do not survive fork
 
 

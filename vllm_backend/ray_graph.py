@@ -82,6 +82,12 @@ class RayGraphWorkers:
         import ray
         from ray.util.placement_group import remove_placement_group
 
+        from mosaic.core.interrupts import sigint_deferred
+
+        with sigint_deferred():
+            self._close(ray, remove_placement_group, clean)
+
+    def _close(self, ray, remove_placement_group, clean: bool) -> None:
         try:
             if clean and self.refs:
                 ray.wait(list(self.refs), num_returns=len(self.refs), timeout=self.launcher.poll_s * 20)

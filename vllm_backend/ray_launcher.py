@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 from mosaic.core.errors import ConfigError
+from mosaic.core.interrupts import sigint_deferred
 from vllm_backend.launcher import ProgressCallback, WorkerTarget, failed_worker
 from vllm_backend.worker import worker_main
 
@@ -75,15 +76,33 @@ class RayLauncher:
         import math
         import os
 
+        import signal
+
         import ray
         if ray.is_initialized():
             return lambda: None
-        if self.address is None:
-            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                     num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), log_to_driver=True,
-                     configure_logging=False)
-        else:
-            ray.init(address=self.address, log_to_driver=True, configure_logging=False)
+        # ray.init puts its own SIGTERM handler in (sys.exit(15): exit 15, no error.json, Ray's
+        # crash dump on stderr); the run's own (mosaic/run/signals.py: 143, one line) goes back.
+        try:
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:   # not the main thread
+            handlers = {}
+        try:
+            if self.address is None:
+                ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                         num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)), log_to_driver=True,
+                         configure_logging=False)
+            else:
+                try:
+                    ray.init(address=self.address, log_to_driver=True, configure_logging=False)
+                except ConnectionError as e:
+                    raise ConfigError(f"backend.options.ray_address={self.address}: no Ray cluster answered there "
+                                      f"({' '.join(str(e).split())[:200]}); start one (`ray start --head`) or use "
+                                      "ray_address=local for a private one") from None
+        finally:
+            for s, h in handlers.items():
+                if h is not None:
+                    signal.signal(s, h)
         return ray.shutdown
 
     def _bundle(self, spec: dict[str, Any]) -> dict[str, float]:
@@ -124,7 +143,6 @@ class RayLauncher:
             on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
         import ray
         from ray.exceptions import RayActorError, RayError
-        from ray.util.placement_group import remove_placement_group
         from ray.util.queue import Empty, Queue
 
         bundles = [self._bundle(s) for s in specs]
@@ -161,7 +179,18 @@ class RayLauncher:
                 results.setdefault(s["worker"], failed_worker(s["worker"], f"worker {s['worker']} did not finish "
                                                                            f"within {timeout_s:.0f} s"))
         finally:
-            # Also on KeyboardInterrupt / SystemExit: no actor, and so no engine, outlives run().
+            # Also on KeyboardInterrupt / SystemExit: no actor, and so no engine, outlives run();
+            # a second Ctrl-C waits for that (else Ray's own agents outlived the run).
+            with sigint_deferred():
+                self._end(actors, pg, shutdown)
+        return [results[s["worker"]] for s in specs]
+
+    @staticmethod
+    def _end(actors: dict[int, Any], pg, shutdown: Callable[[], None]) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        try:
             for a in actors.values():
                 try:
                     ray.kill(a, no_restart=True)
@@ -172,8 +201,8 @@ class RayLauncher:
                     remove_placement_group(pg)
                 except Exception:  # noqa: BLE001
                     pass
+        finally:
             shutdown()
-        return [results[s["worker"]] for s in specs]
 
     @staticmethod
     def _drain(progress, on_progress: ProgressCallback | None, empty: type) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
+from typing import Iterator
 
 # Set by on_sigint (the handler mosaic.run.signals.quiet_interrupt installs) and never cleared: a
 # KeyboardInterrupt can be lost on its way up (a library's bare `except:`, as pyomo has dozens, or a
@@ -16,6 +18,28 @@ def on_sigint(signum, frame):  # noqa: ARG001
     global _interrupted
     _interrupted = True
     raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Within the block (cleanup that must finish: ending a Ray instance's processes), Ctrl-C is
+    remembered (`interrupted()`) instead of raised, so a second Ctrl-C cannot cut the cleanup short
+    and leave processes behind; the run ends by the first one, or by the flag afterwards."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, _remember_sigint)
+    except ValueError:  # not the main thread: no signal comes here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _remember_sigint(signum, frame):  # noqa: ARG001
+    global _interrupted
+    _interrupted = True
 
 
 def interrupted() -> bool:

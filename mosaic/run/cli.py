@@ -33,7 +33,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import interrupted, raise_if_interrupted
 from mosaic.run.jobs import (ERROR_FILE, SUMMARY_FILE, RunDirError, claim_run_dir, debug_tracebacks, failure_stage,
                              one_line, record_failure, run_folders)
-from mosaic.run.signals import InterruptReported, Terminated
+from mosaic.run.signals import InterruptReported, Terminated, sigterm_came
 
 # --------------------------------------------------------------------------------- one job
 
@@ -133,6 +133,10 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
         write_outputs(out, directory)
     except (KeyboardInterrupt, Terminated) as e:  # the launcher has already ended its workers
         _interrupted_run(directory, overrides, e, failure_stage(e, stage))
+    except SystemExit as e:   # SIGTERM's exception as a library turned it (Ray's wait: SystemExit(1))
+        if not sigterm_came():
+            raise
+        _interrupted_run(directory, overrides, Terminated(143), failure_stage(e, stage))
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
         if interrupted():   # a KeyboardInterrupt that a library turned into another error
             _interrupted_run(directory, overrides, KeyboardInterrupt(), failure_stage(e, stage))

@@ -12,6 +12,15 @@ from typing import Iterator
 from mosaic.core import interrupts
 
 
+_sigterm = False   # SIGTERM came (sigterm_as_exit), whatever became of its exception
+
+
+def sigterm_came() -> bool:
+    """Whether SIGTERM came within sigterm_as_exit. Ray's wait turns the exception the handler
+    raises inside it into SystemExit(1): the run tells that SIGTERM from another exit by this."""
+    return _sigterm
+
+
 class Terminated(SystemExit):
     """SIGTERM, raised in the main thread so that `finally` blocks (the vLLM launcher's cleanup of
     worker process groups) run as they do for Ctrl-C."""
@@ -22,6 +31,8 @@ def sigterm_as_exit() -> Iterator[None]:
     """Within the block, SIGTERM (a timeout, a scheduler's kill) unwinds the main thread with
     exit status 143 (128 + SIGTERM) instead of ending the process on the spot."""
     def handler(signum, frame):  # noqa: ARG001
+        global _sigterm
+        _sigterm = True
         raise Terminated(128 + signum)
 
     try:

@@ -56,3 +56,20 @@ def test_the_mosaic_command_called_as_a_function_leaves_the_callers_handler(caps
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert main(["--help"]) == 0 and main(["nope"]) == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_cleanup_is_remembered_not_raised(monkeypatch):
+    """A second Ctrl-C cut a Ray shutdown short and left Ray's agents running."""
+    import os
+    import signal
+
+    from mosaic.core import interrupts
+
+    monkeypatch.setattr(interrupts, "_interrupted", False)
+    before = signal.getsignal(signal.SIGINT)
+    finished = False
+    with interrupts.sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        finished = True
+    assert finished and interrupts.interrupted()
+    assert signal.getsignal(signal.SIGINT) is before

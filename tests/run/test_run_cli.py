@@ -279,6 +279,32 @@ def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] in (130, 143)
 
 
+@pytest.mark.slow   # a private Ray starts
+def test_sigterm_on_a_ray_run_is_exit_143_with_error_json(tmp_path):
+    """ray.init put its own SIGTERM handler in (exit 15, Ray's crash dump on stderr), and Ray's wait
+    turns the run's SIGTERM exception into SystemExit(1) (exit 1, no error.json)."""
+    pytest.importorskip("ray")
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    run = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), *VLLM_ARGS,
+                            "backend.options.launcher=ray", "backend.options.ray_address=local",
+                            f"hydra.run.dir={tmp_path / 'out'}"],
+                           cwd=ROOT, env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(pid_dir)),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(list(pid_dir.glob("*.json"))) < 2:  # both workers have an engine up
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.2)
+    pids = [p for f in pid_dir.glob("*.json") for p in json.loads(f.read_text()).values()]
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err
+    assert err.splitlines()[-1] == "error: interrupted by SIGTERM; no worker or engine process was left running", err
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] == 143
+    time.sleep(2)
+    assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the run"
+
+
 def test_a_reused_run_directory_holds_only_the_latest_runs_files(tmp_path):
     out = tmp_path / "out"
     for _ in range(2):

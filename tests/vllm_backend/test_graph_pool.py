@@ -139,6 +139,24 @@ def test_a_replica_that_dies_hands_its_requests_to_the_other(tmp_path):
     assert (s["n_failed_requests"], s["n_unanswered_queries"]) == (0, 0)
 
 
+def test_a_graph_run_past_its_timeout_fails_what_is_left_and_writes_its_files(tmp_path):
+    """Every engine hangs: at backend.options.timeout_s each worker still running fails, and so
+    does every request it held or would get. Before: RuntimeError, exit 1, no trace.csv."""
+    from vllm_backend.procgroup import pid_alive
+
+    (tmp_path / "pids").mkdir()
+    p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", "backend.options.timeout_s=3",
+            "backend.options.kill_grace_s=1", f"hydra.run.dir={tmp_path / 'run'}",
+            env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(tmp_path / "pids")))
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "did not finish within backend.options.timeout_s=3 s" in p.stderr
+    trace = rows(tmp_path / "run", "trace.csv")
+    assert len(trace) == 48 and {r["status"] for r in trace} == {"failed"}
+    assert all(r["error"] for r in rows(tmp_path / "run", "sessions.csv"))
+    pids = [x for f in (tmp_path / "pids").glob("*.json") for x in json.loads(f.read_text()).values()]
+    assert pids and not [x for x in pids if pid_alive(x)], "an engine outlived the run"
+
+
 RAY = ("backend.options.launcher=ray", "backend.options.ray_address=local")
 
 

@@ -72,3 +72,14 @@ def test_a_ray_launcher_is_started_only_where_the_user_chose_its_address():
         make_launcher("ray", 1.0, None, 1.0, 0.0)
     assert make_launcher("ray", 1.0, "local", 1.0, 0.0).address is None   # the private instance
     assert make_launcher("ray", 1.0, "auto", 1.0, 0.0).address == "auto"
+
+
+def test_an_address_with_no_cluster_is_one_clear_error(monkeypatch):
+    """ray_address=auto with no Ray running: Ray's ConnectionError was an unexpected error (exit 1,
+    traceback)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if ray.is_initialized():
+        ray.shutdown()
+    with pytest.raises(ConfigError, match=r"backend.options.ray_address=auto: no Ray cluster answered there .*"
+                                          r"ray start --head"):
+        RayLauncher("auto")._init(1)
