@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--sweep", type=Path, default=ROOT / "multirun" / "paper")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()

@@ -14,7 +14,7 @@ from mosaic.core.arguments import ArgumentParser
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("first", type=Path, help="a run folder (e.g. backend=sim)")
     ap.add_argument("second", type=Path, help="a run folder of the same graph (e.g. backend=vllm)")
     args = ap.parse_args()

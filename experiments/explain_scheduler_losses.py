@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--table", type=Path, default=ROOT / "results" / "scheduler_bench.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "scheduler_losses.md")
     ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--results", type=Path, default=ROOT / "results")
     ap.add_argument("--format", default="png", help="comma-separated: png, pdf, svg (vector copies for a paper)")
     args = ap.parse_args()

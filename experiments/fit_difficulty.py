@@ -16,7 +16,7 @@ from mosaic.fitting.difficulty import DEFAULT_DATA, DEFAULT_PROFILES, DEFAULT_RE
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--profiles", type=Path, default=DEFAULT_PROFILES)
     ap.add_argument("--out", type=Path, default=DEFAULT_REPORT)

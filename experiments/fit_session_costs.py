@@ -15,7 +15,7 @@ from mosaic.fitting.session_costs import fit_file
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--profiles", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--models", default="", help="comma-separated; default: every model in the file")
     args = ap.parse_args()

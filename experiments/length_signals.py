@@ -13,7 +13,7 @@ from mosaic.run.jobs import out_arg
 ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args()
     out_arg(ap, args.out)   # before the work, not after it

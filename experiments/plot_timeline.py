@@ -19,7 +19,7 @@ POLICIES = sorted(p.stem for p in (CONF_DIR / "scheduler").glob("*.yaml"))
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--policies", nargs="+", choices=POLICIES, default=["round_robin", "ilp"])
     ap.add_argument("--workload", choices=WORKLOADS, default="synth_mmlu_pro")
     ap.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,7 @@ from mosaic.fitting.host_contention import DEFAULTS, measure_contention, write_i
 
 def main(argv: list[str]) -> None:
     try:
-        cfg = parse_options(argv, DEFAULTS)
+        cfg = parse_options(argv, DEFAULTS, __doc__)
         block = measure_contention(cfg)
         print(json.dumps({"host_contention": block}, indent=2))
         if cfg["profile"]:
@@ -29,6 +29,9 @@ def main(argv: list[str]) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:   # an engine that did not start or finish: its log is above
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

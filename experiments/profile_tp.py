@@ -16,11 +16,14 @@ from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
 
 def main(argv: list[str]) -> None:
     try:
-        cfg = parse_options(argv, TP_DEFAULTS)
+        cfg = parse_options(argv, TP_DEFAULTS, __doc__)
         block = measure_tp(cfg)
     except ConfigError as e:   # a bad option: one line, before any engine starts
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:   # an engine that did not start or finish: its log is above
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps({"tensor_parallel": block}, indent=2))
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = ArgumentParser(description=__doc__.splitlines()[0],
+    ap = ArgumentParser(description=__doc__,
                         epilog="Any other argument is a Hydra override given to every sweep's jobs "
                                "(e.g. seed=0 or workload=synth_small).")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="where tables and figures go")

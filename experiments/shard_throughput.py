@@ -19,7 +19,7 @@ WORKLOADS = sorted(p.stem for p in (CONF_DIR / "workload").glob("*.yaml"))
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__)
     ap.add_argument("--workload", choices=WORKLOADS, default="mmlu_pro", help="a mosaic/conf/workload option")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "results")

@@ -8,5 +8,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser whose usage error is one line on stderr (exit 2), naming the option and
     pointing to --help, instead of the usage block followed by the message."""
 
+    def __init__(self, *args, description: str | None = None, **kwargs):
+        # A script's docstring: its first paragraph, as one line (its first line alone broke off
+        # mid-sentence where the paragraph wraps).
+        if description:
+            description = " ".join(description.strip().split("\n\n")[0].split())
+        super().__init__(*args, description=description, **kwargs)
+
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")

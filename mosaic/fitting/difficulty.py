@@ -46,6 +46,7 @@ experiments/fit_profiles.py, which rewrites the profile file from scratch.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,8 +313,15 @@ def write_section(path: Path, section: dict) -> None:
     header = "".join(re.match(r"((?:#[^\n]*\n)*)", text).group(1))
     raw = yaml.safe_load(text)
     raw["datasets"] = section
-    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
-    load_profiles(str(path))   # what we wrote must load
+    # What it writes must load: checked on a copy beside it, which then replaces it (a file that
+    # did not load was rewritten before it was refused).
+    tmp = path.with_name(f".{path.name}.tmp.yaml")
+    try:
+        tmp.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
+        load_profiles(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def entry(f: DifficultyFit | list[DifficultyFit], source: str, categories: dict[str, float] | None = None) -> dict:
@@ -333,6 +341,10 @@ def fit_datasets(data: Path = DEFAULT_DATA, profiles: Path = DEFAULT_PROFILES, o
     data, profiles, out = Path(data), Path(profiles), Path(out)
     if not (data / "traces").is_dir():
         raise ConfigError(f"--data: {data}/traces not found; point --data at ../shared/data")
+    try:   # the file it writes into must load now, not after the minutes of fitting
+        load_profiles(str(profiles))
+    except ConfigError as e:
+        raise ConfigError(f"--profiles: {e}") from None
 
     fits = {}
     for name, (files, fmt, by_cat) in SOURCES.items():

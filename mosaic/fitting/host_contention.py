@@ -171,6 +171,8 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         raise ConfigError(f"model={cfg['model']!r} names no model: give model=all or e.g. model=Qwen,GLM")
     for name in names:
         registry.resolve(name)
+    registry.check_local_paths()
+    registry.check_hub_models(only=set(names))   # one line now, not engines failing to start
     envs = device_env(n, cfg["device"], 1)
     outs = [out, long_out, out]
     # model -> request count -> busy count -> decode step seconds over the repeats

@@ -16,9 +16,14 @@ from vllm_backend.models import ModelRegistry
 MODELS_DIR = Path(__file__).resolve().parents[1] / "conf" / "models"
 
 
-def parse_options(argv: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+def parse_options(argv: list[str], defaults: dict[str, Any], usage: str | None = None) -> dict[str, Any]:
     """A script's key=value arguments over its defaults; ConfigError naming the first one that is
-    not one of its options."""
+    not one of its options. -h / --help prints `usage` (the script's docstring) and the options with
+    their defaults, and exits 0."""
+    if any(a in ("-h", "--help") for a in argv):
+        print((usage or "").strip() + "\n\nOptions (key=value) and their defaults: "
+              + ", ".join(f"{k}={v}" for k, v in defaults.items()))
+        raise SystemExit(0)
     cfg = dict(defaults)
     for a in argv:
         k, eq, v = a.partition("=")

@@ -222,10 +222,17 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
             timeout_s: float = 900, on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
     """One model on one worker's devices (_measure, in its own process); on_progress() after each
     timed batch."""
+    return in_process(_measure, (path, engine_args, env, grid), f"profiling {path}", timeout_s, on_progress)
+
+
+def in_process(target: Callable[..., None], args: tuple, what: str, timeout_s: float,
+               on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """target(*args, queue) in a spawned process of its own group, ended with everything it started
+    (EngineCore) however it ends; its one result message, or RuntimeError as soon as the process is
+    gone without one (an engine that could not start: it waited out the timeout before, 900 s)."""
     ctx = spawn_context()
     q = ctx.Queue()
-    # Its own process group, ended with everything it started (EngineCore) however profiling ends.
-    p = ctx.Process(target=group_leader_entry, args=(DEFAULT_GRACE_S, _measure, path, engine_args, env, grid, q))
+    p = ctx.Process(target=group_leader_entry, args=(DEFAULT_GRACE_S, target, *args, q))
     p.start()
     deadline = time.time() + timeout_s
     done = False
@@ -241,9 +248,9 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
                 return result
             except queue_mod.Empty:
                 if not p.is_alive():
-                    raise RuntimeError(f"profiling {path} failed: the measuring process exited with code "
+                    raise RuntimeError(f"{what} failed: the measuring process exited with code "
                                        f"{p.exitcode} (see its log above)") from None
-        raise RuntimeError(f"profiling {path} did not finish within {timeout_s:.0f} s")
+        raise RuntimeError(f"{what} did not finish within {timeout_s:.0f} s")
     finally:
         end_processes([p], wait_s=60 if done else 0)
 
@@ -503,8 +510,8 @@ TP_DEFAULTS = {"models": "tiny", "model": "Qwen", "tp": 2, "device": "cpu", "rep
                "prompt": 36, "out": 16, "long_out": 144, "prefill_requests": 32, "prefill_prompt": 600}
 
 
-def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: int, outs: list[int], q,
-              prefill: tuple[int, int] = (0, 0)) -> None:
+def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: int, outs: list[int],
+              prefill: tuple[int, int], q) -> None:
     """One engine in its own process: its load time, the serving time of each batch in `outs`, and
     of two batches of prefill = (requests, prompt tokens), one output token each, prompts unique."""
     os.environ.update(env)
@@ -567,16 +574,13 @@ def measure_tp(cfg: dict) -> dict:
         if length > room:
             raise ConfigError(f"{what} = {length} tokens do not fit models.engine.max_model_len {room}; "
                               "measure shorter sequences")
-    ctx = spawn_context()
+    registry.check_local_paths()
+    registry.check_hub_models(only={cfg["model"]})   # one line now, not an engine failing to start
     got: dict[int, list[dict]] = {1: [], tp: []}
     for _ in range(int(cfg["repeats"])):
         for degree, (engine_args, env) in runs.items():
-            q = ctx.Queue()
-            p = ctx.Process(target=_serve_tp, args=(path, engine_args, env, int(cfg["requests"]), int(cfg["prompt"]),
-                                                 [out, long_out, out], q, prefill))
-            p.start()
-            got[degree].append(q.get(timeout=900))
-            p.join(timeout=60)
+            got[degree].append(in_process(_serve_tp, (path, engine_args, env, int(cfg["requests"]), int(cfg["prompt"]),
+                                                      [out, long_out, out], prefill), f"TP={degree} on {path}", 900))
             print(f"TP={degree}: {got[degree][-1]}", flush=True)
     fits = {d: [step_and_warmup(r["serve_s"], out, long_out) for r in rs] for d, rs in got.items()}
     step = {d: statistics.median(f[0] for f in fs) for d, fs in fits.items()}

@@ -111,7 +111,7 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = ArgumentParser(prog="mosaic record", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="mosaic record", description=__doc__)
     ap.add_argument("--questions", type=Path, required=True, help="a question file (JSON list of {question, gold_answer})")
     ap.add_argument("--experts", required=True, help="comma-separated model names of the registry")
     ap.add_argument("--models", default="tiny", help="model registry: tiny, paper, or a YAML path (default tiny)")

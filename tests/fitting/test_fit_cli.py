@@ -24,3 +24,18 @@ def test_bad_input_is_one_line_exit_2(tmp_path, script, args, says):
                        timeout=120, cwd=ROOT)
     assert r.returncode == 2 and says.replace("NONE", none) in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("text, says", [("a,b\n", "expected a mapping"), ("foo: 1\n", "unknown field(s) ['foo']"),
+                                        ("a: [\n", "--profiles: ")])
+def test_a_profile_file_that_does_not_load_is_refused_before_the_fit_and_left_as_it_was(tmp_path, text, says):
+    """It was a traceback after the minutes of fitting, and a file of unknown fields was rewritten
+    (a datasets section added) before it was refused."""
+    (tmp_path / "data" / "traces").mkdir(parents=True)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(text)
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "fit_difficulty.py"), "--data",
+                        str(tmp_path / "data"), "--profiles", str(profile), "--out", str(tmp_path / "d.md")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
+    assert profile.read_text() == text and not (tmp_path / "d.md").exists()

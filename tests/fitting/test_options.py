@@ -2,6 +2,7 @@
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,29 @@ def test_script_arguments_outside_the_options_are_named(argv, match):
     with pytest.raises(ConfigError, match=match):
         parse_options(argv, TP_DEFAULTS)
     assert parse_options(["model=GLM", "repeats=2"], TP_DEFAULTS) == {**TP_DEFAULTS, "model": "GLM", "repeats": "2"}
+
+
+def _script(name, *args, **env):
+    import subprocess
+    import sys
+
+    from tests.run.test_run_cli import fake_vllm_env
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, str(root / "experiments" / name), *args], capture_output=True, text=True,
+                          cwd=root, timeout=300, env=fake_vllm_env(**env))
+
+
+def test_an_engine_that_cannot_start_ends_profile_tp_at_once():
+    """The parent waited 900 s on the engine's queue (then a queue.Empty traceback)."""
+    p = _script("profile_tp.py", "repeats=1", "requests=2", "prompt=8", "out=2", "long_out=4", "prefill_requests=0",
+                FAKE_VLLM_FAIL="*")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.splitlines()[-1].startswith("error: TP=1 on ") and "exited with code 1" in p.stderr
+
+
+@pytest.mark.parametrize("name", ["profile_tp.py", "profile_contention.py"])
+def test_help_describes_the_script_and_its_options(name):
+    """--help was "not an option of this script", exit 2."""
+    p = _script(name, "--help")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Measure ") and "Options (key=value) and their defaults: models=tiny" in p.stdout
