@@ -114,7 +114,7 @@ class VllmGraphPool:
         v = self.vllm
         envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
         t0 = time.time()
-        procs: dict[int, dict[str, Any]] = {}
+        specs: dict[int, dict[str, Any]] = {}
         ready: dict[int, dict[str, Any]] = {}
         failed: set[int] = set()
         served = {w: 0 for w in self.placement}
@@ -122,28 +122,35 @@ class VllmGraphPool:
         started = False
         timed_out = False
 
-        def fail(w: int, why: str) -> None:
+        def all_loaded(t: float) -> None:
+            """on_ready once every engine is loaded or failed."""
             nonlocal started
+            if not started and len(failed | set(ready)) == len(specs):
+                started = True
+                on_ready(t)
+
+        def reported(w: int) -> bool:   # its session is in: done, or failed
+            return any(s.worker == w for s in sessions)
+
+        def fail(w: int, why: str) -> None:
             t = time.time() - t0
             failed.add(w)
             r = ready.get(w, {"load_start_s": t, "load_end_s": t})
             sessions.append(SessionRecord(w, 0, self.placement[w], r["load_start_s"], r["load_end_s"],
                                           r["load_end_s"], t, served[w], None, why))
             on_failed(t, w, why)
-            if not started and len(failed | set(ready)) == len(procs):
-                started = True
-                on_ready(t)
+            all_loaded(t)
 
         for w, model in sorted(self.placement.items()):
             path, engine_args = v.registry.resolve(model)
             if v.profiles.engine.num_gpu_blocks is not None:
                 engine_args = {**engine_args, "num_gpu_blocks_override": v.profiles.engine.num_gpu_blocks}
-            procs[w] = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
+            specs[w] = {"worker": w, "model": model, "path": path, "engine_args": engine_args, "env": envs[w],
                         "t0": t0, "max_model_len": v.registry.max_model_len}
         try:
-            out = self.workers.open(list(procs.values()))
-            self.inbox = {w: self.workers.inbox() for w in procs}
-            for w, spec in procs.items():
+            out = self.workers.open(list(specs.values()))
+            self.inbox = {w: self.workers.inbox() for w in specs}
+            for w, spec in specs.items():
                 self.workers.start(spec, self.inbox[w])
             deadline = time.monotonic() + v.timeout_s
             # A worker gone without a word is failed once the queue is empty (what it said before
@@ -157,16 +164,16 @@ class VllmGraphPool:
                 now = time.monotonic()
                 next_check = now + self.poll_s
                 for w, why in sorted(self.workers.gone(crashed_only=not empty).items()):
-                    if all(s.worker != w for s in sessions) and (empty or now - suspects.setdefault(w, now) >= SETTLE_S):
+                    if not reported(w) and (empty or now - suspects.setdefault(w, now) >= SETTLE_S):
                         fail(w, f"worker {w} ({self.placement[w]}) {why}")
 
-            while len(sessions) < len(procs):
+            while len(sessions) < len(specs):
                 if time.monotonic() > deadline:
                     # Each worker still running fails (what it held fails with it, or goes to a
                     # replica that finished): every request gets its row, as the session launcher's.
                     timed_out = True
-                    for w in sorted(procs):
-                        if all(s.worker != w for s in sessions):
+                    for w in sorted(specs):
+                        if not reported(w):
                             fail(w, f"worker {w} ({self.placement[w]}) did not finish within "
                                     f"backend.options.timeout_s={v.timeout_s:g} s")
                     break
@@ -190,9 +197,7 @@ class VllmGraphPool:
                     continue
                 if msg.get("ready"):
                     ready[w] = msg
-                    if not started and len(failed | set(ready)) == len(procs):
-                        started = True
-                        on_ready(time.time() - t0)
+                    all_loaded(time.time() - t0)
                 elif "stream" in msg:
                     on_progress(time.time() - t0, *msg["stream"])
                 elif "finished" in msg:
@@ -206,5 +211,5 @@ class VllmGraphPool:
                     sessions.append(SessionRecord(w, 0, s["model"], s["load_start_s"], s["load_end_s"],
                                                   s["load_end_s"], s["run_end_s"], s["n_requests"], s["preemptions"]))
         finally:   # also on an error or Ctrl-C: no worker, and so no engine, survives the run
-            self.workers.close(len(sessions) == len(procs) and not timed_out)
+            self.workers.close(len(sessions) == len(specs) and not timed_out)
         return sessions, max((s.run_end_s for s in sessions), default=0.0)

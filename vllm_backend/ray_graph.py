@@ -80,27 +80,9 @@ class RayGraphWorkers:
         """Every actor (and so its engine), the queues and the placement group ended; a private
         Ray shut down. Clean: the workers were told to stop, and get a moment to end their engines."""
         import ray
-        from ray.util.placement_group import remove_placement_group
 
-        from mosaic.core.interrupts import sigint_deferred
-
-        with sigint_deferred():
-            self._close(ray, remove_placement_group, clean)
-
-    def _close(self, ray, remove_placement_group, clean: bool) -> None:
         try:
             if clean and self.refs:
                 ray.wait(list(self.refs), num_returns=len(self.refs), timeout=self.launcher.poll_s * 20)
-            for a in [*self.actors.values(), *(q.actor for q in self.queues)]:
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
-            if self.pg is not None:
-                try:
-                    remove_placement_group(self.pg)
-                except Exception:  # noqa: BLE001
-                    pass
         finally:
-            if self.shutdown is not None:
-                self.shutdown()
+            RayLauncher.end([*self.actors.values(), *(q.actor for q in self.queues)], self.pg, self.shutdown)

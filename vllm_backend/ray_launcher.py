@@ -16,7 +16,7 @@ down after it; Ray 2.60 still binds its GCS and raylet to all interfaces. `auto`
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import sigint_deferred
@@ -179,19 +179,24 @@ class RayLauncher:
                 results.setdefault(s["worker"], failed_worker(s["worker"], f"worker {s['worker']} did not finish "
                                                                            f"within {timeout_s:.0f} s"))
         finally:
-            # Also on KeyboardInterrupt / SystemExit: no actor, and so no engine, outlives run();
-            # a second Ctrl-C waits for that (else Ray's own agents outlived the run).
-            with sigint_deferred():
-                self._end(actors, pg, shutdown)
+            # Also on KeyboardInterrupt / SystemExit: no actor, and so no engine, outlives run().
+            self.end(actors.values(), pg, shutdown)
         return [results[s["worker"]] for s in specs]
 
     @staticmethod
-    def _end(actors: dict[int, Any], pg, shutdown: Callable[[], None]) -> None:
+    def end(actors: Iterable[Any], pg, shutdown: Callable[[], None] | None) -> None:
+        """Kill the actors, remove the placement group (if any), shut a private Ray down; a second
+        Ctrl-C waits for that (else Ray's own agents outlived the run)."""
+        with sigint_deferred():
+            RayLauncher._end(actors, pg, shutdown)
+
+    @staticmethod
+    def _end(actors: Iterable[Any], pg, shutdown: Callable[[], None] | None) -> None:
         import ray
         from ray.util.placement_group import remove_placement_group
 
         try:
-            for a in actors.values():
+            for a in actors:
                 try:
                     ray.kill(a, no_restart=True)
                 except Exception:  # noqa: BLE001 - already gone
@@ -202,7 +207,8 @@ class RayLauncher:
                 except Exception:  # noqa: BLE001
                     pass
         finally:
-            shutdown()
+            if shutdown is not None:
+                shutdown()
 
     @staticmethod
     def _drain(progress, on_progress: ProgressCallback | None, empty: type) -> None:

@@ -232,10 +232,14 @@ class GraphCoordinator:
         if not self.natural:
             n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
             self.capped += n.outcome.capped
-        self._submit(n, n.worker if n.early else min(self.replicas[m], key=lambda w: (self.inflight[w], w)))
+        self._submit(n, n.worker if n.early else self._least_busy(m))
         for s in n.succ:
             if s.state == "pending":
                 self._prefill_ahead(s)
+
+    def _least_busy(self, model: str) -> int:
+        """The live replica of `model` with the fewest requests in flight (ties: the lower id)."""
+        return min(self.replicas[model], key=lambda w: (self.inflight[w], w))
 
     def _submit(self, n: _Node, w: int) -> None:
         """Hand released node n to worker w's engine (again, after an engine failed)."""
@@ -264,7 +268,7 @@ class GraphCoordinator:
         if not s.early:
             if any(p.state == "pending" for p in reads):
                 return   # prefilled once all its precursors are running
-            s.worker = min(self.replicas[s.spec.model], key=lambda w: (self.inflight[w], w))
+            s.worker = self._least_busy(s.spec.model)
         done = sum(p.outcome.output_tokens for p in reads if p.state == SERVED)
         self._prefill(s, done)
         running = [p for p in reads if p.state == "released"]
@@ -342,7 +346,7 @@ class GraphCoordinator:
                     s.streaming = None
             if self.replicas[m]:
                 n.early = 0
-                self._submit(n, min(self.replicas[m], key=lambda x: (self.inflight[x], x)))
+                self._submit(n, self._least_busy(m))
                 for s in n.succ:
                     if s.state == "pending":
                         self._prefill_ahead(s)

@@ -254,23 +254,29 @@ def test_partial_failure_is_printed_and_counted(tmp_path):
     assert not (tmp_path / "error.json").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)])
-def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
+def hung_run(tmp_path, *args, wait_s: float = 120, **popen):
+    """A fake-engine run on two workers whose engines never finish a request, once both are up:
+    (the process, the pids of the workers and their engines)."""
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    # SIGINT as a terminal gives it: a runner started in the background (`cmd &` in a script) ignores
-    # SIGINT, its children inherit that, and Python then keeps ignoring it.
-    run = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), *VLLM_ARGS,
-                            "backend.options.kill_grace_s=2", f"hydra.run.dir={tmp_path / 'out'}"],
+    run = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), *VLLM_ARGS, *args,
+                            f"hydra.run.dir={tmp_path / 'out'}"],
                            cwd=ROOT, env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(pid_dir)),
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + wait_s
     while len(list(pid_dir.glob("*.json"))) < 2:  # both workers have an engine up
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.2)
-    pids = [p for f in pid_dir.glob("*.json") for p in json.loads(f.read_text()).values()]
+    return run, [p for f in pid_dir.glob("*.json") for p in json.loads(f.read_text()).values()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)])
+def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
+    # SIGINT as a terminal gives it: a runner started in the background (`cmd &` in a script) ignores
+    # SIGINT, its children inherit that, and Python then keeps ignoring it.
+    run, pids = hung_run(tmp_path, "backend.options.kill_grace_s=2",
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run.send_signal(sig)
     _, err = run.communicate(timeout=60)
     assert run.returncode == code, err
@@ -284,18 +290,7 @@ def test_sigterm_on_a_ray_run_is_exit_143_with_error_json(tmp_path):
     """ray.init put its own SIGTERM handler in (exit 15, Ray's crash dump on stderr), and Ray's wait
     turns the run's SIGTERM exception into SystemExit(1) (exit 1, no error.json)."""
     pytest.importorskip("ray")
-    pid_dir = tmp_path / "pids"
-    pid_dir.mkdir()
-    run = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), *VLLM_ARGS,
-                            "backend.options.launcher=ray", "backend.options.ray_address=local",
-                            f"hydra.run.dir={tmp_path / 'out'}"],
-                           cwd=ROOT, env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(pid_dir)),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while len(list(pid_dir.glob("*.json"))) < 2:  # both workers have an engine up
-        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
-        time.sleep(0.2)
-    pids = [p for f in pid_dir.glob("*.json") for p in json.loads(f.read_text()).values()]
+    run, pids = hung_run(tmp_path, "backend.options.launcher=ray", "backend.options.ray_address=local", wait_s=180)
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 143, err
