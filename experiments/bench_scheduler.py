@@ -9,12 +9,11 @@ a lower bound, prediction error, solve time and plan reproducibility.
 Writes <out>/scheduler_bench.md and <out>/scheduler_bench.csv; prints one line per instance.
 Logic: mosaic/analysis/scheduler_bench.py.
 """
-import shlex
 import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.run.jobs import out_arg
 from mosaic.schedulers import available
 
@@ -41,8 +40,7 @@ def main() -> None:
     if unknown:
         ap.error(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(sorted(available()))}")
     out_arg(ap, args.out)   # before the work, not after it
-    command = "python experiments/bench_scheduler.py" + ("".join(
-        f" {shlex.quote(a)}" for a in sys.argv[1:] if not a.startswith("--out") and a != str(args.out)))
+    command = rerun_command("experiments/bench_scheduler.py", sys.argv[1:])
     write(args.out, args.families, args.policies, args.seed, args.quick,
           progress=lambda line: print(line, flush=True), command=command)
     print(f"wrote {args.out / 'scheduler_bench.md'} and {args.out / 'scheduler_bench.csv'}")

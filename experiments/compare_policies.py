@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.policies import write
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError
 
@@ -26,7 +26,7 @@ def main() -> None:
     if len(set(args.seeds)) < len(args.seeds):   # each run twice, spreads of 0 over copies
         ap.error(f"--seeds names a seed more than once ({' '.join(map(str, args.seeds))}); give distinct seeds")
     try:
-        print(write(args.out, args.seeds))
+        print(write(args.out, args.seeds, rerun_command("experiments/compare_policies.py", sys.argv[1:])))
     except (RunDirError, ConfigError) as e:   # --out unusable or a bad seed: said before any run starts
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

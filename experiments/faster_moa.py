@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.faster_moa import write
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError
 
@@ -28,7 +28,7 @@ def main() -> None:
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
     try:
-        print(write(args.out, args.queries, args.seed))
+        print(write(args.out, args.queries, args.seed, rerun_command("experiments/faster_moa.py", sys.argv[1:])))
     except (RunDirError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

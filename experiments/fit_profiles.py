@@ -22,10 +22,12 @@ def main() -> None:
     out_arg(ap, args.out, file=True)   # before the work, not after it
     if not args.data.is_dir():
         ap.error(f"--data {args.data} is not a folder: point it at ../shared/data (its traces/ are read)")
+    if not (args.data / "traces").is_dir():
+        ap.error(f"--data {args.data} has no traces/ folder: point it at ../shared/data (its traces/ are read)")
     try:
         fit_profiles(args.data, args.out)
     except ConfigError as e:   # a trace missing or damaged under --data: one line (was a traceback)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: --data {args.data}: {e}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -27,6 +27,9 @@ def main() -> None:
                     help="draw these finished run folders (from their files) instead of simulating policies")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "timeline.png")
     args = ap.parse_args()
+    twice = sorted({p for p in args.policies if args.policies.count(p) > 1})
+    if twice:
+        ap.error(f"--policies names {', '.join(twice)} more than once; each policy is one row")
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
     if args.runs:   # the folders' own files say what ran: these would be ignored

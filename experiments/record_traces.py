@@ -5,4 +5,4 @@ import sys
 from mosaic.run.record import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog=None))

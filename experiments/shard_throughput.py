@@ -5,10 +5,11 @@
 Writes figure_data/fig3b_shard_throughput.csv and shard_throughput.md under --out.
 Method: mosaic/analysis/shard_throughput.py.
 """
+import sys
 from pathlib import Path
 
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import out_arg
 
@@ -27,7 +28,7 @@ def main() -> None:
     if min(args.sizes) < 1:
         ap.error(f"--sizes: shard sizes are prompts per session, each >= 1 (got {min(args.sizes)})")
     out_arg(ap, args.out)   # before the work, not after it
-    print(write(args.out, args.workload, args.sizes))
+    print(write(args.out, args.workload, args.sizes, command=rerun_command("experiments/shard_throughput.py", sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -73,12 +73,13 @@ def measure(n_queries: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def render(rows: list[dict[str, Any]], n_queries: int, seed: int) -> str:
+def render(rows: list[dict[str, Any]], n_queries: int, seed: int, command: str = COMMAND) -> str:
     out = ["# Faster-MoA's settings, simulated on its own agents", "",
-           f"Regenerate: `{COMMAND}` ({n_queries} synthetic MMLU-Pro queries, seed {seed}, 8 simulated H200; "
+           f"Regenerate: `{command}` ({n_queries} synthetic MMLU-Pro queries, seed {seed}, 8 simulated H200; "
            "logic: mosaic/analysis/faster_moa.py). Agents: Qwen3-VL-4B/8B/32B-Instruct "
-           "(mosaic/profiles/data/faster_moa_h200.yaml: sizes from the published configs, costs from the engine "
-           "cost model with H200 datasheet figures; load times, output lengths and accuracies assumed). "
+           "(mosaic/profiles/data/faster_moa_h200.yaml: sizes from the published configs; the engine cost model's "
+           "kernel terms timed on one H200 (faster_moa_h200.kernels.json, experiments/measure_gpu_kernels.py); "
+           "per-step host overheads, load times, output lengths and accuracies assumed). "
            "Per-query latency from a query's start to its aggregator's last token, engines already loaded. "
            "Reductions against all-to-all at the same concurrency and placement; Faster-MoA's are its headline "
            "figures (the best over its settings).", ""]
@@ -120,10 +121,10 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write(out: Path, n_queries: int = 64, seed: int = 0) -> str:
+def write(out: Path, n_queries: int = 64, seed: int = 0, command: str = COMMAND) -> str:
     check_writable_dir(Path(out), "--out")
     rows = measure(n_queries, seed)
-    table = render(rows, n_queries, seed)
+    table = render(rows, n_queries, seed, command)
     write_atomic(Path(out) / "faster_moa.csv", lambda f: write_csv(f, [{k: v for k, v in r.items() if k != "wall_s"}
                                                                       for r in rows]))
     write_text_atomic(Path(out) / "faster_moa.md", table)

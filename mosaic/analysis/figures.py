@@ -29,10 +29,10 @@ def write_figures(results: Path, formats: Sequence[str] = ("png",)) -> list[Path
     if bad or not formats:
         raise ValueError(f"figure formats {bad or list(formats)}: choose among {', '.join(FORMATS)}")
     out = results / "figures"
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     with plt.rc_context({"figure.max_open_warning": 0}):   # every figure is drawn, then written and closed
         figures = all_figures(results)
+    out.mkdir(parents=True, exist_ok=True)   # only now: results that draw nothing leave no empty folder
     for name, fig in figures.items():
         for fmt in formats:
             path = out / f"{name}.{fmt}"

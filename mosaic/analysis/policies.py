@@ -41,18 +41,18 @@ def compare(seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
     return rows
 
 
-def write(out: Path, seeds: Sequence[int] = (0, 1, 2)) -> str:
+def write(out: Path, seeds: Sequence[int] = (0, 1, 2), command: str = "python experiments/compare_policies.py") -> str:
     """Run `compare`, write policies.csv and policies.md under `out`; returns the markdown. `out`
     is checked first (RunDirError, one line, if it is a file or not writable), not after the runs."""
     check_writable_dir(Path(out), "--out")
     rows = compare(seeds)
-    table = render(rows, seeds)
+    table = render(rows, seeds, command)
     write_atomic(Path(out) / "policies.csv", lambda f: write_csv(f, rows))
     write_text_atomic(Path(out) / "policies.md", table)
     return table
 
 
-def render(rows, seeds) -> str:
+def render(rows, seeds, command: str = "python experiments/compare_policies.py") -> str:
     def get(wl, pol, key):
         return [r[key] for r in rows if r["workload"] == wl and r["scheduler"] == pol]
 
@@ -61,7 +61,7 @@ def render(rows, seeds) -> str:
         return f"{statistics.mean(vals):.2f}x" + (f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else "")
 
     out = [f"# Policies vs round-robin on the synthetic presets (seeds {', '.join(map(str, seeds))})", "",
-           "Regenerate with `python experiments/compare_policies.py`. Speedup = round_robin time / policy "
+           f"Regenerate with `{command}`. Speedup = round_robin time / policy "
            "time on the same seed; mean ± std over seeds. Simulated 4x A100-80GB, default profiles "
            "(mosaic/profiles/data/moa6_a100.yaml), aggregation tau=1.", "",
            "| workload | policy | expert speedup | aggregator speedup | end-to-end speedup | expert stage (s) |",

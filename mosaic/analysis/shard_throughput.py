@@ -57,9 +57,9 @@ def shard_rows(workload_name: str, sizes: list[int], seed: int = 0) -> list[dict
     return rows
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict], command: str = "python experiments/shard_throughput.py") -> str:
     out = ["# Fig. 3b: throughput vs shard size (simulated engine, one A100)", "",
-           "Regenerate: `python experiments/shard_throughput.py`. tok/s = output tokens / generation time of one "
+           f"Regenerate: `{command}`. tok/s = output tokens / generation time of one "
            f"session (load excluded). Paper (DESIGN.md, A.6): instruct models lose 40-60% at {PAPER_BAND[0]}-"
            f"{PAPER_BAND[1]} prompts per shard, reasoning models stay at 1000-2000 tok/s.", "",
            "| model | kind | N_m | tok/s, whole share | tok/s, DP shard (N_m/4) | tok/s in the "
@@ -78,10 +78,11 @@ def render(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write(out: Path, workload_name: str = "mmlu_pro", sizes: Sequence[int] = DEFAULT_SIZES, seed: int = 0) -> str:
+def write(out: Path, workload_name: str = "mmlu_pro", sizes: Sequence[int] = DEFAULT_SIZES, seed: int = 0,
+          command: str = "python experiments/shard_throughput.py") -> str:
     """The Fig. 3b data and its comparison: writes both under `out`; returns the markdown."""
     rows = shard_rows(workload_name, list(sizes), seed)
-    md = render(rows)   # before anything is written: a failure leaves neither file
+    md = render(rows, command)   # before anything is written: a failure leaves neither file
     write_csv(out / "figure_data" / "fig3b_shard_throughput.csv", rows)
     write_text_atomic(out / "shard_throughput.md", md)
     return md

@@ -129,10 +129,10 @@ def expert_rows(workload_name: str, seed: int = 0) -> list[dict]:
     return rows
 
 
-def render(agg: list[dict], exp: list[dict]) -> str:
+def render(agg: list[dict], exp: list[dict], seed: int = 0, command: str = "python experiments/invert_walls.py") -> str:
     out = ["# Stage walls: the output lengths the paper's walls imply on our engine", "",
-           "Regenerate: `python experiments/invert_walls.py` (also run by reproduce.py); method: "
-           "`mosaic/analysis/stage_inversion.py` and `mosaic/analysis/wall_inversion.py`'s docstring. Seed 0. "
+           f"Regenerate: `{command}` (also run by reproduce.py); method: "
+           f"`mosaic/analysis/stage_inversion.py` and `mosaic/analysis/wall_inversion.py`'s docstring. Seed {seed}. "
            "Every output length of the stage is "
            "scaled by one factor until our engine takes the paper's wall. Stage walls include engine loads, in ours "
            "as in our tables.", "",
@@ -177,13 +177,13 @@ def _implied_cell(r: dict, value: float) -> str:
     return f"none: {r['status'].replace('_', ' ')} (x{r['factor']:.3g}: {r['wall_at_factor_s']:.0f} s)"
 
 
-def write(out: Path, seed: int = 0) -> str:
+def write(out: Path, seed: int = 0, command: str = "python experiments/invert_walls.py") -> str:
     """Both inversions for every dataset of DATASETS: writes the CSVs and wall_inversion.md under
     `out`; returns the markdown."""
     agg = [row for wl in DATASETS for row in aggregator_rows(wl, seed)]
     exp = [row for wl in DATASETS for row in expert_rows(wl, seed)]
     write_csv(out / "figure_data" / "wall_inversion_aggregator.csv", agg)
     write_csv(out / "figure_data" / "wall_inversion_expert.csv", exp)
-    md = render(agg, exp)
+    md = render(agg, exp, seed, command)
     (out / "wall_inversion.md").write_text(md)
     return md

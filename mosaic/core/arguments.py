@@ -17,3 +17,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def rerun_command(script: str, argv: list[str], drop: str = "--out") -> str:
+    """The command that regenerates a report: `script` with the options it was given, less `drop`
+    and its value (where the report goes is not part of what it says)."""
+    import shlex
+
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == drop:
+            skip = True
+        elif not a.startswith(drop + "="):
+            kept.append(shlex.quote(a))
+    return " ".join([f"python {script}", *kept])

@@ -42,10 +42,11 @@ class CostModel:
     engine over tp GPUs, faster by the engine's TP scaling (TensorParallelProfile)."""
 
     def __init__(self, model: ModelProfile, engine: EngineProfile, tp: int = 1):
-        pts = np.array(engine.linear_ms_by_tokens, dtype=float)
+        k = model.kernels   # its own kernels timed on the device, in place of the derived terms
+        pts = np.array(engine.linear_ms_by_tokens if k is None else k.linear_ms_by_tokens, dtype=float)
         self._lin_x, self._lin_y = pts[:, 0], pts[:, 1]
         self._lin_tail_slope = (pts[-1, 1] - pts[-2, 1]) / (pts[-1, 0] - pts[-2, 0])
-        self._lin_scale = model.params_b / engine.linear_reference_params_b
+        self._lin_scale = model.params_b / engine.linear_reference_params_b if k is None else 1.0
         self._lin_cache: dict[float, float] = {}
         self._base_cache: dict[int, float] = {}
         self._overhead_ms = engine.step_overhead_ms
@@ -55,6 +56,8 @@ class CostModel:
         # Causal attention: QK^T and AV are 2*L^2*d flops each per layer, halved by the mask.
         flops = engine.peak_tflops * 1e12 * engine.flops_efficiency
         self.prefill_ms_per_len2 = 2.0 * model.n_layers * model.hidden_size / flops * 1e3
+        if k is not None:
+            self.decode_ms_per_ctx_token, self.prefill_ms_per_len2 = k.ctx_ms, k.len2_ms
         if model.cost:  # a measured fit replaces every hardware-derived coefficient
             c = model.cost
             self._lin_x, self._lin_y = np.array([0.0, 1.0]), np.array([0.0, c["token_ms"]])

@@ -8,6 +8,7 @@ file, the model or section, and the field, and a profile that loads holds exactl
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,7 @@ from mosaic.core.paths import not_a_file
 
 from mosaic.profiles.difficulty import parse_dataset
 from mosaic.profiles.engine import EngineProfile, HostContentionProfile, TensorParallelProfile
+from mosaic.profiles.kernels import kernel_costs, kernels_path, load_kernels
 from mosaic.profiles.lengths import LengthComponent, LengthDistribution
 from mosaic.profiles.models import COST_KEYS, ModelProfile, ProfileSet
 from mosaic.profiles.schema import (ComponentSpec, EngineSpec, HostContentionSpec, LengthSpec, ModelSpec,
@@ -117,12 +119,34 @@ def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:
         tensor_parallel=None if m.tensor_parallel is None else _tensor_parallel(m.tensor_parallel))
 
 
-def parse_profiles(raw: Any, where: str = "profiles") -> ProfileSet:
-    """A parsed profile file (`where` names it in errors) -> ProfileSet."""
+def _with_kernels(spec, models: dict[str, ModelProfile], where: str, profile_dir: Path | None) -> dict[str, ModelProfile]:
+    """The models the file of engine.kernels times, with their KernelCosts; the others as they are."""
+    if not spec.engine.kernels:
+        return models
+    path = kernels_path(spec.engine.kernels, profile_dir, where)
+    device, entries = load_kernels(path, where)
+    label = f"{where}: engine.kernels ({path.name})"
+    if not set(entries) & set(models):
+        raise ConfigError(f"{label}: times none of this profile's models (it has {sorted(entries)}, the profile "
+                          f"{sorted(models)}); measure these or remove engine.kernels")
+    out = dict(models)
+    for name in set(entries) & set(models):
+        m = models[name]
+        if m.cost:
+            raise ConfigError(f"{where}: models.{name} has a measured cost fit and kernel timings in {path.name}; "
+                              "keep one (remove its cost block or its entry in the kernels file)")
+        out[name] = replace(m, kernels=kernel_costs(name, entries[name], m.n_layers, m.hidden_size, device, label))
+    return out
+
+
+def parse_profiles(raw: Any, where: str = "profiles", profile_dir: Path | None = None) -> ProfileSet:
+    """A parsed profile file (`where` names it in errors; `profile_dir`, its folder, anchors the
+    relative paths it names) -> ProfileSet."""
     spec = validate_profiles(raw, where)
+    models = {name: _model(name, m, spec.length_shapes, where) for name, m in spec.models.items()}
     profiles = ProfileSet(
         engine=_engine(spec.engine),
-        models={name: _model(name, m, spec.length_shapes, where) for name, m in spec.models.items()},
+        models=_with_kernels(spec, models, where, profile_dir),
         datasets={str(d): parse_dataset(v.model_dump(exclude_unset=True), f"{where}: datasets.{d}")
                   for d, v in spec.datasets.items()})
     for why in unusable_models(profiles).values():
@@ -159,4 +183,4 @@ def load_profiles(name_or_path: str) -> ProfileSet:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{where}: cannot read the profile file ({type(e).__name__}: {e})") from None
-    return parse_profiles(load_yaml(text, where), where=where)
+    return parse_profiles(load_yaml(text, where), where=where, profile_dir=path.parent)

@@ -13,6 +13,7 @@ from mosaic.core.errors import ConfigError
 
 from mosaic.profiles.difficulty import DifficultyModel
 from mosaic.profiles.engine import EngineProfile, TensorParallelProfile
+from mosaic.profiles.kernels import KernelCosts
 from mosaic.profiles.lengths import LengthDistribution
 from mosaic.profiles.session_cost import SessionFit
 
@@ -51,6 +52,9 @@ class ModelProfile:
     session_fit: SessionFit | None = None
     # Its own tensor-parallel scaling (measured on it); None: the engine's (EngineProfile.tp()).
     tensor_parallel: TensorParallelProfile | None = None
+    # Its kernels timed on the profile's device (engine.kernels); None: the terms derived from the
+    # engine's hardware figures.
+    kernels: KernelCosts | None = None
 
     def tp(self, engine: EngineProfile, degree: int) -> TensorParallelProfile:
         """How a TP-`degree` engine of this model scales: its own block where that measures (or

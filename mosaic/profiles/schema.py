@@ -27,6 +27,11 @@ Rules that involve several fields:
 * engine.linear_ms_by_tokens: at least two [tokens, ms] points, token counts strictly increasing
   and times not decreasing (the cost model interpolates between them and extends the last slope:
   a falling one would price a large batch below zero).
+* engine.kernels (optional): a JSON file of measured kernel timings (experiments/measure_gpu_kernels.py),
+  relative to the profile file's folder; read and checked by mosaic/profiles/kernels.py (the models it
+  times must have the profile's n_layers and hidden_size, and no cost fit of their own).
+* a model's arch (optional): intermediate_size, n_heads, n_kv_heads (dividing n_heads), head_dim,
+  vocab_size, from its config.json: the shapes the kernel timer builds.
 * engine.hbm_bandwidth_gbs >= 0.1 GB/s and engine.peak_tflops >= 0.001 (a device slower than that
   would put a step beyond any finite run; 1e-300 overflowed to infinite times).
 * length_shapes: each a non-empty list of lognormal components with weight > 0, median > 0,
@@ -446,6 +451,9 @@ class EngineSpec(Section):
     block_size: Number(ge=1, le=MAX_BLOCK_SIZE, integer=True) = 16
     prefix_caching: StrictBool = True
     submit_ms: Number(ge=0, le=MAX_MS) = 0.0
+    # Measured kernel costs (experiments/measure_gpu_kernels.py): a JSON file, relative to the profile
+    # file's folder; its models take their linear, decode- and prefill-attention terms from it.
+    kernels: String = ""
 
     @field_validator("linear_ms_by_tokens", mode="before")
     @classmethod
@@ -579,6 +587,22 @@ class CostSpec(Section):
 assert tuple(CostSpec.model_fields) == COST_KEYS
 
 
+class ArchSpec(Section):
+    """A model's layer shapes beyond n_layers and hidden_size (its config.json), for timing its kernels."""
+
+    intermediate_size: Number(ge=1, le=10_000_000, integer=True)
+    n_heads: Number(ge=1, le=100_000, integer=True)
+    n_kv_heads: Number(ge=1, le=100_000, integer=True)
+    head_dim: Number(ge=1, le=100_000, integer=True)
+    vocab_size: Number(ge=1, le=100_000_000, integer=True)
+
+    @model_validator(mode="after")
+    def _groups(self) -> "ArchSpec":
+        if self.n_heads % self.n_kv_heads:
+            raise FieldError(("n_kv_heads",), f"must divide n_heads ({self.n_heads}) (got {self.n_kv_heads})")
+        return self
+
+
 class ModelSpec(Section):
     kind: Choice("reasoning", "instruct")
     hf_id: Text
@@ -599,6 +623,7 @@ class ModelSpec(Section):
     # This model's own TP scaling (experiments/profile_tp.py model=<name>), in place of the
     # engine's: a larger model shares more of its step across the ranks.
     tensor_parallel: TensorParallelSpec | None = None
+    arch: ArchSpec | None = None
 
     @field_validator("output", mode="before")
     @classmethod

@@ -110,8 +110,9 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = ArgumentParser(prog="mosaic record", description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = "mosaic record") -> int:
+    """`prog`: the command the usage line names (None: the script's own file name)."""
+    ap = ArgumentParser(prog=prog, description=__doc__)
     ap.add_argument("--questions", type=Path, required=True, help="a question file (JSON list of {question, gold_answer})")
     ap.add_argument("--experts", required=True, help="comma-separated model names of the registry")
     ap.add_argument("--models", default="tiny", help="model registry: tiny, paper, or a YAML path (default tiny)")

@@ -13,13 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
     ("fit_session_costs.py", ["--profiles", "NONE"], "profiles: no file"),
     ("fit_session_costs.py", ["--profiles", "tiny_cpu", "--models", "Nope"], "model 'Nope' has no profile"),
     ("fit_profiles.py", ["--data", "NONE", "--out", "OUT/p.yaml"], "--data NONE is not a folder"),
+    ("fit_profiles.py", ["--data", "EMPTY", "--out", "OUT/p.yaml"], "has no traces/ folder: point it at ../shared/data"),
     ("fit_difficulty.py", ["--seeds", "0", "--out", "OUT/d.md"], "--seeds must be a number of replicates in [1, 1000]"),
     ("fit_difficulty.py", ["--profiles", "NONE", "--out", "OUT/d.md"], "--profiles NONE: no such file"),
     ("compare_policies.py", ["--seeds", "0", "0", "--out", "OUT"], "--seeds names a seed more than once (0 0)"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, script, args, says):
     none = str(tmp_path / "none")
-    args = [none if a == "NONE" else a.replace("OUT", str(tmp_path / "out")) for a in args]
+    (tmp_path / "empty").mkdir()
+    args = [none if a == "NONE" else str(tmp_path / "empty") if a == "EMPTY" else a.replace("OUT", str(tmp_path / "out"))
+            for a in args]
     r = subprocess.run([sys.executable, str(ROOT / "experiments" / script), *args], capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 2 and says.replace("NONE", none) in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -293,6 +293,7 @@ def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, 
     ("invert_walls", ["--seed", "-3"], "--seed must be >= 0 (got -3)"),
     # --runs draws finished runs: the simulation's settings would be ignored (it drew the same picture)
     ("plot_timeline", ["--runs", "{tmp}", "--seed", "3"], "--seed selects what to simulate, and --runs draws"),
+    ("plot_timeline", ["--policies", "ilp", "fifo", "ilp"], "--policies names ilp more than once"),   # was drawn twice
     ("collect", ["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, capsys, monkeypatch):
@@ -328,3 +329,9 @@ def test_figures_says_a_missing_or_damaged_results_folder_in_one_line(tmp_path, 
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert said.format(tmp_path / results) in err.strip().splitlines()[-1] and "Traceback" not in err
+        assert not (tmp_path / results / "figures").exists()   # nothing drawn, no empty figures/ left
+    monkeypatch.setattr(sys, "argv", [str(path), "--results", str(tmp_path / "empty"), "--format", "png,jpg"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(path), run_name="__main__")
+    assert e.value.code == 2
+    assert "--format png,jpg: give one or more of png, pdf, svg" in capsys.readouterr().err
