@@ -9,7 +9,9 @@ at random (no checkpoint is read: the kernels' time does not depend on the value
 
 - linear: every layer's QKV, output, gate/up and down projections (distinct weights per layer, so
   nothing is served from cache), plus the LM head over one row per sequence (at most
-  `max_num_seqs`), at each token count of LINEAR_TOKENS;
+  `max_num_seqs`), at each token count of LINEAR_TOKENS; timed alone (`ms`) and with each layer's
+  other kernels besides attention (`step_ms`: norms, rotary, cache write, activation, emulated by
+  _between_gemms), which is the table a profile uses;
 - decode attention: one query per sequence against its cached K and V (grouped-query heads folded
   into the query length, which is the same arithmetic), over batch x context sizes; the fitted slope
   is milliseconds per cached token per layer;
@@ -114,9 +116,39 @@ def _fit_slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
+def _between_gemms(torch, device, dtype, arch: dict[str, int], n: int) -> Callable[[], None]:
+    """One layer's kernels besides its GEMMs and attention, as vLLM runs a Qwen3/Llama layer: two
+    fused residual-add + RMSNorms, the q and k head norms, rotary embedding of q and k, the K/V
+    write into the cache, SiLU-and-mul. Each is one elementwise torch kernel over the same tensors
+    (an emulation: the same count of kernels and about the same bytes, not vLLM's own kernels)."""
+    h, hd, kvh, inter = arch["hidden_size"], arch["head_dim"], arch["n_kv_heads"], arch["intermediate_size"]
+    q_out = arch["n_heads"] * hd
+
+    def buf(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype)
+
+    x, res, xo = buf(n, h), buf(n, h), buf(n, h)
+    qk, qk2 = buf(n, q_out + kvh * hd), buf(n, q_out + kvh * hd)
+    q, k, q2, k2 = qk[:, :q_out], qk[:, q_out:], qk2[:, :q_out], qk2[:, q_out:]
+    kv, cache = buf(n, 2 * kvh * hd), buf(n, 2 * kvh * hd)
+    gate_up, act = buf(n, 2 * inter), buf(n, inter)
+    scale = buf(hd).repeat(q_out // hd)
+
+    def run():
+        torch.add(x, res, out=xo)                                 # input norm (fused with the residual add)
+        torch.mul(q, scale, out=q2)                               # q head norm
+        torch.mul(k, scale[: kvh * hd], out=k2)                   # k head norm
+        torch.mul(qk2, qk, out=qk)                                # rotary over q and k
+        cache.copy_(kv)                                           # K and V into the cache
+        torch.add(xo, res, out=x)                                 # post-attention norm (and add)
+        torch.mul(gate_up[:, :inter], gate_up[:, inter:], out=act)   # SiLU-and-mul
+    return run
+
+
 def measure_linear(torch, device, dtype, arch: dict[str, int], tokens: tuple[int, ...], max_num_seqs: int,
                    reps: int, repeats: int) -> list[dict[str, float]]:
-    """ms of one step's linear layers at each token count."""
+    """ms of one step's linear layers at each token count (`ms`), and of the linear layers with
+    every layer's other kernels besides attention (`step_ms`, _between_gemms)."""
     F = torch.nn.functional
     h, hd = arch["hidden_size"], arch["head_dim"]
     q_out, kv_out = arch["n_heads"] * hd, 2 * arch["n_kv_heads"] * hd
@@ -134,16 +166,21 @@ def measure_linear(torch, device, dtype, arch: dict[str, int], tokens: tuple[int
         attn = torch.randn(n, q_out, device=device, dtype=dtype)
         act = torch.randn(n, inter, device=device, dtype=dtype)
         last = x[: min(n, max_num_seqs)]
+        others = _between_gemms(torch, device, dtype, arch, n)
 
-        def step():
+        def step(with_others: bool):
             for qkv, o, gate_up, down in layers:
                 F.linear(x, qkv)
                 F.linear(attn, o)
                 F.linear(x, gate_up)
                 F.linear(act, down)
+                if with_others:
+                    others()
             F.linear(last, head)
 
-        out.append({"tokens": n, **_repeat(timer, _graphed(torch, device, step), reps, repeats)})
+        gemms = _repeat(timer, _graphed(torch, device, lambda: step(False)), reps, repeats)
+        whole = _repeat(timer, _graphed(torch, device, lambda: step(True)), reps, repeats)
+        out.append({"tokens": n, **gemms, "step_ms": whole["ms"], "step_spread": whole["spread"]})
     return out
 
 
@@ -230,8 +267,8 @@ def measure(models: dict[str, dict[str, Any]], device: str = "cuda", max_num_seq
         out["models"][name] = row
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        lin = {p["tokens"]: round(p["ms"], 3) for p in row["linear"]}
-        log(f"{name}: linear ms {lin}; decode {row['decode']['gbs']:.0f} GB/s; prefill "
+        lin = {p["tokens"]: (round(p["ms"], 3), round(p["step_ms"], 3)) for p in row["linear"]}
+        log(f"{name}: linear (and with the other kernels) ms {lin}; decode {row['decode']['gbs']:.0f} GB/s; prefill "
             f"{row['prefill']['tflops']:.0f} TFLOP/s ({time.perf_counter() - t0:.0f} s)")
     return out
 

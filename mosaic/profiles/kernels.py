@@ -2,8 +2,10 @@
 writes (mosaic/fitting/gpu_kernels.py), named by a profile's `engine.kernels`.
 
 For each model the file times, the cost model takes its three kernel terms from the measurement
-instead of the datasheet-derived ones: the linear layers' time at each token count (the model's own
-table, not the engine's scaled by parameters), decode attention per cached token and prefill
+instead of the datasheet-derived ones: the linear layers' time at each token count with every
+layer's other kernels besides attention (norms, rotary, cache write, activation: `step_ms`; a file
+without it, the GEMMs alone: `ms`), the model's own table, not the engine's scaled by parameters;
+decode attention per cached token and prefill
 attention per squared length (the fitted per-layer slopes times the model's layers). A model the
 file does not time keeps the derived terms. The fits' intercepts are left out: on the GPU they are
 torch's attention kernel at a handful of sequences, which leaves most of the GPU idle where vLLM's
@@ -41,6 +43,8 @@ class _LinearPoint(_Strict):
     tokens: int = Field(ge=1)
     ms: float = Field(ge=0, allow_inf_nan=False)
     spread: float = Field(ge=0, allow_inf_nan=False)
+    step_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)   # with the layers' other kernels
+    step_spread: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class _Fit(BaseModel):
@@ -115,7 +119,7 @@ def kernel_costs(name: str, entry: dict[str, Any], n_layers: int, hidden_size: i
     # noise at equal cost can, so each point is held at least at the one before it.
     table, floor = [], 0.0
     for p in entry["linear"]:
-        floor = max(floor, p["ms"])
+        floor = max(floor, p["ms"] if p.get("step_ms") is None else p["step_ms"])
         table.append((float(p["tokens"]), floor))
     return KernelCosts(tuple(table), entry["decode"]["ms_per_ctx_token_layer"] * n_layers,
                        entry["prefill"]["ms_per_len2_layer"] * n_layers, f"kernels timed on {device}")

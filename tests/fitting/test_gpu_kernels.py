@@ -50,7 +50,7 @@ def test_measure_times_every_shape_and_fits_what_it_timed(small_shapes):
     row = out["models"]["t"]
     assert out["device"] == "cpu" and not out["cuda_graphs"]
     assert [p["tokens"] for p in row["linear"]] == [1, 8, 64]
-    assert all(p["ms"] > 0 and p["spread"] >= 0 for p in row["linear"])
+    assert all(p["ms"] > 0 and p["spread"] >= 0 and p["step_ms"] > 0 for p in row["linear"])
     pts = row["decode"]["points"]
     assert [(p["seqs"], p["context"]) for p in pts] == [(1, 64), (4, 256), (8, 512)]
     slope = gpu_kernels._fit_slope([p["seqs"] * p["context"] for p in pts], [p["ms"] for p in pts])[1]
@@ -77,6 +77,7 @@ def test_command_writes_the_file_the_profile_reads(tmp_path, small_shapes, capsy
     k = prof.models["Small"].kernels
     assert k.ctx_ms == pytest.approx(2 * written["models"]["Small"]["decode"]["ms_per_ctx_token_layer"])
     assert CostModel(prof.models["Small"], prof.engine).linear_ms(1) == pytest.approx(k.linear_ms_by_tokens[0][1])
+    assert k.linear_ms_by_tokens[0][1] == pytest.approx(written["models"]["Small"]["linear"][0]["step_ms"])
 
 
 def test_command_says_how_to_use_a_file_the_profile_does_not_name(tmp_path, small_shapes, capsys):

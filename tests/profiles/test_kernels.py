@@ -50,6 +50,14 @@ def test_timed_model_takes_the_files_terms_and_the_others_keep_the_derived_ones(
     assert CostModel(big, e).linear_ms(1) == pytest.approx(CostModel(replace(big, kernels=None), e).linear_ms(1))
 
 
+def test_the_table_is_the_whole_steps_work_where_the_file_timed_it(tmp_path):
+    entry = _entry()
+    for p, step in zip(entry["linear"], (2.5, 3.6, 23.0)):   # GEMMs plus the layers' other kernels
+        p.update(step_ms=step, step_spread=0.02)
+    prof = load_profiles(str(_profile(tmp_path, {"Qwen3VL4B": entry})))
+    assert prof.models["Qwen3VL4B"].kernels.linear_ms_by_tokens == ((1, 2.5), (128, 3.6), (2048, 23.0))
+
+
 def test_a_noisy_dip_in_the_timed_table_is_held_level(tmp_path):
     p = _profile(tmp_path, {"Qwen3VL4B": _entry(linear=((1, 5.0), (16, 4.9), (64, 6.0)))})
     assert load_profiles(str(p)).models["Qwen3VL4B"].kernels.linear_ms_by_tokens == ((1, 5.0), (16, 5.0), (64, 6.0))
