@@ -9,6 +9,13 @@ from mosaic.core.errors import ConfigError
 from vllm_backend.tiny_models import ensure_tiny_model
 
 
+def _reads_as_path(ref: str) -> bool:
+    """Whether a model reference can only be a local file or folder: it starts like a path, or has
+    more than the one '/' of a Hub id "org/name". (One that reads "org/name" is a local path only
+    where it exists.) The one rule for both the local-path check and the Hub-id list."""
+    return ref.startswith(("/", ".", "~")) or ref.count("/") > 1
+
+
 class ModelRegistry:
     def __init__(self, cfg: Mapping[str, Any]):
         self.name = cfg.get("name", "?")
@@ -32,7 +39,7 @@ class ModelRegistry:
         launched elsewhere, e.g. by Ray, look for the path there.)"""
         for model, entry in self.models.items():
             local = str((entry or {}).get("path") or "") if isinstance(entry, Mapping) else ""
-            if local.startswith(("/", "./", "../", "~")) and not Path(local).expanduser().exists():
+            if local and _reads_as_path(local) and not Path(local).expanduser().exists():
                 raise ConfigError(f"models={self.name}.{model}.path: no such file or folder {local}; point it at "
                                   "the model's weights (or use hf_id for a model in the local Hugging Face cache)")
 
@@ -44,7 +51,7 @@ class ModelRegistry:
             if not isinstance(entry, Mapping) or "tiny" in entry:
                 continue
             ref = str(entry.get("path") or entry.get("hf_id") or "")
-            if ref.count("/") == 1 and not ref.startswith(("/", ".", "~")) and not Path(ref).exists():
+            if ref.count("/") == 1 and not _reads_as_path(ref) and not Path(ref).exists():
                 out.append((model, ref))
         return out
 

@@ -51,6 +51,12 @@ def test_registry_settings_an_engine_would_fail_on_are_refused_up_front(tmp_path
     with pytest.raises(ConfigError, match=r"models=t.A.path: no such file or folder /nowhere/model"):
         ModelRegistry({"name": "t", "models": {"A": {"path": "/nowhere/model"}}}).check_local_paths()
     ModelRegistry({"name": "t", "models": {"A": {"path": str(tmp_path)}, "B": {"hf_id": "org/b"}}}).check_local_paths()
+    # A relative path deeper than a Hub id's "org/name", or a hidden folder: a path, checked the same way
+    # (it was neither checked nor taken for a Hub id, so the engine failed to start on it).
+    for missing in ("models/llama/8b", ".cache/llama"):
+        with pytest.raises(ConfigError, match=f"models=t.A.path: no such file or folder {missing}"):
+            ModelRegistry({"name": "t", "models": {"A": {"path": missing}}}).check_local_paths()
+        assert ModelRegistry({"name": "t", "models": {"A": {"path": missing}}}).hub_ids() == []
     with pytest.raises(ConfigError, match="models.engine.max_model_len must be an integer number of tokens >= 16"):
         ModelRegistry({"name": "t", "engine": {"max_model_len": 0}, "models": {"A": {"hf_id": "org/a"}}})
     (tmp_path / "f").write_text("x")
