@@ -19,3 +19,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 @pytest.fixture(scope="session")
 def profiles():
     return load_profiles("moa6_a100")
+
+
+@pytest.fixture
+def without_vllm(monkeypatch):
+    """As on a machine where vLLM is not installed (the README's test install, `.[test]`, has none):
+    the backend's install check (vllm_backend/backend.py require_vllm) finds no vLLM."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name.split(".")[0] == "vllm" else real(name, *a, **k))

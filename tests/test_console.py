@@ -136,7 +136,8 @@ def test_record_refuses_an_out_that_is_a_file(tmp_path, capsys):
     assert e.value.code == 2 and "is a file" in capsys.readouterr().err
 
 
-def test_record_says_an_out_it_cannot_make_before_any_engine(tmp_path, capsys):
+def test_record_says_an_out_it_cannot_make_before_any_engine(tmp_path, capsys, without_vllm):
+    """Before the engine's own checks too: without vLLM installed it said that instead."""
     from mosaic.__main__ import main
 
     q = tmp_path / "q.json"

@@ -107,12 +107,17 @@ def _repeat(timer, fn, reps: int, repeats: int) -> dict[str, float]:
     return {"ms": med, "spread": (max(ms) - min(ms)) / med if med > 0 else 0.0}
 
 
-def _fit_slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares (intercept, slope) of ys on xs."""
+def _fit_slope(xs: list[float], ys: list[float], what: str = "") -> tuple[float, float]:
+    """Least-squares (intercept, slope) of ys on xs; ValueError naming `what` where the time does
+    not grow with the work (the shapes are too small for the timer's noise), since a profile cannot
+    use a slope <= 0."""
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    if what and not slope > 0:
+        raise ValueError(f"{what}: the time does not grow with the work over these shapes (slope {slope:.3g}), so "
+                         "the timer's noise is larger than the work; time larger shapes or more repeats")
     return my - slope * mx, slope
 
 
@@ -204,7 +209,8 @@ def measure_decode(torch, device, dtype, arch: dict[str, int], shapes, reps: int
         r = _repeat(timer, _graphed(torch, device, run), reps, repeats)
         points.append({"seqs": seqs, "context": ctx, "ms": r["ms"] / copies, "spread": r["spread"],
                        "gbs": kv_bytes / (r["ms"] / copies) / 1e6})
-    intercept, slope = _fit_slope([p["seqs"] * p["context"] for p in points], [p["ms"] for p in points])
+    intercept, slope = _fit_slope([p["seqs"] * p["context"] for p in points], [p["ms"] for p in points],
+                                  "decode attention")
     bytes_per_token = 2 * kvh * hd * torch.finfo(dtype).bits // 8
     return {"points": points, "ms_per_ctx_token_layer": slope, "intercept_ms": intercept,
             "gbs": bytes_per_token / slope / 1e6}
@@ -221,7 +227,7 @@ def measure_prefill(torch, device, dtype, arch: dict[str, int], lengths, reps: i
         r = _repeat(timer, _graphed(torch, device, lambda: sdpa(q, k, v, is_causal=True)), reps, repeats)
         # QK^T and AV: 2 * L^2 * d flops each over all heads, halved by the causal mask
         points.append({"length": length, **r, "tflops": 2 * length**2 * heads * hd / (r["ms"] / 1e3) / 1e12})
-    intercept, slope = _fit_slope([p["length"] ** 2 for p in points], [p["ms"] for p in points])
+    intercept, slope = _fit_slope([p["length"] ** 2 for p in points], [p["ms"] for p in points], "prefill attention")
     return {"points": points, "ms_per_len2_layer": slope, "intercept_ms": intercept,
             "tflops": 2 * heads * hd / (slope / 1e3) / 1e12}
 

@@ -25,7 +25,7 @@ from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
 from mosaic.profiles import EngineProfile, ProfileSet, load_profiles
-from mosaic.run.graph_setup import GraphSetup, prepare as prepare_graph
+from mosaic.run.graph_setup import GraphSetup, check_settings as check_graph_settings, prepare as prepare_graph
 from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
 from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
@@ -165,6 +165,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     or a missing engine (vLLM not installed) stops the run before any workload is generated."""
     c = typed(cfg)
     get_scheduler(c.scheduler.name, c.scheduler.plugin)
+    check_graph_settings(c)
     cluster = Cluster.uniform(c.cluster.n_workers, c.cluster.memory_gib, c.cluster.device, c.cluster.workers_per_host)
     profiles = load_profiles(c.workload.profiles)
     profiles = engine_settings(profiles, c.engine)

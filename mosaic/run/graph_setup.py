@@ -31,16 +31,24 @@ def dataset_of(w: WorkloadConfig) -> str | None:
     return w.dataset or (w.preset if w.kind == "synthetic" else None)
 
 
-def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profiles: ProfileSet | None,
-            workload: Workload) -> GraphSetup:
+def check_settings(c: MosaicConfig) -> None:
+    """A graph's settings that cannot go together, said before anything is built (the backend's
+    own checks, vLLM installed among them, come after)."""
     t = c.topology
-    profiles = graph_profiles or profiles
+    if t.kind == "flat":
+        return
     if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):
         raise ConfigError("topology.overlap=incremental prefills prompts of known lengths: it needs "
                           "backend.options.replay=true on vLLM (natural generation writes its own lengths)")
     if t.profiles and not t.aggregator:
         raise ConfigError("topology.profiles gives the agents their own profile set: name the aggregator's model "
                           "from it too (topology.aggregator)")
+
+
+def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profiles: ProfileSet | None,
+            workload: Workload) -> GraphSetup:
+    t = c.topology
+    profiles = graph_profiles or profiles
     shape = graph_shape(t, t.aggregator or workload.aggregator)
     models = {a.model for a in shape}
     for m in sorted(models):

@@ -324,6 +324,19 @@ def check_writable_dir(directory: Path, what: str = "output directory") -> Path:
     return directory
 
 
+def check_creatable_dir(directory: Path, what: str = "output directory") -> None:
+    """What check_writable_dir refuses at once (the path is a file, or passes through one), said
+    without creating anything: for a check before others that would leave no folder behind."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunDirError(f"{what} {directory} is a file, not a directory; choose another one")
+    for parent in directory.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _unusable(directory, what, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
+            return
+
+
 def check_writable_file(path: Path, what: str = "output file") -> Path:
     """The same check for one output file: its folder is usable and the path is not a folder."""
     path = Path(path)

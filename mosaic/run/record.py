@@ -26,7 +26,7 @@ from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
-from mosaic.run.jobs import check_writable_dir, write_text_atomic
+from mosaic.run.jobs import check_creatable_dir, check_writable_dir, write_text_atomic
 from mosaic.workload.prompts import expert_prompt
 from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.tokens import estimate_tokens
@@ -88,6 +88,7 @@ def record(questions: Path, experts: Sequence[str], models: str, out: Path, max_
             prompt = expert_prompt(q["question"])
             requests[f"{i:05d}/{e}"] = Request(f"{i:05d}/{e}", f"{i:05d}", e, estimate_tokens(prompt), "expert", prompt)
     prof = load_profiles(profiles or ("tiny_cpu" if models == "tiny" else "paper_a100"))
+    check_creatable_dir(Path(out), "--out")   # a settings error before the engine's (vLLM installed, models)
     backend = make_backend("vllm", Cluster.uniform(n_workers, prof.engine.memory_gib), prof, models=reg,
                            replay=False, max_tokens=max_tokens, device=device, kv_cache_gib=kv_cache_gib)
     # Made once everything it needs is checked (a refused run leaves no folder), before any engine.

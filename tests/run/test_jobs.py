@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (RUN_FILES, RunDirError, check_writable_dir, claim_run_dir, clear_failure, failure_stage,
+from mosaic.run.jobs import (RUN_FILES, RunDirError, check_creatable_dir, check_writable_dir, claim_run_dir, clear_failure, failure_stage,
                              find_failures, format_failures, record_failure, write_atomic)
 from mosaic.run.signals import Terminated, sigterm_as_exit
 
@@ -88,6 +88,16 @@ def test_a_claim_removes_an_earlier_runs_files_and_nothing_else(tmp_path):
                 pass
         with pytest.raises(RunDirError, match="^--out "):
             check_writable_dir(bad, "--out")
+
+
+def test_creatable_dir_check_says_what_the_writable_check_would_and_creates_nothing(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunDirError, match=r"^--out .*/file is a file, not a directory"):
+        check_creatable_dir(tmp_path / "file", "--out")
+    with pytest.raises(RunDirError, match=r"^--out .*/file/a/b is not a writable directory \(a path component is a file\)"):
+        check_creatable_dir(tmp_path / "file" / "a" / "b", "--out")
+    check_creatable_dir(tmp_path / "new" / "deeper", "--out")
+    assert not (tmp_path / "new").exists()
 
 
 def test_failure_stage_from_the_traceback():
