@@ -5,10 +5,12 @@ a lower bound, prediction error, solve time and plan reproducibility.
     python experiments/bench_scheduler.py                       # everything (~15 min on 2 cores)
     python experiments/bench_scheduler.py --quick --out /tmp/b  # tiny instances, seconds
     python experiments/bench_scheduler.py --families generated --policies ilp round_robin
+    python experiments/bench_scheduler.py --jobs 16               # instances in 16 processes, the same rows
 
 Writes <out>/scheduler_bench.md and <out>/scheduler_bench.csv; prints one line per instance.
 Logic: mosaic/analysis/scheduler_bench.py.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +30,13 @@ def main() -> None:
                     help=f"default: every registered policy but tensor_parallel ({', '.join(default_policies())})")
     ap.add_argument("--quick", action="store_true", help="tiny instances (the tests' subset)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="instances benchmarked at once, each in its own process (0: one per CPU core); "
+                         "the rows are the same, only solve times share the machine")
     args = ap.parse_args()
+    if args.jobs < 0:
+        ap.error(f"--jobs must be >= 0 (got {args.jobs}; 0 is one per CPU core)")
+    jobs = args.jobs or os.cpu_count() or 1
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
     if args.policies and len(set(args.policies)) < len(args.policies):
@@ -42,7 +50,7 @@ def main() -> None:
     out_arg(ap, args.out)   # before the work, not after it
     command = rerun_command("experiments/bench_scheduler.py", sys.argv[1:])
     write(args.out, args.families, args.policies, args.seed, args.quick,
-          progress=lambda line: print(line, flush=True), command=command)
+          progress=lambda line: print(line, flush=True), command=command, jobs=jobs)
     print(f"wrote {args.out / 'scheduler_bench.md'} and {args.out / 'scheduler_bench.csv'}")
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -611,41 +612,75 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
     return rows
 
 
+def _bounds(inst: Instance, cached: dict[str, ModelBound] | None = None) -> tuple[LowerBound, LowerBound]:
+    """The instance's bound with its K and without (for plans that ignore K), from its models'
+    single sessions (`cached`: those of an instance with the same workload)."""
+    mb0 = cached if cached is not None else model_bounds(inst)
+    # max_workers depends on N and K: recompute it on the (perhaps cached) sessions.
+    mb = {m: replace(b, max_workers=max_workers(inst, m, len(mb0))) for m, b in mb0.items()}
+    free = replace(inst, k=None)
+    return lower_bound(inst, mb), lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb)))
+                                                     for m, b in mb.items()})
+
+
+_POOL_JOB: tuple[Sequence[Instance], list[str]] | None = None   # set before the pool forks its workers
+
+
+def _bench_one(i: int) -> tuple[int, list[dict], float]:
+    insts, policies = _POOL_JOB
+    t0 = time.perf_counter()
+    lb, lb_free = _bounds(insts[i])
+    return i, bench_instance(insts[i], policies, lb, lb_free), time.perf_counter() - t0
+
+
 def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
-          progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+          progress: Callable[[str], None] | None = None, jobs: int = 1) -> pd.DataFrame:
     """Per instance x policy: simulated expert-stage makespan (sim_s), the lower bound (lb_s and its
     terms), sim/LB, the policy's predicted makespan and its error (predicted / sim - 1), the
     wall-clock of two plan_stage calls (solve_s, solve2_s) and the hash of the first plan, with
     whether the second call's plan hashed the same. A policy that raises a ConfigError on an
-    instance (K infeasible, a model that fits nowhere) gets status "n/a" and the message."""
+    instance (K infeasible, a model that fits nowhere) gets status "n/a" and the message.
+    jobs > 1: instances in that many forked processes, largest first; every row is the same as
+    with one (each is a pure function of its instance), only the solve times share the machine."""
     policies = list(policies) if policies is not None else default_policies()
-    rows: list[dict] = []
-    cache: dict[tuple, dict[str, ModelBound]] = {}
-    for i, inst in enumerate(insts, 1):
-        t0 = time.perf_counter()
-        # The presets' workload is the same at every N: simulate its sessions once.
-        key = (inst.family, inst.workload.name, inst.workload.seed, len(inst.requests), inst.memory_gib,
-               inst.n_workers if inst.family == "generated" else None)
-        if key not in cache:
-            cache[key] = model_bounds(inst)
-        # max_workers depends on N and K: recompute it on the cached sessions.
-        mb = {m: replace(b, max_workers=max_workers(inst, m, len(cache[key]))) for m, b in cache[key].items()}
-        lb = lower_bound(inst, mb)
-        free = replace(inst, k=None)
-        lb_free = lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb)))
-                                     for m, b in mb.items()})
-        got = bench_instance(inst, policies, lb, lb_free)
-        rows.extend(got)
+    done: dict[int, list[dict]] = {}
+
+    def report(i: int, got: list[dict], wall: float, lb: float, binding: str) -> None:
+        done[i] = got
         if progress:
+            inst = insts[i]
             ok = [r for r in got if r["status"] == "ok"]
             best = min(ok, key=lambda r: r["sim_over_lb"]) if ok else None
-            progress(f"[{i}/{len(insts)}] {inst.family:9s} {inst.name:44s} N={inst.n_workers:<3d} "
+            progress(f"[{len(done)}/{len(insts)}] {inst.family:9s} {inst.name:44s} N={inst.n_workers:<3d} "
                      f"M={inst.n_models:<3d} K={_k_label(inst.k):4s} req={len(inst.requests):<6d} "
-                     f"LB {lb.lb_s:8.0f} s ({lb.binding})  "
+                     f"LB {lb:8.0f} s ({binding})  "
                      + (f"best {best['policy']} {best['sim_over_lb']:.3f}x  " if best else "")
-                     + f"max solve {max((r['solve_s'] for r in ok), default=0):.1f} s  "
-                     f"[{time.perf_counter() - t0:.1f} s]")
-    return pd.DataFrame(rows)
+                     + f"max solve {max((r['solve_s'] for r in ok), default=0):.1f} s  [{wall:.1f} s]")
+
+    if jobs > 1 and len(insts) > 1:
+        global _POOL_JOB
+        import multiprocessing
+
+        order = sorted(range(len(insts)), key=lambda i: -insts[i].n_workers * len(insts[i].requests))
+        _POOL_JOB = (insts, policies)
+        try:
+            with multiprocessing.get_context("fork").Pool(min(jobs, len(insts))) as pool:
+                for i, got, wall in pool.imap_unordered(_bench_one, order):
+                    report(i, got, wall, got[0]["lb_k_s"], got[0]["lb_binding"])
+        finally:
+            _POOL_JOB = None
+    else:
+        cache: dict[tuple, dict[str, ModelBound]] = {}
+        for i, inst in enumerate(insts):
+            t0 = time.perf_counter()
+            # The presets' workload is the same at every N: simulate its sessions once.
+            key = (inst.family, inst.workload.name, inst.workload.seed, len(inst.requests), inst.memory_gib,
+                   inst.n_workers if inst.family == "generated" else None)
+            if key not in cache:
+                cache[key] = model_bounds(inst)
+            lb, lb_free = _bounds(inst, cache[key])
+            report(i, bench_instance(inst, policies, lb, lb_free), time.perf_counter() - t0, lb.lb_s, lb.binding)
+    return pd.DataFrame([r for i in range(len(insts)) for r in done[i]])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -828,15 +863,16 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
 
 def write(out: Path, families: Sequence[str] = FAMILIES, policies: Sequence[str] | None = None,
           seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/bench_scheduler.py") -> str:
+          command: str = "python experiments/bench_scheduler.py", jobs: int = 1) -> str:
     """Build the instances, run `bench`, write scheduler_bench.csv and scheduler_bench.md under
     `out`; returns the markdown."""
     t0 = time.perf_counter()
     insts = instances(families, seed, quick, progress)
-    df = bench(insts, policies, progress)
+    df = bench(insts, policies, progress, jobs)
     wall = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     to_csv_frame(df).to_csv(out / "scheduler_bench.csv", index=False, lineterminator="\n")
-    md = render(df, command, wall_s=wall)
+    md = render(df, command, wall_s=wall, **({"machine": f"{os.cpu_count()} CPU cores, {jobs} instances at a time"}
+                                            if jobs > 1 else {}))
     (out / "scheduler_bench.md").write_text(md)
     return md

@@ -272,3 +272,12 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):
     script = Path(__file__).resolve().parents[2] / "experiments" / "bench_scheduler.py"
     r = subprocess.run([sys.executable, str(script), "--quick", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_instances_in_parallel_give_the_same_rows(quick, quick_df):
+    """--jobs: each row is a pure function of its instance, so the table is the same; the progress
+    lines come as instances finish, one per instance."""
+    lines = []
+    par = sb.bench(quick, jobs=2, progress=lines.append)
+    assert sb.to_csv_frame(par).equals(sb.to_csv_frame(quick_df))
+    assert len(lines) == len(quick) and lines[-1].startswith(f"[{len(quick)}/{len(quick)}]")

@@ -295,6 +295,7 @@ def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, 
     ("plot_timeline", ["--runs", "{tmp}", "--seed", "3"], "--seed selects what to simulate, and --runs draws"),
     ("plot_timeline", ["--policies", "ilp", "fifo", "ilp"], "--policies names ilp more than once"),   # was drawn twice
     ("collect", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("bench_scheduler", ["--jobs", "-1"], "--jobs must be >= 0 (got -1; 0 is one per CPU core)"),
 ])
 def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, capsys, monkeypatch):
     import runpy
