@@ -47,6 +47,7 @@ def check_settings(c: MosaicConfig) -> None:
 
 def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profiles: ProfileSet | None,
             workload: Workload) -> GraphSetup:
+    check_settings(c)   # build_run said these first; a Run made another way is checked here
     t = c.topology
     profiles = graph_profiles or profiles
     shape = graph_shape(t, t.aggregator or workload.aggregator)
