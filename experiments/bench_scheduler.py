@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
-from mosaic.core.arguments import ArgumentParser, rerun_command
+from mosaic.core.arguments import ArgumentParser, repeated, rerun_command
 from mosaic.run.jobs import out_arg
 from mosaic.schedulers import available
 
@@ -39,8 +39,8 @@ def main() -> None:
     jobs = args.jobs or os.cpu_count() or 1
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
-    if args.policies and len(set(args.policies)) < len(args.policies):
-        ap.error(f"--policies names {', '.join(sorted({x for x in args.policies if args.policies.count(x) > 1}))} "
+    if args.policies and repeated(args.policies):
+        ap.error(f"--policies names {', '.join(repeated(args.policies))} "
                  "more than once: each policy is one column of the table")
     if len(set(args.families)) < len(args.families):
         ap.error("--families names a family more than once")

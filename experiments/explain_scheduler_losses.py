@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mosaic.analysis.scheduler_losses import write
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError, out_arg
 
@@ -31,9 +31,7 @@ def main() -> None:
         ap.error(f"--table {args.table}: no such file; make it with python experiments/bench_scheduler.py "
                  "(--out DIR writes DIR/scheduler_bench.csv)")
     out_arg(ap, args.out, file=True)   # before the minutes of planning
-    command = ("python experiments/explain_scheduler_losses.py"
-               + (f" --table {args.table}" if args.table != ap.get_default("table") else "")
-               + (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else ""))
+    command = rerun_command("experiments/explain_scheduler_losses.py", sys.argv[1:])
     try:
         print(write(args.table, args.out, args.seed, args.quick, command=command), end="")
     except (ConfigError, RunDirError) as e:

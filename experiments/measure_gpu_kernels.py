@@ -27,7 +27,7 @@ DEFAULTS = {"profile": "", "models": "all", "device": "cuda", "out": "", "reps":
 def main(argv: list[str]) -> None:
     try:
         cfg = parse_options(argv, DEFAULTS, __doc__)
-        out, names = _check(cfg)
+        out, names, raw = _check(cfg)
         from mosaic.fitting.gpu_kernels import measure_profile
 
         try:
@@ -38,14 +38,15 @@ def main(argv: list[str]) -> None:
         result["command"] = "python experiments/measure_gpu_kernels.py " + " ".join(argv)
         out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {out}")
-        print(_uses(cfg["profile"], out))
+        print(_uses(cfg["profile"], raw, out))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
-def _check(cfg: dict) -> tuple[Path, list[str] | None]:
-    """The output path and the models to time, refused before anything is measured."""
+def _check(cfg: dict) -> tuple[Path, list[str] | None, dict]:
+    """The output path, the models to time and the profile as read, refused before anything is
+    measured."""
     from mosaic.fitting.gpu_kernels import arch_of
     from mosaic.profiles.schema import validate_profiles
     from mosaic.profiles.strict_yaml import load_yaml
@@ -73,16 +74,15 @@ def _check(cfg: dict) -> tuple[Path, list[str] | None]:
         raise ConfigError(f"out={cfg['out']}: that is the profile itself; name a .json file")
     if not out.parent.is_dir():
         raise ConfigError(f"out={cfg['out']}: no folder {out.parent}")
-    return out, names
+    return out, names, raw
 
 
-def _uses(profile: str, out: Path) -> str:
-    """Whether the profile reads the file just written (then it must load), or how to make it."""
-    import yaml
-
+def _uses(profile: str, raw: dict, out: Path) -> str:
+    """Whether the profile (`raw`, as _check read it) reads the file just written (then it must
+    load), or how to make it."""
     from mosaic.profiles import load_profiles
 
-    named = ((yaml.safe_load(Path(profile).read_text()) or {}).get("engine") or {}).get("kernels")
+    named = raw["engine"].get("kernels")
     if named and (Path(profile).parent / named).resolve() == out.resolve():
         load_profiles(profile)
         return f"{profile} reads it (engine.kernels: {named}) and loads"

@@ -7,7 +7,7 @@
 from pathlib import Path
 
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
-from mosaic.core.arguments import ArgumentParser
+from mosaic.core.arguments import ArgumentParser, repeated
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.jobs import out_arg
 
@@ -27,7 +27,7 @@ def main() -> None:
                     help="draw these finished run folders (from their files) instead of simulating policies")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "timeline.png")
     args = ap.parse_args()
-    twice = sorted({p for p in args.policies if args.policies.count(p) > 1})
+    twice = repeated(args.policies)
     if twice:
         ap.error(f"--policies names {', '.join(twice)} more than once; each policy is one row")
     if args.seed < 0:

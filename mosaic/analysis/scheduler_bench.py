@@ -645,10 +645,10 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
     policies = list(policies) if policies is not None else default_policies()
     done: dict[int, list[dict]] = {}
 
-    def report(i: int, got: list[dict], wall: float, lb: float, binding: str) -> None:
+    def report(i: int, got: list[dict], wall: float) -> None:
         done[i] = got
         if progress:
-            inst = insts[i]
+            inst, lb, binding = insts[i], got[0]["lb_k_s"], got[0]["lb_binding"]
             ok = [r for r in got if r["status"] == "ok"]
             best = min(ok, key=lambda r: r["sim_over_lb"]) if ok else None
             progress(f"[{len(done)}/{len(insts)}] {inst.family:9s} {inst.name:44s} N={inst.n_workers:<3d} "
@@ -666,7 +666,7 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
         try:
             with multiprocessing.get_context("fork").Pool(min(jobs, len(insts))) as pool:
                 for i, got, wall in pool.imap_unordered(_bench_one, order):
-                    report(i, got, wall, got[0]["lb_k_s"], got[0]["lb_binding"])
+                    report(i, got, wall)
         finally:
             _POOL_JOB = None
     else:
@@ -679,7 +679,7 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
             if key not in cache:
                 cache[key] = model_bounds(inst)
             lb, lb_free = _bounds(inst, cache[key])
-            report(i, bench_instance(inst, policies, lb, lb_free), time.perf_counter() - t0, lb.lb_s, lb.binding)
+            report(i, bench_instance(inst, policies, lb, lb_free), time.perf_counter() - t0)
     return pd.DataFrame([r for i in range(len(insts)) for r in done[i]])
 
 

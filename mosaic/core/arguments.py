@@ -19,6 +19,11 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
+def repeated(values) -> list:
+    """The values given more than once, sorted (an option's list that must not repeat itself)."""
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 def rerun_command(script: str, argv: list[str], drop: str = "--out") -> str:
     """The command that regenerates a report: `script` with the options it was given, less `drop`
     and its value (where the report goes is not part of what it says)."""

@@ -21,9 +21,8 @@ at random (no checkpoint is read: the kernels' time does not depend on the value
 These are torch's kernels (cuBLAS GEMMs and scaled_dot_product_attention's default backend), not
 vLLM's fused ones; on a GPU each timing replays a CUDA graph, as vLLM runs its steps, so it is the
 GPU's time without Python's per-kernel dispatch, and a step's host-side overheads stay the engine
-profile's. Only
-torch, PyYAML and the standard library are imported, so the module runs on a machine with no
-MOSAIC dependencies (experiments/measure_gpu_kernels.py is its command).
+profile's. Only torch, PyYAML and the standard library are imported, so the module runs on a
+machine with no MOSAIC dependencies (experiments/measure_gpu_kernels.py is its command).
 """
 from __future__ import annotations
 
@@ -196,7 +195,7 @@ def measure_decode(torch, device, dtype, arch: dict[str, int], shapes, reps: int
     timer = _timer(torch, device)
     points = []
     for seqs, ctx in shapes:
-        kv_bytes = 2 * seqs * kvh * ctx * hd * torch.finfo(dtype).bits // 8
+        kv_bytes = 2 * seqs * kvh * ctx * hd * dtype.itemsize
         copies = max(1, math.ceil(ROTATE_BYTES / kv_bytes)) if device.type == "cuda" else 1
         q = torch.randn(seqs, kvh, group, hd, device=device, dtype=dtype)
         kvs = [(torch.randn(seqs, kvh, ctx, hd, device=device, dtype=dtype),
@@ -211,7 +210,7 @@ def measure_decode(torch, device, dtype, arch: dict[str, int], shapes, reps: int
                        "gbs": kv_bytes / (r["ms"] / copies) / 1e6})
     intercept, slope = _fit_slope([p["seqs"] * p["context"] for p in points], [p["ms"] for p in points],
                                   "decode attention")
-    bytes_per_token = 2 * kvh * hd * torch.finfo(dtype).bits // 8
+    bytes_per_token = 2 * kvh * hd * dtype.itemsize
     return {"points": points, "ms_per_ctx_token_layer": slope, "intercept_ms": intercept,
             "gbs": bytes_per_token / slope / 1e6}
 
@@ -260,7 +259,8 @@ def measure(models: dict[str, dict[str, Any]], device: str = "cuda", max_num_seq
     torch.manual_seed(0)
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), "torch": torch.__version__, "dtype": "bfloat16", "cuda_graphs": dev.type == "cuda", "reps": reps, "repeats": repeats,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), "torch": torch.__version__,
+        "dtype": "bfloat16", "cuda_graphs": dev.type == "cuda", "reps": reps, "repeats": repeats,
         "max_num_seqs": max_num_seqs, "copy_gbs": measure_copy_gbs(torch, dev, reps, repeats), "models": {}}
     log(f"{out['device']}: copy {out['copy_gbs']:.0f} GB/s")
     for name, block in models.items():

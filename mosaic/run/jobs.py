@@ -312,9 +312,8 @@ def check_writable_dir(directory: Path, what: str = "output directory") -> Path:
     """Create `directory` if needed and make sure files can be created in it; RunDirError (one
     line) if not. For outputs written at the end of a long job: check them before it starts."""
     directory = Path(directory)
+    check_creatable_dir(directory, what)
     try:
-        if directory.exists() and not directory.is_dir():
-            raise RunDirError(f"{what} {directory} is a file, not a directory; choose another one")
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".write-check{TMP_MARK}{os.getpid()}"
         probe.write_text("")
