@@ -327,13 +327,16 @@ def check_creatable_dir(directory: Path, what: str = "output directory") -> None
     """What check_writable_dir refuses at once (the path is a file, or passes through one), said
     without creating anything: for a check before others that would leave no folder behind."""
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise RunDirError(f"{what} {directory} is a file, not a directory; choose another one")
-    for parent in directory.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise _unusable(directory, what, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
-            return
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise RunDirError(f"{what} {directory} is a file, not a directory; choose another one")
+        for parent in directory.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                return
+    except OSError as e:   # a path the system cannot look at (a name too long, say) too
+        raise _unusable(directory, what, e) from None
 
 
 def check_writable_file(path: Path, what: str = "output file") -> Path:

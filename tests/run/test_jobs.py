@@ -98,6 +98,8 @@ def test_creatable_dir_check_says_what_the_writable_check_would_and_creates_noth
         check_creatable_dir(tmp_path / "file" / "a" / "b", "--out")
     check_creatable_dir(tmp_path / "new" / "deeper", "--out")
     assert not (tmp_path / "new").exists()
+    with pytest.raises(RunDirError, match=r"^--out .* is not a writable directory"):   # not an OSError traceback
+        check_creatable_dir(tmp_path / ("x" * 300) / "a", "--out")
 
 
 def test_failure_stage_from_the_traceback():
