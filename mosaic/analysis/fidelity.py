@@ -308,9 +308,27 @@ def verdict(row: dict[str, Any]) -> str:
     return " ".join("yes" if x else "no" for x in ok)
 
 
-def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec]) -> str:
+def shown(path: Path) -> str:
+    """A path as a command line in a report gives it: relative to the checkout where it lies inside."""
+    import shlex
+
+    try:
+        return shlex.quote(str(Path(path).resolve().relative_to(ROOT)))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
+def command_args(suite_path: Path, out: Path) -> list[str]:
+    """The options that say which suite ran and where its report went, for the report's Regenerate
+    line: a suite file or folder other than the default is part of what regenerates that report."""
+    return (([f"--suite {shown(suite_path)}"] if Path(suite_path).resolve() != SUITE else [])
+            + ([f"--out {shown(out)}"] if Path(out).resolve() != ROOT / "results" else []))
+
+
+def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec],
+           suite_path: Path = SUITE) -> str:
     lines = ["# Simulator fidelity suite: backend=sim vs backend=vllm, same plans", "",
-             f"Regenerate: `{command}` (cases: mosaic/conf/fidelity.yaml; method: mosaic/analysis/fidelity.py).", "",
+             f"Regenerate: `{command}` (cases: {shown(suite_path)}; method: mosaic/analysis/fidelity.py).", "",
              f"Base config: {' '.join(suite.base)}. Each cell: simulated / real median ±spread (error). Real: "
              f"{suite.repeats} runs; spread = half the range over them, relative to the median. Serving = the "
              "busiest worker's time inside engines (load, start-up and unload excluded); latencies from "
@@ -346,8 +364,11 @@ def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]
 
     by_profile: dict[str, tuple[Run, set[str]]] = {}
     for run, jobs in prepared.values():
-        _, names = by_profile.setdefault(run.config.workload.profiles, (run, set()))
-        names.update(s.model for _, simulated in jobs for s in simulated.sessions)
+        for job, simulated in jobs:
+            # a graph's agents are costed from topology.profiles where it names their own set
+            agents = isinstance(job, GraphJob) and run.config.topology.profiles
+            _, names = by_profile.setdefault(agents or run.config.workload.profiles, (run, set()))
+            names.update(s.model for s in simulated.sessions)
     return [check_profile(probe_settings(asdict(run.config.models), dict(run.config.backend.options), profile,
                                          sorted(names), len(run.cluster.workers)))
             for profile, (run, names) in by_profile.items()]
@@ -395,7 +416,8 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
     against the real runs stored in its fidelity.json (no engine starts). Worth something only where
     the profile describes the host those real runs ran on (e.g. a block of it re-measured there
     after the suite). Each case must plan what it planned then (same requests, same sessions per
-    worker), else it is refused. Writes fidelity.resim.md/.json (fidelity-CASE.resim.* for a subset)."""
+    worker), else it is refused. Writes STEM.resim.md/.json under `out`, STEM the stored file's name
+    (fidelity for fidelity.json), or fidelity-CASE... for the cases in `only`."""
     only = list(dict.fromkeys(only))   # a case named twice is one case (and one file name)
     rows_then = _stored_rows(stored)
     suite = load_suite(suite_path)
@@ -434,10 +456,10 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
             raise ConfigError(f"--resimulate {stored}: case {name} no longer plans stage {', '.join(stale)}; re-run "
                               "the real side (python experiments/fidelity.py)")
     cases = {n: suite.cases[n] for n in stored_cases if not only or n in only}
-    args = [f"--resimulate {stored}", *(f"--case {n}" for n in only)]
+    args = [f"--resimulate {shown(stored)}", *(f"--case {n}" for n in only), *command_args(suite_path, out)]
     repeats = sorted({len(r["real"]) for r in rows})
     md = render(suite.model_copy(update={"repeats": repeats[0]}), rows,
-                " ".join(["python experiments/fidelity.py", *args]), cases)
+                " ".join(["python experiments/fidelity.py", *args]), cases, suite_path)
     head, sep, rest = md.partition("\n| case |")
     before = "".join(f"- {r['case']} / {r['stage']}: serving {r['sim_then']['serving_s']:.1f} s then, "
                      f"{r['sim']['serving_s']:.1f} s now; E2E p50 {r['sim_then']['e2e_p50_s']:.2f} -> "
@@ -450,7 +472,9 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
           + " Simulated then and now:\n\n"
           + before + sep + rest)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "fidelity" + "".join(f"-{n}" for n in only) + ".resim"
+    # named for the cases, else for the stored file: re-simulating a subset's runs (fidelity-CASE.json)
+    # must not replace the whole suite's re-simulation
+    stem = ("fidelity" + "".join(f"-{n}" for n in only) if only else Path(stored).stem) + ".resim"
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
     return md
@@ -490,8 +514,8 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
     for name, (run, jobs) in prepared.items():
         rows += run_case(name, run, jobs, suite.repeats, log)
     args = ([f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
-            + ([f"--profile-check {check}"] if check != "stop" else []))
-    md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases)
+            + ([f"--profile-check {check}"] if check != "stop" else []) + command_args(suite_path, out))
+    md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases, suite_path)
     if checks:   # after the header and before the table: what the comparison is worth on this machine
         head, sep, rest = md.partition("\n| case |")
         md = head + "\n" + "".join(report(c) + "\n" for c in checks) + sep.lstrip("\n") + rest

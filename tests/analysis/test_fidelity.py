@@ -123,6 +123,9 @@ def test_a_subset_of_cases_writes_its_own_files(tmp_path: Path, monkeypatch):
     assert (tmp_path / "fidelity.md").read_text() == "the whole suite\n"
     assert (tmp_path / "fidelity-a.md").read_text() == md and "| a | expert | 2 |" in md
     assert "+0.0%" in md and "yes yes yes" in md
+    # another suite file and folder are part of the command that regenerates this report
+    assert f"Regenerate: `python experiments/fidelity.py --case a --profile-check off --suite {p} --out {tmp_path}`" in md
+    assert f"(cases: {p};" in md
 
 
 def _suite_with_fake_engines(tmp_path: Path, monkeypatch, ratio: float):
@@ -200,6 +203,28 @@ def test_a_graph_case_runs_the_whole_graph_on_both_backends_and_compares_query_l
     assert "| g | graph (dense, concurrency 1) | 24 |" in md and "yes yes yes" in md and "n/a / n/a" in md
 
 
+def test_the_profile_check_reads_the_profile_each_case_is_costed_from(tmp_path: Path, monkeypatch):
+    """A graph whose agents have their own profile set (topology.profiles) is checked against that
+    set, not the workload's, which only gives it questions."""
+    import shutil
+
+    from mosaic.fitting import profile_check
+    from mosaic.profiles.loader import profile_path
+
+    own = tmp_path / "agents.yaml"
+    shutil.copy(profile_path("tiny_cpu"), own)
+    p = tmp_path / "suite.yaml"
+    p.write_text("base: [workload=smoke, models=tiny, cluster=cpu2]\ncases:\n"
+                 "  a: {sessions: [{worker: 0, model: Gemma, requests: 2, prompt: [5, 9], output: [3, 4]}]}\n"
+                 + GRAPH_CASE.replace("workload.n_queries=4]", f"workload.n_queries=4, topology.profiles={own}]"))
+    suite = fidelity.load_suite(p)
+    prepared = {n: fidelity.prepare_case(n, c, suite.base) for n, c in suite.cases.items()}
+    seen = []
+    monkeypatch.setattr(profile_check, "check_profile", lambda cfg: seen.append((cfg["profile"], cfg["model"])))
+    fidelity.profile_checks(prepared)
+    assert sorted(seen) == sorted([("tiny_cpu", "Gemma"), (str(own), "Exaone,Qwen")])
+
+
 def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
     p = tmp_path / "suite.yaml"
     p.write_text("cases: {a: {graph: true, stages: [expert]}}")
@@ -225,7 +250,8 @@ def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path
     (row,) = json.loads((out / "fidelity.resim.json").read_text())
     assert row["error"]["serving_s"] == pytest.approx(-0.2) and row["error"]["makespan_s"] == 0
     assert row["sim_then"]["serving_s"] == row["sim"]["serving_s"]
-    assert "re-simulated" in md and f"--resimulate {stored}" in md and "| a | expert | 2 |" in md
+    assert "re-simulated" in md and "| a | expert | 2 |" in md
+    assert f"`python experiments/fidelity.py --resimulate {stored} --suite {p} --out {out}`" in md
     assert not (out / "fidelity.md").exists()
     # a stored run of another plan is refused, not compared
     rows[0]["sim"]["sessions"][0]["model"] = "GLM"
@@ -250,6 +276,12 @@ def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path
     stored.write_text(json.dumps(good))
     fidelity.resimulate(stored, out, p, only=["a", "a"])
     assert (out / "fidelity-a.resim.md").exists()
+    # a subset's stored runs, re-simulated whole, get files named for them, not the suite's
+    subset = tmp_path / "fidelity-x.json"
+    subset.write_text(json.dumps(good))
+    (out / "fidelity.resim.md").write_text("the whole suite\n")
+    fidelity.resimulate(subset, out, p)
+    assert (out / "fidelity-x.resim.md").exists() and (out / "fidelity.resim.md").read_text() == "the whole suite\n"
     rows[0]["case"] = "gone"
     stored.write_text(json.dumps(rows))
     with pytest.raises(ConfigError, match="case gone is not in the suite"):
