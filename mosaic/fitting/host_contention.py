@@ -235,6 +235,20 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         detail += "; at " + ", ".join(
             f"{c} requests: " + ", ".join(f"{name} {'/'.join(f'{statistics.median(v) * 1e3:.1f}' for v in s[c].values())}"
                                           f" ms" for name, s in per_model.items()) for c in counts[:-1])
+    if cfg["profile"]:
+        ratios = against_profile(per_model, str(profile_file(cfg["profile"])), int(cfg["prompt"]), out, long_out)
+        if ratios:
+            detail += "; against the profile's step model for the same batch (measured / predicted, " + ", ".join(
+                f"{b} busy" for b in range(1, n + 1)) + "): " + "; ".join(
+                f"{name} " + ", ".join(f"{'/'.join(f'{r:.2f}' for r in by_busy.values())} at {c}"
+                                       for c, by_busy in by_count.items())
+                for name, by_count in ratios.items())
+            off = sorted({f"{name} at {c}: {by_busy[n]:.2f}x" for name, by_count in ratios.items()
+                          for c, by_busy in by_count.items() if abs(by_busy[n] - 1) > ALL_BUSY_TOLERANCE})
+            if off:
+                print(f"warning: with all {n} workers busy these steps are not the profile's ({', '.join(off)} its "
+                      "step model), so the factors, relative to them, are not relative to the profiled condition "
+                      "(see results/README.md, rerun of 27 Nov)", flush=True)
     block["source"] = (f"measured by experiments/profile_contention.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
                        f"{n} workers): {cfg['repeats']} interleaved rounds per busy count, {', '.join(map(str, counts))} "
                        f"requests of {cfg['prompt']} tokens x {out} / {long_out} / {out} output tokens per engine; median "
@@ -242,6 +256,31 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
                        f"models: {load_detail}; idle_spin_s: the installed vLLM's SpinCondition busy_loop_s (an idle "
                        f"engine's model-runner process spins that long before it waits on a socket){spin_detail}")
     return block
+
+
+ALL_BUSY_TOLERANCE = 0.10   # as check_profile's: the all-busy steps should be the profiled ones
+
+
+def against_profile(per_model: dict[str, dict[int, dict[int, list[float]]]], profile: str, prompt: int, out: int,
+                    long_out: int) -> dict[str, dict[int, dict[int, float]]]:
+    """Each measured median step (model -> requests -> busy count -> seconds) over what the profile's
+    step model predicts for that batch: every request decoding, at the mean context of the steps the
+    slope spans (prompt + (out + long_out) / 2). The factors are ratios to the all-busy column, which
+    is only the profiled condition where that column is about 1; models the profile lacks are left out."""
+    from mosaic.profiles import load_profiles
+    from mosaic.profiles.cost_model import CostModel
+
+    profiles = load_profiles(profile)
+    ctx = prompt + (out + long_out) / 2
+    ratios: dict[str, dict[int, dict[int, float]]] = {}
+    for name, by_count in per_model.items():
+        if name not in profiles.models:
+            continue
+        model = CostModel(profiles.model(name), profiles.engine)
+        ratios[name] = {c: {b: round(statistics.median(v) / model.step_s(c, c, round(c * ctx), 0.0), 3)
+                            for b, v in by_busy.items()}
+                        for c, by_busy in by_count.items()}
+    return ratios
 
 
 def engine_idle_spin_s() -> float:

@@ -53,3 +53,45 @@ def test_a_block_measured_by_batch_is_written_and_loads(tmp_path):
     write_into(str(path), block)
     hc = load_profiles(str(path)).engine.host_contention
     assert hc.scale(1, "Qwen", 1) == 0.9 and hc.scale(1, "Qwen", 32) == 0.6 and hc.scale(1, "Qwen") == 0.6
+
+
+def test_steps_are_compared_with_the_profiles_own_step_model():
+    """The factors are ratios to the all-busy steps; whether those are the profiled condition is
+    read off the profile's step model for the same batch (27 Nov: 1.14-1.60x on one host)."""
+    from mosaic.fitting.host_contention import against_profile
+    from mosaic.profiles.cost_model import CostModel
+
+    profiles = load_profiles(str(_DATA / "tiny_cpu.yaml"))
+    model = CostModel(profiles.model("QwenR1"), profiles.engine)
+    predicted = {c: model.step_s(c, c, round(c * (256 + 80)), 0.0) for c in (1, 32)}
+    per_model = {"QwenR1": {c: {1: [0.9 * p, 0.91 * p, 0.5 * p], 2: [1.4 * p]} for c, p in predicted.items()},
+                 "NotProfiled": {1: {1: [0.004], 2: [0.005]}}}
+    ratios = against_profile(per_model, str(_DATA / "tiny_cpu.yaml"), prompt=256, out=16, long_out=144)
+    assert ratios == {"QwenR1": {1: {1: 0.9, 2: 1.4}, 32: {1: 0.9, 2: 1.4}}}
+
+
+def test_measuring_reports_the_steps_against_the_profile_and_warns_when_all_busy_is_not_it(tmp_path, monkeypatch, capsys):
+    """measure_contention with the engines stood in for: lone steps at the profile's step model,
+    all-busy ones 1.4x it, as one host measured them on 27 Nov."""
+    from mosaic.fitting import host_contention
+    from mosaic.profiles.cost_model import CostModel
+
+    profile = tmp_path / "p.yaml"
+    shutil.copy(_DATA / "tiny_cpu.yaml", profile)
+    model = CostModel(load_profiles(str(profile)).model("QwenR1"), load_profiles(str(profile)).engine)
+    out, long_out = DEFAULTS["out"], DEFAULTS["long_out"]
+
+    def fake_round(path, args, envs, busy, cfg, outs, spin=False):
+        serve = {}
+        for c in (1, 32):
+            step = model.step_s(c, c, round(c * (256 + (out + long_out) / 2)), 0.0) * (1.4 if busy == 2 else 1.0)
+            serve[c] = [0.2 + out * step, 0.1 + long_out * step, 0.1 + out * step]
+        return [{"serve_s": serve, "load_s": 15.0}] * busy
+
+    monkeypatch.setattr(host_contention, "_round", fake_round)
+    block = measure_contention({**DEFAULTS, "model": "QwenR1", "repeats": 1, "requests": "1,32", "spin": "false",
+                                "profile": str(profile)})
+    assert block["by_batch"]["QwenR1"][1] == {1: pytest.approx(1 / 1.4, abs=1e-3), 2: 1.0}
+    assert "against the profile's step model for the same batch (measured / predicted, 1 busy, 2 busy): " \
+           "QwenR1 1.00/1.40 at 1, 1.00/1.40 at 32" in block["source"]
+    assert "warning: with all 2 workers busy these steps are not the profile's (QwenR1 at 1: 1.40x" in capsys.readouterr().out
