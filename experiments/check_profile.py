@@ -1,7 +1,8 @@
 """Does a profile still describe this machine? Re-measures a few of the profiler's own batches.
 
     python experiments/check_profile.py                                   # tiny_cpu, every model
-    python experiments/check_profile.py model=Exaone,LlamaR1 tolerance=0.05 out=check.json
+    python experiments/check_profile.py "model=[Exaone,LlamaR1]" tolerance=0.05 out=check.json
+    python experiments/check_profile.py busy=1      # worker 0 alone, the other idle: how much faster alone
 
 Exit 0: the profile matches (every model within `tolerance`); 1: it does not (re-profile, the
 command is printed); 2: a bad setting. Options: mosaic/conf/check_profile.yaml. Method:

@@ -6,10 +6,12 @@ profile=PATH). Method: mosaic/fitting/host_contention.py.
     python experiments/profile_contention.py                  # CPU: the six tiny experts, 1 vs 2 busy vs a spinning neighbour
     python experiments/profile_contention.py profile=mosaic/profiles/data/tiny_cpu.yaml
     python experiments/profile_contention.py model=Qwen repeats=1 requests=1,4 spin=false   # a quick look
+    python experiments/profile_contention.py method=lockstep   # the first method (engines in lockstep), to compare
 
 Options (key=value): models (registry), model (comma-separated, or all), n_workers, device, repeats,
 requests (the batch sizes, comma-separated), prompt, out, long_out, spin (also measure a spinning
-neighbour's share: true|false), profile (the file to write the block into).
+neighbour's share: true|false), profile (the file to write the block into), method (grid: the
+profiler's own batches with the other workers idle or busy; lockstep: engines serving in lockstep).
 """
 import json
 import sys

@@ -5,52 +5,64 @@ their client and scheduler threads float over) step faster alone than beside a b
 profiler (real_engine.py) measures every model on all workers at once, so a profile's step costs are
 the all-busy ones; a session that ends alone on an otherwise idle host runs faster than that.
 
-Method: for each model and each count b of busy workers (1..n_workers), b engines are started on
-workers 0..b-1 (each in its own process, bound to its worker's share as real runs are), wait for one
-another (a barrier, so their serving overlaps), then serve three batches of the same requests:
-`out`, `long_out` and `out` tokens each. A decode step's time is the slope between the last two
-(real_engine.step_and_warmup, as for tensor-parallel scaling), per engine. The profile's
-`engine.host_contention.step_scale[b]` = median step time with b busy / median with n_workers busy
-(1 at n_workers, the profiled condition), per model and as the median over the models (for one not
-measured); the simulator scales each step by the entry for the number of its host's workers that
-are serving at that moment (cluster.workers_per_host says which share).
+Method (method=grid, the default): for each model and each count b of busy workers (1..n_workers),
+the profiler's own batches (real_engine.measure, as profile_models and check_profile time them:
+`requests` prompts of `prompt` tokens, `long_out` output tokens each, timed whole) run on workers
+0..b-1 at once, each bound to its worker's share as real runs are, the other workers idle. The
+profile's `engine.host_contention.step_scale[b]` = median batch time with b busy / with n_workers
+busy, per model and as the median over the models (for one not measured). The all-busy round is the
+profiler's own condition, so the factors are relative to what the profile's step costs describe;
+the simulator scales each step by the entry for the number of its host's workers that are serving at
+that moment (cluster.workers_per_host says which share).
+method=lockstep, the first method, kept to compare: b engines wait for one another (a barrier) before
+each of three batches of the same requests, `out`, `long_out` and `out` tokens, and a decode step is
+the slope between the last two (real_engine.step_and_warmup). Measured 27 Nov on an AVX-512 host, its
+both-busy steps were 1.14-1.60x the profile's step model (engines in lockstep contend more than the
+profiler's, which drift apart), so its lone factors (0.54-0.70 for Exaone) discounted steps that real
+lone engines took at about the profiled speed; the grid method measured 0.80-0.94 there
+(results/README.md, rerun of 27 Nov).
 Busy counts are measured in interleaved rounds (1, 2, ..., n, 1, 2, ...), so a drift of the machine
 spreads over all of them; the spread over repeats is written into the source.
 
 The factor depends on the batch: measured 25 Nov on this 2-core host, a lone QwenR1 engine decoding
 one sequence stepped at 0.83 of its both-busy time, against 0.71 at 32 sequences, so an agent graph
 (1-3 sequences per engine) ran 13% slower for real than simulated with the 32-sequence factor. With
-several request counts (`requests=1,4,32`) every round serves each count in turn (the engines meet at a
-barrier before each, so a busy neighbour serves the same batch), and the block gets `by_batch`: per
-model, per running sequences, the busy-count table; the simulator interpolates it in log(sequences)
-(sim/host.py). `models` holds each model's table at the largest count (for steps of unknown batch).
+several request counts (`requests=1,4,16,64`, up to the engines' max_num_seqs, since a step beyond the
+largest count takes that count's factor) every round serves each count in turn, and the block gets
+`by_batch`: per model, per running sequences, the busy-count table; the simulator interpolates it in
+log(sequences) (sim/host.py). `models` holds each model's table at the largest count (for steps of
+unknown batch).
 
 An engine that has run out of requests still loads its host for a while (an agent graph's engines
 idle between requests): vLLM's model-runner process spins on its shared-memory queue for 1 s after
 its last step (idle_spin_s, read from the installed vLLM). With spin=true each repeat adds a round of
-worker 0 serving beside an engine kept spinning on worker 1 (a 1-token request every PING_S), and
+worker 0 serving (the same batches) beside an engine kept spinning on worker 1 (a 1-token request every PING_S), and
 spin_weight = (step beside it - alone) / (step beside a serving engine - alone): the spinning engine's
 share of a busy worker, the median over models and counts.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import queue as queue_mod
 import statistics
+import threading
 import time
 from typing import Any
 
 import yaml
 
 from mosaic.core.errors import ConfigError
-from mosaic.fitting.real_engine import ROOT, step_and_warmup
+from mosaic.fitting.real_engine import ROOT, measure, step_and_warmup
 from mosaic.fitting.options import bool_option, device_option, int_option, models_option
 from vllm_backend.backend import device_env, prompt_ids
 from vllm_backend.procgroup import spawn_context
 
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
-            "requests": "1,4,32", "prompt": 256, "out": 16, "long_out": 144, "spin": "true", "profile": ""}
+            "requests": "1,4,16,64", "prompt": 256, "out": 16, "long_out": 144, "spin": "true", "profile": "",
+            "method": "grid"}
+METHODS = ("grid", "lockstep")
 PING_S = 0.25   # a spinning neighbour's request interval: well inside the engine's spin time, a 2% duty
 
 
@@ -149,6 +161,47 @@ def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: 
                 p.kill()
 
 
+def _grid_round(path: str, args: dict, envs: list[dict], busy: int, grid: dict, prompt: int, spin: bool = False
+                ) -> list[dict]:
+    """The profiler's batches (real_engine.measure, as profile_models and check_profile time them) on
+    workers 0..busy-1 at once; with `spin`, on worker 0 beside an engine kept spinning on worker 1
+    (loaded before worker 0 starts). measure()'s result per serving worker."""
+    if not spin:
+        with cf.ThreadPoolExecutor(busy) as pool:
+            futs = [pool.submit(measure, path, args, envs[w], grid) for w in range(busy)]
+            return [f.result() for f in futs]
+    ctx = spawn_context()
+    q, barrier, done = ctx.Queue(), ctx.Barrier(2), [ctx.Event()]
+    spinner = ctx.Process(target=_serve, args=(path, args, envs[1], barrier, [1], prompt, [1], q, "spin", done))
+    spinner.start()
+    try:
+        try:
+            barrier.wait(timeout=600)
+        except threading.BrokenBarrierError:
+            raise RuntimeError(f"measuring {path} beside a spinning engine failed: its engine did not start "
+                               f"(exit code {spinner.exitcode}; see its log above)") from None
+        return [measure(path, args, envs[0], grid)]
+    finally:
+        done[0].set()
+        spinner.join(timeout=60)
+        if spinner.is_alive():
+            spinner.kill()
+
+
+def _measured(method: str, path: str, args: dict, envs: list[dict], busy: int, cfg: dict, spin: bool
+              ) -> list[tuple[dict[int, float], float]]:
+    """One round of either method: per serving worker, (request count -> seconds per decode step,
+    load seconds). grid: a batch's whole time over its output tokens (the profiler's timing, so the
+    all-busy round is the profiled condition itself); lockstep: the slope of three batches (_round)."""
+    counts, out, long_out, prompt = request_counts(cfg), int(cfg["out"]), int(cfg["long_out"]), int(cfg["prompt"])
+    if method == "lockstep":
+        return [({c: step_and_warmup(r["serve_s"][c], out, long_out)[0] for c in counts}, r["load_s"])
+                for r in _round(path, args, envs, busy, cfg, [out, long_out, out], spin)]
+    grid = {"repeats": 1, "batch_sizes": counts, "context_lengths": [prompt], "outputs": [long_out]}
+    return [({int(row["cell"].split("x", 1)[0]): row["ms"] / 1e3 / long_out for row in r["steps"]}, r["load_time_s"])
+            for r in _grid_round(path, args, envs, busy, grid, prompt, spin)]
+
+
 def measure_contention(cfg: dict) -> dict[str, Any]:
     """The `engine.host_contention` block (options: DEFAULTS)."""
     n = int_option(cfg, "n_workers", 1)
@@ -161,6 +214,10 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         int_option(cfg, key, 1)
     counts = request_counts(cfg)
     spin = bool_option(cfg, "spin")
+    method = str(cfg.get("method", "grid"))
+    if method not in METHODS:
+        raise ConfigError(f"method={method}: give grid (the profiler's own batches, with the other workers idle or "
+                          "busy) or lockstep (engines serving the same batches in lockstep)")
     device_option(cfg["device"], n)
     if cfg["profile"]:   # the file the block goes into: checked before the minutes of measuring
         profile_file(cfg["profile"])
@@ -174,7 +231,6 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
     registry.check_local_paths()
     registry.check_hub_models(only=set(names))   # one line now, not engines failing to start
     envs = device_env(n, cfg["device"], 1)
-    outs = [out, long_out, out]
     # model -> request count -> busy count -> decode step seconds over the repeats
     per_model: dict[str, dict[int, dict[int, list[float]]]] = {}
     per_model_loads: dict[str, dict[int, list[float]]] = {}
@@ -186,16 +242,16 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         spun = spinning.setdefault(name, {c: [] for c in counts})
         for _ in range(int(cfg["repeats"])):
             for busy in [*range(1, n + 1), *(["spin"] if spin else [])]:
-                for r in _round(path, args, envs, 1 if busy == "spin" else busy, cfg, outs, busy == "spin"):
+                got = _measured(method, path, args, envs, 1 if busy == "spin" else busy, cfg, busy == "spin")
+                for by_count, load in got:
                     for c in counts:
-                        step = step_and_warmup(r["serve_s"][c], out, long_out)[0]
-                        (spun[c] if busy == "spin" else steps[c][busy]).append(step)
+                        (spun[c] if busy == "spin" else steps[c][busy]).append(by_count[c])
                     if busy != "spin":
-                        loads[busy].append(r["load_s"])
+                        loads[busy].append(load)
                 last = spun if busy == "spin" else {c: steps[c][busy] for c in counts}
                 print(f"{name}, {busy}{'' if busy == 'spin' else ' busy'}: step "
                       + ", ".join(f"{last[c][-1] * 1e3:.2f} ms at {c}" for c in counts)
-                      + f", load {r['load_s']:.1f} s", flush=True)
+                      + f", load {got[-1][1]:.1f} s", flush=True)
         if min(min(s) for by_busy in steps.values() for s in by_busy.values()) <= 0:
             raise ConfigError(f"{name}: step times are not positive: the machine is too noisy; rerun it idle or "
                               f"raise long_out (now {long_out})")
@@ -235,7 +291,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         detail += "; at " + ", ".join(
             f"{c} requests: " + ", ".join(f"{name} {'/'.join(f'{statistics.median(v) * 1e3:.1f}' for v in s[c].values())}"
                                           f" ms" for name, s in per_model.items()) for c in counts[:-1])
-    if cfg["profile"]:
+    if cfg["profile"] and method == "lockstep":
         ratios = against_profile(per_model, str(profile_file(cfg["profile"])), int(cfg["prompt"]), out, long_out)
         if ratios:
             detail += "; against the profile's step model for the same batch (measured / predicted, " + ", ".join(
@@ -249,10 +305,14 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
                 print(f"warning: with all {n} workers busy these steps are not the profile's ({', '.join(off)} its "
                       "step model), so the factors, relative to them, are not relative to the profiled condition "
                       "(see results/README.md, rerun of 27 Nov)", flush=True)
-    block["source"] = (f"measured by experiments/profile_contention.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
-                       f"{n} workers): {cfg['repeats']} interleaved rounds per busy count, {', '.join(map(str, counts))} "
-                       f"requests of {cfg['prompt']} tokens x {out} / {long_out} / {out} output tokens per engine; median "
-                       f"decode step by busy count (±half range), at {top} requests: {detail}; median load over the "
+    how = (f"the profiler's own batches (real_engine.measure: {', '.join(map(str, counts))} requests of {cfg['prompt']} "
+           f"tokens x {long_out} output tokens, each timed whole) on workers 0..b-1 at once, the others idle; "
+           f"time per output token" if method == "grid" else
+           f"engines serving in lockstep (a barrier before each batch): {', '.join(map(str, counts))} requests of "
+           f"{cfg['prompt']} tokens x {out} / {long_out} / {out} output tokens per engine; decode step")
+    block["source"] = (f"measured by experiments/profile_contention.py method={method} ({time.strftime('%Y-%m-%d')}, "
+                       f"{cfg['device']}, {n} workers): {cfg['repeats']} interleaved rounds per busy count of {how}, "
+                       f"median by busy count (±half range), at {top} requests: {detail}; median load over the "
                        f"models: {load_detail}; idle_spin_s: the installed vLLM's SpinCondition busy_loop_s (an idle "
                        f"engine's model-runner process spins that long before it waits on a socket){spin_detail}")
     return block

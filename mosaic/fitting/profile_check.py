@@ -51,7 +51,9 @@ def _profile_path(profile: str) -> Path:
 
 def model_names(cfg: dict[str, Any], registry: ModelRegistry, profiled: set[str]) -> list[str]:
     """The models to check: `model` (a name, a comma list, or all = every registry model the profile has)."""
-    spec = str(cfg.get("model") or "all")
+    spec = cfg.get("model") or "all"
+    # Hydra reads model=A,B as a sweep: the command line gives a list, model=[A,B]
+    spec = ",".join(map(str, spec)) if isinstance(spec, (list, tuple)) else str(spec)
     if spec == "all":
         names = sorted(set(registry.models) & profiled)
         if not names:
@@ -117,6 +119,11 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(f"n_workers must be an integer >= 1 (got {n!r}): as many workers as the profile was "
                           "measured on (its profiler's n_workers)")
+    busy = cfg.get("busy")
+    busy = n if busy is None else busy
+    if not isinstance(busy, int) or isinstance(busy, bool) or not 1 <= busy <= n:
+        raise ConfigError(f"busy must be an integer from 1 to n_workers={n} (got {busy!r}): how many of the workers "
+                          "serve the batches at once (the others idle), n_workers as the profile was measured")
     path = _profile_path(str(cfg.get("profile") or ""))
     profiles = load_profiles(str(path))
     registry = ModelRegistry(cfg["models"])
@@ -133,10 +140,12 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
     models: dict[str, dict[str, Any]] = {}
     for name in names:
-        with bar(n * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b, \
-                cf.ThreadPoolExecutor(n) as pool:
+        # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the same
+        # batches with the rest of the host idle (how much faster a worker steps alone).
+        with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b, \
+                cf.ThreadPoolExecutor(busy) as pool:
             futs = [pool.submit(measure, *registry.resolve(name), envs[j], grid, on_progress=lambda: b.update(1))
-                    for j in range(n)]
+                    for j in range(busy)]
             measured = merge_workers([f.result() for f in futs])
         prof = profiles.models[name]
         models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
@@ -147,13 +156,16 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
               f"(profile {prof.load_time_s:.1f} s)", flush=True)
     ok, why = verdict(models, float(tol))
     return {"profile": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-            "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "models": models,
+            "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
+            "models": models,
             "matches": ok, "reasons": why}
 
 
 def report(result: dict[str, Any]) -> str:
     """The check as a few lines of Markdown (also the fidelity table's header note)."""
-    lines = [f"Profile check ({result['when']}, `{result['profile']}`): measured / predicted time of the "
+    n, busy = result.get("n_workers"), result.get("busy")
+    alone = f", {busy} of {n} workers busy (the rest idle)" if busy is not None and busy != n else ""
+    lines = [f"Profile check ({result['when']}, `{result['profile']}`{alone}): measured / predicted time of the "
              "profiler's own batches on this machine, median over batches and workers (±spread over repeats):", ""]
     lines += [f"- {name}: {m['ratio']:.2f}x (±{m['spread']:.0%}); load {m['load_s']:.1f} s against "
               f"{m['profile_load_s']:.1f} s" + (f"; engine differs: {'; '.join(m['engine'])}" if m["engine"] else "")

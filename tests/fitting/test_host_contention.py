@@ -21,7 +21,8 @@ def test_step_scale_is_relative_to_the_most_busy_count():
                                            ({"model": "Nope"}, "Nope"),
                                            ({"requests": "1,0"}, r"requests=0: must be >= 1"),
                                            ({"requests": "4,4"}, "listed twice"),
-                                           ({"spin": "maybe"}, "spin=maybe: give true or false")])
+                                           ({"spin": "maybe"}, "spin=maybe: give true or false"),
+                                           ({"method": "slope"}, "method=slope: give grid")])
 def test_bad_options_are_refused_before_any_engine_starts(change, match):
     with pytest.raises(ConfigError, match=match):
         measure_contention({**DEFAULTS, **change})
@@ -90,8 +91,36 @@ def test_measuring_reports_the_steps_against_the_profile_and_warns_when_all_busy
 
     monkeypatch.setattr(host_contention, "_round", fake_round)
     block = measure_contention({**DEFAULTS, "model": "QwenR1", "repeats": 1, "requests": "1,32", "spin": "false",
-                                "profile": str(profile)})
+                                "profile": str(profile), "method": "lockstep"})
     assert block["by_batch"]["QwenR1"][1] == {1: pytest.approx(1 / 1.4, abs=1e-3), 2: 1.0}
     assert "against the profile's step model for the same batch (measured / predicted, 1 busy, 2 busy): " \
            "QwenR1 1.00/1.40 at 1, 1.00/1.40 at 32" in block["source"]
     assert "warning: with all 2 workers busy these steps are not the profile's (QwenR1 at 1: 1.40x" in capsys.readouterr().out
+
+
+def test_the_grid_method_times_the_profilers_batches_with_the_other_worker_idle_busy_or_spinning(monkeypatch):
+    """method=grid with real_engine.measure stood in for: a batch of c requests takes 0.8x its all-busy
+    time alone and 0.9x beside a spinning engine, so the factors are 0.8 and the spinning engine's
+    share (0.9 - 0.8) / (1 - 0.8) = 0.5."""
+    from mosaic.fitting import host_contention
+    calls = []
+
+    def fake_measure(path, args, env, grid, **kw):
+        calls.append((tuple(grid["batch_sizes"]), tuple(grid["context_lengths"]), tuple(grid["outputs"])))
+        return {"load_time_s": 10.0, "steps": [{"cell": f"{c}x256->144", "ms": 144.0 * c * state["factor"]}
+                                               for c in grid["batch_sizes"]]}
+
+    state = {"factor": 1.0}
+
+    def fake_grid_round(path, args, envs_, busy, grid, prompt, spin=False):
+        state["factor"] = 0.9 if spin else (0.8 if busy == 1 else 1.0)
+        return [fake_measure(path, args, envs_[w], grid) for w in range(1 if spin else busy)]
+
+    monkeypatch.setattr(host_contention, "_grid_round", fake_grid_round)
+    block = measure_contention({**DEFAULTS, "model": "QwenR1", "repeats": 2, "requests": "1,32"})
+    assert block["by_batch"]["QwenR1"] == {1: {1: 0.8, 2: 1.0}, 32: {1: 0.8, 2: 1.0}}
+    assert block["models"]["QwenR1"] == {1: 0.8, 2: 1.0} and block["step_scale"] == {1: 0.8, 2: 1.0}
+    assert block["spin_weight"] == pytest.approx(0.5)
+    # per repeat: 1 busy (one batch set), 2 busy (two), spinning (one): the grid of the options
+    assert len(calls) == 2 * 4 and set(calls) == {((1, 32), (256,), (144,))}
+    assert "method=grid" in block["source"] and "the profiler's own batches" in block["source"]

@@ -80,6 +80,22 @@ def test_a_slower_machine_is_caught_and_the_re_profile_command_named(monkeypatch
     assert profile_check.check_profile(_cfg(model="Qwen,Exaone", tolerance=2.0))["matches"]
 
 
+def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
+    """busy=1: the same batches on worker 0 alone, bound to the cores it has among n_workers."""
+    envs = []
+    measure, calls = _fake_measure({"Qwen": 0.8, "Exaone": 1.0})
+    monkeypatch.setattr(profile_check, "measure", lambda path, args, env, grid, **k: envs.append(env)
+                        or measure(path, args, env, grid, **k))
+    result = profile_check.check_profile(_cfg(model=["Qwen", "Exaone"], busy=1))   # as Hydra gives model=[A,B]
+    assert calls == ["Qwen", "Exaone"]
+    from vllm_backend.backend import device_env
+    assert envs == [device_env(2, "cpu", 1)[0]] * 2   # worker 0's half of the host, not all of it
+    assert result["busy"] == 1 and result["n_workers"] == 2
+    assert result["models"]["Qwen"]["ratio"] == pytest.approx(0.8)
+    assert "1 of 2 workers busy (the rest idle)" in profile_check.report(result)
+    assert "workers busy" not in profile_check.report(profile_check.check_profile(_cfg(model="Exaone")))
+
+
 def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
     monkeypatch.setattr(profile_check, "measure", _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
     result = profile_check.check_profile(_cfg())
@@ -92,6 +108,8 @@ def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
     ({"tolerance": 0}, "tolerance must be a fraction"),
     ({"tolerance": "x"}, "tolerance must be a fraction"),
     ({"n_workers": 0}, "n_workers must be an integer >= 1"),
+    ({"busy": 3}, "busy must be an integer from 1 to n_workers=2"),
+    ({"busy": 0}, "busy must be an integer from 1 to n_workers=2"),
     ({"profile": "nope_cpu"}, "profile=nope_cpu: no such file"),
     ({"profile": ""}, "profile=: no such file"),
     ({"model": "Nope"}, "model=Nope: not in the profile"),
