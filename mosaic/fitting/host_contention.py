@@ -17,10 +17,11 @@ that moment (cluster.workers_per_host says which share).
 method=lockstep, the first method, kept to compare: b engines wait for one another (a barrier) before
 each of three batches of the same requests, `out`, `long_out` and `out` tokens, and a decode step is
 the slope between the last two (real_engine.step_and_warmup). Measured 27 Nov on an AVX-512 host, its
-both-busy steps were 1.14-1.60x the profile's step model (engines in lockstep contend more than the
-profiler's, which drift apart), so its lone factors (0.54-0.70 for Exaone) discounted steps that real
-lone engines took at about the profiled speed; the grid method measured 0.80-0.94 there
-(results/README.md, rerun of 27 Nov).
+both-busy steps were 1.14-1.60x the profile's step model (a condition the profiler's batches, timed on
+engines not in lockstep, did not reach), so its lone factors (0.54-0.70 for Exaone) were relative to a
+slower step than the profiled one; the grid method measured 0.80-0.95 there (results/README.md, rerun
+of 27 Nov, which also shows the lone factor moving between sessions and with the requests an engine
+holds).
 Busy counts are measured in interleaved rounds (1, 2, ..., n, 1, 2, ...), so a drift of the machine
 spreads over all of them; the spread over repeats is written into the source.
 
