@@ -17,12 +17,10 @@ Method: mosaic/analysis/fidelity.py.
 import sys
 from pathlib import Path
 
-from mosaic.analysis.fidelity import SUITE, resimulate, write
+from mosaic.analysis.fidelity import OUT, SUITE, resimulate, write
 from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import out_arg
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -30,7 +28,7 @@ def main() -> None:
     ap.add_argument("--case", action="append", default=[], help="run only this case (repeatable)")
     ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
     ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default mosaic/conf/fidelity.yaml)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder for fidelity.md/.json")
+    ap.add_argument("--out", type=Path, default=OUT, help="folder for fidelity.md/.json")
     ap.add_argument("--profile-check", choices=("stop", "warn", "off"), default="stop",
                     help="first re-measure a few of the profile's own batches (experiments/check_profile.py): "
                          "stop when the profile does not describe this machine (default), warn and go on, or off")

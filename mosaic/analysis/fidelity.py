@@ -32,6 +32,7 @@ from mosaic.workload.types import Outcome, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = Path(__file__).resolve().parents[1] / "conf" / "fidelity.yaml"
+OUT = ROOT / "results"   # where reports go unless --out says otherwise
 PCTS = (50, 90, 99)
 # Metrics compared sim vs real, with the direction-free relative error reported for each.
 COMPARED = ("makespan_s", "serving_s", "throughput_tok_s",
@@ -322,7 +323,7 @@ def command_args(suite_path: Path, out: Path) -> list[str]:
     """The options that say which suite ran and where its report went, for the report's Regenerate
     line: a suite file or folder other than the default is part of what regenerates that report."""
     return (([f"--suite {shown(suite_path)}"] if Path(suite_path).resolve() != SUITE else [])
-            + ([f"--out {shown(out)}"] if Path(out).resolve() != ROOT / "results" else []))
+            + ([f"--out {shown(out)}"] if Path(out).resolve() != OUT else []))
 
 
 def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec],
