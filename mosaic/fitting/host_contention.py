@@ -43,7 +43,6 @@ share of a busy worker, the median over models and counts.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
 import queue as queue_mod
 import statistics
@@ -54,7 +53,7 @@ from typing import Any
 import yaml
 
 from mosaic.core.errors import ConfigError
-from mosaic.fitting.real_engine import ROOT, measure, step_and_warmup
+from mosaic.fitting.real_engine import ROOT, measure, measure_on, step_and_warmup
 from mosaic.fitting.options import bool_option, device_option, int_option, models_option
 from vllm_backend.backend import device_env, prompt_ids
 from vllm_backend.procgroup import spawn_context
@@ -168,9 +167,7 @@ def _grid_round(path: str, args: dict, envs: list[dict], busy: int, grid: dict, 
     workers 0..busy-1 at once; with `spin`, on worker 0 beside an engine kept spinning on worker 1
     (loaded before worker 0 starts). measure()'s result per serving worker."""
     if not spin:
-        with cf.ThreadPoolExecutor(busy) as pool:
-            futs = [pool.submit(measure, path, args, envs[w], grid) for w in range(busy)]
-            return [f.result() for f in futs]
+        return measure_on(path, args, envs[:busy], grid)
     ctx = spawn_context()
     q, barrier, done = ctx.Queue(), ctx.Barrier(2), [ctx.Event()]
     spinner = ctx.Process(target=_serve, args=(path, args, envs[1], barrier, [1], prompt, [1], q, "spin", done))
@@ -215,7 +212,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         int_option(cfg, key, 1)
     counts = request_counts(cfg)
     spin = bool_option(cfg, "spin")
-    method = str(cfg.get("method", "grid"))
+    method = str(cfg["method"])
     if method not in METHODS:
         raise ConfigError(f"method={method}: give grid (the profiler's own batches, with the other workers idle or "
                           "busy) or lockstep (engines serving the same batches in lockstep)")

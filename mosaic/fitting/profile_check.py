@@ -16,7 +16,6 @@ engine settings agree; otherwise it names the command that re-profiles.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
-from mosaic.fitting.real_engine import ROOT, grid_cells, measure, merge_workers, predict_ms
+from mosaic.fitting.real_engine import ROOT, grid_cells, measure_on, merge_workers, predict_ms
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
@@ -142,11 +141,8 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     for name in names:
         # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the same
         # batches with the rest of the host idle (how much faster a worker steps alone).
-        with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b, \
-                cf.ThreadPoolExecutor(busy) as pool:
-            futs = [pool.submit(measure, *registry.resolve(name), envs[j], grid, on_progress=lambda: b.update(1))
-                    for j in range(busy)]
-            measured = merge_workers([f.result() for f in futs])
+        with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b:
+            measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
         prof = profiles.models[name]
         models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
                         "profile_load_s": prof.load_time_s,

@@ -225,6 +225,15 @@ def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: d
     return in_process(_measure, (path, engine_args, env, grid), f"profiling {path}", timeout_s, on_progress)
 
 
+def measure_on(path: str, engine_args: dict[str, Any], envs: list[dict[str, str]], grid: dict[str, Any],
+               on_progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """measure() on every worker of `envs` at once (a thread each, each engine in its own process), as
+    the profile is measured: the results in worker order."""
+    with cf.ThreadPoolExecutor(len(envs)) as pool:
+        futs = [pool.submit(measure, path, engine_args, env, grid, on_progress=on_progress) for env in envs]
+        return [f.result() for f in futs]
+
+
 def in_process(target: Callable[..., None], args: tuple, what: str, timeout_s: float,
                on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
     """target(*args, queue) in a spawned process of its own group, ended with everything it started
@@ -433,11 +442,8 @@ def profile_models(cfg: dict) -> Path:
     # a shared host (cores, memory bandwidth, caches) that contention is part of the step time.
     for n in names:
         grid = model_grid(cfg, registry, n, base)
-        with bar(cfg["n_workers"] * grid["repeats"] * len(grid_cells(grid)), f"profiling {n}", unit="batch") as b, \
-                cf.ThreadPoolExecutor(cfg["n_workers"]) as pool:
-            futs = [pool.submit(measure, *registry.resolve(n), envs[j], grid, on_progress=lambda: b.update(1))
-                    for j in range(cfg["n_workers"])]
-            measured[n] = merge_workers([f.result() for f in futs])
+        with bar(cfg["n_workers"] * grid["repeats"] * len(grid_cells(grid)), f"profiling {n}", unit="batch") as b:
+            measured[n] = merge_workers(measure_on(*registry.resolve(n), envs, grid, lambda: b.update(1)))
         print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_blocks']} blocks of "
               f"{measured[n]['block_size']} tokens, {len(measured[n]['steps'])} step rows", flush=True)
     fits = {n: fit(m) for n, m in measured.items()}

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.fitting import profile_check
+from mosaic.fitting import profile_check, real_engine
 from mosaic.fitting.real_engine import _replica_steps, grid_cells, predict_ms, window_terms
 from mosaic.profiles import load_profiles
 
@@ -55,7 +55,7 @@ def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048):
 
 def test_a_machine_that_matches_its_profile_passes(monkeypatch):
     measure, calls = _fake_measure({"Qwen": 1.0, "Exaone": 1.0})
-    monkeypatch.setattr(profile_check, "measure", measure)
+    monkeypatch.setattr(real_engine, "measure", measure)
     result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
     assert calls == ["Qwen", "Qwen", "Exaone", "Exaone"]   # each model on both workers at once
     assert result["matches"] and result["reasons"] == []
@@ -68,7 +68,7 @@ def test_a_machine_that_matches_its_profile_passes(monkeypatch):
 
 
 def test_a_slower_machine_is_caught_and_the_re_profile_command_named(monkeypatch):
-    monkeypatch.setattr(profile_check, "measure", _fake_measure({"Qwen": 1.0, "Exaone": 2.5})[0])
+    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Qwen": 1.0, "Exaone": 2.5})[0])
     result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
     assert not result["matches"]
     assert result["models"]["Exaone"]["ratio"] == pytest.approx(2.5)
@@ -84,7 +84,7 @@ def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
     """busy=1: the same batches on worker 0 alone, bound to the cores it has among n_workers."""
     envs = []
     measure, calls = _fake_measure({"Qwen": 0.8, "Exaone": 1.0})
-    monkeypatch.setattr(profile_check, "measure", lambda path, args, env, grid, **k: envs.append(env)
+    monkeypatch.setattr(real_engine, "measure", lambda path, args, env, grid, **k: envs.append(env)
                         or measure(path, args, env, grid, **k))
     result = profile_check.check_profile(_cfg(model=["Qwen", "Exaone"], busy=1))   # as Hydra gives model=[A,B]
     assert calls == ["Qwen", "Exaone"]
@@ -97,7 +97,7 @@ def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
 
 
 def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
-    monkeypatch.setattr(profile_check, "measure", _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
+    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
     result = profile_check.check_profile(_cfg())
     assert not result["matches"]
     (why,) = result["reasons"]
@@ -117,7 +117,7 @@ def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
      "grid: no batches"),
 ])
 def test_bad_options_are_refused_before_any_engine_starts(monkeypatch, change, match):
-    monkeypatch.setattr(profile_check, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    monkeypatch.setattr(real_engine, "measure", lambda *a, **k: pytest.fail("an engine was started"))
     with pytest.raises(ConfigError, match=match):
         profile_check.check_profile(_cfg(**change))
 
@@ -131,7 +131,7 @@ def test_a_profile_without_measured_step_costs_cannot_be_checked(monkeypatch, tm
     doc["models"]["Qwen"].pop("cost")
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(doc))
-    monkeypatch.setattr(profile_check, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    monkeypatch.setattr(real_engine, "measure", lambda *a, **k: pytest.fail("an engine was started"))
     with pytest.raises(ConfigError, match="Qwen in p.yaml has no measured step cost"):
         profile_check.check_profile(_cfg(profile=str(p)))
     doc["models"] = {"Other": doc["models"]["Exaone"]}
