@@ -11,7 +11,8 @@ profile=PATH). Method: mosaic/fitting/host_contention.py.
 Options (key=value): models (registry), model (comma-separated, or all), n_workers, device, repeats,
 requests (the batch sizes, comma-separated), prompt, out, long_out, spin (also measure a spinning
 neighbour's share: true|false), profile (the file to write the block into), method (grid: the
-profiler's own batches with the other workers idle or busy; lockstep: engines serving in lockstep).
+profiler's own batches with the other workers idle or busy; lockstep: engines serving in lockstep),
+cpu_confine (start|always, as backend.options.cpu_confine: measure as the runs will be confined).
 """
 import json
 import sys

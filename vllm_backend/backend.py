@@ -26,6 +26,7 @@ from mosaic.workload.types import Outcome, Request
 from vllm_backend.launcher import Launcher, LocalProcessLauncher
 from vllm_backend.models import ModelRegistry
 from vllm_backend.procgroup import DEFAULT_GRACE_S
+from vllm_backend.worker import CONFINE_ENV
 
 _ANSWER = re.compile(r"answer is \(?([A-P])\b")
 
@@ -71,17 +72,34 @@ def check_kv_cache_gib(kv_cache_gib: Any) -> None:
         raise ConfigError(f"backend.options.kv_cache_gib must be an integer number of GiB >= 1 (got {kv_cache_gib!r})")
 
 
-def device_env(n_workers: int, device: str, kv_cache_gib: int) -> list[dict[str, str]]:
+CPU_CONFINE = ("start", "always")
+
+
+def check_cpu_confine(cpu_confine: Any) -> None:
+    if cpu_confine not in CPU_CONFINE:
+        raise ConfigError(f"backend.options.cpu_confine must be one of {', '.join(CPU_CONFINE)} (got {cpu_confine!r}): "
+                          "start = an engine starts on its worker's cores, then its engine-core process floats "
+                          "as vLLM leaves it; always = every process of the engine stays on its worker's cores")
+
+
+def _confine(env: dict[str, str], cpu_confine: str) -> dict[str, str]:
+    # Only `always` is written, so the default's environment (recorded in profiles) is unchanged.
+    return {**env, CONFINE_ENV: cpu_confine} if cpu_confine != "start" else env
+
+
+def device_env(n_workers: int, device: str, kv_cache_gib: int, cpu_confine: str = "start") -> list[dict[str, str]]:
     check_kv_cache_gib(kv_cache_gib)   # the profilers start engines through here too
+    check_cpu_confine(cpu_confine)
     if resolve_device(device) == "cuda":
         return [{"CUDA_VISIBLE_DEVICES": str(w)} for w in range(n_workers)]
-    return [{"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
-             "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))), "CUDA_VISIBLE_DEVICES": ""}
+    return [_confine({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
+                      "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))), "CUDA_VISIBLE_DEVICES": ""},
+                     cpu_confine)
             for mine in _worker_cores(n_workers)]
 
 
 def tp_env(ranks: tuple[int, ...], n_workers: int, device: str, kv_cache_gib: int,
-           cpu_tensor_parallel: bool) -> tuple[dict[str, str], dict[str, Any], str]:
+           cpu_tensor_parallel: bool, cpu_confine: str = "start") -> tuple[dict[str, str], dict[str, Any], str]:
     """(environment, extra EngineArgs, mode) for one engine spanning the workers `ranks`.
 
     GPUs: tensor_parallel_size = len(ranks) with exactly those devices visible. CPU: vllm-cpu runs
@@ -98,15 +116,15 @@ def tp_env(ranks: tuple[int, ...], n_workers: int, device: str, kv_cache_gib: in
         # With TP > 1 vLLM torch.compiles a helper (vocab-parallel embedding masking); inductor's FX
         # graph cache then pickles process state that includes Pyomo's deferred-import modules (the
         # ranks import the launching script, hence mosaic), which fails. No cache, no pickling.
-        return ({"VLLM_CPU_OMP_THREADS_BIND": "|".join(",".join(map(str, cores[w])) for w in ranks),
-                 "OMP_NUM_THREADS": str(len(cores[ranks[0]])), "VLLM_CPU_KVCACHE_SPACE": str(kv),
-                 "CUDA_VISIBLE_DEVICES": "", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0",
-                 "TORCHINDUCTOR_AUTOGRAD_CACHE": "0"},
+        return (_confine({"VLLM_CPU_OMP_THREADS_BIND": "|".join(",".join(map(str, cores[w])) for w in ranks),
+                          "OMP_NUM_THREADS": str(len(cores[ranks[0]])), "VLLM_CPU_KVCACHE_SPACE": str(kv),
+                          "CUDA_VISIBLE_DEVICES": "", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0",
+                          "TORCHINDUCTOR_AUTOGRAD_CACHE": "0"}, cpu_confine),
                 {"tensor_parallel_size": len(ranks), "distributed_executor_backend": "mp"},
                 f"tensor_parallel_size={len(ranks)} (vllm-cpu, shared-memory ranks)")
     mine = sorted({c for w in ranks for c in cores[w]})
-    return ({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
-             "VLLM_CPU_KVCACHE_SPACE": str(kv * len(ranks)), "CUDA_VISIBLE_DEVICES": ""},
+    return (_confine({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, mine)), "OMP_NUM_THREADS": str(len(mine)),
+                      "VLLM_CPU_KVCACHE_SPACE": str(kv * len(ranks)), "CUDA_VISIBLE_DEVICES": ""}, cpu_confine),
             {"tensor_parallel_size": 1},
             f"tensor_parallel_size=1 on the cores of {len(ranks)} workers (CPU; not tensor parallel)")
 
@@ -166,7 +184,8 @@ class VllmBackend:
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
                  max_tokens: int | None = None, kill_grace_s: float = DEFAULT_GRACE_S,
                  cpu_tensor_parallel: bool = True, launcher: Launcher | str = "local", ray_address: str | None = None,
-                 ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float | None = None):
+                 ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float | None = None,
+                 cpu_confine: str = "start"):
         if not models:
             raise ConfigError("backend=vllm needs a model registry: add models=tiny (no GPU) or models=paper")
         if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:   # nan included
@@ -175,6 +194,7 @@ class VllmBackend:
             raise ConfigError(f"backend.options.kill_grace_s must be a finite number of seconds >= 0 (got {kill_grace_s!r})")
         # Each of these reached a started engine before it failed (or was quietly rounded to 1 GiB).
         check_kv_cache_gib(kv_cache_gib)
+        check_cpu_confine(cpu_confine)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
             raise ConfigError(f"backend.options.max_tokens must be an integer >= 1 or null (got {max_tokens!r})")
         if not isinstance(replay, bool):
@@ -193,7 +213,7 @@ class VllmBackend:
         self.max_tokens = max_tokens  # natural mode: cap on generated tokens (None = up to the context)
         if not isinstance(cpu_tensor_parallel, bool):
             raise ConfigError(f"backend.options.cpu_tensor_parallel must be true or false (got {cpu_tensor_parallel!r})")
-        self.cpu_tensor_parallel = cpu_tensor_parallel
+        self.cpu_tensor_parallel, self.cpu_confine = cpu_tensor_parallel, cpu_confine
         self.launcher = make_launcher(launcher, kill_grace_s, ray_address, ray_cpus_per_worker,
                                       (1.0 if resolve_device(device) == "cuda" else 0.0)
                                       if ray_gpus_per_worker is None else ray_gpus_per_worker)
@@ -204,13 +224,13 @@ class VllmBackend:
             raise ConfigError("backend.options.replay=true needs output lengths from the workload; "
                               "set backend.options.replay=false for natural generation")
         max_len = self.registry.max_model_len
-        envs = device_env(self.cluster.n, self.device, self.kv_cache_gib)
+        envs = device_env(self.cluster.n, self.device, self.kv_cache_gib, self.cpu_confine)
         tp_args: dict[str, Any] = {}
         tp_mode = ""
         group = tp_group(plan)
         if group is not None:  # one process, the lead rank's, runs the engine over the whole group
             env, tp_args, tp_mode = tp_env(group, self.cluster.n, self.device, self.kv_cache_gib,
-                                           self.cpu_tensor_parallel)
+                                           self.cpu_tensor_parallel, self.cpu_confine)
             envs = [env if w == group[0] else envs[w] for w in range(self.cluster.n)]
         t0 = time.time()
         specs = []

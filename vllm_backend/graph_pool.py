@@ -112,7 +112,7 @@ class VllmGraphPool:
         reported to `on_failed` with one line; its traceback goes to the log (run.log), its
         session is recorded with that line as its error, and the run goes on with the others."""
         v = self.vllm
-        envs = device_env(v.cluster.n, v.device, v.kv_cache_gib)
+        envs = device_env(v.cluster.n, v.device, v.kv_cache_gib, v.cpu_confine)
         t0 = time.time()
         specs: dict[int, dict[str, Any]] = {}
         ready: dict[int, dict[str, Any]] = {}

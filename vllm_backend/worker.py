@@ -56,21 +56,31 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+CONFINE_ENV = "MOSAIC_CPU_CONFINE"
+
+
 @contextmanager
 def own_cores_at_start(env: Mapping[str, str]):
     """Start an engine on the worker's own cores, then give its engine-core process back the mask it
     would have had. Every process that imports torch pins itself to each core of its mask in turn
     to probe it (seen with strace: [0 1] -> [0] -> [1] -> [0 1]); where a neighbour's engine keeps a
     core busy, that probe waited up to 70 s (the fidelity suite's skewed_plan: worker 1's second
-    engine loaded in 56-141 s instead of 22-30 s, while worker 0 served on core 0). Only start-up is
-    confined, so serving runs as the profiles measured it (vLLM pins its own workers; its engine-core
-    process floats)."""
+    engine loaded in 56-141 s instead of 22-30 s, while worker 0 served on core 0). By default
+    (backend.options.cpu_confine=start) only start-up is confined: vLLM pins its compute threads and
+    lets its engine-core process float. With cpu_confine=always (MOSAIC_CPU_CONFINE in the
+    environment) the engine's host-side processes stay on the worker's cores too, so a worker does
+    not run faster when its neighbour idles: floating, the host-side work (scheduling and output
+    processing in Python) moves to an idle core, 640 requests of Exaone alone took 0.78x the profiled
+    all-busy time; confined, 0.94x alone against 0.94x beside a busy neighbour (results/README.md)."""
     cores = env_cores(env)
     mask = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
     if not cores or not (cores & mask) or cores >= mask:
         yield
         return
     os.sched_setaffinity(0, cores & mask)
+    if env.get(CONFINE_ENV, "start") == "always":
+        yield   # this process and every one it starts stay on the worker's cores
+        return
     before = set(_children(os.getpid()))
     try:
         yield

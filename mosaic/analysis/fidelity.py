@@ -227,6 +227,12 @@ def _outcomes(run: Run, reqs: list[Request]) -> dict[str, Outcome]:
     return {r.id: run.workload.outcomes[r.id] for r in reqs}
 
 
+def sim_overrides(overrides: Sequence[str]) -> list[str]:
+    """A case's overrides for its simulated side: backend=sim, without the real backend's own options
+    (e.g. backend.options.cpu_confine), which the simulator's backend group does not have."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("backend.")] + ["backend=sim"]
+
+
 def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, list[tuple[StageJob, Trace]]]:
     """Build the case's run and its stage plans, each simulated: every error a case can raise
     (config, lengths, plan) comes out here, before any real engine starts."""
@@ -236,7 +242,7 @@ def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, l
 
         if run.config.topology.kind == "flat":
             raise ConfigError("graph: true needs an agent-graph topology in overrides (e.g. topology=tree)")
-        sim_run = build_run(compose([*base, *case.overrides, f"seed={case.seed}", "backend=sim"]))
+        sim_run = build_run(compose(sim_overrides([*base, *case.overrides, f"seed={case.seed}"])))
         trace, _, _ = graph_run.execute(sim_run)
         t = run.config.topology
         job = GraphJob(f"graph ({t.name}, concurrency {t.concurrency})", dict.fromkeys(r.request_id for r in trace.requests))

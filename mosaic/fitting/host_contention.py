@@ -61,7 +61,7 @@ from vllm_backend.procgroup import spawn_context
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
             "requests": "1,4,16,64", "prompt": 256, "out": 16, "long_out": 144, "spin": "true", "profile": "",
-            "method": "grid"}
+            "method": "grid", "cpu_confine": "start"}
 METHODS = ("grid", "lockstep")
 PING_S = 0.25   # a spinning neighbour's request interval: well inside the engine's spin time, a 2% duty
 
@@ -228,7 +228,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
         registry.resolve(name)
     registry.check_local_paths()
     registry.check_hub_models(only=set(names))   # one line now, not engines failing to start
-    envs = device_env(n, cfg["device"], 1)
+    envs = device_env(n, cfg["device"], 1, str(cfg["cpu_confine"]))
     # model -> request count -> busy count -> decode step seconds over the repeats
     per_model: dict[str, dict[int, dict[int, list[float]]]] = {}
     per_model_loads: dict[str, dict[int, list[float]]] = {}

@@ -89,7 +89,7 @@ def engine_differences(measured: dict[str, Any], model: Any, engine: Any) -> lis
     if model.kv_capacity and kv != model.kv_capacity:
         out.append(f"KV capacity {kv} tokens (profile: {model.kv_capacity})")
     for key, label in (("block_size", "block size"), ("max_num_batched_tokens", "token budget"),
-                       ("scheduling", "scheduling")):
+                       ("scheduling", "scheduling"), ("cpu_confine", "backend.options.cpu_confine")):
         have, want = measured.get(key), getattr(engine, key, None)
         if want is not None and have is not None and have != want:
             out.append(f"{label} {have} (profile: {want})")
@@ -136,13 +136,14 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     if not grid_cells(grid):
         raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, prefill or decode")
     opts = cfg["backend"]["options"]
-    envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
+    envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1), opts.get("cpu_confine", "start"))
     models: dict[str, dict[str, Any]] = {}
     for name in names:
         # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the same
         # batches with the rest of the host idle (how much faster a worker steps alone).
         with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b:
             measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
+        measured["cpu_confine"] = opts.get("cpu_confine", "start")
         prof = profiles.models[name]
         models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
                         "profile_load_s": prof.load_time_s,
@@ -153,7 +154,7 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     ok, why = verdict(models, float(tol))
     return {"profile": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
             "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
-            "models": models,
+            "cpu_confine": opts.get("cpu_confine", "start"), "models": models,
             "matches": ok, "reasons": why}
 
 
@@ -171,10 +172,13 @@ def report(result: dict[str, Any]) -> str:
     else:
         names = list(result["models"])
         which = names[0] if len(names) == 1 else "all"
+        # measured the way the checked runs are confined, or the new profile differs as the old one did
+        confine = (f" backend.options.cpu_confine={result['cpu_confine']}"
+                   if result.get("cpu_confine", "start") != "start" else "")
         lines += ["", f"The profile does NOT describe this machine (tolerance ±{result['tolerance']:.0%}): "
                   + "; ".join(result["reasons"]) + ". A comparison against it measures the drift as well as "
                   f"the simulator. Re-profile: `python experiments/profile_models.py model={which} "
-                  f"out={result['profile']}`."]
+                  f"out={result['profile']}{confine}`."]
     return "\n".join(lines) + "\n"
 
 

@@ -433,7 +433,8 @@ def profile_models(cfg: dict) -> Path:
     except RunDirError as e:
         raise ConfigError(str(e)) from None
     check_outputs_and_sweep(cfg, registry, names, base)
-    envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1))
+    envs = device_env(cfg["n_workers"], opts.get("device", "auto"), opts.get("kv_cache_gib", 1),
+                      opts.get("cpu_confine", "start"))
     when = f"{socket.gethostname()} {time.strftime('%Y-%m-%d')}, {envs[0]}"
     kept = kept_entries(out, names, f"{opts.get('device', 'auto')}: {envs[0]}",
                         int(registry.engine.get("max_num_seqs", 256)), registry.max_model_len)
@@ -460,6 +461,7 @@ def profile_models(cfg: dict) -> Path:
         "worker_startup_s": round(statistics.median(m["startup_s"] for m in measured.values()), 3),
         "scheduling": first["scheduling"], "block_size": first["block_size"], "prefix_caching": first["prefix_caching"],
         "submit_ms": round(statistics.median(m["submit_ms"] for m in measured.values()), 4),
+        "cpu_confine": opts.get("cpu_confine", "start"),
         "sources": [f"measured by experiments/profile_models.py ({when})"]}
     models = {}
     for n, m in measured.items():

@@ -297,6 +297,9 @@ class EngineProfile:
     prefix_caching: bool = True     # V1: a preempted request's cached blocks can be reused on resume
     num_gpu_blocks: int | None = None   # set by engine.num_gpu_blocks (config): the KV cache, exactly
     submit_ms: float = 0.0          # V1: the client's time to hand one request to the engine (measured)
+    # CPU engines: whether the engine's host-side processes were kept on their worker's cores while
+    # measured (backend.options.cpu_confine); runs compare against a profile measured the same way.
+    cpu_confine: str = "start"
 
     def output_room(self, prompt_tokens):
         """The context window left for an answer after its prompt (ints or arrays): every output

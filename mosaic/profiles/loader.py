@@ -102,7 +102,8 @@ def _engine(e: EngineSpec) -> EngineProfile:
         sources=tuple(e.sources or ()), worker_startup_s=e.worker_startup_s,
         tensor_parallel=None if e.tensor_parallel is None else _tensor_parallel(e.tensor_parallel),
         host_contention=None if e.host_contention is None else _host_contention(e.host_contention),
-        scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching, submit_ms=e.submit_ms)
+        scheduling=e.scheduling, block_size=e.block_size, prefix_caching=e.prefix_caching, submit_ms=e.submit_ms,
+        cpu_confine=e.cpu_confine)
 
 
 def _model(name: str, m: ModelSpec, shapes, where: str) -> ModelProfile:

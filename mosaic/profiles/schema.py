@@ -451,6 +451,7 @@ class EngineSpec(Section):
     block_size: Number(ge=1, le=MAX_BLOCK_SIZE, integer=True) = 16
     prefix_caching: StrictBool = True
     submit_ms: Number(ge=0, le=MAX_MS) = 0.0
+    cpu_confine: Literal["start", "always"] = "start"
     # Measured kernel costs (experiments/measure_gpu_kernels.py): a JSON file, relative to the profile
     # file's folder; its models take their linear, decode- and prefill-attention terms from it.
     kernels: String = ""

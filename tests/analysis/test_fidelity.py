@@ -225,6 +225,20 @@ def test_the_profile_check_reads_the_profile_each_case_is_costed_from(tmp_path: 
     assert sorted(seen) == sorted([("tiny_cpu", "Gemma"), (str(own), "Exaone,Qwen")])
 
 
+def test_a_graph_cases_simulated_side_drops_the_real_backends_options():
+    """A suite whose base sets a vLLM option (backend.options.cpu_confine=always) composes its graph
+    cases' simulated side too: Hydra refuses that key once backend=sim replaces the group."""
+    from mosaic.run.builder import compose
+
+    real = ["workload=smoke", "models=tiny", "backend=vllm", "cluster=cpu2", "backend.options.cpu_confine=always",
+            "+backend.options.extra=1", "topology=dense", "seed=5"]
+    assert fidelity.sim_overrides(real) == ["workload=smoke", "models=tiny", "backend=vllm", "cluster=cpu2",
+                                            "topology=dense", "seed=5", "backend=sim"]
+    cfg = compose(fidelity.sim_overrides(real))
+    assert cfg.backend.name == "sim" and "cpu_confine" not in cfg.backend.options
+    assert cfg.topology.kind == "dense" and cfg.seed == 5
+
+
 def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
     p = tmp_path / "suite.yaml"
     p.write_text("cases: {a: {graph: true, stages: [expert]}}")

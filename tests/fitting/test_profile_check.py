@@ -104,6 +104,24 @@ def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
     assert "KV capacity 12800 tokens" in why and "token budget 1024 (profile: 2048)" in why
 
 
+def test_a_run_confined_differently_from_the_profile_is_named(monkeypatch):
+    """tiny_cpu was measured with the engine-core process floating (cpu_confine=start); checked with
+    every engine process kept on its worker's cores, the check says the engine differs and how."""
+    envs = []
+    measure, _ = _fake_measure({"Qwen": 1.0})
+    monkeypatch.setattr(real_engine, "measure", lambda path, args, env, grid, **k: envs.append(env)
+                        or measure(path, args, env, grid, **k))
+    cfg = _cfg()
+    cfg["backend"]["options"]["cpu_confine"] = "always"
+    result = profile_check.check_profile(cfg)
+    assert {e["MOSAIC_CPU_CONFINE"] for e in envs} == {"always"}   # the engines ran confined
+    assert not result["matches"]
+    assert result["reasons"] == ["Qwen: the engine differs: backend.options.cpu_confine always (profile: start)"]
+    # the re-profile command measures the way the checked runs are confined
+    assert "profile_models.py model=Qwen out=mosaic/profiles/data/tiny_cpu.yaml backend.options.cpu_confine=always`" in profile_check.report(result)
+    assert profile_check.check_profile(_cfg())["matches"]
+
+
 @pytest.mark.parametrize("change, match", [
     ({"tolerance": 0}, "tolerance must be a fraction"),
     ({"tolerance": "x"}, "tolerance must be a fraction"),

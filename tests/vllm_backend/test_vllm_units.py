@@ -2,7 +2,7 @@
 import pytest
 
 from mosaic.core.errors import ConfigError
-from vllm_backend.backend import device_env, extract_answer, prompt_ids
+from vllm_backend.backend import device_env, extract_answer, prompt_ids, tp_env
 from vllm_backend.models import ModelRegistry
 
 
@@ -14,6 +14,17 @@ def test_cpu_cores_are_split_between_workers(monkeypatch):
     assert [e["CUDA_VISIBLE_DEVICES"] for e in device_env(3, "cuda", 1)] == ["0", "1", "2"]
     with pytest.raises(ConfigError, match="backend.options.device"):
         device_env(1, "tpu", 1)
+
+
+def test_cpu_confine_reaches_the_workers_environment_only_when_asked(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})
+    assert all("MOSAIC_CPU_CONFINE" not in e for e in device_env(2, "cpu", 1))   # default: unchanged
+    assert [e["MOSAIC_CPU_CONFINE"] for e in device_env(2, "cpu", 1, "always")] == ["always", "always"]
+    assert device_env(2, "cuda", 1, "always") == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    env, _, _ = tp_env((0, 1), 2, "cpu", 1, True, "always")
+    assert env["MOSAIC_CPU_CONFINE"] == "always" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+    with pytest.raises(ConfigError, match="backend.options.cpu_confine must be one of start, always"):
+        device_env(2, "cpu", 1, "never")
 
 
 def test_prompts_are_deterministic_and_in_vocabulary():
