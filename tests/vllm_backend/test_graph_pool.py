@@ -247,7 +247,7 @@ def test_a_crashed_worker_is_failed_while_the_others_keep_the_queue_busy():
             pass
 
     vllm = SimpleNamespace(launcher=LocalProcessLauncher(), replay=True, cluster=SimpleNamespace(n=2), device="cpu",
-                           kv_cache_gib=1, timeout_s=30.0, registry=SimpleNamespace(resolve=lambda m: ("p", {}),
+                           kv_cache_gib=1, cpu_confine="start", timeout_s=30.0, registry=SimpleNamespace(resolve=lambda m: ("p", {}),
                                                                                      max_model_len=1000),
                            profiles=SimpleNamespace(engine=SimpleNamespace(num_gpu_blocks=None)))
     pool = VllmGraphPool(vllm, {0: "Qwen", 1: "Qwen"}, poll_s=0.05)
