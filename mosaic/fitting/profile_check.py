@@ -136,14 +136,15 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     if not grid_cells(grid):
         raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, prefill or decode")
     opts = cfg["backend"]["options"]
-    envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1), opts.get("cpu_confine", "start"))
+    confine = opts.get("cpu_confine", "start")
+    envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1), confine)
     models: dict[str, dict[str, Any]] = {}
     for name in names:
         # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the same
         # batches with the rest of the host idle (how much faster a worker steps alone).
         with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b:
             measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
-        measured["cpu_confine"] = opts.get("cpu_confine", "start")
+        measured["cpu_confine"] = confine   # compared with the profile's as the engine's settings are
         prof = profiles.models[name]
         models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
                         "profile_load_s": prof.load_time_s,
@@ -154,7 +155,7 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     ok, why = verdict(models, float(tol))
     return {"profile": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
             "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
-            "cpu_confine": opts.get("cpu_confine", "start"), "models": models,
+            "cpu_confine": confine, "models": models,
             "matches": ok, "reasons": why}
 
 
