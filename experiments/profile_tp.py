@@ -5,6 +5,7 @@ first one's warm-up kept out of the step time): mosaic/fitting/real_engine.py, m
 
     python experiments/profile_tp.py                 # CPU: tiny Qwen, TP=2, 3 repeats
     python experiments/profile_tp.py model=Exaone tp=4 device=cuda models=paper repeats=2
+    python experiments/profile_tp.py model=LlamaR1 cpu_confine=always   # for a profile measured confined
 """
 import json
 import sys

@@ -515,7 +515,8 @@ def profile_models(cfg: dict) -> Path:
 # leaves it out (step_speedup then scales every term).
 
 TP_DEFAULTS = {"models": "tiny", "model": "Qwen", "tp": 2, "device": "cpu", "repeats": 3, "requests": 8,
-               "prompt": 36, "out": 16, "long_out": 144, "prefill_requests": 32, "prefill_prompt": 600}
+               "prompt": 36, "out": 16, "long_out": 144, "prefill_requests": 32, "prefill_prompt": 600,
+               "cpu_confine": "start"}
 
 
 def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: int, outs: list[int],
@@ -571,9 +572,11 @@ def measure_tp(cfg: dict) -> dict:
     prefill = (int_option(cfg, "prefill_requests", 0), int_option(cfg, "prefill_prompt", 1))
     device_option(cfg["device"], tp)
     ranks = tuple(range(tp))
-    env_tp, tp_args, mode = tp_env(ranks, tp, cfg["device"], 1, True)
+    # as runs will set backend.options.cpu_confine; a profile holds one engine's measurements
+    confine = str(cfg.get("cpu_confine", "start"))
+    env_tp, tp_args, mode = tp_env(ranks, tp, cfg["device"], 1, True, confine)
     # TP=1 on one rank's share of the machine (what a single-GPU session gets).
-    runs = {1: ({**args}, device_env(tp, cfg["device"], 1)[0]), tp: ({**args, **tp_args}, env_tp)}
+    runs = {1: ({**args}, device_env(tp, cfg["device"], 1, confine)[0]), tp: ({**args, **tp_args}, env_tp)}
     out, long_out = int_option(cfg, "out", 1), int_option(cfg, "long_out", 2)
     if not out < long_out:
         raise ConfigError(f"need 0 < out < long_out (got out={out}, long_out={long_out})")
@@ -612,7 +615,7 @@ def measure_tp(cfg: dict) -> dict:
     return {**block,
             "load_overhead_s": round(max(0.0, load[tp] + warm[tp] - load[1] - warm[1]), 1),
             "source": (f"measured by experiments/profile_tp.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
-                       f"model {cfg['model']}, {mode}): median of {cfg['repeats']} runs, {cfg['requests']} requests "
+                       f"model {cfg['model']}, {mode}{', cpu_confine=always' if confine == 'always' else ''}): median of {cfg['repeats']} runs, {cfg['requests']} requests "
                        f"x {out} / {long_out} / {out} tokens per engine; step TP=1 {step[1] * 1e3:.1f} ms vs "
                        f"TP={tp} {step[tp] * 1e3:.1f} ms, warm-up {warm[1]:.1f} s vs {warm[tp]:.1f} s, "
                        f"load {load[1]:.1f} s vs {load[tp]:.1f} s{work_note}")}

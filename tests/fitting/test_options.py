@@ -38,6 +38,7 @@ def no_engines(monkeypatch):
     ({"models": "nope"}, r"models=nope: no such registry; choose from paper, tiny"),
     ({"out": 144, "long_out": 16}, r"need 0 < out < long_out"),
     ({"device": "tpu"}, r"'tpu' is not one of auto, cpu, cuda"),
+    ({"cpu_confine": "sometimes"}, r"cpu_confine must be one of start, always \(got 'sometimes'\)"),
     # the engine started (and failed) on these before
     ({"prompt": 100000}, r"prompt \+ long_out = 100144 tokens do not fit models.engine.max_model_len 2048"),
     ({"prefill_prompt": 5000}, r"prefill_prompt \+ 1 = 5001 tokens do not fit"),
