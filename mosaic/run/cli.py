@@ -453,6 +453,8 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
                                        for o in ns.overrides or []):
         _fail_up_front("--shell-completion needs what to do: install=bash (or zsh, fish), uninstall=bash or "
                        "query=bash", None, list(ns.overrides or []))
+    if ns.help and not ns.hydra_help:
+        _app_help(ns, config_dir, job_name)
     if ns.help or ns.hydra_help or ns.version or ns.info or ns.shell_completion or ns.experimental_rerun:
         return args
     config_name, overrides = ns.config_name or "config", list(ns.overrides or [])
@@ -547,6 +549,28 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     return args + pin
+
+
+def _app_help(ns, config_dir: Path, job_name: str) -> None:
+    """Print the app's help and exit 0 (mosaic/run/help.py: Hydra's takes seconds for the same
+    text). Returns where Hydra has to answer: a template using Hydra's other variables, a search
+    path this check cannot follow, or a config Hydra would refuse (it then says why)."""
+    from mosaic.run.help import render
+
+    overrides = list(ns.overrides or [])
+    configs = _config_dirs(ns, config_dir, overrides, None, ())
+    if configs is None or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+        return
+    try:
+        cfg = _compose(configs, job_name, ns.config_name or "config", overrides)
+        if list(cfg.hydra.searchpath or []) != ([f"file://{configs[1]}"] if configs[1] else []):
+            return   # a config that adds to the search path itself: Hydra lists what is there
+        text = render(cfg, [d for d in configs if d is not None], resolve=bool(ns.resolve))
+    except _composition_errors():
+        return
+    if text is not None:
+        print(text)
+        sys.exit(0)
 
 
 def _config_dirs(ns, config_dir: Path, overrides: Sequence[str], run_dir: str | None,

@@ -231,7 +231,10 @@ def test_a_good_command_line_is_pinned_to_the_directory_it_claims(tmp_path, monk
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
     assert not (directory / LOCK_FILE).exists()
-    assert prepared("--help") == ["--help"]       # left to Hydra
+    assert prepared("--hydra-help") == ["--hydra-help"]   # left to Hydra
+    with pytest.raises(SystemExit) as e:          # the app's help: printed here (mosaic/run/help.py)
+        prepared("--help")
+    assert e.value.code == 0 and "== Configuration groups ==" in capsys.readouterr().out
     (tmp_path / "f").write_text("")
     with pytest.raises(SystemExit) as e:          # the run directory a file: before Hydra starts
         prepared("workload=synth_small", f"hydra.run.dir={tmp_path / 'f'}")
