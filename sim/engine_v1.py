@@ -174,7 +174,7 @@ class V1Engine:
             while pending and pending[0][0] <= t:   # arrivals join the queue between steps
                 waiting.append(pending.popleft()[1])
             if inbox is not None:
-                self._take(inbox, seqs, waiting, running, release)
+                self._take(inbox, seqs, waiting, running, pending, release, t)
             if not waiting and not running:          # idle until the next request arrives
                 if not pending:
                     yield None
@@ -276,18 +276,27 @@ class V1Engine:
                         w[1] = s.generated + w[0]
         return res
 
-    @staticmethod
-    def _take(inbox: Inbox, seqs: list, waiting: deque, running: list, release: Callable) -> None:
-        """Between steps: the inbox's new requests join the queue; cancelled ones leave it, or the
-        batch, their KV blocks freed (never reused: a cancelled request does not come back)."""
+    def _take(self, inbox: Inbox, seqs: list, waiting: deque, running: list, pending: deque,
+              release: Callable, t: float) -> None:
+        """Between steps: the inbox's new requests join the queue, each after the client has handed
+        it over (submit_s, one at a time, while the engine goes on stepping); cancelled ones leave
+        the queue, or the batch, their KV blocks freed (never reused: a cancelled request does not
+        come back)."""
         while inbox.arrivals:
             rid, prompt, target, *key = inbox.arrivals.popleft()
             s = V1Seq(rid, prompt, target, key=key[0] if key else None)
             seqs.append(s)
-            waiting.append(s)
+            if self.submit_s > 0:
+                pending.append((max(t, pending[-1][0] if pending else t) + self.submit_s, s))
+            else:
+                waiting.append(s)
         if inbox.cancels:
             gone = inbox.cancels
             inbox.cancels = set()
+            for p in [p for p in pending if p[1].rid in gone]:
+                pending.remove(p)
+                p[1].cancelled = True
+                inbox.finished.append(p[1])
             for queue in (waiting, running):
                 for s in [s for s in queue if s.rid in gone]:
                     queue.remove(s)

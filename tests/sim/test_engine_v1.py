@@ -162,3 +162,34 @@ def test_a_prefill_only_kin_request_leaves_its_prefix_cached_for_the_real_one():
     assert schedule(eng)[1] == ({"s": 5, "t": 13}, set(), 1)
     assert (seqs["s"].cache_hit, seqs["t"].cache_hit) == (8, 0)
     assert (seqs["s"].start, seqs["s"].finish) == (3.0, 5.0)
+
+
+def test_arrivals_through_the_inbox_are_handed_over_one_at_a_time_while_the_engine_steps():
+    # submit_s 0.25 (unit step costs): a, b, c reach the inbox at 0; the client hands them over one
+    # by one (a at 0.25, b at 0.5, c at 0.75) and the engine steps on what it has: a alone from
+    # 0.25, then b and c join a's decode at the boundary 1.25. (Before: graph arrivals took no
+    # hand-over time; all three were prefilled at 0.)
+    eng = V1Engine(UnitCost(), kv_blocks=20, block_size=4, max_num_seqs=4, max_num_batched_tokens=64,
+                   submit_s=0.25, record_steps=True)
+    seqs = drive_inbox(eng, [(0.0, ("a", 4, 3)), (0.0, ("b", 4, 3)), (0.0, ("c", 4, 1))])
+    assert (seqs["a"].start, seqs["b"].start, seqs["c"].start) == (0.25, 1.25, 1.25)
+    assert schedule(eng)[:2] == [({"a": 4}, set(), 1), ({"a": 1, "b": 4, "c": 4}, set(), 1)]
+    assert (seqs["a"].finish, seqs["b"].finish, seqs["c"].finish) == (3.25, 4.25, 2.25)
+
+
+def test_a_request_cancelled_while_being_handed_over_never_runs():
+    from sim.engine_v1 import Inbox
+
+    eng = V1Engine(UnitCost(), kv_blocks=20, block_size=4, max_num_seqs=4, max_num_batched_tokens=64,
+                   submit_s=0.25, record_steps=True)
+    inbox, clock = Inbox(), [0.0]
+    inbox.arrivals.extend([("x", 4, 1), ("y", 4, 1)])
+    gen = eng.run([], lambda: clock[0], inbox)
+    assert next(gen) == 0.25                    # waiting for x's hand-over; y's comes after it
+    inbox.cancels.add("y")
+    clock[0] = 0.25
+    assert next(gen) == 1.0                     # x's step; y left the hand-over queue
+    assert [(s.rid, s.cancelled) for s in inbox.finished] == [("y", True)]
+    inbox.closed = True
+    clock[0] = 1.25
+    assert list(gen) == [] and [r for step in schedule(eng) for r in step[0]] == ["x"]
