@@ -8,7 +8,9 @@ the per-request ratio (second run / first) over the requests both served:
 - decode ms/token: its first to its last token, per token after the first;
 - duration: its release to its last token;
 - cached prompt tokens (prefix cache, the overlap's prefill-ahead).
-Then per-query latency p50 / p90 of each run. Used to split the fidelity suite's graph_dense miss
+Then per-query latency p50 / p90 of each run, and the engines' speed in the second run against the
+first: the median per-request ratio of decode ms/token over every layer (a host running its engines
+slower than its profile shows here as > 1 on the real run against the simulated one). Used to split the fidelity suite's graph_dense miss
 (results/README.md); command: experiments/compare_graph_runs.py.
 """
 from __future__ import annotations
@@ -68,6 +70,9 @@ def compare_graph_runs(first: Path, second: Path) -> tuple[pd.DataFrame, dict[st
                          "ratio": ratio.median() if len(common) else float("nan"), "requests": len(common)})
     latency = {f"{name}_{p}": float(q.latency_s.quantile(x)) for name, q in (("first", qa), ("second", qb))
                for p, x in (("p50", 0.5), ("p90", 0.9))}
+    decoding = [r for r in both if a.at[r, "output_tokens"] > 1 and b.at[r, "output_tokens"] > 1]
+    ratio = b.loc[decoding, "decode_ms_per_token"] / a.loc[decoding, "decode_ms_per_token"]
+    latency["decode_ratio"] = float(ratio.median()) if len(decoding) else float("nan")
     return pd.DataFrame(rows), latency
 
 
@@ -80,7 +85,8 @@ def render(first: Path, second: Path, table: pd.DataFrame, latency: dict[str, fl
     lines = [f"first: {first}", f"second: {second}", "",
              f"query latency p50 {latency['first_p50']:.3f} / {latency['second_p50']:.3f} s "
              f"({_change(latency, 'p50')}), p90 {latency['first_p90']:.3f} / "
-             f"{latency['second_p90']:.3f} s ({_change(latency, 'p90')})", "",
+             f"{latency['second_p90']:.3f} s ({_change(latency, 'p90')}); decode ms/token second / first "
+             f"{latency['decode_ratio']:.2f} (median per request, every layer)", "",
              "| layer | metric | first (median) | second (median) | second / first (median per request) | requests |",
              "|---|---|---|---|---|---|"]
     for r in table.itertuples():

@@ -30,7 +30,26 @@ def test_a_run_against_itself_gives_ratios_of_one(folders):
     assert set(table.layer) == {1, 2, 3} and (table.requests > 0).all()
     decode = table[table.metric == "decode ms/token"]
     assert (decode.ratio == 1.0).all() and (decode["first"] == decode["second"]).all()
-    assert latency["first_p50"] == latency["second_p50"] > 0
+    assert latency["first_p50"] == latency["second_p50"] > 0 and latency["decode_ratio"] == 1.0
+
+
+def test_engines_decoding_slower_in_the_second_run_show_in_its_decode_ratio(folders, tmp_path):
+    """The speed the engines ran at (a host slower than its profile): every request's decode stretched
+    by 1.25 gives 1.25, whatever else moved."""
+    import shutil
+
+    import pandas as pd
+
+    d = tmp_path / "slow"
+    shutil.copytree(folders / "a", d)
+    t = pd.read_csv(d / "trace.csv", dtype=str, keep_default_na=False)
+    served = t.status == "served"
+    first, finish = t.loc[served, "first_token_s"].astype(float), t.loc[served, "finish_s"].astype(float)
+    t.loc[served, "finish_s"] = (first + 1.25 * (finish - first)).map(repr)
+    t.to_csv(d / "trace.csv", index=False)
+    table, latency = compare_graph_runs(folders / "a", d)
+    assert latency["decode_ratio"] == pytest.approx(1.25)
+    assert "decode ms/token second / first 1.25" in render(folders / "a", d, table, latency)
 
 
 def test_another_timing_of_the_same_graph_shows_where_it_differs(folders):
