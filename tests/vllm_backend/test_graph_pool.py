@@ -185,7 +185,10 @@ def test_graphs_on_ray_actors_account_for_every_request_and_a_dead_actor_is_its_
 ON_THIS_HOST = ("workload.profiles=tiny_cpu_confined", "cluster.workers_per_host=1")
 CONFINED = "backend.options.cpu_confine=always"   # the real engines' side of it
 LATENCY_BOUND = 0.10   # issue 16's fidelity bound on per-request latency percentiles
-SPEED_TOLERANCE = 0.05   # the engines' decode speed during the run against the profile's: this host's noise
+# How closely the host must run at its profile's speed, before (check_profile) and during the run
+# (the engines' decode speed), for latency to be held to the bound: about this host's run-to-run noise.
+# Measured here, the latency error grows faster than the engines' speed drifts (decode 1.08x: p50 -17%).
+SPEED_TOLERANCE = 0.05
 # The graph on real engines: reasoning agents (QwenR1: answers of hundreds of tokens, so a query's
 # latency is mostly serving, as in the fidelity suite's graph_dense), 32 queries for stable
 # percentiles. With 8 queries of short instruct answers (GRAPH) the simulator ran 5-10% short: the
@@ -196,9 +199,10 @@ REAL_GRAPH = tuple({"workload.n_queries=8": "workload.n_queries=32", "topology.a
 
 def profile_describes_this_host(models: str) -> tuple[bool, str]:
     """experiments/check_profile.py on the graph's models: exit 0 when the profile's own batches
-    run within 10% of its prediction here (1: they do not; the report says by how much)."""
+    run within SPEED_TOLERANCE of its prediction here (1: they do not; the report says by how much)."""
     p = subprocess.run([sys.executable, str(ROOT / "experiments" / "check_profile.py"), f"model=[{models}]",
-                        "profile=tiny_cpu_confined", CONFINED], capture_output=True, text=True, cwd=ROOT, timeout=900)
+                        "profile=tiny_cpu_confined", CONFINED, f"tolerance={SPEED_TOLERANCE}"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert p.returncode in (0, 1), p.stderr[-3000:]
     return p.returncode == 0, "\n".join(line for line in p.stdout.splitlines() if line.startswith("- "))
 
@@ -226,7 +230,7 @@ def test_graphs_on_real_tiny_engines(tmp_path):
     errs = {q: latency[sim][q] / latency[real][q] - 1 for q in ("p50", "p90")}
     said = ", ".join(f"{q} simulated {latency[sim][q]:.3f} s, real {latency[real][q]:.3f} s ({e:+.1%})"
                      for q, e in errs.items())
-    # The host's speed drifts by more than the bound within minutes (a shared VM: 1.02x to 1.17x of the
+    # The host's speed drifts by more than the bound within minutes (a shared VM: 1.02x to 1.18x of the
     # profile in one hour, and a run 19% slow right after a check at 1.06x). So the engines' own
     # speed during the run is checked too: their decode time per token, request by request, against
     # the simulated run's (mosaic/analysis/graph_compare.py).
