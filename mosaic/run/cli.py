@@ -559,12 +559,12 @@ def _app_help(ns, config_dir: Path, job_name: str) -> None:
 
     overrides = list(ns.overrides or [])
     configs = _config_dirs(ns, config_dir, overrides, None, ())
-    if configs is None or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+    if configs is None:
         return
     try:
         cfg = _compose(configs, job_name, ns.config_name or "config", overrides)
         if list(cfg.hydra.searchpath or []) != ([f"file://{configs[1]}"] if configs[1] else []):
-            return   # a config that adds to the search path itself: Hydra lists what is there
+            return   # a config or override that adds to the search path: Hydra lists what is there
         text = render(cfg, [d for d in configs if d is not None], resolve=bool(ns.resolve))
     except _composition_errors():
         return
