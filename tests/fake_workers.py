@@ -61,6 +61,23 @@ def die_after_progress(spec: dict[str, Any], queue) -> None:
     os._exit(3)
 
 
+def die_mid_message_or_report(spec: dict[str, Any], queue) -> None:
+    """Worker 0 dies in the middle of writing a message, as an engine killed while it reports: with
+    a queue shared by every worker, holding its write lock (as the queue's feeder thread does while
+    it writes); with a pipe of its own, half a message written. The others report after it is gone."""
+    import struct
+
+    if spec["worker"] == 0:
+        lock = getattr(queue, "_wlock", None)
+        if lock is not None:
+            lock.acquire()
+        else:
+            os.write(queue.conn.fileno(), struct.pack("!i", 1 << 20) + b"x" * 1000)
+        os._exit(3)
+    time.sleep(1.0)
+    queue.put({"worker": spec["worker"], "sessions": [], "records": [{"request_id": "r"}], "fatal": None})
+
+
 def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: float = 600.0) -> None:
     """What experiments/run.py does around the launcher, for tests that signal a whole run."""
     import tests.fake_workers as fakes

@@ -26,6 +26,7 @@ from mosaic.core.log_routing import FILE_ONLY
 from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.trace import SessionRecord
 from vllm_backend.backend import VllmBackend, device_env, extract_answer, prompt_ids
+from vllm_backend.channels import WorkerChannels
 from vllm_backend.graph_worker import graph_worker_main
 from vllm_backend.launcher import LocalProcessLauncher
 from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_context
@@ -44,17 +45,19 @@ class LocalWorkers:
     def __init__(self, grace_s: float):
         self.grace_s, self.ctx, self.procs = grace_s, spawn_context(), {}
 
-    def open(self, specs: list[dict[str, Any]]):
-        self.out = self.ctx.Queue()
+    def open(self, specs: list[dict[str, Any]]) -> WorkerChannels:
+        self.out = WorkerChannels()   # a pipe per worker: one that dies mid-message blocks no other
         return self.out
 
     def inbox(self):
         return self.ctx.Queue()
 
     def start(self, spec: dict[str, Any], inbox) -> None:
-        p = self.ctx.Process(target=group_leader_entry, args=(self.grace_s, graph_worker_main, spec, inbox, self.out),
+        p = self.ctx.Process(target=group_leader_entry,
+                             args=(self.grace_s, graph_worker_main, spec, inbox, self.out.open(self.ctx)),
                              name=f"mosaic-graph-worker-{spec['worker']}")
         p.start()
+        self.out.started()
         self.procs[spec["worker"]] = p
 
     def gone(self, crashed_only: bool = False) -> dict[int, str]:
@@ -63,6 +66,7 @@ class LocalWorkers:
 
     def close(self, clean: bool) -> None:
         end_processes(list(self.procs.values()), self.grace_s if clean else 0.0, self.grace_s)
+        self.out.close()
 
 
 class VllmGraphPool:

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Protocol
 
 from mosaic.core.interrupts import raise_if_interrupted
+from vllm_backend.channels import WorkerChannels
 from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
 from vllm_backend.worker import worker_main
 
@@ -46,14 +47,15 @@ class LocalProcessLauncher:
     def run(self, specs: list[dict[str, Any]], timeout_s: float,
             on_progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
         ctx = spawn_context()
-        q = ctx.Queue()
+        q = WorkerChannels()   # a pipe per worker: one that dies mid-message blocks no other
         procs: dict[int, Any] = {}
         results: dict[int, dict[str, Any]] = {}
         try:
             for s in specs:
-                p = ctx.Process(target=group_leader_entry, args=(self.grace_s, self.target, s, q),
+                p = ctx.Process(target=group_leader_entry, args=(self.grace_s, self.target, s, q.open(ctx)),
                                 name=f"mosaic-worker-{s['worker']}")
                 p.start()
+                q.started()
                 procs[s["worker"]] = p
             deadline = time.monotonic() + timeout_s
             while len(results) < len(specs) and time.monotonic() < deadline:
@@ -69,6 +71,7 @@ class LocalProcessLauncher:
         finally:
             # Also on KeyboardInterrupt / SystemExit: no worker group, and so no engine, survives run().
             self._end_all(procs, results)
+            q.close()
         return [results[s["worker"]] for s in specs]
 
     @staticmethod

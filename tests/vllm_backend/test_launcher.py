@@ -129,3 +129,13 @@ def test_progress_messages_stream_to_the_callback_and_are_not_results(tmp_path):
     (r,) = LocalProcessLauncher(fake_workers.die_after_progress, grace_s=1, poll_s=0.2).run(
         specs(tmp_path, 1), timeout_s=120, on_progress=seen.append)
     assert r["fatal"] and "exited with code 3" in r["fatal"] and seen == [{"worker": 0, "progress": 1}]
+
+
+def test_a_worker_dying_mid_message_holds_up_no_other(tmp_path):
+    """Before: one queue for all workers, whose write lock died with worker 0 (writing its message):
+    worker 1's report never came and it failed at the timeout ("did not finish within 20 s")."""
+    seen = []
+    results = LocalProcessLauncher(fake_workers.die_mid_message_or_report, grace_s=1, poll_s=0.2).run(
+        specs(tmp_path, 2), timeout_s=20, on_progress=seen.append)
+    assert "exited with code 3" in results[0]["fatal"] and not seen   # a cut message is not read
+    assert results[1] == {"worker": 1, "sessions": [], "records": [{"request_id": "r"}], "fatal": None}
