@@ -14,7 +14,8 @@ from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.plan import Plan, PlanError, Session
-from mosaic.profiles import CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens, load_time_s
+from mosaic.profiles import (CostModel, EngineProfile, ModelProfile, ProfileSet, kv_capacity_tokens, load_time_s,
+                             tp_warmup_s)
 from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 from sim.engine import BatchEngine
@@ -58,7 +59,7 @@ def run_session(model: ModelProfile, engine: EngineProfile, memory_gib: float,
     """Wall seconds of one session alone on a fresh engine, load excluded: every request of `batch`
     ((id, prompt tokens, output tokens)) submitted at once at time 0."""
     eng = session_engine(model, engine, memory_gib, tp)
-    clock = model.warmup_s
+    clock = model.warmup_s + tp_warmup_s(model, engine, tp)
     for dt in eng.run(batch, lambda: clock):
         clock += dt
     return clock
@@ -99,8 +100,11 @@ class SimBackend:
             host.start(ranks)
             yield from host.load(lead, load_time_s(model, engine_cfg, tp))
             run_start = env.now
-            if model.warmup_s:   # a fresh engine's first steps pay one-off set-up (measured by the profiler)
-                yield env.timeout(model.warmup_s)
+            # A fresh engine's first steps pay one-off set-up (measured by the profiler; a TP engine's
+            # ranks more, by profile_tp): in its serving, as the real worker's clock has it.
+            warm = model.warmup_s + tp_warmup_s(model, engine_cfg, tp)
+            if warm:
+                yield env.timeout(warm)
             batch = []
             for rid in session.request_ids:
                 if rid not in replay:

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import group_by_model, predict_session_s, refuse_unfitting_tp
 from mosaic.costs.problem import ModelDemand, StageProblem
-from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
+from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s, tp_warmup_s
 from mosaic.workload.types import Request
 
 
@@ -37,7 +37,7 @@ def build_tp_problem(stage: str, requests: Sequence[Request], cluster: Cluster, 
         demands.append(ModelDemand(
             model=name,
             request_ids=tuple(r.id for r in reqs),
-            load_s=load_time_s(prof, engine, tp) + prof.unload_time_s,
+            load_s=load_time_s(prof, engine, tp) + prof.unload_time_s + tp_warmup_s(prof, engine, tp),
             session_s=predict_session_s(prof, engine, memory, len(reqs), mean_prompt, tp=tp),
             first_seen=first_seen[name],
         ))

@@ -613,7 +613,9 @@ def measure_tp(cfg: dict) -> dict:
         work_note = (f"; per-token work of {prefill[0]} x {prefill[1]}-token prefills (less {steps} steps) TP=1 "
                      f"{work[1]:.2f} s vs TP={tp} {work[tp]:.2f} s")
     return {**block,
-            "load_overhead_s": round(max(0.0, load[tp] + warm[tp] - load[1] - warm[1]), 1),
+            # The load's difference, and the first request's (paid once serving starts, not in the load).
+            "load_overhead_s": round(max(0.0, load[tp] - load[1]), 1),
+            "warmup_s": round(max(0.0, warm[tp] - warm[1]), 1),
             "source": (f"measured by experiments/profile_tp.py ({time.strftime('%Y-%m-%d')}, {cfg['device']}, "
                        f"model {cfg['model']}, {mode}{', cpu_confine=always' if confine == 'always' else ''}): median of {cfg['repeats']} runs, {cfg['requests']} requests "
                        f"x {out} / {long_out} / {out} tokens per engine; step TP=1 {step[1] * 1e3:.1f} ms vs "

@@ -37,6 +37,11 @@ def load_time_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> floa
     return model.load_time_s + (model.tp(engine, tp).load_overhead(tp) if tp > 1 else 0.0)
 
 
+def tp_warmup_s(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> float:
+    """What a fresh TP-`tp` engine's first request takes beyond a TP=1 engine's (model.warmup_s)."""
+    return model.tp(engine, tp).warmup(tp) if tp > 1 else 0.0
+
+
 class CostModel:
     """Step latency for one (model, engine) pair; precomputes the coefficients once. tp > 1: one
     engine over tp GPUs, faster by the engine's TP scaling (TensorParallelProfile)."""

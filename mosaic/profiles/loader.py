@@ -76,7 +76,14 @@ def _tensor_parallel(tp: TensorParallelSpec) -> TensorParallelProfile:
         uniform = float(tp.load_overhead_s)
         overhead = {d: uniform for d in speedup}
     token = {degree: float(s) for degree, s in (tp.token_speedup or {}).items()}
-    return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform, token)
+    warm, uniform_warm = {}, None
+    if isinstance(tp.warmup_s, Mapping):
+        warm = {d: float(v) for d, v in tp.warmup_s.items()}
+    elif tp.warmup_s is not None:
+        uniform_warm = float(tp.warmup_s)
+        warm = {d: uniform_warm for d in speedup}
+    return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform, token,
+                                 warm, uniform_warm)
 
 
 def _host_contention(hc: HostContentionSpec) -> HostContentionProfile:

@@ -39,9 +39,9 @@ Rules that involve several fields:
 * an output distribution {shape, mean_tokens, cap}: shape defined in length_shapes; 2 <= cap <=
   engine.max_model_len (no answer is longer than the context window); 1 <= mean_tokens < cap.
 * tensor_parallel.step_speedup: degree -> speedup in (0, degree], 1 at degree 1 (a superlinear
-  speedup would mean the TP=1 step is not what the profile says); load_overhead_s one number or one
-  per degree of step_speedup; tensor_parallel.token_speedup (optional) the same range, for degrees
-  step_speedup has.
+  speedup would mean the TP=1 step is not what the profile says); load_overhead_s (and warmup_s,
+  optional) one number or one per degree of step_speedup; tensor_parallel.token_speedup (optional)
+  the same range, for degrees step_speedup has.
 * host_contention.step_scale (and host_contention.load_scale, and each table of
   host_contention.models, per model, all ending at the same count): busy workers on a host -> step time relative to the profiled condition, in (0, 100],
   exactly 1 at the largest count (the profile's steps were measured then); models named there are
@@ -294,6 +294,9 @@ class TensorParallelSpec(Section):
     # measured on prefill-bound batches; step_speedup then scales the per-step and per-sequence
     # terms only. Absent: step_speedup scales every term.
     token_speedup: Any = None
+    # Optional: a fresh TP engine's one-off start of serving beyond a TP=1 engine's (its first
+    # request), one number or one per degree of step_speedup, as load_overhead_s. Absent: none.
+    warmup_s: Any = None
     attention: Choice("step", "heads", why=" ('step': step_speedup scales every term; 'heads': attention "
                       "terms scale by 1/degree)") = "step"
     derive: Choice("amdahl", "none", why=" ('amdahl': derive a TP degree the table lacks from the measured "
@@ -317,9 +320,11 @@ class TensorParallelSpec(Section):
                 raise FieldError((degree,), f"speedup must lie in (0, {degree}] (and be 1 at degree 1); got {s}")
         return value
 
-    @field_validator("load_overhead_s", mode="before")
+    @field_validator("load_overhead_s", "warmup_s", mode="before")
     @classmethod
-    def _overheads(cls, value: Any) -> Any:
+    def _overheads(cls, value: Any, info) -> Any:
+        if value is None and info.field_name == "warmup_s":
+            return value
         items = value.items() if isinstance(value, Mapping) else [((), value)]
         for degree, v in items:
             path = () if degree == () else (degree,)
@@ -336,11 +341,13 @@ class TensorParallelSpec(Section):
         if self.token_speedup is not None and set(self.token_speedup) - set(self.step_speedup) - {1}:
             raise FieldError(("token_speedup",), f"give degrees that step_speedup measures ({sorted(self.step_speedup)}); "
                              f"got {sorted(self.token_speedup, key=str)}")
-        if isinstance(self.load_overhead_s, Mapping):
-            given, measured = set(self.load_overhead_s), set(self.step_speedup)
-            if (measured - given - {1}) or (given - measured):
-                raise FieldError(("load_overhead_s",), f"give one number, or one per degree of step_speedup "
-                                 f"({sorted(measured)}); got degrees {sorted(given, key=str)}")
+        for name in ("load_overhead_s", "warmup_s"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                given, measured = set(value), set(self.step_speedup)
+                if (measured - given - {1}) or (given - measured):
+                    raise FieldError((name,), f"give one number, or one per degree of step_speedup "
+                                     f"({sorted(measured)}); got degrees {sorted(given, key=str)}")
         return self
 
 

@@ -72,6 +72,26 @@ def test_tp_session_time_matches_hand_computation():
         assert r.first_token_s == pytest.approx(STARTUP_S + load_s + prefill_ms / SPEEDUP / 1e3)
 
 
+def test_a_tp_engines_warm_up_is_served_not_loaded():
+    """engine.tensor_parallel.warmup_s (profile_tp: the first request's extra on a TP engine): the
+    session's load ends without it and its first tokens come that much later, as on the real engine's
+    clock; before, it was part of load_overhead_s and the served time ran 2.4 s short on the smoke
+    run's TP=2 aggregator (results/fidelity.resim.md)."""
+    raw = hand_raw()
+    raw["engine"]["tensor_parallel"]["warmup_s"] = {2: 2.0}
+    reqs, replay = two_requests()
+    base = SimBackend(Cluster.uniform(2, 1.0), hand_profiles()).run(tp_plan(reqs), reqs, replay)
+    warm = SimBackend(Cluster.uniform(2, 1.0), parse_profiles(raw)).run(tp_plan(reqs), reqs, replay)
+    assert warm.sessions[0].run_start_s == pytest.approx(base.sessions[0].run_start_s)
+    assert warm.makespan_s == pytest.approx(base.makespan_s + 2.0)
+    assert [r.first_token_s for r in warm.requests] == pytest.approx([r.first_token_s + 2.0 for r in base.requests])
+    # ...and the plan's prediction counts it as the load's overhead did.
+    profiles = parse_profiles(raw)
+    problem = build_tp_problem("aggregator", list(reqs.values()), Cluster.uniform(2, 1.0), profiles)
+    before = build_tp_problem("aggregator", list(reqs.values()), Cluster.uniform(2, 1.0), hand_profiles())
+    assert problem.models[0].load_s == pytest.approx(before.models[0].load_s + 2.0)
+
+
 def test_tp_session_keeps_every_rank_busy_for_its_whole_span():
     reqs, replay = two_requests()
     trace = SimBackend(Cluster.uniform(2, 1.0), hand_profiles()).run(tp_plan(reqs), reqs, replay)
@@ -177,6 +197,8 @@ def test_tp_cost_model_scales_every_term():
 @pytest.mark.parametrize("tp, match", [
     ({"step_speedup": {2: 2.5}, "load_overhead_s": 1, "source": "x"}, r"step_speedup.2.*\(0, 2\]"),
     ({"step_speedup": {2: 1.5}, "load_overhead_s": -1, "source": "x"}, "load_overhead_s must be >= 0"),
+    ({"step_speedup": {2: 1.5}, "load_overhead_s": 1, "warmup_s": -1, "source": "x"}, "warmup_s must be >= 0"),
+    ({"step_speedup": {2: 1.5}, "load_overhead_s": 1, "warmup_s": {4: 1}, "source": "x"}, "warmup_s.*per degree"),
     ({"step_speedup": {2: 1.5}, "load_overhead_s": 1}, "missing field 'source'"),
     ({"step_speedup": {2: 1.5}, "load_overhead_s": 1, "source": " "}, "source"),
     ({"step_speedup": {"two": 1.5}, "load_overhead_s": 1, "source": "x"}, "integer >= 1"),
