@@ -33,7 +33,9 @@ from vllm_backend.procgroup import end_processes, group_leader_entry, spawn_cont
 
 
 log = logging.getLogger(__name__)
-SETTLE_S = 2.0   # a crashed worker's last messages, queued behind the others', are read within this
+# A crashed worker's last messages are read within this: behind the others' on Ray's shared queue,
+# in its own pipe locally (vllm_backend/channels.py), where reads take turns between the workers.
+SETTLE_S = 2.0
 
 
 class LocalWorkers:
