@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.paths import not_a_file
@@ -64,24 +64,24 @@ def _outputs(m: ModelSpec, shapes, where: str, name: str) -> tuple[LengthDistrib
     return per.pop("default"), per
 
 
+def _per_degree(value: Any, degrees: Iterable[int]) -> tuple[dict[int, float], float | None]:
+    """A TP block's seconds field (load_overhead_s, warmup_s): a mapping degree -> seconds, or one
+    number for every degree (then also returned as the uniform value); None: no entries."""
+    if value is None:
+        return {}, None
+    if isinstance(value, Mapping):
+        return {d: float(v) for d, v in value.items()}, None
+    return {d: float(value) for d in degrees}, float(value)
+
+
 def _tensor_parallel(tp: TensorParallelSpec) -> TensorParallelProfile:
     """`tensor_parallel: {step_speedup: {degree: speedup}, load_overhead_s, source, attention, derive}`.
     derive: amdahl (default) derives a degree the table lacks from the measured ones; none refuses it
     (TensorParallelProfile.speedup)."""
     speedup = {degree: float(s) for degree, s in tp.step_speedup.items()}
-    uniform = None
-    if isinstance(tp.load_overhead_s, Mapping):
-        overhead = {d: float(v) for d, v in tp.load_overhead_s.items()}
-    else:
-        uniform = float(tp.load_overhead_s)
-        overhead = {d: uniform for d in speedup}
+    overhead, uniform = _per_degree(tp.load_overhead_s, speedup)
+    warm, uniform_warm = _per_degree(tp.warmup_s, speedup)
     token = {degree: float(s) for degree, s in (tp.token_speedup or {}).items()}
-    warm, uniform_warm = {}, None
-    if isinstance(tp.warmup_s, Mapping):
-        warm = {d: float(v) for d, v in tp.warmup_s.items()}
-    elif tp.warmup_s is not None:
-        uniform_warm = float(tp.warmup_s)
-        warm = {d: uniform_warm for d in speedup}
     return TensorParallelProfile(speedup, overhead, tp.source.strip(), tp.attention, tp.derive, uniform, token,
                                  warm, uniform_warm)
 
