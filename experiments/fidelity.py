@@ -3,6 +3,7 @@
     python experiments/fidelity.py                        # every case of mosaic/conf/fidelity.yaml
     python experiments/fidelity.py --case long_decode --repeats 1
     python experiments/fidelity.py --profile-check warn   # compare even where the profile is stale
+    python experiments/fidelity.py --profile-check each   # check the host again before every case, per worker
     python experiments/fidelity.py --resimulate results/fidelity.json   # the simulated side only, against stored real runs
 
 Before any case it checks that the profile still describes this machine (a few of the profiler's
@@ -29,9 +30,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="real runs per case (default: the suite's)")
     ap.add_argument("--suite", type=Path, default=SUITE, help="suite file (default mosaic/conf/fidelity.yaml)")
     ap.add_argument("--out", type=Path, default=OUT, help="folder for fidelity.md/.json")
-    ap.add_argument("--profile-check", choices=("stop", "warn", "off"), default="stop",
+    ap.add_argument("--profile-check", choices=("stop", "warn", "off", "each"), default="stop",
                     help="first re-measure a few of the profile's own batches (experiments/check_profile.py): "
-                         "stop when the profile does not describe this machine (default), warn and go on, or off")
+                         "stop when the profile does not describe this machine (default), warn and go on, off, "
+                         "or each: before every case, for its models, each worker's ratio kept beside the "
+                         "case's sessions (a host whose speed drifts, or whose cores differ)")
     ap.add_argument("--resimulate", type=Path, default=None, metavar="FIDELITY_JSON",
                     help="simulate again against the real runs stored in this fidelity.json (no engine starts)")
     args = ap.parse_args()

@@ -358,8 +358,57 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
     for r in rows:
         lines.append(f"| {r['case']} | {r['stage']} | "
                      + " | ".join(_cell(r, f"{m}_p{q}_s", ".2f") for m in ("ttft", "e2e") for q in PCTS) + " |")
+    lines += session_table(rows)
     lines += ["", "Cases:", ""] + [f"- `{n}`: {c.about}" for n, c in cases.items()]
     return "\n".join(lines) + "\n"
+
+
+def _session_serving(metrics: dict[str, Any]) -> dict[tuple[int, str, int], float]:
+    """Each session's serving seconds, keyed (worker, model, its turn among that worker's sessions of
+    the model): the key both backends' traces of one plan share."""
+    out: dict[tuple[int, str, int], float] = {}
+    for s in metrics["sessions"]:
+        k = 0
+        while (s["worker"], s["model"], k) in out:
+            k += 1
+        out[(s["worker"], s["model"], k)] = s["run_s"][1] - s["run_s"][0]
+    return out
+
+
+def host_ratio(row: dict[str, Any], worker: int, model: str) -> float | None:
+    """The worker's measured / predicted step time for the model in the check run just before this
+    row's case (--profile-check each), None where there was none."""
+    for check in row.get("host_check") or ():
+        ratio = check["models"].get(model, {}).get("workers", {}).get(str(worker))
+        if ratio is not None:
+            return ratio
+    return None
+
+
+def session_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per session, simulated against real serving: where a stage's error comes from (one worker or
+    all), beside what the worker's host check measured for that model just before the case, if the
+    suite ran one per case: a session whose error is about 1 / ratio - 1 the profile's step model
+    predicts this host's speed at that hour, not the simulator's scheduling."""
+    lines = ["", "Per session, serving (s): simulated / real median ±spread (error); host check: the worker's "
+             "measured / predicted step time for the model just before the case (--profile-check each), "
+             "- where none ran:", "", "| case | stage | worker | model | serving | host check |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["sim"].get("sessions"):
+            continue
+        sim = _session_serving(r["sim"])
+        reals = [_session_serving(x) for x in r["real"]]
+        for (w, model, k), s in sim.items():
+            vals = [x[(w, model, k)] for x in reals if (w, model, k) in x]
+            if not vals:
+                continue
+            med = float(np.median(vals))
+            spread = (max(vals) - min(vals)) / 2 / med if med else 0.0
+            err = (s - med) / med if med else 0.0
+            ratio = host_ratio(r, w, model)
+            lines.append(f"| {r['case']} | {r['stage']} | {w} | {model} | {s:.1f} / {med:.1f} ±{spread:.0%} "
+                         f"({err:+.1%}) | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+    return lines
 
 
 def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]) -> list[dict[str, Any]]:
@@ -456,7 +505,9 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
                 raise ConfigError(f"--resimulate {stored}: case {name} / {job.stage} plans other sessions now "
                                   f"({n_now} requests on {list(now)}) than its real runs did ({n_then} on "
                                   f"{list(then_sessions)}); re-run the real side (python experiments/fidelity.py)")
-            rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"])})
+            rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"]),
+                         # the host as checked before those real runs (--profile-check each)
+                         **({"host_check": then["host_check"]} if then.get("host_check") else {})})
         planned = {job.stage for job, _ in jobs}
         stale = sorted(stage for case, stage in by_key if case == name and stage not in planned)
         if stale:
@@ -492,9 +543,12 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
     """Run the suite (or the cases named in `only`), write fidelity.md and fidelity.json under `out`
     (fidelity-CASE....md/.json for a subset). check: first re-measure a few of the profile's own
     batches (profile_checks) and stop with a ConfigError when the profile does not describe this
-    machine ("stop"), go on and say so in the table ("warn"), or skip the check ("off")."""
-    if check not in ("stop", "warn", "off"):
-        raise ConfigError(f"check={check!r}: expected stop, warn or off")
+    machine ("stop"), go on and say so in the table ("warn"), or skip the check ("off"); "each" checks
+    again before every case, for the models its plan runs, and keeps the check beside the case's rows,
+    so that a session's error can be read beside what its worker measured that hour (a host whose
+    speed drifts between cases, or whose cores differ, shows there); it warns, as "warn" does."""
+    if check not in ("stop", "warn", "off", "each"):
+        raise ConfigError(f"check={check!r}: expected stop, warn, off or each")
     only = list(dict.fromkeys(only))
     suite = load_suite(suite_path)
     unknown = sorted(set(only) - set(suite.cases))
@@ -511,7 +565,7 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
             raise ConfigError(f"fidelity case {name}: {e}") from None
     from mosaic.fitting.profile_check import report   # real engines only: not imported for the sim
 
-    checks = profile_checks(prepared) if check != "off" else []
+    checks = profile_checks(prepared) if check in ("stop", "warn") else []
     stale = [c for c in checks if not c["matches"]]
     if stale and check == "stop":
         raise ConfigError("the profile does not describe this machine, so the suite would measure the drift: "
@@ -519,7 +573,9 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
                           + " (python experiments/fidelity.py --profile-check warn runs the suite anyway)")
     rows = []
     for name, (run, jobs) in prepared.items():
-        rows += run_case(name, run, jobs, suite.repeats, log)
+        before = profile_checks({name: (run, jobs)}) if check == "each" else []
+        checks += before
+        rows += [dict(r, host_check=before) if before else r for r in run_case(name, run, jobs, suite.repeats, log)]
     args = ([f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
             + ([f"--profile-check {check}"] if check != "stop" else []) + command_args(suite_path, out))
     md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases, suite_path)

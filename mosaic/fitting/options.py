@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from mosaic.core.errors import ConfigError
 from vllm_backend.backend import no_local_gpu, resolve_device
@@ -85,6 +85,19 @@ class Grid(BaseModel):
     outputs: list[PositiveInt] = []
     prefill: list[tuple[PositiveInt, PositiveInt]] = []
     decode: list[tuple[PositiveInt, PositiveInt, PositiveInt]] = []
+    # [n, prompt_lo, prompt_hi, out_lo, out_hi]: n requests of lengths drawn uniformly from the two
+    # ranges (seeded), so prefill chunks share steps with decodes as in a serving session
+    mixed: list[tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt]] = []
+    seed: NonNegativeInt = 0   # the mixed cells' lengths
+
+    @field_validator("mixed")
+    @classmethod
+    def _ranges(cls, cells):
+        for n, plo, phi, olo, ohi in cells:
+            if plo > phi or olo > ohi:
+                raise ValueError(f"[{n}, {plo}, {phi}, {olo}, {ohi}]: each range's low end must not exceed its "
+                                 "high end ([n, prompt_lo, prompt_hi, out_lo, out_hi])")
+        return cells
 
 
 def grid_option(grid: Any, max_model_len: int | None = None) -> dict[str, Any]:
@@ -100,7 +113,8 @@ def grid_option(grid: Any, max_model_len: int | None = None) -> dict[str, Any]:
     if max_model_len is not None:
         cells = ([("context_lengths", length + out) for length in g.context_lengths for out in g.outputs]
                  + [("prefill", length + 1) for _, length in g.prefill]
-                 + [("decode", length + out) for _, length, out in g.decode])
+                 + [("decode", length + out) for _, length, out in g.decode]
+                 + [("mixed", phi + ohi) for _, _, phi, _, ohi in g.mixed])
         for field, need in cells:
             if need > max_model_len:
                 raise ConfigError(f"grid.{field}: a batch of {need} tokens (prompt + outputs) is more than the "

@@ -68,18 +68,26 @@ def model_names(cfg: dict[str, Any], registry: ModelRegistry, profiled: set[str]
 
 
 def compare_rows(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, Any]:
-    """Measured / predicted per batch row; per cell the median, overall the median and its spread
-    over repeats (half the range of the per-repeat medians, relative to the median)."""
+    """Measured / predicted per batch row; per cell, per kind of cell (decode, prefill, mixed) and per
+    worker the median, overall the median and its spread over repeats (half the range of the per-repeat
+    medians, relative to the median)."""
     ratios = [(r["cell"], r["rep"], r["ms"] / predict_ms(cost, r)) for r in rows]
     cells: dict[str, list[float]] = {}
     reps: dict[int, list[float]] = {}
-    for cell, rep, x in ratios:
+    kinds: dict[str, list[float]] = {}
+    workers: dict[int, list[float]] = {}
+    for r, (cell, rep, x) in zip(rows, ratios):
         cells.setdefault(cell, []).append(x)
         reps.setdefault(rep, []).append(x)
+        kinds.setdefault(r.get("kind", "decode"), []).append(x)
+        workers.setdefault(int(r.get("worker", 0)), []).append(x)
     med = statistics.median(x for _, _, x in ratios)
     rep_meds = [statistics.median(v) for v in reps.values()]
     return {"ratio": med, "spread": (max(rep_meds) - min(rep_meds)) / 2 / med if len(rep_meds) > 1 else 0.0,
-            "cells": {c: statistics.median(v) for c, v in cells.items()}}
+            "cells": {c: statistics.median(v) for c, v in cells.items()},
+            "kinds": {k: statistics.median(v) for k, v in kinds.items()},
+            # per worker: a host whose cores run at different speeds (a busy co-tenant on one) shows here
+            "workers": {str(w): statistics.median(v) for w, v in sorted(workers.items())}}
 
 
 def engine_differences(measured: dict[str, Any], model: Any, engine: Any) -> list[str]:
@@ -150,13 +158,21 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
                         "profile_load_s": prof.load_time_s,
                         "engine": engine_differences(measured, prof, profiles.engine)}
         print(f"{name}: batches {models[name]['ratio']:.2f}x the profile's prediction "
-              f"(±{models[name]['spread']:.0%} over repeats), load {measured['load_time_s']:.1f} s "
-              f"(profile {prof.load_time_s:.1f} s)", flush=True)
+              f"(±{models[name]['spread']:.0%} over repeats{_by_kind(models[name])}), load "
+              f"{measured['load_time_s']:.1f} s (profile {prof.load_time_s:.1f} s)", flush=True)
     ok, why = verdict(models, float(tol))
     return {"profile": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
             "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
             "cpu_confine": confine, "models": models,
             "matches": ok, "reasons": why}
+
+
+def _by_kind(m: dict[str, Any]) -> str:
+    """`; decode 0.98x, mixed 0.93x` where a check timed more than one kind of batch, and
+    `; worker 0 0.95x, worker 1 1.04x` where it measured on more than one worker."""
+    kinds, workers = m.get("kinds", {}), m.get("workers", {})
+    return ("; " + ", ".join(f"{k} {x:.2f}x" for k, x in kinds.items()) if len(kinds) > 1 else "") + (
+        "; " + ", ".join(f"worker {w} {x:.2f}x" for w, x in workers.items()) if len(workers) > 1 else "")
 
 
 def report(result: dict[str, Any]) -> str:
@@ -165,7 +181,7 @@ def report(result: dict[str, Any]) -> str:
     alone = f", {busy} of {n} workers busy (the rest idle)" if busy is not None and busy != n else ""
     lines = [f"Profile check ({result['when']}, `{result['profile']}`{alone}): measured / predicted time of the "
              "profiler's own batches on this machine, median over batches and workers (±spread over repeats):", ""]
-    lines += [f"- {name}: {m['ratio']:.2f}x (±{m['spread']:.0%}); load {m['load_s']:.1f} s against "
+    lines += [f"- {name}: {m['ratio']:.2f}x (±{m['spread']:.0%}{_by_kind(m)}); load {m['load_s']:.1f} s against "
               f"{m['profile_load_s']:.1f} s" + (f"; engine differs: {'; '.join(m['engine'])}" if m["engine"] else "")
               for name, m in result["models"].items()]
     if result["matches"]:

@@ -3,10 +3,11 @@
 Measured on every worker at once, each in a process bound to its share of the devices (as real
 runs are, so the step times include the contention of a busy host): worker start-up (importing the
 engine runtime), load time, the KV cache in blocks and the block size as the engine sized them, its
-scheduling mode, per-step latency over a grid of batch sizes x contexts (decode steps) and of
-prompt batches (prefill steps, whose chunking the V1 replica sim/engine_v1.py gives), each grid
-`repeats` times, and unload time. One step model is fitted to all rows by non-negative least
-squares in relative error:
+scheduling mode, per-step latency over a grid of batch sizes x contexts (decode steps), of
+prompt batches (prefill steps, whose chunking the V1 replica sim/engine_v1.py gives) and, where
+`grid.mixed` asks, of mixed batches (lengths drawn from ranges, prefill chunks sharing steps with
+decodes), each grid `repeats` times, and unload time. One step model is fitted to all rows by
+non-negative least squares in relative error:
     t = step + seq * sequences + token * tokens + ctx * sum(decode context) + len2 * prefill attention
 and its error is reported beside the repeats' own noise (the profile's sources say both).
 Optionally (`session_sweep.ns` non-empty) the paper's multi-N profiling sweep: whole sessions of N
@@ -28,7 +29,7 @@ import socket
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import yaml
@@ -132,11 +133,29 @@ def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blo
     return rows
 
 
-def grid_cells(grid: dict[str, Any]) -> list[tuple[int, int, int]]:
-    """The measured batches: (requests, prompt length, output tokens), each timed `repeats` times."""
-    return ([(n, length, out) for n in grid.get("batch_sizes", []) for length in grid.get("context_lengths", [])
-             for out in grid.get("outputs", [])] + [(n, length, 1) for n, length in grid.get("prefill", [])]
-            + [(n, length, out) for n, length, out in grid.get("decode", [])])
+class Cell(NamedTuple):
+    """One measured batch: `requests` (prompt, output tokens) submitted at once and timed as a whole."""
+    label: str
+    kind: str   # decode, prefill (1 output token each) or mixed (lengths drawn from ranges)
+    requests: tuple[tuple[int, int], ...]
+
+
+def grid_cells(grid: dict[str, Any]) -> list[Cell]:
+    """The measured batches, each timed `repeats` times. Uniform cells are n prompts of one length
+    with one output length; a mixed cell draws its lengths uniformly from its ranges, seeded by the
+    grid's `seed` and the cell's place, so every repeat, worker and machine times the same batch."""
+    def uniform(n: int, length: int, out: int) -> Cell:
+        return Cell(f"{n}x{length}->{out}", "decode" if out > 1 else "prefill", ((length, out),) * n)
+
+    cells = ([uniform(n, length, out) for n in grid.get("batch_sizes", []) for length in grid.get("context_lengths", [])
+              for out in grid.get("outputs", [])] + [uniform(n, length, 1) for n, length in grid.get("prefill", [])]
+             + [uniform(n, length, out) for n, length, out in grid.get("decode", [])])
+    for j, (n, plo, phi, olo, ohi) in enumerate(grid.get("mixed", [])):
+        rng = np.random.default_rng([int(grid.get("seed", 0)), j])
+        prompts, outs = rng.integers(plo, phi + 1, n), rng.integers(olo, ohi + 1, n)
+        cells.append(Cell(f"{n}x{plo}-{phi}->{olo}-{ohi}", "mixed",
+                          tuple((int(p), int(o)) for p, o in zip(prompts, outs))))
+    return cells
 
 
 def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
@@ -186,17 +205,17 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
     submits: list[tuple[float, int]] = []   # (ms per add_request, n) of each cell
     cells = grid_cells(grid)
     for rep in range(grid["repeats"]):
-        for n, length, out in cells:
+        for cell in cells:
             t = time.perf_counter()
-            for _ in range(n):
+            for length, out in cell.requests:
                 submit(length, out)
-            submits.append(((time.perf_counter() - t) * 1e3 / n, n))
+            submits.append(((time.perf_counter() - t) * 1e3 / len(cell.requests), len(cell.requests)))
             while engine.has_unfinished_requests():
                 engine.step()
             ms = (time.perf_counter() - t) * 1e3
-            shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, blocks, max_seqs, budget)
-            rows.append({"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
-                         **window_terms(shape), "ms": ms})
+            shape = _replica_steps([(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], block_size, blocks,
+                                   max_seqs, budget)
+            rows.append({"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape), "ms": ms})
             queue.put({"progress": 1})
     sessions = []
     if grid.get("session_sweep", {}).get("ns"):
@@ -283,7 +302,7 @@ def fit_error(m: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:
     """|predicted / measured - 1| per kind of step (median, p90), beside the measurement's own noise:
     the median over grid cells of the repeats' half range relative to their median."""
     out = {}
-    for kind in ("decode", "prefill"):
+    for kind in ("decode", "prefill", "mixed"):
         rows = [r for r in m["steps"] if r["kind"] == kind]
         if not rows:
             continue

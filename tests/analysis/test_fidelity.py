@@ -180,8 +180,56 @@ def test_a_profile_that_matches_heads_the_table_and_off_skips_the_check(tmp_path
     checked.clear()
     md = fidelity.write(tmp_path, p, check="off")
     assert checked == [] and "Profile check" not in md
-    with pytest.raises(ConfigError, match="check='maybe': expected stop, warn or off"):
+    with pytest.raises(ConfigError, match="check='maybe': expected stop, warn, off or each"):
         fidelity.write(tmp_path, p, check="maybe")
+
+
+def test_each_checks_the_host_before_every_case_and_shows_each_sessions_worker_beside_its_error(
+        tmp_path: Path, monkeypatch):
+    """A worker whose core ran slow for the case (its check 1.10x) and whose session the simulator
+    puts 1/1.1 short: the table holds the two side by side, per session."""
+    p, ran, checked = _suite_with_fake_engines(tmp_path, monkeypatch, ratio=1.0)
+    p.write_text(p.read_text() + "  b: {sessions: [{worker: 1, model: GLM, requests: 2, prompt: [5, 9], "
+                 "output: [3, 4]}]}\n")
+    from mosaic.fitting import profile_check
+
+    check = profile_check.check_profile
+
+    def per_worker(cfg):
+        out = check(cfg)
+        for m in out["models"].values():
+            m["workers"] = {"0": 1.0, "1": 1.1}
+        return out
+
+    def slow_worker_1(name, run, jobs, repeats, log=print):
+        rows = []
+        for job, t in jobs:
+            sim = fidelity.stage_metrics(t)
+            real = dict(sim, sessions=[dict(x, run_s=[x["run_s"][0], x["run_s"][0] + (x["run_s"][1] - x["run_s"][0])
+                                                       * (1.1 if x["worker"] == 1 else 1.0)]) for x in sim["sessions"]])
+            rows.append({"case": name, "stage": job.stage, **fidelity.compare(sim, [real])})
+        return rows
+
+    monkeypatch.setattr(profile_check, "check_profile", per_worker)
+    monkeypatch.setattr(fidelity, "run_case", slow_worker_1)
+    md = fidelity.write(tmp_path, p, check="each")
+    # one check per case, for the models its plan runs, none before them all
+    assert [c["model"] for c in checked] == ["GLM,Qwen", "GLM"]
+    assert "--profile-check each" in md
+    rows = [line for line in md.splitlines() if line.startswith("| a | expert | ") or line.startswith("| b | expert | ")]
+    per_session = [line for line in rows if line.count("|") == 7]
+    assert len(per_session) == 3
+    qwen = next(line for line in per_session if "| Qwen |" in line)
+    glm_a = next(line for line in per_session if line.startswith("| a |") and "| GLM |" in line)
+    assert "| 0 | Qwen |" in qwen and "(+0.0%) | 1.00x |" in qwen
+    assert "| 1 | GLM |" in glm_a and "(-9.1%) | 1.10x |" in glm_a
+    import json
+    stored = json.loads((tmp_path / "fidelity.json").read_text())
+    assert [len(r["host_check"]) for r in stored] == [1, 1]
+    assert len(json.loads((tmp_path / "fidelity.profile_check.json").read_text())) == 2
+    # without a check per case the column says none ran
+    md = fidelity.write(tmp_path, p, check="off")
+    assert all(line.endswith("| - |") for line in md.splitlines() if line.startswith("| a | expert | 0 |"))
 
 
 GRAPH_CASE = ("  g: {graph: true, overrides: [topology=dense, 'topology.layers=[3,2]', 'topology.agents=[Qwen]', "

@@ -15,8 +15,9 @@ MAX_LEN = 2048   # its max_model_len
 
 def _largest_shares(grid, cost):
     best = dict.fromkeys(FIT_TERMS, 0.0)
-    for n, length, out in grid_cells(grid):
-        w = window_terms(_replica_steps([(str(i), length, out) for i in range(n)], BLOCK, BLOCKS, SEQS, BUDGET))
+    for cell in grid_cells(grid):
+        w = window_terms(_replica_steps([(str(i), *r) for i, r in enumerate(cell.requests)], BLOCK, BLOCKS, SEQS,
+                                        BUDGET))
         parts = {t: cost[c] * w[t] for c, t in zip(COEFS, FIT_TERMS)}
         for t, v in parts.items():
             best[t] = max(best[t], v / sum(parts.values()))
@@ -45,7 +46,7 @@ def test_a_decode_cell_must_give_requests_length_and_outputs():
 
     with pytest.raises(ConfigError, match=r"grid\.decode\.0"):
         grid_option({"repeats": 1, "decode": [[64, 512]]})
-    assert grid_cells(grid_option({"repeats": 1, "decode": [[2, 8, 5]]})) == [(2, 8, 5)]
+    assert grid_cells(grid_option({"repeats": 1, "decode": [[2, 8, 5]]})) == [("2x8->5", "decode", ((8, 5), (8, 5)))]
 
 
 def test_a_batch_longer_than_the_engine_takes_is_refused_before_measuring():
@@ -56,3 +57,30 @@ def test_a_batch_longer_than_the_engine_takes_is_refused_before_measuring():
         grid_option({"repeats": 1, "decode": [[1, 1600, 500]]}, max_model_len=2048)
     with pytest.raises(ConfigError, match=r"grid\.context_lengths"):
         grid_option({"repeats": 1, "batch_sizes": [1], "context_lengths": [2040], "outputs": [49]}, max_model_len=2048)
+
+
+def test_a_mixed_cell_is_one_seeded_batch_whose_prefills_share_steps_with_decodes():
+    grid = grid_option({"repeats": 1, "mixed": [[96, 16, 1000, 200, 600]], "seed": 3})
+    (cell,) = grid_cells(grid)
+    assert cell.kind == "mixed" and cell.label == "96x16-1000->200-600" and len(cell.requests) == 96
+    assert all(16 <= p <= 1000 and 200 <= o <= 600 for p, o in cell.requests)
+    assert len({p for p, _ in cell.requests}) > 48   # drawn, not one length
+    # the same batch on every call (every repeat, worker and machine), another with another seed
+    assert grid_cells(grid) == [cell]
+    assert grid_cells(dict(grid, seed=4))[0].requests != cell.requests
+    steps = _replica_steps([(str(i), *r) for i, r in enumerate(cell.requests)], BLOCK, BLOCKS, SEQS, BUDGET)
+    # a step that prefills some tokens while it decodes others: more tokens than sequences, and
+    # decode context, in the same step; and such steps are many (a request joins as one leaves)
+    mixed = [s for s in steps if s[1] > s[0] and s[2] > 0]
+    assert len(mixed) >= 32, len(mixed)
+
+
+def test_a_mixed_cell_with_a_range_upside_down_or_too_long_is_refused():
+    from mosaic.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"grid\.mixed: .*\[8, 500, 100, 10, 20\].*low end"):
+        grid_option({"repeats": 1, "mixed": [[8, 500, 100, 10, 20]]})
+    with pytest.raises(ConfigError, match=r"grid\.mixed\.0"):
+        grid_option({"repeats": 1, "mixed": [[8, 100, 500]]})
+    with pytest.raises(ConfigError, match=r"grid\.mixed: a batch of 2200 tokens"):
+        grid_option({"repeats": 1, "mixed": [[8, 16, 1600, 100, 600]]}, max_model_len=2048)

@@ -26,22 +26,25 @@ def _registry():
     return OmegaConf.to_container(compose(["models=tiny"]).models, resolve=True)
 
 
-def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048):
-    """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction."""
+def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_factors=None, worker_factors=None):
+    """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction
+    (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w)."""
     calls = []
 
     def measure(path, engine_args, env, grid, on_progress=None):
+        worker = int(env["VLLM_CPU_OMP_THREADS_BIND"].split("-")[0].split(",")[0])   # its first core
         name = path.rstrip("/").split("/")[-1]
         calls.append(name)
         cost = PROFILE.models[name].cost
         rows = []
         for rep in range(grid["repeats"]):
-            for n, length, out in grid_cells(grid):
-                shape = _replica_steps([(str(i), length, out) for i in range(n)], block_size, 5000, 64, budget)
-                row = {"kind": "decode" if out > 1 else "prefill", "cell": f"{n}x{length}->{out}", "rep": rep,
-                       **window_terms(shape)}
+            for cell in grid_cells(grid):
+                shape = _replica_steps([(str(i), *r) for i, r in enumerate(cell.requests)], block_size, 5000, 64,
+                                       budget)
+                row = {"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape)}
                 # the spread over repeats: the second repeat 10% slower than the others
-                row["ms"] = predict_ms(cost, row) * factors[name] * (1.1 if rep == 1 else 1.0)
+                row["ms"] = (predict_ms(cost, row) * factors[name] * (1.1 if rep == 1 else 1.0)
+                             * (kind_factors or {}).get(cell.kind, 1.0) * (worker_factors or {}).get(worker, 1.0))
                 rows.append(row)
                 if on_progress:
                     on_progress()
@@ -63,7 +66,8 @@ def test_a_machine_that_matches_its_profile_passes(monkeypatch):
     assert q["ratio"] == pytest.approx(1.0) and q["spread"] == pytest.approx(0.05)
     assert q["profile_load_s"] == PROFILE.models["Qwen"].load_time_s and q["load_s"] == 20.0
     text = profile_check.report(result)
-    assert "- Qwen: 1.00x (±5%)" in text and "describes this machine within ±10%" in text
+    assert "- Qwen: 1.00x (±5%; decode 1.00x, prefill 1.00x; worker 0 1.00x, worker 1 1.00x)" in text
+    assert "describes this machine within ±10%" in text
     json.dumps(result)   # written as JSON by the CLI and the fidelity suite
 
 
@@ -78,6 +82,30 @@ def test_a_slower_machine_is_caught_and_the_re_profile_command_named(monkeypatch
     assert "python experiments/profile_models.py model=all out=" in text
     # a wider tolerance accepts the same measurement
     assert profile_check.check_profile(_cfg(model="Qwen,Exaone", tolerance=2.0))["matches"]
+
+
+def test_mixed_batches_are_compared_apart_from_the_uniform_ones(monkeypatch):
+    """A step model that misprices steps where prefill chunks share a step with decodes shows as the
+    mixed cells' ratio beside the uniform cells', measured in the same repeats."""
+    measure = _fake_measure({"Exaone": 1.0}, kind_factors={"mixed": 1.07})[0]
+    monkeypatch.setattr(real_engine, "measure", measure)
+    cfg = _cfg(model="Exaone")
+    cfg["grid"] = {**cfg["grid"], "mixed": [[96, 16, 1000, 200, 600]]}
+    kinds = profile_check.check_profile(cfg)["models"]["Exaone"]["kinds"]
+    assert kinds["mixed"] == pytest.approx(1.07) and kinds["decode"] == pytest.approx(1.0)
+    assert kinds["prefill"] == pytest.approx(1.0)
+    result = profile_check.check_profile(cfg)
+    assert "prefill 1.00x, mixed 1.07x" in profile_check.report(result)
+    # one kind of batch: no per-kind breakdown
+    cfg["grid"] = {"repeats": 2, "decode": [[4, 64, 9]]}
+    assert "decode 1.00x" not in profile_check.report(profile_check.check_profile(cfg))
+
+
+def test_a_core_slower_than_the_other_shows_in_its_worker_ratio(monkeypatch):
+    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Exaone": 1.0}, worker_factors={1: 1.14})[0])
+    m = profile_check.check_profile(_cfg(model="Exaone"))["models"]["Exaone"]
+    assert m["workers"] == {"0": pytest.approx(1.0), "1": pytest.approx(1.14)}
+    assert 1.0 <= m["ratio"] <= 1.14
 
 
 def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
