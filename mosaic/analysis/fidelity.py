@@ -379,17 +379,18 @@ def host_ratio(row: dict[str, Any], worker: int, model: str) -> float | None:
     """The worker's measured / predicted step time for the model in the check run just before this
     row's case (--profile-check each), None where there was none."""
     for check in row.get("host_check") or ():
-        ratio = check["models"].get(model, {}).get("workers", {}).get(str(worker))
-        if ratio is not None:
-            return ratio
+        m = check.get("models", {}).get(model) if isinstance(check, dict) else None
+        ratio = m.get("workers", {}).get(str(worker)) if isinstance(m, dict) else None
+        if isinstance(ratio, (int, float)):
+            return float(ratio)
     return None
 
 
 def session_table(rows: list[dict[str, Any]]) -> list[str]:
     """Per session, simulated against real serving: where a stage's error comes from (one worker or
     all), beside what the worker's host check measured for that model just before the case, if the
-    suite ran one per case: a session whose error is about 1 / ratio - 1 the profile's step model
-    predicts this host's speed at that hour, not the simulator's scheduling."""
+    suite ran one per case: a session whose error is about 1 / ratio - 1 is explained by the host's
+    speed that hour, not by the simulator."""
     lines = ["", "Per session, serving (s): simulated / real median ±spread (error); host check: the worker's "
              "measured / predicted step time for the model just before the case (--profile-check each), "
              "- where none ran:", "", "| case | stage | worker | model | serving | host check |", "|---|---|---|---|---|---|"]
