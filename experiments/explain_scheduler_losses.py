@@ -4,13 +4,14 @@
     python experiments/explain_scheduler_losses.py --table /tmp/b/scheduler_bench.csv --out /tmp/b/losses.md
 
 Re-plans each lost instance with engine_aware and the faster policy and prices the faster plan
-with engine_aware's cost model (~1.5 min for the committed table). Logic:
+with engine_aware's cost model, then simulates both plans again under 8 redraws of which request
+lands on which replica (--redraws; ~4 min for the committed table). Logic:
 mosaic/analysis/scheduler_losses.py.
 """
 import sys
 from pathlib import Path
 
-from mosaic.analysis.scheduler_losses import write
+from mosaic.analysis.scheduler_losses import REDRAWS, write
 from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import RunDirError, out_arg
@@ -24,16 +25,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "scheduler_losses.md")
     ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")
     ap.add_argument("--quick", action="store_true", help="the table was made with bench_scheduler.py --quick")
+    ap.add_argument("--redraws", type=int, default=REDRAWS,
+                    help="per loss, both plans simulated again with each model's outputs shuffled among its "
+                         "requests (0: none)")
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
+    if args.redraws < 0:
+        ap.error(f"--redraws must be >= 0 (got {args.redraws})")
     if not args.table.is_file():   # before --out is made: a refused command leaves nothing behind
         ap.error(f"--table {args.table}: no such file; make it with python experiments/bench_scheduler.py "
                  "(--out DIR writes DIR/scheduler_bench.csv)")
     out_arg(ap, args.out, file=True)   # before the minutes of planning
     command = rerun_command("experiments/explain_scheduler_losses.py", sys.argv[1:])
     try:
-        print(write(args.table, args.out, args.seed, args.quick, command=command), end="")
+        print(write(args.table, args.out, args.seed, args.quick, command=command, redraws=args.redraws), end="")
     except (ConfigError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,11 @@ chose its plan by). If that model rates the faster plan worse, the search found 
 and the prediction is what misled it; the model whose calibrated mean output is furthest from
 what its requests realise says how far the calibration split was from the run.
 
+Redraws: both plans simulated again with each model's output lengths shuffled among its own
+requests (the same shuffle for both), which keeps every model's demand and changes only which of
+its requests lands on which replica, the part a plan made before the run cannot know. A loss the
+faster plan keeps in most redraws is systematic; one it keeps in few is the draw of the run.
+
 Command: experiments/explain_scheduler_losses.py (after experiments/bench_scheduler.py).
 """
 from __future__ import annotations
@@ -23,7 +28,9 @@ from mosaic.schedulers import engine_aware as ea
 
 POLICY = "engine_aware"
 COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_sim_s", "faster_sim_s",
-           "predicted_gap", "sim_gap", "calibration_model", "calibration_gap")
+           "predicted_gap", "sim_gap", "calibration_model", "calibration_gap", "redraws", "redraw_wins",
+           "redraw_gap")
+REDRAWS = 8   # per loss; each simulates both plans once
 
 
 def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
@@ -78,11 +85,38 @@ def _same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, qui
                           "experiments/bench_scheduler.py with the same settings")
 
 
+def shuffled_outcomes(outcomes: dict, by_model: dict[str, list[str]], rng: np.random.Generator) -> dict:
+    """`outcomes` with each model's values permuted among its own request ids."""
+    out = dict(outcomes)
+    for ids in by_model.values():
+        values = [outcomes[i] for i in ids]
+        for i, j in zip(ids, rng.permutation(len(ids))):
+            out[i] = values[j]
+    return out
+
+
+def redraw(inst, own, other, n: int, seed: int) -> tuple[int, float]:
+    """(in how many of n redraws the other plan simulates faster than engine_aware's, the mean of
+    own / other - 1 over them); redraw d shuffles with the seed (seed, d)."""
+    from sim.backend import SimBackend
+
+    by_id = {r.id: r for r in inst.requests}
+    by_model: dict[str, list[str]] = {}
+    for r in inst.requests:
+        by_model.setdefault(r.model, []).append(r.id)
+    gaps = []
+    for d in range(1, n + 1):
+        outs = shuffled_outcomes(inst.workload.outcomes, by_model, np.random.default_rng([seed, d]))
+        own_s, other_s = (SimBackend(inst.cluster, inst.profiles).run(p, by_id, outs).makespan_s for p in (own, other))
+        gaps.append(own_s / other_s - 1)
+    return sum(g > 0 for g in gaps), float(np.mean(gaps)) if gaps else float("nan")
+
+
 def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
-            progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+            progress: Callable[[str], None] | None = None, redraws: int = REDRAWS) -> pd.DataFrame:
     """One row per loss (see the module doc). The instances are made again from `seed` and
     `quick` (the benchmark's), so the table must come from the same settings and version of the
-    generator."""
+    generator. `redraws` per loss (0: none)."""
     lost = losses(table)
     families = sorted(set(table[table.instance.isin([i for i, *_ in lost])].family))
     insts = {i.name: i for i in sb.instances(families, seed, quick)}
@@ -110,38 +144,47 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
             if realised:
                 gaps.append((inst.workload.calibration[d.model].mean_output / realised - 1, d.model))
         gap, model = max(gaps, key=lambda t: (abs(t[0]), t[1])) if gaps else (float("nan"), "")
+        wins, redraw_gap = redraw(inst, own, other, redraws, seed)
         rows.append({"instance": name, "faster": faster, "own_predicted_s": own.predicted_makespan_s,
                      "faster_predicted_s": priced, "own_sim_s": own_sim, "faster_sim_s": faster_sim,
                      "predicted_gap": priced / own.predicted_makespan_s - 1, "sim_gap": own_sim / faster_sim - 1,
-                     "calibration_model": model, "calibration_gap": gap})
+                     "calibration_model": model, "calibration_gap": gap, "redraws": redraws,
+                     "redraw_wins": wins, "redraw_gap": redraw_gap})
         if progress:
             progress(f"{name}: {faster} {faster_sim:.0f} s against {own_sim:.0f} s simulated; priced "
-                     f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s")
+                     f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s; faster in {wins} of {redraws} redraws")
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def render(df: pd.DataFrame, command: str) -> str:
     wrong = int((df.faster_predicted_s > df.own_predicted_s).sum())
+    n = int(df.redraws.max()) if len(df) else 0
+    held = int((2 * df.redraw_wins > df.redraws).sum())
     lines = ["# Where engine_aware loses in the scheduler benchmark", "",
              f"Regenerate: `{command}` (logic: mosaic/analysis/scheduler_losses.py). Instances of the benchmark "
              "table on which a policy that respects K simulates faster than engine_aware; the faster plan "
              "priced by engine_aware's own cost model (its prediction, which chose its plan); calibration "
              "gap: the model whose calibrated mean output is furthest from the mean its requests realise "
-             "(calibrated / realised - 1).", "",
+             "(calibrated / realised - 1). Redraws: both plans simulated again with each model's output "
+             "lengths shuffled among its own requests (the same shuffle for both: every model's demand kept, "
+             "only which request lands on which replica drawn again); in how many the faster plan is still "
+             "faster, and engine_aware's mean gap over them.", "",
              f"Losses: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
-             f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())}).", "",
+             f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())})"
+             + (f"; the faster plan stays faster in most of {n} redraws on {held} of them." if n else "."), "",
              "| instance | faster policy | predicted s: own / faster's | simulated s: own / faster's | "
-             "predicted gap | simulated gap | calibration gap |",
-             "|---|---|---|---|---|---|---|"]
+             "predicted gap | simulated gap | calibration gap | redraws: faster's wins (mean gap) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
+        redrawn = f"{r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%})" if r.redraws else "-"
         lines.append(f"| {r.instance} | {r.faster} | {r.own_predicted_s:.1f} / {r.faster_predicted_s:.1f} | "
                      f"{r.own_sim_s:.1f} / {r.faster_sim_s:.1f} | {r.predicted_gap:+.1%} | {r.sim_gap:+.1%} | "
-                     f"{r.calibration_gap:+.0%} ({r.calibration_model}) |")
+                     f"{r.calibration_gap:+.0%} ({r.calibration_model}) | {redrawn} |")
     return "\n".join(lines) + "\n"
 
 
 def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/explain_scheduler_losses.py") -> str:
+          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS) -> str:
     try:
         table = pd.read_csv(table_path)
     except OSError as e:
@@ -149,7 +192,7 @@ def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progr
                           "first") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
-    md = render(explain(table, seed, quick, progress), command)
+    md = render(explain(table, seed, quick, progress, redraws), command)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, md)
     return md

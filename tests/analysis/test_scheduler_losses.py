@@ -41,8 +41,36 @@ def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
     assert r.own_predicted_s == pytest.approx(t[own].predicted_s.iloc[0], rel=1e-6)
     assert r.faster_predicted_s > 0 and r.sim_gap == pytest.approx(r.own_sim_s / r.faster_sim_s - 1)
     assert r.calibration_model and abs(r.calibration_gap) < 10
+    assert r.redraws == sl.REDRAWS and 0 <= r.redraw_wins <= r.redraws and abs(r.redraw_gap) < 5
     md = sl.render(df, "cmd")
     assert f"| {name} | {r.faster} |" in md and "Losses: 1;" in md
+    assert f"| {r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%}) |" in md
+    assert sl.render(sl.explain(t, 0, quick=True, redraws=0), "cmd").splitlines()[-1].endswith("| - |")
+
+
+def test_a_redraw_keeps_each_models_demand_and_only_moves_it_between_its_requests():
+    import numpy as np
+
+    outcomes = {"a1": 1, "a2": 2, "a3": 3, "b1": 10, "b2": 20}
+    by_model = {"A": ["a1", "a2", "a3"], "B": ["b1", "b2"]}
+    seen = set()
+    for d in range(8):
+        out = sl.shuffled_outcomes(outcomes, by_model, np.random.default_rng([0, d]))
+        assert sorted(out[i] for i in by_model["A"]) == [1, 2, 3] and sorted(out[i] for i in by_model["B"]) == [10, 20]
+        seen.add(tuple(out.values()))
+    assert len(seen) > 1 and outcomes == {"a1": 1, "a2": 2, "a3": 3, "b1": 10, "b2": 20}
+
+
+def test_a_plan_redrawn_against_itself_never_wins_and_redraws_repeat():
+    inst = sb.instances(("generated",), 0, quick=True)[0]
+    from mosaic.run.pipeline import plan_stage
+
+    reqs = list(inst.requests)
+    plans = [plan_stage("expert", reqs, inst.workload.expert_models, sb.scheduler_config(p, inst.k), "scheduled",
+                        inst.cluster, inst.profiles, inst.workload)[1] for p in ("engine_aware", "round_robin")]
+    assert sl.redraw(inst, plans[0], plans[0], 3, 0) == (0, 0.0)
+    once = sl.redraw(inst, plans[0], plans[1], 3, 0)
+    assert once == sl.redraw(inst, plans[0], plans[1], 3, 0)   # seeded: the same redraws
 
 
 def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
@@ -59,6 +87,9 @@ def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 2 and "none.csv: no such file" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "new").exists()   # refused before --out's folder is made
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/explain_scheduler_losses.py"), "--redraws", "-1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--redraws must be >= 0 (got -1)" in r.stderr
 
 
 def test_a_damaged_table_is_one_line_naming_the_row(table):
