@@ -162,15 +162,19 @@ def same_requests(sim: Trace, real: Trace) -> Trace:
     return real
 
 
+def against(sim: float, reals: list[float]) -> tuple[float, float, float]:
+    """One simulated value against its real repeats: (real median, spread = half the range relative
+    to the median, sim error relative to the median)."""
+    med = float(np.median(reals))
+    spread = (max(reals) - min(reals)) / 2 / med if med else 0.0
+    return med, spread, (sim - med) / med if med else (0.0 if sim == med else float("inf"))
+
+
 def compare(sim: dict[str, Any], reals: list[dict[str, Any]]) -> dict[str, Any]:
     """The simulated metrics against the real repeats: real median, spread, sim error."""
     out: dict[str, Any] = {"sim": sim, "real": reals, "real_median": {}, "real_spread": {}, "error": {}}
     for k in (*COMPARED, "mean_load_s"):
-        vals = [r[k] for r in reals]
-        med = float(np.median(vals))
-        out["real_median"][k] = med
-        out["real_spread"][k] = (max(vals) - min(vals)) / 2 / med if med else 0.0
-        out["error"][k] = (sim[k] - med) / med if med else (0.0 if sim[k] == med else float("inf"))
+        out["real_median"][k], out["real_spread"][k], out["error"][k] = against(sim[k], [r[k] for r in reals])
     return out
 
 
@@ -403,9 +407,7 @@ def session_table(rows: list[dict[str, Any]]) -> list[str]:
             vals = [x[(w, model, k)] for x in reals if (w, model, k) in x]
             if not vals:
                 continue
-            med = float(np.median(vals))
-            spread = (max(vals) - min(vals)) / 2 / med if med else 0.0
-            err = (s - med) / med if med else 0.0
+            med, spread, err = against(s, vals)
             ratio = host_ratio(r, w, model)
             lines.append(f"| {r['case']} | {r['stage']} | {w} | {model} | {s:.1f} / {med:.1f} ±{spread:.0%} "
                          f"({err:+.1%}) | {'-' if ratio is None else f'{ratio:.2f}x'} |")
