@@ -731,7 +731,22 @@ def _summary(g: pd.DataFrame) -> dict:
             "solve_max": solve.max() if len(ok) else math.nan,
             "stable": ok["hash_stable"].astype(bool).mean() if len(ok) else math.nan,
             "breaks_k": int((~ok["respects_k"].astype(bool)).sum()),
+            "beaten": int(ok["beaten"].astype(bool).sum()) if "beaten" in ok else 0,
             "na": int((g["status"] != "ok").sum())}
+
+
+def beaten(df: pd.DataFrame) -> pd.Series:
+    """Per row: whether another policy that honours K simulated the same instance faster (the
+    issue's "never worse than a baseline"; sim_s compared as scheduler_bench.csv stores it, so the
+    count can be read off the CSV, as explain_scheduler_losses does)."""
+    ok = df["status"] == "ok"
+    sim = pd.to_numeric(df["sim_s"], errors="coerce").round(CSV_DIGITS)
+    fair = ok & df["respects_k"].astype(str).eq("True")
+    out = pd.Series(False, index=df.index)
+    for _, idx in df.groupby("instance", sort=False).groups.items():
+        for i in idx:
+            out[i] = bool(ok[i]) and any(fair[j] and j != i and sim[j] < sim[i] for j in idx)
+    return out
 
 
 def _mean_of(ok: pd.DataFrame, col: str) -> float:
@@ -776,7 +791,8 @@ def _fmt(x: float, spec: str) -> str:
 
 
 HEADER = ("| {first} | policy | inst. | median sim/LB | worst sim/LB | median abs pred. err | within ±10% | "
-          "expected within ±10% | sim in pred. band | median solve (s) | max solve (s) | hash-stable | breaks K | n/a |")
+          "expected within ±10% | sim in pred. band | median solve (s) | max solve (s) | hash-stable | breaks K | "
+          "slower than another | n/a |")
 
 
 def _pct(x: float, digits: int) -> str:
@@ -786,7 +802,7 @@ def _pct(x: float, digits: int) -> str:
 def _line(first: str, pol: str, s: dict) -> str:
     return (f"| {first} | {pol} | {s['ok']}/{s['n']} | {_fmt(s['med'], '.3f')} | {_fmt(s['worst'], '.3f')} | "
             f"{_pct(s['err'], 1)} | {_pct(s['within'], 0)} | {_pct(s['expected'], 0)} | {_pct(s['in_band'], 0)} | {_fmt(s['solve_med'], '.3f')} | "
-            f"{_fmt(s['solve_max'], '.2f')} | {_pct(s['stable'], 0)} | {s['breaks_k']} | {s['na']} |")
+            f"{_fmt(s['solve_max'], '.2f')} | {_pct(s['stable'], 0)} | {s['breaks_k']} | {s['beaten']} | {s['na']} |")
 
 
 def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.py",
@@ -796,6 +812,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
     and the share of instances whose plan hashed the same in two runs; then per family and across
     all instances, one line per policy."""
     policies = list(dict.fromkeys(df["policy"]))
+    df = df.assign(beaten=beaten(df))
     out = ["# Scheduler benchmark: expert stage, simulated makespan over a lower bound", "",
            f"Regenerate with `{command}`" + (f" (wall time {wall_s / 60:.1f} min" if wall_s is not None else " (")
            + f" on {machine}). Logic: mosaic/analysis/scheduler_bench.py; per-row data: scheduler_bench.csv "
@@ -822,14 +839,16 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "plan (worker -> sessions -> request ids, sha256) was identical in two plan_stage calls."),
            ("- inst.: instances the policy planned / instances; n/a: a ConfigError (e.g. K infeasible) or an "
             "error. breaks K: plans that load more than K models on a worker (the policy has no K setting); "
-            "those are measured against the same bound computed without K."),
+            "those are measured against the same bound computed without K. slower than another: instances "
+            "where another policy that honours K simulates faster (`python experiments/explain_scheduler_losses.py` "
+            "prices engine_aware's against its own cost model and draws the run again)."),
            ""]
     labels = {"generated": "generated (clones of paper_a100's experts; N, M, skew, mix, K, memory sampled)",
               "presets": "presets (synth_mmlu_pro, synth_medmcqa, synth_gpqa as the CLI builds them; K = 2)",
               "paper": "paper (real question sets mmlu_pro, medmcqa, gpqa; N = 4, K = 2)"}
     for fam in dict.fromkeys(df["family"]):
         f = df[df["family"] == fam]
-        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 14 + "|"]
+        out += [f"## {labels.get(fam, fam)}", "", HEADER.format(first="N"), "|---" * 15 + "|"]
         for nw in sorted(f["n_workers"].unique()):
             for pol in policies:
                 g = f[(f["n_workers"] == nw) & (f["policy"] == pol)]
@@ -840,7 +859,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
             if len(g):
                 out.append(_line("all", pol, _summary(g)))
         out.append("")
-    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 14 + "|"]
+    out += ["## All instances", "", HEADER.format(first="family"), "|---" * 15 + "|"]
     for pol in policies:
         out.append(_line("all", pol, _summary(df[df["policy"] == pol])))
     binding = Counter(df.drop_duplicates("instance")["lb_binding"])

@@ -244,6 +244,35 @@ def test_the_expected_share_within_the_target_is_reported_where_the_prediction_i
     assert "pred_chance" in sb.to_csv_frame(quick_df).columns
 
 
+def test_slower_than_another_counts_faster_plans_that_honour_k():
+    import pandas as pd
+
+    rows = [  # instance, policy, status, sim_s, respects_k
+        ("a", "engine_aware", "ok", 100.0, True), ("a", "round_robin", "ok", 90.0, True),
+        ("a", "fifo", "ok", 80.0, False),                      # faster, but breaks K: no count
+        ("b", "engine_aware", "ok", 100.0, True), ("b", "round_robin", "ok", 100.0, True),   # a tie
+        ("b", "fifo", "ok", 120.0, False),
+        ("c", "engine_aware", "n/a", math.nan, True), ("c", "round_robin", "ok", 50.0, True)]
+    df = pd.DataFrame(rows, columns=["instance", "policy", "status", "sim_s", "respects_k"])
+    got = dict(zip(zip(df.instance, df.policy), sb.beaten(df)))
+    assert got == {("a", "engine_aware"): True, ("a", "round_robin"): False, ("a", "fifo"): False,
+                   ("b", "engine_aware"): False, ("b", "round_robin"): False, ("b", "fifo"): True,
+                   ("c", "engine_aware"): False, ("c", "round_robin"): False}
+
+
+def test_slower_than_another_is_what_explain_scheduler_losses_finds(quick_df):
+    from mosaic.analysis.scheduler_losses import losses
+
+    csv = sb.to_csv_frame(quick_df)
+    flags = sb.beaten(csv)
+    eng = csv[(csv["policy"] == "engine_aware") & flags]
+    assert sorted(eng["instance"]) == sorted(i for i, *_ in losses(csv))
+    md = sb.render(quick_df)
+    assert "| slower than another |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| all | engine_aware |"))
+    assert row.split("|")[-3].strip() == str(len(eng))
+
+
 def test_write_produces_both_files(tmp_path):
     md = sb.write(tmp_path, families=("generated",), policies=["round_robin"], quick=True, progress=None)
     assert (tmp_path / "scheduler_bench.md").read_text() == md
