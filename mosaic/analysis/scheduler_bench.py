@@ -809,8 +809,8 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            machine: str = "2 CPU cores, shared with other jobs", wall_s: float | None = None) -> str:
     """Markdown: per family and N, per policy, the median and worst simulated makespan over the
     lower bound, the median |prediction error| and the share within ±10%, median and max solve time,
-    and the share of instances whose plan hashed the same in two runs; then per family and across
-    all instances, one line per policy."""
+    the share of instances whose plan hashed the same in two runs, and on how many another policy
+    that honours K simulates faster; then per family and across all instances, one line per policy."""
     policies = list(dict.fromkeys(df["policy"]))
     df = df.assign(beaten=beaten(df))
     out = ["# Scheduler benchmark: expert stage, simulated makespan over a lower bound", "",
