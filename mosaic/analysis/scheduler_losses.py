@@ -42,13 +42,12 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
                           "(experiments/bench_scheduler.py writes one)")
     _check_values(table)
     ok = table[table.status == "ok"]
-    own = ok[ok.policy == POLICY].set_index("instance").sim_s
-    if own.empty:
+    if not (ok.policy == POLICY).any():
         raise ConfigError(f"the table has no {POLICY} rows: run the benchmark with it")
+    lost = ok[(ok.policy == POLICY) & sb.beaten(table)[ok.index]].set_index("instance").sim_s
     others = ok[(ok.policy != POLICY) & (ok.respects_k.astype(str) == "True")].sort_values(["sim_s", "policy"])
     best = others.groupby("instance", sort=False).first()
-    return [(i, best.loc[i].policy, float(own[i]), float(best.loc[i].sim_s))
-            for i in own.index if i in best.index and best.loc[i].sim_s < own[i]]
+    return [(i, best.loc[i].policy, float(lost[i]), float(best.loc[i].sim_s)) for i in lost.index]
 
 
 def _check_values(table: pd.DataFrame) -> None:
