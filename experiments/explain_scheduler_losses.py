@@ -5,7 +5,8 @@
 
 Re-plans each lost instance with engine_aware and the faster policy and prices the faster plan
 with engine_aware's cost model, then simulates both plans again under 8 redraws of which request
-lands on which replica (--redraws; ~4 min for the committed table). Logic:
+lands on which replica and 8 fresh draws of every output from its model's length distribution
+(--redraws sets both; ~8 min for the committed table). Logic:
 mosaic/analysis/scheduler_losses.py.
 """
 import sys
@@ -26,8 +27,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")
     ap.add_argument("--quick", action="store_true", help="the table was made with bench_scheduler.py --quick")
     ap.add_argument("--redraws", type=int, default=REDRAWS,
-                    help="per loss, both plans simulated again with each model's outputs shuffled among its "
-                         "requests (0: none)")
+                    help="per loss, both plans simulated again this many times with each model's outputs shuffled "
+                         "among its requests, and as many with every output drawn anew from its model's "
+                         "length distribution (0: none)")
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")

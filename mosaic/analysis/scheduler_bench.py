@@ -53,6 +53,7 @@ from mosaic.costs.problem import StageProblem, makespan_draws
 from mosaic.plan import Plan
 from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_profiles, load_time_s
 from mosaic.run.builder import CONF_DIR, build_run, compose
+from mosaic.run.graph_setup import dataset_of
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import available
 from mosaic.workload.answer_model import EXPERTS
@@ -110,6 +111,9 @@ class Instance:
     profiles: ProfileSet
     workload: Workload
     requests: tuple[Request, ...]
+    # The dataset whose profile lengths the workload's outputs were drawn from (None: each model's
+    # default distribution, as the generated family draws them).
+    dataset: str | None = None
 
     @property
     def n_workers(self) -> int:
@@ -246,7 +250,7 @@ def _from_run(family: str, workload: str, n_workers: int, k: int | None, seed: i
     run = build_run(compose(overrides))
     name = f"{workload}-N{n_workers}" + (f"-q{n_queries}" if n_queries is not None else "")
     return Instance(family, name, k, "router", "paper", run.cluster, run.profiles, run.workload,
-                    run.workload.expert_requests())
+                    run.workload.expert_requests(), dataset_of(run.config.workload))
 
 
 def preset_instances(seed: int = 0, quick: bool = False) -> list[Instance]:

@@ -10,10 +10,20 @@ requests (the same shuffle for both), which keeps every model's demand and chang
 its requests lands on which replica, the part a plan made before the run cannot know. A loss the
 faster plan keeps in most redraws is systematic; one it keeps in few is the draw of the run.
 
+Fresh draws: both plans simulated again with every request's output drawn anew from its model's
+length distribution (the profile's, on the instance's dataset, capped by the context as the
+generators cap it), so each model's demand is drawn again too: how the two plans compare over the
+workloads the calibration split describes, which is what a plan made from it can aim at. Exact
+for the generated family (its outputs are drawn so); for the presets and the paper sets the
+per-question coupling of lengths (difficulty, category) is dropped, only each model's marginal kept.
+The draw gap (the calibrated model's realised mean over its distribution's mean, - 1) tells a
+calibration split off from the distribution from a run whose draw is.
+
 Command: experiments/explain_scheduler_losses.py (after experiments/bench_scheduler.py).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,9 +38,9 @@ from mosaic.schedulers import engine_aware as ea
 
 POLICY = "engine_aware"
 COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_sim_s", "faster_sim_s",
-           "predicted_gap", "sim_gap", "calibration_model", "calibration_gap", "redraws", "redraw_wins",
-           "redraw_gap")
-REDRAWS = 8   # per loss; each simulates both plans once
+           "predicted_gap", "sim_gap", "calibration_model", "calibration_gap", "draw_gap", "redraws",
+           "redraw_wins", "redraw_gap", "fresh_wins", "fresh_gap")
+REDRAWS = 8   # per loss and kind (shuffled, fresh); each simulates both plans once
 
 
 def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
@@ -94,9 +104,27 @@ def shuffled_outcomes(outcomes: dict, by_model: dict[str, list[str]], rng: np.ra
     return out
 
 
-def redraw(inst, own, other, n: int, seed: int) -> tuple[int, float]:
+def fresh_outcomes(inst, rng: np.random.Generator) -> dict:
+    """The instance's outcomes with every expert request's output drawn anew from its model's
+    length distribution on the instance's dataset, capped by the context room of its prompt (as
+    the generators cap them), at least one token; models in the order they first appear."""
+    by_model: dict[str, list] = {}
+    for r in inst.requests:
+        by_model.setdefault(r.model, []).append(r)
+    out = dict(inst.workload.outcomes)
+    room = inst.profiles.engine.output_room
+    for m, reqs in by_model.items():
+        draw = inst.profiles.model(m).output_for(inst.dataset).sample(rng, len(reqs))
+        caps = room(np.array([r.prompt_tokens for r in reqs]))
+        for r, o in zip(reqs, np.minimum(draw, caps)):
+            out[r.id] = replace(out[r.id], output_tokens=int(max(1, o)))
+    return out
+
+
+def redraw(inst, own, other, n: int, seed: int, fresh: bool = False) -> tuple[int, float]:
     """(in how many of n redraws the other plan simulates faster than engine_aware's, the mean of
-    own / other - 1 over them); redraw d shuffles with the seed (seed, d)."""
+    own / other - 1 over them); redraw d shuffles with the seed (seed, d), or with `fresh` draws
+    every output anew (fresh_outcomes) with the seed (seed, d, 1)."""
     from sim.backend import SimBackend
 
     by_id = {r.id: r for r in inst.requests}
@@ -105,10 +133,21 @@ def redraw(inst, own, other, n: int, seed: int) -> tuple[int, float]:
         by_model.setdefault(r.model, []).append(r.id)
     gaps = []
     for d in range(1, n + 1):
-        outs = shuffled_outcomes(inst.workload.outcomes, by_model, np.random.default_rng([seed, d]))
+        outs = (fresh_outcomes(inst, np.random.default_rng([seed, d, 1])) if fresh else
+                shuffled_outcomes(inst.workload.outcomes, by_model, np.random.default_rng([seed, d])))
         own_s, other_s = (SimBackend(inst.cluster, inst.profiles).run(p, by_id, outs).makespan_s for p in (own, other))
         gaps.append(own_s / other_s - 1)
     return sum(g > 0 for g in gaps), float(np.mean(gaps)) if gaps else float("nan")
+
+
+def _capped_mean(inst, model: str) -> float:
+    """The mean output of `model`'s requests under its length distribution, each capped by the
+    room its prompt leaves (E[min(X, room)], on the distribution's quantile grid)."""
+    dist = inst.profiles.model(model).output_for(inst.dataset)
+    grid = dist.ppf((np.arange(4000) + 0.5) / 4000)
+    rooms = inst.profiles.engine.output_room(np.array([r.prompt_tokens for r in inst.requests if r.model == model]))
+    rooms, counts = np.unique(rooms, return_counts=True)
+    return float(np.average(np.maximum(1, np.minimum.outer(rooms, grid)).mean(axis=1), weights=counts))
 
 
 def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
@@ -141,17 +180,22 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
         for d in problem.models:
             realised = np.mean([inst.workload.outcomes[r].output_tokens for r in d.request_ids]) if d.n else 0
             if realised:
-                gaps.append((inst.workload.calibration[d.model].mean_output / realised - 1, d.model))
-        gap, model = max(gaps, key=lambda t: (abs(t[0]), t[1])) if gaps else (float("nan"), "")
+                gaps.append((inst.workload.calibration[d.model].mean_output / realised - 1, d.model, realised))
+        gap, model, realised = max(gaps, key=lambda t: (abs(t[0]), t[1])) if gaps else (float("nan"), "", 0.0)
+        # The distribution's mean as the generators cap it: each request's prompt leaves its own room.
+        draw_gap = (realised / _capped_mean(inst, model) - 1) if model else float("nan")
         wins, redraw_gap = redraw(inst, own, other, redraws, seed)
+        fresh_wins, fresh_gap = redraw(inst, own, other, redraws, seed, fresh=True)
         rows.append({"instance": name, "faster": faster, "own_predicted_s": own.predicted_makespan_s,
                      "faster_predicted_s": priced, "own_sim_s": own_sim, "faster_sim_s": faster_sim,
                      "predicted_gap": priced / own.predicted_makespan_s - 1, "sim_gap": own_sim / faster_sim - 1,
-                     "calibration_model": model, "calibration_gap": gap, "redraws": redraws,
-                     "redraw_wins": wins, "redraw_gap": redraw_gap})
+                     "calibration_model": model, "calibration_gap": gap, "draw_gap": draw_gap, "redraws": redraws,
+                     "redraw_wins": wins, "redraw_gap": redraw_gap, "fresh_wins": fresh_wins,
+                     "fresh_gap": fresh_gap})
         if progress:
             progress(f"{name}: {faster} {faster_sim:.0f} s against {own_sim:.0f} s simulated; priced "
-                     f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s; faster in {wins} of {redraws} redraws")
+                     f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s; faster in {wins} of {redraws} "
+                     f"redraws, {fresh_wins} of {redraws} fresh draws")
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -159,26 +203,34 @@ def render(df: pd.DataFrame, command: str) -> str:
     wrong = int((df.faster_predicted_s > df.own_predicted_s).sum())
     n = int(df.redraws.max()) if len(df) else 0
     held = int((2 * df.redraw_wins > df.redraws).sum())
+    held_fresh = int((2 * df.fresh_wins > df.redraws).sum())
     lines = ["# Where engine_aware loses in the scheduler benchmark", "",
              f"Regenerate: `{command}` (logic: mosaic/analysis/scheduler_losses.py). Instances of the benchmark "
              "table on which a policy that respects K simulates faster than engine_aware; the faster plan "
              "priced by engine_aware's own cost model (its prediction, which chose its plan); calibration "
              "gap: the model whose calibrated mean output is furthest from the mean its requests realise "
-             "(calibrated / realised - 1). Redraws: both plans simulated again with each model's output "
-             "lengths shuffled among its own requests (the same shuffle for both: every model's demand kept, "
-             "only which request lands on which replica drawn again); in how many the faster plan is still "
-             "faster, and engine_aware's mean gap over them.", "",
+             "(calibrated / realised - 1), and its draw gap: the mean its requests realise over the mean of the "
+             "distribution they were drawn from (realised / distribution - 1), so a calibration split off "
+             "the distribution shows apart from a run whose draw is. Redraws: both plans simulated again with "
+             "each model's output lengths shuffled among its own requests (the same shuffle for both: every "
+             "model's demand kept, only which request lands on which replica drawn again); fresh draws: every "
+             "output drawn anew from its model's length distribution (each model's demand drawn again too; "
+             "exact for the generated family, each model's marginal for the presets and paper sets); in how "
+             "many the faster plan is still faster, and engine_aware's mean gap over them.", "",
              f"Losses: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
              f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())})"
-             + (f"; the faster plan stays faster in most of {n} redraws on {held} of them." if n else "."), "",
+             + (f"; the faster plan stays faster in most of {n} redraws on {held} of them and in most of {n} "
+               f"fresh draws on {held_fresh}." if n else "."), "",
              "| instance | faster policy | predicted s: own / faster's | simulated s: own / faster's | "
-             "predicted gap | simulated gap | calibration gap | redraws: faster's wins (mean gap) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "predicted gap | simulated gap | calibration gap | draw gap | redraws: faster's wins (mean gap) | "
+             "fresh draws: faster's wins (mean gap) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
         redrawn = f"{r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%})" if r.redraws else "-"
+        fresh = f"{r.fresh_wins} of {r.redraws} ({r.fresh_gap:+.1%})" if r.redraws else "-"
         lines.append(f"| {r.instance} | {r.faster} | {r.own_predicted_s:.1f} / {r.faster_predicted_s:.1f} | "
                      f"{r.own_sim_s:.1f} / {r.faster_sim_s:.1f} | {r.predicted_gap:+.1%} | {r.sim_gap:+.1%} | "
-                     f"{r.calibration_gap:+.0%} ({r.calibration_model}) | {redrawn} |")
+                     f"{r.calibration_gap:+.0%} ({r.calibration_model}) | {r.draw_gap:+.0%} | {redrawn} | {fresh} |")
     return "\n".join(lines) + "\n"
 
 

@@ -42,10 +42,12 @@ def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
     assert r.faster_predicted_s > 0 and r.sim_gap == pytest.approx(r.own_sim_s / r.faster_sim_s - 1)
     assert r.calibration_model and abs(r.calibration_gap) < 10
     assert r.redraws == sl.REDRAWS and 0 <= r.redraw_wins <= r.redraws and abs(r.redraw_gap) < 5
+    assert 0 <= r.fresh_wins <= r.redraws and abs(r.fresh_gap) < 5 and abs(r.draw_gap) < 10
     md = sl.render(df, "cmd")
     assert f"| {name} | {r.faster} |" in md and "Losses: 1;" in md
-    assert f"| {r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%}) |" in md
-    assert sl.render(sl.explain(t, 0, quick=True, redraws=0), "cmd").splitlines()[-1].endswith("| - |")
+    assert f"| {r.draw_gap:+.0%} | {r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%}) | " \
+           f"{r.fresh_wins} of {r.redraws} ({r.fresh_gap:+.1%}) |" in md
+    assert sl.render(sl.explain(t, 0, quick=True, redraws=0), "cmd").splitlines()[-1].endswith("| - | - |")
 
 
 def test_a_redraw_keeps_each_models_demand_and_only_moves_it_between_its_requests():
@@ -61,6 +63,29 @@ def test_a_redraw_keeps_each_models_demand_and_only_moves_it_between_its_request
     assert len(seen) > 1 and outcomes == {"a1": 1, "a2": 2, "a3": 3, "b1": 10, "b2": 20}
 
 
+def test_a_fresh_draw_redraws_every_output_from_its_models_distribution_within_the_context():
+    import numpy as np
+
+    inst = sb.instances(("generated",), 0, quick=True)[0]
+    outs = [sl.fresh_outcomes(inst, np.random.default_rng([0, d, 1])) for d in range(2)]
+    assert outs[0] == sl.fresh_outcomes(inst, np.random.default_rng([0, 0, 1]))   # seeded
+    room = inst.profiles.engine.output_room
+    for r in inst.requests:
+        assert 1 <= outs[0][r.id].output_tokens <= room(r.prompt_tokens)
+        assert outs[0][r.id].answer == inst.workload.outcomes[r.id].answer
+    assert any(outs[0][r.id] != outs[1][r.id] for r in inst.requests)
+    # Each model's demand is drawn again (a shuffle would keep it), around its distribution's mean.
+    model = max({r.model for r in inst.requests}, key=lambda m: sum(r.model == m for r in inst.requests))
+    ids = [r.id for r in inst.requests if r.model == model]
+    sums = {sum(o[i].output_tokens for i in ids) for o in outs}
+    assert len(sums) == 2
+    draws = [np.mean([sl.fresh_outcomes(inst, np.random.default_rng([9, d, 1]))[i].output_tokens for i in ids])
+             for d in range(40)]
+    assert np.mean(draws) == pytest.approx(sl._capped_mean(inst, model), rel=0.1)
+    # The generated family draws from each model's default distribution; a preset from its dataset's.
+    assert inst.dataset is None and sb.preset_instances(0, quick=True)[0].dataset == "mmlu_pro"
+
+
 def test_a_plan_redrawn_against_itself_never_wins_and_redraws_repeat():
     inst = sb.instances(("generated",), 0, quick=True)[0]
     from mosaic.run.pipeline import plan_stage
@@ -68,9 +93,10 @@ def test_a_plan_redrawn_against_itself_never_wins_and_redraws_repeat():
     reqs = list(inst.requests)
     plans = [plan_stage("expert", reqs, inst.workload.expert_models, sb.scheduler_config(p, inst.k), "scheduled",
                         inst.cluster, inst.profiles, inst.workload)[1] for p in ("engine_aware", "round_robin")]
-    assert sl.redraw(inst, plans[0], plans[0], 3, 0) == (0, 0.0)
-    once = sl.redraw(inst, plans[0], plans[1], 3, 0)
-    assert once == sl.redraw(inst, plans[0], plans[1], 3, 0)   # seeded: the same redraws
+    for fresh in (False, True):
+        assert sl.redraw(inst, plans[0], plans[0], 3, 0, fresh) == (0, 0.0)
+        once = sl.redraw(inst, plans[0], plans[1], 3, 0, fresh)
+        assert once == sl.redraw(inst, plans[0], plans[1], 3, 0, fresh)   # seeded: the same redraws
 
 
 def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
