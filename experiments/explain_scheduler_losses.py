@@ -2,6 +2,7 @@
 
     python experiments/explain_scheduler_losses.py       # results/scheduler_bench.csv -> results/scheduler_losses.md
     python experiments/explain_scheduler_losses.py --table /tmp/b/scheduler_bench.csv --out /tmp/b/losses.md
+    python experiments/explain_scheduler_losses.py --instances synth_medmcqa-N4 --redraws 96 --out /tmp/l.md
 
 Re-plans each lost instance with engine_aware and the faster policy and prices the faster plan
 with engine_aware's cost model, then simulates both plans again under 8 redraws of which request
@@ -30,6 +31,8 @@ def main() -> None:
                     help="per loss, both plans simulated again this many times with each model's outputs shuffled "
                          "among its requests, and as many with every output drawn anew from its model's "
                          "length distribution (0: none)")
+    ap.add_argument("--instances", nargs="+", default=None, metavar="NAME",
+                    help="only these of the table's lost instances (e.g. to draw them again many times)")
     args = ap.parse_args()
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
@@ -41,7 +44,8 @@ def main() -> None:
     out_arg(ap, args.out, file=True)   # before the minutes of planning
     command = rerun_command("experiments/explain_scheduler_losses.py", sys.argv[1:])
     try:
-        print(write(args.table, args.out, args.seed, args.quick, command=command, redraws=args.redraws), end="")
+        print(write(args.table, args.out, args.seed, args.quick, command=command, redraws=args.redraws,
+                    only=args.instances), end="")
     except (ConfigError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ from mosaic.schedulers import engine_aware as ea
 POLICY = "engine_aware"
 COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_sim_s", "faster_sim_s",
            "predicted_gap", "sim_gap", "calibration_model", "calibration_gap", "draw_gap", "redraws",
-           "redraw_wins", "redraw_gap", "fresh_wins", "fresh_gap")
+           "redraw_wins", "redraw_gap", "redraw_se", "fresh_wins", "fresh_gap", "fresh_se")
 REDRAWS = 8   # per loss and kind (shuffled, fresh); each simulates both plans once
 
 
@@ -121,10 +121,11 @@ def fresh_outcomes(inst, rng: np.random.Generator) -> dict:
     return out
 
 
-def redraw(inst, own, other, n: int, seed: int, fresh: bool = False) -> tuple[int, float]:
+def redraw(inst, own, other, n: int, seed: int, fresh: bool = False) -> tuple[int, float, float]:
     """(in how many of n redraws the other plan simulates faster than engine_aware's, the mean of
-    own / other - 1 over them); redraw d shuffles with the seed (seed, d), or with `fresh` draws
-    every output anew (fresh_outcomes) with the seed (seed, d, 1)."""
+    own / other - 1 over them, that mean's standard error); redraw d shuffles with the seed
+    (seed, d), or with `fresh` draws every output anew (fresh_outcomes) with the seed (seed, d, 1),
+    so the first n of a larger n are the same draws."""
     from sim.backend import SimBackend
 
     by_id = {r.id: r for r in inst.requests}
@@ -137,7 +138,10 @@ def redraw(inst, own, other, n: int, seed: int, fresh: bool = False) -> tuple[in
                 shuffled_outcomes(inst.workload.outcomes, by_model, np.random.default_rng([seed, d])))
         own_s, other_s = (SimBackend(inst.cluster, inst.profiles).run(p, by_id, outs).makespan_s for p in (own, other))
         gaps.append(own_s / other_s - 1)
-    return sum(g > 0 for g in gaps), float(np.mean(gaps)) if gaps else float("nan")
+    if not gaps:
+        return 0, float("nan"), float("nan")
+    se = float(np.std(gaps, ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else float("nan")
+    return sum(g > 0 for g in gaps), float(np.mean(gaps)), se
 
 
 def _capped_mean(inst, model: str) -> float:
@@ -151,11 +155,19 @@ def _capped_mean(inst, model: str) -> float:
 
 
 def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
-            progress: Callable[[str], None] | None = None, redraws: int = REDRAWS) -> pd.DataFrame:
+            progress: Callable[[str], None] | None = None, redraws: int = REDRAWS,
+            only: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per loss (see the module doc). The instances are made again from `seed` and
     `quick` (the benchmark's), so the table must come from the same settings and version of the
-    generator. `redraws` per loss (0: none)."""
+    generator. `redraws` per loss (0: none); `only`: just these of the lost instances."""
     lost = losses(table)
+    if only is not None:
+        names = {i for i, *_ in lost}
+        missing = [i for i in only if i not in names]
+        if missing:
+            raise ConfigError(f"--instances: {', '.join(missing)} is not among the table's {len(lost)} losses of "
+                              f"{POLICY} ({', '.join(sorted(names)) or 'none'})")
+        lost = [t for t in lost if t[0] in set(only)]
     families = sorted(set(table[table.instance.isin([i for i, *_ in lost])].family))
     insts = {i.name: i for i in sb.instances(families, seed, quick)}
     rows = []
@@ -184,14 +196,14 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
         gap, model, realised = max(gaps, key=lambda t: (abs(t[0]), t[1])) if gaps else (float("nan"), "", 0.0)
         # The distribution's mean as the generators cap it: each request's prompt leaves its own room.
         draw_gap = (realised / _capped_mean(inst, model) - 1) if model else float("nan")
-        wins, redraw_gap = redraw(inst, own, other, redraws, seed)
-        fresh_wins, fresh_gap = redraw(inst, own, other, redraws, seed, fresh=True)
+        wins, redraw_gap, redraw_se = redraw(inst, own, other, redraws, seed)
+        fresh_wins, fresh_gap, fresh_se = redraw(inst, own, other, redraws, seed, fresh=True)
         rows.append({"instance": name, "faster": faster, "own_predicted_s": own.predicted_makespan_s,
                      "faster_predicted_s": priced, "own_sim_s": own_sim, "faster_sim_s": faster_sim,
                      "predicted_gap": priced / own.predicted_makespan_s - 1, "sim_gap": own_sim / faster_sim - 1,
                      "calibration_model": model, "calibration_gap": gap, "draw_gap": draw_gap, "redraws": redraws,
-                     "redraw_wins": wins, "redraw_gap": redraw_gap, "fresh_wins": fresh_wins,
-                     "fresh_gap": fresh_gap})
+                     "redraw_wins": wins, "redraw_gap": redraw_gap, "redraw_se": redraw_se,
+                     "fresh_wins": fresh_wins, "fresh_gap": fresh_gap, "fresh_se": fresh_se})
         if progress:
             progress(f"{name}: {faster} {faster_sim:.0f} s against {own_sim:.0f} s simulated; priced "
                      f"{priced:.0f} s against {own.predicted_makespan_s:.0f} s; faster in {wins} of {redraws} "
@@ -199,7 +211,11 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def render(df: pd.DataFrame, command: str) -> str:
+def _gap(mean: float, se: float) -> str:
+    return f"{mean:+.1%}" + ("" if np.isnan(se) else f" +- {se:.1%}")
+
+
+def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
     wrong = int((df.faster_predicted_s > df.own_predicted_s).sum())
     n = int(df.redraws.max()) if len(df) else 0
     held = int((2 * df.redraw_wins > df.redraws).sum())
@@ -217,17 +233,17 @@ def render(df: pd.DataFrame, command: str) -> str:
              "output drawn anew from its model's length distribution (each model's demand drawn again too; "
              "exact for the generated family, each model's marginal for the presets and paper sets); in how "
              "many the faster plan is still faster, and engine_aware's mean gap over them.", "",
-             f"Losses: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
+             f"Losses{' (those --instances names)' if selected else ''}: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
              f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())})"
              + (f"; the faster plan stays faster in most of {n} redraws on {held} of them and in most of {n} "
                f"fresh draws on {held_fresh}." if n else "."), "",
              "| instance | faster policy | predicted s: own / faster's | simulated s: own / faster's | "
-             "predicted gap | simulated gap | calibration gap | draw gap | redraws: faster's wins (mean gap) | "
-             "fresh draws: faster's wins (mean gap) |",
+             "predicted gap | simulated gap | calibration gap | draw gap | redraws: faster's wins (mean gap +- se) | "
+             "fresh draws: faster's wins (mean gap +- se) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
-        redrawn = f"{r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%})" if r.redraws else "-"
-        fresh = f"{r.fresh_wins} of {r.redraws} ({r.fresh_gap:+.1%})" if r.redraws else "-"
+        redrawn = f"{r.redraw_wins} of {r.redraws} ({_gap(r.redraw_gap, r.redraw_se)})" if r.redraws else "-"
+        fresh = f"{r.fresh_wins} of {r.redraws} ({_gap(r.fresh_gap, r.fresh_se)})" if r.redraws else "-"
         lines.append(f"| {r.instance} | {r.faster} | {r.own_predicted_s:.1f} / {r.faster_predicted_s:.1f} | "
                      f"{r.own_sim_s:.1f} / {r.faster_sim_s:.1f} | {r.predicted_gap:+.1%} | {r.sim_gap:+.1%} | "
                      f"{r.calibration_gap:+.0%} ({r.calibration_model}) | {r.draw_gap:+.0%} | {redrawn} | {fresh} |")
@@ -235,7 +251,8 @@ def render(df: pd.DataFrame, command: str) -> str:
 
 
 def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS) -> str:
+          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS,
+          only: Sequence[str] | None = None) -> str:
     try:
         table = pd.read_csv(table_path)
     except OSError as e:
@@ -243,7 +260,7 @@ def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progr
                           "first") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
-    md = render(explain(table, seed, quick, progress, redraws), command)
+    md = render(explain(table, seed, quick, progress, redraws, only), command, only is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, md)
     return md

@@ -1,5 +1,6 @@
 """experiments/explain_scheduler_losses.py: where engine_aware loses in the benchmark, priced by its
 own cost model."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,9 @@ def test_a_loss_is_priced_by_engine_awares_own_cost_model(table):
     assert 0 <= r.fresh_wins <= r.redraws and abs(r.fresh_gap) < 5 and abs(r.draw_gap) < 10
     md = sl.render(df, "cmd")
     assert f"| {name} | {r.faster} |" in md and "Losses: 1;" in md
-    assert f"| {r.draw_gap:+.0%} | {r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%}) | " \
-           f"{r.fresh_wins} of {r.redraws} ({r.fresh_gap:+.1%}) |" in md
+    assert r.redraw_se >= 0 and r.fresh_se >= 0
+    assert f"| {r.draw_gap:+.0%} | {r.redraw_wins} of {r.redraws} ({r.redraw_gap:+.1%} +- {r.redraw_se:.1%}) | " \
+           f"{r.fresh_wins} of {r.redraws} ({r.fresh_gap:+.1%} +- {r.fresh_se:.1%}) |" in md
     assert sl.render(sl.explain(t, 0, quick=True, redraws=0), "cmd").splitlines()[-1].endswith("| - | - |")
 
 
@@ -94,9 +96,21 @@ def test_a_plan_redrawn_against_itself_never_wins_and_redraws_repeat():
     plans = [plan_stage("expert", reqs, inst.workload.expert_models, sb.scheduler_config(p, inst.k), "scheduled",
                         inst.cluster, inst.profiles, inst.workload)[1] for p in ("engine_aware", "round_robin")]
     for fresh in (False, True):
-        assert sl.redraw(inst, plans[0], plans[0], 3, 0, fresh) == (0, 0.0)
+        assert sl.redraw(inst, plans[0], plans[0], 3, 0, fresh) == (0, 0.0, 0.0)
         once = sl.redraw(inst, plans[0], plans[1], 3, 0, fresh)
         assert once == sl.redraw(inst, plans[0], plans[1], 3, 0, fresh)   # seeded: the same redraws
+        one = sl.redraw(inst, plans[0], plans[1], 1, 0, fresh)
+        assert math.isnan(one[2]) and once[2] >= 0   # no standard error from one draw
+
+
+def test_instances_picks_among_the_losses_and_names_the_ones_it_has(table, tmp_path):
+    t, name, _ = one_loss(table)
+    df = sl.explain(t, 0, quick=True, redraws=2, only=[name])
+    assert list(df.instance) == [name] and df.redraws.iloc[0] == 2
+    assert "Losses (those --instances names): 1;" in sl.render(df, "cmd", selected=True)
+    other = t.instance[t.instance != name].iloc[0]
+    with pytest.raises(ConfigError, match=rf"--instances: {other} is not among the table's 1 losses of engine_aware \({name}\)"):
+        sl.explain(t, 0, quick=True, redraws=0, only=[other])
 
 
 def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
