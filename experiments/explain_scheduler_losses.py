@@ -7,7 +7,7 @@
 Re-plans each lost instance with engine_aware and the faster policy and prices the faster plan
 with engine_aware's cost model, then simulates both plans again under 8 redraws of which request
 lands on which replica and 8 fresh draws of every output from its model's length distribution
-(--redraws sets both; ~8 min for the committed table). Logic:
+(--redraws sets both; ~6 min for the committed table). Logic:
 mosaic/analysis/scheduler_losses.py.
 """
 import sys

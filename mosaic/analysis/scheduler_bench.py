@@ -192,13 +192,8 @@ def make_instance(name: str, n_workers: int, n_models: int, k: int | None, memor
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
         by_model[r.model].append(r)
-    outcomes = {}
-    for m in names:   # model order, then request order: a fixed draw sequence
-        reqs = by_model[m]
-        draw = profiles.model(m).output.sample(r_out, len(reqs))
-        room = profiles.engine.output_room(np.array([r.prompt_tokens for r in reqs]))
-        for r, o in zip(reqs, np.minimum(draw, room)):
-            outcomes[r.id] = Outcome(int(max(1, o)), None)
+    drawn = draw_outputs(profiles, None, {m: by_model[m] for m in names}, r_out)
+    outcomes = {i: Outcome(o, None) for i, o in drawn.items()}
     cal_prompts = np.clip(np.rint(r_cal.lognormal(np.log(PROMPT_MEDIAN), 0.4, size=CALIBRATION_N)),
                           16, 4096).astype(int)
     calibration = from_profiles(profiles, names, None, cal_prompts, r_cal,
@@ -230,6 +225,20 @@ def generated_shapes(seed: int = 0, n: int = N_GENERATED) -> list[tuple]:
             seen.update([("M", best[1]), ("K", best[2]), ("skew", best[3]), ("mix", best[4]),
                          ("mem", best[5]), ("MK", best[1], best[2])])
     return chosen
+
+
+def draw_outputs(profiles: ProfileSet, dataset: str | None, by_model: dict[str, Sequence[Request]],
+                 rng: np.random.Generator) -> dict[str, int]:
+    """Output tokens of every request, drawn from its model's length distribution on `dataset`
+    (None: the model's default), capped by the room its prompt leaves, at least 1. Models in the
+    mapping's order, then request order: a fixed draw sequence for a seeded `rng`."""
+    out = {}
+    for m, reqs in by_model.items():
+        draw = profiles.model(m).output_for(dataset).sample(rng, len(reqs))
+        room = profiles.engine.output_room(np.array([r.prompt_tokens for r in reqs]))
+        for r, o in zip(reqs, np.minimum(draw, room)):
+            out[r.id] = int(max(1, o))
+    return out
 
 
 def generated_instances(seed: int = 0, quick: bool = False) -> list[Instance]:

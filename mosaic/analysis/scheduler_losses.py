@@ -105,19 +105,15 @@ def shuffled_outcomes(outcomes: dict, by_model: dict[str, list[str]], rng: np.ra
 
 
 def fresh_outcomes(inst, rng: np.random.Generator) -> dict:
-    """The instance's outcomes with every expert request's output drawn anew from its model's
-    length distribution on the instance's dataset, capped by the context room of its prompt (as
-    the generators cap them), at least one token; models in the order they first appear."""
+    """The instance's outcomes with every expert request's output drawn anew the way the generated
+    family draws them (scheduler_bench.draw_outputs, on the instance's dataset), answers kept;
+    models in the order they first appear."""
     by_model: dict[str, list] = {}
     for r in inst.requests:
         by_model.setdefault(r.model, []).append(r)
     out = dict(inst.workload.outcomes)
-    room = inst.profiles.engine.output_room
-    for m, reqs in by_model.items():
-        draw = inst.profiles.model(m).output_for(inst.dataset).sample(rng, len(reqs))
-        caps = room(np.array([r.prompt_tokens for r in reqs]))
-        for r, o in zip(reqs, np.minimum(draw, caps)):
-            out[r.id] = replace(out[r.id], output_tokens=int(max(1, o)))
+    for i, o in sb.draw_outputs(inst.profiles, inst.dataset, by_model, rng).items():
+        out[i] = replace(out[i], output_tokens=o)
     return out
 
 
@@ -167,7 +163,7 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
         if missing:
             raise ConfigError(f"--instances: {', '.join(missing)} is not among the table's {len(lost)} losses of "
                               f"{POLICY} ({', '.join(sorted(names)) or 'none'})")
-        lost = [t for t in lost if t[0] in set(only)]
+        lost = [t for t in lost if t[0] in only]
     families = sorted(set(table[table.instance.isin([i for i, *_ in lost])].family))
     insts = {i.name: i for i in sb.instances(families, seed, quick)}
     rows = []
@@ -233,7 +229,8 @@ def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
              "output drawn anew from its model's length distribution (each model's demand drawn again too; "
              "exact for the generated family, each model's marginal for the presets and paper sets); in how "
              "many the faster plan is still faster, and engine_aware's mean gap over them.", "",
-             f"Losses{' (those --instances names)' if selected else ''}: {len(df)}; engine_aware's cost model rates the faster plan worse than its own on {wrong} "
+             f"Losses{' (those --instances names)' if selected else ''}: {len(df)}; engine_aware's cost model "
+             f"rates the faster plan worse than its own on {wrong} "
              f"(by under 2% on {int((df.predicted_gap.between(0, 0.02)).sum())})"
              + (f"; the faster plan stays faster in most of {n} redraws on {held} of them and in most of {n} "
                f"fresh draws on {held_fresh}." if n else "."), "",
