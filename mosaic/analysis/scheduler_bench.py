@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mosaic.analysis.clairvoyant import clairvoyant_plan
 from mosaic.analysis.step_floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
@@ -582,7 +583,8 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
             "skew": inst.skew, "mix": inst.mix, "n_requests": len(reqs), "lb_s": lb.lb_s,
             "lb_k_s": lb.lb_s, "lb_no_k_s": lb_free.lb_s, "lb_work_s": lb.work_s, "lb_single_s": lb.single_s,
             "lb_replica_s": lb.replica_s, "lb_steps_s": lb.steps_s,
-            "lb_pigeonhole_s": lb.pigeonhole_s, "lb_binding": lb.binding}
+            "lb_pigeonhole_s": lb.pigeonhole_s, "lb_binding": lb.binding,
+            "clair_s": clairvoyant_s(inst)}
     rows = []
     for pol in policies:
         row = dict(base, policy=pol, status="ok", sim_s=None, sim_over_lb=None, predicted_s=None,
@@ -623,6 +625,21 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
                    solver=_solver_note(plans[0]))
         rows.append(row)
     return rows
+
+
+def clairvoyant_s(inst: Instance) -> float | None:
+    """Simulated makespan of the clairvoyant reference plan (mosaic/analysis/clairvoyant.py: made
+    with the true output lengths, within K and memory); None where it found no packing."""
+    by_model: dict[str, list[Request]] = defaultdict(list)
+    for r in inst.requests:
+        by_model[r.model].append(r)
+    plan = clairvoyant_plan({m: session_batch(inst, rs) for m, rs in by_model.items()}, inst.profiles,
+                            inst.cluster, inst.k)
+    if plan is None:
+        return None
+    trace = SimBackend(inst.cluster, inst.profiles).run(plan, {r.id: r for r in inst.requests},
+                                                         inst.workload.outcomes)
+    return trace.makespan_s
 
 
 def _bounds(inst: Instance, cached: dict[str, ModelBound] | None = None) -> tuple[LowerBound, LowerBound]:
@@ -702,7 +719,7 @@ CSV_COLUMNS = ("family", "n_workers", "instance", "policy", "n_models", "k", "me
                "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err", "pred_low_s", "pred_high_s",
                "pred_chance", "sim_quantile", "plan_hash", "hash_stable", "respects_k", "solver", "lb_k_s", "lb_no_k_s", "lb_work_s", "lb_single_s",
                "lb_replica_s", "lb_steps_s",
-               "lb_pigeonhole_s", "lb_binding", "error")
+               "lb_pigeonhole_s", "lb_binding", "clair_s", "error")
 
 
 def _without_floor(df: pd.DataFrame) -> list[str]:
@@ -717,6 +734,33 @@ def _without_floor(df: pd.DataFrame) -> list[str]:
              for pol in dict.fromkeys(ok["policy"])]
     return ["Against the bound without the steps term (plans that honour K; median / worst sim/LB): "
             + ", ".join(parts) + ".", ""]
+
+
+def _reference(df: pd.DataFrame) -> list[str]:
+    """The optimum's bracket per family: the clairvoyant reference plan over the bound, and the
+    best known plan (that one or any policy's that honours K) over it, median / worst by N."""
+    if "clair_s" not in df:
+        return []
+    out = ["Between the bound and the optimum (`clair_s`: the clairvoyant reference plan, made with every "
+           "output length known, mosaic/analysis/clairvoyant.py; best known: the fastest of it and every "
+           "plan that honours K; no plan can beat the optimum, so best known / LB is how loose the bound "
+           "can be at most). Median / worst over the instances:", ""]
+    for fam in dict.fromkeys(df["family"]):
+        f = df[df["family"] == fam]
+        fair = f[(f["status"] == "ok") & f["respects_k"].astype(str).eq("True")]
+        inst = f.drop_duplicates("instance").set_index("instance")
+        lb = inst["lb_k_s"].astype(float)
+        clair = pd.to_numeric(inst["clair_s"], errors="coerce") / lb
+        best = pd.concat([fair.groupby("instance")["sim_s"].min().astype(float),
+                          pd.to_numeric(inst["clair_s"], errors="coerce")], axis=1).min(axis=1) / lb
+        parts = [f"N={n} {clair[inst.n_workers == n].median():.3f} / {clair[inst.n_workers == n].max():.3f}, "
+                 f"best {best[inst.n_workers == n].median():.3f} / {best[inst.n_workers == n].max():.3f}"
+                 for n in sorted(inst["n_workers"].unique())]
+        out.append(f"- {fam}: clairvoyant {clair.median():.3f} / {clair.max():.3f}, best known {best.median():.3f} / "
+                   f"{best.max():.3f} ({'; '.join(parts)}); the clairvoyant plan faster than every policy's on "
+                   f"{int((pd.to_numeric(inst['clair_s'], errors='coerce') < fair.groupby('instance')['sim_s'].min().reindex(inst.index).astype(float)).sum())} "
+                   f"of {len(inst)}")
+    return out + [""]
 
 
 def to_csv_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -855,6 +899,10 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
             "those are measured against the same bound computed without K. slower than another: instances "
             "where another policy that honours K simulates faster (`python experiments/explain_scheduler_losses.py` "
             "prices engine_aware's against its own cost model and draws the run again)."),
+           ("- clairvoyant reference (`clair_s`, the line below the tables): a plan made with every request's "
+            "true output length, which no policy has (mosaic/analysis/clairvoyant.py), within K and memory, "
+            "simulated like the others. No plan beats the optimum, so the optimum lies between the bound and "
+            "the fastest known plan; where that plan too sits far above the bound, the bound is loose there."),
            ""]
     labels = {"generated": "generated (clones of paper_a100's experts; N, M, skew, mix, K, memory sampled)",
               "presets": "presets (synth_mmlu_pro, synth_medmcqa, synth_gpqa as the CLI builds them; K = 2)",
@@ -879,6 +927,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
     out += ["", "Binding lower-bound term (instances): "
             + ", ".join(f"{t} {c}" for t, c in sorted(binding.items())), ""]
     out += _without_floor(df)
+    out += _reference(df)
     out += _calibration(df)
     bad = df[df["status"] != "ok"]
     if len(bad):

@@ -110,9 +110,11 @@ class StepFloor:
                 return None
             b = np.ceil(g / cap * (1 - EPS))
             b = np.maximum.accumulate(np.maximum(b, 1.0))
-            # All the model's steps, wherever they run: one session's throughput limits.
-            spread = f * self.min_steps + float(g[-1])
+            # All the model's steps, wherever they run (the replicas' longest outputs, and one
+            # session's throughput limits), fit in r replicas of `room` each.
+            steps = max(float(np.dot(b, steps_gap)), self.min_steps)
+            spread = f * steps + float(g[-1])
             r = max(int(b[-1]), math.ceil(spread / room * (1 - EPS)))
-            busy = r * self.warmup_s + max(f * float(np.dot(b, steps_gap)), f * self.min_steps) + float(g[-1])
+            busy = r * self.warmup_s + spread
             best_r, best_busy = max(best_r, r), max(best_busy, busy)
         return best_r, best_busy

@@ -82,6 +82,10 @@ def test_no_simulated_plan_of_any_policy_goes_below_the_bound(quick_df):
     # Plans that honour K are measured against the K-aware bound.
     kept = quick_df["respects_k"].astype(bool)
     assert (quick_df.loc[kept, "lb_s"] == quick_df.loc[kept, "lb_k_s"]).all()
+    # The clairvoyant reference is a plan within K like any other: never below the K-aware bound.
+    clair = quick_df.drop_duplicates("instance")
+    assert clair["clair_s"].notna().all()
+    assert (clair["clair_s"].astype(float) >= clair["lb_k_s"] * (1 - 1e-9)).all()
 
 
 def test_sessions_are_subadditive_on_random_splits(quick):
@@ -199,6 +203,7 @@ def test_render_has_a_row_per_policy_and_n_and_the_csv_no_solve_times(quick_df):
         assert f"| 2 | {pol} |" in md and f"| 4 | {pol} |" in md and f"| all | {pol} |" in md
     assert "python experiments/bench_scheduler.py" in md and "2 CPU cores" in md
     assert "Plans simulated below the lower bound: 0" in md
+    assert "- generated: clairvoyant " in md and "best known " in md
     csv = sb.to_csv_frame(quick_df)
     assert "solve_s" not in csv.columns and "solve2_s" not in csv.columns
     assert list(csv[["family", "n_workers", "instance", "policy"]].itertuples(index=False)) == sorted(

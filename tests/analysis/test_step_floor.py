@@ -77,3 +77,24 @@ def test_replicas_and_busy_time_by_hand():
 def test_a_negative_cost_term_claims_no_floor():
     prof = replace(PAPER.model("Qwen"), cost={"token_ms": 0.05, "step_ms": -1.0, "ctx_ms": 1e-5, "len2_ms": 1e-9})
     assert StepFloor.of(prof, PAPER.engine, [("a", 10, 10)]) is None
+
+
+def test_the_replicas_it_counts_can_hold_the_busy_time_it_claims():
+    """Every replica of the model takes at most the slack, so r replicas hold at most r * slack:
+    the count the floor returns must be enough for the busy time it returns. One long output and
+    many short ones: before, the count came from the short ones' per-token work alone and left the
+    long one's steps out (3 replicas claimed for work that needs more)."""
+    prof = PAPER.model("Qwen")
+    batch = [("long", 100, 8001)] + [(str(i), 100, 201) for i in range(600)]
+    f = StepFloor.of(prof, PAPER.engine, batch)
+    rng = np.random.default_rng(3)
+    for slack in [_floor_s(StepFloor.of(prof, PAPER.engine, batch[:1])) * s for s in (1.05, 1.3, 2.0, 3.0)]:
+        r, busy = f.need(slack)
+        assert busy <= r * slack * (1 + 1e-9)
+    for _ in range(20):
+        b = _batch(rng, int(rng.integers(5, 300)), float(rng.uniform(100, 3000)))
+        fb = StepFloor.of(prof, PAPER.engine, b)
+        for s in (1.1, 1.5, 4.0):
+            got = fb.need(_floor_s(StepFloor.of(prof, PAPER.engine, b[:1])) * s + fb.warmup_s)
+            if got is not None:
+                assert got[1] <= got[0] * (_floor_s(StepFloor.of(prof, PAPER.engine, b[:1])) * s + fb.warmup_s) * (1 + 1e-9)

@@ -1,0 +1,277 @@
+"""A clairvoyant reference plan for the scheduler benchmark: made with every request's true output
+length, which no policy has, so its simulated makespan is an upper bound on the best plan's and,
+with the benchmark's lower bound, brackets it: LB <= optimum <= clairvoyant. Where a policy sits
+far above the bound but near this plan, the gap is what the lengths are worth, not the search;
+where this plan too sits far above the bound, the bound is loose there (or this heuristic weak).
+
+Not a policy (schedulers never see lengths) and not optimal; a heuristic priced by the step floor
+(mosaic/analysis/step_floor.py), which is within a few percent of the simulated time of a session
+whose requests all fit in the KV cache:
+1. A group of a model's requests costs warmup + F * steps + sum of g (the floor's terms, the
+   largest over theta), steps = max(longest output - 1, decode tokens / max_num_seqs, context
+   tokens / KV capacity), so a group too large for the cache pays for its throughput.
+2. For r replicas, the cheaper (by its largest group) of two splits of the model's requests sorted
+   longest first: contiguous groups of equal cost, which keeps the long requests together in few
+   small groups and leaves the rest short sessions; and longest first to the cheapest group.
+3. Groups plus loads packed longest first onto the least loaded worker that fits the model, does
+   not hold it yet and holds fewer than K models; replica counts raised by 1, 2 or 4 for whichever
+   model lowers the packed makespan most, until none does.
+Deterministic: ties go to the earlier model (sorted names), the lower worker id.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mosaic.analysis.step_floor import StepFloor
+from mosaic.cluster import Cluster
+from mosaic.costs.predict import fitting_workers
+from mosaic.plan import Plan, Session, WorkerPlan
+from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
+from mosaic.profiles.cost_model import CostModel
+from sim.backend import run_session
+
+POLICY = "clairvoyant"
+STEPS = (1, 2, 4)            # replica-count increments tried per model and round
+BISECTIONS = 40              # of the contiguous split's cost threshold
+TARGETS = 40                 # makespan targets tried after the climb
+
+
+@dataclass(frozen=True)
+class ModelCosts:
+    """One model's requests, longest output first, and cumulative floor terms over that order."""
+
+    ids: tuple[str, ...]
+    outputs: np.ndarray       # o, longest first
+    fixed: np.ndarray         # F per theta (seconds per step)
+    g_cum: np.ndarray         # theta x (n + 1): cumulative g, 0 first
+    dec_cum: np.ndarray       # (n + 1,): cumulative decode tokens, 0 first
+    ctx_cum: np.ndarray       # (n + 1,): cumulative decode context tokens, 0 first
+    warmup_s: float
+    max_seqs: int
+    kv_tokens: float
+    base: np.ndarray          # (n + 1,): a decode step of k sequences, attention excluded (s)
+    ctx_s: float              # per context token a decoding sequence attends to (s)
+    p_cum: np.ndarray         # (n + 1,): cumulative prompt tokens, 0 first
+    p2_cum: np.ndarray        # (n + 1,): cumulative squared prompt tokens, 0 first
+    prefill: CostModel
+
+    @classmethod
+    def of(cls, profiles: ProfileSet, model: str, batch: Sequence[tuple[str, int, int]],
+           memory_gib: float) -> "ModelCosts | None":
+        prof, eng = profiles.model(model), profiles.engine
+        floor = StepFloor.of(prof, eng, list(batch))
+        if floor is None:
+            return None
+        order = sorted(batch, key=lambda b: (-b[2], -b[1]))   # StepFloor's order
+        p = np.array([b[1] for b in order], dtype=float)
+        o = floor.outputs
+        dec = o - 1.0
+        zero = np.zeros(1)
+        cm = CostModel(prof, eng)
+        base = np.array([0.0] + [cm.decode_base_s(min(k, eng.max_num_seqs)) for k in range(1, len(o) + 1)])
+        return cls(tuple(b[0] for b in order), o, np.array(floor.fixed),
+                   np.array([np.concatenate([zero, g]) for g in floor.g_cum]),
+                   np.concatenate([zero, np.cumsum(dec)]), np.concatenate([zero, np.cumsum(dec * p + o * dec / 2.0)]),
+                   floor.warmup_s, eng.max_num_seqs, float(kv_capacity_tokens(prof, eng, memory_gib)) or math.inf,
+                   base, cm.decode_ms_per_ctx_token / 1e3, np.concatenate([zero, np.cumsum(p)]),
+                   np.concatenate([zero, np.cumsum(p * p)]), cm)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def cost(self, i: int, j: int) -> float:
+        """Requests i..j-1 (longest first) as one session."""
+        o = self.outputs[i:j]
+        profile = float(np.dot(self.base[1:j - i + 1], o - np.append(o[1:], 1.0)))
+        return self.price(self.g_cum[:, j] - self.g_cum[:, i], *(float(c[j] - c[i]) for c in
+                          (self.dec_cum, self.ctx_cum, self.p_cum, self.p2_cum)), j - i, float(o[0]), profile)
+
+    def cost_of(self, idx: Sequence[int]) -> float:
+        """The requests idx (ascending: longest first) as one session."""
+        ix = np.asarray(idx)
+        o = self.outputs[ix]
+        profile = float(np.dot(self.base[1:len(ix) + 1], o - np.append(o[1:], 1.0)))
+        return self.price((self.g_cum[:, ix + 1] - self.g_cum[:, ix]).sum(axis=1),
+                          *(float(np.sum(c[ix + 1] - c[ix])) for c in (self.dec_cum, self.ctx_cum, self.p_cum,
+                                                                       self.p2_cum)), len(ix), float(o[0]), profile)
+
+    def price(self, g: np.ndarray, dec: float, ctx: float, p: float, p2: float, n: int, longest: float,
+              profile: float) -> float:
+        """A session from its sums: the larger of the step floor, whose steps count a too-small KV
+        cache, and the session as the engine would run it were all its n requests admitted at once
+        (k sequences decode for o_(k) - o_(k+1) steps, longest first: `profile`, sum of base[k]
+        times those steps; one prefill of all) or, if the engine runs fewer at once
+        (max_num_seqs, or the KV cache at their mean context), all their tokens at that batch."""
+        floor = float(np.max(self.fixed * max(longest - 1.0, dec / self.max_seqs, ctx / self.kv_tokens) + g))
+        cap = int(min(self.max_seqs, n, max(1.0, self.kv_tokens * n / (p + dec / 2.0 + n))))
+        decode = max(profile, self.base[cap] * dec / cap)
+        run = decode + self.ctx_s * ctx + self.prefill.prefill_s(int(p), p2, n)
+        return self.warmup_s + max(floor, run)
+
+
+def contiguous(mc: ModelCosts, r: int) -> list[list[int]]:
+    """At most r contiguous groups of the longest-first order whose largest cost is least (the
+    threshold bisected; each group extended while it stays under it)."""
+    n = mc.n
+
+    def cut(limit: float) -> list[list[int]] | None:
+        out, i = [], 0
+        while i < n:
+            if len(out) == r or mc.cost(i, i + 1) > limit:
+                return None
+            lo, hi = i + 1, n
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if mc.cost(i, mid) <= limit:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append(list(range(i, lo)))
+            i = lo
+        return out
+
+    lo, hi = 0.0, mc.cost(0, n)
+    for _ in range(BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        if cut(mid) is None:
+            lo = mid
+        else:
+            hi = mid
+    return cut(hi) or [list(range(n))]
+
+
+def spread(mc: ModelCosts, r: int) -> list[list[int]]:
+    """The r longest open r groups; every other request, longest first, to the cheapest group
+    (each group's sums kept as it grows: a request shorter than all before it adds its own terms
+    and (base[n + 1] - base[n]) (o - 1) to the profile)."""
+    r = min(r, mc.n)
+    cols = [np.diff(c) for c in (mc.dec_cum, mc.ctx_cum, mc.p_cum, mc.p2_cum)]
+    g_one = np.diff(mc.g_cum, axis=1)
+    groups = [[i] for i in range(r)]
+    sums = [[g_one[:, i].copy(), *(float(c[i]) for c in cols), 1, float(mc.outputs[i]),
+             float(mc.base[1] * (mc.outputs[i] - 1.0))] for i in range(r)]
+    costs = [mc.price(*sm) for sm in sums]
+    for i in range(r, mc.n):
+        k = int(np.argmin(costs))
+        sm = sums[k]
+        sm[0] = sm[0] + g_one[:, i]
+        for j, c in enumerate(cols):
+            sm[1 + j] += float(c[i])
+        sm[7] += float((mc.base[sm[5] + 1] - mc.base[sm[5]]) * (mc.outputs[i] - 1.0))
+        sm[5] += 1
+        groups[k].append(i)
+        costs[k] = mc.price(*sm)
+    return groups
+
+
+def split(mc: ModelCosts, r: int) -> list[tuple[list[str], float]]:
+    """(request ids, cost) per group: the split of the two whose largest group costs less."""
+    best = None
+    for groups in (contiguous(mc, r), spread(mc, r)):
+        priced = [([mc.ids[i] for i in g], mc.cost_of(g)) for g in groups if g]
+        if best is None or max(c for _, c in priced) < max(c for _, c in best):
+            best = priced
+    return best
+
+
+def _largest(cache: dict, costs: Mapping[str, ModelCosts], m: str, r: int) -> float:
+    if (m, r) not in cache:
+        cache[(m, r)] = split(costs[m], r)
+    return max(c for _, c in cache[(m, r)])
+
+
+def pack(groups: Mapping[str, list[tuple[list[str], float]]], loads: Mapping[str, float],
+         unloads: Mapping[str, float], fits: Mapping[str, frozenset[int]], n_workers: int,
+         k: int | None, startup_s: float) -> tuple[float, list[list[tuple[str, list[str]]]]] | None:
+    """Groups (plus their model's load) longest first, each to the least loaded worker that fits
+    the model, does not hold it and holds fewer than K models. None: a group found no worker."""
+    t = [startup_s] * n_workers
+    held: list[list[tuple[str, list[str]]]] = [[] for _ in range(n_workers)]
+    items = sorted(((c + loads[m], m, ids) for m in sorted(groups) for ids, c in groups[m]),
+                   key=lambda x: (-x[0], x[1]))
+    for c, m, ids in items:
+        best = None
+        for w in range(n_workers):
+            models = [s[0] for s in held[w]]
+            if w not in fits[m] or m in models or (k is not None and len(models) >= k):
+                continue
+            end = t[w] + c + (unloads[models[-1]] if models else 0.0)
+            if best is None or end < best[0]:
+                best = (end, w)
+        if best is None:
+            return None
+        t[best[1]] = best[0]
+        held[best[1]].append((m, ids))
+    return max(t), held
+
+
+def clairvoyant_plan(batches: Mapping[str, Sequence[tuple[str, int, int]]], profiles: ProfileSet,
+                     cluster: Cluster, k: int | None) -> Plan | None:
+    """batches: per model, (request id, prompt tokens, true output tokens as the simulator runs
+    them). None where no packing within K and memory was found, or a model has no floor."""
+    eng = profiles.engine
+    models = sorted(batches)
+    fits = {m: fitting_workers(profiles.model(m), eng, cluster) for m in models}
+    if any(not fits[m] for m in models):
+        return None
+    mem = {m: max(w.memory_gib for w in cluster.workers if w.id in fits[m]) for m in models}
+    costs = {m: ModelCosts.of(profiles, m, batches[m], mem[m]) for m in models}
+    if any(c is None for c in costs.values()):
+        return None
+    loads = {m: load_time_s(profiles.model(m), eng) for m in models}
+    unloads = {m: profiles.model(m).unload_time_s for m in models}
+    cap = {m: min(len(fits[m]), costs[m].n) for m in models}
+    cache: dict[tuple[str, int], list[tuple[list[str], float]]] = {}
+
+    def packed(r: dict[str, int]):
+        for m in models:
+            _largest(cache, costs, m, r[m])
+        return pack({m: cache[(m, r[m])] for m in models}, loads, unloads, fits, len(cluster.workers), k,
+                    eng.worker_startup_s)
+
+    r = {m: 1 for m in models}
+    cur = packed(r)
+    if cur is None:
+        return None
+    while True:
+        best = None
+        for m in models:
+            for step in STEPS:
+                if r[m] + step > cap[m]:
+                    break
+                got = packed({**r, m: r[m] + step})
+                if got is not None and got[0] < cur[0] - 1e-9 and (best is None or got[0] < best[0][0]):
+                    best = (got, {**r, m: r[m] + step})
+        if best is None:
+            break
+        cur, r = best
+    # The climb stalls where several models share the busiest worker's level; also try, for
+    # makespan targets between the longest single group and the climb's result, each model's
+    # least replica count whose groups fit the target, packed.
+    start = eng.worker_startup_s
+    lo = start + max(loads[m] + costs[m].cost(0, 1) for m in models)
+    for target in np.geomspace(lo, max(cur[0], lo * (1 + 1e-9)), TARGETS):
+        rt = {}
+        for m in models:
+            room = target - start - loads[m]
+            rt[m] = next((x for x in range(1, cap[m] + 1) if _largest(cache, costs, m, x) <= room), None)
+            if rt[m] is None:
+                break
+        if rt[m] is None:
+            continue
+        got = packed(rt)
+        if got is not None and got[0] < cur[0] - 1e-9:
+            cur, r = got, rt
+    # The floor leaves out prefills and preemptions: price the chosen groups by the engine model
+    # itself and pack them again.
+    batch_of = {m: {b[0]: b for b in batches[m]} for m in models}
+    timed = {m: [(ids, run_session(profiles.model(m), eng, mem[m], [batch_of[m][i] for i in ids]))
+                 for ids, _ in cache[(m, r[m])]] for m in models}
+    cur = pack(timed, loads, unloads, fits, len(cluster.workers), k, start) or cur
+    return Plan("expert", POLICY, tuple(
+        WorkerPlan(w, tuple(Session(m, tuple(ids)) for m, ids in cur[1][w])) for w in range(len(cluster.workers))))

@@ -1,0 +1,59 @@
+"""The clairvoyant reference plan (mosaic/analysis/clairvoyant.py): a valid plan within K and
+memory, the same on every call, and, where lengths matter, faster than a length-blind split."""
+from collections import defaultdict
+
+from mosaic.analysis import scheduler_bench as sb
+from mosaic.analysis.clairvoyant import ModelCosts, clairvoyant_plan, contiguous
+from mosaic.cluster import Cluster
+from mosaic.costs.predict import fitting_workers
+from mosaic.plan import Plan, Session, WorkerPlan, validate_plan
+from mosaic.profiles import load_profiles
+from sim.backend import run_session
+
+PAPER = load_profiles("paper_a100")
+
+
+def _batches(inst):
+    by_model = defaultdict(list)
+    for r in inst.requests:
+        by_model[r.model].append(r)
+    return {m: sb.session_batch(inst, rs) for m, rs in by_model.items()}
+
+
+def test_plans_are_valid_within_k_and_memory_and_deterministic():
+    for inst in sb.generated_instances(0, quick=True):
+        plan = clairvoyant_plan(_batches(inst), inst.profiles, inst.cluster, inst.k)
+        fits = {m: set(fitting_workers(inst.profiles.model(m), inst.profiles.engine, inst.cluster))
+                for m in inst.workload.expert_models}
+        validate_plan(plan, inst.requests, fits, inst.k)
+        assert plan == clairvoyant_plan(_batches(inst), inst.profiles, inst.cluster, inst.k)
+
+
+MODEL = "QwenR1"
+# Four long outputs among a thousand short ones: two replicas' worth of work either way.
+OUTS = [16000, 15900, 15800, 15700] + [1000] * 1000
+BATCH = [(f"r{i}", 200, o) for i, o in enumerate(OUTS)]
+
+
+def test_contiguous_groups_keep_the_long_requests_together():
+    """The long four share one small group, so the other replica's session ends with a short output."""
+    mc = ModelCosts.of(PAPER, MODEL, BATCH, 80.0)
+    groups = contiguous(mc, 2)
+    assert [[mc.ids[i] for i in g] for g in groups][0] == ["r0", "r1", "r2", "r3"]
+    assert max(mc.outputs[i] for i in groups[1]) == 1000
+
+
+def test_it_beats_a_length_blind_split_where_lengths_matter():
+    """A blind even split deals two long outputs to each worker, so both sessions run as long as
+    the longest and carry half the bulk besides; the clairvoyant plan, which sees them, keeps them
+    together and simulates faster."""
+    ids = [b[0] for b in BATCH]
+    plan = clairvoyant_plan({MODEL: BATCH}, PAPER, Cluster.uniform(2, 80.0), None)
+    blind = Plan("expert", "blind", (WorkerPlan(0, (Session(MODEL, tuple(ids[0::2])),)),
+                                     WorkerPlan(1, (Session(MODEL, tuple(ids[1::2])),))))
+    eng, prof = PAPER.engine, PAPER.model(MODEL)
+
+    def makespan(p):
+        return max(sum(run_session(prof, eng, 80.0, [b for b in BATCH if b[0] in set(s.request_ids)])
+                       for s in wp.sessions) for wp in p.workers if wp.sessions)
+    assert makespan(plan) < 0.9 * makespan(blind)
