@@ -30,7 +30,9 @@ of g; they hold g(top t) in all, so at least b_t = ceil(g(top t) / cap_t) replic
 them (and none, if cap_1 <= 0: the slack is infeasible). Hence r_m >= max_t b_t, and, counting
 the replicas whose longest output is at least x for each x, the replicas' steps add up to at least
 sum_t max(b_1..b_t) (o_(t) - o_(t+1)) (o_(n+1) = 1), so their busy time is at least
-r_m warmup + F * that + g(all). Each theta gives a valid floor; the largest over a grid is used.
+r_m warmup + F * that + g(all); and since every replica takes at most the slack, r_m is also at
+least (F * that + g(all)) / (slack - warmup). Each theta gives a valid floor; the largest over a
+grid is used.
 """
 from __future__ import annotations
 
