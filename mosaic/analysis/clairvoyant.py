@@ -20,6 +20,7 @@ Deterministic: ties go to the earlier model (sorted names), the lower worker id.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,15 +125,10 @@ def contiguous(mc: ModelCosts, r: int) -> list[list[int]]:
         while i < n:
             if len(out) == r or mc.cost(i, i + 1) > limit:
                 return None
-            lo, hi = i + 1, n
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if mc.cost(i, mid) <= limit:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            out.append(list(range(i, lo)))
-            i = lo
+            # A group's cost grows as it takes more: the last end that keeps it under the limit.
+            end = i + bisect.bisect_right(range(i + 1, n + 1), limit, key=lambda j: mc.cost(i, j))
+            out.append(list(range(i, end)))
+            i = end
         return out
 
     lo, hi = 0.0, mc.cost(0, n)
