@@ -4,18 +4,19 @@ with the benchmark's lower bound, brackets it: LB <= optimum <= clairvoyant. Whe
 far above the bound but near this plan, the gap is what the lengths are worth, not the search;
 where this plan too sits far above the bound, the bound is loose there (or this heuristic weak).
 
-Not a policy (schedulers never see lengths) and not optimal; a heuristic priced by the step floor
-(mosaic/analysis/step_floor.py), which is within a few percent of the simulated time of a session
-whose requests all fit in the KV cache:
-1. A group of a model's requests costs warmup + F * steps + sum of g (the floor's terms, the
-   largest over theta), steps = max(longest output - 1, decode tokens / max_num_seqs, context
-   tokens / KV capacity), so a group too large for the cache pays for its throughput.
+Not a policy (schedulers never see lengths) and not optimal; a heuristic:
+1. A group of a model's requests is priced by the larger of the step floor
+   (mosaic/analysis/step_floor.py, its steps also counting a too-small KV cache) and the session as
+   the engine would run it with every request admitted at once, or at the batch its KV cache allows.
 2. For r replicas, the cheaper (by its largest group) of two splits of the model's requests sorted
    longest first: contiguous groups of equal cost, which keeps the long requests together in few
    small groups and leaves the rest short sessions; and longest first to the cheapest group.
 3. Groups plus loads packed longest first onto the least loaded worker that fits the model, does
    not hold it yet and holds fewer than K models; replica counts raised by 1, 2 or 4 for whichever
-   model lowers the packed makespan most, until none does.
+   model lowers the packed makespan most, until none does; then makespan targets scanned, each
+   model at the least replica count whose groups fit the target.
+4. The chosen groups priced again by the engine model itself (sim.backend.run_session) and packed
+   again, since the estimate leaves out preemptions.
 Deterministic: ties go to the earlier model (sorted names), the lower worker id.
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ModelCosts:
     ctx_s: float              # per context token a decoding sequence attends to (s)
     p_cum: np.ndarray         # (n + 1,): cumulative prompt tokens, 0 first
     p2_cum: np.ndarray        # (n + 1,): cumulative squared prompt tokens, 0 first
-    prefill: CostModel
+    engine: CostModel         # prices the session's prefill
 
     @classmethod
     def of(cls, profiles: ProfileSet, model: str, batch: Sequence[tuple[str, int, int]],
@@ -111,7 +112,7 @@ class ModelCosts:
         floor = float(np.max(self.fixed * max(longest - 1.0, dec / self.max_seqs, ctx / self.kv_tokens) + g))
         cap = int(min(self.max_seqs, n, max(1.0, self.kv_tokens * n / (p + dec / 2.0 + n))))
         decode = max(profile, self.base[cap] * dec / cap)
-        run = decode + self.ctx_s * ctx + self.prefill.prefill_s(int(p), p2, n)
+        run = decode + self.ctx_s * ctx + self.engine.prefill_s(int(p), p2, n)
         return self.warmup_s + max(floor, run)
 
 
@@ -175,12 +176,6 @@ def split(mc: ModelCosts, r: int) -> list[tuple[list[str], float]]:
     return best
 
 
-def _largest(cache: dict, costs: Mapping[str, ModelCosts], m: str, r: int) -> float:
-    if (m, r) not in cache:
-        cache[(m, r)] = split(costs[m], r)
-    return max(c for _, c in cache[(m, r)])
-
-
 def pack(groups: Mapping[str, list[tuple[list[str], float]]], loads: Mapping[str, float],
          unloads: Mapping[str, float], fits: Mapping[str, frozenset[int]], n_workers: int,
          k: int | None, startup_s: float) -> tuple[float, list[list[tuple[str, list[str]]]]] | None:
@@ -224,10 +219,13 @@ def clairvoyant_plan(batches: Mapping[str, Sequence[tuple[str, int, int]]], prof
     cap = {m: min(len(fits[m]), costs[m].n) for m in models}
     cache: dict[tuple[str, int], list[tuple[list[str], float]]] = {}
 
+    def groups(m: str, x: int) -> list[tuple[list[str], float]]:
+        if (m, x) not in cache:
+            cache[(m, x)] = split(costs[m], x)
+        return cache[(m, x)]
+
     def packed(r: dict[str, int]):
-        for m in models:
-            _largest(cache, costs, m, r[m])
-        return pack({m: cache[(m, r[m])] for m in models}, loads, unloads, fits, len(cluster.workers), k,
+        return pack({m: groups(m, r[m]) for m in models}, loads, unloads, fits, len(cluster.workers), k,
                     eng.worker_startup_s)
 
     r = {m: 1 for m in models}
@@ -255,19 +253,18 @@ def clairvoyant_plan(batches: Mapping[str, Sequence[tuple[str, int, int]]], prof
         rt = {}
         for m in models:
             room = target - start - loads[m]
-            rt[m] = next((x for x in range(1, cap[m] + 1) if _largest(cache, costs, m, x) <= room), None)
+            rt[m] = next((x for x in range(1, cap[m] + 1) if max(c for _, c in groups(m, x)) <= room), None)
             if rt[m] is None:
                 break
-        if rt[m] is None:
-            continue
-        got = packed(rt)
-        if got is not None and got[0] < cur[0] - 1e-9:
-            cur, r = got, rt
-    # The floor leaves out prefills and preemptions: price the chosen groups by the engine model
-    # itself and pack them again.
+        else:
+            got = packed(rt)
+            if got is not None and got[0] < cur[0] - 1e-9:
+                cur, r = got, rt
+    # The estimate sees preemptions and chunked prefills only roughly: price the chosen groups by
+    # the engine model itself and pack them again.
     batch_of = {m: {b[0]: b for b in batches[m]} for m in models}
     timed = {m: [(ids, run_session(profiles.model(m), eng, mem[m], [batch_of[m][i] for i in ids]))
-                 for ids, _ in cache[(m, r[m])]] for m in models}
+                 for ids, _ in groups(m, r[m])] for m in models}
     cur = pack(timed, loads, unloads, fits, len(cluster.workers), k, start) or cur
     return Plan("expert", POLICY, tuple(
         WorkerPlan(w, tuple(Session(m, tuple(ids)) for m, ids in cur[1][w])) for w in range(len(cluster.workers))))

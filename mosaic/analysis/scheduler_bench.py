@@ -335,27 +335,32 @@ def session_batch(inst: Instance, reqs: Sequence[Request]) -> list[tuple[str, in
             for r in reqs]
 
 
-def model_bounds(inst: Instance) -> dict[str, ModelBound]:
-    """Per model, the simulated single-session quantities the bound is built from."""
-    eng = inst.profiles.engine
+def model_batches(inst: Instance) -> dict[str, list[tuple[str, int, int]]]:
+    """Per model, in order of first request, its requests as `session_batch` gives them."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in inst.requests:
         by_model[r.model].append(r)
-    m_count = len(by_model)
+    return {m: session_batch(inst, reqs) for m, reqs in by_model.items()}
+
+
+def model_bounds(inst: Instance) -> dict[str, ModelBound]:
+    """Per model, the simulated single-session quantities the bound is built from."""
+    eng = inst.profiles.engine
+    batches = model_batches(inst)
+    m_count = len(batches)
     out = {}
-    for m, reqs in by_model.items():
+    for m, batch in batches.items():
         prof = inst.profiles.model(m)
         fits = fitting_workers(prof, eng, inst.cluster)
         mems = sorted({w.memory_gib for w in inst.cluster.workers if w.id in fits})
         if not mems:
             raise ConfigError(f"{inst.name}: model {m} fits no worker")
-        batch = session_batch(inst, reqs)
-        orders = (batch, sorted(batch, key=lambda b: -b[2]), sorted(batch, key=lambda b: (-b[2], -b[1])),
-                  sorted(batch, key=lambda b: b[2]))
+        longest_first = sorted(batch, key=lambda b: (-b[2], -b[1]))
+        orders = (batch, sorted(batch, key=lambda b: -b[2]), longest_first, sorted(batch, key=lambda b: b[2]))
         session = float(min(run_session(prof, eng, mem, o) for mem in mems for o in orders))
         # Longest single request: the few longest outputs and the longest prompt (the max over
         # them is still a valid bound if the true argmax were missed, only a weaker one).
-        cands = {b for b in sorted(batch, key=lambda b: (-b[2], -b[1]))[:4]}
+        cands = set(longest_first[:4])
         cands.add(max(batch, key=lambda b: (b[1], b[2])))
         longest = float(max(run_session(prof, eng, mems[-1], [c]) for c in cands))
         shortest = float(run_session(prof, eng, mems[-1], [("min", min(b[1] for b in batch),
@@ -635,11 +640,7 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
 def clairvoyant_s(inst: Instance) -> float | None:
     """Simulated makespan of the clairvoyant reference plan (mosaic/analysis/clairvoyant.py: made
     with the true output lengths, within K and memory); None where it found no packing."""
-    by_model: dict[str, list[Request]] = defaultdict(list)
-    for r in inst.requests:
-        by_model[r.model].append(r)
-    plan = clairvoyant_plan({m: session_batch(inst, rs) for m, rs in by_model.items()}, inst.profiles,
-                            inst.cluster, inst.k)
+    plan = clairvoyant_plan(model_batches(inst), inst.profiles, inst.cluster, inst.k)
     if plan is None:
         return None
     trace = SimBackend(inst.cluster, inst.profiles).run(plan, {r.id: r for r in inst.requests},
@@ -755,16 +756,16 @@ def _reference(df: pd.DataFrame) -> list[str]:
         fair = f[(f["status"] == "ok") & f["respects_k"].astype(str).eq("True")]
         inst = f.drop_duplicates("instance").set_index("instance")
         lb = inst["lb_k_s"].astype(float)
-        clair = pd.to_numeric(inst["clair_s"], errors="coerce") / lb
-        best = pd.concat([fair.groupby("instance")["sim_s"].min().astype(float),
-                          pd.to_numeric(inst["clair_s"], errors="coerce")], axis=1).min(axis=1) / lb
+        clair_s = pd.to_numeric(inst["clair_s"], errors="coerce")
+        policies_s = fair.groupby("instance")["sim_s"].min().reindex(inst.index).astype(float)
+        clair = clair_s / lb
+        best = pd.concat([policies_s, clair_s], axis=1).min(axis=1) / lb
         parts = [f"N={n} {clair[inst.n_workers == n].median():.3f} / {clair[inst.n_workers == n].max():.3f}, "
                  f"best {best[inst.n_workers == n].median():.3f} / {best[inst.n_workers == n].max():.3f}"
                  for n in sorted(inst["n_workers"].unique())]
         out.append(f"- {fam}: clairvoyant {clair.median():.3f} / {clair.max():.3f}, best known {best.median():.3f} / "
                    f"{best.max():.3f} ({'; '.join(parts)}); the clairvoyant plan faster than every policy's on "
-                   f"{int((pd.to_numeric(inst['clair_s'], errors='coerce') < fair.groupby('instance')['sim_s'].min().reindex(inst.index).astype(float)).sum())} "
-                   f"of {len(inst)}")
+                   f"{int((clair_s < policies_s).sum())} of {len(inst)}")
     return out + [""]
 
 

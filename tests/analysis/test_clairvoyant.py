@@ -1,7 +1,5 @@
 """The clairvoyant reference plan (mosaic/analysis/clairvoyant.py): a valid plan within K and
 memory, the same on every call, and, where lengths matter, faster than a length-blind split."""
-from collections import defaultdict
-
 from mosaic.analysis import scheduler_bench as sb
 from mosaic.analysis.clairvoyant import ModelCosts, clairvoyant_plan, contiguous
 from mosaic.cluster import Cluster
@@ -13,20 +11,13 @@ from sim.backend import run_session
 PAPER = load_profiles("paper_a100")
 
 
-def _batches(inst):
-    by_model = defaultdict(list)
-    for r in inst.requests:
-        by_model[r.model].append(r)
-    return {m: sb.session_batch(inst, rs) for m, rs in by_model.items()}
-
-
 def test_plans_are_valid_within_k_and_memory_and_deterministic():
     for inst in sb.generated_instances(0, quick=True):
-        plan = clairvoyant_plan(_batches(inst), inst.profiles, inst.cluster, inst.k)
+        plan = clairvoyant_plan(sb.model_batches(inst), inst.profiles, inst.cluster, inst.k)
         fits = {m: set(fitting_workers(inst.profiles.model(m), inst.profiles.engine, inst.cluster))
                 for m in inst.workload.expert_models}
         validate_plan(plan, inst.requests, fits, inst.k)
-        assert plan == clairvoyant_plan(_batches(inst), inst.profiles, inst.cluster, inst.k)
+        assert plan == clairvoyant_plan(sb.model_batches(inst), inst.profiles, inst.cluster, inst.k)
 
 
 MODEL = "QwenR1"
