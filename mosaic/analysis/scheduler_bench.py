@@ -45,6 +45,7 @@ import pandas as pd
 import yaml
 
 from mosaic.analysis.clairvoyant import clairvoyant_plan
+from mosaic.analysis.packing_bound import NODE_LIMIT, Need, packing_floor
 from mosaic.analysis.step_floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
@@ -319,11 +320,12 @@ class LowerBound:
     pigeonhole_s: float  # (d) a worker holds ceil(M/N) models
     models: dict[str, ModelBound]
     steps_s: float = 0.0  # (e) (c) with replicas priced by the step floor (contains (c))
+    packing_s: float = 0.0  # (f) (e)'s replicas packed onto the workers (0: not computed)
 
     @property
     def binding(self) -> str:
         terms = {"work": self.work_s, "single": self.single_s, "replica": self.replica_s,
-                 "pigeonhole": self.pigeonhole_s, "steps": self.steps_s}
+                 "pigeonhole": self.pigeonhole_s, "steps": self.steps_s, "packing": self.packing_s}
         return max(terms, key=lambda t: (terms[t], -list(terms).index(t)))
 
 
@@ -378,7 +380,8 @@ def max_workers(inst: Instance, model: str, n_models: int) -> int:
     return min(n, len(fits), (k * n - (n_models - 1)) if k is not None else n)
 
 
-def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> LowerBound:
+def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
+                packing_nodes: int = NODE_LIMIT) -> LowerBound:
     """A lower bound on the simulated expert-stage makespan of ANY plan of the instance's requests
     (any placement, replication, split and order, within K and memory), by any policy.
 
@@ -442,7 +445,12 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
           at least the floor's least replica count for the slack C - s0 - l_m, and m's busy time in
           (iii) at least the floor's busy time (every session pays a step's fixed cost per token of
           its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
-    lb_s = max((a), (b), (c), (d), (e)) = max((e), (d)).
+      (f) packing_s: (e)'s replica counts and busy times with whole sessions packed onto the N
+          workers, at most K models each (mosaic/analysis/packing_bound.py: the largest C at which
+          HiGHS proves no packing exists, within `packing_nodes` branch-and-bound nodes per solve;
+          0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on 4 workers
+          holding 3 of 12 models each, the busiest model's worker serves two more.
+    lb_s = max((a), (b), (c), (d), (e), (f)).
 
     Memory enters twice: r_max_m counts only the workers m fits on, and S_m is simulated at the
     memory of those workers (their KV capacity, hence how many requests batch; with workers of
@@ -462,29 +470,32 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
     work = s0 + (sum(b.load_s + b.session_s for b in mb) + u_min * max(0, m_count - n)) / n
     single = s0 + max(b.load_s + b.longest_s for b in mb)
 
-    def least_r(c: float, steps: bool) -> list[int] | None:
+    def model_need(b: ModelBound, slack: float, steps: bool) -> tuple[int, float] | None:
+        """(least replicas, least engine time of them all) of one model at that slack per replica."""
+        if slack <= 0 or slack < b.longest_s:
+            return None
+        r = max(1, math.ceil(b.session_s / slack - 1e-12))
+        work = b.session_s
+        if steps and b.floor is not None:
+            need = b.floor.need(slack)
+            if need is None:
+                return None
+            r, work = max(r, need[0]), max(work, need[1])
+        return (r, work) if r <= b.max_workers else None
+
+    def least_r(c: float, steps: bool) -> list[tuple[int, float]] | None:
         avail = c - s0
-        rs, busy = [], 0.0
+        got = []
         for b in mb:
-            slack = avail - b.load_s
-            if slack <= 0 or slack < b.longest_s:
+            need = model_need(b, avail - b.load_s, steps)
+            if need is None:
                 return None
-            r = max(1, math.ceil(b.session_s / slack - 1e-12))
-            work = b.session_s
-            if steps and b.floor is not None:
-                need = b.floor.need(slack)
-                if need is None:
-                    return None
-                r, work = max(r, need[0]), max(work, need[1])
-            if r > b.max_workers:
-                return None
-            rs.append(r)
-            busy += r * b.load_s + work
-        total = sum(rs)
+            got.append(need)
+        total = sum(r for r, _ in got)
         if k is not None and total > k * n:
             return None
-        busy += u_min * max(0, total - n)
-        return rs if busy <= n * avail * (1 + 1e-12) else None
+        busy = sum(r * b.load_s + work for b, (r, work) in zip(mb, got)) + u_min * max(0, total - n)
+        return got if busy <= n * avail * (1 + 1e-12) else None
 
     def least_c(steps: bool) -> float:
         lo, hi = 0.0, s0 + sum(b.load_s + b.session_s + b.unload_s for b in mb) + 1.0
@@ -505,8 +516,21 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> 
     replica, steps_c = least_c(False), least_c(True)
     q = math.ceil(m_count / n)
     pigeon = s0 + sum(sorted(b.load_s + b.shortest_s for b in mb)[:q]) + (q - 1) * u_min if q >= 2 else 0.0
-    return LowerBound(max(work, single, replica, pigeon, steps_c), work, single, replica, pigeon, models,
-                      steps_c)
+    start = max(work, single, replica, pigeon, steps_c)
+    packing = 0.0
+    if packing_nodes:
+        fits = {m: frozenset(fitting_workers(inst.profiles.model(m), inst.profiles.engine, inst.cluster))
+                for m in models}
+
+        def needs_at(c: float) -> list[Need] | None:
+            got = least_r(c, True)
+            if got is None:
+                return None
+            return [Need(r, w, b.load_s, b.load_s + b.shortest_s, b.load_s + b.longest_s, fits[m])
+                    for (m, b), (r, w) in zip(models.items(), got)]
+
+        packing = packing_floor(start, needs_at, n, k if k is not None else m_count, s0, u_min, packing_nodes)
+    return LowerBound(max(start, packing), work, single, replica, pigeon, models, steps_c, packing)
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -585,14 +609,14 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
     lb_free: the bound without K, which a plan that ignores K is measured against."""
     lb = lb if lb is not None else lower_bound(inst)
     if lb_free is None:
-        lb_free = lb if inst.k is None else lower_bound(replace(inst, k=None))
+        lb_free = lb if inst.k is None else lower_bound(replace(inst, k=None), packing_nodes=0)
     reqs = list(inst.requests)
     by_id = {r.id: r for r in reqs}
     base = {"family": inst.family, "instance": inst.name, "n_workers": inst.n_workers,
             "n_models": inst.n_models, "k": _k_label(inst.k), "memory_gib": inst.memory_gib,
             "skew": inst.skew, "mix": inst.mix, "n_requests": len(reqs), "lb_s": lb.lb_s,
             "lb_k_s": lb.lb_s, "lb_no_k_s": lb_free.lb_s, "lb_work_s": lb.work_s, "lb_single_s": lb.single_s,
-            "lb_replica_s": lb.replica_s, "lb_steps_s": lb.steps_s,
+            "lb_replica_s": lb.replica_s, "lb_steps_s": lb.steps_s, "lb_packing_s": lb.packing_s,
             "lb_pigeonhole_s": lb.pigeonhole_s, "lb_binding": lb.binding,
             "clair_s": clairvoyant_s(inst)}
     rows = []
@@ -654,9 +678,14 @@ def _bounds(inst: Instance, cached: dict[str, ModelBound] | None = None) -> tupl
     mb0 = cached if cached is not None else model_bounds(inst)
     # max_workers depends on N and K: recompute it on the (perhaps cached) sessions.
     mb = {m: replace(b, max_workers=max_workers(inst, m, len(mb0))) for m, b in mb0.items()}
+    lb = lower_bound(inst, mb)
+    if inst.k is None:
+        return lb, lb
+    # Only plans that break K meet the K-free bound; its packing term (minutes on the large
+    # instances) is left out there, which can only lower it.
     free = replace(inst, k=None)
-    return lower_bound(inst, mb), lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb)))
-                                                     for m, b in mb.items()})
+    return lb, lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb))) for m, b in mb.items()},
+                           packing_nodes=0)
 
 
 _POOL_JOB: tuple[Sequence[Instance], list[str]] | None = None   # set before the pool forks its workers
@@ -724,22 +753,27 @@ def bench(insts: Sequence[Instance], policies: Sequence[str] | None = None,
 CSV_COLUMNS = ("family", "n_workers", "instance", "policy", "n_models", "k", "memory_gib", "skew", "mix",
                "n_requests", "status", "sim_s", "lb_s", "sim_over_lb", "predicted_s", "pred_err", "pred_low_s", "pred_high_s",
                "pred_chance", "sim_quantile", "plan_hash", "hash_stable", "respects_k", "solver", "lb_k_s", "lb_no_k_s", "lb_work_s", "lb_single_s",
-               "lb_replica_s", "lb_steps_s",
+               "lb_replica_s", "lb_steps_s", "lb_packing_s",
                "lb_pigeonhole_s", "lb_binding", "clair_s", "error")
 
 
 def _without_floor(df: pd.DataFrame) -> list[str]:
-    """Per policy, sim/LB against the bound without its steps term (plans that honour K), the
-    bound as it was before the step floor, so the two can be read side by side."""
+    """Per policy, sim/LB against the bound without its later terms (plans that honour K): as it
+    was before the step floor, and before the packing term, so they can be read side by side."""
     ok = df[(df["status"] == "ok") & df["respects_k"].astype(bool)]
     if not len(ok) or "lb_steps_s" not in ok:
         return []
-    old = ok[["lb_work_s", "lb_single_s", "lb_replica_s", "lb_pigeonhole_s"]].astype(float).max(axis=1)
-    ratio = ok["sim_s"].astype(float) / old
-    parts = [f"{pol} {ratio[ok['policy'] == pol].median():.3f} / {ratio[ok['policy'] == pol].max():.3f}"
-             for pol in dict.fromkeys(ok["policy"])]
-    return ["Against the bound without the steps term (plans that honour K; median / worst sim/LB): "
-            + ", ".join(parts) + ".", ""]
+    base = ["lb_work_s", "lb_single_s", "lb_replica_s", "lb_pigeonhole_s"]
+    out = []
+    for label, cols in (("the steps and packing terms", base), ("the packing term", base + ["lb_steps_s"])):
+        if label == "the packing term" and "lb_packing_s" not in ok:
+            continue
+        ratio = ok["sim_s"].astype(float) / ok[cols].astype(float).max(axis=1)
+        parts = [f"{pol} {ratio[ok['policy'] == pol].median():.3f} / {ratio[ok['policy'] == pol].max():.3f}"
+                 for pol in dict.fromkeys(ok["policy"])]
+        out += [f"Against the bound without {label} (plans that honour K; median / worst sim/LB): "
+                + ", ".join(parts) + ".", ""]
+    return out
 
 
 def _reference(df: pd.DataFrame) -> list[str]:
@@ -888,7 +922,9 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "simulated as one session on an idle worker, with their true lengths "
            "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it). The `steps` term also prices each "
            "replica by the step floor (mosaic/analysis/step_floor.py): every session pays a step's fixed cost "
-           "for each token of its longest output, so a split cannot keep one session's batching."),
+           "for each token of its longest output, so a split cannot keep one session's batching. The `packing` "
+           "term also packs those replicas, whole, onto the N workers, K models each "
+           "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS proves that no packing exists)."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
            "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%. "
            "`sim in pred. band`: share of instances whose simulated makespan lies between the 10% and 90% "

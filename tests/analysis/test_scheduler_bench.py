@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mosaic.analysis import packing_bound
 from mosaic.analysis import scheduler_bench as sb
 from mosaic.cluster import Cluster
 from mosaic.plan import Plan, Session, WorkerPlan
@@ -135,7 +136,8 @@ def test_the_replica_term_is_the_least_makespan_over_replication_vectors(quick):
             assert lb.replica_s >= max(lb.work_s, lb.single_s) * (1 - 1e-9)
             # The step floor only adds to the replica term, and the bound is the largest term.
             assert lb.steps_s >= lb.replica_s * (1 - 1e-9)
-            assert lb.lb_s == max(lb.work_s, lb.single_s, lb.replica_s, lb.pigeonhole_s, lb.steps_s)
+            assert lb.packing_s >= lb.steps_s * (1 - 1e-9)
+            assert lb.lb_s == max(lb.work_s, lb.single_s, lb.replica_s, lb.pigeonhole_s, lb.steps_s, lb.packing_s)
 
 
 COUNTS = {"LlamaR1": 400, "Qwen": 8}      # requests per model: the reasoning model is throughput-bound
@@ -175,6 +177,55 @@ def test_the_k_term_is_tight_on_a_hand_made_case():
     assert sim == pytest.approx(expected, rel=1e-12) and sim >= lb.lb_s
     # Without K the long model may be split over both workers: the bound drops, as it must.
     assert sb.lower_bound(_hand_instance(None)).lb_s < expected * 0.99
+
+
+def _packing_instance():
+    """Two workers, K = 2, four clones of one model (M = K N: one replica each, two per worker):
+    three of 200 identical 2000-token requests and one of 2."""
+    base = load_profiles("paper_a100")
+    counts = {"A": 200, "B": 200, "C": 200, "D": 2}
+    models = {m: replace(base.model("Qwen"), name=m, session_fit=None) for m in counts}
+    profiles = ProfileSet(base.engine, models, base.datasets)
+    queries = tuple(Query(f"{m}-q{i}", "x", 200, "A", (m,)) for m in counts for i in range(counts[m]))
+    wl = Workload("hand", 0, queries, tuple(models), "A")
+    reqs = wl.expert_requests()
+    wl = replace(wl, outcomes={r.id: Outcome(2000, None) for r in reqs})
+    return sb.Instance("test", "hand", 2, "uniform", "paper", Cluster.uniform(2, 80.0), profiles, wl, reqs)
+
+
+def test_the_packing_term_sees_that_whole_sessions_must_fit_on_the_workers():
+    """Three equal models and a small one on two workers of two models each: the best plan pairs
+    two of the equal ones, which the workers' total time (half of all the work) misses; the packing
+    term finds it to within its search tolerance, and no plan beats it."""
+    inst = _packing_instance()
+    lb = sb.lower_bound(inst)
+    assert lb.binding == "packing"
+    sims = []
+    for pair in (("A", "D"), ("B", "D"), ("C", "D")):
+        rest = tuple(m for m in "ABC" if m not in pair)
+        plan = Plan("expert", "hand", tuple(
+            WorkerPlan(w, tuple(Session(m, tuple(r.id for r in inst.requests if r.model == m)) for m in ms))
+            for w, ms in enumerate((pair, rest))))
+        sims.append(SimBackend(inst.cluster, inst.profiles).run(plan, {r.id: r for r in inst.requests},
+                                                               inst.workload.outcomes).makespan_s)
+    best = min(sims)
+    assert lb.lb_s <= best
+    assert lb.lb_s >= best * (1 - 2 * packing_bound.TOLERANCE)
+    assert max(lb.work_s, lb.replica_s, lb.steps_s) < best * 0.95   # 0.90 of it: half the work each
+    # Without the packing term (no nodes) the bound falls back to the others.
+    assert sb.lower_bound(inst, packing_nodes=0).lb_s == pytest.approx(lb.steps_s)
+
+
+def test_packs_proves_infeasible_only_what_is():
+    """Three pieces of 6 s on two workers of 10 s: no packing; of 12 s: one pairs two."""
+    need = packing_bound.Need(1, 5.0, 1.0, 6.0, 6.0, frozenset({0, 1}))
+    assert packing_bound.packs([need] * 3, 2, 2, 10.0, 0.0) is False
+    assert packing_bound.packs([need] * 3, 2, 2, 12.0, 0.0) is True
+    # K = 1 forbids the pairing; a model that fits one worker only must go there.
+    assert packing_bound.packs([need] * 3, 2, 1, 12.0, 0.0) is False
+    one = replace(need, fits=frozenset({1}))
+    assert packing_bound.packs([one, one], 2, 2, 12.0, 0.0) is True
+    assert packing_bound.packs([one, one], 2, 2, 12.0, 0.5) is False   # the unload between them
 
 
 def test_an_infeasible_k_is_reported_not_raised():
