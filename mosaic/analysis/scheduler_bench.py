@@ -609,7 +609,7 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
     lb_free: the bound without K, which a plan that ignores K is measured against."""
     lb = lb if lb is not None else lower_bound(inst)
     if lb_free is None:
-        lb_free = lb if inst.k is None else lower_bound(replace(inst, k=None), packing_nodes=0)
+        lb_free = lb if inst.k is None else free_bound(inst)
     reqs = list(inst.requests)
     by_id = {r.id: r for r in reqs}
     base = {"family": inst.family, "instance": inst.name, "n_workers": inst.n_workers,
@@ -679,13 +679,16 @@ def _bounds(inst: Instance, cached: dict[str, ModelBound] | None = None) -> tupl
     # max_workers depends on N and K: recompute it on the (perhaps cached) sessions.
     mb = {m: replace(b, max_workers=max_workers(inst, m, len(mb0))) for m, b in mb0.items()}
     lb = lower_bound(inst, mb)
-    if inst.k is None:
-        return lb, lb
-    # Only plans that break K meet the K-free bound; its packing term (minutes on the large
-    # instances) is left out there, which can only lower it.
+    return lb, (lb if inst.k is None else free_bound(inst, mb))
+
+
+def free_bound(inst: Instance, models: dict[str, ModelBound] | None = None) -> LowerBound:
+    """The instance's bound without K, which only plans that break K are held to; its packing term
+    (minutes on the large instances) is left out, which can only lower it."""
     free = replace(inst, k=None)
-    return lb, lower_bound(free, {m: replace(b, max_workers=max_workers(free, m, len(mb))) for m, b in mb.items()},
-                           packing_nodes=0)
+    if models is not None:
+        models = {m: replace(b, max_workers=max_workers(free, m, len(models))) for m, b in models.items()}
+    return lower_bound(free, models, packing_nodes=0)
 
 
 _POOL_JOB: tuple[Sequence[Instance], list[str]] | None = None   # set before the pool forks its workers
@@ -764,10 +767,11 @@ def _without_floor(df: pd.DataFrame) -> list[str]:
     if not len(ok) or "lb_steps_s" not in ok:
         return []
     base = ["lb_work_s", "lb_single_s", "lb_replica_s", "lb_pigeonhole_s"]
+    views = [("the steps and packing terms", base)]
+    if "lb_packing_s" in ok:
+        views.append(("the packing term", base + ["lb_steps_s"]))
     out = []
-    for label, cols in (("the steps and packing terms", base), ("the packing term", base + ["lb_steps_s"])):
-        if label == "the packing term" and "lb_packing_s" not in ok:
-            continue
+    for label, cols in views:
         ratio = ok["sim_s"].astype(float) / ok[cols].astype(float).max(axis=1)
         parts = [f"{pol} {ratio[ok['policy'] == pol].median():.3f} / {ratio[ok['policy'] == pol].max():.3f}"
                  for pol in dict.fromkeys(ok["policy"])]
