@@ -21,9 +21,21 @@ without a proof counts as feasible, so the limit can only weaken the term, never
 work is counted in nodes, not seconds, so the term does not depend on machine load. Workers alike
 for every model are interchangeable, so their loads are taken in decreasing order (any plan can be
 relabelled so).
+
+Before the branch and bound, each solve fixes y to a greedy placement (`greedy_placement`: models
+largest first onto the workers with the most room left, then moves and swaps while a worker is
+over the room) and solves what is left, an LP over the times. Where that LP is feasible a packing
+exists, which the full search could not have disproven, so the answer is the same, found without
+branching: HiGHS took 3-30 s to find such packings at 24-32 models. Where it is not, the full
+search runs as before. And a count of model slots goes first (`slots_short`): a model too big to
+share a worker with any other runs alone there, so K - 1 of the K N slots are lost for each such
+model; where what is left cannot hold every model's replicas, no packing exists. HiGHS rarely
+proves that within its node limit (on g14, 16 workers of K = 2 for 32 models, it proved nothing at
++1%), since its LP spreads the big model's worker over all of them.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +49,8 @@ NODE_LIMIT = 1000
 FIRST_STEP = 0.01
 MAX_DOUBLINGS = 7
 TOLERANCE = 0.002
+# Relative slack on comparisons, so rounding can only weaken the term.
+EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -51,16 +65,182 @@ class Need:
     fits: frozenset[int]   # workers it fits on
 
 
+def _level_fill(demand: float, used: list[float], lo: float, hi: list[float]) -> list[float] | None:
+    """Amounts a_j in [lo, hi_j] adding up to `demand` that level used_j + a_j as far as the caps
+    allow (water-filling); None where the caps cannot hold it."""
+    if lo > min(hi) or sum(hi) < demand:
+        return None
+    amounts = lambda level: [min(h, max(lo, level - u)) for u, h in zip(used, hi)]  # noqa: E731
+    # The level max(used) + demand already holds it; a finite top where the caps are infinite.
+    a, b = min(used), min(max(u + h for u, h in zip(used, hi)), max(used) + demand)
+    for _ in range(100):
+        mid = 0.5 * (a + b)
+        if sum(amounts(mid)) < demand:
+            a = mid
+        else:
+            b = mid
+    return amounts(b)
+
+
+def greedy_placement(needs: Sequence[Need], n_workers: int, k: int, room: float,
+                     u_min: float, max_moves: int = 2000) -> list[list[int]] | None:
+    """Per need, the workers to run it, or None where fewer workers take some model (it fits
+    there, under K models) than its replica count. Models go largest first (fewest fitting workers
+    before that), each onto as many workers as its replica count, those with the most room left
+    that take it, its time water-filled over them, one of them holding its longest request; over
+    the room where it must. Then, while a worker is over the room, time shifts from it to another
+    replica of one of its models, or a replica moves to another worker, or swaps with one there,
+    where that lowers the total time over the room (at most `max_moves` steps, so the work is
+    bounded). What is still over the room, `packs`' LP may yet mend."""
+    used = [0.0] * n_workers      # replicas' times plus the unloads between them
+    held: list[dict[int, float]] = [{} for _ in range(n_workers)]   # worker -> {need: its time}
+    order = sorted(range(len(needs)), key=lambda i: (len(needs[i].fits),
+                                                      -(needs[i].replicas * needs[i].load_s + needs[i].work_s), i))
+    for i in order:
+        nd = needs[i]
+        # Adding a model to a worker that already runs one costs an unload between them.
+        extra = [u_min if held[w] else 0.0 for w in range(n_workers)]
+        cands = sorted((w for w in nd.fits if w < n_workers and len(held[w]) < k),
+                       key=lambda w: (used[w] + extra[w], w))
+        if len(cands) < nd.replicas:
+            return None
+        # Just its replica count: more would take slots and loads; over the room, the repair mends.
+        on = cands[:max(nd.replicas, 1)]
+        base = [used[w] + extra[w] for w in on]
+        placed = _fill(nd, on, base, room) or _fill(nd, on, base, math.inf)
+        for w, t in placed.items():
+            used[w] += extra[w] + t
+            held[w][i] = t
+
+    def over(w: int, delta: float) -> float:
+        return max(0.0, used[w] + delta - room)
+
+    def takes(w: int, i: int) -> bool:
+        return w in needs[i].fits and i not in held[w]
+
+    def shift(worst: int) -> bool:
+        """Move time of a model split over `worst` and another worker to that one, where it has
+        room: no slot or load changes, so it comes first."""
+        for i, t in sorted(held[worst].items()):
+            nd = needs[i]
+            others = [w for w in range(n_workers) if w != worst and i in held[w]]
+            floor = nd.smallest_s if any(held[w][i] >= nd.longest_s for w in others) else nd.longest_s
+            for w in sorted(others, key=lambda v: (used[v], v)):
+                d = min(used[worst] - room, room - used[w], held[worst][i] - floor)
+                if d > 1e-9:
+                    held[worst][i] -= d
+                    held[w][i] += d
+                    used[worst] -= d
+                    used[w] += d
+                    return True
+        return False
+
+    for _ in range(max_moves):
+        worst = max(range(n_workers), key=lambda w: (used[w], -w))
+        if used[worst] <= room:
+            break
+        if shift(worst):
+            continue
+        best, gain = None, 1e-9
+        for i, t in held[worst].items():
+            out = t + (u_min if len(held[worst]) > 1 else 0.0)
+            for w in range(n_workers):
+                if w == worst or not takes(w, i):
+                    continue
+                cost = t + (u_min if held[w] else 0.0)
+                if len(held[w]) < k:   # move
+                    g = over(worst, 0.0) + over(w, 0.0) - over(worst, -out) - over(w, cost)
+                    if g > gain:
+                        best, gain = (i, None, w), g
+                for j, v in held[w].items():   # swap
+                    if j == i or not takes(worst, j):
+                        continue
+                    g = over(worst, 0.0) + over(w, 0.0) - over(worst, v - t) - over(w, t - v)
+                    if g > gain:
+                        best, gain = (i, j, w), g
+        if best is None:   # the LP may still mend it, moving time between a model's replicas
+            break
+        i, j, w = best
+        t = held[worst].pop(i)
+        if j is None:
+            used[worst] -= t + (u_min if held[worst] else 0.0)
+            used[w] += t + (u_min if held[w] else 0.0)
+        else:   # each keeps its count of models, so its unloads
+            v = held[w].pop(j)
+            held[worst][j] = v
+            used[worst] += v - t
+            used[w] += t - v
+        held[w][i] = t
+    return [sorted(w for w in range(n_workers) if i in held[w]) for i in range(len(needs))]
+
+
+def _fill(nd: Need, on: list[int], base: list[float], room: float) -> dict[int, float] | None:
+    """The need's time water-filled over workers `on` already busy `base`, one of them holding its
+    longest request, within `room`: worker -> its time, or None where it does not fit."""
+    caps = [room - b for b in base]
+    demand = len(on) * nd.load_s + nd.work_s
+    got = _level_fill(demand, base, nd.smallest_s, caps)
+    if got is None:
+        return None
+    top = max(range(len(on)), key=lambda j: (caps[j], -j))
+    if got[top] < nd.longest_s:   # the longest request's worker first, the rest over the others
+        if nd.longest_s > caps[top]:
+            return None
+        rest = [j for j in range(len(on)) if j != top]
+        got = [0.0] * len(on)
+        got[top] = nd.longest_s
+        if rest:
+            fill = _level_fill(max(0.0, demand - nd.longest_s), [base[j] for j in rest], nd.smallest_s,
+                               [caps[j] for j in rest])
+            if fill is None:
+                return None
+            for j, a in zip(rest, fill):
+                got[j] = a
+    return dict(zip(on, got))
+
+
+def slots_short(needs: Sequence[Need], n_workers: int, k: int, room: float, u_min: float) -> bool:
+    """True where the workers' K N model slots provably cannot hold every model. A model on q
+    workers has a replica of at least max(l + W / q, its longest request alone); where that, an
+    unload and the smallest session of any other model overrun the room, that replica's worker
+    runs it alone, and its other K - 1 slots are lost (distinct models, distinct workers). So each
+    model takes at least min(r + (K - 1) [alone at r], the least q >= r not alone) slots. The
+    branch and bound rarely proves this: its LP spreads the big model's worker over all of them."""
+    if k <= 1 or len(needs) < 2:
+        return False
+    smallest = sorted(nd.smallest_s for nd in needs)
+
+    def alone(nd: Need, q: int) -> bool:
+        other = smallest[1] if nd.smallest_s == smallest[0] else smallest[0]
+        return max(nd.load_s + nd.work_s / q, nd.longest_s) + u_min + other > room * (1 + EPS)
+
+    taken = 0
+    for nd in needs:
+        q = max(nd.replicas, 1)
+        cost = q + (k - 1) if alone(nd, q) else q
+        for more in range(q + 1, min(cost, len(nd.fits) + 1)):
+            if not alone(nd, more):
+                cost = more
+                break
+        taken += cost
+    return taken > k * n_workers
+
+
 def packs(needs: Sequence[Need], n_workers: int, k: int, room: float, u_min: float,
-          node_limit: int = NODE_LIMIT) -> bool:
-    """False only where HiGHS proves that no placement of the needs within `room` seconds per
-    worker (start-up excluded) and K models per worker exists."""
+          node_limit: int = NODE_LIMIT, shortcuts: bool = True) -> bool:
+    """False only where no placement of the needs within `room` seconds per worker (start-up
+    excluded) and K models per worker exists: HiGHS proves it, or the slot count (`slots_short`).
+    shortcuts: the slot count and the greedy placement first (False: HiGHS's search alone, as a
+    check of them)."""
+    if shortcuts and slots_short(needs, n_workers, k, room, u_min):
+        return False
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("mip_max_nodes", node_limit)
     inf = highspy.kHighsInf
     cols: dict[tuple[int, int], tuple[int, int, int]] = {}
+    order_rows: list[int] = []
 
     def var(hi: float, integer: bool) -> int:
         j = h.getNumCol()
@@ -99,7 +279,23 @@ def packs(needs: Sequence[Need], n_workers: int, k: int, room: float, u_min: flo
         nxt = w + 1
         if nxt < n_workers and all((w in nd.fits) == (nxt in nd.fits) for nd in needs):
             there = [cols[i, nxt][1] for i in range(len(needs)) if (i, nxt) in cols]
+            order_rows.append(h.getNumRow())
             row(0.0, inf, xs + there, [1.0] * len(xs) + [-1.0] * len(there))
+    placed = greedy_placement(needs, n_workers, k, room, u_min) if shortcuts else None
+    if placed is not None:
+        # y fixed to the greedy's placement leaves an LP over the times; the load order between
+        # alike workers is only there to cut the search's symmetry, so it is lifted meanwhile.
+        ys = np.asarray([col[0] for col in cols.values()], dtype=np.int32)
+        fixed = np.asarray([1.0 if w in placed[i] else 0.0 for (i, w) in cols])
+        rows = np.asarray(order_rows, dtype=np.int32)
+        h.changeColsBounds(len(ys), ys, fixed, fixed)
+        h.changeRowsBounds(len(rows), rows, np.full(len(rows), -inf), np.full(len(rows), inf))
+        h.run()
+        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            return True
+        h.changeColsBounds(len(ys), ys, np.zeros(len(ys)), np.ones(len(ys)))
+        h.changeRowsBounds(len(rows), rows, np.zeros(len(rows)), np.full(len(rows), inf))
+        h.clearSolver()
     h.run()
     return h.getModelStatus() != highspy.HighsModelStatus.kInfeasible
 

@@ -447,8 +447,8 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
           its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
       (f) packing_s: (e)'s replica counts and busy times with whole sessions packed onto the N
           workers, at most K models each (mosaic/analysis/packing_bound.py: the largest C at which
-          HiGHS proves no packing exists, within `packing_nodes` branch-and-bound nodes per solve;
-          0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on 4 workers
+          no packing exists, proven by a count of the K N model slots or by HiGHS within
+          `packing_nodes` branch-and-bound nodes per solve; 0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on 4 workers
           holding 3 of 12 models each, the busiest model's worker serves two more.
     lb_s = max((a), (b), (c), (d), (e), (f)).
 
@@ -928,7 +928,8 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "replica by the step floor (mosaic/analysis/step_floor.py): every session pays a step's fixed cost "
            "for each token of its longest output, so a split cannot keep one session's batching. The `packing` "
            "term also packs those replicas, whole, onto the N workers, K models each "
-           "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS proves that no packing exists)."),
+           "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS, or a count of the K N model slots "
+           "where a model too big to share a worker runs alone, proves that no packing exists)."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
            "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%. "
            "`sim in pred. band`: share of instances whose simulated makespan lies between the 10% and 90% "

@@ -228,6 +228,55 @@ def test_packs_proves_infeasible_only_what_is():
     assert packing_bound.packs([one, one], 2, 2, 12.0, 0.5) is False   # the unload between them
 
 
+def test_slot_count_proves_a_big_model_runs_alone():
+    """Two workers of two slots, four models: the big one (10 s, its longest request alone, so
+    splitting does not shrink it) cannot share a worker of 11 s with a 2 s session, and running
+    alone it leaves three slots for three models on one worker of two."""
+    big = packing_bound.Need(1, 9.0, 1.0, 2.0, 10.0, frozenset({0, 1}))
+    small = packing_bound.Need(1, 1.0, 1.0, 2.0, 2.0, frozenset({0, 1}))
+    needs = [big, small, small, small]
+    assert packing_bound.slots_short(needs, 2, 2, 11.0, 0.0)
+    assert not packing_bound.packs(needs, 2, 2, 11.0, 0.0)
+    # Room for the big model and one small session; or three slots each: no slot shortage.
+    assert not packing_bound.slots_short(needs, 2, 2, 12.0, 0.0)
+    assert packing_bound.packs(needs, 2, 2, 12.0, 0.0)
+    assert not packing_bound.slots_short(needs, 2, 3, 11.0, 0.0)
+    assert packing_bound.packs(needs, 2, 3, 11.0, 0.0) == packing_bound.packs(needs, 2, 3, 11.0, 0.0,
+                                                                               shortcuts=False)
+
+
+def test_shortcuts_change_no_answer_of_packs():
+    """The slot count and the greedy's placement only answer sooner: on random small cases (some
+    packing, some not, near the edge) `packs` answers as HiGHS's search alone does, and every
+    greedy placement keeps K, the fit sets and each model's replica count."""
+    rng = np.random.default_rng(7)
+    answers, short = set(), 0
+    for _ in range(60):
+        n, m, k = int(rng.integers(2, 5)), int(rng.integers(2, 7)), int(rng.integers(1, 4))
+        needs = []
+        for _ in range(m):
+            load = float(rng.uniform(0.5, 2.0))
+            small = load + float(rng.uniform(0.1, 1.0))
+            longest = small + float(rng.uniform(0.0, 4.0))
+            fits = frozenset(int(w) for w in range(n) if rng.random() < 0.8) or frozenset({0})
+            reps = int(rng.integers(1, min(2, len(fits)) + 1))
+            needs.append(packing_bound.Need(reps, float(rng.uniform(1.0, 8.0)), load, small, longest, fits))
+        if k * n < m:
+            continue
+        demand = sum(nd.replicas * nd.load_s + nd.work_s for nd in needs)
+        room = demand / n * float(rng.uniform(0.9, 1.6))
+        u_min = float(rng.choice([0.0, 0.3]))
+        placed = packing_bound.greedy_placement(needs, n, k, room, u_min)
+        if placed is not None:
+            assert all(len(on) >= nd.replicas and set(on) <= nd.fits for on, nd in zip(placed, needs))
+            assert all(sum(w in on for on in placed) <= k for w in range(n))
+        got = packing_bound.packs(needs, n, k, room, u_min)
+        assert got == packing_bound.packs(needs, n, k, room, u_min, node_limit=100_000, shortcuts=False)
+        answers.add(got)
+        short += packing_bound.slots_short(needs, n, k, room, u_min)
+    assert answers == {True, False} and short > 0
+
+
 def test_an_infeasible_k_is_reported_not_raised():
     inst = sb.make_instance("k1", 2, 3, 1, 80.0, "uniform", "paper", 30, seed=0)   # K*N = 2 < M = 3
     assert sb.lower_bound(inst).lb_s == math.inf
