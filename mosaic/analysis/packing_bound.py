@@ -31,7 +31,10 @@ search runs as before. And a count of model slots goes first (`slots_short`): a 
 share a worker with any other runs alone there, so K - 1 of the K N slots are lost for each such
 model; where what is left cannot hold every model's replicas, no packing exists. HiGHS rarely
 proves that within its node limit (on g14, 16 workers of K = 2 for 32 models, it proved nothing at
-+1%), since its LP spreads the big model's worker over all of them.
++1%), since its LP spreads the big model's worker over all of them. Where M = K N the slots are
+exact: each model is one whole session and each worker holds K of them, a partition that
+`groups_short` checks (pairing largest with smallest at K = 2; pigeonhole sums of the largest at any
+K); HiGHS took 50-190 s per such instance proving, or failing to prove, what this decides at once.
 """
 from __future__ import annotations
 
@@ -226,13 +229,39 @@ def slots_short(needs: Sequence[Need], n_workers: int, k: int, room: float, u_mi
     return taken > k * n_workers
 
 
+def groups_short(needs: Sequence[Need], n_workers: int, k: int, room: float, u_min: float) -> bool:
+    """True where M = K N models provably cannot be grouped. Then every worker holds exactly K
+    models and every model one worker (sum_m r_m >= M = K N slots), so each model is one whole
+    session of at least a_m = max(l + W, its longest request alone) and the question is a partition
+    of the a_m into N groups of K, each within the room after K - 1 unloads. With K = 2, pairing the
+    largest with the smallest minimises the largest pair (exact, fit sets aside); with any K, among
+    the (j - 1) N + 1 largest some group holds j, so some group is at least the j smallest of those
+    plus the K - j smallest of the rest. The branch and bound rarely proves these: its LP spreads
+    each model over the workers."""
+    if k < 2 or len(needs) != k * n_workers:
+        return False
+    a = sorted((max(nd.load_s + nd.work_s, nd.longest_s, nd.smallest_s) for nd in needs), reverse=True)
+    cap = room - (k - 1) * u_min
+    if k == 2 and max(a[i] + a[-1 - i] for i in range(n_workers)) > cap * (1 + EPS):
+        return True
+    for j in range(1, k + 1):
+        top, rest = a[:(j - 1) * n_workers + 1], a[(j - 1) * n_workers + 1:]
+        j_top = max(j, k - len(rest))
+        if j_top > len(top):
+            continue
+        if sum(top[-j_top:]) + sum(rest[len(rest) - (k - j_top):]) > cap * (1 + EPS):
+            return True
+    return False
+
+
 def packs(needs: Sequence[Need], n_workers: int, k: int, room: float, u_min: float,
           node_limit: int = NODE_LIMIT, shortcuts: bool = True) -> bool:
     """False only where no placement of the needs within `room` seconds per worker (start-up
     excluded) and K models per worker exists: HiGHS proves it, or the slot count (`slots_short`).
     shortcuts: the slot count and the greedy placement first (False: HiGHS's search alone, as a
     check of them)."""
-    if shortcuts and slots_short(needs, n_workers, k, room, u_min):
+    if shortcuts and (slots_short(needs, n_workers, k, room, u_min)
+                      or groups_short(needs, n_workers, k, room, u_min)):
         return False
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)

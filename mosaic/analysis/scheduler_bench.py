@@ -447,9 +447,10 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
           its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
       (f) packing_s: (e)'s replica counts and busy times with whole sessions packed onto the N
           workers, at most K models each (mosaic/analysis/packing_bound.py: the largest C at which
-          no packing exists, proven by a count of the K N model slots or by HiGHS within
-          `packing_nodes` branch-and-bound nodes per solve; 0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on 4 workers
-          holding 3 of 12 models each, the busiest model's worker serves two more.
+          no packing exists, proven by a count of the K N model slots, by a partition check of
+          whole sessions where M = K N, or by HiGHS within `packing_nodes` branch-and-bound nodes
+          per solve; 0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on
+          4 workers holding 3 of 12 models each, the busiest model's worker serves two more.
     lb_s = max((a), (b), (c), (d), (e), (f)).
 
     Memory enters twice: r_max_m counts only the workers m fits on, and S_m is simulated at the
@@ -929,7 +930,8 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "for each token of its longest output, so a split cannot keep one session's batching. The `packing` "
            "term also packs those replicas, whole, onto the N workers, K models each "
            "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS, or a count of the K N model slots "
-           "where a model too big to share a worker runs alone, proves that no packing exists)."),
+           "where a model too big to share a worker runs alone, or, where M = K N, a check that the models' "
+           "whole sessions cannot be grouped K to a worker, proves that no packing exists)."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
            "statistics only) / simulated - 1; `within ±10%`: share of instances with |error| <= 10%. "
            "`sim in pred. band`: share of instances whose simulated makespan lies between the 10% and 90% "

@@ -245,6 +245,50 @@ def test_slot_count_proves_a_big_model_runs_alone():
                                                                                shortcuts=False)
 
 
+def test_the_partition_check_pairs_largest_with_smallest():
+    """Four whole sessions (6, 5, 4, 1 s) on two workers of two: the best pairing is 6 + 1 and
+    5 + 4, so 9 s fits and 8.5 s does not, though the total (16 s) fits 2 x 8.5; and with an unload
+    between the two models the 9 s fails too. K = 3 (one worker holding three) is left alone."""
+    def whole(t: float) -> packing_bound.Need:
+        return packing_bound.Need(1, t - 0.5, 0.5, 0.6, 0.6, frozenset({0, 1}))
+    needs = [whole(6.0), whole(5.0), whole(4.0), whole(1.0)]
+    assert not packing_bound.groups_short(needs, 2, 2, 9.0, 0.0)
+    assert packing_bound.packs(needs, 2, 2, 9.0, 0.0)
+    assert packing_bound.groups_short(needs, 2, 2, 8.5, 0.0)
+    assert packing_bound.groups_short(needs, 2, 2, 9.0, 0.1)
+    assert not packing_bound.packs(needs, 2, 2, 8.5, 0.0, shortcuts=False)
+    assert not packing_bound.groups_short(needs, 2, 3, 8.5, 0.0)   # M != K N: not its case
+    # K = 3 on two workers: among the 3 largest some worker holds two, with the smallest other:
+    # 5 + 4 + 1 = 10 > 9.5, where the total (6 + 5 + 4 + 3 + 2 + 1 = 21) fits 2 x 10.5; at 11 s
+    # {6, 4, 1} and {5, 3, 2} pack.
+    six = [whole(t) for t in (6.0, 5.0, 4.0, 3.0, 2.0, 1.0)]
+    assert packing_bound.groups_short(six, 2, 3, 9.5, 0.0)
+    assert not packing_bound.packs(six, 2, 3, 9.5, 0.0, shortcuts=False)
+    assert not packing_bound.groups_short(six, 2, 3, 11.0, 0.0)
+    assert packing_bound.packs(six, 2, 3, 11.0, 0.0)
+
+
+def test_the_partition_check_proves_only_what_is():
+    """On random M = K N cases, every case the partition check calls infeasible HiGHS's search
+    (run to the end) finds infeasible too, and the check decides some of them."""
+    rng = np.random.default_rng(3)
+    decided = 0
+    for _ in range(120):
+        n, k = int(rng.integers(2, 5)), int(rng.integers(2, 4))
+        needs = []
+        for _ in range(n * k):
+            load = float(rng.uniform(0.5, 2.0))
+            small = load + float(rng.uniform(0.1, 1.0))
+            longest = small + float(rng.uniform(0.0, 4.0))
+            needs.append(packing_bound.Need(1, float(rng.uniform(0.5, 8.0)) ** 1.5, load, small, longest,
+                                            frozenset(range(n))))
+        room = sum(nd.load_s + nd.work_s for nd in needs) / n * float(rng.uniform(1.0, 1.6))
+        u_min = float(rng.choice([0.0, 0.3]))
+        if packing_bound.groups_short(needs, n, k, room, u_min):
+            decided += 1
+            assert not packing_bound.packs(needs, n, k, room, u_min, node_limit=100_000, shortcuts=False)
+    assert decided >= 10
+
 def test_shortcuts_change_no_answer_of_packs():
     """The slot count and the greedy's placement only answer sooner: on random small cases (some
     packing, some not, near the edge) `packs` answers as HiGHS's search alone does, and every
