@@ -1,7 +1,7 @@
 """The clairvoyant reference plan (mosaic/analysis/clairvoyant.py): a valid plan within K and
 memory, the same on every call, and, where lengths matter, faster than a length-blind split."""
 from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.clairvoyant import ModelCosts, clairvoyant_plan, contiguous
+from mosaic.analysis.clairvoyant import ModelCosts, clairvoyant_plan, contiguous, improve, pack
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import fitting_workers
 from mosaic.plan import Plan, Session, WorkerPlan, validate_plan
@@ -48,3 +48,28 @@ def test_it_beats_a_length_blind_split_where_lengths_matter():
         return max(sum(run_session(prof, eng, 80.0, [b for b in BATCH if b[0] in set(s.request_ids)])
                        for s in wp.sessions) for wp in p.workers if wp.sessions)
     assert makespan(plan) < 0.9 * makespan(blind)
+
+
+def test_moves_and_swaps_mend_a_longest_first_packing():
+    """Five one-group models (3, 3, 2, 2, 2 s) on two workers: longest first packs 3 + 2 + 2 and
+    3 + 2 (7 s); a swap reaches 3 + 3 and 2 + 2 + 2 (6 s). With unloads of 0.5 s between sessions
+    the best it reaches is 2 + 2 + 2 (+ 1 s) beside 3 + 3 (+ 0.5 s); a model that fits one worker
+    only is never moved, and no step makes the packing worse."""
+    sizes = {"a": 3.0, "b": 3.0, "c": 2.0, "d": 2.0, "e": 2.0}
+    groups = {m: [([m + "-r"], c)] for m, c in sizes.items()}
+    cost = {m: {(m + "-r",): c} for m, c in sizes.items()}
+    zero = {m: 0.0 for m in sizes}
+    both = {m: frozenset({0, 1}) for m in sizes}
+    greedy = pack(groups, zero, zero, both, 2, None, 0.0)
+    assert greedy[0] == 7.0
+    best, held = improve(greedy[1], cost, zero, zero, both, None, 0.0)
+    assert best == 6.0
+    assert sorted(sorted(m for m, _ in h) for h in held) == [["a", "b"], ["c", "d", "e"]]
+    # K = 3 keeps any three together; the unload between two sessions counts as pack counts it.
+    best, held = improve(greedy[1], cost, zero, {m: 0.5 for m in sizes}, both, 3, 0.0)
+    assert all(len(h) <= 3 for h in held) and best == 7.0   # 3 + 3 + 0.5 = 6.5 vs 2 + 2 + 2 + 1.0 = 7
+    # "a" fits worker 0 only: it stays, and so does the packing where only a double swap helps.
+    pinned = dict(both, a=frozenset({0}))
+    greedy = pack(groups, zero, zero, pinned, 2, None, 0.0)
+    best, held = improve(greedy[1], cost, zero, zero, pinned, None, 0.0)
+    assert any(m == "a" for m, _ in held[0]) and best <= greedy[0]
