@@ -250,6 +250,7 @@ def improve(held: list[list[tuple[str, list[str]]]], cost: Mapping[str, Mapping[
         held[worst], held[w], t[worst], t[w] = a, b, ta, tb
     return max(t), held
 
+
 def clairvoyant_plan(batches: Mapping[str, Sequence[tuple[str, int, int]]], profiles: ProfileSet,
                      cluster: Cluster, k: int | None) -> Plan | None:
     """batches: per model, (request id, prompt tokens, true output tokens as the simulator runs
