@@ -245,6 +245,12 @@ def test_slot_count_proves_a_big_model_runs_alone():
                                                                                shortcuts=False)
 
 
+def _draw_times(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A random model's load, smallest session and longest request alone (each at least the last)."""
+    load = float(rng.uniform(0.5, 2.0))
+    small = load + float(rng.uniform(0.1, 1.0))
+    return load, small, small + float(rng.uniform(0.0, 4.0))
+
 def test_the_partition_check_pairs_largest_with_smallest():
     """Four whole sessions (6, 5, 4, 1 s) on two workers of two: the best pairing is 6 + 1 and
     5 + 4, so 9 s fits and 8.5 s does not, though the total (16 s) fits 2 x 8.5; and with an unload
@@ -277,9 +283,7 @@ def test_the_partition_check_proves_only_what_is():
         n, k = int(rng.integers(2, 5)), int(rng.integers(2, 4))
         needs = []
         for _ in range(n * k):
-            load = float(rng.uniform(0.5, 2.0))
-            small = load + float(rng.uniform(0.1, 1.0))
-            longest = small + float(rng.uniform(0.0, 4.0))
+            load, small, longest = _draw_times(rng)
             needs.append(packing_bound.Need(1, float(rng.uniform(0.5, 8.0)) ** 1.5, load, small, longest,
                                             frozenset(range(n))))
         room = sum(nd.load_s + nd.work_s for nd in needs) / n * float(rng.uniform(1.0, 1.6))
@@ -289,19 +293,18 @@ def test_the_partition_check_proves_only_what_is():
             assert not packing_bound.packs(needs, n, k, room, u_min, node_limit=100_000, shortcuts=False)
     assert decided >= 10
 
+
 def test_shortcuts_change_no_answer_of_packs():
-    """The slot count and the greedy's placement only answer sooner: on random small cases (some
-    packing, some not, near the edge) `packs` answers as HiGHS's search alone does, and every
-    greedy placement keeps K, the fit sets and each model's replica count."""
+    """The slot count, the partition check and the greedy's placement only answer sooner: on
+    random small cases (some packing, some not, near the edge) `packs` answers as HiGHS's search
+    alone does, and every greedy placement keeps K, the fit sets and each model's replica count."""
     rng = np.random.default_rng(7)
     answers, short = set(), 0
     for _ in range(60):
         n, m, k = int(rng.integers(2, 5)), int(rng.integers(2, 7)), int(rng.integers(1, 4))
         needs = []
         for _ in range(m):
-            load = float(rng.uniform(0.5, 2.0))
-            small = load + float(rng.uniform(0.1, 1.0))
-            longest = small + float(rng.uniform(0.0, 4.0))
+            load, small, longest = _draw_times(rng)
             fits = frozenset(int(w) for w in range(n) if rng.random() < 0.8) or frozenset({0})
             reps = int(rng.integers(1, min(2, len(fits)) + 1))
             needs.append(packing_bound.Need(reps, float(rng.uniform(1.0, 8.0)), load, small, longest, fits))
