@@ -50,7 +50,7 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     if not need <= set(table.columns):
         raise ConfigError(f"not a scheduler benchmark table: no column {', '.join(sorted(need - set(table.columns)))} "
                           "(experiments/bench_scheduler.py writes one)")
-    _check_values(table)
+    check_values(table)
     ok = table[table.status == "ok"]
     if not (ok.policy == POLICY).any():
         raise ConfigError(f"the table has no {POLICY} rows: run the benchmark with it")
@@ -60,7 +60,7 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     return [(i, best.loc[i].policy, float(lost[i]), float(best.loc[i].sim_s)) for i in lost.index]
 
 
-def _check_values(table: pd.DataFrame) -> None:
+def check_values(table: pd.DataFrame) -> None:
     """The columns losses() reads hold what the benchmark writes: one row per instance and policy,
     a number of seconds and True/False on every planned row."""
     fix = "(experiments/bench_scheduler.py writes one; rerun it)"
@@ -82,7 +82,7 @@ def _check_values(table: pd.DataFrame) -> None:
                           f"{bad.policy.iloc[0]} is {bad.respects_k.iloc[0]!r}, not True or False {fix}")
 
 
-def _same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, quick: bool) -> None:
+def same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, quick: bool) -> None:
     """The plan priced is the one the table simulated, or the table's numbers describe another."""
     row = table[(table.instance == name) & (table.policy == policy)]
     made = sb.plan_hash(plan)
@@ -180,8 +180,8 @@ def explain(table: pd.DataFrame, seed: int = 0, quick: bool = False,
 
         problem, own = planned(POLICY)
         _, other = planned(faster)
-        _same_plan(table, name, POLICY, own, seed, quick)
-        _same_plan(table, name, faster, other, seed, quick)
+        same_plan(table, name, POLICY, own, seed, quick)
+        same_plan(table, name, faster, other, seed, quick)
         state = ea._from_plan(problem, other, inst.k or len(problem.models))
         priced = ea.predicted_makespan(problem, state) if state is not None else float("nan")
         gaps = []
@@ -247,17 +247,21 @@ def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS,
-          only: Sequence[str] | None = None) -> str:
+def read_table(table_path: Path) -> pd.DataFrame:
+    """A benchmark table (scheduler_bench.csv), or a ConfigError naming the file and the fix."""
     try:
-        table = pd.read_csv(table_path)
+        return pd.read_csv(table_path)
     except OSError as e:
         raise ConfigError(f"{table_path}: cannot read it ({e.strerror}); run experiments/bench_scheduler.py "
                           "first") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
-    md = render(explain(table, seed, quick, progress, redraws, only), command, only is not None)
+
+
+def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
+          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS,
+          only: Sequence[str] | None = None) -> str:
+    md = render(explain(read_table(table_path), seed, quick, progress, redraws, only), command, only is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, md)
     return md
