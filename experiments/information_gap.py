@@ -10,27 +10,20 @@ against the benchmark's bound and clairvoyant reference.
 import sys
 from pathlib import Path
 
+from mosaic.analysis import bench_table
 from mosaic.analysis.information_gap import write
 from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import RunDirError, out_arg
+from mosaic.run.jobs import RunDirError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = ArgumentParser(description=__doc__)
-    ap.add_argument("--table", type=Path, default=ROOT / "results" / "scheduler_bench.csv")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "information_gap.md")
-    ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")
-    ap.add_argument("--quick", action="store_true", help="the table was made with bench_scheduler.py --quick")
+    bench_table.add_arguments(ap, ROOT / "results", "information_gap.md")
     args = ap.parse_args()
-    if args.seed < 0:
-        ap.error(f"--seed must be >= 0 (got {args.seed})")
-    if not args.table.is_file():   # before --out is made: a refused command leaves nothing behind
-        ap.error(f"--table {args.table}: no such file; make it with python experiments/bench_scheduler.py "
-                 "(--out DIR writes DIR/scheduler_bench.csv)")
-    out_arg(ap, args.out, file=True)
+    bench_table.check_arguments(ap, args)
     command = rerun_command("experiments/information_gap.py", sys.argv[1:])
     try:
         print(write(args.table, args.out, args.seed, args.quick, command=command), end="")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.scheduler_losses import read_table, same_plan
+from mosaic.analysis.bench_table import read_table, same_plan
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import attach_hints
 from mosaic.plan import Plan

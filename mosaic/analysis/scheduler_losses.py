@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mosaic.analysis import scheduler_bench as sb
+from mosaic.analysis.bench_table import read_table, same_plan
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import write_text_atomic
 from mosaic.run.pipeline import plan_stage
@@ -80,18 +81,6 @@ def check_values(table: pd.DataFrame) -> None:
     if not bad.empty:
         raise ConfigError(f"not a scheduler benchmark table: respects_k of {bad.instance.iloc[0]} / "
                           f"{bad.policy.iloc[0]} is {bad.respects_k.iloc[0]!r}, not True or False {fix}")
-
-
-def same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, quick: bool) -> None:
-    """The plan priced is the one the table simulated, or the table's numbers describe another."""
-    row = table[(table.instance == name) & (table.policy == policy)]
-    made = sb.plan_hash(plan)
-    if row.empty or str(row.plan_hash.iloc[0]) != made:
-        raise ConfigError(f"the table's {policy} plan of {name} is not the one seed {seed}"
-                          f"{' --quick' if quick else ''} plans here (plan hash "
-                          f"{row.plan_hash.iloc[0] if not row.empty else 'none'} in the table, {made} now): the "
-                          "table comes from another --seed or --quick, another version or another machine; rerun "
-                          "experiments/bench_scheduler.py with the same settings")
 
 
 def shuffled_outcomes(outcomes: dict, by_model: dict[str, list[str]], rng: np.random.Generator) -> dict:
@@ -245,17 +234,6 @@ def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
                      f"{r.own_sim_s:.1f} / {r.faster_sim_s:.1f} | {r.predicted_gap:+.1%} | {r.sim_gap:+.1%} | "
                      f"{r.calibration_gap:+.0%} ({r.calibration_model}) | {r.draw_gap:+.0%} | {redrawn} | {fresh} |")
     return "\n".join(lines) + "\n"
-
-
-def read_table(table_path: Path) -> pd.DataFrame:
-    """A benchmark table (scheduler_bench.csv), or a ConfigError naming the file and the fix."""
-    try:
-        return pd.read_csv(table_path)
-    except OSError as e:
-        raise ConfigError(f"{table_path}: cannot read it ({e.strerror}); run experiments/bench_scheduler.py "
-                          "first") from None
-    except (ValueError, pd.errors.ParserError) as e:
-        raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
 
 
 def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
