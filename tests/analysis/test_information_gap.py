@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def table():
-    insts = sb.instances(("generated",), 0, quick=True)[3:5]
+    # g04 holds a model whose calibration is far off its run; synth_gpqa two models on several workers.
+    insts = [sb.instances(("generated",), 0, quick=True)[4], sb.instances(("presets",), 0, quick=True)[2]]
     return sb.to_csv_frame(sb.bench(insts, ["engine_aware", "round_robin"]))
 
 
@@ -32,7 +33,10 @@ def test_every_arm_is_simulated_and_none_beats_the_bound(table, measured):
         assert r.clairvoyant == pytest.approx(own.loc[r.instance].clair_s, rel=1e-6)
         for arm in ig.ARMS:
             assert getattr(r, arm) >= r.lb_s * (1 - 1e-9)
+        assert r.best_known == min(getattr(r, a) for a in ig.KNOWN)
     assert measured.counts_kept.all()   # dealing by true lengths moves requests, not replicas
+    # Where a model runs on several workers, which request goes where moves the simulated makespan.
+    assert (measured.true_lengths_cost_dealt != measured.as_run).any()
 
 
 def test_realised_calibration_holds_what_the_requests_realise():
