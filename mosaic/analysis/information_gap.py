@@ -55,8 +55,12 @@ TARGETS = (1.15, 1.30)   # the scheduler issue's median and worst sim/LB
 
 
 def replica_counts(plan: Plan) -> Counter:
-    """(model, worker) -> requests that worker's session of the model serves."""
-    return Counter({(s.model, wp.worker): len(s.request_ids) for wp in plan.workers for s in wp.sessions})
+    """(model, worker) -> requests that worker's sessions of the model serve."""
+    counts: Counter = Counter()
+    for wp in plan.workers:
+        for s in wp.sessions:
+            counts[s.model, wp.worker] += len(s.request_ids)
+    return counts
 
 
 def realised_calibration(workload, requests) -> dict:

@@ -1,6 +1,6 @@
 """How much of the clairvoyant gain per-question length signals recover (engine_aware's dealing).
 
-engine_aware deals a model's requests to its replicas. Three arms, one plan's replica counts each
+engine_aware deals a model's requests to its replicas. Four arms, one plan's replica counts each
 (the counts come from the scheduler; only which request goes where differs):
 * stream: an interleaved share of the stream (no length signal);
 * category: longest predicted first, predicted = the model's calibration mean on the question's
@@ -40,13 +40,13 @@ def arms(workload: str, n_workers: int, seed: int = 0, k: int | None = 2) -> dic
                             r.profiles, wl)
     has_signal = any(d.length_hints is not None for d in problem.models)
     bare = replace(problem, models=tuple(replace(d, length_hints=None) for d in problem.models))
-    true = attach_hints(bare, {q.id: float(wl.outcomes[q.id].output_tokens) for q in reqs})
+    truth = {q.id: float(wl.outcomes[q.id].output_tokens) for q in reqs}
+    true = attach_hints(bare, truth)
     sc = SchedulerConfig(name="engine_aware", max_models_per_worker=k)
     by_id = {q.id: q for q in reqs}
     out = {}
     plans = {arm: schedule("engine_aware", p, reqs, sc)
              for arm, p in (("stream", bare), ("category", problem), ("clairvoyant", true))}
-    truth = {q.id: float(wl.outcomes[q.id].output_tokens) for q in reqs}
     plans["cost_aware"] = redeal(plans["stream"], reqs, truth, r.profiles)
     for arm, plan in plans.items():
         out[arm] = r.backend.run(plan, by_id, wl.outcomes).makespan_s
