@@ -145,11 +145,13 @@ def contiguous(mc: ModelCosts, r: int) -> list[list[int]]:
     return cut(hi) or [list(range(n))]
 
 
-def spread(mc: ModelCosts, r: int) -> list[list[int]]:
+def spread(mc: ModelCosts, r: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
     """The r longest open r groups; every other request, longest first, to the cheapest group
     (each group's sums kept as it grows: a request shorter than all before it adds its own terms
-    and (base[n + 1] - base[n]) (o - 1) to the profile)."""
+    and (base[n + 1] - base[n]) (o - 1) to the profile). sizes: the number of requests each group
+    takes (summing to n, each >= 1), for a plan whose replica sizes are fixed; None: any."""
     r = min(r, mc.n)
+    room = list(sizes) if sizes is not None else [mc.n] * r
     cols = [np.diff(c) for c in (mc.dec_cum, mc.ctx_cum, mc.p_cum, mc.p2_cum)]
     g_one = np.diff(mc.g_cum, axis=1)
     groups = [[i] for i in range(r)]
@@ -157,7 +159,7 @@ def spread(mc: ModelCosts, r: int) -> list[list[int]]:
              float(mc.base[1] * (mc.outputs[i] - 1.0))] for i in range(r)]
     costs = [mc.price(*sm) for sm in sums]
     for i in range(r, mc.n):
-        k = int(np.argmin(costs))
+        k = min((j for j in range(r) if len(groups[j]) < room[j]), key=lambda j: (costs[j], j))
         sm = sums[k]
         sm[0] = sm[0] + g_one[:, i]
         for j, c in enumerate(cols):

@@ -37,9 +37,8 @@ import pandas as pd
 
 from mosaic.analysis import scheduler_bench as sb
 from mosaic.analysis.bench_table import read_table, same_plan
-from mosaic.analysis.dealing import redeal
+from mosaic.analysis.dealing import redeal, with_true_hints
 from mosaic.core.errors import ConfigError
-from mosaic.costs.predict import attach_hints
 from mosaic.plan import Plan
 from mosaic.run.jobs import write_text_atomic
 from mosaic.run.pipeline import plan_stage
@@ -112,8 +111,7 @@ def measure(table: pd.DataFrame, seed: int = 0, quick: bool = False,
                               workload)
 
         def dealt(problem):
-            bare = replace(problem, models=tuple(replace(d, length_hints=None) for d in problem.models))
-            return schedule(POLICY, attach_hints(bare, truth), reqs, cfg)
+            return schedule(POLICY, with_true_hints(problem, truth), reqs, cfg)
 
         def sim(plan: Plan) -> float:
             return SimBackend(inst.cluster, inst.profiles).run(plan, by_id, wl.outcomes).makespan_s
@@ -124,7 +122,7 @@ def measure(table: pd.DataFrame, seed: int = 0, quick: bool = False,
         true_plan = dealt(problem)
         rec = {"family": row.family, "instance": row.instance, "lb_s": float(row.lb_s), "as_run": sim(plan),
                "realised_model_lengths": sim(known_plan), "true_lengths_dealt": sim(true_plan),
-               "true_lengths_cost_dealt": sim(redeal(plan, reqs, truth, inst.profiles)),
+               "true_lengths_cost_dealt": sim(redeal(plan, reqs, truth, inst.profiles, inst.memory_gib)),
                "both": sim(dealt(known_problem)),
                "clairvoyant": float(row.clair_s) if pd.notna(row.clair_s) else float("nan"),
                "counts_kept": replica_counts(true_plan) == replica_counts(plan)}

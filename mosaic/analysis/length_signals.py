@@ -15,13 +15,11 @@ simulated expert-stage makespans.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from mosaic.analysis.dealing import redeal
+from mosaic.analysis.dealing import redeal, with_true_hints, without_hints
 from mosaic.config.schema import SchedulerConfig
-from mosaic.costs.predict import attach_hints
 from mosaic.run.builder import build_run, compose
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import schedule
@@ -39,15 +37,16 @@ def arms(workload: str, n_workers: int, seed: int = 0, k: int | None = 2) -> dic
     problem, _ = plan_stage("expert", reqs, wl.expert_models, r.config.scheduler, "scheduled", r.cluster,
                             r.profiles, wl)
     has_signal = any(d.length_hints is not None for d in problem.models)
-    bare = replace(problem, models=tuple(replace(d, length_hints=None) for d in problem.models))
+    bare = without_hints(problem)
     truth = {q.id: float(wl.outcomes[q.id].output_tokens) for q in reqs}
-    true = attach_hints(bare, truth)
+    true = with_true_hints(problem, truth)
     sc = SchedulerConfig(name="engine_aware", max_models_per_worker=k)
     by_id = {q.id: q for q in reqs}
     out = {}
     plans = {arm: schedule("engine_aware", p, reqs, sc)
              for arm, p in (("stream", bare), ("category", problem), ("clairvoyant", true))}
-    plans["cost_aware"] = redeal(plans["stream"], reqs, truth, r.profiles)
+    plans["cost_aware"] = redeal(plans["stream"], reqs, truth, r.profiles,
+                                 min(w.memory_gib for w in r.cluster.workers))
     for arm, plan in plans.items():
         out[arm] = r.backend.run(plan, by_id, wl.outcomes).makespan_s
     out["has_signal"] = float(has_signal)
