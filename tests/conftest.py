@@ -24,7 +24,7 @@ def profiles():
 @pytest.fixture
 def without_vllm(monkeypatch):
     """As on a machine where vLLM is not installed (the README's test install, `.[test]`, has none):
-    the backend's install check (vllm_backend/backend.py require_vllm) finds no vLLM."""
+    the backend's install check (mosaic/backends/vllm/backend.py require_vllm) finds no vLLM."""
     import importlib.util
 
     real = importlib.util.find_spec

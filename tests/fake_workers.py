@@ -1,4 +1,4 @@
-"""Stand-ins for vllm_backend.worker.worker_main that behave like a worker with an engine: each
+"""Stand-ins for mosaic.backends.vllm.worker.worker_main that behave like a worker with an engine: each
 starts a child process (as vLLM starts EngineCore) and records both pids, then misbehaves in its
 own way. Spawned processes import them from here, so they live in a module, not in a test file."""
 from __future__ import annotations
@@ -82,7 +82,7 @@ def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: 
     """What experiments/run.py does around the launcher, for tests that signal a whole run."""
     import tests.fake_workers as fakes
     from mosaic.run.signals import sigterm_as_exit
-    from vllm_backend.launcher import LocalProcessLauncher
+    from mosaic.backends.vllm.launcher import LocalProcessLauncher
 
     specs = [{"worker": w, "pid_file": f"{pid_dir}/{w}.json"} for w in range(n_workers)]
     with sigterm_as_exit():

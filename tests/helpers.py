@@ -16,7 +16,7 @@ def config(*overrides: str):
 
 
 def drive(engine, requests):
-    """Run a simulated engine (sim/engine.py, sim/engine_v1.py) to the end on its own clock:
+    """Run a simulated engine (mosaic/engine/v0.py, mosaic/engine/v1.py) to the end on its own clock:
     ({request id: its final state}, end time). Every step must take time."""
     clock = [0.0]
     for dt in engine.run(requests, lambda: clock[0]):

@@ -12,7 +12,7 @@ import pytest
 from mosaic.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mosaic", "sim", "vllm_backend")
+PACKAGES = ("mosaic",)
 
 # Layers, lowest first: a module may import its own layer or a lower one, never a higher one.
 # Run-level code (run) sits above the components it assembles; analysis and fitting above it.
@@ -20,10 +20,11 @@ LAYERS = [
     ("mosaic.core",),
     ("mosaic.config", "mosaic.conf"),
     ("mosaic.profiles", "mosaic.cluster", "mosaic.plan", "mosaic.trace"),
+    ("mosaic.engine",),     # the engine model: step costs, step loops, sessions, host contention
     ("mosaic.workload", "mosaic.graphs"),
     ("mosaic.costs",),
-    ("mosaic.schedulers", "mosaic.backends"),
-    ("sim", "vllm_backend"),
+    ("mosaic.schedulers", "mosaic.backends"),      # mosaic.backends: the interface and registries
+    ("mosaic.backends.sim", "mosaic.backends.vllm"),
     ("mosaic.run",),
     ("mosaic.analysis", "mosaic.fitting"),
     ("mosaic.__main__",),   # the `mosaic` command: dispatches to run and analysis
@@ -31,9 +32,10 @@ LAYERS = [
 # The backends run plans: they read the hand-off types and the model profiles, nothing that plans
 # or analyses (the scheduler core never imports a backend either: the layers above see to that).
 BACKEND_MAY_IMPORT = ("mosaic.core", "mosaic.config", "mosaic.profiles", "mosaic.cluster", "mosaic.plan",
-                      "mosaic.trace", "mosaic.workload.types", "mosaic.workload.prompts", "mosaic.workload.tokens",
-                      "mosaic.backends", "mosaic.graphs.shape", "mosaic.graphs.trace", "mosaic.graphs.outcomes",
-                      "sim", "vllm_backend")
+                      "mosaic.trace", "mosaic.engine", "mosaic.workload.types", "mosaic.workload.prompts",
+                      "mosaic.workload.tokens", "mosaic.backends", "mosaic.graphs.shape", "mosaic.graphs.trace",
+                      "mosaic.graphs.outcomes")
+BACKENDS = ("mosaic.backends.sim", "mosaic.backends.vllm")
 
 
 def module_name(path: Path) -> str:
@@ -69,10 +71,13 @@ def graph() -> dict[str, set[str]]:
 
 
 def layer(name: str) -> int:
-    for i, prefixes in enumerate(LAYERS):
-        if any(name == p or name.startswith(p + ".") for p in prefixes):
-            return i
-    raise AssertionError(f"module {name} belongs to no layer; add its package to LAYERS")
+    """The layer of the longest prefix that names `name`'s package (mosaic.backends.sim before
+    mosaic.backends)."""
+    hits = [(len(p), i) for i, prefixes in enumerate(LAYERS) for p in prefixes
+            if name == p or name.startswith(p + ".")]
+    if not hits:
+        raise AssertionError(f"module {name} belongs to no layer; add its package to LAYERS")
+    return max(hits)[1]
 
 
 def cycles(g: dict[str, set[str]]) -> list[list[str]]:
@@ -126,8 +131,23 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_backends_import_only_hand_off_types_and_profiles():
-    bad = [f"{a} -> {b}" for a, deps in sorted(graph().items()) if a.split(".")[0] in ("sim", "vllm_backend")
-           for b in sorted(deps) if not b.startswith(BACKEND_MAY_IMPORT)]
+    bad = [f"{a} -> {b}" for a, deps in sorted(graph().items()) if a.startswith(BACKENDS)
+           for b in sorted(deps) if not b.startswith(BACKEND_MAY_IMPORT)
+           or (b.startswith(BACKENDS) and b.split(".")[2] != a.split(".")[2])]
+    assert bad == []
+
+
+def private_imports(path: Path) -> list[str]:
+    """`from x import _name` of a project module (a private name is its module's own business)."""
+    return [f"{n.module}.{a.name}" for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("mosaic")
+            for a in n.names if a.name.startswith("_") and not a.name.startswith("__")]
+
+
+def test_no_module_imports_a_private_name_of_another():
+    bad = [f"{name}: {x}" for name, path in sorted(modules().items()) for x in private_imports(path)]
+    bad += [f"{p.relative_to(ROOT)}: {x}" for d in ("experiments", "benchmarks") for p in sorted((ROOT / d).rglob("*.py"))
+            for x in private_imports(p)]
     assert bad == []
 
 
@@ -165,7 +185,7 @@ TOY = textwrap.dedent('''
         name = "toy_backend"
 
         def __init__(self, cluster, profiles, models=None, **options):
-            from sim.backend import SimBackend
+            from mosaic.backends.sim.backend import SimBackend
             self.inner = SimBackend(cluster, profiles)
 
         def run(self, plan, requests, replay):

@@ -6,7 +6,7 @@ where this plan too sits far above the bound, the bound is loose there (or this 
 
 Not a policy (schedulers never see lengths) and not optimal; a heuristic:
 1. A group of a model's requests is priced by the larger of the step floor
-   (mosaic/analysis/step_floor.py, its steps also counting a too-small KV cache) and the session as
+   (mosaic/engine/floor.py, its steps also counting a too-small KV cache) and the session as
    the engine would run it with every request admitted at once, or at the batch its KV cache allows.
 2. For r replicas, the cheaper (by its largest group) of two splits of the model's requests sorted
    longest first: contiguous groups of equal cost, which keeps the long requests together in few
@@ -15,7 +15,7 @@ Not a policy (schedulers never see lengths) and not optimal; a heuristic:
    not hold it yet and holds fewer than K models; replica counts raised by 1, 2 or 4 for whichever
    model lowers the packed makespan most, until none does; then makespan targets scanned, each
    model at the least replica count whose groups fit the target.
-4. The chosen groups priced again by the engine model itself (sim.backend.run_session) and packed
+4. The chosen groups priced again by the engine model itself (mosaic.engine.run_session) and packed
    again, since the estimate leaves out preemptions; then moves and swaps of groups relieve the
    busiest worker while they shorten it (`improve`: longest first leaves such moves where workers
    hold several models).
@@ -24,19 +24,15 @@ Deterministic: ties go to the earlier model (sorted names), the lower worker id.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from mosaic.analysis.step_floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import fitting_workers
 from mosaic.plan import Plan, Session, WorkerPlan
-from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_time_s
-from mosaic.profiles.cost_model import CostModel
-from sim.backend import run_session
+from mosaic.engine import GroupCosts, run_session
+from mosaic.profiles import ProfileSet, load_time_s
 
 POLICY = "clairvoyant"
 STEPS = (1, 2, 4)            # replica-count increments tried per model and round
@@ -45,81 +41,7 @@ TARGETS = 40                 # makespan targets tried after the climb
 MAX_MOVES = 2000             # of the final packing's moves and swaps (`improve`)
 
 
-@dataclass(frozen=True)
-class ModelCosts:
-    """One model's requests, longest output first, and cumulative floor terms over that order."""
-
-    ids: tuple[str, ...]
-    outputs: np.ndarray       # o, longest first
-    fixed: np.ndarray         # F per theta (seconds per step)
-    g_cum: np.ndarray         # theta x (n + 1): cumulative g, 0 first
-    dec_cum: np.ndarray       # (n + 1,): cumulative decode tokens, 0 first
-    ctx_cum: np.ndarray       # (n + 1,): cumulative decode context tokens, 0 first
-    warmup_s: float
-    max_seqs: int
-    kv_tokens: float
-    base: np.ndarray          # (n + 1,): a decode step of k sequences, attention excluded (s)
-    ctx_s: float              # per context token a decoding sequence attends to (s)
-    p_cum: np.ndarray         # (n + 1,): cumulative prompt tokens, 0 first
-    p2_cum: np.ndarray        # (n + 1,): cumulative squared prompt tokens, 0 first
-    engine: CostModel         # prices the session's prefill
-
-    @classmethod
-    def of(cls, profiles: ProfileSet, model: str, batch: Sequence[tuple[str, int, int]],
-           memory_gib: float) -> "ModelCosts | None":
-        prof, eng = profiles.model(model), profiles.engine
-        floor = StepFloor.of(prof, eng, list(batch))
-        if floor is None:
-            return None
-        order = sorted(batch, key=lambda b: (-b[2], -b[1]))   # StepFloor's order
-        p = np.array([b[1] for b in order], dtype=float)
-        o = floor.outputs
-        dec = o - 1.0
-        zero = np.zeros(1)
-        cm = CostModel(prof, eng)
-        base = np.array([0.0] + [cm.decode_base_s(min(k, eng.max_num_seqs)) for k in range(1, len(o) + 1)])
-        return cls(tuple(b[0] for b in order), o, np.array(floor.fixed),
-                   np.array([np.concatenate([zero, g]) for g in floor.g_cum]),
-                   np.concatenate([zero, np.cumsum(dec)]), np.concatenate([zero, np.cumsum(dec * p + o * dec / 2.0)]),
-                   floor.warmup_s, eng.max_num_seqs, float(kv_capacity_tokens(prof, eng, memory_gib)) or math.inf,
-                   base, cm.decode_ms_per_ctx_token / 1e3, np.concatenate([zero, np.cumsum(p)]),
-                   np.concatenate([zero, np.cumsum(p * p)]), cm)
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-    def cost(self, i: int, j: int) -> float:
-        """Requests i..j-1 (longest first) as one session."""
-        o = self.outputs[i:j]
-        profile = float(np.dot(self.base[1:j - i + 1], o - np.append(o[1:], 1.0)))
-        return self.price(self.g_cum[:, j] - self.g_cum[:, i], *(float(c[j] - c[i]) for c in
-                          (self.dec_cum, self.ctx_cum, self.p_cum, self.p2_cum)), j - i, float(o[0]), profile)
-
-    def cost_of(self, idx: Sequence[int]) -> float:
-        """The requests idx (ascending: longest first) as one session."""
-        ix = np.asarray(idx)
-        o = self.outputs[ix]
-        profile = float(np.dot(self.base[1:len(ix) + 1], o - np.append(o[1:], 1.0)))
-        return self.price((self.g_cum[:, ix + 1] - self.g_cum[:, ix]).sum(axis=1),
-                          *(float(np.sum(c[ix + 1] - c[ix])) for c in (self.dec_cum, self.ctx_cum, self.p_cum,
-                                                                       self.p2_cum)), len(ix), float(o[0]), profile)
-
-    def price(self, g: np.ndarray, dec: float, ctx: float, p: float, p2: float, n: int, longest: float,
-              profile: float) -> float:
-        """A session from its sums: the larger of the step floor, whose steps count a too-small KV
-        cache, and the session as the engine would run it were all its n requests admitted at once
-        (k sequences decode for o_(k) - o_(k+1) steps, longest first: `profile`, sum of base[k]
-        times those steps; one prefill of all) or, if the engine runs fewer at once
-        (max_num_seqs, or the KV cache at their mean context), all their tokens at that batch."""
-        floor = float(np.max(self.fixed * max(longest - 1.0, dec / self.max_seqs, ctx / self.kv_tokens) + g))
-        cap = int(min(self.max_seqs, n, max(1.0, self.kv_tokens * n / (p + dec / 2.0 + n))))
-        decode = max(profile, self.base[cap] * dec / cap)
-        run = decode + self.ctx_s * ctx + self.engine.prefill_s(int(p), p2, n)
-        return self.warmup_s + max(floor, run)
-
-
-def contiguous(mc: ModelCosts, r: int) -> list[list[int]]:
+def contiguous(mc: GroupCosts, r: int) -> list[list[int]]:
     """At most r contiguous groups of the longest-first order whose largest cost is least (the
     threshold bisected; each group extended while it stays under it)."""
     n = mc.n
@@ -145,7 +67,7 @@ def contiguous(mc: ModelCosts, r: int) -> list[list[int]]:
     return cut(hi) or [list(range(n))]
 
 
-def spread(mc: ModelCosts, r: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
+def spread(mc: GroupCosts, r: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
     """The r longest open r groups; every other request, longest first, to the cheapest group
     (each group's sums kept as it grows: a request shorter than all before it adds its own terms
     and (base[n + 1] - base[n]) (o - 1) to the profile). sizes: the number of requests each group
@@ -171,7 +93,7 @@ def spread(mc: ModelCosts, r: int, sizes: Sequence[int] | None = None) -> list[l
     return groups
 
 
-def split(mc: ModelCosts, r: int) -> list[tuple[list[str], float]]:
+def split(mc: GroupCosts, r: int) -> list[tuple[list[str], float]]:
     """(request ids, cost) per group: the split of the two whose largest group costs less."""
     best = None
     for groups in (contiguous(mc, r), spread(mc, r)):
@@ -263,7 +185,7 @@ def clairvoyant_plan(batches: Mapping[str, Sequence[tuple[str, int, int]]], prof
     if any(not fits[m] for m in models):
         return None
     mem = {m: max(w.memory_gib for w in cluster.workers if w.id in fits[m]) for m in models}
-    costs = {m: ModelCosts.of(profiles, m, batches[m], mem[m]) for m in models}
+    costs = {m: GroupCosts.of(profiles, m, batches[m], mem[m]) for m in models}
     if any(c is None for c in costs.values()):
         return None
     loads = {m: load_time_s(profiles.model(m), eng) for m in models}

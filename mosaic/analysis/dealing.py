@@ -6,7 +6,7 @@ Why: engine_aware deals by predicted lengths (category means), longest first to 
 the most predicted tokens still to take, which balances tokens; with the true lengths that is not
 what a replica's time follows: a session runs about as many steps as its longest output, each
 paying a fixed cost. The clairvoyant reference prices a session of known lengths
-(mosaic/analysis/clairvoyant.py `ModelCosts`: the step floor, the engine's batch profile, the KV
+(mosaic/engine/floor.py `GroupCosts`: the step floor, the engine's batch profile, the KV
 cache and max_num_seqs, the prefill) and splits a model's requests with `spread`: the longest
 open the groups, every other request, longest first, to the group whose price ends lowest, so a
 replica that holds a long request takes the short ones. Here `spread` fills the plan's own replicas,
@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence
 
-from mosaic.analysis.clairvoyant import ModelCosts, spread
+from mosaic.analysis.clairvoyant import spread
+from mosaic.engine import GroupCosts
 from mosaic.costs.problem import StageProblem
 from mosaic.costs.predict import attach_hints
 from mosaic.plan import Plan
@@ -54,7 +55,7 @@ def redeal(plan: Plan, requests: Sequence[Request], outputs: Mapping[str, float]
         if len(slots) < 2:
             continue
         ids = [r for slot in slots for r in new[slot]]
-        mc = ModelCosts.of(profiles, model, [(r, prompt[r], int(outputs[r])) for r in ids], memory_gib)
+        mc = GroupCosts.of(profiles, model, [(r, prompt[r], int(outputs[r])) for r in ids], memory_gib)
         if mc is None:
             continue
         groups = spread(mc, len(slots), [len(new[slot]) for slot in slots])

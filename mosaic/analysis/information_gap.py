@@ -90,7 +90,7 @@ def measure(table: pd.DataFrame, seed: int = 0, quick: bool = False,
             progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One row per instance with an engine_aware plan in the table: simulated seconds of every arm
     (see the module doc), the bound, and whether dealing by true lengths kept the replica counts."""
-    from sim.backend import SimBackend
+    from mosaic.backends.sim.backend import SimBackend
 
     rows = _table_rows(table)
     insts = {i.name: i for i in sb.instances(sorted(set(rows.family)), seed, quick)}

@@ -24,7 +24,7 @@ Families of instances (`instances`):
 * "paper": the real question sets mmlu_pro, medmcqa, gpqa at N = 4, K = 2 (if ../shared/data exists).
 
 Every policy plans the expert stage with `mosaic.run.pipeline.plan_stage` (as a run plans it, from
-the calibration statistics only) and the plan is replayed on the simulator (sim.backend.SimBackend)
+the calibration statistics only) and the plan is replayed on the simulator (mosaic.backends.sim.backend.SimBackend)
 with the instance's outcomes. The lower bound is described at `lower_bound`.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ import yaml
 
 from mosaic.analysis.clairvoyant import clairvoyant_plan
 from mosaic.analysis.packing_bound import NODE_LIMIT, Need, packing_floor
-from mosaic.analysis.step_floor import StepFloor
+from mosaic.engine.floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
 from mosaic.core.errors import ConfigError
@@ -61,7 +61,8 @@ from mosaic.schedulers import available
 from mosaic.workload.answer_model import EXPERTS
 from mosaic.workload.calibration import from_profiles
 from mosaic.workload.types import Outcome, Query, Request, Workload
-from sim.backend import SimBackend, run_session
+from mosaic.engine import run_session
+from mosaic.backends.sim.backend import SimBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -308,7 +309,7 @@ class ModelBound:
     longest_s: float    # b_m: m's longest single request alone
     shortest_s: float   # t_m: a request with m's shortest prompt and shortest output, alone
     max_workers: int    # r_max_m = min(N, workers m fits on, K*N - (M - 1))
-    floor: StepFloor | None = None   # the step floor of m's requests (mosaic/analysis/step_floor.py)
+    floor: StepFloor | None = None   # the step floor of m's requests (mosaic/engine/floor.py)
 
 
 @dataclass(frozen=True)
@@ -388,7 +389,7 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
     On the simulator a worker runs its sessions back to back after `s0` (engine.worker_startup_s);
     a session of model m costs l_m (load) + T(requests) and, if another follows on that worker,
     u_m (unload). T(R) is the engine's time for the request set R submitted at once on an idle
-    worker, load excluded (sim.backend.run_session). Two properties of T are used:
+    worker, load excluded (mosaic.engine.run_session). Two properties of T are used:
 
     P2 (monotone; provable from the step model): a session containing request r takes at least
       T({r}): r needs one prefill and o_r - 1 decode steps, every step's cost grows with the number
@@ -441,7 +442,7 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
     is the plan's choice, so T of one particular even share bounds nothing; no property of T makes
     it a bound, so it is left out even though no simulated plan was seen to beat it.
       (e) steps_s: (c) with each model's replicas also priced by its step floor
-          (mosaic/analysis/step_floor.py, proved there from the step model): at a candidate C, r_m is
+          (mosaic/engine/floor.py, proved there from the step model): at a candidate C, r_m is
           at least the floor's least replica count for the slack C - s0 - l_m, and m's busy time in
           (iii) at least the floor's busy time (every session pays a step's fixed cost per token of
           its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
@@ -919,14 +920,14 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            f"Regenerate with `{command}`" + (f" (wall time {wall_s / 60:.1f} min" if wall_s is not None else " (")
            + f" on {machine}). Logic: mosaic/analysis/scheduler_bench.py; per-row data: scheduler_bench.csv "
            "(everything but solve times, which are wall-clock on a loaded machine and vary between runs).", "",
-           ("- sim/LB: simulated expert-stage makespan (sim.backend) over a lower bound that no plan of the "
+           ("- sim/LB: simulated expert-stage makespan (mosaic.backends.sim.backend) over a lower bound that no plan of the "
            "instance can beat, within K and memory: the least makespan C for which some replication count "
            "r_m (1 <= r_m <= min(N, fitting workers, K N - (M - 1)), sum r_m <= K N) satisfies C >= l_m + S_m / r_m "
            "and C >= l_m + (longest request alone) for every model, and N C >= sum_m (r_m l_m + S_m); "
            "or, when M > N, the ceil(M/N) cheapest models on one worker. S_m: all of model m's requests "
            "simulated as one session on an idle worker, with their true lengths "
            "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it). The `steps` term also prices each "
-           "replica by the step floor (mosaic/analysis/step_floor.py): every session pays a step's fixed cost "
+           "replica by the step floor (mosaic/engine/floor.py): every session pays a step's fixed cost "
            "for each token of its longest output, so a split cannot keep one session's batching. The `packing` "
            "term also packs those replicas, whole, onto the N workers, K models each "
            "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS, or a count of the K N model slots "

@@ -111,7 +111,7 @@ def redraw(inst, own, other, n: int, seed: int, fresh: bool = False) -> tuple[in
     own / other - 1 over them, that mean's standard error); redraw d shuffles with the seed
     (seed, d), or with `fresh` draws every output anew (fresh_outcomes) with the seed (seed, d, 1),
     so the first n of a larger n are the same draws."""
-    from sim.backend import SimBackend
+    from mosaic.backends.sim.backend import SimBackend
 
     by_id = {r.id: r for r in inst.requests}
     by_model: dict[str, list[str]] = {}

@@ -34,7 +34,8 @@ from mosaic.config.schema import COST_MODELS, OVERSIZE_POLICIES, SHARD_COSTS, ch
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.costs.session_curve import RunSession, build_curve
-from mosaic.profiles import (CostModel, EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
+from mosaic.engine import CostModel
+from mosaic.profiles import (EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
                              kv_capacity_tokens)
 from mosaic.workload.calibration import calibration_size
 from mosaic.workload.tokens import CHARS_PER_TOKEN, estimate_tokens
@@ -234,7 +235,7 @@ def attach_hints(problem: StageProblem, hints: Mapping[str, float]) -> StageProb
 def sequence_limit(capacity: int, engine: EngineProfile) -> int:
     """Tokens (prompt + output) one sequence may hold on an engine with `capacity` KV-cache tokens:
     the context window, and the KV cache less the admission watermark (vLLM never admits a sequence
-    into its last 1% of blocks; sim/engine.py does the same, and stalls on a sequence that cannot
+    into its last 1% of blocks; mosaic/engine/v0.py does the same, and stalls on a sequence that cannot
     be readmitted after a preemption)."""
     return min(engine.max_model_len, capacity - int(KV_WATERMARK * capacity))
 

@@ -3,7 +3,7 @@
 The paper splits T_m in proportion (a replica of x requests costs T_m x / N_m), which hides that
 every replica's session ends with its own longest request decoding alone, and that a small shard
 batches less well. A session curve instead runs the engine model (the same continuous-batching
-engine the simulator integrates, passed in as `run_session`) on sessions of x requests built from
+engine the simulator integrates, mosaic/engine/session.py, passed in as `run_session`) on sessions of x requests built from
 what the scheduler may see: output lengths from the profile's shape at the calibration split's
 mean (never the test outputs), prompts from the model's own requests (visible before anything
 runs).
@@ -43,14 +43,13 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from mosaic.engine import RunSession
 from mosaic.profiles import LengthDistribution
 
-# (prompt tokens, output tokens) of a session's requests -> its wall seconds, load excluded.
-RunSession = Callable[[np.ndarray, np.ndarray], float]
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 # Random sessions per coarse grid point: at least SAMPLES, and at least SAMPLE_DRAWS requests in

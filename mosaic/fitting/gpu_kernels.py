@@ -1,6 +1,6 @@
 """Measure the engine cost model's kernel inputs on a GPU (or the CPU) with torch's own kernels.
 
-The cost model (mosaic/profiles/cost_model.py) prices a step as fixed overheads plus three kernel
+The cost model (mosaic/engine/step_cost.py) prices a step as fixed overheads plus three kernel
 terms: the linear layers at the step's token count, decode attention per cached token read, and
 prefill attention per squared prompt length. For a device no engine was profiled on, those terms
 came from datasheet figures and assumed efficiencies. This module times them instead, per model,

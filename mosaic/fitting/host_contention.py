@@ -31,7 +31,7 @@ one sequence stepped at 0.83 of its both-busy time, against 0.71 at 32 sequences
 several request counts (`requests=1,4,16,64`, up to the engines' max_num_seqs, since a step beyond the
 largest count takes that count's factor) every round serves each count in turn, and the block gets
 `by_batch`: per model, per running sequences, the busy-count table; the simulator interpolates it in
-log(sequences) (sim/host.py). `models` holds each model's table at the largest count (for steps of
+log(sequences) (mosaic/engine/host.py). `models` holds each model's table at the largest count (for steps of
 unknown batch).
 
 An engine that has run out of requests still loads its host for a while (an agent graph's engines
@@ -55,8 +55,8 @@ import yaml
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.real_engine import ROOT, measure, measure_on, step_and_warmup
 from mosaic.fitting.options import bool_option, device_option, int_option, models_option
-from vllm_backend.backend import device_env, prompt_ids
-from vllm_backend.procgroup import spawn_context
+from mosaic.backends.vllm.backend import device_env, prompt_ids
+from mosaic.backends.vllm.procgroup import spawn_context
 
 # The six experts of models=tiny (the models of tiny_cpu.yaml); model=all: every model of the registry.
 DEFAULTS = {"models": "tiny", "model": "LlamaR1,QwenR1,Gemma,Exaone,GLM,Qwen", "n_workers": 2, "device": "cpu", "repeats": 3,
@@ -72,13 +72,13 @@ def _serve(path: str, engine_args: dict, env: dict, barrier, counts: list[int], 
     each batch of `outs` (serving seconds per count), setting done[i] after count i. role="spin": an
     engine kept spinning instead, by one 1-token request every PING_S until the server is done."""
     os.environ.update(env)
-    from vllm_backend.worker import _engine, _shutdown, isolate_from_script_dir
+    from mosaic.backends.vllm.worker import start_engine, shutdown_engine, isolate_from_script_dir
 
     isolate_from_script_dir()
     from vllm import SamplingParams
 
     t = time.perf_counter()
-    engine = _engine(path, engine_args)
+    engine = start_engine(path, engine_args)
     load = time.perf_counter() - t
     serve: dict[int, list[float]] = {}
     for k, n_requests in enumerate(counts):
@@ -104,7 +104,7 @@ def _serve(path: str, engine_args: dict, env: dict, barrier, counts: list[int], 
             serve[n_requests].append(time.perf_counter() - t)
         if done is not None:
             done[k].set()
-    _shutdown(engine)
+    shutdown_engine(engine)
     q.put({"load_s": load, "serve_s": serve, "role": role})
 
 
@@ -326,7 +326,7 @@ def against_profile(per_model: dict[str, dict[int, dict[int, list[float]]]], pro
     slope spans (prompt + (out + long_out) / 2). The factors are ratios to the all-busy column, which
     is only the profiled condition where that column is about 1; models the profile lacks are left out."""
     from mosaic.profiles import load_profiles
-    from mosaic.profiles.cost_model import CostModel
+    from mosaic.engine import CostModel
 
     profiles = load_profiles(profile)
     ctx = prompt + (out + long_out) / 2

@@ -60,7 +60,7 @@ from scipy.special import expit, logit
 
 from mosaic.fitting.session_costs import fit_file
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles
-from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from mosaic.profiles.loader import BUNDLED_DIR as PROFILES_DIR
 from mosaic.workload.answer_model import PRESETS
 from mosaic.workload.sources.recorded_files import READERS, read_trace
 from mosaic.workload.tokens import CHARS_PER_TOKEN

@@ -10,8 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from mosaic.core.errors import ConfigError
-from vllm_backend.backend import no_local_gpu, resolve_device
-from vllm_backend.models import ModelRegistry
+from mosaic.backends.vllm.backend import no_local_gpu, resolve_device
+from mosaic.backends.vllm.models import ModelRegistry
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "conf" / "models"
 

@@ -27,8 +27,8 @@ from mosaic.fitting.real_engine import ROOT, grid_cells, measure_on, merge_worke
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
-from vllm_backend.backend import device_env
-from vllm_backend.models import ModelRegistry
+from mosaic.backends.vllm.backend import device_env
+from mosaic.backends.vllm.models import ModelRegistry
 
 
 def _profile_path(profile: str) -> Path:

@@ -4,7 +4,7 @@ Measured on every worker at once, each in a process bound to its share of the de
 runs are, so the step times include the contention of a busy host): worker start-up (importing the
 engine runtime), load time, the KV cache in blocks and the block size as the engine sized them, its
 scheduling mode, per-step latency over a grid of batch sizes x contexts (decode steps), of
-prompt batches (prefill steps, whose chunking the V1 replica sim/engine_v1.py gives) and, where
+prompt batches (prefill steps, whose chunking the V1 replica mosaic/engine/v1.py gives) and, where
 `grid.mixed` asks, of mixed batches (lengths drawn from ranges, prefill chunks sharing steps with
 decodes), each grid `repeats` times, and unload time. One step model is fitted to all rows by
 non-negative least squares in relative error:
@@ -37,14 +37,14 @@ import yaml
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.profiles import load_profiles, parse_profiles
-from mosaic.profiles.loader import _DATA as PROFILES_DIR
+from mosaic.profiles.loader import BUNDLED_DIR as PROFILES_DIR
 from mosaic.fitting.options import device_option, grid_option, int_option, models_option
 from mosaic.run.jobs import RunDirError, check_writable_file
-from vllm_backend.backend import device_env, prompt_ids, tp_env
-from vllm_backend.models import ModelRegistry
+from mosaic.backends.vllm.backend import device_env, prompt_ids, tp_env
+from mosaic.backends.vllm.models import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: mosaic/conf/, relative output paths
-from vllm_backend.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
+from mosaic.backends.vllm.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
 
 
 def run_session(engine, prompts, outputs) -> float:
@@ -111,10 +111,10 @@ def warmup_s(m: dict[str, Any], cost: dict[str, float]) -> float:
 def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blocks: int, max_num_seqs: int,
                    budget: int) -> list[tuple[int, int, int, float]]:
     """(sequences, tokens, decode context, prefill attention) of each step the engine takes for
-    `requests` submitted at once: sim/engine_v1.py schedules exactly as vLLM V1 does
-    (tests/vllm_backend/test_v1_schedule.py), so a batch's step composition is known without
+    `requests` submitted at once: mosaic/engine/v1.py schedules exactly as vLLM V1 does
+    (tests/mosaic/backends/vllm/test_v1_schedule.py), so a batch's step composition is known without
     instrumenting the engine."""
-    from sim.engine_v1 import V1Engine
+    from mosaic.engine.v1 import V1Engine
 
     class Shape:
         def step_s(self, tokens, n_seqs, decode_ctx, attn):
@@ -162,7 +162,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
     """One model on one worker's devices, in the process layout real runs use. Rows of `steps`:
     {kind, cell, rep, steps, seqs, tokens, ctx, attn, ms}, sums over `steps` engine steps."""
     os.environ.update(env)
-    from vllm_backend.worker import _engine, _shutdown, isolate_from_script_dir
+    from mosaic.backends.vllm.worker import start_engine, shutdown_engine, isolate_from_script_dir
 
     isolate_from_script_dir()
     t0 = time.time()
@@ -170,7 +170,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
 
     startup = time.time() - t0
     t0 = time.time()
-    engine = _engine(path, engine_args)
+    engine = start_engine(path, engine_args)
     load = time.time() - t0
     cache = engine.vllm_config.cache_config
     sched = engine.vllm_config.scheduler_config
@@ -223,7 +223,7 @@ def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: 
                                    grid["length_shapes"], grid["session_sweep"],
                                    int(engine.vllm_config.model_config.max_model_len))
     t0 = time.time()
-    _shutdown(engine)
+    shutdown_engine(engine)
     unload = time.time() - t0
     import vllm.envs as vllm_envs
 
@@ -485,7 +485,7 @@ def profile_models(cfg: dict) -> Path:
     models = {}
     for n, m in measured.items():
         kind = registry.models[n].get("kind", "instruct")
-        models[n] = model_entry(n, registry.resolve(n)[0], kind, m, fits[n], cfg["output"][kind], when)
+        models[n] = model_entry(n, registry.reference(n), kind, m, fits[n], cfg["output"][kind], when)
         if kept["tensor_parallel"].get(n):   # profile_tp.py's block for this model: kept, as the engine's is
             models[n]["tensor_parallel"] = kept["tensor_parallel"][n]
         print(f"{n}: {fits[n]}; {fit_note(m, fits[n])}")
@@ -543,7 +543,7 @@ def _serve_tp(path: str, engine_args: dict, env: dict, n_requests: int, prompt: 
     """One engine in its own process: its load time, the serving time of each batch in `outs`, and
     of two batches of prefill = (requests, prompt tokens), one output token each, prompts unique."""
     os.environ.update(env)
-    from vllm_backend.worker import isolate_from_script_dir
+    from mosaic.backends.vllm.worker import isolate_from_script_dir
 
     isolate_from_script_dir()
     from vllm import EngineArgs, LLMEngine, SamplingParams

@@ -5,8 +5,8 @@ through the profiler), then `select` fits every form and keeps the best on held-
 
 `fit_file` (`python experiments/fit_session_costs.py`) fits every model of a profile file on the
 simulator's engine model, as the paper fits T_m per model from a short multi-N profiling sweep on
-the calibration set (4.1.2). The "engine" is sim/engine.py's BatchEngine with the profile's cost model
-and KV capacity on one GPU of the profile's memory (sim.backend.run_session, the simulator's own
+the calibration set (4.1.2). The "engine" is mosaic/engine/v0.py's BatchEngine with the profile's cost model
+and KV capacity on one GPU of the profile's memory (mosaic.engine.run_session, the simulator's own
 session set-up): for every model, every output-length distribution it has (one per dataset, plus the
 default), and N in NS, a calibration set of the dataset's calibration size is drawn (its mean and max
 are the regression's inputs) and a session of N fresh lengths is run. An extra group with long
@@ -33,7 +33,7 @@ from mosaic.core.progress import bar
 from mosaic.profiles import ProfileSet, kv_capacity_tokens, load_profiles
 from mosaic.profiles.session_cost import FORMS, SessionFit, features
 from mosaic.workload.calibration import CALIBRATION_SIZES, DEFAULT_SIZE
-from sim.backend import run_session
+from mosaic.engine import run_session
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def fit_file(path: Path, names: list[str] | None = None, ns=NS, reps=REPS) -> di
     path = Path(path)
     profiles = load_profiles(str(path))
     names = names or list(profiles.models)
-    source = (f"simulator engine sweep (sim/engine.py, {profiles.engine.device} profile): N in {list(ns)}, "
+    source = (f"simulator engine sweep (mosaic/engine/v0.py, {profiles.engine.device} profile): N in {list(ns)}, "
               f"{reps} calibration draws per dataset distribution + a long-prompt group; error on held-out N "
               "(leave one N out)")
     fits = {}

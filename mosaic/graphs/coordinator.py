@@ -1,6 +1,6 @@
 """Runs every query's agent graph on a pool of engines, whichever backend holds them.
 
-The pool (sim/graph_backend.py: simulated engines; vllm_backend/graph_pool.py: real ones) owns the
+The pool (mosaic/backends/sim/graph_pool.py: simulated engines; mosaic/backends/vllm/graph_pool.py: real ones) owns the
 engines and the clock: it loads one engine per worker, takes requests (`submit`, `cancel`) while
 its engines run, and calls back when every engine is ready and when a request leaves an engine
 (finished or cancelled). The coordinator owns the graphs: once the engines are ready it starts

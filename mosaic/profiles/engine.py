@@ -305,9 +305,9 @@ class EngineProfile:
     worker_startup_s: float = 0.0   # a worker process starting its engine runtime, before any load
     tensor_parallel: TensorParallelProfile | None = None   # None: this profile cannot run TP engines
     host_contention: HostContentionProfile | None = None   # None: workers' steps do not interact
-    # How the profiled engine schedules steps: "v0" (prefill steps first, whole prompts; sim/engine.py)
+    # How the profiled engine schedules steps: "v0" (prefill steps first, whole prompts; mosaic/engine/v0.py)
     # or "v1" (one token budget per step, chunked prefill mixed with decodes, block-granular KV;
-    # sim/engine_v1.py). The simulator follows the profile unless the config's engine.scheduling says.
+    # mosaic/engine/v1.py). The simulator follows the profile unless the config's engine.scheduling says.
     scheduling: str = "v0"
     block_size: int = 16            # KV block size in tokens (V1 counts KV in blocks)
     prefix_caching: bool = True     # V1: a preempted request's cached blocks can be reused on resume

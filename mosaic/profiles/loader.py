@@ -25,7 +25,7 @@ from mosaic.profiles.schema import (ComponentSpec, EngineSpec, HostContentionSpe
 from mosaic.profiles.session_cost import parse_session_fit
 from mosaic.profiles.strict_yaml import load_yaml
 
-_DATA = Path(__file__).parent / "data"
+BUNDLED_DIR = Path(__file__).parent / "data"
 log = logging.getLogger(__name__)
 
 
@@ -43,11 +43,11 @@ def _length_distribution(spec: LengthSpec, shapes: Mapping[str, tuple[ComponentS
 def length_distribution(output: Mapping[str, Any], shapes: Mapping[str, Any], where: str = "output") -> LengthDistribution:
     """A distribution from a profile file's raw `output` entry {shape, mean_tokens, cap} and its
     `length_shapes`, checked as the loader checks them (the real-engine profiler's use)."""
-    from mosaic.profiles.schema import LengthSpec, _nested, _shape
+    from mosaic.profiles.schema import LengthSpec, nested, shape_spec
 
     try:
-        spec = _nested(LengthSpec, output)
-        comps = {name: _shape(name, value) for name, value in shapes.items()}
+        spec = nested(LengthSpec, output)
+        comps = {name: shape_spec(name, value) for name, value in shapes.items()}
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
     if spec.shape not in comps:
@@ -172,9 +172,9 @@ def profile_path(name_or_path: str) -> Path:
     if path.is_dir():
         raise ConfigError(f"profiles: '{name_or_path}' is a directory; name a profile YAML file in it")
     if not path.is_file() and not path.suffix and len(path.parts) == 1:
-        path = _DATA / f"{name_or_path}.yaml"
+        path = BUNDLED_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        bundled = sorted(p.stem for p in _DATA.glob("*.yaml"))
+        bundled = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
         why = not_a_file(path)
         if why == "does not exist":
             raise ConfigError(f"profiles: no file '{name_or_path}' (bundled profile sets: {bundled})")
@@ -186,7 +186,7 @@ def profile_path(name_or_path: str) -> Path:
 def load_profiles(name_or_path: str) -> ProfileSet:
     """Load a profile set by bundled name (e.g. 'moa6_a100') or by path to a YAML file."""
     path = profile_path(name_or_path)
-    where = path.name if path.parent == _DATA else str(name_or_path)
+    where = path.name if path.parent == BUNDLED_DIR else str(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -19,7 +19,7 @@ Rules that involve several fields:
   engine.max_model_len. vLLM's SchedulerConfig._verify_args refuses both (vllm/config.py, V0):
   without chunked prefill a prompt is prefilled in one step, so a token budget below the context
   window "limits the maximum sequence length ... and makes vLLM reject longer sequences", and every
-  running sequence needs at least one token of the budget per step. V1 (sim/engine_v1.py) chunks
+  running sequence needs at least one token of the budget per step. V1 (mosaic/engine/v1.py) chunks
   prefills, so only the second rule applies to it.
 * engine.scheduling is v0 or v1; engine.block_size (V1's KV block, tokens) in [1, 4096].
 * engine.gpu_memory_utilization in (0, 1]: vLLM's CacheConfig refuses a value above 1.
@@ -65,7 +65,7 @@ from typing import Annotated, Any, Callable, Literal, Mapping
 from pydantic import BaseModel, BeforeValidator, StrictBool, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mosaic.core.errors import ConfigError
-from mosaic.profiles.cost_model import GIB, kv_capacity_tokens
+from mosaic.profiles.sizing import GIB, kv_capacity_tokens
 from mosaic.profiles.difficulty import DifficultyModel
 from mosaic.profiles.models import COST_KEYS, ProfileSet
 from mosaic.profiles.session_cost import FORMS, features
@@ -152,7 +152,7 @@ def message(where: str, loc: tuple[Any, ...], msg: str) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", text)
 
 
-def _nested(model: type[BaseModel], data: Any, path: tuple[Any, ...] = ()) -> Any:
+def nested(model: type[BaseModel], data: Any, path: tuple[Any, ...] = ()) -> Any:
     """`data` validated as `model` inside another validator: its first error, moved under `path`."""
     try:
         return model.model_validate(data)
@@ -506,10 +506,10 @@ class ComponentSpec(Section):
     sigma: Number(gt=0, le=MAX_SIGMA)
 
 
-def _shape(name: Any, value: Any) -> tuple[ComponentSpec, ...]:
+def shape_spec(name: Any, value: Any) -> tuple[ComponentSpec, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise FieldError((name,), f"expected a non-empty list of {{weight, median, sigma}}, got {show(value)}")
-    comps = tuple(_nested(ComponentSpec, c, (name, i)) for i, c in enumerate(value))
+    comps = tuple(nested(ComponentSpec, c, (name, i)) for i, c in enumerate(value))
     total = math.fsum(float(c.weight) for c in comps)
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         raise FieldError((name,), f"mixture weights must sum to 1 (within {WEIGHT_TOLERANCE:g}); they sum to "
@@ -641,7 +641,7 @@ class ModelSpec(Section):
             raise ValueError(f"expected {{shape, mean_tokens, cap}} or a mapping dataset -> {{shape, mean_tokens, "
                              f"cap}} with a 'default' entry, got {show(value)}")
         if set(value) & set(LengthSpec.model_fields):   # one distribution (perhaps missing a field)
-            return _nested(LengthSpec, value)
+            return nested(LengthSpec, value)
         if "default" not in value:
             raise ValueError(f"a per-dataset output needs a 'default' entry (used for datasets it does not list); "
                              f"has {sorted(map(str, value))}")
@@ -650,7 +650,7 @@ class ModelSpec(Section):
             _name(dataset, "dataset")
             if not isinstance(spec, Mapping):
                 raise FieldError((dataset,), f"expected {{shape, mean_tokens, cap}}, got {show(spec)}")
-            out[dataset] = _nested(LengthSpec, spec, (dataset,))
+            out[dataset] = nested(LengthSpec, spec, (dataset,))
         return out
 
     @field_validator("accuracy", mode="before")
@@ -668,7 +668,7 @@ class ModelSpec(Section):
             missing = [k for k in needed if k not in value]
             if missing:
                 raise ValueError(f"missing {missing}; a measured cost model needs {needed} (and may give seq_ms)")
-        return _nested(CostSpec, value)
+        return nested(CostSpec, value)
 
     def outputs(self) -> list[tuple[tuple[str, ...], LengthSpec]]:
         """(path below the model, distribution) of every output distribution."""
@@ -729,19 +729,19 @@ class ProfileFileSpec(Section):
             if isinstance(name, str) and "#" in name:   # ids are query/model#sample: GLM's second would be GLM#2's
                 raise FieldError((name,), "a model name may not hold '#', which marks a repeated sample in "
                                  "request ids (query/model#2); rename the model")
-            return _nested(ModelSpec, m, (name,))
+            return nested(ModelSpec, m, (name,))
 
         return _mapping_of(value, model, "model", allow_empty=False)
 
     @field_validator("length_shapes", mode="before")
     @classmethod
     def _shapes(cls, value: Any) -> Any:
-        return {} if value is None else _mapping_of(value, _shape, "shape")
+        return {} if value is None else _mapping_of(value, shape_spec, "shape")
 
     @field_validator("datasets", mode="before")
     @classmethod
     def _datasets(cls, value: Any) -> Any:
-        return {} if value is None else _mapping_of(value, lambda d, v: _nested(DatasetSpec, v, (d,)), "dataset")
+        return {} if value is None else _mapping_of(value, lambda d, v: nested(DatasetSpec, v, (d,)), "dataset")
 
     @model_validator(mode="after")
     def _outputs_fit(self) -> "ProfileFileSpec":

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from mosaic.backends import make_graph_pool
 from mosaic.config.defaults import changed
 from mosaic.core import serde
 from mosaic.core.errors import ConfigError
@@ -46,21 +47,9 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
                                    partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit,
                                    t.concurrency, c.seed, t.overlap, t.overlap_chunk)
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
-        trace = coordinator.run(engine_pool(r, profiles, placement), progress)
+        pool = make_graph_pool(c.backend.name, r.backend, profiles, placement, c.backend.plugin)
+        trace = coordinator.run(pool, progress)
     return trace, placement, shape
-
-
-def engine_pool(r: "Run", profiles, placement: dict[int, str]):
-    """The backend's engines for a graph run, loaded when one runs (a backend's modules are heavy)."""
-    if r.config.backend.name == "sim":
-        from sim.graph_backend import SimGraphPool
-
-        return SimGraphPool(r.cluster, profiles, placement)
-    if r.config.backend.name == "vllm":
-        from vllm_backend.graph_pool import VllmGraphPool
-
-        return VllmGraphPool(r.backend, placement)
-    raise ConfigError(f"topology={r.config.topology.name}: backend={r.config.backend.name} cannot run agent graphs")
 
 
 def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str, Any]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-import numpy as np
-
 from mosaic.config.schema import AggregationConfig
 from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
@@ -22,9 +20,9 @@ from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS, aggregator_prompt
 from mosaic.workload.tokens import CHARS_PER_TOKEN, estimate_tokens
 from mosaic.config.schema import SchedulerConfig
-from mosaic.schedulers import get_scheduler, schedule
-from mosaic.schedulers.registry import applied
-from sim.backend import run_session
+from mosaic.schedulers import schedule
+from mosaic.schedulers.registry import applied, info
+from mosaic.engine import session_runner
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.trace import Trace
 from mosaic.workload.types import Request, Workload, aggregator_request_id
@@ -65,10 +63,10 @@ def plan_stage(stage: str, requests: list[Request], model_order, scheduler: Sche
     costs = applied(scheduler)
     problem = build_problem(stage, requests, cluster, profiles, model_order, workload.calibration,
                             costs.cost_model, costs.shard_cost)
-    if getattr(get_scheduler(scheduler.name, scheduler.plugin), "needs_session_curves", False):
+    if "session_curves" in info(scheduler.name, scheduler.plugin).needs:
         memory = min(w.memory_gib for w in cluster.workers)
         problem = attach_curves(problem, requests, profiles, workload.calibration, memory,
-                                engine_sessions(profiles, memory))
+                                session_runner(profiles, memory))
         problem = attach_hints(problem, length_hints(requests, workload))
     return problem, schedule(scheduler.name, problem, requests, scheduler)
 
@@ -89,22 +87,6 @@ def length_hints(requests: list[Request], workload: Workload) -> dict[str, float
         n, mean = stats.by_category.get(category.get(r.query_id, ""), (0, 0.0))
         out[r.id] = mean if n >= MIN_CATEGORY_ANSWERS else stats.mean_output
     return out
-
-
-def engine_sessions(profiles: ProfileSet, memory_gib: float):
-    """model -> a function running one session of it on the simulator's engine model (the same
-    model the sim backend integrates; on real engines its costs come from the profiler)."""
-    def of(model: str):
-        prof = profiles.model(model)
-
-        def run(prompts, outputs) -> float:
-            # tolist(): Python ints in one call; int() on each numpy scalar is slow at the ~10^6
-            # requests the curves of one plan simulate
-            ps, outs = np.asarray(prompts).astype(int).tolist(), np.asarray(outputs).astype(int).tolist()
-            return run_session(prof, profiles.engine, memory_gib,
-                               [(str(i), p, o) for i, (p, o) in enumerate(zip(ps, outs))])
-        return run
-    return of
 
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig, placement: str,

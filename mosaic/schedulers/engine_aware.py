@@ -336,7 +336,8 @@ def predicted_makespan(problem: StageProblem, s: State) -> float:
     return max(means, default=0.0) if expected is None else expected
 
 
-@register("engine_aware", reads=("max_models_per_worker", "replication_cap", "search_limit"))
+@register("engine_aware", reads=("max_models_per_worker", "replication_cap", "search_limit"),
+          needs=("session_curves",))
 def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
     t0 = time.perf_counter()
     n_models = sum(1 for d in problem.models if d.n)
@@ -377,5 +378,3 @@ def engine_aware(problem: StageProblem, params: SchedulerConfig) -> Plan:
                       (objective - bound) / objective if objective > 0 else 0.0, best_from)
     return replace(plan, solver=info)
 
-
-engine_aware.needs_session_curves = True

@@ -6,7 +6,7 @@ A new policy is one file in this package that decorates its function with `@regi
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 from mosaic.config.schema import SchedulerConfig
@@ -19,21 +19,44 @@ Scheduler = Callable[[StageProblem, SchedulerConfig], Plan]
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler", "scheduler.name", package="mosaic.schedulers")
 available = SCHEDULERS.available
 
+# What a problem may carry beyond the StageProblem every policy gets (mosaic/costs/predict.py
+# attach_curves, attach_hints): built only for the policies that ask for it (it costs seconds).
+INPUTS = ("session_curves",)
 
-def register(name: str, reads: tuple[str, ...] | None = None):
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    reads: frozenset[str] | None = None   # SchedulerConfig fields it uses; None: it does not say
+    needs: frozenset[str] = frozenset()   # of INPUTS
+
+
+_INFO: dict[Scheduler, PolicyInfo] = {}
+
+
+def register(name: str, reads: tuple[str, ...] | None = None, needs: tuple[str, ...] = ()):
     """Register a policy under `name`. reads: the SchedulerConfig fields it uses beyond `name`; a
     run that sets any other field away from its default records it as not applied (summary.json
-    settings_not_applied) and says so. None: the policy does not say, nothing is recorded."""
+    settings_not_applied) and says so. None: the policy does not say, nothing is recorded.
+    needs: the problem's optional inputs it plans on (INPUTS)."""
+    unknown = sorted(set(needs) - set(INPUTS))
+    if unknown:
+        raise ValueError(f"scheduler '{name}': unknown input(s) {unknown}; known: {list(INPUTS)}")
+
     def deco(fn: Scheduler) -> Scheduler:
-        fn.reads = None if reads is None else frozenset(reads)
+        _INFO[fn] = PolicyInfo(None if reads is None else frozenset(reads), frozenset(needs))
         return SCHEDULERS.register(name)(fn)
     return deco
+
+
+def info(name: str, plugin: str | None = None) -> PolicyInfo:
+    """What the policy registered as `name` reads and needs."""
+    return _INFO.get(get_scheduler(name, plugin), PolicyInfo())
 
 
 def applied(params: SchedulerConfig, plugin_fields: tuple[str, ...] = ("name", "plugin")) -> SchedulerConfig:
     """The settings as the policy acts on them: every field it does not read at its default (a
     policy that does not say what it reads gets them all as given)."""
-    reads = getattr(get_scheduler(params.name, params.plugin), "reads", None)
+    reads = info(params.name, params.plugin).reads
     if reads is None:
         return params
     default = SchedulerConfig(name=params.name)

@@ -1,12 +1,13 @@
 """The clairvoyant reference plan (mosaic/analysis/clairvoyant.py): a valid plan within K and
 memory, the same on every call, and, where lengths matter, faster than a length-blind split."""
 from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.clairvoyant import ModelCosts, clairvoyant_plan, contiguous, improve, pack
+from mosaic.engine import GroupCosts
+from mosaic.analysis.clairvoyant import clairvoyant_plan, contiguous, improve, pack
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import fitting_workers
 from mosaic.plan import Plan, Session, WorkerPlan, validate_plan
 from mosaic.profiles import load_profiles
-from sim.backend import run_session
+from mosaic.engine import run_session
 
 PAPER = load_profiles("paper_a100")
 
@@ -28,7 +29,7 @@ BATCH = [(f"r{i}", 200, o) for i, o in enumerate(OUTS)]
 
 def test_contiguous_groups_keep_the_long_requests_together():
     """The long four share one small group, so the other replica's session ends with a short output."""
-    mc = ModelCosts.of(PAPER, MODEL, BATCH, 80.0)
+    mc = GroupCosts.of(PAPER, MODEL, BATCH, 80.0)
     groups = contiguous(mc, 2)
     assert [[mc.ids[i] for i in g] for g in groups][0] == ["r0", "r1", "r2", "r3"]
     assert max(mc.outputs[i] for i in groups[1]) == 1000

@@ -5,7 +5,8 @@ from collections import Counter
 import numpy as np
 
 from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.clairvoyant import ModelCosts, spread
+from mosaic.analysis.clairvoyant import spread
+from mosaic.engine import GroupCosts
 from mosaic.analysis.dealing import redeal
 from mosaic.analysis.information_gap import replica_counts
 from mosaic.profiles import load_profiles
@@ -15,7 +16,7 @@ from mosaic.run.pipeline import plan_stage
 def _costs(outputs, prompts=None):
     profiles = load_profiles(sb.BASE_PROFILES)
     prompts = [200] * len(outputs) if prompts is None else prompts
-    return ModelCosts.of(profiles, "LlamaR1", [(f"r{i}", int(p), int(o)) for i, (p, o) in
+    return GroupCosts.of(profiles, "LlamaR1", [(f"r{i}", int(p), int(o)) for i, (p, o) in
                                                 enumerate(zip(prompts, outputs))], 80.0)
 
 

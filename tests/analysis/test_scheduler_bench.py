@@ -14,7 +14,8 @@ from mosaic.cluster import Cluster
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import ProfileSet, load_profiles
 from mosaic.workload.types import Outcome, Query, Workload
-from sim.backend import SimBackend, run_session
+from mosaic.engine import run_session
+from mosaic.backends.sim.backend import SimBackend
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,12 @@ class Recorder:
 
 
 def test_a_simulated_run_counts_every_request_of_each_stage(monkeypatch):
-    import sim.backend
+    import mosaic.backends.sim.backend
     from mosaic.run.app import run
     from tests.helpers import config
 
     Recorder.bars = []
-    monkeypatch.setattr(sim.backend, "bar", Recorder)
+    monkeypatch.setattr(mosaic.backends.sim.backend, "bar", Recorder)
     s = run(config("workload=synth_small", "workload.n_queries=12")).summary
     expert, aggregator = Recorder.bars
     assert expert.desc.startswith("expert") and expert.n == expert.total == s["n_expert_requests"]

@@ -64,7 +64,7 @@ def test_pipeline_costs_from_the_workload_calibration(paper):
     from mosaic.config.schema import AggregationConfig
     from mosaic.run.pipeline import run_pipeline
     from mosaic.config.schema import SchedulerConfig
-    from sim.backend import SimBackend
+    from mosaic.backends.sim.backend import SimBackend
 
     w = build_workload({"kind": "synthetic", "preset": "gpqa", "n_queries": 40}, paper, 0)
     # 4x longer, within what the context leaves (16000: under any prompt's room and the aggregator's half)

@@ -5,7 +5,7 @@ import pytest
 from mosaic.costs.session_curve import (SessionCurve, build_curve, coarse_grid, draw, grid,
                                         representative)
 from mosaic.profiles import LengthComponent, LengthDistribution, load_profiles
-from sim.backend import run_session
+from mosaic.engine import run_session
 
 PROFILES = load_profiles("paper_a100")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mosaic.profiles import CostModel, load_profiles
+from mosaic.engine import CostModel
+from mosaic.profiles import load_profiles
 
 torch = pytest.importorskip("torch")
 from mosaic.fitting import gpu_kernels  # noqa: E402

@@ -8,7 +8,7 @@ import yaml
 from mosaic.core.errors import ConfigError
 from mosaic.fitting.host_contention import DEFAULTS, measure_contention, request_counts, spread, step_scale, write_into
 from mosaic.profiles import load_profiles
-from mosaic.profiles.loader import _DATA
+from mosaic.profiles.loader import BUNDLED_DIR
 
 
 def test_step_scale_is_relative_to_the_most_busy_count():
@@ -30,13 +30,13 @@ def test_bad_options_are_refused_before_any_engine_starts(change, match):
 
 def test_the_block_is_written_into_the_profile_and_loads(tmp_path):
     path = tmp_path / "p.yaml"
-    shutil.copy(_DATA / "tiny_cpu.yaml", path)
+    shutil.copy(BUNDLED_DIR / "tiny_cpu.yaml", path)
     block = {"step_scale": {1: 0.7, 2: 1.0}, "models": {"Qwen": {1: 0.6, 2: 1.0}}, "source": "test"}
     write_into(str(path), block)
     hc = load_profiles(str(path)).engine.host_contention
     assert hc.scale(1, "Qwen") == 0.6 and hc.scale(1, "GLM") == 0.7 and hc.scale(2) == 1.0
     assert yaml.safe_load(path.read_text())["models"].keys() == yaml.safe_load(
-        (_DATA / "tiny_cpu.yaml").read_text())["models"].keys()
+        (BUNDLED_DIR / "tiny_cpu.yaml").read_text())["models"].keys()
     with pytest.raises(ConfigError, match="no such file"):
         write_into(str(tmp_path / "missing.yaml"), block)
 
@@ -48,7 +48,7 @@ def test_request_counts_are_read_as_an_ascending_list():
 
 def test_a_block_measured_by_batch_is_written_and_loads(tmp_path):
     path = tmp_path / "p.yaml"
-    shutil.copy(_DATA / "tiny_cpu.yaml", path)
+    shutil.copy(BUNDLED_DIR / "tiny_cpu.yaml", path)
     block = {"step_scale": {1: 0.7, 2: 1.0}, "models": {"Qwen": {1: 0.6, 2: 1.0}},
              "by_batch": {"Qwen": {1: {1: 0.9, 2: 1.0}, 32: {1: 0.6, 2: 1.0}}}, "source": "test"}
     write_into(str(path), block)
@@ -60,14 +60,14 @@ def test_steps_are_compared_with_the_profiles_own_step_model():
     """The factors are ratios to the all-busy steps; whether those are the profiled condition is
     read off the profile's step model for the same batch (27 Nov: 1.14-1.60x on one host)."""
     from mosaic.fitting.host_contention import against_profile
-    from mosaic.profiles.cost_model import CostModel
+    from mosaic.engine import CostModel
 
-    profiles = load_profiles(str(_DATA / "tiny_cpu.yaml"))
+    profiles = load_profiles(str(BUNDLED_DIR / "tiny_cpu.yaml"))
     model = CostModel(profiles.model("QwenR1"), profiles.engine)
     predicted = {c: model.step_s(c, c, round(c * (256 + 80)), 0.0) for c in (1, 32)}
     per_model = {"QwenR1": {c: {1: [0.9 * p, 0.91 * p, 0.5 * p], 2: [1.4 * p]} for c, p in predicted.items()},
                  "NotProfiled": {1: {1: [0.004], 2: [0.005]}}}
-    ratios = against_profile(per_model, str(_DATA / "tiny_cpu.yaml"), prompt=256, out=16, long_out=144)
+    ratios = against_profile(per_model, str(BUNDLED_DIR / "tiny_cpu.yaml"), prompt=256, out=16, long_out=144)
     assert ratios == {"QwenR1": {1: {1: 0.9, 2: 1.4}, 32: {1: 0.9, 2: 1.4}}}
 
 
@@ -75,10 +75,10 @@ def test_measuring_reports_the_steps_against_the_profile_and_warns_when_all_busy
     """measure_contention with the engines stood in for: lone steps at the profile's step model,
     all-busy ones 1.4x it, as one host measured them on 27 Nov."""
     from mosaic.fitting import host_contention
-    from mosaic.profiles.cost_model import CostModel
+    from mosaic.engine import CostModel
 
     profile = tmp_path / "p.yaml"
-    shutil.copy(_DATA / "tiny_cpu.yaml", profile)
+    shutil.copy(BUNDLED_DIR / "tiny_cpu.yaml", profile)
     model = CostModel(load_profiles(str(profile)).model("QwenR1"), load_profiles(str(profile)).engine)
     out, long_out = DEFAULTS["out"], DEFAULTS["long_out"]
 

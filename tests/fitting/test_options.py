@@ -11,7 +11,7 @@ from mosaic.fitting import host_contention, real_engine
 from mosaic.fitting.host_contention import DEFAULTS, measure_contention
 from mosaic.fitting.options import grid_option
 from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
-from mosaic.profiles.loader import _DATA
+from mosaic.profiles.loader import BUNDLED_DIR
 from mosaic.run.builder import CONF_DIR
 from mosaic.run.cli import check_tool_args
 
@@ -62,7 +62,7 @@ def test_profile_contention_options(change, match):
 
 def test_profile_contention_checks_the_profile_file_loads_before_measuring(tmp_path):
     bad = tmp_path / "p.yaml"
-    shutil.copy(_DATA / "tiny_cpu.yaml", bad)
+    shutil.copy(BUNDLED_DIR / "tiny_cpu.yaml", bad)
     bad.write_text(bad.read_text().replace("load_time_s:", "load_time_s: -", 1))
     with pytest.raises(ConfigError, match="p.yaml"):
         measure_contention({**DEFAULTS, "profile": str(bad)})
@@ -126,9 +126,9 @@ def _replayed(monkeypatch, seen):
     """measure() replaying the committed raw rows of tiny_cpu (what a real measurement returned)."""
     import json
 
-    from mosaic.profiles.loader import _DATA
+    from mosaic.profiles.loader import BUNDLED_DIR
 
-    raw = json.loads((_DATA / "tiny_cpu.measured.json").read_text())
+    raw = json.loads((BUNDLED_DIR / "tiny_cpu.measured.json").read_text())
 
     def fake(path, engine_args, env, grid, on_progress=None):
         name = path.rstrip("/").rsplit("/", 1)[-1]

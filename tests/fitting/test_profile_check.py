@@ -116,7 +116,7 @@ def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
                         or measure(path, args, env, grid, **k))
     result = profile_check.check_profile(_cfg(model=["Qwen", "Exaone"], busy=1))   # as Hydra gives model=[A,B]
     assert calls == ["Qwen", "Exaone"]
-    from vllm_backend.backend import device_env
+    from mosaic.backends.vllm.backend import device_env
     assert envs == [device_env(2, "cpu", 1)[0]] * 2   # worker 0's half of the host, not all of it
     assert result["busy"] == 1 and result["n_workers"] == 2
     assert result["models"]["Qwen"]["ratio"] == pytest.approx(0.8)
@@ -171,9 +171,9 @@ def test_bad_options_are_refused_before_any_engine_starts(monkeypatch, change, m
 def test_a_profile_without_measured_step_costs_cannot_be_checked(monkeypatch, tmp_path):
     import yaml
 
-    from mosaic.profiles.loader import _DATA
+    from mosaic.profiles.loader import BUNDLED_DIR
 
-    doc = yaml.safe_load((_DATA / "tiny_cpu.yaml").read_text())
+    doc = yaml.safe_load((BUNDLED_DIR / "tiny_cpu.yaml").read_text())
     doc["models"]["Qwen"].pop("cost")
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(doc))

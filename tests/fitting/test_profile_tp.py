@@ -3,7 +3,7 @@ import pytest
 
 from mosaic.fitting import real_engine
 from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
-from vllm_backend.models import ModelRegistry
+from mosaic.backends.vllm.models import ModelRegistry
 
 
 def test_the_first_requests_extra_is_warm_up_not_load(monkeypatch, capsys):

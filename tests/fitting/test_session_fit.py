@@ -79,11 +79,11 @@ def test_real_engine_sweep_path_with_a_fake_engine():
     """experiments/profile_models.py's session sweep (mosaic.fitting.real_engine) on a fake measurement function."""
     import yaml
 
-    from mosaic.profiles.loader import _DATA
+    from mosaic.profiles.loader import BUNDLED_DIR
     from mosaic.profiles.session_cost import parse_session_fit
     from mosaic.fitting.real_engine import fit_sessions, session_samples
 
-    shapes = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())["length_shapes"]
+    shapes = yaml.safe_load((BUNDLED_DIR / "moa6_a100.yaml").read_text())["length_shapes"]
     seen = []
 
     def fake_engine(prompts, outputs):   # 5 s start-up, 20 ms per decode step of a 16-sequence batch

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from mosaic.core.errors import ConfigError
-from mosaic.profiles import CostModel, load_profiles
+from mosaic.engine import CostModel
+from mosaic.profiles import load_profiles
 
 DATA = Path(__file__).parents[2] / "mosaic" / "profiles" / "data"
 

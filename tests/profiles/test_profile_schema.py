@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from mosaic.core.errors import ConfigError
 from mosaic.profiles import load_profiles
-from mosaic.profiles.loader import _DATA
+from mosaic.profiles.loader import BUNDLED_DIR
 from mosaic.profiles.schema import unusable_models
 from mosaic.profiles.strict_yaml import load_yaml
 from mosaic.workload.types import aggregator_request_id
 
-BUNDLED = sorted(p.stem for p in _DATA.glob("*.yaml"))
-MOA6 = (_DATA / "moa6_a100.yaml").read_text()
+BUNDLED = sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+MOA6 = (BUNDLED_DIR / "moa6_a100.yaml").read_text()
 
 
 def _edit(old: str, new: str, text: str = MOA6) -> str:
@@ -52,7 +52,7 @@ MODEL_FIELDS = ("kind", "hf_id", "params_b", "weight_gib", "kv_bytes_per_token",
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_profiles_hold_exactly_their_files_values(name):
-    raw = yaml.safe_load((_DATA / f"{name}.yaml").read_text())
+    raw = yaml.safe_load((BUNDLED_DIR / f"{name}.yaml").read_text())
     ps = load_profiles(name)
     for key, value in raw["engine"].items():
         if key == "kernels":   # a file of the models' timings: held by the models it times
@@ -74,7 +74,7 @@ def test_bundled_profiles_hold_exactly_their_files_values(name):
 
 def test_strict_yaml_reads_bundled_files_as_pyyaml_does():
     for name in BUNDLED:
-        text = (_DATA / f"{name}.yaml").read_text()
+        text = (BUNDLED_DIR / f"{name}.yaml").read_text()
         assert load_yaml(text, name) == yaml.safe_load(text)
 
 
@@ -199,7 +199,7 @@ def test_model_that_cannot_hold_one_context_is_flagged_not_fatal(tmp_path, caplo
 
 
 def test_session_fit_and_datasets_are_checked(tmp_path):
-    paper = (_DATA / "paper_a100.yaml").read_text()
+    paper = (BUNDLED_DIR / "paper_a100.yaml").read_text()
     msg = _refused(tmp_path, _edit("      - 0.0102459\n", "      - -0.0102459\n", paper))
     assert "models.LlamaR1.session_fit.coef.1 must be in [0, 1e6]" in msg
     msg = _refused(tmp_path, _edit("    difficulty_length: 0.687\n", "    difficulty_length: 0.9\n    length_shared: 0.5\n",
@@ -209,7 +209,7 @@ def test_session_fit_and_datasets_are_checked(tmp_path):
 
 # ---------------------------------------------------------------- fuzz: corrupt a bundled file
 
-PAPER_RAW = yaml.safe_load((_DATA / "paper_a100.yaml").read_text())
+PAPER_RAW = yaml.safe_load((BUNDLED_DIR / "paper_a100.yaml").read_text())
 
 
 def _paths(node, path=()):
@@ -363,9 +363,9 @@ def test_a_profile_path_is_a_file_first_and_a_bundled_name_only_as_a_bare_word(t
 
     from mosaic.core.errors import ConfigError
     from mosaic.profiles import load_profiles
-    from mosaic.profiles.loader import _DATA
+    from mosaic.profiles.loader import BUNDLED_DIR
 
-    shutil.copy(_DATA / "moa6_a100.yaml", tmp_path / "mine")            # no suffix: still a file
+    shutil.copy(BUNDLED_DIR / "moa6_a100.yaml", tmp_path / "mine")            # no suffix: still a file
     assert set(load_profiles(str(tmp_path / "mine")).models) == set(load_profiles("moa6_a100").models)
     with pytest.raises(ConfigError, match="is a directory; name a profile YAML file in it"):
         load_profiles(str(tmp_path))

@@ -59,8 +59,8 @@ def test_unknown_model_names_known_ones(profiles):
 
 def _raw_with(accuracy=None):
     import yaml
-    from mosaic.profiles.loader import _DATA
-    raw = yaml.safe_load((_DATA / "moa6_a100.yaml").read_text())
+    from mosaic.profiles.loader import BUNDLED_DIR
+    raw = yaml.safe_load((BUNDLED_DIR / "moa6_a100.yaml").read_text())
     if accuracy is not None:
         raw["models"]["Gemma"]["accuracy"] = accuracy
     return raw
@@ -132,3 +132,16 @@ def test_bad_session_fit_names_the_field():
     raw["models"]["Gemma"]["session_fit"] = {"form": "linear", "coef": [1.0], "kv_tokens": 1, "max_num_seqs": 1}
     with pytest.raises(ConfigError, match=r"models\.Gemma\.session_fit\.coef: form 'linear' takes 4"):
         parse_profiles(raw)
+
+
+def test_bundled_profiles_name_models_portably():
+    """A profile measured on one machine must not carry that machine's paths (a tiny stand-in is
+    named tiny:<name> and built under the cache directory where it runs)."""
+    import yaml
+
+    from mosaic.profiles.loader import BUNDLED_DIR
+
+    for path in sorted(BUNDLED_DIR.glob("*.yaml")):
+        for name, m in yaml.safe_load(path.read_text())["models"].items():
+            ref = str(m["hf_id"])
+            assert not ref.startswith(("/", "~", ".")) and "/home/" not in ref, f"{path.name}: {name} hf_id {ref}"

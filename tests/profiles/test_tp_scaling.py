@@ -139,7 +139,7 @@ def test_cli_runs_a_cluster_whose_degree_is_derived():
 def test_a_models_own_tp_scaling_replaces_the_engines(raw_tiny):
     """models.<name>.tensor_parallel (profile_tp.py model=<name>): that model's TP engines are costed
     by it, every other model's by the engine's; the same field checks apply."""
-    from mosaic.profiles import CostModel
+    from mosaic.engine import CostModel
 
     raw = copy.deepcopy(raw_tiny)
     name = next(iter(raw["models"]))

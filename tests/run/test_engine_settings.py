@@ -4,9 +4,9 @@ import pytest
 from mosaic.core.errors import ConfigError
 from mosaic.run.app import run
 from mosaic.run.builder import build_run, compose
-from sim.backend import session_engine
-from sim.engine import BatchEngine
-from sim.engine_v1 import V1Engine
+from mosaic.engine import session_engine
+from mosaic.engine.v0 import BatchEngine
+from mosaic.engine.v1 import V1Engine
 
 
 def _run(*overrides):
@@ -32,7 +32,7 @@ def test_num_gpu_blocks_sizes_the_simulated_cache_and_is_passed_to_vllm():
     r = _run("engine.num_gpu_blocks=50")
     eng = session_engine(r.profiles.model("Qwen"), r.profiles.engine, 80.0)
     assert eng.kv_blocks == 49          # one is vLLM's null block
-    from vllm_backend.backend import VllmBackend
+    from mosaic.backends.vllm.backend import VllmBackend
 
     class Recording:
         def run(self, specs, timeout_s, on_progress=None):

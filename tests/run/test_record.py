@@ -1,6 +1,6 @@
 """mosaic record (mosaic/run/record.py): real experts' outputs written as mosaic_json trace files
 that join the question file they came from. The reader and the checks here; the real engines'
-recording in tests/vllm_backend/test_vllm_engines.py."""
+recording in tests/mosaic/backends/vllm/test_vllm_engines.py."""
 import json
 
 import pytest

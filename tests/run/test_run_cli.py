@@ -15,7 +15,7 @@ from hydra.errors import MissingConfigException
 
 from mosaic.run.builder import compose
 from mosaic.run.cli import run_job
-from vllm_backend.procgroup import pid_alive
+from mosaic.backends.vllm.procgroup import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"scheduler", "backend", "workload", "seed", "n_queries", "n_expert_requests", "expert_stage_s",
@@ -159,7 +159,7 @@ def env_with_path(first: str, **extra):
 
 def hub_cache(root: Path, repos) -> Path:
     """A Hugging Face cache folder holding a config.json for each Hub id, as `hf download` leaves
-    one: what the vLLM backend checks before it starts an engine (vllm_backend/models.py)."""
+    one: what the vLLM backend checks before it starts an engine (mosaic/backends/vllm/models.py)."""
     for repo in repos:
         d = root / ("models--" + repo.replace("/", "--"))
         (d / "snapshots" / "0").mkdir(parents=True, exist_ok=True)

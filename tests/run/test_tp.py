@@ -11,14 +11,15 @@ from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.run.pipeline import run_pipeline
 from mosaic.plan import Plan, PlanError, Session, WorkerPlan, validate_plan
-from mosaic.profiles import GIB, CostModel, kv_capacity_tokens, load_time_s, parse_profiles
+from mosaic.engine import CostModel
+from mosaic.profiles import GIB, kv_capacity_tokens, load_time_s, parse_profiles
 from mosaic.config.schema import SchedulerConfig
 from mosaic.schedulers import schedule
 from mosaic.costs.tensor_parallel import build_tp_problem
 from mosaic.workload.answer_model import SyntheticSpec
 from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import Outcome, Request
-from sim.backend import SimBackend
+from mosaic.backends.sim.backend import SimBackend
 
 # Round numbers so the expected times can be worked out by hand.
 STEP_MS, TOKEN_MS, CTX_MS, LEN2_MS = 2.0, 0.5, 0.01, 0.001
@@ -401,7 +402,7 @@ TINY = {"name": "t", "engine": {"max_model_len": 256}, "models": {"Agg": {"path"
     ("cpu", False, {"CUDA_VISIBLE_DEVICES": ""}, {"tensor_parallel_size": 1}),
 ])
 def test_vllm_runs_a_tp_session_as_one_engine(device, cpu_tp, want_env, want_args):
-    from vllm_backend.backend import VllmBackend
+    from mosaic.backends.vllm.backend import VllmBackend
 
     launcher = RecordingLauncher()
     be = VllmBackend(Cluster.uniform(2, 80.0), hand_profiles(), models=TINY, device=device,
@@ -423,7 +424,7 @@ def test_vllm_runs_a_tp_session_as_one_engine(device, cpu_tp, want_env, want_arg
 
 
 def test_vllm_rejects_mixed_tp_plans():
-    from vllm_backend.backend import VllmBackend
+    from mosaic.backends.vllm.backend import VllmBackend
 
     reqs, replay = two_requests()
     solo = Request("q9/agg", "q9", "Agg", 10, "aggregator")

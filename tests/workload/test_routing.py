@@ -17,7 +17,7 @@ from mosaic.analysis.slots import repeat_share, router_vs_table3, slot_counts, t
 from mosaic.workload.answer_model import EXPERTS, SyntheticSpec
 from mosaic.workload.sources.synthetic import generate
 from mosaic.workload.types import Outcome, Query, Workload, expert_request_id, expert_slots
-from sim.backend import SimBackend
+from mosaic.backends.sim.backend import SimBackend
 from tests.helpers import SHARED_DATA, needs_shared
 
 SHARED = SHARED_DATA / "questions"

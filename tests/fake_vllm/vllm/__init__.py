@@ -1,4 +1,4 @@
-"""A stand-in for the part of vLLM's engine API that vllm_backend/worker.py uses, for tests that run
+"""A stand-in for the part of vLLM's engine API that mosaic/backends/vllm/worker.py uses, for tests that run
 the vLLM backend's worker processes where vLLM is not installed: put tests/fake_vllm first on
 PYTHONPATH. Every request "generates" exactly max_tokens tokens ending in "the answer is (A)".
 FAKE_VLLM_FAIL=<text> makes engines whose model path contains <text> fail to start ("*": all).

@@ -1,0 +1,122 @@
+"""Simulated engines for agent graphs (topology=dense|tree): the SimPy engine pool the graph
+coordinator (mosaic/graphs/coordinator.py) drives. Every model of the graph stays loaded on its
+workers for the whole run, one V1 engine each (mosaic/engine/v1.py, taking requests through an Inbox
+between steps, as vLLM's engine core takes them from its input queue). All workers start and load
+at once; the coordinator is told when every engine is ready, and each time a request leaves an
+engine (finished, or cancelled).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import simpy
+
+from mosaic.core.errors import ConfigError
+from mosaic.graphs.trace import Finished, is_prefill
+from mosaic.profiles import ProfileSet, load_time_s
+from mosaic.trace import SessionRecord
+from mosaic.backends.sim.backend import SimBackend
+from mosaic.engine import HostLoad, Inbox, session_engine
+
+
+class SimGraphPool:
+    backend = "sim"
+
+    def __init__(self, backend: SimBackend, profiles: ProfileSet, placement: dict[int, str]):
+        cluster = backend.cluster
+        if profiles.engine.scheduling != "v1":
+            raise ConfigError("agent graphs run on the V1 engine model (requests join a running engine between "
+                              "steps); set engine.scheduling=v1")
+        self.profiles, self.placement = profiles, placement
+        self.memory = {w.id: w.memory_gib for w in cluster.workers}
+        self.env = simpy.Environment()
+        self.host = HostLoad(self.env, cluster, profiles.engine)
+        self.inbox = {w: Inbox() for w in placement}
+        self.wake: dict[int, simpy.Event | None] = {w: None for w in placement}
+
+    def limits(self) -> dict[str, int]:
+        out = {}
+        for m in dict.fromkeys(self.placement.values()):
+            memory = min(self.memory[w] for w, x in self.placement.items() if x == m)
+            eng = session_engine(self.profiles.model(m), self.profiles.engine, memory)
+            out[m] = min(self.profiles.engine.max_model_len, eng.kv_blocks * eng.block_size)
+            if out[m] < 2:
+                raise ConfigError(f"topology: model {m} has no room for a request's KV cache on a {memory} GiB "
+                                  "worker; raise cluster.memory_gib or choose a cluster preset with bigger GPUs")
+        return out
+
+    def _poke(self, w: int) -> None:
+        ev = self.wake[w]
+        if ev is not None and not ev.triggered:
+            ev.succeed()
+
+    def submit(self, worker: int, rid: str, prompt_tokens: int, output_tokens: int, key: str | None = None) -> None:
+        self.inbox[worker].arrivals.append((rid, prompt_tokens, output_tokens, key))
+        self._poke(worker)
+
+    def watch(self, worker: int, rid: str, every: int) -> None:
+        self.inbox[worker].watch[rid] = [every, every]
+
+    def cancel(self, worker: int, rid: str) -> None:
+        self.inbox[worker].cancels.add(rid)
+        self._poke(worker)
+
+    def close(self) -> None:
+        for w in self.placement:
+            self.inbox[w].closed = True
+            self._poke(w)
+
+    def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
+            on_progress: Callable[[float, str, int], None],
+            on_failed: Callable[[float, int, str], None] | None = None) -> tuple[list[SessionRecord], float]:
+        # A simulated engine does not fail: on_failed is never called.
+        env, engine_cfg = self.env, self.profiles.engine
+        sessions: list[SessionRecord] = []
+        ready = [env.event() for _ in self.placement]
+
+        def engine_proc(w: int, i: int):
+            m = self.profiles.model(self.placement[w])
+            inbox = self.inbox[w]
+            yield env.timeout(engine_cfg.worker_startup_s)
+            load_start = env.now
+            self.host.start((w,))   # busy while it loads and steps; idle while it waits for arrivals
+            yield from self.host.load(w, load_time_s(m, engine_cfg, 1))
+            yield env.timeout(m.warmup_s)
+            load_end = env.now
+            eng = session_engine(m, engine_cfg, self.memory[w])
+            ready[i].succeed()
+            for dur in eng.run([], lambda: env.now, inbox):
+                # What the last step finished is reported when the engine resumed after it (now):
+                # a successor may come to this very engine, so before it waits for arrivals.
+                while inbox.progress:
+                    on_progress(env.now, *inbox.progress.pop(0))
+                while inbox.finished:
+                    s = inbox.finished.pop(0)
+                    inbox.watch.pop(s.rid, None)
+                    on_finished(env.now, Finished(s.rid, s.start, s.first_token,
+                                                  s.finish if s.finish is not None else env.now, s.generated,
+                                                  s.cancelled, s.cache_hit))
+                if dur is None:
+                    if inbox.arrivals or inbox.cancels or inbox.closed:
+                        continue
+                    self.wake[w] = env.event()
+                    self.host.idle(w)
+                    yield self.wake[w]
+                    self.host.resume(w)
+                    self.wake[w] = None
+                else:
+                    yield from self.host.elapse(w, m.name, dur)
+            self.host.stop((w,))
+            served = sum(1 for s in eng.result.seqs if not s.cancelled and not is_prefill(s.rid))
+            sessions.append(SessionRecord(w, 0, m.name, load_start, load_end, load_end, env.now, served,
+                                          eng.result.preemptions))
+
+        def driver():
+            yield env.all_of(ready)
+            on_ready(env.now)
+
+        for i, w in enumerate(sorted(self.placement)):
+            env.process(engine_proc(w, i))
+        env.process(driver())
+        env.run()
+        return sessions, max((s.run_end_s for s in sessions), default=0.0)
