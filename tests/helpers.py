@@ -33,3 +33,12 @@ class UnitCost:
 
     def decode_run_s(self, n_seqs, ctx_sum, steps):
         return float(steps)
+
+
+# Entry points that moved into the benchmarks tree; every other name is experiments/<name>.py.
+ENTRY_MODULES = {"bench_scheduler": "benchmarks.scheduler", "length_signals": "benchmarks.scheduler.length_signals"}
+
+
+def entry_module(script: str) -> str:
+    """The dotted module of a command-line entry point (run with runpy.run_module, as `python -m`)."""
+    return ENTRY_MODULES.get(script, f"experiments.{script}")

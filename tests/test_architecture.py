@@ -137,6 +137,16 @@ def test_backends_import_only_hand_off_types_and_profiles():
     assert bad == []
 
 
+def test_the_product_does_not_import_the_benchmarks():
+    """benchmarks/ sits beside the package (not in the wheel): nothing in mosaic may need it."""
+    bad = [name for name, path in sorted(modules().items())
+           for n in ast.walk(ast.parse(path.read_text()))
+           if isinstance(n, (ast.Import, ast.ImportFrom))
+           and any(m.split(".")[0] == "benchmarks" for m in
+                   ([a.name for a in n.names] if isinstance(n, ast.Import) else [n.module or ""]))]
+    assert bad == []
+
+
 def private_imports(path: Path) -> list[str]:
     """`from x import _name` of a project module (a private name is its module's own business)."""
     return [f"{n.module}.{a.name}" for n in ast.walk(ast.parse(path.read_text()))
@@ -148,6 +158,14 @@ def test_no_module_imports_a_private_name_of_another():
     bad = [f"{name}: {x}" for name, path in sorted(modules().items()) for x in private_imports(path)]
     bad += [f"{p.relative_to(ROOT)}: {x}" for d in ("experiments", "benchmarks") for p in sorted((ROOT / d).rglob("*.py"))
             for x in private_imports(p)]
+    assert bad == []
+
+
+def test_no_test_loads_a_script_by_path():
+    """Entry points run as modules (runpy.run_module, `python -m`), as users run them."""
+    calls = ("run_" + "path(", "spec_from_" + "file_location(")
+    bad = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "tests").rglob("*.py"))
+           if any(c in p.read_text() for c in calls)]
     assert bad == []
 
 

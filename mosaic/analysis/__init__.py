@@ -1,4 +1,4 @@
-"""Analysis over finished runs: tables, figures, the paper's table, benchmarks."""
+"""Analysis over finished runs: tables, figures, the paper's table, fidelity against real engines."""
 from mosaic.analysis.runs import load_requests, load_runs
 
 __all__ = ["load_requests", "load_runs"]

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from mosaic.backends import make_graph_pool
 from mosaic.config.defaults import changed
 from mosaic.core import serde
-from mosaic.core.errors import ConfigError
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
 from mosaic.graphs.coordinator import GraphCoordinator

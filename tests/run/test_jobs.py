@@ -168,7 +168,7 @@ class Hook:
         return None
 sys.meta_path.insert(0, Hook())
 sys.argv = ["experiments/run.py", "workload=smoke", "hydra.run.dir=%s"]
-runpy.run_path("experiments/run.py", run_name="__main__")
+runpy.run_module("experiments.run", run_name="__main__")
 """ % (tmp_path / "out")
     root = Path(__file__).resolve().parents[2]
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=root,
@@ -209,7 +209,7 @@ sys.argv = [{entry!r}, "workload=smoke"]
 
 
 @pytest.mark.parametrize("entry, start", [
-    ("experiments/run.py", "runpy.run_path('experiments/run.py', run_name='__main__')"),
+    ("experiments/run.py", "runpy.run_module('experiments.run', run_name='__main__')"),
     ("mosaic", "from mosaic.__main__ import main\nsys.argv = ['mosaic', 'run', 'workload=smoke']\nsys.exit(main())")])
 @pytest.mark.parametrize("sig, said, code", [("SIGINT", "Ctrl-C (SIGINT)", -signal.SIGINT), ("SIGTERM", "SIGTERM", 143)])
 def test_a_signal_while_the_entry_point_imports_is_one_line(entry, start, sig, said, code):

@@ -13,6 +13,7 @@ from mosaic.run.app import RunOutput
 from mosaic.run.builder import CONF_DIR, compose
 from mosaic.run.cli import hydra_prepared, run_job
 from mosaic.run.jobs import LOCK_FILE, OUTPUT_FILES, RUN_FILES, claim_run_dir, find_failures
+from tests.helpers import entry_module
 from mosaic.run.signals import Terminated
 
 SMALL = ("workload=synth_small", "workload.n_queries=40")
@@ -257,7 +258,7 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
     script = builder.CONF_DIR.parents[1] / "experiments" / "compare_policies.py"
     monkeypatch.setattr(sys, "argv", [str(script), "--seeds", "0", "--out", str(tmp_path / "f" / "results")])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(script), run_name="__main__")
+        runpy.run_module(entry_module("compare_policies"), run_name="__main__")
     assert e.value.code == 2
     assert error_lines(capsys) == [f"error: --out {tmp_path / 'f' / 'results'} is not a writable directory "
                                    "(a path component is a file); choose another one"]
@@ -277,14 +278,14 @@ def test_scripts_refuse_an_unusable_out_before_any_work(script, kind, tmp_path, 
     path = builder.CONF_DIR.parents[1] / "experiments" / f"{script}.py"
     monkeypatch.setattr(sys, "argv", [str(path), "--out", str(out)])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(path), run_name="__main__")
+        runpy.run_module(entry_module(script), run_name="__main__")
     assert e.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--out" in last and ("(a path component is a file)" in last or "is a file, not a directory" in last)
     if kind == "file":   # a folder where a file is wanted
         monkeypatch.setattr(sys, "argv", [str(path), "--out", str(tmp_path)])
         with pytest.raises(SystemExit) as e:
-            runpy.run_path(str(path), run_name="__main__")
+            runpy.run_module(entry_module(script), run_name="__main__")
         assert e.value.code == 2
         assert "is a directory; give a file name in it" in capsys.readouterr().err
 
@@ -307,7 +308,7 @@ def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, 
     args = [a.format(tmp=tmp_path) for a in args]
     monkeypatch.setattr(sys, "argv", [str(path), *args, "--out", str(tmp_path / "o.png")])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(path), run_name="__main__")
+        runpy.run_module(entry_module(script), run_name="__main__")
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1, err   # not argparse's usage block above it
@@ -316,6 +317,7 @@ def test_scripts_refuse_bad_arguments_in_one_line(script, args, says, tmp_path, 
 def test_figures_says_a_missing_or_damaged_results_folder_in_one_line(tmp_path, capsys, monkeypatch):
     import runpy
 
+    script = "figures"
     path = builder.CONF_DIR.parents[1] / "experiments" / "figures.py"
     (tmp_path / "file").write_text("")
     (tmp_path / "empty").mkdir()
@@ -329,13 +331,13 @@ def test_figures_says_a_missing_or_damaged_results_folder_in_one_line(tmp_path, 
                           ("no_rows", "error: {}/paper_table.csv has no rows; regenerate it")]:
         monkeypatch.setattr(sys, "argv", [str(path), "--results", str(tmp_path / results)])
         with pytest.raises(SystemExit) as e:
-            runpy.run_path(str(path), run_name="__main__")
+            runpy.run_module(entry_module(script), run_name="__main__")
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert said.format(tmp_path / results) in err.strip().splitlines()[-1] and "Traceback" not in err
         assert not (tmp_path / results / "figures").exists()   # nothing drawn, no empty figures/ left
     monkeypatch.setattr(sys, "argv", [str(path), "--results", str(tmp_path / "empty"), "--format", "png,jpg"])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(path), run_name="__main__")
+        runpy.run_module(entry_module(script), run_name="__main__")
     assert e.value.code == 2
     assert "--format png,jpg: give one or more of png, pdf, svg" in capsys.readouterr().err

@@ -19,10 +19,11 @@ per-question coupling of lengths (difficulty, category) is dropped, only each mo
 The draw gap (the calibrated model's realised mean over its distribution's mean, - 1) tells a
 calibration split off from the distribution from a run whose draw is.
 
-Command: experiments/explain_scheduler_losses.py (after experiments/bench_scheduler.py).
+Command: python -m benchmarks.scheduler.losses (after python -m benchmarks.scheduler).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,8 +31,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.bench_table import read_table, same_plan
+from benchmarks.scheduler import bench as sb
+from benchmarks.scheduler.table import read_table, same_plan
+from benchmarks.scheduler import table as bench_table
+from mosaic.core.arguments import ArgumentParser, rerun_command
+from mosaic.run.jobs import RunDirError
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import write_text_atomic
 from mosaic.run.pipeline import plan_stage
@@ -43,6 +47,8 @@ COLUMNS = ("instance", "faster", "own_predicted_s", "faster_predicted_s", "own_s
            "redraw_wins", "redraw_gap", "redraw_se", "fresh_wins", "fresh_gap", "fresh_se")
 REDRAWS = 8   # per loss and kind (shuffled, fresh); each simulates both plans once
 
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
 
 def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     """(instance, faster policy, engine_aware's simulated s, the faster one's) where a policy that
@@ -50,7 +56,7 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     need = {"family", "instance", "policy", "status", "sim_s", "respects_k", "plan_hash"}
     if not need <= set(table.columns):
         raise ConfigError(f"not a scheduler benchmark table: no column {', '.join(sorted(need - set(table.columns)))} "
-                          "(experiments/bench_scheduler.py writes one)")
+                          "(python -m benchmarks.scheduler writes one)")
     check_values(table)
     ok = table[table.status == "ok"]
     if not (ok.policy == POLICY).any():
@@ -64,7 +70,7 @@ def losses(table: pd.DataFrame) -> list[tuple[str, str, float, float]]:
 def check_values(table: pd.DataFrame) -> None:
     """The columns losses() reads hold what the benchmark writes: one row per instance and policy,
     a number of seconds and True/False on every planned row."""
-    fix = "(experiments/bench_scheduler.py writes one; rerun it)"
+    fix = "(python -m benchmarks.scheduler writes one; rerun it)"
     rows = table.groupby(["instance", "policy"], sort=False).size()
     many = rows[rows > 1]
     if not many.empty:
@@ -206,7 +212,7 @@ def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
     held = int((2 * df.redraw_wins > df.redraws).sum())
     held_fresh = int((2 * df.fresh_wins > df.redraws).sum())
     lines = ["# Where engine_aware loses in the scheduler benchmark", "",
-             f"Regenerate: `{command}` (logic: mosaic/analysis/scheduler_losses.py). Instances of the benchmark "
+             f"Regenerate: `{command}` (logic: benchmarks/scheduler/losses.py). Instances of the benchmark "
              "table on which a policy that respects K simulates faster than engine_aware; the faster plan "
              "priced by engine_aware's own cost model (its prediction, which chose its plan); calibration "
              "gap: the model whose calibrated mean output is furthest from the mean its requests realise "
@@ -237,9 +243,35 @@ def render(df: pd.DataFrame, command: str, selected: bool = False) -> str:
 
 
 def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/explain_scheduler_losses.py", redraws: int = REDRAWS,
+          command: str = "python -m benchmarks.scheduler.losses", redraws: int = REDRAWS,
           only: Sequence[str] | None = None) -> str:
     md = render(explain(read_table(table_path), seed, quick, progress, redraws, only), command, only is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, md)
     return md
+
+
+def main() -> None:
+    ap = ArgumentParser(prog="python -m benchmarks.scheduler.losses", description=__doc__)
+    bench_table.add_arguments(ap, RESULTS, "scheduler_losses.md")
+    ap.add_argument("--redraws", type=int, default=REDRAWS,
+                    help="per loss, both plans simulated again this many times with each model's outputs shuffled "
+                         "among its requests, and as many with every output drawn anew from its model's "
+                         "length distribution (0: none)")
+    ap.add_argument("--instances", nargs="+", default=None, metavar="NAME",
+                    help="only these of the table's lost instances (e.g. to draw them again many times)")
+    args = ap.parse_args()
+    if args.redraws < 0:
+        ap.error(f"--redraws must be >= 0 (got {args.redraws})")
+    bench_table.check_arguments(ap, args)
+    command = rerun_command("-m benchmarks.scheduler.losses", sys.argv[1:])
+    try:
+        print(write(args.table, args.out, args.seed, args.quick, command=command, redraws=args.redraws,
+                    only=args.instances), end="")
+    except (ConfigError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

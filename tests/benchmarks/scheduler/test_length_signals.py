@@ -1,5 +1,5 @@
-"""mosaic/analysis/length_signals.py: what category signals recover of the clairvoyant gain."""
-from mosaic.analysis import length_signals as ls
+"""benchmarks/scheduler/length_signals.py: what category signals recover of the clairvoyant gain."""
+from benchmarks.scheduler import length_signals as ls
 
 
 def _row(stream, category, clair, cost, signal=True):

@@ -1,14 +1,14 @@
-"""mosaic/analysis/dealing.py: a plan's requests dealt again by their true lengths, with the
+"""benchmarks/scheduler/dealing.py: a plan's requests dealt again by their true lengths, with the
 clairvoyant reference's `spread` filling replicas of fixed sizes."""
 from collections import Counter
 
 import numpy as np
 
-from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.clairvoyant import spread
+from benchmarks.scheduler import bench as sb
+from benchmarks.scheduler.clairvoyant import spread
 from mosaic.engine import GroupCosts
-from mosaic.analysis.dealing import redeal
-from mosaic.analysis.information_gap import replica_counts
+from benchmarks.scheduler.dealing import redeal
+from benchmarks.scheduler.information_gap import replica_counts
 from mosaic.profiles import load_profiles
 from mosaic.run.pipeline import plan_stage
 

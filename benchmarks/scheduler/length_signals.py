@@ -7,18 +7,20 @@ engine_aware deals a model's requests to its replicas. Four arms, one plan's rep
   category (what a real run uses where the calibration split has categories);
 * clairvoyant: the same dealing with the true output lengths (a reference, never a run's input);
 * cost-aware: the stream plan's requests dealt again by their true lengths so that the replica
-  holding a long request takes fewer other tokens (mosaic/analysis/dealing.py; a reference too).
+  holding a long request takes fewer other tokens (benchmarks/scheduler/dealing.py; a reference too).
 recovered = (stream - category) / (stream - best), best the faster of the two references,
 simulated expert-stage makespans.
 
-    python experiments/length_signals.py      # writes results/length_signals.md
+    python -m benchmarks.scheduler.length_signals      # writes results/length_signals.md
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from mosaic.analysis.dealing import redeal, with_true_hints, without_hints
+from benchmarks.scheduler.dealing import redeal, with_true_hints, without_hints
+from mosaic.core.arguments import ArgumentParser
+from mosaic.run.jobs import out_arg
 from mosaic.config.schema import SchedulerConfig
 from mosaic.run.builder import build_run, compose
 from mosaic.run.pipeline import plan_stage
@@ -26,6 +28,8 @@ from mosaic.schedulers import schedule
 
 WORKLOADS = ("mmlu_pro", "medmcqa", "gpqa", "trace_mmlu_pro", "trace_medmcqa")
 WORKERS = (4, 8, 16)
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def arms(workload: str, n_workers: int, seed: int = 0, k: int | None = 2) -> dict[str, float]:
@@ -67,15 +71,15 @@ def table(workloads: Sequence[str] = WORKLOADS, workers: Sequence[int] = WORKERS
     return rows
 
 
-def render(rows: list[dict], command: str = "python experiments/length_signals.py") -> str:
+def render(rows: list[dict], command: str = "python -m benchmarks.scheduler.length_signals") -> str:
     lines = ["# Length-aware assignment: what per-question signals recover of the clairvoyant gain", "",
              f"Regenerate: `{command}`. engine_aware (K = 2), seed 0, expert stage, simulated. Which requests each "
              "replica serves: `stream` = an interleaved share (no signal), `category` = longest predicted first by the "
              "calibration split's per-category mean, `clairvoyant` = the same dealing with the true lengths, "
              "`cost-aware` = the stream plan's requests dealt again by their true lengths so that the replica "
-             "holding a long request takes fewer other tokens (mosaic/analysis/dealing.py); the last two are "
+             "holding a long request takes fewer other tokens (benchmarks/scheduler/dealing.py); the last two are "
              "references only. clairvoyant gain = 1 - best / stream, best the faster reference; recovered = "
-             "(stream - category) / (stream - best). Logic: mosaic/analysis/length_signals.py.", "",
+             "(stream - category) / (stream - best). Logic: benchmarks/scheduler/length_signals.py.", "",
              "| workload | workers | stream (s) | category (s) | clairvoyant (s) | cost-aware (s) | clairvoyant gain "
              "| recovered |",
              "|---|---|---|---|---|---|---|---|"]
@@ -110,3 +114,15 @@ def write(out: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(table()))
     return path
+
+
+def main() -> None:
+    ap = ArgumentParser(prog="python -m benchmarks.scheduler.length_signals", description=__doc__)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    out_arg(ap, args.out)   # before the work, not after it
+    print(f"wrote {write(args.out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,8 @@
-"""The clairvoyant reference plan (mosaic/analysis/clairvoyant.py): a valid plan within K and
+"""The clairvoyant reference plan (benchmarks/scheduler/clairvoyant.py): a valid plan within K and
 memory, the same on every call, and, where lengths matter, faster than a length-blind split."""
-from mosaic.analysis import scheduler_bench as sb
+from benchmarks.scheduler import bench as sb
 from mosaic.engine import GroupCosts
-from mosaic.analysis.clairvoyant import clairvoyant_plan, contiguous, improve, pack
+from benchmarks.scheduler.clairvoyant import clairvoyant_plan, contiguous, improve, pack
 from mosaic.cluster import Cluster
 from mosaic.costs.predict import fitting_workers
 from mosaic.plan import Plan, Session, WorkerPlan, validate_plan

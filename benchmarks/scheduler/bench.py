@@ -2,7 +2,7 @@
 the expert stage's makespan; and, per instance and policy, the simulated makespan over that bound,
 the policy's own prediction error, its solve time and whether two runs give the same plan.
 
-`python experiments/bench_scheduler.py` runs `write`, which writes results/scheduler_bench.md and
+`python -m benchmarks.scheduler` runs `write`, which writes results/scheduler_bench.md and
 results/scheduler_bench.csv.
 
 Families of instances (`instances`):
@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mosaic.analysis.clairvoyant import clairvoyant_plan
-from mosaic.analysis.packing_bound import NODE_LIMIT, Need, packing_floor
+from benchmarks.scheduler.clairvoyant import clairvoyant_plan
+from benchmarks.scheduler.packing_bound import NODE_LIMIT, Need, packing_floor
 from mosaic.engine.floor import StepFloor
 from mosaic.cluster import Cluster
 from mosaic.config.schema import SchedulerConfig
@@ -403,7 +403,7 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
       convexity in tokens (prefills beyond 2048 tokens) and preemptions could in principle break it,
       so S_m is the fastest of four orders of the merged session (request order, longest first,
       longest first with the longer prompt first among equal outputs, shortest first) and
-      tests/analysis/test_scheduler_bench.py checks both P1 on random splits and the bound itself
+      tests/benchmarks/scheduler/test_bench.py checks both P1 on random splits and the bound itself
       against every registered policy's simulated plans and the clairvoyant reference's. The order
       moves a session's time a little even where nothing else differs (LlamaR1-07 of g20: 816.65107 s
       longest first, 816.65092 s with the prompt tie-break, which the clairvoyant plan runs), so
@@ -447,7 +447,7 @@ def lower_bound(inst: Instance, models: dict[str, ModelBound] | None = None,
           (iii) at least the floor's busy time (every session pays a step's fixed cost per token of
           its longest output, so splitting costs time that S_m / r_m does not see). Contains (c).
       (f) packing_s: (e)'s replica counts and busy times with whole sessions packed onto the N
-          workers, at most K models each (mosaic/analysis/packing_bound.py: the largest C at which
+          workers, at most K models each (benchmarks/scheduler/packing_bound.py: the largest C at which
           no packing exists, proven by a count of the K N model slots, by a partition check of
           whole sessions where M = K N, or by HiGHS within `packing_nodes` branch-and-bound nodes
           per solve; 0 skips it). (a)-(e) check the workers' total time, not that sessions fit: on
@@ -664,7 +664,7 @@ def bench_instance(inst: Instance, policies: Sequence[str], lb: LowerBound | Non
 
 
 def clairvoyant_s(inst: Instance) -> float | None:
-    """Simulated makespan of the clairvoyant reference plan (mosaic/analysis/clairvoyant.py: made
+    """Simulated makespan of the clairvoyant reference plan (benchmarks/scheduler/clairvoyant.py: made
     with the true output lengths, within K and memory); None where it found no packing."""
     plan = clairvoyant_plan(model_batches(inst), inst.profiles, inst.cluster, inst.k)
     if plan is None:
@@ -788,7 +788,7 @@ def _reference(df: pd.DataFrame) -> list[str]:
     if "clair_s" not in df:
         return []
     out = ["Between the bound and the optimum (`clair_s`: the clairvoyant reference plan, made with every "
-           "output length known, mosaic/analysis/clairvoyant.py; best known: the fastest of it and every "
+           "output length known, benchmarks/scheduler/clairvoyant.py; best known: the fastest of it and every "
            "plan that honours K; no plan can beat the optimum, so best known / LB is how loose the bound "
            "can be at most). Median / worst over the instances:", ""]
     for fam in dict.fromkeys(df["family"]):
@@ -908,7 +908,7 @@ def _line(first: str, pol: str, s: dict) -> str:
             f"{_fmt(s['solve_max'], '.2f')} | {_pct(s['stable'], 0)} | {s['breaks_k']} | {s['beaten']} | {s['na']} |")
 
 
-def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.py",
+def render(df: pd.DataFrame, command: str = "python -m benchmarks.scheduler",
            machine: str = "2 CPU cores, shared with other jobs", wall_s: float | None = None) -> str:
     """Markdown: per family and N, per policy, the median and worst simulated makespan over the
     lower bound, the median |prediction error| and the share within ±10%, median and max solve time,
@@ -918,7 +918,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
     df = df.assign(beaten=beaten(df))
     out = ["# Scheduler benchmark: expert stage, simulated makespan over a lower bound", "",
            f"Regenerate with `{command}`" + (f" (wall time {wall_s / 60:.1f} min" if wall_s is not None else " (")
-           + f" on {machine}). Logic: mosaic/analysis/scheduler_bench.py; per-row data: scheduler_bench.csv "
+           + f" on {machine}). Logic: benchmarks/scheduler/bench.py; per-row data: scheduler_bench.csv "
            "(everything but solve times, which are wall-clock on a loaded machine and vary between runs).", "",
            ("- sim/LB: simulated expert-stage makespan (mosaic.backends.sim.backend) over a lower bound that no plan of the "
            "instance can beat, within K and memory: the least makespan C for which some replication count "
@@ -926,11 +926,11 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            "and C >= l_m + (longest request alone) for every model, and N C >= sum_m (r_m l_m + S_m); "
            "or, when M > N, the ceil(M/N) cheapest models on one worker. S_m: all of model m's requests "
            "simulated as one session on an idle worker, with their true lengths "
-           "(mosaic/analysis/scheduler_bench.py `lower_bound` derives it). The `steps` term also prices each "
+           "(benchmarks/scheduler/bench.py `lower_bound` derives it). The `steps` term also prices each "
            "replica by the step floor (mosaic/engine/floor.py): every session pays a step's fixed cost "
            "for each token of its longest output, so a split cannot keep one session's batching. The `packing` "
            "term also packs those replicas, whole, onto the N workers, K models each "
-           "(mosaic/analysis/packing_bound.py: the largest C at which HiGHS, or a count of the K N model slots "
+           "(benchmarks/scheduler/packing_bound.py: the largest C at which HiGHS, or a count of the K N model slots "
            "where a model too big to share a worker runs alone, or, where M = K N, a check that the models' "
            "whole sessions cannot be grouped K to a worker, proves that no packing exists)."),
            ("- prediction error: the policy's predicted makespan (plan.predicted_makespan_s, from calibration "
@@ -947,10 +947,10 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
            ("- inst.: instances the policy planned / instances; n/a: a ConfigError (e.g. K infeasible) or an "
             "error. breaks K: plans that load more than K models on a worker (the policy has no K setting); "
             "those are measured against the same bound computed without K. slower than another: instances "
-            "where another policy that honours K simulates faster (`python experiments/explain_scheduler_losses.py` "
+            "where another policy that honours K simulates faster (`python -m benchmarks.scheduler.losses` "
             "prices engine_aware's against its own cost model and draws the run again)."),
            ("- clairvoyant reference (`clair_s`, the line below the tables): a plan made with every request's "
-            "true output length, which no policy has (mosaic/analysis/clairvoyant.py), within K and memory, "
+            "true output length, which no policy has (benchmarks/scheduler/clairvoyant.py), within K and memory, "
             "simulated like the others. No plan beats the optimum, so the optimum lies between the bound and "
             "the fastest known plan; where that plan too sits far above the bound, the bound is loose there."),
            ""]
@@ -994,7 +994,7 @@ def render(df: pd.DataFrame, command: str = "python experiments/bench_scheduler.
 
 def write(out: Path, families: Sequence[str] = FAMILIES, policies: Sequence[str] | None = None,
           seed: int = 0, quick: bool = False, progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/bench_scheduler.py", jobs: int = 1) -> str:
+          command: str = "python -m benchmarks.scheduler", jobs: int = 1) -> str:
     """Build the instances, run `bench`, write scheduler_bench.csv and scheduler_bench.md under
     `out`; returns the markdown."""
     t0 = time.perf_counter()

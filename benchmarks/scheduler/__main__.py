@@ -2,28 +2,28 @@
 memory), the synthetic presets and the paper's question sets; simulated expert-stage makespan over
 a lower bound, prediction error, solve time and plan reproducibility.
 
-    python experiments/bench_scheduler.py                       # everything (~15 min on 2 cores)
-    python experiments/bench_scheduler.py --quick --out /tmp/b  # tiny instances, seconds
-    python experiments/bench_scheduler.py --families generated --policies ilp round_robin
-    python experiments/bench_scheduler.py --jobs 16               # instances in 16 processes, the same rows
+    python -m benchmarks.scheduler                       # everything (~15 min on 2 cores)
+    python -m benchmarks.scheduler --quick --out /tmp/b  # tiny instances, seconds
+    python -m benchmarks.scheduler --families generated --policies ilp round_robin
+    python -m benchmarks.scheduler --jobs 16               # instances in 16 processes, the same rows
 
 Writes <out>/scheduler_bench.md and <out>/scheduler_bench.csv; prints one line per instance.
-Logic: mosaic/analysis/scheduler_bench.py.
+Logic: benchmarks/scheduler/bench.py.
 """
 import os
 import sys
 from pathlib import Path
 
-from mosaic.analysis.scheduler_bench import FAMILIES, default_policies, write
+from benchmarks.scheduler.bench import FAMILIES, default_policies, write
 from mosaic.core.arguments import ArgumentParser, repeated, rerun_command
 from mosaic.run.jobs import out_arg
 from mosaic.schedulers import available
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
-    ap = ArgumentParser(description=__doc__)
+    ap = ArgumentParser(prog="python -m benchmarks.scheduler", description=__doc__)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--policies", nargs="+", default=None,
@@ -48,7 +48,7 @@ def main() -> None:
     if unknown:
         ap.error(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(sorted(available()))}")
     out_arg(ap, args.out)   # before the work, not after it
-    command = rerun_command("experiments/bench_scheduler.py", sys.argv[1:])
+    command = rerun_command("-m benchmarks.scheduler", sys.argv[1:])
     write(args.out, args.families, args.policies, args.seed, args.quick,
           progress=lambda line: print(line, flush=True), command=command, jobs=jobs)
     print(f"wrote {args.out / 'scheduler_bench.md'} and {args.out / 'scheduler_bench.csv'}")

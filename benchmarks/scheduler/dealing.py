@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence
 
-from mosaic.analysis.clairvoyant import spread
+from benchmarks.scheduler.clairvoyant import spread
 from mosaic.engine import GroupCosts
 from mosaic.costs.problem import StageProblem
 from mosaic.costs.predict import attach_hints

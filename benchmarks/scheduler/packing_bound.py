@@ -1,6 +1,6 @@
 """The packing term of the scheduler benchmark's bound: the replicas must also fit on the workers.
 
-Why: the bound's other terms (mosaic/analysis/scheduler_bench.py `lower_bound`) check each model's
+Why: the bound's other terms (benchmarks/scheduler/bench.py `lower_bound`) check each model's
 replicas and the workers' total busy time, but not that whole sessions pack onto N workers of at
 most K models each. Where that binds they are loose: on g01 (4 workers, 12 models, K = 3) every
 worker must hold exactly three models, so the busiest model's worker also serves two others,

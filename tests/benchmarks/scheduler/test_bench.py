@@ -1,4 +1,4 @@
-"""The scheduler benchmark (mosaic/analysis/scheduler_bench.py): its instance generator, its lower
+"""The scheduler benchmark (benchmarks/scheduler/bench.py): its instance generator, its lower
 bound (never beaten by a simulated plan of any registered policy, tight where it can be computed by
 hand), plan hashes and the rendered table. Tiny instances only: the fast suite."""
 import itertools
@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mosaic.analysis import packing_bound
-from mosaic.analysis import scheduler_bench as sb
+from benchmarks.scheduler import packing_bound
+from benchmarks.scheduler import bench as sb
 from mosaic.cluster import Cluster
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import ProfileSet, load_profiles
@@ -349,7 +349,7 @@ def test_render_has_a_row_per_policy_and_n_and_the_csv_no_solve_times(quick_df):
     md = sb.render(quick_df)
     for pol in sb.default_policies():
         assert f"| 2 | {pol} |" in md and f"| 4 | {pol} |" in md and f"| all | {pol} |" in md
-    assert "python experiments/bench_scheduler.py" in md and "2 CPU cores" in md
+    assert "python -m benchmarks.scheduler" in md and "2 CPU cores" in md
     assert "Plans simulated below the lower bound: 0" in md
     assert "- generated: clairvoyant " in md and "best known " in md
     csv = sb.to_csv_frame(quick_df)
@@ -414,7 +414,7 @@ def test_slower_than_another_counts_faster_plans_that_honour_k():
 
 
 def test_slower_than_another_is_what_explain_scheduler_losses_finds(quick_df):
-    from mosaic.analysis.scheduler_losses import losses
+    from benchmarks.scheduler.losses import losses
 
     csv = sb.to_csv_frame(quick_df)
     flags = sb.beaten(csv)
@@ -451,8 +451,9 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):
 
     (tmp_path / "f").write_text("x")
     args = [str(tmp_path / "f") if a == "FILE" else a for a in args]
-    script = Path(__file__).resolve().parents[2] / "experiments" / "bench_scheduler.py"
-    r = subprocess.run([sys.executable, str(script), "--quick", *args], capture_output=True, text=True, timeout=120)
+    root = Path(__file__).resolve().parents[3]
+    r = subprocess.run([sys.executable, "-m", "benchmarks.scheduler", "--quick", *args], cwd=root,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 

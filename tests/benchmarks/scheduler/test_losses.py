@@ -1,4 +1,4 @@
-"""experiments/explain_scheduler_losses.py: where engine_aware loses in the benchmark, priced by its
+"""python -m benchmarks.scheduler.losses: where engine_aware loses in the benchmark, priced by its
 own cost model."""
 import math
 import subprocess
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis import scheduler_losses as sl
+from benchmarks.scheduler import bench as sb
+from benchmarks.scheduler import losses as sl
 from mosaic.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +122,12 @@ def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
     t.loc[t.policy == "engine_aware", "sim_s"] = 1e9
     with pytest.raises(ConfigError, match=r"is not among those seed 0 makes"):
         sl.explain(t, 0, quick=False)   # a --quick table read as a full one
-    r = subprocess.run([sys.executable, str(ROOT / "experiments/explain_scheduler_losses.py"), "--table",
-                        str(tmp_path / "none.csv"), "--out", str(tmp_path / "new" / "l.md")], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.scheduler.losses", "--table",
+                        str(tmp_path / "none.csv"), "--out", str(tmp_path / "new" / "l.md")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "none.csv: no such file" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "new").exists()   # refused before --out's folder is made
-    r = subprocess.run([sys.executable, str(ROOT / "experiments/explain_scheduler_losses.py"), "--redraws", "-1"],
+    r = subprocess.run([sys.executable, "-m", "benchmarks.scheduler.losses", "--redraws", "-1"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--redraws must be >= 0 (got -1)" in r.stderr
 

@@ -15,18 +15,19 @@ is simulated on the run's own outputs:
   knowing which request is long costs within engine_aware's structure;
 * true lengths, cost-aware: the as-run plan's replicas, each model's requests dealt again by their
   true lengths so that the replica holding a long request takes fewer other tokens
-  (mosaic/analysis/dealing.py);
+  (benchmarks/scheduler/dealing.py);
 * both: realised model lengths and true lengths dealt together;
-* clairvoyant: the table's reference plan (mosaic/analysis/clairvoyant.py), made with the true
+* clairvoyant: the table's reference plan (benchmarks/scheduler/clairvoyant.py), made with the true
   lengths by a search of its own;
 * best known: the fastest of the four plans made with the true lengths.
 
 Every ratio is over the table's bound (lb_s), the one the benchmark's targets are stated on.
 
-Command: experiments/information_gap.py (after experiments/bench_scheduler.py).
+Command: python -m benchmarks.scheduler.information_gap (after python -m benchmarks.scheduler).
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -35,9 +36,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from mosaic.analysis import scheduler_bench as sb
-from mosaic.analysis.bench_table import read_table, same_plan
-from mosaic.analysis.dealing import redeal, with_true_hints
+from benchmarks.scheduler import bench as sb
+from benchmarks.scheduler.table import read_table, same_plan
+from benchmarks.scheduler.dealing import redeal, with_true_hints
+from benchmarks.scheduler import table as bench_table
+from mosaic.core.arguments import ArgumentParser, rerun_command
+from mosaic.run.jobs import RunDirError
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.run.jobs import write_text_atomic
@@ -51,6 +55,8 @@ LABELS = {"as_run": "as run", "realised_model_lengths": "realised model lengths"
           "true_lengths_dealt": "true lengths dealt", "true_lengths_cost_dealt": "true lengths, cost-aware",
           "both": "both", "clairvoyant": "clairvoyant", "best_known": "best known"}
 TARGETS = (1.15, 1.30)   # the scheduler issue's median and worst sim/LB
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def replica_counts(plan: Plan) -> Counter:
@@ -79,7 +85,7 @@ def _table_rows(table: pd.DataFrame) -> pd.DataFrame:
     need = {"family", "instance", "policy", "status", "sim_s", "lb_s", "clair_s", "plan_hash"}
     if not need <= set(table.columns):
         raise ConfigError(f"not a scheduler benchmark table: no column {', '.join(sorted(need - set(table.columns)))} "
-                          "(experiments/bench_scheduler.py writes one)")
+                          "(python -m benchmarks.scheduler writes one)")
     rows = table[(table.policy == POLICY) & (table.status == "ok")]
     if rows.empty:
         raise ConfigError(f"the table has no planned {POLICY} rows: run the benchmark with it")
@@ -150,14 +156,14 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 def render(df: pd.DataFrame, command: str) -> str:
     s = summary(df)
     lines = ["# What engine_aware's distance from the bound is made of", "",
-             f"Regenerate: `{command}` (logic: mosaic/analysis/information_gap.py; reads the benchmark table). "
+             f"Regenerate: `{command}` (logic: benchmarks/scheduler/information_gap.py; reads the benchmark table). "
              "engine_aware planned again with more of the truth each time, every plan simulated on the run's own "
              "outputs, over the table's lower bound: `as run` the benchmark's plan; `realised model lengths` with "
              "every model's calibration mean and max replaced by those its requests realise in the run; `true "
              "lengths dealt` the same replica counts with each model's requests dealt to its replicas by their "
              "true lengths (longest first, balancing tokens); `true lengths, cost-aware` the same replicas, each "
              "model's requests dealt again by their true lengths so that a replica holding a long request takes "
-             "fewer other tokens (mosaic/analysis/dealing.py); `both` realised model lengths and true lengths "
+             "fewer other tokens (benchmarks/scheduler/dealing.py); `both` realised model lengths and true lengths "
              "dealt; `clairvoyant` the benchmark's reference plan, made with every length known; `best known` the "
              "fastest of the four plans made with the true lengths. A plan made before the run has none of these: "
              "the difference between `as run` and the other arms is what the unknown lengths cost.", "",
@@ -178,8 +184,25 @@ def render(df: pd.DataFrame, command: str) -> str:
 
 def write(table_path: Path, out: Path, seed: int = 0, quick: bool = False,
           progress: Callable[[str], None] | None = print,
-          command: str = "python experiments/information_gap.py") -> str:
+          command: str = "python -m benchmarks.scheduler.information_gap") -> str:
     md = render(measure(read_table(table_path), seed, quick, progress), command)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, md)
     return md
+
+
+def main() -> None:
+    ap = ArgumentParser(prog="python -m benchmarks.scheduler.information_gap", description=__doc__)
+    bench_table.add_arguments(ap, RESULTS, "information_gap.md")
+    args = ap.parse_args()
+    bench_table.check_arguments(ap, args)
+    command = rerun_command("-m benchmarks.scheduler.information_gap", sys.argv[1:])
+    try:
+        print(write(args.table, args.out, args.seed, args.quick, command=command), end="")
+    except (ConfigError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

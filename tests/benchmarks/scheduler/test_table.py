@@ -1,7 +1,7 @@
-"""mosaic/analysis/bench_table.py: a benchmark table read back, with errors that name the fix."""
+"""benchmarks/scheduler/table.py: a benchmark table read back, with errors that name the fix."""
 import pytest
 
-from mosaic.analysis import bench_table
+from benchmarks.scheduler import table as bench_table
 from mosaic.core.errors import ConfigError
 
 
@@ -9,7 +9,7 @@ def test_read_table_names_the_file_and_the_fix(tmp_path):
     good = tmp_path / "t.csv"
     good.write_text("instance,policy\ng00,engine_aware\n")
     assert list(bench_table.read_table(good).policy) == ["engine_aware"]
-    with pytest.raises(ConfigError, match="cannot read it.*bench_scheduler.py"):
+    with pytest.raises(ConfigError, match="cannot read it.*python -m benchmarks.scheduler first"):
         bench_table.read_table(tmp_path / "none.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -1,4 +1,4 @@
-"""experiments/information_gap.py: engine_aware planned again with more of the true lengths."""
+"""python -m benchmarks.scheduler.information_gap: engine_aware planned again with more of the true lengths."""
 import subprocess
 import sys
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mosaic.analysis import information_gap as ig
-from mosaic.analysis import scheduler_bench as sb
+from benchmarks.scheduler import information_gap as ig
+from benchmarks.scheduler import bench as sb
 from mosaic.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,6 @@ def test_a_table_of_other_plans_is_refused(table):
 
 def test_cli_refuses_a_missing_table(tmp_path):
     out = tmp_path / "gap.md"
-    p = subprocess.run([sys.executable, "experiments/information_gap.py", "--table", str(tmp_path / "none.csv"),
+    p = subprocess.run([sys.executable, "-m", "benchmarks.scheduler.information_gap", "--table", str(tmp_path / "none.csv"),
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "no such file" in p.stderr and not out.exists()

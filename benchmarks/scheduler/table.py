@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mosaic.analysis import scheduler_bench as sb
+from benchmarks.scheduler import bench as sb
 from mosaic.core.errors import ConfigError
 from mosaic.run.jobs import out_arg
 
@@ -30,7 +30,7 @@ def check_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> No
     if args.seed < 0:
         ap.error(f"--seed must be >= 0 (got {args.seed})")
     if not args.table.is_file():
-        ap.error(f"--table {args.table}: no such file; make it with python experiments/bench_scheduler.py "
+        ap.error(f"--table {args.table}: no such file; make it with python -m benchmarks.scheduler "
                  "(--out DIR writes DIR/scheduler_bench.csv)")
     out_arg(ap, args.out, file=True)
 
@@ -40,7 +40,7 @@ def read_table(table_path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(table_path)
     except OSError as e:
-        raise ConfigError(f"{table_path}: cannot read it ({e.strerror}); run experiments/bench_scheduler.py "
+        raise ConfigError(f"{table_path}: cannot read it ({e.strerror}); run python -m benchmarks.scheduler "
                           "first") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise ConfigError(f"{table_path}: not a CSV table ({' '.join(str(e).split())[:200]})") from None
@@ -55,4 +55,4 @@ def same_plan(table: pd.DataFrame, name: str, policy: str, plan, seed: int, quic
                           f"{' --quick' if quick else ''} plans here (plan hash "
                           f"{row.plan_hash.iloc[0] if not row.empty else 'none'} in the table, {made} now): the "
                           "table comes from another --seed or --quick, another version or another machine; rerun "
-                          "experiments/bench_scheduler.py with the same settings")
+                          "python -m benchmarks.scheduler with the same settings")
