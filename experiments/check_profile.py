@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.cli import check_tool_args, drop_refused_tool_dir
-from mosaic.run.jobs import RunDirError, check_writable_file
+from mosaic.cli.precheck import check_tool_args, drop_refused_tool_dir
+from mosaic.core.rundir import RunDirError, check_writable_file
 from mosaic.fitting.profile_check import check_profile, report
 
 

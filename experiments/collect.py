@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mosaic.analysis.collect import collect
 from mosaic.core.arguments import ArgumentParser
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 

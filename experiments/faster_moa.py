@@ -12,7 +12,7 @@ from pathlib import Path
 from mosaic.analysis.faster_moa import write
 from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import RunDirError
+from mosaic.core.rundir import RunDirError
 
 ROOT = Path(__file__).resolve().parents[1]
 

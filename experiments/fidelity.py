@@ -21,7 +21,7 @@ from pathlib import Path
 from mosaic.analysis.fidelity import OUT, SUITE, resimulate, write
 from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 
 def main() -> None:

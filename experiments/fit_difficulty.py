@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 from mosaic.fitting.difficulty import DEFAULT_DATA, DEFAULT_PROFILES, DEFAULT_REPORT, fit_datasets
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mosaic.analysis.wall_inversion import write
 from mosaic.core.arguments import ArgumentParser, rerun_command
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from mosaic.analysis.figures import policy_timelines, run_dir_timelines
 from mosaic.core.arguments import ArgumentParser, repeated
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 

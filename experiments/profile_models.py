@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.cli import check_tool_args, drop_refused_tool_dir
+from mosaic.cli.precheck import check_tool_args, drop_refused_tool_dir
 from mosaic.fitting.real_engine import profile_models
 
 

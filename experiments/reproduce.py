@@ -14,8 +14,8 @@ from pathlib import Path
 
 from mosaic.analysis.sweeps import SWEEP_ROOT, SWEEPS, reproduce
 from mosaic.core.arguments import ArgumentParser
-from mosaic.run.jobs import out_arg
-from mosaic.run.signals import sigterm_as_exit
+from mosaic.core.arguments import out_arg
+from mosaic.cli.signals import sigterm_as_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 

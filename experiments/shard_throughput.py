@@ -11,7 +11,7 @@ from pathlib import Path
 from mosaic.analysis.shard_throughput import DEFAULT_SIZES, write
 from mosaic.core.arguments import ArgumentParser, rerun_command
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 

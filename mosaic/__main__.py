@@ -18,7 +18,7 @@ USAGE = __doc__.split("\n\n")[1]
 
 
 def _run(args: list[str]) -> int:
-    from mosaic.run.main import main
+    from mosaic.cli.main import main
     main(args)
     return 0
 
@@ -59,7 +59,7 @@ def _runs(args: list[str]) -> int:
         print(f"error: --csv and --requests both name {a.csv}; the second table would replace the first: "
               "name two files", file=sys.stderr)
         return 2
-    from mosaic.run.jobs import ERROR_FILE, RUN_FILES, SUMMARY_FILE, RunDirError, check_writable_file, write_error
+    from mosaic.core.rundir import ERROR_FILE, RUN_FILES, SUMMARY_FILE, RunDirError, check_writable_file, write_error
 
     elsewhere = "free space there, or name a file somewhere writable"
 
@@ -168,7 +168,7 @@ def _dispatch(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     sys.argv[0] = f"mosaic {argv[0]}"
-    from mosaic.run.signals import quiet_interrupt, sigterm_as_exit
+    from mosaic.cli.signals import quiet_interrupt, sigterm_as_exit
 
     # Entered before a command's imports: a Ctrl-C or SIGTERM during them is one line, not a traceback.
     with quiet_interrupt(), sigterm_as_exit():

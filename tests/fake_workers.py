@@ -81,7 +81,7 @@ def die_mid_message_or_report(spec: dict[str, Any], queue) -> None:
 def drive(target: str, n_workers: int, pid_dir: str, grace_s: float, timeout_s: float = 600.0) -> None:
     """What experiments/run.py does around the launcher, for tests that signal a whole run."""
     import tests.fake_workers as fakes
-    from mosaic.run.signals import sigterm_as_exit
+    from mosaic.cli.signals import sigterm_as_exit
     from mosaic.backends.vllm.launcher import LocalProcessLauncher
 
     specs = [{"worker": w, "pid_file": f"{pid_dir}/{w}.json"} for w in range(n_workers)]

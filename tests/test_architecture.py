@@ -26,6 +26,7 @@ LAYERS = [
     ("mosaic.schedulers", "mosaic.backends"),      # mosaic.backends: the interface and registries
     ("mosaic.backends.sim", "mosaic.backends.vllm"),
     ("mosaic.run",),
+    ("mosaic.cli",),        # the command line: Hydra entry, checks before Hydra, one job, callbacks
     ("mosaic.analysis", "mosaic.fitting"),
     ("mosaic.__main__",),   # the `mosaic` command: dispatches to run and analysis
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.scheduler.bench import FAMILIES, default_policies, write
 from mosaic.core.arguments import ArgumentParser, repeated, rerun_command
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 from mosaic.schedulers import available
 
 ROOT = Path(__file__).resolve().parents[2]

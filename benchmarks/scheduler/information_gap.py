@@ -41,10 +41,10 @@ from benchmarks.scheduler.table import read_table, same_plan
 from benchmarks.scheduler.dealing import redeal, with_true_hints
 from benchmarks.scheduler import table as bench_table
 from mosaic.core.arguments import ArgumentParser, rerun_command
-from mosaic.run.jobs import RunDirError
+from mosaic.core.rundir import RunDirError
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
-from mosaic.run.jobs import write_text_atomic
+from mosaic.core.rundir import write_text_atomic
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import schedule
 

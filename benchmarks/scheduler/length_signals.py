@@ -20,7 +20,7 @@ from typing import Sequence
 
 from benchmarks.scheduler.dealing import redeal, with_true_hints, without_hints
 from mosaic.core.arguments import ArgumentParser
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 from mosaic.config.schema import SchedulerConfig
 from mosaic.run.builder import build_run, compose
 from mosaic.run.pipeline import plan_stage

@@ -35,9 +35,9 @@ from benchmarks.scheduler import bench as sb
 from benchmarks.scheduler.table import read_table, same_plan
 from benchmarks.scheduler import table as bench_table
 from mosaic.core.arguments import ArgumentParser, rerun_command
-from mosaic.run.jobs import RunDirError
+from mosaic.core.rundir import RunDirError
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import write_text_atomic
+from mosaic.core.rundir import write_text_atomic
 from mosaic.run.pipeline import plan_stage
 from mosaic.schedulers import engine_aware as ea
 

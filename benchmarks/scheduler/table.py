@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchmarks.scheduler import bench as sb
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import out_arg
+from mosaic.core.arguments import out_arg
 
 TABLE = "scheduler_bench.csv"
 

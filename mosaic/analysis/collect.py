@@ -3,7 +3,7 @@ a run table (`python experiments/collect.py [--sweep multirun/paper] [--out resu
 
 Every sweep folder under the sweep root is read; runs are told apart by the `settings` in their
 summary.json (see mosaic/analysis/paper_table.py). Figure data come from seed 0 of the paper's setting.
-A run directory holding error.json (a failed run: mosaic/run/jobs.py), or a job directory without a
+A run directory holding error.json (a failed run: mosaic/core/rundir.py), or a job directory without a
 summary.json (a run that never finished), is skipped, and said so on stderr, one line per run.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from mosaic.analysis import paper_table as report
 from mosaic.analysis.runs import finished_runs, flatten, runs_table
 from mosaic.core.tables import read_csv, write_csv
-from mosaic.run.jobs import one_line, read_run_dir
+from mosaic.core.rundir import one_line, read_run_dir
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
 

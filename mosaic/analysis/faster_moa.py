@@ -20,7 +20,7 @@ from typing import Any
 from mosaic.core.tables import write_csv
 from mosaic.run.app import run
 from mosaic.run.builder import compose
-from mosaic.run.jobs import check_writable_dir, write_atomic, write_text_atomic
+from mosaic.core.rundir import check_writable_dir, write_atomic, write_text_atomic
 
 TREE = ["topology=faster_moa_tree"]
 SETTINGS: tuple[tuple[str, list[str]], ...] = (

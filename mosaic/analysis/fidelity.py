@@ -25,7 +25,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.run.aggregation import decide
 from mosaic.run.builder import Run, build_run, compose
-from mosaic.run.jobs import MAX_VALUE
+from mosaic.core.rundir import MAX_VALUE
 from mosaic.run.pipeline import aggregator_requests
 from mosaic.trace import Trace
 from mosaic.workload.types import Outcome, Request
@@ -242,7 +242,7 @@ def prepare_case(name: str, case: CaseSpec, base: Sequence[str]) -> tuple[Run, l
     (config, lengths, plan) comes out here, before any real engine starts."""
     run = build_run(compose([*base, *case.overrides, f"seed={case.seed}"]))
     if case.graph:
-        from mosaic.run import graph_run
+        from mosaic.run import graph_app as graph_run
 
         if run.config.topology.kind == "flat":
             raise ConfigError("graph: true needs an agent-graph topology in overrides (e.g. topology=tree)")
@@ -292,7 +292,7 @@ def run_case(name: str, run: Run, jobs: list[tuple[StageJob, Trace]], repeats: i
 def _real_run(run: Run, job: StageJob | GraphJob, simulated):
     if isinstance(job, StageJob):
         return same_requests(simulated, run.backend.run(job.plan, job.requests, job.replay))
-    from mosaic.run import graph_run
+    from mosaic.run import graph_app as graph_run
 
     trace, _, _ = graph_run.execute(run)
     got = {r.request_id for r in trace.requests}

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mosaic.analysis.plots import all_figures, session_rows, timeline  # noqa: E402
 from mosaic.run.app import run  # noqa: E402
 from mosaic.run.builder import compose  # noqa: E402
-from mosaic.run.jobs import read_run_dir  # noqa: E402
+from mosaic.core.rundir import read_run_dir  # noqa: E402
 from mosaic.run.timeline import run_title  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mosaic.run.jobs import read_run_dir
+from mosaic.core.rundir import read_run_dir
 
 METRICS = {"handoff_s": "hand-off (s)", "ttft_s": "TTFT (s)", "decode_ms_per_token": "decode ms/token",
            "duration_s": "duration (s)", "cached_tokens": "cached prompt tokens"}

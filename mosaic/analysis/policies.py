@@ -12,7 +12,7 @@ from typing import Sequence
 from mosaic.core.tables import write_csv
 from mosaic.run.app import run
 from mosaic.run.builder import compose
-from mosaic.run.jobs import check_writable_dir, write_atomic, write_text_atomic
+from mosaic.core.rundir import check_writable_dir, write_atomic, write_text_atomic
 
 PRESETS = ("synth_mmlu_pro", "synth_medmcqa", "synth_gpqa")
 POLICIES = ("ilp", "round_robin", "fifo", "least_loaded", "data_parallel")

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from mosaic.core import serde
-from mosaic.run.jobs import ERROR_FILE, SUMMARY_FILE, one_line, read_failure, read_run_dir, summary_problem
+from mosaic.core.rundir import ERROR_FILE, SUMMARY_FILE, one_line, read_failure, read_run_dir, summary_problem
 
 # Nested summary parts that are not per-run scalars (lists, the whole config): left out of the table.
 _LEFT_OUT = ("workers", "provenance", "expert_requests_per_model", "data_report")
@@ -177,7 +177,7 @@ _TEXT_COLUMNS = ("request_id", "query_id", "model", "stage", "answer", "error", 
 
 def _trace(run_dir: Path) -> pd.DataFrame:
     """A run's trace.csv, typed; ValueError, one line naming the file (and the line and column),
-    where it is missing or was changed since its run wrote it (mosaic/run/jobs.py read_run_dir, the
+    where it is missing or was changed since its run wrote it (mosaic/core/rundir.py read_run_dir, the
     check every reader of a run's tables makes)."""
     path = run_dir / "trace.csv"
     if not path.is_file():

@@ -18,7 +18,7 @@ from typing import Sequence
 from mosaic.core.tables import write_csv
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.run.builder import build_run, compose
-from mosaic.run.jobs import write_text_atomic
+from mosaic.core.rundir import write_text_atomic
 
 # A model whose mean answer is this long is a reasoning model (the pool's are ~3000 vs ~200-500).
 REASONING_MIN_MEAN_TOKENS = 1000

@@ -2,7 +2,7 @@
 
 Before any job starts, every workload the sweeps use is built once, so a missing or unreadable
 question or trace file stops the run at once with the path and the config field to set. A job that
-fails records error.json in its directory and the others go on (see mosaic/run/jobs.py); what succeeded
+fails records error.json in its directory and the others go on (see mosaic/core/rundir.py); what succeeded
 is still collected, then the failed jobs are listed with their overrides and errors, and the exit
 status is 1. Progress: the joblib launcher prints each batch of finished jobs.
 
@@ -32,8 +32,8 @@ from mosaic.config.schema import register_configs
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.hydra_args import expand_sweep
-from mosaic.run.jobs import find_failures, format_failures, one_line, run_folders
+from mosaic.cli.hydra_args import expand_sweep
+from mosaic.core.rundir import find_failures, format_failures, one_line, run_folders
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: experiments/, mosaic/conf/, multirun/
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,3 +39,14 @@ def rerun_command(script: str, argv: list[str], drop: str = "--out") -> str:
         elif not a.startswith(drop + "="):
             kept.append(shlex.quote(a))
     return " ".join([f"python {script}", *kept])
+
+
+def out_arg(parser, path: "Path", file: bool = False) -> "Path":
+    """A script's --out checked before its work (check_writable_dir, or check_writable_file with
+    file=True); an unusable one ends the script through parser.error: one line, exit 2."""
+    from mosaic.core.rundir import RunDirError, check_writable_dir, check_writable_file
+
+    try:
+        return (check_writable_file if file else check_writable_dir)(path, "--out")
+    except RunDirError as e:
+        parser.error(str(e))

@@ -1,4 +1,4 @@
-"""Ctrl-C remembered: a flag the run's SIGINT handler sets (mosaic/run/signals.py installs it), so
+"""Ctrl-C remembered: a flag the run's SIGINT handler sets (mosaic/cli/signals.py installs it), so
 that code at any layer (the vLLM launcher's wait, a run's steps) can tell that Ctrl-C came even
 where its KeyboardInterrupt was lost on the way."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import signal
 from contextlib import contextmanager
 from typing import Iterator
 
-# Set by on_sigint (the handler mosaic.run.signals.quiet_interrupt installs) and never cleared: a
+# Set by on_sigint (the handler mosaic.cli.signals.quiet_interrupt installs) and never cleared: a
 # KeyboardInterrupt can be lost on its way up (a library's bare `except:`, as pyomo has dozens, or a
 # `finally` that raises something else, as Hydra's config reader can), while the flag is not.
 _interrupted = False
@@ -64,7 +64,7 @@ def _sigint_before_run(signum, frame):  # noqa: ARG001
 def install_early() -> bool:
     """For an entry point's first lines: until quiet_interrupt takes over, Ctrl-C ends the process at
     once, killed by SIGINT with one line, instead of a traceback from whichever import it hit (the
-    imports of mosaic.run.signals itself take ~10 ms). Only where SIGINT has Python's default
+    imports of mosaic.cli.signals itself take ~10 ms). Only where SIGINT has Python's default
     handler: an ignored SIGINT (a job started with `&`) stays ignored. Returns whether it was
     installed (for uninstall_early)."""
     try:

@@ -39,7 +39,7 @@ from mosaic.core.progress import bar
 from mosaic.profiles import load_profiles, parse_profiles
 from mosaic.profiles.loader import BUNDLED_DIR as PROFILES_DIR
 from mosaic.fitting.options import device_option, grid_option, int_option, models_option
-from mosaic.run.jobs import RunDirError, check_writable_file
+from mosaic.core.rundir import RunDirError, check_writable_file
 from mosaic.backends.vllm.backend import device_env, prompt_ids, tp_env
 from mosaic.backends.vllm.models import ModelRegistry
 

@@ -14,7 +14,7 @@ from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
 from mosaic.run.builder import build_run
-from mosaic.run.jobs import OUTPUT_FILES, SUMMARY_FILE, write_atomic
+from mosaic.core.rundir import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied as scheduler_not_applied
@@ -83,7 +83,7 @@ class RunOutput:
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
     if r.config.topology.kind != "flat":
-        from mosaic.run import graph_run as graphs
+        from mosaic.run import graph_app as graphs
 
         trace, placement, shape = graphs.execute(r)
         s = graphs.summary(r, trace, placement)
@@ -146,12 +146,12 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
 
 
 def write_outputs(out: RunOutput, directory: Path) -> None:
-    """Write the run's files into `directory`, each atomically (mosaic/run/jobs.py: write_atomic)
+    """Write the run's files into `directory`, each atomically (mosaic/core/rundir.py: write_atomic)
     and summary.json last: an error or a signal part-way leaves no summary.json, so a directory
     with one holds a finished run."""
     directory.mkdir(parents=True, exist_ok=True)
     if out.graph is not None:
-        from mosaic.run import graph_run as graphs
+        from mosaic.run import graph_app as graphs
 
         files, session_rows = graphs.output_files(*out.graph, out.summary)
     else:
@@ -191,7 +191,7 @@ def _json(f: IO[str], obj: Any, indent: int) -> None:
 
 def format_table(s: dict[str, Any]) -> str:
     if (s.get("topology") or {}).get("kind", "flat") != "flat":
-        from mosaic.run.graph_run import format_table as graph_table
+        from mosaic.run.graph_app import format_table as graph_table
         return graph_table(s)
     rows = [("scheduler", s["scheduler"]), ("workload", f"{s['workload']} (seed {s['seed']})"),
             ("queries / expert requests", f"{s['n_queries']} / {s['n_expert_requests']}"),

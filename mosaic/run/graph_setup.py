@@ -1,7 +1,7 @@
 """An agent-graph run's shape and placement, made and checked when the run is built
 (mosaic/run/builder.py build_run), so that what they refuse (a model the profiles lack, one that
 fits no worker, a scheduler that leaves a model without a worker) stops the run, and a sweep's
-up-front check of its jobs, before any work. The run itself: mosaic/run/graph_run.py."""
+up-front check of its jobs, before any work. The run itself: mosaic/run/graph_app.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from mosaic.core.arguments import ArgumentParser
 from mosaic.graphs.trace import GRAPH_STAGE, SERVED
-from mosaic.run.jobs import folders_done, read_run_dir, write_error, write_text_atomic
+from mosaic.core.rundir import folders_done, read_run_dir, write_error, write_text_atomic
 
 PERFETTO_FILE = "trace.perfetto.json"
 _US = 1e6
@@ -72,7 +72,7 @@ def from_run_dir(directory: Path) -> dict[str, Any]:
     summary, tables = read_run_dir(directory, ("trace.csv", "sessions.csv"))
     if (summary.get("topology") or {}).get("kind", "flat") != "flat":
         # An agent-graph run: one stage in absolute times; its served requests are drawn, as the
-        # run drew them (mosaic/run/graph_run.py output_files).
+        # run drew them (mosaic/run/graph_app.py output_files).
         served = [dict(x, stage=GRAPH_STAGE) for x in tables["trace.csv"] if x.get("status") == SERVED]
         return document(served, tables["sessions.csv"], 0.0)
     return document(tables["trace.csv"], tables["sessions.csv"], float(summary.get("expert_stage_s") or 0.0))

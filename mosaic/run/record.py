@@ -26,7 +26,7 @@ from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan, Session, WorkerPlan
 from mosaic.profiles import load_profiles
-from mosaic.run.jobs import check_creatable_dir, check_writable_dir, write_text_atomic
+from mosaic.core.rundir import check_creatable_dir, check_writable_dir, write_text_atomic
 from mosaic.workload.prompts import expert_prompt
 from mosaic.workload.sources.question_files import load_questions, n_options
 from mosaic.workload.tokens import estimate_tokens

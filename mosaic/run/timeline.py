@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mosaic.core.arguments import ArgumentParser
-from mosaic.run.jobs import folders_done, read_run_dir, write_atomic, write_error
+from mosaic.core.rundir import folders_done, read_run_dir, write_atomic, write_error
 
 TIMELINE_FILE = "timeline.png"
 

@@ -8,8 +8,8 @@ import pytest
 from mosaic.analysis.collect import collect
 from mosaic.analysis.runs import finished_runs
 from mosaic.run.builder import compose
-from mosaic.run.cli import run_job
-from mosaic.run.jobs import record_failure
+from mosaic.cli.job import run_job
+from mosaic.core.rundir import record_failure
 
 TINY = ["workload=synth_gpqa", "workload.n_queries=40", "seed=0"]
 

@@ -87,7 +87,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 def test_failed_job_is_reported_and_the_others_are_collected(tmp_path):
     # A job that fails while it runs (every request of the fake engine fails: exit 1), where each
     # job's settings and built run are sound, so the sweep starts; the sim job beside it runs.
-    from tests.run.test_run_cli import fake_vllm_env
+    from tests.cli.test_run_cli import fake_vllm_env
 
     sweep, results = tmp_path / "sweep", tmp_path / "results"
     p = cli("--out", str(results), "--sweep-root", str(sweep), "--sweeps", "main", "workload=smoke",

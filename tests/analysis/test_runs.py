@@ -11,7 +11,7 @@ import pytest
 from mosaic.analysis import load_requests, load_runs
 from mosaic.analysis.runs import write_table
 from mosaic.run.builder import compose
-from mosaic.run.cli import run_job
+from mosaic.cli.job import run_job
 
 
 def job(directory, *overrides):
@@ -118,7 +118,7 @@ def test_not_a_summary_is_skipped_and_bad_output_paths_are_refused(two_runs, tmp
 def test_a_summary_with_nan_or_cut_short_is_refused_naming_the_file(two_runs, tmp_path):
     import shutil
 
-    from mosaic.run.jobs import read_run_dir
+    from mosaic.core.rundir import read_run_dir
 
     src = sorted(p.parent for p in two_runs.rglob("summary.json"))[0]
     nan, cut = tmp_path / "sweep" / "nan", tmp_path / "cut"
@@ -232,7 +232,7 @@ def test_a_missing_or_damaged_trace_is_one_line_naming_the_file(two_runs, tmp_pa
 def test_an_agent_graphs_requests_are_checked_and_typed_as_every_reader_checks_them(tmp_path):
     """`mosaic runs --requests` checked a graph run's trace.csv by rules of its own: the graph's
     columns (layer, status, release_s, cached_tokens) not at all. Now the one check of
-    mosaic/run/jobs.py, as the timeline and the Perfetto export make it."""
+    mosaic/core/rundir.py, as the timeline and the Perfetto export make it."""
     overrides = ["workload=synth_small", "workload.n_queries=2", "topology=tree", "topology.agents=[Qwen,Gemma,LlamaR1]",
                  "topology.early_exit=agreement"]
     assert job(tmp_path / "g", *overrides) == 0

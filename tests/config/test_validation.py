@@ -10,7 +10,7 @@ from mosaic.config.schema import AggregationConfig, ClusterConfig, MosaicConfig,
 from mosaic.run.app import run
 from mosaic.core.errors import ConfigError
 from mosaic.run.builder import typed
-from mosaic.run.cli import run_job
+from mosaic.cli.job import run_job
 from tests.helpers import config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,7 +38,7 @@ def test_an_ignored_sigint_stays_ignored():
 def test_the_runs_handler_takes_over_from_the_early_one_and_gives_it_back(early):
     code = ("import signal\n"
             "from mosaic.core import interrupts\n"
-            "from mosaic.run.signals import quiet_interrupt\n"
+            "from mosaic.cli.signals import quiet_interrupt\n"
             + ("interrupts.install_early()\n" if early else "")
             + "before = signal.getsignal(signal.SIGINT)\n"
               "with quiet_interrupt():\n"

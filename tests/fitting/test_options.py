@@ -13,7 +13,7 @@ from mosaic.fitting.options import grid_option
 from mosaic.fitting.real_engine import TP_DEFAULTS, measure_tp
 from mosaic.profiles.loader import BUNDLED_DIR
 from mosaic.run.builder import CONF_DIR
-from mosaic.run.cli import check_tool_args
+from mosaic.cli.precheck import check_tool_args
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -233,7 +233,7 @@ def _script(name, *args, **env):
     import subprocess
     import sys
 
-    from tests.run.test_run_cli import fake_vllm_env
+    from tests.cli.test_run_cli import fake_vllm_env
     root = Path(__file__).resolve().parents[2]
     return subprocess.run([sys.executable, str(root / "experiments" / name), *args], capture_output=True, text=True,
                           cwd=root, timeout=300, env=fake_vllm_env(**env))

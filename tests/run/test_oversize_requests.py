@@ -15,7 +15,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
 from mosaic.profiles import parse_profiles
 from mosaic.run.app import run
-from mosaic.run.cli import run_job
+from mosaic.cli.job import run_job
 from mosaic.run.pipeline import run_pipeline
 from mosaic.workload.types import Outcome, Query, Workload, aggregator_request_id, expert_request_id
 from tests.helpers import config

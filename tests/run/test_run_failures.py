@@ -11,16 +11,17 @@ import pytest
 from mosaic.run import app, builder, pipeline
 from mosaic.run.app import RunOutput
 from mosaic.run.builder import CONF_DIR, compose
-from mosaic.run.cli import hydra_prepared, run_job
-from mosaic.run.jobs import LOCK_FILE, OUTPUT_FILES, RUN_FILES, claim_run_dir, find_failures
+from mosaic.cli.job import run_job
+from mosaic.cli.precheck import hydra_prepared
+from mosaic.core.rundir import LOCK_FILE, OUTPUT_FILES, RUN_FILES, claim_run_dir, find_failures
 from tests.helpers import entry_module
-from mosaic.run.signals import Terminated
+from mosaic.cli.signals import Terminated
 
 SMALL = ("workload=synth_small", "workload.n_queries=40")
 
 
 def job(directory, *overrides, multirun=False):
-    """The CLI's job in this process (as tests/run/test_run_cli.py); returns the exit code."""
+    """The CLI's job in this process (as tests/cli/test_run_cli.py); returns the exit code."""
     return run_job(compose([*SMALL, *overrides]), directory, [*SMALL, *overrides], multirun)
 
 
@@ -233,7 +234,7 @@ def test_a_good_command_line_is_pinned_to_the_directory_it_claims(tmp_path, monk
         os.close(fd)
     assert not (directory / LOCK_FILE).exists()
     assert prepared("--hydra-help") == ["--hydra-help"]   # left to Hydra
-    with pytest.raises(SystemExit) as e:          # the app's help: printed here (mosaic/run/help.py)
+    with pytest.raises(SystemExit) as e:          # the app's help: printed here (mosaic/cli/help.py)
         prepared("--help")
     assert e.value.code == 0 and "== Configuration groups ==" in capsys.readouterr().out
     (tmp_path / "f").write_text("")
@@ -249,7 +250,7 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
     import runpy
 
     from mosaic.analysis import policies
-    from mosaic.run.jobs import RunDirError
+    from mosaic.core.rundir import RunDirError
 
     monkeypatch.setattr(policies, "compare", boom)           # no run may start
     (tmp_path / "f").write_text("")

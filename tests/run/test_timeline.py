@@ -124,7 +124,7 @@ def test_a_failed_pdf_is_named_as_the_pdf(run_dir, tmp_path, capsys):
 
 def test_a_library_error_over_a_full_disk_names_the_disk(tmp_path):
     # matplotlib's PDF writer, failing to close its stream after ENOSPC, raises AttributeError.
-    from mosaic.run.jobs import write_error
+    from mosaic.core.rundir import write_error
 
     try:
         try:

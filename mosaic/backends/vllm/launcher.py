@@ -3,7 +3,7 @@ of several nodes only has to implement `run` with the same contract.
 
 Every worker runs in a process group of its own (see procgroup.py), and `run` ends every group it
 started before it returns or raises: after a normal finish, a timeout, a dead worker, Ctrl-C, or
-SIGTERM once `mosaic.run.signals.sigterm_as_exit` has turned it into an exception.
+SIGTERM once `mosaic.cli.signals.sigterm_as_exit` has turned it into an exception.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ then means signalling its whole group: SIGTERM, a grace period for engines to sh
 then SIGKILL for whatever is left. Three paths lead there:
 
 - the launcher, when a run ends, times out, is interrupted (Ctrl-C, or SIGTERM turned into an
-  exception by `mosaic.run.signals.sigterm_as_exit`, as experiments/run.py does) or notices a dead worker;
+  exception by `mosaic.cli.signals.sigterm_as_exit`, as experiments/run.py does) or notices a dead worker;
 - the worker itself, when its parent dies without cleaning up (even by SIGKILL): the kernel sends it
   SIGTERM (PR_SET_PDEATHSIG) and its handler ends its group;
 - the worker's own SIGTERM handler, whoever sends the signal.
@@ -39,7 +39,7 @@ def spawn_context():
 
     if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
         mp.set_start_method("spawn", force=True)
-    # A run that ends by Ctrl-C is killed by SIGINT (mosaic/run/signals.py), without finalizers: the
+    # A run that ends by Ctrl-C is killed by SIGINT (mosaic/cli/signals.py), without finalizers: the
     # resource tracker (started with this process's -W options) then frees the queues' semaphores,
     # its job, but also warned about them on the run's stderr, after the run's one line.
     quiet = "ignore:resource_tracker:UserWarning"

@@ -82,7 +82,7 @@ class RayLauncher:
         if ray.is_initialized():
             return lambda: None
         # ray.init puts its own SIGTERM handler in (sys.exit(15): exit 15, no error.json, Ray's
-        # crash dump on stderr); the run's own (mosaic/run/signals.py: 143, one line) goes back.
+        # crash dump on stderr); the run's own (mosaic/cli/signals.py: 143, one line) goes back.
         try:
             handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         except ValueError:   # not the main thread

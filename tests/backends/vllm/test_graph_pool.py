@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.run.test_run_cli import fake_vllm_env  # noqa: E402
+from tests.cli.test_run_cli import fake_vllm_env  # noqa: E402
 
 GRAPH = ("workload=smoke", "workload.n_queries=8", "topology=dense", "topology.layers=[3,2]",
          "topology.agents=[Qwen]", "topology.aggregator=Exaone", "cluster=cpu2", "topology.early_exit=agreement",

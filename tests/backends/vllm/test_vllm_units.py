@@ -115,7 +115,7 @@ def test_hub_models_must_be_cached_or_fetchable(tmp_path, monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    from tests.run.test_run_cli import hub_cache
+    from tests.cli.test_run_cli import hub_cache
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "hub", ["org/cached"])))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

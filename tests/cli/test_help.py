@@ -1,4 +1,4 @@
-"""`mosaic run --help` rendered by mosaic/run/help.py is Hydra's own help text, without Hydra's cost."""
+"""`mosaic run --help` rendered by mosaic/cli/help.py is Hydra's own help text, without Hydra's cost."""
 import subprocess
 import sys
 from pathlib import Path
@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mosaic.run.help import config_groups, render
-from mosaic.run.main import main
+from mosaic.cli.help import config_groups, render
+from mosaic.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def help_text(capsys, monkeypatch, args, hydra: bool) -> str:
-    if hydra:   # Hydra answers (its app_help), as before mosaic/run/help.py; in a process of its own,
+    if hydra:   # Hydra answers (its app_help), as before mosaic/cli/help.py; in a process of its own,
         # since Hydra's help configures logging onto the stdout pytest captures
-        code = ("import sys\nfrom mosaic.run import cli\nfrom mosaic.run.main import main\n"
-                f"cli._app_help = lambda *a: None\nsys.argv = ['run']\nmain({args!r})")
+        code = ("import sys\nfrom mosaic.cli import precheck\nfrom mosaic.cli.main import main\n"
+                f"precheck._app_help = lambda *a: None\nsys.argv = ['run']\nmain({args!r})")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, r.stderr[-2000:]
         return r.stdout

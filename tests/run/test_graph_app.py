@@ -7,7 +7,7 @@ import pytest
 
 from mosaic.run.app import run
 from mosaic.run.builder import compose
-from mosaic.run.cli import run_job
+from mosaic.cli.job import run_job
 from mosaic.core.errors import ConfigError
 
 SMALL = ["workload=synth_small", "workload.n_queries=12"]
@@ -143,7 +143,7 @@ def test_a_kv_cache_too_small_for_one_context_is_refused_as_in_the_flat_pipeline
 
 def test_a_scheduled_placements_ilp_fallback_is_recorded_and_printed():
     """The placement's solver report was dropped: a fallback plan ran unsaid."""
-    from mosaic.run.graph_run import format_table
+    from mosaic.run.graph_app import format_table
 
     out = run(compose(["workload=smoke", "cluster=cpu2", "cluster.n_workers=6", "topology=tree",
                        "topology.placement=scheduler", "scheduler=ilp", "scheduler.time_limit_s=0.001"]))

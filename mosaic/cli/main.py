@@ -1,9 +1,9 @@
 """The `run` app: one MoA workload end to end (`mosaic run ...`, `mosaic sweep ...`,
 `python experiments/run.py ...`), Hydra over mosaic/conf.
 
-Before Hydra runs, the command line is checked (cli.hydra_prepared): Hydra's own config errors are
-one line and exit status 2, and the run directory is claimed so that no second run writes into it.
-Outputs and exit codes: mosaic/run/cli.py (and the README). Only the command line's own modules are
+Before Hydra runs, the command line is checked (precheck.hydra_prepared): Hydra's own config errors
+are one line and exit status 2, and the run directory is claimed so that no second run writes into
+it. One job: job.run_job. Exit codes: docs/configuration.md. Only the command line's own modules are
 imported here; the run's (solver, SciPy, backends) load when a job starts, so `--help` is quick and
 a launcher's worker processes start light.
 """
@@ -20,8 +20,9 @@ from omegaconf import DictConfig
 
 from mosaic.config import CONF_DIR
 from mosaic.config.schema import register_configs
-from mosaic.run.cli import hydra_prepared, run_job
-from mosaic.run.signals import quiet_interrupt, sigterm_as_exit
+from mosaic.cli.job import run_job
+from mosaic.cli.precheck import hydra_prepared
+from mosaic.cli.signals import quiet_interrupt, sigterm_as_exit
 
 JOB_NAME = "run"   # Hydra's job name: run.log, and the name the pre-check composes under
 

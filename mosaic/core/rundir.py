@@ -28,9 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
-
 from mosaic.core.errors import ConfigError
 
 ERROR_FILE = "error.json"
@@ -348,15 +345,6 @@ def check_writable_file(path: Path, what: str = "output file") -> Path:
     return path
 
 
-def out_arg(parser, path: Path, file: bool = False) -> Path:
-    """A script's --out checked before its work (check_writable_dir, or check_writable_file with
-    file=True); an unusable one ends the script through parser.error: one line, exit 2."""
-    try:
-        return (check_writable_file if file else check_writable_dir)(path, "--out")
-    except RunDirError as e:
-        parser.error(str(e))
-
-
 def _lock_owner(path: Path) -> str:
     try:
         pid = path.read_text().strip()
@@ -516,17 +504,3 @@ def format_failures(failures: Sequence[dict[str, Any]]) -> str:
         lines.append(f"  {' '.join(f.get('overrides') or []) or '(no overrides)'}\n    {f.get('error')}{stage}\n"
                      f"    in {f['dir']}")
     return "\n".join(lines)
-
-
-class ReportFailedJobs(Callback):
-    """Hydra callback (mosaic/conf/config.yaml: hydra.callbacks): after a multirun, list the jobs that
-    recorded a failure and exit with status 1, so `run.py -m` does not report success."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.start = time.time() - 1.0  # file times have coarse resolution on some filesystems
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        failures = find_failures(Path(config.hydra.sweep.dir), getattr(self, "start", None))
-        if failures:
-            print(format_failures(failures), flush=True)
-            raise SystemExit(1)

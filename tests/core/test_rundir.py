@@ -1,4 +1,4 @@
-"""mosaic/run/jobs.py: failure records, finding them in a sweep, SIGTERM as an exception."""
+"""mosaic/core/rundir.py: failure records, finding them in a sweep, SIGTERM as an exception."""
 import json
 import os
 import signal
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.run.jobs import (RUN_FILES, RunDirError, check_creatable_dir, check_writable_dir, claim_run_dir, clear_failure, failure_stage,
+from mosaic.core.rundir import (RUN_FILES, RunDirError, check_creatable_dir, check_writable_dir, claim_run_dir, clear_failure, failure_stage,
                              find_failures, format_failures, record_failure, write_atomic)
-from mosaic.run.signals import Terminated, sigterm_as_exit
+from mosaic.cli.signals import Terminated, sigterm_as_exit
 
 
 def test_config_error_record_has_no_traceback_and_others_keep_theirs(tmp_path):
@@ -116,7 +116,7 @@ def test_failure_stage_from_the_traceback():
 
 @pytest.mark.parametrize("reported", [False, True])
 def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(reported):
-    code = ("from mosaic.run.signals import InterruptReported, quiet_interrupt\n"
+    code = ("from mosaic.cli.signals import InterruptReported, quiet_interrupt\n"
             "with quiet_interrupt():\n"
             f"    raise {'InterruptReported' if reported else 'KeyboardInterrupt'}\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -128,7 +128,7 @@ def test_ctrl_c_ends_the_process_by_sigint_with_one_line_and_no_traceback(report
 _LOST_CTRL_C = """
 import os, signal, time
 from mosaic.core.interrupts import raise_if_interrupted
-from mosaic.run.signals import quiet_interrupt
+from mosaic.cli.signals import quiet_interrupt
 with quiet_interrupt():
     try:
         os.kill(os.getpid(), signal.SIGINT)
@@ -183,7 +183,7 @@ runpy.run_module("experiments.run", run_name="__main__")
                                                          ("Ctrl-C (SIGINT)", "KeyboardInterrupt", -signal.SIGINT)])
 def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, signal_name, raise_it, code):
     # As if the signal came while Hydra was still setting the job up (after the run directory was claimed).
-    script = ("import mosaic.run.main as m\nfrom mosaic.run.signals import Terminated\n"
+    script = ("import mosaic.cli.main as m\nfrom mosaic.cli.signals import Terminated\n"
               f"def early():\n    raise {raise_it}\n"
               f"m._job = early\nm.main(['workload=smoke', 'hydra.run.dir={tmp_path / 'out'}'])\n")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -314,7 +314,7 @@ def test_an_intact_run_folder_reads_back_including_cancelled_graph_requests(fini
     """A graph run's cancelled requests have no times: the reader lets them pass (they are not drawn)."""
     import shutil
 
-    from mosaic.run.jobs import read_run_dir
+    from mosaic.core.rundir import read_run_dir
 
     for kind, d in finished.items():
         summary, tables = read_run_dir(d, ("trace.csv", "sessions.csv"))

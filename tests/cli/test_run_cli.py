@@ -14,7 +14,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from mosaic.run.builder import compose
-from mosaic.run.cli import run_job
+from mosaic.cli.job import run_job
 from mosaic.backends.vllm.procgroup import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_runs_without_shared_data_from_another_directory(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [
         "error: cluster.n_workers must be an integer >= 1 (got 0); set it to the number of GPU workers"]
-    # Hydra's own config error (checked before Hydra runs: mosaic/run/cli.py, hydra_prepared).
+    # Hydra's own config error (checked before Hydra runs: mosaic/cli/precheck.py, hydra_prepared).
     p = cli("scheduler=nope", f"hydra.run.dir={tmp_path / 'nope'}", cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [

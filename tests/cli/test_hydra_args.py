@@ -1,11 +1,11 @@
-"""mosaic/run/hydra_args.py reads Hydra's command line with its public API: it must agree with
+"""mosaic/cli/hydra_args.py reads Hydra's command line with its public API: it must agree with
 Hydra's own (private) parser and basic sweeper, which this test alone imports to compare."""
 import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from mosaic.run.hydra_args import args_parser, expand_sweep
+from mosaic.cli.hydra_args import args_parser, expand_sweep
 
 
 @pytest.mark.parametrize("line", [

@@ -5,7 +5,7 @@ Hydra's own help lists every config group's options through its config loader, w
 the whole config repository for each group and option kind (~85 copies here, 0.5-2 s depending on
 the host) and does so even for template variables the template does not use. The options here are
 the .yaml files of the config directories the command line searches, which is what Hydra lists for
-this app: no structured config is registered into a group (tests/run/test_help.py compares the two).
+this app: no structured config is registered into a group (tests/cli/test_help.py compares the two).
 Templates that use Hydra's other variables ($FLAGS_HELP, $HYDRA_CONFIG_GROUPS) go to Hydra.
 """
 from __future__ import annotations
