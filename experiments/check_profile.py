@@ -6,7 +6,7 @@
 
 Exit 0: the profile matches (every model within `tolerance`); 1: it does not (re-profile, the
 command is printed); 2: a bad setting. Options: mosaic/conf/check_profile.yaml. Method:
-mosaic/fitting/profile_check.py.
+mosaic/fidelity/profile_check.py.
 """
 import json
 import sys
@@ -19,7 +19,7 @@ from mosaic.core.errors import ConfigError
 from mosaic.run.builder import CONF_DIR
 from mosaic.cli.precheck import check_tool_args, drop_refused_tool_dir
 from mosaic.core.rundir import RunDirError, check_writable_file
-from mosaic.fitting.profile_check import check_profile, report
+from mosaic.fidelity.profile_check import check_profile, report
 
 
 @hydra.main(version_base="1.3", config_path="../mosaic/conf", config_name="check_profile")

@@ -7,18 +7,18 @@
     python experiments/fidelity.py --resimulate results/fidelity.json   # the simulated side only, against stored real runs
 
 Before any case it checks that the profile still describes this machine (a few of the profiler's
-own batches re-measured: mosaic/fitting/profile_check.py) and stops if not, naming the re-profile
+own batches re-measured: mosaic/fidelity/profile_check.py) and stops if not, naming the re-profile
 command; the check's result heads the table.
 
 Writes results/fidelity.md and fidelity.json (with --case: fidelity-CASE.md/.json, the suite's table
 is left as it is). --resimulate re-runs only the simulated side, with this checkout's profile and
 simulator, against the real runs an earlier suite stored (fidelity.resim.md/.json; no engine starts).
-Method: mosaic/analysis/fidelity.py.
+Method: mosaic/fidelity/suite.py.
 """
 import sys
 from pathlib import Path
 
-from mosaic.analysis.fidelity import OUT, SUITE, resimulate, write
+from mosaic.fidelity.suite import OUT, SUITE, resimulate, write
 from mosaic.core.arguments import ArgumentParser
 from mosaic.core.errors import ConfigError
 from mosaic.core.arguments import out_arg

@@ -3,7 +3,7 @@
     python experiments/fit_difficulty.py [--data ../shared/data] [--profiles mosaic/profiles/data/paper_a100.yaml]
 
 Writes the `datasets` section of the profile file and results/difficulty_fit.md. Run after
-experiments/fit_profiles.py, which rewrites the profile file from scratch. About 30 s on 2 cores (12 s measured on 29 Nov).
+experiments/fit_profiles.py, which rewrites the profile file from scratch. About 30 s on 2 cores.
 Method: mosaic/fitting/difficulty.py (fit_datasets).
 """
 import sys

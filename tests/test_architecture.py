@@ -27,7 +27,7 @@ LAYERS = [
     ("mosaic.backends.sim", "mosaic.backends.vllm"),
     ("mosaic.run",),
     ("mosaic.cli",),        # the command line: Hydra entry, checks before Hydra, one job, callbacks
-    ("mosaic.analysis", "mosaic.fitting"),
+    ("mosaic.analysis", "mosaic.fitting", "mosaic.fidelity"),
     ("mosaic.__main__",),   # the `mosaic` command: dispatches to run and analysis
 ]
 # The backends run plans: they read the hand-off types and the model profiles, nothing that plans

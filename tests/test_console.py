@@ -47,6 +47,7 @@ def code(argv):
         return e.code
 
 
+@pytest.mark.slow
 def test_run_sweep_and_runs_table(tmp_path, capsys):
     assert code(["run", "workload=synth_small", "workload.n_queries=8", f"hydra.run.dir={tmp_path / 'one'}"]) == 0
     assert json.loads((tmp_path / "one" / "summary.json").read_text())["n_queries"] == 8

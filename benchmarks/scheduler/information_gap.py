@@ -41,7 +41,6 @@ from benchmarks.scheduler.table import read_table, same_plan
 from benchmarks.scheduler.dealing import redeal, with_true_hints
 from benchmarks.scheduler import table as bench_table
 from mosaic.core.arguments import ArgumentParser, rerun_command
-from mosaic.core.rundir import RunDirError
 from mosaic.core.errors import ConfigError
 from mosaic.plan import Plan
 from mosaic.core.rundir import write_text_atomic
@@ -197,11 +196,7 @@ def main() -> None:
     args = ap.parse_args()
     bench_table.check_arguments(ap, args)
     command = rerun_command("-m benchmarks.scheduler.information_gap", sys.argv[1:])
-    try:
-        print(write(args.table, args.out, args.seed, args.quick, command=command), end="")
-    except (ConfigError, RunDirError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    bench_table.report(lambda: write(args.table, args.out, args.seed, args.quick, command=command))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ from benchmarks.scheduler import bench as sb
 from benchmarks.scheduler.table import read_table, same_plan
 from benchmarks.scheduler import table as bench_table
 from mosaic.core.arguments import ArgumentParser, rerun_command
-from mosaic.core.rundir import RunDirError
 from mosaic.core.errors import ConfigError
 from mosaic.core.rundir import write_text_atomic
 from mosaic.run.pipeline import plan_stage
@@ -265,12 +264,8 @@ def main() -> None:
         ap.error(f"--redraws must be >= 0 (got {args.redraws})")
     bench_table.check_arguments(ap, args)
     command = rerun_command("-m benchmarks.scheduler.losses", sys.argv[1:])
-    try:
-        print(write(args.table, args.out, args.seed, args.quick, command=command, redraws=args.redraws,
-                    only=args.instances), end="")
-    except (ConfigError, RunDirError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    bench_table.report(lambda: write(args.table, args.out, args.seed, args.quick, command=command,
+                                     redraws=args.redraws, only=args.instances))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 Why: the bound's other terms (benchmarks/scheduler/bench.py `lower_bound`) check each model's
 replicas and the workers' total busy time, but not that whole sessions pack onto N workers of at
-most K models each. Where that binds they are loose: on g01 (4 workers, 12 models, K = 3) every
-worker must hold exactly three models, so the busiest model's worker also serves two others,
-which the total alone spreads over all four workers (bound 310.8 s; the clairvoyant plan runs
-423.8 s; packed, no plan runs under 423.4 s).
+most K models each. Where every worker must hold K models, the busiest model's worker also serves
+K - 1 others, which the total alone spreads over all the workers.
 
 For a candidate makespan C every plan that finishes by C satisfies, with y[m, w] = 1 where model m
 runs on worker w and x[m, w] its time there, loads included:
@@ -25,17 +23,14 @@ relabelled so).
 Before the branch and bound, each solve fixes y to a greedy placement (`greedy_placement`: models
 largest first onto the workers with the most room left, then moves and swaps while a worker is
 over the room) and solves what is left, an LP over the times. Where that LP is feasible a packing
-exists, which the full search could not have disproven, so the answer is the same, found without
-branching: HiGHS took 3-30 s to find such packings at 24-32 models. Where it is not, the full
-search runs as before. And a count of model slots goes first (`slots_short`): a model too big to
-share a worker with any other runs alone there, so K - 1 of the K N slots are lost for each such
-model; where what is left cannot hold every model's replicas, no packing exists. HiGHS rarely
-proves that within its node limit (on g14, 16 workers of K = 2 for 32 models, it proved nothing at
-+1%), since its LP spreads the big model's worker over all of them. Where M = K N the slots are
-exact: each model is one whole session and each worker holds K of them, a partition that
-`groups_short` checks (pairing largest with smallest at K = 2; pigeonhole sums of the largest at any
-K); HiGHS took 21-48 s on each of g09, g13 and g14 proving, or failing to prove, what this decides
-in 0.1 s.
+exists, which the full search could not have disproven: the same answer, found without branching.
+Where it is not, the full search runs. A count of model slots goes first (`slots_short`): a model
+too big to share a worker with any other runs alone there, so K - 1 of the K N slots are lost for
+each such model; where what is left cannot hold every model's replicas, no packing exists (the
+LP relaxation rarely proves that, since it spreads the big model's worker over all of them). Where
+M = K N each model is one whole session and each worker holds K of them, a partition that
+`groups_short` decides (pairing largest with smallest at K = 2; pigeonhole sums of the largest at
+any K).
 """
 from __future__ import annotations
 

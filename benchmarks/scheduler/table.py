@@ -4,13 +4,16 @@ that a plan made again is the one the table simulated."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from benchmarks.scheduler import bench as sb
 from mosaic.core.errors import ConfigError
 from mosaic.core.arguments import out_arg
+from mosaic.core.rundir import RunDirError
 
 TABLE = "scheduler_bench.csv"
 
@@ -21,7 +24,7 @@ def add_arguments(ap: argparse.ArgumentParser, results: Path, out_name: str) -> 
     ap.add_argument("--table", type=Path, default=results / TABLE)
     ap.add_argument("--out", type=Path, default=results / out_name)
     ap.add_argument("--seed", type=int, default=0, help="the benchmark's seed (it makes the instances again)")
-    ap.add_argument("--quick", action="store_true", help="the table was made with bench_scheduler.py --quick")
+    ap.add_argument("--quick", action="store_true", help="the table was made with python -m benchmarks.scheduler --quick")
 
 
 def check_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -33,6 +36,15 @@ def check_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> No
         ap.error(f"--table {args.table}: no such file; make it with python -m benchmarks.scheduler "
                  "(--out DIR writes DIR/scheduler_bench.csv)")
     out_arg(ap, args.out, file=True)
+
+
+def report(write: Callable[[], str]) -> None:
+    """Print what `write` wrote; a refusal (a damaged table, an unusable --out) is one line, exit 2."""
+    try:
+        print(write(), end="")
+    except (ConfigError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def read_table(table_path: Path) -> pd.DataFrame:

@@ -11,7 +11,7 @@ the per-request ratio (second run / first) over the requests both served:
 Then per-query latency p50 / p90 of each run, and the engines' speed in the second run against the
 first: the median per-request ratio of decode ms/token over every layer (a host running its engines
 slower than its profile shows here as > 1 on the real run against the simulated one). Used to split the fidelity suite's graph_dense miss
-(results/README.md); command: experiments/compare_graph_runs.py.
+(results/agent_graphs.md); command: experiments/compare_graph_runs.py.
 """
 from __future__ import annotations
 

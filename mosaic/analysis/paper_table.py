@@ -1,6 +1,6 @@
 """Collect a sweep's run directories into the paper's result table and the data behind the figures.
 
-Definitions (the paper's, DESIGN.md; also in results/README.md):
+Definitions (the paper's, DESIGN.md; also in results/paper_comparison.md):
 - Baseline = round_robin experts (first-seen order) + the aggregator on every question (aggregation
   `always`). MOSAIC = ilp experts (K = 2) + the tau gate. The aggregator is one tensor-parallel
   engine in both arms, so the aggregator-stage speedup is the gate's alone. Speedup = baseline time
@@ -289,7 +289,7 @@ def render_markdown(rows: list[dict[str, Any]], command: str, backends: Sequence
     source = "simulated" if kinds == ["sim"] else f"measured on {kinds[0]}" if len(kinds) == 1 else \
         f"from backends {', '.join(kinds)}"
     out = [f"# MOSAIC vs round-robin: {source} (mean ± std over seeds) | paper", "",
-           f"Regenerate: `{command}`. Definitions: results/README.md. ✓ / ✗: within 15% of the paper's value "
+           f"Regenerate: `{command}`. Definitions: results/paper_comparison.md. ✓ / ✗: within 15% of the paper's value "
            f"(speedups, skip rates: relative; accuracy changes: within {ACC_TOLERANCE_PP:g} pp absolute). "
            "Speedups at tau=1 have no paper value.", ""]
     for v in variants:
@@ -547,7 +547,7 @@ def render_artefacts(tables: dict[str, list[dict[str, Any]]], command: str) -> s
 
 
 def stage_diagnostics(runs: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
-    """The numbers results/README.md explains the misses with, per (variant, workload) at one seed:
+    """The numbers results/paper_comparison.md explains the misses with, per (variant, workload) at one seed:
     the aggregator stage always vs gated (requests, tokens, wall, tok/s) and each arm's slowest
     expert-stage GPU (its models, prompts, output tokens, wall)."""
     rows = []

@@ -1,7 +1,7 @@
 """Any sweep's runs as one pandas DataFrame: one row per finished run, a column per override.
 
     from mosaic.analysis import load_runs
-    df = load_runs("multirun/2026-11-23/12-00-00")     # or a single run's folder
+    df = load_runs("multirun/DATE/TIME")     # or a single run's folder
     df.groupby("scheduler.name")["end_to_end_s"].mean()
 
 Columns: `run_dir`; one column per override (`cluster.n_workers`, `scheduler`, ... as typed on the

@@ -19,7 +19,7 @@ How T_m splits over replicas (`shard_cost`):
 * "affine": it costs f_m + (T_m - f_m) x / N_m, the chord of the predictor's own T_m(x) between the
   smallest share the cluster allows (N_m / workers) and N_m. A session's longest request decodes
   alone at the end whatever the share, so T_m(x) is concave and a proportional split of a long-tailed
-  reasoning model's T_m over-promises what replication gains (results/README.md: GPQA's ILP plan is
+  reasoning model's T_m over-promises what replication gains (results/paper_comparison.md: GPQA's ILP plan is
   predicted at half its simulated wall). Not the paper's formulation: an option, and a variant.
 """
 from __future__ import annotations

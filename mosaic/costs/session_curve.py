@@ -2,38 +2,29 @@
 
 The paper splits T_m in proportion (a replica of x requests costs T_m x / N_m), which hides that
 every replica's session ends with its own longest request decoding alone, and that a small shard
-batches less well. A session curve instead runs the engine model (the same continuous-batching
-engine the simulator integrates, mosaic/engine/session.py, passed in as `run_session`) on sessions of x requests built from
-what the scheduler may see: output lengths from the profile's shape at the calibration split's
-mean (never the test outputs), prompts from the model's own requests (visible before anything
-runs).
+batches less well. A session curve instead runs the engine model (mosaic/engine/session.py, passed
+in as `run_session`) on sessions of x requests built from what the scheduler may see: output lengths
+from the profile's shape at the calibration split's mean (never the test outputs), prompts from
+the model's own requests.
 
-A replica's session time is a random variable: which of the model's requests land in it decides
-how many long ones it decodes, and with heavy-tailed reasoning outputs two replicas of the same
-size differ by 2x (measured on synth_mmlu_pro, 180 LlamaR1 requests: 239-702 s simulated). The
-makespan is the busiest worker's, the *largest* of those draws, so the curve carries both the
-mean and the spread of T(x):
+A replica's session time is a random variable (which of the model's requests land in it decides
+how many long ones it decodes), and the makespan is the busiest worker's, the largest of those
+draws, so the curve carries both the mean and the spread of T(x):
 
 * shape: the engine run on the expected order statistics of x draws (quantiles i / (x + 1)) at
-  every grid point, in a fixed low-discrepancy (golden-ratio) interleaving, as a stream mixes short
-  and long; cheap, smooth, but below the mean where x is small (the expected longest of x draws
-  of a heavy tail lies above its x / (x + 1) quantile);
-* level and spread: at a coarse geometric grid, sessions of x requests drawn at random (a fixed
-  seed per x: the same problem gives the same curve) are run, at least SAMPLES of them and more
-  for small x; their mean over the shape's value, and their coefficient of variation, are
-  smoothed in log x over the fine grid, and their standardised draws are kept: a small shard's
-  time is right-skewed (one long request or none: a 28-request QwenR1 shard takes 155 s on
-  average and 378 s with a 32k-token request) and bounded by the context window. Measured on the
-  scheduler benchmark, a smooth skewed fit (Pearson III) in their place predicts worse: its
-  unbounded tail puts 64 LlamaR1 replicas' busiest at +34% where the draws give -6%.
-  A plan's prediction resamples the draws with a narrow normal kernel (problem.py
-  ModelDemand.replica_draws), so the busiest of many replicas is not capped at the largest draw.
+  every grid point, in a fixed golden-ratio interleaving, as a stream mixes short and long;
+* level and spread: at a coarse geometric grid, random sessions of x requests (a fixed seed per x:
+  the same problem gives the same curve), at least SAMPLES of them and more for small x; their mean
+  over the shape's value and their coefficient of variation are smoothed in log x over the fine
+  grid, and their standardised draws are kept (a small shard's time is right-skewed and bounded by
+  the context window, which a smooth parametric fit does not reproduce). A plan's prediction
+  resamples those draws with a narrow normal kernel (problem.py ModelDemand.replica_draws), so the
+  busiest of many replicas is not capped at the largest draw.
 
-On the grid the mean T is made non-decreasing and T(x) / x non-increasing (more requests never
-finish sooner, and a fuller batch never costs more per request); between grid points T is
-interpolated linearly, which keeps both. T / x non-increasing makes T subadditive: no split of a
-model's requests is predicted cheaper in total than one session of all of them, which the
-scheduler's lower bound relies on.
+Invariants: on the grid the mean T is non-decreasing and T(x) / x non-increasing (more requests
+never finish sooner, a fuller batch never costs more per request); between grid points T is
+linear, which keeps both. T / x non-increasing makes T subadditive: no split of a model's requests
+is predicted cheaper in total than one session of all of them.
 
 mosaic/costs/problem.py `predict_makespan` turns a plan's replicas into the expected makespan,
 the mean over seeded scenarios of the busiest worker.

@@ -14,20 +14,17 @@ busy, per model and as the median over the models (for one not measured). The al
 profiler's own condition, so the factors are relative to what the profile's step costs describe;
 the simulator scales each step by the entry for the number of its host's workers that are serving at
 that moment (cluster.workers_per_host says which share).
-method=lockstep, the first method, kept to compare: b engines wait for one another (a barrier) before
-each of three batches of the same requests, `out`, `long_out` and `out` tokens, and a decode step is
-the slope between the last two (real_engine.step_and_warmup). Measured 27 Nov on an AVX-512 host, its
-both-busy steps were 1.14-1.60x the profile's step model (a condition the profiler's batches, timed on
-engines not in lockstep, did not reach), so its lone factors (0.54-0.70 for Exaone) were relative to a
-slower step than the profiled one; the grid method measured 0.80-0.95 there (results/README.md, rerun
-of 27 Nov, which also shows the lone factor moving between sessions and with the requests an engine
-holds).
+method=lockstep, kept to compare: b engines wait for one another (a barrier) before each of three
+batches of the same requests, `out`, `long_out` and `out` tokens, and a decode step is the slope
+between the last two (real_engine.step_and_warmup). Engines in lockstep can reach a both-busy step
+slower than any the profiler's batches reach, so its lone factors are relative to a slower step than
+the profiled one and come out lower than the grid method's (a warning says so when it happens).
 Busy counts are measured in interleaved rounds (1, 2, ..., n, 1, 2, ...), so a drift of the machine
 spreads over all of them; the spread over repeats is written into the source.
 
-The factor depends on the batch: measured 25 Nov on this 2-core host, a lone QwenR1 engine decoding
-one sequence stepped at 0.83 of its both-busy time, against 0.71 at 32 sequences, so an agent graph
-(1-3 sequences per engine) ran 13% slower for real than simulated with the 32-sequence factor. With
+The factor depends on the batch (a lone engine decoding one sequence gains less from an idle
+neighbour than one decoding 32), so an agent graph's engines (1-3 sequences each) need the factor at
+their own batch. With
 several request counts (`requests=1,4,16,64`, up to the engines' max_num_seqs, since a step beyond the
 largest count takes that count's factor) every round serves each count in turn, and the block gets
 `by_batch`: per model, per running sequences, the busy-count table; the simulator interpolates it in
@@ -302,7 +299,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
             if off:
                 print(f"warning: with all {n} workers busy these steps are not the profile's ({', '.join(off)} its "
                       "step model), so the factors, relative to them, are not relative to the profiled condition "
-                      "(see results/README.md, rerun of 27 Nov)", flush=True)
+                      "(method=grid measures against the profiler's own condition)", flush=True)
     how = (f"the profiler's own batches (real_engine.measure: {', '.join(map(str, counts))} requests of {cfg['prompt']} "
            f"tokens x {long_out} output tokens, each timed whole) on workers 0..b-1 at once, the others idle; "
            f"time per output token" if method == "grid" else

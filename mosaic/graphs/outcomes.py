@@ -9,7 +9,7 @@ is a draw from the model's output-length distribution on the dataset (the profil
 the context window left after its prompt.
 
 Confidence (Faster-MoA's per-output geometric mean of token probabilities) has no profile yet: it
-is modelled, an assumption stated here and in the README, as Beta(8, 2) (mean 0.8) for a right
+is modelled, an assumption stated here and in docs/agent_graphs.md, as Beta(8, 2) (mean 0.8) for a right
 answer and Beta(5, 3) (mean 0.63) for a wrong one, so confidence is informative but noisy.
 
 Every random number of an agent comes from its own generator, seeded by (run seed, query,

@@ -7,7 +7,7 @@ outputs are written as a trace file the `trace` workload reads (format `mosaic_j
 Each expert gets the Symbolic-MoE expert prompt (mosaic/workload/prompts.py) and generates naturally
 (no replayed length) up to --max-tokens; its answer is the last "(X)" of its text, as in runs. The
 experts are dealt over the workers, one engine session each (vllm_backend). A user with GPUs can so
-supply the expert outputs the paper reproduction lacks (results/README.md lists them), then point a
+supply the expert outputs the paper reproduction lacks (results/paper_comparison.md lists them), then point a
 trace workload's `experts.<name>` at the files: {file: <name>.json, format: mosaic_json, ...}.
 """
 from __future__ import annotations

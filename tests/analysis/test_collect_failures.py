@@ -35,6 +35,7 @@ def sweep(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_failed_and_unfinished_runs_are_skipped_and_counted(sweep, tmp_path, capsys):
     runs, skipped = finished_runs(sweep)
     assert sorted(r["_dir"].rsplit("/", 1)[1] for r in runs) == ["ilp_always", "ilp_tau067", "round_robin_always",

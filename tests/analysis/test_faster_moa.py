@@ -8,6 +8,7 @@ import pytest
 from mosaic.analysis import faster_moa
 
 
+@pytest.mark.slow
 def test_settings_run_and_compare_against_all_to_all(tmp_path):
     table = faster_moa.write(tmp_path, n_queries=3, seed=0)
     rows = list(csv.DictReader(open(tmp_path / "faster_moa.csv")))
@@ -23,6 +24,7 @@ def test_settings_run_and_compare_against_all_to_all(tmp_path):
     assert (tmp_path / "figures" / "faster_moa_latency.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--queries", "0"], "--queries must be a number of queries in [1, 100000] (got 0)"),   # named workload.n_queries
     (["--seed", "-1"], "--seed must be >= 0 (got -1)"),

@@ -25,6 +25,7 @@ def folders(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_a_run_against_itself_gives_ratios_of_one(folders):
     table, latency = compare_graph_runs(folders / "a", folders / "b")
     assert set(table.layer) == {1, 2, 3} and (table.requests > 0).all()

@@ -42,6 +42,7 @@ def table(results):
     return {(r["variant"], r["metric"]): r for r in csv.DictReader(open(results / "paper_table.csv"))}
 
 
+@pytest.mark.slow
 def test_sweep_ran_every_combination(tiny_sweep):
     sweep, _ = tiny_sweep
     runs = summaries(sweep)
@@ -54,6 +55,7 @@ def test_sweep_ran_every_combination(tiny_sweep):
     assert {r["settings"]["K"] for r in summaries(sweep, "paper_sweep_k").values()} == {3}
 
 
+@pytest.mark.slow
 def test_paper_table_matches_the_runs(tiny_sweep):
     sweep, results = tiny_sweep
     runs = summaries(sweep)
@@ -79,6 +81,7 @@ def test_paper_table_matches_the_runs(tiny_sweep):
     assert "End-to-end speedup, tau=2/3" in md and "2.34x" in md and "Variant: K=3" in md
 
 
+@pytest.mark.slow
 def test_a_K_variant_is_measured_against_the_main_baseline(tiny_sweep):
     sweep, results = tiny_sweep
     main, k3 = summaries(sweep), summaries(sweep, "paper_sweep_k")
@@ -87,6 +90,7 @@ def test_a_K_variant_is_measured_against_the_main_baseline(tiny_sweep):
     assert float(table(results)[("K=3", "expert_speedup")]["simulated"]) == pytest.approx(sum(expert) / 2, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_artefact_tables(tiny_sweep):
     sweep, results = tiny_sweep
     runs = summaries(sweep)
@@ -111,6 +115,7 @@ def test_artefact_tables(tiny_sweep):
     assert "Fig. 6" in md and "Diagnostics" in md
 
 
+@pytest.mark.slow
 def test_tau_sweep_reproduces_the_runs(tiny_sweep):
     sweep, results = tiny_sweep
     runs = summaries(sweep)
@@ -123,6 +128,7 @@ def test_tau_sweep_reproduces_the_runs(tiny_sweep):
         100 * (run["accuracy"] - run["accuracy_always_aggregate"]), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_figures_and_notebook_rebuild_from_results(tiny_sweep, tmp_path):
     _, results = tiny_sweep
     write_figures(results)

@@ -31,6 +31,7 @@ def test_plan_expands_the_grid_like_hydra():
     assert plan.directory == Path("some/root").resolve() / "main"
 
 
+@pytest.mark.slow
 def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     qdir = tmp_path / "questions"
     qdir.mkdir()
@@ -46,6 +47,7 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     assert not sweep.exists() and not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_setting_every_job_shares_is_checked_before_any_job(tmp_path, capsys):
     """+foo=1 passed the data check ('data OK', exit 0 with --check), then failed each of the
     sweep's 108 jobs in turn."""
@@ -67,6 +69,7 @@ def test_a_setting_every_sweep_shares_is_one_line(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].lstrip().startswith("sweep main,") and "the same in sweep(s) K" in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     p = cli("--sweeps", "main,nope")   # the command line itself: exit status and message
     assert p.returncode == 2 and "--sweeps: choose among main, policies" in p.stderr

@@ -42,6 +42,7 @@ def two_runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_every_request_of_every_run_is_one_row_with_its_run(two_runs):
     req = load_requests(two_runs)
     for d, seed in (("a", 1), ("b", 2)):

@@ -33,6 +33,7 @@ def help_text(capsys, monkeypatch, args, hydra: bool) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["scheduler=ilp", "cluster.n_workers=8", "--help"],
                                   ["--help", "--resolve", "workload=smoke"]])
 def test_same_text_as_hydras_help(capsys, monkeypatch, args):

@@ -93,6 +93,7 @@ def test_unknown_scheduler_group_option_lists_choices():
     assert "scheduler" in str(e.value) and "round_robin" in str(e.value)
 
 
+@pytest.mark.slow
 def test_runs_without_shared_data_from_another_directory(tmp_path):
     # The one subprocess smoke test of the command itself: the embedded default needs nothing
     # outside the package, so run it from an empty directory; a bad value, and an unknown group
@@ -199,6 +200,7 @@ def test_vllm_not_installed_fails_up_front(tmp_path, capsys, monkeypatch):
     assert time.monotonic() - t0 < 60
 
 
+@pytest.mark.slow
 def test_a_hub_model_this_machine_cannot_get_is_refused_before_any_engine(tmp_path):
     """An offline machine without the model in its cache: every engine retried the download and each
     request failed (measured: 116 s, all 192 failed, exit 1); now one line, exit 2."""
@@ -300,6 +302,7 @@ def test_sigterm_on_a_ray_run_is_exit_143_with_error_json(tmp_path):
     assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the run"
 
 
+@pytest.mark.slow
 def test_a_reused_run_directory_holds_only_the_latest_runs_files(tmp_path):
     out = tmp_path / "out"
     for _ in range(2):
@@ -330,6 +333,7 @@ def test_a_setting_twice_in_a_sweep_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad, said", [
     ("+foo=1", "unknown setting(s) foo"), ("scheduler.mip_gap=nan", "scheduler.mip_gap must be a relative gap"),
     ("seed=-1", "seed must be an integer >= 0")])
@@ -340,6 +344,7 @@ def test_a_bad_setting_every_sweep_job_shares_is_refused_before_any_job(tmp_path
     assert "(2 of 2 jobs fail; nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad, said", [
     ("cluster.n_workers=0,4", "cluster.n_workers must be an integer >= 1"),
     ("cluster.memory_gib=0,80", "cluster.memory_gib must be > 0"),
@@ -352,6 +357,7 @@ def test_a_value_out_of_range_in_one_sweep_job_is_refused_before_any_job(tmp_pat
     assert "(nothing was run)" in p.stderr and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad, said, failing", [
     ("workload=synth_small cluster.memory_gib=10,80 seed=0,1", "model Gemma needs 30.8 GiB of GPU memory",
      "2 of 4 jobs fail"),
@@ -371,6 +377,7 @@ def test_what_a_built_run_refuses_in_one_sweep_job_is_refused_before_any_job(tmp
     assert "Traceback" not in p.stderr and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 def test_a_model_that_fits_no_worker_is_refused_when_the_run_is_built(tmp_path):
     """Its stage's planner refused it, after the stages before it had run (an aggregator that fits no
     worker: after the whole expert stage)."""
@@ -403,6 +410,7 @@ def test_a_setting_one_swept_group_option_lacks_names_the_job(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_into_a_single_runs_folder_says_so(tmp_path):
     """It said the folder held "1 run(s) of an earlier sweep"."""
     assert job(tmp_path / "one", "workload=smoke") == 0
@@ -421,6 +429,7 @@ def test_a_run_folder_given_to_a_sweep_is_refused(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     mine = tmp_path / "mine" / "scheduler"
     mine.mkdir(parents=True)
@@ -441,6 +450,7 @@ def test_config_dir_and_config_path_are_checked_like_the_rest(tmp_path):
     assert json.loads((out / "summary.json").read_text())["scheduler"] == "round_robin"
 
 
+@pytest.mark.slow
 def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     for args, needle in [(["workload=smoke", "hydra.run.dir="], "hydra.run.dir is empty"),
                          (["-m", "workload=smoke", "seed=0,1", "hydra.sweep.dir="], "hydra.sweep.dir is empty"),
@@ -450,6 +460,7 @@ def test_an_empty_or_overlong_run_directory_is_refused_on_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []    # nothing written into the working directory
 
 
+@pytest.mark.slow
 def test_glob_sweeps_run_and_overlong_job_folders_are_refused_up_front(tmp_path):
     # glob(...) was refused with "ConfigLoader is not set"; a 300-character value made Hydra's
     # job folder name fail with a traceback after the check had passed
@@ -461,6 +472,7 @@ def test_glob_sweeps_run_and_overlong_job_folders_are_refused_up_front(tmp_path)
     assert not (tmp_path / "l").exists()
 
 
+@pytest.mark.slow
 def test_a_misspelt_setting_gets_the_nearest_one_not_hydras_plus_advice(tmp_path):
     """Hydra said 'To append to your config use +schedular=ilp', which the run then refuses."""
     for args, said in [(["schedular=ilp"], "schedular is not a setting (did you mean scheduler?)"),
@@ -490,6 +502,7 @@ def test_a_dangling_link_as_run_directory_is_said_so(tmp_path):
         "which does not exist); choose another one")
 
 
+@pytest.mark.slow
 def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
     sw = tmp_path / "sw"
     p = cli("-m", "workload=smoke", "seed=0,0", f"hydra.sweep.dir={sw}")
@@ -500,6 +513,7 @@ def test_a_repeated_sweep_value_and_a_used_sweep_folder_are_refused(tmp_path):
     assert sorted(d.name for d in sw.iterdir() if d.is_dir()) == ["seed=0,workload=smoke", "seed=1,workload=smoke"]
 
 
+@pytest.mark.slow
 def test_a_single_run_into_a_sweeps_folder_is_refused(tmp_path):
     sw = tmp_path / "sw"
     assert cli("-m", "workload=smoke", "seed=0,1", f"hydra.sweep.dir={sw}").returncode == 0

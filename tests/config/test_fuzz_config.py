@@ -7,6 +7,7 @@ invalid on their own; a config it calls valid may still be refused as a combinat
 the profiles cannot serve (too little memory, too small a K, a tensor-parallel degree the profile
 has no scaling for, Table-3 routing without replacement or for a dataset Table 3 lacks), and then the error must name one of the fields that decide that.
 """
+import pytest
 import math
 from collections import Counter
 
@@ -104,6 +105,7 @@ def check_accounted(out):
     assert s["end_to_end_s"] >= s["expert_stage_s"] > 0
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(configs())

@@ -20,6 +20,7 @@ def small(*overrides):
     return config("workload=synth_small", "workload.n_queries=6", *overrides)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, field", [
     (["seed=-1"], "seed must be an integer >= 0"),
     (["aggregation=always", "aggregation.tau=0.5"], "aggregation.tau=null"),

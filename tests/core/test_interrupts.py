@@ -29,6 +29,7 @@ def test_a_ctrl_c_during_an_entry_points_imports_is_one_line_and_death_by_sigint
     assert "went on" not in p.stdout
 
 
+@pytest.mark.slow
 def test_an_ignored_sigint_stays_ignored():
     p = _run(_EARLY.format(ignore="signal.signal(signal.SIGINT, signal.SIG_IGN)"))
     assert p.returncode == 0 and "went on" in p.stdout and p.stderr == "", p.stderr

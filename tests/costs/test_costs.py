@@ -41,6 +41,7 @@ def problem(w, profiles, cost_model="auto", calibration=None):
                          w.calibration if calibration is None else calibration, cost_model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cost_model", ["regression", "analytic"])
 def test_test_split_lengths_never_reach_the_cost_model(workload, paper, cost_model):
     before = problem(workload, paper, cost_model)

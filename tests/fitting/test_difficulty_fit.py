@@ -38,6 +38,7 @@ def _synthetic(a, d, rho, m=4, q=3000, seed=7):
     return correct, answers, out, n_options, groups
 
 
+@pytest.mark.slow
 def test_fit_recovers_the_coupling_it_is_given():
     correct, answers, lengths, n_options, groups = _synthetic(a=2.5, d=0.7, rho=0.6)
     f = fit(correct, answers, lengths, n_options, groups)
@@ -58,6 +59,7 @@ def test_fit_rejects_mismatched_inputs():
         fit(np.zeros((1, 5)), [[None] * 5], np.ones((1, 5)), np.full(5, 4), np.zeros(5))
 
 
+@pytest.mark.slow
 @needs_shared
 def test_committed_medmcqa_coupling_is_what_the_fit_script_measures():
     from mosaic.fitting.difficulty import MED, SOURCES, matrices

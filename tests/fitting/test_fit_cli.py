@@ -8,6 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, says", [
     # each was a ConfigError / FileNotFoundError / TypeError traceback (exit 1)
     ("fit_session_costs.py", ["--profiles", "NONE"], "profiles: no file"),
@@ -29,6 +30,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, script, args, says):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, says", [("a,b\n", "expected a mapping"), ("foo: 1\n", "unknown field(s) ['foo']"),
                                         ("a: [\n", "--profiles: ")])
 def test_a_profile_file_that_does_not_load_is_refused_before_the_fit_and_left_as_it_was(tmp_path, text, says):

@@ -30,7 +30,7 @@ def test_the_profile_grid_gives_the_decode_context_term_a_large_share(model):
     cost = load_profiles("tiny_cpu").model(model).cost
     shares = _largest_shares(grid, cost)
     # How large a share each term can take depends on the model's fitted coefficients (re-profiles
-    # move them): the context term reaches 28-36% of a window with the long decodes (25 Nov fit).
+    # move them): the context term reaches 28-36% of a window with the long decodes (a measured fit).
     assert shares["ctx"] > 0.25 and shares["tokens"] > 0.3 and shares["steps"] > 0.3, shares
     # Prefill attention grows with the prompt's square, so its largest share is a single prompt as
     # long as the engine takes; how large that is depends on the model's own len2_ms (15-35% here).

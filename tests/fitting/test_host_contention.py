@@ -58,7 +58,7 @@ def test_a_block_measured_by_batch_is_written_and_loads(tmp_path):
 
 def test_steps_are_compared_with_the_profiles_own_step_model():
     """The factors are ratios to the all-busy steps; whether those are the profiled condition is
-    read off the profile's step model for the same batch (27 Nov: 1.14-1.60x on one host)."""
+    read off the profile's step model for the same batch (seen at 1.14-1.60x)."""
     from mosaic.fitting.host_contention import against_profile
     from mosaic.engine import CostModel
 
@@ -73,7 +73,7 @@ def test_steps_are_compared_with_the_profiles_own_step_model():
 
 def test_measuring_reports_the_steps_against_the_profile_and_warns_when_all_busy_is_not_it(tmp_path, monkeypatch, capsys):
     """measure_contention with the engines stood in for: lone steps at the profile's step model,
-    all-busy ones 1.4x it, as one host measured them on 27 Nov."""
+    all-busy ones 1.4x it, as a host measured them."""
     from mosaic.fitting import host_contention
     from mosaic.engine import CostModel
 

@@ -206,6 +206,7 @@ def test_profile_models_checks_outputs_sweep_and_cache_before_measuring(tmp_path
         real_engine.profile_models(_profile_cfg(tmp_path, "model=all", override, *extra))
 
 
+@pytest.mark.slow
 def test_a_refused_tool_run_leaves_no_run_folder_behind(tmp_path):
     """Hydra made outputs/<tool>/<time>/ (an empty log, .hydra/) before the options were refused."""
     import subprocess
@@ -239,6 +240,7 @@ def _script(name, *args, **env):
                           cwd=root, timeout=300, env=fake_vllm_env(**env))
 
 
+@pytest.mark.slow
 def test_an_engine_that_cannot_start_ends_profile_tp_at_once():
     """The parent waited 900 s on the engine's queue (then a queue.Empty traceback)."""
     p = _script("profile_tp.py", "repeats=1", "requests=2", "prompt=8", "out=2", "long_out=4", "prefill_requests=0",

@@ -306,6 +306,7 @@ def _text_of(raw, kind, data):
     return text, None
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(corruptions(), st.data())

@@ -40,7 +40,7 @@ def test_bundled_measured_numbers_unchanged():
     assert [paper.speedup(d) for d in (2, 4, 8)] == [1.34, 1.8, 2.12]
     assert [paper.load_overhead(d) for d in (2, 4, 8)] == [5.0, 5.0, 5.0]
     assert [tiny.speedup(d) for d in (2, 4)] == [0.766, 0.111]
-    # The load's and the first request's shares of what was one overhead (1.6 and 25.7 s) until 27 Nov.
+    # The load's and the first request's shares of what was once one overhead (1.6 and 25.7 s).
     assert [tiny.load_overhead(d) for d in (2, 4)] == [0.0, 18.7]
     assert [tiny.warmup(d) for d in (2, 4)] == [1.6, 7.1]
 

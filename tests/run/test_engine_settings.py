@@ -58,6 +58,7 @@ def test_bad_engine_settings_are_refused(override, match):
         _run(override)
 
 
+@pytest.mark.slow
 def test_the_summary_records_the_engine_mode():
     out = run(compose(["workload=synth_small", "engine.scheduling=v1"]))
     assert out.summary["engine"]["scheduling"] == "v1"

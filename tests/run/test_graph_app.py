@@ -31,6 +31,7 @@ def test_a_tree_run_writes_every_request_and_query(tmp_path):
     assert set(json.loads((tmp_path / "plan.json").read_text())["placement"].values()) == {"Qwen", "Gemma", "LlamaR1"}
 
 
+@pytest.mark.slow
 def test_same_seed_same_graph_run():
     ov = [*SMALL, "topology=dense", "topology.layers=[3,3]", "topology.early_exit=qmetric", "cluster.n_workers=4"]
     a, b = run(compose(ov)), run(compose(ov))
@@ -54,6 +55,7 @@ def test_what_a_graph_run_cannot_do_is_refused_naming_the_fix(extra, message, wi
         run(compose([*SMALL, "topology=tree", *extra]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["ilp", "engine_aware"])
 def test_the_scheduler_core_places_a_graphs_models(scheduler):
     out = run(compose([*SMALL, "topology=tree", "topology.placement=scheduler", f"scheduler={scheduler}",
@@ -116,6 +118,7 @@ def test_a_graph_run_is_not_refused_for_the_flat_pipelines_requests():
     assert s["n_served_requests"] + s["n_cancelled_requests"] == 10 * 13
 
 
+@pytest.mark.slow
 def test_outputs_cut_to_the_context_are_counted_never_silent(caplog):
     """Reasoning agents reading reasoning precursors: a drawn output longer than the context left
     after its prompt is cut to it and counted (summary capped_outputs, a warning), and no served
@@ -141,6 +144,7 @@ def test_a_kv_cache_too_small_for_one_context_is_refused_as_in_the_flat_pipeline
         run(compose(["workload=smoke", "topology=dense", "engine.num_gpu_blocks=2"]))
 
 
+@pytest.mark.slow
 def test_a_scheduled_placements_ilp_fallback_is_recorded_and_printed():
     """The placement's solver report was dropped: a fallback plan ran unsaid."""
     from mosaic.run.graph_app import format_table

@@ -83,6 +83,7 @@ def test_config_and_build_stages_are_recorded(tmp_path, capsys):
 
 # ---------------------------------------------------------------- a reused directory
 
+@pytest.mark.slow
 def test_reused_directory_after_a_failure_holds_no_stale_summary(tmp_path, capsys, monkeypatch):
     assert job(tmp_path) == 0
     assert {p.name for p in tmp_path.iterdir()} >= set(OUTPUT_FILES)

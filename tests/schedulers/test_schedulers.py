@@ -413,6 +413,7 @@ def test_ilp_beats_feasible_baselines_with_default_params(problem):
     assert compared >= 3
 
 
+@pytest.mark.slow
 @FAST_ILP
 @given(pk=problem_and_k(hetero=False))
 def test_ilp_beats_feasible_baselines_with_k(pk):

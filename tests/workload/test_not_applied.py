@@ -28,6 +28,7 @@ def test_not_applied_workload_settings(w, expected):
     assert sorted(not_applied(w)) == sorted(expected)
 
 
+@pytest.mark.slow
 def test_bundled_workloads_set_nothing_their_source_ignores():
 
     from mosaic.run.builder import CONF_DIR, typed

@@ -302,6 +302,7 @@ def test_a_question_recorded_twice_with_different_answers_is_reported(tmp_path, 
 
 # ---------------------------------------------------------------- real data
 
+@pytest.mark.slow
 @needs_shared
 def test_real_mmlu_pro_trace_workload():
     import yaml

@@ -71,7 +71,7 @@ def own_cores_at_start(env: Mapping[str, str]):
     environment) the engine's host-side processes stay on the worker's cores too, so a worker does
     not run faster when its neighbour idles: floating, the host-side work (scheduling and output
     processing in Python) moves to an idle core, 640 requests of Exaone alone took 0.78x the profiled
-    all-busy time; confined, 0.94x alone against 0.94x beside a busy neighbour (results/README.md)."""
+    all-busy time; confined, 0.94x alone against 0.94x beside a busy neighbour (results/fidelity_notes.md)."""
     cores = env_cores(env)
     mask = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
     if not cores or not (cores & mask) or cores >= mask:

@@ -57,6 +57,7 @@ def sim_run(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_graphs_on_the_vllm_pool_account_for_every_request(tmp_path, sim_run):
     p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
             env=fake_vllm_env())
@@ -64,6 +65,7 @@ def test_graphs_on_the_vllm_pool_account_for_every_request(tmp_path, sim_run):
     check_against_the_simulator(tmp_path, sim_run)
 
 
+@pytest.mark.slow
 def test_a_failed_aggregator_engine_is_one_line_and_every_request_is_accounted_for(tmp_path):
     """The aggregator's only engine fails to load: every query is left without an answer, so the run
     fails (exit 1, one line naming the engine and why); its files account for every request, the
@@ -86,6 +88,7 @@ def test_a_failed_aggregator_engine_is_one_line_and_every_request_is_accounted_f
     assert (tmp_path / "timeline.png").stat().st_size > 0   # its title had no latency to print
 
 
+@pytest.mark.slow
 def test_failed_agent_engines_leave_a_run_that_answers_from_the_rest(tmp_path):
     """Every agent's engine (Qwen) fails: the aggregator answers from the question alone, the run
     finishes with a warning (exit 0) and counts the failed requests."""
@@ -100,6 +103,7 @@ def test_failed_agent_engines_leave_a_run_that_answers_from_the_rest(tmp_path):
     assert all(q["answer"] for q in rows(tmp_path, "queries.csv"))   # every query answered
 
 
+@pytest.mark.slow
 def test_an_engine_that_dies_mid_run_fails_only_what_comes_after(tmp_path):
     """The aggregator's engine process exits without a word at its third step: the two queries it
     answered keep their answers, the others are left without one; the run finishes (exit 0)."""
@@ -117,6 +121,7 @@ def test_an_engine_that_dies_mid_run_fails_only_what_comes_after(tmp_path):
     assert s["query_latency_s"]["mean"] == pytest.approx(sum(float(q["latency_s"]) for q in answered) / 2)
 
 
+@pytest.mark.slow
 def test_a_replica_that_dies_hands_its_requests_to_the_other(tmp_path):
     """Two Qwen engines, one of which dies at its fourth step: what it held is served by the other,
     nothing fails, nothing is served by the dead one after it died."""
@@ -139,6 +144,7 @@ def test_a_replica_that_dies_hands_its_requests_to_the_other(tmp_path):
     assert (s["n_failed_requests"], s["n_unanswered_queries"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_a_graph_run_past_its_timeout_fails_what_is_left_and_writes_its_files(tmp_path):
     """Every engine hangs: at backend.options.timeout_s each worker still running fails, and so
     does every request it held or would get. Before: RuntimeError, exit 1, no trace.csv."""
@@ -213,10 +219,10 @@ def test_graphs_on_real_tiny_engines(tmp_path):
     """The 3-2-1 graph with overlap and early exit on real engines: every request served or
     cancelled as in the simulator, vLLM reports prefix-cache hits, and per-query latency p50 and
     p90 are within the fidelity bound of the simulated run of the same graph, where the profile
-    describes this host (checked first, as the fidelity suite does, and again by the engines' decode
-    speed during the run)."""
+    describes this host: the engines' decode speed during the run within SPEED_TOLERANCE of the
+    simulated, and the profile check right after it (as the fidelity suite checks; only where the
+    speed matched, since on a host the profile does not describe it is minutes that decide nothing)."""
     pytest.importorskip("vllm")
-    matches, check = profile_describes_this_host("QwenR1,Exaone")
     real, sim = tmp_path / "real", tmp_path / "sim"
     p = cli(*REAL_GRAPH, *ON_THIS_HOST, "backend=vllm", "models=tiny", "backend.options.device=cpu", CONFINED,
             f"hydra.run.dir={real}")
@@ -237,13 +243,16 @@ def test_graphs_on_real_tiny_engines(tmp_path):
     from mosaic.analysis.graph_compare import compare_graph_runs
 
     speed = compare_graph_runs(sim, real)[1]["decode_ratio"]
+    matches, check = (profile_describes_this_host("QwenR1,Exaone") if abs(speed - 1) <= SPEED_TOLERANCE
+                      else (False, "not run: the engines' own decode speed already differs"))
     if not matches or abs(speed - 1) > SPEED_TOLERANCE:
-        pytest.skip(f"tiny_cpu_confined does not describe this host (check_profile before the run:\n{check}\n"
+        pytest.skip(f"tiny_cpu_confined does not describe this host (check_profile after the run:\n{check}\n"
                     f"decode time per token during it {speed:.2f}x the simulated), so per-query latency is not "
                     f"held to the bound ({said})")
     assert all(abs(e) <= LATENCY_BOUND for e in errs.values()), f"per-query latency: {said}; profile check:\n{check}"
 
 
+@pytest.mark.slow
 def test_natural_graphs_answer_from_the_engines_texts(tmp_path):
     # The fake engine writes "so the answer is (A)" with every token at probability 0.9.
     natural = [a for a in GRAPH if not a.startswith("topology.overlap")]
@@ -259,12 +268,14 @@ def test_natural_graphs_answer_from_the_engines_texts(tmp_path):
     assert all(q["answer"] == "A" for q in rows(tmp_path, "queries.csv"))
 
 
+@pytest.mark.slow
 def test_overlap_needs_replay_on_vllm(tmp_path):
     p = cli(*GRAPH, "backend=vllm", "models=paper", "backend.options.device=cpu", "backend.options.replay=false",
             f"hydra.run.dir={tmp_path}", env=fake_vllm_env())
     assert p.returncode == 2 and "needs backend.options.replay=true" in p.stderr
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_failed_while_the_others_keep_the_queue_busy():
     """Worker 0's process crashed; worker 1 streams without a pause. Before: a dead worker was seen
     only when the queue had been empty for a poll, so its requests waited for a quiet moment."""

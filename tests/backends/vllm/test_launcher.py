@@ -45,6 +45,7 @@ def specs(tmp_path: Path, n: int, **extra) -> list[dict]:
     return [{"worker": w, "pid_file": str(tmp_path / f"{w}.json"), **extra} for w in range(n)]
 
 
+@pytest.mark.slow
 def test_timeout_ends_workers_and_their_engines(tmp_path):
     results = LocalProcessLauncher(fake_workers.hang, grace_s=2, poll_s=0.2).run(specs(tmp_path, 2), timeout_s=4)
     assert [r["fatal"] for r in results] == ["worker 0 did not finish within 4 s", "worker 1 did not finish within 4 s"]
@@ -61,6 +62,7 @@ def test_dead_worker_is_reported_and_its_engine_ended(tmp_path):
     assert not [p for p in pids(tmp_path, 1, wait_s=0) if pid_alive(p)]
 
 
+@pytest.mark.slow
 def test_engine_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
     t0 = time.monotonic()
     (r,) = LocalProcessLauncher(fake_workers.finish_leaking, grace_s=1.5, poll_s=0.2).run(
@@ -94,6 +96,7 @@ def _drive(tmp_path: Path, target: str, n: int, grace_s: float = 2.0) -> subproc
                             text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, -signal.SIGINT), (signal.SIGTERM, 143)])
 def test_interrupted_run_leaves_no_process_behind(tmp_path, sig, code):
     run = _drive(tmp_path, "hang", 2)
@@ -108,6 +111,7 @@ def test_interrupted_run_leaves_no_process_behind(tmp_path, sig, code):
     assert not [p for p in ps if pid_alive(p)], "a worker or engine outlived the run"
 
 
+@pytest.mark.slow
 def test_killed_launcher_leaves_no_process_behind(tmp_path):
     # SIGKILL runs no cleanup in the launcher: the kernel's parent-death signal makes each worker
     # end its own group.
@@ -118,6 +122,7 @@ def test_killed_launcher_leaves_no_process_behind(tmp_path):
     assert not wait_gone(ps, wait_s=15), "a worker or engine outlived a killed launcher"
 
 
+@pytest.mark.slow
 def test_progress_messages_stream_to_the_callback_and_are_not_results(tmp_path):
     seen = []
     results = LocalProcessLauncher(fake_workers.report_progress, grace_s=1, poll_s=0.2).run(
@@ -131,6 +136,7 @@ def test_progress_messages_stream_to_the_callback_and_are_not_results(tmp_path):
     assert r["fatal"] and "exited with code 3" in r["fatal"] and seen == [{"worker": 0, "progress": 1}]
 
 
+@pytest.mark.slow
 def test_a_worker_dying_mid_message_holds_up_no_other(tmp_path):
     """Before: one queue for all workers, whose write lock died with worker 0 (writing its message):
     worker 1's report never came and it failed at the timeout ("did not finish within 20 s")."""

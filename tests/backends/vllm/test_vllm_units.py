@@ -75,6 +75,7 @@ def test_registry_settings_an_engine_would_fail_on_are_refused_up_front(tmp_path
         ModelRegistry({"name": "t", "cache_dir": str(tmp_path / "f"), "models": {"A": {"tiny": {}}}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, match", [
     ({"kv_cache_gib": -1}, "kv_cache_gib must be an integer number of GiB >= 1"),   # was rounded up to 1
     ({"kv_cache_gib": "abc"}, "kv_cache_gib must be an integer"),                 # was a TypeError

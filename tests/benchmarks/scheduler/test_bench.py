@@ -73,6 +73,7 @@ def test_quick_instances_have_the_shapes_they_claim(quick):
 
 # ----------------------------------------------------------------------------- lower bound
 
+@pytest.mark.slow
 def test_no_simulated_plan_of_any_policy_goes_below_the_bound(quick_df):
     assert set(quick_df["policy"]) == set(sb.default_policies())
     assert (quick_df["status"] == "ok").all(), quick_df[quick_df["status"] != "ok"][["policy", "error"]]
@@ -275,6 +276,7 @@ def test_the_partition_check_pairs_largest_with_smallest():
     assert packing_bound.packs(six, 2, 3, 11.0, 0.0)
 
 
+@pytest.mark.slow
 def test_the_partition_check_proves_only_what_is():
     """On random M = K N cases, every case the partition check calls infeasible HiGHS's search
     (run to the end) finds infeasible too, and the check decides some of them."""
@@ -337,6 +339,7 @@ def test_an_infeasible_k_is_reported_not_raised():
 
 # ----------------------------------------------------------------------------- hashes and tables
 
+@pytest.mark.slow
 def test_plan_hashes_are_identical_on_two_runs(quick, quick_df):
     assert quick_df["hash_stable"].astype(bool).all()
     again = sb.bench(quick[:2])
@@ -345,6 +348,7 @@ def test_plan_hashes_are_identical_on_two_runs(quick, quick_df):
     assert sb.to_csv_frame(again).equals(sb.to_csv_frame(first))
 
 
+@pytest.mark.slow
 def test_render_has_a_row_per_policy_and_n_and_the_csv_no_solve_times(quick_df):
     md = sb.render(quick_df)
     for pol in sb.default_policies():
@@ -358,6 +362,7 @@ def test_render_has_a_row_per_policy_and_n_and_the_csv_no_solve_times(quick_df):
         csv[["family", "n_workers", "instance", "policy"]].itertuples(index=False))
 
 
+@pytest.mark.slow
 def test_the_prediction_band_holds_the_prediction_and_only_random_predictions_have_one(quick_df):
     ok = quick_df[quick_df["status"] == "ok"]
     banded = ok[ok["pred_low_s"].notna()]
@@ -382,6 +387,7 @@ def test_the_chance_within_the_target_and_the_sim_quantile_on_hand_made_draws():
     assert sb.prediction_band(np.arange(11.0)) == (1.0, 9.0)
 
 
+@pytest.mark.slow
 def test_the_expected_share_within_the_target_is_reported_where_the_prediction_is_random(quick_df):
     ok = quick_df[quick_df["status"] == "ok"]
     random = ok["pred_low_s"].notna()
@@ -413,6 +419,7 @@ def test_slower_than_another_counts_faster_plans_that_honour_k():
                    ("c", "engine_aware"): False, ("c", "round_robin"): False}
 
 
+@pytest.mark.slow
 def test_slower_than_another_is_what_explain_scheduler_losses_finds(quick_df):
     from benchmarks.scheduler.losses import losses
 
@@ -426,6 +433,7 @@ def test_slower_than_another_is_what_explain_scheduler_losses_finds(quick_df):
     assert row.split("|")[-3].strip() == str(len(eng))
 
 
+@pytest.mark.slow
 def test_write_produces_both_files(tmp_path):
     md = sb.write(tmp_path, families=("generated",), policies=["round_robin"], quick=True, progress=None)
     assert (tmp_path / "scheduler_bench.md").read_text() == md
@@ -437,6 +445,7 @@ def test_the_paper_family_is_skipped_without_shared_data(monkeypatch, tmp_path):
     assert sb.paper_instances(0, quick=True) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--seed", "-1"], "--seed must be >= 0 (got -1)"),
     (["--policies", "nope"], "--policies: unknown nope; choose from"),
@@ -457,6 +466,7 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_instances_in_parallel_give_the_same_rows(quick, quick_df):
     """--jobs: each row is a pure function of its instance, so the table is the same; the progress
     lines come as instances finish, one per instance."""

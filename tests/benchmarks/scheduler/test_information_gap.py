@@ -25,6 +25,7 @@ def measured(table):
     return ig.measure(table, 0, quick=True)
 
 
+@pytest.mark.slow
 def test_every_arm_is_simulated_and_none_beats_the_bound(table, measured):
     own = table[table.policy == "engine_aware"].set_index("instance")
     assert list(measured.instance) == list(own.index)
@@ -49,6 +50,7 @@ def test_realised_calibration_holds_what_the_requests_realise():
         assert stats.n == inst.workload.calibration[m].n   # only the statistics a plan reads are replaced
 
 
+@pytest.mark.slow
 def test_summary_and_render(measured):
     s = ig.summary(measured)
     every = s[s.family == "all"].set_index("arm")
@@ -61,6 +63,7 @@ def test_summary_and_render(measured):
     assert f"replica counts on {len(measured)} of {len(measured)} instances" in md
 
 
+@pytest.mark.slow
 def test_a_table_of_other_plans_is_refused(table):
     t = table.copy()
     t.loc[t.policy == "engine_aware", "plan_hash"] = "0" * 16

@@ -65,6 +65,7 @@ def test_a_redraw_keeps_each_models_demand_and_only_moves_it_between_its_request
     assert len(seen) > 1 and outcomes == {"a1": 1, "a2": 2, "a3": 3, "b1": 10, "b2": 20}
 
 
+@pytest.mark.slow
 def test_a_fresh_draw_redraws_every_output_from_its_models_distribution_within_the_context():
     import numpy as np
 
@@ -113,6 +114,7 @@ def test_instances_picks_among_the_losses_and_names_the_ones_it_has(table, tmp_p
         sl.explain(t, 0, quick=True, redraws=0, only=[other])
 
 
+@pytest.mark.slow
 def test_no_loss_no_row_and_bad_tables_are_one_line(table, tmp_path):
     t = table.copy()
     t.loc[t.policy == "engine_aware", "sim_s"] = 0.0

@@ -339,7 +339,7 @@ def command_args(suite_path: Path, out: Path) -> list[str]:
 def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: dict[str, CaseSpec],
            suite_path: Path = SUITE) -> str:
     lines = ["# Simulator fidelity suite: backend=sim vs backend=vllm, same plans", "",
-             f"Regenerate: `{command}` (cases: {shown(suite_path)}; method: mosaic/analysis/fidelity.py).", "",
+             f"Regenerate: `{command}` (cases: {shown(suite_path)}; method: mosaic/fidelity/suite.py).", "",
              f"Base config: {' '.join(suite.base)}. Each cell: simulated / real median ±spread (error). Real: "
              f"{suite.repeats} runs; spread = half the range over them, relative to the median. Serving = the "
              "busiest worker's time inside engines (load, start-up and unload excluded); latencies from "
@@ -416,10 +416,10 @@ def session_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]) -> list[dict[str, Any]]:
     """check_profile for each profile the cases compare against, over the models their plans run:
-    whether the profile still describes this machine (mosaic/fitting/profile_check.py)."""
+    whether the profile still describes this machine (mosaic/fidelity/profile_check.py)."""
     from dataclasses import asdict
 
-    from mosaic.fitting.profile_check import check_profile, probe_settings
+    from mosaic.fidelity.profile_check import check_profile, probe_settings
 
     by_profile: dict[str, tuple[Run, set[str]]] = {}
     for run, jobs in prepared.values():
@@ -566,7 +566,7 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
             prepared[name] = prepare_case(name, case, suite.base)
         except ConfigError as e:
             raise ConfigError(f"fidelity case {name}: {e}") from None
-    from mosaic.fitting.profile_check import report   # real engines only: not imported for the sim
+    from mosaic.fidelity.profile_check import report   # real engines only: not imported for the sim
 
     checks = profile_checks(prepared) if check in ("stop", "warn") else []
     stale = [c for c in checks if not c["matches"]]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mosaic.analysis import fidelity
+from mosaic.fidelity import suite as fidelity
 from mosaic.core.errors import ConfigError
 from mosaic.trace import RequestRecord, SessionRecord, Trace, WorkerStats
 
@@ -139,7 +139,7 @@ def _suite_with_fake_engines(tmp_path: Path, monkeypatch, ratio: float):
     monkeypatch.setattr(fidelity, "run_case", lambda name, run, jobs, repeats, log=print: ran.append(name) or [
         {"case": name, "stage": job.stage, **fidelity.compare(fidelity.stage_metrics(t), [fidelity.stage_metrics(t)])}
         for job, t in jobs])
-    from mosaic.fitting import profile_check
+    from mosaic.fidelity import profile_check
 
     checked = []
 
@@ -191,7 +191,7 @@ def test_each_checks_the_host_before_every_case_and_shows_each_sessions_worker_b
     p, ran, checked = _suite_with_fake_engines(tmp_path, monkeypatch, ratio=1.0)
     p.write_text(p.read_text() + "  b: {sessions: [{worker: 1, model: GLM, requests: 2, prompt: [5, 9], "
                  "output: [3, 4]}]}\n")
-    from mosaic.fitting import profile_check
+    from mosaic.fidelity import profile_check
 
     check = profile_check.check_profile
 
@@ -256,7 +256,7 @@ def test_the_profile_check_reads_the_profile_each_case_is_costed_from(tmp_path: 
     set, not the workload's, which only gives it questions."""
     import shutil
 
-    from mosaic.fitting import profile_check
+    from mosaic.fidelity import profile_check
     from mosaic.profiles.loader import profile_path
 
     own = tmp_path / "agents.yaml"
@@ -297,6 +297,7 @@ def test_a_graph_case_needs_a_graph_topology_and_nothing_else(tmp_path: Path):
         fidelity.write(tmp_path, p, check="off")
 
 
+@pytest.mark.slow
 def test_resimulate_compares_the_simulator_of_now_with_stored_real_runs(tmp_path: Path, monkeypatch):
     import json
 

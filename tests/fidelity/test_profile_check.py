@@ -6,7 +6,8 @@ import json
 import pytest
 
 from mosaic.core.errors import ConfigError
-from mosaic.fitting import profile_check, real_engine
+from mosaic.fidelity import profile_check
+from mosaic.fitting import real_engine
 from mosaic.fitting.real_engine import _replica_steps, grid_cells, predict_ms, window_terms
 from mosaic.profiles import load_profiles
 
@@ -150,6 +151,7 @@ def test_a_run_confined_differently_from_the_profile_is_named(monkeypatch):
     assert profile_check.check_profile(_cfg())["matches"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, match", [
     ({"tolerance": 0}, "tolerance must be a fraction"),
     ({"tolerance": "x"}, "tolerance must be a fraction"),
