@@ -9,7 +9,7 @@ summary.json); 1 when every request failed (or, in an agent-graph run, every que
 on an unexpected error (its traceback goes to error.json; on stderr too with MOSAIC_DEBUG=1 or
 HYDRA_FULL_ERROR=1); 2 for bad configuration or input, Hydra's own config errors (an unknown group
 option, a value of the wrong type, a key the config does not have) and an unusable run directory (a
-file, not writable, or in use by another run), all before any work; 130 / 143 when interrupted.
+file, not writable, or in use by another run), all before any work; 130 / 143 / 129 when interrupted (Ctrl-C, SIGTERM, SIGHUP).
 Errors are one line on stderr. A failed run leaves error.json in its directory (type, message,
 stage, exit code) except where the directory itself is the problem, or Hydra's config error leaves
 no directory to name. In a sweep (-m) a failed job records error.json and returns, so the other jobs
@@ -33,7 +33,7 @@ from mosaic.core.interrupts import interrupted, raise_if_interrupted
 from mosaic.core.rundir import (RunDirError, claim_run_dir, debug_tracebacks, failure_stage,
                              one_line, record_failure)
 from mosaic.cli.precheck import check_overrides
-from mosaic.cli.signals import InterruptReported, Terminated, sigterm_came
+from mosaic.cli.signals import InterruptReported, Terminated, sigterm_came, terminated
 
 # --------------------------------------------------------------------------------- one job
 
@@ -122,7 +122,7 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
     except SystemExit as e:   # SIGTERM's exception as a library turned it (Ray's wait: SystemExit(1))
         if not sigterm_came():
             raise
-        _interrupted_run(directory, overrides, Terminated(143), failure_stage(e, stage))
+        _interrupted_run(directory, overrides, terminated(), failure_stage(e, stage))
     except Exception as e:  # noqa: BLE001 - recorded with its traceback, exit 1 (a sweep's other jobs go on)
         if interrupted():   # a KeyboardInterrupt that a library turned into another error
             _interrupted_run(directory, overrides, KeyboardInterrupt(), failure_stage(e, stage))
@@ -155,10 +155,10 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
 
 
 def _interrupted_run(directory: Path, overrides: Sequence[str], e: BaseException, stage: str) -> NoReturn:
-    """Ctrl-C or SIGTERM: error.json and one line, then it propagates (quiet_interrupt ends the process)."""
-    why = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
+    """Ctrl-C, SIGTERM or SIGHUP: error.json and one line, then it propagates (quiet_interrupt ends the process)."""
+    why = e.signal_name if isinstance(e, Terminated) else "Ctrl-C (SIGINT)"
     try:
-        record_failure(directory, overrides, f"interrupted by {why}", 143 if isinstance(e, Terminated) else 130,
+        record_failure(directory, overrides, f"interrupted by {why}", int(e.code) if isinstance(e, Terminated) else 130,
                        stage, error_type=type(e).__name__)
     except OSError:
         pass

@@ -258,8 +258,8 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
                 term = isinstance(e, Terminated)
                 try:
                     record_failure(d, [a for a in args if "=" in a and not a.startswith("-")],
-                                   f"interrupted by {'SIGTERM' if term else 'Ctrl-C (SIGINT)'} before the run started",
-                                   143 if term else 130, "config", error_type=type(e).__name__)
+                                   f"interrupted by {e.signal_name if term else 'Ctrl-C (SIGINT)'} before the run started",
+                                   int(e.code) if term else 130, "config", error_type=type(e).__name__)
                 except OSError:
                     pass
             raise

@@ -1,5 +1,5 @@
-"""Signals as a run handles them: SIGTERM unwinds like Ctrl-C (so cleanup runs), and either ends the
-process with one line on stderr, never a traceback. Imports nothing heavy: the entry points enter
+"""Signals as a run handles them: SIGTERM and SIGHUP (a closed terminal or SSH session) unwind like
+Ctrl-C (so cleanup runs), and each ends the process with one line on stderr, never a traceback. Imports nothing heavy: the entry points enter
 these before importing the run's modules, so a signal during those imports is handled too."""
 from __future__ import annotations
 
@@ -12,38 +12,54 @@ from typing import Iterator
 from mosaic.core import interrupts
 
 
-_sigterm = False   # SIGTERM came (sigterm_as_exit), whatever became of its exception
+# The signals that end a run as SIGTERM does: a kill or a timeout, and a hang-up.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_came: int | None = None   # the terminating signal that came (sigterm_as_exit), whatever became of its exception
 
 
 def sigterm_came() -> bool:
-    """Whether SIGTERM came within sigterm_as_exit. Ray's wait turns the exception the handler
-    raises inside it into SystemExit(1): the run tells that SIGTERM from another exit by this."""
-    return _sigterm
+    """Whether SIGTERM (or SIGHUP) came within sigterm_as_exit. Ray's wait turns the exception the
+    handler raises inside it into SystemExit(1): the run tells that signal from another exit by this."""
+    return _came is not None
+
+
+def terminated() -> "Terminated":
+    """The Terminated of the signal that came (SIGTERM where none did)."""
+    return Terminated(128 + (_came or signal.SIGTERM))
 
 
 class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread so that `finally` blocks (the vLLM launcher's cleanup of
-    worker process groups) run as they do for Ctrl-C."""
+    """SIGTERM or SIGHUP, raised in the main thread so that `finally` blocks (the vLLM launcher's
+    cleanup of worker process groups) run as they do for Ctrl-C. Its code is 128 + the signal."""
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(int(self.code) - 128).name
+        except (TypeError, ValueError):
+            return "SIGTERM"
 
 
 @contextmanager
 def sigterm_as_exit() -> Iterator[None]:
-    """Within the block, SIGTERM (a timeout, a scheduler's kill) unwinds the main thread with
-    exit status 143 (128 + SIGTERM) instead of ending the process on the spot."""
+    """Within the block, SIGTERM (a timeout, a scheduler's kill) and SIGHUP (the terminal went away)
+    unwind the main thread with exit status 128 + the signal (143, 129) instead of ending the
+    process on the spot."""
     def handler(signum, frame):  # noqa: ARG001
-        global _sigterm
-        _sigterm = True
+        global _came
+        _came = signum
         raise Terminated(128 + signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in TERMINATING}
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class InterruptReported(KeyboardInterrupt):
@@ -76,9 +92,9 @@ def quiet_interrupt() -> Iterator[None]:
         pass
     try:
         yield
-    except Terminated as e:   # SIGTERM (sigterm_as_exit): exit 143, said once
+    except Terminated as e:   # SIGTERM or SIGHUP (sigterm_as_exit): exit 143 or 129, said once
         if not getattr(e, "reported", False):
-            print("error: interrupted by SIGTERM", file=sys.stderr, flush=True)
+            print(f"error: interrupted by {e.signal_name}", file=sys.stderr, flush=True)
             e.reported = True   # said once, however many of these blocks it passes through
         raise
     except KeyboardInterrupt as e:

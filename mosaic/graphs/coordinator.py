@@ -25,9 +25,9 @@ import numpy as np
 
 from mosaic.graphs.outcomes import AgentOutcome
 from mosaic.graphs.shape import ROOT, AgentSpec
-from mosaic.graphs.trace import (CANCELLED, FAILED, PREFILL_MARK, SERVED, AgentRecord, Finished, GraphTrace,
+from mosaic.graphs.trace import (CANCELLED, FAILED, PREFILL_MARK, SERVED, AgentRecord, Finished, GraphTrace, busy_stats,
                                  QueryRecord, is_prefill)
-from mosaic.trace import SessionRecord, WorkerStats, worker_stats
+from mosaic.trace import SessionRecord, WorkerStats
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS as TEMPLATE_TOKENS
 from mosaic.workload.prompts import aggregator_prompt, expert_prompt
 from mosaic.workload.types import Query
@@ -133,7 +133,7 @@ class GraphCoordinator:
         reqs = tuple(sorted(self.records.values(), key=lambda r: (self.order[r.query_id], position[r.agent])))
         qs = tuple(sorted(self.query_records, key=lambda r: self.order[r.query_id]))
         sess = tuple(sorted(sessions, key=lambda s: s.worker))
-        stats: tuple[WorkerStats, ...] = worker_stats(sess, sorted(self.placement), end)
+        stats: tuple[WorkerStats, ...] = busy_stats(sess, reqs, sorted(self.placement), end)
         return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated, self.prefills,
                           None if self.natural else self.capped)
 

@@ -88,3 +88,27 @@ class GraphTrace:
     # modelled output lengths cut to the context left after their prompt (None: natural generation,
     # where the engine stops the output at the context or backend.options.max_tokens itself)
     capped_outputs: int | None = 0
+
+
+def busy_stats(sessions: tuple[SessionRecord, ...], requests: tuple[AgentRecord, ...], worker_ids: list[int],
+               makespan_s: float) -> tuple[WorkerStats, ...]:
+    """Per worker, busy while its engine loads (load start to run start) or holds a request (from
+    its release to its finish), the union of those spans; idle the rest of the makespan. An agent
+    graph's engines stay loaded for the whole run, so their sessions' spans would make every worker
+    busy for all of it."""
+    spans: dict[int, list[tuple[float, float]]] = {w: [] for w in worker_ids}
+    for s in sessions:
+        spans.setdefault(s.worker, []).append((s.load_start_s, s.run_start_s))
+    for r in requests:
+        if r.worker is not None and r.release_s is not None and r.finish_s is not None:
+            spans.setdefault(r.worker, []).append((r.release_s, r.finish_s))
+    out = []
+    for w in worker_ids:
+        busy, end = 0.0, float("-inf")
+        for a, b in sorted(spans[w]):
+            if b <= end:
+                continue
+            busy += b - max(a, end)
+            end = b
+        out.append(WorkerStats(w, busy, makespan_s - busy))
+    return tuple(out)

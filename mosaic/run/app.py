@@ -131,13 +131,8 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     # Nested (not a runs-table column): requests cut to fit with workload.oversize=truncate.
     s["admission"] = {"oversize": c.workload.oversize, "truncated_requests": len(truncated),
                       "aggregator_prompts_cut": len(result.aggregator_prompts_cut)}
-    if result.aggregator_prompts_cut:
-        cut = result.aggregator_prompts_cut
-        log.warning("%d of %d aggregator prompts (question plus every expert answer) were longer than "
-                    "engine.max_model_len // 2 = %d tokens and were cut to it, e.g. %s (the other half of the "
-                    "context is for the aggregator's answer; summary.json admission.aggregator_prompts_cut)",
-                    len(cut), len(result.aggregator.trace.requests), r.profiles.engine.aggregator_cap,
-                    ", ".join(cut[:3]))
+    # Said once, as a count in the console summary (format_table), not as a warning before it.
+    s["aggregator_prompt_cap"] = r.profiles.engine.aggregator_cap
     s["data_report"] = serde.to_dict(workload.data_report)
     if workload.data_report is not None:
         for problem in workload.data_report.problems():
@@ -184,6 +179,21 @@ def _draw(directory: Path, session_rows: list[dict[str, Any]], summary: dict[str
         log.warning("timeline.png not drawn: %s", e)
 
 
+STATUS_WORDS = {"heuristic": "its search's best plan", "optimal": "optimal", "empty": "nothing to plan"}
+
+
+def plan_words(policy: str, sv: dict[str, Any]) -> str:
+    """The plan's solver record in words: how it ended, how long it took, what it predicts."""
+    out = f"{policy}, {STATUS_WORDS.get(sv['status'], sv['status'].replace('_', ' '))}, planned in {sv['solve_s']:.2f} s"
+    if sv.get("objective") is not None:
+        out += f"; predicted {sv['objective']:.0f} s"
+        if sv.get("bound") is not None and sv.get("gap") is not None:
+            out += f", at most {sv['gap']:.1%} above the optimum's lower bound ({sv['bound']:.0f} s)"
+    if sv.get("source") not in (None, "ilp", "path"):
+        out += f" (the plan of its {sv['source']} start)"
+    return out
+
+
 def _json(f: IO[str], obj: Any, indent: int) -> None:
     json.dump(serde.strict_json(obj), f, indent=indent, allow_nan=False)
     f.write("\n")
@@ -200,12 +210,16 @@ def format_table(s: dict[str, Any]) -> str:
             ("end to end", f"{s['end_to_end_s']:.1f} s"),
             ("aggregator skipped", f"{100 * s['skip_rate']:.1f} %"),
             ("failed requests", str(s["n_failed_requests"])),
-            ("accuracy (always aggregate)", f"{100 * s['accuracy']:.2f} % ("
-             + (f"{100 * s['accuracy_always_aggregate']:.2f} %" if s["accuracy_always_aggregate"] is not None else "n/a") + ")")]
+            ("accuracy", f"{100 * s['accuracy']:.2f} %" + (
+                f" ({100 * s['accuracy_always_aggregate']:.2f} % had every question been aggregated)"
+                if s["accuracy_always_aggregate"] is not None else ""))]
+    cut = (s.get("admission") or {}).get("aggregator_prompts_cut")
+    if cut:
+        rows.append(("aggregator prompts cut", f"{cut} of {s['n_aggregator_requests']} to {s['aggregator_prompt_cap']} "
+                     "tokens (half of the profile's engine.max_model_len; the other half is for the answer)"))
     if s["solver"]:
+        rows.append(("expert plan", plan_words(s["scheduler"], s["solver"])))
         sv = s["solver"]
-        rows.append((s["scheduler"], f"{sv['status']}, {sv['solve_s']:.2f} s, gap {sv['gap'] or 0:.2%}"
-                     + (f", plan from {sv['source']}" if sv.get("source", "ilp") != "ilp" else "")))
         if sv.get("fallback"):
             rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))
     if (s.get("aggregator_solver") or {}).get("fallback"):   # a scheduled aggregator's own solve
@@ -223,8 +237,14 @@ def format_table(s: dict[str, Any]) -> str:
         rows.append(("output tokens/s per GPU", ", ".join(
             f"{stage} {serving[stage]['output_tokens_per_s_per_gpu']:.1f}" for stage in ("expert", "aggregator")
             if serving[stage]["output_tokens_per_s_per_gpu"] is not None)))
+    tp = s.get("aggregator_placement") == "tp" and s.get("aggregator_tp_size", 1) > 1
     for w in s["workers"]:
-        rows.append((f"worker {w['id']}", f"busy {w['busy_s']:.0f} s, idle {w['idle_s']:.0f} s: "
-                     + " > ".join(w["sessions"])))
+        n = w.get("expert_sessions", len(w["sessions"]))
+        expert, agg = w["sessions"][:n], w["sessions"][n:]
+        said = " > ".join(expert) or "no expert session"
+        if agg:   # the aggregator stage's sessions; a TP aggregator is one engine over every worker
+            said += (f"; aggregator {agg[0]} (one TP-{s['aggregator_tp_size']} engine over all workers)" if tp
+                     else f"; aggregator {' > '.join(agg)}")
+        rows.append((f"worker {w['id']}", f"busy {w['busy_s']:.0f} s, idle {w['idle_s']:.0f} s: {said}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -64,8 +64,10 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
     workers = []
     for ws_e, ws_a in zip(exp_t.workers, agg_t.workers):
         sessions = [s.model for t in (exp_t, agg_t) for s in t.sessions if s.worker == ws_e.worker]
+        # The first `expert_sessions` of `sessions` are the expert stage's, the rest the aggregator's.
         workers.append({"id": ws_e.worker, "busy_s": ws_e.busy_s + ws_a.busy_s,
-                        "idle_s": ws_e.idle_s + ws_a.idle_s, "sessions": sessions})
+                        "idle_s": ws_e.idle_s + ws_a.idle_s, "sessions": sessions,
+                        "expert_sessions": sum(s.worker == ws_e.worker for s in exp_t.sessions)})
     n_skipped = sum(d.skip for d in result.decisions)
     return {
         "scheduler": scheduler,

@@ -44,7 +44,8 @@ def test_writes_summary_plan_and_trace(tmp_path, capsys):
     assert s["end_to_end_s"] == pytest.approx(s["expert_stage_s"] + s["aggregator_stage_s"])
     assert {"status", "solve_s", "objective", "bound", "gap"} <= set(s["solver"])  # keys may be added
     for w in s["workers"]:
-        assert set(w) == {"id", "busy_s", "idle_s", "sessions"}
+        assert set(w) == {"id", "busy_s", "idle_s", "sessions", "expert_sessions"}
+        assert 0 <= w["expert_sessions"] <= len(w["sessions"])
         assert w["busy_s"] + w["idle_s"] == pytest.approx(s["end_to_end_s"])
     plan = json.loads((tmp_path / "plan.json").read_text())
     ids = [r for w in plan["expert"]["workers"] for sess in w["sessions"] for r in sess["request_ids"]]
@@ -273,7 +274,7 @@ def hung_run(tmp_path, *args, wait_s: float = 120, **popen):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, -signal.SIGINT)])
 def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     # SIGINT as a terminal gives it: a runner started in the background (`cmd &` in a script) ignores
     # SIGINT, its children inherit that, and Python then keeps ignoring it.
@@ -284,7 +285,8 @@ def test_killed_run_leaves_no_engine_behind(tmp_path, sig, code):
     assert run.returncode == code, err
     assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the run"
     assert "error: interrupted by" in err and "Traceback" not in err, err
-    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] in (130, 143)
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] in (130, 143, 129)
+    assert not list((tmp_path / "out").glob(".*.tmp-*")), "a temporary output file was left behind"
 
 
 @pytest.mark.slow   # a private Ray starts

@@ -44,18 +44,19 @@ def test_find_failures_in_a_sweep(tmp_path):
     assert find_failures(tmp_path, since=time.time() - 60) == []
 
 
-def test_sigterm_unwinds_with_status_143_and_the_handler_is_restored():
-    before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_and_sighup_unwind_with_their_status_and_the_handlers_are_restored(sig, code, name):
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     cleaned = []
     with pytest.raises(Terminated) as info:
         with sigterm_as_exit():
             try:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), sig)
                 time.sleep(5)
             finally:
                 cleaned.append(True)
-    assert info.value.code == 143 and cleaned == [True]
-    assert signal.getsignal(signal.SIGTERM) == before
+    assert info.value.code == code and info.value.signal_name == name and cleaned == [True]
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -180,6 +181,7 @@ runpy.run_module("experiments.run", run_name="__main__")
 
 
 @pytest.mark.parametrize("signal_name, raise_it, code", [("SIGTERM", "Terminated(143)", 143),
+                                                         ("SIGHUP", "Terminated(129)", 129),
                                                          ("Ctrl-C (SIGINT)", "KeyboardInterrupt", -signal.SIGINT)])
 def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, signal_name, raise_it, code):
     # As if the signal came while Hydra was still setting the job up (after the run directory was claimed).
@@ -190,7 +192,7 @@ def test_an_interrupt_before_the_job_starts_is_one_line_and_recorded(tmp_path, s
     assert p.returncode == code and p.stderr.strip() == f"error: interrupted by {signal_name}", p.stderr
     rec = json.loads((tmp_path / "out" / "error.json").read_text())
     assert rec["error"] == f"interrupted by {signal_name} before the run started"
-    assert rec["exit_code"] == (143 if code == 143 else 130)
+    assert rec["exit_code"] == (code if code > 0 else 130)
 
 
 # Sends the signal while the entry point imports Hydra (the ~0.2 s before the run's own handling).
@@ -211,7 +213,8 @@ sys.argv = [{entry!r}, "workload=smoke"]
 @pytest.mark.parametrize("entry, start", [
     ("experiments/run.py", "runpy.run_module('experiments.run', run_name='__main__')"),
     ("mosaic", "from mosaic.__main__ import main\nsys.argv = ['mosaic', 'run', 'workload=smoke']\nsys.exit(main())")])
-@pytest.mark.parametrize("sig, said, code", [("SIGINT", "Ctrl-C (SIGINT)", -signal.SIGINT), ("SIGTERM", "SIGTERM", 143)])
+@pytest.mark.parametrize("sig, said, code", [("SIGINT", "Ctrl-C (SIGINT)", -signal.SIGINT), ("SIGTERM", "SIGTERM", 143),
+                                             ("SIGHUP", "SIGHUP", 129)])
 def test_a_signal_while_the_entry_point_imports_is_one_line(entry, start, sig, said, code):
     root = Path(__file__).resolve().parents[2]
     script = _SIGNAL_DURING_IMPORT.format(sig=sig, entry=entry, start=start)

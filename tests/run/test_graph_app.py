@@ -29,6 +29,18 @@ def test_a_tree_run_writes_every_request_and_query(tmp_path):
     assert (tmp_path / "timeline.png").stat().st_size > 0
     assert json.loads((tmp_path / "trace.perfetto.json").read_text())["traceEvents"]
     assert set(json.loads((tmp_path / "plan.json").read_text())["placement"].values()) == {"Qwen", "Gemma", "LlamaR1"}
+    # Busy: loading, or holding a request (release to finish), not the whole run the engine stays loaded.
+    sessions = list(csv.DictReader(open(tmp_path / "sessions.csv")))
+    for w in s["workers"]:
+        spans = sorted([(float(r["release_s"]), float(r["finish_s"])) for r in rows if r["worker"] == str(w["id"])
+                        and r["release_s"] and r["finish_s"]]
+                       + [(float(x["load_start_s"]), float(x["run_start_s"])) for x in sessions
+                          if x["worker"] == str(w["id"])])
+        busy, end = 0.0, float("-inf")
+        for a, b in spans:
+            busy, end = (busy + b - max(a, end), b) if b > end else (busy, end)
+        assert w["busy_s"] == pytest.approx(busy) and w["idle_s"] == pytest.approx(s["makespan_s"] - busy)
+    assert min(w["busy_s"] for w in s["workers"]) < s["makespan_s"] - 1.0   # was the makespan on every worker
 
 
 @pytest.mark.slow
