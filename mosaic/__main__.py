@@ -3,8 +3,8 @@
     mosaic run [OVERRIDES]          one run (Hydra app: mosaic run --help lists groups and settings)
     mosaic sweep [OVERRIDES]        a Hydra multirun: one run per combination of comma-separated values
     mosaic runs DIR [--csv FILE]    the finished runs under DIR as one table, a column per override
-    mosaic timeline DIR... [--pdf]  (re)draw a run folder's timeline.png
-    mosaic perfetto DIR...          (re)write a run folder's trace.perfetto.json
+    mosaic timeline DIR... [--pdf]  (re)draw a run folder's timeline.png (a sweep's folder: each run's)
+    mosaic perfetto DIR...          (re)write a run folder's trace.perfetto.json (a sweep's: each run's)
     mosaic record --questions F --experts A,B --out DIR   real experts' outputs as trace files
 
 Each subcommand imports only what it needs, so `mosaic --help` and `mosaic run --help` answer at once.

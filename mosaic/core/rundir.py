@@ -58,6 +58,22 @@ def run_folders(directory: Path, below: bool = False) -> int:
     return len(found - {directory}) if below else len(found)
 
 
+def run_dirs_of(directories: Sequence[Path]) -> tuple[list[Path], int]:
+    """The run folders the given folders name: a run's folder as given; a sweep's folder (no run of
+    its own, runs below it) as its finished runs, in path order. Also how many of the sweep's runs
+    were left out for having failed (error.json) or not finished."""
+    out, skipped = [], 0
+    for d in map(Path, directories):
+        if any((d / f).is_file() for f in (SUMMARY_FILE, ERROR_FILE)) or not run_folders(d, below=True):
+            out.append(d)
+            continue
+        found = sorted({p.parent for name in (SUMMARY_FILE, ERROR_FILE) for p in d.rglob(name)})
+        done = [f for f in found if (f / SUMMARY_FILE).is_file() and not (f / ERROR_FILE).is_file()]
+        out += done
+        skipped += len(found) - len(done)
+    return out, skipped
+
+
 def one_line(text: str, limit: int = 500) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."

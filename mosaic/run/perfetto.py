@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from mosaic.core.arguments import ArgumentParser
 from mosaic.graphs.trace import GRAPH_STAGE, SERVED
-from mosaic.core.rundir import folders_done, read_run_dir, write_error, write_text_atomic
+from mosaic.core.rundir import folders_done, read_run_dir, run_dirs_of, write_error, write_text_atomic
 
 PERFETTO_FILE = "trace.perfetto.json"
 _US = 1e6
@@ -79,11 +79,15 @@ def from_run_dir(directory: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files.")
+    ap = ArgumentParser(description="Write RUN_DIR/trace.perfetto.json from a run folder's files; a sweep's "
+                                    "folder: each finished run's.")
     ap.add_argument("run_dirs", nargs="+", type=Path)
     args = ap.parse_args(argv)
+    dirs, skipped = run_dirs_of(args.run_dirs)
+    if skipped:
+        print(f"left out {skipped} run(s) of the sweep that failed or did not finish", file=sys.stderr)
     failed = 0
-    for d in args.run_dirs:   # a broken folder is said and skipped; the others are still written
+    for d in dirs:   # a broken folder is said and skipped; the others are still written
         try:
             doc = from_run_dir(d)
             write_text_atomic(d / PERFETTO_FILE, json.dumps(doc))
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         print(f"wrote {d / PERFETTO_FILE} ({len(doc['traceEvents'])} events)")
-    return folders_done(failed, len(args.run_dirs))
+    return folders_done(failed, len(dirs))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mosaic.core.arguments import ArgumentParser
-from mosaic.core.rundir import folders_done, read_run_dir, write_atomic, write_error
+from mosaic.core.rundir import folders_done, read_run_dir, run_dirs_of, write_atomic, write_error
 
 TIMELINE_FILE = "timeline.png"
 
@@ -99,12 +99,16 @@ def from_run_dir(directory: Path, pdf: bool = False) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = ArgumentParser(description="Draw RUN_DIR/timeline.png from a run folder's files.")
+    ap = ArgumentParser(description="Draw RUN_DIR/timeline.png from a run folder's files; a sweep's folder: "
+                                    "each finished run's.")
     ap.add_argument("run_dirs", nargs="+", type=Path)
     ap.add_argument("--pdf", action="store_true", help="also timeline.pdf (vector)")
     args = ap.parse_args(argv)
+    dirs, skipped = run_dirs_of(args.run_dirs)
+    if skipped:
+        print(f"left out {skipped} run(s) of the sweep that failed or did not finish", file=sys.stderr)
     failed = 0
-    for d in args.run_dirs:   # a broken folder is said and skipped; the others are still drawn
+    for d in dirs:   # a broken folder is said and skipped; the others are still drawn
         try:
             for p in from_run_dir(d, args.pdf):
                 print(f"wrote {p}")
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"error: {why}", file=sys.stderr)
             failed += 1
-    return folders_done(failed, len(args.run_dirs))
+    return folders_done(failed, len(dirs))
 
 
 if __name__ == "__main__":

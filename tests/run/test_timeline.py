@@ -135,3 +135,24 @@ def test_a_library_error_over_a_full_disk_names_the_disk(tmp_path):
         said = write_error(tmp_path / "timeline.pdf", e)
     assert said.startswith(f"cannot write {tmp_path / 'timeline.pdf'}: No space left on device; ")
     assert write_error(tmp_path / "x", ValueError("not a write")) is None
+
+
+def test_a_sweeps_folder_is_each_finished_run_drawn_and_exported(run_dir, tmp_path, capsys):
+    """`mosaic runs` takes a sweep's folder; `mosaic timeline` and `mosaic perfetto` refused it."""
+    import shutil
+
+    from mosaic.run import perfetto
+
+    sweep = tmp_path / "sweep"
+    for name in ("seed=0", "seed=1"):
+        shutil.copytree(run_dir, sweep / name)
+        (sweep / name / TIMELINE_FILE).unlink()
+        (sweep / name / "trace.perfetto.json").unlink()
+    (sweep / "seed=2").mkdir()
+    (sweep / "seed=2" / "error.json").write_text(json.dumps({"error": "boom", "stage": "run", "exit_code": 1}))
+    assert main([str(sweep)]) == 0
+    assert all((sweep / n / TIMELINE_FILE).is_file() for n in ("seed=0", "seed=1"))
+    assert "left out 1 run(s) of the sweep that failed or did not finish" in capsys.readouterr().err
+    assert perfetto.main([str(sweep)]) == 0
+    assert all(json.loads((sweep / n / "trace.perfetto.json").read_text())["traceEvents"] for n in ("seed=0", "seed=1"))
+    assert not (sweep / "seed=2" / TIMELINE_FILE).exists()
