@@ -1,10 +1,11 @@
 """Compare scheduling policies on the three synthetic dataset presets, side by side in one run.
 
-    python experiments/compare_policies.py            # 3 presets x 5 policies x seeds 0,1,2
-    python experiments/compare_policies.py --seeds 0  # quicker
+    python experiments/compare_policies.py                # 3 presets x 6 policies x seeds 0,1,2
+    python experiments/compare_policies.py --seeds 0      # quicker
+    python experiments/compare_policies.py --out results  # update the committed results/policies.*
 
-Prints a table and writes results/policies.csv and results/policies.md (--out is checked first:
-a file or an unwritable directory exits 2 before any run). Every run uses the same
+Prints a table and writes policies.csv and policies.md under --out (default outputs/policies; --out
+is checked first: a file or an unwritable directory exits 2 before any run). Every run uses the same
 Hydra config as experiments/run.py (mosaic/conf/), only with group overrides. Logic: mosaic/analysis/policies.py.
 """
 import sys
@@ -21,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "policies",
+                    help="where to write (default outputs/policies; results updates the committed page)")
     args = ap.parse_args()
     if len(set(args.seeds)) < len(args.seeds):   # each run twice, spreads of 0 over copies
         ap.error(f"--seeds names a seed more than once ({' '.join(map(str, args.seeds))}); give distinct seeds")

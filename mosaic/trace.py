@@ -23,6 +23,9 @@ class RequestRecord:
     answer: str | None
     error: str | None = None
     text: str | None = None   # generated text, kept only when the model generated naturally
+    # When the request was bound to its replica (worker, session): the session's start under the
+    # static runtime, when the replica took it (runtime=pull) or when it was released (a router).
+    bound_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class SessionRecord:
     # How the engine actually ran its TP ranks ("" = single GPU); a backend that had to run a
     # TP session differently from the plan says so here.
     tp_mode: str = ""
+    # A replica the runtime loaded mid-run (runtime=pull, a worker done with its plan), not in the plan.
+    added: bool = False
 
 
 @dataclass(frozen=True)

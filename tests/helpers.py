@@ -34,6 +34,9 @@ class UnitCost:
     def decode_run_s(self, n_seqs, ctx_sum, steps):
         return float(steps)
 
+    def prefill_s(self, tokens, squares, n_seqs):
+        return 1.0
+
 
 # Entry points that moved into the benchmarks tree; every other name is experiments/<name>.py.
 ENTRY_MODULES = {"bench_scheduler": "benchmarks.scheduler", "length_signals": "benchmarks.scheduler.length_signals"}

@@ -23,6 +23,7 @@ LAYERS = [
     ("mosaic.engine",),     # the engine model: step costs, step loops, sessions, host contention
     ("mosaic.workload", "mosaic.graphs"),
     ("mosaic.costs",),
+    ("mosaic.runtime",),    # what decides while a stage runs: late binding, replicas added mid-run
     ("mosaic.schedulers", "mosaic.backends"),      # mosaic.backends: the interface and registries
     ("mosaic.backends.sim", "mosaic.backends.vllm"),
     ("mosaic.run",),
@@ -33,7 +34,7 @@ LAYERS = [
 # The backends run plans: they read the hand-off types and the model profiles, nothing that plans
 # or analyses (the scheduler core never imports a backend either: the layers above see to that).
 BACKEND_MAY_IMPORT = ("mosaic.core", "mosaic.config", "mosaic.profiles", "mosaic.cluster", "mosaic.plan",
-                      "mosaic.trace", "mosaic.engine", "mosaic.workload.types", "mosaic.workload.prompts",
+                      "mosaic.trace", "mosaic.engine", "mosaic.runtime", "mosaic.workload.types", "mosaic.workload.prompts",
                       "mosaic.workload.tokens", "mosaic.backends", "mosaic.graphs.shape", "mosaic.graphs.trace",
                       "mosaic.graphs.outcomes")
 BACKENDS = ("mosaic.backends.sim", "mosaic.backends.vllm")

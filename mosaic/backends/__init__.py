@@ -14,6 +14,7 @@ from mosaic.cluster import Cluster
 from mosaic.core.errors import ConfigError
 from mosaic.core.registry import Registry
 from mosaic.plan import Plan
+from mosaic.runtime import Runtime
 from mosaic.profiles import ProfileSet
 from mosaic.trace import Trace
 from mosaic.workload.types import Outcome, Request
@@ -21,13 +22,17 @@ from mosaic.workload.types import Outcome, Request
 
 class Backend(Protocol):
     name: str
+    # The runtimes (mosaic/runtime) it honours: None, every one; a backend that does not say runs
+    # only the plan's assignment (static).
+    runtimes: tuple[str, ...] | None
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  **options: Any) -> None: ...
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
-            replay: Mapping[str, Outcome] | None) -> Trace:
-        """Execute every request of the plan; `replay` gives output lengths/answers to reproduce."""
+            replay: Mapping[str, Outcome] | None, runtime: "Runtime | None" = None) -> Trace:
+        """Execute every request of the plan; `replay` gives output lengths/answers to reproduce;
+        `runtime` decides what the plan leaves open (None: the plan's assignment)."""
 
 
 BACKENDS: Registry[type] = Registry("backend", "backend.name")

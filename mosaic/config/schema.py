@@ -107,6 +107,30 @@ class BackendConfig:
     plugin: Optional[str] = None  # a module to import that registers `name` (a backend outside mosaic)
 
 
+RUNTIME_ORDERS = ("arrival", "longest_first", "auto")
+
+
+@dataclass
+class RuntimeConfig:
+    """What decides while the run goes, between the plan and the backend (mosaic/runtime)."""
+    # static: the plan's assignment | pull: late binding, work taken over from replicas not started,
+    # replicas added | least_outstanding, p2c: routers that bind each request when released
+    name: str = "static"
+    # pull: the order of each replica's queue. arrival: the plan's; longest_first: longest predicted
+    # output first (the calibration split's category means); auto: longest_first where the workload
+    # has such length signals, else arrival. Default arrival: on the benchmark's question sets the
+    # category means ordered worse than the plan (docs/runtime.md).
+    order: str = "arrival"
+    # pull: a worker done with its plan may load a model whose work waits on a replica not started
+    # yet (K and memory held), where the wait outlasts two loads.
+    add_replicas: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("runtime.order", self.order, RUNTIME_ORDERS)
+        if not isinstance(self.add_replicas, bool):
+            raise ConfigError(f"runtime.add_replicas must be true or false (got {self.add_replicas!r})")
+
+
 # Workload fields read by the synthetic and question generators and the routers: name -> (lowest
 # allowed, highest allowed, what it is). None = unbounded.
 _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
@@ -403,6 +427,7 @@ class TopologyConfig:
 class MosaicConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)

@@ -100,6 +100,25 @@ def session_estimate(model: ModelProfile, engine: EngineProfile, memory_gib: flo
     return fit.predict(n, mean, max_out, mean_prompt, n_cal)
 
 
+def session_prices(requests: Sequence[Request], cluster: Cluster, profiles: ProfileSet,
+                   calibration: Mapping[str, LengthStats] | None = None,
+                   cost_model: str = "auto") -> dict[str, Callable[[int], float]]:
+    """model -> n -> the predicted seconds of one session over n of its requests (T_m as build_problem
+    prices a whole model, at any count): what a runtime weighs its moves with."""
+    calibration = calibration or {}
+    by_model, _, order = group_by_model(requests)
+    memory = min(w.memory_gib for w in cluster.workers)
+    out = {}
+    for name in order:
+        prof, reqs = profiles.model(name), by_model[name]
+        mean_prompt = sum(r.prompt_tokens for r in reqs) / len(reqs)
+
+        def at(n: int, prof=prof, mean_prompt=mean_prompt, stats=calibration.get(name)) -> float:
+            return session_estimate(prof, profiles.engine, memory, n, mean_prompt, stats, cost_model)
+        out[name] = at
+    return out
+
+
 def fixed_session_s(session_at, n: int, n_workers: int, whole: float) -> float:
     """f_m for shard_cost=affine: the intercept of the chord of T_m(x) (session_at) between
     x = ceil(n / n_workers) and x = n, within [0, T_m(n)]; 0 when the model cannot be split.

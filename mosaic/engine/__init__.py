@@ -15,9 +15,9 @@ from mosaic.engine.host import HostLoad
 from mosaic.engine.session import (Batch, RunSession, cost_model, run_session, session_engine, session_runner,
                                    warmup_s)
 from mosaic.engine.step_cost import CostModel
-from mosaic.engine.v0 import BatchEngine, EngineResult, SeqState, Step, Wait
+from mosaic.engine.v0 import BatchEngine, EngineResult, Jump, SeqState, Source, Step, Wait
 from mosaic.engine.v1 import Inbox, StepRecord, V1Engine, V1Seq
 
-__all__ = ["Batch", "BatchEngine", "CostModel", "EngineResult", "GroupCosts", "HostLoad", "Inbox", "RunSession",
-           "SeqState", "Step", "StepFloor", "StepRecord", "V1Engine", "V1Seq", "Wait", "cost_model", "run_session",
+__all__ = ["Batch", "BatchEngine", "CostModel", "EngineResult", "GroupCosts", "HostLoad", "Inbox", "Jump", "RunSession",
+           "SeqState", "Source", "Step", "StepFloor", "StepRecord", "V1Engine", "V1Seq", "Wait", "cost_model", "run_session",
            "session_engine", "session_runner", "warmup_s"]

@@ -83,14 +83,20 @@ class HostLoad:
             return 1.0
         return self.contention.scale(max(1, self.busy[self._host(worker)]), model, seqs)
 
-    def elapse(self, worker: int, model: str, duration: float) -> Generator:
+    def elapse(self, worker: int, model: str, duration: float, interrupt: simpy.Event | None = None) -> Generator:
         """Advance `worker`'s clock through one yield of its engine: a Wait as is; a step's cost at
-        the speed its host's load gives, re-timed whenever that load changes."""
+        the speed its host's load gives, re-timed whenever that load changes. With `interrupt`, it
+        stops when that event fires first; returns the work (seconds at the profiled speed) left."""
         if self.contention is None or isinstance(duration, Wait):
-            yield self.env.timeout(duration)
-            return
+            if interrupt is None:
+                yield self.env.timeout(duration)
+                return 0.0
+            start = self.env.now
+            done = self.env.timeout(duration)
+            fired = yield done | interrupt
+            return 0.0 if done in fired else max(0.0, float(duration) - (self.env.now - start))
         seqs = getattr(duration, "seqs", None)
-        yield from self._timed(worker, float(duration), lambda: self.scale(worker, model, seqs))
+        return (yield from self._timed(worker, float(duration), lambda: self.scale(worker, model, seqs), interrupt))
 
     def load(self, worker: int, duration: float) -> Generator:
         """Advance `worker`'s clock through a model load (the worker counts as busy meanwhile)."""
@@ -100,7 +106,7 @@ class HostLoad:
         yield from self._timed(worker, float(duration),
                                lambda: self.contention.load(max(1, self.busy[self._host(worker)])))
 
-    def _timed(self, worker: int, work: float, scale) -> Generator:
+    def _timed(self, worker: int, work: float, scale, interrupt: simpy.Event | None = None) -> Generator:
         while work > 1e-12:
             s = scale()
             h = self._host(worker)
@@ -109,7 +115,10 @@ class HostLoad:
                 changed = self.changed[h] = self.env.event()
             start = self.env.now
             done = self.env.timeout(work * s)
-            fired = yield done | changed
+            fired = yield (done | changed) if interrupt is None else (done | changed | interrupt)
             if done in fired:
-                return
+                return 0.0
             work -= (self.env.now - start) / s
+            if interrupt is not None and interrupt in fired:
+                return max(0.0, work)
+        return 0.0

@@ -16,9 +16,23 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Generator
+from typing import Callable, Generator, Protocol
 
 from mosaic.engine.step_cost import CostModel
+
+
+class Source(Protocol):
+    """Where a late-binding engine takes its next request (mosaic/runtime): `take(fits)` returns
+    (request id, prompt tokens, output tokens) of the request bound to this engine now, or None.
+    `fits(prompt_tokens)` says whether the engine's free KV (after what it already queues) holds
+    that prompt: a source may keep a request that does not fit for another replica. The engine asks
+    only while it has a free sequence slot (running + queued < max_num_seqs), as vLLM's waiting
+    queue admits; it never asks again after None until something in it changed (a step)."""
+
+    def take(self, fits: Callable[[int], bool]) -> tuple[str, int, int] | None: ...
+
+    def done(self, rid: str, t: float) -> None:
+        """Request `rid` finished at time t (so the source knows what each replica still holds)."""
 
 
 @dataclass(slots=True)   # a session curve makes ~10^6 of these per plan
@@ -60,6 +74,33 @@ class Step(float):
         return step
 
 
+class Jump(Step):
+    """A run of `steps` identical decode steps that an engine fed through an inbox yields: the caller
+    may cut it short when a request arrives (or is cancelled) mid-run, and sends back how many steps
+    it let run (None or `steps`: all of them). `cost_of(k)`: the first k steps' seconds, so the caller
+    can find the step in progress when the arrival came; the arrival joins after it, as it would
+    between single steps."""
+
+    steps: int
+    cost_of: Callable[[int], float]
+
+    def __new__(cls, seconds: float, seqs: int, steps: int, cost_of: Callable[[int], float]) -> "Jump":
+        jump = super().__new__(cls, seconds, seqs)
+        jump.steps, jump.cost_of = steps, cost_of
+        return jump
+
+    def steps_by(self, work: float) -> int:
+        """The steps begun by `work` seconds into the run (at least 1: the step in progress)."""
+        lo, hi = 1, self.steps
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.cost_of(mid) >= work - 1e-12:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+
 @dataclass
 class BatchEngine:
     cost: CostModel
@@ -69,10 +110,12 @@ class BatchEngine:
     watermark: float = 0.01
     result: EngineResult = field(init=False)
 
-    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float]
+    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float], source: Source | None = None
             ) -> Generator[float, None, EngineResult]:
         """Yields step durations (seconds); the caller advances the clock. requests: (id, prompt,
-        output tokens) in submission order, all submitted at once."""
+        output tokens) in submission order, all submitted at once. With a `source`, more are taken
+        from it whenever a slot is free (late binding), until it has none left and the engine is
+        empty; every request of the source is released before the run (none arrives later)."""
         seqs = [SeqState(rid, p, t) for rid, p, t in requests]
         self.result = res = EngineResult(seqs)
         waiting: deque[SeqState] = deque(seqs)
@@ -88,7 +131,26 @@ class BatchEngine:
         # Admission that failed stays failed until a sequence leaves (a finish or a preemption): a
         # decode step only adds context. So a failed try is not repeated after each decode run.
         blocked = False
-        while waiting or running:
+
+        def top_up() -> bool:
+            """Take requests from the source while a slot is free and the KV holds them."""
+            queued = sum(s.prompt + s.generated + 1 for s in waiting)
+            used = base_sum + len(running) * clock + queued + reserve
+            took = False
+            while len(running) + len(waiting) < max_num_seqs:
+                got = source.take(lambda p: used + p + 1 <= kv_capacity)
+                if got is None:
+                    break
+                s = SeqState(*got)
+                seqs.append(s)
+                waiting.append(s)
+                used += s.prompt + 1
+                took = True
+            return took
+
+        while waiting or running or (source is not None and top_up()):
+            if source is not None and not blocked:
+                top_up()
             # -------- admission + prefill step (V0 prioritises prefills)
             if waiting and not blocked:
                 admitted: list[SeqState] = []
@@ -119,6 +181,8 @@ class BatchEngine:
                             s.first_token = t1
                         if s.generated >= s.target:
                             s.finish = t1
+                            if source is not None:
+                                source.done(s.rid, t1)
                             continue
                         s.g0, s.d0 = s.generated, clock
                         running[s.rid] = s
@@ -164,4 +228,6 @@ class BatchEngine:
                     base_sum -= s.prompt + s.g0 - s.d0
                     s.generated = s.target
                     s.finish = t
+                    if source is not None:
+                        source.done(rid, t)
         return res

@@ -18,15 +18,18 @@ KV is counted in blocks of block_size tokens: a request holds ceil(tokens with K
 
 Between events the batch is constant (all decoding, nothing admissible, no block shortage), so a
 run of decode steps has a closed-form duration and is taken in one jump, as in mosaic/engine/v0.py.
+An engine fed through an Inbox (agent graphs) jumps too: the run is yielded as a Jump, which its
+caller cuts short at the step in progress when a request arrives, is cancelled or is watched, so
+requests join between steps exactly as when stepping one step at a time.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Generator
+from typing import Callable, ClassVar, Generator
 
 from mosaic.engine.step_cost import CostModel
-from mosaic.engine.v0 import EngineResult, Step, Wait
+from mosaic.engine.v0 import EngineResult, Jump, Source, Step, Wait
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -97,16 +100,24 @@ class V1Engine:
     # has arrived (0 = all at once).
     submit_s: float = 0.0
     record_steps: bool = False   # keep a StepRecord per step (tests, fidelity diagnostics)
+    # With an inbox, jump over runs of decode steps that an arrival may cut short (Jump); False:
+    # one step at a time, the reference the jumps are tested against.
+    inbox_jumps: ClassVar[bool] = True
     result: EngineResult = field(init=False)
     steps_log: list[StepRecord] = field(init=False, default_factory=list)
+    _done: Callable | None = field(init=False, default=None, repr=False)
 
-    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float], inbox: Inbox | None = None
-            ) -> Generator[float | None, None, EngineResult]:
+    def run(self, requests: list[tuple[str, int, int]], now: Callable[[], float], inbox: Inbox | None = None,
+            source: Source | None = None) -> Generator[float | None, None, EngineResult]:
         """Yields step durations (seconds); the caller advances the clock. requests: (id, prompt,
         output tokens) in submission order, all submitted at once. With an `inbox`, more arrive
         (and some are cancelled) while it runs: it steps one at a time (no jump can know the next
-        arrival) and yields None when idle, until the inbox is closed."""
+        arrival) and yields None when idle, until the inbox is closed. With a `source` (late
+        binding, mosaic/engine/v0.py Source), requests are taken from it between steps whenever a
+        slot is free and the KV holds the prompt, each handed over as a submitted one is
+        (submit_s), until it has none left and the engine is empty."""
         B = self.block_size
+        self._done = source.done if source is not None else None
         seqs = [V1Seq(rid, p, t) for rid, p, t in requests]
         self.result = res = EngineResult(seqs)  # type: ignore[arg-type]
         t_start = now()
@@ -169,10 +180,33 @@ class V1Engine:
             if s.preemptions == 0:
                 s.cache_hit = hits * B
 
-        while waiting or running or pending or (inbox is not None and not inbox.closed):
+        def top_up(t: float) -> bool:
+            """Take requests from the source while a slot is free and the KV holds their prompts."""
+            queued = sum(_blocks(s.num_tokens, B) for s in waiting) + sum(_blocks(p[1].num_tokens, B) for p in pending)
+            took = False
+            while len(running) + len(waiting) + len(pending) < self.max_num_seqs:
+                got = source.take(lambda p: queued + _blocks(p, B) <= free)
+                if got is None:
+                    break
+                s = V1Seq(*got)
+                seqs.append(s)
+                queued += _blocks(s.prompt, B)
+                if self.submit_s > 0:
+                    pending.append((max(t, pending[-1][0] if pending else t) + self.submit_s, s))
+                else:
+                    waiting.append(s)
+                took = True
+            return took
+
+        while (waiting or running or pending or (inbox is not None and not inbox.closed)
+               or (source is not None and top_up(now()))):
             t = now()
             while pending and pending[0][0] <= t:   # arrivals join the queue between steps
                 waiting.append(pending.popleft()[1])
+            if source is not None:
+                top_up(t)
+                while pending and pending[0][0] <= t:
+                    waiting.append(pending.popleft()[1])
             if inbox is not None:
                 self._take(inbox, seqs, waiting, running, pending, release, t)
             if not waiting and not running:          # idle until the next request arrives
@@ -185,28 +219,49 @@ class V1Engine:
             n = len(running)
             # (a sequence whose prompt a chunk left one token short of complete takes that token in
             # a step of its own: its first token's time is that step's end)
-            if (running and not pending and inbox is None
+            if (running and not pending and (inbox is None or self.inbox_jumps)
                     and all(s.computed == s.num_tokens - 1 and s.generated > 0 for s in running)
                     and n <= self.max_num_batched_tokens
                     and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
                          or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):
                 steps = min(s.target - s.generated for s in running)
                 steps = min(steps, self._max_steps(running, free, steps))
+                if inbox is not None and inbox.watch:   # stop where a watched request reports progress
+                    for s in running:
+                        w = inbox.watch.get(s.rid)
+                        if w is not None:
+                            steps = min(steps, max(1, w[1] - s.generated))
                 if steps >= 2:
-                    need = self._run_blocks(running, steps)
                     ctx = sum(s.num_tokens for s in running)
                     dur = self.cost.decode_run_s(n, ctx, steps)
+                    if inbox is None:
+                        yield Step(dur, n)
+                    else:
+                        # an arrival may cut the run short: the caller says how many steps ran
+                        taken = yield Jump(dur, n, steps, lambda k, n=n, ctx=ctx: self.cost.decode_run_s(n, ctx, k))
+                        if taken is not None and taken < steps:
+                            steps = taken
+                            dur = self.cost.decode_run_s(n, ctx, steps)
                     if self.record_steps:
                         self.steps_log.append(StepRecord(tuple((s.rid, 1) for s in running), (), dur, steps))
                     res.steps += steps
-                    yield Step(dur, n)
                     t1 = now()
-                    take(need)
+                    take(self._run_blocks(running, steps))
                     for s in running:
                         s.blocks = _blocks(s.num_tokens + steps - 1, B)
                         s.computed += steps
                         s.generated += steps
-                    free += self._retire(running, free_q, t1)
+                    if inbox is None:
+                        free += self._retire(running, free_q, t1)
+                    else:
+                        before = list(running)
+                        free += self._retire(running, free_q, t1, keyed)
+                        inbox.finished.extend(s for s in before if s.finish == t1 and s.generated >= s.target)
+                        for s in before:
+                            w = inbox.watch.get(s.rid)
+                            if w is not None and s.finish is None and s.generated >= w[1]:
+                                inbox.progress.append((s.rid, s.generated))
+                                w[1] = s.generated + w[0]
                     continue
             # -------- one step
             budget = self.max_num_batched_tokens
@@ -312,6 +367,8 @@ class V1Engine:
         done = [s for s in running if s.generated >= s.target]
         for s in done:
             s.finish = t
+            if self._done is not None:
+                self._done(s.rid, t)
             cached = min(s.computed // self.block_size, s.blocks) if s.key is not None and keyed is not None else 0
             if s.blocks - cached:
                 free_q.append([None, s.blocks - cached])

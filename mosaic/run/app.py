@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def settings_not_applied(c: MosaicConfig, engine=None) -> list[str]:
-    out = scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload)
+    out = scheduler_not_applied(c.scheduler) + workload_not_applied(c.workload) + runtime_not_applied(c)
     return out + (cluster_not_applied(c, engine) if engine is not None else []) + models_not_applied(c)
+
+
+def runtime_not_applied(c: MosaicConfig) -> list[str]:
+    """runtime.order and runtime.add_replicas steer pull only."""
+    return [] if c.runtime.name == "pull" else [k for k in changed("runtime", c.runtime) if k != "runtime.name"]
 
 
 def cluster_not_applied(c: MosaicConfig, engine) -> list[str]:
@@ -66,6 +71,8 @@ def warn_not_applied(c: MosaicConfig, names: list[str]) -> None:
                 why += " (topology.placement=scheduler would place the graph with the scheduler)"
         elif section == "scheduler":
             why = f"scheduler {c.scheduler.name} does not read it"
+        elif section == "runtime":
+            why = f"runtime {c.runtime.name} does not read it (runtime=pull does)"
         else:
             why = (f"workload kind {c.workload.kind} (routing={c.workload.routing}, "
                    f"replacement={c.workload.replacement}) does not read it")
@@ -104,7 +111,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     c, workload = r.config, r.workload
     result = r.execute()
     aggregation = {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau}
-    s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation)
+    s = summary(result, c.scheduler.name, c.backend.name, c.workload.name, c.seed, aggregation, c.runtime.name)
     # Set, but never read by this policy or workload source (round robin ignores K, fifo the
     # replication cap, a synthetic workload the question files, ...).
     s["settings_not_applied"] = settings_not_applied(c, r.profiles.engine)
@@ -222,6 +229,11 @@ def format_table(s: dict[str, Any]) -> str:
         sv = s["solver"]
         if sv.get("fallback"):
             rows.append(("ILP FALLBACK", f"!!! {sv['fallback']}"))
+    if s.get("runtime", "static") != "static":
+        added = s.get("replicas_added") or {}
+        rows.append(("runtime", f"{s['runtime']}: requests bound to replicas as they had room; replicas added "
+                     f"mid-run: {added.get('expert', 0)} expert, {added.get('aggregator', 0)} aggregator"
+                     if s["runtime"] == "pull" else f"{s['runtime']}: each request routed to a replica when released"))
     if (s.get("aggregator_solver") or {}).get("fallback"):   # a scheduled aggregator's own solve
         rows.append(("ILP FALLBACK (aggregator)", f"!!! {s['aggregator_solver']['fallback']}"))
     serving = s.get("serving")

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from mosaic.backends import Backend, make_backend
+from mosaic.backends import BACKENDS, Backend, make_backend
 from mosaic.cluster import Cluster
 from mosaic.config import CONF_DIR, schema
 from mosaic.config.defaults import check_label
@@ -25,6 +25,7 @@ from mosaic.costs.predict import admit_requests
 from mosaic.costs.problem import StageProblem
 from mosaic.plan import Plan
 from mosaic.profiles import EngineProfile, ProfileSet, load_profiles
+from mosaic.runtime import RUNTIMES
 from mosaic.run.graph_setup import GraphSetup, check_settings as check_graph_settings, prepare as prepare_graph
 from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
 from mosaic.schedulers import get_scheduler
@@ -114,7 +115,8 @@ class Run:
 
     def execute(self) -> PipelineResult:
         c = self.config
-        return run_pipeline(self.workload, self.cluster, self.profiles, c.scheduler, self.backend, c.aggregation)
+        return run_pipeline(self.workload, self.cluster, self.profiles, c.scheduler, self.backend, c.aggregation,
+                            c.runtime, c.seed)
 
     def plan(self, stage: str, requests: list[Request], model_order: Sequence[str],
              placement: str = "scheduled") -> tuple[StageProblem, Plan]:
@@ -160,6 +162,20 @@ def engine_settings(profiles: ProfileSet, e: EngineConfig) -> ProfileSet:
     return replace(profiles, engine=replace(profiles.engine, **changes)) if changes else profiles
 
 
+def check_runtime(c: MosaicConfig, backend: type) -> None:
+    """The runtime exists, and the backend honours it (a backend's `runtimes`: the names it runs;
+    None: all), and it applies to the run's shape."""
+    RUNTIMES.get(c.runtime.name)
+    honoured = getattr(backend, "runtimes", ("static",))
+    if honoured is not None and c.runtime.name not in honoured:
+        raise ConfigError(f"runtime={c.runtime.name}: backend={c.backend.name} runs only runtime="
+                          f"{' | '.join(honoured)}; set runtime=static, or backend=sim")
+    if c.runtime.name != "static" and c.topology.kind != "flat":
+        raise ConfigError(f"runtime={c.runtime.name}: agent graphs (topology={c.topology.kind}) bind each request "
+                          "when its precursors finish, to their model's one long-lived engine; set runtime=static "
+                          "or topology=flat")
+
+
 def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     """Validate the config, then build in the order that fails cheapest first: a typo in a name
     or a missing engine (vLLM not installed) stops the run before any workload is generated."""
@@ -176,6 +192,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     # The cluster runs the graph's agents where they have their own profiles: their device is the one.
     check_device(c.cluster.device, (graph_profiles or profiles).engine.device,
                  c.topology.profiles or c.workload.profiles)
+    check_runtime(c, BACKENDS.get(c.backend.name, c.backend.plugin))
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)

@@ -57,7 +57,7 @@ def query_rows(result: PipelineResult) -> list[dict[str, Any]]:
 
 
 def summary(result: PipelineResult, scheduler: str, backend: str, workload_name: str,
-            seed: int, aggregation: dict[str, Any] | None = None) -> dict[str, Any]:
+            seed: int, aggregation: dict[str, Any] | None = None, runtime: str = "static") -> dict[str, Any]:
     wl = result.workload
     exp_t, agg_t = result.expert.trace, result.aggregator.trace
     gold = {q.id: q.gold for q in wl.queries}
@@ -72,6 +72,10 @@ def summary(result: PipelineResult, scheduler: str, backend: str, workload_name:
     return {
         "scheduler": scheduler,
         "backend": backend,
+        "runtime": runtime,
+        # Replicas the runtime loaded mid-run, beyond the plan's sessions (runtime=pull).
+        "replicas_added": {"expert": sum(s.added for s in exp_t.sessions),
+                           "aggregator": sum(s.added for s in agg_t.sessions)},
         "workload": workload_name,
         "aggregation": aggregation,
         "seed": seed,

@@ -32,7 +32,8 @@ def events(requests: Iterable[Mapping[str, Any]], sessions: Iterable[Mapping[str
     for s in sessions:
         w, t0 = int(s["worker"]), offset(s["stage"])
         workers.add(w)
-        label = f"{s['model']} ({s['stage']})"
+        added = str(s.get("added", "")).lower() in ("true", "1")
+        label = f"{s['model']} ({s['stage']}{', added mid-run' if added else ''})"
         if float(s["load_end_s"]) > float(s["load_start_s"]):
             out.append({"name": f"load {label}", "cat": "load", "ph": "X", "pid": w, "tid": 0,
                         "ts": (t0 + float(s["load_start_s"])) * _US,
@@ -53,6 +54,8 @@ def events(requests: Iterable[Mapping[str, Any]], sessions: Iterable[Mapping[str
         args = {"model": r["model"], "prompt_tokens": int(r["prompt_tokens"]),
                 "output_tokens": int(r["output_tokens"]),
                 "ttft_s": float(r["first_token_s"]) - float(r["start_s"])}
+        if r.get("bound_s") not in (None, ""):   # when the runtime bound it to this replica
+            args["bound_s"] = float(r["bound_s"])
         if r.get("error"):
             args["error"] = r["error"]
         out.append({**common, "ph": "b", "ts": (t0 + float(r["start_s"])) * _US, "args": args})

@@ -7,14 +7,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from mosaic.config.schema import AggregationConfig
+from mosaic.config.schema import AggregationConfig, RuntimeConfig
 from mosaic.run.aggregation import Decision, decide
 from mosaic.backends import Backend
 from mosaic.cluster import Cluster
-from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, build_problem
+from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, build_problem, session_prices
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import raise_if_interrupted
 from mosaic.plan import Plan
+from mosaic.runtime import make_runtime, stage_inputs
+from mosaic.runtime.check import check_trace
 from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS, aggregator_prompt
@@ -90,23 +92,47 @@ def length_hints(requests: list[Request], workload: Workload) -> dict[str, float
 
 
 def run_stage(stage: str, requests: list[Request], model_order, scheduler: SchedulerConfig, placement: str,
-              backend: Backend, cluster: Cluster, profiles: ProfileSet, workload: Workload) -> StageResult:
+              backend: Backend, cluster: Cluster, profiles: ProfileSet, workload: Workload,
+              runtime: RuntimeConfig | None = None, seed: int = 0) -> StageResult:
     raise_if_interrupted()   # a Ctrl-C an earlier step's library swallowed: no stage starts after it
     problem, plan = plan_stage(stage, requests, model_order, scheduler, placement, cluster, profiles, workload)
     raise_if_interrupted()
-    return execute(problem, plan, requests, backend, workload)
+    prices = None
+    if runtime is not None and runtime.name != "static" and placement != "tp":
+        prices = session_prices(requests, cluster, profiles, workload.calibration, applied(scheduler).cost_model)
+    return execute(problem, plan, requests, backend, workload, runtime, scheduler.max_models_per_worker, seed,
+                   prices)
 
 
 def execute(problem: StageProblem, plan: Plan, requests: list[Request], backend: Backend,
-            workload: Workload) -> StageResult:
+            workload: Workload, runtime: RuntimeConfig | None = None, max_models_per_worker: int | None = None,
+            seed: int = 0, prices: dict | None = None) -> StageResult:
+    """Run the plan on the backend under the runtime (static: the plan's assignment). prices: the
+    stage's session prices for the runtime (session_prices)."""
     stage = problem.stage
-    trace = backend.run(plan, {r.id: r for r in requests}, workload.outcomes or None)
+    by_id = {r.id: r for r in requests}
+    if runtime is None or runtime.name == "static":
+        trace = backend.run(plan, by_id, workload.outcomes or None)
+    else:
+        inputs = stage_inputs(problem, requests, length_hints(requests, workload), max_models_per_worker, seed,
+                              prices)
+        trace = backend.run(plan, by_id, workload.outcomes or None, make_runtime(runtime, plan, inputs))
+        # What the runtime decided keeps the plan's invariants (K only where the plan kept it).
+        k = max_models_per_worker
+        if k is not None and any(len({s.model for s in wp.sessions}) > k for wp in plan.workers):
+            k = None
+        check_trace(trace, requests, problem.fits if placement_of(plan) != "tp" else None, k)
     done = {r.request_id for r in trace.requests}
     missing = [r.id for r in requests if r.id not in done]
     if missing or len(trace.requests) != len(requests):
         raise RuntimeError(f"{stage} stage: backend '{trace.backend}' returned {len(trace.requests)} "
                            f"results for {len(requests)} requests; missing e.g. {missing[:3]}")
     return StageResult(problem, plan, trace)
+
+
+def placement_of(plan: Plan) -> str:
+    """"tp" where the plan's sessions span several workers (fits then means a TP rank's share)."""
+    return "tp" if any(s.tp_size > 1 for wp in plan.workers for s in wp.sessions) else "scheduled"
 
 
 def aggregator_requests(workload: Workload, expert_trace: Trace, run_ids: set[str],
@@ -157,7 +183,8 @@ def _fit_responses(question: str | None, responses: list[tuple[str, str]], max_p
 
 
 def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, scheduler: SchedulerConfig,
-                 backend: Backend, aggregation: AggregationConfig) -> PipelineResult:
+                 backend: Backend, aggregation: AggregationConfig, runtime: RuntimeConfig | None = None,
+                 seed: int = 0) -> PipelineResult:
     if not workload.queries:
         raise ConfigError("workload: no queries to run")
     placement = aggregation.placement
@@ -167,7 +194,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     # allow truncation, workload.oversize=truncate, pass the already truncated workload: mosaic/run/app.py).
     workload, _ = admit_requests(workload, cluster, profiles, placement)
     expert = run_stage("expert", list(workload.expert_requests()), workload.expert_models, scheduler,
-                       "scheduled", backend, cluster, profiles, workload)
+                       "scheduled", backend, cluster, profiles, workload, runtime, seed)
     answers: dict[str, list[str | None]] = {q.id: [] for q in workload.queries}
     for r in expert.trace.requests:
         answers[r.query_id].append(r.answer)
@@ -175,7 +202,7 @@ def run_pipeline(workload: Workload, cluster: Cluster, profiles: ProfileSet, sch
     to_run = {d.query_id for d in decisions if not d.skip}
     agg_reqs, cut = aggregator_requests(workload, expert.trace, to_run, profiles.engine.aggregator_cap)
     aggregator = run_stage("aggregator", agg_reqs, (workload.aggregator,), scheduler, placement, backend,
-                           cluster, profiles, workload)
+                           cluster, profiles, workload, runtime, seed)
     agg = {r.query_id: r for r in aggregator.trace.requests}
     # A query whose aggregator call failed (an error, not a wrong answer) falls back to its experts'
     # majority, if there is one.

@@ -1,5 +1,5 @@
-"""A run's per-worker timeline (a Gantt chart: hatched = model load, solid = serving, dotted line
-= the aggregator stage's start), drawn from a run's sessions (the rows of sessions.csv) and its
+"""A run's per-worker timeline (a Gantt chart: hatched = model load, solid = serving, a dashed
+thick outline = a replica the runtime added mid-run, dotted line = the aggregator stage's start), drawn from a run's sessions (the rows of sessions.csv) and its
 summary, so any finished run folder of either backend can be redrawn:
 python -m mosaic.run.timeline RUN_DIR [--pdf]  (writes RUN_DIR/timeline.png, and timeline.pdf with
 --pdf). Every run writes timeline.png.
@@ -38,8 +38,10 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
         for r in mine:
             ax.barh(r["worker"], r["load_end_s"] - r["load_start_s"], left=offset + r["load_start_s"],
                     color=colour[r["model"]], alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
+            added = str(r.get("added", "")).lower() in ("true", "1")   # loaded by the runtime, not the plan
             ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
-                    color=colour[r["model"]], edgecolor="k", linewidth=0.3)
+                    color=colour[r["model"]], edgecolor="k", linewidth=1.5 if added else 0.3,
+                    linestyle="--" if added else "-")
         offset += max((r["run_end_s"] for r in mine), default=0.0)
         ax.axvline(offset, color="k", linestyle=":", linewidth=0.8)
     ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])
@@ -51,6 +53,9 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
     # Outside the axes, so it never covers a worker's bars; the hatch explained.
     handles = [Patch(color=colour[m], label=m) for m in models]
     handles.append(Patch(facecolor="white", edgecolor="k", hatch="//", linewidth=0.3, label="model load"))
+    if any(str(r.get("added", "")).lower() in ("true", "1") for r in rows):
+        handles.append(Patch(facecolor="white", edgecolor="k", linestyle="--", linewidth=1.5,
+                             label="replica added mid-run"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     return ax
 
@@ -67,7 +72,9 @@ def run_title(summary: dict[str, Any]) -> str:
                 f"{summary['makespan_s']:.0f} s, query latency p50 "
                 + ("- (no query answered)" if p50 is None else f"{p50:.1f} s"))
     return (f"{summary['scheduler']} on {summary['workload']} (seed {summary['seed']}), {where}, "
-            f"backend {summary['backend']}: expert {summary['expert_stage_s']:.0f} s + aggregator "
+            f"backend {summary['backend']}"
+            + (f", runtime {summary['runtime']}" if summary.get("runtime", "static") != "static" else "")
+            + f": expert {summary['expert_stage_s']:.0f} s + aggregator "
             f"{summary['aggregator_stage_s']:.0f} s = {summary['end_to_end_s']:.0f} s")
 
 

@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -264,6 +265,22 @@ def test_compare_policies_checks_out_before_any_run(tmp_path, capsys, monkeypatc
     assert e.value.code == 2
     assert error_lines(capsys) == [f"error: --out {tmp_path / 'f' / 'results'} is not a writable directory "
                                    "(a path component is a file); choose another one"]
+
+
+def test_compare_policies_writes_outputs_not_the_committed_results_unless_asked(monkeypatch):
+    import runpy
+
+    from mosaic.analysis import policies
+
+    seen = []
+    monkeypatch.setattr(policies, "write", lambda out, seeds, command: seen.append(out) or "")
+    script = builder.CONF_DIR.parents[1] / "experiments" / "compare_policies.py"
+    root = script.parents[1]
+    for argv, want in (([], root / "outputs" / "policies"), (["--out", "results"], Path("results"))):
+        monkeypatch.setattr(sys, "argv", [str(script), "--seeds", "0", *argv])
+        runpy.run_module(entry_module("compare_policies"), run_name="__main__")
+        assert seen[-1] == want
+    assert policies.POLICIES[0] == "engine_aware"   # the default scheduler is compared too
 
 
 # ---------------------------------------------------------------- every script's --out, before its work

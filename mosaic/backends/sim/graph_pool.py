@@ -16,7 +16,7 @@ from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.profiles import ProfileSet, load_time_s
 from mosaic.trace import SessionRecord
 from mosaic.backends.sim.backend import SimBackend
-from mosaic.engine import HostLoad, Inbox, session_engine
+from mosaic.engine import HostLoad, Inbox, Jump, Step, session_engine
 
 
 class SimGraphPool:
@@ -33,6 +33,7 @@ class SimGraphPool:
         self.host = HostLoad(self.env, cluster, profiles.engine)
         self.inbox = {w: Inbox() for w in placement}
         self.wake: dict[int, simpy.Event | None] = {w: None for w in placement}
+        self.stale: dict[int, bool] = {w: False for w in placement}   # watched since the engine last chose
 
     def limits(self) -> dict[str, int]:
         out = {}
@@ -56,6 +57,10 @@ class SimGraphPool:
 
     def watch(self, worker: int, rid: str, every: int) -> None:
         self.inbox[worker].watch[rid] = [every, every]
+        # a jump over decode steps must stop where this request reports: one under way is cut
+        # short (poke), one the engine chose before this watch is cut at its first step (stale)
+        self.stale[worker] = True
+        self._poke(worker)
 
     def cancel(self, worker: int, rid: str) -> None:
         self.inbox[worker].cancels.add(rid)
@@ -65,6 +70,23 @@ class SimGraphPool:
         for w in self.placement:
             self.inbox[w].closed = True
             self._poke(w)
+
+    def _jump(self, w: int, model: str, jump: Jump, inbox: Inbox):
+        """Run a jump over decode steps until its end, or until a request arrives for (or leaves)
+        this engine: then to the end of the step in progress. Returns the steps run."""
+        if inbox.arrivals or inbox.cancels or inbox.closed or self.stale[w]:
+            left = float(jump)
+        else:
+            self.wake[w] = self.env.event()
+            left = yield from self.host.elapse(w, model, jump, interrupt=self.wake[w])
+            self.wake[w] = None
+            if left <= 0:
+                return None
+        k = jump.steps_by(float(jump) - left)
+        rest = jump.cost_of(k) - (float(jump) - left)
+        if rest > 0:
+            yield from self.host.elapse(w, model, Step(rest, jump.seqs))
+        return k
 
     def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
             on_progress: Callable[[float, str, int], None],
@@ -85,7 +107,15 @@ class SimGraphPool:
             load_end = env.now
             eng = session_engine(m, engine_cfg, self.memory[w])
             ready[i].succeed()
-            for dur in eng.run([], lambda: env.now, inbox):
+            run = eng.run([], lambda: env.now, inbox)
+            reply = None
+            while True:
+                self.stale[w] = False
+                try:
+                    dur = run.send(reply)
+                except StopIteration:
+                    break
+                reply = None
                 # What the last step finished is reported when the engine resumed after it (now):
                 # a successor may come to this very engine, so before it waits for arrivals.
                 while inbox.progress:
@@ -104,6 +134,8 @@ class SimGraphPool:
                     yield self.wake[w]
                     self.host.resume(w)
                     self.wake[w] = None
+                elif isinstance(dur, Jump):
+                    reply = yield from self._jump(w, m.name, dur, inbox)
                 else:
                     yield from self.host.elapse(w, m.name, dur)
             self.host.stop((w,))

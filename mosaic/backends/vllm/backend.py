@@ -179,6 +179,7 @@ def make_launcher(launcher: Launcher | str, kill_grace_s: float, ray_address: st
 
 class VllmBackend:
     name = "vllm"
+    runtimes = ("static",)   # each engine runs the requests the plan gave its session
 
     def __init__(self, cluster: Cluster, profiles: ProfileSet, models: Mapping[str, Any] | None = None,
                  replay: bool = True, device: str = "auto", kv_cache_gib: int = 1, timeout_s: float = 1800.0,
@@ -219,7 +220,10 @@ class VllmBackend:
                                       if ray_gpus_per_worker is None else ray_gpus_per_worker)
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
-            replay: Mapping[str, Outcome] | None) -> Trace:
+            replay: Mapping[str, Outcome] | None, runtime=None) -> Trace:
+        if runtime is not None and runtime.late_binding:
+            raise ConfigError(f"runtime={runtime.name}: backend=vllm runs only runtime=static; set runtime=static, "
+                              "or backend=sim")
         if self.replay and replay is None:
             raise ConfigError("backend.options.replay=true needs output lengths from the workload; "
                               "set backend.options.replay=false for natural generation")

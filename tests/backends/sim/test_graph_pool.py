@@ -35,13 +35,13 @@ def fixed(lengths, answers=None):
 
 
 def run(profiles, topology=TREE, outcome=None, rule="none", concurrency=1, seed=0, n_workers=4, overlap="none",
-        chunk=64):
+        chunk=64, queries=QUERIES):
     shape = graph_shape(topology, "LlamaR1")
     placement = {0: "Qwen", 1: "Gemma", 2: "Exaone", 3: "LlamaR1"}
     placement.update({w: "Qwen" for w in range(4, n_workers)})
     outcome = outcome or fixed(lambda a: 50 + 40 * a.layer + 7 * int(a.name.split(".")[-1] if a.name != ROOT else 0))
     exits = (lambda outs, rng: should_exit(rule, outs, rng)) if rule != "none" else (lambda outs, rng: False)
-    coordinator = GraphCoordinator(QUERIES, shape, placement, outcome, exits, rule, concurrency, seed, overlap, chunk)
+    coordinator = GraphCoordinator(queries, shape, placement, outcome, exits, rule, concurrency, seed, overlap, chunk)
     return shape, coordinator.run(SimGraphPool(SimBackend(Cluster.uniform(n_workers, 80.0, "A100-80GB"), profiles), profiles, placement))
 
 
@@ -125,3 +125,51 @@ def test_overlap_prefills_a_successors_prompt_while_its_precursors_run(profiles)
             assert b.first_token_s - b.release_s < a.first_token_s - a.release_s
         else:
             assert b.cached_tokens == 0
+
+
+@pytest.mark.parametrize("overlap,rule,concurrency", [("none", "none", 1), ("incremental", "qmetric", 8)])
+def test_jumps_over_decode_steps_give_the_trace_of_single_steps(profiles, monkeypatch, overlap, rule, concurrency):
+    # Jumps an arrival, a cancel (early exit) or a watch (prefill overlap) cuts short must land every
+    # request where stepping one step at a time does (floating-point order aside).
+    from mosaic.engine.v1 import V1Engine
+    queries = tuple(Query(f"q{i}", "c", 100 + 37 * i, "A", ()) for i in range(24))
+
+    def outcome(q, agent, index, inputs, room):   # lengths vary by query and agent: arrivals land mid-run
+        n = [400, 90, 700, 30, 250, 1200][(int(q.id[1:]) + len(agent.name) + 3 * agent.layer) % 6]
+        return AgentOutcome(min(room, n), "A", 0.9, True)
+
+    kw = dict(outcome=outcome, rule=rule, concurrency=concurrency, overlap=overlap, seed=2, queries=queries)
+    jumped = run(profiles, **kw)[1]
+    monkeypatch.setattr(V1Engine, "inbox_jumps", False)
+    stepped = run(profiles, **kw)[1]
+    a = {r.request_id: r for r in jumped.requests}
+    b = {r.request_id: r for r in stepped.requests}
+    assert a.keys() == b.keys()
+    for rid, r in a.items():
+        s = b[rid]
+        assert (r.status, r.output_tokens, r.cached_tokens) == (s.status, s.output_tokens, s.cached_tokens)
+        for x, y in ((r.start_s, s.start_s), (r.first_token_s, s.first_token_s), (r.finish_s, s.finish_s)):
+            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=1e-9, abs=1e-9)), rid
+    assert sum(r.status == "cancelled" for r in jumped.requests) > 0 or rule == "none"
+
+
+@pytest.mark.slow
+def test_jumps_give_the_trace_of_single_steps_on_the_fidelity_suites_graph(monkeypatch):
+    # The suite's graph case on the simulator (tiny CPU profile, submit delays, prefill overlap
+    # watching requests as their precursors finish): jumps and single steps agree request by request.
+    from mosaic.engine.v1 import V1Engine
+    from mosaic.run import graph_app
+    from mosaic.run.builder import build_run, compose
+    overrides = ["workload=smoke", "cluster=cpu2", "workload.profiles=tiny_cpu_confined", "seed=5", "topology=dense",
+                 "topology.layers=[3,2]", "topology.agents=[QwenR1]", "topology.aggregator=Exaone",
+                 "topology.overlap=incremental", "topology.overlap_chunk=32", "workload.n_queries=32"]
+    jumped = graph_app.execute(build_run(compose(overrides)))[0]
+    monkeypatch.setattr(V1Engine, "inbox_jumps", False)
+    stepped = graph_app.execute(build_run(compose(overrides)))[0]
+    b = {r.request_id: r for r in stepped.requests}
+    assert len(jumped.requests) == len(b)
+    for r in jumped.requests:
+        s = b[r.request_id]
+        assert (r.worker, r.status, r.output_tokens, r.cached_tokens) == (s.worker, s.status, s.output_tokens,
+                                                                          s.cached_tokens)
+        assert r.finish_s == pytest.approx(s.finish_s, rel=1e-9, abs=1e-9), r.request_id
