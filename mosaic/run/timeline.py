@@ -10,6 +10,7 @@ notebook that imported this, and matplotlib is imported only when a figure is dr
 from __future__ import annotations
 
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,6 +18,21 @@ from mosaic.core.arguments import ArgumentParser
 from mosaic.core.rundir import folders_done, read_run_dir, run_dirs_of, write_atomic, write_error
 
 TIMELINE_FILE = "timeline.png"
+
+
+def model_colours(models: Iterable[str], palette: int = 20) -> dict[str, int]:
+    """A palette index per model that depends on its name only (crc32), so a model keeps its colour
+    across runs and figures; a model whose index another in the same figure took moves to the next
+    free one (in name order), while the palette has free ones."""
+    out: dict[str, int] = {}
+    for m in sorted(models):
+        i = zlib.crc32(m.encode()) % palette
+        for k in range(palette):
+            if (i + k) % palette not in out.values():
+                i = (i + k) % palette
+                break
+        out[m] = i
+    return out
 
 
 def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = None, n_workers: int | None = None):
@@ -31,7 +47,7 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
     stages = list(dict.fromkeys(r["stage"] for r in rows))
     n = n_workers or (max(r["worker"] for r in rows) + 1 if rows else 1)
     models = sorted({r["model"] for r in rows})
-    colour = {m: colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    colour = {m: colormaps["tab20"](i) for m, i in model_colours(models).items()}
     offset = 0.0
     for stage in stages:
         mine = [r for r in rows if r["stage"] == stage]
@@ -42,6 +58,8 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
             ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
                     color=colour[r["model"]], edgecolor="k", linewidth=1.5 if added else 0.3,
                     linestyle="--" if added else "-")
+        if offset > 0:   # the stage that starts here, named at the boundary
+            ax.text(offset, -0.6, f" {stage} stage", fontsize=7, va="bottom", ha="left")
         offset += max((r["run_end_s"] for r in mine), default=0.0)
         ax.axvline(offset, color="k", linestyle=":", linewidth=0.8)
     ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])

@@ -156,3 +156,21 @@ def test_a_sweeps_folder_is_each_finished_run_drawn_and_exported(run_dir, tmp_pa
     assert perfetto.main([str(sweep)]) == 0
     assert all(json.loads((sweep / n / "trace.perfetto.json").read_text())["traceEvents"] for n in ("seed=0", "seed=1"))
     assert not (sweep / "seed=2" / TIMELINE_FILE).exists()
+
+
+def test_a_model_keeps_its_colour_across_runs_and_the_stage_boundary_is_named(run_dir):
+    from mosaic.run.timeline import model_colours
+    rows = list(csv.DictReader(open(run_dir / "sessions.csv")))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ax = figure(rows, summary).axes[0]
+    colour = {}
+    for r, serve in zip(rows, ax.patches[1::2]):
+        colour.setdefault(r["model"], serve.get_facecolor())
+    # the same model drawn in another run, beside other models, gets the same colour
+    others = [{**r, "model": "AAA-model"} for r in rows[:1]]   # sorts first: shifts every position
+    ax2 = figure(rows[:1] + others, summary).axes[0]
+    assert ax2.patches[1].get_facecolor() == colour[rows[0]["model"]]
+    # distinct within a figure, even where two names hash to one palette slot
+    idx = model_colours([f"m{i}" for i in range(20)])
+    assert sorted(idx.values()) == list(range(20))
+    assert "aggregator stage" in [t.get_text().strip() for t in ax.texts]
