@@ -1,6 +1,8 @@
 """A run as a Chrome / Perfetto trace (https://ui.perfetto.dev, chrome://tracing): one process per
-worker, its model loads and sessions as slices on one track, its requests as async slices beside
-them (requests of a session overlap: continuous batching). The aggregator stage is shifted by the
+worker, its model loads and sessions as slices on one track ("engine"), its requests as async
+slices beside them (requests of a session overlap: continuous batching), and two counter tracks per
+worker: requests running (prefill begun, not finished) and requests queued (bound to the worker's
+engine, or released to it, and not begun). KV blocks in use are not in a run's files, so not here. The aggregator stage is shifted by the
 expert stage's makespan, so both stages lie on one time axis (trace.csv restarts at 0 per stage).
 
 Built from a run folder's own files (trace.csv, sessions.csv, summary.json), so it works for any
@@ -60,9 +62,40 @@ def events(requests: Iterable[Mapping[str, Any]], sessions: Iterable[Mapping[str
             args["error"] = r["error"]
         out.append({**common, "ph": "b", "ts": (t0 + float(r["start_s"])) * _US, "args": args})
         out.append({**common, "ph": "e", "ts": (t0 + max(float(r["finish_s"]), float(r["start_s"]))) * _US})
+    out += counters(requests, offset)
     for w in sorted(workers):
         out.append({"name": "process_name", "ph": "M", "pid": w, "args": {"name": f"worker {w}"}})
         out.append({"name": "process_sort_index", "ph": "M", "pid": w, "args": {"sort_index": w}})
+        out.append({"name": "thread_name", "ph": "M", "pid": w, "tid": 0, "args": {"name": "engine"}})
+    return out
+
+
+def counters(requests: Iterable[Mapping[str, Any]], offset) -> list[dict[str, Any]]:
+    """Per worker, the requests running and queued over time, as counter events (one at each time
+    the count changes, the value after every change at that time)."""
+    changes: dict[tuple[int, str], dict[float, int]] = {}
+
+    def add(w: int, track: str, t: float, d: int) -> None:
+        at = changes.setdefault((w, track), {})
+        at[t] = at.get(t, 0) + d
+
+    for r in requests:
+        if r.get("error"):
+            continue
+        w, t0 = int(r["worker"]), offset(r["stage"])
+        start, finish = t0 + float(r["start_s"]), t0 + max(float(r["finish_s"]), float(r["start_s"]))
+        add(w, "running", start, 1)
+        add(w, "running", finish, -1)
+        queued = r.get("bound_s") if r.get("bound_s") not in (None, "") else r.get("release_s")
+        if queued not in (None, ""):
+            add(w, "queued", t0 + min(float(queued), float(r["start_s"])), 1)
+            add(w, "queued", start, -1)
+    out = []
+    for (w, track), at in sorted(changes.items()):
+        n = 0
+        for t in sorted(at):
+            n += at[t]
+            out.append({"name": f"requests {track}", "ph": "C", "pid": w, "ts": t * _US, "args": {track: n}})
     return out
 
 

@@ -71,3 +71,25 @@ def test_a_summary_that_is_not_an_object_is_one_line(run_dir, tmp_path):
     (bad / "summary.json").write_text("[1, 2, 3]\n")
     with pytest.raises(ValueError, match=r"summary\.json: not a summary .*a JSON list, not an object"):
         from_run_dir(bad)
+
+
+def test_each_worker_has_running_and_queued_counters_that_add_up(run_dir):
+    d, out = run_dir
+    ev = json.loads((d / PERFETTO_FILE).read_text())["traceEvents"]
+    traces = (out.result.expert.trace, out.result.aggregator.trace)
+    for w in (0, 1):
+        for track, key in (("requests running", "running"), ("requests queued", "queued")):
+            series = [(e["ts"], e["args"][key]) for e in ev if e["ph"] == "C" and e["pid"] == w and e["name"] == track]
+            assert series and series == sorted(series, key=lambda x: x[0])
+            assert min(v for _, v in series) >= 0 and series[-1][1] == 0
+        running = [(e["ts"], e["args"]["running"]) for e in ev if e["ph"] == "C" and e["pid"] == w
+                   and e["name"] == "requests running"]
+        # at a request's midpoint, at least it is running on its worker
+        expert = traces[0]
+        for r in [r for r in expert.requests if r.worker == w][:20]:
+            mid = (r.start_s + r.finish_s) / 2 * 1e6
+            before = [v for ts, v in running if ts <= mid]
+            assert before and before[-1] >= 1
+        assert max(v for _, v in running) <= 256        # the engine's max_num_seqs
+    threads = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert threads == {0: "engine", 1: "engine"}
