@@ -26,15 +26,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.scheduler import bench as sb
-from mosaic.config.schema import RuntimeConfig
+from mosaic.config.schema import RuntimeConfig, SchedulerConfig
 from mosaic.core.arguments import ArgumentParser, out_arg, rerun_command
 from mosaic.core.errors import ConfigError
 from mosaic.core.rundir import write_text_atomic
 from mosaic.backends.sim.backend import SimBackend
 from mosaic.plan import Plan
-from mosaic.costs.predict import session_prices
-from mosaic.run.pipeline import length_hints, plan_stage
-from mosaic.runtime import make_runtime, stage_inputs
+from mosaic.run.pipeline import plan_stage, stage_runtime
 from mosaic.runtime.base import Runtime
 from mosaic.trace import Trace
 
@@ -53,21 +51,15 @@ def models_per_worker(trace: Trace) -> int:
     return max((len(v) for v in seen.values()), default=0)
 
 
-def run_under(inst: sb.Instance, problem, plan: Plan, runtime: str, seed: int = 0,
+def run_under(inst: sb.Instance, problem, plan: Plan, runtime: str, scheduler: SchedulerConfig, seed: int = 0,
               wrap: Callable[[Runtime], Runtime] | None = None) -> tuple[Trace, Runtime | None]:
-    """The plan simulated under `runtime`, as a run executes it (mosaic/run/pipeline.py execute)."""
+    """The plan simulated under `runtime`, made as a run makes it (mosaic/run/pipeline.py stage_runtime)."""
     reqs = list(inst.requests)
-    by_id = {r.id: r for r in reqs}
-    if runtime == "static":
-        return SimBackend(inst.cluster, inst.profiles).run(plan, by_id, inst.workload.outcomes), None
-    prices = session_prices(reqs, inst.cluster, inst.profiles, inst.workload.calibration,
-                            sb.scheduler_config(plan.policy, inst.k).cost_model if plan.policy in sb.default_policies()
-                            else "auto")
-    inputs = stage_inputs(problem, reqs, length_hints(reqs, inst.workload), inst.k, seed, prices)
-    rt = make_runtime(RuntimeConfig(name=runtime), plan, inputs)
-    if wrap is not None:
+    rt = stage_runtime(RuntimeConfig(name=runtime), problem, plan, reqs, inst.workload, scheduler, inst.cluster,
+                       inst.profiles, seed)
+    if rt is not None and wrap is not None:
         rt = wrap(rt)
-    return SimBackend(inst.cluster, inst.profiles).run(plan, by_id, inst.workload.outcomes, rt), rt
+    return SimBackend(inst.cluster, inst.profiles).run(plan, {r.id: r for r in reqs}, inst.workload.outcomes, rt), rt
 
 
 def bench_instance(inst: sb.Instance, policies: Sequence[str], bounds: dict) -> list[dict]:
@@ -75,15 +67,15 @@ def bench_instance(inst: sb.Instance, policies: Sequence[str], bounds: dict) -> 
     base = {"family": inst.family, "instance": inst.name, "n_workers": inst.n_workers, "n_models": inst.n_models,
             "k": sb._k_label(inst.k), "clair_s": bounds.get("clair_s"), "lb_k_s": bounds["lb_k_s"]}
     for pol in policies:
+        cfg = sb.scheduler_config(pol, inst.k)
         try:
-            problem, plan = plan_stage("expert", list(inst.requests), inst.workload.expert_models,
-                                       sb.scheduler_config(pol, inst.k), "scheduled", inst.cluster, inst.profiles,
-                                       inst.workload)
+            problem, plan = plan_stage("expert", list(inst.requests), inst.workload.expert_models, cfg, "scheduled",
+                                       inst.cluster, inst.profiles, inst.workload)
         except ConfigError as e:
             rows.append(dict(base, policy=pol, runtime="static", status="n/a", error=str(e).splitlines()[0]))
             continue
         for rt in RUNTIMES + (ROUTERS if pol == ROUTER_PLAN else ()):
-            trace, runtime = run_under(inst, problem, plan, rt)
+            trace, _ = run_under(inst, problem, plan, rt, cfg)
             ok_k = inst.k is None or models_per_worker(trace) <= inst.k
             lb = bounds["lb_k_s"] if ok_k else bounds["lb_no_k_s"]
             rows.append(dict(base, policy=pol, runtime=rt, status="ok", error="", sim_s=trace.makespan_s, lb_s=lb,
@@ -149,11 +141,11 @@ def dispatch_overhead(n_workers: int = 64, n_models: int = 32, seed: int = 0) ->
     (engine_aware's plan, K = 2)."""
     inst = sb.make_instance(f"dispatch-N{n_workers}-M{n_models}", n_workers, n_models, 2, 80.0, "zipf", "paper",
                             sb.REQUESTS_PER_WORKER * n_workers, seed)
-    problem, plan = plan_stage("expert", list(inst.requests), inst.workload.expert_models,
-                               sb.scheduler_config("engine_aware", inst.k), "scheduled", inst.cluster,
-                               inst.profiles, inst.workload)
+    cfg = sb.scheduler_config("engine_aware", inst.k)
+    problem, plan = plan_stage("expert", list(inst.requests), inst.workload.expert_models, cfg, "scheduled",
+                               inst.cluster, inst.profiles, inst.workload)
     t0 = time.perf_counter()
-    _, rt = run_under(inst, problem, plan, "pull", wrap=Timed)
+    _, rt = run_under(inst, problem, plan, "pull", cfg, wrap=Timed)
     wall = time.perf_counter() - t0
     all_t = np.array([t for ts in rt.times.values() for t in ts])
     out = {"n_workers": n_workers, "n_models": n_models, "requests": len(inst.requests), "run_s": wall,

@@ -15,7 +15,7 @@ from mosaic.costs.predict import admit_requests, attach_curves, attach_hints, bu
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import raise_if_interrupted
 from mosaic.plan import Plan
-from mosaic.runtime import make_runtime, stage_inputs
+from mosaic.runtime import Runtime, make_runtime, stage_inputs
 from mosaic.runtime.check import check_trace
 from mosaic.costs.problem import StageProblem
 from mosaic.profiles import ProfileSet
@@ -97,26 +97,34 @@ def run_stage(stage: str, requests: list[Request], model_order, scheduler: Sched
     raise_if_interrupted()   # a Ctrl-C an earlier step's library swallowed: no stage starts after it
     problem, plan = plan_stage(stage, requests, model_order, scheduler, placement, cluster, profiles, workload)
     raise_if_interrupted()
-    prices = None
-    if runtime is not None and runtime.name != "static" and placement != "tp":
-        prices = session_prices(requests, cluster, profiles, workload.calibration, applied(scheduler).cost_model)
-    return execute(problem, plan, requests, backend, workload, runtime, scheduler.max_models_per_worker, seed,
-                   prices)
+    live = stage_runtime(runtime, problem, plan, requests, workload, scheduler, cluster, profiles, seed)
+    return execute(problem, plan, requests, backend, workload, live, scheduler.max_models_per_worker)
+
+
+def stage_runtime(runtime: RuntimeConfig | None, problem: StageProblem, plan: Plan, requests: list[Request],
+                  workload: Workload, scheduler: SchedulerConfig, cluster: Cluster, profiles: ProfileSet,
+                  seed: int = 0) -> Runtime | None:
+    """The stage's runtime as a run makes it (None: static, the plan's assignment), priced by the
+    planner's own session estimates (session_prices; a TP plan's one engine needs none)."""
+    if runtime is None or runtime.name == "static":
+        return None
+    prices = (None if placement_of(plan) == "tp"
+              else session_prices(requests, cluster, profiles, workload.calibration, applied(scheduler).cost_model))
+    inputs = stage_inputs(problem, requests, length_hints(requests, workload), scheduler.max_models_per_worker,
+                          seed, prices)
+    return make_runtime(runtime, plan, inputs)
 
 
 def execute(problem: StageProblem, plan: Plan, requests: list[Request], backend: Backend,
-            workload: Workload, runtime: RuntimeConfig | None = None, max_models_per_worker: int | None = None,
-            seed: int = 0, prices: dict | None = None) -> StageResult:
-    """Run the plan on the backend under the runtime (static: the plan's assignment). prices: the
-    stage's session prices for the runtime (session_prices)."""
+            workload: Workload, runtime: Runtime | None = None,
+            max_models_per_worker: int | None = None) -> StageResult:
+    """Run the plan on the backend under the runtime (None: the plan's assignment)."""
     stage = problem.stage
     by_id = {r.id: r for r in requests}
-    if runtime is None or runtime.name == "static":
+    if runtime is None:
         trace = backend.run(plan, by_id, workload.outcomes or None)
     else:
-        inputs = stage_inputs(problem, requests, length_hints(requests, workload), max_models_per_worker, seed,
-                              prices)
-        trace = backend.run(plan, by_id, workload.outcomes or None, make_runtime(runtime, plan, inputs))
+        trace = backend.run(plan, by_id, workload.outcomes or None, runtime)
         # What the runtime decided keeps the plan's invariants (K only where the plan kept it).
         k = max_models_per_worker
         if k is not None and any(len({s.model for s in wp.sessions}) > k for wp in plan.workers):

@@ -51,7 +51,6 @@ class Pull(Runtime):
             reps.sort(key=lambda r: r.slot)
         self.queues: dict[Replica, deque[str]] = {}
         self.holding: Counter[Replica] = Counter()   # requests bound to a replica, finished or not
-        self.inflight: Counter[Replica] = Counter()  # bound, not finished
         self.start: dict[Replica, float] = {}        # replicas started, and when
         self.done: set[Replica] = set()              # replicas ended or skipped
         self._f: dict[tuple[str, int], float] = {}
@@ -125,12 +124,8 @@ class Pull(Runtime):
 
     def _bound(self, rid: str, replica: Replica, t: float) -> str:
         self.holding[replica] += 1
-        self.inflight[replica] += 1
         self._bind(rid, replica, t)
         return rid
-
-    def finished(self, rid: str, t: float) -> None:
-        self.inflight[self.bound[rid][0]] -= 1
 
     def ended(self, replica: Replica, t: float) -> None:
         self.done.add(replica)

@@ -27,6 +27,29 @@ from mosaic.trace import RequestRecord, SessionRecord, Trace, assemble_trace
 from mosaic.workload.types import Outcome, Request
 
 
+def replayed(rid: str, requests: Mapping[str, Request], replay: Mapping[str, Outcome],
+             output_room) -> tuple[str, int, int]:
+    """(id, prompt, output tokens) as the engine runs the request: the replayed length, capped by
+    the room its prompt leaves in the context, at least 1."""
+    if rid not in replay:
+        raise ConfigError(f"request {rid}: no output length to replay")
+    r = requests[rid]
+    return rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, output_room(r.prompt_tokens)))
+
+
+def tp_barriers(env: simpy.Environment, plan: Plan) -> tuple[dict, dict]:
+    """Per tensor-parallel session: an event per rank that reached it in its own list, and one for
+    its end (the lead rank runs the engine, the others wait on it)."""
+    arrived: dict[Session, dict[int, simpy.Event]] = {}
+    done: dict[Session, simpy.Event] = {}
+    for wp in plan.workers:
+        for s in wp.sessions:
+            if s.tp_size > 1 and s not in done:
+                arrived[s] = {w: env.event() for w in s.workers}
+                done[s] = env.event()
+    return arrived, done
+
+
 class _Take:
     """The engine's Source (mosaic/engine/v0.py): the runtime's next request for a replica, with
     the output length the simulator replays."""
@@ -37,12 +60,7 @@ class _Take:
 
     def take(self, fits):
         rid = self.runtime.take(self.replica, fits, self.env.now)
-        if rid is None:
-            return None
-        if rid not in self.replay:
-            raise ConfigError(f"request {rid}: no output length to replay")
-        r = self.requests[rid]
-        return rid, r.prompt_tokens, max(1, min(self.replay[rid].output_tokens, self.room(r.prompt_tokens)))
+        return None if rid is None else replayed(rid, self.requests, self.replay, self.room)
 
     def done(self, rid, t):
         self.runtime.finished(rid, t)
@@ -56,6 +74,40 @@ class SimBackend:
         # `models` (the model registry) is for real engines; the simulator runs profiles instead.
         self.cluster = cluster
         self.profiles = profiles
+        self.memory = {w.id: w.memory_gib for w in cluster.workers}
+
+    def _serve(self, env: simpy.Environment, host: HostLoad, model_name: str, ranks: tuple[int, ...], batch,
+               source=None):
+        """Load one engine of `model_name` over `ranks` (lead first) and run it on `batch`, or on what
+        `source` binds to it; returns (load start, run start, end, the engine's result)."""
+        engine_cfg = self.profiles.engine
+        tp, lead = len(ranks), ranks[0]
+        model = self.profiles.model(model_name)
+        load_start = env.now
+        host.start(ranks)
+        yield from host.load(lead, load_time_s(model, engine_cfg, tp))
+        run_start = env.now
+        # A fresh engine's first steps pay one-off set-up (measured by the profiler; a TP engine's
+        # ranks more, by profile_tp): in its serving, as the real worker's clock has it.
+        warm = warmup_s(model, engine_cfg, tp)
+        if warm:
+            yield env.timeout(warm)
+        # vLLM gives every rank the same share: the smallest GPU's
+        engine = session_engine(model, engine_cfg, min(self.memory[w] for w in ranks), tp)
+        for duration in engine.run(batch, lambda: env.now, source=source):
+            yield from host.elapse(lead, model.name, duration)
+        host.stop(ranks)
+        return load_start, run_start, env.now, engine.result
+
+    @staticmethod
+    def _records(result, requests: Mapping[str, Request], replay: Mapping[str, Outcome], lead: int, idx: int,
+                 bound_of) -> list[RequestRecord]:
+        out = []
+        for s in result.seqs:
+            r = requests[s.rid]
+            out.append(RequestRecord(s.rid, r.query_id, r.model, r.stage, lead, idx, s.start, s.first_token,
+                                     s.finish, r.prompt_tokens, s.target, replay[s.rid].answer, bound_s=bound_of(s.rid)))
+        return out
 
     def run(self, plan: Plan, requests: Mapping[str, Request],
             replay: Mapping[str, Outcome] | None, runtime: Runtime | None = None) -> Trace:
@@ -67,48 +119,16 @@ class SimBackend:
         req_records: list[RequestRecord] = []
         sess_records: list[SessionRecord] = []
         engine_cfg = self.profiles.engine
-        memory = {w.id: w.memory_gib for w in self.cluster.workers}
         host = HostLoad(env, self.cluster, engine_cfg)
-        arrived: dict[Session, dict[int, simpy.Event]] = {}
-        done: dict[Session, simpy.Event] = {}
-        for wp in plan.workers:
-            for s in wp.sessions:
-                if s.tp_size > 1 and s not in done:
-                    arrived[s] = {w: env.event() for w in s.workers}
-                    done[s] = env.event()
+        arrived, done = tp_barriers(env, plan)
 
         def serve(session: Session, lead: int, idx: int):
             """Load and run one engine; returns (load start, run start, end, preemptions)."""
-            tp = session.tp_size
-            ranks = session.workers or (lead,)
-            model = self.profiles.model(session.model)
-            load_start = env.now
-            host.start(ranks)
-            yield from host.load(lead, load_time_s(model, engine_cfg, tp))
-            run_start = env.now
-            # A fresh engine's first steps pay one-off set-up (measured by the profiler; a TP engine's
-            # ranks more, by profile_tp): in its serving, as the real worker's clock has it.
-            warm = warmup_s(model, engine_cfg, tp)
-            if warm:
-                yield env.timeout(warm)
-            batch = []
-            for rid in session.request_ids:
-                if rid not in replay:
-                    raise ConfigError(f"request {rid}: no output length to replay")
-                r = requests[rid]
-                room = engine_cfg.output_room(r.prompt_tokens)
-                batch.append((rid, r.prompt_tokens, max(1, min(replay[rid].output_tokens, room))))
-            engine = session_engine(model, engine_cfg, min(memory[w] for w in ranks), tp)
-            for duration in engine.run(batch, lambda: env.now):
-                yield from host.elapse(lead, model.name, duration)
-            host.stop(ranks)
-            result = engine.result
-            for s in result.seqs:
-                r = requests[s.rid]
-                req_records.append(RequestRecord(
-                    s.rid, r.query_id, r.model, r.stage, lead, idx, s.start, s.first_token,
-                    s.finish, r.prompt_tokens, s.target, replay[s.rid].answer, bound_s=run_start))
-            return load_start, run_start, env.now, result.preemptions
+            batch = [replayed(rid, requests, replay, engine_cfg.output_room) for rid in session.request_ids]
+            load_start, run_start, end, result = yield from self._serve(
+                env, host, session.model, session.workers or (lead,), batch)
+            req_records.extend(self._records(result, requests, replay, lead, idx, lambda rid: run_start))
+            return load_start, run_start, end, result.preemptions
 
         def worker_loop(wp):
             if wp.sessions:
@@ -153,47 +173,22 @@ class SimBackend:
         req_records: list[RequestRecord] = []
         sess_records: list[SessionRecord] = []
         engine_cfg = self.profiles.engine
-        memory = {w.id: w.memory_gib for w in self.cluster.workers}
         host = HostLoad(env, self.cluster, engine_cfg)
-        arrived: dict[Session, dict[int, simpy.Event]] = {}
-        done: dict[Session, simpy.Event] = {}
-        lead_slot: dict[Session, int] = {}
-        for wp in plan.workers:
-            for slot, s in enumerate(wp.sessions):
-                if s.tp_size > 1 and s not in done:
-                    arrived[s] = {w: env.event() for w in s.workers}
-                    done[s] = env.event()
-                if s.tp_size > 1 and s.workers[0] == wp.worker:
-                    lead_slot[s] = slot
+        arrived, done = tp_barriers(env, plan)
+        lead_slot = {s: slot for wp in plan.workers for slot, s in enumerate(wp.sessions)
+                     if s.tp_size > 1 and s.workers[0] == wp.worker}
         runtime.released(list(requests), env.now)
 
         def serve(model_name: str, ranks: tuple[int, ...], replica: Replica, idx: int):
             """Load one engine and run it on what the runtime binds to it; returns (load start,
             run start, end, preemptions, requests served)."""
-            tp = len(ranks)
-            lead = ranks[0]
-            model = self.profiles.model(model_name)
-            load_start = env.now
-            host.start(ranks)
-            yield from host.load(lead, load_time_s(model, engine_cfg, tp))
-            run_start = env.now
-            warm = warmup_s(model, engine_cfg, tp)
-            if warm:
-                yield env.timeout(warm)
-            engine = session_engine(model, engine_cfg, min(memory[w] for w in ranks), tp)
             source = _Take(runtime, replica, requests, replay, engine_cfg.output_room, env)
-            for duration in engine.run([], lambda: env.now, source=source):
-                yield from host.elapse(lead, model.name, duration)
-            host.stop(ranks)
-            result = engine.result
-            for s in result.seqs:
-                r = requests[s.rid]
-                req_records.append(RequestRecord(
-                    s.rid, r.query_id, r.model, r.stage, lead, idx, s.start, s.first_token,
-                    s.finish, r.prompt_tokens, s.target, replay[s.rid].answer, bound_s=runtime.bound[s.rid][1]))
+            load_start, run_start, end, result = yield from self._serve(env, host, model_name, ranks, [], source)
+            req_records.extend(self._records(result, requests, replay, ranks[0], idx,
+                                             lambda rid: runtime.bound[rid][1]))
             runtime.ended(replica, env.now)
             progress.update(len(result.seqs))
-            return load_start, run_start, env.now, result.preemptions, len(result.seqs)
+            return load_start, run_start, end, result.preemptions, len(result.seqs)
 
         def worker_loop(wp):
             started = False

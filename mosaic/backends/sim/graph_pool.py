@@ -28,7 +28,7 @@ class SimGraphPool:
             raise ConfigError("agent graphs run on the V1 engine model (requests join a running engine between "
                               "steps); set engine.scheduling=v1")
         self.profiles, self.placement = profiles, placement
-        self.memory = {w.id: w.memory_gib for w in cluster.workers}
+        self.memory = backend.memory
         self.env = simpy.Environment()
         self.host = HostLoad(self.env, cluster, profiles.engine)
         self.inbox = {w: Inbox() for w in placement}
