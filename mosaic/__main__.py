@@ -6,6 +6,7 @@
     mosaic timeline DIR... [--pdf]  (re)draw a run folder's timeline.png (a sweep's folder: each run's)
     mosaic perfetto DIR...          (re)write a run folder's trace.perfetto.json (a sweep's: each run's)
     mosaic record --questions F --experts A,B --out DIR   real experts' outputs as trace files
+    mosaic capacity [OVERRIDES] [--policies ...]   the highest arrival rate each policy sustains at an SLO
 
 Each subcommand imports only what it needs, so `mosaic --help` and `mosaic run --help` answer at once.
 """
@@ -140,7 +141,7 @@ def _tool(module: str) -> Callable[[list[str]], int]:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run, "sweep": _sweep, "runs": _runs,
     "timeline": _tool("mosaic.run.timeline"), "perfetto": _tool("mosaic.run.perfetto"),
-    "record": _tool("mosaic.run.record"),
+    "record": _tool("mosaic.run.record"), "capacity": _tool("mosaic.analysis.capacity"),
 }
 
 

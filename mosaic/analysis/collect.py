@@ -17,6 +17,7 @@ from mosaic.analysis import paper_table as report
 from mosaic.analysis.runs import finished_runs, flatten, runs_table
 from mosaic.core.tables import read_csv, write_csv
 from mosaic.core.rundir import one_line, read_run_dir
+from mosaic.core.rundir import graph_run
 
 SWEEP_COMMAND = "python experiments/reproduce.py"
 
@@ -68,8 +69,8 @@ def paper_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     for r in runs:
         n = len(r.get("workers") or [])
         topology = r.get("topology") or {}
-        if topology.get("kind", "flat") != "flat":   # the paper's tables are of the flat pipeline
-            off.append((r["_dir"], f"an agent-graph run (topology {topology.get('name')}); "
+        if graph_run(r):   # the paper's tables are of the flat pipeline, offline
+            off.append((r["_dir"], f"an agent-graph or online run (topology {topology.get('name')}); "
                                    "experiments/faster_moa.py tables those"))
         elif n != PAPER_WORKERS:
             off.append((r["_dir"], f"a cluster of {n} workers, not the paper's {PAPER_WORKERS}"))

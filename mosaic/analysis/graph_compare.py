@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from mosaic.core.rundir import read_run_dir
+from mosaic.core.rundir import graph_run
 
 METRICS = {"handoff_s": "hand-off (s)", "ttft_s": "TTFT (s)", "decode_ms_per_token": "decode ms/token",
            "duration_s": "duration (s)", "cached_tokens": "cached prompt tokens"}
@@ -27,7 +28,7 @@ METRICS = {"handoff_s": "hand-off (s)", "ttft_s": "TTFT (s)", "decode_ms_per_tok
 
 def _requests(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, frozenset[str]]:
     summary, tables = read_run_dir(directory, ("trace.csv", "queries.csv"))
-    if (summary.get("topology") or {}).get("kind", "flat") == "flat":
+    if not graph_run(summary):
         raise ValueError(f"{directory} is a flat MoA run; compare agent-graph runs (topology=dense or tree), "
                          "or use `mosaic runs --requests` for flat ones")
     t = pd.DataFrame(tables["trace.csv"])

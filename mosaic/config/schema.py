@@ -131,6 +131,83 @@ class RuntimeConfig:
             raise ConfigError(f"runtime.add_replicas must be true or false (got {self.add_replicas!r})")
 
 
+ARRIVAL_KINDS = ("batch", "poisson", "gamma", "trace")
+ENGINE_STARTS = ("warm", "cold")
+
+
+@dataclass
+class ArrivalsConfig:
+    """When each query arrives (mosaic/workload/arrivals.py). batch: every query at once, the
+    offline run (the flat pipeline then runs stage by stage). poisson, gamma, trace: queries
+    arrive over time and are served as they come (online: every model stays loaded, a query's
+    expert calls go out at its arrival, its aggregator when they finish; docs/online.md)."""
+    name: str = "batch"
+    kind: str = "batch"
+    # Queries per second: poisson and gamma's mean rate; trace: the recorded timestamps rescaled
+    # to this mean rate (null: as recorded).
+    rate: Optional[float] = None
+    # gamma: the coefficient of variation of the gaps between arrivals (1 = poisson; > 1 bursts).
+    cv: float = 1.0
+    # trace: a CSV file with one row per arrival, in time order (e.g. the Azure LLM inference trace).
+    path: Optional[str] = None
+    # trace: its column of arrival times, seconds or date-times (the Azure files' TIMESTAMP).
+    column: str = "TIMESTAMP"
+    # warm: the engines are loaded before the first query arrives (time 0 of the arrivals is when
+    # the last engine is ready); cold: arrivals count from the workers' start, loads included.
+    engines: str = "warm"
+    # Admission limit: a query that arrives while this many are unfinished is rejected (counted in
+    # summary.json online.rejected, its requests recorded as cancelled by "admission"); null: none,
+    # every query waits its turn however long the queues grow.
+    max_in_system: Optional[int] = None
+
+    def online(self) -> bool:
+        return self.kind != "batch"
+
+    def __post_init__(self) -> None:
+        check_choice("arrivals.kind", self.kind, ARRIVAL_KINDS)
+        check_choice("arrivals.engines", self.engines, ENGINE_STARTS)
+        if self.rate is not None and (not _number(self.rate) or not math.isfinite(self.rate) or self.rate <= 0):
+            raise ConfigError(f"arrivals.rate must be a number of queries per second > 0 (got {self.rate!r}); "
+                              "e.g. arrivals.rate=2")
+        if self.kind in ("poisson", "gamma") and self.rate is None:
+            raise ConfigError(f"arrivals={self.kind} needs arrivals.rate, queries per second; e.g. arrivals.rate=2")
+        if not _number(self.cv) or not math.isfinite(self.cv) or not 0.01 <= self.cv <= 100:
+            raise ConfigError(f"arrivals.cv must be a coefficient of variation in [0.01, 100] (got {self.cv!r}); "
+                              "1 is poisson, more is burstier")
+        if self.kind != "gamma" and self.cv != 1.0:
+            raise ConfigError(f"arrivals.cv shapes gamma arrivals only (arrivals.kind={self.kind}); remove it or "
+                              "use arrivals=gamma")
+        if self.kind == "trace":
+            if not isinstance(self.path, str) or not self.path.strip():
+                raise ConfigError("arrivals=trace needs arrivals.path, a CSV file of arrival times (e.g. "
+                                  "arrivals.path=../shared/data/arrivals/azure_llm_2023_conv.csv)")
+        elif self.path is not None or self.column != "TIMESTAMP":
+            raise ConfigError(f"arrivals.path and arrivals.column are read by arrivals=trace only (arrivals.kind="
+                              f"{self.kind}); remove them or use arrivals=trace")
+        if self.max_in_system is not None and (not _integer(self.max_in_system) or self.max_in_system < 1):
+            raise ConfigError(f"arrivals.max_in_system must be an integer >= 1 or null (got {self.max_in_system!r}): "
+                              "the unfinished queries past which an arriving one is rejected")
+        if self.kind == "batch":
+            given = [f"arrivals.{k}" for k, v in (("rate", self.rate), ("max_in_system", self.max_in_system))
+                     if v is not None] + (["arrivals.engines"] if self.engines != "warm" else [])
+            if given:
+                raise ConfigError(f"{', '.join(given)} set with arrivals=batch, where every query is there at "
+                                  "the start; choose arrivals=poisson, gamma or trace, or remove them")
+
+
+@dataclass
+class SloConfig:
+    """The latency objective of an online run (arrivals other than batch): a query meets it when its
+    answer comes within `latency_s` of its arrival, or, with latency_s null, within `multiple` times
+    its unloaded latency (its own requests alone on idle engines; mosaic/run/online.py)."""
+    latency_s: Optional[float] = None
+    multiple: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_range("slo.latency_s", self.latency_s, 1e-6, None, "seconds from a query's arrival to its answer")
+        _check_range("slo.multiple", self.multiple, 1.0, None, "a multiple of the query's unloaded latency")
+
+
 # Workload fields read by the synthetic and question generators and the routers: name -> (lowest
 # allowed, highest allowed, what it is). None = unbounded.
 _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
@@ -434,6 +511,8 @@ class MosaicConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
+    arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -146,12 +146,20 @@ def check_table(path: Path, rows: list[dict[str, str]], graph: bool = False) -> 
                                  f"({what}); the file is damaged: rerun the run")
 
 
+def graph_run(summary: dict[str, Any]) -> bool:
+    """Whether a run's outputs are an agent-graph run's (docs/outputs.md): a dense or tree topology,
+    or any online run (arrivals other than batch: the MoA pipeline then runs as per-query graphs)."""
+    topology = summary.get("topology")
+    arrivals = summary.get("arrivals")
+    return ((isinstance(topology, dict) and topology.get("kind", "flat") != "flat")
+            or (isinstance(arrivals, dict) and arrivals.get("kind", "batch") != "batch"))
+
+
 def summary_problem(summary: dict[str, Any]) -> str | None:
     """What makes a run's summary.json one this package did not write, in one phrase naming the
     key (None: nothing): a key every reader needs missing, a time of the run not a number in
     [0, MAX_VALUE], workers not a list of workers with their sessions."""
-    topology = summary.get("topology")
-    kind = "flat" if not isinstance(topology, dict) or topology.get("kind", "flat") == "flat" else "graph"
+    kind = "graph" if graph_run(summary) else "flat"
     missing = [k for k in SUMMARY_KEYS[kind] if summary.get(k) is None]
     if missing:
         return f"no {', '.join(missing)}; not a summary this package wrote (or a damaged one)"
@@ -225,7 +233,7 @@ def read_run_dir(directory: Path, tables: Sequence[str] = ("sessions.csv",)) -> 
         raise ValueError(f"{directory / SUMMARY_FILE}: not a summary this package wrote (a JSON "
                          f"{type(summary).__name__}, not an object); rerun the run")
     _check_summary(directory / SUMMARY_FILE, summary)
-    graph = (summary.get("topology") or {}).get("kind", "flat") != "flat"
+    graph = graph_run(summary)
     rows = {}
     for name in tables:
         try:

@@ -96,6 +96,12 @@ class CostModel:
               + self.decode_ms_per_ctx_token * decode_ctx + self.prefill_ms_per_len2 * prefill_attn)
         return ms / 1e3
 
+    def alone_s(self, prompt: int, output: int) -> tuple[float, float]:
+        """(first token, last token) of one request alone on an idle engine: its prompt in one
+        prefill step, then a decode step per further token."""
+        first = self.prefill_s(prompt, float(prompt) ** 2, 1)
+        return first, first + self.decode_run_s(1, prompt + 1, max(0, output - 1))
+
     def decode_run_s(self, n_seqs: int, ctx_sum: int, steps: int) -> float:
         """Total time of `steps` consecutive decode steps; every step adds n_seqs context tokens."""
         ctx_total = steps * ctx_sum + n_seqs * steps * (steps - 1) / 2

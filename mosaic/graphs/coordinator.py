@@ -11,6 +11,16 @@ outcome from `outcome` (the answer model; a real engine in natural mode answers 
 an agent finishes, `exits` may cancel the rest of its cluster (and the precursors only those read).
 A query ends with its aggregator. Every agent request ends served, cancelled or failed, none lost.
 
+Online (`arrivals`, seconds per query): each query starts at its arrival instead (from when the
+engines are ready, or, `cold`, from the workers' start: a query that arrives while they load waits
+for them), however many are in flight; `max_in_system` rejects a query that arrives while that many
+are unfinished (its requests recorded as cancelled by "admission"). `router` binds a released
+request to a replica: least_outstanding (fewest in flight, the offline rule), p2c (the fewer of two
+drawn at random, seeded), round_robin (a fixed rotation, blind to load) or pull (the model's
+requests wait in its queue; a replica with fewer than `slots` in flight takes the next). The MoA
+pipeline online gives each query its own graph (`shape_of`: its routed experts, then the
+aggregator) and a `gate` that may answer a query from its experts without the aggregator.
+
 An engine that fails (the pool's `on_failed`, with why) takes no more requests: what it held goes
 to another replica of its model (released again there), or, with none left, fails, and so does every
 later request of that model. A failed request is read by nobody, as a cancelled one; a query
@@ -38,6 +48,14 @@ _EXIT_STREAM = 0xE817   # the early-exit draws' generator, apart from the answer
 OutcomeFn = Callable[[Query, AgentSpec, int, list[AgentOutcome], int], AgentOutcome]
 # exits(outcomes of a cluster's finished agents, the cluster's generator) -> cancel the rest?
 ExitFn = Callable[[list[AgentOutcome], np.random.Generator], bool]
+# gate(query, its served precursors' outcomes) before its aggregator is released -> the query's
+# answer without the aggregator (the aggregator skipped), or None to run it.
+GateFn = Callable[[Query, list[AgentOutcome]], "tuple[str | None] | None"]
+
+ROUTERS = ("least_outstanding", "p2c", "round_robin", "pull")
+_P2C_STREAM = 0x92C
+ADMISSION = "admission"   # cancelled_by of a rejected query's requests
+SKIPPED = "aggregation"   # cancelled_by of an aggregator the gate skipped
 
 
 class EnginePool(Protocol):
@@ -59,6 +77,9 @@ class EnginePool(Protocol):
 
     def close(self) -> None:
         """No more requests: each engine stops once it is idle."""
+
+    def at(self, t: float, fn: Callable[[float], None]) -> None:
+        """Call fn(now) at time t (seconds from the start of the run; now if t has passed)."""
 
     def run(self, on_ready: Callable[[float], None], on_finished: Callable[[float, Finished], None],
             on_progress: Callable[[float, str, int], None],
@@ -92,8 +113,26 @@ class _Node:
 class GraphCoordinator:
     def __init__(self, queries: tuple[Query, ...], shape: tuple[AgentSpec, ...], placement: dict[int, str],
                  outcome: OutcomeFn, exits: ExitFn, exit_rule: str, concurrency: int, seed: int,
-                 overlap: str = "none", overlap_chunk: int = 64):
+                 overlap: str = "none", overlap_chunk: int = 64, *, arrivals=None, engines: str = "warm",
+                 max_in_system: int | None = None, router: str = "least_outstanding", slots: int | None = None,
+                 shape_of: Callable[[Query], tuple[AgentSpec, ...]] | None = None, gate: GateFn | None = None):
+        if router not in ROUTERS:
+            raise ValueError(f"router {router!r} is not one of {ROUTERS}")
+        if router == "pull" and not slots:
+            raise ValueError("router pull needs the engines' slots (max_num_seqs)")
         self.queries, self.shape, self.placement = queries, shape, placement
+        self.shape_of = shape_of or (lambda q: shape)
+        self.gate = gate
+        self.arrivals = None if arrivals is None else [float(a) for a in arrivals]
+        if self.arrivals is not None and len(self.arrivals) != len(queries):
+            raise ValueError(f"{len(self.arrivals)} arrival times for {len(queries)} queries")
+        self.engines, self.max_in_system = engines, max_in_system
+        self.router, self.slots = router, slots
+        self.rng = np.random.default_rng([seed, _P2C_STREAM])
+        self.turn: dict[str, int] = defaultdict(int)          # round_robin: the model's next replica
+        self.waiting: dict[str, list[_Node]] = defaultdict(list)   # pull: released, not yet bound
+        self.answers: dict[str, str | None] = {}   # a query the gate answered without its aggregator
+        self.rejected: set[str] = set()
         self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
         self.concurrency, self.seed = concurrency, seed
         self.overlap, self.overlap_chunk = overlap, overlap_chunk
@@ -125,12 +164,12 @@ class GraphCoordinator:
         # (its answer and confidence from its text and logprobs), known when it finishes.
         self.natural = bool(getattr(pool, "natural", False))
         sessions, end = pool.run(self._ready, self._finished, self._progress, self._failed_worker)
-        expected = len(self.queries) * len(self.shape)
+        expected = sum(len(self.shape_of(q)) for q in self.queries)
         if len(self.records) != expected or len(self.query_records) != len(self.queries):
             raise RuntimeError(f"agent graphs on {pool.backend}: {expected - len(self.records)} requests and "
                                f"{len(self.queries) - len(self.query_records)} queries unaccounted for")
-        position = {a.name: i for i, a in enumerate(self.shape)}
-        reqs = tuple(sorted(self.records.values(), key=lambda r: (self.order[r.query_id], position[r.agent])))
+        position = {q.id: {a.name: i for i, a in enumerate(self.shape_of(q))} for q in self.queries}
+        reqs = tuple(sorted(self.records.values(), key=lambda r: (self.order[r.query_id], position[r.query_id][r.agent])))
         qs = tuple(sorted(self.query_records, key=lambda r: self.order[r.query_id]))
         sess = tuple(sorted(sessions, key=lambda s: s.worker))
         stats: tuple[WorkerStats, ...] = busy_stats(sess, reqs, sorted(self.placement), end)
@@ -141,8 +180,42 @@ class GraphCoordinator:
         self.now = self.ready_s = t
         if not self.queries:
             self.pool.close()
+        if self.arrivals is not None:
+            self.base = t if self.engines == "warm" else 0.0
+            self.next_arrival = 0
+            self._arrive(t)
+            return
         for _ in range(min(self.concurrency, len(self.queries))):
             self._start_query()
+
+    def _arrive(self, t: float) -> None:
+        """Start every query whose arrival has come, then wait for the next one."""
+        self.now = t
+        while self.next_arrival < len(self.queries) and self.base + self.arrivals[self.next_arrival] <= t + 1e-12:
+            i = self.next_arrival
+            self.next_arrival += 1
+            q = self.queries[i]
+            arrived = self.base + self.arrivals[i]
+            if self.max_in_system is not None and len(self.graphs) >= self.max_in_system:
+                self._reject(q, arrived)
+            else:
+                self._start_one(q, arrived)
+        if self.next_arrival < len(self.queries):
+            self.pool.at(self.base + self.arrivals[self.next_arrival], self._arrive)
+
+    def _reject(self, q: Query, arrived: float) -> None:
+        """Admission refused: every request of the query recorded as cancelled, none sent."""
+        self.rejected.add(q.id)
+        for i, a in enumerate(self.shape_of(q)):
+            n = _Node(a, i, q)
+            n.state, n.by = CANCELLED, ADMISSION
+            self._record(n, None)
+        self.query_records.append(QueryRecord(q.id, arrived, arrived, 0.0, None, q.gold, False, 0,
+                                              len(self.shape_of(q)), 0, True))
+        if self.progress is not None:
+            self.progress.update(1)
+        if len(self.query_records) == len(self.queries):
+            self.pool.close()
 
     def _finished(self, t: float, f: Finished) -> None:
         self.now = t
@@ -152,6 +225,7 @@ class GraphCoordinator:
         if n.rid in self.records or n.state == FAILED:
             return   # already settled (its engine failed meanwhile): once counts
         self.inflight[n.worker] -= 1
+        self._pull(n.worker)
         if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
             n.state = CANCELLED
             self._record(n, f)
@@ -198,20 +272,19 @@ class GraphCoordinator:
         try:
             while self.starts:
                 self.starts -= 1
-                if self.todo:
-                    self._start_one()
+                if self.todo and self.arrivals is None:
+                    self._start_one(self.todo.pop(0), self.now)
         finally:
             self.starting = False
 
-    def _start_one(self) -> None:
-        q = self.todo.pop(0)
-        graph = {a.name: _Node(a, i, q) for i, a in enumerate(self.shape)}
+    def _start_one(self, q: Query, arrived: float) -> None:
+        graph = {a.name: _Node(a, i, q) for i, a in enumerate(self.shape_of(q))}
         for n in graph.values():
             for r in n.spec.reads:
                 graph[r].succ.append(n)
             self.nodes[n.rid] = n
         self.graphs[q.id] = graph
-        self.started[q.id] = self.now
+        self.started[q.id] = arrived
         for n in graph.values():
             if not n.spec.reads:
                 self._release(n)
@@ -226,16 +299,59 @@ class GraphCoordinator:
             self.truncated += 1
         n.prompt = prompt
         n.release = self.now
+        if self.gate is not None and n.spec.name == ROOT:
+            answer = self.gate(q, [i.outcome for i in inputs])
+            if answer is not None:   # answered by its experts: the aggregator is not sent
+                n.state, n.by = CANCELLED, SKIPPED
+                self.answers[q.id] = answer[0]
+                self._record(n, None)
+                self._done_query(q)
+                return
         if not self.replicas[m]:
             self._fail(n)
             return
         if not self.natural:
             n.outcome = self.outcome(q, n.spec, n.index, [i.outcome for i in inputs], self.limit[m] - prompt)
             self.capped += n.outcome.capped
-        self._submit(n, n.worker if n.early else self._least_busy(m))
+        self._route(n)
         for s in n.succ:
             if s.state == "pending":
                 self._prefill_ahead(s)
+
+    def _route(self, n: _Node) -> None:
+        """Bind released node n to a replica of its model by the router (a node whose successor's
+        prefill already went to a worker, overlap, stays there), or, pull, queue it."""
+        m = n.spec.model
+        if n.early:
+            self._submit(n, n.worker)
+            return
+        live = self.replicas[m]
+        if self.router == "least_outstanding":
+            w = self._least_busy(m)
+        elif self.router == "round_robin":
+            w = live[self.turn[m] % len(live)]
+            self.turn[m] += 1
+        elif self.router == "p2c":
+            pair = live if len(live) <= 2 else [live[i] for i in self.rng.choice(len(live), 2, replace=False)]
+            w = min(pair, key=lambda x: (self.inflight[x], x))
+        else:
+            room = [x for x in live if self.inflight[x] < self.slots]
+            if not room:
+                n.state, n.worker = "released", None
+                self.waiting[m].append(n)
+                return
+            w = min(room, key=lambda x: (self.inflight[x], x))
+        self._submit(n, w)
+
+    def _pull(self, w: int) -> None:
+        """pull: worker w has room again; it takes its model's oldest waiting request."""
+        if self.router != "pull" or w in self.dead:
+            return
+        queue = self.waiting[self.placement[w]]
+        while queue and self.inflight[w] < self.slots:
+            n = queue.pop(0)
+            if n.state == "released" and n.worker is None:
+                self._submit(n, w)
 
     def _least_busy(self, model: str) -> int:
         """The live replica of `model` with the fewest requests in flight (ties: the lower id)."""
@@ -298,7 +414,10 @@ class GraphCoordinator:
             return
         was_released = n.state == "released"
         n.state, n.by = CANCELLED, rule
-        if was_released:
+        if was_released and n.worker is None:   # pull: still in its model's queue, never sent
+            self.waiting[n.spec.model].remove(n)
+            self._record(n, None)
+        elif was_released:
             self.pool.cancel(n.worker, n.rid)   # recorded when the engine lets it go
         else:
             self._record(n, None)
@@ -345,13 +464,15 @@ class GraphCoordinator:
                 if s.streaming is n:
                     s.streaming = None
             if self.replicas[m]:
-                n.early = 0
-                self._submit(n, self._least_busy(m))
+                n.early, n.worker = 0, None
+                self._route(n)
                 for s in n.succ:
                     if s.state == "pending":
                         self._prefill_ahead(s)
             else:
                 self._fail(n)
+        while not self.replicas[m] and self.waiting[m]:   # pull: queued for a model with no engine left
+            self._fail(self.waiting[m].pop(0))
 
     def _model_failed(self, m: str) -> str:
         ws = sorted(w for w, x in self.placement.items() if x == m)
@@ -383,7 +504,7 @@ class GraphCoordinator:
         graph = self.graphs.pop(q.id)
         root = graph[ROOT]
         count = Counter(n.state for n in graph.values())
-        answer = root.outcome.answer if root.state == SERVED else None
+        answer = root.outcome.answer if root.state == SERVED else self.answers.get(q.id)
         self.query_records.append(QueryRecord(q.id, self.started[q.id], self.now, self.now - self.started[q.id],
                                               answer, q.gold, answer is not None and answer == q.gold,
                                               count[SERVED], count[CANCELLED], count[FAILED]))

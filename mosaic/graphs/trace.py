@@ -72,6 +72,7 @@ class QueryRecord:
     cancelled: int
     failed: int = 0            # agent requests failed (their model's engines failed); a failed
                                # aggregator leaves the query without an answer
+    rejected: bool = False     # online: refused at arrival (arrivals.max_in_system), none of it sent
 
 
 @dataclass(frozen=True)

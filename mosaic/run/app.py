@@ -18,10 +18,12 @@ from mosaic.core.rundir import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied as scheduler_not_applied
+from mosaic.runtime.settings import not_applied as runtime_not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
 from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
 from mosaic.workload.sources import not_applied as workload_not_applied
+from mosaic.core.rundir import graph_run
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,6 @@ def settings_not_applied(c: MosaicConfig, engine=None) -> list[str]:
     return out + (cluster_not_applied(c, engine) if engine is not None else []) + models_not_applied(c)
 
 
-def runtime_not_applied(c: MosaicConfig) -> list[str]:
-    """runtime.order and runtime.add_replicas steer pull only."""
-    return [] if c.runtime.name == "pull" else [k for k in changed("runtime", c.runtime) if k != "runtime.name"]
 
 
 def cluster_not_applied(c: MosaicConfig, engine) -> list[str]:
@@ -63,6 +62,13 @@ def warn_not_applied(c: MosaicConfig, names: list[str]) -> None:
         elif section == "cluster":
             why = (f"the profiles '{c.workload.profiles}' measured no engine.host_contention "
                    "(experiments/profile_contention.py)")
+        elif section == "slo":
+            why = "arrivals=batch has no arrivals to measure latency from (arrivals=poisson|gamma|trace do)"
+        elif section == "runtime" and c.arrivals.online():
+            why = "an online run keeps every model loaded and routes by the runtime's rule alone"
+        elif c.arrivals.online() and c.topology.kind == "flat" and section in ("scheduler", "aggregation"):
+            why = ("an online run keeps each model loaded on a worker of its own, the aggregator's included "
+                   "(one model per worker)")
         elif c.topology.kind != "flat":
             why = f"topology {c.topology.name} runs an agent graph, not the flat pipeline that reads it"
             if name == "scheduler.max_models_per_worker" and c.topology.placement == "scheduler":
@@ -89,7 +95,7 @@ class RunOutput:
 
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
-    if r.config.topology.kind != "flat":
+    if r.config.topology.kind != "flat" or r.config.arrivals.online():
         from mosaic.run import graph_app as graphs
 
         trace, placement, shape = graphs.execute(r)
@@ -207,7 +213,7 @@ def _json(f: IO[str], obj: Any, indent: int) -> None:
 
 
 def format_table(s: dict[str, Any]) -> str:
-    if (s.get("topology") or {}).get("kind", "flat") != "flat":
+    if graph_run(s):
         from mosaic.run.graph_app import format_table as graph_table
         return graph_table(s)
     rows = [("scheduler", s["scheduler"]), ("workload", f"{s['workload']} (seed {s['seed']})"),

@@ -166,14 +166,17 @@ def check_runtime(c: MosaicConfig, backend: type) -> None:
     """The runtime exists, and the backend honours it (a backend's `runtimes`: the names it runs;
     None: all), and it applies to the run's shape."""
     RUNTIMES.get(c.runtime.name)
+    if c.arrivals.online():   # the online coordinator binds every request itself, on either backend
+        return
     honoured = getattr(backend, "runtimes", ("static",))
     if honoured is not None and c.runtime.name not in honoured:
         raise ConfigError(f"runtime={c.runtime.name}: backend={c.backend.name} runs only runtime="
                           f"{' | '.join(honoured)}; set runtime=static, or backend=sim")
     if c.runtime.name != "static" and c.topology.kind != "flat":
-        raise ConfigError(f"runtime={c.runtime.name}: agent graphs (topology={c.topology.kind}) bind each request "
-                          "when its precursors finish, to their model's one long-lived engine; set runtime=static "
-                          "or topology=flat")
+        raise ConfigError(f"runtime={c.runtime.name}: offline agent graphs (topology={c.topology.kind}) bind each "
+                          "request when its precursors finish, to the replica of its model with the fewest in "
+                          "flight; set runtime=static, topology=flat, or arrivals=poisson|gamma|trace (online "
+                          "runs route by the runtime)")
 
 
 def build_run(cfg: DictConfig | MosaicConfig) -> Run:
@@ -201,8 +204,11 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     # An agent graph sends none of the flat pipeline's requests: it fits each of its own prompts to
     # the context as it releases them (counted in summary.json truncated_prompts).
     workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
-                           if c.topology.kind == "flat" else (workload, []))
+                           if c.topology.kind == "flat" and not c.arrivals.online() else (workload, []))
     r = Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)
-    if c.topology.kind != "flat":
+    if c.arrivals.kind == "trace":   # a bad file stops the run here, before any engine starts
+        from mosaic.workload.arrivals import arrival_times
+        arrival_times(c.arrivals, len(workload.queries), c.seed)
+    if c.topology.kind != "flat" or c.arrivals.online():
         r = replace(r, graph=prepare_graph(c, cluster, profiles, graph_profiles, workload))
     return r

@@ -20,12 +20,18 @@ from mosaic.config.defaults import changed
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
-from mosaic.graphs.coordinator import GraphCoordinator
+from mosaic.graphs.coordinator import SKIPPED, GraphCoordinator
 from mosaic.graphs.early_exit import should_exit
-from mosaic.graphs.outcomes import GraphAnswers
+from mosaic.core.errors import ConfigError
+from mosaic.graphs.outcomes import AgentOutcome, GraphAnswers
+from mosaic.run.aggregation import decide
+from mosaic.workload.types import aggregator_request_id
 from mosaic.graphs.shape import ROOT
 from mosaic.graphs.trace import CANCELLED, FAILED, GRAPH_STAGE, SERVED, GraphTrace
-from mosaic.run.graph_setup import prepare
+from mosaic.run.graph_setup import expert_rid, prepare
+from mosaic.workload.arrivals import arrival_times
+from mosaic.run.online import online_metrics
+from mosaic.runtime.settings import not_applied as runtime_not_applied
 from mosaic.run.serving import distribution
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
 
@@ -40,15 +46,53 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     profiles = r.graph_profiles or r.profiles
     g = r.graph if r.graph is not None else prepare(c, r.cluster, r.profiles, r.graph_profiles, r.workload)
     shape, placement, dataset, models = g.shape, g.placement, g.dataset, set(g.models)
-    answers = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
-                           c.workload.aggregator_follow, models)
-    coordinator = GraphCoordinator(r.workload.queries, shape, placement, answers.outcome,
+    online: dict[str, Any] = {}
+    if c.arrivals.online():
+        online = dict(arrivals=arrival_times(c.arrivals, len(r.workload.queries), c.seed),
+                      engines=c.arrivals.engines, max_in_system=c.arrivals.max_in_system,
+                      router=ROUTER_OF[c.runtime.name], slots=profiles.engine.max_num_seqs)
+    if g.shapes is not None:   # the MoA pipeline online: replayed outcomes, the aggregation gate
+        moa = MoaOutcomes(r.workload, c.aggregation)
+        outcome, online["shape_of"], online["gate"] = moa.outcome, (lambda q: g.shapes[q.id]), moa.gate
+    else:
+        outcome = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
+                               c.workload.aggregator_follow, models).outcome
+    coordinator = GraphCoordinator(r.workload.queries, shape, placement, outcome,
                                    partial(should_exit, t.early_exit, tau=t.exit_tau), t.early_exit,
-                                   t.concurrency, c.seed, t.overlap, t.overlap_chunk)
+                                   t.concurrency, c.seed, t.overlap, t.overlap_chunk, **online)
     with bar(len(r.workload.queries), f"agent graphs ({c.backend.name})") as progress:
         pool = make_graph_pool(c.backend.name, r.backend, profiles, placement, c.backend.plugin)
         trace = coordinator.run(pool, progress)
     return trace, placement, shape
+
+
+# The coordinator's router for each runtime of an online run: static binds by a fixed rotation,
+# blind to load (no plan made before the run can see the requests' lengths or arrivals).
+ROUTER_OF = {"static": "round_robin", "least_outstanding": "least_outstanding", "p2c": "p2c", "pull": "pull"}
+
+
+class MoaOutcomes:
+    """The MoA pipeline's queries as graphs: each agent replays its request's outcome from the
+    workload (as the flat pipeline's backends do), and the aggregation rule may answer a query
+    from its experts (mosaic/run/aggregation.py)."""
+
+    def __init__(self, workload, aggregation):
+        self.replay, self.aggregation = workload.outcomes, aggregation
+
+    def outcome(self, query, agent, index, inputs, room) -> AgentOutcome:
+        rid = aggregator_request_id(query.id) if agent.name == ROOT else expert_rid(query.id, agent.name)
+        o = self.replay.get(rid)
+        if o is None:
+            raise ConfigError(f"request {rid}: no output length to replay")
+        tokens = max(1, min(o.output_tokens, room))
+        return AgentOutcome(tokens, o.answer, 1.0, o.answer is not None and o.answer == query.gold,
+                            o.output_tokens > room)
+
+    def gate(self, query, inputs) -> tuple[str | None] | None:
+        # An expert that failed is a vote for nothing, as in the flat pipeline.
+        answers = [o.answer for o in inputs] + [None] * (len(query.experts) - len(inputs))
+        d = decide(self.aggregation, {query.id: answers})[0]
+        return (d.majority,) if d.skip else None
 
 
 def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str, Any]:
@@ -65,9 +109,24 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         invocations[x.model][x.status] += 1
     n = len(trace.queries)
     tokens = sum(x.output_tokens for x in served)
+    online = None
+    if c.arrivals.online():
+        g = r.graph
+        shape_of = (lambda q: g.shapes[q]) if g.shapes is not None else (lambda q: g.shape)
+        online = online_metrics(trace, shape_of, r.graph_profiles or r.profiles, c.slo)
+    moa = t.kind == "flat"
     return {
         # The policy that placed the agents' models: the scheduler core's where it was asked to.
-        "scheduler": c.scheduler.name if t.placement == "scheduler" else f"graph_placement={t.placement}",
+        "scheduler": (c.scheduler.name if t.placement == "scheduler" or moa else f"graph_placement={t.placement}"),
+        "runtime": c.runtime.name,
+        "arrivals": {"kind": c.arrivals.kind, "rate": c.arrivals.rate, "cv": c.arrivals.cv if c.arrivals.kind == "gamma"
+                     else None, "path": c.arrivals.path, "engines": c.arrivals.engines,
+                     "max_in_system": c.arrivals.max_in_system},
+        "online": online,
+        "aggregation": {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau} if moa
+        else None,
+        "skip_rate": (sum(1 for x in trace.requests if x.agent == ROOT and x.cancelled_by == SKIPPED) / n
+                      if moa and n else None),
         "backend": trace.backend, "workload": c.workload.name, "seed": c.seed,
         "topology": asdict(t),
         "n_queries": n,
@@ -85,8 +144,10 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
         "prefix_cache_hit_rate": (sum(x.cached_tokens for x in served) / sum(x.prompt_tokens for x in served)
                                   if served else None),
         "makespan_s": trace.makespan_s, "ready_s": trace.ready_s,
-        "query_latency_s": distribution([q.latency_s for q in trace.queries if q.query_id not in unanswered]),
-        "queries_per_s": ((n - len(unanswered)) / (trace.makespan_s - trace.ready_s)
+        "query_latency_s": distribution([q.latency_s for q in trace.queries
+                                         if q.query_id not in unanswered and not q.rejected]),
+        "queries_per_s": ((n - len(unanswered) - sum(q.rejected for q in trace.queries))
+                          / (trace.makespan_s - trace.ready_s)
                           if trace.makespan_s > trace.ready_s else None),
         "output_tokens": tokens, "agent_output_tokens": sum(x.output_tokens for x in agents),
         "accuracy": sum(q.correct for q in trace.queries) / n if n else None,
@@ -110,11 +171,18 @@ GRAPH_UNREAD = frozenset(ROUTING + tuple(a for a in ANSWER_MODEL if a != "aggreg
 def not_applied(c) -> list[str]:
     """The settings this graph run was given that it never reads: the flat pipeline's scheduler
     (unless topology.placement=scheduler, which reads all but K: one model per worker), its
-    aggregation gate, its routing and answer-model knobs, and what the workload source ignores."""
-    if c.topology.placement != "scheduler":
-        out = changed("scheduler", c.scheduler)
-    else:
+    aggregation gate, its routing and answer-model knobs, and what the workload source ignores.
+    The MoA pipeline online reads them all but K and the aggregator's placement (one model per
+    worker, each loaded for the whole run)."""
+    if c.topology.kind == "flat":
         out = ["scheduler.max_models_per_worker"] if c.scheduler.max_models_per_worker not in (None, 1) else []
+        out += [k for k in changed("aggregation", c.aggregation) if k == "aggregation.placement"]
+        return out + runtime_not_applied(c) + workload_not_applied(c.workload)
+    out = runtime_not_applied(c)
+    if c.topology.placement != "scheduler":
+        out += changed("scheduler", c.scheduler)
+    else:
+        out += ["scheduler.max_models_per_worker"] if c.scheduler.max_models_per_worker not in (None, 1) else []
     out += changed("aggregation", c.aggregation)
     unread = GRAPH_UNREAD | ({"calibration_seed"} if c.workload.kind == "questions" else set())
     given = changed("workload", c.workload)
@@ -125,12 +193,48 @@ def not_applied(c) -> list[str]:
     return out + [x for x in workload_not_applied(c.workload) if x not in out and x != "workload.dataset"]
 
 
+def _pct(d: dict[str, Any], scale: float = 1.0, unit: str = "s") -> str:
+    return " / ".join("–" if d[k] is None else f"{scale * d[k]:.{1 if scale == 1 else 0}f}"
+                      for k in ("p50", "p90", "p99")) + f" {unit}"
+
+
+def online_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The console's lines on an online run's arrivals, SLO and latencies (mosaic/run/online.py)."""
+    a, o = s["arrivals"], s["online"]
+    if a["kind"] == "trace":
+        how = f"trace {a['path']}" + (f" at {a['rate']:g} queries/s" if a["rate"] else " as recorded")
+    else:
+        how = f"{a['kind']}, {a['rate']:g} queries/s" + (f", cv {a['cv']:g}" if a["kind"] == "gamma" else "")
+    slo = o["slo"]
+    target = f"{slo['latency_s']:g} s" if slo["latency_s"] is not None else f"{slo['multiple']:g}x its unloaded latency"
+    rows = [("arrivals", f"{how}; engines {a['engines']}; runtime {s['runtime']}"),
+            ("SLO attainment", "–" if o["slo_attainment"] is None else
+             f"{100 * o['slo_attainment']:.1f}% of queries answered within {target}"),
+            ("goodput / throughput", "–" if o["goodput_qps"] is None else
+             f"{o['goodput_qps']:.3f} / {o['request_throughput_qps']:.3f} queries/s over {o['span_s']:.0f} s"),
+            ("query E2E p50/p90/p99", _pct(o["query_e2e_s"]))]
+    for stage in ("expert", "aggregator"):
+        st = o[stage]
+        if st["requests"]:
+            rows.append((f"{stage} TTFT p50/p90/p99", _pct(st["ttft_s"]) + f"; TPOT {_pct(st['tpot_s'], 1e3, 'ms')}"))
+    if o["rejected"]:
+        rows.append(("REJECTED (admission)", f"!!! {o['rejected']} of {o['queries']} queries (arrivals.max_in_system="
+                                             f"{a['max_in_system']})"))
+    return rows
+
+
 def format_table(s: dict[str, Any]) -> str:
     t = s["topology"]
-    shape = f"layers {t['layers']}" if t["layers"] else f"branching {t['branching']}, depth {t['depth']}"
     lat = s["query_latency_s"]
-    rows = [("topology", f"{t['name']} ({t['kind']}: {shape}; early exit {t['early_exit']}; "
-                         f"concurrency {t['concurrency']})"),
+    if t["kind"] == "flat":
+        agg = s["aggregation"]
+        head = [("topology", f"MoA pipeline online (routed experts, then the aggregator unless they agree: "
+                             f"{agg['policy']}, tau {agg['tau']:g}); placed by {s['scheduler']}")]
+    else:
+        shape = f"layers {t['layers']}" if t["layers"] else f"branching {t['branching']}, depth {t['depth']}"
+        head = [("topology", f"{t['name']} ({t['kind']}: {shape}; early exit {t['early_exit']}"
+                             + ("" if s.get("online") else f"; concurrency {t['concurrency']}") + ")")]
+    rows = head + [
             ("workload", f"{s['workload']} (seed {s['seed']})"),
             ("queries / agent requests", f"{s['n_queries']} / {s['n_expert_requests'] + s['n_aggregator_requests']} "
                                          f"({s['n_cancelled_requests']} cancelled)"),
@@ -138,6 +242,10 @@ def format_table(s: dict[str, Any]) -> str:
              f"{lat['mean']:.1f} / {lat['p50']:.1f} / {lat['p90']:.1f} s"),
             ("makespan (engines ready at)", f"{s['makespan_s']:.1f} s ({s['ready_s']:.1f} s)"),
             ("accuracy", "–" if s["accuracy"] is None else f"{100 * s['accuracy']:.1f}%")]
+    if s.get("skip_rate") is not None:
+        rows.append(("aggregator skipped", f"{100 * s['skip_rate']:.1f} %"))
+    if s.get("online"):
+        rows += online_rows(s)
     if s["n_failed_requests"]:
         rows.append(("FAILED (engines)", f"!!! {s['n_failed_requests']} agent requests, "
                                          f"{s['n_unanswered_queries']} queries left without an answer"))

@@ -11,10 +11,10 @@ from mosaic.config.schema import MosaicConfig, WorkloadConfig
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import fitting_workers, refuse_unfitting
 from mosaic.graphs.placement import place
-from mosaic.graphs.shape import graph_shape
+from mosaic.graphs.shape import ROOT, AgentSpec, graph_shape
 from mosaic.profiles import ProfileSet
 from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
-from mosaic.workload.types import Workload
+from mosaic.workload.types import Query, Request, Workload, aggregator_request_id, expert_request_id, expert_slots
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class GraphSetup:
     models: frozenset[str]
     # topology.placement=scheduler: the policy's solver report (mosaic/run/metrics.py solver_info)
     solver: dict | None = None
+    # The MoA pipeline online (topology=flat, arrivals not batch): each query's own graph, its
+    # routed experts then the aggregator, by query id (shape is then empty).
+    shapes: dict[str, tuple] | None = None
 
 
 def dataset_of(w: WorkloadConfig) -> str | None:
@@ -34,7 +37,13 @@ def dataset_of(w: WorkloadConfig) -> str | None:
 def check_settings(c: MosaicConfig) -> None:
     """A graph's settings that cannot go together, said before anything is built (the backend's
     own checks, vLLM installed among them, come after)."""
-    t = c.topology
+    t, a = c.topology, c.arrivals
+    if a.online() and t.kind != "flat" and t.concurrency != 1:
+        raise ConfigError(f"topology.concurrency={t.concurrency} keeps that many queries in flight (a closed loop), "
+                          f"but arrivals={a.name} starts each query at its arrival; remove one of them")
+    if a.online() and c.runtime.name == "pull" and t.overlap != "none":
+        raise ConfigError("runtime=pull binds a request when a replica has room, but topology.overlap prefills it on "
+                          "a worker chosen ahead; use another runtime or topology.overlap=none")
     if t.kind == "flat":
         return
     if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):
@@ -45,9 +54,75 @@ def check_settings(c: MosaicConfig) -> None:
                           "from it too (topology.aggregator)")
 
 
+# The online MoA placement is planned on the expected mix: at most this many queries' requests.
+PLAN_SAMPLE = 2000
+
+
+def moa_shape(q: Query, aggregator: str) -> tuple[AgentSpec, ...]:
+    """One query of the MoA pipeline as a graph: its routed expert slots (agent "<model>" or, for a
+    model's s-th sample, "<model>@<s>"), all read by the aggregator."""
+    experts = tuple(AgentSpec(m if s == 1 else f"{m}@{s}", 1, m, (), "L1.c0") for m, s in expert_slots(q.experts))
+    return experts + (AgentSpec(ROOT, 2, aggregator, tuple(a.name for a in experts), None),)
+
+
+def expert_rid(query_id: str, agent: str) -> str:
+    """The workload's request id of a MoA graph's expert agent (its outcome's key)."""
+    m, _, s = agent.partition("@")
+    return expert_request_id(query_id, m, int(s) if s else 1)
+
+
+def prepare_moa(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, workload: Workload) -> GraphSetup:
+    """The MoA pipeline online: every query's graph, and a worker per model for the whole run,
+    placed by the scheduler (one model per worker) on the requests of up to PLAN_SAMPLE queries,
+    the aggregator's prompts priced at the experts' calibration mean outputs."""
+    from mosaic.run.metrics import solver_info
+    from mosaic.run.pipeline import plan_stage
+
+    shapes = {q.id: moa_shape(q, workload.aggregator) for q in workload.queries}
+    order = list(dict.fromkeys([*workload.expert_models, workload.aggregator]))
+    used = {a.model for sh in shapes.values() for a in sh}
+    order = [m for m in order if m in used]
+    if len(order) > c.cluster.n_workers:
+        raise ConfigError(f"arrivals={c.arrivals.name}: an online run keeps each of its {len(order)} models "
+                          f"({', '.join(order)}) loaded on a worker of its own, but cluster.n_workers="
+                          f"{c.cluster.n_workers}; set cluster.n_workers >= {len(order)} or route to fewer experts "
+                          "(workload.experts)")
+    for m in order:
+        if not fitting_workers(profiles.model(m), profiles.engine, cluster):
+            refuse_unfitting(m, profiles.model(m), profiles.engine, cluster)
+    mean = {m: (workload.calibration[m].mean_output if m in workload.calibration
+                else profiles.model(m).output_for(dataset_of(c.workload)).mean()) for m in order}
+    sample = workload.queries[:PLAN_SAMPLE]
+    requests = [r for r in workload.expert_requests() if r.query_id in {q.id for q in sample}]
+    requests += [Request(aggregator_request_id(q.id), q.id, workload.aggregator,
+                         q.prompt_tokens + AGGREGATOR_TEMPLATE_TOKENS + round(sum(mean[m] for m in q.experts)),
+                         "aggregator") for q in sample]
+    # The plan's requests are both stages' at once (one model per worker, all loaded together).
+    requests = [replace(r, stage="expert") for r in requests]
+    _, plan = plan_stage("expert", requests, order, replace(c.scheduler, max_models_per_worker=1), "scheduled",
+                         cluster, profiles, workload)
+    given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
+    missing = [m for m in order if m not in given.values()]
+    if missing:
+        raise ConfigError(f"arrivals={c.arrivals.name}: scheduler {c.scheduler.name} placed no worker for "
+                          f"{', '.join(missing)}, and an online run needs every model loaded; choose a scheduler "
+                          "that places every model (engine_aware, ilp, round_robin, least_loaded)")
+    # A worker the plan left idle gets the model with the most expected work per replica.
+    work = {m: sum(1 for r in requests if r.model == m) * mean[m] for m in order}
+    placement = dict(given)
+    for w in range(c.cluster.n_workers):
+        if w not in placement:
+            count = {m: sum(1 for x in placement.values() if x == m) for m in order}
+            placement[w] = max(order, key=lambda m: (work[m] / count[m], -order.index(m)))
+    return GraphSetup((), dict(sorted(placement.items())), dataset_of(c.workload), frozenset(order),
+                      solver_info(plan), shapes)
+
+
 def prepare(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, graph_profiles: ProfileSet | None,
             workload: Workload) -> GraphSetup:
-    check_settings(c)   # build_run said these first; a Run made another way is checked here
+    check_settings(c)
+    if c.topology.kind == "flat":
+        return prepare_moa(c, cluster, profiles, workload)   # build_run said these first; a Run made another way is checked here
     t = c.topology
     profiles = graph_profiles or profiles
     shape = graph_shape(t, t.aggregator or workload.aggregator)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 from mosaic.core.arguments import ArgumentParser
 from mosaic.graphs.trace import GRAPH_STAGE, SERVED
 from mosaic.core.rundir import folders_done, read_run_dir, run_dirs_of, write_error, write_text_atomic
+from mosaic.core.rundir import graph_run
 
 PERFETTO_FILE = "trace.perfetto.json"
 _US = 1e6
@@ -106,7 +107,7 @@ def document(requests, sessions, expert_stage_s: float) -> dict[str, Any]:
 def from_run_dir(directory: Path) -> dict[str, Any]:
     """The trace of a finished run folder (either backend)."""
     summary, tables = read_run_dir(directory, ("trace.csv", "sessions.csv"))
-    if (summary.get("topology") or {}).get("kind", "flat") != "flat":
+    if graph_run(summary):
         # An agent-graph run: one stage in absolute times; its served requests are drawn, as the
         # run drew them (mosaic/run/graph_app.py output_files).
         served = [dict(x, stage=GRAPH_STAGE) for x in tables["trace.csv"] if x.get("status") == SERVED]

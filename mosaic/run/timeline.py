@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from mosaic.core.arguments import ArgumentParser
 from mosaic.core.rundir import folders_done, read_run_dir, run_dirs_of, write_atomic, write_error
+from mosaic.core.rundir import graph_run
 
 TIMELINE_FILE = "timeline.png"
 
@@ -83,9 +84,14 @@ def run_title(summary: dict[str, Any]) -> str:
     n = len(summary.get("workers") or [])
     where = f"{n}x {cluster['device']}" if cluster.get("device") else f"{n} workers"
     topology = summary.get("topology") or {}
-    if topology.get("kind", "flat") != "flat":
+    if graph_run(summary):
         p50 = summary["query_latency_s"]["p50"]   # None: no query was answered
-        return (f"{topology['name']} agent graphs on {summary['workload']} (seed {summary['seed']}), {where}, "
+        what = "MoA pipeline" if topology.get("kind", "flat") == "flat" else f"{topology['name']} agent graphs"
+        arrivals = summary.get("arrivals") or {}
+        if arrivals.get("kind", "batch") != "batch":
+            what += f" online ({arrivals['kind']}" + (f", {arrivals['rate']:g} q/s" if arrivals.get("rate") else "") + \
+                f", runtime {summary.get('runtime', 'static')})"
+        return (f"{what} on {summary['workload']} (seed {summary['seed']}), {where}, "
                 f"backend {summary['backend']}: {summary['n_queries']} queries, makespan "
                 f"{summary['makespan_s']:.0f} s, query latency p50 "
                 + ("- (no query answered)" if p50 is None else f"{p50:.1f} s"))

@@ -118,7 +118,7 @@ def test_agent_graph_runs_are_left_out_of_the_paper_tables_by_name():
     flat = {"_dir": "a", "workers": [{}] * 4}
     graph = {"_dir": "b", "workers": [{}] * 4, "topology": {"kind": "tree", "name": "tree"}}
     keep, off = paper_setting([flat, graph])
-    assert keep == [flat] and off == [("b", "an agent-graph run (topology tree); experiments/faster_moa.py tables those")]
+    assert keep == [flat] and off == [("b", "an agent-graph or online run (topology tree); experiments/faster_moa.py tables those")]
 
 
 def test_runs_with_failed_requests_are_left_out_and_a_real_engines_values_are_not_called_simulated():

@@ -164,7 +164,7 @@ def test_a_run_under_pull_goes_through_the_run_builder(tmp_path):
 def test_settings_a_backend_or_shape_cannot_honour_are_refused_by_name():
     with pytest.raises(ConfigError, match=r"runtime=pull: backend=vllm runs only runtime=static"):
         build_run(compose(["runtime=pull", "backend=vllm", "models=tiny"]))
-    with pytest.raises(ConfigError, match=r"runtime=pull: agent graphs"):
+    with pytest.raises(ConfigError, match=r"runtime=pull: offline agent graphs"):
         build_run(compose(["runtime=pull", "topology=dense", "cluster.n_workers=8"]))
     with pytest.raises(ConfigError, match=r"runtime.name: unknown runtime 'fast'"):
         build_run(compose(["runtime.name=fast"]))

@@ -66,6 +66,12 @@ class SimGraphPool:
         self.inbox[worker].cancels.add(rid)
         self._poke(worker)
 
+    def at(self, t: float, fn: Callable[[float], None]) -> None:
+        def timer():
+            yield self.env.timeout(max(0.0, t - self.env.now))
+            fn(self.env.now)
+        self.env.process(timer())
+
     def close(self) -> None:
         for w in self.placement:
             self.inbox[w].closed = True

@@ -17,6 +17,7 @@ text and its confidence is the geometric mean of its tokens' probabilities (from
 from __future__ import annotations
 
 import logging
+import heapq
 import queue as queue_mod
 import time
 from typing import Any, Callable
@@ -90,6 +91,8 @@ class VllmGraphPool:
                 raise ConfigError("agent graphs on backend=vllm run on backend.options.launcher=local or ray")
             self.workers = RayGraphWorkers(vllm.launcher)
         self.inbox: dict[int, Any] = {}   # the workers' queues in, made when the run opens them
+        self.timers: list = []   # (time, order, fn): at()'s calls due, soonest first
+        self.fired = 0
 
     def limits(self) -> dict[str, int]:
         return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
@@ -109,6 +112,10 @@ class VllmGraphPool:
 
     def cancel(self, worker: int, rid: str) -> None:
         self.inbox[worker].put({"op": "cancel", "rid": rid})
+
+    def at(self, t: float, fn: Callable[[float], None]) -> None:
+        """fn(now) once the run's clock reaches t (called from the run's loop, between messages)."""
+        heapq.heappush(self.timers, (t, len(self.timers) + self.fired, fn))
 
     def close(self) -> None:
         for q in self.inbox.values():
@@ -189,10 +196,17 @@ class VllmGraphPool:
                 if time.monotonic() >= next_check:
                     check(empty=False)
                     continue
+                now = time.time() - t0
+                if self.timers and self.timers[0][0] <= now:   # an arrival (online runs) is due
+                    self.fired += 1
+                    heapq.heappop(self.timers)[2](now)
+                    continue
+                wait = self.poll_s if not self.timers else max(1e-3, min(self.poll_s, self.timers[0][0] - now))
                 try:
-                    msg = out.get(timeout=self.poll_s)
+                    msg = out.get(timeout=wait)
                 except queue_mod.Empty:
-                    check(empty=True)
+                    if wait >= self.poll_s:
+                        check(empty=True)
                     continue
                 w = msg["worker"]
                 if w in failed:   # said before it was failed (a crash seen while the queue was busy): settled

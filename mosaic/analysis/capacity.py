@@ -1,0 +1,155 @@
+"""The sustainable rate of online serving: per (placement, runtime) policy, the highest arrival rate
+at which SLO attainment, averaged over seeds, stays at or above a target (default 0.99).
+
+    mosaic capacity arrivals=poisson cluster.n_workers=8 workload.n_queries=200 --target 0.99
+
+Each rate is one run per seed of the given config (arrivals.rate set). The search doubles the rate
+from --start until attainment falls below the target, then bisects the bracket until it is within
+--tolerance (relative). Attainment usually falls with rate but is measured, not assumed: every
+rate tried is kept (capacity.csv) and drawn (capacity.png: attainment and query E2E p99 against rate).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mosaic.core.rundir import check_writable_dir, write_atomic, write_text_atomic
+from mosaic.core.tables import write_csv
+
+DEFAULT_POLICIES = ("engine_aware/static", "engine_aware/pull", "engine_aware/least_outstanding", "engine_aware/p2c")
+
+
+def measure(overrides: Sequence[str], rate: float, seed: int) -> dict[str, Any]:
+    """One online run's attainment, goodput and E2E p99 at `rate`."""
+    from mosaic.run.app import run
+    from mosaic.run.builder import compose
+
+    s = run(compose([*overrides, f"arrivals.rate={rate!r}", f"seed={seed}"])).summary
+    o = s["online"]
+    return {"rate": rate, "seed": seed, "slo_attainment": o["slo_attainment"], "goodput_qps": o["goodput_qps"],
+            "e2e_p99_s": o["query_e2e_s"]["p99"], "e2e_p50_s": o["query_e2e_s"]["p50"], "rejected": o["rejected"]}
+
+
+def search(evaluate: Callable[[float], float], start: float, target: float, tolerance: float,
+           max_rate: float = 1e6) -> tuple[float | None, list[float]]:
+    """The highest rate found with evaluate(rate) >= target (None: not even `start`), and every
+    rate tried. Doubling then bisection, as the module says."""
+    tried: list[float] = []
+
+    def ok(r: float) -> bool:
+        tried.append(r)
+        return evaluate(r) >= target
+
+    if not ok(start):
+        lo, hi = 0.0, start
+        while hi > start / 64:   # below start: halve until one passes (or give up)
+            hi_next = hi / 2
+            if ok(hi_next):
+                lo = hi_next
+                break
+            hi = hi_next
+        if lo == 0.0:
+            return None, tried
+    else:
+        lo, hi = start, start * 2
+        while hi <= max_rate and ok(hi):
+            lo, hi = hi, hi * 2
+    while (hi - lo) / lo > tolerance:
+        mid = (lo + hi) / 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, tried
+
+
+def capacity(base: Sequence[str], policies: Sequence[str], seeds: Sequence[int], target: float, start: float,
+             tolerance: float, log=print) -> tuple[list[dict], list[dict]]:
+    """(per-policy capacity rows, every run's row)."""
+    points: list[dict] = []
+    table = []
+    for policy in policies:
+        scheduler, _, runtime = policy.rpartition("/")
+        ov = [*base, f"runtime={runtime}"] + ([f"scheduler={scheduler}"] if scheduler else [])
+
+        def evaluate(rate: float) -> float:
+            rows = [dict(measure(ov, rate, s), policy=policy) for s in seeds]
+            points.extend(rows)
+            mean = statistics.fmean(r["slo_attainment"] for r in rows)
+            log(f"{policy:34s} rate {rate:8.4g}/s  attainment {mean:.3f}  E2E p99 "
+                f"{statistics.fmean(r['e2e_p99_s'] for r in rows):8.1f} s")
+            return mean
+
+        best, tried = search(evaluate, start, target, tolerance)
+        table.append({"policy": policy, "capacity_qps": best, "rates_tried": len(tried)})
+    return table, points
+
+
+def plot(points: list[dict], table: list[dict], target: float, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for row in table:
+        p = row["policy"]
+        by_rate: dict[float, list[dict]] = {}
+        for x in points:
+            if x["policy"] == p:
+                by_rate.setdefault(x["rate"], []).append(x)
+        rates = sorted(by_rate)
+        a.plot(rates, [statistics.fmean(x["slo_attainment"] for x in by_rate[r]) for r in rates], "o-", label=p)
+        b.plot(rates, [statistics.fmean(x["e2e_p99_s"] for x in by_rate[r]) for r in rates], "o-", label=p)
+    a.axhline(target, color="grey", ls="--", lw=1)
+    a.set(xscale="log", xlabel="arrival rate (queries/s)", ylabel="SLO attainment", title="SLO attainment")
+    b.set(xscale="log", yscale="log", xlabel="arrival rate (queries/s)", ylabel="seconds", title="query E2E p99")
+    a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(table: list[dict], base: Sequence[str], seeds: Sequence[int], target: float, command: str) -> str:
+    lines = [f"# Sustainable rate at {100 * target:g}% SLO attainment", "",
+             f"Regenerate: `{command}`", "",
+             f"Config: `{' '.join(base) or '(defaults)'}`; seeds {', '.join(map(str, seeds))}.", "",
+             "| policy (placement/runtime) | capacity (queries/s) | rates tried |", "|---|---:|---:|"]
+    for r in table:
+        cap = "below the lowest rate tried" if r["capacity_qps"] is None else f"{r['capacity_qps']:.4g}"
+        lines.append(f"| {r['policy']} | {cap} | {r['rates_tried']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="mosaic capacity", description=__doc__.split("\n\n")[0])
+    ap.add_argument("overrides", nargs="*", help="config overrides of every run (arrivals=poisson etc.)")
+    ap.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                    help="comma-separated scheduler/runtime pairs (the scheduler places the models)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--target", type=float, default=0.99, help="SLO attainment to sustain (default 0.99)")
+    ap.add_argument("--start", type=float, default=0.1, help="first rate tried, queries/s")
+    ap.add_argument("--tolerance", type=float, default=0.05, help="relative width the bisection stops at")
+    ap.add_argument("--out", default="outputs/capacity", help="folder for capacity.md/.csv/.png")
+    a = ap.parse_args(args)
+    if not 0 < a.target <= 1 or a.start <= 0 or not 0 < a.tolerance < 1:
+        ap.error("--target must be in (0, 1], --start > 0 and --tolerance in (0, 1)")
+    base = list(a.overrides)
+    if not any(o.startswith("arrivals=") for o in base):
+        base.insert(0, "arrivals=poisson")
+    if any(o.startswith(("arrivals.rate=", "runtime=", "seed=")) for o in base):
+        ap.error("arrivals.rate, runtime and seed are what the search sets: leave them out of the overrides")
+    out = Path(a.out)
+    check_writable_dir(out, "--out")
+    policies = [p for p in a.policies.split(",") if p]
+    table, points = capacity(base, policies, a.seeds, a.target, a.start, a.tolerance,
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
+    command = "mosaic capacity " + " ".join(args)
+    write_atomic(out / "capacity.csv", lambda f: write_csv(f, points))
+    md = render(table, base, a.seeds, a.target, command)
+    write_text_atomic(out / "capacity.md", md)
+    plot(points, table, a.target, out / "capacity.png")
+    print(md)
+    return 0

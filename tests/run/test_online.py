@@ -1,0 +1,136 @@
+"""Online runs: queries that arrive over time, served by engines that stay loaded, routed by the
+runtime; every query and request accounted for, SLO metrics that agree with the trace."""
+import numpy as np
+import pytest
+
+from mosaic.core.errors import ConfigError
+from mosaic.graphs.coordinator import ADMISSION, SKIPPED
+from mosaic.graphs.shape import ROOT
+from mosaic.run.app import run
+from mosaic.run.builder import build_run, compose
+from mosaic.run.online import unloaded_latency
+from mosaic.workload.arrivals import arrival_times
+
+SMALL = ["workload=synth_small", "workload.n_queries=16", "cluster.n_workers=6"]
+
+
+def online(*extra):
+    ov = [*SMALL, "arrivals=poisson", "arrivals.rate=0.5", *extra]
+    return ov, run(compose(ov))
+
+
+@pytest.mark.parametrize("runtime", ["static", "least_outstanding", "p2c", "pull"])
+def test_every_query_arrives_on_time_and_every_request_has_one_row(runtime):
+    ov, out = online(f"runtime={runtime}")
+    trace, placement, _ = out.graph
+    s = out.summary
+    r = build_run(compose(ov))
+    shapes = r.graph.shapes
+    assert len(trace.requests) == sum(len(shapes[q.id]) for q in r.workload.queries)
+    assert len({x.request_id for x in trace.requests}) == len(trace.requests)
+    assert [q.query_id for q in trace.queries] == [q.id for q in r.workload.queries]
+    arrivals = arrival_times(r.config.arrivals, 16, 0)
+    assert [q.start_s for q in trace.queries] == pytest.approx((trace.ready_s + arrivals).tolist())
+    for x in trace.requests:   # a request goes out when its query arrives (experts) or its experts finish
+        if x.status == "served":
+            assert x.release_s >= trace.queries[int(0)].start_s - 1e-9 and x.start_s >= x.release_s - 1e-9
+            assert placement[x.worker] == x.model
+    o = s["online"]
+    assert o["queries"] == 16 and o["answered"] == 16 and o["rejected"] == 0
+    assert o["query_e2e_s"]["p50"] == pytest.approx(np.median([q.latency_s for q in trace.queries]))
+    assert s["runtime"] == runtime and s["arrivals"]["kind"] == "poisson"
+
+
+def test_at_a_trickle_each_query_takes_its_unloaded_latency():
+    # one query every ~1000 s: nothing queues, so each answer comes when its requests alone take
+    ov, out = online("arrivals.rate=0.001", "workload.n_queries=6")
+    trace = out.graph[0]
+    r = build_run(compose(ov))
+    profiles = r.profiles
+    for q in trace.queries:
+        served = {x.agent: x for x in trace.requests if x.query_id == q.query_id and x.status == "served"}
+        alone = unloaded_latency(r.graph.shapes[q.query_id], served, profiles)
+        assert q.latency_s == pytest.approx(alone, rel=0.05)
+    assert out.summary["online"]["slo_attainment"] == 1.0
+
+
+def test_the_aggregator_is_skipped_for_the_queries_the_offline_pipeline_skips():
+    _, out = online()
+    trace = out.graph[0]
+    offline = run(compose(SMALL)).result
+    skipped = {x.query_id for x in trace.requests if x.agent == ROOT and x.cancelled_by == SKIPPED}
+    assert skipped == {d.query_id for d in offline.decisions if d.skip}
+    assert {q.query_id: q.answer for q in trace.queries} == offline.final_answers
+    assert out.summary["skip_rate"] == pytest.approx(len(skipped) / 16)
+
+
+def test_an_admission_limit_rejects_with_a_count_and_loses_nothing():
+    _, out = online("arrivals.rate=50", "arrivals.max_in_system=2")
+    trace, s = out.graph[0], out.summary
+    rejected = [q for q in trace.queries if q.rejected]
+    assert s["online"]["rejected"] == len(rejected) > 0 and len(trace.queries) == 16
+    for q in rejected:
+        rows = [x for x in trace.requests if x.query_id == q.query_id]
+        assert rows and all(x.status == "cancelled" and x.cancelled_by == ADMISSION and x.worker is None for x in rows)
+    assert s["online"]["slo_attainment"] <= 1 - len(rejected) / 16
+
+
+def test_pull_holds_no_engine_past_its_slots():
+    from mosaic.backends import make_graph_pool
+    from mosaic.graphs.coordinator import GraphCoordinator
+    from mosaic.run.graph_app import MoaOutcomes
+
+    r = build_run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=5"]))
+    g = r.graph
+    moa = MoaOutcomes(r.workload, r.config.aggregation)
+    c = GraphCoordinator(r.workload.queries, (), g.placement, moa.outcome, lambda o, rng: False, "none", 1, 0,
+                         arrivals=arrival_times(r.config.arrivals, 16, 0), router="pull", slots=2,
+                         shape_of=lambda q: g.shapes[q.id], gate=moa.gate)
+    trace = c.run(make_graph_pool("sim", r.backend, r.profiles, g.placement))
+    assert len(trace.queries) == 16
+    waited = 0
+    for w in g.placement:
+        spans = [(x.start_s, x.finish_s) for x in trace.requests if x.worker == w and x.status == "served"]
+        for t, _ in spans:
+            assert sum(a <= t < b for a, b in spans) <= 2
+        waited += sum(x.start_s - x.release_s > 1.0 for x in trace.requests if x.worker == w and x.status == "served")
+    assert waited > 0   # at 5 queries/s some requests did wait in their model's queue
+
+
+def test_same_seed_same_online_run_and_another_seed_another():
+    a, b = online()[1].graph[0], online()[1].graph[0]
+    assert a == b
+    assert online("seed=1")[1].graph[0] != a
+
+
+def test_cold_engines_make_the_first_queries_wait_for_the_loads():
+    _, out = online("arrivals.engines=cold")
+    trace = out.graph[0]
+    first = trace.queries[0]
+    assert first.start_s == 0.0 and trace.ready_s > 0
+    assert first.latency_s >= trace.ready_s
+
+
+def test_agent_graphs_take_arrivals_too():
+    _, out = online("topology=tree", "runtime=p2c")
+    trace = out.graph[0]
+    assert len(trace.queries) == 16 and out.summary["online"]["answered"] == 16
+    assert len(trace.requests) == 16 * 13
+    starts = [q.start_s for q in trace.queries]
+    assert starts == sorted(starts) and starts[-1] - starts[0] > 10   # spread over ~30 s, not all at once
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["cluster.n_workers=3"], "loaded on a worker of its own"),
+    (["topology=tree", "topology.concurrency=4"], "topology.concurrency=4 keeps that many"),
+    (["runtime=pull", "topology=tree", "topology.overlap=incremental"], "runtime=pull binds"),
+    (["scheduler=data_parallel"], "placed no worker for"),
+])
+def test_online_settings_that_cannot_run_are_refused(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        build_run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", *overrides]))
+
+
+def test_offline_agent_graphs_still_refuse_a_runtime():
+    with pytest.raises(ConfigError, match="offline agent graphs"):
+        build_run(compose([*SMALL, "topology=tree", "runtime=pull"]))
