@@ -220,7 +220,7 @@ class V1Engine:
             # (a sequence whose prompt a chunk left one token short of complete takes that token in
             # a step of its own: its first token's time is that step's end)
             if (running and not pending and (inbox is None or self.inbox_jumps)
-                    and all(s.computed == s.num_tokens - 1 and s.generated > 0 for s in running)
+                    and all(s.computed == s.prompt + s.generated - 1 and s.generated > 0 for s in running)
                     and n <= self.max_num_batched_tokens
                     and (not waiting or n >= self.max_num_seqs or n == self.max_num_batched_tokens
                          or _blocks(waiting[0].num_tokens, B) > free - self._run_blocks(running, 1))):
@@ -389,11 +389,22 @@ class V1Engine:
         """New blocks a run of `steps` decode steps takes: the last step writes KV at num_tokens +
         steps - 1 tokens."""
         B = self.block_size
-        return sum(max(0, _blocks(s.num_tokens + steps - 1, B) - s.blocks) for s in running)
+        last = steps + B - 2   # ceil((num_tokens + steps - 1) / B), inlined: the engine's hottest loop
+        out = 0
+        for s in running:
+            d = (s.prompt + s.generated + last) // B - s.blocks
+            if d > 0:
+                out += d
+        return out
 
     def _max_steps(self, running: list[V1Seq], free: int, limit: int) -> int:
-        """The longest run (<= limit) whose new blocks fit in `free` (blocks needed grow with steps)."""
-        lo, hi = 0, limit
+        """The longest run (<= limit) whose new blocks fit in `free` (blocks needed grow with steps);
+        any value below 2 where not even 2 steps fit (the caller then takes a single step)."""
+        if limit < 2 or self._run_blocks(running, 2) > free:   # KV-tight: the usual case there, one pass
+            return min(limit, 1)
+        if self._run_blocks(running, limit) <= free:
+            return limit
+        lo, hi = 2, limit - 1
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if self._run_blocks(running, mid) <= free:

@@ -65,8 +65,8 @@ def online_metrics(trace: GraphTrace, shape_of: Callable[[str], tuple[AgentSpec,
         e2e.append(q.latency_s)
         target = slo.latency_s if slo.latency_s is not None else \
             slo.multiple * unloaded_latency(shape_of(q.query_id), served.get(q.query_id, {}), profiles)
-        slack.append(q.latency_s / target if target > 0 else float("inf"))
-        met += q.latency_s <= target + 1e-9
+        slack.append(float(q.latency_s / target) if target > 0 else float("inf"))
+        met += bool(q.latency_s <= target + 1e-9)
     records = [r for qr in served.values() for r in qr.values()]
     n = len(qs)
     return {

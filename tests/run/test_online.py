@@ -134,3 +134,33 @@ def test_online_settings_that_cannot_run_are_refused(overrides, needle):
 def test_offline_agent_graphs_still_refuse_a_runtime():
     with pytest.raises(ConfigError, match="offline agent graphs"):
         build_run(compose([*SMALL, "topology=tree", "runtime=pull"]))
+
+
+def test_the_capacity_search_brackets_and_bisects_a_threshold():
+    from mosaic.analysis.capacity import search
+
+    best, tried, unsaturated = search(lambda r: 1.0 if r <= 3.3 else 0.5, 0.1, 0.99, 0.02)
+    assert 3.3 / 1.02 <= best <= 3.3 and not unsaturated
+    assert tried[:6] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    best, _, _ = search(lambda r: 1.0 if r <= 0.01 else 0.0, 0.1, 0.99, 0.05)   # below the start: halves
+    assert 0.01 / 1.05 <= best <= 0.01
+    assert search(lambda r: 0.0, 0.1, 0.99, 0.05)[0] is None
+    best, tried, unsaturated = search(lambda r: 1.0, 0.1, 0.99, 0.05, burst=lambda r: r >= 0.8)
+    assert unsaturated and best == 0.8 and len(tried) == 4
+
+
+@pytest.mark.slow
+def test_mosaic_capacity_writes_its_table_runs_and_figure(tmp_path):
+    import csv
+    from mosaic.analysis.capacity import main
+
+    assert main(["workload=synth_small", "workload.n_queries=40", "cluster.n_workers=6", "slo.multiple=1.5", "engine.num_gpu_blocks=2100",
+                 "--policies", "engine_aware/least_outstanding", "--seeds", "0", "--start", "0.05",
+                 "--tolerance", "0.3", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "capacity.csv")))
+    md = (tmp_path / "capacity.md").read_text()
+    assert rows and (tmp_path / "capacity.png").stat().st_size > 0
+    assert "engine_aware/least_outstanding" in md and "mosaic capacity" in md
+    passing = [float(r["rate"]) for r in rows if float(r["slo_attainment"]) >= 0.99]
+    failing = [float(r["rate"]) for r in rows if float(r["slo_attainment"]) < 0.99]
+    assert passing and failing and max(passing) < min(failing)   # attainment fell with rate, and was found
