@@ -29,6 +29,8 @@ def _sweep(args: list[str]) -> int:
 
 
 DEFAULT_COLUMNS = ("end_to_end_s", "expert_stage_s", "aggregator_stage_s", "accuracy")
+# Shown beside them where the runs include online ones (arrivals other than batch).
+ONLINE_COLUMNS = ("online.slo_attainment", "online.goodput_qps", "online.query_e2e_s.p99")
 
 
 def _runs(args: list[str]) -> int:
@@ -120,7 +122,7 @@ def _runs(args: list[str]) -> int:
     # shown wherever some run has no end-to-end time).
     graph_runs = "end_to_end_s" not in df.columns or bool(df["end_to_end_s"].isna().any())
     wanted = ([c for c in a.columns.split(",") if c] if a.columns is not None
-              else [c for c in (*DEFAULT_COLUMNS, "makespan_s") if c in df.columns
+              else [c for c in (*DEFAULT_COLUMNS, "makespan_s", *ONLINE_COLUMNS) if c in df.columns
                     and (c != "makespan_s" or graph_runs)])
     unknown = [c for c in wanted if c not in df.columns]
     if unknown:

@@ -124,11 +124,19 @@ class RuntimeConfig:
     # pull: a worker done with its plan may load a model whose work waits on a replica not started
     # yet (K and memory held), where the wait outlasts two loads.
     add_replicas: bool = True
+    # Online runs: move a replica from the model whose backlog drains soonest to the one whose
+    # backlog drains last, once the latter's predicted drain time is more than replan_ratio times
+    # the former's would be after the move, and more than two of its loads (docs/online.md).
+    replan: bool = False
+    replan_ratio: float = 3.0
 
     def __post_init__(self) -> None:
         check_choice("runtime.order", self.order, RUNTIME_ORDERS)
-        if not isinstance(self.add_replicas, bool):
-            raise ConfigError(f"runtime.add_replicas must be true or false (got {self.add_replicas!r})")
+        for name in ("add_replicas", "replan"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"runtime.{name} must be true or false (got {getattr(self, name)!r})")
+        _check_range("runtime.replan_ratio", self.replan_ratio, 1.0, 1000.0,
+                     "how much longer one model's backlog must drain than another's before a replica moves")
 
 
 ARRIVAL_KINDS = ("batch", "poisson", "gamma", "trace")

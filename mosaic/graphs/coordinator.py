@@ -29,6 +29,7 @@ whose aggregator failed ends without an answer. The run goes on with the engines
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -53,6 +54,42 @@ ExitFn = Callable[[list[AgentOutcome], np.random.Generator], bool]
 GateFn = Callable[[Query, list[AgentOutcome]], "tuple[str | None] | None"]
 
 ROUTERS = ("least_outstanding", "p2c", "round_robin", "pull")
+
+
+@dataclass(frozen=True)
+class Replan:
+    """Moving replicas while an online run goes. Per model: its mean output (`out_tokens`), how
+    many requests its engine holds at once (`concurrency`: slots, or what its KV holds of mean
+    requests), its decode step's time at a batch of b (`step_s`), its load time. A model's backlog
+    of n requests on r replicas drains in about out_tokens * step_s(b) * max(1, n / (r *
+    concurrency)), b = min(concurrency, n / r): its requests decode side by side, slower as the
+    batch grows, in rounds once they outnumber what the engines hold. A replica moves from the
+    model that would drain soonest without it to the one that drains last, once that is more than
+    `ratio` times longer and longer than its load."""
+    ratio: float
+    out_tokens: dict[str, float]
+    concurrency: dict[str, float]
+    step_s: dict[str, Callable[[float], float]]
+    load_s: dict[str, float]
+
+    def drain_s(self, model: str, outstanding: int, replicas: int) -> float:
+        if replicas <= 0:
+            return float("inf")
+        per = outstanding / replicas
+        b = min(self.concurrency[model], max(1.0, per))
+        return self.out_tokens[model] * self.step_s[model](b) * max(1.0, per / self.concurrency[model])
+
+
+@dataclass(frozen=True)
+class Move:
+    """A replica moved mid-run: `worker` stopped taking `source`'s requests at `drain_s`, was empty
+    and started loading `target` at `load_s`, and served it from `ready_s`."""
+    worker: int
+    source: str
+    target: str
+    drain_s: float
+    load_s: float
+    ready_s: float
 _P2C_STREAM = 0x92C
 ADMISSION = "admission"   # cancelled_by of a rejected query's requests
 SKIPPED = "aggregation"   # cancelled_by of an aggregator the gate skipped
@@ -115,12 +152,13 @@ class GraphCoordinator:
                  outcome: OutcomeFn, exits: ExitFn, exit_rule: str, concurrency: int, seed: int,
                  overlap: str = "none", overlap_chunk: int = 64, *, arrivals=None, engines: str = "warm",
                  max_in_system: int | None = None, router: str = "least_outstanding", slots: int | None = None,
-                 shape_of: Callable[[Query], tuple[AgentSpec, ...]] | None = None, gate: GateFn | None = None):
+                 shape_of: Callable[[Query], tuple[AgentSpec, ...]] | None = None, gate: GateFn | None = None,
+                 replan: "Replan | None" = None):
         if router not in ROUTERS:
             raise ValueError(f"router {router!r} is not one of {ROUTERS}")
         if router == "pull" and not slots:
             raise ValueError("router pull needs the engines' slots (max_num_seqs)")
-        self.queries, self.shape, self.placement = queries, shape, placement
+        self.queries, self.shape, self.placement = queries, shape, dict(placement)
         self.shape_of = shape_of or (lambda q: shape)
         self.gate = gate
         self.arrivals = None if arrivals is None else [float(a) for a in arrivals]
@@ -133,6 +171,12 @@ class GraphCoordinator:
         self.waiting: dict[str, list[_Node]] = defaultdict(list)   # pull: released, not yet bound
         self.answers: dict[str, str | None] = {}   # a query the gate answered without its aggregator
         self.rejected: set[str] = set()
+        self.replan = replan
+        self.placed = dict(placement)   # the placement the run started with (self.placement moves)
+        self.draining: tuple[int, str, float] | None = None   # (worker, model it goes to, since)
+        self.calm_until = 0.0
+        self.moves: list[Move] = []
+        self.moving_since = 0.0
         self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
         self.concurrency, self.seed = concurrency, seed
         self.overlap, self.overlap_chunk = overlap, overlap_chunk
@@ -174,7 +218,7 @@ class GraphCoordinator:
         sess = tuple(sorted(sessions, key=lambda s: s.worker))
         stats: tuple[WorkerStats, ...] = busy_stats(sess, reqs, sorted(self.placement), end)
         return GraphTrace(pool.backend, end, self.ready_s, reqs, qs, sess, stats, self.truncated, self.prefills,
-                          None if self.natural else self.capped)
+                          None if self.natural else self.capped, tuple(self.moves))
 
     def _ready(self, t: float) -> None:
         self.now = self.ready_s = t
@@ -226,6 +270,7 @@ class GraphCoordinator:
             return   # already settled (its engine failed meanwhile): once counts
         self.inflight[n.worker] -= 1
         self._pull(n.worker)
+        self._drained(n.worker)
         if f.cancelled or n.state == CANCELLED:   # aborted, or finished in the step its cancel came in
             n.state = CANCELLED
             self._record(n, f)
@@ -342,10 +387,56 @@ class GraphCoordinator:
                 return
             w = min(room, key=lambda x: (self.inflight[x], x))
         self._submit(n, w)
+        self._maybe_move()
+
+    # ------------------------------------------------------------------ moving replicas (online)
+
+    def _outstanding(self, m: str) -> int:
+        return sum(self.inflight[w] for w in self.replicas[m]) + len(self.waiting[m])
+
+    def _maybe_move(self) -> None:
+        rp = self.replan
+        if rp is None or self.draining is not None or self.now < self.calm_until:
+            return
+        models = [m for m in self.replicas if self.replicas[m]]
+        if len(models) < 2:
+            return
+        out = {m: self._outstanding(m) for m in models}
+        drain = {m: rp.drain_s(m, out[m], len(self.replicas[m])) for m in models}
+        target = max(models, key=lambda m: (drain[m], m))
+        donors = [m for m in models if m != target and len(self.replicas[m]) >= 2]
+        if not donors:
+            return
+        after = {m: rp.drain_s(m, out[m], len(self.replicas[m]) - 1) for m in donors}
+        source = min(donors, key=lambda m: (after[m], m))
+        if drain[target] <= rp.ratio * after[source] or drain[target] <= rp.load_s[target]:
+            return
+        w = min(self.replicas[source], key=lambda x: (self.inflight[x], -x))
+        self.replicas[source].remove(w)   # takes nothing more; moves once what it holds is done
+        self.draining = (w, target, self.now)
+        self._drained(w)
+
+    def _drained(self, w: int) -> None:
+        if self.draining is None or self.draining[0] != w or self.inflight[w] > 0 or w in self.dead:
+            return
+        w, target, since = self.draining
+        self.draining = (w, target, since)
+        self.moving_since = self.now
+        self.pool.swap(w, target, self._moved)
+
+    def _moved(self, t: float, w: int) -> None:
+        self.now = t
+        _, target, since = self.draining
+        self.draining = None
+        self.moves.append(Move(w, self.placement[w], target, since, self.moving_since, t))
+        self.placement[w] = target
+        self.replicas[target] = sorted([*self.replicas[target], w])
+        self.calm_until = t + self.replan.load_s[target]   # hysteresis: no move right after one
+        self._pull(w)
 
     def _pull(self, w: int) -> None:
         """pull: worker w has room again; it takes its model's oldest waiting request."""
-        if self.router != "pull" or w in self.dead:
+        if self.router != "pull" or w in self.dead or w not in self.replicas[self.placement[w]]:
             return
         queue = self.waiting[self.placement[w]]
         while queue and self.inflight[w] < self.slots:
@@ -442,6 +533,8 @@ class GraphCoordinator:
             return
         self.now = t
         self.dead[w] = why
+        if self.draining is not None and self.draining[0] == w:
+            self.draining = None
         m = self.placement[w]
         self.replicas[m] = [x for x in self.replicas[m] if x != w]
         # A cancel it had not yet answered: the request is let go now.

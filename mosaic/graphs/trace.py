@@ -89,6 +89,9 @@ class GraphTrace:
     # modelled output lengths cut to the context left after their prompt (None: natural generation,
     # where the engine stops the output at the context or backend.options.max_tokens itself)
     capped_outputs: int | None = 0
+    # Online re-planning (runtime.replan): the replicas moved from one model to another mid-run
+    # (mosaic/graphs/coordinator.py Move).
+    moves: tuple = ()
 
 
 def busy_stats(sessions: tuple[SessionRecord, ...], requests: tuple[AgentRecord, ...], worker_ids: list[int],

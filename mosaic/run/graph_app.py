@@ -20,7 +20,7 @@ from mosaic.config.defaults import changed
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
 from mosaic.core.progress import bar
-from mosaic.graphs.coordinator import SKIPPED, GraphCoordinator
+from mosaic.graphs.coordinator import SKIPPED, GraphCoordinator, Replan
 from mosaic.graphs.early_exit import should_exit
 from mosaic.core.errors import ConfigError
 from mosaic.graphs.outcomes import AgentOutcome, GraphAnswers
@@ -51,6 +51,8 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
         online = dict(arrivals=arrival_times(c.arrivals, len(r.workload.queries), c.seed),
                       engines=c.arrivals.engines, max_in_system=c.arrivals.max_in_system,
                       router=ROUTER_OF[c.runtime.name], slots=profiles.engine.max_num_seqs)
+        if c.runtime.replan:
+            online["replan"] = replan_model(r, g, profiles)
     if g.shapes is not None:   # the MoA pipeline online: replayed outcomes, the aggregation gate
         moa = MoaOutcomes(r.workload, c.aggregation)
         outcome, online["shape_of"], online["gate"] = moa.outcome, (lambda q: g.shapes[q.id]), moa.gate
@@ -64,6 +66,41 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
         pool = make_graph_pool(c.backend.name, r.backend, profiles, placement, c.backend.plugin)
         trace = coordinator.run(pool, progress)
     return trace, placement, shape
+
+
+def replan_model(r: "Run", g, profiles) -> Replan:
+    """What re-planning knows of each model of the run (Replan): a mean request's time alone, how
+    many its engine holds at once, its load time; means from the calibration split where the
+    workload has one, else the profiles' length distributions."""
+    from mosaic.engine.session import cost_model, session_engine
+    from mosaic.profiles import load_time_s
+    from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
+
+    w = r.workload
+    cal = w.calibration if g.shapes is not None else {}
+    mean_out = {m: (cal[m].mean_output if m in cal else profiles.model(m).output_for(g.dataset).mean())
+                for m in sorted(g.models)}
+    prompt = sum(q.prompt_tokens for q in w.queries) / max(1, len(w.queries))
+    shapes = list(g.shapes.values())[:1000] if g.shapes is not None else [g.shape]
+    lengths: dict[str, list[tuple[float, float]]] = {}
+    for shape in shapes:
+        by_name = {a.name: a for a in shape}
+        for a in shape:
+            p = prompt + (AGGREGATOR_TEMPLATE_TOKENS + sum(mean_out[by_name[x].model] for x in a.reads)
+                          if a.reads else 0)
+            lengths.setdefault(a.model, []).append((p, mean_out[a.model]))
+    memory = min(x.memory_gib for x in r.cluster.workers)
+    concurrency, load, step = {}, {}, {}
+    for m, pairs in lengths.items():
+        prof = profiles.model(m)
+        p, o = (sum(x[0] for x in pairs) / len(pairs), sum(x[1] for x in pairs) / len(pairs))
+        eng = session_engine(prof, profiles.engine, memory)
+        concurrency[m] = max(1.0, min(profiles.engine.max_num_seqs, eng.kv_blocks * eng.block_size / (p + o)))
+        load[m] = load_time_s(prof, profiles.engine, 1) + prof.warmup_s
+        cost, ctx = cost_model(prof, profiles.engine), p + o / 2   # a mean request's context, half way
+        step[m] = lambda b, cost=cost, ctx=ctx: cost.decode_base_s(max(1, round(b))) + \
+            cost.decode_ms_per_ctx_token * b * ctx / 1e3
+    return Replan(r.config.runtime.replan_ratio, {m: mean_out[m] for m in lengths}, concurrency, step, load)
 
 
 # The coordinator's router for each runtime of an online run: static binds by a fixed rotation,
@@ -123,6 +160,7 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
                      else None, "path": c.arrivals.path, "engines": c.arrivals.engines,
                      "max_in_system": c.arrivals.max_in_system},
         "online": online,
+        "replicas_moved": [asdict(m) for m in trace.moves] if c.runtime.replan else None,
         "aggregation": {"name": c.aggregation.name, "policy": c.aggregation.policy, "tau": c.aggregation.tau} if moa
         else None,
         "skip_rate": (sum(1 for x in trace.requests if x.agent == ROOT and x.cancelled_by == SKIPPED) / n

@@ -44,6 +44,9 @@ def check_settings(c: MosaicConfig) -> None:
     if a.online() and c.runtime.name == "pull" and t.overlap != "none":
         raise ConfigError("runtime=pull binds a request when a replica has room, but topology.overlap prefills it on "
                           "a worker chosen ahead; use another runtime or topology.overlap=none")
+    if c.runtime.replan and a.online() and c.backend.name != "sim":
+        raise ConfigError(f"runtime.replan moves replicas between models mid-run, which backend={c.backend.name} "
+                          "does not do yet (its workers keep one engine); set runtime.replan=false or backend=sim")
     if t.kind == "flat":
         return
     if t.overlap != "none" and c.backend.name == "vllm" and not c.backend.options.get("replay", True):

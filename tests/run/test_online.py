@@ -164,3 +164,68 @@ def test_mosaic_capacity_writes_its_table_runs_and_figure(tmp_path):
     passing = [float(r["rate"]) for r in rows if float(r["slo_attainment"]) >= 0.99]
     failing = [float(r["rate"]) for r in rows if float(r["slo_attainment"]) < 0.99]
     assert passing and failing and max(passing) < min(failing)   # attainment fell with rate, and was found
+
+
+def test_an_online_run_folder_prints_writes_and_tabulates_its_slo_metrics(tmp_path, capsys):
+    import json
+    from mosaic.__main__ import main
+    from mosaic.cli.job import run_job
+
+    ov = ["workload=synth_small", "workload.n_queries=8", "cluster.n_workers=6", "arrivals=gamma", "arrivals.rate=0.2",
+          "slo.latency_s=300"]
+    assert run_job(compose(ov), tmp_path / "a", ov) == 0
+    printed = capsys.readouterr().out
+    assert "SLO attainment" in printed and "within 300 s" in printed and "gamma, 0.2 queries/s, cv 4" in printed
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["online"]["slo"] == {"latency_s": 300.0, "multiple": None} and s["arrivals"]["cv"] == 4.0
+    assert (tmp_path / "a" / "timeline.png").stat().st_size > 0
+    assert main(["runs", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "online.slo_attainment" in table and "online.query_e2e_s.p99" in table
+    assert f"{s['online']['slo_attainment']:g}"[:4] in table
+
+
+def test_slo_settings_of_an_offline_run_are_reported_not_applied():
+    s = run(compose(["workload=synth_small", "workload.n_queries=8", "slo.multiple=3"])).summary
+    assert "slo.multiple" in s["settings_not_applied"]
+
+
+def _placed_even(*extra):
+    ov = ["workload=synth_small", "workload.n_queries=100", "cluster.n_workers=8", "topology=tree",
+          "topology.placement=even", "arrivals=poisson", "arrivals.rate=0.3", "runtime=least_outstanding", *extra]
+    return run(compose(ov))
+
+
+def test_replanning_moves_replicas_to_the_backlogged_model_and_cuts_the_tail():
+    fixed, moving = _placed_even(), _placed_even("runtime.replan=true")
+    t = moving.graph[0]
+    moves = moving.summary["replicas_moved"]
+    assert moves and all(m["target"] == "LlamaR1" for m in moves)   # the reasoning model the even split starves
+    assert moving.summary["online"]["query_e2e_s"]["p99"] < 0.8 * fixed.summary["online"]["query_e2e_s"]["p99"]
+    # one engine per worker at any instant, and every request served by an engine of its model
+    for w in {s.worker for s in t.sessions}:
+        mine = sorted((s for s in t.sessions if s.worker == w), key=lambda s: s.index)
+        assert all(a.run_end_s <= b.load_start_s + 1e-9 for a, b in zip(mine, mine[1:]))
+    for x in t.requests:
+        if x.status == "served":
+            s = [s for s in t.sessions if s.worker == x.worker and s.run_start_s <= x.start_s <= s.run_end_s]
+            assert s and s[0].model == x.model
+    # hysteresis: a move starts no sooner than one load after the last one was ready
+    for a, b in zip(moves, moves[1:]):
+        assert b["drain_s"] >= a["ready_s"] + 44.0
+    assert len(t.queries) == 100 and moving.summary["online"]["answered"] == 100
+
+
+def test_replanning_leaves_a_balanced_placement_alone():
+    out = run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=0.05", "runtime.replan=true"]))
+    assert out.summary["replicas_moved"] == []
+
+
+def test_replanning_settings_are_refused_or_reported_where_they_do_nothing():
+    with pytest.raises(ConfigError, match="runtime.replan moves replicas"):
+        build_run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", "runtime.replan=true", "backend=vllm",
+                           "models=tiny"]))
+    s = run(compose(["workload=synth_small", "workload.n_queries=8", "runtime.replan=true"])).summary
+    assert "runtime.replan" in s["settings_not_applied"]
+    s = run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", "runtime.replan_ratio=2"])).summary
+    assert "runtime.replan_ratio" in s["settings_not_applied"]

@@ -34,6 +34,8 @@ class SimGraphPool:
         self.inbox = {w: Inbox() for w in placement}
         self.wake: dict[int, simpy.Event | None] = {w: None for w in placement}
         self.stale: dict[int, bool] = {w: False for w in placement}   # watched since the engine last chose
+        self.swaps: dict[int, tuple[str, Callable[[float, int], None]]] = {}   # worker -> (next model, when loaded)
+        self.closing = False
 
     def limits(self) -> dict[str, int]:
         out = {}
@@ -72,7 +74,15 @@ class SimGraphPool:
             fn(self.env.now)
         self.env.process(timer())
 
+    def swap(self, worker: int, model: str, on_loaded: Callable[[float, int], None]) -> None:
+        """End the worker's engine (it holds nothing: the caller drained it), load `model` there,
+        then on_loaded(time, worker): from then on the worker serves `model`."""
+        self.swaps[worker] = (model, on_loaded)
+        self.inbox[worker].closed = True
+        self._poke(worker)
+
     def close(self) -> None:
+        self.closing = True
         for w in self.placement:
             self.inbox[w].closed = True
             self._poke(w)
@@ -104,15 +114,31 @@ class SimGraphPool:
 
         def engine_proc(w: int, i: int):
             m = self.profiles.model(self.placement[w])
-            inbox = self.inbox[w]
             yield env.timeout(engine_cfg.worker_startup_s)
-            load_start = env.now
             self.host.start((w,))   # busy while it loads and steps; idle while it waits for arrivals
-            yield from self.host.load(w, load_time_s(m, engine_cfg, 1))
-            yield env.timeout(m.warmup_s)
-            load_end = env.now
+            index = 0
+            while True:
+                inbox = self.inbox[w]
+                load_start = env.now
+                yield from self.host.load(w, load_time_s(m, engine_cfg, 1))
+                yield env.timeout(m.warmup_s)
+                load_end = env.now
+                if index == 0:
+                    ready[i].succeed()
+                else:
+                    self.swaps.pop(w)[1](env.now, w)
+                if self.closing:   # closed while it loaded: the engine starts and ends at once
+                    inbox.closed = True
+                yield from serve(w, m, inbox, index, load_start, load_end)
+                nxt = self.swaps.get(w)
+                if nxt is None or self.closing:
+                    break
+                m, index = self.profiles.model(nxt[0]), index + 1
+                self.inbox[w] = Inbox()
+            self.host.stop((w,))
+
+        def serve(w: int, m, inbox: Inbox, index: int, load_start: float, load_end: float):
             eng = session_engine(m, engine_cfg, self.memory[w])
-            ready[i].succeed()
             run = eng.run([], lambda: env.now, inbox)
             reply = None
             while True:
@@ -144,9 +170,8 @@ class SimGraphPool:
                     reply = yield from self._jump(w, m.name, dur, inbox)
                 else:
                     yield from self.host.elapse(w, m.name, dur)
-            self.host.stop((w,))
             served = sum(1 for s in eng.result.seqs if not s.cancelled and not is_prefill(s.rid))
-            sessions.append(SessionRecord(w, 0, m.name, load_start, load_end, load_end, env.now, served,
+            sessions.append(SessionRecord(w, index, m.name, load_start, load_end, load_end, env.now, served,
                                           eng.result.preemptions))
 
         def driver():

@@ -328,3 +328,22 @@ def test_a_crashed_worker_is_failed_while_the_others_keep_the_queue_busy():
     assert [(w, why) for w, why, _ in seen] == [(0, "worker 0 (Qwen) exited with code -9 without reporting")]
     assert SETTLE_S <= seen[0][2] < SETTLE_S + 2.0
     assert sorted((s.worker, s.error is not None) for s in sessions) == [(0, True), (1, False)]
+
+
+@pytest.mark.slow
+def test_an_online_moa_run_on_the_vllm_pool_starts_each_query_at_its_arrival(tmp_path):
+    """The pool's clock calls the coordinator at each arrival (VllmGraphPool.at) while it serves."""
+    ov = ("workload=smoke", "workload.n_queries=6", "cluster=cpu2", "cluster.n_workers=5", "cluster.workers_per_host=1",
+          "arrivals=poisson", "arrivals.rate=2", "runtime=pull")
+    p = cli(*ov, "backend=vllm", "models=paper", "backend.options.device=cpu", f"hydra.run.dir={tmp_path}",
+            env=fake_vllm_env())
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    queries, trace = rows(tmp_path, "queries.csv"), rows(tmp_path, "trace.csv")
+    assert s["online"]["answered"] == 6 == len(queries) and s["runtime"] == "pull"
+    starts = [float(q["start_s"]) for q in queries]
+    assert starts == sorted(starts) and starts[-1] - starts[0] > 0.3   # spread as the arrivals were, not at once
+    for r in trace:
+        if r["status"] == "served":   # no request goes out before its query arrived
+            q = next(q for q in queries if q["query_id"] == r["query_id"])
+            assert float(r["release_s"]) >= float(q["start_s"]) - 1e-6
