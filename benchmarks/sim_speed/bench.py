@@ -33,6 +33,8 @@ CASES: dict[str, list[str]] = {
     "dense-c32-N64": ["topology=dense", "topology.concurrency=32", "cluster.n_workers=64", "workload.n_queries=33600"],
     "tree-c32-N64": ["topology=tree", "topology.concurrency=32", "cluster.n_workers=64", "workload.n_queries=33600"],
     "flat-1M-N256": ["cluster.n_workers=256", "workload.n_queries=333334", "scheduler=least_loaded"],
+    # online: queries arriving at 0.3/s, every model loaded on 8 workers (the V1 engine, KV-tight)
+    "online-moa-N8": ["arrivals=poisson", "arrivals.rate=0.3", "cluster.n_workers=8", "workload.n_queries=300"],
     # the tests' cases: seconds
     "flat-smoke": ["workload=smoke"],
     "dense-smoke": ["topology=dense", "workload=smoke"],
@@ -79,7 +81,7 @@ def measure(name: str, profile: bool = True) -> dict:
     t1 = time.perf_counter()
     if prof:
         prof.enable()
-    if run.config.topology.kind == "flat":
+    if run.config.topology.kind == "flat" and not run.config.arrivals.online():
         res = run.execute()
         n = len(res.expert.trace.requests) + len(res.aggregator.trace.requests)
     else:

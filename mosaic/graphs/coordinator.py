@@ -153,7 +153,7 @@ class GraphCoordinator:
                  overlap: str = "none", overlap_chunk: int = 64, *, arrivals=None, engines: str = "warm",
                  max_in_system: int | None = None, router: str = "least_outstanding", slots: int | None = None,
                  shape_of: Callable[[Query], tuple[AgentSpec, ...]] | None = None, gate: GateFn | None = None,
-                 replan: "Replan | None" = None):
+                 replan: "Replan | None" = None, root_prompt_cap: int | None = None):
         if router not in ROUTERS:
             raise ValueError(f"router {router!r} is not one of {ROUTERS}")
         if router == "pull" and not slots:
@@ -172,6 +172,9 @@ class GraphCoordinator:
         self.answers: dict[str, str | None] = {}   # a query the gate answered without its aggregator
         self.rejected: set[str] = set()
         self.replan = replan
+        # The MoA pipeline's aggregator prompt is cut to half the context (engine.aggregator_cap),
+        # leaving the other half for its answer, as the offline pipeline cuts it.
+        self.root_prompt_cap = root_prompt_cap
         self.placed = dict(placement)   # the placement the run started with (self.placement moves)
         self.draining: tuple[int, str, float] | None = None   # (worker, model it goes to, since)
         self.calm_until = 0.0
@@ -339,8 +342,11 @@ class GraphCoordinator:
         inputs = [graph[r] for r in n.spec.reads if graph[r].state == SERVED]
         prompt = q.prompt_tokens + (TEMPLATE_TOKENS + sum(i.outcome.output_tokens for i in inputs)
                                     if n.spec.reads else 0)
-        if prompt > self.limit[m] - 1:   # the tail of what it reads is cut to fit, counted
-            prompt = self.limit[m] - 1
+        cap = self.limit[m] - 1
+        if n.spec.name == ROOT and self.root_prompt_cap is not None:
+            cap = min(cap, self.root_prompt_cap)
+        if prompt > cap:   # the tail of what it reads is cut to fit, counted
+            prompt = cap
             self.truncated += 1
         n.prompt = prompt
         n.release = self.now

@@ -103,7 +103,11 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         s["settings_not_applied"] = (graphs.not_applied(r.config) + cluster_not_applied(r.config, r.profiles.engine)
                                      + models_not_applied(r.config))
         warn_not_applied(r.config, s["settings_not_applied"])
-        if trace.truncated_prompts:
+        if trace.truncated_prompts and r.config.topology.kind == "flat":
+            log.warning("%d aggregator prompts were longer than half the context (engine.aggregator_cap, the other "
+                        "half is for the answer) and were cut to it (summary.json truncated_prompts)",
+                        trace.truncated_prompts)
+        elif trace.truncated_prompts:
             log.warning("%d agent prompts were longer than the context window and were cut to fit (their "
                         "inputs' tail dropped; summary.json truncated_prompts)", trace.truncated_prompts)
         if trace.capped_outputs:

@@ -56,6 +56,7 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
     if g.shapes is not None:   # the MoA pipeline online: replayed outcomes, the aggregation gate
         moa = MoaOutcomes(r.workload, c.aggregation)
         outcome, online["shape_of"], online["gate"] = moa.outcome, (lambda q: g.shapes[q.id]), moa.gate
+        online["root_prompt_cap"] = profiles.engine.aggregator_cap
     else:
         outcome = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
                                c.workload.aggregator_follow, models).outcome

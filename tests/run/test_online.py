@@ -62,6 +62,14 @@ def test_the_aggregator_is_skipped_for_the_queries_the_offline_pipeline_skips():
     assert skipped == {d.query_id for d in offline.decisions if d.skip}
     assert {q.query_id: q.answer for q in trace.queries} == offline.final_answers
     assert out.summary["skip_rate"] == pytest.approx(len(skipped) / 16)
+    # every request runs as long as offline: the same prompts (the aggregator's cut to half the
+    # context alike) and the same output lengths
+    offline_rows = {r.request_id: r for st in (offline.expert, offline.aggregator) for r in st.trace.requests}
+    for x in trace.requests:
+        if x.status == "served":
+            rid = x.request_id.replace("@", "#")
+            assert (x.prompt_tokens, x.output_tokens) == (offline_rows[rid].prompt_tokens,
+                                                          offline_rows[rid].output_tokens), rid
 
 
 def test_an_admission_limit_rejects_with_a_count_and_loses_nothing():
