@@ -58,7 +58,7 @@ def check_settings(c: MosaicConfig) -> None:
 
 
 # The online MoA placement is planned on the expected mix: at most this many queries' requests.
-PLAN_SAMPLE = 2000
+PLAN_SAMPLE = 100
 
 
 def moa_shape(q: Query, aggregator: str) -> tuple[AgentSpec, ...]:
@@ -76,8 +76,9 @@ def expert_rid(query_id: str, agent: str) -> str:
 
 def prepare_moa(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, workload: Workload) -> GraphSetup:
     """The MoA pipeline online: every query's graph, and a worker per model for the whole run,
-    placed by the scheduler (one model per worker) on the requests of up to PLAN_SAMPLE queries,
-    the aggregator's prompts priced at the experts' calibration mean outputs."""
+    placed by the scheduler (one model per worker) on the requests of the first PLAN_SAMPLE
+    queries (the expected mix; planning every query of a long trace would take longer than
+    serving it), the aggregator's prompts priced at the experts' calibration mean outputs."""
     from mosaic.run.metrics import solver_info
     from mosaic.run.pipeline import plan_stage
 
@@ -96,7 +97,8 @@ def prepare_moa(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, workloa
     mean = {m: (workload.calibration[m].mean_output if m in workload.calibration
                 else profiles.model(m).output_for(dataset_of(c.workload)).mean()) for m in order}
     sample = workload.queries[:PLAN_SAMPLE]
-    requests = [r for r in workload.expert_requests() if r.query_id in {q.id for q in sample}]
+    ids = {q.id for q in sample}
+    requests = [r for r in workload.expert_requests() if r.query_id in ids]
     requests += [Request(aggregator_request_id(q.id), q.id, workload.aggregator,
                          q.prompt_tokens + AGGREGATOR_TEMPLATE_TOKENS + round(sum(mean[m] for m in q.experts)),
                          "aggregator") for q in sample]
@@ -105,18 +107,26 @@ def prepare_moa(c: MosaicConfig, cluster: Cluster, profiles: ProfileSet, workloa
     _, plan = plan_stage("expert", requests, order, replace(c.scheduler, max_models_per_worker=1), "scheduled",
                          cluster, profiles, workload)
     given = {wp.worker: wp.sessions[0].model for wp in plan.workers if wp.sessions}
-    missing = [m for m in order if m not in given.values()]
-    if missing:
-        raise ConfigError(f"arrivals={c.arrivals.name}: scheduler {c.scheduler.name} placed no worker for "
-                          f"{', '.join(missing)}, and an online run needs every model loaded; choose a scheduler "
-                          "that places every model (engine_aware, ilp, round_robin, least_loaded)")
     # A worker the plan left idle gets the model with the most expected work per replica.
     work = {m: sum(1 for r in requests if r.model == m) * mean[m] for m in order}
     placement = dict(given)
+
+    def count(m: str) -> int:
+        return sum(1 for x in placement.values() if x == m)
+
     for w in range(c.cluster.n_workers):
         if w not in placement:
-            count = {m: sum(1 for x in placement.values() if x == m) for m in order}
-            placement[w] = max(order, key=lambda m: (work[m] / count[m], -order.index(m)))
+            placement[w] = max(order, key=lambda m: (work[m] / max(count(m), 1e-9), -order.index(m)))
+    # A model the plan placed nowhere (a policy that replicates one model, or one the sample of
+    # queries never asked) takes a worker from the model with the most replicas.
+    for m in order:
+        if count(m) == 0:
+            donor = max((x for x in order if count(x) >= 2), key=lambda x: (count(x), -order.index(x)), default=None)
+            if donor is None:
+                raise ConfigError(f"arrivals={c.arrivals.name}: scheduler {c.scheduler.name} left {m} without a worker "
+                                  f"and no model has a replica to spare; set cluster.n_workers > {len(order)}")
+            w = max(x for x, y in placement.items() if y == donor)
+            placement[w] = m
     return GraphSetup((), dict(sorted(placement.items())), dataset_of(c.workload), frozenset(order),
                       solver_info(plan), shapes)
 

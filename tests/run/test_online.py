@@ -132,11 +132,16 @@ def test_agent_graphs_take_arrivals_too():
     (["cluster.n_workers=3"], "loaded on a worker of its own"),
     (["topology=tree", "topology.concurrency=4"], "topology.concurrency=4 keeps that many"),
     (["runtime=pull", "topology=tree", "topology.overlap=incremental"], "runtime=pull binds"),
-    (["scheduler=data_parallel"], "placed no worker for"),
 ])
 def test_online_settings_that_cannot_run_are_refused(overrides, needle):
     with pytest.raises(ConfigError, match=needle):
         build_run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", *overrides]))
+
+
+def test_every_model_gets_a_worker_whatever_the_scheduler_places():
+    r = build_run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", "scheduler=data_parallel"]))
+    models = {a.model for sh in r.graph.shapes.values() for a in sh}
+    assert set(r.graph.placement.values()) == models and len(r.graph.placement) == 6
 
 
 def test_offline_agent_graphs_still_refuse_a_runtime():
