@@ -6,7 +6,7 @@
 import sys
 from pathlib import Path
 
-from benchmarks.online.bench import AZURE, WORKLOADS, plot, render, run_workload
+from benchmarks.online.bench import AZURE, MAIN, WORKLOADS, plot, render, run_workload
 from mosaic.core.arguments import ArgumentParser, out_arg, rerun_command
 from mosaic.core.rundir import write_atomic, write_text_atomic
 from mosaic.core.tables import write_csv
@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main() -> None:
     ap = ArgumentParser(prog="python -m benchmarks.online", description=__doc__)
-    ap.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
+    ap.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS),
+                    help=f"default: all ({', '.join(MAIN)} are the issue's three; the others isolate one effect)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--target", type=float, default=0.99)
     ap.add_argument("--out", type=Path, default=ROOT / "results")
@@ -29,7 +30,7 @@ def main() -> None:
                             "skipped": f"{AZURE} is not there (the shared data folder beside the checkout)"})
             continue
         results.append(run_workload(name, args.seeds, args.target, lambda m: print(m, file=sys.stderr, flush=True)))
-    command = rerun_command("python -m benchmarks.online", sys.argv[1:])
+    command = rerun_command("-m benchmarks.online", sys.argv[1:])
     write_atomic(args.out / "online.csv", lambda f: write_csv(f, [r for res in results for r in res.get("rows", [])]))
     write_text_atomic(args.out / "online.md", render(results, args.seeds, args.target, command))
     plot(results, args.out / "online.png")

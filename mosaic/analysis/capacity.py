@@ -32,7 +32,7 @@ def measure(overrides: Sequence[str], rate: float, seed: int) -> dict[str, Any]:
     starts = [q.start_s for q in out.graph[0].queries]
     return {"rate": rate, "seed": seed, "slo_attainment": o["slo_attainment"], "goodput_qps": o["goodput_qps"],
             "e2e_p99_s": o["query_e2e_s"]["p99"], "e2e_p50_s": o["query_e2e_s"]["p50"], "rejected": o["rejected"],
-            "arrival_span_s": max(starts) - min(starts)}
+            "arrival_span_s": max(starts) - min(starts), "throughput_qps": o["request_throughput_qps"]}
 
 
 def search(evaluate: Callable[[float], float], start: float, target: float, tolerance: float,

@@ -53,6 +53,11 @@ class Inbox:
     watch: dict = field(default_factory=dict)
     progress: list = field(default_factory=list)
     closed: bool = False
+    # What the engine said when it last yielded: its free KV blocks (after the step it is taking)
+    # and the requests waiting for a place in its batch. A client binding requests late reads them
+    # (mosaic/backends/sim/graph_pool.py room).
+    free_blocks: int = 0
+    queued: int = 0
 
 
 @dataclass(eq=False)   # identity: requests are compared by who they are
@@ -210,6 +215,8 @@ class V1Engine:
             if inbox is not None:
                 self._take(inbox, seqs, waiting, running, pending, release, t)
             if not waiting and not running:          # idle until the next request arrives
+                if inbox is not None:
+                    inbox.free_blocks, inbox.queued = free, len(pending)
                 if not pending:
                     yield None
                     continue
@@ -237,6 +244,8 @@ class V1Engine:
                     if inbox is None:
                         yield Step(dur, n)
                     else:
+                        inbox.free_blocks, inbox.queued = free - self._run_blocks(running, steps), \
+                            len(waiting) + len(pending)
                         # an arrival may cut the run short: the caller says how many steps ran
                         taken = yield Jump(dur, n, steps, lambda k, n=n, ctx=ctx: self.cost.decode_run_s(n, ctx, k))
                         if taken is not None and taken < steps:
@@ -311,6 +320,8 @@ class V1Engine:
                 self.steps_log.append(StepRecord(tuple((s.rid, k) for s, k in scheduled),
                                                  tuple(v.rid for v in preempted), dur))
             res.steps += 1
+            if inbox is not None:
+                inbox.free_blocks, inbox.queued = free, len(waiting) + len(pending)
             yield Step(dur, len(scheduled))
             t1 = now()
             for s, k in scheduled:

@@ -17,7 +17,8 @@ for them), however many are in flight; `max_in_system` rejects a query that arri
 are unfinished (its requests recorded as cancelled by "admission"). `router` binds a released
 request to a replica: least_outstanding (fewest in flight, the offline rule), p2c (the fewer of two
 drawn at random, seeded), round_robin (a fixed rotation, blind to load) or pull (the model's
-requests wait in its queue; a replica with fewer than `slots` in flight takes the next). The MoA
+requests wait in its queue; a replica with fewer than `slots` in flight whose engine would admit
+the request now, where the pool can tell (`room`: the simulated engine's free KV), takes the next). The MoA
 pipeline online gives each query its own graph (`shape_of`: its routed experts, then the
 aggregator) and a `gate` that may answer a query from its experts without the aggregator.
 
@@ -386,7 +387,7 @@ class GraphCoordinator:
             pair = live if len(live) <= 2 else [live[i] for i in self.rng.choice(len(live), 2, replace=False)]
             w = min(pair, key=lambda x: (self.inflight[x], x))
         else:
-            room = [x for x in live if self.inflight[x] < self.slots]
+            room = [x for x in live if self._has_room(x, n.prompt)]
             if not room:
                 n.state, n.worker = "released", None
                 self.waiting[m].append(n)
@@ -440,12 +441,24 @@ class GraphCoordinator:
         self.calm_until = t + self.replan.load_s[target]   # hysteresis: no move right after one
         self._pull(w)
 
+    def _has_room(self, w: int, prompt: int) -> bool:
+        """pull: a free slot of the engine's max_num_seqs, and, where the pool can tell (a simulated
+        engine's KV cache), a place in its batch now; an empty engine always has room (a prompt
+        larger than its free KV must wait somewhere: there, not in the queue forever)."""
+        if self.inflight[w] == 0:
+            return True
+        if self.inflight[w] >= self.slots:
+            return False
+        room = getattr(self.pool, "room", None)
+        return room is None or room(w, prompt)
+
     def _pull(self, w: int) -> None:
-        """pull: worker w has room again; it takes its model's oldest waiting request."""
+        """pull: worker w may have room again; it takes its model's oldest waiting requests while
+        it has room for them."""
         if self.router != "pull" or w in self.dead or w not in self.replicas[self.placement[w]]:
             return
         queue = self.waiting[self.placement[w]]
-        while queue and self.inflight[w] < self.slots:
+        while queue and self._has_room(w, queue[0].prompt):
             n = queue.pop(0)
             if n.state == "released" and n.worker is None:
                 self._submit(n, w)

@@ -242,3 +242,22 @@ def test_replanning_settings_are_refused_or_reported_where_they_do_nothing():
     assert "runtime.replan" in s["settings_not_applied"]
     s = run(compose([*SMALL, "arrivals=poisson", "arrivals.rate=1", "runtime.replan_ratio=2"])).summary
     assert "runtime.replan_ratio" in s["settings_not_applied"]
+
+
+def test_pull_keeps_requests_in_the_models_queue_while_no_engine_would_admit_them(monkeypatch):
+    import mosaic.graphs.coordinator as co
+    queued = []
+    route = co.GraphCoordinator._route
+
+    def counting(self, n):
+        route(self, n)
+        queued.append(n in self.waiting[n.spec.model])
+
+    monkeypatch.setattr(co.GraphCoordinator, "_route", counting)
+    starved = ["workload=synth_small", "workload.n_queries=60", "cluster.n_workers=6", "arrivals=poisson",
+               "arrivals.rate=5", "engine.num_gpu_blocks=2048"]
+    pulled = run(compose([*starved, "runtime=pull"]))
+    assert any(queued) and pulled.summary["online"]["answered"] == 60   # held centrally, then all served
+    queued.clear()
+    routed = run(compose([*starved, "runtime=least_outstanding"]))
+    assert not any(queued) and routed.graph[0].requests != pulled.graph[0].requests

@@ -68,6 +68,16 @@ class SimGraphPool:
         self.inbox[worker].cancels.add(rid)
         self._poke(worker)
 
+    def room(self, worker: int, prompt_tokens: int) -> bool:
+        """Whether the worker's engine would admit a request of this prompt now: nothing waits in
+        its queue and its free KV blocks hold the prompt beside those just handed to it (vLLM's
+        admission test)."""
+        inbox, b = self.inbox[worker], self.profiles.engine.block_size
+        if inbox.queued:
+            return False
+        handed = sum(-(-(a[1] + 1) // b) for a in inbox.arrivals)   # sent since it last yielded
+        return -(-(prompt_tokens + 1) // b) + handed <= inbox.free_blocks
+
     def at(self, t: float, fn: Callable[[float], None]) -> None:
         def timer():
             yield self.env.timeout(max(0.0, t - self.env.now))
