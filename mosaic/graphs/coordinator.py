@@ -181,6 +181,7 @@ class GraphCoordinator:
         self.calm_until = 0.0
         self.moves: list[Move] = []
         self.moving_since = 0.0
+        self.loading = False   # the worker being moved has started loading its new model
         self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
         self.concurrency, self.seed = concurrency, seed
         self.overlap, self.overlap_chunk = overlap, overlap_chunk
@@ -424,17 +425,17 @@ class GraphCoordinator:
         self._drained(w)
 
     def _drained(self, w: int) -> None:
-        if self.draining is None or self.draining[0] != w or self.inflight[w] > 0 or w in self.dead:
+        """The worker being moved holds nothing any more: its engine goes, the new model loads."""
+        if (self.draining is None or self.draining[0] != w or self.inflight[w] > 0 or w in self.dead
+                or self.loading):
             return
-        w, target, since = self.draining
-        self.draining = (w, target, since)
-        self.moving_since = self.now
-        self.pool.swap(w, target, self._moved)
+        self.moving_since, self.loading = self.now, True
+        self.pool.swap(w, self.draining[1], self._moved)
 
     def _moved(self, t: float, w: int) -> None:
         self.now = t
         _, target, since = self.draining
-        self.draining = None
+        self.draining, self.loading = None, False
         self.moves.append(Move(w, self.placement[w], target, since, self.moving_since, t))
         self.placement[w] = target
         self.replicas[target] = sorted([*self.replicas[target], w])
@@ -553,7 +554,7 @@ class GraphCoordinator:
         self.now = t
         self.dead[w] = why
         if self.draining is not None and self.draining[0] == w:
-            self.draining = None
+            self.draining, self.loading = None, False
         m = self.placement[w]
         self.replicas[m] = [x for x in self.replicas[m] if x != w]
         # A cancel it had not yet answered: the request is let go now.
