@@ -55,6 +55,9 @@ ExitFn = Callable[[list[AgentOutcome], np.random.Generator], bool]
 GateFn = Callable[[Query, list[AgentOutcome]], "tuple[str | None] | None"]
 
 ROUTERS = ("least_outstanding", "p2c", "round_robin", "pull")
+_P2C_STREAM = 0x92C
+ADMISSION = "admission"   # cancelled_by of a rejected query's requests
+SKIPPED = "aggregation"   # cancelled_by of an aggregator the gate skipped
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,6 @@ class Move:
     drain_s: float
     load_s: float
     ready_s: float
-_P2C_STREAM = 0x92C
-ADMISSION = "admission"   # cancelled_by of a rejected query's requests
-SKIPPED = "aggregation"   # cancelled_by of an aggregator the gate skipped
 
 
 class EnginePool(Protocol):
@@ -176,7 +176,6 @@ class GraphCoordinator:
         # The MoA pipeline's aggregator prompt is cut to half the context (engine.aggregator_cap),
         # leaving the other half for its answer, as the offline pipeline cuts it.
         self.root_prompt_cap = root_prompt_cap
-        self.placed = dict(placement)   # the placement the run started with (self.placement moves)
         self.draining: tuple[int, str, float] | None = None   # (worker, model it goes to, since)
         self.calm_until = 0.0
         self.moves: list[Move] = []

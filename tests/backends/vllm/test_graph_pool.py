@@ -347,3 +347,38 @@ def test_an_online_moa_run_on_the_vllm_pool_starts_each_query_at_its_arrival(tmp
         if r["status"] == "served":   # no request goes out before its query arrived
             q = next(q for q in queries if q["query_id"] == r["query_id"])
             assert float(r["release_s"]) >= float(q["start_s"]) - 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_online_graphs_on_real_tiny_engines_match_the_simulated_latency(tmp_path):
+    """The same Poisson arrivals on real engines and in the simulator: every query starts at its
+    arrival on both, and query latency p50 and p90 (arrival to answer) are within the fidelity bound
+    where the profile describes this host (as test_graphs_on_real_tiny_engines decides it)."""
+    pytest.importorskip("vllm")
+    # light load (a query every ~10 s, each taking a few seconds alone): a host a little slower than
+    # its profile must not tip the real run into queueing the simulated one does not see
+    graph = tuple("workload.n_queries=12" if a.startswith("workload.n_queries=") else a for a in REAL_GRAPH)
+    online = ("arrivals=poisson", "arrivals.rate=0.1", "runtime=least_outstanding")
+    real, sim = tmp_path / "real", tmp_path / "sim"
+    p = cli(*graph, *ON_THIS_HOST, *online, "backend=vllm", "models=tiny", "backend.options.device=cpu",
+            CONFINED, f"hydra.run.dir={real}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = cli(*graph, *ON_THIS_HOST, *online, f"hydra.run.dir={sim}")
+    assert p.returncode == 0, p.stderr
+    check_against_the_simulator(real, sim, n_queries=12)
+    arrivals = {d: [float(q["start_s"]) - float(json.loads((d / "summary.json").read_text())["ready_s"])
+                    for q in rows(d, "queries.csv")] for d in (sim, real)}
+    assert arrivals[real] == pytest.approx(arrivals[sim], abs=0.25)   # the same arrivals, each on time
+    lat = {d: json.loads((d / "summary.json").read_text())["online"]["query_e2e_s"] for d in (sim, real)}
+    errs = {q: lat[sim][q] / lat[real][q] - 1 for q in ("p50", "p90", "p99")}
+    said = ", ".join(f"{q} simulated {lat[sim][q]:.3f} s, real {lat[real][q]:.3f} s ({e:+.1%})" for q, e in errs.items())
+    from mosaic.analysis.graph_compare import compare_graph_runs
+
+    speed = compare_graph_runs(sim, real)[1]["decode_ratio"]
+    matches, check = (profile_describes_this_host("QwenR1,Exaone") if abs(speed - 1) <= SPEED_TOLERANCE
+                      else (False, "not run: the engines' own decode speed already differs"))
+    if not matches or abs(speed - 1) > SPEED_TOLERANCE:
+        pytest.skip(f"tiny_cpu_confined does not describe this host (decode time per token {speed:.2f}x the "
+                    f"simulated; check:\n{check}), so query latency is not held to the bound ({said})")
+    assert all(abs(errs[q]) <= LATENCY_BOUND for q in ("p50", "p90")), f"query latency: {said}; check:\n{check}"
