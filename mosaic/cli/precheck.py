@@ -238,6 +238,9 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
     --config-path and --config-dir are followed as Hydra follows them. Help and --info command
     lines go to Hydra unchanged, as does any command line this check cannot handle (Hydra then
     reports it its own way)."""
+    from mosaic.config.schema import register_configs
+
+    register_configs()   # the configs compose against the schema, whoever calls this
     claimed: list[Path] = []   # the single run's directory, once claimed
     with ExitStack() as held:
         try:
@@ -335,8 +338,11 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     multirun = ns.multirun or str(cfg.hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if not multirun and sweeps:
-        _fail_up_front(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value",
-                       explicit_run_dir, overrides, hydra_leftovers=leftovers)
+        key, _, value = sweeps[0].partition("=")
+        said = f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per value"
+        if "/" in value or key.rstrip("_").endswith(("dir", "path", "profiles", "file")):   # a path with a comma
+            said += f"; or, if the comma is part of a path, quote the value (in the shell: '{key}=\"{value}\"')"
+        _fail_up_front(said, explicit_run_dir, overrides, hydra_leftovers=leftovers)
     sweep_only = [o for o in overrides if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher.",
                                                                        "hydra/sweeper", "hydra.sweeper."))]
     if not multirun and sweep_only:

@@ -204,6 +204,9 @@ def prepared(*args):
     (["cluster.n_workers=four"], "Value 'four' of type 'str' could not be converted to Integer"),
     (["cluster.n_workrs=4"], "cluster.n_workrs is not a setting (did you mean cluster.n_workers?)"),
     (["seed=0,1"], "seed=0,1 gives several values: add -m"),
+    # a comma in a path is advised quoting; a plain value's comma is not
+    (["workload.profiles=/p/a,b.yaml"], "or, if the comma is part of a path, quote the value (in the shell: "
+                                       "'workload.profiles=\"/p/a,b.yaml\"')"),
     (["-m", "seed=0,x"], "sweep job seed=x workload=synth_small: Error merging override seed=x"),
     (["-m", "seed=0,1", "hydra.sweep.subdir=same"], "would both write into <sweep dir>/same"),
 ])
@@ -219,6 +222,12 @@ def test_hydra_config_errors_exit_2_on_one_line(tmp_path, capsys, args, message)
         assert rec["stage"] == "config" and rec["exit_code"] == 2 and message in rec["error"]
         assert all(not o.startswith("hydra.") for o in rec["overrides"])
     assert not (tmp_path / "sweep").exists()      # a sweep ran no job
+
+
+def test_a_plain_comma_is_not_taken_for_a_path(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        prepared("seed=0,1", "workload=synth_small", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "quote" not in error_lines(capsys)[0]
 
 
 def test_a_good_command_line_is_pinned_to_the_directory_it_claims(tmp_path, monkeypatch, capsys):
