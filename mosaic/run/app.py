@@ -166,7 +166,9 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
         from mosaic.run import graph_app as graphs
 
         files, session_rows = graphs.output_files(*out.graph, out.summary)
+        activity = timeline.busy_spans(serde.to_dict(x) for x in out.graph[0].requests)
     else:
+        activity = None
         plans = {"expert": serde.to_dict(out.result.expert.plan),
                  "aggregator": serde.to_dict(out.result.aggregator.plan)}
         traces = [out.result.expert.trace, out.result.aggregator.trace]
@@ -185,13 +187,13 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
         if name == SUMMARY_FILE:
             # The picture before summary.json too: a signal while it is drawn leaves a run that
             # did not finish (no summary.json), not a finished one beside an error.json.
-            _draw(directory, session_rows, out.summary)
+            _draw(directory, session_rows, out.summary, activity)
         write_atomic(directory / name, write)
 
 
-def _draw(directory: Path, session_rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def _draw(directory: Path, session_rows: list[dict[str, Any]], summary: dict[str, Any], activity=None) -> None:
     try:   # a picture of the run; never a reason to fail a run whose results are written
-        timeline.write(directory, session_rows, summary)
+        timeline.write(directory, session_rows, summary, activity=activity)
     except Exception as e:  # noqa: BLE001
         log.warning("timeline.png not drawn: %s", e)
 

@@ -1,6 +1,8 @@
 """A run's per-worker timeline (a Gantt chart: hatched = model load, solid = serving, a dashed
 thick outline = a replica the runtime added mid-run, dotted line = the aggregator stage's start), drawn from a run's sessions (the rows of sessions.csv) and its
-summary, so any finished run folder of either backend can be redrawn:
+summary, so any finished run folder of either backend can be redrawn. An agent-graph or online run's
+engines stay loaded for the whole run: there a pale bar is the engine loaded, and the solid spans
+on it are when it held a request (from trace.csv):
 python -m mosaic.run.timeline RUN_DIR [--pdf]  (writes RUN_DIR/timeline.png, and timeline.pdf with
 --pdf). Every run writes timeline.png.
 
@@ -36,9 +38,30 @@ def model_colours(models: Iterable[str], palette: int = 20) -> dict[str, int]:
     return out
 
 
-def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = None, n_workers: int | None = None):
+def busy_spans(requests: Iterable[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
+    """Per worker, when its engine held a served request (first step to last token), overlapping
+    spans merged: an agent-graph run's activity (the rows of its trace.csv)."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for r in requests:
+        if r.get("status") == "served" and r.get("start_s") not in (None, "") and r.get("worker") not in (None, ""):
+            spans.setdefault(int(r["worker"]), []).append((float(r["start_s"]), float(r["finish_s"])))
+    out = {}
+    for w, xs in spans.items():
+        merged: list[list[float]] = []
+        for a, b in sorted(xs):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out[w] = [(a, b) for a, b in merged]
+    return out
+
+
+def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = None, n_workers: int | None = None,
+         activity: dict[int, list[tuple[float, float]]] | None = None):
     """Per-worker Gantt on `ax`. Stages follow one another; times in each row are relative to the
-    start of its stage (as in sessions.csv)."""
+    start of its stage (as in sessions.csv). With `activity` (busy_spans), a session's serving bar
+    is pale and its busy spans solid."""
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
@@ -58,7 +81,11 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
             added = str(r.get("added", "")).lower() in ("true", "1")   # loaded by the runtime, not the plan
             ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
                     color=colour[r["model"]], edgecolor="k", linewidth=1.5 if added else 0.3,
-                    linestyle="--" if added else "-")
+                    linestyle="--" if added else "-", alpha=0.3 if activity is not None else 1.0)
+            for a, b in (activity or {}).get(r["worker"], []):
+                a, b = max(a, r["run_start_s"]), min(b, r["run_end_s"])
+                if b > a:
+                    ax.barh(r["worker"], b - a, left=offset + a, color=colour[r["model"]], linewidth=0)
         if offset > 0:   # the stage that starts here, named at the boundary
             ax.text(offset, -0.6, f" {stage} stage", fontsize=7, va="bottom", ha="left")
         offset += max((r["run_end_s"] for r in mine), default=0.0)
@@ -72,6 +99,8 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
     # Outside the axes, so it never covers a worker's bars; the hatch explained.
     handles = [Patch(color=colour[m], label=m) for m in models]
     handles.append(Patch(facecolor="white", edgecolor="k", hatch="//", linewidth=0.3, label="model load"))
+    if activity is not None:
+        handles.append(Patch(facecolor="grey", alpha=0.3, label="loaded, no request"))
     if any(str(r.get("added", "")).lower() in ("true", "1") for r in rows):
         handles.append(Patch(facecolor="white", edgecolor="k", linestyle="--", linewidth=1.5,
                              label="replica added mid-run"))
@@ -102,18 +131,22 @@ def run_title(summary: dict[str, Any]) -> str:
             f"{summary['aggregator_stage_s']:.0f} s = {summary['end_to_end_s']:.0f} s")
 
 
-def figure(rows: list[dict[str, Any]], summary: dict[str, Any]):
+def figure(rows: list[dict[str, Any]], summary: dict[str, Any], activity=None):
     from matplotlib.figure import Figure
 
     n = len(summary.get("workers") or []) or None
     fig = Figure(figsize=(10, 1.0 + 0.45 * (n or 4)))
-    draw(rows, run_title(summary), fig.add_subplot(), n_workers=n)
+    title = run_title(summary)
+    if len(title) > 110:   # wider than the figure: the run's results on a line of their own
+        title = title.replace(": ", ":\n", 1)
+    draw(rows, title, fig.add_subplot(), n_workers=n, activity=activity)
     fig.tight_layout()
     return fig
 
 
-def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], pdf: bool = False) -> list[Path]:
-    fig = figure(rows, summary)
+def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], pdf: bool = False,
+          activity=None) -> list[Path]:
+    fig = figure(rows, summary, activity)
     out = [Path(directory) / TIMELINE_FILE] + ([Path(directory) / "timeline.pdf"] if pdf else [])
     for p in out:
         try:
@@ -126,7 +159,10 @@ def write(directory: Path, rows: list[dict[str, Any]], summary: dict[str, Any], 
 
 def from_run_dir(directory: Path, pdf: bool = False) -> list[Path]:
     summary, tables = read_run_dir(directory)
-    return write(directory, tables["sessions.csv"], summary, pdf)
+    activity = None
+    if graph_run(summary):
+        activity = busy_spans(read_run_dir(directory, ("trace.csv",))[1]["trace.csv"])
+    return write(directory, tables["sessions.csv"], summary, pdf, activity)
 
 
 def main(argv: list[str] | None = None) -> int:

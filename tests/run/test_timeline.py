@@ -174,3 +174,28 @@ def test_a_model_keeps_its_colour_across_runs_and_the_stage_boundary_is_named(ru
     idx = model_colours([f"m{i}" for i in range(20)])
     assert sorted(idx.values()) == list(range(20))
     assert "aggregator stage" in [t.get_text().strip() for t in ax.texts]
+
+
+def test_an_agent_graph_timeline_draws_when_each_engine_held_requests(tmp_path):
+    from mosaic.run.app import run as run_app, write_outputs
+    from mosaic.run.builder import compose
+    from mosaic.run.timeline import busy_spans, from_run_dir
+
+    d = tmp_path / "online"
+    write_outputs(run_app(compose(["workload=synth_small", "workload.n_queries=6", "cluster.n_workers=6",
+                                   "arrivals=poisson", "arrivals.rate=0.01"])), d)
+    trace = list(csv.DictReader(open(d / "trace.csv")))
+    spans = busy_spans(trace)
+    # a trickle of queries: each engine is busy in bursts, idle between them
+    assert any(len(v) > 1 for v in spans.values())
+    for w, v in spans.items():
+        assert all(a < b <= c for (a, b), (c, _) in zip(v, v[1:]))   # merged, in order, disjoint
+        served = [r for r in trace if r["worker"] == str(w) and r["status"] == "served"]
+        assert sum(b - a for a, b in v) <= sum(float(r["finish_s"]) - float(r["start_s"]) for r in served) + 1e-9
+    rows = list(csv.DictReader(open(d / "sessions.csv")))
+    summary = json.loads((d / "summary.json").read_text())
+    ax = figure(rows, summary, spans).axes[0]
+    solid = [b for b in ax.patches if b.get_alpha() in (None, 1.0) and b.get_hatch() is None]
+    assert len(solid) == sum(len(v) for v in spans.values())   # a solid span per busy interval
+    assert "loaded, no request" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert from_run_dir(d) == [d / TIMELINE_FILE]
