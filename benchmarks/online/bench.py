@@ -164,14 +164,13 @@ def render_hour(h: dict | None) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # no pyplot: a notebook's backend stays as it is
 
     done = [r for r in results if r.get("rows")]
     if not done:
         return
-    fig, axes = plt.subplots(2, len(done), figsize=(4.5 * len(done), 7), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(done), 7))
+    axes = fig.subplots(2, len(done), squeeze=False)
     for j, res in enumerate(done):
         for policy in POLICIES:
             rows = [r for r in res["rows"] if r["policy"] == policy]
@@ -185,4 +184,3 @@ def plot(results: list[dict], path: Path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -10,13 +10,13 @@ rate tried is kept (capacity.csv) and drawn (capacity.png: attainment and query 
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mosaic.core.rundir import check_writable_dir, write_atomic, write_text_atomic
+from mosaic.core.arguments import ArgumentParser, out_arg, rerun_command
+from mosaic.core.rundir import write_atomic, write_text_atomic
 from mosaic.core.tables import write_csv
 
 DEFAULT_POLICIES = ("engine_aware/static", "engine_aware/pull", "engine_aware/least_outstanding", "engine_aware/p2c")
@@ -100,11 +100,10 @@ def capacity(base: Sequence[str], policies: Sequence[str], seeds: Sequence[int],
 
 
 def plot(points: list[dict], table: list[dict], target: float, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # no pyplot: a notebook's backend stays as it is
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    a, b = fig.subplots(1, 2)
     for row in table:
         p = row["policy"]
         by_rate: dict[float, list[dict]] = {}
@@ -120,7 +119,6 @@ def plot(points: list[dict], table: list[dict], target: float, path: Path) -> No
     a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def render(table: list[dict], base: Sequence[str], seeds: Sequence[int], target: float, command: str) -> str:
@@ -137,7 +135,7 @@ def render(table: list[dict], base: Sequence[str], seeds: Sequence[int], target:
 
 
 def main(args: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="mosaic capacity", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="mosaic capacity", description=__doc__)
     ap.add_argument("overrides", nargs="*", help="config overrides of every run (arrivals=poisson etc.)")
     ap.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                     help="comma-separated scheduler/runtime pairs (the scheduler places the models)")
@@ -154,12 +152,11 @@ def main(args: list[str]) -> int:
         base.insert(0, "arrivals=poisson")
     if any(o.startswith(("arrivals.rate=", "runtime=", "seed=")) for o in base):
         ap.error("arrivals.rate, runtime and seed are what the search sets: leave them out of the overrides")
-    out = Path(a.out)
-    check_writable_dir(out, "--out")
+    out = out_arg(ap, Path(a.out))
     policies = [p for p in a.policies.split(",") if p]
     table, points = capacity(base, policies, a.seeds, a.target, a.start, a.tolerance,
                              log=lambda m: print(m, file=sys.stderr, flush=True))
-    command = "mosaic capacity " + " ".join(args)
+    command = rerun_command("-m mosaic capacity", args)
     write_atomic(out / "capacity.csv", lambda f: write_csv(f, points))
     md = render(table, base, a.seeds, a.target, command)
     write_text_atomic(out / "capacity.md", md)

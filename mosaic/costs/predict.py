@@ -34,7 +34,7 @@ from mosaic.config.schema import COST_MODELS, OVERSIZE_POLICIES, SHARD_COSTS, ch
 from mosaic.core.errors import ConfigError
 from mosaic.costs.problem import ModelDemand, StageProblem
 from mosaic.costs.session_curve import RunSession, build_curve
-from mosaic.engine import CostModel, session_engine
+from mosaic.engine import CostModel, usable_kv_tokens
 from mosaic.profiles import (EngineProfile, LengthDistribution, ModelProfile, ProfileSet,
                              kv_capacity_tokens)
 from mosaic.workload.calibration import calibration_size
@@ -236,9 +236,7 @@ def attach_curves(problem: StageProblem, requests: Sequence[Request], profiles: 
         lengths = calibrated_lengths(prof, (calibration or {}).get(d.model))
         # A request's context is bounded by what the engine's KV holds too (engine.num_gpu_blocks
         # less the null block may hold a little less than max_model_len): a sampled longer one stalls.
-        eng = session_engine(prof, profiles.engine, memory_gib)
-        kv = eng.kv_blocks * eng.block_size if hasattr(eng, "kv_blocks") else eng.kv_capacity   # V1 | V0
-        context = min(profiles.engine.max_model_len, kv)
+        context = min(profiles.engine.max_model_len, usable_kv_tokens(prof, profiles.engine, memory_gib))
         curve = build_curve(sessions_of(d.model), lengths, [r.prompt_tokens for r in by_model[d.model]], problem.n_workers,
                             context)
         models.append(replace(d, curve=curve))

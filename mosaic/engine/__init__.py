@@ -13,11 +13,11 @@ scheduler benchmark all call, so a session is priced one way everywhere:
 from mosaic.engine.floor import GroupCosts, StepFloor
 from mosaic.engine.host import HostLoad
 from mosaic.engine.session import (Batch, RunSession, cost_model, run_session, session_engine, session_runner,
-                                   warmup_s)
+                                   usable_kv_tokens, warmup_s)
 from mosaic.engine.step_cost import CostModel
 from mosaic.engine.v0 import BatchEngine, EngineResult, Jump, SeqState, Source, Step, Wait
 from mosaic.engine.v1 import Inbox, StepRecord, V1Engine, V1Seq
 
 __all__ = ["Batch", "BatchEngine", "CostModel", "EngineResult", "GroupCosts", "HostLoad", "Inbox", "Jump", "RunSession",
            "SeqState", "Source", "Step", "StepFloor", "StepRecord", "V1Engine", "V1Seq", "Wait", "cost_model", "run_session",
-           "session_engine", "session_runner", "warmup_s"]
+           "session_engine", "session_runner", "usable_kv_tokens", "warmup_s"]

@@ -35,16 +35,22 @@ def cost_model(model: ModelProfile, engine: EngineProfile, tp: int = 1) -> CostM
     return hit[2]
 
 
+def usable_kv_tokens(model: ModelProfile, engine: EngineProfile, memory_gib: float, tp: int = 1) -> int:
+    """Tokens an engine's KV cache holds for requests: V1 sizes it in whole blocks and keeps one as
+    its null block; V0 holds all of it. A request's whole context must fit in it."""
+    kv = kv_capacity_tokens(model, engine, memory_gib, tp)
+    return max(0, kv // engine.block_size - 1) * engine.block_size if engine.scheduling == "v1" else kv
+
+
 def session_engine(model: ModelProfile, engine: EngineProfile, memory_gib: float,
                    tp: int = 1) -> BatchEngine | V1Engine:
     """A fresh engine for one session of `model` over `tp` GPUs of `memory_gib` each (vLLM gives
     every rank the same share, so the smallest GPU's memory is the one to pass), scheduling steps
     as the profiled engine does (engine.scheduling)."""
-    kv = kv_capacity_tokens(model, engine, memory_gib, tp)
+    kv = usable_kv_tokens(model, engine, memory_gib, tp)
     cost = cost_model(model, engine, tp)
     if engine.scheduling == "v1":
-        # vLLM sizes the cache in whole blocks and keeps one as its null block.
-        return V1Engine(cost, max(0, kv // engine.block_size - 1), engine.block_size, engine.max_num_seqs,
+        return V1Engine(cost, kv // engine.block_size, engine.block_size, engine.max_num_seqs,
                         engine.max_num_batched_tokens, prefix_caching=engine.prefix_caching,
                         submit_s=engine.submit_ms / 1e3)
     return BatchEngine(cost, kv, engine.max_num_seqs, engine.max_num_batched_tokens)

@@ -171,7 +171,6 @@ class GraphCoordinator:
         self.turn: dict[str, int] = defaultdict(int)          # round_robin: the model's next replica
         self.waiting: dict[str, list[_Node]] = defaultdict(list)   # pull: released, not yet bound
         self.answers: dict[str, str | None] = {}   # a query the gate answered without its aggregator
-        self.rejected: set[str] = set()
         self.replan = replan
         # The MoA pipeline's aggregator prompt is cut to half the context (engine.aggregator_cap),
         # leaving the other half for its answer, as the offline pipeline cuts it.
@@ -179,8 +178,7 @@ class GraphCoordinator:
         self.draining: tuple[int, str, float] | None = None   # (worker, model it goes to, since)
         self.calm_until = 0.0
         self.moves: list[Move] = []
-        self.moving_since = 0.0
-        self.loading = False   # the worker being moved has started loading its new model
+        self.loading_since: float | None = None   # when the worker being moved began loading its new model
         self.outcome, self.exits, self.exit_rule = outcome, exits, exit_rule
         self.concurrency, self.seed = concurrency, seed
         self.overlap, self.overlap_chunk = overlap, overlap_chunk
@@ -253,7 +251,6 @@ class GraphCoordinator:
 
     def _reject(self, q: Query, arrived: float) -> None:
         """Admission refused: every request of the query recorded as cancelled, none sent."""
-        self.rejected.add(q.id)
         for i, a in enumerate(self.shape_of(q)):
             n = _Node(a, i, q)
             n.state, n.by = CANCELLED, ADMISSION
@@ -426,16 +423,16 @@ class GraphCoordinator:
     def _drained(self, w: int) -> None:
         """The worker being moved holds nothing any more: its engine goes, the new model loads."""
         if (self.draining is None or self.draining[0] != w or self.inflight[w] > 0 or w in self.dead
-                or self.loading):
+                or self.loading_since is not None):
             return
-        self.moving_since, self.loading = self.now, True
+        self.loading_since = self.now
         self.pool.swap(w, self.draining[1], self._moved)
 
     def _moved(self, t: float, w: int) -> None:
         self.now = t
         _, target, since = self.draining
-        self.draining, self.loading = None, False
-        self.moves.append(Move(w, self.placement[w], target, since, self.moving_since, t))
+        self.moves.append(Move(w, self.placement[w], target, since, self.loading_since, t))
+        self.draining, self.loading_since = None, None
         self.placement[w] = target
         self.replicas[target] = sorted([*self.replicas[target], w])
         self.calm_until = t + self.replan.load_s[target]   # hysteresis: no move right after one
@@ -553,7 +550,7 @@ class GraphCoordinator:
         self.now = t
         self.dead[w] = why
         if self.draining is not None and self.draining[0] == w:
-            self.draining, self.loading = None, False
+            self.draining, self.loading_since = None, None
         m = self.placement[w]
         self.replicas[m] = [x for x in self.replicas[m] if x != w]
         # A cancel it had not yet answered: the request is let go now.

@@ -20,6 +20,7 @@ from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied as scheduler_not_applied
 from mosaic.runtime.settings import not_applied as runtime_not_applied
 from mosaic.run.metrics import query_rows, run_settings, summary
+from mosaic.run.serving import percentiles_text
 from mosaic.run.pipeline import PipelineResult
 from mosaic.trace import requests_csv, sessions_csv
 from mosaic.workload.sources import not_applied as workload_not_applied
@@ -165,8 +166,7 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
     if out.graph is not None:
         from mosaic.run import graph_app as graphs
 
-        files, session_rows = graphs.output_files(*out.graph, out.summary)
-        activity = timeline.busy_spans(serde.to_dict(x) for x in out.graph[0].requests)
+        files, session_rows, activity = graphs.output_files(*out.graph, out.summary)
     else:
         activity = None
         plans = {"expert": serde.to_dict(out.result.expert.plan),
@@ -250,14 +250,12 @@ def format_table(s: dict[str, Any]) -> str:
         rows.append(("ILP FALLBACK (aggregator)", f"!!! {s['aggregator_solver']['fallback']}"))
     serving = s.get("serving")
     if serving:
-        def pct(d, scale=1.0, unit="s"):
-            return " / ".join("n/a" if d[k] is None else f"{scale * d[k]:.1f}" for k in ("p50", "p90", "p99")) + f" {unit}"
         for stage in ("expert", "aggregator"):
             st = serving[stage]
             if st["requests"]:
-                rows.append((f"{stage} latency p50/p90/p99", pct(st["latency_s"]) + f"; TTFT {pct(st['ttft_s'])}; "
-                             f"TPOT {pct(st['tpot_s'], 1e3, 'ms')}"))
-        rows.append(("query done p50/p90/p99", pct(serving["query_completion_s"])))
+                rows.append((f"{stage} latency p50/p90/p99", percentiles_text(st["latency_s"]) + f"; TTFT {percentiles_text(st['ttft_s'])}; "
+                             f"TPOT {percentiles_text(st['tpot_s'], 1e3, 'ms')}"))
+        rows.append(("query done p50/p90/p99", percentiles_text(serving["query_completion_s"])))
         rows.append(("output tokens/s per GPU", ", ".join(
             f"{stage} {serving[stage]['output_tokens_per_s_per_gpu']:.1f}" for stage in ("expert", "aggregator")
             if serving[stage]["output_tokens_per_s_per_gpu"] is not None)))

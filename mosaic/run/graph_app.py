@@ -32,7 +32,7 @@ from mosaic.run.graph_setup import expert_rid, prepare
 from mosaic.workload.arrivals import arrival_times
 from mosaic.run.online import online_metrics
 from mosaic.runtime.settings import not_applied as runtime_not_applied
-from mosaic.run.serving import distribution
+from mosaic.run.serving import distribution, percentiles_text
 from mosaic.workload.sources import ANSWER_MODEL, ROUTING, not_applied as workload_not_applied
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def execute(r: "Run") -> tuple[GraphTrace, dict[int, str], tuple]:
             online["replan"] = replan_model(r, g, profiles)
     if g.shapes is not None:   # the MoA pipeline online: replayed outcomes, the aggregation gate
         moa = MoaOutcomes(r.workload, c.aggregation)
-        outcome, online["shape_of"], online["gate"] = moa.outcome, (lambda q: g.shapes[q.id]), moa.gate
+        outcome, online["shape_of"], online["gate"] = moa.outcome, (lambda q: g.shape_for(q.id)), moa.gate
         online["root_prompt_cap"] = profiles.engine.aggregator_cap
     else:
         outcome = GraphAnswers(r.workload.queries, r.workload.options, profiles, dataset, c.seed,
@@ -73,7 +73,7 @@ def replan_model(r: "Run", g, profiles) -> Replan:
     """What re-planning knows of each model of the run (Replan): a mean request's time alone, how
     many its engine holds at once, its load time; means from the calibration split where the
     workload has one, else the profiles' length distributions."""
-    from mosaic.engine.session import cost_model, session_engine
+    from mosaic.engine.session import cost_model, usable_kv_tokens
     from mosaic.profiles import load_time_s
     from mosaic.workload.prompts import AGGREGATOR_TEMPLATE_TOKENS
 
@@ -95,8 +95,8 @@ def replan_model(r: "Run", g, profiles) -> Replan:
     for m, pairs in lengths.items():
         prof = profiles.model(m)
         p, o = (sum(x[0] for x in pairs) / len(pairs), sum(x[1] for x in pairs) / len(pairs))
-        eng = session_engine(prof, profiles.engine, memory)
-        concurrency[m] = max(1.0, min(profiles.engine.max_num_seqs, eng.kv_blocks * eng.block_size / (p + o)))
+        concurrency[m] = max(1.0, min(profiles.engine.max_num_seqs,
+                                      usable_kv_tokens(prof, profiles.engine, memory) / (p + o)))
         load[m] = load_time_s(prof, profiles.engine, 1) + prof.warmup_s
         cost, ctx = cost_model(prof, profiles.engine), p + o / 2   # a mean request's context, half way
         step[m] = lambda b, cost=cost, ctx=ctx: cost.decode_base_s(max(1, round(b))) + \
@@ -149,9 +149,7 @@ def summary(r: "Run", trace: GraphTrace, placement: dict[int, str]) -> dict[str,
     tokens = sum(x.output_tokens for x in served)
     online = None
     if c.arrivals.online():
-        g = r.graph
-        shape_of = (lambda q: g.shapes[q]) if g.shapes is not None else (lambda q: g.shape)
-        online = online_metrics(trace, shape_of, r.graph_profiles or r.profiles, c.slo)
+        online = online_metrics(trace, r.graph.shape_for, r.graph_profiles or r.profiles, c.slo)
     moa = t.kind == "flat"
     return {
         # The policy that placed the agents' models: the scheduler core's where it was asked to.
@@ -232,11 +230,6 @@ def not_applied(c) -> list[str]:
     return out + [x for x in workload_not_applied(c.workload) if x not in out and x != "workload.dataset"]
 
 
-def _pct(d: dict[str, Any], scale: float = 1.0, unit: str = "s") -> str:
-    return " / ".join("–" if d[k] is None else f"{scale * d[k]:.{1 if scale == 1 else 0}f}"
-                      for k in ("p50", "p90", "p99")) + f" {unit}"
-
-
 def online_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """The console's lines on an online run's arrivals, SLO and latencies (mosaic/run/online.py)."""
     a, o = s["arrivals"], s["online"]
@@ -251,11 +244,12 @@ def online_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
              f"{100 * o['slo_attainment']:.1f}% of queries answered within {target}"),
             ("goodput / throughput", "–" if o["goodput_qps"] is None else
              f"{o['goodput_qps']:.3f} / {o['request_throughput_qps']:.3f} queries/s over {o['span_s']:.0f} s"),
-            ("query E2E p50/p90/p99", _pct(o["query_e2e_s"]))]
+            ("query E2E p50/p90/p99", percentiles_text(o["query_e2e_s"]))]
     for stage in ("expert", "aggregator"):
         st = o[stage]
         if st["requests"]:
-            rows.append((f"{stage} TTFT p50/p90/p99", _pct(st["ttft_s"]) + f"; TPOT {_pct(st['tpot_s'], 1e3, 'ms')}"))
+            rows.append((f"{stage} TTFT p50/p90/p99", percentiles_text(st["ttft_s"])
+                         + f"; TPOT {percentiles_text(st['tpot_s'], 1e3, 'ms')}"))
     if o["rejected"]:
         rows.append(("REJECTED (admission)", f"!!! {o['rejected']} of {o['queries']} queries (arrivals.max_in_system="
                                              f"{a['max_in_system']})"))
@@ -294,9 +288,11 @@ def format_table(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<31} {v}" for k, v in rows)
 
 
-def output_files(trace: GraphTrace, placement: dict[int, str], shape: tuple, summary: dict[str, Any]) -> dict:
-    """name -> writer(file), as mosaic/run/app.py writes them (atomically, summary.json last)."""
+def output_files(trace: GraphTrace, placement: dict[int, str], shape: tuple, summary: dict[str, Any]) -> tuple:
+    """name -> writer(file), as mosaic/run/app.py writes them (atomically, summary.json last); the
+    session rows and each engine's busy spans the timeline is drawn from."""
     from mosaic.run.perfetto import document
+    from mosaic.run.timeline import busy_spans
 
     session_rows = [dict(serde.to_dict(s), stage=GRAPH_STAGE) for s in trace.sessions]
     request_rows = [serde.to_dict(x) for x in trace.requests]
@@ -310,4 +306,4 @@ def output_files(trace: GraphTrace, placement: dict[int, str], shape: tuple, sum
         "trace.perfetto.json": lambda f: json.dump(document(drawn, session_rows, 0.0), f),
         "summary.json": lambda f: (json.dump(serde.strict_json(summary), f, indent=2, allow_nan=False),
                                    f.write("\n")),
-    }, session_rows
+    }, session_rows, busy_spans(request_rows)

@@ -29,6 +29,10 @@ class GraphSetup:
     # routed experts then the aggregator, by query id (shape is then empty).
     shapes: dict[str, tuple] | None = None
 
+    def shape_for(self, query_id: str) -> tuple:
+        """The agents of one query's graph (the topology's shape, or the query's own online)."""
+        return self.shape if self.shapes is None else self.shapes[query_id]
+
 
 def dataset_of(w: WorkloadConfig) -> str | None:
     return w.dataset or (w.preset if w.kind == "synthetic" else None)

@@ -27,6 +27,11 @@ def distribution(values: list[float]) -> dict[str, float | None]:
     return {"mean": float(a.mean()), **{f"p{p}": float(np.percentile(a, p)) for p in PERCENTILES}}
 
 
+def percentiles_text(d: dict[str, float | None], scale: float = 1.0, unit: str = "s") -> str:
+    """A distribution's p50 / p90 / p99 for the console, e.g. "1.2 / 3.4 / 5.6 s"."""
+    return " / ".join("n/a" if d[k] is None else f"{scale * d[k]:.1f}" for k in ("p50", "p90", "p99")) + f" {unit}"
+
+
 def stage_serving(trace: Trace, n_gpus: int) -> dict[str, Any]:
     """One stage's serving metrics (seconds; tokens/s)."""
     start = {(s.worker, s.index): s.run_start_s for s in trace.sessions}

@@ -16,7 +16,7 @@ from mosaic.graphs.trace import Finished, is_prefill
 from mosaic.profiles import ProfileSet, load_time_s
 from mosaic.trace import SessionRecord
 from mosaic.backends.sim.backend import SimBackend
-from mosaic.engine import HostLoad, Inbox, Jump, Step, session_engine
+from mosaic.engine import HostLoad, Inbox, Jump, Step, session_engine, usable_kv_tokens
 
 
 class SimGraphPool:
@@ -41,8 +41,8 @@ class SimGraphPool:
         out = {}
         for m in dict.fromkeys(self.placement.values()):
             memory = min(self.memory[w] for w, x in self.placement.items() if x == m)
-            eng = session_engine(self.profiles.model(m), self.profiles.engine, memory)
-            out[m] = min(self.profiles.engine.max_model_len, eng.kv_blocks * eng.block_size)
+            out[m] = min(self.profiles.engine.max_model_len,
+                         usable_kv_tokens(self.profiles.model(m), self.profiles.engine, memory))
             if out[m] < 2:
                 raise ConfigError(f"topology: model {m} has no room for a request's KV cache on a {memory} GiB "
                                   "worker; raise cluster.memory_gib or choose a cluster preset with bigger GPUs")

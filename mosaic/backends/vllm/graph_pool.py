@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import heapq
+import itertools
 import queue as queue_mod
 import time
 from typing import Any, Callable
@@ -91,8 +92,8 @@ class VllmGraphPool:
                 raise ConfigError("agent graphs on backend=vllm run on backend.options.launcher=local or ray")
             self.workers = RayGraphWorkers(vllm.launcher)
         self.inbox: dict[int, Any] = {}   # the workers' queues in, made when the run opens them
-        self.timers: list = []   # (time, order, fn): at()'s calls due, soonest first
-        self.fired = 0
+        self.timers: list = []   # (time, order, fn): at()'s calls due, soonest first (order: the call's)
+        self.calls = itertools.count()
 
     def limits(self) -> dict[str, int]:
         return {m: self.vllm.registry.max_model_len for m in dict.fromkeys(self.placement.values())}
@@ -115,7 +116,7 @@ class VllmGraphPool:
 
     def at(self, t: float, fn: Callable[[float], None]) -> None:
         """fn(now) once the run's clock reaches t (called from the run's loop, between messages)."""
-        heapq.heappush(self.timers, (t, len(self.timers) + self.fired, fn))
+        heapq.heappush(self.timers, (t, next(self.calls), fn))
 
     def close(self) -> None:
         for q in self.inbox.values():
@@ -198,7 +199,6 @@ class VllmGraphPool:
                     continue
                 now = time.time() - t0
                 if self.timers and self.timers[0][0] <= now:   # an arrival (online runs) is due
-                    self.fired += 1
                     heapq.heappop(self.timers)[2](now)
                     continue
                 wait = self.poll_s if not self.timers else max(1e-3, min(self.poll_s, self.timers[0][0] - now))
