@@ -23,7 +23,8 @@ from typing import Any
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
-from mosaic.fitting.real_engine import ROOT, grid_cells, measure_on, merge_workers, predict_ms
+from mosaic.fitting.host_calibration import fit_scales, scaled_cost
+from mosaic.fitting.real_engine import ROOT, grid_cells, measure_on, merge_workers, predict_ms, warmup_s
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
@@ -154,9 +155,14 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
             measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
         measured["cpu_confine"] = confine   # compared with the profile's as the engine's settings are
         prof = profiles.models[name]
+        scales = fit_scales(measured["steps"], prof.cost)
         models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
                         "profile_load_s": prof.load_time_s,
-                        "engine": engine_differences(measured, prof, profiles.engine)}
+                        "engine": engine_differences(measured, prof, profiles.engine),
+                        # what a calibrated profile takes from this machine (mosaic/fitting/host_calibration.py)
+                        "scales": scales, "startup_s": measured["startup_s"], "unload_s": measured["unload_time_s"],
+                        "warmup_s": warmup_s(measured, scaled_cost(prof.cost, scales)),
+                        "submit_ms": measured["submit_ms"]}
         print(f"{name}: batches {models[name]['ratio']:.2f}x the profile's prediction "
               f"(±{models[name]['spread']:.0%} over repeats{_by_kind(models[name])}), load "
               f"{measured['load_time_s']:.1f} s (profile {prof.load_time_s:.1f} s)", flush=True)

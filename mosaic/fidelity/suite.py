@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -304,6 +304,59 @@ def _real_run(run: Run, job: StageJob | GraphJob, simulated):
 
 # ---------------------------------------------------------------- the table
 
+def _same_profile(check: dict[str, Any], profiles: str) -> bool:
+    from mosaic.profiles.loader import profile_path
+
+    p = Path(check["profile"])
+    try:
+        return (p if p.is_absolute() else ROOT / p).resolve() == profile_path(profiles).resolve()
+    except ConfigError:
+        return False
+
+
+def drift_corrected(run: Run, job: StageJob | GraphJob, simulated, checks: list[dict[str, Any]],
+                    case: CaseSpec | None = None, base: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The stage's simulated metrics on its profile calibrated to the host as `checks` measured it
+    just before the case (mosaic/fitting/host_calibration.py): the simulator's prediction for the
+    machine as it was that hour, so that what is left of the error is the simulator's, not the
+    host's drift. None where no check covers the stage's profile, or where the calibrated profile
+    places an agent graph otherwise than the real runs were placed."""
+    import tempfile
+
+    from mosaic.backends import make_backend
+    from mosaic.fidelity.calibrate import calibrated_from, write_calibrated
+    from mosaic.profiles import parse_profiles
+    from mosaic.run.builder import engine_settings
+
+    graph = isinstance(job, GraphJob)
+    key = run.config.topology.profiles if graph and run.config.topology.profiles else run.config.workload.profiles
+    check = next((c for c in checks if _same_profile(c, key)), None)
+    if check is None:
+        return None
+    raw = calibrated_from(check)
+    if not graph:
+        profiles = engine_settings(parse_profiles(raw, "the calibrated profile", ROOT), run.config.engine)
+        sim = make_backend("sim", run.cluster, profiles, models=asdict(run.config.models))
+        return stage_metrics(sim.run(job.plan, job.requests, job.replay))
+    from mosaic.run import graph_app as graph_run
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "calibrated.yaml"
+        write_calibrated(raw, path)
+        which = "topology.profiles" if run.config.topology.profiles else "workload.profiles"
+        overrides = [*base, *(case.overrides if case else ()), f"seed={case.seed if case else run.config.seed}"]
+        trace, _, _ = graph_run.execute(build_run(compose(sim_overrides(overrides) + [f"{which}={path}"])))
+    metrics = graph_metrics(trace)
+    return metrics if _plan_shape(metrics) == _plan_shape(graph_metrics(simulated)) else None
+
+
+def with_correction(row: dict[str, Any], corrected: dict[str, Any] | None) -> dict[str, Any]:
+    """The row with `corrected`: the drift-corrected simulation against the same real runs."""
+    if corrected is None:
+        return row
+    return dict(row, corrected=compare(corrected, row["real"]))
+
+
 def _cell(row: dict[str, Any], key: str, fmt: str = ".1f") -> str:
     sim, real, spread, err = (row["sim"][key], row["real_median"][key], row["real_spread"][key], row["error"][key])
     return f"{sim:{fmt}} / {real:{fmt}} ±{spread:.0%} ({err:+.1%})"
@@ -362,9 +415,38 @@ def render(suite: SuiteSpec, rows: list[dict[str, Any]], command: str, cases: di
     for r in rows:
         lines.append(f"| {r['case']} | {r['stage']} | "
                      + " | ".join(_cell(r, f"{m}_p{q}_s", ".2f") for m in ("ttft", "e2e") for q in PCTS) + " |")
+    lines += corrected_table(rows)
     lines += session_table(rows)
     lines += ["", "Cases:", ""] + [f"- `{n}`: {c.about}" for n, c in cases.items()]
     return "\n".join(lines) + "\n"
+
+
+CORRECTED = (("serving_s", "serving"), ("makespan_s", "makespan"), ("ttft_p50_s", "TTFT p50"),
+             ("e2e_p50_s", "E2E p50"), ("e2e_p99_s", "E2E p99"))
+
+
+def corrected_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Each row's error as simulated on the profile, then on the profile calibrated to the host as
+    checked just before its case (--profile-check each): what is left is the simulator's error."""
+    rows = [r for r in rows if r.get("corrected")]
+    if not rows:
+        return []
+    lines = ["", "Drift-corrected: the error with the profile as it is, then with the simulation run on the "
+             "profile calibrated to the host as checked just before the case (experiments/calibrate_profile.py's "
+             "scaling of that check; mosaic/fitting/host_calibration.py). A host that drifted shows in the first "
+             "and not in the second; what the second keeps is the simulator's own error.", "",
+             "| case | stage | " + " | ".join(label for _, label in CORRECTED)
+             + " | corrected: serving within 5%, E2E p50 & p99 within 10% |",
+             "|---|---|" + "---|" * (len(CORRECTED) + 1)]
+    for r in rows:
+        c = r["corrected"]
+        cells = [f"{r['error'][k]:+.1%} -> {c['error'][k]:+.1%}" for k, _ in CORRECTED]
+        e = c["error"]
+        ok = [abs(e["serving_s"]) <= SERVING_TARGET, abs(e["e2e_p50_s"]) <= LATENCY_TARGET,
+              abs(e["e2e_p99_s"]) <= LATENCY_TARGET]
+        lines.append(f"| {r['case']} | {r['stage']} | " + " | ".join(cells) + " | "
+                     + " ".join("yes" if x else "no" for x in ok) + " |")
+    return lines
 
 
 def _session_serving(metrics: dict[str, Any]) -> dict[tuple[int, str, int], float]:
@@ -494,7 +576,7 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
         if only and name not in only:
             continue
         try:
-            _, jobs = prepare_case(name, suite.cases[name], suite.base)
+            run, jobs = prepare_case(name, suite.cases[name], suite.base)
         except ConfigError as e:
             raise ConfigError(f"fidelity case {name}: {e}") from None
         for job, simulated in jobs:
@@ -508,9 +590,13 @@ def resimulate(stored: Path, out: Path, suite_path: Path = SUITE, only: Sequence
                 raise ConfigError(f"--resimulate {stored}: case {name} / {job.stage} plans other sessions now "
                                   f"({n_now} requests on {list(now)}) than its real runs did ({n_then} on "
                                   f"{list(then_sessions)}); re-run the real side (python experiments/fidelity.py)")
-            rows.append({"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"]),
-                         # the host as checked before those real runs (--profile-check each)
-                         **({"host_check": then["host_check"]} if then.get("host_check") else {})})
+            row = {"case": name, "stage": job.stage, "sim_then": then["sim"], **compare(sim, then["real"]),
+                   # the host as checked before those real runs (--profile-check each)
+                   **({"host_check": then["host_check"]} if then.get("host_check") else {})}
+            if then.get("host_check"):
+                row = with_correction(row, drift_corrected(run, job, simulated, then["host_check"],
+                                                           suite.cases[name], suite.base))
+            rows.append(row)
         planned = {job.stage for job, _ in jobs}
         stale = sorted(stage for case, stage in by_key if case == name and stage not in planned)
         if stale:
@@ -578,7 +664,12 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
     for name, (run, jobs) in prepared.items():
         before = profile_checks({name: (run, jobs)}) if check == "each" else []
         checks += before
-        rows += [dict(r, host_check=before) if before else r for r in run_case(name, run, jobs, suite.repeats, log)]
+        case_rows = run_case(name, run, jobs, suite.repeats, log)
+        if before:   # the case's error beside what is left of it once the host's speed that hour is simulated
+            case_rows = [with_correction(dict(r, host_check=before),
+                                         drift_corrected(run, job, simulated, before, cases[name], suite.base))
+                         for r, (job, simulated) in zip(case_rows, jobs)]
+        rows += case_rows
     args = ([f"--case {n}" for n in only] + ([f"--repeats {repeats}"] if repeats is not None else [])
             + ([f"--profile-check {check}"] if check != "stop" else []) + command_args(suite_path, out))
     md = render(suite, rows, " ".join(["python experiments/fidelity.py", *args]), cases, suite_path)

@@ -156,7 +156,8 @@ def parse_profiles(raw: Any, where: str = "profiles", profile_dir: Path | None =
         engine=_engine(spec.engine),
         models=_with_kernels(spec, models, where, profile_dir),
         datasets={str(d): parse_dataset(v.model_dump(exclude_unset=True), f"{where}: datasets.{d}")
-                  for d, v in spec.datasets.items()})
+                  for d, v in spec.datasets.items()},
+        calibration=spec.calibration.model_dump(exclude_none=True) if spec.calibration is not None else None)
     for why in unusable_models(profiles).values():
         log.warning("%s: %s", where, why)
     return profiles

@@ -714,6 +714,33 @@ def _at(path: tuple[Any, ...], check: Callable[[Any], Any], value: Any) -> Any:
         raise FieldError(path, str(e)) from None
 
 
+class CalibratedModelSpec(Section):
+    """One model's factors in a calibration record (mosaic/fitting/host_calibration.py)."""
+
+    decode: Number(gt=0, le=1e3)
+    prefill: Number(gt=0, le=1e3)
+    how: String = ""
+    ratio: Number(gt=0, le=1e3) = None
+    spread: Number(ge=0, le=1e3) = None
+    load_s: Number(ge=0, le=1e6) = None
+    workers: Any = None
+
+
+class CalibrationSpec(Section):
+    """What a calibrated profile was scaled from (experiments/calibrate_profile.py writes it)."""
+
+    base: String
+    when: String = ""
+    tolerance: Number(gt=0, le=10) = None
+    kept: Any = None
+    models: Any
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return _mapping_of(value, lambda n, v: nested(CalibratedModelSpec, v, (n,)), "model")
+
+
 class ProfileFileSpec(Section):
     """A whole profile set."""
 
@@ -721,6 +748,7 @@ class ProfileFileSpec(Section):
     models: Any
     length_shapes: Any = Field(default=None, validate_default=True)
     datasets: Any = Field(default=None, validate_default=True)
+    calibration: Any = None
 
     @field_validator("models", mode="before")
     @classmethod
@@ -742,6 +770,11 @@ class ProfileFileSpec(Section):
     @classmethod
     def _datasets(cls, value: Any) -> Any:
         return {} if value is None else _mapping_of(value, lambda d, v: nested(DatasetSpec, v, (d,)), "dataset")
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _calibration(cls, value: Any) -> Any:
+        return None if value is None else nested(CalibrationSpec, value, ())
 
     @model_validator(mode="after")
     def _outputs_fit(self) -> "ProfileFileSpec":

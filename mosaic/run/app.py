@@ -13,7 +13,7 @@ from mosaic.config.defaults import changed
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
-from mosaic.run.builder import build_run
+from mosaic.run.builder import Run, build_run
 from mosaic.core.rundir import OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
@@ -94,6 +94,14 @@ class RunOutput:
     graph: tuple | None = None
 
 
+def calibration_record(r: Run) -> dict[str, Any] | None:
+    """Nested (not a runs-table column): where the run's profiles were calibrated to a machine
+    (experiments/calibrate_profile.py), their calibration sections; None for profiles as measured."""
+    out = {key: p.calibration for key, p in (("workload", r.profiles), ("topology", r.graph_profiles))
+           if p is not None and p.calibration}
+    return out or None
+
+
 def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     r = build_run(cfg)
     if r.config.topology.kind != "flat" or r.config.arrivals.online():
@@ -104,6 +112,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         s["settings_not_applied"] = (graphs.not_applied(r.config) + cluster_not_applied(r.config, r.profiles.engine)
                                      + models_not_applied(r.config))
         warn_not_applied(r.config, s["settings_not_applied"])
+        s["profile_calibration"] = calibration_record(r)
         if trace.truncated_prompts and r.config.topology.kind == "flat":
             log.warning("%d aggregator prompts were longer than half the context (engine.aggregator_cap, the other "
                         "half is for the answer) and were cut to it (summary.json truncated_prompts)",
@@ -128,6 +137,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     s["settings_not_applied"] = settings_not_applied(c, r.profiles.engine)
     s["settings"] = run_settings(c, s["settings_not_applied"])
     warn_not_applied(c, s["settings_not_applied"])
+    s["profile_calibration"] = calibration_record(r)
     tp = s["aggregator_tp_size"]
     # Nested (not a runs-table column): whether the TP aggregator's step speedup was measured for
     # this degree or derived by the profile's scaling model (mosaic/profiles/engine.py).

@@ -8,7 +8,8 @@ import pytest
 from mosaic.core.errors import ConfigError
 from mosaic.fidelity import profile_check
 from mosaic.fitting import real_engine
-from mosaic.fitting.real_engine import _replica_steps, grid_cells, predict_ms, window_terms
+from mosaic.fitting.host_calibration import _parts
+from mosaic.fitting.real_engine import WARM, _replica_steps, grid_cells, predict_ms, window_terms
 from mosaic.profiles import load_profiles
 
 PROFILE = load_profiles("tiny_cpu")
@@ -27,9 +28,11 @@ def _registry():
     return OmegaConf.to_container(compose(["models=tiny"]).models, resolve=True)
 
 
-def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_factors=None, worker_factors=None):
+def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_factors=None, worker_factors=None,
+                  prefill_factor=1.0):
     """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction
-    (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w)."""
+    (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w; its prefill-like terms,
+    tokens and attention, x prefill_factor)."""
     calls = []
 
     def measure(path, engine_args, env, grid, on_progress=None):
@@ -44,15 +47,19 @@ def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_fac
                                        budget)
                 row = {"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape)}
                 # the spread over repeats: the second repeat 10% slower than the others
-                row["ms"] = (predict_ms(cost, row) * factors[name] * (1.1 if rep == 1 else 1.0)
+                decode, prefill = _parts(cost, row)
+                row["ms"] = ((decode + prefill * prefill_factor) * factors[name] * (1.1 if rep == 1 else 1.0)
                              * (kind_factors or {}).get(cell.kind, 1.0) * (worker_factors or {}).get(worker, 1.0))
                 rows.append(row)
                 if on_progress:
                     on_progress()
         kv = PROFILE.models[name].kv_capacity
+        # the first request: its steps at the machine's speed, plus 30 ms of one-off set-up
+        warm = window_terms(_replica_steps([("warm", *WARM)], block_size, 5000, 64, budget))
+        warm["ms"] = predict_ms(cost, warm) * factors[name] + 30.0
         return {"startup_s": 4.0, "load_time_s": 20.0, "unload_time_s": 5.0, "submit_ms": 0.3,
                 "kv_blocks": kv_blocks or kv // block_size, "block_size": block_size,
-                "max_num_batched_tokens": budget, "scheduling": "v1", "steps": rows, "warm": {}, "sessions": []}
+                "max_num_batched_tokens": budget, "scheduling": "v1", "steps": rows, "warm": warm, "sessions": []}
 
     return measure, calls
 

@@ -232,6 +232,39 @@ def test_each_checks_the_host_before_every_case_and_shows_each_sessions_worker_b
     assert all(line.endswith("| - |") for line in md.splitlines() if line.startswith("| a | expert | 0 |"))
 
 
+def test_each_gives_the_error_left_once_the_hosts_speed_that_hour_is_simulated(tmp_path: Path, monkeypatch):
+    """Real runs 10% slower than the profile throughout, and a check before the case that measured
+    1.10x: the raw error is about -9%; simulated on the profile calibrated by that check, it is gone."""
+    p, ran, checked = _suite_with_fake_engines(tmp_path, monkeypatch, ratio=1.1)
+
+    def slow_host(name, run, jobs, repeats, log=print):
+        rows = []
+        for job, t in jobs:
+            sim = fidelity.stage_metrics(t)
+            real = {k: v * 1.1 if k.startswith(("serving", "e2e", "ttft")) else v for k, v in sim.items()}
+            rows.append({"case": name, "stage": job.stage, **fidelity.compare(sim, [real])})
+        return rows
+
+    monkeypatch.setattr(fidelity, "run_case", slow_host)
+    md = fidelity.write(tmp_path, p, check="each")
+    import json
+    (row,) = json.loads((tmp_path / "fidelity.json").read_text())
+    assert row["error"]["serving_s"] == pytest.approx(1 / 1.1 - 1)
+    assert abs(row["corrected"]["error"]["serving_s"]) < 0.02
+    # these requests of 3-4 tokens are mostly one-off set-up, which the fake real side scales as well
+    assert abs(row["corrected"]["error"]["e2e_p50_s"]) < abs(row["error"]["e2e_p50_s"]) / 2
+    line = next(x for x in md.splitlines() if x.startswith("| a | expert | -9.1% -> "))
+    assert line.endswith("| yes yes yes |")
+    assert "Drift-corrected" in md
+    # the stored real runs and checks give the same correction again, with no engine (--resimulate)
+    resim = fidelity.resimulate(tmp_path / "fidelity.json", tmp_path / "re", p)
+    (again,) = json.loads((tmp_path / "re" / "fidelity.resim.json").read_text())
+    assert again["corrected"]["error"] == pytest.approx(row["corrected"]["error"])
+    assert "| a | expert | -9.1% -> " in resim
+    # without a check per case there is nothing to correct by
+    assert "Drift-corrected" not in fidelity.write(tmp_path, p, check="warn")
+
+
 GRAPH_CASE = ("  g: {graph: true, overrides: [topology=dense, 'topology.layers=[3,2]', 'topology.agents=[Qwen]', "
               "topology.aggregator=Exaone, workload.n_queries=4]}\n")
 

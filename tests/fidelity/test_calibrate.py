@@ -1,0 +1,108 @@
+"""Calibrating a profile to the machine: the factors fitted to the check's batches, the calibrated file
+a run can load, and what the run's summary records. The engine measurement is replaced by rows made
+from the profile's own step model times known factors (tests/fidelity/test_profile_check.py)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mosaic.fidelity import calibrate as cal
+from mosaic.fitting import real_engine
+from mosaic.fitting.host_calibration import fit_scales
+from mosaic.profiles import load_profiles
+from tests.fidelity.test_profile_check import PROFILE, _cfg, _fake_measure
+from tests.helpers import config
+
+GRID = {"repeats": 2, "batch_sizes": [16], "context_lengths": [512], "outputs": [49], "prefill": [[1, 1024]],
+        "decode": [[16, 64, 129], [64, 128, 65]], "seed": 0}
+
+
+def _check(monkeypatch, factors, prefill_factor=1.0, models="Qwen,Exaone", grid=GRID):
+    monkeypatch.setattr(real_engine, "measure", _fake_measure(factors, prefill_factor=prefill_factor)[0])
+    return cal.check_profile(_cfg(model=models, grid=grid))
+
+
+def test_decode_and_prefill_factors_are_told_apart(monkeypatch):
+    """A machine 1.6x slower on decode-like terms and 1.6 x 0.75 = 1.2x on prefill-like ones: the fit
+    gives back both; the check's one ratio lies between them."""
+    m = _check(monkeypatch, {"Qwen": 1.6, "Exaone": 1.6}, prefill_factor=0.75)["models"]["Qwen"]
+    # the second repeat runs 10% slower (the fake's spread): the fit lands between the two repeats
+    assert m["scales"]["how"] == "two factors"
+    assert 1.6 <= m["scales"]["decode"] <= 1.6 * 1.1 and 1.2 <= m["scales"]["prefill"] <= 1.2 * 1.1
+    assert m["scales"]["prefill"] / m["scales"]["decode"] == pytest.approx(0.75, rel=0.02)
+    assert m["startup_s"] == 4.0 and m["unload_s"] == 5.0 and m["submit_ms"] == 0.3
+    # the first request's 30 ms beyond its steps, as priced at this machine's speed
+    assert m["warmup_s"] == pytest.approx(0.030, abs=0.004)
+
+
+def test_batches_of_one_kind_give_one_factor():
+    rows = [{"steps": 100, "seqs": 800, "tokens": 800, "ctx": 80000, "attn": 0.0, "ms": 0.0}]
+    cost = PROFILE.models["Qwen"].cost
+    rows[0]["ms"] = 2.0 * real_engine.predict_ms(cost, rows[0])
+    assert fit_scales(rows, cost) == {"decode": pytest.approx(2.0), "prefill": pytest.approx(2.0), "how": "one factor"}
+    with pytest.raises(ValueError, match="no measured batches"):
+        fit_scales([], cost)
+
+
+def test_the_calibrated_profile_scales_costs_and_takes_the_measured_times(monkeypatch, tmp_path):
+    check = _check(monkeypatch, {"Qwen": 2.0, "Exaone": 0.5})
+    check_file = tmp_path / "check.json"
+    check_file.write_text(json.dumps(check))   # a check's JSON is all a calibration needs
+    out = cal.calibrated_from(json.loads(check_file.read_text()))
+    target = tmp_path / "mine.yaml"
+    cal.write_calibrated(out, target)
+    got = load_profiles(str(target))
+    base = PROFILE
+    for name, f in (("Qwen", 2.0), ("Exaone", 0.5)):
+        for k, v in base.models[name].cost.items():
+            assert f <= got.models[name].cost[k] / v <= f * 1.1 or v == 0
+        assert got.models[name].load_time_s == 20.0 and got.models[name].unload_time_s == 5.0
+        assert got.models[name].kv_capacity == base.models[name].kv_capacity   # not what a check measures
+    assert got.models["GLM"] == base.models["GLM"]   # not checked: as it was
+    assert got.engine.worker_startup_s == 4.0 and got.engine.submit_ms == 0.3
+    rec = got.calibration
+    assert rec["base"] == "mosaic/profiles/data/tiny_cpu.yaml" and rec["kept"] == sorted(set(base.models) - {"Qwen", "Exaone"})
+    assert rec["models"]["Qwen"]["how"] == "two factors" and 2.0 <= rec["models"]["Qwen"]["decode"] <= 2.2
+    assert "calibrated by experiments/calibrate_profile.py" in yaml.safe_load(target.read_text())["models"]["Qwen"]["sources"][0]
+    # calibrating a calibrated profile names the profile it all came from
+    again = dict(check, profile=str(target))
+    assert cal.calibrated_from(again)["calibration"]["base"] == "mosaic/profiles/data/tiny_cpu.yaml"
+
+
+def test_a_run_on_the_calibrated_profile_records_it_and_runs_at_its_speed(monkeypatch, tmp_path):
+    from mosaic.run.app import run
+
+    names = sorted(PROFILE.models)
+    check = _check(monkeypatch, {n: 2.0 for n in names}, models=",".join(names),
+                   grid={**GRID, "prefill": [], "batch_sizes": [], "decode": [[16, 64, 129]]})
+    target = tmp_path / "slow.yaml"
+    cal.write_calibrated(cal.calibrated_from(check), target)
+    common = ["workload=smoke", "workload.n_queries=8", "cluster=cpu2", "aggregation.placement=scheduled",
+              "scheduler=round_robin"]
+    base, slow = (run(config(*common, f"workload.profiles={p}")) for p in ("tiny_cpu", target))
+    assert base.summary["profile_calibration"] is None
+    rec = slow.summary["profile_calibration"]["workload"]
+    assert set(rec["models"]) == set(names) and rec["base"] == "mosaic/profiles/data/tiny_cpu.yaml"
+    # the same plan and lengths on a machine 2.1x as slow per step (the fake's two repeats), loads at 20 s
+    serving = lambda out: [s.run_end_s - s.run_start_s for s in out.result.expert.trace.sessions]
+    loads = lambda out: [s.load_end_s - s.load_start_s for s in out.result.expert.trace.sessions]
+    assert [s.model for s in slow.result.expert.trace.sessions] == [s.model for s in base.result.expert.trace.sessions]
+    for fast_s, slow_s in zip(serving(base), serving(slow)):
+        # 2.1x a step; more where the other worker's longer session now overlaps it (host contention)
+        assert 2.0 * fast_s < slow_s < 2.6 * fast_s
+    # the measured 20 s (both workers loading at once, as the check measured it), less where one loads alone
+    assert all(20.0 * 0.87 <= x <= 20.0 + 1e-6 for x in loads(slow)) and max(loads(slow)) == pytest.approx(20.0)
+
+
+def test_the_command_writes_the_profile_and_refuses_a_bad_target(tmp_path):
+    p = subprocess.run([sys.executable, "experiments/calibrate_profile.py", f"calibrated={tmp_path / 'x.txt'}"],
+                       capture_output=True, text=True, cwd=cal.ROOT, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "calibrated=" in p.stderr and ".yaml" in p.stderr
+
+
+def test_the_calibrated_path_defaults_beside_the_outputs():
+    assert cal.calibrated_path({"profile": "mosaic/profiles/data/tiny_cpu_confined.yaml", "calibrated": None}) == \
+        cal.ROOT / "outputs" / "profiles" / "tiny_cpu_confined.calibrated.yaml"
