@@ -11,7 +11,7 @@ import yaml
 from mosaic.core.errors import ConfigError
 from mosaic.core.rundir import write_atomic
 from mosaic.fidelity.profile_check import ROOT, check_profile, report
-from mosaic.fitting.host_calibration import calibrated_profile
+from mosaic.fitting.host_calibration import GROUPS, calibrated_profile
 from mosaic.profiles import parse_profiles
 from mosaic.profiles.strict_yaml import load_yaml
 
@@ -56,11 +56,11 @@ def calibrate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
 def summary(check: dict[str, Any], target: Path) -> str:
     """The check's report, then what the calibration changed per model and where it went."""
-    lines = [report(check).rstrip("\n"), "", "Calibrated (step cost x decode / x prefill terms; load):", ""]
+    lines = [report(check).rstrip("\n"), "", "Calibrated (step-cost terms: x per step / x decode / x prefill; load):", ""]
     for name, m in check["models"].items():
         s = m["scales"]
-        lines.append(f"- {name}: x{s['decode']:.3f} / x{s['prefill']:.3f} ({s['how']}); load {m['load_s']:.1f} s "
-                     f"(was {m['profile_load_s']:.1f} s)")
+        lines.append(f"- {name}: " + " / ".join(f"x{s[g]:.3f}" for g in GROUPS) + f" ({s['how']}, fit error {s['error']:.1%}); load "
+                     f"{m['load_s']:.1f} s (was {m['profile_load_s']:.1f} s)")
     try:
         shown = target.relative_to(ROOT)
     except ValueError:

@@ -24,7 +24,7 @@ from typing import Any
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
 from mosaic.fitting.host_calibration import fit_scales, scaled_cost
-from mosaic.fitting.real_engine import ROOT, grid_cells, measure_on, merge_workers, predict_ms, warmup_s
+from mosaic.fitting.real_engine import FIT_TERMS, ROOT, grid_cells, measure_on, merge_workers, predict_ms, warmup_s
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
@@ -147,12 +147,21 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     opts = cfg["backend"]["options"]
     confine = opts.get("cpu_confine", "start")
     envs = device_env(n, opts.get("device", "auto"), opts.get("kv_cache_gib", 1), confine)
+    split = cfg.get("split", False)
+    if not isinstance(split, bool):
+        raise ConfigError(f"split must be true or false (got {split!r}): true measures each model on one worker, "
+                          "the workers measuring different models at once")
     models: dict[str, dict[str, Any]] = {}
+    batches = grid["repeats"] * len(grid_cells(grid))
+    split_measured = _measure_split(names, registry, envs[:busy], grid, batches) if split else {}
     for name in names:
-        # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the same
-        # batches with the rest of the host idle (how much faster a worker steps alone).
-        with bar(busy * grid["repeats"] * len(grid_cells(grid)), f"checking {name}", unit="batch") as b:
-            measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
+        if split:
+            measured = split_measured[name]
+        else:
+            # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the
+            # same batches with the rest of the host idle (how much faster a worker steps alone).
+            with bar(busy * batches, f"checking {name}", unit="batch") as b:
+                measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
         measured["cpu_confine"] = confine   # compared with the profile's as the engine's settings are
         prof = profiles.models[name]
         scales = fit_scales(measured["steps"], prof.cost)
@@ -162,7 +171,10 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
                         # what a calibrated profile takes from this machine (mosaic/fitting/host_calibration.py)
                         "scales": scales, "startup_s": measured["startup_s"], "unload_s": measured["unload_time_s"],
                         "warmup_s": warmup_s(measured, scaled_cost(prof.cost, scales)),
-                        "submit_ms": measured["submit_ms"]}
+                        "submit_ms": measured["submit_ms"],
+                        # the timed batches, so that a calibration can be fitted again from this file
+                        "rows": [{k: r[k] for k in ("kind", "cell", "rep", "worker", *FIT_TERMS, "ms") if k in r}
+                                 for r in measured["steps"]]}
         print(f"{name}: batches {models[name]['ratio']:.2f}x the profile's prediction "
               f"(±{models[name]['spread']:.0%} over repeats{_by_kind(models[name])}), load "
               f"{measured['load_time_s']:.1f} s (profile {prof.load_time_s:.1f} s)", flush=True)
@@ -171,6 +183,28 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
             "cpu_confine": confine, "models": models,
             "matches": ok, "reasons": why}
+
+
+def _measure_split(names: list[str], registry: ModelRegistry, envs: list[dict[str, str]], grid: dict[str, Any],
+                   batches: int) -> dict[str, dict[str, Any]]:
+    """Each model on one worker, the workers measuring different models at once (models dealt in
+    turn): as many times faster as there are workers, each still beside a busy neighbour except
+    for a last model alone. The rows keep the worker that timed them."""
+    import concurrent.futures as cf
+
+    from mosaic.fitting import real_engine
+
+    turns = {w: names[w::len(envs)] for w in range(len(envs))}
+    with bar(len(names) * batches, f"calibrating {len(names)} models on {len(envs)} workers", unit="batch") as b:
+        def work(w: int) -> dict[str, dict[str, Any]]:
+            out = {}
+            for name in turns[w]:
+                m = real_engine.measure(*registry.resolve(name), envs[w], grid, on_progress=lambda: b.update(1))
+                out[name] = {**merge_workers([m]), "steps": [dict(r, worker=w) for r in m["steps"]]}
+            return out
+
+        with cf.ThreadPoolExecutor(len(envs)) as pool:
+            return {k: v for part in pool.map(work, turns) for k, v in part.items()}
 
 
 def _by_kind(m: dict[str, Any]) -> str:
@@ -206,13 +240,15 @@ def report(result: dict[str, Any]) -> str:
 
 
 def probe_settings(models: dict[str, Any], backend_options: dict[str, Any], profile: str, names: list[str],
-                   n_workers: int) -> dict[str, Any]:
+                   n_workers: int, config: str = "check_profile") -> dict[str, Any]:
     """check_profile's options for a run's own registry, backend options and profile (the fidelity
-    suite checks the profile it compares against), the rest from mosaic/conf/check_profile.yaml."""
+    suite checks the profile it compares against), the rest from mosaic/conf/`config`.yaml
+    (check_profile, or calibrate_profile for the calibration's batches). Every worker measures each
+    model (split off), so that each session's worker has its own ratio."""
     from omegaconf import OmegaConf
 
     from mosaic.run.builder import compose
 
-    cfg = OmegaConf.to_container(compose([], "check_profile"), resolve=True)
+    cfg = OmegaConf.to_container(compose([], config), resolve=True)
     return {**cfg, "models": models, "backend": {**cfg["backend"], "options": backend_options},
-            "profile": profile, "model": ",".join(names), "n_workers": n_workers}
+            "profile": profile, "model": ",".join(names), "n_workers": n_workers, "split": False}

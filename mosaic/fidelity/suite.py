@@ -496,9 +496,12 @@ def session_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]) -> list[dict[str, Any]]:
+def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]],
+                   config: str = "check_profile") -> list[dict[str, Any]]:
     """check_profile for each profile the cases compare against, over the models their plans run:
-    whether the profile still describes this machine (mosaic/fidelity/profile_check.py)."""
+    whether the profile still describes this machine (mosaic/fidelity/profile_check.py); `config`
+    names the batches (check_profile's, or calibrate_profile's, which tell the per-step, decode and
+    prefill terms apart for a drift correction)."""
     from dataclasses import asdict
 
     from mosaic.fidelity.profile_check import check_profile, probe_settings
@@ -511,7 +514,7 @@ def profile_checks(prepared: dict[str, tuple[Run, list[tuple[StageJob, Trace]]]]
             _, names = by_profile.setdefault(agents or run.config.workload.profiles, (run, set()))
             names.update(s.model for s in simulated.sessions)
     return [check_profile(probe_settings(asdict(run.config.models), dict(run.config.backend.options), profile,
-                                         sorted(names), len(run.cluster.workers)))
+                                         sorted(names), len(run.cluster.workers), config))
             for profile, (run, names) in by_profile.items()]
 
 
@@ -662,7 +665,7 @@ def write(out: Path, suite_path: Path = SUITE, only: Sequence[str] = (), repeats
                           + " (python experiments/fidelity.py --profile-check warn runs the suite anyway)")
     rows = []
     for name, (run, jobs) in prepared.items():
-        before = profile_checks({name: (run, jobs)}) if check == "each" else []
+        before = profile_checks({name: (run, jobs)}, "calibrate_profile") if check == "each" else []
         checks += before
         case_rows = run_case(name, run, jobs, suite.repeats, log)
         if before:   # the case's error beside what is left of it once the host's speed that hour is simulated

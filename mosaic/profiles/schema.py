@@ -719,7 +719,9 @@ class CalibratedModelSpec(Section):
 
     decode: Number(gt=0, le=1e3)
     prefill: Number(gt=0, le=1e3)
+    step: Number(gt=0, le=1e3) = None
     how: String = ""
+    error: Number(ge=0, le=1e6) = None
     ratio: Number(gt=0, le=1e3) = None
     spread: Number(ge=0, le=1e3) = None
     load_s: Number(ge=0, le=1e6) = None

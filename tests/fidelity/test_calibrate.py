@@ -15,33 +15,57 @@ from mosaic.profiles import load_profiles
 from tests.fidelity.test_profile_check import PROFILE, _cfg, _fake_measure
 from tests.helpers import config
 
-GRID = {"repeats": 2, "batch_sizes": [16], "context_lengths": [512], "outputs": [49], "prefill": [[1, 1024]],
-        "decode": [[16, 64, 129], [64, 128, 65]], "seed": 0}
+GRID = {"repeats": 2, "prefill": [[1, 1024], [4, 512]], "decode": [[4, 64, 65], [32, 128, 97]], "seed": 0}
 
 
-def _check(monkeypatch, factors, prefill_factor=1.0, models="Qwen,Exaone", grid=GRID):
-    monkeypatch.setattr(real_engine, "measure", _fake_measure(factors, prefill_factor=prefill_factor)[0])
-    return cal.check_profile(_cfg(model=models, grid=grid))
+def _check(monkeypatch, factors, group_factors=None, models="Qwen,Exaone", grid=GRID, split=False):
+    monkeypatch.setattr(real_engine, "measure", _fake_measure(factors, group_factors=group_factors)[0])
+    return cal.check_profile(_cfg(model=models, grid=grid, split=split))
 
 
-def test_decode_and_prefill_factors_are_told_apart(monkeypatch):
-    """A machine 1.6x slower on decode-like terms and 1.6 x 0.75 = 1.2x on prefill-like ones: the fit
-    gives back both; the check's one ratio lies between them."""
-    m = _check(monkeypatch, {"Qwen": 1.6, "Exaone": 1.6}, prefill_factor=0.75)["models"]["Qwen"]
-    # the second repeat runs 10% slower (the fake's spread): the fit lands between the two repeats
-    assert m["scales"]["how"] == "two factors"
-    assert 1.6 <= m["scales"]["decode"] <= 1.6 * 1.1 and 1.2 <= m["scales"]["prefill"] <= 1.2 * 1.1
-    assert m["scales"]["prefill"] / m["scales"]["decode"] == pytest.approx(0.75, rel=0.02)
+def test_the_calibration_grid_is_the_one_the_command_uses():
+    from mosaic.run.builder import compose
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose([], "calibrate_profile"), resolve=True)
+    assert {k: v for k, v in cfg["grid"].items() if v or k == "seed"} == GRID and cfg["split"] is True
+
+
+def test_the_per_step_decode_and_prefill_factors_are_told_apart(monkeypatch):
+    """A machine whose cores do the work terms 6x slower but whose per-step overhead is only 2x
+    slower (small decode batches slow down less than large ones), prefill 5x: the fit gives all
+    three back; the check's one ratio lies between them."""
+    check = _check(monkeypatch, {"Qwen": 1.0, "Exaone": 1.0}, {"step": 2.0, "decode": 6.0, "prefill": 5.0})
+    m = check["models"]["Qwen"]
+    # the second repeat runs 10% slower (the fake's spread): each factor lands between the two repeats
+    assert m["scales"]["how"] == "three factors"
+    for g, f in (("step", 2.0), ("decode", 6.0), ("prefill", 5.0)):
+        assert f <= m["scales"][g] <= f * 1.1
+    assert 2.0 < m["ratio"] < 6.6
     assert m["startup_s"] == 4.0 and m["unload_s"] == 5.0 and m["submit_ms"] == 0.3
     # the first request's 30 ms beyond its steps, as priced at this machine's speed
-    assert m["warmup_s"] == pytest.approx(0.030, abs=0.004)
+    assert m["warmup_s"] == pytest.approx(0.030, abs=0.01)
+    # the rows are kept: the same fit again from the check's JSON alone
+    assert fit_scales(json.loads(json.dumps(m["rows"])), PROFILE.models["Qwen"].cost) == m["scales"]
+
+
+def test_split_measures_each_model_once_on_one_worker_the_workers_at_once(monkeypatch):
+    measure, calls = _fake_measure({"Qwen": 1.5, "Exaone": 1.5, "GLM": 1.5})
+    monkeypatch.setattr(real_engine, "measure", measure)
+    check = cal.check_profile(_cfg(model="Qwen,Exaone,GLM", grid=GRID, split=True))
+    assert sorted(calls) == ["Exaone", "GLM", "Qwen"]   # once each (not once per worker)
+    assert {n: list(m["workers"]) for n, m in check["models"].items()} == {"Qwen": ["0"], "Exaone": ["1"], "GLM": ["0"]}
+    assert all(m["ratio"] == pytest.approx(1.5, rel=0.06) for m in check["models"].values())
+    with pytest.raises(cal.ConfigError, match="split must be true or false"):
+        cal.check_profile(_cfg(model="Qwen", grid=GRID, split="yes"))
 
 
 def test_batches_of_one_kind_give_one_factor():
     rows = [{"steps": 100, "seqs": 800, "tokens": 800, "ctx": 80000, "attn": 0.0, "ms": 0.0}]
     cost = PROFILE.models["Qwen"].cost
     rows[0]["ms"] = 2.0 * real_engine.predict_ms(cost, rows[0])
-    assert fit_scales(rows, cost) == {"decode": pytest.approx(2.0), "prefill": pytest.approx(2.0), "how": "one factor"}
+    assert fit_scales(rows, cost) == {"step": pytest.approx(2.0), "decode": pytest.approx(2.0),
+                                      "prefill": pytest.approx(2.0), "how": "one factor", "error": pytest.approx(0)}
     with pytest.raises(ValueError, match="no measured batches"):
         fit_scales([], cost)
 
@@ -64,7 +88,7 @@ def test_the_calibrated_profile_scales_costs_and_takes_the_measured_times(monkey
     assert got.engine.worker_startup_s == 4.0 and got.engine.submit_ms == 0.3
     rec = got.calibration
     assert rec["base"] == "mosaic/profiles/data/tiny_cpu.yaml" and rec["kept"] == sorted(set(base.models) - {"Qwen", "Exaone"})
-    assert rec["models"]["Qwen"]["how"] == "two factors" and 2.0 <= rec["models"]["Qwen"]["decode"] <= 2.2
+    assert rec["models"]["Qwen"]["how"] == "three factors" and 2.0 <= rec["models"]["Qwen"]["decode"] <= 2.2
     assert "calibrated by experiments/calibrate_profile.py" in yaml.safe_load(target.read_text())["models"]["Qwen"]["sources"][0]
     # calibrating a calibrated profile names the profile it all came from
     again = dict(check, profile=str(target))
@@ -76,7 +100,7 @@ def test_a_run_on_the_calibrated_profile_records_it_and_runs_at_its_speed(monkey
 
     names = sorted(PROFILE.models)
     check = _check(monkeypatch, {n: 2.0 for n in names}, models=",".join(names),
-                   grid={**GRID, "prefill": [], "batch_sizes": [], "decode": [[16, 64, 129]]})
+                   grid={**GRID, "prefill": [], "decode": [[16, 64, 129]]})
     target = tmp_path / "slow.yaml"
     cal.write_calibrated(cal.calibrated_from(check), target)
     common = ["workload=smoke", "workload.n_queries=8", "cluster=cpu2", "aggregation.placement=scheduled",

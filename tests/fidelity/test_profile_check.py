@@ -29,10 +29,10 @@ def _registry():
 
 
 def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_factors=None, worker_factors=None,
-                  prefill_factor=1.0):
+                  group_factors=None):
     """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction
-    (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w; its prefill-like terms,
-    tokens and attention, x prefill_factor)."""
+    (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w; the terms of a group of
+    mosaic/fitting/host_calibration.py GROUPS x group_factors[group])."""
     calls = []
 
     def measure(path, engine_args, env, grid, on_progress=None):
@@ -47,8 +47,8 @@ def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_fac
                                        budget)
                 row = {"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape)}
                 # the spread over repeats: the second repeat 10% slower than the others
-                decode, prefill = _parts(cost, row)
-                row["ms"] = ((decode + prefill * prefill_factor) * factors[name] * (1.1 if rep == 1 else 1.0)
+                row["ms"] = (sum(v * (group_factors or {}).get(g, 1.0) for g, v in _parts(cost, row).items())
+                             * factors[name] * (1.1 if rep == 1 else 1.0)
                              * (kind_factors or {}).get(cell.kind, 1.0) * (worker_factors or {}).get(worker, 1.0))
                 rows.append(row)
                 if on_progress:
@@ -56,7 +56,7 @@ def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_fac
         kv = PROFILE.models[name].kv_capacity
         # the first request: its steps at the machine's speed, plus 30 ms of one-off set-up
         warm = window_terms(_replica_steps([("warm", *WARM)], block_size, 5000, 64, budget))
-        warm["ms"] = predict_ms(cost, warm) * factors[name] + 30.0
+        warm["ms"] = sum(v * (group_factors or {}).get(g, 1.0) for g, v in _parts(cost, warm).items()) * factors[name] + 30.0
         return {"startup_s": 4.0, "load_time_s": 20.0, "unload_time_s": 5.0, "submit_ms": 0.3,
                 "kv_blocks": kv_blocks or kv // block_size, "block_size": block_size,
                 "max_num_batched_tokens": budget, "scheduling": "v1", "steps": rows, "warm": warm, "sessions": []}

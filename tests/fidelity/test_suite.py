@@ -94,15 +94,20 @@ def test_the_suite_runs_a_case_on_real_engines_and_counts_their_preemptions(tmp_
     p.write_text("base: [workload=smoke, models=tiny, backend=vllm, cluster=cpu2]\nrepeats: 1\ncases:\n"
                  "  tight: {overrides: [engine.num_gpu_blocks=17, models.engine.disable_log_stats=false],\n"
                  "          sessions: [{worker: 0, model: Qwen, requests: 6, prompt: [600, 700], output: [150, 200]}]}\n")
-    md = fidelity.write(tmp_path, p, log=print, check="warn")
-    # the profile check ran on the same engines first: Qwen's batches re-measured against tiny_cpu
+    md = fidelity.write(tmp_path, p, log=print, check="each")
+    # the host checked on the same engines first (the calibration's batches): Qwen's batches
+    # re-measured against tiny_cpu, on each worker
     (check,) = __import__("json").loads((tmp_path / "fidelity.profile_check.json").read_text())
     assert list(check["models"]) == ["Qwen"] and check["models"]["Qwen"]["ratio"] > 0
+    assert set(check["models"]["Qwen"]["workers"]) == {"0", "1"}
     assert md.index("Profile check") < md.index("| case |")
     (row,) = __import__("json").loads((tmp_path / "fidelity.json").read_text())
     assert row["case"] == "tight" and row["sim"]["requests"] == 6 and row["real"][0]["failed"] == 0
     assert row["sim"]["preemptions"] > 0 and row["real"][0]["preemptions"] > 0
     assert "| tight | expert | 6 |" in md
+    # and simulated again on the profile calibrated by that check: the same plan, the host's speed
+    assert row["corrected"]["sim"]["requests"] == 6 and row["corrected"]["sim"]["preemptions"] > 0
+    assert "| tight | expert | " in md.split("Drift-corrected")[1]
 
 
 def _one_case_suite(tmp_path: Path, monkeypatch) -> Path:
