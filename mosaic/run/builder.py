@@ -10,6 +10,7 @@ here, so a setting reaches its component the same way everywhere.
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Any, Sequence
 
@@ -31,6 +32,8 @@ from mosaic.run.pipeline import PipelineResult, plan_stage, run_pipeline
 from mosaic.schedulers import get_scheduler
 from mosaic.workload.build import build_workload
 from mosaic.workload.types import Request, Workload
+
+log = logging.getLogger(__name__)
 
 # The schema's section types by name (its annotations are strings under `from __future__`).
 _SECTIONS = {name: obj for name, obj in vars(schema).items() if is_dataclass(obj)}
@@ -134,15 +137,62 @@ class Run:
         return replace(self, workload=workload, graph=None)
 
 
+def measured_on(device: str) -> str:
+    """What a device setting names: "cpu", "gpu" (a GPU of no stated kind), "auto" (anything), or a
+    GPU's name. A profile written by experiments/profile_models.py records its device option and the
+    workers' environment ("auto: {...}"); an environment that hides every GPU and binds CPU cores
+    was a CPU's."""
+    head, _, env = str(device).partition(":")
+    head = head.strip().lower()
+    if head == "cpu" or "VLLM_CPU_OMP_THREADS_BIND" in env or "'CUDA_VISIBLE_DEVICES': ''" in env:
+        return "cpu"
+    if head == "cuda" or "CUDA_VISIBLE_DEVICES" in env:
+        return "gpu"
+    return head
+
+
+def bundled_devices() -> dict[str, list[str]]:
+    """Device -> the bundled profile sets measured (or derived) for it, for an error that says
+    which exist (each file's engine.device, read without validating the rest)."""
+    import yaml
+
+    from mosaic.profiles.loader import BUNDLED_DIR
+
+    out: dict[str, list[str]] = {}
+    for p in sorted(BUNDLED_DIR.glob("*.yaml")):
+        try:
+            device = yaml.safe_load(p.read_text())["engine"]["device"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            continue
+        kind = measured_on(device)
+        out.setdefault(device.split(":", 1)[0].strip() if kind not in ("cpu", "gpu") else kind, []).append(p.stem)
+    return out
+
+
 def check_device(cluster_device: str, profile_device: str, profiles_name: str) -> None:
-    """cluster.device names the GPUs the run is about; the profiles' costs were measured (or
-    derived) for one device, so the two must agree ("auto", a profile measured wherever the
-    profiler ran, agrees with any)."""
-    norm = [d.split(":", 1)[0].strip().lower() for d in (cluster_device, profile_device)]
-    if "auto" not in norm and norm[0] != norm[1]:
-        raise ConfigError(f"cluster.device={cluster_device} but the profiles '{profiles_name}' describe "
-                          f"{profile_device.split(':', 1)[0]}: set cluster.device to that, or use profiles "
-                          "measured on your GPUs (workload.profiles, experiments/profile_models.py)")
+    """cluster.device names the GPUs (or cpu) the run is about; the profiles' costs were measured
+    (or derived) for one device, so the two must agree. A profile measured on a GPU of no stated
+    kind agrees with any GPU; "auto" with anything."""
+    want, have = measured_on(cluster_device), measured_on(profile_device)
+    if "auto" in (want, have) or want == have or (have == "gpu" and want != "cpu"):
+        return
+    if have == "cpu":
+        # Said, not refused: the CPU smoke workload on the default GPU cluster is how the real-engine
+        # smoke runs are written, and the run is what was asked for; its times are the CPU's.
+        log.warning("cluster.device=%s but the profiles '%s' were measured on a CPU: the run is simulated at "
+                    "the CPU's speeds on %s workers; set cluster=cpu2 (or cluster.device=cpu) to say so, or name "
+                    "profiles measured on your GPUs (bundled sets by device: %s)", cluster_device, profiles_name,
+                    cluster_device, "; ".join(f"{d}: {', '.join(n)}" for d, n in bundled_devices().items()))
+        return
+    shown = "this machine's CPU (cpu)" if have == "cpu" else (
+        "a GPU" if have == "gpu" else profile_device.split(":", 1)[0].strip())
+    sets = "; ".join(f"{d}: {', '.join(names)}" for d, names in bundled_devices().items())
+    match = ("cluster=cpu2 (or cluster.device=cpu)" if have == "cpu"
+             else f"cluster.device={profile_device.split(':', 1)[0].strip()}" if have != "gpu" else "a GPU cluster")
+    raise ConfigError(f"cluster.device={cluster_device} but the profiles '{profiles_name}' were measured on {shown}: "
+                      f"set {match}, or name profiles measured on your device in workload.profiles (bundled sets "
+                      f"by device: {sets}; your own: experiments/profile_models.py, or "
+                      "experiments/calibrate_profile.py from a bundled one)")
 
 
 def check_host(workers_per_host: int, engine: EngineProfile, profiles_name: str) -> None:

@@ -148,9 +148,30 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path, capsys):
 def test_cluster_device_must_be_what_the_profiles_describe():
     from mosaic.run.builder import check_device
 
-    with pytest.raises(ConfigError, match="cluster.device=H100 but the profiles 'moa6_a100' describe A100-80GB"):
+    with pytest.raises(ConfigError, match=r"cluster.device=H100 but the profiles 'moa6_a100' were measured on "
+                                          r"A100-80GB: set cluster.device=A100-80GB, .*bundled sets by device: "
+                                          r"H200: faster_moa_h200; A100-80GB: moa6_a100, paper_a100; cpu: tiny_cpu"):
         run(small("cluster.device=H100"))
     check_device("A100-80GB", "A100-80GB", "x")
     check_device("cpu", "auto: {'OMP_NUM_THREADS': '1'}", "tiny_cpu")   # measured wherever it ran
+    check_device("H200", "cuda: {'CUDA_VISIBLE_DEVICES': '0'}", "mine")   # a GPU of no stated kind: any GPU
     with pytest.raises(ConfigError, match="cluster.device=cpu"):
         check_device("cpu", "A100-80GB", "paper_a100")
+
+
+def test_a_cpu_profile_on_a_gpu_cluster_is_said(caplog):
+    """The profiler records a CPU run's environment ("auto: {...'CUDA_VISIBLE_DEVICES': ''}"), which
+    matched any device: a CPU profile on an A100 cluster ran without a word."""
+    from mosaic.run.builder import check_device, measured_on
+    from mosaic.profiles import load_profiles
+
+    assert measured_on(load_profiles("tiny_cpu").engine.device) == "cpu"
+    assert measured_on("A100-80GB") == "a100-80gb" and measured_on("auto") == "auto"
+    with caplog.at_level("WARNING", logger="mosaic.run.builder"):
+        check_device("A100-80GB", load_profiles("tiny_cpu").engine.device, "tiny_cpu")
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "profiles 'tiny_cpu' were measured on a CPU" in msg and "set cluster=cpu2" in msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mosaic.run.builder"):
+        check_device("cpu", load_profiles("tiny_cpu").engine.device, "tiny_cpu")
+    assert caplog.records == []
