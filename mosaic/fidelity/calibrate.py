@@ -35,6 +35,9 @@ def calibrated_from(check: dict[str, Any]) -> dict[str, Any]:
     raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
     base = raw.get("calibration", {}).get("base") if isinstance(raw.get("calibration"), dict) else None
     out = calibrated_profile(raw, check, base or check["profile"])
+    kernels = out["engine"].get("kernels")
+    if kernels and not Path(kernels).is_absolute():   # the calibrated file is written elsewhere
+        out["engine"]["kernels"] = str((path.parent / kernels).resolve())
     parse_profiles(out, "the calibrated profile", path.parent)   # a file any run can load, or an error here
     return out
 

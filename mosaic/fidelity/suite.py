@@ -335,7 +335,9 @@ def drift_corrected(run: Run, job: StageJob | GraphJob, simulated, checks: list[
         return None
     raw = calibrated_from(check)
     if not graph:
-        profiles = engine_settings(parse_profiles(raw, "the calibrated profile", ROOT), run.config.engine)
+        base = Path(check["profile"])   # the folder the base profile's relative paths (kernels) start from
+        folder = (base if base.is_absolute() else ROOT / base).parent
+        profiles = engine_settings(parse_profiles(raw, "the calibrated profile", folder), run.config.engine)
         sim = make_backend("sim", run.cluster, profiles, models=asdict(run.config.models))
         return stage_metrics(sim.run(job.plan, job.requests, job.replay))
     from mosaic.run import graph_app as graph_run
