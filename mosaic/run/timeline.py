@@ -109,9 +109,15 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
 
 
 def run_title(summary: dict[str, Any]) -> str:
-    cluster = ((summary.get("provenance") or {}).get("config") or {}).get("cluster") or {}
+    config = (summary.get("provenance") or {}).get("config") or {}
+    cluster = config.get("cluster") or {}
     n = len(summary.get("workers") or [])
     where = f"{n}x {cluster['device']}" if cluster.get("device") else f"{n} workers"
+    # the costs are the profiles' device's, whatever the cluster is called (a CPU profile on A100s)
+    profiles = (config.get("topology") or {}).get("profiles") or (config.get("workload") or {}).get("profiles")
+    if profiles:
+        where += f" (profiles {Path(str(profiles)).stem}" + (
+            ", calibrated" if summary.get("profile_calibration") else "") + ")"
     topology = summary.get("topology") or {}
     if graph_run(summary):
         p50 = summary["query_latency_s"]["p50"]   # None: no query was answered

@@ -199,3 +199,16 @@ def test_an_agent_graph_timeline_draws_when_each_engine_held_requests(tmp_path):
     assert len(solid) == sum(len(v) for v in spans.values())   # a solid span per busy interval
     assert "loaded, no request" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert from_run_dir(d) == [d / TIMELINE_FILE]
+
+
+def test_the_title_names_the_profiles_the_costs_came_from(run_dir):
+    """A CPU profile simulated on a cluster called A100s: the title says whose speeds they are."""
+    from mosaic.run.timeline import run_title
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["provenance"] = {"config": {"cluster": {"device": "A100-80GB"}, "workload": {"profiles": "tiny_cpu"},
+                                        "topology": {"profiles": None}}}
+    assert "3x A100-80GB (profiles tiny_cpu), backend sim" in run_title(summary)
+    summary["provenance"]["config"]["workload"]["profiles"] = "outputs/profiles/mine.calibrated.yaml"
+    summary["profile_calibration"] = {"workload": {"base": "tiny_cpu"}}
+    assert "(profiles mine.calibrated, calibrated)" in run_title(summary)
