@@ -28,10 +28,15 @@ def calibrated_path(cfg: dict[str, Any]) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
+def checked_path(check: dict[str, Any]) -> Path:
+    """The profile file a check read (its `profile`: relative to the repository, or absolute)."""
+    path = Path(check["profile"])
+    return path if path.is_absolute() else ROOT / path
+
+
 def calibrated_from(check: dict[str, Any]) -> dict[str, Any]:
     """The profile the check read, re-scaled by what it measured (validated as any profile file is)."""
-    path = Path(check["profile"])
-    path = path if path.is_absolute() else ROOT / path
+    path = checked_path(check)
     raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
     base = raw.get("calibration", {}).get("base") if isinstance(raw.get("calibration"), dict) else None
     out = calibrated_profile(raw, check, base or check["profile"])

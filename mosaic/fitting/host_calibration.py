@@ -82,7 +82,7 @@ def fit_scales(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, 
 
 def scaled_cost(cost: dict[str, float], scales: dict[str, Any]) -> dict[str, float]:
     """The step-cost terms times their kind's factor."""
-    factor = {t: scales.get(g, scales.get("decode")) for g, ts in GROUPS.items() for t in ts}
+    factor = {t: scales[g] for g, ts in GROUPS.items() for t in ts}
     return {k: float(f"{v * factor[k]:.6g}") for k, v in cost.items()}
 
 
@@ -96,7 +96,7 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) ->
         entry = out["models"].get(name)
         if entry is None or not entry.get("cost"):
             raise ValueError(f"model {name}: not in the profile {base} with a measured step cost")
-        # a check from before the two factors were fitted: its one ratio
+        # a check written before it fitted factors: its one ratio
         scales = m.get("scales") or {**{g: m["ratio"] for g in GROUPS}, "how": "one factor"}
         entry["cost"] = scaled_cost(entry["cost"], scales)
         load_ratio = m["load_s"] / entry["load_time_s"] if entry.get("load_time_s") else 1.0
@@ -105,11 +105,11 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) ->
         if m.get("warmup_s") is not None:
             entry["warmup_s"] = round(m["warmup_s"], 3)
         note = (f"calibrated by experiments/calibrate_profile.py ({check['when']}) from {base}: step cost "
-                + ", ".join(f"{g} terms x{scales[g]:.3f}" for g in GROUPS if g in scales)
+                + ", ".join(f"{g} terms x{scales[g]:.3f}" for g in GROUPS)
                 + f" ({scales['how']}" + (f", fit error median {scales['error']:.1%}" if "error" in scales else "")
                 + f"); load {m['load_s']:.1f} s; spread over repeats ±{m['spread']:.0%}")
         entry["sources"] = [note, *entry.get("sources", [])]
-        record[name] = {**{g: round(scales[g], 4) for g in GROUPS if g in scales}, "how": scales["how"],
+        record[name] = {**{g: round(scales[g], 4) for g in GROUPS}, "how": scales["how"],
                         **({"error": round(scales["error"], 4)} if "error" in scales else {}), "ratio": round(m["ratio"], 4), "spread": round(m["spread"], 4),
                         "load_s": round(m["load_s"], 3),
                         "workers": {w: round(x, 4) for w, x in m.get("workers", {}).items()}}
@@ -122,12 +122,3 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) ->
                           "kept": sorted(set(out["models"]) - set(record)), "models": record}
     return out
 
-
-def describe(calibration: dict[str, Any] | None) -> str:
-    """One line for a console: which profile was calibrated when, and its factors per model."""
-    if not calibration:
-        return ""
-    per = ", ".join(f"{n} x" + "/".join(f"{m[g]:.2f}" for g in GROUPS if g in m)
-                    for n, m in calibration["models"].items())
-    return (f"profile calibrated from {calibration['base']} ({calibration['when']}): step cost "
-            f"{'/'.join(GROUPS)} {per}")
