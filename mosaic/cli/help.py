@@ -6,7 +6,8 @@ the whole config repository for each group and option kind (~85 copies here, 0.5
 the host) and does so even for template variables the template does not use. The options here are
 the .yaml files of the config directories the command line searches, which is what Hydra lists for
 this app: no structured config is registered into a group (tests/cli/test_help.py compares the two).
-Templates that use Hydra's other variables ($FLAGS_HELP, $HYDRA_CONFIG_GROUPS) go to Hydra.
+Templates that use Hydra's other variables ($FLAGS_HELP, $HYDRA_CONFIG_GROUPS) go to Hydra. Unlike
+Hydra's, each setting of the config carries its description from the schema as a YAML comment.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 from omegaconf import DictConfig, OmegaConf
+
+from mosaic.config.descriptions import annotate_yaml
 
 RENDERED = {"APP_CONFIG_GROUPS", "CONFIG"}
 
@@ -47,4 +50,4 @@ def render(cfg: DictConfig, dirs: Iterable[Path], resolve: bool = False) -> str 
         return None
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     return template.substitute(APP_CONFIG_GROUPS=format_groups(config_groups(dirs)),
-                               CONFIG=OmegaConf.to_yaml(job, resolve=resolve))
+                               CONFIG=annotate_yaml(OmegaConf.to_yaml(job, resolve=resolve)))

@@ -52,11 +52,11 @@ def _check_range(field_name: str, value: Any, lo: float | None, hi: float | None
 
 @dataclass
 class SchedulerConfig:
-    name: str = "ilp"
-    max_models_per_worker: Optional[int] = None   # K; null = no limit
-    replication_cap: Optional[int] = None         # R_m; null = clamp(1, floor(T_m / l_m), N)
+    name: str = "ilp"             # the placement policy, a registered scheduler (mosaic/schedulers/)
+    max_models_per_worker: Optional[int] = None   # K, the most models one worker loads; null = no limit
+    replication_cap: Optional[int] = None         # R_m, the most replicas of a model; null = clamp(1, floor(T_m / l_m), N)
     time_limit_s: float = 60.0    # wall-clock safety net only; node_limit is what stops the ILP
-    mip_gap: float = 1e-4
+    mip_gap: float = 1e-4         # the ILP stops within this relative gap of the optimum
     node_limit: int = 1000        # HiGHS branch-and-bound nodes: deterministic, load-independent
     solver_seed: int = 0          # HiGHS random_seed
     rr_order: str = "first_seen"  # round robin: first_seen (the paper's) | pool (fixed model order)
@@ -102,7 +102,7 @@ class SchedulerConfig:
 
 @dataclass
 class BackendConfig:
-    name: str = "sim"
+    name: str = "sim"             # what runs the plan: sim (the simulated cluster) | vllm (real engines)
     options: dict[str, Any] = field(default_factory=dict)   # passed to the backend's constructor
     plugin: Optional[str] = None  # a module to import that registers `name` (a backend outside mosaic)
 
@@ -128,7 +128,7 @@ class RuntimeConfig:
     # backlog drains last, once the latter's predicted drain time is more than replan_ratio times
     # the former's would be after the move, and more than two of its loads (docs/online.md).
     replan: bool = False
-    replan_ratio: float = 3.0
+    replan_ratio: float = 3.0     # replan: the drain-time ratio past which a replica moves
 
     def __post_init__(self) -> None:
         check_choice("runtime.order", self.order, RUNTIME_ORDERS)
@@ -149,8 +149,8 @@ class ArrivalsConfig:
     offline run (the flat pipeline then runs stage by stage). poisson, gamma, trace: queries
     arrive over time and are served as they come (online: every model stays loaded, a query's
     expert calls go out at its arrival, its aggregator when they finish; docs/online.md)."""
-    name: str = "batch"
-    kind: str = "batch"
+    name: str = "batch"           # the preset chosen (arrivals=...)
+    kind: str = "batch"           # batch | poisson | gamma | trace
     # Queries per second: poisson and gamma's mean rate; trace: the recorded timestamps rescaled
     # to this mean rate (null: as recorded).
     rate: Optional[float] = None
@@ -208,8 +208,8 @@ class SloConfig:
     """The latency objective of an online run (arrivals other than batch): a query meets it when its
     answer comes within `latency_s` of its arrival, or, with latency_s null, within `multiple` times
     its unloaded latency (its own requests alone on idle engines; mosaic/run/online.py)."""
-    latency_s: Optional[float] = None
-    multiple: float = 5.0
+    latency_s: Optional[float] = None   # seconds from a query's arrival to its answer; null: use multiple
+    multiple: float = 5.0         # the SLO as a multiple of the query's unloaded latency (latency_s null)
 
     def __post_init__(self) -> None:
         _check_range("slo.latency_s", self.latency_s, 1e-6, None, "seconds from a query's arrival to its answer")
@@ -239,9 +239,9 @@ _WORKLOAD_RANGES: dict[str, tuple[float | None, float | None, str]] = {
 
 @dataclass
 class WorkloadConfig:
-    name: str = "synth_mmlu_pro"
+    name: str = "synth_mmlu_pro"  # the preset chosen (workload=...)
     kind: str = "synthetic"               # a workload source (mosaic/workload/sources/)
-    preset: str = "mmlu_pro"
+    preset: str = "mmlu_pro"      # synthetic kind: the dataset whose category mix and lengths it draws
     n_queries: Optional[int] = None       # null = the preset's dataset size
     k: int = 3
     profiles: str = "moa6_a100"           # bundled profile set name, or a path to a YAML file
@@ -260,9 +260,9 @@ class WorkloadConfig:
     distractor_share: Optional[float] = None
     aggregator_follow: float = 0.8
     # Real question sets and traces (kinds "questions" and "trace").
-    dataset: Optional[str] = None
-    questions_dir: str = "../shared/data/questions"
-    traces_dir: str = "../shared/data/traces"
+    dataset: Optional[str] = None   # the question set (mmlu_pro, gpqa, ...): its files and the profiles' accuracy on it
+    questions_dir: str = "../shared/data/questions"   # the question files (questions and trace kinds)
+    traces_dir: str = "../shared/data/traces"         # the recorded model outputs (trace kind)
     prior_strength: float = 5.0           # router: Beta prior, in calibration questions
     experts: Optional[Any] = None         # trace kind: expert name -> {file, format, profile, lengths}
     aggregator: Optional[Any] = None      # trace kind: {file, format, profile}
@@ -294,10 +294,10 @@ MAX_MEMORY_GIB = 1e6   # GiB per worker: beyond any device, and far from overflo
 
 @dataclass
 class ClusterConfig:
-    name: str = "a100x4"
-    n_workers: int = 4
-    memory_gib: float = 80.0
-    device: str = "A100-80GB"
+    name: str = "a100x4"          # the preset chosen (cluster=...)
+    n_workers: int = 4            # GPU workers (one GPU each)
+    memory_gib: float = 80.0      # each worker's GPU memory, GiB
+    device: str = "A100-80GB"     # the GPU, matched against the device a profile was measured on
     # Workers sharing one host (its cores, memory bandwidth): in the simulator their engine steps
     # slow each other as the profile's engine.host_contention measured. 1: every worker on its own.
     workers_per_host: int = 1
@@ -326,9 +326,9 @@ class ClusterConfig:
 class AggregationConfig:
     """Confidence-aware adaptive aggregation (mosaic/run/aggregation.py)."""
 
-    name: str = "tau1"
+    name: str = "tau1"            # the preset chosen (aggregation=...)
     policy: str = "threshold"             # "threshold": skip when agreement >= tau | "always"
-    tau: Optional[float] = 1.0
+    tau: Optional[float] = 1.0    # threshold: skip the aggregator when this share of the experts agree; null with always
     # "tp": one aggregator engine, tensor-parallel over all workers, the same in both arms (the
     # paper's); "scheduled": the stage's scheduler places the aggregator like an expert model.
     placement: str = "tp"
@@ -355,7 +355,7 @@ class EngineConfig:
     """How the simulated engine schedules steps. null = as the profiles record for the engine they
     were measured on (engine.scheduling in the profile file); v0 or v1 overrides it."""
 
-    scheduling: Optional[str] = None
+    scheduling: Optional[str] = None   # v0 | v1 | null (as the profile records)
     # Every engine's KV cache is exactly this many blocks (of the profile's engine.block_size), on
     # both backends (vLLM: num_gpu_blocks_override): to study memory pressure and preemption on small
     # machines. null = what the memory gives (the profile's measured capacity, or weights vs memory).
@@ -373,8 +373,8 @@ class EngineConfig:
 
 @dataclass
 class ModelsConfig:
-    name: str = "paper"
-    cache_dir: Optional[str] = None
+    name: str = "paper"           # the preset chosen (models=...)
+    cache_dir: Optional[str] = None   # where tiny local models are built; null: $MOSAIC_CACHE/tiny_models (default ~/.cache/mosaic)
     engine: dict[str, Any] = field(default_factory=dict)   # vLLM EngineArgs shared by all models
     models: dict[str, Any] = field(default_factory=dict)   # name -> {hf_id | path | tiny, engine}
 
@@ -395,8 +395,8 @@ class TopologyConfig:
     `tree` run each query as a graph of agent requests, a request released when its precursors are
     done (or cancelled), `concurrency` queries in flight at a time (Faster-MoA's setting)."""
 
-    name: str = "flat"
-    kind: str = "flat"
+    name: str = "flat"            # the preset chosen (topology=...)
+    kind: str = "flat"            # flat | dense | tree
     # Agents per layer below the aggregator. dense: each agent reads every output of the layer below
     # (all-to-all), e.g. [9, 9] = Faster-MoA's 9-9-1 baseline; tree: each layer's agents in as many
     # clusters as the next layer has agents, e.g. [3, 2] (or leave it empty: branching and depth).
@@ -421,7 +421,7 @@ class TopologyConfig:
     # it finishes, the last one's in chunks of overlap_chunk tokens as it streams), through the
     # engine's prefix cache, so at release only the rest is prefilled.
     overlap: str = "none"
-    overlap_chunk: int = 64
+    overlap_chunk: int = 64       # incremental overlap: tokens per chunk of a streaming precursor's output
     # Workers per model (every model of the graph stays loaded): demand = one each, the rest by
     # expected output tokens per query (load-aware); even = in turn; scheduler = the configured
     # scheduler (scheduler.name, e.g. ilp) places the graph's whole demand with one model per worker.
@@ -521,7 +521,7 @@ class MosaicConfig:
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
     slo: SloConfig = field(default_factory=SloConfig)
-    seed: int = 0
+    seed: int = 0                 # the workload's and the simulator's random draws: same seed, same result
 
     def __post_init__(self) -> None:
         if not _integer(self.seed) or self.seed < 0:
