@@ -22,8 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import raise_if_interrupted
-from mosaic.core.rundir import (ERROR_FILE, SUMMARY_FILE, RunDirError, claim_run_dir, debug_tracebacks, one_line,
-                                record_failure, run_folders)
+from mosaic.core.rundir import (ERROR_FILE, LOCK_FILE, SUMMARY_FILE, SWEEP_LOCK_FILE, RunDirError, claim_run_dir,
+                                debug_tracebacks, held_elsewhere, one_line, record_failure, run_folders)
 from mosaic.cli.signals import Terminated
 
 
@@ -385,7 +385,17 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
                   "hydra.sweep.dir or remove them (a sweep's folder holds one sweep: `mosaic runs` tables every run "
                   "in it)", file=sys.stderr, flush=True)
             raise SystemExit(2)
+        owner = held_elsewhere(Path(directory), LOCK_FILE)
+        if owner is not None:   # its outputs and the sweep's would be listed as one sweep
+            print(f"error: sweep directory {directory} is in use by a single run{owner}; choose a new "
+                  "hydra.sweep.dir, or wait for that run to end", file=sys.stderr, flush=True)
+            raise SystemExit(2)
     else:
+        owner = held_elsewhere(Path(directory), SWEEP_LOCK_FILE)
+        if owner is not None:
+            print(f"error: run directory {directory} is in use by a sweep{owner}, whose jobs write there; "
+                  "choose a new hydra.run.dir, or wait for the sweep to end", file=sys.stderr, flush=True)
+            raise SystemExit(2)
         inside = run_folders(Path(directory), below=True)
         if inside:   # a sweep's folder: this run's outputs would sit among its jobs and be tabled with them
             print(f"error: run directory {directory} holds {inside} run(s) in its subfolders (a sweep's folder); "
@@ -393,7 +403,7 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
             raise SystemExit(2)
     try:
         if multirun:   # its own lock file: a job's directory may be the sweep's
-            held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=".sweep.lock", clear=False))
+            held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=SWEEP_LOCK_FILE, clear=False))
         else:
             held.enter_context(claim_run_dir(Path(directory), also=leftovers))
             if claimed is not None:

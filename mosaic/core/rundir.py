@@ -40,6 +40,7 @@ OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", "trace.
 DERIVED_FILES = ("timeline.png", "timeline.pdf")
 RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, ERROR_FILE)
 LOCK_FILE = ".lock"
+SWEEP_LOCK_FILE = ".sweep.lock"   # a sweep's folder: its jobs may claim .lock in it
 TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_atomic)
 # Where a run failed (error.json "stage"): the config, building the run's objects, the expert or
 # the aggregator stage, elsewhere in the run (metrics, all requests failed), writing its outputs.
@@ -375,6 +376,26 @@ def _lock_owner(path: Path) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def held_elsewhere(directory: Path, lock: str = LOCK_FILE) -> str | None:
+    """Whether another process holds `directory`'s `lock` now (a single run's .lock, a sweep's
+    .sweep.lock): None if not, else how to name the holder (" (pid N)" or ""). Creates nothing."""
+    directory = Path(directory)
+    if f"{os.path.realpath(directory)}\0{lock}" in _HELD:
+        return None
+    try:
+        fd = os.open(directory / lock, os.O_RDONLY)
+    except OSError:   # no such lock (or none this user can read): nobody is working there
+        return None
+    try:
+        # shared: two probes never refuse each other; a holder's exclusive lock refuses it
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _lock_owner(directory / lock)
+    finally:
+        os.close(fd)
+    return None
 
 
 @contextmanager

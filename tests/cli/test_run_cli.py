@@ -531,3 +531,41 @@ def test_a_single_run_into_a_sweeps_folder_is_refused(tmp_path):
 def test_a_deleted_setting_is_refused(tmp_path):
     p = cli("workload=smoke", "~seed", f"hydra.run.dir={tmp_path}")
     assert p.returncode == 2 and "~seed deletes a setting" in p.stderr and p.stderr.count("\n") == 1
+
+
+def held_by_another_process(directory: Path, lock: str):
+    """A real second process holding `directory`/`lock` as a run (.lock) or a sweep (.sweep.lock)
+    holds it while it works; ends when the returned process is killed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    code = ("import fcntl, os, sys, time\n"
+            f"fd = os.open({str(directory / lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, f'{os.getpid()}\\n'.encode())\n"
+            "print('held', flush=True)\ntime.sleep(300)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lock, args, said", [
+    # a single run into the folder of a sweep still running (no job finished yet: no summary.json)
+    (".sweep.lock", ["workload=smoke"], "run directory {d} is in use by a sweep (pid {pid}), whose jobs write "
+                                        "there; choose a new hydra.run.dir, or wait for the sweep to end"),
+    # a sweep into the folder of a single run still working
+    (".lock", ["-m", "workload=smoke", "seed=0,1"], "sweep directory {d} is in use by a single run (pid {pid}); "
+                                                    "choose a new hydra.sweep.dir, or wait for that run to end"),
+])
+def test_a_folder_in_use_by_a_sweep_or_a_run_refuses_the_other(tmp_path, lock, args, said):
+    """Both were accepted: each holds its own lock file, so `mosaic runs` then tabled the mixture."""
+    d = tmp_path / "busy"
+    holder = held_by_another_process(d, lock)
+    try:
+        key = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+        p = cli(*args, f"{key}={d}")
+        assert p.returncode == 2 and p.stderr.strip() == f"error: {said.format(d=d, pid=holder.pid)}", p.stderr
+        assert sorted(x.name for x in d.iterdir()) == [lock]   # nothing written beside the other's lock
+    finally:
+        holder.kill()
+        holder.wait()
+    p = cli(*args, f"{key}={d}")   # once it has ended, the folder is usable (the lock file is stale)
+    assert p.returncode == 0, p.stderr
