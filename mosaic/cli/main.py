@@ -9,6 +9,7 @@ a launcher's worker processes start light.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -38,9 +39,22 @@ def _job(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+# A sweep stopped by a signal: the joblib launcher kills its workers, and the resource trackers
+# (processes of their own, started from this environment) then warn of the semaphores they clean
+# up for them, a warning about their own bookkeeping the user can do nothing with.
+_TRACKER_WARNINGS = ("ignore::UserWarning:multiprocessing.resource_tracker",
+                     "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker")
+
+
+def _quiet_resource_trackers() -> None:
+    given = [w for w in os.environ.get("PYTHONWARNINGS", "").split(",") if w]
+    os.environ["PYTHONWARNINGS"] = ",".join([*given, *(w for w in _TRACKER_WARNINGS if w not in given)])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run (or, with -m, sweep) with Hydra's command line `argv` (default: sys.argv[1:])."""
     register_configs()
+    _quiet_resource_trackers()
     args = list(sys.argv[1:] if argv is None else argv)
     # SIGTERM for the sweep's main process too: joblib then stops its workers' jobs.
     with quiet_interrupt(), sigterm_as_exit():

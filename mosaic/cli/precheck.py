@@ -23,7 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import raise_if_interrupted
 from mosaic.core.rundir import (ERROR_FILE, LOCK_FILE, SUMMARY_FILE, SWEEP_LOCK_FILE, RunDirError, claim_run_dir,
-                                debug_tracebacks, held_elsewhere, one_line, record_failure, run_folders)
+                                debug_tracebacks, held_elsewhere, one_line, record_failure, record_interrupted_jobs,
+                                run_folders)
 from mosaic.cli.signals import Terminated
 
 
@@ -242,9 +243,10 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
 
     register_configs()   # the configs compose against the schema, whoever calls this
     claimed: list[Path] = []   # the single run's directory, once claimed
+    swept: list[Path] = []     # the sweep's directory, once claimed
     with ExitStack() as held:
         try:
-            out = _prepare(list(args), config_dir, job_name, held, claimed)
+            out = _prepare(list(args), config_dir, job_name, held, claimed, swept)
         except Exception:  # noqa: BLE001 - not a config error this check knows: Hydra's to report
             if debug_tracebacks():
                 traceback.print_exc()
@@ -265,6 +267,13 @@ def hydra_prepared(args: Sequence[str], config_dir: Path, job_name: str) -> Iter
                                    int(e.code) if term else 130, "config", error_type=type(e).__name__)
                 except OSError:
                     pass
+            for sweep in swept:   # jobs a launcher's workers were running: killed with the sweep
+                term = isinstance(e, Terminated)
+                n = record_interrupted_jobs(sweep, e.signal_name if term else "Ctrl-C (SIGINT)",
+                                            int(e.code) if term else 130)
+                if n:
+                    print(f"error: {n} job(s) of the sweep in {sweep} were stopped while running (error.json in "
+                          "each)", file=sys.stderr, flush=True)
             raise
 
 
@@ -284,7 +293,7 @@ def _refuse_unparsable(parser, overrides: Sequence[str], directory: str | None, 
 
 
 def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
-             claimed: list[Path] | None = None) -> list[str]:
+             claimed: list[Path] | None = None, swept: list[Path] | None = None) -> list[str]:
     from mosaic.cli.hydra_args import args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -404,6 +413,8 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     try:
         if multirun:   # its own lock file: a job's directory may be the sweep's
             held.enter_context(claim_run_dir(Path(directory), "sweep directory", lock=SWEEP_LOCK_FILE, clear=False))
+            if swept is not None:
+                swept.append(Path(directory))
         else:
             held.enter_context(claim_run_dir(Path(directory), also=leftovers))
             if claimed is not None:

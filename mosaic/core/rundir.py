@@ -517,6 +517,36 @@ def record_failure(directory: Path, overrides: Sequence[str], error: BaseExcepti
     return rec
 
 
+def record_interrupted_jobs(sweep_dir: Path, why: str, exit_code: int) -> int:
+    """After a sweep was stopped (SIGTERM, SIGHUP, Ctrl-C): every job folder under `sweep_dir` that
+    a job had claimed and left unfinished (its .lock there, no longer held: a launcher's worker
+    killed with the sweep) gets the error.json the job could not write, with the job's overrides
+    (Hydra's .hydra/overrides.yaml), and loses its stale lock and temporary files. Folders with a
+    summary.json or error.json, or still held by a live process, are left alone. Returns how many."""
+    sweep_dir = Path(sweep_dir)
+    n = 0
+    for lock in sorted(sweep_dir.rglob(LOCK_FILE)):
+        job = lock.parent
+        if (job / SUMMARY_FILE).exists() or (job / ERROR_FILE).exists() or held_elsewhere(job) is not None:
+            continue
+        try:
+            import yaml
+
+            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        except (OSError, ValueError):   # yaml's errors are ValueErrors
+            overrides = []
+        try:
+            record_failure(job, [str(o) for o in overrides], f"interrupted by {why}: the sweep was stopped while "
+                           "this job ran", exit_code, "run", error_type="Terminated")
+            for tmp in job.glob(f".*{TMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+        except OSError:
+            continue
+        n += 1
+    return n
+
+
 def clear_failure(directory: Path) -> None:
     """Remove a failure record (claim_run_dir already removes an earlier run's)."""
     (Path(directory) / ERROR_FILE).unlink(missing_ok=True)

@@ -569,3 +569,33 @@ def test_a_folder_in_use_by_a_sweep_or_a_run_refuses_the_other(tmp_path, lock, a
         holder.wait()
     p = cli(*args, f"{key}={d}")   # once it has ended, the folder is usable (the lock file is stale)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_joblib_sweep_leaves_error_json_in_each_running_job(tmp_path):
+    """The jobs the launcher's workers were running held no error.json (their workers were killed
+    with the sweep), and the resource trackers warned of leaked semaphores."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    sweep = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "run.py"), "-m", *VLLM_ARGS, "seed=0,1",
+                              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 's'}"],
+                             cwd=ROOT, env=fake_vllm_env(FAKE_VLLM_HANG_DIR=str(pid_dir)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(list(pid_dir.glob("*.json"))) < 4:  # both jobs' two workers have an engine up
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+        time.sleep(0.2)
+    pids = [p for f in pid_dir.glob("*.json") for p in json.loads(f.read_text()).values()]
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert f"error: 2 job(s) of the sweep in {tmp_path / 's'} were stopped while running (error.json in each)" in err
+    for seed in (0, 1):
+        (job_dir,) = (tmp_path / "s").glob(f"*seed={seed},*")
+        rec = json.loads((job_dir / "error.json").read_text())
+        assert rec["exit_code"] == 143 and f"seed={seed}" in rec["overrides"], rec
+        assert rec["error"] == "interrupted by SIGTERM: the sweep was stopped while this job ran"
+        assert not (job_dir / ".lock").exists() and not (job_dir / "summary.json").exists()
+    time.sleep(2)
+    assert not [p for p in pids if pid_alive(p)], "a worker or its engine outlived the sweep"

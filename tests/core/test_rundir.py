@@ -338,3 +338,30 @@ def test_an_intact_run_folder_reads_back_including_cancelled_graph_requests(fini
     with pytest.raises(ValueError, match=r"queries.csv: line \d+, column latency_s: 'abc' is not a finite number"):
         read_run_dir(d, ("queries.csv",))
     read_run_dir(finished["flat"], ("trace.csv", "queries.csv"))
+
+
+def test_interrupted_sweep_jobs_get_error_json_and_finished_or_live_ones_are_left(tmp_path):
+    import fcntl
+
+    from mosaic.core.rundir import record_interrupted_jobs
+
+    def job(name, *files):
+        d = tmp_path / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(f"- seed={name}\n")
+        for f in files:
+            (d / f).write_text("{}")
+        return d
+    killed = job("0", ".lock", ".trace.csv.tmp-1-x")
+    done = job("1", ".lock", "summary.json")
+    live = job("2", ".lock")
+    fd = os.open(live / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert record_interrupted_jobs(tmp_path, "SIGTERM", 143) == 1
+    finally:
+        os.close(fd)
+    rec = json.loads((killed / "error.json").read_text())
+    assert rec["overrides"] == ["seed=0"] and rec["exit_code"] == 143 and rec["stage"] == "run"
+    assert sorted(f.name for f in killed.iterdir()) == [".hydra", "error.json"]   # lock and temporary file gone
+    assert not (done / "error.json").exists() and not (live / "error.json").exists()
