@@ -17,6 +17,7 @@ still run; the sweep lists the failed jobs and exits 1 at the end (mosaic/cli/ca
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -41,6 +42,10 @@ from mosaic.cli.signals import InterruptReported, Terminated, sigterm_came, term
 def _say(line: str, overrides: Sequence[str], multirun: bool) -> None:
     print(f"error: {one_line(line, 2000)}" + (f" (job {' '.join(overrides)})" if multirun else ""),
           file=sys.stderr, flush=True)
+
+
+# Write failures that say what is wrong with the disk, not with the run: one line, no traceback.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def _fail(directory: Path, overrides: Sequence[str], error: BaseException | str, code: int, multirun: bool,
@@ -130,6 +135,10 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
             return _fail(directory, overrides, e, 2, multirun, failure_stage(e, stage))
         if isinstance(e, OmegaConfBaseException):
             return _fail(directory, overrides, e, 2 if stage == "config" else 1, multirun, failure_stage(e, stage))
+        if isinstance(e, OSError) and e.errno in DISK_ERRORS:   # the machine's to fix, not a bug
+            what = f"{e.filename}" if e.filename else f"the run's outputs in {directory}"
+            return _fail(directory, overrides, f"could not write {what}: {e.strerror or e}; free space on that device "
+                         "or choose another hydra.run.dir", 1, multirun, failure_stage(e, stage))
         return _fail(directory, overrides, e, 1, multirun, failure_stage(e, stage))
     s = out.summary
     table = format_table(s)

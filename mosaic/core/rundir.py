@@ -41,6 +41,9 @@ DERIVED_FILES = ("timeline.png", "timeline.pdf")
 RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, ERROR_FILE)
 LOCK_FILE = ".lock"
 SWEEP_LOCK_FILE = ".sweep.lock"   # a sweep's folder: its jobs may claim .lock in it
+# Less free space than this where outputs go is refused before any work: Hydra's own config
+# files and the run's log would fail first, with tracebacks.
+MIN_FREE_BYTES = 1 << 20
 TMP_MARK = ".tmp-"   # .<name>.tmp-<pid>-<random>: a file being written (write_atomic)
 # Where a run failed (error.json "stage"): the config, building the run's objects, the expert or
 # the aggregator stage, elsewhere in the run (metrics, all requests failed), writing its outputs.
@@ -340,8 +343,13 @@ def check_writable_dir(directory: Path, what: str = "output directory") -> Path:
         probe = directory / f".write-check{TMP_MARK}{os.getpid()}"
         probe.write_text("")
         probe.unlink()
+        st = os.statvfs(directory)
     except OSError as e:
         raise _unusable(directory, what, e) from None
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:   # an empty file still fits; the outputs would fail part-way
+        raise RunDirError(f"{what} {directory} is on a device with {free // 1024} KiB free; free space there "
+                          "or choose another one")
     return directory
 
 

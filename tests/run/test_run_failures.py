@@ -119,6 +119,57 @@ def test_a_serializer_failing_mid_way_leaves_no_summary(tmp_path, capsys, monkey
     assert rec["stage"] == "outputs" and rec["type"] == "TypeError"
 
 
+def test_a_full_disk_while_writing_is_one_line_naming_the_fix(tmp_path, capsys, monkeypatch):
+    """It was "OSError: [Errno 28] No space left on device", as an unexpected error with a traceback."""
+    def full_disk(f, obj, indent):   # the kernel's own ENOSPC, as a full device gives it
+        with open("/dev/full", "w") as full:
+            full.write("{}")
+            full.flush()
+
+    monkeypatch.setattr(app, "_json", full_disk)
+    assert job(tmp_path) == 1
+    assert error_lines(capsys)[-1] == (f"error: could not write the run's outputs in {tmp_path}: No space left on "
+                                       "device; free space on that device or choose another hydra.run.dir")
+    rec = record(tmp_path)
+    assert rec["stage"] == "outputs" and rec["traceback"] is None and not (tmp_path / "summary.json").exists()
+
+
+def test_a_device_with_almost_no_space_is_refused_before_the_run(tmp_path, monkeypatch):
+    import os
+    from collections import namedtuple
+
+    from mosaic.core import rundir
+
+    real = os.statvfs
+    stat = namedtuple("stat", "f_bavail f_frsize")
+    monkeypatch.setattr(rundir.os, "statvfs", lambda d: stat(12, 1024) if str(d) == str(tmp_path) else real(d))
+    with pytest.raises(rundir.RunDirError, match=f"^run directory {tmp_path} is on a device with 12 KiB free; free "
+                                                 "space there or choose another one$"):
+        with claim_run_dir(tmp_path):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_run_log_on_a_full_disk_says_so_once(capsys):
+    """logging printed a 15-line "--- Logging error ---" traceback for every record it could not write."""
+    import logging
+
+    from mosaic.core.log_routing import RunLogFile
+
+    handler = RunLogFile("/dev/full")
+    log = logging.getLogger("test_full_disk_log")
+    log.addHandler(handler)
+    try:
+        for i in range(3):
+            log.warning("record %d", i)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: the run log /dev/full could not be written (No space left on device); it is not written from here "
+        "on, the console still shows the log"]
+
+
 def test_sigterm_while_writing_leaves_no_summary(tmp_path, capsys, monkeypatch):
     real = app._json
 
