@@ -29,6 +29,7 @@ from typing import NoReturn, Sequence
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from mosaic.config.mappings import replace_given
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import interrupted, raise_if_interrupted
 from mosaic.core.rundir import (RunDirError, claim_run_dir, debug_tracebacks, failure_stage,
@@ -115,7 +116,7 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
 
         raise_if_interrupted()   # here and below: a Ctrl-C whose exception a library swallowed
         check_overrides(overrides)
-        c = typed(cfg)           # every setting validated: ConfigError (or OmegaConf's) is exit 2
+        c = typed(replace_given(cfg, overrides))   # Hydra merged a mapping given whole           # every setting validated: ConfigError (or OmegaConf's) is exit 2
         stage = "run"
         out = run(c)             # build, expert stage, aggregator stage
         stage = "outputs"

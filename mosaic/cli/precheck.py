@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mosaic.config.mappings import for_hydra, given_whole, replace_given
 from mosaic.core.errors import ConfigError
 from mosaic.core.interrupts import raise_if_interrupted
 from mosaic.core.rundir import (ERROR_FILE, LOCK_FILE, SUMMARY_FILE, SWEEP_LOCK_FILE, RunDirError, claim_run_dir,
@@ -28,18 +29,28 @@ from mosaic.core.rundir import (ERROR_FILE, LOCK_FILE, SUMMARY_FILE, SWEEP_LOCK_
 from mosaic.cli.signals import Terminated
 
 
+def _mapping_of(key: str) -> str | None:
+    """The free-form mapping (workload.experts, models.models, ...) `key` is an entry of, if any."""
+    from mosaic.config.schema import free_form_mappings
+
+    return next((m for m in free_form_mappings() if key.startswith(m + ".")), None)
+
+
 def check_overrides(overrides: Sequence[str]) -> None:
     """A setting given twice on one command line: Hydra keeps the last silently, which hides a
-    typo'd sweep or a pasted command; refused, naming both. A deleted setting (~key) likewise."""
+    typo'd sweep or a pasted command; refused, naming both. A deleted setting (~key) likewise,
+    except an entry of a free-form mapping (workload.experts, models.models, ...): dropped, nothing
+    falls back."""
     seen: dict[str, str] = {}
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
-        if o.startswith("~") and not key.startswith(("hydra.", "hydra/")):
+        if o.startswith("~") and not key.startswith(("hydra.", "hydra/")) and not _mapping_of(key):
             raise ConfigError(f"{o} deletes a setting, which then quietly falls back to the schema's default; set the "
                               f"value you want instead ({key}=...)")
         if key in seen:
             raise ConfigError(f"{key} is set twice on the command line ({seen[key]} and {o}); keep one")
         seen[key] = o
+
 
 
 # The basic sweeper, as configs name it (hydra.sweeper._target_): the one whose jobs are checked up front.
@@ -66,6 +77,11 @@ def run_message(e: BaseException) -> str:
     from mosaic.run.builder import setting_names
 
     key = unknown.group(1)
+    mapping = _mapping_of(key)
+    if mapping is not None:   # Hydra's own advice was right here, only unexplained
+        name = key[len(mapping) + 1:].split(".")[0]
+        return (f"{key}: {mapping} has no entry {name} to change; add it with +{mapping}.{name}=..., or give the "
+                f"whole mapping as {mapping}={{...}} (its entries are then the ones given)")
     top, dotted = setting_names()
     near = difflib.get_close_matches(key, top + dotted, 1)
     return (f"{key} is not a setting" + (f" (did you mean {near[0]}?)" if near else "")
@@ -108,8 +124,8 @@ def _override_value(args: Sequence[str], key: str) -> str | None:
 
 def _compose(configs: tuple[Path, Path | None], job_name: str, config_name: str,
              overrides: Sequence[str]) -> DictConfig:
-    """Compose as Hydra will: `configs` is the primary config directory and the one --config-dir
-    adds to the search path (or None)."""
+    """Compose as the run will: `configs` is the primary config directory and the one --config-dir
+    adds to the search path (or None); a mapping given whole is that mapping (replace_given)."""
     from hydra import compose, initialize_config_dir
 
     config_dir, extra = configs
@@ -117,7 +133,8 @@ def _compose(configs: tuple[Path, Path | None], job_name: str, config_name: str,
         overrides = [f"hydra.searchpath=['file://{extra}']", *overrides]
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name=job_name):
         try:
-            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+            return replace_given(compose(config_name=config_name, overrides=list(overrides),
+                                         return_hydra_config=True), overrides)
         except AssertionError as e:
             # OmegaConf asserts when an override sets a key below a setting that is null
             # (hydra.sweeper.params.seed=3: params is null); name the override instead.
@@ -297,6 +314,7 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
     from mosaic.cli.hydra_args import args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    args = for_hydra(args)   # a mapping given whole (workload.experts={...}): mosaic/config/mappings.py
     try:
         ns = args_parser().parse_args(args)
     except SystemExit:   # argparse's own usage error: Hydra reports it
@@ -366,6 +384,11 @@ def _prepare(args: list[str], config_dir: Path, job_name: str, held: ExitStack,
                        "one per core)", None, overrides)
     if multirun and cfg.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
         _check_sweep(cfg, parser, parsed, configs, job_name, config_name)
+    if ns.cfg == "job" and not multirun and given_whole(overrides):
+        # Hydra would print the mapping as it merged it; the run uses it as given
+        print(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=ns.resolve),
+              end="", flush=True)
+        raise SystemExit(0)
     if ns.cfg or ns.resolve:   # prints the config; runs nothing
         return args
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"

@@ -9,7 +9,7 @@ and never re-check or restate a default.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from mosaic.core.errors import ConfigError
@@ -542,6 +542,24 @@ def check_graph_workers(models: list[str], n_workers: int) -> None:
         raise ConfigError(f"topology: the graph's {len(models)} models ({', '.join(models)}) stay loaded on a worker "
                           f"each, but cluster.n_workers={n_workers}; set cluster.n_workers >= {len(models)} or "
                           "use fewer agent models")
+
+
+def free_form_mappings() -> tuple[str, ...]:
+    """The settings that are mappings of named entries (workload.experts, models.models,
+    backend.options, ...) rather than fixed fields: a command line replaces one whole with
+    `key={...}`, adds an entry with `+key.NAME=...` and drops one with `~key.NAME`
+    (mosaic/cli/precheck.py)."""
+    import typing
+
+    out = []
+    for section in fields(MosaicConfig):
+        cls = typing.get_type_hints(MosaicConfig)[section.name]
+        if not hasattr(cls, "__dataclass_fields__"):
+            continue
+        for f, hint in typing.get_type_hints(cls).items():
+            if hint is Any or typing.get_origin(hint) is dict or Any in typing.get_args(hint):
+                out.append(f"{section.name}.{f}")
+    return tuple(out)
 
 
 def register_configs() -> None:

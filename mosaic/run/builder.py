@@ -20,6 +20,7 @@ from mosaic.backends import BACKENDS, Backend, make_backend
 from mosaic.cluster import Cluster
 from mosaic.config import CONF_DIR, schema
 from mosaic.config.defaults import check_label
+from mosaic.config.mappings import for_hydra, replace_given
 from mosaic.config.schema import EngineConfig, MosaicConfig, register_configs
 from mosaic.core.errors import ConfigError
 from mosaic.costs.predict import admit_requests
@@ -44,8 +45,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     from hydra import compose as hydra_compose, initialize_config_dir
 
     register_configs()
+    overrides = for_hydra(overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return replace_given(hydra_compose(config_name=config_name, overrides=overrides), overrides)
 
 
 def unknown_keys(cfg: Any, schema: type = MosaicConfig, prefix: str = "") -> list[str]:

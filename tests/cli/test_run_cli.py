@@ -408,7 +408,8 @@ def test_a_setting_one_swept_group_option_lacks_names_the_job(tmp_path):
     p = cli("-m", "workload=smoke", "backend=vllm,sim", "backend.options.device=cpu", f"hydra.sweep.dir={tmp_path / 's'}")
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith("error: sweep job workload=smoke backend=sim backend.options.device=cpu: "
-                               "backend.options.device is not a setting"), p.stderr
+                               "backend.options.device: backend.options has no entry device to change; add it with "
+                               "+backend.options.device=..."), p.stderr
     assert not (tmp_path / "s").exists()
 
 
