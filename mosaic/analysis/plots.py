@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 
-from mosaic.core import tables
+from mosaic.core import serde, tables
 from mosaic.core.errors import ConfigError
 from mosaic.run.timeline import draw as draw_timeline
 from mosaic.trace import Trace
@@ -48,9 +48,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def session_rows(stages: Sequence[Trace]) -> list[dict[str, Any]]:
-    return [{"stage": t.stage, "worker": s.worker, "model": s.model, "load_start_s": s.load_start_s,
-             "load_end_s": s.load_end_s, "run_start_s": s.run_start_s, "run_end_s": s.run_end_s}
-            for t in stages for s in t.sessions]
+    """The rows sessions.csv holds for these stages (what the timeline draws from)."""
+    return [dict(serde.to_dict(s), stage=t.stage) for t in stages for s in t.sessions]
 
 
 def timeline(rows: Iterable[dict[str, Any]], title: str, ax=None, xmax: float | None = None,

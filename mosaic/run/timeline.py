@@ -57,6 +57,28 @@ def busy_spans(requests: Iterable[dict[str, Any]]) -> dict[int, list[tuple[float
     return out
 
 
+BAR = 0.8   # a worker's bar height (matplotlib's default)
+
+
+def _spans(rows: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
+    """Each session row's bar: (y centre, height). A tensor-parallel session is one engine over
+    several workers (a row per worker in sessions.csv): drawn once, as one bar over them where
+    they are adjacent; its other rows get height None. Elsewhere, the worker's own bar."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        if int(float(r.get("tp_size") or 1)) > 1:
+            groups.setdefault((r["index"], r["model"], r["run_start_s"], r["run_end_s"]), []).append(i)
+    out: list[tuple[float, float | None]] = [(r["worker"], BAR) for r in rows]
+    for members in groups.values():
+        workers = sorted(rows[i]["worker"] for i in members)
+        if len(workers) < 2 or workers != list(range(workers[0], workers[-1] + 1)):
+            continue
+        first = min(members, key=lambda i: rows[i]["worker"])
+        for i in members:
+            out[i] = (workers[0] + workers[-1]) / 2, (workers[-1] - workers[0]) + BAR if i == first else None
+    return out
+
+
 def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = None, n_workers: int | None = None,
          activity: dict[int, list[tuple[float, float]]] | None = None):
     """Per-worker Gantt on `ax`. Stages follow one another; times in each row are relative to the
@@ -75,13 +97,19 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
     offset = 0.0
     for stage in stages:
         mine = [r for r in rows if r["stage"] == stage]
-        for r in mine:
-            ax.barh(r["worker"], r["load_end_s"] - r["load_start_s"], left=offset + r["load_start_s"],
+        for r, (y, height) in zip(mine, _spans(mine)):
+            if height is None:   # a worker of a tensor-parallel engine drawn with its first worker
+                continue
+            ax.barh(y, r["load_end_s"] - r["load_start_s"], height=height, left=offset + r["load_start_s"],
                     color=colour[r["model"]], alpha=0.4, hatch="//", edgecolor="k", linewidth=0.3)
             added = str(r.get("added", "")).lower() in ("true", "1")   # loaded by the runtime, not the plan
-            ax.barh(r["worker"], r["run_end_s"] - r["run_start_s"], left=offset + r["run_start_s"],
+            ax.barh(y, r["run_end_s"] - r["run_start_s"], height=height, left=offset + r["run_start_s"],
                     color=colour[r["model"]], edgecolor="k", linewidth=1.5 if added else 0.3,
                     linestyle="--" if added else "-", alpha=0.3 if activity is not None else 1.0)
+            if height > BAR:
+                ax.text(offset + (r["run_start_s"] + r["run_end_s"]) / 2, y,
+                        f"{r['model']}: one TP-{int(float(r['tp_size']))} engine",
+                        ha="center", va="center", fontsize=7)
             for a, b in (activity or {}).get(r["worker"], []):
                 a, b = max(a, r["run_start_s"]), min(b, r["run_end_s"])
                 if b > a:
@@ -93,7 +121,7 @@ def draw(rows: Iterable[dict[str, Any]], title: str, ax, xmax: float | None = No
     ax.set_yticks(range(n), [f"GPU {i}" for i in range(n)])
     ax.invert_yaxis()
     ax.set_xlabel("time (s)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, pad=12)   # room for the stage names above the bars
     if xmax:
         ax.set_xlim(0, xmax)
     # Outside the axes, so it never covers a worker's bars; the hatch explained.

@@ -29,14 +29,22 @@ def test_bars_follow_the_sessions_file(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     ax = figure(rows, summary).axes[0]
     bars = ax.patches
-    assert len(bars) == 2 * len(rows)         # a load bar and a serving bar per session
+    # The tensor-parallel aggregator is one engine over the three workers: one bar over them all.
+    tp = [r for r in rows if int(r["tp_size"]) > 1]
+    assert len(tp) == 3 and summary["aggregator_placement"] == "tp"
+    drawn = [r for r in rows if int(r["tp_size"]) == 1] + tp[:1]
+    assert len(bars) == 2 * len(drawn)         # a load bar and a serving bar per engine
     expert_end = summary["expert_stage_s"]
-    for r, load, serve in zip(rows, bars[0::2], bars[1::2]):
+    for r, load, serve in zip(drawn, bars[0::2], bars[1::2]):
         shift = expert_end if r["stage"] == "aggregator" else 0.0
         assert serve.get_x() == pytest.approx(shift + float(r["run_start_s"]))
         assert serve.get_width() == pytest.approx(float(r["run_end_s"]) - float(r["run_start_s"]))
         assert load.get_x() == pytest.approx(shift + float(r["load_start_s"]))
-        assert serve.get_y() + serve.get_height() / 2 == pytest.approx(int(r["worker"]))
+        if r in tp:   # from GPU 0's bar top to GPU 2's bar bottom
+            assert (serve.get_y(), serve.get_height()) == pytest.approx((-0.4, 2.8))
+        else:
+            assert serve.get_y() + serve.get_height() / 2 == pytest.approx(int(r["worker"]))
+    assert [t.get_text() for t in ax.texts if "engine" in t.get_text()] == [f"{tp[0]['model']}: one TP-3 engine"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["GPU 0", "GPU 1", "GPU 2"]
     assert f"{summary['end_to_end_s']:.0f} s" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
