@@ -79,9 +79,12 @@ def run_message(e: BaseException) -> str:
     key = unknown.group(1)
     mapping = _mapping_of(key)
     if mapping is not None:   # Hydra's own advice was right here, only unexplained
+        from mosaic.config.schema import WHOLE_MAPPINGS
+
         name = key[len(mapping) + 1:].split(".")[0]
-        return (f"{key}: {mapping} has no entry {name} to change; add it with +{mapping}.{name}=..., or give the "
-                f"whole mapping as {mapping}={{...}} (its entries are then the ones given)")
+        whole = (f", or give the whole mapping as {mapping}={{...}} (its entries are then the ones given)"
+                 if mapping in WHOLE_MAPPINGS else "")
+        return f"{key}: {mapping} has no entry {name} to change; add it with +{mapping}.{name}=...{whole}"
     top, dotted = setting_names()
     near = difflib.get_close_matches(key, top + dotted, 1)
     return (f"{key} is not a setting" + (f" (did you mean {near[0]}?)" if near else "")

@@ -1,5 +1,6 @@
-"""Free-form mappings on the command line (workload.experts, models.models, backend.options, ...):
-`key={...}` gives the mapping whole, its entries then exactly the ones given.
+"""Mappings of named entries on the command line (schema.WHOLE_MAPPINGS: workload.experts,
+workload.aggregator, models.models): `key={...}` gives the mapping whole, its entries then exactly
+the ones given. (backend.options and models.engine are options with defaults: a dict merges.)
 
 Hydra merges a dict override into the preset's mapping: entries left out still ran, and an entry
 the preset lacks was refused (the mapping is in struct mode). Hydra has no override that replaces
@@ -15,7 +16,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mosaic.config.schema import free_form_mappings
+from mosaic.config.schema import WHOLE_MAPPINGS
 
 
 def _parse(override: str):
@@ -37,7 +38,7 @@ def given_whole(overrides: Sequence[str]) -> dict[str, Any]:
     for a in overrides:
         key, eq, value = a.partition("=")
         key = key.removeprefix("++")
-        if not eq or key not in free_form_mappings() or not value.lstrip().startswith("{"):
+        if not eq or key not in WHOLE_MAPPINGS or not value.lstrip().startswith("{"):
             continue
         o = _parse(a)
         if o is not None and o.type in (OverrideType.CHANGE, OverrideType.FORCE_ADD) \

@@ -544,6 +544,13 @@ def check_graph_workers(models: list[str], n_workers: int) -> None:
                           "use fewer agent models")
 
 
+# The mappings whose entries are named things (a trace's expert files, its aggregator's file spec,
+# the models a registry holds): one given whole on the command line replaces the preset's
+# (mosaic/config/mappings.py). The other free-form mappings are options with defaults
+# (backend.options, models.engine): a dict given for them merges, as Hydra merges.
+WHOLE_MAPPINGS = ("workload.experts", "workload.aggregator", "models.models")
+
+
 def free_form_mappings() -> tuple[str, ...]:
     """The settings that are mappings of named entries (workload.experts, models.models,
     backend.options, ...) rather than fixed fields: a command line replaces one whole with

@@ -409,7 +409,7 @@ def test_a_setting_one_swept_group_option_lacks_names_the_job(tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith("error: sweep job workload=smoke backend=sim backend.options.device=cpu: "
                                "backend.options.device: backend.options has no entry device to change; add it with "
-                               "+backend.options.device=..."), p.stderr
+                               "+backend.options.device=...\n"), p.stderr
     assert not (tmp_path / "s").exists()
 
 

@@ -28,12 +28,19 @@ def test_entries_are_changed_added_and_dropped_one_by_one():
     assert "Exaone" in cfg.models.models   # the rest as the preset has them
 
 
-def test_only_plain_dict_values_on_mappings_are_rewritten():
-    args = ["workload.experts={A: {file: a}}", "workload.k=2", "backend.options={}", "+backend.options.x=1",
-            "workload.experts={A: {}},{B: {}}", "seed={a: 1}"]
-    assert for_hydra(args) == ["++workload.experts={A: {file: a}}", "workload.k=2", "++backend.options={}",
-                               "+backend.options.x=1", "workload.experts={A: {}},{B: {}}", "seed={a: 1}"]
-    assert given_whole(for_hydra(args)) == {"workload.experts": {"A": {"file": "a"}}, "backend.options": {}}
+def test_only_plain_dict_values_on_mappings_of_named_entries_are_rewritten():
+    args = ["workload.experts={A: {file: a}}", "workload.k=2", "models.models={}", "+models.models.x={}",
+            "workload.experts={A: {}},{B: {}}", "seed={a: 1}", "backend.options={device: cpu}"]
+    assert for_hydra(args) == ["++workload.experts={A: {file: a}}", "workload.k=2", "++models.models={}",
+                               "+models.models.x={}", "workload.experts={A: {}},{B: {}}", "seed={a: 1}",
+                               "backend.options={device: cpu}"]
+    assert given_whole(for_hydra(args)) == {"workload.experts": {"A": {"file": "a"}}, "models.models": {}}
+
+
+def test_options_with_defaults_still_merge():
+    """backend.options={device: cpu} sets one option; the preset's others stay (kv_cache_gib, ...)."""
+    cfg = compose(["backend=vllm", "backend.options={device: cpu}"])
+    assert cfg.backend.options.device == "cpu" and cfg.backend.options.kv_cache_gib == 1
 
 
 def cli(*args):
