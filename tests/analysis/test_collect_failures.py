@@ -62,6 +62,7 @@ def test_a_sweep_where_every_run_failed_says_so(tmp_path, capsys):
     assert json.loads((tmp_path / "a" / "error.json").read_text())["stage"] == "expert"
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_runs_off_the_papers_cluster_are_left_out_and_colliding_runs_refused(tmp_path, capsys):
     root = tmp_path / "sweep"
     ov = [*TINY, "scheduler=round_robin", "aggregation=always"]

@@ -51,6 +51,7 @@ def test_same_text_as_hydras_help(capsys, monkeypatch, args):
     assert without_descriptions(ours) == help_text(capsys, monkeypatch, args, hydra=True)
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_a_config_dirs_options_are_listed_as_hydra_lists_them(tmp_path, capsys, monkeypatch):
     (tmp_path / "scheduler").mkdir()
     (tmp_path / "scheduler" / "mine.yaml").write_text("name: fifo\n")

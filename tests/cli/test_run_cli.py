@@ -403,6 +403,7 @@ def test_hydra_mode_flags_that_cannot_go_together_are_one_line(tmp_path, flags, 
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_a_setting_one_swept_group_option_lacks_names_the_job(tmp_path):
     """It named no job: the config was composed with the swept groups at their defaults."""
     p = cli("-m", "workload=smoke", "backend=vllm,sim", "backend.options.device=cpu", f"hydra.sweep.dir={tmp_path / 's'}")

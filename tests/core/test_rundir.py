@@ -153,6 +153,7 @@ def test_a_ctrl_c_a_library_swallowed_still_ends_the_process_by_sigint(then, aft
     assert ("went on" in p.stdout) == went_on
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_a_ctrl_c_swallowed_while_the_job_imports_ends_the_run_as_interrupted(tmp_path):
     # Before: the run went on to finish (exit 0), or with vLLM workers waited on them for ever.
     script = """

@@ -189,6 +189,7 @@ def test_a_profile_that_matches_heads_the_table_and_off_skips_the_check(tmp_path
         fidelity.write(tmp_path, p, check="maybe")
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_each_checks_the_host_before_every_case_and_shows_each_sessions_worker_beside_its_error(
         tmp_path: Path, monkeypatch):
     """A worker whose core ran slow for the case (its check 1.10x) and whose session the simulator

@@ -244,6 +244,7 @@ def test_replanning_settings_are_refused_or_reported_where_they_do_nothing():
     assert "runtime.replan_ratio" in s["settings_not_applied"]
 
 
+@pytest.mark.slow   # a second and a half or more
 def test_pull_keeps_requests_in_the_models_queue_while_no_engine_would_admit_them(monkeypatch):
     import mosaic.graphs.coordinator as co
     queued = []
