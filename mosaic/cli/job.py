@@ -116,7 +116,9 @@ def _run_claimed(cfg: DictConfig, directory: Path, overrides: Sequence[str], mul
 
         raise_if_interrupted()   # here and below: a Ctrl-C whose exception a library swallowed
         check_overrides(overrides)
-        c = typed(replace_given(cfg, overrides))   # Hydra merged a mapping given whole           # every setting validated: ConfigError (or OmegaConf's) is exit 2
+        # every setting validated (ConfigError, or OmegaConf's, is exit 2), on the config as given:
+        # Hydra merged a mapping given whole into the preset's (mosaic/config/mappings.py)
+        c = typed(replace_given(cfg, overrides))
         stage = "run"
         out = run(c)             # build, expert stage, aggregator stage
         stage = "outputs"

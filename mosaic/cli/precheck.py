@@ -52,7 +52,6 @@ def check_overrides(overrides: Sequence[str]) -> None:
         seen[key] = o
 
 
-
 # The basic sweeper, as configs name it (hydra.sweeper._target_): the one whose jobs are checked up front.
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 _PLAIN_PATH = re.compile(r"^[^'\\\s${}]+$")   # a directory Hydra's override grammar takes in quotes

@@ -14,7 +14,6 @@ import io
 import re
 import textwrap
 import tokenize
-import typing
 
 _FIELD = re.compile(r"^(\s*)([A-Za-z_]\w*)\s*:")
 
@@ -55,38 +54,16 @@ def field_descriptions() -> dict[str, str]:
     from mosaic.config import schema
 
     ranges = {f"workload.{k}": what for k, (_lo, _hi, what) in schema._WORKLOAD_RANGES.items()}
-    out: dict[str, str] = {}
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        comments = _comments(cls)
-        for f in dataclasses.fields(cls):
-            path = f"{prefix}{f.name}"
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{path}.")
-                continue
-            text = comments.get(f.name) or ranges.get(path)
-            if text:
-                out[path] = text
-    walk(schema.MosaicConfig, "")
-    return out
+    comments = functools.cache(_comments)   # each section's source read once
+    described = ((path, comments(cls).get(name) or ranges.get(path)) for path, cls, name, _ in schema.settings())
+    return {path: text for path, text in described if text}
 
 
 def all_fields() -> list[str]:
     """Every setting's dotted path in the schema."""
     from mosaic.config import schema
 
-    paths: list[str] = []
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{prefix}{f.name}.")
-            else:
-                paths.append(f"{prefix}{f.name}")
-    walk(schema.MosaicConfig, "")
-    return paths
+    return [path for path, *_ in schema.settings()]
 
 
 def annotate_yaml(text: str, descriptions: dict[str, str] | None = None, width: int = 100) -> str:

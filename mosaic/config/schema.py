@@ -551,22 +551,28 @@ def check_graph_workers(models: list[str], n_workers: int) -> None:
 WHOLE_MAPPINGS = ("workload.experts", "workload.aggregator", "models.models")
 
 
-def free_form_mappings() -> tuple[str, ...]:
-    """The settings that are mappings of named entries (workload.experts, models.models,
-    backend.options, ...) rather than fixed fields: a command line replaces one whole with
-    `key={...}`, adds an entry with `+key.NAME=...` and drops one with `~key.NAME`
-    (mosaic/cli/precheck.py)."""
+def settings(cls: type | None = None, prefix: str = ""):
+    """Every setting of the schema, depth first: (dotted path, the dataclass declaring it, its name,
+    its type)."""
     import typing
 
-    out = []
-    for section in fields(MosaicConfig):
-        cls = typing.get_type_hints(MosaicConfig)[section.name]
-        if not hasattr(cls, "__dataclass_fields__"):
-            continue
-        for f, hint in typing.get_type_hints(cls).items():
-            if hint is Any or typing.get_origin(hint) is dict or Any in typing.get_args(hint):
-                out.append(f"{section.name}.{f}")
-    return tuple(out)
+    cls = MosaicConfig if cls is None else cls
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if hasattr(hints[f.name], "__dataclass_fields__"):
+            yield from settings(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", cls, f.name, hints[f.name]
+
+
+def free_form_mappings() -> tuple[str, ...]:
+    """The settings that are mappings (workload.experts, models.models, backend.options, ...)
+    rather than fixed fields: a command line adds an entry with `+key.NAME=...` and drops one with
+    `~key.NAME` (mosaic/cli/precheck.py); those in WHOLE_MAPPINGS it replaces with `key={...}`."""
+    import typing
+
+    return tuple(path for path, _cls, _name, hint in settings()
+                 if hint is Any or typing.get_origin(hint) is dict or Any in typing.get_args(hint))
 
 
 def register_configs() -> None:

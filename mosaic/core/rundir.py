@@ -386,11 +386,16 @@ def _lock_owner(path: Path) -> str:
     return f" (pid {pid})" if pid.isdigit() else ""
 
 
+def _held_key(directory: Path, lock: str) -> str:
+    """_HELD's key for `directory`'s `lock`."""
+    return f"{os.path.realpath(directory)}\0{lock}"
+
+
 def held_elsewhere(directory: Path, lock: str = LOCK_FILE) -> str | None:
     """Whether another process holds `directory`'s `lock` now (a single run's .lock, a sweep's
     .sweep.lock): None if not, else how to name the holder (" (pid N)" or ""). Creates nothing."""
     directory = Path(directory)
-    if f"{os.path.realpath(directory)}\0{lock}" in _HELD:
+    if _held_key(directory, lock) in _HELD:
         return None
     try:
         fd = os.open(directory / lock, os.O_RDONLY)
@@ -417,7 +422,7 @@ def claim_run_dir(directory: Path, what: str = "run directory", lock: str = LOCK
     sweep's directory, under its own `lock` file name). `also`: more files or folders of an earlier
     run to remove with its outputs (Hydra's .hydra/ and job log, claimed before Hydra writes them)."""
     directory = Path(directory)
-    key = f"{os.path.realpath(directory)}\0{lock}"
+    key = _held_key(directory, lock)
     if key in _HELD:
         yield directory
         return
@@ -531,6 +536,8 @@ def record_interrupted_jobs(sweep_dir: Path, why: str, exit_code: int) -> int:
     killed with the sweep) gets the error.json the job could not write, with the job's overrides
     (Hydra's .hydra/overrides.yaml), and loses its stale lock and temporary files. Folders with a
     summary.json or error.json, or still held by a live process, are left alone. Returns how many."""
+    import yaml
+
     sweep_dir = Path(sweep_dir)
     n = 0
     for lock in sorted(sweep_dir.rglob(LOCK_FILE)):
@@ -538,8 +545,6 @@ def record_interrupted_jobs(sweep_dir: Path, why: str, exit_code: int) -> int:
         if (job / SUMMARY_FILE).exists() or (job / ERROR_FILE).exists() or held_elsewhere(job) is not None:
             continue
         try:
-            import yaml
-
             overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         except (OSError, ValueError):   # yaml's errors are ValueErrors
             overrides = []
