@@ -7,7 +7,7 @@ then the profile with its step costs, load and start-up times scaled by them.
     mosaic run workload.profiles=outputs/profiles/mine.yaml ...  # then simulate this machine
 
 Exit 0: written; 2: a bad setting. Options: mosaic/conf/calibrate_profile.yaml. Method:
-mosaic/fitting/host_calibration.py (what is scaled), mosaic/fidelity/profile_check.py (what is timed).
+mosaic/profiles/calibration.py (what is scaled), mosaic/fidelity/profile_check.py (what is timed).
 """
 import sys
 from pathlib import Path

@@ -1,5 +1,5 @@
 """Calibrate a profile to this machine: the profile check's batches, then the profile re-scaled by
-them (mosaic/fitting/host_calibration.py), written as a new profile file that `workload.profiles`
+them (mosaic/profiles/calibration.py), written as a new profile file that `workload.profiles`
 (or `topology.profiles`) can name. Options: mosaic/conf/calibrate_profile.yaml."""
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import yaml
 from mosaic.core.errors import ConfigError
 from mosaic.core.rundir import write_atomic
 from mosaic.fidelity.profile_check import ROOT, check_profile, report
-from mosaic.fitting.host_calibration import GROUPS, calibrated_profile
-from mosaic.profiles import parse_profiles
+from mosaic.profiles.calibration import GROUPS, calibrated_file
 from mosaic.profiles.strict_yaml import load_yaml
 
 
@@ -39,12 +38,7 @@ def calibrated_from(check: dict[str, Any]) -> dict[str, Any]:
     path = checked_path(check)
     raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
     base = raw.get("calibration", {}).get("base") if isinstance(raw.get("calibration"), dict) else None
-    out = calibrated_profile(raw, check, base or check["profile"])
-    kernels = out["engine"].get("kernels")
-    if kernels and not Path(kernels).is_absolute():   # the calibrated file is written elsewhere
-        out["engine"]["kernels"] = str((path.parent / kernels).resolve())
-    parse_profiles(out, "the calibrated profile", path.parent)   # a file any run can load, or an error here
-    return out
+    return calibrated_file(path, raw, check, base or check["profile"])
 
 
 def write_calibrated(data: dict[str, Any], target: Path) -> None:

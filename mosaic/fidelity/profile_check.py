@@ -4,8 +4,8 @@ A profile's step costs are only as good as the machine state they were measured 
 CPU hosts here the same batches ran 20-30% faster one day than the day before, and 2-3x slower on
 another host, so a fidelity comparison against a stale profile measures the drift, not the simulator.
 This check runs a small grid of the profiler's own batches (n prompts of a length, each generating
-1 or 49 tokens; mosaic/fitting/real_engine.py measures them the same way, on every worker at once as
-the profile was) and compares each batch's time with what the profile's fitted step model predicts
+1 or 49 tokens; mosaic/backends/vllm/probe.py times them for the profiler and the check alike, on every
+worker at once as the profile was) and compares each batch's time with what the profile's fitted step model predicts
 for exactly the steps the engine took (the V1 replica gives them). Also compared: load time, KV
 capacity, block size, token budget and scheduling mode as the engine reports them.
 
@@ -16,15 +16,15 @@ engine settings agree; otherwise it names the command that re-profiles.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.progress import bar
-from mosaic.fitting.host_calibration import fit_scales, scaled_cost
-from mosaic.fitting.real_engine import FIT_TERMS, ROOT, grid_cells, measure_on, merge_workers, predict_ms, warmup_s
+from mosaic.backends.vllm import probe
+from mosaic.fitting.real_engine import ROOT
+from mosaic.profiles.calibration import measured_model
 from mosaic.profiles import load_profiles
 from mosaic.profiles.loader import profile_path
 from mosaic.fitting.options import device_option, grid_option
@@ -66,29 +66,6 @@ def model_names(cfg: dict[str, Any], registry: ModelRegistry, profiled: set[str]
             raise ConfigError(f"model={n}: not in the profile (it has {', '.join(sorted(profiled))})")
         registry.resolve(n)   # an unknown registry model: its own clear error, before anything starts
     return names
-
-
-def compare_rows(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, Any]:
-    """Measured / predicted per batch row; per cell, per kind of cell (decode, prefill, mixed) and per
-    worker the median, overall the median and its spread over repeats (half the range of the per-repeat
-    medians, relative to the median)."""
-    ratios = [(r["cell"], r["rep"], r["ms"] / predict_ms(cost, r)) for r in rows]
-    cells: dict[str, list[float]] = {}
-    reps: dict[int, list[float]] = {}
-    kinds: dict[str, list[float]] = {}
-    workers: dict[int, list[float]] = {}
-    for r, (cell, rep, x) in zip(rows, ratios):
-        cells.setdefault(cell, []).append(x)
-        reps.setdefault(rep, []).append(x)
-        kinds.setdefault(r.get("kind", "decode"), []).append(x)
-        workers.setdefault(int(r.get("worker", 0)), []).append(x)
-    med = statistics.median(x for _, _, x in ratios)
-    rep_meds = [statistics.median(v) for v in reps.values()]
-    return {"ratio": med, "spread": (max(rep_meds) - min(rep_meds)) / 2 / med if len(rep_meds) > 1 else 0.0,
-            "cells": {c: statistics.median(v) for c, v in cells.items()},
-            "kinds": {k: statistics.median(v) for k, v in kinds.items()},
-            # per worker: a host whose cores run at different speeds (a busy co-tenant on one) shows here
-            "workers": {str(w): statistics.median(v) for w, v in sorted(workers.items())}}
 
 
 def engine_differences(measured: dict[str, Any], model: Any, engine: Any) -> list[str]:
@@ -142,7 +119,7 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
                               "written by experiments/profile_models.py can be checked against the machine")
     grid = grid_option(cfg["grid"], registry.max_model_len)
     device_option(cfg["backend"]["options"].get("device", "auto"), n)
-    if not grid_cells(grid):
+    if not probe.grid_cells(grid):
         raise ConfigError("grid: no batches to measure; give batch_sizes, context_lengths and outputs, prefill or decode")
     opts = cfg["backend"]["options"]
     confine = opts.get("cpu_confine", "start")
@@ -152,8 +129,11 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"split must be true or false (got {split!r}): true measures each model on one worker, "
                           "the workers measuring different models at once")
     models: dict[str, dict[str, Any]] = {}
-    batches = grid["repeats"] * len(grid_cells(grid))
-    split_measured = _measure_split(names, registry, envs[:busy], grid, batches) if split else {}
+    batches = grid["repeats"] * len(probe.grid_cells(grid))
+    if split:
+        with bar(len(names) * batches, f"calibrating {len(names)} models on {busy} workers", unit="batch") as b:
+            split_measured = probe.measure_split({n: registry.resolve(n) for n in names}, envs[:busy], grid,
+                                                 lambda: b.update(1))
     for name in names:
         if split:
             measured = split_measured[name]
@@ -161,20 +141,14 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
             # Workers 0..busy-1 with the cores n_workers would give them: busy < n_workers measures the
             # same batches with the rest of the host idle (how much faster a worker steps alone).
             with bar(busy * batches, f"checking {name}", unit="batch") as b:
-                measured = merge_workers(measure_on(*registry.resolve(name), envs[:busy], grid, lambda: b.update(1)))
+                measured = probe.merge_workers(probe.measure_on(*registry.resolve(name), envs[:busy], grid,
+                                                                lambda: b.update(1)))
         measured["cpu_confine"] = confine   # compared with the profile's as the engine's settings are
         prof = profiles.models[name]
-        scales = fit_scales(measured["steps"], prof.cost)
-        models[name] = {**compare_rows(measured["steps"], prof.cost), "load_s": measured["load_time_s"],
-                        "profile_load_s": prof.load_time_s,
-                        "engine": engine_differences(measured, prof, profiles.engine),
-                        # what a calibrated profile takes from this machine (mosaic/fitting/host_calibration.py)
-                        "scales": scales, "startup_s": measured["startup_s"], "unload_s": measured["unload_time_s"],
-                        "warmup_s": warmup_s(measured, scaled_cost(prof.cost, scales)),
-                        "submit_ms": measured["submit_ms"],
-                        # the timed batches, so that a calibration can be fitted again from this file
-                        "rows": [{k: r[k] for k in ("kind", "cell", "rep", "worker", *FIT_TERMS, "ms") if k in r}
-                                 for r in measured["steps"]]}
+        # the comparison, what a calibrated profile takes from this machine (mosaic/profiles/calibration.py)
+        # and the timed batches, so that a calibration can be fitted again from the check alone
+        models[name] = {**measured_model(measured, prof.cost, prof.load_time_s),
+                        "engine": engine_differences(measured, prof, profiles.engine)}
         print(f"{name}: batches {models[name]['ratio']:.2f}x the profile's prediction "
               f"(±{models[name]['spread']:.0%} over repeats{_by_kind(models[name])}), load "
               f"{measured['load_time_s']:.1f} s (profile {prof.load_time_s:.1f} s)", flush=True)
@@ -183,28 +157,6 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%d %H:%M"), "tolerance": float(tol), "n_workers": n, "busy": busy,
             "cpu_confine": confine, "models": models,
             "matches": ok, "reasons": why}
-
-
-def _measure_split(names: list[str], registry: ModelRegistry, envs: list[dict[str, str]], grid: dict[str, Any],
-                   batches: int) -> dict[str, dict[str, Any]]:
-    """Each model on one worker, the workers measuring different models at once (models dealt in
-    turn): as many times faster as there are workers, each still beside a busy neighbour except
-    for a last model alone. The rows keep the worker that timed them."""
-    import concurrent.futures as cf
-
-    from mosaic.fitting import real_engine
-
-    turns = {w: names[w::len(envs)] for w in range(len(envs))}
-    with bar(len(names) * batches, f"calibrating {len(names)} models on {len(envs)} workers", unit="batch") as b:
-        def work(w: int) -> dict[str, dict[str, Any]]:
-            out = {}
-            for name in turns[w]:
-                m = real_engine.measure(*registry.resolve(name), envs[w], grid, on_progress=lambda: b.update(1))
-                out[name] = {**merge_workers([m]), "steps": [dict(r, worker=w) for r in m["steps"]]}
-            return out
-
-        with cf.ThreadPoolExecutor(len(envs)) as pool:
-            return {k: v for part in pool.map(work, turns) for k, v in part.items()}
 
 
 def _by_kind(m: dict[str, Any]) -> str:

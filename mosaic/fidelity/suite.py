@@ -317,7 +317,7 @@ def _same_profile(check: dict[str, Any], profiles: str) -> bool:
 def drift_corrected(run: Run, job: StageJob | GraphJob, simulated, checks: list[dict[str, Any]],
                     case: CaseSpec | None = None, base: Sequence[str] = ()) -> dict[str, Any] | None:
     """The stage's simulated metrics on its profile calibrated to the host as `checks` measured it
-    just before the case (mosaic/fitting/host_calibration.py): the simulator's prediction for the
+    just before the case (mosaic/profiles/calibration.py): the simulator's prediction for the
     machine as it was that hour, so that what is left of the error is the simulator's, not the
     host's drift. None where no check covers the stage's profile, or where the calibrated profile
     places an agent graph otherwise than the real runs were placed."""
@@ -434,7 +434,7 @@ def corrected_table(rows: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["", "Drift-corrected: the error with the profile as it is, then with the simulation run on the "
              "profile calibrated to the host as checked just before the case (experiments/calibrate_profile.py's "
-             "scaling of that check; mosaic/fitting/host_calibration.py). A host that drifted shows in the first "
+             "scaling of that check; mosaic/profiles/calibration.py). A host that drifted shows in the first "
              "and not in the second; what the second keeps is the simulator's own error.", "",
              "| case | stage | " + " | ".join(label for _, label in CORRECTED)
              + " | corrected: serving within 5%, E2E p50 & p99 within 10% |",

@@ -6,7 +6,7 @@ profiler (real_engine.py) measures every model on all workers at once, so a prof
 the all-busy ones; a session that ends alone on an otherwise idle host runs faster than that.
 
 Method (method=grid, the default): for each model and each count b of busy workers (1..n_workers),
-the profiler's own batches (real_engine.measure, as profile_models and check_profile time them:
+the profiler's own batches (mosaic/backends/vllm/probe.py, as profile_models and check_profile time them:
 `requests` prompts of `prompt` tokens, `long_out` output tokens each, timed whole) run on workers
 0..b-1 at once, each bound to its worker's share as real runs are, the other workers idle. The
 profile's `engine.host_contention.step_scale[b]` = median batch time with b busy / with n_workers
@@ -50,7 +50,8 @@ from typing import Any
 import yaml
 
 from mosaic.core.errors import ConfigError
-from mosaic.fitting.real_engine import ROOT, measure, measure_on, step_and_warmup
+from mosaic.backends.vllm.probe import measure, measure_on
+from mosaic.fitting.real_engine import ROOT, step_and_warmup
 from mosaic.fitting.options import bool_option, device_option, int_option, models_option
 from mosaic.backends.vllm.backend import device_env, prompt_ids
 from mosaic.backends.vllm.procgroup import spawn_context
@@ -160,7 +161,7 @@ def _round(path: str, args: dict, envs: list[dict], busy: int, cfg: dict, outs: 
 
 def _grid_round(path: str, args: dict, envs: list[dict], busy: int, grid: dict, prompt: int, spin: bool = False
                 ) -> list[dict]:
-    """The profiler's batches (real_engine.measure, as profile_models and check_profile time them) on
+    """The profiler's batches (mosaic/backends/vllm/probe.py, as profile_models and check_profile time them) on
     workers 0..busy-1 at once; with `spin`, on worker 0 beside an engine kept spinning on worker 1
     (loaded before worker 0 starts). measure()'s result per serving worker."""
     if not spin:
@@ -300,7 +301,7 @@ def measure_contention(cfg: dict) -> dict[str, Any]:
                 print(f"warning: with all {n} workers busy these steps are not the profile's ({', '.join(off)} its "
                       "step model), so the factors, relative to them, are not relative to the profiled condition "
                       "(method=grid measures against the profiler's own condition)", flush=True)
-    how = (f"the profiler's own batches (real_engine.measure: {', '.join(map(str, counts))} requests of {cfg['prompt']} "
+    how = (f"the profiler's own batches (mosaic/backends/vllm/probe.py: {', '.join(map(str, counts))} requests of {cfg['prompt']} "
            f"tokens x {long_out} output tokens, each timed whole) on workers 0..b-1 at once, the others idle; "
            f"time per output token" if method == "grid" else
            f"engines serving in lockstep (a barrier before each batch): {', '.join(map(str, counts))} requests of "

@@ -1,13 +1,13 @@
 """Measure a model on the real engine and fit the simulator's cost model.
 
-Measured on every worker at once, each in a process bound to its share of the devices (as real
-runs are, so the step times include the contention of a busy host): worker start-up (importing the
-engine runtime), load time, the KV cache in blocks and the block size as the engine sized them, its
-scheduling mode, per-step latency over a grid of batch sizes x contexts (decode steps), of
-prompt batches (prefill steps, whose chunking the V1 replica mosaic/engine/v1.py gives) and, where
-`grid.mixed` asks, of mixed batches (lengths drawn from ranges, prefill chunks sharing steps with
-decodes), each grid `repeats` times, and unload time. One step model is fitted to all rows by
-non-negative least squares in relative error:
+Measured on every worker at once (mosaic/backends/vllm/probe.py), each in a process bound to its
+share of the devices (as real runs are, so the step times include the contention of a busy host):
+worker start-up (importing the engine runtime), load time, the KV cache in blocks and the block size
+as the engine sized them, its scheduling mode, per-step latency over a grid of batch sizes x
+contexts (decode steps), of prompt batches (prefill steps, whose chunking the V1 replica
+mosaic/engine/v1.py gives) and, where `grid.mixed` asks, of mixed batches (lengths drawn from
+ranges, prefill chunks sharing steps with decodes), each grid `repeats` times, and unload time.
+One step model is fitted to all rows by non-negative least squares in relative error:
     t = step + seq * sequences + token * tokens + ctx * sum(decode context) + len2 * prefill attention
 and its error is reported beside the repeats' own noise (the profile's sources say both).
 Optionally (`session_sweep.ns` non-empty) the paper's multi-N profiling sweep: whole sessions of N
@@ -21,15 +21,13 @@ experiments/profile_tp.py`) measures an engine's tensor-parallel scaling for its
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import os
-import queue as queue_mod
 import socket
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 import numpy as np
 import yaml
@@ -42,9 +40,10 @@ from mosaic.fitting.options import device_option, grid_option, int_option, model
 from mosaic.core.rundir import RunDirError, check_writable_file
 from mosaic.backends.vllm.backend import device_env, prompt_ids, tp_env
 from mosaic.backends.vllm.models import ModelRegistry
+from mosaic.backends.vllm.probe import grid_cells, in_process, measure_on, merge_workers
+from mosaic.profiles.calibration import COEFS, FIT_TERMS, predict_ms, warmup_s
 
 ROOT = Path(__file__).resolve().parents[2]   # the repository: mosaic/conf/, relative output paths
-from mosaic.backends.vllm.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
 
 
 def run_session(engine, prompts, outputs) -> float:
@@ -76,6 +75,14 @@ def session_samples(run, output: dict[str, Any], shapes: dict[str, Any], sweep_c
     return [dict(vars(x)) for x in samples]
 
 
+def engine_sessions(engine, grid: dict[str, Any]) -> list[dict[str, float]]:
+    """The session sweep on a measured model's engine (probe's `after`), where the grid asks for one."""
+    if not grid.get("session_sweep", {}).get("ns"):
+        return []
+    return session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"], grid["length_shapes"],
+                           grid["session_sweep"], int(engine.vllm_config.model_config.max_model_len))
+
+
 def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs: int, when: str) -> dict[str, Any]:
     """The profile's `session_fit` entry: the best form by held-out error (leave one N out)."""
     from mosaic.fitting.session_costs import SessionSample, select, to_yaml
@@ -84,203 +91,6 @@ def fit_sessions(samples: list[dict[str, float]], kv_capacity: int, max_num_seqs
                      f"real-engine session sweep by experiments/profile_models.py ({when}), N in "
                      f"{sorted({int(s['n']) for s in samples})}; error on held-out N (leave one N out)")
     return to_yaml(best)
-
-
-WARM = (64, 8)   # the warm-up request: prompt and output tokens
-# A measured window's step-model terms (sums over its steps) and the cost coefficient of each.
-FIT_TERMS = ("steps", "seqs", "tokens", "ctx", "attn")
-COEFS = ("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms")
-
-
-def window_terms(shape: list[tuple[int, int, int, float]]) -> dict[str, float]:
-    """FIT_TERMS of a window whose steps are `shape` (from _replica_steps)."""
-    return {"steps": float(len(shape)),
-            **{k: float(sum(step[i] for step in shape)) for i, k in enumerate(FIT_TERMS[1:])}}
-
-
-def predict_ms(cost: dict[str, float], row: dict[str, Any]) -> float:
-    return sum(cost[c] * row[t] for c, t in zip(COEFS, FIT_TERMS))
-
-
-def warmup_s(m: dict[str, Any], cost: dict[str, float]) -> float:
-    """A fresh engine's one-off start of serving: the first request's time beyond what the step
-    model gives for it (median over the workers that measured), >= 0."""
-    return max(0.0, float(np.median([w["ms"] - predict_ms(cost, w) for w in m["warm"]]))) / 1e3
-
-
-def _replica_steps(requests: list[tuple[str, int, int]], block_size: int, kv_blocks: int, max_num_seqs: int,
-                   budget: int) -> list[tuple[int, int, int, float]]:
-    """(sequences, tokens, decode context, prefill attention) of each step the engine takes for
-    `requests` submitted at once: mosaic/engine/v1.py schedules exactly as vLLM V1 does
-    (tests/mosaic/backends/vllm/test_v1_schedule.py), so a batch's step composition is known without
-    instrumenting the engine."""
-    from mosaic.engine.v1 import V1Engine
-
-    class Shape:
-        def step_s(self, tokens, n_seqs, decode_ctx, attn):
-            rows.append((n_seqs, tokens, decode_ctx, attn))
-            return 1.0
-
-        def decode_run_s(self, n_seqs, ctx_sum, steps):
-            for k in range(steps):
-                rows.append((n_seqs, n_seqs, ctx_sum + n_seqs * k, 0.0))
-            return float(steps)
-
-    rows: list[tuple[int, int, int, float]] = []
-    eng = V1Engine(Shape(), kv_blocks - 1, block_size, max_num_seqs, budget)
-    for _ in eng.run(requests, lambda: 0.0):
-        pass
-    return rows
-
-
-class Cell(NamedTuple):
-    """One measured batch: `requests` (prompt, output tokens) submitted at once and timed as a whole."""
-    label: str
-    kind: str   # decode, prefill (1 output token each) or mixed (lengths drawn from ranges)
-    requests: tuple[tuple[int, int], ...]
-
-
-def grid_cells(grid: dict[str, Any]) -> list[Cell]:
-    """The measured batches, each timed `repeats` times. Uniform cells are n prompts of one length
-    with one output length; a mixed cell draws its lengths uniformly from its ranges, seeded by the
-    grid's `seed` and the cell's place, so every repeat, worker and machine times the same batch."""
-    def uniform(n: int, length: int, out: int) -> Cell:
-        return Cell(f"{n}x{length}->{out}", "decode" if out > 1 else "prefill", ((length, out),) * n)
-
-    cells = ([uniform(n, length, out) for n in grid.get("batch_sizes", []) for length in grid.get("context_lengths", [])
-              for out in grid.get("outputs", [])] + [uniform(n, length, 1) for n, length in grid.get("prefill", [])]
-             + [uniform(n, length, out) for n, length, out in grid.get("decode", [])])
-    for j, (n, plo, phi, olo, ohi) in enumerate(grid.get("mixed", [])):
-        rng = np.random.default_rng([int(grid.get("seed", 0)), j])
-        prompts, outs = rng.integers(plo, phi + 1, n), rng.integers(olo, ohi + 1, n)
-        cells.append(Cell(f"{n}x{plo}-{phi}->{olo}-{ohi}", "mixed",
-                          tuple((int(p), int(o)) for p, o in zip(prompts, outs))))
-    return cells
-
-
-def _measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any], queue) -> None:
-    """One model on one worker's devices, in the process layout real runs use. Rows of `steps`:
-    {kind, cell, rep, steps, seqs, tokens, ctx, attn, ms}, sums over `steps` engine steps."""
-    os.environ.update(env)
-    from mosaic.backends.vllm.worker import start_engine, shutdown_engine, isolate_from_script_dir
-
-    isolate_from_script_dir()
-    t0 = time.time()
-    from vllm import SamplingParams
-
-    startup = time.time() - t0
-    t0 = time.time()
-    engine = start_engine(path, engine_args)
-    load = time.time() - t0
-    cache = engine.vllm_config.cache_config
-    sched = engine.vllm_config.scheduler_config
-    blocks, block_size = int(cache.num_gpu_blocks), int(cache.block_size)
-    budget, max_seqs = int(sched.max_num_batched_tokens), int(sched.max_num_seqs)
-    hf = engine.vllm_config.model_config.hf_config
-    arch = {k: getattr(hf, k, None) for k in ("num_hidden_layers", "hidden_size", "num_key_value_heads",
-                                               "num_attention_heads", "intermediate_size", "vocab_size")}
-    arch["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
-    rows: list[dict[str, Any]] = []
-    uid = iter(range(10**9))
-
-    def submit(prompt: int, out: int) -> str:
-        rid = f"m{next(uid)}"
-        engine.add_request(rid, {"prompt_token_ids": prompt_ids(rid, prompt)},
-                           SamplingParams(max_tokens=out, ignore_eos=True))
-        return rid
-
-    # A fresh engine's first request pays one-off costs (first-call set-up in the client and the
-    # engine core): timed here, and what the step model does not explain is the session's warm-up.
-    t = time.perf_counter()
-    engine.add_request("warm", {"prompt_token_ids": prompt_ids("warm", WARM[0])},
-                       SamplingParams(max_tokens=WARM[1], ignore_eos=True))
-    while engine.has_unfinished_requests():
-        engine.step()
-    warm = {**window_terms(_replica_steps([("warm", *WARM)], block_size, blocks, max_seqs, budget)),
-            "ms": (time.perf_counter() - t) * 1e3}
-    # Each cell: n prompts of `length`, `out` tokens each, submitted at once to the idle engine and
-    # timed until the last finishes. Only whole windows are timed: with the engine core in its own
-    # process a single step() can return an output the core computed earlier. The window's steps
-    # come from the V1 replica, so every row is an exact sum of step-model terms.
-    submits: list[tuple[float, int]] = []   # (ms per add_request, n) of each cell
-    cells = grid_cells(grid)
-    for rep in range(grid["repeats"]):
-        for cell in cells:
-            t = time.perf_counter()
-            for length, out in cell.requests:
-                submit(length, out)
-            submits.append(((time.perf_counter() - t) * 1e3 / len(cell.requests), len(cell.requests)))
-            while engine.has_unfinished_requests():
-                engine.step()
-            ms = (time.perf_counter() - t) * 1e3
-            shape = _replica_steps([(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], block_size, blocks,
-                                   max_seqs, budget)
-            rows.append({"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape), "ms": ms})
-            queue.put({"progress": 1})
-    sessions = []
-    if grid.get("session_sweep", {}).get("ns"):
-        sessions = session_samples(lambda p, o: run_session(engine, p, o), grid["session_output"],
-                                   grid["length_shapes"], grid["session_sweep"],
-                                   int(engine.vllm_config.model_config.max_model_len))
-    t0 = time.time()
-    shutdown_engine(engine)
-    unload = time.time() - t0
-    import vllm.envs as vllm_envs
-
-    queue.put({"startup_s": startup, "load_time_s": load, "unload_time_s": unload,
-               "kv_capacity": blocks * block_size, "kv_blocks": blocks,
-               "block_size": block_size, "prefix_caching": bool(cache.enable_prefix_caching),
-               # vLLM before 0.11 ran V0 unless VLLM_USE_V1 said otherwise; later versions are V1 only.
-               "scheduling": "v0" if getattr(vllm_envs, "VLLM_USE_V1", True) is False else "v1",
-               "max_num_batched_tokens": budget, "arch": arch, "steps": rows, "sessions": sessions, "warm": warm,
-               # per request, while the engine steps on what has arrived (cells of >= 4 requests)
-               "submit_ms": float(np.median([ms for ms, n in submits if n >= 4] or [ms for ms, _ in submits]))})
-
-
-def measure(path: str, engine_args: dict[str, Any], env: dict[str, str], grid: dict[str, Any],
-            timeout_s: float = 900, on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    """One model on one worker's devices (_measure, in its own process); on_progress() after each
-    timed batch."""
-    return in_process(_measure, (path, engine_args, env, grid), f"profiling {path}", timeout_s, on_progress)
-
-
-def measure_on(path: str, engine_args: dict[str, Any], envs: list[dict[str, str]], grid: dict[str, Any],
-               on_progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """measure() on every worker of `envs` at once (a thread each, each engine in its own process), as
-    the profile is measured: the results in worker order."""
-    with cf.ThreadPoolExecutor(len(envs)) as pool:
-        futs = [pool.submit(measure, path, engine_args, env, grid, on_progress=on_progress) for env in envs]
-        return [f.result() for f in futs]
-
-
-def in_process(target: Callable[..., None], args: tuple, what: str, timeout_s: float,
-               on_progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    """target(*args, queue) in a spawned process of its own group, ended with everything it started
-    (EngineCore) however it ends; its one result message, or RuntimeError as soon as the process is
-    gone without one (an engine that could not start: it waited out the timeout before, 900 s)."""
-    ctx = spawn_context()
-    q = ctx.Queue()
-    p = ctx.Process(target=group_leader_entry, args=(DEFAULT_GRACE_S, target, *args, q))
-    p.start()
-    deadline = time.time() + timeout_s
-    done = False
-    try:
-        while time.time() < deadline:
-            try:
-                result = q.get(timeout=2.0)
-                if "progress" in result:
-                    if on_progress is not None:
-                        on_progress()
-                    continue
-                done = True
-                return result
-            except queue_mod.Empty:
-                if not p.is_alive():
-                    raise RuntimeError(f"{what} failed: the measuring process exited with code "
-                                       f"{p.exitcode} (see its log above)") from None
-        raise RuntimeError(f"{what} did not finish within {timeout_s:.0f} s")
-    finally:
-        end_processes([p], wait_s=60 if done else 0)
 
 
 def fit(m: dict[str, Any]) -> dict[str, float]:
@@ -345,17 +155,6 @@ def fit_note(m: dict[str, Any], cost: dict[str, float]) -> str:
     parts = [f"{k} steps {v['n']}: fit error median {v['median']:.1%} p90 {v['p90']:.1%}, repeat noise "
              f"{v['noise']:.1%}" for k, v in e.items()]
     return f"step-cost fit over {len(m['steps'])} rows, {m.get('workers', 1)} workers measuring at once: " + "; ".join(parts)
-
-
-def merge_workers(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One model measured on every worker at once (so each saw the others' load, as in a run):
-    all step rows, and the median of the one-off times."""
-    first = results[0]
-    med = {k: float(statistics.median(r[k] for r in results))
-           for k in ("startup_s", "load_time_s", "unload_time_s", "submit_ms")}
-    return {**first, **med, "workers": len(results), "warm": [r["warm"] for r in results],
-            "steps": [dict(row, worker=w) for w, r in enumerate(results) for row in r["steps"]],
-            "sessions": [x for r in results for x in r["sessions"]]}
 
 
 # ---------------------------------------------------------------- profile files
@@ -463,7 +262,8 @@ def profile_models(cfg: dict) -> Path:
     for n in names:
         grid = model_grid(cfg, registry, n, base)
         with bar(cfg["n_workers"] * grid["repeats"] * len(grid_cells(grid)), f"profiling {n}", unit="batch") as b:
-            measured[n] = merge_workers(measure_on(*registry.resolve(n), envs, grid, lambda: b.update(1)))
+            measured[n] = merge_workers(measure_on(*registry.resolve(n), envs, grid, lambda: b.update(1),
+                                                        after=engine_sessions))
         print(f"measured {n}: load {measured[n]['load_time_s']:.1f} s, KV {measured[n]['kv_blocks']} blocks of "
               f"{measured[n]['block_size']} tokens, {len(measured[n]['steps'])} step rows", flush=True)
     fits = {n: fit(m) for n, m in measured.items()}

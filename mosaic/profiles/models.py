@@ -87,7 +87,7 @@ class ProfileSet:
     # dataset -> how difficulty couples answers and lengths there, measured on traces
     # (experiments/fit_difficulty.py); a dataset without an entry gets the built-in default.
     datasets: dict[str, DifficultyModel] = field(default_factory=dict)
-    # Where the profile was calibrated to a machine (mosaic/fitting/host_calibration.py): what was
+    # Where the profile was calibrated to a machine (mosaic/profiles/calibration.py): what was
     # scaled from which profile, as its `calibration` section says; None for a profile as measured.
     calibration: dict[str, Any] | None = None
 

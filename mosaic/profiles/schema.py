@@ -715,7 +715,7 @@ def _at(path: tuple[Any, ...], check: Callable[[Any], Any], value: Any) -> Any:
 
 
 class CalibratedModelSpec(Section):
-    """One model's factors in a calibration record (mosaic/fitting/host_calibration.py)."""
+    """One model's factors in a calibration record (mosaic/profiles/calibration.py)."""
 
     decode: Number(gt=0, le=1e3)
     prefill: Number(gt=0, le=1e3)

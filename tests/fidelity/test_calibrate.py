@@ -9,17 +9,16 @@ import pytest
 import yaml
 
 from mosaic.fidelity import calibrate as cal
-from mosaic.fitting import real_engine
-from mosaic.fitting.host_calibration import fit_scales
+from mosaic.profiles.calibration import fit_scales, predict_ms
 from mosaic.profiles import load_profiles
-from tests.fidelity.test_profile_check import PROFILE, _cfg, _fake_measure
+from tests.fidelity.test_profile_check import PROFILE, _cfg, _fake_measure, use_measure
 from tests.helpers import config
 
 GRID = {"repeats": 2, "prefill": [[1, 1024], [4, 512]], "decode": [[4, 64, 65], [32, 128, 97]], "seed": 0}
 
 
 def _check(monkeypatch, factors, group_factors=None, models="Qwen,Exaone", grid=GRID, split=False):
-    monkeypatch.setattr(real_engine, "measure", _fake_measure(factors, group_factors=group_factors)[0])
+    use_measure(monkeypatch, _fake_measure(factors, group_factors=group_factors)[0])
     return cal.check_profile(_cfg(model=models, grid=grid, split=split))
 
 
@@ -51,7 +50,7 @@ def test_the_per_step_decode_and_prefill_factors_are_told_apart(monkeypatch):
 
 def test_split_measures_each_model_once_on_one_worker_the_workers_at_once(monkeypatch):
     measure, calls = _fake_measure({"Qwen": 1.5, "Exaone": 1.5, "GLM": 1.5})
-    monkeypatch.setattr(real_engine, "measure", measure)
+    use_measure(monkeypatch, measure)
     check = cal.check_profile(_cfg(model="Qwen,Exaone,GLM", grid=GRID, split=True))
     assert sorted(calls) == ["Exaone", "GLM", "Qwen"]   # once each (not once per worker)
     assert {n: list(m["workers"]) for n, m in check["models"].items()} == {"Qwen": ["0"], "Exaone": ["1"], "GLM": ["0"]}
@@ -63,7 +62,7 @@ def test_split_measures_each_model_once_on_one_worker_the_workers_at_once(monkey
 def test_batches_of_one_kind_give_one_factor():
     rows = [{"steps": 100, "seqs": 800, "tokens": 800, "ctx": 80000, "attn": 0.0, "ms": 0.0}]
     cost = PROFILE.models["Qwen"].cost
-    rows[0]["ms"] = 2.0 * real_engine.predict_ms(cost, rows[0])
+    rows[0]["ms"] = 2.0 * predict_ms(cost, rows[0])
     assert fit_scales(rows, cost) == {"step": pytest.approx(2.0), "decode": pytest.approx(2.0),
                                       "prefill": pytest.approx(2.0), "how": "one factor", "error": pytest.approx(0)}
     with pytest.raises(ValueError, match="no measured batches"):

@@ -7,9 +7,9 @@ import pytest
 
 from mosaic.core.errors import ConfigError
 from mosaic.fidelity import profile_check
-from mosaic.fitting import real_engine
-from mosaic.fitting.host_calibration import _parts
-from mosaic.fitting.real_engine import WARM, _replica_steps, grid_cells, predict_ms, window_terms
+from mosaic.profiles.calibration import _parts, predict_ms
+from mosaic.backends.vllm import probe
+from mosaic.backends.vllm.probe import WARM, _replica_steps, grid_cells, window_terms
 from mosaic.profiles import load_profiles
 
 PROFILE = load_profiles("tiny_cpu")
@@ -28,14 +28,21 @@ def _registry():
     return OmegaConf.to_container(compose(["models=tiny"]).models, resolve=True)
 
 
+def use_measure(monkeypatch, measure):
+    """Every engine measurement (probe.measure, and each model of probe.measure_models) by `measure`."""
+    monkeypatch.setattr(probe, "measure", measure)
+    monkeypatch.setattr(probe, "measure_models", lambda models, env, grid, timeout_s=900, on_progress=None, after=None:
+                        [measure(path, args, env, grid, on_progress=on_progress) for path, args in models])
+
+
 def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_factors=None, worker_factors=None,
                   group_factors=None):
     """measure() for model m on a worker: every grid cell's rows at factor[m] x the profile's prediction
     (x kind_factors[kind] for a kind of cell, x worker_factors[w] on worker w; the terms of a group of
-    mosaic/fitting/host_calibration.py GROUPS x group_factors[group])."""
+    mosaic/profiles/calibration.py GROUPS x group_factors[group])."""
     calls = []
 
-    def measure(path, engine_args, env, grid, on_progress=None):
+    def measure(path, engine_args, env, grid, on_progress=None, after=None):
         worker = int(env["VLLM_CPU_OMP_THREADS_BIND"].split("-")[0].split(",")[0])   # its first core
         name = path.rstrip("/").split("/")[-1]
         calls.append(name)
@@ -66,7 +73,7 @@ def _fake_measure(factors, kv_blocks=None, block_size=128, budget=2048, kind_fac
 
 def test_a_machine_that_matches_its_profile_passes(monkeypatch):
     measure, calls = _fake_measure({"Qwen": 1.0, "Exaone": 1.0})
-    monkeypatch.setattr(real_engine, "measure", measure)
+    use_measure(monkeypatch, measure)
     result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
     assert calls == ["Qwen", "Qwen", "Exaone", "Exaone"]   # each model on both workers at once
     assert result["matches"] and result["reasons"] == []
@@ -80,7 +87,7 @@ def test_a_machine_that_matches_its_profile_passes(monkeypatch):
 
 
 def test_a_slower_machine_is_caught_and_the_re_profile_command_named(monkeypatch):
-    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Qwen": 1.0, "Exaone": 2.5})[0])
+    use_measure(monkeypatch, _fake_measure({"Qwen": 1.0, "Exaone": 2.5})[0])
     result = profile_check.check_profile(_cfg(model="Qwen,Exaone"))
     assert not result["matches"]
     assert result["models"]["Exaone"]["ratio"] == pytest.approx(2.5)
@@ -96,7 +103,7 @@ def test_mixed_batches_are_compared_apart_from_the_uniform_ones(monkeypatch):
     """A step model that misprices steps where prefill chunks share a step with decodes shows as the
     mixed cells' ratio beside the uniform cells', measured in the same repeats."""
     measure = _fake_measure({"Exaone": 1.0}, kind_factors={"mixed": 1.07})[0]
-    monkeypatch.setattr(real_engine, "measure", measure)
+    use_measure(monkeypatch, measure)
     cfg = _cfg(model="Exaone")
     cfg["grid"] = {**cfg["grid"], "mixed": [[96, 16, 1000, 200, 600]]}
     kinds = profile_check.check_profile(cfg)["models"]["Exaone"]["kinds"]
@@ -110,7 +117,7 @@ def test_mixed_batches_are_compared_apart_from_the_uniform_ones(monkeypatch):
 
 
 def test_a_core_slower_than_the_other_shows_in_its_worker_ratio(monkeypatch):
-    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Exaone": 1.0}, worker_factors={1: 1.14})[0])
+    use_measure(monkeypatch, _fake_measure({"Exaone": 1.0}, worker_factors={1: 1.14})[0])
     m = profile_check.check_profile(_cfg(model="Exaone"))["models"]["Exaone"]
     assert m["workers"] == {"0": pytest.approx(1.0), "1": pytest.approx(1.14)}
     assert 1.0 <= m["ratio"] <= 1.14
@@ -120,7 +127,7 @@ def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
     """busy=1: the same batches on worker 0 alone, bound to the cores it has among n_workers."""
     envs = []
     measure, calls = _fake_measure({"Qwen": 0.8, "Exaone": 1.0})
-    monkeypatch.setattr(real_engine, "measure", lambda path, args, env, grid, **k: envs.append(env)
+    use_measure(monkeypatch, lambda path, args, env, grid, **k: envs.append(env)
                         or measure(path, args, env, grid, **k))
     result = profile_check.check_profile(_cfg(model=["Qwen", "Exaone"], busy=1))   # as Hydra gives model=[A,B]
     assert calls == ["Qwen", "Exaone"]
@@ -133,7 +140,7 @@ def test_busy_measures_on_fewer_workers_with_the_rest_idle(monkeypatch):
 
 
 def test_an_engine_sized_differently_from_the_profile_is_named(monkeypatch):
-    monkeypatch.setattr(real_engine, "measure", _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
+    use_measure(monkeypatch, _fake_measure({"Qwen": 1.0}, kv_blocks=100, budget=1024)[0])
     result = profile_check.check_profile(_cfg())
     assert not result["matches"]
     (why,) = result["reasons"]
@@ -145,7 +152,7 @@ def test_a_run_confined_differently_from_the_profile_is_named(monkeypatch):
     every engine process kept on its worker's cores, the check says the engine differs and how."""
     envs = []
     measure, _ = _fake_measure({"Qwen": 1.0})
-    monkeypatch.setattr(real_engine, "measure", lambda path, args, env, grid, **k: envs.append(env)
+    use_measure(monkeypatch, lambda path, args, env, grid, **k: envs.append(env)
                         or measure(path, args, env, grid, **k))
     cfg = _cfg()
     cfg["backend"]["options"]["cpu_confine"] = "always"
@@ -172,7 +179,7 @@ def test_a_run_confined_differently_from_the_profile_is_named(monkeypatch):
      "grid: no batches"),
 ])
 def test_bad_options_are_refused_before_any_engine_starts(monkeypatch, change, match):
-    monkeypatch.setattr(real_engine, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    use_measure(monkeypatch, lambda *a, **k: pytest.fail("an engine was started"))
     with pytest.raises(ConfigError, match=match):
         profile_check.check_profile(_cfg(**change))
 
@@ -186,7 +193,7 @@ def test_a_profile_without_measured_step_costs_cannot_be_checked(monkeypatch, tm
     doc["models"]["Qwen"].pop("cost")
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(doc))
-    monkeypatch.setattr(real_engine, "measure", lambda *a, **k: pytest.fail("an engine was started"))
+    use_measure(monkeypatch, lambda *a, **k: pytest.fail("an engine was started"))
     with pytest.raises(ConfigError, match="Qwen in p.yaml has no measured step cost"):
         profile_check.check_profile(_cfg(profile=str(p)))
     doc["models"] = {"Other": doc["models"]["Exaone"]}

@@ -5,7 +5,8 @@ from omegaconf import OmegaConf
 
 from mosaic.config import CONF_DIR
 from mosaic.fitting.options import grid_option
-from mosaic.fitting.real_engine import COEFS, FIT_TERMS, _replica_steps, grid_cells, window_terms
+from mosaic.backends.vllm.probe import _replica_steps, grid_cells, window_terms
+from mosaic.profiles.calibration import COEFS, FIT_TERMS
 from mosaic.profiles import load_profiles
 
 # tiny_cpu's engine: 128-token blocks, 64 sequences, a 2048-token step budget

@@ -99,7 +99,7 @@ def test_measuring_reports_the_steps_against_the_profile_and_warns_when_all_busy
 
 
 def test_the_grid_method_times_the_profilers_batches_with_the_other_worker_idle_busy_or_spinning(monkeypatch):
-    """method=grid with real_engine.measure stood in for: a batch of c requests takes 0.8x its all-busy
+    """method=grid with probe.measure stood in for: a batch of c requests takes 0.8x its all-busy
     time alone and 0.9x beside a spinning engine, so the factors are 0.8 and the spinning engine's
     share (0.9 - 0.8) / (1 - 0.8) = 0.5."""
     from mosaic.fitting import host_contention

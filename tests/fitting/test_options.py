@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mosaic.core.errors import ConfigError
+from mosaic.backends.vllm import probe
 from mosaic.fitting import host_contention, real_engine
 from mosaic.fitting.host_contention import DEFAULTS, measure_contention
 from mosaic.fitting.options import grid_option
@@ -24,9 +25,9 @@ def boom(*a, **k):
 
 @pytest.fixture(autouse=True)
 def no_engines(monkeypatch):
-    monkeypatch.setattr(real_engine, "spawn_context", boom)
+    monkeypatch.setattr(probe, "spawn_context", boom)
     monkeypatch.setattr(host_contention, "_round", boom)
-    monkeypatch.setattr(real_engine, "measure", boom)
+    monkeypatch.setattr(probe, "measure", boom)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -130,12 +131,12 @@ def _replayed(monkeypatch, seen):
 
     raw = json.loads((BUNDLED_DIR / "tiny_cpu.measured.json").read_text())
 
-    def fake(path, engine_args, env, grid, on_progress=None):
+    def fake(path, engine_args, env, grid, on_progress=None, after=None):
         name = path.rstrip("/").rsplit("/", 1)[-1]
         seen.append(name)
         return {**raw[name], "warm": raw[name]["warm"][0], "sessions": []}
 
-    monkeypatch.setattr(real_engine, "measure", fake)
+    monkeypatch.setattr(probe, "measure", fake)
 
 
 def test_reprofiling_some_models_keeps_the_others_and_their_tp_blocks(tmp_path, monkeypatch):
@@ -200,7 +201,7 @@ def test_profile_models_checks_outputs_sweep_and_cache_before_measuring(tmp_path
     def never(*a, **k):
         raise AssertionError("an engine was started")
 
-    monkeypatch.setattr(real_engine, "measure", never)
+    monkeypatch.setattr(probe, "measure", never)
     extra = ["session_sweep.ns=[4]"] if override.startswith("session_sweep.reps") else []
     with pytest.raises(ConfigError, match=match):
         real_engine.profile_models(_profile_cfg(tmp_path, "model=all", override, *extra))

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mosaic.fitting.real_engine import _replica_steps, fit, fit_error, merge_workers
+from mosaic.backends.vllm.probe import _replica_steps, merge_workers
+from mosaic.fitting.real_engine import fit, fit_error
 
 
 def _rows(cost, rng, noise=0.0):
@@ -56,7 +57,8 @@ def test_workers_measured_together_are_merged():
 
 
 def test_warmup_is_the_first_requests_time_beyond_the_step_model():
-    from mosaic.fitting.real_engine import WARM, window_terms, warmup_s
+    from mosaic.backends.vllm.probe import WARM, window_terms
+    from mosaic.profiles.calibration import warmup_s
 
     cost = {"step_ms": 2.0, "seq_ms": 0.0, "token_ms": 0.0, "ctx_ms": 0.0, "len2_ms": 0.0}
     steps = window_terms(_replica_steps([("warm", *WARM)], block_size=16, kv_blocks=100, max_num_seqs=8, budget=512))

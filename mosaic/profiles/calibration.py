@@ -1,9 +1,10 @@
-"""A profile re-scaled to the machine it runs on, from a profile check's few batches.
+"""A profile re-scaled to the machine it runs on, from a few of the profiler's own batches.
 
 A full profile (experiments/profile_models.py) times hundreds of batches per model. Another host,
 or the same host an hour later, differs from it by how fast it does each kind of work in a step,
-and by its own load and start-up times. The profile check (mosaic/fidelity/profile_check.py) times
-a few of the profiler's own batches per model; from them:
+and by its own load and start-up times. A profile check (mosaic/fidelity/profile_check.py), a
+calibration (experiments/calibrate_profile.py) or a run with `workload.calibrate=true` times a few of
+the profiler's batches per model (mosaic/backends/vllm/probe.py); from them:
 
 - the step-cost terms are scaled by three factors, fitted by non-negative least squares in relative
   error as the profile itself was: `step` for the fixed cost of a step (the host's per-step overhead),
@@ -25,11 +26,17 @@ from __future__ import annotations
 
 import copy
 import statistics
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mosaic.fitting.real_engine import COEFS, FIT_TERMS
+from mosaic.profiles.loader import parse_profiles
+
+# A measured window's step-model terms (sums over its steps) and the cost coefficient of each:
+#   t = step_ms * steps + seq_ms * seqs + token_ms * tokens + ctx_ms * ctx + len2_ms * attn
+FIT_TERMS = ("steps", "seqs", "tokens", "ctx", "attn")
+COEFS = ("step_ms", "seq_ms", "token_ms", "ctx_ms", "len2_ms")
 
 # The cost terms each factor scales (COEFS: the profile's step-cost fit, FIT_TERMS: what they multiply).
 GROUPS = {"step": ("step_ms",), "decode": ("seq_ms", "ctx_ms"), "prefill": ("token_ms", "len2_ms")}
@@ -42,6 +49,17 @@ HOW = {3: "three factors", 2: "two factors: step, the rest", 1: "one factor"}
 IDENTIFIABLE_SHARE = 0.1
 # A factor further than this from the batches' median ratio is not a host's speed but a fit to noise.
 MAX_FIT_DEPARTURE = 20.0
+
+
+def predict_ms(cost: dict[str, float], row: dict[str, Any]) -> float:
+    """The step model's milliseconds for a measured window (its FIT_TERMS)."""
+    return sum(cost[c] * row[t] for c, t in zip(COEFS, FIT_TERMS))
+
+
+def warmup_s(m: dict[str, Any], cost: dict[str, float]) -> float:
+    """A fresh engine's one-off start of serving: the first request's time beyond what the step
+    model gives for it (median over the workers that measured), >= 0."""
+    return max(0.0, float(np.median([w["ms"] - predict_ms(cost, w) for w in m["warm"]]))) / 1e3
 
 
 def _parts(cost: dict[str, float], row: dict[str, Any]) -> dict[str, float]:
@@ -86,10 +104,12 @@ def scaled_cost(cost: dict[str, float], scales: dict[str, Any]) -> dict[str, flo
     return {k: float(f"{v * factor[k]:.6g}") for k, v in cost.items()}
 
 
-def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) -> dict[str, Any]:
+def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str,
+                       by: str = "experiments/calibrate_profile.py") -> dict[str, Any]:
     """A copy of the profile file `raw` (its parsed YAML) with each model the check measured
-    re-scaled to this machine (the module's rules); `base` names the profile in the record.
-    Models the check did not measure are kept as they were, and the record says which were."""
+    re-scaled to this machine (the module's rules); `base` names the profile in the record, `by`
+    what calibrated it. Models the check did not measure are kept as they were, and the record
+    says which were."""
     out = copy.deepcopy(raw)
     record: dict[str, Any] = {}
     for name, m in check["models"].items():
@@ -104,7 +124,7 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) ->
         entry["unload_time_s"] = round(m.get("unload_s", entry.get("unload_time_s", 0.0) * load_ratio), 3)
         if m.get("warmup_s") is not None:
             entry["warmup_s"] = round(m["warmup_s"], 3)
-        note = (f"calibrated by experiments/calibrate_profile.py ({check['when']}) from {base}: step cost "
+        note = (f"calibrated by {by} ({check['when']}) from {base}: step cost "
                 + ", ".join(f"{g} terms x{scales[g]:.3f}" for g in GROUPS)
                 + f" ({scales['how']}" + (f", fit error median {scales['error']:.1%}" if "error" in scales else "")
                 + f"); load {m['load_s']:.1f} s; spread over repeats ±{m['spread']:.0%}")
@@ -121,4 +141,53 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str) ->
     out["calibration"] = {"base": base, "when": check["when"], "tolerance": check.get("tolerance"),
                           "kept": sorted(set(out["models"]) - set(record)), "models": record}
     return out
+
+
+
+def calibrated_file(path: Path, raw: dict[str, Any], check: dict[str, Any], base: str,
+                    by: str = "experiments/calibrate_profile.py") -> dict[str, Any]:
+    """calibrated_profile of the profile file at `path` (its YAML `raw`), made to load from any
+    folder (its relative `engine.kernels` made absolute) and validated as any profile file is."""
+    out = calibrated_profile(raw, check, base, by)
+    kernels = out["engine"].get("kernels")
+    if kernels and not Path(kernels).is_absolute():   # the calibrated file is written elsewhere
+        out["engine"]["kernels"] = str((path.parent / kernels).resolve())
+    parse_profiles(out, "the calibrated profile", path.parent)   # a file any run can load, or an error here
+    return out
+
+
+def compare_rows(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, Any]:
+    """Measured / predicted per batch row; per cell, per kind of cell (decode, prefill, mixed) and per
+    worker the median, overall the median and its spread over repeats (half the range of the per-repeat
+    medians, relative to the median)."""
+    ratios = [(r["cell"], r["rep"], r["ms"] / predict_ms(cost, r)) for r in rows]
+    cells: dict[str, list[float]] = {}
+    reps: dict[int, list[float]] = {}
+    kinds: dict[str, list[float]] = {}
+    workers: dict[int, list[float]] = {}
+    for r, (cell, rep, x) in zip(rows, ratios):
+        cells.setdefault(cell, []).append(x)
+        reps.setdefault(rep, []).append(x)
+        kinds.setdefault(r.get("kind", "decode"), []).append(x)
+        workers.setdefault(int(r.get("worker", 0)), []).append(x)
+    med = statistics.median(x for _, _, x in ratios)
+    rep_meds = [statistics.median(v) for v in reps.values()]
+    return {"ratio": med, "spread": (max(rep_meds) - min(rep_meds)) / 2 / med if len(rep_meds) > 1 else 0.0,
+            "cells": {c: statistics.median(v) for c, v in cells.items()},
+            "kinds": {k: statistics.median(v) for k, v in kinds.items()},
+            # per worker: a host whose cores run at different speeds (a busy co-tenant on one) shows here
+            "workers": {str(w): statistics.median(v) for w, v in sorted(workers.items())}}
+
+
+def measured_model(measured: dict[str, Any], cost: dict[str, float], profile_load_s: float) -> dict[str, Any]:
+    """One model's entry of a check: its batches against the profile's step cost `cost`
+    (compare_rows), the factors a calibration scales it by, the one-off times as measured, and the
+    timed rows (so that a calibration can be fitted again from the check alone)."""
+    scales = fit_scales(measured["steps"], cost)
+    return {**compare_rows(measured["steps"], cost), "load_s": measured["load_time_s"],
+            "profile_load_s": profile_load_s, "scales": scales, "startup_s": measured["startup_s"],
+            "unload_s": measured["unload_time_s"], "warmup_s": warmup_s(measured, scaled_cost(cost, scales)),
+            "submit_ms": measured["submit_ms"],
+            "rows": [{k: r[k] for k in ("kind", "cell", "rep", "worker", *FIT_TERMS, "ms") if k in r}
+                     for r in measured["steps"]]}
 
