@@ -245,6 +245,10 @@ class WorkloadConfig:
     n_queries: Optional[int] = None       # null = the preset's dataset size
     k: int = 3
     profiles: str = "moa6_a100"           # bundled profile set name, or a path to a YAML file
+    # Before the run, time a few of the profiler's own batches per model the run serves on this
+    # machine's vLLM engines (minutes) and run on `profiles` scaled to them (mosaic/run/calibration.py);
+    # the run folder gets profile.calibrated.yaml, summary.json profile_calibration says what was scaled.
+    calibrate: bool = False
     skill_spread: float = 0.4
     routing_noise: float = 0.15           # Gumbel noise of the without-replacement router
     routing: str = "router"               # "router" (Symbolic-MoE recruiter) | "paper_table3" (Table 3 counts)

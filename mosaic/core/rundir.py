@@ -38,7 +38,9 @@ OUTPUT_FILES = ("plan.json", "trace.csv", "sessions.csv", "queries.csv", "trace.
 # Drawn after summary.json from the rows of sessions.csv (mosaic/run/timeline.py); a run without
 # it (drawing failed, said in run.log) is still finished.
 DERIVED_FILES = ("timeline.png", "timeline.pdf")
-RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, ERROR_FILE)
+# The profile a run calibrated to the machine (workload.calibrate=true), written before summary.json.
+CALIBRATED_PROFILE_FILE = "profile.calibrated.yaml"
+RUN_FILES = (*OUTPUT_FILES, *DERIVED_FILES, CALIBRATED_PROFILE_FILE, ERROR_FILE)
 LOCK_FILE = ".lock"
 SWEEP_LOCK_FILE = ".sweep.lock"   # a sweep's folder: its jobs may claim .lock in it
 # Less free space than this where outputs go is refused before any work: Hydra's own config

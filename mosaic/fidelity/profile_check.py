@@ -132,8 +132,9 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
     batches = grid["repeats"] * len(probe.grid_cells(grid))
     if split:
         with bar(len(names) * batches, f"calibrating {len(names)} models on {busy} workers", unit="batch") as b:
-            split_measured = probe.measure_split({n: registry.resolve(n) for n in names}, envs[:busy], grid,
-                                                 lambda: b.update(1))
+            split_measured = probe.measure_split(
+                {n: registry.resolve(n) for n in names}, envs[:busy], grid, lambda: b.update(1),
+                {n: probe.expected_s(profiles.models[n], profiles.engine, grid) for n in names})
     for name in names:
         if split:
             measured = split_measured[name]

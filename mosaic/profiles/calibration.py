@@ -48,7 +48,9 @@ HOW = {3: "three factors", 2: "two factors: step, the rest", 1: "one factor"}
 # A factor is identifiable when some batch spends at least this share of its predicted time on its terms.
 IDENTIFIABLE_SHARE = 0.1
 # A factor further than this from the batches' median ratio is not a host's speed but a fit to noise.
-MAX_FIT_DEPARTURE = 20.0
+# Far apart is real: on one host the per-step cost stayed as profiled (x1.0) while a prompt's prefill
+# ran x20-30 slower, and a bound of 20 threw that fit away for one factor 47% off its batches.
+MAX_FIT_DEPARTURE = 100.0
 
 
 def predict_ms(cost: dict[str, float], row: dict[str, Any]) -> float:
@@ -138,7 +140,8 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str,
         values = [m[key] for m in check["models"].values() if m.get(key) is not None]
         if values and field in engine:
             engine[field] = round(float(statistics.median(values)), 4)
-    out["calibration"] = {"base": base, "when": check["when"], "tolerance": check.get("tolerance"),
+    tolerance = {"tolerance": check["tolerance"]} if check.get("tolerance") is not None else {}
+    out["calibration"] = {"base": base, "by": by, "when": check["when"], **tolerance,
                           "kept": sorted(set(out["models"]) - set(record)), "models": record}
     return out
 

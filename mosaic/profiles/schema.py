@@ -732,6 +732,7 @@ class CalibrationSpec(Section):
     """What a calibrated profile was scaled from (experiments/calibrate_profile.py writes it)."""
 
     base: String
+    by: String = "experiments/calibrate_profile.py"   # or workload.calibrate: a run calibrated it
     when: String = ""
     tolerance: Number(gt=0, le=10) = None
     kept: Any = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
 from omegaconf import DictConfig
 
 from mosaic.config.defaults import changed
@@ -14,7 +15,7 @@ from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
 from mosaic.run.builder import Run, build_run
-from mosaic.core.rundir import OUTPUT_FILES, SUMMARY_FILE, write_atomic
+from mosaic.core.rundir import CALIBRATED_PROFILE_FILE, OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
 from mosaic.run.perfetto import PERFETTO_FILE, document as perfetto_document
 from mosaic.schedulers.registry import not_applied as scheduler_not_applied
@@ -43,8 +44,9 @@ def cluster_not_applied(c: MosaicConfig, engine) -> list[str]:
 
 
 def models_not_applied(c: MosaicConfig) -> list[str]:
-    """The model registry (models=...) starts real engines; the simulator runs the profiles."""
-    return changed("models", c.models) if c.backend.name == "sim" else []
+    """The model registry (models=...) starts real engines (a calibration's too); the simulator
+    runs the profiles."""
+    return changed("models", c.models) if c.backend.name == "sim" and not c.workload.calibrate else []
 
 
 def setting_value(c: MosaicConfig, dotted: str) -> Any:
@@ -92,11 +94,14 @@ class RunOutput:
     result: PipelineResult | None
     # An agent-graph run (topology dense or tree): (GraphTrace, placement, agents); result is None.
     graph: tuple | None = None
+    # workload.calibrate=true: the calibrated profile file (written as profile.calibrated.yaml).
+    calibrated: dict[str, Any] | None = None
 
 
 def calibration_record(r: Run) -> dict[str, Any] | None:
     """Nested (not a runs-table column): where the run's profiles were calibrated to a machine
-    (experiments/calibrate_profile.py), their calibration sections; None for profiles as measured."""
+    (experiments/calibrate_profile.py, or this run's workload.calibrate), their calibration
+    sections; None for profiles as measured."""
     out = {key: p.calibration for key, p in (("workload", r.profiles), ("topology", r.graph_profiles))
            if p is not None and p.calibration}
     return out or None
@@ -123,7 +128,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
         if trace.capped_outputs:
             log.warning("%d agent outputs drawn longer than the context left after their prompt were cut to "
                         "it (summary.json capped_outputs)", trace.capped_outputs)
-        return RunOutput(s, None, (trace, placement, shape))
+        return RunOutput(s, None, (trace, placement, shape), r.calibrated)
     truncated = r.truncated
     if truncated:
         log.warning("workload.oversize=truncate: %d requests cut to fit the engine (e.g. %s)", len(truncated),
@@ -165,7 +170,7 @@ def run(cfg: DictConfig | MosaicConfig) -> RunOutput:
     if workload.data_report is not None:
         for problem in workload.data_report.problems():
             log.warning("data quality (%s): %s", c.workload.name, problem)
-    return RunOutput(s, result)
+    return RunOutput(s, result, calibrated=r.calibrated)
 
 
 def write_outputs(out: RunOutput, directory: Path) -> None:
@@ -193,6 +198,11 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
                      out.result.expert.trace.makespan_s), f),
                  SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
+    if out.calibrated is not None:   # a profile any later run can name in workload.profiles
+        head = ("# Calibrated by workload.calibrate=true: the base profile's step costs, load and start-up times\n"
+                "# scaled by a few batches timed on this machine (its `calibration` section says by what).\n")
+        write_atomic(directory / CALIBRATED_PROFILE_FILE, lambda f: f.write(
+            head + yaml.safe_dump(out.calibrated, sort_keys=False, width=100)))
     for name, write in files.items():
         if name == SUMMARY_FILE:
             # The picture before summary.json too: a signal while it is drawn leaves a run that

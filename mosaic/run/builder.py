@@ -117,6 +117,8 @@ class Run:
     graph_profiles: ProfileSet | None = None
     # An agent-graph run's shape and placement (mosaic/run/graph_setup.py).
     graph: GraphSetup | None = None
+    # workload.calibrate=true: the profile file calibrated to this machine, as the run folder keeps it.
+    calibrated: dict[str, Any] | None = None
 
     def execute(self) -> PipelineResult:
         c = self.config
@@ -248,16 +250,29 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     check_device(c.cluster.device, (graph_profiles or profiles).engine.device,
                  c.topology.profiles or c.workload.profiles)
     check_runtime(c, BACKENDS.get(c.backend.name, c.backend.plugin))
+    if c.workload.calibrate:
+        from mosaic.run.calibration import check_calibrate
+
+        check_calibrate(c, profiles, measured_on(profiles.engine.device))
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)
+    calibrated = None
+    if c.workload.calibrate:   # minutes of engines: after everything that can fail cheaper
+        from mosaic.run.calibration import calibrate
+
+        serving = {r.model for r in workload.expert_requests()} | {workload.aggregator}
+        measured, calibrated = calibrate(c, profiles, sorted(serving))
+        profiles = engine_settings(measured, c.engine)
+        backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
+                               models=asdict(c.models), **c.backend.options)
     # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
     # and counted (mosaic/costs/predict.py admit_requests).
     # An agent graph sends none of the flat pipeline's requests: it fits each of its own prompts to
     # the context as it releases them (counted in summary.json truncated_prompts).
     workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
                            if c.topology.kind == "flat" and not c.arrivals.online() else (workload, []))
-    r = Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles)
+    r = Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles, calibrated=calibrated)
     if c.arrivals.kind == "trace":   # a bad file stops the run here, before any engine starts
         from mosaic.workload.arrivals import arrival_times
         arrival_times(c.arrivals, len(workload.queries), c.seed)

@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from mosaic.backends.vllm import probe
 from mosaic.fidelity import calibrate as cal
 from mosaic.profiles.calibration import fit_scales, predict_ms
 from mosaic.profiles import load_profiles
@@ -48,15 +49,44 @@ def test_the_per_step_decode_and_prefill_factors_are_told_apart(monkeypatch):
     assert fit_scales(json.loads(json.dumps(m["rows"])), PROFILE.models["Qwen"].cost) == m["scales"]
 
 
-def test_split_measures_each_model_once_on_one_worker_the_workers_at_once(monkeypatch):
-    measure, calls = _fake_measure({"Qwen": 1.5, "Exaone": 1.5, "GLM": 1.5})
+def test_factors_far_apart_are_kept_where_the_batches_tell_them_apart(monkeypatch):
+    """The per-step cost as profiled, decode 12x and prefill 60x slower (beyond a host measured so): three
+    factors, not one median 47% off the batches."""
+    m = _check(monkeypatch, {"Qwen": 1.0, "Exaone": 1.0}, {"step": 1.0, "decode": 12.0, "prefill": 60.0})["models"]["Qwen"]
+    assert m["scales"]["how"] == "three factors" and m["scales"]["error"] < 0.06
+    for g, f in (("step", 1.0), ("decode", 12.0), ("prefill", 60.0)):
+        assert f <= m["scales"][g] <= f * 1.1
+
+
+def test_split_measures_each_model_once_the_longest_first_to_the_least_busy_worker(monkeypatch):
+    """Each model once, on one worker; each worker's models in one process, one after another; the
+    model the profile expects to take longest first, each next one to the worker with the least."""
+    names = ["Qwen", "Exaone", "GLM"]
+    measure, calls = _fake_measure({n: 1.5 for n in names})
     use_measure(monkeypatch, measure)
-    check = cal.check_profile(_cfg(model="Qwen,Exaone,GLM", grid=GRID, split=True))
-    assert sorted(calls) == ["Exaone", "GLM", "Qwen"]   # once each (not once per worker)
-    assert {n: list(m["workers"]) for n, m in check["models"].items()} == {"Qwen": ["0"], "Exaone": ["1"], "GLM": ["0"]}
+    processes = []
+    each = probe.measure_models
+    monkeypatch.setattr(probe, "measure_models", lambda models, env, grid, **k: processes.append(
+        [path.rstrip("/").split("/")[-1] for path, _ in models]) or each(models, env, grid, **k))
+    check = cal.check_profile(_cfg(model=",".join(names), grid=GRID, split=True))
+    assert sorted(calls) == sorted(names)   # once each (not once per worker)
+    expected = {n: probe.expected_s(PROFILE.models[n], PROFILE.engine, GRID) for n in names}
+    first, second, third = sorted(names, key=lambda n: -expected[n])
+    assert len(set(expected.values())) == 3 and expected[first] < expected[second] + expected[third]
+    assert sorted(processes) == sorted([[first], [second, third]])   # a process per worker, its models in turn
+    assert {n: list(m["workers"]) for n, m in check["models"].items()} == {first: ["0"], second: ["1"], third: ["1"]}
     assert all(m["ratio"] == pytest.approx(1.5, rel=0.06) for m in check["models"].values())
     with pytest.raises(cal.ConfigError, match="split must be true or false"):
         cal.check_profile(_cfg(model="Qwen", grid=GRID, split="yes"))
+
+
+def test_without_expected_times_the_models_are_dealt_in_turn(monkeypatch):
+    measure, _ = _fake_measure({"Qwen": 1.0, "Exaone": 1.0, "GLM": 1.0})
+    use_measure(monkeypatch, measure)
+    envs = __import__("mosaic.backends.vllm.backend", fromlist=["device_env"]).device_env(2, "cpu", 1)
+    out = probe.measure_split({n: (f"/m/{n}", {}) for n in ("Qwen", "Exaone", "GLM")}, envs, GRID)
+    assert list(out) == ["Qwen", "Exaone", "GLM"]
+    assert {n: {r["worker"] for r in m["steps"]} for n, m in out.items()} == {"Qwen": {0}, "Exaone": {1}, "GLM": {0}}
 
 
 def test_batches_of_one_kind_give_one_factor():

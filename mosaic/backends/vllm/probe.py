@@ -23,7 +23,7 @@ import numpy as np
 
 from mosaic.backends.vllm.backend import prompt_ids
 from mosaic.backends.vllm.procgroup import DEFAULT_GRACE_S, end_processes, group_leader_entry, spawn_context
-from mosaic.profiles.calibration import FIT_TERMS
+from mosaic.profiles.calibration import FIT_TERMS, predict_ms
 
 WARM = (64, 8)   # the warm-up request: prompt and output tokens
 
@@ -205,14 +205,36 @@ def measure_on(path: str, engine_args: dict[str, Any], envs: list[dict[str, str]
         return [f.result() for f in futs]
 
 
+def expected_s(model: Any, engine: Any, grid: dict[str, Any]) -> float:
+    """Seconds the profile expects a model (a ModelProfile, of a profile whose engine is `engine`)
+    to take on the grid: its load and unload, and each batch as its step model prices it."""
+    kv_blocks = max(2, int(model.kv_capacity // engine.block_size))
+    batches = sum(predict_ms(model.cost, window_terms(_replica_steps(
+        [(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], engine.block_size, kv_blocks,
+        engine.max_num_seqs, engine.max_num_batched_tokens))) for cell in grid_cells(grid))
+    return model.load_time_s + model.unload_time_s + grid["repeats"] * batches / 1e3
+
+
 def measure_split(models: dict[str, tuple[str, dict[str, Any]]], envs: list[dict[str, str]], grid: dict[str, Any],
-                  on_progress: Callable[[], None] | None = None) -> dict[str, dict[str, Any]]:
-    """Each model of `models` ({name: (path, engine args)}) on one worker, the models dealt to the
-    workers in turn and each worker's measured in one process, the workers at once: as many times
-    faster as there are workers, each still beside a busy neighbour except for a last model alone.
-    Per model, merge_workers of its one measurement; the rows keep the worker that timed them."""
+                  on_progress: Callable[[], None] | None = None,
+                  expected: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Each model of `models` ({name: (path, engine args)}) on one worker, each worker's models
+    measured in one process, the workers at once: as many times faster as there are workers, each
+    still beside a busy neighbour except for a last model alone. With `expected` (seconds per
+    model, expected_s) the longest goes first to the worker with the least so far, so that the
+    workers finish together; else the models are dealt in turn. Per model, merge_workers of its one
+    measurement; the rows keep the worker that timed them."""
     names = list(models)
-    turns = {w: names[w::len(envs)] for w in range(len(envs))}
+    turns: dict[int, list[str]] = {w: [] for w in range(len(envs))}
+    if expected is None:
+        for i, name in enumerate(names):
+            turns[i % len(envs)].append(name)
+    else:
+        load = [0.0] * len(envs)
+        for name in sorted(names, key=lambda n: -expected[n]):
+            w = min(range(len(envs)), key=lambda k: (load[k], k))
+            turns[w].append(name)
+            load[w] += expected[name]
 
     def work(w: int) -> dict[str, dict[str, Any]]:
         if not turns[w]:

@@ -14,7 +14,7 @@ from mosaic.core.registry import Registry
 SOURCES = Registry("workload source", "workload.kind", package="mosaic.workload.sources")
 
 # Read by the run whatever the source: its label, the source itself, the profile set and admission.
-COMMON = frozenset({"name", "kind", "plugin", "profiles", "oversize"})
+COMMON = frozenset({"name", "kind", "plugin", "profiles", "calibrate", "oversize"})
 # Read by every source that recruits experts with mosaic.workload.routing.
 ROUTING = ("k", "routing", "replacement", "routing_noise")
 # The answer model's knobs (mosaic/workload/answer_model.py), read where answers are modelled.
