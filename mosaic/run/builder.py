@@ -257,6 +257,15 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
     backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                            models=asdict(c.models), **c.backend.options)
     workload = build_workload(asdict(c.workload), profiles, c.seed)
+    # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
+    # and counted (mosaic/costs/predict.py admit_requests).
+    # An agent graph sends none of the flat pipeline's requests: it fits each of its own prompts to
+    # the context as it releases them (counted in summary.json truncated_prompts).
+    workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
+                           if c.topology.kind == "flat" and not c.arrivals.online() else (workload, []))
+    if c.arrivals.kind == "trace":   # a bad file stops the run here, before any engine starts
+        from mosaic.workload.arrivals import arrival_times
+        arrival_times(c.arrivals, len(workload.queries), c.seed)
     calibrated = None
     if c.workload.calibrate:   # minutes of engines: after everything that can fail cheaper
         from mosaic.run.calibration import calibrate
@@ -266,16 +275,7 @@ def build_run(cfg: DictConfig | MosaicConfig) -> Run:
         profiles = engine_settings(measured, c.engine)
         backend = make_backend(c.backend.name, cluster, profiles, plugin=c.backend.plugin,
                                models=asdict(c.models), **c.backend.options)
-    # Requests the engine cannot serve as asked: refused here, before any stage, or cut to fit
-    # and counted (mosaic/costs/predict.py admit_requests).
-    # An agent graph sends none of the flat pipeline's requests: it fits each of its own prompts to
-    # the context as it releases them (counted in summary.json truncated_prompts).
-    workload, truncated = (admit_requests(workload, cluster, profiles, c.aggregation.placement, c.workload.oversize)
-                           if c.topology.kind == "flat" and not c.arrivals.online() else (workload, []))
     r = Run(c, cluster, profiles, workload, backend, tuple(truncated), graph_profiles, calibrated=calibrated)
-    if c.arrivals.kind == "trace":   # a bad file stops the run here, before any engine starts
-        from mosaic.workload.arrivals import arrival_times
-        arrival_times(c.arrivals, len(workload.queries), c.seed)
     if c.topology.kind != "flat" or c.arrivals.online():
         r = replace(r, graph=prepare_graph(c, cluster, profiles, graph_profiles, workload))
     return r

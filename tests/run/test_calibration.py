@@ -116,6 +116,13 @@ def test_a_real_run_calibrates_its_models_and_plans_at_the_measured_speed(tmp_pa
     assert all(m["error"] < 0.1 for m in rec["models"].values())   # the step model explains the timed batches
     saved = load_profiles(str(tmp_path / "profile.calibrated.yaml"))
     assert saved.calibration == rec
+    # the worker start-up as a run's worker has it: from its spawning to its first load
+    import csv
+
+    with open(tmp_path / "sessions.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["stage"] == "expert"]
+    first = [min(float(r["load_start_s"]) for r in rows if r["worker"] == w) for w in {r["worker"] for r in rows}]
+    assert abs(saved.engine.worker_startup_s - min(first)) < 2.5, (saved.engine.worker_startup_s, first)
     # measured: -9.5% here (the plan on the profile as bundled: -17%, the host's serving 12-24x slower)
     predicted, ran = s["expert_predicted_makespan_s"], s["expert_stage_s"]
     assert abs(predicted / ran - 1) < 0.25, (predicted, ran)

@@ -163,18 +163,18 @@ def _measure_engine(path: str, engine_args: dict[str, Any], grid: dict[str, Any]
 
 
 def _measure_models(models: list[tuple[str, dict[str, Any]]], env: dict[str, str], grid: dict[str, Any],
-                    after: After | None, queue) -> None:
+                    after: After | None, spawned_at: float, queue) -> None:
     """Worker process: each (path, engine args) of `models` in turn, one message with their results.
-    The worker's start-up (importing the engine runtime) is paid once, as in a run, and recorded
-    with each model."""
+    The worker's start-up is paid once, as in a run, and recorded with each model: from the parent's
+    spawning it (`spawned_at`, wall clock) to the engine runtime imported, the span a run's worker
+    takes before its first load (mosaic/backends/vllm/worker.py: run_session's first import)."""
     os.environ.update(env)
     from mosaic.backends.vllm.worker import isolate_from_script_dir
 
     isolate_from_script_dir()
-    t0 = time.time()
-    import vllm  # noqa: F401 - the worker's start-up, timed
+    from vllm import SamplingParams  # noqa: F401 - the import a run's worker makes before its first load
 
-    startup = time.time() - t0
+    startup = time.time() - spawned_at
     queue.put({"results": [{"startup_s": startup, **_measure_engine(path, args, grid, after, queue)} for path, args in models]})
 
 
@@ -184,7 +184,7 @@ def measure_models(models: list[tuple[str, dict[str, Any]]], env: dict[str, str]
     """Each (path, engine args) of `models` in turn on one worker's devices (one process, as a run's
     worker serves its models); on_progress() after each timed batch. Their results, in order."""
     what = f"profiling {', '.join(p for p, _ in models)}"
-    return in_process(_measure_models, (models, env, grid, after), what, timeout_s * len(models),
+    return in_process(_measure_models, (models, env, grid, after, time.time()), what, timeout_s * len(models),
                       on_progress)["results"]
 
 
