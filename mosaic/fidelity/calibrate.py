@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from mosaic.core.errors import ConfigError
 from mosaic.core.rundir import write_atomic
 from mosaic.fidelity.profile_check import ROOT, check_profile, report
-from mosaic.profiles.calibration import GROUPS, calibrated_file
+from mosaic.profiles.calibration import GROUPS, calibrated_file, calibrated_yaml
 from mosaic.profiles.strict_yaml import load_yaml
 
 
@@ -37,15 +36,12 @@ def calibrated_from(check: dict[str, Any]) -> dict[str, Any]:
     """The profile the check read, re-scaled by what it measured (validated as any profile file is)."""
     path = checked_path(check)
     raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
-    base = raw.get("calibration", {}).get("base") if isinstance(raw.get("calibration"), dict) else None
-    return calibrated_file(path, raw, check, base or check["profile"])
+    return calibrated_file(path, raw, check, check["profile"])
 
 
 def write_calibrated(data: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    head = ("# Calibrated by experiments/calibrate_profile.py: the base profile's step costs, load and start-up\n"
-            "# times scaled by a few batches timed on this machine (its `calibration` section says by what).\n")
-    write_atomic(target, lambda f: f.write(head + yaml.safe_dump(data, sort_keys=False, width=100)))
+    write_atomic(target, lambda f: f.write(calibrated_yaml(data)))
 
 
 def calibrate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:

@@ -147,16 +147,28 @@ def calibrated_profile(raw: dict[str, Any], check: dict[str, Any], base: str,
 
 
 
-def calibrated_file(path: Path, raw: dict[str, Any], check: dict[str, Any], base: str,
+def calibrated_file(path: Path, raw: dict[str, Any], check: dict[str, Any], name: str,
                     by: str = "experiments/calibrate_profile.py") -> dict[str, Any]:
-    """calibrated_profile of the profile file at `path` (its YAML `raw`), made to load from any
-    folder (its relative `engine.kernels` made absolute) and validated as any profile file is."""
+    """calibrated_profile of the profile file at `path` (its YAML `raw`, named `name`), made to load
+    from any folder (its relative `engine.kernels` made absolute) and validated as any profile file
+    is. A calibrated profile calibrated again names the profile it all came from as its base."""
+    earlier = raw.get("calibration")
+    base = (earlier.get("base") if isinstance(earlier, dict) else None) or name
     out = calibrated_profile(raw, check, base, by)
     kernels = out["engine"].get("kernels")
     if kernels and not Path(kernels).is_absolute():   # the calibrated file is written elsewhere
         out["engine"]["kernels"] = str((path.parent / kernels).resolve())
     parse_profiles(out, "the calibrated profile", path.parent)   # a file any run can load, or an error here
     return out
+
+
+def calibrated_yaml(data: dict[str, Any]) -> str:
+    """A calibrated profile (calibrated_file's) as the text of its file, headed by what made it."""
+    import yaml
+
+    return (f"# Calibrated by {data['calibration']['by']}: the base profile's step costs, load and start-up times\n"
+            "# scaled by a few batches timed on this machine (its `calibration` section says by what).\n"
+            + yaml.safe_dump(data, sort_keys=False, width=100))
 
 
 def compare_rows(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, Any]:

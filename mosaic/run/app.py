@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
 from omegaconf import DictConfig
 
 from mosaic.config.defaults import changed
 from mosaic.config.schema import MosaicConfig
 from mosaic.core import serde
 from mosaic.core.tables import write_csv
+from mosaic.profiles.calibration import calibrated_yaml
 from mosaic.run.builder import Run, build_run
 from mosaic.core.rundir import CALIBRATED_PROFILE_FILE, OUTPUT_FILES, SUMMARY_FILE, write_atomic
 from mosaic.run import timeline
@@ -199,10 +199,7 @@ def write_outputs(out: RunOutput, directory: Path) -> None:
                  SUMMARY_FILE: lambda f: _json(f, out.summary, 2)}
     assert tuple(files) == OUTPUT_FILES and OUTPUT_FILES[-1] == SUMMARY_FILE
     if out.calibrated is not None:   # a profile any later run can name in workload.profiles
-        head = ("# Calibrated by workload.calibrate=true: the base profile's step costs, load and start-up times\n"
-                "# scaled by a few batches timed on this machine (its `calibration` section says by what).\n")
-        write_atomic(directory / CALIBRATED_PROFILE_FILE, lambda f: f.write(
-            head + yaml.safe_dump(out.calibrated, sort_keys=False, width=100)))
+        write_atomic(directory / CALIBRATED_PROFILE_FILE, lambda f: f.write(calibrated_yaml(out.calibrated)))
     for name, write in files.items():
         if name == SUMMARY_FILE:
             # The picture before summary.json too: a signal while it is drawn leaves a run that

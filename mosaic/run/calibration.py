@@ -94,8 +94,7 @@ def calibrate(c: MosaicConfig, profiles: ProfileSet, models: Sequence[str]) -> t
     check = {"profile": str(path), "when": time.strftime("%Y-%m-%d %H:%M"),
              "models": {name: measured_model(measured[name], profiles.models[name].cost,
                                              profiles.models[name].load_time_s) for name in names}}
-    base = raw["calibration"].get("base") if isinstance(raw.get("calibration"), dict) else None
-    out = calibrated_file(path, raw, check, base or c.workload.profiles, BY)
+    out = calibrated_file(path, raw, check, c.workload.profiles, BY)
     log.info("workload.calibrate: %d models timed in %.0f s; the profile's step costs scaled by (per step / "
              "decode / prefill) %s", len(names), time.time() - started,
              "; ".join(f"{name} " + " / ".join(f"x{m['scales'][g]:.2f}" for g in GROUPS)

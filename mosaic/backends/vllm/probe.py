@@ -84,6 +84,12 @@ def grid_cells(grid: dict[str, Any]) -> list[Cell]:
     return cells
 
 
+def cell_terms(cell: Cell, block_size: int, kv_blocks: int, max_num_seqs: int, budget: int) -> dict[str, float]:
+    """FIT_TERMS of the window an engine of these settings steps through for `cell`."""
+    return window_terms(_replica_steps([(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], block_size,
+                                       kv_blocks, max_num_seqs, budget))
+
+
 # What else to measure on a model's engine before it shuts down: (engine, grid) -> its `sessions`
 # (the profiler's session sweep). A module-level function, so that it reaches the worker process.
 After = Callable[[Any, dict[str, Any]], list[dict[str, float]]]
@@ -132,9 +138,9 @@ def _measure_engine(path: str, engine_args: dict[str, Any], grid: dict[str, Any]
     # process a single step() can return an output the core computed earlier. The window's steps
     # come from the V1 replica, so every row is an exact sum of step-model terms.
     submits: list[tuple[float, int]] = []   # (ms per add_request, n) of each cell
-    cells = grid_cells(grid)
+    cells = [(cell, cell_terms(cell, block_size, blocks, max_seqs, budget)) for cell in grid_cells(grid)]
     for rep in range(grid["repeats"]):
-        for cell in cells:
+        for cell, terms in cells:
             t = time.perf_counter()
             for length, out in cell.requests:
                 submit(length, out)
@@ -142,9 +148,7 @@ def _measure_engine(path: str, engine_args: dict[str, Any], grid: dict[str, Any]
             while engine.has_unfinished_requests():
                 engine.step()
             ms = (time.perf_counter() - t) * 1e3
-            shape = _replica_steps([(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], block_size, blocks,
-                                   max_seqs, budget)
-            rows.append({"kind": cell.kind, "cell": cell.label, "rep": rep, **window_terms(shape), "ms": ms})
+            rows.append({"kind": cell.kind, "cell": cell.label, "rep": rep, **terms, "ms": ms})
             queue.put({"progress": 1})
     sessions = after(engine, grid) if after is not None else []
     t0 = time.time()
@@ -209,9 +213,8 @@ def expected_s(model: Any, engine: Any, grid: dict[str, Any]) -> float:
     """Seconds the profile expects a model (a ModelProfile, of a profile whose engine is `engine`)
     to take on the grid: its load and unload, and each batch as its step model prices it."""
     kv_blocks = max(2, int(model.kv_capacity // engine.block_size))
-    batches = sum(predict_ms(model.cost, window_terms(_replica_steps(
-        [(str(i), p, o) for i, (p, o) in enumerate(cell.requests)], engine.block_size, kv_blocks,
-        engine.max_num_seqs, engine.max_num_batched_tokens))) for cell in grid_cells(grid))
+    batches = sum(predict_ms(model.cost, cell_terms(cell, engine.block_size, kv_blocks, engine.max_num_seqs,
+                                                    engine.max_num_batched_tokens)) for cell in grid_cells(grid))
     return model.load_time_s + model.unload_time_s + grid["repeats"] * batches / 1e3
 
 
