@@ -37,8 +37,9 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     qdir.mkdir()
     (qdir / "GPQA_test.json").write_text("not json")
     sweep = tmp_path / "sweep"
-    rc = reproduce.reproduce(tmp_path / "results", sweep, extra=["workload=gpqa,mmlu_pro",
-                                                                 f"workload.questions_dir={qdir}"])
+    # one sweep of the nine: each composes its jobs' configs to check their data (~0.2 s a job)
+    rc = reproduce.reproduce(tmp_path / "results", sweep, "main,replacement_false",
+                             extra=["workload=gpqa,mmlu_pro", f"workload.questions_dir={qdir}"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "nothing was started" in err

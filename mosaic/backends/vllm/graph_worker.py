@@ -118,7 +118,7 @@ def _serve(spec: dict[str, Any], inbox, out) -> None:
         elif closing and not live:
             break
     run_end = now()
-    shutdown_engine(engine)
+    shutdown_engine(engine, 0.0)   # closed only at the run's end: no session after it waits for the grace
     out.put({"worker": w, "done": True,
              "session": {"model": spec["model"], "load_start_s": load_start, "load_end_s": load_end,
                          "run_end_s": run_end, "n_requests": served,

@@ -116,10 +116,17 @@ def start_engine(model: str, engine_args: dict[str, Any]):
         return LLMEngine.from_engine_args(EngineArgs(model=model, **engine_args))
 
 
-def shutdown_engine(engine) -> None:
+def shutdown_engine(engine, grace_s: float | None = None) -> None:
+    """End the engine. Its core process is asked to stop and killed after `grace_s` seconds (None:
+    vLLM's default, 5 s; on CPU the core outlives it every time, so each end costs the full grace).
+    Between two sessions of a worker the grace is kept, as the profiles' unload time measures it;
+    after a worker's last session nothing waits for it, and 0 ends the engine at once."""
     core = getattr(engine, "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
-        core.shutdown()
+        if grace_s is None:
+            core.shutdown()
+        else:
+            core.shutdown(timeout=grace_s)
     del engine
     gc.collect()
     try:
@@ -168,8 +175,8 @@ class Progress:
         self.pending, self.last = 0, time.monotonic()
 
 
-def run_session(session: dict[str, Any], t0: float,
-                progress: Progress | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_session(session: dict[str, Any], t0: float, progress: Progress | None = None,
+                last: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from vllm import SamplingParams
 
     done = progress.done if progress is not None else (lambda n=1: None)
@@ -213,7 +220,7 @@ def run_session(session: dict[str, Any], t0: float,
                 rec["text"] = out.outputs[0].text if out.outputs else ""
                 done()
     run_end = now()
-    shutdown_engine(engine)
+    shutdown_engine(engine, 0.0 if last else None)
     for rec in records.values():
         rec.setdefault("first_token_s", rec.get("finish_s", run_end))
         rec.setdefault("finish_s", run_end)
@@ -229,8 +236,8 @@ def worker_main(spec: dict[str, Any], queue) -> None:
     sessions, records = [], []
     progress = Progress(queue, spec["worker"])
     try:
-        for session in spec["sessions"]:
-            info, recs = run_session(session, spec["t0"], progress)
+        for i, session in enumerate(spec["sessions"]):
+            info, recs = run_session(session, spec["t0"], progress, last=i + 1 == len(spec["sessions"]))
             progress.flush()
             sessions.append({"index": session["index"], "model": session["model"],
                              "n_requests": len(session["requests"]), **info})

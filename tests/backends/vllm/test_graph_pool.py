@@ -250,6 +250,7 @@ PROBE_QUERIES = 8
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.timed
 def test_graphs_on_real_tiny_engines(tmp_path):
     """The 3-2-1 graph with overlap and early exit on real engines: every request served or
     cancelled as in the simulator, vLLM reports prefix-cache hits, and, where the profile describes
@@ -377,6 +378,7 @@ def test_an_online_moa_run_on_the_vllm_pool_starts_each_query_at_its_arrival(tmp
 
 @pytest.mark.slow
 @pytest.mark.vllm
+@pytest.mark.timed
 def test_online_graphs_on_real_tiny_engines_match_the_simulated_latency(tmp_path):
     """The same Poisson arrivals on real engines and in the simulator: every query starts at its
     arrival on both, and query latency p50 and p90 (arrival to answer) are within the fidelity bound

@@ -185,3 +185,30 @@ def test_a_registry_names_tiny_models_portably_and_builds_them_under_its_cache(t
     pytest.importorskip("tokenizers")
     path, args = reg.resolve("A")
     assert path == str(tmp_path / "A") and args["load_format"] == "dummy"
+
+
+def test_only_a_workers_last_engine_ends_without_the_grace(monkeypatch):
+    """Between two sessions the engine's end keeps vLLM's grace (the profiles' unload time is
+    measured with it); after the last one nothing waits, so the engine is ended at once."""
+    from types import SimpleNamespace
+
+    from mosaic.backends.vllm import worker
+
+    asked = []
+    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda **kw: asked.append(kw))))
+    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda **kw: asked.append(kw))), 0.0)
+    assert asked == [{}, {"timeout": 0.0}]
+    lasts = []
+
+    def run_session(session, t0, progress, last=False):
+        lasts.append((session["index"], last))
+        return {"load_start_s": 0.0}, []
+
+    monkeypatch.setattr(worker, "run_session", run_session)
+    monkeypatch.setattr(worker, "isolate_from_script_dir", lambda: None)   # this process's sys.path stays
+    sent = []
+    queue = SimpleNamespace(put=sent.append)
+    spec = {"env": {}, "worker": 0, "t0": 0.0,
+            "sessions": [{"index": i, "model": "Qwen", "requests": []} for i in range(3)]}
+    worker.worker_main(spec, queue)
+    assert lasts == [(0, False), (1, False), (2, True)] and sent[-1]["fatal"] is None
