@@ -75,7 +75,7 @@ def fit_scales(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, 
     measured rows (each {steps, seqs, tokens, ctx, attn, ms}); how names the fit taken from FITS
     ("three factors", "two factors: step, the rest", "one factor": the median measured / predicted),
     error its median relative error over the rows."""
-    from scipy.optimize import nnls
+    from scipy.optimize import lsq_linear
 
     if not rows:
         raise ValueError("no measured batches to calibrate from")
@@ -90,9 +90,13 @@ def fit_scales(rows: list[dict[str, Any]], cost: dict[str, float]) -> dict[str, 
         cols = np.array([[sum(p[g] for g in factor) for factor in fit] for p in parts])
         if not all((cols[:, j] / total >= IDENTIFIABLE_SHARE).any() for j in range(len(fit))):
             continue
-        x, _ = nnls(cols / ms[:, None], np.ones(len(ms)))
-        if np.any(x <= 0) or np.any(x / median > MAX_FIT_DEPARTURE) or np.any(median / x > MAX_FIT_DEPARTURE):
+        if np.linalg.matrix_rank(cols) < len(fit):   # batches of one shape: any split explains them
             continue
+        # Least squares within MAX_FIT_DEPARTURE of the median: a factor the batches would push to
+        # zero or past the bound stays at the bound, where the others still explain the batches (a
+        # fit that was simply refused fell back to one factor, 49% off a host's batches).
+        x = lsq_linear(cols / ms[:, None], np.ones(len(ms)),
+                       bounds=(median / MAX_FIT_DEPARTURE, median * MAX_FIT_DEPARTURE)).x
         err = float(np.median(np.abs(cols @ x / ms - 1)))
         if err < best[1]:
             best = ({g: float(f) for factor, f in zip(fit, x) for g in factor}, err, len(fit))

@@ -159,3 +159,27 @@ def test_the_command_writes_the_profile_and_refuses_a_bad_target(tmp_path):
 def test_the_calibrated_path_defaults_beside_the_outputs():
     assert cal.calibrated_path({"profile": "mosaic/profiles/data/tiny_cpu_confined.yaml", "calibrated": None}) == \
         cal.ROOT / "outputs" / "profiles" / "tiny_cpu_confined.calibrated.yaml"
+
+
+def test_a_factor_the_batches_push_to_zero_stays_at_its_bound_and_the_others_still_fit():
+    """A host whose per-step cost is far below the rest's slow-down: the unbounded fit puts the
+    step factor at zero. It was refused, for one factor ~50% off the batches; now the step factor
+    stays MAX_FIT_DEPARTURE below the median and decode and prefill still explain them."""
+    from mosaic.profiles.calibration import MAX_FIT_DEPARTURE, scaled_cost
+
+    cost = PROFILE.models["Qwen"].cost
+    shapes = [  # two prefills and two decode windows, as the calibration's grid times them
+        {"steps": 1, "seqs": 1, "tokens": 1024, "ctx": 0, "attn": 1024 ** 2},
+        {"steps": 1, "seqs": 4, "tokens": 2048, "ctx": 0, "attn": 4 * 512 ** 2},
+        {"steps": 65, "seqs": 260, "tokens": 260, "ctx": 4 * 65 * 96, "attn": 4 * 64 ** 2},
+        {"steps": 97, "seqs": 3104, "tokens": 3104, "ctx": 32 * 97 * 176, "attn": 32 * 128 ** 2}]
+    truth = {"step": 0.0, "decode": 4.0, "prefill": 36.0}
+    rows = [{**r, "ms": predict_ms(scaled_cost(cost, truth), r) * (1 + 0.01 * rep)} for r in shapes for rep in (0, 1)]
+    got = fit_scales(rows, cost)
+    ratios = sorted(r["ms"] / predict_ms(cost, r) for r in rows)
+    median = (ratios[3] + ratios[4]) / 2
+    one = sorted(abs(median / x - 1) for x in ratios)
+    assert (one[3] + one[4]) / 2 > 1.0   # one factor: more than 100% off at the median batch
+    assert got["how"] == "three factors" and got["error"] < 0.05, got
+    assert got["step"] == pytest.approx(median / MAX_FIT_DEPARTURE)
+    assert got["prefill"] == pytest.approx(36.0, rel=0.02) and 2.0 < got["decode"] < 4.0   # decode takes up the floor
