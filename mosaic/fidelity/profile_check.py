@@ -134,7 +134,7 @@ def check_profile(cfg: dict[str, Any]) -> dict[str, Any]:
         with bar(len(names) * batches, f"calibrating {len(names)} models on {busy} workers", unit="batch") as b:
             split_measured = probe.measure_split(
                 {n: registry.resolve(n) for n in names}, envs[:busy], grid, lambda: b.update(1),
-                {n: probe.expected_s(profiles.models[n], profiles.engine, grid) for n in names})
+                probe.expected_times(profiles, names, grid))
     for name in names:
         if split:
             measured = split_measured[name]

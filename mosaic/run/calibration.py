@@ -90,7 +90,7 @@ def calibrate(c: MosaicConfig, profiles: ProfileSet, models: Sequence[str]) -> t
     started = time.time()
     with bar(batches, f"calibrating {len(names)} models on {n} workers", unit="batch") as b:
         measured = probe.measure_split(engines, envs, grid, lambda: b.update(1),
-                                       {m: probe.expected_s(profiles.models[m], profiles.engine, grid) for m in names})
+                                       probe.expected_times(profiles, names, grid))
     check = {"profile": str(path), "when": time.strftime("%Y-%m-%d %H:%M"),
              "models": {name: measured_model(measured[name], profiles.models[name].cost,
                                              profiles.models[name].load_time_s) for name in names}}

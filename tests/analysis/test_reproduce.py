@@ -37,7 +37,7 @@ def test_bad_data_stops_the_sweep_before_any_job(tmp_path, capsys):
     qdir.mkdir()
     (qdir / "GPQA_test.json").write_text("not json")
     sweep = tmp_path / "sweep"
-    # one sweep of the nine: each composes its jobs' configs to check their data (~0.2 s a job)
+    # two sweeps of the nine: each composes its jobs' configs to check their data (~0.2 s a job)
     rc = reproduce.reproduce(tmp_path / "results", sweep, "main,replacement_false",
                              extra=["workload=gpqa,mmlu_pro", f"workload.questions_dir={qdir}"])
     err = capsys.readouterr().err

@@ -218,6 +218,11 @@ def expected_s(model: Any, engine: Any, grid: dict[str, Any]) -> float:
     return model.load_time_s + model.unload_time_s + grid["repeats"] * batches / 1e3
 
 
+def expected_times(profiles: Any, names: list[str], grid: dict[str, Any]) -> dict[str, float]:
+    """expected_s of each named model of a profile set (measure_split's `expected`)."""
+    return {n: expected_s(profiles.models[n], profiles.engine, grid) for n in names}
+
+
 def measure_split(models: dict[str, tuple[str, dict[str, Any]]], envs: list[dict[str, str]], grid: dict[str, Any],
                   on_progress: Callable[[], None] | None = None,
                   expected: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:

@@ -120,13 +120,16 @@ def shutdown_engine(engine, grace_s: float | None = None) -> None:
     """End the engine. Its core process is asked to stop and killed after `grace_s` seconds (None:
     vLLM's default, 5 s; on CPU the core outlives it every time, so each end costs the full grace).
     Between two sessions of a worker the grace is kept, as the profiles' unload time measures it;
-    after a worker's last session nothing waits for it, and 0 ends the engine at once."""
+    after a worker's last session nothing waits for it, and 0 ends the engine at once. A vLLM whose
+    client takes no timeout (older releases) ends it as it always did."""
+    import inspect
+
     core = getattr(engine, "engine_core", None)
     if core is not None and hasattr(core, "shutdown"):
-        if grace_s is None:
-            core.shutdown()
-        else:
+        if grace_s is not None and "timeout" in inspect.signature(core.shutdown).parameters:
             core.shutdown(timeout=grace_s)
+        else:
+            core.shutdown()
     del engine
     gc.collect()
     try:

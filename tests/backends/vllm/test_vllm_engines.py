@@ -124,7 +124,7 @@ def test_ray_launcher_serves_the_plan_as_the_simulator_accounts_for_it(tmp_path)
     assert [{st: p[st]["workers"] for st in p} for p in plans][0] == [{st: p[st]["workers"] for st in p}
                                                                       for p in plans][1]
     assert rows["ray"] == rows["sim"] and len(rows["ray"]) >= 12
-    sessions = json.loads((tmp_path / "ray" / "plan.json").read_text())["aggregator"]["workers"]
+    sessions = plans[0]["aggregator"]["workers"]
     assert sessions and all(s["workers"] == [0, 1] for w in sessions for s in w["sessions"]), sessions
 
 

@@ -195,9 +195,14 @@ def test_only_a_workers_last_engine_ends_without_the_grace(monkeypatch):
     from mosaic.backends.vllm import worker
 
     asked = []
-    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda **kw: asked.append(kw))))
-    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda **kw: asked.append(kw))), 0.0)
-    assert asked == [{}, {"timeout": 0.0}]
+
+    def shutdown(timeout=None):   # vLLM's client; an older one takes no timeout
+        asked.append(timeout)
+
+    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=shutdown)))
+    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=shutdown)), 0.0)
+    worker.shutdown_engine(SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda: asked.append("old"))), 0.0)
+    assert asked == [None, 0.0, "old"]
     lasts = []
 
     def run_session(session, t0, progress, last=False):
